@@ -123,8 +123,8 @@ type Initiator struct {
 
 // InitiationParams are the inputs of CreateInitiation.
 type InitiationParams struct {
-	Local  wgkey.Public // our static public key
-	Peer   wgkey.Public // the responder's static public key
+	Local wgkey.Public // our static public key
+	Peer  wgkey.Public // the responder's static public key
 	// StaticStatic is DH(our static, Peer), computed once per peer through
 	// the key store (purpose keystore.StaticStatic) and cached.
 	StaticStatic *[32]byte
@@ -208,7 +208,7 @@ type Responder struct {
 	// PeerEphemeral is the initiator's ephemeral key.
 	PeerEphemeral [32]byte
 	// PeerIndex is the initiator's sender index.
-	PeerIndex uint32
+	PeerIndex   uint32
 	timestampCT [12 + wire.TagSize]byte
 }
 
