@@ -175,32 +175,17 @@ func (e *Engine) receiveLoop(fn conn.ReceiveFunc, order chan<- *inBatch) {
 			continue
 		}
 		var batch *inBatch
-		var lastIdx uint32
-		var lastEnt indexEntry
+		var cache indexCache
 		for i := 0; i < count; i++ {
-			pkt := pkts[i][:sizes[i]]
-			typ, err := wire.Type(pkt)
-			if err != nil {
-				e.drops[DropDecrypt].Add(1)
+			el, ok := e.classify(pkts[i][:sizes[i]], eps[i], &cache)
+			if !ok {
 				continue
-			}
-			if typ != wire.TypeTransport {
-				e.queueHandshake(typ, pkt, eps[i])
-				continue
-			}
-			h, _ := wire.ParseTransportHeader(pkt)
-			if h.Receiver != lastIdx || lastEnt.kp == nil {
-				ent, ok := e.indices.lookup(h.Receiver)
-				if !ok || ent.kp == nil {
-					e.drops[DropNoSession].Add(1)
-					continue
-				}
-				lastIdx, lastEnt = h.Receiver, ent
 			}
 			if batch == nil {
 				batch = inBatchPool.Get().(*inBatch)
 			}
-			batch.elems = append(batch.elems, inElem{buf: bufs[i], size: sizes[i], kp: lastEnt.kp, counter: h.Counter, ep: eps[i]})
+			el.buf = bufs[i]
+			batch.elems = append(batch.elems, el)
 			bufs[i] = getBuf()
 		}
 		if batch != nil {
@@ -211,68 +196,44 @@ func (e *Engine) receiveLoop(fn conn.ReceiveFunc, order chan<- *inBatch) {
 	}
 }
 
+// indexCache remembers the last receiver index looked up: a batch is
+// usually many packets of one session.
+type indexCache struct {
+	idx uint32
+	ent indexEntry
+}
+
+// classify handles one received datagram: handshake messages go to the
+// handshake queue, transport messages of a known session come back as an
+// element to decrypt (ok true), anything else is counted and dropped.
+func (e *Engine) classify(pkt []byte, ep conn.Endpoint, cache *indexCache) (el inElem, ok bool) {
+	typ, err := wire.Type(pkt)
+	if err != nil {
+		e.drops[DropDecrypt].Add(1)
+		return el, false
+	}
+	if typ != wire.TypeTransport {
+		e.queueHandshake(typ, pkt, ep)
+		return el, false
+	}
+	h, _ := wire.ParseTransportHeader(pkt)
+	if h.Receiver != cache.idx || cache.ent.kp == nil {
+		ent, found := e.indices.lookup(h.Receiver)
+		if !found || ent.kp == nil {
+			e.drops[DropNoSession].Add(1)
+			return el, false
+		}
+		cache.idx, cache.ent = h.Receiver, ent
+	}
+	return inElem{size: len(pkt), kp: cache.ent.kp, counter: h.Counter, ep: ep}, true
+}
+
 func (e *Engine) deliverLoop(order <-chan *inBatch) {
 	var out []InboundPacket
 	var tunBufs [][]byte
 	for batch := range order {
 		batch.wg.Wait()
-		now := e.nanos()
-		var lastPeer *Peer
-		for i := range batch.elems {
-			el := &batch.elems[i]
-			if el.n < 0 {
-				e.drops[el.drop].Add(1)
-				continue
-			}
-			kp := el.kp
-			p := kp.peer
-			if !kp.acceptCounter(el.counter) {
-				e.drop(p, DropReplay, netip.Addr{})
-				continue
-			}
-			if !kp.initiator && !kp.confirmed.Load() {
-				if p.confirm(kp) {
-					kp.confirmed.Store(true)
-					e.sessionStarted(p, el.ep, false, now)
-				}
-			}
-			p.setEndpoint(el.ep)
-			if p != lastPeer {
-				lastPeer = p
-				p.received(kp, now, el.n > 0)
-			}
-			if el.n == 0 {
-				continue // keepalive
-			}
-			plain := (*el.buf)[wire.TransportHeaderSize : wire.TransportHeaderSize+el.n]
-			src, ln, ok := innerSource(plain)
-			if !ok {
-				e.drop(p, DropMalformedInner, src)
-				continue
-			}
-			if !p.allows(src) {
-				e.drop(p, DropSourceNotAllowed, src)
-				continue
-			}
-			p.rxBytes.Add(uint64(ln))
-			if e.tun != nil {
-				tunBufs = append(tunBufs, (*el.buf)[:wire.TransportHeaderSize+ln])
-			} else {
-				out = append(out, InboundPacket{Peer: p, Data: plain[:ln]})
-			}
-		}
-		if len(out) > 0 {
-			e.handler.HandleInbound(out)
-			clear(out)
-			out = out[:0]
-		}
-		if len(tunBufs) > 0 {
-			if _, err := e.tun.Write(tunBufs, wire.TransportHeaderSize); err != nil && !e.closed.Load() {
-				e.log.Debug("TUN write failed", "err", err)
-			}
-			clear(tunBufs)
-			tunBufs = tunBufs[:0]
-		}
+		out, tunBufs = e.deliver(batch, out, tunBufs)
 		for i := range batch.elems {
 			putBuf(batch.elems[i].buf)
 		}
@@ -280,6 +241,69 @@ func (e *Engine) deliverLoop(order <-chan *inBatch) {
 		batch.elems = batch.elems[:0]
 		inBatchPool.Put(batch)
 	}
+}
+
+// deliver runs the sequential half of receiving on a decrypted batch:
+// replay window, session confirmation, roaming, source check, hand-off.
+func (e *Engine) deliver(batch *inBatch, out []InboundPacket, tunBufs [][]byte) ([]InboundPacket, [][]byte) {
+	now := e.nanos()
+	var lastPeer *Peer
+	for i := range batch.elems {
+		el := &batch.elems[i]
+		if el.n < 0 {
+			e.drops[el.drop].Add(1)
+			continue
+		}
+		kp := el.kp
+		p := kp.peer
+		if !kp.acceptCounter(el.counter) {
+			e.drop(p, DropReplay, netip.Addr{})
+			continue
+		}
+		if !kp.initiator && !kp.confirmed.Load() {
+			if p.confirm(kp) {
+				kp.confirmed.Store(true)
+				e.sessionStarted(p, el.ep, false, now)
+			}
+		}
+		p.setEndpoint(el.ep)
+		if p != lastPeer {
+			lastPeer = p
+			p.received(kp, now, el.n > 0)
+		}
+		if el.n == 0 {
+			continue // keepalive
+		}
+		plain := (*el.buf)[wire.TransportHeaderSize : wire.TransportHeaderSize+el.n]
+		src, ln, ok := innerSource(plain)
+		if !ok {
+			e.drop(p, DropMalformedInner, src)
+			continue
+		}
+		if !p.allows(src) {
+			e.drop(p, DropSourceNotAllowed, src)
+			continue
+		}
+		p.rxBytes.Add(uint64(ln))
+		if e.tun != nil {
+			tunBufs = append(tunBufs, (*el.buf)[:wire.TransportHeaderSize+ln])
+		} else {
+			out = append(out, InboundPacket{Peer: p, Data: plain[:ln]})
+		}
+	}
+	if len(out) > 0 {
+		e.handler.HandleInbound(out)
+		clear(out)
+		out = out[:0]
+	}
+	if len(tunBufs) > 0 {
+		if _, err := e.tun.Write(tunBufs, wire.TransportHeaderSize); err != nil && !e.closed.Load() {
+			e.log.Debug("TUN write failed", "err", err)
+		}
+		clear(tunBufs)
+		tunBufs = tunBufs[:0]
+	}
+	return out, tunBufs
 }
 
 // received updates a peer's timer inputs for an authenticated packet

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -36,7 +37,7 @@ type node struct {
 	drop chan DropEvent
 }
 
-func newNode(t *testing.T, ks keystore.Store, mod func(*Config)) *node {
+func newNode(t testing.TB, ks keystore.Store, mod func(*Config)) *node {
 	t.Helper()
 	if ks == nil {
 		var err error
@@ -155,7 +156,7 @@ func peerUAPI(pub wgkey.Public, allowed string, endpoint netip.AddrPort, psk wgk
 	return s
 }
 
-func recv(t *testing.T, ch <-chan []byte, what string) []byte {
+func recv(t testing.TB, ch <-chan []byte, what string) []byte {
 	t.Helper()
 	select {
 	case b := <-ch:
@@ -168,7 +169,7 @@ func recv(t *testing.T, ch <-chan []byte, what string) []byte {
 
 func ping(dst, src netip.Addr) []byte { return tuntest.Ping(dst, src) }
 
-func checkPing(t *testing.T, b []byte, dst, src netip.Addr) {
+func checkPing(t testing.TB, b []byte, dst, src netip.Addr) {
 	t.Helper()
 	if got, _, ok := innerSource(b); !ok || got != src {
 		t.Fatalf("packet source %v, want %v", got, src)
@@ -187,7 +188,7 @@ type countingStore struct {
 	total  atomic.Int64
 }
 
-func newCountingStore(t *testing.T) *countingStore {
+func newCountingStore(t testing.TB) *countingStore {
 	ks, err := keystore.GenerateMemory()
 	if err != nil {
 		t.Fatal(err)
@@ -232,3 +233,7 @@ var wgLogLevel = func() int {
 	}
 	return device.LogLevelSilent
 }()
+
+func netDial(ap netip.AddrPort) (*net.UDPConn, error) {
+	return net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(ap))
+}
