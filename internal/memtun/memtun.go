@@ -39,6 +39,7 @@ type base struct {
 	events    chan tun.Event
 	closed    chan struct{}
 	closeOnce sync.Once
+	eventsMu  sync.Mutex // orders SendEvent against closing events
 }
 
 func (b *base) init(name string, mtu, batch int) {
@@ -49,11 +50,25 @@ func (b *base) init(name string, mtu, batch int) {
 		batch = DefaultBatchSize
 	}
 	b.name, b.mtu, b.batch = name, mtu, batch
-	b.events = make(chan tun.Event, 1)
+	// No EventUp: wireguard-go's device brings itself up on that event, and
+	// benchmarks and tests want to decide when an engine starts listening.
+	// Use SendEvent to imitate a kernel TUN going up.
+	b.events = make(chan tun.Event, 4)
 	b.closed = make(chan struct{})
-	// A kernel TUN reports EventUp once the interface is up; engines that
-	// follow TUN events (wireguard-go's device does) then come up by themselves.
-	b.events <- tun.EventUp
+}
+
+// SendEvent delivers ev on the Events channel (dropped if 4 are already
+// pending or the device is closed).
+func (b *base) SendEvent(ev tun.Event) {
+	b.eventsMu.Lock()
+	defer b.eventsMu.Unlock()
+	if b.isClosed() {
+		return
+	}
+	select {
+	case b.events <- ev:
+	default:
+	}
 }
 
 // File returns nil: there is no file descriptor behind a memory device.
@@ -65,7 +80,7 @@ func (b *base) MTU() (int, error) { return b.mtu, nil }
 // Name returns the name given at creation.
 func (b *base) Name() (string, error) { return b.name, nil }
 
-// Events returns the event channel: one EventUp, then nothing until Close.
+// Events returns the event channel: what SendEvent sends, closed by Close.
 func (b *base) Events() <-chan tun.Event { return b.events }
 
 // BatchSize returns the most packets one Read or Write carries.
@@ -74,6 +89,8 @@ func (b *base) BatchSize() int { return b.batch }
 // Close unblocks Read (which then returns os.ErrClosed) and closes Events.
 func (b *base) Close() error {
 	b.closeOnce.Do(func() {
+		b.eventsMu.Lock()
+		defer b.eventsMu.Unlock()
 		close(b.closed)
 		close(b.events)
 	})

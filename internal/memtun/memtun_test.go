@@ -8,6 +8,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
 )
 
 var (
@@ -69,8 +71,14 @@ func TestSourceFillsBatchWithoutAllocating(t *testing.T) {
 
 func TestSinkCountsAndBlocks(t *testing.T) {
 	s := NewSink(0, 0)
-	if ev := <-s.Events(); ev != 1 { // tun.EventUp
-		t.Fatalf("first event %v, want EventUp", ev)
+	select {
+	case ev := <-s.Events():
+		t.Fatalf("event %v before any SendEvent", ev)
+	default:
+	}
+	s.SendEvent(tun.EventUp)
+	if ev := <-s.Events(); ev != tun.EventUp {
+		t.Fatalf("event %v, want EventUp", ev)
 	}
 	bufs := [][]byte{make([]byte, 10+100), make([]byte, 10+50)}
 	if n, err := s.Write(bufs, 10); n != 2 || err != nil {

@@ -1,0 +1,117 @@
+// Package enginebench measures WireGuard implementations side by side with one
+// harness: bulk throughput over loopback UDP, responder handshakes per second,
+// and memory per peer and per active session.
+//
+// An implementation plugs in as a Subject: the subject only builds engines
+// from plain configurations; the harness owns the traffic (memtun sources and
+// sinks, pre-generated handshake initiations, the UDP blaster) and the
+// measuring, so every subject is measured the same way.
+//
+// All traffic goes to 127.0.0.1.
+package enginebench
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"io"
+	"net/netip"
+
+	"golang.org/x/crypto/curve25519"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// Baseline is the name of the reference subject ratios divide by.
+const Baseline = "wireguard-go"
+
+// Ours is the name our engine's subject registers under; the top-level JSON
+// figures (throughput_gbps, ...) are this subject's.
+const Ours = "wirefleet"
+
+// Subject is one WireGuard implementation under test.
+type Subject interface {
+	// Name identifies the subject in reports ("wireguard-go", "wirefleet").
+	Name() string
+
+	// NewTunnel starts two engines in this process, each listening on UDP on
+	// 127.0.0.1 (any free port), peered with each other over 127.0.0.1. Inner
+	// packets engine A reads from cfg.A.Tun with destination cfg.B.Inner must
+	// come out of cfg.B.Tun, and the reverse. Closing the result stops both.
+	NewTunnel(cfg TunnelConfig) (io.Closer, error)
+
+	// NewResponder starts one engine listening on UDP on 127.0.0.1 that
+	// accepts handshakes from cfg.Peers.
+	NewResponder(cfg ResponderConfig) (Responder, error)
+
+	// MaxPeers is the most peers NewResponder accepts, 0 if unlimited.
+	MaxPeers() int
+}
+
+// TunnelConfig describes the two ends of a tunnel.
+type TunnelConfig struct {
+	A, B TunnelEnd
+}
+
+// TunnelEnd is one engine of a tunnel.
+type TunnelEnd struct {
+	PrivateKey Key
+	Tun        tun.Device
+	Inner      netip.Addr // the end's inner address: the other end allows it as source and routes it here
+}
+
+// ResponderConfig describes a handshake responder.
+type ResponderConfig struct {
+	PrivateKey Key
+	Peers      []PeerConfig
+	Tun        tun.Device // where inner packets would go; nothing is sent in handshake tests
+}
+
+// PeerConfig is one peer a responder knows.
+type PeerConfig struct {
+	PublicKey Key
+	AllowedIP netip.Prefix // distinct per peer, inside 10.128.0.0/9
+}
+
+// Responder is a running handshake responder.
+type Responder interface {
+	// Addr is the UDP address initiations go to (on 127.0.0.1).
+	Addr() netip.AddrPort
+	Close() error
+}
+
+// Key is a Curve25519 key, private or public.
+type Key [32]byte
+
+// NewPrivateKey returns a fresh clamped private key.
+func NewPrivateKey() Key {
+	var k Key
+	if _, err := rand.Read(k[:]); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	k[0] &= 248
+	k[31] = (k[31] & 127) | 64
+	return k
+}
+
+// PublicKey returns the public key of private key k.
+func (k Key) PublicKey() Key {
+	p, err := curve25519.X25519(k[:], curve25519.Basepoint)
+	if err != nil {
+		panic(err) // impossible with the base point
+	}
+	return Key(p)
+}
+
+// Hex is the form the wireguard-go UAPI uses.
+func (k Key) Hex() string { return hex.EncodeToString(k[:]) }
+
+// String is the base64 form wg(8) uses.
+func (k Key) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
+
+// peerAllowedIP returns the allowed IP of the i-th generated peer: one /32 per
+// peer in the SIM range 10.128.0.0/9, as a gateway would have.
+func peerAllowedIP(i int) netip.Prefix {
+	base := uint32(10)<<24 | uint32(128)<<16
+	v := base + uint32(i) + 1
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), 32)
+}
