@@ -109,15 +109,10 @@ func Run(subjects []Subject, o Options) (*Report, error) {
 
 	// One set of initiations for every handshake and memory run: each run
 	// starts a fresh responder, which accepts each message once.
+	// Memory children take their peer keys from the set even without sessions.
 	need := o.Handshakes
-	if o.Sessions {
-		for _, p := range o.Peers {
-			need = max(need, p)
-		}
-	} else if len(o.Peers) > 0 {
-		for _, p := range o.Peers {
-			need = max(need, p)
-		}
+	for _, p := range o.Peers {
+		need = max(need, p)
 	}
 	o.progress("making %d handshake initiations (initiator cost, not measured)", need)
 	t0 := time.Now()
@@ -258,7 +253,7 @@ func (r *Report) fillTopLevel() {
 func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "wirefleet-bench engine — %d CPUs, %s %s/%s, %.0fs\n\n",
 		r.Machine.CPUs, r.Machine.GoVersion, r.Machine.OS, r.Machine.Arch, r.Elapsed)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	names := make([]string, len(r.Subjects))
 	for i, s := range r.Subjects {
 		names[i] = s.Name
