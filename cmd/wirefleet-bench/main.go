@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/internal/enginebench"
+	"github.com/wirefleet/wirefleet/internal/enginebench/noiseinit"
 	"github.com/wirefleet/wirefleet/internal/enginebench/wggo"
 )
 
@@ -26,9 +27,13 @@ var subjects = []enginebench.Subject{
 	wggo.Subject{},
 }
 
-// maker makes the handshake initiations replayed at every responder. Swap for
-// one built on our noise package when it lands; the harness does not change.
-var maker enginebench.InitiationMaker = wggo.Initiations{}
+// makers make the handshake initiations replayed at every responder, before
+// any is measured. "noise" (our noise package) is the default;
+// "wireguard-go" (golang.zx2c4.com/wireguard's initiator) cross-checks it.
+var makers = map[string]enginebench.InitiationMaker{
+	"noise":        noiseinit.Maker{},
+	"wireguard-go": wggo.Initiations{},
+}
 
 func usage() {
 	fmt.Fprintf(os.Stderr, `usage: wirefleet-bench engine [flags]
@@ -68,8 +73,14 @@ func engine(args []string) int {
 	peers := fs.String("peers", "10000,100000", "peer counts of the memory measurement (empty: skip)")
 	sessions := fs.Bool("sessions", true, "also measure memory with one handshake completed per peer")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	initiations := fs.String("initiations", "noise", "who makes the handshake initiations: noise or wireguard-go")
 	fs.Usage = func() { usage(); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	maker, ok := makers[*initiations]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "unknown --initiations %q\n", *initiations)
 		return 2
 	}
 	var counts []int

@@ -77,7 +77,7 @@ func NewHandshakeSet(m InitiationMaker, n int) (*HandshakeSet, error) {
 	}
 	for i, msg := range msgs {
 		if len(msg) != initiationSize || msg[0] != msgInitiation {
-			return nil, fmt.Errorf("initiation %d malformed (%d bytes, type %d)", i, len(msg), msg[0])
+			return nil, fmt.Errorf("initiation %d malformed (%d bytes)", i, len(msg))
 		}
 	}
 	hs.Messages = msgs

@@ -1,0 +1,72 @@
+package enginebench
+
+import (
+	"bytes"
+	"path/filepath"
+	"testing"
+)
+
+// fakeMaker makes messages that look like initiations (type 1, 148 bytes)
+// carrying the initiator index, enough to test the set's bookkeeping.
+type fakeMaker struct{}
+
+func (fakeMaker) Initiations(_ Key, initiators []Key) ([][]byte, error) {
+	out := make([][]byte, len(initiators))
+	for i := range out {
+		out[i] = make([]byte, initiationSize)
+		out[i][0] = msgInitiation
+		out[i][4] = byte(i)
+	}
+	return out, nil
+}
+
+func TestHandshakeSetFileRoundTrip(t *testing.T) {
+	hs, err := NewHandshakeSet(fakeMaker{}, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "set")
+	if err := hs.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadHandshakeFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Responder != hs.Responder || len(got.Messages) != 5 {
+		t.Fatalf("read back %d messages, responder equal %v", len(got.Messages), got.Responder == hs.Responder)
+	}
+	for i := range hs.Messages {
+		if got.Initiators[i] != hs.Initiators[i] || !bytes.Equal(got.Messages[i], hs.Messages[i]) {
+			t.Fatalf("entry %d differs", i)
+		}
+	}
+	if p := got.Prefix(3); len(p.Messages) != 3 || len(p.Peers()) != 3 {
+		t.Fatal("Prefix(3) is not 3 long")
+	}
+	peers := hs.Peers()
+	if peers[0].AllowedIP.String() != "10.128.0.1/32" || peers[4].AllowedIP.String() != "10.128.0.5/32" {
+		t.Fatalf("allowed IPs %v %v", peers[0].AllowedIP, peers[4].AllowedIP)
+	}
+}
+
+func TestHandshakeSetRejectsMalformedMessages(t *testing.T) {
+	if _, err := NewHandshakeSet(badMaker{}, 2); err == nil {
+		t.Fatal("a maker returning non-initiations was accepted")
+	}
+}
+
+type badMaker struct{}
+
+func (badMaker) Initiations(_ Key, initiators []Key) ([][]byte, error) {
+	return make([][]byte, len(initiators)), nil
+}
+
+func TestPublicKeyMatchesKnownVector(t *testing.T) {
+	// RFC 7748 section 6.1: Alice's private and public key.
+	priv := Key{0x77, 0x07, 0x6d, 0x0a, 0x73, 0x18, 0xa5, 0x7d, 0x3c, 0x16, 0xc1, 0x72, 0x51, 0xb2, 0x66, 0x45,
+		0xdf, 0x4c, 0x2f, 0x87, 0xeb, 0xc0, 0x99, 0x2a, 0xb1, 0x77, 0xfb, 0xa5, 0x1d, 0xb9, 0x2c, 0x2a}
+	if got := priv.PublicKey().Hex(); got != "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a" {
+		t.Fatalf("public key %s", got)
+	}
+}
