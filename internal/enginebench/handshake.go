@@ -34,9 +34,9 @@ const (
 // golang.zx2c4.com/wireguard's own initiator; our noise package can replace it
 // without touching the harness.
 type InitiationMaker interface {
-	// Initiations returns, for each private key in initiators, one initiation
+	// Initiations returns, for each initiator key pair, one initiation
 	// (148 bytes, MAC1 set, MAC2 zero) from it to responder, in order.
-	Initiations(responder Key, initiators []Key) ([][]byte, error)
+	Initiations(responder Key, initiators []KeyPair) ([][]byte, error)
 }
 
 // HandshakeSet is a responder key, initiator public keys and one initiation
@@ -51,7 +51,7 @@ type HandshakeSet struct {
 // responder key.
 func NewHandshakeSet(m InitiationMaker, n int) (*HandshakeSet, error) {
 	hs := &HandshakeSet{Responder: NewPrivateKey()}
-	priv := make([]Key, n)
+	pairs := make([]KeyPair, n)
 	hs.Initiators = make([]Key, n)
 	// One scalar multiplication per key: spread over the CPUs, it is a
 	// second instead of several for 100,000 keys.
@@ -62,13 +62,14 @@ func NewHandshakeSet(m InitiationMaker, n int) (*HandshakeSet, error) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < n; i += workers {
-				priv[i] = NewPrivateKey()
-				hs.Initiators[i] = priv[i].PublicKey()
+				k := NewPrivateKey()
+				pairs[i] = KeyPair{Private: k, Public: k.PublicKey()}
+				hs.Initiators[i] = pairs[i].Public
 			}
 		}()
 	}
 	wg.Wait()
-	msgs, err := m.Initiations(hs.Responder.PublicKey(), priv)
+	msgs, err := m.Initiations(hs.Responder.PublicKey(), pairs)
 	if err != nil {
 		return nil, err
 	}

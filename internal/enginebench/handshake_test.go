@@ -10,7 +10,7 @@ import (
 // carrying the initiator index, enough to test the set's bookkeeping.
 type fakeMaker struct{}
 
-func (fakeMaker) Initiations(_ Key, initiators []Key) ([][]byte, error) {
+func (fakeMaker) Initiations(_ Key, initiators []KeyPair) ([][]byte, error) {
 	out := make([][]byte, len(initiators))
 	for i := range out {
 		out[i] = make([]byte, initiationSize)
@@ -58,7 +58,7 @@ func TestHandshakeSetRejectsMalformedMessages(t *testing.T) {
 
 type badMaker struct{}
 
-func (badMaker) Initiations(_ Key, initiators []Key) ([][]byte, error) {
+func (badMaker) Initiations(_ Key, initiators []KeyPair) ([][]byte, error) {
 	return make([][]byte, len(initiators)), nil
 }
 

@@ -82,6 +82,12 @@ type Responder interface {
 // Key is a Curve25519 key, private or public.
 type Key [32]byte
 
+// KeyPair is a private key and its public key, computed once: a scalar
+// multiplication is not free when 100,000 initiators are made.
+type KeyPair struct {
+	Private, Public Key
+}
+
 // NewPrivateKey returns a fresh clamped private key.
 func NewPrivateKey() Key {
 	var k Key

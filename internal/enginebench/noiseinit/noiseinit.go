@@ -25,7 +25,7 @@ import (
 type Maker struct{}
 
 // Initiations implements enginebench.InitiationMaker, one worker per CPU.
-func (Maker) Initiations(responder enginebench.Key, initiators []enginebench.Key) ([][]byte, error) {
+func (Maker) Initiations(responder enginebench.Key, initiators []enginebench.KeyPair) ([][]byte, error) {
 	out := make([][]byte, len(initiators))
 	buf := make([]byte, len(initiators)*wire.InitiationSize) // one allocation for the whole set
 	peer := wgkey.Public(responder)
@@ -39,14 +39,14 @@ func (Maker) Initiations(responder enginebench.Key, initiators []enginebench.Key
 			var macs cookie.Generator
 			macs.Init(peer)
 			for i := w; i < len(initiators); i += workers {
-				priv := wgkey.Private(initiators[i])
+				priv := wgkey.Private(initiators[i].Private)
 				ss, err := keystore.X25519(&priv, &peer)
 				if err != nil {
 					errs[w] = err
 					return
 				}
 				st, msg, err := noise.CreateInitiation(noise.InitiationParams{
-					Local:        priv.Public(),
+					Local:        wgkey.Public(initiators[i].Public),
 					Peer:         peer,
 					StaticStatic: &ss,
 					SenderIndex:  randomIndex(),

@@ -161,7 +161,7 @@ func (Subject) NewResponder(cfg enginebench.ResponderConfig) (enginebench.Respon
 type Initiations struct{}
 
 // Initiations implements enginebench.InitiationMaker.
-func (Initiations) Initiations(responder enginebench.Key, initiators []enginebench.Key) ([][]byte, error) {
+func (Initiations) Initiations(responder enginebench.Key, initiators []enginebench.KeyPair) ([][]byte, error) {
 	out := make([][]byte, len(initiators))
 	workers := runtime.GOMAXPROCS(0)
 	var (
@@ -187,8 +187,8 @@ func (Initiations) Initiations(responder enginebench.Key, initiators []engineben
 	return out, firstErr
 }
 
-func makeInitiations(responder enginebench.Key, initiators []enginebench.Key, out [][]byte) error {
-	d, err := newDevice(memtun.NewSink(0, 0), initiators[0])
+func makeInitiations(responder enginebench.Key, initiators []enginebench.KeyPair, out [][]byte) error {
+	d, err := newDevice(memtun.NewSink(0, 0), initiators[0].Private)
 	if err != nil {
 		return err
 	}
@@ -204,7 +204,7 @@ func makeInitiations(responder enginebench.Key, initiators []enginebench.Key, ou
 	macs.Init(device.NoisePublicKey(responder))
 	buf := make([]byte, len(initiators)*device.MessageInitiationSize)
 	for i, k := range initiators {
-		if err := d.SetPrivateKey(device.NoisePrivateKey(k)); err != nil {
+		if err := d.SetPrivateKey(device.NoisePrivateKey(k.Private)); err != nil {
 			return err
 		}
 		msg, err := d.CreateMessageInitiation(peer)
