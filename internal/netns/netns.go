@@ -85,14 +85,18 @@ type Env struct {
 	cleanDone bool
 }
 
-// New calls Require, then returns an empty Env whose names start with a fresh
+// New calls Require and SweepStale, then returns an empty Env whose names start with a fresh
 // prefix: "wf" + two base-36 digits of the PID + three random base-36 digits
 // (7 characters), which leaves 8 characters for a suffix in interface names.
 func New(t testing.TB) *Env {
 	t.Helper()
 	Require(t)
+	if swept := SweepStale(); len(swept) > 0 {
+		t.Logf("netns: removed leftovers of killed test processes: %v", swept)
+	}
 	e := &Env{t: t, prefix: newPrefix(), names: map[string]bool{}}
 	t.Cleanup(e.cleanup)
+	e.writeRecord()
 	return e
 }
 

@@ -305,3 +305,49 @@ func TestDoKeepsSocketsInNamespace(t *testing.T) {
 		t.Fatalf("socket made in the namespace is bound to %s", got)
 	}
 }
+
+// TestSweepStaleRemovesDeadOwnersLeftovers fakes what a SIGKILLed test leaves
+// (a record with a dead owner, a namespace, a root veth, a socket file) and
+// checks SweepStale removes exactly that, and not a live Env's things.
+func TestSweepStaleRemovesDeadOwnersLeftovers(t *testing.T) {
+	live := New(t)
+	liveNS := live.NewNS("")
+	dead := "wf" + newPrefix()[2:4] + "zzz"
+	if _, err := os.Stat(RecordDir + "/" + dead); err == nil || dead == live.Prefix() {
+		t.Skipf("prefix %s is in use", dead)
+	}
+	// Should the sweep fail, still leave nothing behind.
+	t.Cleanup(func() {
+		_, _ = run(nil, "ip", "netns", "del", dead+"n")
+		_, _ = run(nil, "ip", "link", "del", dead+"v1")
+		_ = os.Remove(UAPIDir + "/" + dead + "w.sock")
+		_ = os.Remove(RecordDir + "/" + dead)
+	})
+	// A record naming a PID that does not exist (beyond pid_max).
+	if err := os.WriteFile(RecordDir+"/"+dead, []byte("99999999 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(nil, "ip", "netns", "add", dead+"n"); err != nil {
+		t.Fatal(err, out)
+	}
+	if out, err := run(nil, "ip", "link", "add", dead+"v1", "type", "veth", "peer", "name", dead+"v2"); err != nil {
+		t.Fatal(err, out)
+	}
+	sock := UAPIDir + "/" + dead + "w.sock"
+	_ = os.MkdirAll(UAPIDir, 0o755)
+	if err := os.WriteFile(sock, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	swept := SweepStale()
+	if len(swept) != 1 || swept[0] != dead {
+		t.Fatalf("swept %v, want [%s]", swept, dead)
+	}
+	for _, p := range []string{"/run/netns/" + dead + "n", "/sys/class/net/" + dead + "v1", sock, RecordDir + "/" + dead} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s survived the sweep", p)
+		}
+	}
+	if _, err := os.Stat("/run/netns/" + liveNS.Name); err != nil {
+		t.Errorf("sweep removed the live Env's namespace: %v", err)
+	}
+}
