@@ -101,6 +101,22 @@ func (hs *HandshakeSet) Peers() []PeerConfig {
 	return peers
 }
 
+// Lookup returns a resolver over Peers(): the SIM store of a lazy engine.
+func (hs *HandshakeSet) Lookup() func(Key) (PeerConfig, bool) {
+	peers := hs.Peers()
+	index := make(map[Key]int32, len(peers))
+	for i, p := range peers {
+		index[p.PublicKey] = int32(i)
+	}
+	return func(k Key) (PeerConfig, bool) {
+		i, ok := index[k]
+		if !ok {
+			return PeerConfig{}, false
+		}
+		return peers[i], true
+	}
+}
+
 // WriteFile stores the set for a child process.
 func (hs *HandshakeSet) WriteFile(path string) error {
 	f, err := os.Create(path)
@@ -253,7 +269,7 @@ func Blast(addr netip.AddrPort, msgs [][]byte, window int, maxDuration time.Dura
 // Handshakes starts a responder of s that knows every initiator of hs and
 // blasts hs's initiations at it.
 func Handshakes(s Subject, hs *HandshakeSet, maxDuration time.Duration) (HandshakeResult, error) {
-	r, err := s.NewResponder(ResponderConfig{PrivateKey: hs.Responder, Peers: hs.Peers(), Tun: newIdleTun()})
+	r, err := s.NewResponder(ResponderConfig{PrivateKey: hs.Responder, Peers: hs.Peers(), Lookup: hs.Lookup(), Tun: newIdleTun()})
 	if err != nil {
 		return HandshakeResult{}, fmt.Errorf("%s: responder: %w", s.Name(), err)
 	}

@@ -70,3 +70,18 @@ func TestPublicKeyMatchesKnownVector(t *testing.T) {
 		t.Fatalf("public key %s", got)
 	}
 }
+
+func TestHandshakeSetLookup(t *testing.T) {
+	hs, err := NewHandshakeSet(fakeMaker{}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookup := hs.Lookup()
+	p, ok := lookup(hs.Initiators[2])
+	if !ok || p.PublicKey != hs.Initiators[2] || p.AllowedIP != hs.Peers()[2].AllowedIP {
+		t.Fatalf("lookup(initiator 2) = %+v, %v", p, ok)
+	}
+	if _, ok := lookup(NewPrivateKey().PublicKey()); ok {
+		t.Fatal("lookup found an unknown key")
+	}
+}

@@ -110,18 +110,17 @@ func RunMemoryChild(subjects []Subject, args []string) error {
 		return fmt.Errorf("set holds %d initiators, %d wanted", len(full.Messages), res.Peers)
 	}
 	hs := full.Prefix(res.Peers)
-	peerCfg := hs.Peers()
+	peerCfg, lookup := hs.Peers(), hs.Lookup()
 	tunDev := newIdleTun()
 
 	res.Baseline = sample()
 	t0 := time.Now()
-	r, err := s.NewResponder(ResponderConfig{PrivateKey: hs.Responder, Peers: peerCfg, Tun: tunDev})
+	r, err := s.NewResponder(ResponderConfig{PrivateKey: hs.Responder, Peers: peerCfg, Lookup: lookup, Tun: tunDev})
 	if err != nil {
 		return fmt.Errorf("%s: responder with %d peers: %w", s.Name(), res.Peers, err)
 	}
 	defer r.Close()
 	res.SetupSec = time.Since(t0).Seconds()
-	peerCfg = nil // the subject holds what it needs; the harness copy is not its cost
 	res.Configured = sample()
 	n := float64(res.Peers)
 	res.RSSPerPeer = (float64(res.Configured.RSS) - float64(res.Baseline.RSS)) / n
@@ -142,7 +141,11 @@ func RunMemoryChild(subjects []Subject, args []string) error {
 			res.HeapPerActiveSession = (float64(a.HeapAlloc) - float64(res.Baseline.HeapAlloc)) / float64(hr.Responses)
 		}
 	}
+	// The harness's own data stays alive to the last sample, so it is in
+	// every sample alike and no delta.
 	runtime.KeepAlive(full)
+	runtime.KeepAlive(peerCfg)
+	runtime.KeepAlive(lookup)
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
 

@@ -60,9 +60,16 @@ type TunnelEnd struct {
 }
 
 // ResponderConfig describes a handshake responder.
+//
+// Peers and Lookup describe the same peers. An engine that configures peers
+// up front (wireguard-go) walks Peers; an engine that resolves peers lazily at
+// handshake time (ours) calls Lookup, which stands for the SIM store. Both are
+// the harness's: built before the memory baseline and kept alive to the end,
+// so they count for no subject — only what the subject builds from them does.
 type ResponderConfig struct {
 	PrivateKey Key
 	Peers      []PeerConfig
+	Lookup     func(public Key) (PeerConfig, bool)
 	Tun        tun.Device // where inner packets would go; nothing is sent in handshake tests
 }
 
