@@ -67,9 +67,10 @@ func main() {
 func engine(args []string) int {
 	fs := flag.NewFlagSet("engine", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the table")
-	duration := fs.Duration("duration", 10*time.Second, "throughput window per subject")
+	duration := fs.Duration("duration", 9*time.Second, "throughput window per subject, split over the rounds")
 	warmup := fs.Duration("warmup", time.Second, "throughput warmup per subject")
-	handshakes := fs.Int("handshakes", 20000, "initiations blasted at each responder")
+	handshakes := fs.Int("handshakes", 30000, "initiations blasted at each subject, split over the rounds")
+	rounds := fs.Int("rounds", 3, "throughput and handshake rounds, subjects alternating; the median counts")
 	peers := fs.String("peers", "10000,100000", "peer counts of the memory measurement (empty: skip)")
 	sessions := fs.Bool("sessions", true, "also measure memory with one handshake completed per peer")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
@@ -96,7 +97,7 @@ func engine(args []string) int {
 		counts = append(counts, n)
 	}
 	o := enginebench.Options{
-		Warmup: *warmup, Duration: *duration, Handshakes: *handshakes, HandshakeMax: 30 * time.Second,
+		Warmup: *warmup, Duration: *duration, Rounds: *rounds, Handshakes: *handshakes, HandshakeMax: 30 * time.Second,
 		Peers: counts, Sessions: *sessions, Maker: maker, Progress: os.Stderr,
 	}
 	if *quiet {

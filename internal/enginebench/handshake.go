@@ -175,11 +175,12 @@ func ReadHandshakeFile(path string) (*HandshakeSet, error) {
 
 // HandshakeResult is one run of the blaster against a responder.
 type HandshakeResult struct {
-	Sent          int     `json:"sent"`
-	Responses     int     `json:"responses"`
-	CookieReplies int     `json:"cookie_replies"`
-	PerSec        float64 `json:"per_sec"` // responses per second, first send to last response
-	DurationSec   float64 `json:"duration_sec"`
+	Sent          int       `json:"sent"`
+	Responses     int       `json:"responses"`
+	CookieReplies int       `json:"cookie_replies"`
+	PerSec        float64   `json:"per_sec"` // responses per second, first send to last response
+	DurationSec   float64   `json:"duration_sec"`
+	RoundsPerSec  []float64 `json:"rounds_per_sec,omitempty"` // every round, when this is the median of several
 }
 
 // DefaultWindow is how many initiations the blaster keeps outstanding. It keeps

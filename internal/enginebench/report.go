@@ -1,10 +1,12 @@
 package enginebench
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,8 +15,9 @@ import (
 // Options says what Run measures and how long.
 type Options struct {
 	Warmup       time.Duration // before each throughput window
-	Duration     time.Duration // throughput window per subject
-	Handshakes   int           // initiations blasted at each responder
+	Duration     time.Duration // throughput window per subject, split over the rounds
+	Rounds       int           // throughput and handshake rounds, subjects alternating; the median counts
+	Handshakes   int           // initiations blasted at each subject, split over the rounds
 	HandshakeMax time.Duration // upper bound of one handshake run
 	Peers        []int         // peer counts of the memory measurement
 	Sessions     bool          // also measure memory with one session per peer
@@ -54,8 +57,11 @@ type Report struct {
 	Elapsed  float64         `json:"elapsed_sec"`
 }
 
-// Machine identifies where the figures come from.
+// Machine identifies where the figures come from. The load averages tell
+// whether other work shared the CPUs during the run.
 type Machine struct {
+	LoadStart string `json:"loadavg_start"`
+	LoadEnd   string `json:"loadavg_end"`
 	CPUs      int    `json:"cpus"`
 	GoVersion string `json:"go"`
 	OS        string `json:"os"`
@@ -65,6 +71,7 @@ type Machine struct {
 // OptionsReport is Options in JSON.
 type OptionsReport struct {
 	DurationSec float64 `json:"throughput_duration_sec"`
+	Rounds      int     `json:"rounds"`
 	Handshakes  int     `json:"handshakes"`
 	Peers       []int   `json:"peers"`
 	Sessions    bool    `json:"sessions"`
@@ -83,8 +90,8 @@ func (o Options) progress(format string, args ...any) {
 func Run(subjects []Subject, o Options) (*Report, error) {
 	start := time.Now()
 	rep := &Report{
-		Machine: Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH},
-		Options: OptionsReport{DurationSec: o.Duration.Seconds(), Handshakes: o.Handshakes, Peers: o.Peers,
+		Machine: Machine{LoadStart: loadavg(), CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH},
+		Options: OptionsReport{DurationSec: o.Duration.Seconds(), Rounds: max(o.Rounds, 1), Handshakes: o.Handshakes, Peers: o.Peers,
 			Sessions: o.Sessions, InnerSize: InnerPacketSize, Window: DefaultWindow},
 	}
 	reports := make([]SubjectReport, len(subjects))
@@ -94,17 +101,6 @@ func Run(subjects []Subject, o Options) (*Report, error) {
 	fail := func(i int, err error) {
 		reports[i].Errors = append(reports[i].Errors, err.Error())
 		o.progress("%s: %v", subjects[i].Name(), err)
-	}
-
-	for i, s := range subjects {
-		o.progress("%s: throughput, %v warmup + %v", s.Name(), o.Warmup, o.Duration)
-		r, err := Throughput(s, o.Warmup, o.Duration)
-		if err != nil {
-			fail(i, err)
-			continue
-		}
-		reports[i].Throughput = &r
-		o.progress("%s: %.2f Gbit/s", s.Name(), r.Gbps)
 	}
 
 	// One set of initiations for every handshake and memory run: each run
@@ -122,19 +118,52 @@ func Run(subjects []Subject, o Options) (*Report, error) {
 	}
 	o.progress("made %d initiations in %.1fs", need, time.Since(t0).Seconds())
 
-	for i, s := range subjects {
-		set := hs.Prefix(o.Handshakes)
-		if m := s.MaxPeers(); m > 0 && len(set.Messages) > m {
-			set = set.Prefix(m)
+	// Throughput and handshakes run in rounds, the subjects alternating
+	// within each round; the median round counts. On a machine shared with
+	// other work, load that comes and goes then hits every subject alike
+	// instead of whichever ran at the wrong moment.
+	rounds := max(o.Rounds, 1)
+	tpRounds := make([][]ThroughputResult, len(subjects))
+	for round := 1; round <= rounds; round++ {
+		for i, s := range subjects {
+			d := o.Duration / time.Duration(rounds)
+			o.progress("%s: throughput round %d/%d, %v warmup + %v", s.Name(), round, rounds, o.Warmup, d)
+			r, err := Throughput(s, o.Warmup, d)
+			if err != nil {
+				fail(i, err)
+				continue
+			}
+			tpRounds[i] = append(tpRounds[i], r)
+			o.progress("%s: %.2f Gbit/s", s.Name(), r.Gbps)
 		}
-		o.progress("%s: responder handshakes, %d initiations, window %d", s.Name(), len(set.Messages), DefaultWindow)
-		r, err := Handshakes(s, set, o.HandshakeMax)
-		if err != nil {
-			fail(i, err)
-			continue
+	}
+	for i, rs := range tpRounds {
+		if len(rs) > 0 {
+			reports[i].Throughput = medianThroughput(rs)
 		}
-		reports[i].Handshakes = &r
-		o.progress("%s: %.0f handshakes/s (%d responses, %d cookie replies)", s.Name(), r.PerSec, r.Responses, r.CookieReplies)
+	}
+
+	hsRounds := make([][]HandshakeResult, len(subjects))
+	for round := 1; round <= rounds; round++ {
+		for i, s := range subjects {
+			set := hs.Prefix(o.Handshakes / rounds)
+			if m := s.MaxPeers(); m > 0 && len(set.Messages) > m {
+				set = set.Prefix(m)
+			}
+			o.progress("%s: responder handshakes round %d/%d, %d initiations, window %d", s.Name(), round, rounds, len(set.Messages), DefaultWindow)
+			r, err := Handshakes(s, set, o.HandshakeMax)
+			if err != nil {
+				fail(i, err)
+				continue
+			}
+			hsRounds[i] = append(hsRounds[i], r)
+			o.progress("%s: %.0f handshakes/s (%d responses, %d cookie replies)", s.Name(), r.PerSec, r.Responses, r.CookieReplies)
+		}
+	}
+	for i, rs := range hsRounds {
+		if len(rs) > 0 {
+			reports[i].Handshakes = medianHandshakes(rs)
+		}
 	}
 
 	if len(o.Peers) > 0 {
@@ -165,7 +194,32 @@ func Run(subjects []Subject, o Options) (*Report, error) {
 	rep.Subjects = reports
 	rep.fillTopLevel()
 	rep.Elapsed = time.Since(start).Seconds()
+	rep.Machine.LoadEnd = loadavg()
 	return rep, nil
+}
+
+// medianThroughput returns the round with the median rate, all rounds' rates
+// attached.
+func medianThroughput(rs []ThroughputResult) *ThroughputResult {
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, func(a, b ThroughputResult) int { return cmp.Compare(a.Gbps, b.Gbps) })
+	m := sorted[len(sorted)/2]
+	for _, r := range rs {
+		m.RoundsGbps = append(m.RoundsGbps, r.Gbps)
+	}
+	return &m
+}
+
+// medianHandshakes returns the round with the median rate, all rounds' rates
+// attached.
+func medianHandshakes(rs []HandshakeResult) *HandshakeResult {
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, func(a, b HandshakeResult) int { return cmp.Compare(a.PerSec, b.PerSec) })
+	m := sorted[len(sorted)/2]
+	for _, r := range rs {
+		m.RoundsPerSec = append(m.RoundsPerSec, r.PerSec)
+	}
+	return &m
 }
 
 func (r *Report) subject(name string) *SubjectReport {
@@ -251,8 +305,9 @@ func (r *Report) fillTopLevel() {
 // WriteTable writes the human form: one column per subject, and ours /
 // wireguard-go where both exist.
 func (r *Report) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "wirefleet-bench engine — %d CPUs, %s %s/%s, %.0fs\n\n",
-		r.Machine.CPUs, r.Machine.GoVersion, r.Machine.OS, r.Machine.Arch, r.Elapsed)
+	fmt.Fprintf(w, "wirefleet-bench engine — %d CPUs, %s %s/%s, %.0fs, load %s → %s, median of %d rounds\n\n",
+		r.Machine.CPUs, r.Machine.GoVersion, r.Machine.OS, r.Machine.Arch, r.Elapsed,
+		r.Machine.LoadStart, r.Machine.LoadEnd, r.Options.Rounds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	names := make([]string, len(r.Subjects))
 	for i, s := range r.Subjects {
@@ -336,6 +391,16 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, "note: no %q subject yet; ratios need it.\n", Ours)
 	}
 	return nil
+}
+
+// loadavg returns the 1, 5 and 15 minute load averages.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
 }
 
 func cell(v *float64, format string) string {

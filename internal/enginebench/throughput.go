@@ -14,10 +14,11 @@ const InnerPacketSize = 1420
 
 // ThroughputResult is one bulk-throughput measurement.
 type ThroughputResult struct {
-	Gbps          float64 `json:"gbps"`            // inner IP packet bytes delivered to the sink, per second, in Gbit
-	PacketsPerSec float64 `json:"packets_per_sec"` // inner packets delivered per second
-	Loss          float64 `json:"loss"`            // share of generated packets not delivered during the window
-	DurationSec   float64 `json:"duration_sec"`
+	Gbps          float64   `json:"gbps"`            // inner IP packet bytes delivered to the sink, per second, in Gbit
+	PacketsPerSec float64   `json:"packets_per_sec"` // inner packets delivered per second
+	Loss          float64   `json:"loss"`            // share of generated packets not delivered during the window
+	DurationSec   float64   `json:"duration_sec"`
+	RoundsGbps    []float64 `json:"rounds_gbps,omitempty"` // every round, when this is the median of several
 }
 
 // Throughput connects two engines of s over loopback UDP, feeds engine A with
