@@ -386,13 +386,11 @@ func (e *Env) Veth(a *NS, addrA netip.Prefix, b *NS, addrB netip.Prefix) (*Link,
 	// form for every combination, and a failure leaves nothing in a foreign place.
 	e.RootExec("ip", "link", "add", la.Name, "type", "veth", "peer", "name", lb.Name)
 	e.addCleanup(func() {
-		// Deleting one end deletes both; ends already gone with their namespace
-		// make this fail, which is fine.
+		// Whatever end is still in the root namespace (both, if moving one
+		// failed) goes; deleting one end deletes the pair. Ends inside
+		// namespaces are not found here and go with their namespace.
 		for _, l := range []*Link{la, lb} {
-			if l.NS == nil {
-				_, _ = run(nil, "ip", "link", "del", l.Name)
-				return
-			}
+			_, _ = run(nil, "ip", "link", "del", l.Name)
 		}
 	})
 	for _, l := range []*Link{la, lb} {

@@ -48,6 +48,10 @@ func TestCleanupRemovesEverything(t *testing.T) {
 		sleep := n.Start(nil, "sleep", "300")
 		nsName, rootLink, wgName = n.Name, root.Name, wg.Name
 		wgPID, sleepPID = wg.Process.PID, sleep.PID
+		// `ip netns exec` execs in place: the PID we hold is the program's.
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", wgPID)); strings.TrimSpace(string(comm)) != "wireguard-go" {
+			t.Fatalf("PID %d is %q, not wireguard-go", wgPID, comm)
+		}
 		if !strings.HasPrefix(inner.Name, env.Prefix()) || !strings.HasPrefix(wgName, env.Prefix()) {
 			t.Fatalf("names %q %q lack the prefix %q", inner.Name, wgName, env.Prefix())
 		}
