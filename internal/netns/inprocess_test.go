@@ -14,6 +14,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/internal/memtun"
 	"github.com/wirefleet/wirefleet/internal/netns"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // TestInProcessEngineTalksToWireGuardGo is the template of an interop test:
@@ -29,7 +30,7 @@ func TestInProcessEngineTalksToWireGuardGo(t *testing.T) {
 	rootEnd, _ := env.Veth(nil, netip.MustParsePrefix("10.203.0.1/24"), ns, netip.MustParsePrefix("10.203.0.2/24"))
 	wg := ns.StartWireGuardGo("")
 
-	engineKey, err := netns.NewPrivateKey()
+	engineKey, err := wgkey.NewPrivate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func TestInProcessEngineTalksToWireGuardGo(t *testing.T) {
 	}
 
 	wg.Configure(netns.Config{Peers: []netns.Peer{{
-		PublicKey:  engineKey.PublicKey(),
+		PublicKey:  engineKey.Public(),
 		Endpoint:   netip.AddrPortFrom(rootEnd.Addr(), enginePort),
 		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.98.0.0/24")},
 	}}})

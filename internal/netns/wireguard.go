@@ -1,8 +1,6 @@
 package netns
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"net/netip"
 	"os"
@@ -11,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/curve25519"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // UAPIDir is where wireguard-go puts its control sockets. It is a filesystem
@@ -23,41 +21,13 @@ const UAPIDir = "/var/run/wireguard"
 // WireGuard built in (it refuses otherwise).
 var wireguardGoEnv = []string{"WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1"}
 
-// Key is a Curve25519 key, private or public, as WireGuard uses them.
-type Key [32]byte
-
-// NewPrivateKey returns a fresh, clamped private key.
-func NewPrivateKey() (Key, error) {
-	var k Key
-	if _, err := rand.Read(k[:]); err != nil {
-		return k, err
-	}
-	k[0] &= 248
-	k[31] = (k[31] & 127) | 64
-	return k, nil
-}
-
-// PublicKey returns the public key of private key k.
-func (k Key) PublicKey() Key {
-	var pub Key
-	p, err := curve25519.X25519(k[:], curve25519.Basepoint)
-	if err != nil {
-		panic(err) // only for low-order points, impossible with the base point
-	}
-	copy(pub[:], p)
-	return pub
-}
-
-// String returns the base64 form wg(8) reads and prints.
-func (k Key) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
-
 // WireGuard is a Debian wireguard-go process serving one interface in a namespace.
 type WireGuard struct {
 	NS      *NS
 	Name    string // interface name, also the UAPI socket name
 	Process *Process
-	Private Key
-	Public  Key
+	Private wgkey.Private
+	Public  wgkey.Public
 }
 
 // StartWireGuardGo starts `wireguard-go -f <name>` in n (name from
@@ -94,11 +64,11 @@ func (n *NS) StartWireGuardGo(suffix string) *WireGuard {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	priv, err := NewPrivateKey()
+	priv, err := wgkey.NewPrivate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &WireGuard{NS: n, Name: name, Process: p, Private: priv, Public: priv.PublicKey()}
+	w := &WireGuard{NS: n, Name: name, Process: p, Private: priv, Public: priv.Public()}
 	w.SetConf(fmt.Sprintf("[Interface]\nPrivateKey = %s\n", priv))
 	return w
 }
@@ -125,9 +95,10 @@ func (w *WireGuard) AddConf(conf string) {
 	w.NS.MustExec("wg", "addconf", w.Name, w.writeTemp("conf", conf))
 }
 
-// WriteKeyFile writes k to a 0600 file in a test temporary directory and
-// returns its path, for `wg set ... private-key <path>`.
-func (w *WireGuard) WriteKeyFile(k Key) string {
+// WriteKeyFile writes a key (wgkey.Private or wgkey.PresharedKey) to a 0600
+// file in a test temporary directory and returns its path, for
+// `wg set ... private-key <path>` or `preshared-key <path>`.
+func (w *WireGuard) WriteKeyFile(k fmt.Stringer) string {
 	return w.writeTemp("key", k.String()+"\n")
 }
 
@@ -150,8 +121,8 @@ func (w *WireGuard) writeTemp(kind, content string) string {
 
 // Peer is one [Peer] section of a WireGuard configuration.
 type Peer struct {
-	PublicKey           Key
-	PresharedKey        *Key
+	PublicKey           wgkey.Public
+	PresharedKey        *wgkey.PresharedKey
 	Endpoint            netip.AddrPort // zero: none
 	AllowedIPs          []netip.Prefix
 	PersistentKeepalive int // seconds, 0: off
@@ -213,7 +184,7 @@ func (w *WireGuard) Show(field ...string) string {
 
 // PeerEndpoint returns the endpoint wireguard-go currently has for peer (the
 // zero AddrPort if none): what roaming changes.
-func (w *WireGuard) PeerEndpoint(peer Key) netip.AddrPort {
+func (w *WireGuard) PeerEndpoint(peer wgkey.Public) netip.AddrPort {
 	w.NS.env.t.Helper()
 	for _, line := range strings.Split(w.Show("endpoints"), "\n") {
 		f := strings.Fields(line)
@@ -229,7 +200,7 @@ func (w *WireGuard) PeerEndpoint(peer Key) netip.AddrPort {
 }
 
 // LatestHandshake returns the time of the latest handshake with peer (zero if none).
-func (w *WireGuard) LatestHandshake(peer Key) time.Time {
+func (w *WireGuard) LatestHandshake(peer wgkey.Public) time.Time {
 	w.NS.env.t.Helper()
 	for _, line := range strings.Split(w.Show("latest-handshakes"), "\n") {
 		f := strings.Fields(line)
