@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // Message types and sizes of the WireGuard protocol the blaster looks at.
@@ -36,14 +38,14 @@ const (
 type InitiationMaker interface {
 	// Initiations returns, for each initiator key pair, one initiation
 	// (148 bytes, MAC1 set, MAC2 zero) from it to responder, in order.
-	Initiations(responder Key, initiators []KeyPair) ([][]byte, error)
+	Initiations(responder wgkey.Public, initiators []KeyPair) ([][]byte, error)
 }
 
 // HandshakeSet is a responder key, initiator public keys and one initiation
 // from each of them.
 type HandshakeSet struct {
-	Responder  Key   // private key of the responder
-	Initiators []Key // public keys
+	Responder  wgkey.Private
+	Initiators []wgkey.Public
 	Messages   [][]byte
 }
 
@@ -52,7 +54,7 @@ type HandshakeSet struct {
 func NewHandshakeSet(m InitiationMaker, n int) (*HandshakeSet, error) {
 	hs := &HandshakeSet{Responder: NewPrivateKey()}
 	pairs := make([]KeyPair, n)
-	hs.Initiators = make([]Key, n)
+	hs.Initiators = make([]wgkey.Public, n)
 	// One scalar multiplication per key: spread over the CPUs, it is a
 	// second instead of several for 100,000 keys.
 	var wg sync.WaitGroup
@@ -63,13 +65,13 @@ func NewHandshakeSet(m InitiationMaker, n int) (*HandshakeSet, error) {
 			defer wg.Done()
 			for i := w; i < n; i += workers {
 				k := NewPrivateKey()
-				pairs[i] = KeyPair{Private: k, Public: k.PublicKey()}
+				pairs[i] = KeyPair{Private: k, Public: k.Public()}
 				hs.Initiators[i] = pairs[i].Public
 			}
 		}()
 	}
 	wg.Wait()
-	msgs, err := m.Initiations(hs.Responder.PublicKey(), pairs)
+	msgs, err := m.Initiations(hs.Responder.Public(), pairs)
 	if err != nil {
 		return nil, err
 	}
@@ -102,13 +104,13 @@ func (hs *HandshakeSet) Peers() []PeerConfig {
 }
 
 // Lookup returns a resolver over Peers(): the SIM store of a lazy engine.
-func (hs *HandshakeSet) Lookup() func(Key) (PeerConfig, bool) {
+func (hs *HandshakeSet) Lookup() func(wgkey.Public) (PeerConfig, bool) {
 	peers := hs.Peers()
-	index := make(map[Key]int32, len(peers))
+	index := make(map[wgkey.Public]int32, len(peers))
 	for i, p := range peers {
 		index[p.PublicKey] = int32(i)
 	}
-	return func(k Key) (PeerConfig, bool) {
+	return func(k wgkey.Public) (PeerConfig, bool) {
 		i, ok := index[k]
 		if !ok {
 			return PeerConfig{}, false
@@ -158,7 +160,7 @@ func ReadHandshakeFile(path string) (*HandshakeSet, error) {
 	if err := binary.Read(r, binary.LittleEndian, &n); err != nil {
 		return nil, err
 	}
-	hs.Initiators = make([]Key, n)
+	hs.Initiators = make([]wgkey.Public, n)
 	hs.Messages = make([][]byte, n)
 	all := make([]byte, int(n)*initiationSize) // one allocation: the set is ballast in memory tests
 	for i := range hs.Messages {

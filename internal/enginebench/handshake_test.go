@@ -4,13 +4,15 @@ import (
 	"bytes"
 	"path/filepath"
 	"testing"
+
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // fakeMaker makes messages that look like initiations (type 1, 148 bytes)
 // carrying the initiator index, enough to test the set's bookkeeping.
 type fakeMaker struct{}
 
-func (fakeMaker) Initiations(_ Key, initiators []KeyPair) ([][]byte, error) {
+func (fakeMaker) Initiations(_ wgkey.Public, initiators []KeyPair) ([][]byte, error) {
 	out := make([][]byte, len(initiators))
 	for i := range out {
 		out[i] = make([]byte, initiationSize)
@@ -58,17 +60,8 @@ func TestHandshakeSetRejectsMalformedMessages(t *testing.T) {
 
 type badMaker struct{}
 
-func (badMaker) Initiations(_ Key, initiators []KeyPair) ([][]byte, error) {
+func (badMaker) Initiations(_ wgkey.Public, initiators []KeyPair) ([][]byte, error) {
 	return make([][]byte, len(initiators)), nil
-}
-
-func TestPublicKeyMatchesKnownVector(t *testing.T) {
-	// RFC 7748 section 6.1: Alice's private and public key.
-	priv := Key{0x77, 0x07, 0x6d, 0x0a, 0x73, 0x18, 0xa5, 0x7d, 0x3c, 0x16, 0xc1, 0x72, 0x51, 0xb2, 0x66, 0x45,
-		0xdf, 0x4c, 0x2f, 0x87, 0xeb, 0xc0, 0x99, 0x2a, 0xb1, 0x77, 0xfb, 0xa5, 0x1d, 0xb9, 0x2c, 0x2a}
-	if got := priv.PublicKey().Hex(); got != "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a" {
-		t.Fatalf("public key %s", got)
-	}
 }
 
 func TestHandshakeSetLookup(t *testing.T) {
@@ -81,7 +74,7 @@ func TestHandshakeSetLookup(t *testing.T) {
 	if !ok || p.PublicKey != hs.Initiators[2] || p.AllowedIP != hs.Peers()[2].AllowedIP {
 		t.Fatalf("lookup(initiator 2) = %+v, %v", p, ok)
 	}
-	if _, ok := lookup(NewPrivateKey().PublicKey()); ok {
+	if _, ok := lookup(NewPrivateKey().Public()); ok {
 		t.Fatal("lookup found an unknown key")
 	}
 }

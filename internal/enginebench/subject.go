@@ -11,14 +11,12 @@
 package enginebench
 
 import (
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/hex"
 	"io"
 	"net/netip"
 
-	"golang.org/x/crypto/curve25519"
 	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // Baseline is the name of the reference subject ratios divide by.
@@ -54,7 +52,7 @@ type TunnelConfig struct {
 
 // TunnelEnd is one engine of a tunnel.
 type TunnelEnd struct {
-	PrivateKey Key
+	PrivateKey wgkey.Private
 	Tun        tun.Device
 	Inner      netip.Addr // the end's inner address: the other end allows it as source and routes it here
 }
@@ -67,15 +65,15 @@ type TunnelEnd struct {
 // the harness's: built before the memory baseline and kept alive to the end,
 // so they count for no subject — only what the subject builds from them does.
 type ResponderConfig struct {
-	PrivateKey Key
+	PrivateKey wgkey.Private
 	Peers      []PeerConfig
-	Lookup     func(public Key) (PeerConfig, bool)
+	Lookup     func(public wgkey.Public) (PeerConfig, bool)
 	Tun        tun.Device // where inner packets would go; nothing is sent in handshake tests
 }
 
 // PeerConfig is one peer a responder knows.
 type PeerConfig struct {
-	PublicKey Key
+	PublicKey wgkey.Public
 	AllowedIP netip.Prefix // distinct per peer, inside 10.128.0.0/9
 }
 
@@ -86,40 +84,22 @@ type Responder interface {
 	Close() error
 }
 
-// Key is a Curve25519 key, private or public.
-type Key [32]byte
-
 // KeyPair is a private key and its public key, computed once: a scalar
 // multiplication is not free when 100,000 initiators are made.
 type KeyPair struct {
-	Private, Public Key
+	Private wgkey.Private
+	Public  wgkey.Public
 }
 
-// NewPrivateKey returns a fresh clamped private key.
-func NewPrivateKey() Key {
-	var k Key
-	if _, err := rand.Read(k[:]); err != nil {
-		panic(err) // crypto/rand does not fail on Linux
+// NewPrivateKey returns a fresh private key; the benchmark cannot go on
+// without randomness, so failure panics.
+func NewPrivateKey() wgkey.Private {
+	k, err := wgkey.NewPrivate()
+	if err != nil {
+		panic(err)
 	}
-	k[0] &= 248
-	k[31] = (k[31] & 127) | 64
 	return k
 }
-
-// PublicKey returns the public key of private key k.
-func (k Key) PublicKey() Key {
-	p, err := curve25519.X25519(k[:], curve25519.Basepoint)
-	if err != nil {
-		panic(err) // impossible with the base point
-	}
-	return Key(p)
-}
-
-// Hex is the form the wireguard-go UAPI uses.
-func (k Key) Hex() string { return hex.EncodeToString(k[:]) }
-
-// String is the base64 form wg(8) uses.
-func (k Key) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
 
 // peerAllowedIP returns the allowed IP of the i-th generated peer: one /32 per
 // peer in the SIM range 10.128.0.0/9, as a gateway would have.

@@ -25,10 +25,10 @@ import (
 type Maker struct{}
 
 // Initiations implements enginebench.InitiationMaker, one worker per CPU.
-func (Maker) Initiations(responder enginebench.Key, initiators []enginebench.KeyPair) ([][]byte, error) {
+func (Maker) Initiations(responder wgkey.Public, initiators []enginebench.KeyPair) ([][]byte, error) {
 	out := make([][]byte, len(initiators))
 	buf := make([]byte, len(initiators)*wire.InitiationSize) // one allocation for the whole set
-	peer := wgkey.Public(responder)
+	peer := responder
 	workers := runtime.GOMAXPROCS(0)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
@@ -39,14 +39,14 @@ func (Maker) Initiations(responder enginebench.Key, initiators []enginebench.Key
 			var macs cookie.Generator
 			macs.Init(peer)
 			for i := w; i < len(initiators); i += workers {
-				priv := wgkey.Private(initiators[i].Private)
+				priv := initiators[i].Private
 				ss, err := keystore.X25519(&priv, &peer)
 				if err != nil {
 					errs[w] = err
 					return
 				}
 				st, msg, err := noise.CreateInitiation(noise.InitiationParams{
-					Local:        wgkey.Public(initiators[i].Public),
+					Local:        initiators[i].Public,
 					Peer:         peer,
 					StaticStatic: &ss,
 					SenderIndex:  randomIndex(),

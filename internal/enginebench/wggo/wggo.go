@@ -6,6 +6,7 @@ package wggo
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/internal/enginebench"
 	"github.com/wirefleet/wirefleet/internal/memtun"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // Subject is golang.zx2c4.com/wireguard as an enginebench.Subject.
@@ -37,9 +39,9 @@ func (Subject) MaxPeers() int { return device.MaxPeers }
 const peersPerIpcSet = 1024
 
 // newDevice creates a silent device on t, listening on a random port once up.
-func newDevice(t tun.Device, priv enginebench.Key) (*device.Device, error) {
+func newDevice(t tun.Device, priv wgkey.Private) (*device.Device, error) {
 	d := device.NewDevice(t, conn.NewStdNetBind(), device.NewLogger(device.LogLevelSilent, ""))
-	if err := d.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=0\n", priv.Hex())); err != nil {
+	if err := d.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=0\n", hex.EncodeToString(priv[:]))); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -95,7 +97,7 @@ func (Subject) NewTunnel(cfg enginebench.TunnelConfig) (io.Closer, error) {
 	for i, d := range devs {
 		other := ends[1-i]
 		conf := fmt.Sprintf("public_key=%s\nendpoint=127.0.0.1:%d\nallowed_ip=%s\n",
-			other.PrivateKey.PublicKey().Hex(), ports[1-i], netip.PrefixFrom(other.Inner, 32))
+			other.PrivateKey.Public().Hex(), ports[1-i], netip.PrefixFrom(other.Inner, 32))
 		if err := d.IpcSet(conf); err != nil {
 			devs[0].Close()
 			devs[1].Close()
@@ -161,7 +163,7 @@ func (Subject) NewResponder(cfg enginebench.ResponderConfig) (enginebench.Respon
 type Initiations struct{}
 
 // Initiations implements enginebench.InitiationMaker.
-func (Initiations) Initiations(responder enginebench.Key, initiators []enginebench.KeyPair) ([][]byte, error) {
+func (Initiations) Initiations(responder wgkey.Public, initiators []enginebench.KeyPair) ([][]byte, error) {
 	out := make([][]byte, len(initiators))
 	workers := runtime.GOMAXPROCS(0)
 	var (
@@ -187,7 +189,7 @@ func (Initiations) Initiations(responder enginebench.Key, initiators []engineben
 	return out, firstErr
 }
 
-func makeInitiations(responder enginebench.Key, initiators []enginebench.KeyPair, out [][]byte) error {
+func makeInitiations(responder wgkey.Public, initiators []enginebench.KeyPair, out [][]byte) error {
 	d, err := newDevice(memtun.NewSink(0, 0), initiators[0].Private)
 	if err != nil {
 		return err
