@@ -15,7 +15,13 @@ type capped struct{ Subject }
 func (capped) Name() string  { return "capped-wireguard-go" }
 func (capped) MaxPeers() int { return 50 }
 
-var testSubjects = []enginebench.Subject{Subject{}, capped{}}
+// ours is the wireguard-go subject under our engine's name, so the report's
+// ratio logic can be tested before our engine exists.
+type ours struct{ Subject }
+
+func (ours) Name() string { return enginebench.Ours }
+
+var testSubjects = []enginebench.Subject{Subject{}, capped{}, ours{}}
 
 // TestMain lets this test binary serve as the memory child: enginebench.Memory
 // re-executes os.Executable, which in a test is the test binary.
