@@ -18,12 +18,13 @@ import (
 
 	"github.com/wirefleet/wirefleet/internal/enginebench"
 	"github.com/wirefleet/wirefleet/internal/enginebench/noiseinit"
+	"github.com/wirefleet/wirefleet/internal/enginebench/wfengine"
 	"github.com/wirefleet/wirefleet/internal/enginebench/wggo"
 )
 
-// subjects are measured in this order. Our engine's subject goes first once
-// it exists: enginebench.Subject named enginebench.Ours.
+// subjects are measured in this order: ours, then the baseline.
 var subjects = []enginebench.Subject{
+	wfengine.Subject{},
 	wggo.Subject{},
 }
 
