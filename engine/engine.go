@@ -167,8 +167,8 @@ type Engine struct {
 	producers  sync.WaitGroup
 	consumers  sync.WaitGroup
 	dispatchMu sync.RWMutex // held (read) while queueing crypto jobs
-	closed atomic.Bool
-	upOnce sync.Once
+	closed     atomic.Bool
+	upOnce     sync.Once
 }
 
 // New builds an engine; Up starts it.
