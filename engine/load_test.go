@@ -75,6 +75,9 @@ func TestFloodTriggersCookies(t *testing.T) {
 	case b := <-gw.in:
 		checkPing(t, b, addrB, addrA)
 	case <-time.After(RekeyTimeout + 5*time.Second):
-		p.mu.Lock(); att := p.attempts; p.mu.Unlock(); t.Fatalf("legitimate device did not get through under load; attempts %d; gateway %+v; device %+v", att, gw.e.Counters(), dev.e.Counters())
+		p.mu.Lock()
+		att := p.attempts
+		p.mu.Unlock()
+		t.Fatalf("legitimate device did not get through under load; attempts %d; gateway %+v; device %+v", att, gw.e.Counters(), dev.e.Counters())
 	}
 }
