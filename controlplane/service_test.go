@@ -1,0 +1,265 @@
+package controlplane_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/store"
+	"github.com/wirefleet/wirefleet/store/sqlitestore"
+)
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newService(t *testing.T) (*controlplane.Service, *syncBuf) {
+	t.Helper()
+	st, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	logs := &syncBuf{}
+	gw, _ := fleet.GeneratePrivateKey()
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "gw.example:51820", GatewayPublicKey: gw.PublicKey,
+		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	return svc, logs
+}
+
+var admin = controlplane.Actor{Kind: "token", ID: "tok_admin", Role: fleet.RoleAdmin}
+
+func wantCode(t *testing.T, err error, code, field string) {
+	t.Helper()
+	var fe *fleet.Error
+	if !errors.As(err, &fe) || fe.Code != code || fe.Field != field {
+		t.Fatalf("got %v, want %s on %q", err, code, field)
+	}
+}
+
+func pub(t *testing.T) fleet.Key {
+	priv, err := fleet.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv.PublicKey()
+}
+
+// TestConcurrentBootstraps is the race-freedom requirement: 200 devices
+// bootstrapping at once get 200 distinct IMSIs and addresses.
+func TestConcurrentBootstraps(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	_, secret, err := svc.CreateAuthKey(ctx, admin, controlplane.AuthKeySpec{MaxUses: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	var wg sync.WaitGroup
+	sims := make([]fleet.SIM, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sims[i], _, errs[i] = svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: secret, PublicKey: pub(t)})
+		}()
+	}
+	wg.Wait()
+	imsis, addrs := map[string]bool{}, map[string]bool{}
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("bootstrap %d: %v", i, errs[i])
+		}
+		if imsis[sims[i].IMSI] || addrs[sims[i].Address.String()] {
+			t.Fatalf("duplicate: %s %s", sims[i].IMSI, sims[i].Address)
+		}
+		imsis[sims[i].IMSI], addrs[sims[i].Address.String()] = true, true
+	}
+	if len(imsis) != n {
+		t.Fatalf("%d distinct IMSIs, want %d", len(imsis), n)
+	}
+}
+
+func TestBootstrapRules(t *testing.T) {
+	svc, logs := newService(t)
+	ctx := context.Background()
+	g, err := svc.CreateGroup(ctx, admin, "cams", fleet.GroupSettings{Routes: []string{"192.168.10.0/24"}, DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, secret, err := svc.CreateAuthKey(ctx, admin, controlplane.AuthKeySpec{GroupID: g.ID, MaxUses: 1, Tags: map[string]string{"site": "lab"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := pub(t)
+	sim, sess, err := svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: secret, PublicKey: key, Name: "cam-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sim.GroupID != g.ID || sim.Tags["site"] != "lab" || sim.PublicKey != key || sim.Status != fleet.StatusActive {
+		t.Fatalf("SIM %+v", sim)
+	}
+	if sess.Address != sim.Address.String()+"/32" || sess.Endpoint != "gw.example:51820" || sess.GatewayPublicKey.IsZero() || !sess.PrivateKey.IsZero() {
+		t.Fatalf("session %+v", sess)
+	}
+	if got := strings.Join(sess.AllowedIPs, ","); got != "100.127.0.0/16,10.128.0.0/9,192.168.10.0/24" {
+		t.Fatalf("allowed IPs %s", got)
+	}
+	// Retrying with the same key gets the same SIM and does not use the key.
+	again, _, err := svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: secret, PublicKey: key})
+	if err != nil || again.ID != sim.ID {
+		t.Fatalf("retry: %v %v", again.ID, err)
+	}
+	// The one-time key is used up for a new device.
+	_, _, err = svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: secret, PublicKey: pub(t)})
+	wantCode(t, err, fleet.CodeUnauthorized, "authKey")
+	_, _, err = svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: "wfak_nope", PublicKey: pub(t)})
+	wantCode(t, err, fleet.CodeUnauthorized, "authKey")
+	_, _, err = svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: secret})
+	wantCode(t, err, fleet.CodeInvalid, "publicKey")
+
+	// Revoked and expired keys are refused.
+	_, s2, _ := svc.CreateAuthKey(ctx, admin, controlplane.AuthKeySpec{})
+	if err := svc.RevokeAuthKey(ctx, admin, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: secret, PublicKey: key})
+	wantCode(t, err, fleet.CodeUnauthorized, "authKey")
+	later := controlplane.New(svc.Store(), controlplane.Config{Now: func() time.Time { return time.Now().Add(25 * time.Hour) }})
+	_, _, err = later.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: s2, PublicKey: pub(t)})
+	wantCode(t, err, fleet.CodeUnauthorized, "authKey")
+
+	// Generated keys come back once and are not stored.
+	sim3, sess3, err := svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: s2, GenerateKey: true})
+	if err != nil || sess3.PrivateKey.IsZero() || sess3.PrivateKey.PublicKey() != sim3.PublicKey {
+		t.Fatalf("generated: %v %+v", err, sess3)
+	}
+	// A suspended SIM cannot re-bootstrap with its key.
+	if _, err := svc.SetSIMStatus(ctx, admin, sim3.ID, fleet.StatusSuspended); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: s2, PublicKey: sim3.PublicKey})
+	wantCode(t, err, fleet.CodeConflict, "publicKey")
+
+	for _, secret := range []string{secret, s2, sess3.PrivateKey.String()} {
+		if strings.Contains(logs.String(), secret) {
+			t.Fatalf("secret %q appears in logs", secret)
+		}
+	}
+}
+
+func TestSIMLifecycle(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	ch, cancel := svc.Store().Subscribe()
+	defer cancel()
+	sim, _, err := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{Name: "a", PublicKey: pub(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := <-ch; c.ID != sim.ID {
+		t.Fatalf("create change %+v", c)
+	}
+	if _, err := svc.SetSIMStatus(ctx, admin, sim.ID, fleet.StatusSuspended); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-ch:
+		if c.Kind != fleet.ChangeSIM || c.ID != sim.ID {
+			t.Fatalf("suspend change %+v", c)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("suspension not published within 1s")
+	}
+	got, _ := svc.Store().SIMByPublicKey(ctx, sim.PublicKey)
+	if got.Status != fleet.StatusSuspended {
+		t.Fatalf("status %s", got.Status)
+	}
+	next := pub(t)
+	got, _, err = svc.SetSIMKey(ctx, admin, sim.ID, controlplane.KeySpec{PublicKey: next, Next: true})
+	if err != nil || got.NextPublicKey != next || got.PublicKey != sim.PublicKey {
+		t.Fatalf("rotate: %+v %v", got, err)
+	}
+	if _, err := svc.SetSIMStatus(ctx, admin, sim.ID, fleet.StatusTerminated); err != nil {
+		t.Fatal(err)
+	}
+	_, err = svc.SetSIMStatus(ctx, admin, sim.ID, fleet.StatusActive)
+	wantCode(t, err, fleet.CodeBadState, "status")
+	ev, err := svc.ListEvents(ctx, admin, store.EventFilter{ObjectID: sim.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, e := range ev.Items {
+		actions = append(actions, e.Action)
+	}
+	if got := strings.Join(actions, ","); got != "sim.terminate,sim.set_key,sim.suspend,sim.create" {
+		t.Fatalf("events %s", got)
+	}
+	// Pinned address: outside the pool refused, a taken one conflicts.
+	_, _, err = svc.CreateSIM(ctx, admin, controlplane.SIMSpec{Address: sim.Address, PublicKey: pub(t)})
+	wantCode(t, err, fleet.CodeConflict, "address")
+	_, _, err = svc.CreateSIM(ctx, admin, controlplane.SIMSpec{Address: mustAddr("192.168.1.1"), PublicKey: pub(t)})
+	wantCode(t, err, fleet.CodeInvalid, "address")
+}
+
+// TestRoleDenials proves every role check refuses the roles below it.
+func TestRoleDenials(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	sim, _, err := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{PublicKey: pub(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer := controlplane.Actor{Kind: "token", ID: "v", Role: fleet.RoleViewer}
+	operator := controlplane.Actor{Kind: "token", ID: "o", Role: fleet.RoleOperator}
+	none := controlplane.Actor{Kind: "authkey", ID: "k"}
+	ops := map[string]struct {
+		min fleet.Role
+		do  func(controlplane.Actor) error
+	}{
+		"CreateSIM":   {fleet.RoleOperator, func(a controlplane.Actor) error { _, _, err := svc.CreateSIM(ctx, a, controlplane.SIMSpec{PublicKey: pub(t)}); return err }},
+		"Suspend":     {fleet.RoleOperator, func(a controlplane.Actor) error { _, err := svc.SetSIMStatus(ctx, a, sim.ID, fleet.StatusSuspended); return err }},
+		"SetTags":     {fleet.RoleOperator, func(a controlplane.Actor) error { _, err := svc.SetSIMTags(ctx, a, sim.ID, nil); return err }},
+		"SetKey":      {fleet.RoleOperator, func(a controlplane.Actor) error { _, _, err := svc.SetSIMKey(ctx, a, sim.ID, controlplane.KeySpec{PublicKey: pub(t), Next: true}); return err }},
+		"CreateGroup": {fleet.RoleOperator, func(a controlplane.Actor) error { _, err := svc.CreateGroup(ctx, a, "g-"+a.ID, fleet.GroupSettings{}); return err }},
+		"AuthKey":     {fleet.RoleOperator, func(a controlplane.Actor) error { _, _, err := svc.CreateAuthKey(ctx, a, controlplane.AuthKeySpec{}); return err }},
+		"CreateToken": {fleet.RoleAdmin, func(a controlplane.Actor) error { _, _, err := svc.CreateToken(ctx, a, fleet.RoleViewer, ""); return err }},
+		"ListTokens":  {fleet.RoleAdmin, func(a controlplane.Actor) error { _, err := svc.ListTokens(ctx, a, store.PageRequest{}); return err }},
+		"ListSIMs":    {fleet.RoleViewer, func(a controlplane.Actor) error { _, err := svc.ListSIMs(ctx, a, store.SIMFilter{}); return err }},
+		"Events":      {fleet.RoleViewer, func(a controlplane.Actor) error { _, err := svc.ListEvents(ctx, a, store.EventFilter{}); return err }},
+	}
+	rank := map[fleet.Role]int{"": 0, fleet.RoleViewer: 1, fleet.RoleOperator: 2, fleet.RoleAdmin: 3}
+	for name, op := range ops {
+		for _, a := range []controlplane.Actor{none, viewer, operator, admin} {
+			err := op.do(a)
+			if rank[a.Role] < rank[op.min] {
+				wantCode(t, err, fleet.CodeForbidden, "")
+			} else if err != nil {
+				t.Fatalf("%s as %q: %v", name, a.Role, err)
+			}
+		}
+	}
+}
