@@ -98,7 +98,9 @@ func (a Actor) String() string {
 // permission levels, ordered.
 var rank = map[fleet.Role]int{fleet.RoleViewer: 1, fleet.RoleOperator: 2, fleet.RoleAdmin: 3}
 
-// require fails unless a has at least role r.
+// Require fails with a forbidden error unless a has at least role r.
+func Require(a Actor, r fleet.Role) error { return require(a, r) }
+
 func require(a Actor, r fleet.Role) error {
 	if rank[a.Role] >= rank[r] {
 		return nil
