@@ -240,16 +240,34 @@ func TestRoleDenials(t *testing.T) {
 		min fleet.Role
 		do  func(controlplane.Actor) error
 	}{
-		"CreateSIM":   {fleet.RoleOperator, func(a controlplane.Actor) error { _, _, err := svc.CreateSIM(ctx, a, controlplane.SIMSpec{PublicKey: pub(t)}); return err }},
-		"Suspend":     {fleet.RoleOperator, func(a controlplane.Actor) error { _, err := svc.SetSIMStatus(ctx, a, sim.ID, fleet.StatusSuspended); return err }},
-		"SetTags":     {fleet.RoleOperator, func(a controlplane.Actor) error { _, err := svc.SetSIMTags(ctx, a, sim.ID, nil); return err }},
-		"SetKey":      {fleet.RoleOperator, func(a controlplane.Actor) error { _, _, err := svc.SetSIMKey(ctx, a, sim.ID, controlplane.KeySpec{PublicKey: pub(t), Next: true}); return err }},
-		"CreateGroup": {fleet.RoleOperator, func(a controlplane.Actor) error { _, err := svc.CreateGroup(ctx, a, "g-"+a.ID, fleet.GroupSettings{}); return err }},
-		"AuthKey":     {fleet.RoleOperator, func(a controlplane.Actor) error { _, _, err := svc.CreateAuthKey(ctx, a, controlplane.AuthKeySpec{}); return err }},
-		"CreateToken": {fleet.RoleAdmin, func(a controlplane.Actor) error { _, _, err := svc.CreateToken(ctx, a, fleet.RoleViewer, ""); return err }},
-		"ListTokens":  {fleet.RoleAdmin, func(a controlplane.Actor) error { _, err := svc.ListTokens(ctx, a, store.PageRequest{}); return err }},
-		"ListSIMs":    {fleet.RoleViewer, func(a controlplane.Actor) error { _, err := svc.ListSIMs(ctx, a, store.SIMFilter{}); return err }},
-		"Events":      {fleet.RoleViewer, func(a controlplane.Actor) error { _, err := svc.ListEvents(ctx, a, store.EventFilter{}); return err }},
+		"CreateSIM": {fleet.RoleOperator, func(a controlplane.Actor) error {
+			_, _, err := svc.CreateSIM(ctx, a, controlplane.SIMSpec{PublicKey: pub(t)})
+			return err
+		}},
+		"Suspend": {fleet.RoleOperator, func(a controlplane.Actor) error {
+			_, err := svc.SetSIMStatus(ctx, a, sim.ID, fleet.StatusSuspended)
+			return err
+		}},
+		"SetTags": {fleet.RoleOperator, func(a controlplane.Actor) error { _, err := svc.SetSIMTags(ctx, a, sim.ID, nil); return err }},
+		"SetKey": {fleet.RoleOperator, func(a controlplane.Actor) error {
+			_, _, err := svc.SetSIMKey(ctx, a, sim.ID, controlplane.KeySpec{PublicKey: pub(t), Next: true})
+			return err
+		}},
+		"CreateGroup": {fleet.RoleOperator, func(a controlplane.Actor) error {
+			_, err := svc.CreateGroup(ctx, a, "g-"+a.ID, fleet.GroupSettings{})
+			return err
+		}},
+		"AuthKey": {fleet.RoleOperator, func(a controlplane.Actor) error {
+			_, _, err := svc.CreateAuthKey(ctx, a, controlplane.AuthKeySpec{})
+			return err
+		}},
+		"CreateToken": {fleet.RoleAdmin, func(a controlplane.Actor) error {
+			_, _, err := svc.CreateToken(ctx, a, fleet.RoleViewer, "")
+			return err
+		}},
+		"ListTokens": {fleet.RoleAdmin, func(a controlplane.Actor) error { _, err := svc.ListTokens(ctx, a, store.PageRequest{}); return err }},
+		"ListSIMs":   {fleet.RoleViewer, func(a controlplane.Actor) error { _, err := svc.ListSIMs(ctx, a, store.SIMFilter{}); return err }},
+		"Events":     {fleet.RoleViewer, func(a controlplane.Actor) error { _, err := svc.ListEvents(ctx, a, store.EventFilter{}); return err }},
 	}
 	rank := map[fleet.Role]int{"": 0, fleet.RoleViewer: 1, fleet.RoleOperator: 2, fleet.RoleAdmin: 3}
 	for name, op := range ops {
