@@ -14,6 +14,8 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
+	"github.com/wirefleet/wirefleet/store/pgstore"
+	"github.com/wirefleet/wirefleet/store/pgstore/pgtest"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
 )
 
@@ -40,6 +42,10 @@ func newService(t *testing.T) (*controlplane.Service, *syncBuf) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serviceOver(t, st)
+}
+
+func serviceOver(t *testing.T, st store.Store) (*controlplane.Service, *syncBuf) {
 	t.Cleanup(func() { st.Close() })
 	logs := &syncBuf{}
 	gw, _ := fleet.GeneratePrivateKey()
@@ -70,6 +76,20 @@ func pub(t *testing.T) fleet.Key {
 // bootstrapping at once get 200 distinct IMSIs and addresses.
 func TestConcurrentBootstraps(t *testing.T) {
 	svc, _ := newService(t)
+	concurrentBootstraps(t, svc)
+}
+
+func TestConcurrentBootstrapsPostgres(t *testing.T) {
+	srv := pgtest.Start(t)
+	st, err := pgstore.Open(context.Background(), srv.NewDatabase(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, _ := serviceOver(t, st)
+	concurrentBootstraps(t, svc)
+}
+
+func concurrentBootstraps(t *testing.T, svc *controlplane.Service) {
 	ctx := context.Background()
 	_, secret, err := svc.CreateAuthKey(ctx, admin, controlplane.AuthKeySpec{MaxUses: 0})
 	if err != nil {

@@ -142,7 +142,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("--endpoint %q: want HOST:PORT", c.endpoint)
 	}
 
-	st, backend, err := openStore(ctx, c)
+	st, backend, err := openStore(ctx, c, log)
 	if err != nil {
 		return err
 	}
@@ -201,9 +201,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return nil
 }
 
-func openStore(ctx context.Context, c config) (store.Store, string, error) {
+func openStore(ctx context.Context, c config, log *slog.Logger) (store.Store, string, error) {
 	if c.postgres != "" {
-		return openPostgres(ctx, c.postgres)
+		return openPostgres(ctx, c.postgres, log)
 	}
 	path := filepath.Join(c.dataDir, "wirefleet.db")
 	st, err := sqlitestore.Open(ctx, path)

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
+	"log/slog"
 
 	"github.com/wirefleet/wirefleet/store"
+	"github.com/wirefleet/wirefleet/store/pgstore"
 )
 
-func openPostgres(ctx context.Context, dsn string) (store.Store, string, error) {
-	return nil, "", errors.New("--postgres: PostgreSQL backend not built into this binary yet")
+func openPostgres(ctx context.Context, dsn string, log *slog.Logger) (store.Store, string, error) {
+	st, err := pgstore.Open(ctx, dsn, log)
+	// The DSN may hold a password: name the backend only.
+	return st, "postgres", err
 }
