@@ -238,6 +238,14 @@ func TestSIMLifecycle(t *testing.T) {
 	if got := strings.Join(actions, ","); got != "sim.terminate,sim.set_key,sim.suspend,sim.create" {
 		t.Fatalf("events %s", got)
 	}
+	// A platform-generated key: the private key is returned, matches, and
+	// only the public half is stored.
+	gen, priv, err := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true})
+	if err != nil || priv.IsZero() || priv.PublicKey() != gen.PublicKey {
+		t.Fatalf("generated key: %v %+v", err, gen)
+	}
+	_, _, err = svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true, PublicKey: pub(t)})
+	wantCode(t, err, fleet.CodeInvalid, "generateKey")
 	// Pinned address: outside the pool refused, a taken one conflicts.
 	_, _, err = svc.CreateSIM(ctx, admin, controlplane.SIMSpec{Address: sim.Address, PublicKey: pub(t)})
 	wantCode(t, err, fleet.CodeConflict, "address")

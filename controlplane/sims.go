@@ -31,9 +31,6 @@ func (s *Service) validateSIMSpec(ctx context.Context, r store.Reader, sp *SIMSp
 	if sp.Address.IsValid() && (!s.cfg.Pool.Contains(sp.Address) || offset(s.cfg.Pool, sp.Address) < 2) {
 		return fleet.Errorf(fleet.CodeInvalid, "address", "must be in the SIM pool %s (and not its first two addresses)", s.cfg.Pool)
 	}
-	if sp.GenerateKey && !sp.PublicKey.IsZero() {
-		return fleet.Errorf(fleet.CodeInvalid, "generateKey", "give either publicKey or generateKey, not both")
-	}
 	if sp.GroupID != "" {
 		if _, err := r.Group(ctx, sp.GroupID); err != nil {
 			return storeErr(err, "groupId")
@@ -79,6 +76,9 @@ func (s *Service) newSIM(ctx context.Context, tx store.Tx, sp SIMSpec) (fleet.SI
 func (s *Service) CreateSIM(ctx context.Context, a Actor, sp SIMSpec) (sim fleet.SIM, priv fleet.Key, err error) {
 	if err := require(a, fleet.RoleOperator); err != nil {
 		return sim, priv, err
+	}
+	if sp.GenerateKey && !sp.PublicKey.IsZero() {
+		return sim, priv, fleet.Errorf(fleet.CodeInvalid, "generateKey", "give either publicKey or generateKey, not both")
 	}
 	if sp.GenerateKey {
 		if priv, err = fleet.GeneratePrivateKey(); err != nil {
