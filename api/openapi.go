@@ -28,7 +28,7 @@ var schemas = map[string]any{
 	"AuthKey": obj(props{"id": str(""), "description": str(""), "groupId": str(""), "tags": strMap(), "expires": dateTime(), "maxUses": integer(),
 		"uses": integer(), "revoked": boolean(), "created": dateTime()}),
 	"AuthKeyCreateRequest": obj(props{"description": str(""), "groupId": str(""), "tags": strMap(), "ttlSeconds": integer(), "maxUses": integer()}),
-	"AuthKeySecret":        obj(props{"item": ref("AuthKey"), "secret": str("shown once")}),
+	"AuthKeySecret":        obj(props{"item": ref("AuthKey"), "secret": str("shown once"), "arcAuthKeyId": str("the key as SORACOM Arc credentials (authKeyId)"), "arcAuthKey": str("the secret as SORACOM Arc credentials (authKey), shown once")}),
 	"Token":                obj(props{"id": str(""), "description": str(""), "role": enum("admin", "operator", "viewer"), "created": dateTime()}),
 	"TokenCreateRequest":   obj(props{"role": enum("admin", "operator", "viewer"), "description": str("")}, "role"),
 	"TokenSecret":          obj(props{"item": ref("Token"), "secret": str("shown once")}),

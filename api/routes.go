@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/wirefleet/wirefleet/arcapi"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
@@ -89,6 +90,14 @@ type simWithKey struct {
 type secretResponse[T any] struct {
 	Item   T      `json:"item"`
 	Secret string `json:"secret"` // shown once; only its hash is stored
+}
+
+// authKeyResponse adds the same auth key written as SORACOM Arc
+// credentials, for soratun and other Arc clients.
+type authKeyResponse struct {
+	secretResponse[fleet.AuthKey]
+	ArcAuthKeyID string `json:"arcAuthKeyId"`
+	ArcAuthKey   string `json:"arcAuthKey"`
 }
 
 type bootstrapResponse struct {
@@ -329,7 +338,8 @@ func (h *Handler) routes() []route {
 				if err != nil {
 					return nil, err
 				}
-				return created{secretResponse[fleet.AuthKey]{Item: k, Secret: secret}}, nil
+				return created{authKeyResponse{secretResponse: secretResponse[fleet.AuthKey]{Item: k, Secret: secret},
+					ArcAuthKeyID: arcapi.KeyIDPrefix + k.ID, ArcAuthKey: arcapi.SecretPrefix + secret}}, nil
 			}},
 		{method: "GET", path: "/api/v1/authkeys/{id}", summary: "Get an auth key.", role: fleet.RoleViewer, response: "AuthKey",
 			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {

@@ -36,6 +36,18 @@ func (s *Service) Bootstrap(ctx context.Context, req BootstrapRequest) (fleet.SI
 	if !strings.HasPrefix(req.AuthKey, AuthKeyPrefix) {
 		return fleet.SIM{}, Session{}, fleet.Errorf(fleet.CodeUnauthorized, "authKey", "missing or malformed auth key")
 	}
+	hash := HashSecret(req.AuthKey)
+	return s.bootstrap(ctx, req, func(tx store.Tx) (fleet.AuthKey, error) { return tx.AuthKeyByHash(ctx, hash) })
+}
+
+// BootstrapWithKeyID is Bootstrap for adapters that have already
+// authenticated the auth key by other means (the Arc session token);
+// req.AuthKey is ignored.
+func (s *Service) BootstrapWithKeyID(ctx context.Context, keyID string, req BootstrapRequest) (fleet.SIM, Session, error) {
+	return s.bootstrap(ctx, req, func(tx store.Tx) (fleet.AuthKey, error) { return tx.AuthKey(ctx, keyID) })
+}
+
+func (s *Service) bootstrap(ctx context.Context, req BootstrapRequest, lookup func(store.Tx) (fleet.AuthKey, error)) (fleet.SIM, Session, error) {
 	if req.GenerateKey == !req.PublicKey.IsZero() {
 		return fleet.SIM{}, Session{}, fleet.Errorf(fleet.CodeInvalid, "publicKey", "give either publicKey or generateKey")
 	}
@@ -50,11 +62,10 @@ func (s *Service) Bootstrap(ctx context.Context, req BootstrapRequest) (fleet.SI
 		}
 		req.PublicKey = priv.PublicKey()
 	}
-	hash := HashSecret(req.AuthKey)
 	var sim fleet.SIM
 	var group *fleet.Group
 	err := s.st.Update(ctx, func(tx store.Tx) error {
-		k, err := tx.AuthKeyByHash(ctx, hash)
+		k, err := lookup(tx)
 		if errors.Is(err, store.ErrNotFound) {
 			return fleet.Errorf(fleet.CodeUnauthorized, "authKey", "unknown auth key")
 		} else if err != nil {

@@ -120,6 +120,15 @@ func TestFirstStartAndRestart(t *testing.T) {
 	if code != 200 || !strings.Contains(metrics, `wirefleet_api_requests_total{code="200",route="GET /api/v1/sims"} 1`) || !strings.Contains(metrics, "go_goroutines") {
 		t.Fatalf("metrics: %d\n%s", code, metrics)
 	}
+	// The Arc-compatible routes are mounted too.
+	resp, err := http.Post(base+"/v1/auth", "application/json", strings.NewReader(`{"authKeyId":"keyId-nope","authKey":"secret-nope"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("/v1/auth with unknown key: %d", resp.StatusCode)
+	}
 	if err := stop(); err != nil {
 		t.Fatalf("graceful shutdown: %v", err)
 	}

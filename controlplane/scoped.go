@@ -1,0 +1,84 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/store"
+)
+
+// Operations scoped by an auth key rather than an operator token: what a
+// device holding the key may do to SIMs of the key's group. The Arc
+// adapter uses them.
+
+// UsableAuthKey returns the auth key if it exists and is neither revoked
+// nor expired.
+func (s *Service) UsableAuthKey(ctx context.Context, id string) (fleet.AuthKey, error) {
+	k, err := s.st.AuthKey(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return k, fleet.Errorf(fleet.CodeUnauthorized, "authKeyId", "unknown auth key")
+	} else if err != nil {
+		return k, err
+	}
+	if k.Revoked || !s.now().Before(k.Expires) {
+		return k, fleet.Errorf(fleet.CodeUnauthorized, "authKeyId", "auth key revoked or expired")
+	}
+	return k, nil
+}
+
+// scopedSIM reads a SIM the key may act on: same group, not terminated.
+// Others are reported as not found, so a key cannot probe other groups.
+func scopedSIM(ctx context.Context, r store.Reader, k fleet.AuthKey, simID string) (fleet.SIM, error) {
+	sim, err := r.SIM(ctx, simID)
+	if err != nil || sim.GroupID != k.GroupID || sim.Status == fleet.StatusTerminated {
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return sim, err
+		}
+		return sim, fleet.Errorf(fleet.CodeNotFound, "simId", "not found")
+	}
+	return sim, nil
+}
+
+// ScopedSession returns the session of a SIM of k's group.
+func (s *Service) ScopedSession(ctx context.Context, k fleet.AuthKey, simID string) (fleet.SIM, Session, error) {
+	sim, err := scopedSIM(ctx, s.st, k, simID)
+	if err != nil {
+		return sim, Session{}, err
+	}
+	return s.SessionFor(ctx, System, sim.ID)
+}
+
+// ScopedRekey replaces the key of a SIM of k's group with pub, or with a
+// generated key returned in the session when pub is zero.
+func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string, pub fleet.Key) (fleet.SIM, Session, error) {
+	var priv fleet.Key
+	if pub.IsZero() {
+		var err error
+		if priv, err = fleet.GeneratePrivateKey(); err != nil {
+			return fleet.SIM{}, Session{}, err
+		}
+		pub = priv.PublicKey()
+	}
+	a := Actor{Kind: "authkey", ID: k.ID}
+	var sim fleet.SIM
+	err := s.st.Update(ctx, func(tx store.Tx) error {
+		var err error
+		if sim, err = scopedSIM(ctx, tx, k, simID); err != nil {
+			return err
+		}
+		sim.PublicKey, sim.NextPublicKey = pub, fleet.Key{}
+		sim.Updated = s.now()
+		if err := tx.UpdateSIM(ctx, sim); err != nil {
+			return storeErr(err, "")
+		}
+		tx.Publish(fleet.Change{Kind: fleet.ChangeSIM, ID: sim.ID})
+		return s.event(ctx, tx, a, "sim.set_key", "sim", sim.ID, map[string]any{"publicKey": pub.String()})
+	})
+	if err != nil {
+		return fleet.SIM{}, Session{}, storeErr(err, "")
+	}
+	sim, sess, err := s.SessionFor(ctx, System, sim.ID)
+	sess.PrivateKey = priv
+	return sim, sess, err
+}
