@@ -7,6 +7,7 @@
 //	GET  /v1/sims/{id}
 //	POST /v1/sims/{id}/sessions/arc       the SIM's Arc session
 //	PUT  /v1/sims/{id}/credentials/arc    re-key (given or generated key)
+//	POST /v1/provisioning/soracom/arc/bootstrap   network-attested bootstrap
 //
 // Arc credentials are wirefleet auth keys written the SORACOM way: the
 // auth key id is "keyId-<auth key id>" and the secret "secret-<secret>"
@@ -25,6 +26,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -56,6 +58,19 @@ const maxBody = 16 << 10
 // Options configures the handler.
 type Options struct {
 	Log *slog.Logger
+	// TrustedNetworks enables network-attested bootstrap from these
+	// source networks (for example a private APN's range).
+	TrustedNetworks []TrustedNetwork
+	// TrustedProxies are reverse proxies whose X-Forwarded-For is
+	// believed; without them the header is ignored.
+	TrustedProxies []netip.Prefix
+}
+
+// TrustedNetwork is a source network whose addresses attest a device's
+// identity, and the name of the group its SIMs join ("" for none).
+type TrustedNetwork struct {
+	Prefix netip.Prefix
+	Group  string
 }
 
 // Handler serves the Arc-compatible routes.
@@ -64,6 +79,7 @@ type Handler struct {
 	log *slog.Logger
 	mux *http.ServeMux
 	now func() time.Time
+	opt Options
 }
 
 // New returns the handler; mount it at "/v1/".
@@ -71,12 +87,13 @@ func New(svc *controlplane.Service, o Options) *Handler {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	h := &Handler{svc: svc, log: o.Log, mux: http.NewServeMux(), now: time.Now}
+	h := &Handler{svc: svc, log: o.Log, mux: http.NewServeMux(), now: time.Now, opt: o}
 	h.mux.HandleFunc("POST /v1/auth", h.auth)
 	h.mux.HandleFunc("POST /v1/sims", h.withKey(h.createSIM))
 	h.mux.HandleFunc("GET /v1/sims/{id}", h.withKey(h.getSIM))
 	h.mux.HandleFunc("POST /v1/sims/{id}/sessions/arc", h.withKey(h.session))
 	h.mux.HandleFunc("PUT /v1/sims/{id}/credentials/arc", h.withKey(h.credentials))
+	h.mux.HandleFunc("POST /v1/provisioning/soracom/arc/bootstrap", h.attested)
 	h.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, fleet.Errorf(fleet.CodeNotFound, "", "no such route: %s %s", r.Method, r.URL.Path))
 	})
@@ -291,6 +308,70 @@ func (h *Handler) credentials(w http.ResponseWriter, r *http.Request, k fleet.Au
 		}
 	}
 	sim, sess, err := h.svc.ScopedRekey(r.Context(), k, r.PathValue("id"), pub)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toSession(sim, sess))
+}
+
+// clientAddr is the request's source address: the peer's, or — when the
+// peer is a trusted proxy — the nearest X-Forwarded-For entry that is not
+// itself a trusted proxy.
+func (h *Handler) clientAddr(r *http.Request) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	addr := ap.Addr().Unmap()
+	trusted := func(a netip.Addr) bool {
+		for _, p := range h.opt.TrustedProxies {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	if !trusted(addr) {
+		return addr, true
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(v, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		a = a.Unmap()
+		if !trusted(a) {
+			return a, true
+		}
+	}
+	return addr, true
+}
+
+func (h *Handler) attested(w http.ResponseWriter, r *http.Request) {
+	var req struct{}
+	if err := decodeOptional(r, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	addr, ok := h.clientAddr(r)
+	var network *TrustedNetwork
+	for i, n := range h.opt.TrustedNetworks {
+		if ok && n.Prefix.Contains(addr) {
+			network = &h.opt.TrustedNetworks[i]
+			break
+		}
+	}
+	if network == nil {
+		h.log.Info("arc attested bootstrap refused: untrusted source", "source", addr.String())
+		h.fail(w, r, fleet.Errorf(fleet.CodeForbidden, "", "source address is not in a trusted network"))
+		return
+	}
+	sim, sess, err := h.svc.AttestedBootstrap(r.Context(), addr.String(), network.Group)
 	if err != nil {
 		h.fail(w, r, err)
 		return

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
@@ -81,4 +82,67 @@ func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string
 	sim, sess, err := s.SessionFor(ctx, System, sim.ID)
 	sess.PrivateKey = priv
 	return sim, sess, err
+}
+
+// AttestedBootstrap is network-attested bootstrap: the caller has checked
+// that source lies in a network the operator trusts, mapped to groupID. The
+// SIM bound to source is created on first call; every call gives it a new
+// generated key (the old one is retired at once) and returns the session
+// with the private key. group is a group name ("" for none), resolved at
+// each call so that the operator may create it after configuring the network.
+func (s *Service) AttestedBootstrap(ctx context.Context, source string, group string) (fleet.SIM, Session, error) {
+	priv, err := fleet.GeneratePrivateKey()
+	if err != nil {
+		return fleet.SIM{}, Session{}, err
+	}
+	pub := priv.PublicKey()
+	a := Actor{Kind: "network", ID: source}
+	var sim fleet.SIM
+	err = s.st.Update(ctx, func(tx store.Tx) error {
+		id, err := tx.SIMBinding(ctx, source)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			groupID := ""
+			if group != "" {
+				g, err := tx.GroupByName(ctx, group)
+				if err != nil {
+					return fmtGroupErr(group, err)
+				}
+				groupID = g.ID
+			}
+			if sim, err = s.newSIM(ctx, tx, SIMSpec{Name: "arc-" + source, PublicKey: pub, GroupID: groupID, Tags: map[string]string{"attested.source": source}}); err != nil {
+				return err
+			}
+			if err := tx.BindSIM(ctx, source, sim.ID); err != nil {
+				return err
+			}
+			return s.event(ctx, tx, a, "sim.bootstrap", "sim", sim.ID, map[string]any{"imsi": sim.IMSI, "address": sim.Address.String(), "attested": true})
+		case err != nil:
+			return err
+		}
+		if sim, err = tx.SIM(ctx, id); err != nil {
+			return err
+		}
+		if sim.Status != fleet.StatusActive {
+			return fleet.Errorf(fleet.CodeBadState, "status", "the SIM bound to this source is %s", sim.Status)
+		}
+		sim.PublicKey, sim.NextPublicKey = pub, fleet.Key{}
+		sim.Updated = s.now()
+		if err := tx.UpdateSIM(ctx, sim); err != nil {
+			return err
+		}
+		tx.Publish(fleet.Change{Kind: fleet.ChangeSIM, ID: sim.ID})
+		return s.event(ctx, tx, a, "sim.set_key", "sim", sim.ID, map[string]any{"publicKey": pub.String(), "attested": true})
+	})
+	if err != nil {
+		return fleet.SIM{}, Session{}, storeErr(err, "")
+	}
+	s.log.Info("sim attested bootstrap", "sim", sim.ID, "source", source)
+	sim, sess, err := s.SessionFor(ctx, System, sim.ID)
+	sess.PrivateKey = priv
+	return sim, sess, err
+}
+
+func fmtGroupErr(id string, err error) error {
+	return fmt.Errorf("trusted network's group %s: %w", id, err)
 }

@@ -50,6 +50,10 @@ type Reader interface {
 	ListTokens(ctx context.Context, p PageRequest) (Page[fleet.Token], error)
 
 	ListEvents(ctx context.Context, f EventFilter) (Page[fleet.Event], error)
+
+	// SIMBinding returns the id of the SIM bound to a source (for
+	// network-attested bootstrap: the device's address in a trusted network).
+	SIMBinding(ctx context.Context, source string) (string, error)
 }
 
 // Tx is one transaction. Every write of one API call goes through a single
@@ -79,6 +83,9 @@ type Tx interface {
 
 	InsertToken(ctx context.Context, t fleet.Token) error
 	DeleteToken(ctx context.Context, id string) error
+
+	// BindSIM binds source to a SIM; a source is bound at most once.
+	BindSIM(ctx context.Context, source, simID string) error
 
 	AppendEvent(ctx context.Context, e fleet.Event) error
 	// Publish queues a change, delivered to subscribers only if the

@@ -54,6 +54,50 @@ type config struct {
 	postgres  string
 	logLevel  string
 	logFormat string
+	// Network-attested Arc bootstrap.
+	trustedNetworks prefixList
+	trustedProxies  prefixList
+}
+
+// prefixList is a repeatable (or comma-separated) flag of CIDR[=value].
+type prefixList struct {
+	items  []arcapi.TrustedNetwork
+	values bool // whether "=value" is allowed
+}
+
+func (p *prefixList) String() string {
+	var s []string
+	for _, it := range p.items {
+		v := it.Prefix.String()
+		if it.Group != "" {
+			v += "=" + it.Group
+		}
+		s = append(s, v)
+	}
+	return strings.Join(s, ",")
+}
+
+func (p *prefixList) Set(v string) error {
+	for _, part := range strings.Split(v, ",") {
+		cidr, group, hasGroup := strings.Cut(strings.TrimSpace(part), "=")
+		if hasGroup && !p.values {
+			return fmt.Errorf("%q: want a CIDR", part)
+		}
+		pfx, err := netip.ParsePrefix(cidr)
+		if err != nil {
+			return fmt.Errorf("%q: not a CIDR", cidr)
+		}
+		p.items = append(p.items, arcapi.TrustedNetwork{Prefix: pfx.Masked(), Group: group})
+	}
+	return nil
+}
+
+func (p *prefixList) prefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, it := range p.items {
+		out = append(out, it.Prefix)
+	}
+	return out
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -67,6 +111,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.postgres, "postgres", "", "PostgreSQL connection string; empty uses SQLite in the data directory")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	c.trustedNetworks.values = true
+	fs.Var(&c.trustedNetworks, "arc-trusted-network", "CIDR[=GROUP_NAME] whose source addresses may use Arc network-attested bootstrap (repeatable, or comma-separated)")
+	fs.Var(&c.trustedProxies, "trusted-proxy", "CIDR of reverse proxies whose X-Forwarded-For is believed (repeatable, or comma-separated)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `wirefleetd — the wirefleet platform (control plane API today; gateway to come).
 
@@ -173,7 +220,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	mux := http.NewServeMux()
 	mux.Handle("/api/v1/", api.New(svc, api.Options{Log: log, Registerer: reg}))
 	// SORACOM Arc-compatible routes, for soratun and other Arc clients.
-	mux.Handle("/v1/", arcapi.New(svc, arcapi.Options{Log: log}))
+	mux.Handle("/v1/", arcapi.New(svc, arcapi.Options{Log: log, TrustedNetworks: c.trustedNetworks.items, TrustedProxies: c.trustedProxies.prefixes()}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 

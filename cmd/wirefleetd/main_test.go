@@ -163,6 +163,15 @@ func TestFlagsOverrideEnv(t *testing.T) {
 	if err != nil || c.apiListen != "127.0.0.1:9" || c.dataDir != "/tmp/x" {
 		t.Fatalf("%+v %v", c, err)
 	}
+	c, err = parseFlags([]string{"--arc-trusted-network", "10.200.0.0/16=apn", "--arc-trusted-network", "192.0.2.0/24"}, func(k string) string {
+		return map[string]string{"WIREFLEET_TRUSTED_PROXY": "127.0.0.1/32,::1/128"}[k]
+	}, io.Discard)
+	if err != nil || c.trustedNetworks.String() != "10.200.0.0/16=apn,192.0.2.0/24" || len(c.trustedProxies.prefixes()) != 2 {
+		t.Fatalf("trusted networks %q proxies %v: %v", c.trustedNetworks.String(), c.trustedProxies.prefixes(), err)
+	}
+	if _, err := parseFlags([]string{"--trusted-proxy", "10.0.0.0/8=x"}, func(string) string { return "" }, io.Discard); err == nil {
+		t.Fatal("--trusted-proxy accepted a group")
+	}
 	if _, err := parseFlags(nil, func(k string) string {
 		return map[string]string{"WIREFLEET_NOPE": "1", "WIREFLEET_LOG_LEVEL": "loud"}[k]
 	}, io.Discard); err != nil {

@@ -74,6 +74,9 @@ CREATE TABLE events (
 	details TEXT NOT NULL
 );
 CREATE INDEX events_object ON events (object_id, id);
+`, `
+-- Network-attested bootstrap: which SIM a trusted source address owns.
+CREATE TABLE sim_bindings (source TEXT PRIMARY KEY, sim_id TEXT NOT NULL);
 `}
 
 // Open opens (creating if needed) the database file at path and migrates it.

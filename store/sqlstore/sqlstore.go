@@ -104,6 +104,8 @@ func conflictField(msg string) string {
 		return "imsi"
 	case strings.Contains(msg, "address"):
 		return "address"
+	case strings.Contains(msg, "sim_bindings"):
+		return "source"
 	case strings.Contains(msg, "sim_keys"):
 		return "publicKey"
 	case strings.Contains(msg, "hash"):
@@ -397,6 +399,12 @@ func (r reader) ListEvents(ctx context.Context, f store.EventFilter) (store.Page
 	return list(ctx, r, q+` ORDER BY id DESC LIMIT ?`, args, limit(f.PageRequest), scanEvent, func(e fleet.Event) string { return strconv.FormatInt(e.ID, 10) })
 }
 
+func (r reader) SIMBinding(ctx context.Context, source string) (string, error) {
+	var id string
+	err := r.q.QueryRowContext(ctx, r.rebind(`SELECT sim_id FROM sim_bindings WHERE source = ?`), source).Scan(&id)
+	return id, r.mapErr(err)
+}
+
 // ---- transactions ----
 
 type tx struct {
@@ -603,6 +611,11 @@ func (t *tx) DeleteToken(ctx context.Context, id string) error {
 	return affected(t.exec(ctx, `DELETE FROM tokens WHERE id = ?`, id))
 }
 
+func (t *tx) BindSIM(ctx context.Context, source, simID string) error {
+	_, err := t.exec(ctx, `INSERT INTO sim_bindings (source, sim_id) VALUES (?, ?)`, source, simID)
+	return err
+}
+
 func (t *tx) AppendEvent(ctx context.Context, e fleet.Event) error {
 	details := ""
 	if len(e.Details) > 0 {
@@ -656,6 +669,9 @@ func (s *Store) TokenByHash(ctx context.Context, h string) (fleet.Token, error) 
 }
 func (s *Store) ListTokens(ctx context.Context, p store.PageRequest) (store.Page[fleet.Token], error) {
 	return s.r().ListTokens(ctx, p)
+}
+func (s *Store) SIMBinding(ctx context.Context, source string) (string, error) {
+	return s.r().SIMBinding(ctx, source)
 }
 func (s *Store) ListEvents(ctx context.Context, f store.EventFilter) (store.Page[fleet.Event], error) {
 	return s.r().ListEvents(ctx, f)

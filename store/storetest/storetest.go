@@ -35,6 +35,7 @@ func Run(t *testing.T, open Open) {
 		{"Pagination", testPagination},
 		{"GroupsTokensEvents", testGroupsTokensEvents},
 		{"Subscribe", testSubscribe},
+		{"Bindings", testBindings},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -512,4 +513,16 @@ func testSubscribe(t *testing.T, s store.Store) {
 	if _, ok := <-ch; ok {
 		t.Fatal("channel open after cancel")
 	}
+}
+
+func testBindings(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if _, err := s.SIMBinding(ctx, "10.9.0.1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unbound source: %v", err)
+	}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.BindSIM(ctx, "10.9.0.1", "sim_a") })
+	if id, err := s.SIMBinding(ctx, "10.9.0.1"); err != nil || id != "sim_a" {
+		t.Fatalf("binding: %q %v", id, err)
+	}
+	wantConflict(t, s.Update(ctx, func(tx store.Tx) error { return tx.BindSIM(ctx, "10.9.0.1", "sim_b") }), "source")
 }
