@@ -55,7 +55,7 @@ func TestAttestedBootstrap(t *testing.T) {
 	// The test client comes from 127.0.0.1: trust loopback.
 	svc, base := attestedServer(t, arcapi.Options{TrustedNetworks: []arcapi.TrustedNetwork{{Prefix: netip.MustParsePrefix("127.0.0.0/8"), Group: "apn"}}})
 	// The group is resolved at bootstrap time: missing, the call fails.
-	if code, _ := attest(t, base, ""); code != 500 {
+	if code, _ := attest(t, base, ""); code != 409 {
 		t.Fatalf("group missing: %d", code)
 	}
 	g, err := svc.CreateGroup(ctx, controlplane.System, "apn", fleet.GroupSettings{})

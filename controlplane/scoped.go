@@ -143,6 +143,11 @@ func (s *Service) AttestedBootstrap(ctx context.Context, source string, group st
 	return sim, sess, err
 }
 
-func fmtGroupErr(id string, err error) error {
-	return fmt.Errorf("trusted network's group %s: %w", id, err)
+// fmtGroupErr reports a trusted network whose group is missing: the
+// operator's configuration, not the device, is at fault.
+func fmtGroupErr(name string, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return fleet.Errorf(fleet.CodeBadState, "", "the trusted network's group %q does not exist", name)
+	}
+	return fmt.Errorf("trusted network's group %s: %w", name, err)
 }
