@@ -184,32 +184,7 @@ func (h *Handler) routes() []route {
 				if err := decode(r, &req); err != nil {
 					return nil, err
 				}
-				id := r.PathValue("id")
-				sim, err := s.GetSIM(ctx, a, id)
-				// Each part is its own audited action; validation of all
-				// parts first keeps a bad later part from applying an earlier one.
-				if err == nil && req.Tags != nil {
-					err = fleet.ValidateTags("tags", *req.Tags)
-				}
-				if err == nil && req.Name != nil {
-					err = fleet.ValidateLabel("name", *req.Name, 128)
-				}
-				if err == nil && req.GroupID != nil && *req.GroupID != "" {
-					_, err = s.GetGroup(ctx, a, *req.GroupID)
-					if err != nil {
-						err = errorf(fleet.CodeNotFound, "groupId", "not found")
-					}
-				}
-				if err == nil && req.Name != nil {
-					sim, err = s.SetSIMName(ctx, a, id, *req.Name)
-				}
-				if err == nil && req.Tags != nil {
-					sim, err = s.SetSIMTags(ctx, a, id, *req.Tags)
-				}
-				if err == nil && req.GroupID != nil {
-					sim, err = s.SetSIMGroup(ctx, a, id, *req.GroupID)
-				}
-				return sim, err
+				return s.PatchSIM(ctx, a, r.PathValue("id"), controlplane.SIMPatch{Name: req.Name, Tags: req.Tags, GroupID: req.GroupID})
 			}},
 		{method: "POST", path: "/api/v1/sims/{id}/suspend", summary: "Suspend a SIM: its tunnel is cut.", role: fleet.RoleOperator, response: "SIM", handle: simAction(fleet.StatusSuspended)},
 		{method: "POST", path: "/api/v1/sims/{id}/resume", summary: "Resume a suspended SIM.", role: fleet.RoleOperator, response: "SIM", handle: simAction(fleet.StatusActive)},

@@ -240,3 +240,45 @@ func (s *Service) SetSIMKey(ctx context.Context, a Actor, id string, ks KeySpec)
 	}
 	return sim, priv, nil
 }
+
+// SIMPatch changes several SIM fields at once; nil fields are kept.
+type SIMPatch struct {
+	Name    *string
+	Tags    *map[string]string
+	GroupID *string
+}
+
+// PatchSIM applies a SIMPatch in one transaction: all of it or none.
+func (s *Service) PatchSIM(ctx context.Context, a Actor, id string, p SIMPatch) (fleet.SIM, error) {
+	if p.Name != nil {
+		if err := fleet.ValidateLabel("name", *p.Name, 128); err != nil {
+			return fleet.SIM{}, err
+		}
+	}
+	if p.Tags != nil {
+		if err := fleet.ValidateTags("tags", *p.Tags); err != nil {
+			return fleet.SIM{}, err
+		}
+	}
+	return s.modifySIM(ctx, a, id, "sim.update", nil, func(tx store.Tx, sim *fleet.SIM) error {
+		if p.GroupID != nil {
+			if *p.GroupID != "" {
+				if _, err := tx.Group(ctx, *p.GroupID); err != nil {
+					return storeErr(err, "groupId")
+				}
+			}
+			sim.GroupID = *p.GroupID
+		}
+		if p.Name != nil {
+			sim.Name = *p.Name
+		}
+		if p.Tags != nil {
+			tags := *p.Tags
+			if tags == nil {
+				tags = map[string]string{}
+			}
+			sim.Tags = tags
+		}
+		return nil
+	})
+}
