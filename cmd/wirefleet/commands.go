@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -69,6 +70,15 @@ type page[T any] struct {
 type withSecret[T any] struct {
 	Item   T      `json:"item"`
 	Secret string `json:"secret"`
+}
+
+// compact prints JSON on one line, for table cells.
+func compact(raw json.RawMessage) string {
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return string(raw)
+	}
+	return b.String()
 }
 
 func ts(t time.Time) string { return t.Local().Format("2006-01-02 15:04") }
@@ -190,7 +200,7 @@ var handlers = map[string]func(c *command, rest []string) error{
 		}
 		rows := [][]string{}
 		for _, g := range p.Items {
-			rows = append(rows, []string{g.ID, g.Name, string(g.Settings)})
+			rows = append(rows, []string{g.ID, g.Name, compact(g.Settings)})
 		}
 		return c.show(p, []string{"ID", "NAME", "SETTINGS"}, rows, nextHint(p.Next))
 	},
@@ -407,7 +417,7 @@ func (c *command) groupCall(method, path string, body any) error {
 	if err := c.call(method, path, body, &g); err != nil {
 		return err
 	}
-	return c.show(g, []string{"ID", "NAME", "SETTINGS"}, [][]string{{g.ID, g.Name, string(g.Settings)}})
+	return c.show(g, []string{"ID", "NAME", "SETTINGS"}, [][]string{{g.ID, g.Name, compact(g.Settings)}})
 }
 
 var authKeyHeader = []string{"ID", "GROUP", "USES", "EXPIRES", "REVOKED", "TAGS", "DESCRIPTION"}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 
 	"modernc.org/sqlite"
@@ -99,6 +100,11 @@ func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
 	if err := sqlstore.Migrate(ctx, write, migrations, "", false); err != nil {
 		write.Close()
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)
+	}
+	// The file holds token and auth key hashes: owner only.
+	if err := os.Chmod(path, 0o600); err != nil {
+		write.Close()
+		return nil, err
 	}
 	read, err := sql.Open("sqlite", dsn)
 	if err != nil {
