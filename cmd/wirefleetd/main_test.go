@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/store/pgstore/pgtest"
 )
 
 type syncBuf struct {
@@ -176,5 +177,28 @@ func TestFlagsOverrideEnv(t *testing.T) {
 		return map[string]string{"WIREFLEET_NOPE": "1", "WIREFLEET_LOG_LEVEL": "loud"}[k]
 	}, io.Discard); err != nil {
 		t.Fatalf("env parse: %v", err) // log level is checked later, in run
+	}
+}
+
+func TestPostgresBackend(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	dir := t.TempDir()
+	base, _, stderr, stop := start(t, dir, map[string]string{"WIREFLEET_API_LISTEN": "127.0.0.1:0", "WIREFLEET_POSTGRES": dsn})
+	b, err := os.ReadFile(filepath.Join(dir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, base+"/api/v1/tokens", strings.TrimSpace(string(b))); code != 200 || !strings.Contains(body, "initial admin token") {
+		t.Fatalf("tokens on postgres: %d %s", code, body)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr.String(), "backend=postgres") {
+		t.Fatalf("not on postgres:\n%s", stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "wirefleet.db")); err == nil {
+		t.Fatal("an SQLite file was created although --postgres was given")
 	}
 }
