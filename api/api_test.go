@@ -277,6 +277,20 @@ func TestRoleDenials(t *testing.T) {
 	e.must("GET", "/api/v1/sims", "tmp", nil, 200, nil)
 	e.must("DELETE", "/api/v1/tokens/"+tok.Item.ID, fleet.RoleAdmin, nil, 204, nil)
 	e.wantError("GET", "/api/v1/sims", "tmp", nil, 401, fleet.CodeUnauthorized, "")
+
+	// The last admin token cannot be deleted; with a second one it can.
+	var tokens struct{ Items []fleet.Token }
+	e.must("GET", "/api/v1/tokens", fleet.RoleAdmin, nil, 200, &tokens)
+	var adminID string
+	for _, tk := range tokens.Items {
+		if tk.Role == fleet.RoleAdmin {
+			adminID = tk.ID
+		}
+	}
+	e.wantError("DELETE", "/api/v1/tokens/"+adminID, fleet.RoleAdmin, nil, 409, fleet.CodeBadState, "id")
+	e.must("POST", "/api/v1/tokens", fleet.RoleAdmin, map[string]any{"role": "admin"}, 201, nil)
+	e.must("DELETE", "/api/v1/tokens/"+adminID, fleet.RoleAdmin, nil, 204, nil)
+	e.wantError("GET", "/api/v1/sims", fleet.RoleAdmin, nil, 401, fleet.CodeUnauthorized, "")
 }
 
 func TestBadInput(t *testing.T) {

@@ -250,12 +250,38 @@ func (s *Service) ListTokens(ctx context.Context, a Actor, p store.PageRequest) 
 	return s.st.ListTokens(ctx, p)
 }
 
-// DeleteToken revokes a token.
+// DeleteToken revokes a token. The last admin token cannot be deleted:
+// that would lock every operator out of token management for good.
 func (s *Service) DeleteToken(ctx context.Context, a Actor, id string) error {
 	if err := require(a, fleet.RoleAdmin); err != nil {
 		return err
 	}
 	err := s.st.Update(ctx, func(tx store.Tx) error {
+		t, err := tx.Token(ctx, id)
+		if err != nil {
+			return storeErr(err, "id")
+		}
+		if t.Role == fleet.RoleAdmin {
+			admins := 0
+			for p := (store.PageRequest{Limit: store.MaxLimit}); ; {
+				page, err := tx.ListTokens(ctx, p)
+				if err != nil {
+					return err
+				}
+				for _, t := range page.Items {
+					if t.Role == fleet.RoleAdmin {
+						admins++
+					}
+				}
+				if page.Next == "" || admins > 1 {
+					break
+				}
+				p.Cursor = page.Next
+			}
+			if admins <= 1 {
+				return fleet.Errorf(fleet.CodeBadState, "id", "this is the last admin token; create another admin token first")
+			}
+		}
 		if err := tx.DeleteToken(ctx, id); err != nil {
 			return err
 		}
