@@ -186,6 +186,15 @@ func TestBootstrapFlowAndConfig(t *testing.T) {
 	if len(page.Items) != 1 || page.Items[0].ID != sim.ID {
 		t.Fatalf("suspended list %+v", page)
 	}
+	e.must("PUT", "/api/v1/sims/"+sim.ID+"/tags", fleet.RoleOperator, map[string]any{"tags": map[string]string{"site": "north", "rack": "7"}}, 200, nil)
+	e.must("GET", "/api/v1/sims?tag=site=north&tag=rack=7", fleet.RoleViewer, nil, 200, &page)
+	if len(page.Items) != 1 || page.Items[0].ID != sim.ID {
+		t.Fatalf("tag filter %+v", page)
+	}
+	e.must("GET", "/api/v1/sims?tag=site=south", fleet.RoleViewer, nil, 200, &page)
+	if len(page.Items) != 0 {
+		t.Fatalf("tag filter site=south %+v", page)
+	}
 	e.must("GET", "/api/v1/sims?limit=1", fleet.RoleViewer, nil, 200, &page)
 	if len(page.Items) != 1 || page.Next == "" {
 		t.Fatalf("page 1 %+v", page)
@@ -198,7 +207,7 @@ func TestBootstrapFlowAndConfig(t *testing.T) {
 	}
 	var events struct{ Items []fleet.Event }
 	e.must("GET", "/api/v1/events?objectId="+sim.ID, fleet.RoleViewer, nil, 200, &events)
-	if len(events.Items) != 3 || events.Items[0].Action != "sim.suspend" || events.Items[2].Action != "sim.bootstrap" {
+	if len(events.Items) != 4 || events.Items[0].Action != "sim.set_tags" || events.Items[1].Action != "sim.suspend" || events.Items[2].Action != "sim.set_key" || events.Items[3].Action != "sim.bootstrap" {
 		t.Fatalf("events %+v", events.Items)
 	}
 
@@ -333,6 +342,7 @@ func TestBadInput(t *testing.T) {
 		{"patch half-bad", "PATCH", "/api/v1/sims/" + sim.ID, map[string]any{"name": "changed", "groupId": "grp_nope"}, 404, fleet.CodeNotFound, "groupId"},
 		{"unknown SIM", "GET", "/api/v1/sims/sim_nope", nil, 404, fleet.CodeNotFound, "id"},
 		{"bad status filter", "GET", "/api/v1/sims?status=gone", nil, 400, fleet.CodeInvalid, "status"},
+		{"bad tag filter", "GET", "/api/v1/sims?tag=novalue", nil, 400, fleet.CodeInvalid, "tag"},
 		{"bad limit", "GET", "/api/v1/sims?limit=abc", nil, 400, fleet.CodeInvalid, "limit"},
 		{"big limit", "GET", "/api/v1/sims?limit=100000", nil, 400, fleet.CodeInvalid, "limit"},
 		{"bad since", "GET", "/api/v1/events?since=yesterday", nil, 400, fleet.CodeInvalid, "since"},

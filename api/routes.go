@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/wirefleet/wirefleet/arcapi"
@@ -143,14 +144,25 @@ func (h *Handler) routes() []route {
 				return bootstrapResponse{SIM: sim, Session: sess}, nil
 			}},
 
-		{method: "GET", path: "/api/v1/sims", summary: "List SIMs.", role: fleet.RoleViewer, response: "SIMPage", query: []string{"limit", "cursor", "status", "groupId"},
+		{method: "GET", path: "/api/v1/sims", summary: "List SIMs.", role: fleet.RoleViewer, response: "SIMPage", query: []string{"limit", "cursor", "status", "groupId", "tag"},
 			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
 				p, err := pageReq(r)
 				if err != nil {
 					return nil, err
 				}
 				q := r.URL.Query()
-				return s.ListSIMs(ctx, a, store.SIMFilter{PageRequest: p, Status: fleet.Status(q.Get("status")), GroupID: q.Get("groupId")})
+				var tags map[string]string
+				for _, kv := range q["tag"] {
+					k, v, ok := strings.Cut(kv, "=")
+					if !ok || k == "" {
+						return nil, errorf(fleet.CodeInvalid, "tag", "want key=value")
+					}
+					if tags == nil {
+						tags = map[string]string{}
+					}
+					tags[k] = v
+				}
+				return s.ListSIMs(ctx, a, store.SIMFilter{PageRequest: p, Status: fleet.Status(q.Get("status")), GroupID: q.Get("groupId"), Tags: tags})
 			}},
 		{method: "POST", path: "/api/v1/sims", summary: "Create a SIM.", role: fleet.RoleOperator, request: "SIMCreateRequest", response: "SIMWithKey",
 			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {

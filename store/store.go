@@ -130,6 +130,8 @@ type SIMFilter struct {
 	PageRequest
 	Status  fleet.Status
 	GroupID string
+	// Tags selects SIMs having all these tags with these values.
+	Tags map[string]string
 }
 
 // EventFilter selects events, newest first.

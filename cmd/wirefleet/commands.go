@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -114,11 +116,21 @@ var handlers = map[string]func(c *command, rest []string) error{
 		grp := c.fs.String("group", "", "group id")
 		limit := c.fs.Int("limit", 0, "page size")
 		cursor := c.fs.String("cursor", "", "next-page cursor")
+		var tagList multi
+		c.fs.Var(&tagList, "tag", "key=value the SIMs must have (repeatable)")
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
+		path := "/api/v1/sims" + query("status", *status, "groupId", *grp, "limit", itoa(*limit), "cursor", *cursor)
+		for _, kv := range tagList {
+			sep := "?"
+			if strings.Contains(path, "?") {
+				sep = "&"
+			}
+			path += sep + "tag=" + url.QueryEscape(kv)
+		}
 		var p page[sim]
-		if err := c.call("GET", "/api/v1/sims"+query("status", *status, "groupId", *grp, "limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
+		if err := c.call("GET", path, nil, &p); err != nil {
 			return err
 		}
 		rows := [][]string{}

@@ -105,6 +105,12 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("config --generate-key:\n%s", out)
 	}
 	c.ok("sims", "set-tags", id, "a=1", "b=2")
+	if out := c.ok("sims", "list", "--tag", "a=1", "--tag", "b=2"); !strings.Contains(out, id) {
+		t.Fatalf("list by tags:\n%s", out)
+	}
+	if out := c.ok("sims", "list", "--tag", "a=2"); strings.Contains(out, id) {
+		t.Fatalf("list by wrong tag shows the SIM:\n%s", out)
+	}
 	c.ok("sims", "rename", id, "cam-one")
 	if out := c.ok("sims", "get", id); !strings.Contains(out, "a=1,b=2") || !strings.Contains(out, "cam-one") {
 		t.Fatalf("get after tags:\n%s", out)

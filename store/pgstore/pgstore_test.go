@@ -29,22 +29,27 @@ func TestPostgres(t *testing.T) {
 	t.Run("MigrationsRerunAndConcurrent", func(t *testing.T) {
 		dsn := srv.NewDatabase(t)
 		// Two processes starting at once on an empty database.
-		errs := make(chan error, 2)
-		stores := make(chan *pgstore.Store, 2)
-		for range 2 {
+		const n = 4
+		errs := make(chan error, n)
+		stores := make(chan *pgstore.Store, n)
+		for range n {
 			go func() {
 				s, err := pgstore.Open(ctx, dsn, nil)
 				errs <- err
 				stores <- s
 			}()
 		}
-		for range 2 {
+		var failed error
+		for range n {
 			if err := <-errs; err != nil {
-				t.Fatalf("concurrent open: %v", err)
+				failed = err
 			}
 			if s := <-stores; s != nil {
 				s.Close()
 			}
+		}
+		if failed != nil {
+			t.Fatalf("concurrent open: %v", failed)
 		}
 		s, err := pgstore.Open(ctx, dsn, nil)
 		if err != nil {

@@ -112,7 +112,7 @@ func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
 		return nil, err
 	}
 	read.SetMaxOpenConns(4)
-	return sqlstore.New(write, read, &sqlstore.Dialect{UniqueViolation: uniqueViolation}), nil
+	return sqlstore.New(write, read, &sqlstore.Dialect{Strpos: "instr", UniqueViolation: uniqueViolation}), nil
 }
 
 func uniqueViolation(err error) (string, bool) {

@@ -12,7 +12,25 @@ import (
 // running it on every start is safe. lockSQL, if not empty, runs first in
 // each transaction to serialise processes migrating one database at once.
 func Migrate(ctx context.Context, db *sql.DB, migrations []string, lockSQL string, numbered bool) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied BIGINT NOT NULL)`); err != nil {
+	// Even "IF NOT EXISTS" races in PostgreSQL's catalog when two
+	// processes start at once: create the table under the lock too.
+	err := func() error {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if lockSQL != "" {
+			if _, err := tx.ExecContext(ctx, lockSQL); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied BIGINT NOT NULL)`); err != nil {
+			return err
+		}
+		return tx.Commit()
+	}()
+	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	r := reader{d: &Dialect{NumberedPlaceholders: numbered}}

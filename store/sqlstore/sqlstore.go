@@ -27,6 +27,10 @@ type Dialect struct {
 	// UniqueViolation reports whether err is a unique-constraint failure,
 	// returning the constraint or message that names the columns.
 	UniqueViolation func(err error) (string, bool)
+	// Strpos is the name of the function giving the 1-based position of a
+	// substring, 0 if absent (SQLite instr, PostgreSQL strpos), both
+	// case-sensitive, unlike SQLite's LIKE.
+	Strpos string
 	// Notify, when set, is called inside a transaction about to commit with
 	// the changes it made; the backend then delivers them (to this process
 	// too), so Store does not publish them itself.
@@ -216,6 +220,13 @@ func (r reader) ListSIMs(ctx context.Context, f store.SIMFilter) (store.Page[fle
 	if f.GroupID != "" {
 		q += ` AND group_id = ?`
 		args = append(args, f.GroupID)
+	}
+	for k, v := range f.Tags {
+		// Tags are stored as encoding/json writes a map: "key":"value"
+		// pairs with quotes inside strings escaped, so this exact pair can
+		// only appear as a whole key and value.
+		q += ` AND ` + r.d.Strpos + `(tags, ?) > 0`
+		args = append(args, strings.TrimSuffix(strings.TrimPrefix(marshal(map[string]string{k: v}), "{"), "}"))
 	}
 	return list(ctx, r, q+` ORDER BY id LIMIT ?`, args, limit(f.PageRequest), scanSIM, func(s fleet.SIM) string { return s.ID })
 }

@@ -415,6 +415,30 @@ func testPagination(t *testing.T, s store.Store) {
 	if err != nil || len(p.Items) != 5 {
 		t.Fatalf("suspended: %d %v", len(p.Items), err)
 	}
+	// Tag filters are exact and case-sensitive, keys and values alike.
+	tagged := insertSIM(t, s)
+	tagged.Tags = map[string]string{"site": "North", "floor": "2", "note": `say "site":"North"`}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.UpdateSIM(ctx, tagged) })
+	decoy := insertSIM(t, s)
+	decoy.Tags = map[string]string{"site": "north", "x": `"site":"North"`}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.UpdateSIM(ctx, decoy) })
+	for _, c := range []struct {
+		tags map[string]string
+		want int
+	}{
+		{map[string]string{"site": "North"}, 1},
+		{map[string]string{"site": "North", "floor": "2"}, 1},
+		{map[string]string{"site": "North", "floor": "3"}, 0},
+		{map[string]string{"site": "north"}, 1},
+		{map[string]string{"site": "Nort"}, 0},
+		{map[string]string{"ite": "North"}, 0},
+		{map[string]string{"site": "a"}, 25}, // every SIM of the loop above
+	} {
+		p, err := s.ListSIMs(ctx, store.SIMFilter{Tags: c.tags})
+		if err != nil || len(p.Items) != c.want {
+			t.Fatalf("tags %v: %d SIMs (%v), want %d", c.tags, len(p.Items), err, c.want)
+		}
+	}
 	p, err = s.ListSIMs(ctx, store.SIMFilter{GroupID: "grp_x", Status: fleet.StatusActive})
 	if err != nil || len(p.Items) != 0 {
 		t.Fatalf("grp_x active: %d %v", len(p.Items), err)
