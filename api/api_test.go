@@ -400,3 +400,18 @@ func TestOpenAPIDocument(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONShapes checks absent keys are omitted, not sent as "".
+func TestJSONShapes(t *testing.T) {
+	e := newEnv(t)
+	b := e.must("POST", "/api/v1/sims", fleet.RoleOperator, map[string]any{"publicKey": pubKey(t)}, 201, nil)
+	for _, absent := range []string{`"privateKey"`, `"nextPublicKey"`} {
+		if strings.Contains(string(b), absent) {
+			t.Fatalf("%s present in %s", absent, b)
+		}
+	}
+	b = e.must("POST", "/api/v1/sims", fleet.RoleOperator, map[string]any{"generateKey": true}, 201, nil)
+	if !strings.Contains(string(b), `"privateKey"`) {
+		t.Fatalf("generated private key missing: %s", b)
+	}
+}

@@ -85,7 +85,7 @@ type wgConfigRequest struct {
 // simWithKey is a SIM plus, once, a private key the platform generated.
 type simWithKey struct {
 	fleet.SIM
-	PrivateKey fleet.Key `json:"privateKey,omitempty"`
+	PrivateKey fleet.Key `json:"privateKey,omitzero"`
 }
 
 type secretResponse[T any] struct {

@@ -117,6 +117,16 @@ func TestArcFlow(t *testing.T) {
 	if code := c.call("POST", "/auth", authBody(arcapi.KeyIDPrefix+k.ID, arcapi.SecretPrefix+secret, 10), nil); code != 400 {
 		t.Fatalf("timeout 10s: %d", code)
 	}
+	for body, want := range map[string]int{
+		`{"authKeyId": "x", "authKey": "y", "extra": 1}`: 400, // unknown field
+		`{"authKeyId": 5}`:  400, // wrong type
+		`{"authKeyId": "x"`: 400, // malformed
+		`{"authKeyId": "` + strings.Repeat("a", 20000) + `", "authKey": "y"}`: 400, // oversized
+	} {
+		if code := c.call("POST", "/auth", body, nil); code != want {
+			t.Fatalf("auth body %.40q: %d, want %d", body, code, want)
+		}
+	}
 	var auth struct{ APIKey, Token, OperatorID string }
 	if code := c.call("POST", "/auth", authBody(arcapi.KeyIDPrefix+k.ID, arcapi.SecretPrefix+secret, 300), &auth); code != 200 || auth.APIKey == "" || auth.Token == "" || auth.OperatorID != arcapi.OperatorID {
 		t.Fatalf("auth: %d %+v", code, auth)

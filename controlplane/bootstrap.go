@@ -18,7 +18,7 @@ type Session struct {
 	Address          string    `json:"address"` // overlay address as a /32
 	AllowedIPs       []string  `json:"allowedIPs"`
 	// PrivateKey is set only in the answer to the call that generated it.
-	PrivateKey fleet.Key `json:"privateKey,omitempty"`
+	PrivateKey fleet.Key `json:"privateKey,omitzero"`
 }
 
 // BootstrapRequest is a device asking for its SIM.

@@ -37,7 +37,7 @@ type SIM struct {
 	// announced during rotation; the gateway accepts both until the rotation
 	// completes (SetKey promotes the next key).
 	PublicKey     Key       `json:"publicKey"`
-	NextPublicKey Key       `json:"nextPublicKey,omitempty"`
+	NextPublicKey Key       `json:"nextPublicKey,omitzero"`
 	Created       time.Time `json:"created"`
 	Updated       time.Time `json:"updated"`
 }
