@@ -204,5 +204,9 @@ func (s *Store) receive(ctx context.Context, conn *pgx.Conn, dsn string, log *sl
 				break
 			}
 		}
+		// Whoever subscribed while we were deaf may have missed changes
+		// too: make them resynchronise as well.
+		s.CloseAll()
+		log.Info("change listener reconnected")
 	}
 }
