@@ -12,7 +12,8 @@ import (
 // base64 as wg(8) does. The zero Key means "no key".
 type Key [32]byte
 
-// ParseKey decodes a standard-base64 WireGuard key.
+// ParseKey decodes a standard-base64 WireGuard key. The all-zero key is
+// refused: it is no usable key, and the zero Key means "none" here.
 func ParseKey(s string) (Key, error) {
 	var k Key
 	b, err := base64.StdEncoding.DecodeString(s)
@@ -20,6 +21,9 @@ func ParseKey(s string) (Key, error) {
 		return k, errors.New("not a base64 32-byte WireGuard key")
 	}
 	copy(k[:], b)
+	if k.IsZero() {
+		return k, errors.New("the all-zero key is not a key")
+	}
 	return k, nil
 }
 
