@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
@@ -150,4 +151,21 @@ func fmtGroupErr(name string, err error) error {
 		return fleet.Errorf(fleet.CodeBadState, "", "the trusted network's group %q does not exist", name)
 	}
 	return fmt.Errorf("trusted network's group %s: %w", name, err)
+}
+
+// RecordDeviceEvent adds a device-side event (for example from the
+// gateway: "device.handshake", "device.endpoint_changed") to the audit
+// trail, attributed to the SIM. Actions must start with "device." so they
+// can never be mistaken for operator actions.
+func (s *Service) RecordDeviceEvent(ctx context.Context, simID, action string, details map[string]any) error {
+	if !strings.HasPrefix(action, "device.") || len(action) > 64 {
+		return fleet.Errorf(fleet.CodeInvalid, "action", "device event actions start with \"device.\" (at most 64 bytes)")
+	}
+	err := s.st.Update(ctx, func(tx store.Tx) error {
+		if _, err := tx.SIM(ctx, simID); err != nil {
+			return storeErr(err, "simId")
+		}
+		return s.event(ctx, tx, Actor{Kind: "sim", ID: simID}, action, "sim", simID, details)
+	})
+	return storeErr(err, "simId")
 }

@@ -238,6 +238,16 @@ func TestSIMLifecycle(t *testing.T) {
 	if got := strings.Join(actions, ","); got != "sim.terminate,sim.set_key,sim.suspend,sim.create" {
 		t.Fatalf("events %s", got)
 	}
+	// Device events (from the gateway) join the same trail.
+	if err := svc.RecordDeviceEvent(ctx, sim.ID, "device.handshake", map[string]any{"endpoint": "192.0.2.1:4000"}); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, svc.RecordDeviceEvent(ctx, sim.ID, "sim.suspend", nil), fleet.CodeInvalid, "action")
+	wantCode(t, svc.RecordDeviceEvent(ctx, "sim_nope", "device.handshake", nil), fleet.CodeNotFound, "simId")
+	ev, err = svc.ListEvents(ctx, admin, store.EventFilter{ObjectID: sim.ID, Action: "device.handshake"})
+	if err != nil || len(ev.Items) != 1 || ev.Items[0].Actor != "sim:"+sim.ID || ev.Items[0].Details["endpoint"] != "192.0.2.1:4000" {
+		t.Fatalf("device event %+v %v", ev.Items, err)
+	}
 	// A platform-generated key: the private key is returned, matches, and
 	// only the public half is stored.
 	gen, priv, err := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true})
