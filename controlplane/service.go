@@ -88,6 +88,7 @@ type Actor struct {
 // System is the actor of operations the platform does by itself.
 var System = Actor{Kind: "system", Role: fleet.RoleAdmin}
 
+// String is how the actor appears in events: "token:<id>", "authkey:<id>", "system".
 func (a Actor) String() string {
 	if a.ID == "" {
 		return a.Kind

@@ -27,6 +27,7 @@ type Error struct {
 	Message string `json:"message"`
 }
 
+// Error implements error.
 func (e *Error) Error() string {
 	if e.Field != "" {
 		return fmt.Sprintf("%s: %s: %s", e.Code, e.Field, e.Message)

@@ -25,6 +25,7 @@ type ConflictError struct {
 	Field string // the fleet field whose value is taken: "imsi", "address", "publicKey", "name"
 }
 
+// Error implements error.
 func (e *ConflictError) Error() string { return e.Field + " already in use" }
 
 // Reader is what can be read, inside or outside a transaction.
