@@ -641,62 +641,77 @@ func (t *tx) AppendEvent(ctx context.Context, e fleet.Event) error {
 
 // SIM implements store.Reader on the read pool.
 func (s *Store) SIM(ctx context.Context, id string) (fleet.SIM, error) { return s.r().SIM(ctx, id) }
+
 // SIMByPublicKey implements store.Reader on the read pool.
 func (s *Store) SIMByPublicKey(ctx context.Context, k fleet.Key) (fleet.SIM, error) {
 	return s.r().SIMByPublicKey(ctx, k)
 }
+
 // SIMByIMSI implements store.Reader on the read pool.
 func (s *Store) SIMByIMSI(ctx context.Context, imsi string) (fleet.SIM, error) {
 	return s.r().SIMByIMSI(ctx, imsi)
 }
+
 // SIMByAddress implements store.Reader on the read pool.
 func (s *Store) SIMByAddress(ctx context.Context, a netip.Addr) (fleet.SIM, error) {
 	return s.r().SIMByAddress(ctx, a)
 }
+
 // ListSIMs implements store.Reader on the read pool.
 func (s *Store) ListSIMs(ctx context.Context, f store.SIMFilter) (store.Page[fleet.SIM], error) {
 	return s.r().ListSIMs(ctx, f)
 }
+
 // Group implements store.Reader on the read pool.
 func (s *Store) Group(ctx context.Context, id string) (fleet.Group, error) {
 	return s.r().Group(ctx, id)
 }
+
 // GroupByName implements store.Reader on the read pool.
 func (s *Store) GroupByName(ctx context.Context, n string) (fleet.Group, error) {
 	return s.r().GroupByName(ctx, n)
 }
+
 // ListGroups implements store.Reader on the read pool.
 func (s *Store) ListGroups(ctx context.Context, p store.PageRequest) (store.Page[fleet.Group], error) {
 	return s.r().ListGroups(ctx, p)
 }
+
 // AuthKey implements store.Reader on the read pool.
 func (s *Store) AuthKey(ctx context.Context, id string) (fleet.AuthKey, error) {
 	return s.r().AuthKey(ctx, id)
 }
+
 // AuthKeyByHash implements store.Reader on the read pool.
 func (s *Store) AuthKeyByHash(ctx context.Context, h string) (fleet.AuthKey, error) {
 	return s.r().AuthKeyByHash(ctx, h)
 }
+
 // ListAuthKeys implements store.Reader on the read pool.
 func (s *Store) ListAuthKeys(ctx context.Context, p store.PageRequest) (store.Page[fleet.AuthKey], error) {
 	return s.r().ListAuthKeys(ctx, p)
 }
+
 // Token implements store.Reader on the read pool.
 func (s *Store) Token(ctx context.Context, id string) (fleet.Token, error) {
 	return s.r().Token(ctx, id)
 }
+
 // TokenByHash implements store.Reader on the read pool.
 func (s *Store) TokenByHash(ctx context.Context, h string) (fleet.Token, error) {
 	return s.r().TokenByHash(ctx, h)
 }
+
 // ListTokens implements store.Reader on the read pool.
 func (s *Store) ListTokens(ctx context.Context, p store.PageRequest) (store.Page[fleet.Token], error) {
 	return s.r().ListTokens(ctx, p)
 }
+
 // SIMBinding implements store.Reader on the read pool.
 func (s *Store) SIMBinding(ctx context.Context, source string) (string, error) {
 	return s.r().SIMBinding(ctx, source)
 }
+
 // ListEvents implements store.Reader on the read pool.
 func (s *Store) ListEvents(ctx context.Context, f store.EventFilter) (store.Page[fleet.Event], error) {
 	return s.r().ListEvents(ctx, f)
