@@ -319,3 +319,54 @@ func TestRoleDenials(t *testing.T) {
 		}
 	}
 }
+
+// TestSuspensionReachesOtherProcess is the gateway's contract: a SIM
+// suspended through one wirefleetd is seen suspended by another sharing the
+// PostgreSQL database, through its change feed, within a second.
+func TestSuspensionReachesOtherProcess(t *testing.T) {
+	srv := pgtest.Start(t)
+	ctx := context.Background()
+	dsn := srv.NewDatabase(t)
+	a, err := pgstore.Open(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := pgstore.Open(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	svc, _ := serviceOver(t, a)
+	sim, _, err := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{PublicKey: pub(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes, cancel := b.Subscribe()
+	defer cancel()
+	start := time.Now()
+	if _, err := svc.SetSIMStatus(ctx, admin, sim.ID, fleet.StatusSuspended); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(time.Second)
+	for {
+		select {
+		case c := <-changes:
+			if c.ID != sim.ID {
+				continue
+			}
+			// Re-read on every change of the SIM, as a gateway does: a
+			// late notification of the creation may come first.
+			got, err := b.SIMByPublicKey(ctx, sim.PublicKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status != fleet.StatusSuspended {
+				continue
+			}
+			t.Logf("suspension seen by the other process after %v", time.Since(start))
+			return
+		case <-deadline:
+			t.Fatal("suspension not seen by the other process within 1s")
+		}
+	}
+}
