@@ -106,7 +106,9 @@ func (h *Handler) wrap(rt route) http.Handler {
 		}()
 		r.Body = http.MaxBytesReader(sw, r.Body, MaxBody)
 		if rt.role != "" {
-			secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			// The scheme name is case-insensitive (RFC 9110).
+			scheme, secret, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+			ok = ok && strings.EqualFold(scheme, "Bearer")
 			if !ok {
 				sw.Header().Set("WWW-Authenticate", `Bearer realm="wirefleet"`)
 				writeError(sw, http.StatusUnauthorized, fleet.Errorf(fleet.CodeUnauthorized, "", "missing bearer token"))

@@ -276,6 +276,19 @@ func TestRoleDenials(t *testing.T) {
 			t.Fatalf("%s %s as %s: %d %s", c.method, c.path, c.min, code, b)
 		}
 	}
+	// The scheme is case-insensitive; other schemes are refused.
+	for auth, want := range map[string]int{"bearer " + e.tokens[fleet.RoleViewer]: 200, "BEARER " + e.tokens[fleet.RoleViewer]: 200, "Basic " + e.tokens[fleet.RoleViewer]: 401, e.tokens[fleet.RoleViewer]: 401} {
+		req, _ := http.NewRequest("GET", e.srv.URL+"/api/v1/sims", nil)
+		req.Header.Set("Authorization", auth)
+		resp, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("Authorization %.12q…: %d, want %d", auth, resp.StatusCode, want)
+		}
+	}
 	// A deleted token stops working at once.
 	var tok struct {
 		Item   fleet.Token
