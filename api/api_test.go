@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -172,6 +173,17 @@ func TestBootstrapFlowAndConfig(t *testing.T) {
 	if err != nil || pk.PublicKey() != sim.PublicKey {
 		t.Fatalf("generated config key %q does not match the SIM's new public key (%v)", line, err)
 	}
+
+	// Find by IMSI, address, key.
+	for _, ref := range []string{sim.IMSI, sim.Address.String(), url.QueryEscape(sim.PublicKey.String())} {
+		var found fleet.SIM
+		e.must("GET", "/api/v1/sims/find?ref="+ref, fleet.RoleViewer, nil, 200, &found)
+		if found.ID != sim.ID {
+			t.Fatalf("find %s: %s", ref, found.ID)
+		}
+	}
+	e.wantError("GET", "/api/v1/sims/find?ref=999990000009999", fleet.RoleViewer, nil, 404, fleet.CodeNotFound, "ref")
+	e.wantError("GET", "/api/v1/sims/find?ref=bogus", fleet.RoleViewer, nil, 400, fleet.CodeInvalid, "ref")
 
 	// Actions, listing, events.
 	e.must("POST", "/api/v1/sims/"+sim.ID+"/suspend", fleet.RoleOperator, nil, 200, &sim)

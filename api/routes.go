@@ -186,6 +186,10 @@ func (h *Handler) routes() []route {
 				}
 				return created{simWithKey{SIM: sim, PrivateKey: priv}}, nil
 			}},
+		{method: "GET", path: "/api/v1/sims/find", summary: "Find a SIM by IMSI, overlay address or public key (?ref=).", role: fleet.RoleViewer, response: "SIM", query: []string{"ref"},
+			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+				return s.FindSIM(ctx, a, r.URL.Query().Get("ref"))
+			}},
 		{method: "GET", path: "/api/v1/sims/{id}", summary: "Get a SIM.", role: fleet.RoleViewer, response: "SIM",
 			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
 				return s.GetSIM(ctx, a, r.PathValue("id"))

@@ -112,6 +112,26 @@ func (s *Service) GetSIM(ctx context.Context, a Actor, id string) (fleet.SIM, er
 	return sim, storeErr(err, "id")
 }
 
+// FindSIM finds a SIM by IMSI, overlay address or public key, whichever
+// ref is; "" matches nothing.
+func (s *Service) FindSIM(ctx context.Context, a Actor, ref string) (fleet.SIM, error) {
+	if err := require(a, fleet.RoleViewer); err != nil {
+		return fleet.SIM{}, err
+	}
+	var sim fleet.SIM
+	var err error
+	if fleet.ValidIMSI(ref) {
+		sim, err = s.st.SIMByIMSI(ctx, ref)
+	} else if addr, perr := netip.ParseAddr(ref); perr == nil {
+		sim, err = s.st.SIMByAddress(ctx, addr)
+	} else if key, perr := fleet.ParseKey(ref); perr == nil {
+		sim, err = s.st.SIMByPublicKey(ctx, key)
+	} else {
+		return sim, fleet.Errorf(fleet.CodeInvalid, "ref", "not an IMSI, an IPv4 address or a public key")
+	}
+	return sim, storeErr(err, "ref")
+}
+
 // ListSIMs lists SIMs.
 func (s *Service) ListSIMs(ctx context.Context, a Actor, f store.SIMFilter) (store.Page[fleet.SIM], error) {
 	if err := require(a, fleet.RoleViewer); err != nil {

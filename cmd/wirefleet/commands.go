@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -140,10 +141,13 @@ var handlers = map[string]func(c *command, rest []string) error{
 		return c.show(p, simHeader, rows, nextHint(p.Next))
 	},
 	"sims get": func(c *command, rest []string) error {
-		if err := c.args(rest, 1, 1, "ID"); err != nil {
+		if err := c.args(rest, 1, 1, "ID|IMSI|ADDRESS|PUBLIC_KEY"); err != nil {
 			return err
 		}
-		return c.simCall("GET", "/api/v1/sims/"+c.pos[0], nil)
+		if strings.HasPrefix(c.pos[0], "sim_") {
+			return c.simCall("GET", "/api/v1/sims/"+c.pos[0], nil)
+		}
+		return c.simCall("GET", "/api/v1/sims/find?ref="+url.QueryEscape(c.pos[0]), nil)
 	},
 	"sims create": func(c *command, rest []string) error {
 		name := c.fs.String("name", "", "name")
@@ -393,6 +397,44 @@ var handlers = map[string]func(c *command, rest []string) error{
 			rows = append(rows, []string{strconv.FormatInt(e.ID, 10), ts(e.Time), e.Actor, e.Action, e.ObjectID, string(d)})
 		}
 		return c.show(p, []string{"ID", "TIME", "ACTOR", "ACTION", "OBJECT", "DETAILS"}, rows, nextHint(p.Next))
+	},
+
+	"login ": func(c *command, rest []string) error {
+		if err := c.args(rest, 0, 0, "none"); err != nil {
+			return err
+		}
+		base, tok, err := c.endpoint()
+		if err != nil {
+			return err
+		}
+		if tok == "" {
+			return usageErr("login: give --token (or WIREFLEET_TOKEN)")
+		}
+		// Check the pair works before saving it.
+		if err := c.call("GET", "/api/v1/sims?limit=1", nil, nil); err != nil {
+			return err
+		}
+		path := c.g.config
+		if path == "" {
+			dir, err := os.UserConfigDir()
+			if err != nil {
+				return err
+			}
+			path = filepath.Join(dir, "wirefleet", "config.json")
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return err
+		}
+		b, _ := json.MarshalIndent(map[string]string{"url": base, "token": tok}, "", "  ")
+		// The token is a credential: owner-only file.
+		if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+			return err
+		}
+		if err := os.Chmod(path, 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "saved %s in %s\n", base, path)
+		return nil
 	},
 
 	"config ": func(c *command, rest []string) error {

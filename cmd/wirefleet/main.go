@@ -45,7 +45,7 @@ Usage: wirefleet [global flags] <command> [args] [flags]
 
 Commands:
   sims list [--status S] [--group ID] [--tag k=v]... [--limit N] [--cursor C]
-  sims get ID
+  sims get ID|IMSI|ADDRESS|PUBLIC_KEY
   sims create [--name N] [--group ID] [--tag k=v]... [--address A] [--public-key K | --generate-key]
   sims suspend|resume|terminate ID
   sims rename ID NAME
@@ -62,6 +62,7 @@ Commands:
   tokens create --role admin|operator|viewer [--description D]
   events list [--object ID] [--actor A] [--action A] [--since RFC3339] [--limit N] [--cursor C]
   config ID [--generate-key]          wg-quick file of a SIM (generate: re-key, full file)
+  login --url URL --token T           check and save server and token in the config file (0600)
 
 Global flags (also accepted after the command):
   --url URL      server (env WIREFLEET_URL, default http://127.0.0.1:8080)
@@ -160,7 +161,7 @@ func dispatch(args []string, getenv func(string) string, stdout io.Writer) error
 	cmd := rest[0]
 	rest = rest[1:]
 	action := ""
-	if cmd != "config" {
+	if cmd != "config" && cmd != "login" {
 		if len(rest) == 0 {
 			return usageErr("%s: missing action", cmd)
 		}

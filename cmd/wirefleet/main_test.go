@@ -116,6 +116,13 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("get after tags:\n%s", out)
 	}
 	c.fails(exitNotFound, "sims", "get", "sim_nope")
+	var got struct{ ID, IMSI, Address string }
+	json.Unmarshal([]byte(c.ok("sims", "get", id, "--json")), &got)
+	for _, ref := range []string{got.IMSI, got.Address} {
+		if out := c.ok("sims", "get", ref); !strings.Contains(out, id) {
+			t.Fatalf("sims get %s:\n%s", ref, out)
+		}
+	}
 	c.fails(exitInvalid, "sims", "set-key", id, "--public-key", "nope")
 
 	out = c.ok("authkeys", "create", "--group", g.ID, "--max-uses", "3", "--ttl", "1h")
@@ -146,6 +153,18 @@ func TestCLI(t *testing.T) {
 	c.env = map[string]string{}
 	c.ok("sims", "list", "--config", cfg)
 	c.fails(exitDenied, "groups", "delete", g.ID, "--config", cfg)
+
+	// login checks and saves the pair, owner-only; a bad token is not saved.
+	saved := filepath.Join(t.TempDir(), "sub", "config.json")
+	c.fails(exitDenied, "login", "--url", srv.URL, "--token", "wft_bad", "--config", saved)
+	if _, err := os.Stat(saved); err == nil {
+		t.Fatal("login saved a token the server refused")
+	}
+	c.ok("login", "--url", srv.URL, "--token", tok.Secret, "--config", saved)
+	if fi, err := os.Stat(saved); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("saved config: %v %v", fi, err)
+	}
+	c.ok("sims", "list", "--config", saved)
 
 	// Unreachable server.
 	c.env = map[string]string{"WIREFLEET_URL": "http://127.0.0.1:1", "WIREFLEET_TOKEN": admin}
