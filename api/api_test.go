@@ -245,6 +245,11 @@ func TestRoleDenials(t *testing.T) {
 		min          fleet.Role
 	}{
 		{"GET", "/api/v1/sims", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/sims/find?ref=x", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/sims/x", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/sims/x/wireguard-config", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/groups/x", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/authkeys/x", nil, fleet.RoleViewer},
 		{"POST", "/api/v1/sims", map[string]any{"generateKey": true}, fleet.RoleOperator},
 		{"POST", "/api/v1/sims/x/suspend", nil, fleet.RoleOperator},
 		{"POST", "/api/v1/sims/x/resume", nil, fleet.RoleOperator},
