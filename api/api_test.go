@@ -293,6 +293,29 @@ func TestRoleDenials(t *testing.T) {
 			t.Fatalf("%s %s as %s: %d %s", c.method, c.path, c.min, code, b)
 		}
 	}
+	// Every protected operation of the OpenAPI document has a case above.
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Security *[]any `json:"security"`
+		}
+	}
+	e.must("GET", "/api/v1/openapi.json", "", nil, 200, &doc)
+	covered := map[string]bool{}
+	for _, c := range cases {
+		covered[c.method+" "+strings.SplitN(c.path, "?", 2)[0]] = true
+	}
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			if op.Security != nil && len(*op.Security) == 0 {
+				continue // public: bootstrap
+			}
+			key := strings.ToUpper(method) + " " + strings.ReplaceAll(path, "{id}", "x")
+			if !covered[key] {
+				t.Errorf("no role-denial case for %s", key)
+			}
+		}
+	}
+
 	// The scheme is case-insensitive; other schemes are refused.
 	for auth, want := range map[string]int{"bearer " + e.tokens[fleet.RoleViewer]: 200, "BEARER " + e.tokens[fleet.RoleViewer]: 200, "Basic " + e.tokens[fleet.RoleViewer]: 401, e.tokens[fleet.RoleViewer]: 401} {
 		req, _ := http.NewRequest("GET", e.srv.URL+"/api/v1/sims", nil)
