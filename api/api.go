@@ -61,14 +61,35 @@ func New(svc *controlplane.Service, o Options) *Handler {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(doc)
 	})
-	h.mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fleet.Errorf(fleet.CodeNotFound, "", "no such API route: %s %s", r.Method, r.URL.Path))
-	})
 	return h
 }
 
 // ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := h.mux.Handler(r); pattern == "" {
+		// No route: let the mux tell 404 from 405 (and set Allow), but
+		// answer in the API's JSON error format.
+		rec := &codeRecorder{header: w.Header()}
+		h.mux.ServeHTTP(rec, r)
+		if rec.code == http.StatusMethodNotAllowed {
+			writeError(w, rec.code, fleet.Errorf(fleet.CodeMethodNotAllowed, "", "%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, w.Header().Get("Allow")))
+			return
+		}
+		writeError(w, http.StatusNotFound, fleet.Errorf(fleet.CodeNotFound, "", "no such API route: %s %s", r.Method, r.URL.Path))
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// codeRecorder keeps only the status code of a response.
+type codeRecorder struct {
+	header http.Header
+	code   int
+}
+
+func (c *codeRecorder) Header() http.Header         { return c.header }
+func (c *codeRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (c *codeRecorder) WriteHeader(code int)        { c.code = code }
 
 // route is one API operation. The same table builds the mux and the
 // OpenAPI document.

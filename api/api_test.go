@@ -406,6 +406,7 @@ func TestBadInput(t *testing.T) {
 		{"bootstrap bad key", "POST", "/api/v1/bootstrap", map[string]any{"authKey": "wfak_x", "publicKey": "!!"}, 400, fleet.CodeInvalid, "publicKey"},
 		{"bootstrap unknown field", "POST", "/api/v1/bootstrap", map[string]any{"authKey": "wfak_x", "privateKey": "x"}, 400, fleet.CodeUnknownField, "privateKey"},
 		{"unknown route", "GET", "/api/v1/nope", nil, 404, fleet.CodeNotFound, ""},
+		{"wrong method", "DELETE", "/api/v1/sims", nil, 405, fleet.CodeMethodNotAllowed, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 // schemas are the OpenAPI component schemas, by name. They describe the
 // JSON of the fleet types and request bodies above.
 var schemas = map[string]any{
-	"Error": obj(props{"code": str("Stable error code: invalid, required, bad_json, unknown_field, body_too_large, not_found, conflict, bad_state, unauthorized, forbidden, exhausted, internal."), "field": str("JSON path of the field at fault, if any."), "message": str("")}, "code", "message"),
+	"Error": obj(props{"code": str("Stable error code: invalid, required, bad_json, unknown_field, body_too_large, not_found, conflict, bad_state, unauthorized, forbidden, exhausted, method_not_allowed, internal."), "field": str("JSON path of the field at fault, if any."), "message": str("")}, "code", "message"),
 	"SIM": obj(props{"id": str(""), "imsi": str("99999 + 10 digits"), "name": str(""), "tags": strMap(), "groupId": str(""),
 		"status": enum("active", "suspended", "terminated"), "address": str("overlay IPv4"), "publicKey": str("base64 WireGuard key"),
 		"nextPublicKey": str("announced next key during rotation"), "created": dateTime(), "updated": dateTime()}),

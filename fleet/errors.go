@@ -5,18 +5,19 @@ import "fmt"
 // Error codes. They are part of the API: clients match on them, so they
 // never change meaning.
 const (
-	CodeInvalid      = "invalid"       // a field's value is not acceptable
-	CodeRequired     = "required"      // a required field is missing
-	CodeBadJSON      = "bad_json"      // the body is not the expected JSON
-	CodeUnknownField = "unknown_field" // the body has a field we do not know
-	CodeTooLarge     = "body_too_large"
-	CodeNotFound     = "not_found"
-	CodeConflict     = "conflict"     // unique value already taken
-	CodeBadState     = "bad_state"    // action not allowed in the object's state
-	CodeUnauthorized = "unauthorized" // no or unknown credential
-	CodeForbidden    = "forbidden"    // credential lacks the role
-	CodeExhausted    = "exhausted"    // a pool or a key's uses ran out
-	CodeInternal     = "internal"
+	CodeInvalid          = "invalid"       // a field's value is not acceptable
+	CodeRequired         = "required"      // a required field is missing
+	CodeBadJSON          = "bad_json"      // the body is not the expected JSON
+	CodeUnknownField     = "unknown_field" // the body has a field we do not know
+	CodeTooLarge         = "body_too_large"
+	CodeNotFound         = "not_found"
+	CodeConflict         = "conflict"     // unique value already taken
+	CodeBadState         = "bad_state"    // action not allowed in the object's state
+	CodeUnauthorized     = "unauthorized" // no or unknown credential
+	CodeForbidden        = "forbidden"    // credential lacks the role
+	CodeExhausted        = "exhausted"    // a pool or a key's uses ran out
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeInternal         = "internal"
 )
 
 // Error is a failure the caller can act on: a stable code, the field at
