@@ -99,7 +99,9 @@ func (s *Service) bootstrap(ctx context.Context, req BootstrapRequest, lookup fu
 		}
 		if sim.GroupID != "" {
 			g, err := tx.Group(ctx, sim.GroupID)
-			if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return fleet.Errorf(fleet.CodeBadState, "authKey", "the auth key's group no longer exists")
+			} else if err != nil {
 				return fmt.Errorf("group %s of auth key %s: %w", sim.GroupID, k.ID, err)
 			}
 			group = &g

@@ -183,7 +183,20 @@ func TestBootstrapRules(t *testing.T) {
 	_, _, err = svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: s2, PublicKey: sim3.PublicKey})
 	wantCode(t, err, fleet.CodeConflict, "publicKey")
 
-	for _, secret := range []string{secret, s2, sess3.PrivateKey.String()} {
+	// An auth key whose group was deleted creates nothing.
+	g2, _ := svc.CreateGroup(ctx, admin, "doomed", fleet.GroupSettings{})
+	_, s4, _ := svc.CreateAuthKey(ctx, admin, controlplane.AuthKeySpec{GroupID: g2.ID})
+	if err := svc.DeleteGroup(ctx, admin, g2.ID); err != nil {
+		t.Fatal(err)
+	}
+	orphan := pub(t)
+	_, _, err = svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: s4, PublicKey: orphan})
+	wantCode(t, err, fleet.CodeBadState, "authKey")
+	if _, err := svc.Store().SIMByPublicKey(ctx, orphan); err == nil {
+		t.Fatal("a SIM was left behind by the failed bootstrap")
+	}
+
+	for _, secret := range []string{secret, s2, s4, sess3.PrivateKey.String()} {
 		if strings.Contains(logs.String(), secret) {
 			t.Fatalf("secret %q appears in logs", secret)
 		}
