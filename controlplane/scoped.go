@@ -169,3 +169,17 @@ func (s *Service) RecordDeviceEvent(ctx context.Context, simID, action string, d
 	})
 	return storeErr(err, "simId")
 }
+
+// PromoteNextKey completes a key rotation: called (by the gateway) when the
+// device first completes a handshake with its announced next key, it makes
+// that key current and retires the old one. A key that is not the SIM's
+// next key changes nothing and reports bad_state.
+func (s *Service) PromoteNextKey(ctx context.Context, simID string, key fleet.Key) (fleet.SIM, error) {
+	return s.modifySIM(ctx, System, simID, "sim.rotate_key", map[string]any{"publicKey": key.String()}, func(_ store.Tx, sim *fleet.SIM) error {
+		if key.IsZero() || sim.NextPublicKey != key {
+			return fleet.Errorf(fleet.CodeBadState, "publicKey", "not the SIM's next key")
+		}
+		sim.PublicKey, sim.NextPublicKey = key, fleet.Key{}
+		return nil
+	})
+}

@@ -235,6 +235,16 @@ func TestSIMLifecycle(t *testing.T) {
 	if err != nil || got.NextPublicKey != next || got.PublicKey != sim.PublicKey {
 		t.Fatalf("rotate: %+v %v", got, err)
 	}
+	// The gateway completes the rotation when the device uses the next key.
+	_, err = svc.PromoteNextKey(ctx, sim.ID, pub(t))
+	wantCode(t, err, fleet.CodeBadState, "publicKey")
+	got, err = svc.PromoteNextKey(ctx, sim.ID, next)
+	if err != nil || got.PublicKey != next || !got.NextPublicKey.IsZero() {
+		t.Fatalf("promote: %+v %v", got, err)
+	}
+	if _, err := svc.Store().SIMByPublicKey(ctx, sim.PublicKey); err == nil {
+		t.Fatal("the old key still resolves after the rotation completed")
+	}
 	if _, err := svc.SetSIMStatus(ctx, admin, sim.ID, fleet.StatusTerminated); err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +258,7 @@ func TestSIMLifecycle(t *testing.T) {
 	for _, e := range ev.Items {
 		actions = append(actions, e.Action)
 	}
-	if got := strings.Join(actions, ","); got != "sim.terminate,sim.set_key,sim.suspend,sim.create" {
+	if got := strings.Join(actions, ","); got != "sim.terminate,sim.rotate_key,sim.set_key,sim.suspend,sim.create" {
 		t.Fatalf("events %s", got)
 	}
 	// Device events (from the gateway) join the same trail.
