@@ -9,11 +9,9 @@ import (
 // schemas are the OpenAPI component schemas, by name. They describe the
 // JSON of the fleet types and request bodies above.
 var schemas = map[string]any{
-	"Error": obj(props{"code": str("Stable error code: invalid, required, bad_json, unknown_field, body_too_large, not_found, conflict, bad_state, unauthorized, forbidden, exhausted, method_not_allowed, internal."), "field": str("JSON path of the field at fault, if any."), "message": str("")}, "code", "message"),
-	"SIM": obj(props{"id": str(""), "imsi": str("99999 + 10 digits"), "name": str(""), "tags": strMap(), "groupId": str(""),
-		"status": enum("active", "suspended", "terminated"), "address": str("overlay IPv4"), "publicKey": str("base64 WireGuard key"),
-		"nextPublicKey": str("announced next key during rotation"), "created": dateTime(), "updated": dateTime()}),
-	"SIMWithKey":             allOf("SIM", props{"privateKey": str("only when the platform generated the key in this call; never stored")}),
+	"Error":                  obj(props{"code": str("Stable error code: invalid, required, bad_json, unknown_field, body_too_large, not_found, conflict, bad_state, unauthorized, forbidden, exhausted, method_not_allowed, internal."), "field": str("JSON path of the field at fault, if any."), "message": str("")}, "code", "message"),
+	"SIM":                    obj(simProps()),
+	"SIMWithKey":             obj(withProp(simProps(), "privateKey", str("only when the platform generated the key in this call; never stored"))),
 	"SIMCreateRequest":       obj(props{"name": str(""), "tags": strMap(), "groupId": str(""), "address": str("pin an address of the pool"), "publicKey": str("the device's key"), "generateKey": boolean()}),
 	"SIMPatchRequest":        obj(props{"name": str(""), "tags": strMap(), "groupId": str("")}),
 	"SIMGroupRequest":        obj(props{"groupId": str("\"\" for none")}, "groupId"),
@@ -45,6 +43,19 @@ var schemas = map[string]any{
 
 type props map[string]any
 
+func simProps() props {
+	return props{"id": str(""), "imsi": str("99999 + 10 digits"), "name": str(""), "tags": strMap(), "groupId": str(""),
+		"status": enum("active", "suspended", "terminated"), "address": str("overlay IPv4"), "publicKey": str("base64 WireGuard key"),
+		"nextPublicKey": str("announced next key during rotation"), "created": dateTime(), "updated": dateTime()}
+}
+
+// withProp returns p plus one property. (Not allOf: with
+// additionalProperties false on the base, allOf could never validate.)
+func withProp(p props, name string, schema any) props {
+	p[name] = schema
+	return p
+}
+
 func obj(p props, required ...string) map[string]any {
 	o := map[string]any{"type": "object", "properties": p, "additionalProperties": false}
 	if len(required) > 0 {
@@ -69,9 +80,6 @@ func enum(v ...string) map[string]any { return map[string]any{"type": "string", 
 func ref(name string) map[string]any  { return map[string]any{"$ref": "#/components/schemas/" + name} }
 func page(item string) map[string]any {
 	return obj(props{"items": arr(ref(item)), "next": str("cursor of the next page; absent on the last")}, "items")
-}
-func allOf(base string, extra props) map[string]any {
-	return map[string]any{"allOf": []any{ref(base), map[string]any{"type": "object", "properties": extra}}}
 }
 
 var pathParam = regexp.MustCompile(`\{([a-zA-Z]+)\}`)
