@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -468,4 +469,80 @@ func TestJSONShapes(t *testing.T) {
 	if !strings.Contains(string(b), `"privateKey"`) {
 		t.Fatalf("generated private key missing: %s", b)
 	}
+}
+
+// TestResponsesMatchOpenAPI checks real responses against the served
+// document: every field a response has is declared by its schema, and
+// every required field is present.
+func TestResponsesMatchOpenAPI(t *testing.T) {
+	e := newEnv(t)
+	var doc struct {
+		Components struct{ Schemas map[string]any }
+	}
+	e.must("GET", "/api/v1/openapi.json", "", nil, 200, &doc)
+	var check func(path string, schema map[string]any, v any)
+	check = func(path string, schema map[string]any, v any) {
+		if ref, ok := schema["$ref"].(string); ok {
+			name := strings.TrimPrefix(ref, "#/components/schemas/")
+			s, ok := doc.Components.Schemas[name].(map[string]any)
+			if !ok {
+				t.Fatalf("%s: dangling %s", path, ref)
+			}
+			check(path, s, v)
+			return
+		}
+		switch schema["type"] {
+		case "object":
+			obj, ok := v.(map[string]any)
+			if !ok {
+				t.Fatalf("%s: got %T, want object", path, v)
+			}
+			props, _ := schema["properties"].(map[string]any)
+			for k, fv := range obj {
+				if props == nil {
+					if ap, ok := schema["additionalProperties"].(map[string]any); ok {
+						check(path+"."+k, ap, fv)
+					}
+					continue
+				}
+				ps, ok := props[k].(map[string]any)
+				if !ok {
+					t.Errorf("%s.%s: not declared in the document", path, k)
+					continue
+				}
+				check(path+"."+k, ps, fv)
+			}
+			req, _ := schema["required"].([]any)
+			for _, r := range req {
+				if _, ok := obj[r.(string)]; !ok {
+					t.Errorf("%s: required %s missing", path, r)
+				}
+			}
+		case "array":
+			items, _ := schema["items"].(map[string]any)
+			for i, x := range v.([]any) {
+				check(fmt.Sprintf("%s[%d]", path, i), items, x)
+			}
+		}
+	}
+	get := func(method, path string, role fleet.Role, body any, code int, schema string) any {
+		var v any
+		e.must(method, path, role, body, code, &v)
+		check(method+" "+path, map[string]any{"$ref": "#/components/schemas/" + schema}, v)
+		return v
+	}
+	g := get("POST", "/api/v1/groups", fleet.RoleOperator, map[string]any{"name": "g", "settings": map[string]any{"routes": []string{"10.1.0.0/16"}, "deviceToDevice": map[string]any{"mode": "groups", "groups": []string{"x"}, "ports": []int{22}}, "userData": "u"}}, 201, "Group")
+	gid := g.(map[string]any)["id"].(string)
+	ak := get("POST", "/api/v1/authkeys", fleet.RoleOperator, map[string]any{"groupId": gid, "tags": map[string]string{"a": "b"}}, 201, "AuthKeySecret")
+	get("POST", "/api/v1/tokens", fleet.RoleAdmin, map[string]any{"role": "viewer", "description": "d"}, 201, "TokenSecret")
+	bs := get("POST", "/api/v1/bootstrap", "", map[string]any{"authKey": ak.(map[string]any)["secret"], "generateKey": true}, 200, "BootstrapResponse")
+	simID := bs.(map[string]any)["sim"].(map[string]any)["id"].(string)
+	get("PUT", "/api/v1/sims/"+simID+"/key", fleet.RoleOperator, map[string]any{"publicKey": pubKey(t), "next": true}, 200, "SIMWithKey")
+	get("POST", "/api/v1/sims", fleet.RoleOperator, map[string]any{"generateKey": true, "tags": map[string]string{"x": "y"}}, 201, "SIMWithKey")
+	get("GET", "/api/v1/sims", fleet.RoleViewer, nil, 200, "SIMPage")
+	get("GET", "/api/v1/groups", fleet.RoleViewer, nil, 200, "GroupPage")
+	get("GET", "/api/v1/authkeys", fleet.RoleViewer, nil, 200, "AuthKeyPage")
+	get("GET", "/api/v1/tokens", fleet.RoleAdmin, nil, 200, "TokenPage")
+	get("GET", "/api/v1/events?limit=2", fleet.RoleViewer, nil, 200, "EventPage")
+	get("GET", "/api/v1/sims/nope", fleet.RoleViewer, nil, 404, "Error")
 }
