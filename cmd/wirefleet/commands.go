@@ -117,22 +117,32 @@ var handlers = map[string]func(c *command, rest []string) error{
 		grp := c.fs.String("group", "", "group id")
 		limit := c.fs.Int("limit", 0, "page size")
 		cursor := c.fs.String("cursor", "", "next-page cursor")
+		all := c.fs.Bool("all", false, "follow cursors and list every matching SIM")
 		var tagList multi
 		c.fs.Var(&tagList, "tag", "key=value the SIMs must have (repeatable)")
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
-		path := "/api/v1/sims" + query("status", *status, "groupId", *grp, "limit", itoa(*limit), "cursor", *cursor)
-		for _, kv := range tagList {
-			sep := "?"
-			if strings.Contains(path, "?") {
-				sep = "&"
-			}
-			path += sep + "tag=" + url.QueryEscape(kv)
-		}
 		var p page[sim]
-		if err := c.call("GET", path, nil, &p); err != nil {
-			return err
+		for next := *cursor; ; {
+			path := "/api/v1/sims" + query("status", *status, "groupId", *grp, "limit", itoa(*limit), "cursor", next)
+			for _, kv := range tagList {
+				sep := "?"
+				if strings.Contains(path, "?") {
+					sep = "&"
+				}
+				path += sep + "tag=" + url.QueryEscape(kv)
+			}
+			var one page[sim]
+			if err := c.call("GET", path, nil, &one); err != nil {
+				return err
+			}
+			p.Items = append(p.Items, one.Items...)
+			p.Next = one.Next
+			if !*all || one.Next == "" {
+				break
+			}
+			next = one.Next
 		}
 		rows := [][]string{}
 		for _, s := range p.Items {

@@ -44,7 +44,7 @@ const usage = `wirefleet — operate a wirefleet fleet over its REST API.
 Usage: wirefleet [global flags] <command> [args] [flags]
 
 Commands:
-  sims list [--status S] [--group ID] [--tag k=v]... [--limit N] [--cursor C]
+  sims list [--status S] [--group ID] [--tag k=v]... [--limit N] [--cursor C] [--all]
   sims get ID|IMSI|ADDRESS|PUBLIC_KEY
   sims create [--name N] [--group ID] [--tag k=v]... [--address A] [--public-key K | --generate-key]
   sims suspend|resume|terminate ID

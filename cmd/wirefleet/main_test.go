@@ -116,6 +116,18 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("get after tags:\n%s", out)
 	}
 	c.fails(exitNotFound, "sims", "get", "sim_nope")
+	c.ok("sims", "create", "--generate-key")
+	c.ok("sims", "create", "--generate-key")
+	var all struct {
+		Items []struct{ ID string }
+		Next  string
+	}
+	if err := json.Unmarshal([]byte(c.ok("sims", "list", "--limit", "1", "--all", "--json")), &all); err != nil || len(all.Items) != 3 || all.Next != "" {
+		t.Fatalf("list --all: %v %+v", err, all)
+	}
+	if out := c.ok("sims", "list", "--limit", "1"); !strings.Contains(out, "(more: --cursor ") {
+		t.Fatalf("list one page: no cursor hint:\n%s", out)
+	}
 	var got struct{ ID, IMSI, Address string }
 	json.Unmarshal([]byte(c.ok("sims", "get", id, "--json")), &got)
 	for _, ref := range []string{got.IMSI, got.Address} {
