@@ -222,6 +222,10 @@ func (s *Service) EnsureAdminToken(ctx context.Context) (secret string, created 
 	now := s.now()
 	t := fleet.Token{ID: newID("tok", now), Role: fleet.RoleAdmin, Description: "initial admin token", Hash: HashSecret(secret), Created: now}
 	err = s.st.Update(ctx, func(tx store.Tx) error {
+		// Two wirefleetd starting at once on one database: one creates it.
+		if err := tx.Lock(ctx, "tokens"); err != nil {
+			return err
+		}
 		p, err := tx.ListTokens(ctx, store.PageRequest{Limit: 1})
 		if err != nil {
 			return err
@@ -258,6 +262,11 @@ func (s *Service) DeleteToken(ctx context.Context, a Actor, id string) error {
 		return err
 	}
 	err := s.st.Update(ctx, func(tx store.Tx) error {
+		// Two admins deleting each other's token at once must not both pass
+		// the "another admin remains" check.
+		if err := tx.Lock(ctx, "tokens"); err != nil {
+			return err
+		}
 		t, err := tx.Token(ctx, id)
 		if err != nil {
 			return storeErr(err, "id")

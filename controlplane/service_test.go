@@ -393,3 +393,60 @@ func TestSuspensionReachesOtherProcess(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenRulesAcrossProcesses runs the token rules that no unique index
+// can hold on PostgreSQL, with two stores (two wirefleetd) racing.
+func TestTokenRulesAcrossProcesses(t *testing.T) {
+	srv := pgtest.Start(t)
+	ctx := context.Background()
+	dsn := srv.NewDatabase(t)
+	var svcs []*controlplane.Service
+	for range 2 {
+		st, err := pgstore.Open(ctx, dsn, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc, _ := serviceOver(t, st)
+		svcs = append(svcs, svc)
+	}
+	// Both start at once: exactly one initial admin token.
+	var wg sync.WaitGroup
+	created := make([]bool, 2)
+	for i, svc := range svcs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if _, created[i], err = svc.EnsureAdminToken(ctx); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if created[0] == created[1] {
+		t.Fatalf("initial admin token created by %v, want exactly one", created)
+	}
+	// Two admin tokens deleted at once: one deletion must be refused.
+	p, _ := svcs[0].ListTokens(ctx, admin, store.PageRequest{})
+	second, _, err := svcs[0].CreateToken(ctx, admin, fleet.RoleAdmin, "second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{p.Items[0].ID, second.ID}
+	errs := make([]error, 2)
+	for i, svc := range svcs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = svc.DeleteToken(ctx, admin, ids[i])
+		}()
+	}
+	wg.Wait()
+	if (errs[0] == nil) == (errs[1] == nil) {
+		t.Fatalf("concurrent deletions of the two admin tokens: %v / %v, want exactly one refused", errs[0], errs[1])
+	}
+	left, _ := svcs[1].ListTokens(ctx, admin, store.PageRequest{})
+	if len(left.Items) != 1 || left.Items[0].Role != fleet.RoleAdmin {
+		t.Fatalf("tokens left: %+v", left.Items)
+	}
+}

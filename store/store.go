@@ -89,6 +89,11 @@ type Tx interface {
 	BindSIM(ctx context.Context, source, simID string) error
 
 	AppendEvent(ctx context.Context, e fleet.Event) error
+	// Lock serialises this transaction with every other one taking the
+	// same named lock, until commit or rollback: for check-then-write rules
+	// no unique index can express ("keep one admin token").
+	Lock(ctx context.Context, name string) error
+
 	// Publish queues a change, delivered to subscribers only if the
 	// transaction commits.
 	Publish(c fleet.Change)

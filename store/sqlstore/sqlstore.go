@@ -31,6 +31,9 @@ type Dialect struct {
 	// substring, 0 if absent (SQLite instr, PostgreSQL strpos), both
 	// case-sensitive, unlike SQLite's LIKE.
 	Strpos string
+	// LockSQL takes a transaction-scoped lock named by its one argument;
+	// empty when transactions are serialised anyway (SQLite).
+	LockSQL string
 	// Notify, when set, is called inside a transaction about to commit with
 	// the changes it made; the backend then delivers them (to this process
 	// too), so Store does not publish them itself.
@@ -464,6 +467,14 @@ func (s *Store) Close() error {
 }
 
 func (t *tx) Publish(c fleet.Change) { t.changes = append(t.changes, c) }
+
+func (t *tx) Lock(ctx context.Context, name string) error {
+	if t.d.LockSQL == "" {
+		return nil
+	}
+	_, err := t.exec(ctx, t.d.LockSQL, name)
+	return err
+}
 
 // next advances a named counter and returns its new value. The UPDATE takes
 // the row lock (PostgreSQL) or runs under the single writer (SQLite), so two
