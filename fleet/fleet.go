@@ -147,8 +147,8 @@ const (
 )
 
 // Change is published after a committed write that a gateway must react to.
-// It names the object; subscribers re-read it (or use SIM when set) so that a
-// lost ordering between two changes of one object cannot leave stale state.
+// It only names the object: subscribers re-read it, so two changes of one
+// object arriving out of order cannot leave stale state behind.
 type Change struct {
 	Kind ChangeKind `json:"kind"`
 	ID   string     `json:"id"`
