@@ -37,6 +37,8 @@ type Reader interface {
 	SIMByIMSI(ctx context.Context, imsi string) (fleet.SIM, error)
 	SIMByAddress(ctx context.Context, addr netip.Addr) (fleet.SIM, error)
 	ListSIMs(ctx context.Context, f SIMFilter) (Page[fleet.SIM], error)
+	// CountSIMs counts SIMs by status (for metrics; it scans the status index).
+	CountSIMs(ctx context.Context) (map[fleet.Status]int64, error)
 
 	Group(ctx context.Context, id string) (fleet.Group, error)
 	GroupByName(ctx context.Context, name string) (fleet.Group, error)

@@ -216,7 +216,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newSIMCollector(st, log))
 	mux := http.NewServeMux()
 	mux.Handle("/api/v1/", api.New(svc, api.Options{Log: log, Registerer: reg}))
 	// SORACOM Arc-compatible routes, for soratun and other Arc clients.

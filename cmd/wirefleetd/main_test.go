@@ -117,8 +117,16 @@ func TestFirstStartAndRestart(t *testing.T) {
 	if code, _ := get(t, base+"/api/v1/sims", ""); code != 401 {
 		t.Fatalf("no token: %d", code)
 	}
+	req, _ := http.NewRequest("POST", base+"/api/v1/sims", strings.NewReader(`{"generateKey": true}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 201 {
+		t.Fatalf("create SIM: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	code, metrics := get(t, base+"/metrics", "")
-	if code != 200 || !strings.Contains(metrics, `wirefleet_api_requests_total{code="200",route="GET /api/v1/sims"} 1`) || !strings.Contains(metrics, "go_goroutines") {
+	if code != 200 || !strings.Contains(metrics, `wirefleet_api_requests_total{code="200",route="GET /api/v1/sims"} 1`) || !strings.Contains(metrics, "go_goroutines") ||
+		!strings.Contains(metrics, `wirefleet_sims{status="active"} 1`) {
 		t.Fatalf("metrics: %d\n%s", code, metrics)
 	}
 	// The Arc-compatible routes are mounted too.

@@ -234,6 +234,24 @@ func (r reader) ListSIMs(ctx context.Context, f store.SIMFilter) (store.Page[fle
 	return list(ctx, r, q+` ORDER BY id LIMIT ?`, args, limit(f.PageRequest), scanSIM, func(s fleet.SIM) string { return s.ID })
 }
 
+func (r reader) CountSIMs(ctx context.Context) (map[fleet.Status]int64, error) {
+	rows, err := r.q.QueryContext(ctx, `SELECT status, COUNT(*) FROM sims GROUP BY status`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	counts := map[fleet.Status]int64{}
+	for rows.Next() {
+		var st string
+		var n int64
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, err
+		}
+		counts[fleet.Status(st)] = n
+	}
+	return counts, rows.Err()
+}
+
 // list runs a page query (which must end in LIMIT ?) asking one row more
 // than n, to know whether there is a next page without a COUNT.
 func list[T any](ctx context.Context, r reader, q string, args []any, n int, scan func(scanner) (T, error), cursor func(T) string) (store.Page[T], error) {
@@ -652,6 +670,11 @@ func (t *tx) AppendEvent(ctx context.Context, e fleet.Event) error {
 
 // SIM implements store.Reader on the read pool.
 func (s *Store) SIM(ctx context.Context, id string) (fleet.SIM, error) { return s.r().SIM(ctx, id) }
+
+// CountSIMs implements store.Reader on the read pool.
+func (s *Store) CountSIMs(ctx context.Context) (map[fleet.Status]int64, error) {
+	return s.r().CountSIMs(ctx)
+}
 
 // SIMByPublicKey implements store.Reader on the read pool.
 func (s *Store) SIMByPublicKey(ctx context.Context, k fleet.Key) (fleet.SIM, error) {

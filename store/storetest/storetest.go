@@ -411,6 +411,10 @@ func testPagination(t *testing.T, s store.Store) {
 	if pages != 3 || len(seen) != 25 {
 		t.Fatalf("%d pages, %d SIMs; want 3 and 25", pages, len(seen))
 	}
+	counts, err := s.CountSIMs(ctx)
+	if err != nil || counts[fleet.StatusActive] != 20 || counts[fleet.StatusSuspended] != 5 || len(counts) != 2 {
+		t.Fatalf("counts %v %v, want 20 active and 5 suspended", counts, err)
+	}
 	p, err := s.ListSIMs(ctx, store.SIMFilter{Status: fleet.StatusSuspended})
 	if err != nil || len(p.Items) != 5 {
 		t.Fatalf("suspended: %d %v", len(p.Items), err)
