@@ -160,6 +160,14 @@ func BenchmarkListSIMs(b *testing.B) {
 					}
 				})
 			}
+			b.Run("count-by-status", func(b *testing.B) {
+				for b.Loop() {
+					c, err := st.CountSIMs(ctx)
+					if err != nil || c[fleet.StatusActive]+c[fleet.StatusSuspended] != int64(n) {
+						b.Fatalf("counts %v %v", c, err)
+					}
+				}
+			})
 			b.Run("by-public-key", func(b *testing.B) {
 				i := 0
 				for b.Loop() {

@@ -12,8 +12,9 @@ import (
 )
 
 // simCollector exports the number of SIMs by status, counted at scrape
-// time so the figure is never stale (a COUNT over the status index: tens of
-// milliseconds with a million SIMs).
+// time so the figure is never stale. The count scans the status index:
+// 0.13 s on SQLite with a million SIMs (BenchmarkListSIMs/*/count-by-status),
+// acceptable at usual scrape intervals.
 type simCollector struct {
 	st   store.Store
 	log  *slog.Logger
