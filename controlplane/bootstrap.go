@@ -83,6 +83,11 @@ func (s *Service) bootstrap(ctx context.Context, req BootstrapRequest, lookup fu
 			}
 			sim = existing
 		case errors.Is(err, store.ErrNotFound):
+			if err := useGroup(ctx, tx, k.GroupID); errors.Is(err, store.ErrNotFound) {
+				return fleet.Errorf(fleet.CodeBadState, "authKey", "the auth key's group no longer exists")
+			} else if err != nil {
+				return err
+			}
 			if err := tx.UseAuthKey(ctx, k.ID); errors.Is(err, store.ErrExhausted) {
 				return fleet.Errorf(fleet.CodeUnauthorized, "authKey", "auth key has no uses left")
 			} else if err != nil {

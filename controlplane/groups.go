@@ -90,6 +90,11 @@ func (s *Service) DeleteGroup(ctx context.Context, a Actor, id string) error {
 		return err
 	}
 	err := s.st.Update(ctx, func(tx store.Tx) error {
+		// Exclusive against useGroup's shared lock: no SIM can join the
+		// group between the emptiness check and the delete.
+		if err := tx.Lock(ctx, groupLock(id)); err != nil {
+			return err
+		}
 		p, err := tx.ListSIMs(ctx, store.SIMFilter{GroupID: id, PageRequest: store.PageRequest{Limit: 1}})
 		if err != nil {
 			return err
@@ -104,4 +109,20 @@ func (s *Service) DeleteGroup(ctx context.Context, a Actor, id string) error {
 		return s.event(ctx, tx, a, "group.delete", "group", id, nil)
 	})
 	return storeErr(err, "id")
+}
+
+func groupLock(id string) string { return "group:" + id }
+
+// useGroup is for a transaction about to put a SIM into group id ("" for
+// none): it takes the group's lock in shared mode, so DeleteGroup waits for
+// it, and checks the group exists (store.ErrNotFound otherwise).
+func useGroup(ctx context.Context, tx store.Tx, id string) error {
+	if id == "" {
+		return nil
+	}
+	if err := tx.LockShared(ctx, groupLock(id)); err != nil {
+		return err
+	}
+	_, err := tx.Group(ctx, id)
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -448,5 +449,47 @@ func TestTokenRulesAcrossProcesses(t *testing.T) {
 	left, _ := svcs[1].ListTokens(ctx, admin, store.PageRequest{})
 	if len(left.Items) != 1 || left.Items[0].Role != fleet.RoleAdmin {
 		t.Fatalf("tokens left: %+v", left.Items)
+	}
+}
+
+// TestGroupDeleteRace races deleting a group in one process with putting a
+// SIM into it in another: never may both succeed (a SIM in a deleted group).
+func TestGroupDeleteRace(t *testing.T) {
+	srv := pgtest.Start(t)
+	ctx := context.Background()
+	dsn := srv.NewDatabase(t)
+	var svcs []*controlplane.Service
+	for range 2 {
+		st, err := pgstore.Open(ctx, dsn, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc, _ := serviceOver(t, st)
+		svcs = append(svcs, svc)
+	}
+	both := 0
+	for i := range 30 {
+		g, err := svcs[0].CreateGroup(ctx, admin, fmt.Sprintf("race-%d", i), fleet.GroupSettings{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var delErr, simErr error
+		wg.Add(2)
+		go func() { defer wg.Done(); delErr = svcs[0].DeleteGroup(ctx, admin, g.ID) }()
+		go func() {
+			defer wg.Done()
+			_, _, simErr = svcs[1].CreateSIM(ctx, admin, controlplane.SIMSpec{GroupID: g.ID, GenerateKey: true})
+		}()
+		wg.Wait()
+		if delErr == nil && simErr == nil {
+			both++
+		}
+		if delErr != nil && simErr != nil {
+			t.Fatalf("both failed: %v / %v", delErr, simErr)
+		}
+	}
+	if both > 0 {
+		t.Fatalf("%d of 30 rounds left a SIM in a deleted group", both)
 	}
 }

@@ -31,11 +31,6 @@ func (s *Service) validateSIMSpec(ctx context.Context, r store.Reader, sp *SIMSp
 	if sp.Address.IsValid() && (!s.cfg.Pool.Contains(sp.Address) || offset(s.cfg.Pool, sp.Address) < 2) {
 		return fleet.Errorf(fleet.CodeInvalid, "address", "must be in the SIM pool %s (and not its first two addresses)", s.cfg.Pool)
 	}
-	if sp.GroupID != "" {
-		if _, err := r.Group(ctx, sp.GroupID); err != nil {
-			return storeErr(err, "groupId")
-		}
-	}
 	return nil
 }
 
@@ -47,6 +42,9 @@ func offset(p netip.Prefix, a netip.Addr) uint32 {
 
 // newSIM allocates and inserts a SIM inside tx.
 func (s *Service) newSIM(ctx context.Context, tx store.Tx, sp SIMSpec) (fleet.SIM, error) {
+	if err := useGroup(ctx, tx, sp.GroupID); err != nil {
+		return fleet.SIM{}, storeErr(err, "groupId")
+	}
 	imsi, err := tx.NextIMSI(ctx)
 	if err != nil {
 		return fleet.SIM{}, storeErr(err, "imsi")
@@ -191,10 +189,8 @@ func (s *Service) SetSIMStatus(ctx context.Context, a Actor, id string, to fleet
 // SetSIMGroup moves a SIM to a group ("" for none).
 func (s *Service) SetSIMGroup(ctx context.Context, a Actor, id, groupID string) (fleet.SIM, error) {
 	return s.modifySIM(ctx, a, id, "sim.set_group", map[string]any{"groupId": groupID}, func(tx store.Tx, sim *fleet.SIM) error {
-		if groupID != "" {
-			if _, err := tx.Group(ctx, groupID); err != nil {
-				return storeErr(err, "groupId")
-			}
+		if err := useGroup(ctx, tx, groupID); err != nil {
+			return storeErr(err, "groupId")
 		}
 		sim.GroupID = groupID
 		return nil
@@ -282,10 +278,8 @@ func (s *Service) PatchSIM(ctx context.Context, a Actor, id string, p SIMPatch) 
 	}
 	return s.modifySIM(ctx, a, id, "sim.update", nil, func(tx store.Tx, sim *fleet.SIM) error {
 		if p.GroupID != nil {
-			if *p.GroupID != "" {
-				if _, err := tx.Group(ctx, *p.GroupID); err != nil {
-					return storeErr(err, "groupId")
-				}
+			if err := useGroup(ctx, tx, *p.GroupID); err != nil {
+				return storeErr(err, "groupId")
 			}
 			sim.GroupID = *p.GroupID
 		}

@@ -95,6 +95,9 @@ type Tx interface {
 	// same named lock, until commit or rollback: for check-then-write rules
 	// no unique index can express ("keep one admin token").
 	Lock(ctx context.Context, name string) error
+	// LockShared takes the named lock in shared mode: shared holders do
+	// not wait for each other, only for (and block) an exclusive Lock.
+	LockShared(ctx context.Context, name string) error
 
 	// Publish queues a change, delivered to subscribers only if the
 	// transaction commits.

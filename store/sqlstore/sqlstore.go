@@ -34,6 +34,8 @@ type Dialect struct {
 	// LockSQL takes a transaction-scoped lock named by its one argument;
 	// empty when transactions are serialised anyway (SQLite).
 	LockSQL string
+	// LockSharedSQL is LockSQL's shared mode.
+	LockSharedSQL string
 	// Notify, when set, is called inside a transaction about to commit with
 	// the changes it made; the backend then delivers them (to this process
 	// too), so Store does not publish them itself.
@@ -491,6 +493,14 @@ func (t *tx) Lock(ctx context.Context, name string) error {
 		return nil
 	}
 	_, err := t.exec(ctx, t.d.LockSQL, name)
+	return err
+}
+
+func (t *tx) LockShared(ctx context.Context, name string) error {
+	if t.d.LockSharedSQL == "" {
+		return nil
+	}
+	_, err := t.exec(ctx, t.d.LockSharedSQL, name)
 	return err
 }
 
