@@ -15,11 +15,11 @@ import (
 // Options says what Run measures and how long.
 type Options struct {
 	Warmup       time.Duration // before each throughput window
-	Duration     time.Duration // throughput window per subject, split over the rounds
+	Duration     time.Duration // throughput window per subject, split over the rounds; 0 skips throughput
 	Rounds       int           // throughput and handshake rounds, subjects alternating; the median counts
-	Handshakes   int           // initiations blasted at each subject, split over the rounds
+	Handshakes   int           // initiations blasted at each subject, split over the rounds; 0 skips handshakes
 	HandshakeMax time.Duration // upper bound of one handshake run
-	Peers        []int         // peer counts of the memory measurement
+	Peers        []int         // peer counts of the memory measurement; none skips memory
 	Sessions     bool          // also measure memory with one session per peer
 	Maker        InitiationMaker
 	Progress     io.Writer // progress lines; nil: none
@@ -106,25 +106,29 @@ func Run(subjects []Subject, o Options) (*Report, error) {
 	// One set of initiations for every handshake and memory run: each run
 	// starts a fresh responder, which accepts each message once.
 	// Memory children take their peer keys from the set even without sessions.
-	need := o.Handshakes
+	// Every round replays the same first Handshakes/rounds messages.
+	rounds := max(o.Rounds, 1)
+	need := o.Handshakes / rounds
 	for _, p := range o.Peers {
 		need = max(need, p)
 	}
-	o.progress("making %d handshake initiations (initiator cost, not measured)", need)
-	t0 := time.Now()
-	hs, err := NewHandshakeSet(o.Maker, need)
-	if err != nil {
-		return nil, fmt.Errorf("handshake initiations: %w", err)
+	hs := &HandshakeSet{}
+	if need > 0 {
+		o.progress("making %d handshake initiations (initiator cost, not measured)", need)
+		t0 := time.Now()
+		var err error
+		if hs, err = NewHandshakeSet(o.Maker, need); err != nil {
+			return nil, fmt.Errorf("handshake initiations: %w", err)
+		}
+		o.progress("made %d initiations in %.1fs", need, time.Since(t0).Seconds())
 	}
-	o.progress("made %d initiations in %.1fs", need, time.Since(t0).Seconds())
 
 	// Throughput and handshakes run in rounds, the subjects alternating
 	// within each round; the median round counts. On a machine shared with
 	// other work, load that comes and goes then hits every subject alike
 	// instead of whichever ran at the wrong moment.
-	rounds := max(o.Rounds, 1)
 	tpRounds := make([][]ThroughputResult, len(subjects))
-	for round := 1; round <= rounds; round++ {
+	for round := 1; round <= rounds && o.Duration > 0; round++ {
 		for i, s := range subjects {
 			d := o.Duration / time.Duration(rounds)
 			o.progress("%s: throughput round %d/%d, %v warmup + %v", s.Name(), round, rounds, o.Warmup, d)
@@ -144,7 +148,7 @@ func Run(subjects []Subject, o Options) (*Report, error) {
 	}
 
 	hsRounds := make([][]HandshakeResult, len(subjects))
-	for round := 1; round <= rounds; round++ {
+	for round := 1; round <= rounds && o.Handshakes > 0; round++ {
 		for i, s := range subjects {
 			set := hs.Prefix(o.Handshakes / rounds)
 			if m := s.MaxPeers(); m > 0 && len(set.Messages) > m {
