@@ -1,0 +1,38 @@
+package engine
+
+import "time"
+
+// Protocol constants from the WireGuard whitepaper (section 6.1). They are
+// part of the wire contract with every other implementation.
+const (
+	RekeyAfterMessages  = uint64(1) << 60
+	RejectAfterMessages = ^uint64(0) - (uint64(1) << 13)
+	RekeyAfterTime      = 120 * time.Second
+	RekeyAttemptTime    = 90 * time.Second
+	RekeyTimeout        = 5 * time.Second
+	RejectAfterTime     = 180 * time.Second
+	KeepaliveTimeout    = 10 * time.Second
+	// MaxTimerHandshakes is how many initiations are sent before giving up
+	// (RekeyAttemptTime / RekeyTimeout).
+	MaxTimerHandshakes = int(RekeyAttemptTime / RekeyTimeout)
+	// RekeyTimeoutJitterMax is the random extra added to each retransmission.
+	RekeyTimeoutJitterMax = 334 * time.Millisecond
+	// HandshakeInitiationRate is the minimum spacing of initiations accepted
+	// from one peer (flood protection on top of the timestamp check).
+	HandshakeInitiationRate = time.Second / 50
+)
+
+// Engine tuning defaults.
+const (
+	defaultHandshakeQueue = 1024
+	// underLoadQueue is the handshake backlog at which the engine declares
+	// itself under load and starts asking for cookies.
+	underLoadQueue  = defaultHandshakeQueue / 8
+	underLoadLinger = time.Second
+	maxStaged       = 128 // packets held per peer while its handshake runs
+	// bufSize fits the largest UDP datagram, which GRO may hand us.
+	bufSize = 65535
+	// chunkSize is how many packets one crypto job holds: small enough to
+	// spread a batch over the cores, big enough to amortize the hand-off.
+	chunkSize = 32
+)

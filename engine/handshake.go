@@ -1,0 +1,420 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/noise"
+	"github.com/wirefleet/wirefleet/tai64n"
+	"github.com/wirefleet/wirefleet/wire"
+	"golang.zx2c4.com/wireguard/conn"
+)
+
+// hsJob is one handshake message waiting for a handshake worker.
+type hsJob struct {
+	typ uint32
+	n   int
+	buf [wire.InitiationSize]byte
+	ep  conn.Endpoint
+}
+
+var hsJobPool = sync.Pool{New: func() any { return new(hsJob) }}
+
+// queueHandshake is called by UDP readers for handshake messages. MAC1 is
+// checked here, before anything is queued, so garbage costs one BLAKE2s
+// and cannot push the engine under load.
+func (e *Engine) queueHandshake(typ uint32, msg []byte, ep conn.Endpoint) {
+	if typ != wire.TypeCookieReply && !e.checker.CheckMAC1(msg) {
+		e.reject(RejectBadMAC1, [32]byte{}, endpointAddr(ep), "")
+		return
+	}
+	if len(e.hsQ) >= underLoadQueue {
+		e.underLoadUntil.Store(e.nanos() + int64(underLoadLinger))
+	}
+	j := hsJobPool.Get().(*hsJob)
+	j.typ, j.n, j.ep = typ, copy(j.buf[:], msg), ep
+	select {
+	case e.hsQ <- j:
+	default:
+		hsJobPool.Put(j)
+		e.reject(RejectFlood, [32]byte{}, endpointAddr(ep), "handshake queue full")
+	}
+}
+
+func (e *Engine) handshakeWorker() {
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case p := <-e.initQ:
+			e.sendInitiation(p)
+		case j := <-e.hsQ:
+			msg := j.buf[:j.n]
+			switch j.typ {
+			case wire.TypeInitiation:
+				e.handleInitiation(msg, j.ep)
+			case wire.TypeResponse:
+				e.handleResponse(msg, j.ep)
+			case wire.TypeCookieReply:
+				e.handleCookieReply(msg)
+			}
+			j.ep = nil
+			hsJobPool.Put(j)
+		}
+	}
+}
+
+// admit applies the under-load rules to a handshake message: without a
+// valid MAC2 it is answered with a cookie; with one, its source is rate
+// limited.
+func (e *Engine) admit(msg []byte, sender uint32, ep conn.Endpoint) bool {
+	if !e.UnderLoad() {
+		return true
+	}
+	src := ep.DstToBytes()
+	if !e.checker.CheckMAC2(msg, src) {
+		reply, err := e.checker.MakeReply(msg, sender, src)
+		if err == nil {
+			var b [wire.CookieReplySize]byte
+			reply.Marshal(b[:])
+			e.bind.Send([][]byte{b[:]}, ep)
+		}
+		e.reject(RejectCookieSent, [32]byte{}, endpointAddr(ep), "")
+		return false
+	}
+	if !e.limiter.Allow(ep.DstIP()) {
+		e.reject(RejectRateLimited, [32]byte{}, endpointAddr(ep), "")
+		return false
+	}
+	return true
+}
+
+func (e *Engine) handleInitiation(msg []byte, ep conn.Endpoint) {
+	m, err := wire.ParseInitiation(msg)
+	if err != nil {
+		return
+	}
+	if !e.admit(msg, m.Sender, ep) {
+		return
+	}
+	remote := endpointAddr(ep)
+	r, err := noise.OpenInitiation(e.ctx, e.ks, e.pub, &m, keystore.DHRequest{Remote: remote})
+	if err != nil {
+		if errors.Is(err, noise.ErrDecrypt) || errors.Is(err, keystore.ErrLowOrder) {
+			e.reject(RejectUndecryptable, [32]byte{}, remote, "")
+		} else {
+			e.reject(RejectKeyStore, [32]byte{}, remote, err.Error())
+		}
+		return
+	}
+	key := r.PeerStatic
+	p := e.peers.get(key)
+	fresh := false
+	if p == nil {
+		if e.resolver == nil {
+			e.reject(RejectUnknownKey, key, remote, "")
+			return
+		}
+		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+		pc, err := e.resolver.ResolvePeer(ctx, key, remote)
+		cancel()
+		var denied *DeniedError
+		switch {
+		case errors.As(err, &denied):
+			e.reject(RejectDenied, key, remote, denied.Reason)
+			return
+		case errors.Is(err, ErrUnknownPeer):
+			e.reject(RejectUnknownKey, key, remote, "")
+			return
+		case err != nil:
+			e.reject(RejectUnknownKey, key, remote, "resolver: "+err.Error())
+			return
+		}
+		pc.PublicKey = key
+		if p, err = e.newPeer(pc, true, remote); err != nil {
+			e.reject(RejectKeyStore, key, remote, err.Error())
+			return
+		}
+		fresh = true
+	}
+	ts, err := r.OpenTimestamp(&p.ss)
+	if err != nil {
+		e.reject(RejectUndecryptable, key, remote, "")
+		return
+	}
+	now := e.nanos()
+	p.mu.Lock()
+	if p.removed {
+		p.mu.Unlock()
+		e.reject(RejectDenied, key, remote, "peer removed")
+		return
+	}
+	if !ts.After(p.lastTS) {
+		p.mu.Unlock()
+		e.reject(RejectReplayedTimestamp, key, remote, "")
+		return
+	}
+	if now-p.lastInitAt < int64(HandshakeInitiationRate) {
+		p.mu.Unlock()
+		e.reject(RejectFlood, key, remote, "")
+		return
+	}
+	p.lastTS, p.lastInitAt = ts, now
+	p.mu.Unlock()
+
+	if fresh {
+		// Only now, authenticated, does the peer take memory. If another
+		// worker raced us in, use its peer (timestamps then serialise).
+		if got := e.peers.insert(p); got != p {
+			p = got
+			p.mu.Lock()
+			if !ts.After(p.lastTS) {
+				p.mu.Unlock()
+				e.reject(RejectReplayedTimestamp, key, remote, "")
+				return
+			}
+			p.lastTS, p.lastInitAt = ts, now
+			p.mu.Unlock()
+		} else {
+			e.routes.add(p)
+		}
+	}
+
+	idx := e.indices.newIndex(indexEntry{peer: p})
+	resp, keys, err := r.CreateResponse(p.psk, idx)
+	if err != nil {
+		e.indices.delete(idx)
+		e.reject(RejectUndecryptable, key, remote, err.Error())
+		return
+	}
+	kp := newKeypair(p, &keys, false, now, idx, m.Sender)
+	e.indices.set(idx, indexEntry{peer: p, kp: kp})
+	p.mu.Lock()
+	if p.removed {
+		p.mu.Unlock()
+		e.indices.delete(idx)
+		return
+	}
+	// The responder may not send on a new session until the initiator has
+	// used it: it waits in next.
+	if p.next != nil {
+		e.indices.delete(p.next.localIndex)
+	}
+	if p.previous != nil {
+		e.indices.delete(p.previous.localIndex)
+		p.previous = nil
+	}
+	p.next = kp
+	p.mu.Unlock()
+	p.setEndpoint(ep)
+	p.lastActivity.Store(now)
+
+	var b [wire.ResponseSize]byte
+	resp.Marshal(b[:])
+	p.cookies.AddMACs(b[:], e.now())
+	e.sendRaw(p, b[:])
+}
+
+func (e *Engine) handleResponse(msg []byte, ep conn.Endpoint) {
+	m, err := wire.ParseResponse(msg)
+	if err != nil {
+		return
+	}
+	if !e.admit(msg, m.Sender, ep) {
+		return
+	}
+	remote := endpointAddr(ep)
+	ent, ok := e.indices.lookup(m.Receiver)
+	if !ok || ent.kp != nil {
+		e.reject(RejectUnexpected, [32]byte{}, remote, "response to no pending initiation")
+		return
+	}
+	p := ent.peer
+	p.mu.Lock()
+	if p.initiator == nil || p.initIndex != m.Receiver || p.removed {
+		p.mu.Unlock()
+		e.reject(RejectUnexpected, p.key, remote, "stale response")
+		return
+	}
+	st := p.initiator
+	keys, err := st.ConsumeResponse(e.ctx, e.ks, &m)
+	if err != nil {
+		p.mu.Unlock()
+		if errors.Is(err, noise.ErrDecrypt) || errors.Is(err, noise.ErrLowOrder) || errors.Is(err, keystore.ErrLowOrder) {
+			e.reject(RejectUndecryptable, p.key, remote, "")
+		} else {
+			e.reject(RejectKeyStore, p.key, remote, err.Error())
+		}
+		return
+	}
+	st.Wipe()
+	now := e.nanos()
+	kp := newKeypair(p, &keys, true, now, p.initIndex, m.Sender)
+	e.indices.set(p.initIndex, indexEntry{peer: p, kp: kp})
+	p.initiator, p.initIndex, p.attempts = nil, 0, 0
+	if p.next != nil {
+		e.indices.delete(p.next.localIndex)
+		p.next = nil
+	}
+	if p.previous != nil {
+		e.indices.delete(p.previous.localIndex)
+	}
+	p.previous = p.current.Load()
+	p.current.Store(kp)
+	staged := p.staged
+	p.staged = nil
+	p.mu.Unlock()
+
+	p.setEndpoint(ep)
+	e.sessionStarted(p, ep, true, now)
+	if len(staged) > 0 {
+		e.Send(p, staged)
+	} else {
+		e.sendKeepalive(p)
+	}
+}
+
+func (e *Engine) handleCookieReply(msg []byte) {
+	m, err := wire.ParseCookieReply(msg)
+	if err != nil {
+		return
+	}
+	ent, ok := e.indices.lookup(m.Receiver)
+	if !ok {
+		return
+	}
+	ent.peer.cookies.ConsumeReply(&m, e.now())
+}
+
+// sessionStarted does the bookkeeping common to both roles once a session
+// is usable.
+func (e *Engine) sessionStarted(p *Peer, ep conn.Endpoint, initiator bool, now int64) {
+	p.lastHandshake.Store(now)
+	p.lastActivity.Store(now)
+	p.expiredReported.Store(false)
+	e.handshakesOK.Add(1)
+	if e.hooks.HandshakeCompleted != nil {
+		e.hooks.HandshakeCompleted(HandshakeEvent{Peer: p, Endpoint: endpointAddr(ep), Initiator: initiator, Time: time.Unix(0, now)})
+	}
+}
+
+// confirm promotes a responder's next keypair once the initiator used it.
+func (p *Peer) confirm(kp *keypair) bool {
+	p.mu.Lock()
+	if p.next != kp {
+		p.mu.Unlock()
+		return false
+	}
+	if p.previous != nil {
+		p.e.indices.delete(p.previous.localIndex)
+	}
+	p.previous = p.current.Load()
+	p.current.Store(kp)
+	p.next = nil
+	staged := p.staged
+	p.staged = nil
+	p.mu.Unlock()
+	if len(staged) > 0 {
+		p.e.Send(p, staged)
+	}
+	return true
+}
+
+// zeroKeysLocked forgets every session and pending handshake of p.
+func (p *Peer) zeroKeysLocked() {
+	for _, kp := range []*keypair{p.previous, p.current.Load(), p.next} {
+		if kp != nil {
+			p.e.indices.delete(kp.localIndex)
+		}
+	}
+	p.previous, p.next = nil, nil
+	p.current.Store(nil)
+	if p.initIndex != 0 {
+		p.e.indices.delete(p.initIndex)
+	}
+	if p.initiator != nil {
+		p.initiator.Wipe()
+	}
+	p.initiator, p.initIndex = nil, 0
+	p.staged = nil
+}
+
+// Initiate starts a handshake with p now (unless one was sent within
+// RekeyTimeout).
+func (e *Engine) Initiate(p *Peer) { e.requestHandshake(p, false) }
+
+// requestHandshake queues an initiation for a handshake worker. Retries
+// (from the timer) bypass the RekeyTimeout spacing.
+func (e *Engine) requestHandshake(p *Peer, retry bool) {
+	p.mu.Lock()
+	if p.removed || p.initQueued || p.endpoint.Load() == nil {
+		p.mu.Unlock()
+		return
+	}
+	if !retry && p.initIndex != 0 && e.nanos()-p.initSentAt < int64(RekeyTimeout) {
+		p.mu.Unlock()
+		return
+	}
+	if !retry && p.initIndex == 0 {
+		p.attempts = 0
+	}
+	p.initQueued = true
+	p.mu.Unlock()
+	select {
+	case e.initQ <- p:
+	default:
+		p.mu.Lock()
+		p.initQueued = false
+		p.mu.Unlock()
+	}
+}
+
+// sendInitiation builds and sends an initiation to p (handshake worker).
+func (e *Engine) sendInitiation(p *Peer) {
+	now := e.now()
+	p.mu.Lock()
+	p.initQueued = false
+	if p.removed {
+		p.mu.Unlock()
+		return
+	}
+	if p.initIndex != 0 {
+		e.indices.delete(p.initIndex)
+	}
+	idx := e.indices.newIndex(indexEntry{peer: p})
+	st, m, err := noise.CreateInitiation(noise.InitiationParams{
+		Local: e.pub, Peer: p.key, StaticStatic: &p.ss, PSK: p.psk,
+		SenderIndex: idx, Timestamp: tai64n.From(now),
+	})
+	if err != nil {
+		e.indices.delete(idx)
+		p.initiator, p.initIndex = nil, 0
+		p.mu.Unlock()
+		e.log.Warn("creating initiation failed", "peer", p.key.Short(), "err", err)
+		return
+	}
+	p.initiator, p.initIndex = st, idx
+	p.initSentAt = now.UnixNano() + int64(rand.N(RekeyTimeoutJitterMax))
+	p.attempts++
+	p.mu.Unlock()
+	var b [wire.InitiationSize]byte
+	m.Marshal(b[:])
+	p.cookies.AddMACs(b[:], now)
+	e.sendRaw(p, b[:])
+	p.lastTraversal.Store(now.UnixNano())
+}
+
+// sendRaw sends an unencrypted handshake message to p's endpoint.
+func (e *Engine) sendRaw(p *Peer, b []byte) {
+	box := p.endpoint.Load()
+	if box == nil {
+		return
+	}
+	if err := e.bind.Send([][]byte{b}, box.ep); err != nil && !e.closed.Load() {
+		e.log.Debug("sending handshake message failed", "peer", p.key.Short(), "err", err)
+	}
+}

@@ -1,0 +1,208 @@
+package engine
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wirefleet/wirefleet/cookie"
+	"github.com/wirefleet/wirefleet/noise"
+	"github.com/wirefleet/wirefleet/tai64n"
+	"github.com/wirefleet/wirefleet/wgkey"
+	"golang.zx2c4.com/wireguard/conn"
+)
+
+// PeerConfig describes a peer, given to AddPeer or returned by a Resolver.
+type PeerConfig struct {
+	PublicKey    wgkey.Public
+	PresharedKey wgkey.PresharedKey
+	// AllowedIPs are the inner source addresses the peer may send from, and
+	// (for a TUN engine) the destinations routed to it.
+	AllowedIPs []netip.Prefix
+	// Endpoint is where to send initiations before the peer has been heard
+	// from; the zero value means "wait for the peer".
+	Endpoint netip.AddrPort
+	// PersistentKeepalive sends a keepalive after this much silence (0: off).
+	PersistentKeepalive time.Duration
+	// Identity is opaque to the engine (a gateway puts the SIM here).
+	Identity any
+}
+
+// Peer is a remote WireGuard party with its sessions. Engines hand out
+// *Peer values; their methods are safe for concurrent use.
+type Peer struct {
+	e         *Engine
+	key       wgkey.Public
+	psk       wgkey.PresharedKey
+	allowed   []netip.Prefix
+	identity  any
+	keepalive time.Duration
+	lazy      bool // resolved on demand: evicted when idle
+	ss        [32]byte
+	cookies   cookie.Generator
+
+	endpoint atomic.Pointer[endpointBox]
+
+	current atomic.Pointer[keypair]
+
+	mu         sync.Mutex // handshake state and keypair rotation
+	previous   *keypair
+	next       *keypair
+	initiator  *noise.Initiator
+	initIndex  uint32 // index of our pending initiation, 0 if none
+	initSentAt int64
+	initQueued bool
+	attempts   int
+	lastTS     tai64n.Timestamp
+	lastInitAt int64
+	staged     [][]byte
+	removed    bool
+
+	// Timer inputs, clock nanos; 0 means unset.
+	lastHandshake   atomic.Int64
+	keepaliveDue    atomic.Int64 // first data received since we last sent
+	newHandshakeDue atomic.Int64 // first data sent since we last received
+	lastTraversal   atomic.Int64 // any authenticated packet, either way
+	lastActivity    atomic.Int64
+	expiredReported atomic.Bool
+
+	rxBytes, txBytes atomic.Uint64
+}
+
+type endpointBox struct {
+	ep   conn.Endpoint
+	addr netip.AddrPort
+}
+
+// PublicKey returns the peer's static public key.
+func (p *Peer) PublicKey() wgkey.Public { return p.key }
+
+// Identity returns what the peer's config or resolver attached (a SIM).
+func (p *Peer) Identity() any { return p.identity }
+
+// AllowedIPs returns the inner source prefixes the peer may use.
+func (p *Peer) AllowedIPs() []netip.Prefix { return p.allowed }
+
+// Endpoint returns the peer's current outer address (zero if unknown).
+func (p *Peer) Endpoint() netip.AddrPort {
+	if b := p.endpoint.Load(); b != nil {
+		return b.addr
+	}
+	return netip.AddrPort{}
+}
+
+// PeerStats is a snapshot of a peer's counters.
+type PeerStats struct {
+	Endpoint      netip.AddrPort
+	LastHandshake time.Time // zero if never
+	RxBytes       uint64    // inner bytes received
+	TxBytes       uint64    // inner bytes sent
+	HasSession    bool
+}
+
+// Stats returns the peer's counters.
+func (p *Peer) Stats() PeerStats {
+	s := PeerStats{Endpoint: p.Endpoint(), RxBytes: p.rxBytes.Load(), TxBytes: p.txBytes.Load()}
+	if t := p.lastHandshake.Load(); t != 0 {
+		s.LastHandshake = time.Unix(0, t)
+	}
+	kp := p.current.Load()
+	s.HasSession = kp != nil && p.e.nanos()-kp.created < int64(RejectAfterTime)
+	return s
+}
+
+// allows reports whether src is inside the peer's allowed IPs.
+func (p *Peer) allows(src netip.Addr) bool {
+	for _, pfx := range p.allowed {
+		if pfx.Contains(src) {
+			return true
+		}
+	}
+	return false
+}
+
+// setEndpoint records the outer address of an authenticated packet and
+// reports a change (roaming).
+func (p *Peer) setEndpoint(ep conn.Endpoint) {
+	addr := endpointAddr(ep)
+	old := p.endpoint.Load()
+	if old != nil && old.addr == addr {
+		return
+	}
+	p.endpoint.Store(&endpointBox{ep: ep, addr: addr})
+	if old != nil && p.e.hooks.EndpointChanged != nil {
+		p.e.hooks.EndpointChanged(EndpointEvent{Peer: p, Old: old.addr, New: addr, Time: p.e.now()})
+	}
+}
+
+// peerTable maps static keys to active peers, sharded by key.
+type peerTable struct {
+	shards [64]struct {
+		sync.RWMutex
+		m map[wgkey.Public]*Peer
+	}
+	count atomic.Int64
+}
+
+func newPeerTable() *peerTable {
+	t := new(peerTable)
+	for i := range t.shards {
+		t.shards[i].m = make(map[wgkey.Public]*Peer)
+	}
+	return t
+}
+
+func (t *peerTable) shard(k wgkey.Public) int { return int(k[0]) % len(t.shards) }
+
+func (t *peerTable) get(k wgkey.Public) *Peer {
+	s := &t.shards[t.shard(k)]
+	s.RLock()
+	p := s.m[k]
+	s.RUnlock()
+	return p
+}
+
+// insert adds p unless a peer with its key exists; it returns the peer now
+// in the table.
+func (t *peerTable) insert(p *Peer) *Peer {
+	s := &t.shards[t.shard(p.key)]
+	s.Lock()
+	defer s.Unlock()
+	if old := s.m[p.key]; old != nil {
+		return old
+	}
+	s.m[p.key] = p
+	t.count.Add(1)
+	return p
+}
+
+func (t *peerTable) remove(p *Peer) bool {
+	s := &t.shards[t.shard(p.key)]
+	s.Lock()
+	defer s.Unlock()
+	if s.m[p.key] != p {
+		return false
+	}
+	delete(s.m, p.key)
+	t.count.Add(-1)
+	return true
+}
+
+// each calls fn for every peer, one shard snapshot at a time so fn may
+// take peer locks.
+func (t *peerTable) each(fn func(*Peer)) {
+	var buf []*Peer
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.RLock()
+		buf = buf[:0]
+		for _, p := range s.m {
+			buf = append(buf, p)
+		}
+		s.RUnlock()
+		for _, p := range buf {
+			fn(p)
+		}
+	}
+}
