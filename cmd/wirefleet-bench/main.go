@@ -4,7 +4,7 @@
 //	go run ./cmd/wirefleet-bench engine [--json] [--duration 10s] [--peers 10000,100000]
 //
 // Progress goes to stderr, the table or JSON to stdout. Subjects are listed in
-// subjects below; our engine joins as enginebench.Ours.
+// subjects below.
 package main
 
 import (
@@ -19,12 +19,13 @@ import (
 	"github.com/wirefleet/wirefleet/internal/enginebench"
 	"github.com/wirefleet/wirefleet/internal/enginebench/noiseinit"
 	"github.com/wirefleet/wirefleet/internal/enginebench/wggo"
+	"github.com/wirefleet/wirefleet/internal/enginebench/wirefleet"
 )
 
-// subjects are measured in this order. Our engine's subject goes first once
-// it exists: enginebench.Subject named enginebench.Ours.
+// subjects are measured in this order, alternating within each round.
 var subjects = []enginebench.Subject{
-	wggo.Subject{},
+	wirefleet.Subject{}, // our engine, enginebench.Ours
+	wggo.Subject{},      // golang.zx2c4.com/wireguard, enginebench.Baseline
 }
 
 // makers make the handshake initiations replayed at every responder, before

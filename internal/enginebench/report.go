@@ -135,7 +135,9 @@ func Run(subjects []Subject, o Options) (*Report, error) {
 			r, err := Throughput(s, o.Warmup, d)
 			if err != nil {
 				fail(i, err)
-				continue
+				if r.DurationSec == 0 { // nothing measured (a failed Close after the window still counts)
+					continue
+				}
 			}
 			tpRounds[i] = append(tpRounds[i], r)
 			o.progress("%s: %.2f Gbit/s", s.Name(), r.Gbps)
@@ -158,7 +160,9 @@ func Run(subjects []Subject, o Options) (*Report, error) {
 			r, err := Handshakes(s, set, o.HandshakeMax)
 			if err != nil {
 				fail(i, err)
-				continue
+				if r.Sent == 0 {
+					continue
+				}
 			}
 			hsRounds[i] = append(hsRounds[i], r)
 			o.progress("%s: %.0f handshakes/s (%d responses, %d cookie replies)", s.Name(), r.PerSec, r.Responses, r.CookieReplies)
