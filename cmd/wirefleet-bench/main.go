@@ -69,7 +69,7 @@ func engine(args []string) int {
 	fs := flag.NewFlagSet("engine", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the table")
 	duration := fs.Duration("duration", 9*time.Second, "throughput window per subject, split over the rounds")
-	warmup := fs.Duration("warmup", time.Second, "throughput warmup per subject")
+	warmup := fs.Duration("warmup", 500*time.Millisecond, "throughput warmup per round and subject")
 	handshakes := fs.Int("handshakes", 30000, "initiations blasted at each subject, split over the rounds")
 	rounds := fs.Int("rounds", 3, "throughput and handshake rounds, subjects alternating; the median counts")
 	peers := fs.String("peers", "10000,100000", "peer counts of the memory measurement (empty: skip)")

@@ -38,18 +38,19 @@ type SubjectReport struct {
 // top-level figures without suffix are our engine's (subject Ours), null until
 // that subject exists; *_wggo are the Baseline's; ratios are ours / baseline.
 type Report struct {
-	ThroughputGbps                *float64 `json:"throughput_gbps"`
-	ThroughputGbpsWggo            *float64 `json:"throughput_gbps_wggo"`
-	ThroughputRatio               *float64 `json:"throughput_ratio"`
-	HandshakesPerSec              *float64 `json:"handshakes_per_sec"`
-	HandshakesPerSecWggo          *float64 `json:"handshakes_per_sec_wggo"`
-	HandshakeRatio                *float64 `json:"handshake_ratio"`
-	BytesPerActiveSession         *float64 `json:"bytes_per_active_session"`
-	BytesPerActiveSessionWggo     *float64 `json:"bytes_per_active_session_wggo"`
-	BytesPerActiveSessionPeers    int      `json:"bytes_per_active_session_peers"` // peer count of the two figures above
-	BytesPerConfiguredPeer        *float64 `json:"bytes_per_configured_peer"`
-	BytesPerConfiguredPeerWggo    *float64 `json:"bytes_per_configured_peer_wggo"`
-	BytesPerConfiguredPeerCountAt int      `json:"bytes_per_configured_peer_peers"`
+	ThroughputGbps                 *float64 `json:"throughput_gbps"`
+	ThroughputGbpsWggo             *float64 `json:"throughput_gbps_wggo"`
+	ThroughputRatio                *float64 `json:"throughput_ratio"`
+	HandshakesPerSec               *float64 `json:"handshakes_per_sec"`
+	HandshakesPerSecWggo           *float64 `json:"handshakes_per_sec_wggo"`
+	HandshakeRatio                 *float64 `json:"handshake_ratio"`
+	BytesPerActiveSession          *float64 `json:"bytes_per_active_session"`
+	BytesPerActiveSessionWggo      *float64 `json:"bytes_per_active_session_wggo"`
+	BytesPerActiveSessionPeers     int      `json:"bytes_per_active_session_peers"`      // sessions behind bytes_per_active_session
+	BytesPerActiveSessionWggoPeers int      `json:"bytes_per_active_session_wggo_peers"` // sessions behind bytes_per_active_session_wggo
+	BytesPerConfiguredPeer         *float64 `json:"bytes_per_configured_peer"`
+	BytesPerConfiguredPeerWggo     *float64 `json:"bytes_per_configured_peer_wggo"`
+	BytesPerConfiguredPeerCountAt  int      `json:"bytes_per_configured_peer_peers"`
 
 	Machine  Machine         `json:"machine"`
 	Options  OptionsReport   `json:"options"`
@@ -286,25 +287,33 @@ func (r *Report) fillTopLevel() {
 	r.HandshakesPerSec, r.HandshakesPerSecWggo = get(ours, hsRate), get(base, hsRate)
 	r.HandshakeRatio = ratio(r.HandshakesPerSec, r.HandshakesPerSecWggo)
 
-	// Memory figures at the largest peer count measured; for a capped subject
-	// that is its cap (the JSON per subject says so).
+	// Per active session: at the largest peer count where the subject
+	// established sessions (a capped subject has none at its cap).
+	lastActive := func(s *SubjectReport) (*float64, int) {
+		if s == nil {
+			return nil, 0
+		}
+		for i := len(s.Memory) - 1; i >= 0; i-- {
+			if m := s.Memory[i]; m.Active != nil && m.Sessions > 0 {
+				return ptr(m.RSSPerActiveSession), m.Sessions
+			}
+		}
+		return nil, 0
+	}
+	r.BytesPerActiveSession, r.BytesPerActiveSessionPeers = lastActive(ours)
+	r.BytesPerActiveSessionWggo, r.BytesPerActiveSessionWggoPeers = lastActive(base)
+
+	// Per configured peer: at the largest peer count requested; for a capped
+	// subject measured at its cap (the JSON per subject says so).
 	if n := len(r.Options.Peers); n > 0 {
 		at := r.Options.Peers[n-1]
-		r.BytesPerActiveSessionPeers, r.BytesPerConfiguredPeerCountAt = at, at
-		active := func(m *MemoryResult) *float64 {
-			if m == nil || m.Active == nil || m.Sessions == 0 {
-				return nil
-			}
-			return ptr(m.RSSPerActiveSession)
-		}
+		r.BytesPerConfiguredPeerCountAt = at
 		configured := func(m *MemoryResult) *float64 {
 			if m == nil {
 				return nil
 			}
 			return ptr(m.RSSPerPeer)
 		}
-		r.BytesPerActiveSession = active(ours.memoryAt(at))
-		r.BytesPerActiveSessionWggo = active(base.memoryAt(at))
 		r.BytesPerConfiguredPeer = configured(ours.memoryAt(at))
 		r.BytesPerConfiguredPeerWggo = configured(base.memoryAt(at))
 	}
@@ -385,9 +394,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	for _, s := range r.Subjects {
 		for _, m := range s.Memory {
 			if m.Capped {
-				fmt.Fprintf(w, "note: %s holds at most %d peers; its @%d figures are measured at %d.\n", s.Name, m.Peers, m.Requested, m.Peers)
+				fmt.Fprintf(w, "note: %s holds at most %d peers; its @%d figures are measured at %d, without sessions.\n", s.Name, m.Peers, m.Requested, m.Peers)
 			}
-			if r.Options.Sessions && m.Sessions < m.Peers {
+			if m.Active != nil && m.Sessions < m.Peers {
 				fmt.Fprintf(w, "note: %s @%d: %d of %d handshakes answered.\n", s.Name, m.Requested, m.Sessions, m.Peers)
 			}
 		}

@@ -8,7 +8,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
+	"os"
 
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/internal/enginebench"
@@ -26,6 +28,10 @@ func (Subject) Name() string { return enginebench.Ours }
 func (Subject) MaxPeers() int { return 0 }
 
 var loopback = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+
+// warnLogger keeps the engine's "up" lines out of the bench's progress output
+// while still showing its warnings and errors.
+var warnLogger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 type tunnel struct{ a, b *engine.Engine }
 
@@ -47,7 +53,7 @@ func (Subject) NewTunnel(cfg enginebench.TunnelConfig) (io.Closer, error) {
 		}
 	}
 	for i, end := range ends {
-		e, err := engine.New(engine.Config{KeyStore: keystore.NewMemory(end.PrivateKey), TUN: end.Tun})
+		e, err := engine.New(engine.Config{KeyStore: keystore.NewMemory(end.PrivateKey), TUN: end.Tun, Logger: warnLogger})
 		if err == nil {
 			err = e.Up()
 		}
@@ -86,6 +92,7 @@ func (Subject) NewResponder(cfg enginebench.ResponderConfig) (enginebench.Respon
 	e, err := engine.New(engine.Config{
 		KeyStore: keystore.NewMemory(cfg.PrivateKey),
 		TUN:      cfg.Tun,
+		Logger:   warnLogger,
 		Resolver: engine.ResolverFunc(func(_ context.Context, key wgkey.Public, _ netip.AddrPort) (engine.PeerConfig, error) {
 			p, ok := lookup(key)
 			if !ok {
