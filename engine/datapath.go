@@ -69,19 +69,16 @@ type cryptoJob struct {
 	lo, hi int
 }
 
+// cryptoWorker runs until Close closes the queue, so every queued batch
+// completes and its ordered consumer never waits forever.
 func (e *Engine) cryptoWorker() {
-	for {
-		select {
-		case <-e.ctx.Done():
-			return
-		case j := <-e.cryptoQ:
-			if j.in != nil {
-				e.decrypt(j.in.elems[j.lo:j.hi])
-				j.in.wg.Done()
-			} else {
-				e.encrypt(j.out.elems[j.lo:j.hi])
-				j.out.wg.Done()
-			}
+	for j := range e.cryptoQ {
+		if j.in != nil {
+			e.decrypt(j.in.elems[j.lo:j.hi])
+			j.in.wg.Done()
+		} else {
+			e.encrypt(j.out.elems[j.lo:j.hi])
+			j.out.wg.Done()
 		}
 	}
 }
@@ -138,8 +135,8 @@ func chunks(n int) int { return (n + chunkSize - 1) / chunkSize }
 
 func (e *Engine) startReceiver(fn conn.ReceiveFunc) {
 	order := make(chan *inBatch, 16)
-	e.goRun(func() { e.receiveLoop(fn, order) })
-	e.goRun(func() { e.deliverLoop(order) })
+	goRun(&e.producers, func() { e.receiveLoop(fn, order) })
+	goRun(&e.consumers, func() { e.deliverLoop(order) })
 }
 
 func (e *Engine) receiveLoop(fn conn.ReceiveFunc, order chan<- *inBatch) {
@@ -191,7 +188,9 @@ func (e *Engine) receiveLoop(fn conn.ReceiveFunc, order chan<- *inBatch) {
 		if batch != nil {
 			batch.wg.Add(chunks(len(batch.elems)))
 			order <- batch
+			e.dispatchMu.RLock()
 			e.dispatch(batch, nil, len(batch.elems))
+			e.dispatchMu.RUnlock()
 		}
 	}
 }
@@ -388,6 +387,11 @@ func (e *Engine) sendBufs(p *Peer, bufs []*[]byte, ns []int) {
 	}
 	if len(b.elems) == 0 {
 		outBatchPool.Put(b)
+		return
+	}
+	e.dispatchMu.RLock()
+	defer e.dispatchMu.RUnlock()
+	if e.closed.Load() {
 		return
 	}
 	b.wg.Add(chunks(len(b.elems)))

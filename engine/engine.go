@@ -162,9 +162,13 @@ type Engine struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	closed atomic.Bool
-	upOnce sync.Once
+	// producers feed the crypto queue; consumers (workers, ordered writers)
+	// drain it. Close stops producers first so no batch is left half done.
+	producers  sync.WaitGroup
+	consumers  sync.WaitGroup
+	dispatchMu sync.RWMutex // held (read) while queueing crypto jobs
+	closed     atomic.Bool
+	upOnce     sync.Once
 }
 
 // New builds an engine; Up starts it.
@@ -244,30 +248,30 @@ func (e *Engine) Up() error {
 		}
 		e.limiter.Init()
 		for i := 0; i < e.cfg.Workers; i++ {
-			e.goRun(e.cryptoWorker)
+			goRun(&e.consumers, e.cryptoWorker)
 		}
 		for i := 0; i < e.cfg.HandshakeWorkers; i++ {
-			e.goRun(e.handshakeWorker)
+			goRun(&e.producers, e.handshakeWorker)
 		}
-		e.goRun(e.outboundWriter)
+		goRun(&e.consumers, e.outboundWriter)
 		for _, fn := range fns {
 			e.startReceiver(fn)
 		}
 		if e.tun != nil {
-			e.goRun(e.tunReader)
+			goRun(&e.producers, e.tunReader)
 		}
 		if e.cfg.TimerInterval > 0 {
-			e.goRun(e.timerLoop)
+			goRun(&e.producers, e.timerLoop)
 		}
 		e.log.Info("wireguard engine up", "port", e.port, "public_key", e.pub.String())
 	})
 	return err
 }
 
-func (e *Engine) goRun(fn func()) {
-	e.wg.Add(1)
+func goRun(wg *sync.WaitGroup, fn func()) {
+	wg.Add(1)
 	go func() {
-		defer e.wg.Done()
+		defer wg.Done()
 		fn()
 	}()
 }
@@ -282,7 +286,11 @@ func (e *Engine) Close() error {
 	if e.tun != nil {
 		e.tun.Close()
 	}
-	e.wg.Wait()
+	e.producers.Wait()
+	e.dispatchMu.Lock()
+	close(e.cryptoQ)
+	e.dispatchMu.Unlock()
+	e.consumers.Wait()
 	e.limiter.Close()
 	return err
 }

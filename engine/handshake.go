@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"sync"
@@ -26,11 +27,19 @@ var hsJobPool = sync.Pool{New: func() any { return new(hsJob) }}
 
 // queueHandshake is called by UDP readers for handshake messages. MAC1 is
 // checked here, before anything is queued, so garbage costs one BLAKE2s
-// and cannot push the engine under load.
+// and cannot push the engine under load. Under load, MAC2 and the per-source
+// rate limit are checked here too: a flood is answered with cookie replies
+// from the reader and never fills the queue that legitimate, address-proven
+// initiations wait in.
 func (e *Engine) queueHandshake(typ uint32, msg []byte, ep conn.Endpoint) {
-	if typ != wire.TypeCookieReply && !e.checker.CheckMAC1(msg) {
-		e.reject(RejectBadMAC1, [32]byte{}, endpointAddr(ep), "")
-		return
+	if typ != wire.TypeCookieReply {
+		if !e.checker.CheckMAC1(msg) {
+			e.reject(RejectBadMAC1, [32]byte{}, endpointAddr(ep), "")
+			return
+		}
+		if !e.admit(msg, binary.LittleEndian.Uint32(msg[4:]), ep) {
+			return
+		}
 	}
 	if len(e.hsQ) >= underLoadQueue {
 		e.underLoadUntil.Store(e.nanos() + int64(underLoadLinger))
@@ -96,9 +105,6 @@ func (e *Engine) admit(msg []byte, sender uint32, ep conn.Endpoint) bool {
 func (e *Engine) handleInitiation(msg []byte, ep conn.Endpoint) {
 	m, err := wire.ParseInitiation(msg)
 	if err != nil {
-		return
-	}
-	if !e.admit(msg, m.Sender, ep) {
 		return
 	}
 	remote := endpointAddr(ep)
@@ -222,9 +228,6 @@ func (e *Engine) handleInitiation(msg []byte, ep conn.Endpoint) {
 func (e *Engine) handleResponse(msg []byte, ep conn.Endpoint) {
 	m, err := wire.ParseResponse(msg)
 	if err != nil {
-		return
-	}
-	if !e.admit(msg, m.Sender, ep) {
 		return
 	}
 	remote := endpointAddr(ep)

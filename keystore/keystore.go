@@ -9,6 +9,7 @@ package keystore
 
 import (
 	"context"
+	"crypto/ecdh"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -16,7 +17,6 @@ import (
 	"strings"
 
 	"github.com/wirefleet/wirefleet/wgkey"
-	"golang.org/x/crypto/curve25519"
 )
 
 // Purpose names why the engine needs a DH with the static key, so a store
@@ -79,11 +79,17 @@ var (
 	ErrRefused = errors.New("keystore: DH refused for this purpose")
 )
 
-// X25519 computes the DH and maps the all-zero result to ErrLowOrder. It is
-// for stores that hold the key in memory.
-func X25519(priv *wgkey.Private, peer *wgkey.Public) ([32]byte, error) {
+// X25519 computes the DH of a parsed private key and maps the all-zero
+// result to ErrLowOrder. It is for stores (and ephemeral keys) held in
+// memory. A parsed *ecdh.PrivateKey costs one scalar multiplication per DH;
+// building one from raw bytes costs another, which is why callers keep it.
+func X25519(priv *ecdh.PrivateKey, peer *wgkey.Public) ([32]byte, error) {
 	var out [32]byte
-	r, err := curve25519.X25519(priv[:], peer[:])
+	pub, err := ecdh.X25519().NewPublicKey(peer[:])
+	if err != nil {
+		return out, ErrLowOrder
+	}
+	r, err := priv.ECDH(pub)
 	if err != nil {
 		return out, ErrLowOrder
 	}
@@ -93,13 +99,17 @@ func X25519(priv *wgkey.Private, peer *wgkey.Public) ([32]byte, error) {
 
 // Memory is a Store keeping the private key in process memory.
 type Memory struct {
-	priv wgkey.Private
-	pub  wgkey.Public
+	key *ecdh.PrivateKey
+	pub wgkey.Public
 }
 
 // NewMemory returns a Store over priv.
 func NewMemory(priv wgkey.Private) *Memory {
-	return &Memory{priv: priv, pub: priv.Public()}
+	k, err := ecdh.X25519().NewPrivateKey(priv[:])
+	if err != nil {
+		panic("keystore: a 32-byte X25519 key was refused: " + err.Error()) // cannot happen: any 32 bytes are a key
+	}
+	return &Memory{key: k, pub: wgkey.Public(k.PublicKey().Bytes())}
 }
 
 // GenerateMemory returns a Store over a fresh random key.
@@ -116,7 +126,7 @@ func (m *Memory) PublicKey() wgkey.Public { return m.pub }
 
 // DH implements Store.
 func (m *Memory) DH(_ context.Context, req DHRequest) ([32]byte, error) {
-	return X25519(&m.priv, &req.Peer)
+	return X25519(m.key, &req.Peer)
 }
 
 // LoadFile reads a base64 private key (the `wg genkey` format) from path.

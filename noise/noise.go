@@ -9,7 +9,9 @@ package noise
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/hmac"
+	"crypto/rand"
 	"errors"
 	"hash"
 
@@ -98,12 +100,22 @@ func open(dst []byte, key *[32]byte, ct, ad []byte) error {
 	return nil
 }
 
-func x25519(priv *wgkey.Private, pub *[32]byte) ([32]byte, error) {
+func x25519(priv *ecdh.PrivateKey, pub *[32]byte) ([32]byte, error) {
 	r, err := keystore.X25519(priv, (*wgkey.Public)(pub))
 	if err != nil {
 		return r, ErrLowOrder
 	}
 	return r, nil
+}
+
+// newEphemeral returns a fresh ephemeral key pair. The ecdh form keeps the
+// parsed scalar, so each DH with it costs one scalar multiplication.
+func newEphemeral() (*ecdh.PrivateKey, [32]byte, error) {
+	k, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, [32]byte{}, err
+	}
+	return k, [32]byte(k.PublicKey().Bytes()), nil
 }
 
 // Keys are the two transport keys a completed handshake yields.
@@ -116,7 +128,7 @@ type Keys struct {
 type Initiator struct {
 	hash      [32]byte
 	chainKey  [32]byte
-	ephemeral wgkey.Private
+	ephemeral *ecdh.PrivateKey
 	peer      wgkey.Public
 	psk       wgkey.PresharedKey
 }
@@ -140,18 +152,17 @@ func CreateInitiation(p InitiationParams) (*Initiator, wire.Initiation, error) {
 	st.hash, st.chainKey = initialHash, initialChainKey
 	mixHash(&st.hash, p.Peer[:])
 
-	e, err := wgkey.NewPrivate()
+	e, epub, err := newEphemeral()
 	if err != nil {
 		return nil, msg, err
 	}
 	st.ephemeral = e
-	epub := e.Public()
 	msg.Sender = p.SenderIndex
 	msg.Ephemeral = epub
 	mixKey(&st.chainKey, epub[:])
 	mixHash(&st.hash, epub[:])
 
-	es, err := x25519(&e, (*[32]byte)(&p.Peer))
+	es, err := x25519(e, (*[32]byte)(&p.Peer))
 	if err != nil {
 		return nil, msg, err
 	}
@@ -176,7 +187,7 @@ func (st *Initiator) ConsumeResponse(ctx context.Context, ks keystore.Store, msg
 	h, ck := st.hash, st.chainKey
 	mixHash(&h, msg.Ephemeral[:])
 	mixKey(&ck, msg.Ephemeral[:])
-	ee, err := x25519(&st.ephemeral, &msg.Ephemeral)
+	ee, err := x25519(st.ephemeral, &msg.Ephemeral)
 	if err != nil {
 		return Keys{}, err
 	}
@@ -196,8 +207,8 @@ func (st *Initiator) ConsumeResponse(ctx context.Context, ks keystore.Store, msg
 	return Keys{Send: send, Recv: recv}, nil
 }
 
-// Wipe clears the ephemeral secret once the state is no longer needed.
-func (st *Initiator) Wipe() { clear(st.ephemeral[:]); clear(st.chainKey[:]) }
+// Wipe drops the ephemeral secret once the state is no longer needed.
+func (st *Initiator) Wipe() { st.ephemeral = nil; clear(st.chainKey[:]) }
 
 // Responder is the state of a responder that has opened an initiation's
 // static field: it knows who claims to be initiating.
@@ -257,22 +268,20 @@ func (r *Responder) OpenTimestamp(ss *[32]byte) (tai64n.Timestamp, error) {
 // returns the transport keys. It needs no DH with our static key.
 func (r *Responder) CreateResponse(psk wgkey.PresharedKey, senderIndex uint32) (wire.Response, Keys, error) {
 	msg := wire.Response{Sender: senderIndex, Receiver: r.PeerIndex}
-	e, err := wgkey.NewPrivate()
+	e, epub, err := newEphemeral()
 	if err != nil {
 		return msg, Keys{}, err
 	}
-	defer clear(e[:])
-	epub := e.Public()
 	msg.Ephemeral = epub
 	h, ck := r.hash, r.chainKey
 	mixKey(&ck, epub[:])
 	mixHash(&h, epub[:])
-	ee, err := x25519(&e, &r.PeerEphemeral)
+	ee, err := x25519(e, &r.PeerEphemeral)
 	if err != nil {
 		return msg, Keys{}, err
 	}
 	mixKey(&ck, ee[:])
-	se, err := x25519(&e, (*[32]byte)(&r.PeerStatic))
+	se, err := x25519(e, (*[32]byte)(&r.PeerStatic))
 	if err != nil {
 		return msg, Keys{}, err
 	}

@@ -4,7 +4,7 @@
 //	go run ./cmd/wirefleet-bench engine [--json] [--duration 10s] [--peers 10000,100000]
 //
 // Progress goes to stderr, the table or JSON to stdout. Subjects are listed in
-// subjects below.
+// subjects below; our engine joins as enginebench.Ours.
 package main
 
 import (
@@ -18,14 +18,14 @@ import (
 
 	"github.com/wirefleet/wirefleet/internal/enginebench"
 	"github.com/wirefleet/wirefleet/internal/enginebench/noiseinit"
+	"github.com/wirefleet/wirefleet/internal/enginebench/wfengine"
 	"github.com/wirefleet/wirefleet/internal/enginebench/wggo"
-	"github.com/wirefleet/wirefleet/internal/enginebench/wirefleet"
 )
 
-// subjects are measured in this order, alternating within each round.
+// subjects are measured in this order: ours, then the baseline.
 var subjects = []enginebench.Subject{
-	wirefleet.Subject{}, // our engine, enginebench.Ours
-	wggo.Subject{},      // golang.zx2c4.com/wireguard, enginebench.Baseline
+	wfengine.Subject{},
+	wggo.Subject{},
 }
 
 // makers make the handshake initiations replayed at every responder, before
@@ -69,7 +69,7 @@ func engine(args []string) int {
 	fs := flag.NewFlagSet("engine", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the table")
 	duration := fs.Duration("duration", 9*time.Second, "throughput window per subject, split over the rounds")
-	warmup := fs.Duration("warmup", 500*time.Millisecond, "throughput warmup per round and subject")
+	warmup := fs.Duration("warmup", time.Second, "throughput warmup per subject")
 	handshakes := fs.Int("handshakes", 30000, "initiations blasted at each subject, split over the rounds")
 	rounds := fs.Int("rounds", 3, "throughput and handshake rounds, subjects alternating; the median counts")
 	peers := fs.String("peers", "10000,100000", "peer counts of the memory measurement (empty: skip)")

@@ -1,28 +1,261 @@
-// Command wirefleetd is the wirefleet platform: REST API, gateway, platform
-// services and monitor in one process.
-//
-// Not built yet: this binary only reports what exists so far, so that nothing
-// pretends to be a platform before it is one.
+// Command wirefleetd is the wirefleet platform. Today it serves the control
+// plane: the REST API (/api/v1), the SORACOM Arc-compatible routes and
+// Prometheus metrics, over an embedded SQLite database or PostgreSQL. The
+// gateway and platform services join this process as they are built.
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
 	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wirefleet/wirefleet/api"
+	"github.com/wirefleet/wirefleet/arcapi"
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/store"
+	"github.com/wirefleet/wirefleet/store/sqlitestore"
 )
 
 func main() {
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), `wirefleetd — the wirefleet platform (API, gateway, services, monitor).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr, nil); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "wirefleetd:", err)
+		os.Exit(1)
+	}
+}
+
+// config is wirefleetd's configuration, from flags or WIREFLEET_<NAME>.
+type config struct {
+	apiListen string
+	dataDir   string
+	endpoint  string
+	pool      string
+	postgres  string
+	logLevel  string
+	logFormat string
+	// Network-attested Arc bootstrap.
+	trustedNetworks prefixList
+	trustedProxies  prefixList
+}
+
+// prefixList is a repeatable (or comma-separated) flag of CIDR[=value].
+type prefixList struct {
+	items  []arcapi.TrustedNetwork
+	values bool // whether "=value" is allowed
+}
+
+func (p *prefixList) String() string {
+	var s []string
+	for _, it := range p.items {
+		v := it.Prefix.String()
+		if it.Group != "" {
+			v += "=" + it.Group
+		}
+		s = append(s, v)
+	}
+	return strings.Join(s, ",")
+}
+
+func (p *prefixList) Set(v string) error {
+	for _, part := range strings.Split(v, ",") {
+		cidr, group, hasGroup := strings.Cut(strings.TrimSpace(part), "=")
+		if hasGroup && !p.values {
+			return fmt.Errorf("%q: want a CIDR", part)
+		}
+		pfx, err := netip.ParsePrefix(cidr)
+		if err != nil {
+			return fmt.Errorf("%q: not a CIDR", cidr)
+		}
+		p.items = append(p.items, arcapi.TrustedNetwork{Prefix: pfx.Masked(), Group: group})
+	}
+	return nil
+}
+
+func (p *prefixList) prefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, it := range p.items {
+		out = append(out, it.Prefix)
+	}
+	return out
+}
+
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("wirefleetd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.apiListen, "api-listen", ":8080", "address of the REST API and /metrics")
+	fs.StringVar(&c.dataDir, "data", "./wirefleet-data", "data directory (SQLite database, admin token, gateway key)")
+	fs.StringVar(&c.endpoint, "endpoint", "", "gateway endpoint HOST:PORT handed to devices (default: this host's name, port 51820)")
+	fs.StringVar(&c.pool, "pool", controlplane.DefaultPool.String(), "IPv4 prefix SIM overlay addresses come from")
+	fs.StringVar(&c.postgres, "postgres", "", "PostgreSQL connection string; empty uses SQLite in the data directory")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	c.trustedNetworks.values = true
+	fs.Var(&c.trustedNetworks, "arc-trusted-network", "CIDR[=GROUP_NAME] whose source addresses may use Arc network-attested bootstrap (repeatable, or comma-separated)")
+	fs.Var(&c.trustedProxies, "trusted-proxy", "CIDR of reverse proxies whose X-Forwarded-For is believed (repeatable, or comma-separated)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `wirefleetd — the wirefleet platform (control plane API today; gateway to come).
 
 Usage: wirefleetd [flags]
 
-Status: not built yet. The WireGuard engine (package engine) exists; the
-control plane, the gateway and the platform services are still to come.
+Every flag can also be set in the environment as WIREFLEET_<NAME>, for
+example WIREFLEET_API_LISTEN=127.0.0.1:8080; a flag on the command line wins.
+
 `)
-		flag.PrintDefaults()
+		fs.PrintDefaults()
 	}
-	flag.Parse()
-	fmt.Fprintln(os.Stderr, "wirefleetd: the platform is not built yet (engine only); see README.md for the status.")
-	os.Exit(2)
+	// Environment first, so the command line overrides it.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "WIREFLEET_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return c, nil
+}
+
+func newLogger(c config, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not text or json", c.logFormat)
+}
+
+// run is the whole program; onListen (tests) learns the API's address.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, onListen func(net.Addr)) error {
+	c, err := parseFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(c, stderr)
+	if err != nil {
+		return err
+	}
+	pool, err := netip.ParsePrefix(c.pool)
+	if err != nil || !pool.Addr().Is4() || pool.Bits() > 30 {
+		return fmt.Errorf("--pool %q: want an IPv4 prefix of /30 or larger", c.pool)
+	}
+	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
+		return err
+	}
+	if c.endpoint == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			host = "localhost"
+		}
+		c.endpoint = net.JoinHostPort(host, "51820")
+	}
+	if _, _, err := net.SplitHostPort(c.endpoint); err != nil {
+		return fmt.Errorf("--endpoint %q: want HOST:PORT", c.endpoint)
+	}
+
+	st, backend, err := openStore(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	log.Info("store open", "backend", backend)
+
+	gwKey, err := loadOrCreateGatewayKey(filepath.Join(c.dataDir, "gateway.key"))
+	if err != nil {
+		return err
+	}
+	gwPub := gwKey.PublicKey()
+	svc := controlplane.New(st, controlplane.Config{Pool: pool, Endpoint: c.endpoint, GatewayPublicKey: func() fleet.Key { return gwPub }, Log: log})
+
+	if secret, created, err := svc.EnsureAdminToken(ctx); err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	} else if created {
+		path := filepath.Join(c.dataDir, "admin.token")
+		if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+			return fmt.Errorf("writing admin token: %w", err)
+		}
+		// Shown once on stdout (not in the log), and kept in the 0600 file.
+		fmt.Fprintf(stdout, "Initial admin token (shown once; also saved in %s):\n%s\n", path, secret)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newSIMCollector(st, log))
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/", api.New(svc, api.Options{Log: log, Registerer: reg}))
+	// SORACOM Arc-compatible routes, for soratun and other Arc clients.
+	mux.Handle("/v1/", arcapi.New(svc, arcapi.Options{Log: log, TrustedNetworks: c.trustedNetworks.items, TrustedProxies: c.trustedProxies.prefixes()}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+
+	ln, err := net.Listen("tcp", c.apiListen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	log.Info("api listening", "addr", ln.Addr().String(), "endpoint", c.endpoint, "gateway_public_key", gwPub.String(), "data", c.dataDir)
+	if onListen != nil {
+		onListen(ln.Addr())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	<-errc
+	return nil
+}
+
+func openStore(ctx context.Context, c config, log *slog.Logger) (store.Store, string, error) {
+	if c.postgres != "" {
+		return openPostgres(ctx, c.postgres, log)
+	}
+	path := filepath.Join(c.dataDir, "wirefleet.db")
+	st, err := sqlitestore.Open(ctx, path)
+	return st, "sqlite " + path, err
 }

@@ -5,6 +5,7 @@
 package noiseinit
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"runtime"
@@ -39,8 +40,7 @@ func (Maker) Initiations(responder wgkey.Public, initiators []enginebench.KeyPai
 			var macs cookie.Generator
 			macs.Init(peer)
 			for i := w; i < len(initiators); i += workers {
-				priv := initiators[i].Private
-				ss, err := keystore.X25519(&priv, &peer)
+				ss, err := keystore.NewMemory(initiators[i].Private).DH(context.Background(), keystore.DHRequest{Purpose: keystore.StaticStatic, Peer: peer})
 				if err != nil {
 					errs[w] = err
 					return

@@ -1,4 +1,4 @@
-package wirefleet
+package wfengine
 
 import (
 	"testing"

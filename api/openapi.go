@@ -1,0 +1,152 @@
+package api
+
+import (
+	"encoding/json"
+	"regexp"
+	"strings"
+)
+
+// schemas are the OpenAPI component schemas, by name. They describe the
+// JSON of the fleet types and request bodies above.
+var schemas = map[string]any{
+	"Error":                  obj(props{"code": str("Stable error code: invalid, required, bad_json, unknown_field, body_too_large, not_found, conflict, bad_state, unauthorized, forbidden, exhausted, method_not_allowed, internal."), "field": str("JSON path of the field at fault, if any."), "message": str("")}, "code", "message"),
+	"SIM":                    obj(simProps()),
+	"SIMWithKey":             obj(withProp(simProps(), "privateKey", str("only when the platform generated the key in this call; never stored"))),
+	"SIMCreateRequest":       obj(props{"name": str(""), "tags": strMap(), "groupId": str(""), "address": str("pin an address of the pool"), "publicKey": str("the device's key"), "generateKey": boolean()}),
+	"SIMPatchRequest":        obj(props{"name": str(""), "tags": strMap(), "groupId": str("")}),
+	"SIMGroupRequest":        obj(props{"groupId": str("\"\" for none")}, "groupId"),
+	"SIMTagsRequest":         obj(props{"tags": strMap()}, "tags"),
+	"SIMKeyRequest":          obj(props{"publicKey": str(""), "generateKey": boolean(), "next": boolean()}),
+	"WireGuardConfigRequest": obj(props{"generateKey": boolean()}, "generateKey"),
+	"GroupSettings": obj(props{"version": integer(), "routes": arr(str("CIDR")), "deviceToDevice": obj(props{"mode": enum("off", "group", "groups"), "groups": arr(str("group name")), "ports": arr(integer())}),
+		"devicesMayWriteTags": boolean(), "userData": str("at most 8 KB")}),
+	"Group":              obj(props{"id": str(""), "name": str(""), "settings": ref("GroupSettings"), "created": dateTime(), "updated": dateTime()}),
+	"GroupCreateRequest": obj(props{"name": str(""), "settings": ref("GroupSettings")}, "name"),
+	"GroupPatchRequest":  obj(props{"name": str(""), "settings": ref("GroupSettings")}),
+	"AuthKey": obj(props{"id": str(""), "description": str(""), "groupId": str(""), "tags": strMap(), "expires": dateTime(), "maxUses": integer(),
+		"uses": integer(), "revoked": boolean(), "created": dateTime()}),
+	"AuthKeyCreateRequest": obj(props{"description": str(""), "groupId": str(""), "tags": strMap(), "ttlSeconds": integer(), "maxUses": integer()}),
+	"AuthKeySecret":        obj(props{"item": ref("AuthKey"), "secret": str("shown once"), "arcAuthKeyId": str("the key as SORACOM Arc credentials (authKeyId)"), "arcAuthKey": str("the secret as SORACOM Arc credentials (authKey), shown once")}),
+	"Token":                obj(props{"id": str(""), "description": str(""), "role": enum("admin", "operator", "viewer"), "created": dateTime()}),
+	"TokenCreateRequest":   obj(props{"role": enum("admin", "operator", "viewer"), "description": str("")}, "role"),
+	"TokenSecret":          obj(props{"item": ref("Token"), "secret": str("shown once")}),
+	"Event":                obj(props{"id": integer(), "time": dateTime(), "actor": str(""), "action": str(""), "objectType": str(""), "objectId": str(""), "details": map[string]any{"type": "object"}}),
+	"Session":              obj(props{"endpoint": str("host:port"), "gatewayPublicKey": str(""), "address": str("overlay /32"), "allowedIPs": arr(str("CIDR")), "privateKey": str("only if generateKey")}),
+	"BootstrapRequest":     obj(props{"authKey": str(""), "publicKey": str(""), "generateKey": boolean(), "name": str("")}, "authKey"),
+	"BootstrapResponse":    obj(props{"sim": ref("SIM"), "session": ref("Session")}),
+	"SIMPage":              page("SIM"),
+	"GroupPage":            page("Group"),
+	"AuthKeyPage":          page("AuthKey"),
+	"TokenPage":            page("Token"),
+	"EventPage":            page("Event"),
+}
+
+type props map[string]any
+
+func simProps() props {
+	return props{"id": str(""), "imsi": str("99999 + 10 digits"), "name": str(""), "tags": strMap(), "groupId": str(""),
+		"status": enum("active", "suspended", "terminated"), "address": str("overlay IPv4"), "publicKey": str("base64 WireGuard key"),
+		"nextPublicKey": str("announced next key during rotation"), "created": dateTime(), "updated": dateTime()}
+}
+
+// withProp returns p plus one property. (Not allOf: with
+// additionalProperties false on the base, allOf could never validate.)
+func withProp(p props, name string, schema any) props {
+	p[name] = schema
+	return p
+}
+
+func obj(p props, required ...string) map[string]any {
+	o := map[string]any{"type": "object", "properties": p, "additionalProperties": false}
+	if len(required) > 0 {
+		o["required"] = required
+	}
+	return o
+}
+func str(desc string) map[string]any {
+	if desc == "" {
+		return map[string]any{"type": "string"}
+	}
+	return map[string]any{"type": "string", "description": desc}
+}
+func dateTime() map[string]any { return map[string]any{"type": "string", "format": "date-time"} }
+func boolean() map[string]any  { return map[string]any{"type": "boolean"} }
+func integer() map[string]any  { return map[string]any{"type": "integer"} }
+func strMap() map[string]any {
+	return map[string]any{"type": "object", "additionalProperties": str("")}
+}
+func arr(items any) map[string]any    { return map[string]any{"type": "array", "items": items} }
+func enum(v ...string) map[string]any { return map[string]any{"type": "string", "enum": v} }
+func ref(name string) map[string]any  { return map[string]any{"$ref": "#/components/schemas/" + name} }
+func page(item string) map[string]any {
+	return obj(props{"items": arr(ref(item)), "next": str("cursor of the next page; absent on the last")}, "items")
+}
+
+var pathParam = regexp.MustCompile(`\{([a-zA-Z]+)\}`)
+
+// openAPI renders the OpenAPI 3 document of rts.
+func openAPI(rts []route) []byte {
+	paths := map[string]map[string]any{}
+	errResp := map[string]any{"description": "error", "content": map[string]any{"application/json": map[string]any{"schema": ref("Error")}}}
+	for _, rt := range rts {
+		op := map[string]any{"summary": rt.summary, "operationId": opID(rt)}
+		var params []any
+		for _, m := range pathParam.FindAllStringSubmatch(rt.path, -1) {
+			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": str("")})
+		}
+		for _, q := range rt.query {
+			params = append(params, map[string]any{"name": q, "in": "query", "schema": str("")})
+		}
+		if params != nil {
+			op["parameters"] = params
+		}
+		if rt.role == "" {
+			op["security"] = []any{}
+		} else {
+			op["description"] = "Requires role " + string(rt.role) + " or higher."
+		}
+		if rt.request != "" {
+			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": ref(rt.request)}}}
+		}
+		ok := map[string]any{"description": "no content"}
+		code := "204"
+		switch rt.response {
+		case "":
+		case "text":
+			code = "200"
+			ok = map[string]any{"description": "wg-quick configuration", "content": map[string]any{"text/plain": map[string]any{"schema": str("")}}}
+		default:
+			code = "200"
+			if rt.method == "POST" && !strings.Contains(rt.path, "/sims/{id}/") && rt.path != "/api/v1/bootstrap" {
+				code = "201"
+			}
+			ok = map[string]any{"description": "ok", "content": map[string]any{"application/json": map[string]any{"schema": ref(rt.response)}}}
+		}
+		op["responses"] = map[string]any{code: ok, "default": errResp}
+		if paths[rt.path] == nil {
+			paths[rt.path] = map[string]any{}
+		}
+		paths[rt.path][strings.ToLower(rt.method)] = op
+	}
+	doc := map[string]any{
+		"openapi": "3.0.3",
+		"info":    map[string]any{"title": "wirefleet control plane", "version": "1", "description": "Fleet of virtual SIMs: SIMs, groups, auth keys, operator tokens, events."},
+		"paths":   paths,
+		"components": map[string]any{
+			"schemas":         schemas,
+			"securitySchemes": map[string]any{"bearer": map[string]any{"type": "http", "scheme": "bearer"}},
+		},
+		"security": []any{map[string]any{"bearer": []any{}}},
+	}
+	b, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func opID(rt route) string {
+	p := strings.TrimPrefix(rt.path, "/api/v1/")
+	p = pathParam.ReplaceAllString(p, "by-$1")
+	return strings.ToLower(rt.method) + "-" + strings.ReplaceAll(p, "/", "-")
+}

@@ -1,0 +1,445 @@
+// Package arcapi serves the subset of the SORACOM API that SORACOM Arc
+// clients (soratun, scripts) use, as an adapter over the control plane's
+// service layer, so existing clients work unchanged against wirefleetd:
+//
+//	POST /v1/auth                         auth key → API key + token
+//	POST /v1/sims                         create a virtual SIM (key generated)
+//	GET  /v1/sims/{id}
+//	POST /v1/sims/{id}/sessions/arc       the SIM's Arc session
+//	PUT  /v1/sims/{id}/credentials/arc    re-key (given or generated key)
+//	POST /v1/provisioning/soracom/arc/bootstrap   network-attested bootstrap
+//
+// Arc credentials are wirefleet auth keys written the SORACOM way: the
+// auth key id is "keyId-<auth key id>" and the secret "secret-<secret>"
+// (soratun insists on those prefixes). A session is scoped to the auth
+// key's group, and each SIM created through it uses one of the key's uses.
+package arcapi
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/fleet"
+)
+
+// Credential prefixes of the SORACOM API.
+const (
+	KeyIDPrefix  = "keyId-"
+	SecretPrefix = "secret-"
+	apiKeyPrefix = "api-"
+)
+
+// OperatorID is the operator id reported to clients: a wirefleet
+// installation is one operator.
+const OperatorID = "OP0000000000"
+
+// Token lifetimes accepted by /v1/auth, as the SORACOM API does.
+const (
+	MinTokenTimeout     = 180
+	MaxTokenTimeout     = 172800
+	DefaultTokenTimeout = 86400
+)
+
+const maxBody = 16 << 10
+
+// Options configures the handler.
+type Options struct {
+	Log *slog.Logger
+	// TrustedNetworks enables network-attested bootstrap from these
+	// source networks (for example a private APN's range).
+	TrustedNetworks []TrustedNetwork
+	// TrustedProxies are reverse proxies whose X-Forwarded-For is
+	// believed; without them the header is ignored.
+	TrustedProxies []netip.Prefix
+}
+
+// TrustedNetwork is a source network whose addresses attest a device's
+// identity, and the name of the group its SIMs join ("" for none).
+type TrustedNetwork struct {
+	Prefix netip.Prefix
+	Group  string
+}
+
+// Handler serves the Arc-compatible routes.
+type Handler struct {
+	svc *controlplane.Service
+	log *slog.Logger
+	mux *http.ServeMux
+	now func() time.Time
+	opt Options
+}
+
+// New returns the handler; mount it at "/v1/".
+func New(svc *controlplane.Service, o Options) *Handler {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	h := &Handler{svc: svc, log: o.Log, mux: http.NewServeMux(), now: time.Now, opt: o}
+	h.mux.HandleFunc("POST /v1/auth", h.auth)
+	h.mux.HandleFunc("POST /v1/sims", h.withKey(h.createSIM))
+	h.mux.HandleFunc("GET /v1/sims/{id}", h.withKey(h.getSIM))
+	h.mux.HandleFunc("POST /v1/sims/{id}/sessions/arc", h.withKey(h.session))
+	h.mux.HandleFunc("PUT /v1/sims/{id}/credentials/arc", h.withKey(h.credentials))
+	h.mux.HandleFunc("POST /v1/provisioning/soracom/arc/bootstrap", h.attested)
+	h.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, fleet.Errorf(fleet.CodeNotFound, "", "no such route: %s %s", r.Method, r.URL.Path))
+	})
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	h.mux.ServeHTTP(w, r)
+}
+
+// ---- session tokens ----
+
+// The token is stateless: "<keyID>.<expiry>.<mac>", the MAC keyed by the
+// auth key's stored hash. Forging one needs the hash, which is derived from
+// the auth key secret — and whoever holds that may call /v1/auth anyway.
+// Every call re-checks the auth key, so revoking it ends its sessions.
+func tokenMAC(k fleet.AuthKey, payload string) string {
+	m := hmac.New(sha256.New, []byte("wirefleet arc session\x00"+k.Hash))
+	m.Write([]byte(payload))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func (h *Handler) issueToken(k fleet.AuthKey, ttl time.Duration) string {
+	payload := k.ID + "." + strconv.FormatInt(h.now().Add(ttl).Unix(), 10)
+	return base64.RawURLEncoding.EncodeToString([]byte(payload)) + "." + tokenMAC(k, payload)
+}
+
+func (h *Handler) checkToken(ctx context.Context, apiKey, token string) (fleet.AuthKey, error) {
+	deny := fleet.Errorf(fleet.CodeUnauthorized, "", "invalid API key or token")
+	keyID, ok := strings.CutPrefix(apiKey, apiKeyPrefix)
+	b64, mac, ok2 := strings.Cut(token, ".")
+	if !ok || !ok2 {
+		return fleet.AuthKey{}, deny
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(b64)
+	if err != nil {
+		return fleet.AuthKey{}, deny
+	}
+	payload := string(raw)
+	id, exp, ok := strings.Cut(payload, ".")
+	if !ok || id != keyID {
+		return fleet.AuthKey{}, deny
+	}
+	k, err := h.svc.UsableAuthKey(ctx, keyID)
+	if err != nil {
+		return k, err
+	}
+	if !hmac.Equal([]byte(mac), []byte(tokenMAC(k, payload))) {
+		return fleet.AuthKey{}, deny
+	}
+	if e, err := strconv.ParseInt(exp, 10, 64); err != nil || h.now().Unix() >= e {
+		return fleet.AuthKey{}, fleet.Errorf(fleet.CodeUnauthorized, "", "token expired")
+	}
+	return k, nil
+}
+
+func (h *Handler) withKey(fn func(w http.ResponseWriter, r *http.Request, k fleet.AuthKey)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		k, err := h.checkToken(r.Context(), r.Header.Get("X-Soracom-API-Key"), r.Header.Get("X-Soracom-Token"))
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		fn(w, r, k)
+	}
+}
+
+// ---- JSON shapes of the SORACOM API ----
+
+type arcSession struct {
+	ArcServerEndpoint       string   `json:"arcServerEndpoint"`
+	ArcServerPeerPublicKey  string   `json:"arcServerPeerPublicKey"`
+	ArcClientPeerIPAddress  string   `json:"arcClientPeerIpAddress"`
+	ArcClientPeerPublicKey  string   `json:"arcClientPeerPublicKey"`
+	ArcAllowedIPs           []string `json:"arcAllowedIPs"`
+	ArcClientPeerPrivateKey string   `json:"arcClientPeerPrivateKey,omitempty"`
+}
+
+type simProfile struct {
+	ICCID                   string `json:"iccid"`
+	PrimaryIMSI             string `json:"primaryImsi"`
+	ArcClientPeerPublicKey  string `json:"arcClientPeerPublicKey"`
+	ArcClientPeerPrivateKey string `json:"arcClientPeerPrivateKey,omitempty"`
+}
+
+type virtualSIM struct {
+	SIMID            string                `json:"simId"`
+	OperatorID       string                `json:"operatorId"`
+	Status           string                `json:"status"`
+	ArcSessionStatus *arcSession           `json:"arcSessionStatus,omitempty"`
+	Profiles         map[string]simProfile `json:"profiles"`
+	Tags             map[string]string     `json:"tags"`
+}
+
+func toSession(sim fleet.SIM, s controlplane.Session) *arcSession {
+	return &arcSession{ArcServerEndpoint: s.Endpoint, ArcServerPeerPublicKey: s.GatewayPublicKey.String(), ArcClientPeerIPAddress: sim.Address.String(),
+		ArcClientPeerPublicKey: sim.PublicKey.String(), ArcAllowedIPs: s.AllowedIPs, ArcClientPeerPrivateKey: s.PrivateKey.String()}
+}
+
+// iccid derives a stable ICCID-shaped identifier from the IMSI: 89 (telecom),
+// 999 (test country code), then the IMSI.
+func iccid(imsi string) string { return "89999" + imsi }
+
+func toVirtualSIM(sim fleet.SIM, s controlplane.Session) virtualSIM {
+	sess := toSession(sim, s)
+	priv := sess.ArcClientPeerPrivateKey
+	sess.ArcClientPeerPrivateKey = ""
+	return virtualSIM{SIMID: sim.ID, OperatorID: OperatorID, Status: string(sim.Status), ArcSessionStatus: sess, Tags: sim.Tags,
+		Profiles: map[string]simProfile{sim.ID: {ICCID: iccid(sim.IMSI), PrimaryIMSI: sim.IMSI, ArcClientPeerPublicKey: sim.PublicKey.String(), ArcClientPeerPrivateKey: priv}}}
+}
+
+// ---- handlers ----
+
+func (h *Handler) auth(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		AuthKeyID           string `json:"authKeyId"`
+		AuthKey             string `json:"authKey"`
+		TokenTimeoutSeconds *int   `json:"tokenTimeoutSeconds"`
+	}
+	if err := decode(r, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	ttl := DefaultTokenTimeout
+	if req.TokenTimeoutSeconds != nil {
+		ttl = *req.TokenTimeoutSeconds
+	}
+	if ttl < MinTokenTimeout || ttl > MaxTokenTimeout {
+		h.fail(w, r, fleet.Errorf(fleet.CodeInvalid, "tokenTimeoutSeconds", "must be between %d and %d", MinTokenTimeout, MaxTokenTimeout))
+		return
+	}
+	deny := fleet.Errorf(fleet.CodeUnauthorized, "authKey", "invalid auth key id or secret")
+	keyID := strings.TrimPrefix(req.AuthKeyID, KeyIDPrefix)
+	secret := strings.TrimPrefix(req.AuthKey, SecretPrefix)
+	k, err := h.svc.UsableAuthKey(r.Context(), keyID)
+	if err != nil {
+		h.fail(w, r, deny)
+		return
+	}
+	if !hmac.Equal([]byte(controlplane.HashSecret(secret)), []byte(k.Hash)) {
+		h.fail(w, r, deny)
+		return
+	}
+	h.log.Info("arc auth", "authkey", k.ID)
+	writeJSON(w, http.StatusOK, map[string]string{"apiKey": apiKeyPrefix + k.ID, "token": h.issueToken(k, time.Duration(ttl)*time.Second), "operatorId": OperatorID})
+}
+
+func (h *Handler) createSIM(w http.ResponseWriter, r *http.Request, k fleet.AuthKey) {
+	var req struct {
+		Type         string `json:"type"`
+		Subscription string `json:"subscription"`
+	}
+	if err := decode(r, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if req.Type != "" && req.Type != "virtual" {
+		h.fail(w, r, fleet.Errorf(fleet.CodeInvalid, "type", "only \"virtual\" SIMs"))
+		return
+	}
+	if req.Subscription != "" && req.Subscription != "planArc01" {
+		h.fail(w, r, fleet.Errorf(fleet.CodeInvalid, "subscription", "only \"planArc01\""))
+		return
+	}
+	sim, sess, err := h.svc.BootstrapWithKeyID(r.Context(), k.ID, controlplane.BootstrapRequest{GenerateKey: true})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, toVirtualSIM(sim, sess))
+}
+
+func (h *Handler) getSIM(w http.ResponseWriter, r *http.Request, k fleet.AuthKey) {
+	sim, sess, err := h.svc.ScopedSession(r.Context(), k, r.PathValue("id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toVirtualSIM(sim, sess))
+}
+
+func (h *Handler) session(w http.ResponseWriter, r *http.Request, k fleet.AuthKey) {
+	var req struct{}
+	if err := decodeOptional(r, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	sim, sess, err := h.svc.ScopedSession(r.Context(), k, r.PathValue("id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toSession(sim, sess))
+}
+
+func (h *Handler) credentials(w http.ResponseWriter, r *http.Request, k fleet.AuthKey) {
+	var req struct {
+		ArcClientPeerPublicKey string `json:"arcClientPeerPublicKey"`
+	}
+	if err := decodeOptional(r, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	var pub fleet.Key
+	if req.ArcClientPeerPublicKey != "" {
+		var err error
+		if pub, err = fleet.ParseKey(req.ArcClientPeerPublicKey); err != nil {
+			h.fail(w, r, fleet.Errorf(fleet.CodeInvalid, "arcClientPeerPublicKey", "not a base64 32-byte WireGuard key"))
+			return
+		}
+	}
+	sim, sess, err := h.svc.ScopedRekey(r.Context(), k, r.PathValue("id"), pub)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toSession(sim, sess))
+}
+
+// clientAddr is the request's source address: the peer's, or — when the
+// peer is a trusted proxy — the nearest X-Forwarded-For entry that is not
+// itself a trusted proxy.
+func (h *Handler) clientAddr(r *http.Request) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	addr := ap.Addr().Unmap()
+	trusted := func(a netip.Addr) bool {
+		for _, p := range h.opt.TrustedProxies {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	if !trusted(addr) {
+		return addr, true
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(v, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		a = a.Unmap()
+		if !trusted(a) {
+			return a, true
+		}
+	}
+	return addr, true
+}
+
+func (h *Handler) attested(w http.ResponseWriter, r *http.Request) {
+	var req struct{}
+	if err := decodeOptional(r, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	addr, ok := h.clientAddr(r)
+	var network *TrustedNetwork
+	for i, n := range h.opt.TrustedNetworks {
+		if ok && n.Prefix.Contains(addr) {
+			network = &h.opt.TrustedNetworks[i]
+			break
+		}
+	}
+	if network == nil {
+		h.log.Info("arc attested bootstrap refused: untrusted source", "source", addr.String())
+		h.fail(w, r, fleet.Errorf(fleet.CodeForbidden, "", "source address is not in a trusted network"))
+		return
+	}
+	sim, sess, err := h.svc.AttestedBootstrap(r.Context(), addr.String(), network.Group)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toSession(sim, sess))
+}
+
+// ---- plumbing ----
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+var statusOf = map[string]int{
+	fleet.CodeInvalid: 400, fleet.CodeRequired: 400, fleet.CodeBadJSON: 400, fleet.CodeUnknownField: 400, fleet.CodeTooLarge: 400,
+	fleet.CodeNotFound: 404, fleet.CodeConflict: 409, fleet.CodeBadState: 409, fleet.CodeExhausted: 409,
+	fleet.CodeUnauthorized: 401, fleet.CodeForbidden: 403,
+}
+
+func writeErr(w http.ResponseWriter, e *fleet.Error) { writeJSON(w, statusOf[e.Code], e) }
+
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var fe *fleet.Error
+	if errors.As(err, &fe) && statusOf[fe.Code] != 0 {
+		writeErr(w, fe)
+		return
+	}
+	h.log.Error("arc api internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+	writeJSON(w, 500, fleet.Errorf(fleet.CodeInternal, "", "internal error"))
+}
+
+// decode reads one JSON object, rejecting unknown fields.
+func decode(r *http.Request, dst any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(dst)
+	var maxErr *http.MaxBytesError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &maxErr):
+		return fleet.Errorf(fleet.CodeTooLarge, "", "body larger than %d bytes", maxBody)
+	case errors.As(err, &typeErr) && typeErr.Field != "":
+		return fleet.Errorf(fleet.CodeInvalid, typeErr.Field, "wrong type")
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		field, _ := strconv.Unquote(name)
+		return fleet.Errorf(fleet.CodeUnknownField, field, "unknown field")
+	}
+	return fleet.Errorf(fleet.CodeBadJSON, "", "malformed JSON: %v", err)
+}
+
+// decodeOptional is decode, allowing an empty body.
+func decodeOptional(r *http.Request, dst any) error {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return fleet.Errorf(fleet.CodeTooLarge, "", "body larger than %d bytes", maxBody)
+		}
+		return fleet.Errorf(fleet.CodeBadJSON, "", "%v", err)
+	}
+	if strings.TrimSpace(string(b)) == "" {
+		return nil
+	}
+	r.Body = io.NopCloser(strings.NewReader(string(b)))
+	return decode(r, dst)
+}

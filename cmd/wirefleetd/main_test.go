@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/store/pgstore/pgtest"
+)
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// start runs wirefleetd in-process on a loopback port; the returned stop
+// waits for the graceful shutdown and reports run's error.
+func start(t *testing.T, dataDir string, env map[string]string) (base string, stdout, stderr *syncBuf, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stdout, stderr = &syncBuf{}, &syncBuf{}
+	addrc := make(chan net.Addr, 1)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, []string{"--data", dataDir, "--endpoint", "127.0.0.1:51820"}, func(k string) string { return env[k] }, stdout, stderr, func(a net.Addr) { addrc <- a })
+	}()
+	select {
+	case a := <-addrc:
+		base = "http://" + a.String()
+	case err := <-errc:
+		cancel()
+		t.Fatalf("wirefleetd exited: %v\n%s", err, stderr)
+	case <-time.After(20 * time.Second):
+		cancel()
+		t.Fatal("wirefleetd did not start")
+	}
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-errc:
+			case <-time.After(15 * time.Second):
+				t.Error("wirefleetd did not shut down")
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	return base, stdout, stderr, stop
+}
+
+func get(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestFirstStartAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	// The listen address comes from the environment, as WIREFLEET_<NAME>.
+	env := map[string]string{"WIREFLEET_API_LISTEN": "127.0.0.1:0", "WIREFLEET_LOG_FORMAT": "json"}
+	base, stdout, stderr, stop := start(t, dir, env)
+
+	tokenPath := filepath.Join(dir, "admin.token")
+	fi, err := os.Stat(tokenPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin.token mode %v, want 0600", fi.Mode().Perm())
+	}
+	b, _ := os.ReadFile(tokenPath)
+	token := strings.TrimSpace(string(b))
+	if !strings.Contains(stdout.String(), token) {
+		t.Fatal("admin token not printed on first start")
+	}
+	gk, err := os.Stat(filepath.Join(dir, "gateway.key"))
+	if err != nil || gk.Mode().Perm() != 0o600 {
+		t.Fatalf("gateway.key: %v %v", gk, err)
+	}
+
+	if code, body := get(t, base+"/api/v1/sims", token); code != 200 || !strings.Contains(body, `"items"`) {
+		t.Fatalf("sims: %d %s", code, body)
+	}
+	if code, _ := get(t, base+"/api/v1/sims", ""); code != 401 {
+		t.Fatalf("no token: %d", code)
+	}
+	req, _ := http.NewRequest("POST", base+"/api/v1/sims", strings.NewReader(`{"generateKey": true}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 201 {
+		t.Fatalf("create SIM: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	code, metrics := get(t, base+"/metrics", "")
+	if code != 200 || !strings.Contains(metrics, `wirefleet_api_requests_total{code="200",route="GET /api/v1/sims"} 1`) || !strings.Contains(metrics, "go_goroutines") ||
+		!strings.Contains(metrics, `wirefleet_sims{status="active"} 1`) {
+		t.Fatalf("metrics: %d\n%s", code, metrics)
+	}
+	// The Arc-compatible routes are mounted too.
+	resp, err := http.Post(base+"/v1/auth", "application/json", strings.NewReader(`{"authKeyId":"keyId-nope","authKey":"secret-nope"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("/v1/auth with unknown key: %d", resp.StatusCode)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("graceful shutdown: %v", err)
+	}
+	if strings.Contains(stderr.String(), token) {
+		t.Fatal("admin token appears in the log")
+	}
+	if !strings.Contains(stderr.String(), `"msg":"shutting down"`) {
+		t.Fatalf("no structured shutdown log:\n%s", stderr)
+	}
+
+	// Second start: same database, no new token, the old one still works.
+	base, stdout, _, stop = start(t, dir, env)
+	if strings.Contains(stdout.String(), "admin token") {
+		t.Fatalf("second start printed a token: %s", stdout)
+	}
+	if code, _ := get(t, base+"/api/v1/tokens", token); code != 200 {
+		t.Fatalf("old admin token after restart: %d", code)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	k, err := loadOrCreateGatewayKey(filepath.Join(dir, "gateway.key"))
+	if err != nil || k == (fleet.Key{}) {
+		t.Fatalf("gateway key reload: %v", err)
+	}
+}
+
+func TestFlagsOverrideEnv(t *testing.T) {
+	c, err := parseFlags([]string{"--api-listen", "127.0.0.1:9"}, func(k string) string {
+		return map[string]string{"WIREFLEET_API_LISTEN": "127.0.0.1:8", "WIREFLEET_DATA": "/tmp/x"}[k]
+	}, io.Discard)
+	if err != nil || c.apiListen != "127.0.0.1:9" || c.dataDir != "/tmp/x" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	c, err = parseFlags([]string{"--arc-trusted-network", "10.200.0.0/16=apn", "--arc-trusted-network", "192.0.2.0/24"}, func(k string) string {
+		return map[string]string{"WIREFLEET_TRUSTED_PROXY": "127.0.0.1/32,::1/128"}[k]
+	}, io.Discard)
+	if err != nil || c.trustedNetworks.String() != "10.200.0.0/16=apn,192.0.2.0/24" || len(c.trustedProxies.prefixes()) != 2 {
+		t.Fatalf("trusted networks %q proxies %v: %v", c.trustedNetworks.String(), c.trustedProxies.prefixes(), err)
+	}
+	if _, err := parseFlags([]string{"--trusted-proxy", "10.0.0.0/8=x"}, func(string) string { return "" }, io.Discard); err == nil {
+		t.Fatal("--trusted-proxy accepted a group")
+	}
+	if _, err := parseFlags(nil, func(k string) string {
+		return map[string]string{"WIREFLEET_NOPE": "1", "WIREFLEET_LOG_LEVEL": "loud"}[k]
+	}, io.Discard); err != nil {
+		t.Fatalf("env parse: %v", err) // log level is checked later, in run
+	}
+}
+
+func TestPostgresBackend(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	dir := t.TempDir()
+	base, _, stderr, stop := start(t, dir, map[string]string{"WIREFLEET_API_LISTEN": "127.0.0.1:0", "WIREFLEET_POSTGRES": dsn})
+	b, err := os.ReadFile(filepath.Join(dir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, base+"/api/v1/tokens", strings.TrimSpace(string(b))); code != 200 || !strings.Contains(body, "initial admin token") {
+		t.Fatalf("tokens on postgres: %d %s", code, body)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr.String(), "backend=postgres") {
+		t.Fatalf("not on postgres:\n%s", stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "wirefleet.db")); err == nil {
+		t.Fatal("an SQLite file was created although --postgres was given")
+	}
+}

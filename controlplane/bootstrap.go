@@ -1,0 +1,177 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/store"
+)
+
+// Session is what a device needs to bring its tunnel up.
+type Session struct {
+	Endpoint         string    `json:"endpoint"`
+	GatewayPublicKey fleet.Key `json:"gatewayPublicKey"`
+	Address          string    `json:"address"` // overlay address as a /32
+	AllowedIPs       []string  `json:"allowedIPs"`
+	// PrivateKey is set only in the answer to the call that generated it.
+	PrivateKey fleet.Key `json:"privateKey,omitzero"`
+}
+
+// BootstrapRequest is a device asking for its SIM.
+type BootstrapRequest struct {
+	AuthKey     string
+	PublicKey   fleet.Key
+	GenerateKey bool
+	Name        string
+}
+
+// Bootstrap gives a device its SIM and session in exchange for an auth key.
+// Presenting an already registered key again returns the same SIM without
+// using the auth key again, so a device that lost the answer can retry.
+func (s *Service) Bootstrap(ctx context.Context, req BootstrapRequest) (fleet.SIM, Session, error) {
+	if !strings.HasPrefix(req.AuthKey, AuthKeyPrefix) {
+		return fleet.SIM{}, Session{}, fleet.Errorf(fleet.CodeUnauthorized, "authKey", "missing or malformed auth key")
+	}
+	hash := HashSecret(req.AuthKey)
+	return s.bootstrap(ctx, req, func(tx store.Tx) (fleet.AuthKey, error) { return tx.AuthKeyByHash(ctx, hash) })
+}
+
+// BootstrapWithKeyID is Bootstrap for adapters that have already
+// authenticated the auth key by other means (the Arc session token);
+// req.AuthKey is ignored.
+func (s *Service) BootstrapWithKeyID(ctx context.Context, keyID string, req BootstrapRequest) (fleet.SIM, Session, error) {
+	return s.bootstrap(ctx, req, func(tx store.Tx) (fleet.AuthKey, error) { return tx.AuthKey(ctx, keyID) })
+}
+
+func (s *Service) bootstrap(ctx context.Context, req BootstrapRequest, lookup func(store.Tx) (fleet.AuthKey, error)) (fleet.SIM, Session, error) {
+	if req.GenerateKey == !req.PublicKey.IsZero() {
+		return fleet.SIM{}, Session{}, fleet.Errorf(fleet.CodeInvalid, "publicKey", "give either publicKey or generateKey")
+	}
+	if err := fleet.ValidateLabel("name", req.Name, 128); err != nil {
+		return fleet.SIM{}, Session{}, err
+	}
+	var priv fleet.Key
+	if req.GenerateKey {
+		var err error
+		if priv, err = fleet.GeneratePrivateKey(); err != nil {
+			return fleet.SIM{}, Session{}, err
+		}
+		req.PublicKey = priv.PublicKey()
+	}
+	var sim fleet.SIM
+	var group *fleet.Group
+	err := s.st.Update(ctx, func(tx store.Tx) error {
+		k, err := lookup(tx)
+		if errors.Is(err, store.ErrNotFound) {
+			return fleet.Errorf(fleet.CodeUnauthorized, "authKey", "unknown auth key")
+		} else if err != nil {
+			return err
+		}
+		if k.Revoked || !s.now().Before(k.Expires) {
+			return fleet.Errorf(fleet.CodeUnauthorized, "authKey", "auth key revoked or expired")
+		}
+		actor := Actor{Kind: "authkey", ID: k.ID}
+		existing, err := tx.SIMByPublicKey(ctx, req.PublicKey)
+		switch {
+		case err == nil:
+			if existing.GroupID != k.GroupID || existing.Status != fleet.StatusActive {
+				return fleet.Errorf(fleet.CodeConflict, "publicKey", "key belongs to another SIM")
+			}
+			sim = existing
+		case errors.Is(err, store.ErrNotFound):
+			if err := useGroup(ctx, tx, k.GroupID); errors.Is(err, store.ErrNotFound) {
+				return fleet.Errorf(fleet.CodeBadState, "authKey", "the auth key's group no longer exists")
+			} else if err != nil {
+				return err
+			}
+			if err := tx.UseAuthKey(ctx, k.ID); errors.Is(err, store.ErrExhausted) {
+				return fleet.Errorf(fleet.CodeUnauthorized, "authKey", "auth key has no uses left")
+			} else if err != nil {
+				return err
+			}
+			if sim, err = s.newSIM(ctx, tx, SIMSpec{Name: req.Name, Tags: k.Tags, GroupID: k.GroupID, PublicKey: req.PublicKey}); err != nil {
+				return err
+			}
+			if err := s.event(ctx, tx, actor, "sim.bootstrap", "sim", sim.ID, map[string]any{"imsi": sim.IMSI, "address": sim.Address.String()}); err != nil {
+				return err
+			}
+		default:
+			return err
+		}
+		if sim.GroupID != "" {
+			g, err := tx.Group(ctx, sim.GroupID)
+			if errors.Is(err, store.ErrNotFound) {
+				return fleet.Errorf(fleet.CodeBadState, "authKey", "the auth key's group no longer exists")
+			} else if err != nil {
+				return fmt.Errorf("group %s of auth key %s: %w", sim.GroupID, k.ID, err)
+			}
+			group = &g
+		}
+		return nil
+	})
+	if err != nil {
+		return fleet.SIM{}, Session{}, storeErr(err, "")
+	}
+	sess := s.session(sim, group)
+	sess.PrivateKey = priv
+	s.log.Info("sim bootstrapped", "sim", sim.ID, "imsi", sim.IMSI, "address", sim.Address)
+	return sim, sess, nil
+}
+
+func (s *Service) session(sim fleet.SIM, g *fleet.Group) Session {
+	allowed := []string{s.cfg.PlatformRange.String()}
+	if g != nil {
+		if g.Settings.DeviceToDevice.Mode != fleet.D2DOff {
+			allowed = append(allowed, s.cfg.Pool.String())
+		}
+		allowed = append(allowed, g.Settings.Routes...)
+	}
+	return Session{Endpoint: s.cfg.Endpoint, GatewayPublicKey: s.cfg.GatewayPublicKey(), Address: sim.Address.String() + "/32", AllowedIPs: allowed}
+}
+
+// SessionFor returns a SIM's session, for exports such as wg-quick files.
+func (s *Service) SessionFor(ctx context.Context, a Actor, id string) (fleet.SIM, Session, error) {
+	if err := require(a, fleet.RoleViewer); err != nil {
+		return fleet.SIM{}, Session{}, err
+	}
+	sim, err := s.st.SIM(ctx, id)
+	if err != nil {
+		return sim, Session{}, storeErr(err, "id")
+	}
+	var group *fleet.Group
+	if sim.GroupID != "" {
+		g, err := s.st.Group(ctx, sim.GroupID)
+		if err != nil {
+			return sim, Session{}, err
+		}
+		group = &g
+	}
+	return sim, s.session(sim, group), nil
+}
+
+// PrivateKeyPlaceholder stands for the device's private key in exported
+// configurations: the platform does not have it.
+const PrivateKeyPlaceholder = "<device private key>"
+
+// WireGuardConfig renders a session as a wg-quick configuration file.
+func WireGuardConfig(sim fleet.SIM, sess Session) string {
+	priv := PrivateKeyPlaceholder
+	if !sess.PrivateKey.IsZero() {
+		priv = sess.PrivateKey.String()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# wirefleet SIM %s (IMSI %s)\n", sim.ID, sim.IMSI)
+	fmt.Fprintf(&b, "[Interface]\nPrivateKey = %s\nAddress = %s\n\n", priv, sess.Address)
+	fmt.Fprintf(&b, "[Peer]\nPublicKey = %s\n", sess.GatewayPublicKey)
+	if sess.Endpoint != "" {
+		fmt.Fprintf(&b, "Endpoint = %s\n", sess.Endpoint)
+	}
+	fmt.Fprintf(&b, "AllowedIPs = %s\n", strings.Join(sess.AllowedIPs, ", "))
+	// Devices are usually behind NAT: keep the mapping alive.
+	fmt.Fprintf(&b, "PersistentKeepalive = %d\n", int(25*time.Second/time.Second))
+	return b.String()
+}

@@ -1,0 +1,128 @@
+package controlplane
+
+import (
+	"context"
+
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/store"
+)
+
+// CreateGroup creates a group.
+func (s *Service) CreateGroup(ctx context.Context, a Actor, name string, settings fleet.GroupSettings) (fleet.Group, error) {
+	if err := require(a, fleet.RoleOperator); err != nil {
+		return fleet.Group{}, err
+	}
+	if err := fleet.ValidateName("name", name); err != nil {
+		return fleet.Group{}, err
+	}
+	if err := settings.Normalize("settings"); err != nil {
+		return fleet.Group{}, err
+	}
+	now := s.now()
+	g := fleet.Group{ID: newID("grp", now), Name: name, Settings: settings, Created: now, Updated: now}
+	err := s.st.Update(ctx, func(tx store.Tx) error {
+		if err := tx.InsertGroup(ctx, g); err != nil {
+			return err
+		}
+		tx.Publish(fleet.Change{Kind: fleet.ChangeGroup, ID: g.ID})
+		return s.event(ctx, tx, a, "group.create", "group", g.ID, map[string]any{"name": name})
+	})
+	return g, storeErr(err, "")
+}
+
+// GetGroup reads a group.
+func (s *Service) GetGroup(ctx context.Context, a Actor, id string) (fleet.Group, error) {
+	if err := require(a, fleet.RoleViewer); err != nil {
+		return fleet.Group{}, err
+	}
+	g, err := s.st.Group(ctx, id)
+	return g, storeErr(err, "id")
+}
+
+// ListGroups lists groups.
+func (s *Service) ListGroups(ctx context.Context, a Actor, p store.PageRequest) (store.Page[fleet.Group], error) {
+	if err := require(a, fleet.RoleViewer); err != nil {
+		return store.Page[fleet.Group]{}, err
+	}
+	return s.st.ListGroups(ctx, p)
+}
+
+// UpdateGroup renames a group and/or replaces its settings (nil: keep).
+func (s *Service) UpdateGroup(ctx context.Context, a Actor, id string, name *string, settings *fleet.GroupSettings) (fleet.Group, error) {
+	if err := require(a, fleet.RoleOperator); err != nil {
+		return fleet.Group{}, err
+	}
+	if name != nil {
+		if err := fleet.ValidateName("name", *name); err != nil {
+			return fleet.Group{}, err
+		}
+	}
+	if settings != nil {
+		if err := settings.Normalize("settings"); err != nil {
+			return fleet.Group{}, err
+		}
+	}
+	var g fleet.Group
+	err := s.st.Update(ctx, func(tx store.Tx) error {
+		var err error
+		if g, err = tx.Group(ctx, id); err != nil {
+			return storeErr(err, "id")
+		}
+		if name != nil {
+			g.Name = *name
+		}
+		if settings != nil {
+			g.Settings = *settings
+		}
+		g.Updated = s.now()
+		if err := tx.UpdateGroup(ctx, g); err != nil {
+			return err
+		}
+		tx.Publish(fleet.Change{Kind: fleet.ChangeGroup, ID: g.ID})
+		return s.event(ctx, tx, a, "group.update", "group", g.ID, nil)
+	})
+	return g, storeErr(err, "")
+}
+
+// DeleteGroup deletes an empty group.
+func (s *Service) DeleteGroup(ctx context.Context, a Actor, id string) error {
+	if err := require(a, fleet.RoleOperator); err != nil {
+		return err
+	}
+	err := s.st.Update(ctx, func(tx store.Tx) error {
+		// Exclusive against useGroup's shared lock: no SIM can join the
+		// group between the emptiness check and the delete.
+		if err := tx.Lock(ctx, groupLock(id)); err != nil {
+			return err
+		}
+		p, err := tx.ListSIMs(ctx, store.SIMFilter{GroupID: id, PageRequest: store.PageRequest{Limit: 1}})
+		if err != nil {
+			return err
+		}
+		if len(p.Items) > 0 {
+			return fleet.Errorf(fleet.CodeBadState, "id", "group still has SIMs; move them first")
+		}
+		if err := tx.DeleteGroup(ctx, id); err != nil {
+			return storeErr(err, "id")
+		}
+		tx.Publish(fleet.Change{Kind: fleet.ChangeGroup, ID: id})
+		return s.event(ctx, tx, a, "group.delete", "group", id, nil)
+	})
+	return storeErr(err, "id")
+}
+
+func groupLock(id string) string { return "group:" + id }
+
+// useGroup is for a transaction about to put a SIM into group id ("" for
+// none): it takes the group's lock in shared mode, so DeleteGroup waits for
+// it, and checks the group exists (store.ErrNotFound otherwise).
+func useGroup(ctx context.Context, tx store.Tx, id string) error {
+	if id == "" {
+		return nil
+	}
+	if err := tx.LockShared(ctx, groupLock(id)); err != nil {
+		return err
+	}
+	_, err := tx.Group(ctx, id)
+	return err
+}

@@ -1,0 +1,185 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/store"
+)
+
+// Operations scoped by an auth key rather than an operator token: what a
+// device holding the key may do to SIMs of the key's group. The Arc
+// adapter uses them.
+
+// UsableAuthKey returns the auth key if it exists and is neither revoked
+// nor expired.
+func (s *Service) UsableAuthKey(ctx context.Context, id string) (fleet.AuthKey, error) {
+	k, err := s.st.AuthKey(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return k, fleet.Errorf(fleet.CodeUnauthorized, "authKeyId", "unknown auth key")
+	} else if err != nil {
+		return k, err
+	}
+	if k.Revoked || !s.now().Before(k.Expires) {
+		return k, fleet.Errorf(fleet.CodeUnauthorized, "authKeyId", "auth key revoked or expired")
+	}
+	return k, nil
+}
+
+// scopedSIM reads a SIM the key may act on: same group, not terminated.
+// Others are reported as not found, so a key cannot probe other groups.
+func scopedSIM(ctx context.Context, r store.Reader, k fleet.AuthKey, simID string) (fleet.SIM, error) {
+	sim, err := r.SIM(ctx, simID)
+	if err != nil || sim.GroupID != k.GroupID || sim.Status == fleet.StatusTerminated {
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return sim, err
+		}
+		return sim, fleet.Errorf(fleet.CodeNotFound, "simId", "not found")
+	}
+	return sim, nil
+}
+
+// ScopedSession returns the session of a SIM of k's group.
+func (s *Service) ScopedSession(ctx context.Context, k fleet.AuthKey, simID string) (fleet.SIM, Session, error) {
+	sim, err := scopedSIM(ctx, s.st, k, simID)
+	if err != nil {
+		return sim, Session{}, err
+	}
+	return s.SessionFor(ctx, System, sim.ID)
+}
+
+// ScopedRekey replaces the key of a SIM of k's group with pub, or with a
+// generated key returned in the session when pub is zero.
+func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string, pub fleet.Key) (fleet.SIM, Session, error) {
+	var priv fleet.Key
+	if pub.IsZero() {
+		var err error
+		if priv, err = fleet.GeneratePrivateKey(); err != nil {
+			return fleet.SIM{}, Session{}, err
+		}
+		pub = priv.PublicKey()
+	}
+	a := Actor{Kind: "authkey", ID: k.ID}
+	var sim fleet.SIM
+	err := s.st.Update(ctx, func(tx store.Tx) error {
+		var err error
+		if sim, err = scopedSIM(ctx, tx, k, simID); err != nil {
+			return err
+		}
+		sim.PublicKey, sim.NextPublicKey = pub, fleet.Key{}
+		sim.Updated = s.now()
+		if err := tx.UpdateSIM(ctx, sim); err != nil {
+			return storeErr(err, "")
+		}
+		tx.Publish(fleet.Change{Kind: fleet.ChangeSIM, ID: sim.ID})
+		return s.event(ctx, tx, a, "sim.set_key", "sim", sim.ID, map[string]any{"publicKey": pub.String()})
+	})
+	if err != nil {
+		return fleet.SIM{}, Session{}, storeErr(err, "")
+	}
+	sim, sess, err := s.SessionFor(ctx, System, sim.ID)
+	sess.PrivateKey = priv
+	return sim, sess, err
+}
+
+// AttestedBootstrap is network-attested bootstrap: the caller has checked
+// that source lies in a network the operator trusts, mapped to groupID. The
+// SIM bound to source is created on first call; every call gives it a new
+// generated key (the old one is retired at once) and returns the session
+// with the private key. group is a group name ("" for none), resolved at
+// each call so that the operator may create it after configuring the network.
+func (s *Service) AttestedBootstrap(ctx context.Context, source string, group string) (fleet.SIM, Session, error) {
+	priv, err := fleet.GeneratePrivateKey()
+	if err != nil {
+		return fleet.SIM{}, Session{}, err
+	}
+	pub := priv.PublicKey()
+	a := Actor{Kind: "network", ID: source}
+	var sim fleet.SIM
+	err = s.st.Update(ctx, func(tx store.Tx) error {
+		id, err := tx.SIMBinding(ctx, source)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			groupID := ""
+			if group != "" {
+				g, err := tx.GroupByName(ctx, group)
+				if err != nil {
+					return fmtGroupErr(group, err)
+				}
+				groupID = g.ID
+			}
+			if sim, err = s.newSIM(ctx, tx, SIMSpec{Name: "arc-" + source, PublicKey: pub, GroupID: groupID, Tags: map[string]string{"attested.source": source}}); err != nil {
+				return err
+			}
+			if err := tx.BindSIM(ctx, source, sim.ID); err != nil {
+				return err
+			}
+			return s.event(ctx, tx, a, "sim.bootstrap", "sim", sim.ID, map[string]any{"imsi": sim.IMSI, "address": sim.Address.String(), "attested": true})
+		case err != nil:
+			return err
+		}
+		if sim, err = tx.SIM(ctx, id); err != nil {
+			return err
+		}
+		if sim.Status != fleet.StatusActive {
+			return fleet.Errorf(fleet.CodeBadState, "status", "the SIM bound to this source is %s", sim.Status)
+		}
+		sim.PublicKey, sim.NextPublicKey = pub, fleet.Key{}
+		sim.Updated = s.now()
+		if err := tx.UpdateSIM(ctx, sim); err != nil {
+			return err
+		}
+		tx.Publish(fleet.Change{Kind: fleet.ChangeSIM, ID: sim.ID})
+		return s.event(ctx, tx, a, "sim.set_key", "sim", sim.ID, map[string]any{"publicKey": pub.String(), "attested": true})
+	})
+	if err != nil {
+		return fleet.SIM{}, Session{}, storeErr(err, "")
+	}
+	s.log.Info("sim attested bootstrap", "sim", sim.ID, "source", source)
+	sim, sess, err := s.SessionFor(ctx, System, sim.ID)
+	sess.PrivateKey = priv
+	return sim, sess, err
+}
+
+// fmtGroupErr reports a trusted network whose group is missing: the
+// operator's configuration, not the device, is at fault.
+func fmtGroupErr(name string, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return fleet.Errorf(fleet.CodeBadState, "", "the trusted network's group %q does not exist", name)
+	}
+	return fmt.Errorf("trusted network's group %s: %w", name, err)
+}
+
+// RecordDeviceEvent adds a device-side event (for example from the
+// gateway: "device.handshake", "device.endpoint_changed") to the audit
+// trail, attributed to the SIM. Actions must start with "device." so they
+// can never be mistaken for operator actions.
+func (s *Service) RecordDeviceEvent(ctx context.Context, simID, action string, details map[string]any) error {
+	if !strings.HasPrefix(action, "device.") || len(action) > 64 {
+		return fleet.Errorf(fleet.CodeInvalid, "action", "device event actions start with \"device.\" (at most 64 bytes)")
+	}
+	err := s.st.Update(ctx, func(tx store.Tx) error {
+		if _, err := tx.SIM(ctx, simID); err != nil {
+			return storeErr(err, "simId")
+		}
+		return s.event(ctx, tx, Actor{Kind: "sim", ID: simID}, action, "sim", simID, details)
+	})
+	return storeErr(err, "simId")
+}
+
+// PromoteNextKey completes a key rotation: called (by the gateway) when the
+// device first completes a handshake with its announced next key, it makes
+// that key current and retires the old one. A key that is not the SIM's
+// next key changes nothing and reports bad_state.
+func (s *Service) PromoteNextKey(ctx context.Context, simID string, key fleet.Key) (fleet.SIM, error) {
+	return s.modifySIM(ctx, System, simID, "sim.rotate_key", map[string]any{"publicKey": key.String()}, func(_ store.Tx, sim *fleet.SIM) error {
+		if key.IsZero() || sim.NextPublicKey != key {
+			return fleet.Errorf(fleet.CodeBadState, "publicKey", "not the SIM's next key")
+		}
+		sim.PublicKey, sim.NextPublicKey = key, fleet.Key{}
+		return nil
+	})
+}

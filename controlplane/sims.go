@@ -1,0 +1,298 @@
+package controlplane
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/store"
+)
+
+// SIMSpec describes a SIM to create.
+type SIMSpec struct {
+	Name    string
+	Tags    map[string]string
+	GroupID string
+	// Address pins the overlay address; zero allocates one from the pool.
+	Address netip.Addr
+	// PublicKey is the device's key. With GenerateKey the platform makes
+	// the pair instead and returns the private key once, never storing it.
+	PublicKey   fleet.Key
+	GenerateKey bool
+}
+
+func (s *Service) validateSIMSpec(ctx context.Context, r store.Reader, sp *SIMSpec) error {
+	if err := fleet.ValidateLabel("name", sp.Name, 128); err != nil {
+		return err
+	}
+	if err := fleet.ValidateTags("tags", sp.Tags); err != nil {
+		return err
+	}
+	if sp.Address.IsValid() && (!s.cfg.Pool.Contains(sp.Address) || offset(s.cfg.Pool, sp.Address) < 2) {
+		return fleet.Errorf(fleet.CodeInvalid, "address", "must be in the SIM pool %s (and not its first two addresses)", s.cfg.Pool)
+	}
+	return nil
+}
+
+func offset(p netip.Prefix, a netip.Addr) uint32 {
+	x, y := p.Masked().Addr().As4(), a.As4()
+	return (uint32(y[0])<<24 | uint32(y[1])<<16 | uint32(y[2])<<8 | uint32(y[3])) -
+		(uint32(x[0])<<24 | uint32(x[1])<<16 | uint32(x[2])<<8 | uint32(x[3]))
+}
+
+// newSIM allocates and inserts a SIM inside tx.
+func (s *Service) newSIM(ctx context.Context, tx store.Tx, sp SIMSpec) (fleet.SIM, error) {
+	if err := useGroup(ctx, tx, sp.GroupID); err != nil {
+		return fleet.SIM{}, storeErr(err, "groupId")
+	}
+	imsi, err := tx.NextIMSI(ctx)
+	if err != nil {
+		return fleet.SIM{}, storeErr(err, "imsi")
+	}
+	addr := sp.Address
+	if !addr.IsValid() {
+		if addr, err = tx.AllocateAddress(ctx, s.cfg.Pool); err != nil {
+			return fleet.SIM{}, storeErr(err, "address")
+		}
+	}
+	now := s.now()
+	tags := sp.Tags
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	sim := fleet.SIM{ID: newID("sim", now), IMSI: imsi, Name: sp.Name, Tags: tags, GroupID: sp.GroupID, Status: fleet.StatusActive,
+		Address: addr, PublicKey: sp.PublicKey, Created: now, Updated: now}
+	if err := tx.InsertSIM(ctx, sim); err != nil {
+		return fleet.SIM{}, storeErr(err, "")
+	}
+	tx.Publish(fleet.Change{Kind: fleet.ChangeSIM, ID: sim.ID})
+	return sim, nil
+}
+
+// CreateSIM creates a SIM. priv is set only when the platform generated
+// the key pair.
+func (s *Service) CreateSIM(ctx context.Context, a Actor, sp SIMSpec) (sim fleet.SIM, priv fleet.Key, err error) {
+	if err := require(a, fleet.RoleOperator); err != nil {
+		return sim, priv, err
+	}
+	if sp.GenerateKey && !sp.PublicKey.IsZero() {
+		return sim, priv, fleet.Errorf(fleet.CodeInvalid, "generateKey", "give either publicKey or generateKey, not both")
+	}
+	if sp.GenerateKey {
+		if priv, err = fleet.GeneratePrivateKey(); err != nil {
+			return sim, priv, err
+		}
+		sp.PublicKey = priv.PublicKey()
+	}
+	err = s.st.Update(ctx, func(tx store.Tx) error {
+		if err := s.validateSIMSpec(ctx, tx, &sp); err != nil {
+			return err
+		}
+		var err error
+		if sim, err = s.newSIM(ctx, tx, sp); err != nil {
+			return err
+		}
+		return s.event(ctx, tx, a, "sim.create", "sim", sim.ID, map[string]any{"imsi": sim.IMSI, "address": sim.Address.String()})
+	})
+	if err != nil {
+		return fleet.SIM{}, fleet.Key{}, storeErr(err, "")
+	}
+	s.log.Info("sim created", "sim", sim.ID, "imsi", sim.IMSI, "address", sim.Address, "actor", a.String())
+	return sim, priv, nil
+}
+
+// GetSIM reads one SIM.
+func (s *Service) GetSIM(ctx context.Context, a Actor, id string) (fleet.SIM, error) {
+	if err := require(a, fleet.RoleViewer); err != nil {
+		return fleet.SIM{}, err
+	}
+	sim, err := s.st.SIM(ctx, id)
+	return sim, storeErr(err, "id")
+}
+
+// FindSIM finds a SIM by IMSI, overlay address or public key, whichever
+// ref is; "" matches nothing.
+func (s *Service) FindSIM(ctx context.Context, a Actor, ref string) (fleet.SIM, error) {
+	if err := require(a, fleet.RoleViewer); err != nil {
+		return fleet.SIM{}, err
+	}
+	var sim fleet.SIM
+	var err error
+	if fleet.ValidIMSI(ref) {
+		sim, err = s.st.SIMByIMSI(ctx, ref)
+	} else if addr, perr := netip.ParseAddr(ref); perr == nil {
+		sim, err = s.st.SIMByAddress(ctx, addr)
+	} else if key, perr := fleet.ParseKey(ref); perr == nil {
+		sim, err = s.st.SIMByPublicKey(ctx, key)
+	} else {
+		return sim, fleet.Errorf(fleet.CodeInvalid, "ref", "not an IMSI, an IPv4 address or a public key")
+	}
+	return sim, storeErr(err, "ref")
+}
+
+// ListSIMs lists SIMs.
+func (s *Service) ListSIMs(ctx context.Context, a Actor, f store.SIMFilter) (store.Page[fleet.SIM], error) {
+	if err := require(a, fleet.RoleViewer); err != nil {
+		return store.Page[fleet.SIM]{}, err
+	}
+	if f.Status != "" && !f.Status.Valid() {
+		return store.Page[fleet.SIM]{}, fleet.Errorf(fleet.CodeInvalid, "status", "must be active, suspended or terminated")
+	}
+	return s.st.ListSIMs(ctx, f)
+}
+
+// modifySIM applies fn to a SIM in one transaction, records the event and
+// publishes the change. Terminated SIMs cannot be modified.
+func (s *Service) modifySIM(ctx context.Context, a Actor, id, action string, details map[string]any, fn func(tx store.Tx, sim *fleet.SIM) error) (fleet.SIM, error) {
+	if err := require(a, fleet.RoleOperator); err != nil {
+		return fleet.SIM{}, err
+	}
+	var sim fleet.SIM
+	err := s.st.Update(ctx, func(tx store.Tx) error {
+		var err error
+		if sim, err = tx.SIM(ctx, id); err != nil {
+			return storeErr(err, "id")
+		}
+		if sim.Status == fleet.StatusTerminated {
+			return fleet.Errorf(fleet.CodeBadState, "status", "SIM is terminated")
+		}
+		if err := fn(tx, &sim); err != nil {
+			return err
+		}
+		sim.Updated = s.now()
+		if err := tx.UpdateSIM(ctx, sim); err != nil {
+			return storeErr(err, "")
+		}
+		tx.Publish(fleet.Change{Kind: fleet.ChangeSIM, ID: sim.ID})
+		return s.event(ctx, tx, a, action, "sim", sim.ID, details)
+	})
+	if err != nil {
+		return fleet.SIM{}, storeErr(err, "")
+	}
+	s.log.Info("sim changed", "sim", sim.ID, "action", action, "actor", a.String())
+	return sim, nil
+}
+
+// SetSIMStatus suspends, resumes (active) or terminates a SIM.
+// Termination is final.
+func (s *Service) SetSIMStatus(ctx context.Context, a Actor, id string, to fleet.Status) (fleet.SIM, error) {
+	if !to.Valid() {
+		return fleet.SIM{}, fleet.Errorf(fleet.CodeInvalid, "status", "must be active, suspended or terminated")
+	}
+	action := map[fleet.Status]string{fleet.StatusActive: "sim.resume", fleet.StatusSuspended: "sim.suspend", fleet.StatusTerminated: "sim.terminate"}[to]
+	return s.modifySIM(ctx, a, id, action, nil, func(_ store.Tx, sim *fleet.SIM) error {
+		sim.Status = to
+		return nil
+	})
+}
+
+// SetSIMGroup moves a SIM to a group ("" for none).
+func (s *Service) SetSIMGroup(ctx context.Context, a Actor, id, groupID string) (fleet.SIM, error) {
+	return s.modifySIM(ctx, a, id, "sim.set_group", map[string]any{"groupId": groupID}, func(tx store.Tx, sim *fleet.SIM) error {
+		if err := useGroup(ctx, tx, groupID); err != nil {
+			return storeErr(err, "groupId")
+		}
+		sim.GroupID = groupID
+		return nil
+	})
+}
+
+// SetSIMTags replaces a SIM's tags.
+func (s *Service) SetSIMTags(ctx context.Context, a Actor, id string, tags map[string]string) (fleet.SIM, error) {
+	if err := fleet.ValidateTags("tags", tags); err != nil {
+		return fleet.SIM{}, err
+	}
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	return s.modifySIM(ctx, a, id, "sim.set_tags", nil, func(_ store.Tx, sim *fleet.SIM) error {
+		sim.Tags = tags
+		return nil
+	})
+}
+
+// SetSIMName renames a SIM.
+func (s *Service) SetSIMName(ctx context.Context, a Actor, id, name string) (fleet.SIM, error) {
+	if err := fleet.ValidateLabel("name", name, 128); err != nil {
+		return fleet.SIM{}, err
+	}
+	return s.modifySIM(ctx, a, id, "sim.rename", nil, func(_ store.Tx, sim *fleet.SIM) error {
+		sim.Name = name
+		return nil
+	})
+}
+
+// KeySpec is a key change.
+type KeySpec struct {
+	PublicKey   fleet.Key
+	GenerateKey bool
+	// Next announces the key as the SIM's next key (rotation): both keys
+	// are accepted until the next key is made current. Otherwise the key
+	// replaces the current one at once and any next key is dropped.
+	Next bool
+}
+
+// SetSIMKey changes a SIM's key; priv is set when the platform generated it.
+func (s *Service) SetSIMKey(ctx context.Context, a Actor, id string, ks KeySpec) (sim fleet.SIM, priv fleet.Key, err error) {
+	if ks.GenerateKey == !ks.PublicKey.IsZero() {
+		return sim, priv, fleet.Errorf(fleet.CodeInvalid, "publicKey", "give either publicKey or generateKey")
+	}
+	if ks.GenerateKey {
+		if priv, err = fleet.GeneratePrivateKey(); err != nil {
+			return sim, priv, err
+		}
+		ks.PublicKey = priv.PublicKey()
+	}
+	sim, err = s.modifySIM(ctx, a, id, "sim.set_key", map[string]any{"publicKey": ks.PublicKey.String(), "next": ks.Next}, func(_ store.Tx, sim *fleet.SIM) error {
+		if ks.Next {
+			sim.NextPublicKey = ks.PublicKey
+		} else {
+			sim.PublicKey, sim.NextPublicKey = ks.PublicKey, fleet.Key{}
+		}
+		return nil
+	})
+	if err != nil {
+		return fleet.SIM{}, fleet.Key{}, err
+	}
+	return sim, priv, nil
+}
+
+// SIMPatch changes several SIM fields at once; nil fields are kept.
+type SIMPatch struct {
+	Name    *string
+	Tags    *map[string]string
+	GroupID *string
+}
+
+// PatchSIM applies a SIMPatch in one transaction: all of it or none.
+func (s *Service) PatchSIM(ctx context.Context, a Actor, id string, p SIMPatch) (fleet.SIM, error) {
+	if p.Name != nil {
+		if err := fleet.ValidateLabel("name", *p.Name, 128); err != nil {
+			return fleet.SIM{}, err
+		}
+	}
+	if p.Tags != nil {
+		if err := fleet.ValidateTags("tags", *p.Tags); err != nil {
+			return fleet.SIM{}, err
+		}
+	}
+	return s.modifySIM(ctx, a, id, "sim.update", nil, func(tx store.Tx, sim *fleet.SIM) error {
+		if p.GroupID != nil {
+			if err := useGroup(ctx, tx, *p.GroupID); err != nil {
+				return storeErr(err, "groupId")
+			}
+			sim.GroupID = *p.GroupID
+		}
+		if p.Name != nil {
+			sim.Name = *p.Name
+		}
+		if p.Tags != nil {
+			tags := *p.Tags
+			if tags == nil {
+				tags = map[string]string{}
+			}
+			sim.Tags = tags
+		}
+		return nil
+	})
+}

@@ -1,0 +1,155 @@
+// Package fleet holds the control plane's domain types — SIMs, groups, auth
+// keys, operator tokens, events, change notifications — and their validation.
+// It knows nothing of storage or HTTP.
+package fleet
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Status is the lifecycle state of a SIM.
+type Status string
+
+// SIM statuses. Terminated is final: the SIM keeps its IMSI, address and
+// keys so that none of them is ever handed to another device by accident.
+const (
+	StatusActive     Status = "active"
+	StatusSuspended  Status = "suspended"
+	StatusTerminated Status = "terminated"
+)
+
+// Valid reports whether s is a known status.
+func (s Status) Valid() bool {
+	return s == StatusActive || s == StatusSuspended || s == StatusTerminated
+}
+
+// SIM is a virtual SIM: the fleet identity of one device.
+type SIM struct {
+	ID      string            `json:"id"`
+	IMSI    string            `json:"imsi"`
+	Name    string            `json:"name"`
+	Tags    map[string]string `json:"tags"`
+	GroupID string            `json:"groupId,omitempty"`
+	Status  Status            `json:"status"`
+	Address netip.Addr        `json:"address"`
+	// PublicKey is the device's current WireGuard key. NextPublicKey is a key
+	// announced during rotation; the gateway accepts both until the rotation
+	// completes (SetKey promotes the next key).
+	PublicKey     Key       `json:"publicKey"`
+	NextPublicKey Key       `json:"nextPublicKey,omitzero"`
+	Created       time.Time `json:"created"`
+	Updated       time.Time `json:"updated"`
+}
+
+// Group is a set of SIMs sharing settings.
+type Group struct {
+	ID       string        `json:"id"`
+	Name     string        `json:"name"`
+	Settings GroupSettings `json:"settings"`
+	Created  time.Time     `json:"created"`
+	Updated  time.Time     `json:"updated"`
+}
+
+// SettingsVersion is the current version of GroupSettings. Stored settings
+// carry their version so that later fields (services, security profile) can
+// be added with a migration of old documents rather than a guess.
+const SettingsVersion = 1
+
+// MaxUserData bounds the user data handed to devices.
+const MaxUserData = 8 << 10
+
+// GroupSettings are the per-group settings. Unknown fields are rejected by
+// the API so a typo is an error, not a silently ignored setting.
+type GroupSettings struct {
+	Version int `json:"version"`
+	// Routes are pushed to devices as AllowedIPs beyond the platform range.
+	Routes []string `json:"routes,omitempty"`
+	// DeviceToDevice says which other SIMs a device may reach.
+	DeviceToDevice D2DPolicy `json:"deviceToDevice"`
+	// DevicesMayWriteTags lets devices set their own tags.
+	DevicesMayWriteTags bool `json:"devicesMayWriteTags"`
+	// UserData is handed to devices as-is (at most MaxUserData bytes).
+	UserData string `json:"userData,omitempty"`
+}
+
+// Device-to-device modes.
+const (
+	D2DOff    = "off"    // no device-to-device traffic
+	D2DGroup  = "group"  // within the same group
+	D2DGroups = "groups" // within the group and to the named groups
+)
+
+// D2DPolicy is a group's device-to-device policy.
+type D2DPolicy struct {
+	Mode   string   `json:"mode"`
+	Groups []string `json:"groups,omitempty"` // group names, for mode "groups"
+	Ports  []uint16 `json:"ports,omitempty"`  // empty: all ports
+}
+
+// AuthKey is an operator-made bootstrap credential. Only the SHA-256 of its
+// secret is kept.
+type AuthKey struct {
+	ID          string            `json:"id"`
+	Description string            `json:"description,omitempty"`
+	GroupID     string            `json:"groupId,omitempty"`
+	Tags        map[string]string `json:"tags,omitempty"`
+	Hash        string            `json:"-"`
+	Expires     time.Time         `json:"expires"`
+	// MaxUses is the number of bootstraps allowed; 1 is a one-time key,
+	// 0 means unlimited (reusable until expiry or revocation).
+	MaxUses int       `json:"maxUses"`
+	Uses    int       `json:"uses"`
+	Revoked bool      `json:"revoked"`
+	Created time.Time `json:"created"`
+}
+
+// Role is an operator token's role.
+type Role string
+
+// Roles, from most to least powerful.
+const (
+	RoleAdmin    Role = "admin"    // everything, including tokens
+	RoleOperator Role = "operator" // manage SIMs, groups, auth keys
+	RoleViewer   Role = "viewer"   // read
+)
+
+// Valid reports whether r is a known role.
+func (r Role) Valid() bool { return r == RoleAdmin || r == RoleOperator || r == RoleViewer }
+
+// Token is an operator API token. Only the SHA-256 of its secret is kept.
+type Token struct {
+	ID          string    `json:"id"`
+	Description string    `json:"description,omitempty"`
+	Role        Role      `json:"role"`
+	Hash        string    `json:"-"`
+	Created     time.Time `json:"created"`
+}
+
+// Event is one entry of the audit trail.
+type Event struct {
+	ID         int64          `json:"id"`
+	Time       time.Time      `json:"time"`
+	Actor      string         `json:"actor"`  // "token:<id>", "authkey:<id>", "system"
+	Action     string         `json:"action"` // "sim.create", "sim.suspend", …
+	ObjectType string         `json:"objectType"`
+	ObjectID   string         `json:"objectId"`
+	Details    map[string]any `json:"details,omitempty"`
+}
+
+// ChangeKind says what kind of object a Change is about.
+type ChangeKind string
+
+// Change kinds.
+const (
+	ChangeSIM   ChangeKind = "sim"
+	ChangeGroup ChangeKind = "group"
+)
+
+// Change is published after a committed write that a gateway must react to.
+// It only names the object: subscribers re-read it, so two changes of one
+// object arriving out of order cannot leave stale state behind.
+type Change struct {
+	Kind ChangeKind `json:"kind"`
+	ID   string     `json:"id"`
+}

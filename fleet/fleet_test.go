@@ -1,0 +1,98 @@
+package fleet
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// RFC 7748 section 6.1: Alice's key pair.
+func TestPublicKeyVector(t *testing.T) {
+	var priv Key
+	hex.Decode(priv[:], []byte("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"))
+	want := "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+	if got := priv.PublicKey(); hex.EncodeToString(got[:]) != want {
+		t.Fatalf("public key %x, want %s", got, want)
+	}
+}
+
+func TestGeneratedKeysAreClampedAndRoundTrip(t *testing.T) {
+	for range 32 {
+		k, err := GeneratePrivateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k[0]&7 != 0 || k[31]&128 != 0 || k[31]&64 == 0 {
+			t.Fatalf("not clamped: %x", k)
+		}
+		p, err := ParseKey(k.String())
+		if err != nil || p != k {
+			t.Fatalf("round trip: %v", err)
+		}
+	}
+	for _, bad := range []string{"", "abc", strings.Repeat("A", 43) + "=", "!" + strings.Repeat("A", 42) + "="} {
+		if _, err := ParseKey(bad); err == nil {
+			t.Errorf("ParseKey(%q) accepted", bad)
+		}
+	}
+	var s struct {
+		K Key `json:"k,omitzero"`
+	}
+	if b, _ := json.Marshal(s); string(b) != "{}" {
+		t.Fatalf("zero key marshals as %s", b)
+	}
+	if err := json.Unmarshal([]byte(`{"k":"nope"}`), &s); err == nil {
+		t.Fatal("bad key unmarshalled")
+	}
+}
+
+func TestIMSI(t *testing.T) {
+	if got := FormatIMSI(42); got != "999990000000042" || !ValidIMSI(got) {
+		t.Fatalf("FormatIMSI(42) = %q", got)
+	}
+	for _, bad := range []string{"99999000000004", "9999900000000421", "310150123456789", "99999abcdefghij"} {
+		if ValidIMSI(bad) {
+			t.Errorf("ValidIMSI(%q)", bad)
+		}
+	}
+}
+
+func TestSettingsNormalize(t *testing.T) {
+	s := GroupSettings{Routes: []string{"192.168.1.0/24", "2001:db8::/32"}}
+	if err := s.Normalize("settings"); err != nil || s.Version != SettingsVersion || s.DeviceToDevice.Mode != D2DOff {
+		t.Fatalf("defaults: %+v %v", s, err)
+	}
+	cases := []struct {
+		s     GroupSettings
+		field string
+	}{
+		{GroupSettings{Version: 2}, "settings.version"},
+		{GroupSettings{Routes: []string{"10.0.0.0/8", "nope"}}, "settings.routes[1]"},
+		{GroupSettings{DeviceToDevice: D2DPolicy{Mode: "everyone"}}, "settings.deviceToDevice.mode"},
+		{GroupSettings{DeviceToDevice: D2DPolicy{Mode: D2DGroups}}, "settings.deviceToDevice.groups"},
+		{GroupSettings{DeviceToDevice: D2DPolicy{Mode: D2DGroup, Groups: []string{"a"}}}, "settings.deviceToDevice.groups"},
+		{GroupSettings{DeviceToDevice: D2DPolicy{Mode: D2DGroups, Groups: []string{"bad name"}}}, "settings.deviceToDevice.groups[0]"},
+		{GroupSettings{DeviceToDevice: D2DPolicy{Mode: D2DGroup, Ports: []uint16{0}}}, "settings.deviceToDevice.ports[0]"},
+		{GroupSettings{UserData: strings.Repeat("x", MaxUserData+1)}, "settings.userData"},
+	}
+	for _, c := range cases {
+		err := c.s.Normalize("settings")
+		var fe *Error
+		if !errors.As(err, &fe) || fe.Field != c.field {
+			t.Errorf("%+v: got %v, want error on %s", c.s, err, c.field)
+		}
+	}
+}
+
+func TestValidateTags(t *testing.T) {
+	if err := ValidateTags("tags", map[string]string{"site": "north", "a/b:c": "x"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tags := range []map[string]string{{"": "x"}, {"bad key": "x"}, {"k": "line\nbreak"}, {"k": strings.Repeat("v", 257)}} {
+		if err := ValidateTags("tags", tags); err == nil {
+			t.Errorf("accepted %q", tags)
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package fleet
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+)
+
+// IMSIPrefix starts every IMSI the platform allocates: 999 is the test
+// MCC, 99 the MNC, so no real network's subscriber can collide with ours.
+const IMSIPrefix = "99999"
+
+var imsiRE = regexp.MustCompile(`^99999[0-9]{10}$`)
+
+// ValidIMSI reports whether s is a platform IMSI.
+func ValidIMSI(s string) bool { return imsiRE.MatchString(s) }
+
+// FormatIMSI turns an allocation counter into an IMSI.
+func FormatIMSI(n int64) string { return fmt.Sprintf("%s%010d", IMSIPrefix, n) }
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// ValidateName checks a group name: short, URL- and shell-safe.
+func ValidateName(field, s string) error {
+	if s == "" {
+		return Errorf(CodeRequired, field, "required")
+	}
+	if !nameRE.MatchString(s) {
+		return Errorf(CodeInvalid, field, "must be 1-63 characters of letters, digits, '.', '_', '-', starting with a letter or digit")
+	}
+	return nil
+}
+
+// ValidateLabel checks a free-text name or description.
+func ValidateLabel(field, s string, max int) error {
+	if len(s) > max || !utf8.ValidString(s) || strings.ContainsAny(s, "\x00\n\r") {
+		return Errorf(CodeInvalid, field, "must be at most %d bytes of single-line UTF-8", max)
+	}
+	return nil
+}
+
+// MaxTags bounds the number of tags of one SIM or auth key.
+const MaxTags = 64
+
+var tagKeyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]{0,62}$`)
+
+// ValidateTags checks a tag map.
+func ValidateTags(field string, tags map[string]string) error {
+	if len(tags) > MaxTags {
+		return Errorf(CodeInvalid, field, "at most %d tags", MaxTags)
+	}
+	for k, v := range tags {
+		if !tagKeyRE.MatchString(k) {
+			return Errorf(CodeInvalid, field+"."+k, "tag key must be 1-63 characters of letters, digits, '.', '_', ':', '/', '-'")
+		}
+		if err := ValidateLabel(field+"."+k, v, 256); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Normalize fills defaults and validates settings. Field paths are given
+// under prefix (for example "settings").
+func (s *GroupSettings) Normalize(prefix string) error {
+	if s.Version == 0 {
+		s.Version = SettingsVersion
+	}
+	if s.Version != SettingsVersion {
+		return Errorf(CodeInvalid, prefix+".version", "unsupported settings version %d (want %d)", s.Version, SettingsVersion)
+	}
+	if len(s.Routes) > 64 {
+		return Errorf(CodeInvalid, prefix+".routes", "at most 64 routes")
+	}
+	for i, r := range s.Routes {
+		p, err := netip.ParsePrefix(r)
+		if err != nil {
+			return Errorf(CodeInvalid, fmt.Sprintf("%s.routes[%d]", prefix, i), "not a CIDR prefix: %q", r)
+		}
+		if p != p.Masked() {
+			return Errorf(CodeInvalid, fmt.Sprintf("%s.routes[%d]", prefix, i), "prefix has host bits set; did you mean %s?", p.Masked())
+		}
+		s.Routes[i] = p.String()
+	}
+	d := &s.DeviceToDevice
+	if d.Mode == "" {
+		d.Mode = D2DOff
+	}
+	switch d.Mode {
+	case D2DOff, D2DGroup:
+		if len(d.Groups) > 0 {
+			return Errorf(CodeInvalid, prefix+".deviceToDevice.groups", "only allowed with mode %q", D2DGroups)
+		}
+	case D2DGroups:
+		if len(d.Groups) == 0 {
+			return Errorf(CodeRequired, prefix+".deviceToDevice.groups", "mode %q needs at least one group", D2DGroups)
+		}
+		for i, g := range d.Groups {
+			if err := ValidateName(fmt.Sprintf("%s.deviceToDevice.groups[%d]", prefix, i), g); err != nil {
+				return err
+			}
+		}
+	default:
+		return Errorf(CodeInvalid, prefix+".deviceToDevice.mode", "must be %q, %q or %q", D2DOff, D2DGroup, D2DGroups)
+	}
+	for i, p := range d.Ports {
+		if p == 0 {
+			return Errorf(CodeInvalid, fmt.Sprintf("%s.deviceToDevice.ports[%d]", prefix, i), "port 0 is not a port")
+		}
+	}
+	if len(s.UserData) > MaxUserData {
+		return Errorf(CodeInvalid, prefix+".userData", "at most %d bytes", MaxUserData)
+	}
+	return nil
+}

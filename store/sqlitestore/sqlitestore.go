@@ -1,0 +1,128 @@
+// Package sqlitestore opens the fleet store in an SQLite file (pure Go
+// driver modernc.org/sqlite, WAL journal): the default, zero-setup backend.
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/wirefleet/wirefleet/store/sqlstore"
+)
+
+// migrations are the schema versions, oldest first; append only.
+var migrations = []string{`
+CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE fleet_groups (
+	id TEXT PRIMARY KEY,
+	name TEXT NOT NULL UNIQUE,
+	settings TEXT NOT NULL,
+	created INTEGER NOT NULL,
+	updated INTEGER NOT NULL
+);
+CREATE TABLE sims (
+	id TEXT PRIMARY KEY,
+	imsi TEXT NOT NULL UNIQUE,
+	name TEXT NOT NULL,
+	tags TEXT NOT NULL,
+	group_id TEXT NOT NULL,
+	status TEXT NOT NULL,
+	address TEXT NOT NULL UNIQUE,
+	public_key TEXT NOT NULL,
+	next_public_key TEXT NOT NULL,
+	created INTEGER NOT NULL,
+	updated INTEGER NOT NULL
+);
+CREATE INDEX sims_status_id ON sims (status, id);
+CREATE INDEX sims_group_id ON sims (group_id, id);
+-- One row per key a SIM answers to (current and next): the primary key
+-- makes a key belong to at most one SIM, whichever slot it is in.
+CREATE TABLE sim_keys (public_key TEXT PRIMARY KEY, sim_id TEXT NOT NULL);
+CREATE INDEX sim_keys_sim ON sim_keys (sim_id);
+CREATE TABLE auth_keys (
+	id TEXT PRIMARY KEY,
+	description TEXT NOT NULL,
+	group_id TEXT NOT NULL,
+	tags TEXT NOT NULL,
+	hash TEXT NOT NULL UNIQUE,
+	expires INTEGER NOT NULL,
+	max_uses INTEGER NOT NULL,
+	uses INTEGER NOT NULL,
+	revoked INTEGER NOT NULL,
+	created INTEGER NOT NULL
+);
+CREATE TABLE tokens (
+	id TEXT PRIMARY KEY,
+	description TEXT NOT NULL,
+	role TEXT NOT NULL,
+	hash TEXT NOT NULL UNIQUE,
+	created INTEGER NOT NULL
+);
+CREATE TABLE events (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	time INTEGER NOT NULL,
+	actor TEXT NOT NULL,
+	action TEXT NOT NULL,
+	object_type TEXT NOT NULL,
+	object_id TEXT NOT NULL,
+	details TEXT NOT NULL
+);
+CREATE INDEX events_object ON events (object_id, id);
+`, `
+-- Network-attested bootstrap: which SIM a trusted source address owns.
+CREATE TABLE sim_bindings (source TEXT PRIMARY KEY, sim_id TEXT NOT NULL);
+`}
+
+// Open opens (creating if needed) the database file at path and migrates it.
+func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)", "foreign_keys(1)"} {
+		q.Add("_pragma", p)
+	}
+	// Writers take the write lock at BEGIN: a deferred transaction that
+	// reads then writes can fail with SQLITE_BUSY without waiting.
+	q.Set("_txlock", "immediate")
+	dsn := "file:" + path + "?" + q.Encode()
+	write, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	// SQLite has one writer at a time; one connection queues writers in Go
+	// instead of in busy-wait loops.
+	write.SetMaxOpenConns(1)
+	if err := sqlstore.Migrate(ctx, write, migrations, "", false); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("sqlite %s: %w", path, err)
+	}
+	// The file holds token and auth key hashes: owner only.
+	if err := os.Chmod(path, 0o600); err != nil {
+		write.Close()
+		return nil, err
+	}
+	read, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		write.Close()
+		return nil, err
+	}
+	read.SetMaxOpenConns(4)
+	return sqlstore.New(write, read, &sqlstore.Dialect{Strpos: "instr", UniqueViolation: uniqueViolation}), nil
+}
+
+func uniqueViolation(err error) (string, bool) {
+	var e *sqlite.Error
+	if errors.As(err, &e) && (e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {
+		return e.Error(), true
+	}
+	// Some paths report the constraint only in the message.
+	if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed") {
+		return err.Error(), true
+	}
+	return "", false
+}

@@ -1,0 +1,70 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// Migrate brings the schema up to date: migrations[i] is version i+1, each
+// applied once in its own transaction and recorded in schema_migrations, so
+// running it on every start is safe. lockSQL, if not empty, runs first in
+// each transaction to serialise processes migrating one database at once.
+func Migrate(ctx context.Context, db *sql.DB, migrations []string, lockSQL string, numbered bool) error {
+	// Even "IF NOT EXISTS" races in PostgreSQL's catalog when two
+	// processes start at once: create the table under the lock too.
+	err := func() error {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if lockSQL != "" {
+			if _, err := tx.ExecContext(ctx, lockSQL); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied BIGINT NOT NULL)`); err != nil {
+			return err
+		}
+		return tx.Commit()
+	}()
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	r := reader{d: &Dialect{NumberedPlaceholders: numbered}}
+	for i, m := range migrations {
+		v := i + 1
+		err := func() error {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			if lockSQL != "" {
+				if _, err := tx.ExecContext(ctx, lockSQL); err != nil {
+					return err
+				}
+			}
+			var n int
+			if err := tx.QueryRowContext(ctx, r.rebind(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), v).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, m); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, r.rebind(`INSERT INTO schema_migrations (version, applied) VALUES (?, ?)`), v, time.Now().UnixNano()); err != nil {
+				return err
+			}
+			return tx.Commit()
+		}()
+		if err != nil {
+			return fmt.Errorf("migration %d: %w", v, err)
+		}
+	}
+	return nil
+}
