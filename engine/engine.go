@@ -412,3 +412,18 @@ func (e *Engine) drop(p *Peer, r DropReason, src netip.Addr) {
 		e.hooks.PacketDropped(DropEvent{Peer: p, Reason: r, Source: src, Time: e.now()})
 	}
 }
+
+// SetEndpoint points p at a new outer address, for example after the
+// gateway's host name was resolved again. An authenticated packet from
+// another address still moves it (roaming).
+func (e *Engine) SetEndpoint(p *Peer, ap netip.AddrPort) error {
+	if old := p.endpoint.Load(); old != nil && old.addr == ap {
+		return nil
+	}
+	ep, err := e.bind.ParseEndpoint(ap.String())
+	if err != nil {
+		return fmt.Errorf("engine: endpoint %v: %w", ap, err)
+	}
+	p.endpoint.Store(&endpointBox{ep: ep, addr: ap})
+	return nil
+}
