@@ -338,7 +338,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		rt := "-"
 		if ours, base := r.subject(Ours), r.subject(Baseline); ours != nil && base != nil {
-			rt = cell(ratio(f(ours), f(base)), "%.2f×")
+			rt = cell(ratio(f(ours), f(base)), "%.3g×")
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", label, strings.Join(cells, "\t"), rt)
 	}
