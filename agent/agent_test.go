@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/api"
+	"github.com/wirefleet/wirefleet/arcapi"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
@@ -266,4 +267,41 @@ func FuzzSOCKSHandshake(f *testing.F) {
 			t.Fatalf("destination %q: %v", dst, err)
 		}
 	})
+}
+
+func TestBootstrapNetwork(t *testing.T) {
+	st, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	gw, _ := fleet.GeneratePrivateKey()
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.PublicKey, Log: quiet})
+	for _, c := range []struct {
+		trusted string
+		ok      bool
+	}{{"10.55.0.0/16", false}, {"127.0.0.0/8", true}} {
+		srv := httptest.NewServer(arcapi.New(svc, arcapi.Options{Log: quiet, TrustedNetworks: []arcapi.TrustedNetwork{{Prefix: netip.MustParsePrefix(c.trusted)}}}))
+		dir := t.TempDir()
+		path := filepath.Join(dir, "agent.json")
+		cfg, err := BootstrapNetwork(context.Background(), BootstrapOptions{Server: srv.URL, ConfigPath: path})
+		srv.Close()
+		if !c.ok {
+			if err == nil || !strings.Contains(err.Error(), "403") {
+				t.Fatalf("untrusted source: %v", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks, err := OpenKeyStore(cfg.KeyRef)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sim, err := svc.Store().SIMByPublicKey(context.Background(), fleet.Key(ks.PublicKey()))
+		if err != nil || sim.Address != cfg.Address.Addr() {
+			t.Fatalf("SIM for the delivered key: %+v %v", sim, err)
+		}
+	}
 }

@@ -28,6 +28,9 @@ Usage:
       Make a key pair on the device (only the public key leaves it), obtain
       the SIM and session, write the config (0600). Running it again
       refreshes the session and keeps the SIM.
+  wirefleet-agent bootstrap --server URL --network
+      Network-attested: from a trusted network (a private APN) the source
+      address is the credential; the platform hands over a fresh key.
   wirefleet-agent up [--config PATH] [--userspace] [flags]
       Bring the tunnel up and keep it up (persistent keepalive, the gateway
       re-resolved when handshakes stop, retried forever) until SIGINT/SIGTERM,
@@ -112,16 +115,22 @@ func bootstrap(args []string) error {
 	authKey := fs.String("authkey", os.Getenv("WIREFLEET_AUTHKEY"), "auth key (env WIREFLEET_AUTHKEY; prefer the env var: arguments are visible to other users)")
 	name := fs.String("name", "", "SIM name (optional)")
 	keyRef := fs.String("key", "", "key store reference, file:<path> (default: agent.key next to the config)")
+	network := fs.Bool("network", false, "network-attested bootstrap: the source address (a trusted network such as a private APN) is the credential; no auth key")
 	cfgPath := configFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *server == "" || *authKey == "" {
-		return usageError{errors.New("bootstrap needs --server and --authkey")}
+	if *server == "" || (*authKey == "" && !*network) {
+		return usageError{errors.New("bootstrap needs --server and --authkey (or --network)")}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := agent.Bootstrap(ctx, agent.BootstrapOptions{Server: *server, AuthKey: *authKey, ConfigPath: *cfgPath, KeyRef: *keyRef, Name: *name})
+	o := agent.BootstrapOptions{Server: *server, AuthKey: *authKey, ConfigPath: *cfgPath, KeyRef: *keyRef, Name: *name}
+	do := agent.Bootstrap
+	if *network {
+		do = agent.BootstrapNetwork
+	}
+	c, err := do(ctx, o)
 	if err != nil {
 		return err
 	}
