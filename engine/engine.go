@@ -129,8 +129,7 @@ type Counters struct {
 
 // Engine is one WireGuard interface.
 type Engine struct {
-	ks       keystore.Store
-	pub      wgkey.Public
+	id       atomic.Pointer[identity]
 	bind     conn.Bind
 	port     uint16
 	resolver Resolver
@@ -144,7 +143,6 @@ type Engine struct {
 	peers   *peerTable
 	indices *indexTable
 	routes  routeTable
-	checker *cookie.Checker
 	limiter ratelimiter.Ratelimiter
 
 	cryptoQ chan cryptoJob
@@ -198,8 +196,6 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Logger = slog.Default()
 	}
 	e := &Engine{
-		ks:             cfg.KeyStore,
-		pub:            cfg.KeyStore.PublicKey(),
 		bind:           cfg.Bind,
 		resolver:       cfg.Resolver,
 		handler:        cfg.Handler,
@@ -216,7 +212,7 @@ func New(cfg Config) (*Engine, error) {
 		outQ:           make(chan *outBatch, 256),
 		forceUnderLoad: cfg.ForceUnderLoad,
 	}
-	e.checker = cookie.NewChecker(e.pub, e.clk.Now)
+	e.id.Store(newIdentity(cfg.KeyStore, e.clk))
 	e.mtu = cfg.MTU
 	if e.mtu == 0 && cfg.TUN != nil {
 		if m, err := cfg.TUN.MTU(); err == nil {
@@ -227,8 +223,31 @@ func New(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
+// identity is the engine's static key: its store, public key, and the
+// cookie checker keyed by it. SetKeyStore swaps it whole.
+type identity struct {
+	ks      keystore.Store
+	pub     wgkey.Public
+	checker *cookie.Checker
+}
+
+func newIdentity(ks keystore.Store, clk clock.Clock) *identity {
+	pub := ks.PublicKey()
+	return &identity{ks: ks, pub: pub, checker: cookie.NewChecker(pub, clk.Now)}
+}
+
 // PublicKey returns the engine's static public key.
-func (e *Engine) PublicKey() wgkey.Public { return e.pub }
+func (e *Engine) PublicKey() wgkey.Public { return e.id.Load().pub }
+
+// SetKeyStore replaces the engine's static key (key rotation). Sessions in
+// use carry on; a handshake with the new key starts at once with every peer
+// that has an endpoint, and traffic moves to its session when it completes,
+// so nothing is lost. Initiations under way with the old key finish with it.
+func (e *Engine) SetKeyStore(ks keystore.Store) {
+	e.id.Store(newIdentity(ks, e.clk))
+	e.log.Info("static key replaced", "public_key", ks.PublicKey().String())
+	e.peers.each(func(p *Peer) { e.requestHandshake(p, true) })
+}
 
 // Port returns the UDP port the engine listens on (after Up).
 func (e *Engine) Port() uint16 { return e.port }
@@ -263,7 +282,7 @@ func (e *Engine) Up() error {
 		if e.cfg.TimerInterval > 0 {
 			goRun(&e.producers, e.timerLoop)
 		}
-		e.log.Info("wireguard engine up", "port", e.port, "public_key", e.pub.String())
+		e.log.Info("wireguard engine up", "port", e.port, "public_key", e.PublicKey().String())
 	})
 	return err
 }
@@ -297,7 +316,7 @@ func (e *Engine) Close() error {
 
 // AddPeer adds a static peer (one the engine keeps until RemovePeer).
 func (e *Engine) AddPeer(pc PeerConfig) (*Peer, error) {
-	p, err := e.newPeer(pc, false, netip.AddrPort{})
+	p, err := e.newPeer(e.id.Load(), pc, false, netip.AddrPort{})
 	if err != nil {
 		return nil, err
 	}
@@ -308,7 +327,7 @@ func (e *Engine) AddPeer(pc PeerConfig) (*Peer, error) {
 	return p, nil
 }
 
-func (e *Engine) newPeer(pc PeerConfig, lazy bool, remote netip.AddrPort) (*Peer, error) {
+func (e *Engine) newPeer(id *identity, pc PeerConfig, lazy bool, remote netip.AddrPort) (*Peer, error) {
 	if pc.PublicKey.IsZero() {
 		return nil, errors.New("engine: peer has no public key")
 	}
@@ -320,11 +339,9 @@ func (e *Engine) newPeer(pc PeerConfig, lazy bool, remote netip.AddrPort) (*Peer
 	for i, a := range p.allowed {
 		p.allowed[i] = a.Masked()
 	}
-	ss, err := e.ks.DH(e.ctx, keystore.DHRequest{Purpose: keystore.StaticStatic, Peer: pc.PublicKey, PeerStatic: pc.PublicKey, Remote: remote})
-	if err != nil {
-		return nil, fmt.Errorf("engine: static-static DH for %s: %w", pc.PublicKey.Short(), err)
+	if err := p.computeStaticStaticLocked(id, remote); err != nil {
+		return nil, err
 	}
-	p.ss = ss
 	p.cookies.Init(pc.PublicKey)
 	if pc.Endpoint.IsValid() {
 		ep, err := e.bind.ParseEndpoint(pc.Endpoint.String())

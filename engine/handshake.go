@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -33,7 +34,7 @@ var hsJobPool = sync.Pool{New: func() any { return new(hsJob) }}
 // initiations wait in.
 func (e *Engine) queueHandshake(typ uint32, msg []byte, ep conn.Endpoint) {
 	if typ != wire.TypeCookieReply {
-		if !e.checker.CheckMAC1(msg) {
+		if !e.id.Load().checker.CheckMAC1(msg) {
 			e.reject(RejectBadMAC1, [32]byte{}, endpointAddr(ep), "")
 			return
 		}
@@ -85,8 +86,9 @@ func (e *Engine) admit(msg []byte, sender uint32, ep conn.Endpoint) bool {
 		return true
 	}
 	src := ep.DstToBytes()
-	if !e.checker.CheckMAC2(msg, src) {
-		reply, err := e.checker.MakeReply(msg, sender, src)
+	checker := e.id.Load().checker
+	if !checker.CheckMAC2(msg, src) {
+		reply, err := checker.MakeReply(msg, sender, src)
 		if err == nil {
 			var b [wire.CookieReplySize]byte
 			reply.Marshal(b[:])
@@ -108,7 +110,8 @@ func (e *Engine) handleInitiation(msg []byte, ep conn.Endpoint) {
 		return
 	}
 	remote := endpointAddr(ep)
-	r, err := noise.OpenInitiation(e.ctx, e.ks, e.pub, &m, keystore.DHRequest{Remote: remote})
+	id := e.id.Load()
+	r, err := noise.OpenInitiation(e.ctx, id.ks, id.pub, &m, keystore.DHRequest{Remote: remote})
 	if err != nil {
 		if errors.Is(err, noise.ErrDecrypt) || errors.Is(err, keystore.ErrLowOrder) {
 			e.reject(RejectUndecryptable, [32]byte{}, remote, "")
@@ -141,13 +144,18 @@ func (e *Engine) handleInitiation(msg []byte, ep conn.Endpoint) {
 			return
 		}
 		pc.PublicKey = key
-		if p, err = e.newPeer(pc, true, remote); err != nil {
+		if p, err = e.newPeer(id, pc, true, remote); err != nil {
 			e.reject(RejectKeyStore, key, remote, err.Error())
 			return
 		}
 		fresh = true
 	}
-	ts, err := r.OpenTimestamp(&p.ss)
+	ss, err := p.staticStatic(id, remote)
+	if err != nil {
+		e.reject(RejectKeyStore, key, remote, err.Error())
+		return
+	}
+	ts, err := r.OpenTimestamp(&ss)
 	if err != nil {
 		e.reject(RejectUndecryptable, key, remote, "")
 		return
@@ -244,7 +252,7 @@ func (e *Engine) handleResponse(msg []byte, ep conn.Endpoint) {
 		return
 	}
 	st := p.initiator
-	keys, err := st.ConsumeResponse(e.ctx, e.ks, &m)
+	keys, err := st.ConsumeResponse(e.ctx, p.initFor.ks, &m)
 	if err != nil {
 		p.mu.Unlock()
 		if errors.Is(err, noise.ErrDecrypt) || errors.Is(err, noise.ErrLowOrder) || errors.Is(err, keystore.ErrLowOrder) {
@@ -388,11 +396,17 @@ func (e *Engine) sendInitiation(p *Peer) {
 	if p.initIndex != 0 {
 		e.indices.delete(p.initIndex)
 	}
+	id := e.id.Load()
+	var st *noise.Initiator
+	var m wire.Initiation
+	err := p.computeStaticStaticLocked(id, netip.AddrPort{})
 	idx := e.indices.newIndex(indexEntry{peer: p})
-	st, m, err := noise.CreateInitiation(noise.InitiationParams{
-		Local: e.pub, Peer: p.key, StaticStatic: &p.ss, PSK: p.psk,
-		SenderIndex: idx, Timestamp: tai64n.From(now),
-	})
+	if err == nil {
+		st, m, err = noise.CreateInitiation(noise.InitiationParams{
+			Local: id.pub, Peer: p.key, StaticStatic: &p.ss, PSK: p.psk,
+			SenderIndex: idx, Timestamp: tai64n.From(now),
+		})
+	}
 	if err != nil {
 		e.indices.delete(idx)
 		p.initiator, p.initIndex = nil, 0
@@ -400,7 +414,7 @@ func (e *Engine) sendInitiation(p *Peer) {
 		e.log.Warn("creating initiation failed", "peer", p.key.Short(), "err", err)
 		return
 	}
-	p.initiator, p.initIndex = st, idx
+	p.initiator, p.initIndex, p.initFor = st, idx, id
 	p.initSentAt = now.UnixNano() + int64(rand.N(RekeyTimeoutJitterMax))
 	p.attempts++
 	p.mu.Unlock()
