@@ -1,0 +1,25 @@
+package pkcs11store
+
+import (
+	"context"
+
+	"github.com/miekg/pkcs11"
+)
+
+// ParseECPoint exposes parseECPoint to the tests.
+var ParseECPoint = parseECPoint
+
+// ReadPrivateValue asks the token for CKA_VALUE of k's private key, which a
+// sensitive, non-extractable key must refuse.
+func ReadPrivateValue(k *Key) ([]byte, error) {
+	sh, err := k.tok.session(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	defer k.tok.release(sh)
+	attrs, err := k.tok.mod.ctx.GetAttributeValue(sh, k.priv, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
+	if err != nil {
+		return nil, err
+	}
+	return attrs[0].Value, nil
+}

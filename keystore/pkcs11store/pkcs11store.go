@@ -1,0 +1,597 @@
+// Package pkcs11store keeps a WireGuard static key on a PKCS#11 token (a
+// secure element, an HSM, a smart card, SoftHSM) where it is generated,
+// marked sensitive and non-extractable, and used only through
+// CKM_ECDH1_DERIVE. It implements keystore.Store: the engine gets the public
+// key and DH results, never the private key.
+//
+// X25519 keys come in two shapes. PKCS#11 3.0 names them CKK_EC_MONTGOMERY
+// (CKM_EC_MONTGOMERY_KEY_PAIR_GEN); SoftHSM 2.6 and some other tokens only
+// know them as CKK_EC_EDWARDS keys whose CKA_EC_PARAMS is the X25519 OID
+// (1.3.101.110). Generate tries the standard type first and falls back.
+package pkcs11store
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/pkcs11"
+	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/wgkey"
+)
+
+// PKCS#11 3.0 constants the binding (written against 2.40) does not define.
+const (
+	ckkECEdwards                 = 0x40
+	ckkECMontgomery              = 0x41
+	ckmECEdwardsKeyPairGen       = 0x1055
+	ckmECMontgomeryKeyPairGen    = 0x1056
+	defaultSessions              = 2
+	maxObjectsPerLabel           = 4
+	x25519SecretLen              = 32
+	derOctetStringTag            = 0x04
+	derPrintableStringTag        = 0x13
+	derObjectIdentifierTag       = 0x06
+	defaultCurve25519PrintedName = "curve25519"
+)
+
+// oidX25519 is the DER encoding of OID 1.3.101.110 (id-X25519, RFC 8410),
+// the CKA_EC_PARAMS of an X25519 key.
+var oidX25519 = []byte{derObjectIdentifierTag, 3, 0x2b, 0x65, 0x6e}
+
+// curve25519Name is the other CKA_EC_PARAMS encoding PKCS#11 3.0 allows for
+// Montgomery keys: PrintableString "curve25519".
+var curve25519Name = append([]byte{derPrintableStringTag, byte(len(defaultCurve25519PrintedName))}, defaultCurve25519PrintedName...)
+
+var (
+	// ErrNotFound is returned when the token or the key object does not exist.
+	ErrNotFound = errors.New("pkcs11store: not found")
+	// ErrExists is returned by Generate when an object already has the label.
+	ErrExists = errors.New("pkcs11store: an object with this label already exists")
+	// ErrWrongPIN is returned when the token refuses the user PIN.
+	ErrWrongPIN = errors.New("pkcs11store: the token refused the PIN")
+	// ErrUnsupported is returned when the token can make no X25519 key.
+	ErrUnsupported = errors.New("pkcs11store: the token supports no X25519 key type")
+)
+
+// Config says which token to open and how.
+type Config struct {
+	// Module is the path of the PKCS#11 library, e.g.
+	// /usr/lib/softhsm/libsofthsm2.so.
+	Module string
+	// Token is the token label.
+	Token string
+	// PIN is the user PIN. It is passed to C_Login and never logged or
+	// kept in any error.
+	PIN string
+	// Sessions is how many PKCS#11 sessions serve concurrent DHs (default
+	// 2). A session serves one call at a time: the standard does not make
+	// sessions safe for concurrent use.
+	Sessions int
+	// DHDelay is added before each DH, to test callers against a slow store
+	// (a secure element on I2C takes tens of milliseconds).
+	DHDelay time.Duration
+}
+
+// Token is an open, logged-in PKCS#11 token.
+type Token struct {
+	mod      *module
+	slot     uint
+	label    string
+	delay    time.Duration
+	sessions chan pkcs11.SessionHandle
+	all      []pkcs11.SessionHandle
+	mechs    map[uint]bool
+	// mu serialises Generate and Delete so two callers cannot both find a
+	// label free and create it twice.
+	mu        sync.Mutex
+	closeOnce sync.Once
+}
+
+// module is one loaded PKCS#11 library. C_Initialize and C_Finalize are
+// process-wide per library, so every Token on the same library shares one.
+type module struct {
+	path string
+	ctx  *pkcs11.Ctx
+	refs int
+}
+
+var modules struct {
+	sync.Mutex
+	m map[string]*module
+}
+
+func loadModule(path string) (*module, error) {
+	modules.Lock()
+	defer modules.Unlock()
+	if m := modules.m[path]; m != nil {
+		m.refs++
+		return m, nil
+	}
+	ctx := pkcs11.New(path)
+	if ctx == nil {
+		return nil, fmt.Errorf("pkcs11store: cannot load PKCS#11 module %s", path)
+	}
+	if err := ctx.Initialize(); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
+		ctx.Destroy()
+		return nil, fmt.Errorf("pkcs11store: C_Initialize %s: %w", path, err)
+	}
+	if modules.m == nil {
+		modules.m = map[string]*module{}
+	}
+	m := &module{path: path, ctx: ctx, refs: 1}
+	modules.m[path] = m
+	return m, nil
+}
+
+func (m *module) release() {
+	modules.Lock()
+	defer modules.Unlock()
+	if m.refs--; m.refs > 0 {
+		return
+	}
+	delete(modules.m, m.path)
+	m.ctx.Finalize()
+	m.ctx.Destroy()
+}
+
+// OpenToken loads the module, finds the token by label and logs in.
+func OpenToken(cfg Config) (*Token, error) {
+	if cfg.Module == "" || cfg.Token == "" {
+		return nil, errors.New("pkcs11store: Config.Module and Config.Token are required")
+	}
+	mod, err := loadModule(cfg.Module)
+	if err != nil {
+		return nil, err
+	}
+	t := &Token{mod: mod, label: cfg.Token, delay: cfg.DHDelay}
+	if err := t.open(cfg); err != nil {
+		t.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *Token) open(cfg Config) error {
+	c := t.mod.ctx
+	slots, err := c.GetSlotList(true)
+	if err != nil {
+		return fmt.Errorf("pkcs11store: C_GetSlotList: %w", err)
+	}
+	found := false
+	for _, s := range slots {
+		ti, err := c.GetTokenInfo(s)
+		if err != nil {
+			continue
+		}
+		if strings.TrimRight(ti.Label, " \x00") == cfg.Token {
+			t.slot, found = s, true
+			break
+		}
+	}
+	if !found {
+		return fmt.Errorf("pkcs11store: token %q in %s: %w", cfg.Token, cfg.Module, ErrNotFound)
+	}
+	mechs, err := c.GetMechanismList(t.slot)
+	if err != nil {
+		return fmt.Errorf("pkcs11store: C_GetMechanismList: %w", err)
+	}
+	t.mechs = map[uint]bool{}
+	for _, m := range mechs {
+		t.mechs[m.Mechanism] = true
+	}
+	if !t.mechs[pkcs11.CKM_ECDH1_DERIVE] {
+		return fmt.Errorf("pkcs11store: token %q has no CKM_ECDH1_DERIVE: %w", cfg.Token, ErrUnsupported)
+	}
+	n := cfg.Sessions
+	if n <= 0 {
+		n = defaultSessions
+	}
+	t.sessions = make(chan pkcs11.SessionHandle, n)
+	for i := 0; i < n; i++ {
+		// Read-write: DH creates a (session) object, Generate token objects.
+		sh, err := c.OpenSession(t.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+		if err != nil {
+			return fmt.Errorf("pkcs11store: C_OpenSession: %w", err)
+		}
+		t.all = append(t.all, sh)
+		t.sessions <- sh
+	}
+	// Login state belongs to the application, not the session: one login
+	// covers every session of the pool.
+	err = c.Login(t.all[0], pkcs11.CKU_USER, cfg.PIN)
+	switch {
+	case err == nil, errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)):
+		return nil
+	case errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_INCORRECT)), errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_INVALID)),
+		errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_LEN_RANGE)):
+		return fmt.Errorf("pkcs11store: login to token %q: %w", cfg.Token, ErrWrongPIN)
+	case errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_LOCKED)):
+		return fmt.Errorf("pkcs11store: login to token %q: the user PIN is locked: %w", cfg.Token, ErrWrongPIN)
+	}
+	return fmt.Errorf("pkcs11store: login to token %q: %w", cfg.Token, err)
+}
+
+// Close closes the sessions (which logs out) and releases the module.
+// Keys opened from the token stop working.
+func (t *Token) Close() error {
+	t.closeOnce.Do(func() {
+		for _, sh := range t.all {
+			t.mod.ctx.CloseSession(sh)
+		}
+		t.mod.release()
+	})
+	return nil
+}
+
+// Label is the token's label.
+func (t *Token) Label() string { return t.label }
+
+// session takes a session from the pool, waiting for one if all are busy.
+func (t *Token) session(ctx context.Context) (pkcs11.SessionHandle, error) {
+	select {
+	case sh := <-t.sessions:
+		return sh, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (t *Token) release(sh pkcs11.SessionHandle) { t.sessions <- sh }
+
+// find returns the objects matching tmpl.
+func (t *Token) find(sh pkcs11.SessionHandle, tmpl []*pkcs11.Attribute) ([]pkcs11.ObjectHandle, error) {
+	c := t.mod.ctx
+	if err := c.FindObjectsInit(sh, tmpl); err != nil {
+		return nil, fmt.Errorf("pkcs11store: C_FindObjectsInit: %w", err)
+	}
+	objs, _, err := c.FindObjects(sh, maxObjectsPerLabel)
+	if ferr := c.FindObjectsFinal(sh); err == nil && ferr != nil {
+		err = ferr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pkcs11store: C_FindObjects: %w", err)
+	}
+	return objs, nil
+}
+
+func labelled(class uint, label string) []*pkcs11.Attribute {
+	return []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+	}
+}
+
+// Generate makes a new X25519 key pair on the token under label: a token
+// object, private, sensitive and non-extractable, usable only for derive.
+// It fails with ErrExists if any object already carries the label, so a key
+// is never shadowed by a namesake.
+func (t *Token) Generate(label string) (*Key, error) {
+	if label == "" {
+		return nil, errors.New("pkcs11store: empty key label")
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sh, err := t.session(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	defer t.release(sh)
+	existing, err := t.find(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)})
+	if err != nil {
+		return nil, err
+	}
+	if len(existing) > 0 {
+		return nil, fmt.Errorf("pkcs11store: %q on token %q: %w", label, t.label, ErrExists)
+	}
+	var errs []error
+	for _, kt := range []struct {
+		mech, keyType uint
+		name          string
+	}{
+		{ckmECMontgomeryKeyPairGen, ckkECMontgomery, "CKK_EC_MONTGOMERY"},
+		{ckmECEdwardsKeyPairGen, ckkECEdwards, "CKK_EC_EDWARDS with the X25519 OID"},
+	} {
+		if !t.mechs[kt.mech] {
+			errs = append(errs, fmt.Errorf("%s: mechanism not offered", kt.name))
+			continue
+		}
+		k, err := t.generate(sh, label, kt.mech, kt.keyType)
+		if err == nil {
+			return k, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", kt.name, err))
+	}
+	return nil, fmt.Errorf("pkcs11store: generating %q on token %q: %w (%v)", label, t.label, ErrUnsupported, errors.Join(errs...))
+}
+
+func (t *Token) generate(sh pkcs11.SessionHandle, label string, mech, keyType uint) (*Key, error) {
+	c := t.mod.ctx
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return nil, err
+	}
+	pubTmpl := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, keyType),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
+		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, oidX25519),
+	}
+	privTmpl := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, keyType),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
+	}
+	pubH, privH, err := c.GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}, pubTmpl, privTmpl)
+	if err != nil {
+		return nil, err
+	}
+	k, err := t.key(sh, label, privH, pubH)
+	if err == nil {
+		// A token may silently ignore template attributes; a key it would
+		// let out is not the key we promised, so it does not survive.
+		var ne bool
+		if ne, err = t.nonExtractable(sh, privH); err == nil && !ne {
+			err = errors.New("the token made the key extractable despite the template")
+		}
+	}
+	if err != nil {
+		c.DestroyObject(sh, privH)
+		c.DestroyObject(sh, pubH)
+		return nil, err
+	}
+	return k, nil
+}
+
+// Open finds the key pair labelled label.
+func (t *Token) Open(label string) (*Key, error) {
+	sh, err := t.session(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	defer t.release(sh)
+	priv, err := t.find(sh, labelled(pkcs11.CKO_PRIVATE_KEY, label))
+	if err != nil {
+		return nil, err
+	}
+	pub, err := t.find(sh, labelled(pkcs11.CKO_PUBLIC_KEY, label))
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(priv) == 0:
+		return nil, fmt.Errorf("pkcs11store: private key %q on token %q: %w", label, t.label, ErrNotFound)
+	case len(pub) == 0:
+		return nil, fmt.Errorf("pkcs11store: public key %q on token %q (needed for CKA_EC_POINT): %w", label, t.label, ErrNotFound)
+	case len(priv) > 1 || len(pub) > 1:
+		return nil, fmt.Errorf("pkcs11store: label %q on token %q names several keys; refusing to guess", label, t.label)
+	}
+	return t.key(sh, label, priv[0], pub[0])
+}
+
+// key reads and checks what Key needs from the two halves.
+func (t *Token) key(sh pkcs11.SessionHandle, label string, priv, pub pkcs11.ObjectHandle) (*Key, error) {
+	c := t.mod.ctx
+	attrs, err := c.GetAttributeValue(sh, priv, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, nil)})
+	if err != nil {
+		return nil, fmt.Errorf("pkcs11store: reading the key type of %q: %w", label, err)
+	}
+	keyType := attrUint(attrs[0].Value)
+	if keyType != ckkECMontgomery && keyType != ckkECEdwards {
+		return nil, fmt.Errorf("pkcs11store: %q has key type %#x, not an X25519 key", label, keyType)
+	}
+	attrs, err = c.GetAttributeValue(sh, pub, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_EC_POINT, nil),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pkcs11store: reading the public key %q: %w", label, err)
+	}
+	// An Edwards-typed key may be Ed25519 (OID 1.3.101.112), which cannot
+	// do X25519: only the X25519 curve is accepted.
+	if p := attrs[0].Value; !bytes.Equal(p, oidX25519) && !bytes.Equal(p, curve25519Name) {
+		return nil, fmt.Errorf("pkcs11store: %q has CKA_EC_PARAMS %x, not X25519", label, p)
+	}
+	pk, err := parseECPoint(attrs[1].Value)
+	if err != nil {
+		return nil, fmt.Errorf("pkcs11store: %q: %w", label, err)
+	}
+	return &Key{tok: t, label: label, priv: priv, pub: pk, keyType: keyType}, nil
+}
+
+// parseECPoint accepts CKA_EC_POINT both as the raw 32-byte u-coordinate
+// (PKCS#11 3.0 for Montgomery keys) and wrapped in a DER OCTET STRING
+// (PKCS#11 2.40 habit, and SoftHSM's).
+func parseECPoint(b []byte) (wgkey.Public, error) {
+	var pk wgkey.Public
+	switch {
+	case len(b) == 32:
+		copy(pk[:], b)
+	case len(b) == 34 && b[0] == derOctetStringTag && b[1] == 32:
+		copy(pk[:], b[2:])
+	default:
+		return pk, fmt.Errorf("CKA_EC_POINT of %d bytes is neither a raw nor a DER-wrapped X25519 public key", len(b))
+	}
+	return pk, nil
+}
+
+// attrUint decodes a CK_ULONG attribute value: native byte order, and as
+// wide as the platform's C unsigned long.
+func attrUint(b []byte) uint {
+	switch len(b) {
+	case 8:
+		return uint(binary.NativeEndian.Uint64(b))
+	case 4:
+		return uint(binary.NativeEndian.Uint32(b))
+	}
+	return ^uint(0) // matches no key type
+}
+
+func (t *Token) nonExtractable(sh pkcs11.SessionHandle, priv pkcs11.ObjectHandle) (bool, error) {
+	attrs, err := t.mod.ctx.GetAttributeValue(sh, priv, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, nil),
+	})
+	if err != nil {
+		return false, fmt.Errorf("pkcs11store: reading CKA_EXTRACTABLE/CKA_SENSITIVE: %w", err)
+	}
+	extractable := len(attrs[0].Value) == 1 && attrs[0].Value[0] != 0
+	sensitive := len(attrs[1].Value) == 1 && attrs[1].Value[0] != 0
+	return !extractable && sensitive, nil
+}
+
+// Delete destroys every object labelled label (the key pair), for rotation
+// by slot: the old key goes once the new one is registered.
+func (t *Token) Delete(label string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sh, err := t.session(context.Background())
+	if err != nil {
+		return err
+	}
+	defer t.release(sh)
+	objs, err := t.find(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)})
+	if err != nil {
+		return err
+	}
+	if len(objs) == 0 {
+		return fmt.Errorf("pkcs11store: %q on token %q: %w", label, t.label, ErrNotFound)
+	}
+	for _, o := range objs {
+		if err := t.mod.ctx.DestroyObject(sh, o); err != nil {
+			return fmt.Errorf("pkcs11store: destroying %q: %w", label, err)
+		}
+	}
+	return nil
+}
+
+// Key is an X25519 key pair on a token. It implements keystore.Store and is
+// safe for concurrent use.
+type Key struct {
+	tok     *Token
+	label   string
+	priv    pkcs11.ObjectHandle // valid in every session of this process
+	pub     wgkey.Public
+	keyType uint
+}
+
+var _ keystore.Store = (*Key)(nil)
+
+// PublicKey implements keystore.Store.
+func (k *Key) PublicKey() wgkey.Public { return k.pub }
+
+// Label is the key's CKA_LABEL.
+func (k *Key) Label() string { return k.label }
+
+// URI names the key as a pkcs11: URI (without module or PIN source).
+func (k *Key) URI() URI { return URI{Token: k.tok.label, Object: k.label} }
+
+// KeyType says which PKCS#11 key type the token holds the key as:
+// "CKK_EC_MONTGOMERY" or "CKK_EC_EDWARDS" (the SoftHSM 2.6 form).
+func (k *Key) KeyType() string {
+	if k.keyType == ckkECMontgomery {
+		return "CKK_EC_MONTGOMERY"
+	}
+	return "CKK_EC_EDWARDS"
+}
+
+// NonExtractable reports whether the token says the private key can never
+// leave it (CKA_EXTRACTABLE false and CKA_SENSITIVE true), asking the
+// token each time rather than trusting what Generate asked for.
+func (k *Key) NonExtractable() (bool, error) {
+	sh, err := k.tok.session(context.Background())
+	if err != nil {
+		return false, err
+	}
+	defer k.tok.release(sh)
+	return k.tok.nonExtractable(sh, k.priv)
+}
+
+// lowOrderProbe is a scalar the process knows, used to recognise low-order
+// peer points before they reach the token (see DH).
+var lowOrderProbe = func() *ecdh.PrivateKey {
+	k, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		panic("pkcs11store: no randomness: " + err.Error())
+	}
+	return k
+}()
+
+// DH implements keystore.Store with CKM_ECDH1_DERIVE (CKD_NULL, the raw
+// peer key) into a 32-byte generic secret that lives only in this session,
+// is read, and is destroyed at once.
+func (k *Key) DH(ctx context.Context, req keystore.DHRequest) ([32]byte, error) {
+	var out [32]byte
+	// A clamped scalar is a multiple of 8, so X25519 with any of them is zero
+	// exactly when the peer point has low order. Checking here costs one
+	// software scalar multiplication and gives ErrLowOrder the same way on
+	// every token: some tokens fail the derive with a generic error, some
+	// would hand back zeros.
+	if _, err := keystore.X25519(lowOrderProbe, &req.Peer); err != nil {
+		return out, keystore.ErrLowOrder
+	}
+	if k.tok.delay > 0 {
+		timer := time.NewTimer(k.tok.delay)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return out, ctx.Err()
+		}
+	}
+	sh, err := k.tok.session(ctx)
+	if err != nil {
+		return out, err
+	}
+	defer k.tok.release(sh)
+	c := k.tok.mod.ctx
+	mech := pkcs11.NewMechanism(pkcs11.CKM_ECDH1_DERIVE, pkcs11.NewECDH1DeriveParams(pkcs11.CKD_NULL, nil, req.Peer[:]))
+	tmpl := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, x25519SecretLen),
+		// A session object: it vanishes with the session even if this
+		// process dies between derive and destroy.
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
+	}
+	obj, err := c.DeriveKey(sh, []*pkcs11.Mechanism{mech}, k.priv, tmpl)
+	if err != nil {
+		return out, fmt.Errorf("pkcs11store: C_DeriveKey with %q: %w", k.label, err)
+	}
+	attrs, err := c.GetAttributeValue(sh, obj, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
+	if derr := c.DestroyObject(sh, obj); err == nil && derr != nil {
+		err = derr
+	}
+	if err != nil {
+		return out, fmt.Errorf("pkcs11store: reading the derived secret: %w", err)
+	}
+	v := attrs[0].Value
+	if len(v) != x25519SecretLen {
+		return out, fmt.Errorf("pkcs11store: derived secret of %d bytes, want %d", len(v), x25519SecretLen)
+	}
+	copy(out[:], v)
+	clear(v)
+	if out == ([32]byte{}) {
+		return out, keystore.ErrLowOrder
+	}
+	return out, nil
+}
