@@ -18,6 +18,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"sync"
 	"time"
@@ -51,15 +52,27 @@ var oidX25519 = []byte{derObjectIdentifierTag, 3, 0x2b, 0x65, 0x6e}
 var curve25519Name = append([]byte{derPrintableStringTag, byte(len(defaultCurve25519PrintedName))}, defaultCurve25519PrintedName...)
 
 var (
-	// ErrNotFound is returned when the token or the key object does not exist.
-	ErrNotFound = errors.New("pkcs11store: not found")
-	// ErrExists is returned by Generate when an object already has the label.
-	ErrExists = errors.New("pkcs11store: an object with this label already exists")
+	// ErrNotFound is returned when the token or the key object does not
+	// exist. It matches fs.ErrNotExist, so callers that hold several kinds
+	// of store (the key agent) test one error.
+	ErrNotFound error = &kindError{"not found", fs.ErrNotExist}
+	// ErrExists is returned by Generate when an object already has the
+	// label. It matches fs.ErrExist.
+	ErrExists error = &kindError{"the label is taken", fs.ErrExist}
 	// ErrWrongPIN is returned when the token refuses the user PIN.
 	ErrWrongPIN = errors.New("pkcs11store: the token refused the PIN")
 	// ErrUnsupported is returned when the token can make no X25519 key.
 	ErrUnsupported = errors.New("pkcs11store: the token supports no X25519 key type")
 )
+
+// kindError is a sentinel that also matches a standard error kind.
+type kindError struct {
+	msg  string
+	kind error
+}
+
+func (e *kindError) Error() string        { return e.msg }
+func (e *kindError) Is(target error) bool { return target == e.kind }
 
 // Config says which token to open and how.
 type Config struct {
