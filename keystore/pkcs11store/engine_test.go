@@ -2,24 +2,29 @@ package pkcs11store_test
 
 import (
 	"net/netip"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/keystore/agentstore"
+	"github.com/wirefleet/wirefleet/keystore/pkcs11store"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 )
 
 type engineNode struct {
-	e  *engine.Engine
-	in chan []byte
-	hs chan engine.HandshakeEvent
+	e   *engine.Engine
+	in  chan []byte
+	hs  chan engine.HandshakeEvent
+	rej chan engine.RejectEvent
 }
 
 func newEngine(t *testing.T, ks keystore.Store) *engineNode {
 	t.Helper()
-	n := &engineNode{in: make(chan []byte, 64), hs: make(chan engine.HandshakeEvent, 16)}
+	n := &engineNode{in: make(chan []byte, 64), hs: make(chan engine.HandshakeEvent, 16), rej: make(chan engine.RejectEvent, 64)}
 	e, err := engine.New(engine.Config{
 		KeyStore: ks,
 		Bind:     conn.NewStdNetBind(),
@@ -31,12 +36,20 @@ func newEngine(t *testing.T, ks keystore.Store) *engineNode {
 				}
 			}
 		}),
-		Hooks: engine.Hooks{HandshakeCompleted: func(ev engine.HandshakeEvent) {
-			select {
-			case n.hs <- ev:
-			default:
-			}
-		}},
+		Hooks: engine.Hooks{
+			HandshakeCompleted: func(ev engine.HandshakeEvent) {
+				select {
+				case n.hs <- ev:
+				default:
+				}
+			},
+			HandshakeRejected: func(ev engine.RejectEvent) {
+				select {
+				case n.rej <- ev:
+				default:
+				}
+			},
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -107,4 +120,59 @@ func TestEngineWithTokenKey(t *testing.T) {
 	}
 	gw.e.Send(pDev, [][]byte{tuntest.Ping(addrDev, addrGw)})
 	waitFor(t, dev.in, "gateway → device packet after the second handshake")
+}
+
+// The deployment shape of issue 9: the key sits in SoftHSM, held by a key
+// agent (initiator-only) over a Unix socket; the tunnel engine has only an
+// agentstore client. The device connects and traffic flows; an initiation
+// from the other side is refused by the agent, so it never reaches the
+// token.
+func TestEngineThroughAgentOverToken(t *testing.T) {
+	tok := openToken(t, "engine-agent", nil)
+	sock := filepath.Join(t.TempDir(), "keyd.sock")
+	ln, err := agentstore.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := agentstore.NewServer(agentstore.BackendOf[*pkcs11store.Key](tok), agentstore.Policy{InitiatorOnly: true})
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	ks, err := agentstore.Generate(sock, "wg-device")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	onToken, err := tok.Open("wg-device")
+	if err != nil {
+		t.Fatalf("the agent's key is not on the token: %v", err)
+	}
+	if onToken.PublicKey() != ks.PublicKey() {
+		t.Fatal("agent and token disagree on the public key")
+	}
+	if ne, err := onToken.NonExtractable(); err != nil || !ne {
+		t.Fatalf("agent-generated key: NonExtractable = %v, %v", ne, err)
+	}
+
+	mem, _ := keystore.GenerateMemory()
+	dev := newEngine(t, ks)
+	gw := newEngine(t, mem)
+	addrDev, addrGw := netip.MustParseAddr("10.99.0.1"), netip.MustParseAddr("10.99.0.2")
+	pGw, _ := dev.e.AddPeer(engine.PeerConfig{PublicKey: gw.e.PublicKey(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(addrGw, 32)}, Endpoint: gw.endpoint()})
+	pDev, _ := gw.e.AddPeer(engine.PeerConfig{PublicKey: ks.PublicKey(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(addrDev, 32)}})
+	dev.e.Send(pGw, [][]byte{tuntest.Ping(addrGw, addrDev)})
+	waitFor(t, gw.in, "device → gateway packet")
+	gw.e.Send(pDev, [][]byte{tuntest.Ping(addrDev, addrGw)})
+	waitFor(t, dev.in, "gateway → device packet")
+
+	time.Sleep(50 * time.Millisecond)
+	gw.e.Initiate(pDev)
+	for {
+		ev := waitFor(t, dev.rej, "the device refusing an initiation")
+		if ev.Reason == engine.RejectKeyStore {
+			if !strings.Contains(ev.Detail, "initiator-only") {
+				t.Fatalf("refusal detail %q", ev.Detail)
+			}
+			break
+		}
+	}
 }

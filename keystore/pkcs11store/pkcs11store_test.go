@@ -4,12 +4,18 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/keystore/agentstore"
 	"github.com/wirefleet/wirefleet/keystore/pkcs11store"
 	"github.com/wirefleet/wirefleet/keystore/pkcs11store/softhsmtest"
 	"github.com/wirefleet/wirefleet/wgkey"
@@ -278,28 +284,59 @@ func TestParseECPoint(t *testing.T) {
 	}
 }
 
+// benchTokens numbers benchmark tokens: a benchmark function runs several
+// times (b.N ramps up) and each run initialises a token of its own.
+var benchTokens atomic.Int32
+
+// BenchmarkDH compares one static-static DH in memory, on SoftHSM, and
+// through a key agent (in this process, over a real Unix socket) backed by
+// memory and by SoftHSM.
 func BenchmarkDH(b *testing.B) {
 	peer, _ := keystore.GenerateMemory()
 	req := keystore.DHRequest{Purpose: keystore.StaticStatic, Peer: peer.PublicKey()}
 	run := func(b *testing.B, s keystore.Store) {
 		b.ReportAllocs()
+		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			if _, err := s.DH(context.Background(), req); err != nil {
 				b.Fatal(err)
 			}
 		}
 	}
+	token := func(b *testing.B) *pkcs11store.Token {
+		return openToken(b, fmt.Sprintf("bench-%d", benchTokens.Add(1)), nil)
+	}
+	agent := func(b *testing.B, backend agentstore.Backend) keystore.Store {
+		sock := filepath.Join(b.TempDir(), "keyd.sock")
+		ln, err := agentstore.Listen(sock)
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := agentstore.NewServer(backend, agentstore.Policy{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		go srv.Serve(ln)
+		b.Cleanup(func() { srv.Close() })
+		c, err := agentstore.Generate(sock, "wg")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		return c
+	}
 	b.Run("memory", func(b *testing.B) {
 		m, _ := keystore.GenerateMemory()
 		run(b, m)
 	})
 	b.Run("softhsm", func(b *testing.B) {
-		tok := openToken(b, "bench-"+strings.ReplaceAll(b.Name(), "/", "-")[:0]+time.Now().Format("150405.000000"), nil)
-		k, err := tok.Generate("wg-bench")
+		k, err := token(b).Generate("wg-bench")
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.ResetTimer()
 		run(b, k)
+	})
+	b.Run("agent-memory", func(b *testing.B) {
+		run(b, agent(b, &agentstore.MemoryBackend{}))
+	})
+	b.Run("agent-softhsm", func(b *testing.B) {
+		run(b, agent(b, agentstore.BackendOf[*pkcs11store.Key](token(b))))
 	})
 }
