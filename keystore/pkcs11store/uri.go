@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 )
 
@@ -130,4 +131,34 @@ func escape(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// Config resolves u into the Config that opens its token: the module is
+// u.ModulePath, else defaultModule; the PIN is read from u.PINSource (a
+// file that group and others cannot read, like a key file), else left
+// empty for the caller to fill. The key itself is then Token.Open(u.Object).
+func (u URI) Config(defaultModule string) (Config, error) {
+	cfg := Config{Module: u.ModulePath, Token: u.Token}
+	if cfg.Module == "" {
+		cfg.Module = defaultModule
+	}
+	if cfg.Module == "" {
+		return cfg, errors.New("pkcs11store: no PKCS#11 module: give module-path in the URI or a default")
+	}
+	if u.PINSource == "" {
+		return cfg, nil
+	}
+	fi, err := os.Stat(u.PINSource)
+	if err != nil {
+		return cfg, fmt.Errorf("pkcs11store: PIN source: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return cfg, fmt.Errorf("pkcs11store: PIN source %s has mode %v; want 0600 or stricter", u.PINSource, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(u.PINSource)
+	if err != nil {
+		return cfg, fmt.Errorf("pkcs11store: PIN source: %w", err)
+	}
+	cfg.PIN = strings.TrimRight(string(b), "\r\n")
+	return cfg, nil
 }
