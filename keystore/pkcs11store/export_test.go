@@ -17,9 +17,23 @@ func ReadPrivateValue(k *Key) ([]byte, error) {
 		return nil, err
 	}
 	defer k.tok.release(sh)
-	attrs, err := k.tok.mod.ctx.GetAttributeValue(sh, k.priv, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
+	attrs, err := k.tok.mod.ctx.GetAttributeValue(sh, k.handle(), []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
 	if err != nil {
 		return nil, err
 	}
 	return attrs[0].Value, nil
+}
+
+// CloseAllSessions closes every session of the token behind the store's
+// back, as a token reset does: the login and private handles go with them.
+func CloseAllSessions(t *Token) error { return t.mod.ctx.CloseAllSessions(t.slot) }
+
+// Logout logs the application out of the token behind the store's back.
+func Logout(t *Token) error {
+	sh, err := t.session(context.Background())
+	if err != nil {
+		return err
+	}
+	defer t.release(sh)
+	return t.mod.ctx.Logout(sh)
 }

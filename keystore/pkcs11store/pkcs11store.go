@@ -82,7 +82,8 @@ type Config struct {
 	// Token is the token label.
 	Token string
 	// PIN is the user PIN. It is passed to C_Login and never logged or
-	// kept in any error.
+	// put in an error. The Token keeps it in memory to log in again when
+	// the token drops its sessions (reset, reinsertion).
 	PIN string
 	// Sessions is how many PKCS#11 sessions serve concurrent DHs (default
 	// 2). A session serves one call at a time: the standard does not make
@@ -99,9 +100,12 @@ type Token struct {
 	slot     uint
 	label    string
 	delay    time.Duration
+	pin      string
 	sessions chan pkcs11.SessionHandle
-	all      []pkcs11.SessionHandle
 	mechs    map[uint]bool
+	// sessMu guards all, every session handle the pool owns, for Close.
+	sessMu sync.Mutex
+	all    map[pkcs11.SessionHandle]bool
 	// mu serialises Generate and Delete so two callers cannot both find a
 	// label free and create it twice.
 	mu        sync.Mutex
@@ -164,7 +168,7 @@ func OpenToken(cfg Config) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Token{mod: mod, label: cfg.Token, delay: cfg.DHDelay}
+	t := &Token{mod: mod, label: cfg.Token, delay: cfg.DHDelay, pin: cfg.PIN, all: map[pkcs11.SessionHandle]bool{}}
 	if err := t.open(cfg); err != nil {
 		t.Close()
 		return nil, err
@@ -209,36 +213,122 @@ func (t *Token) open(cfg Config) error {
 	}
 	t.sessions = make(chan pkcs11.SessionHandle, n)
 	for i := 0; i < n; i++ {
-		// Read-write: DH creates a (session) object, Generate token objects.
-		sh, err := c.OpenSession(t.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+		sh, err := t.openSession()
 		if err != nil {
-			return fmt.Errorf("pkcs11store: C_OpenSession: %w", err)
+			return err
 		}
-		t.all = append(t.all, sh)
 		t.sessions <- sh
 	}
 	// Login state belongs to the application, not the session: one login
 	// covers every session of the pool.
-	err = c.Login(t.all[0], pkcs11.CKU_USER, cfg.PIN)
+	return t.login(<-t.sessions, true)
+}
+
+// openSession opens a session for the pool. Read-write: DH creates a
+// (session) object, Generate token objects.
+func (t *Token) openSession() (pkcs11.SessionHandle, error) {
+	sh, err := t.mod.ctx.OpenSession(t.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	if err != nil {
+		return 0, fmt.Errorf("pkcs11store: C_OpenSession: %w", err)
+	}
+	t.sessMu.Lock()
+	t.all[sh] = true
+	t.sessMu.Unlock()
+	return sh, nil
+}
+
+// login logs the application in through sh, then returns sh to the pool
+// when put is set.
+func (t *Token) login(sh pkcs11.SessionHandle, put bool) error {
+	err := t.mod.ctx.Login(sh, pkcs11.CKU_USER, t.pin)
+	if put {
+		t.release(sh)
+	}
 	switch {
 	case err == nil, errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)):
 		return nil
 	case errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_INCORRECT)), errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_INVALID)),
 		errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_LEN_RANGE)):
-		return fmt.Errorf("pkcs11store: login to token %q: %w", cfg.Token, ErrWrongPIN)
+		return fmt.Errorf("pkcs11store: login to token %q: %w", t.label, ErrWrongPIN)
 	case errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_LOCKED)):
-		return fmt.Errorf("pkcs11store: login to token %q: the user PIN is locked: %w", cfg.Token, ErrWrongPIN)
+		return fmt.Errorf("pkcs11store: login to token %q: the user PIN is locked: %w", t.label, ErrWrongPIN)
 	}
-	return fmt.Errorf("pkcs11store: login to token %q: %w", cfg.Token, err)
+	return fmt.Errorf("pkcs11store: login to token %q: %w", t.label, err)
+}
+
+// ensureLogin logs in again if sh's session is no longer logged in.
+func (t *Token) ensureLogin(sh pkcs11.SessionHandle) error {
+	info, err := t.mod.ctx.GetSessionInfo(sh)
+	if err != nil {
+		return fmt.Errorf("pkcs11store: C_GetSessionInfo: %w", err)
+	}
+	if info.State == pkcs11.CKS_RO_PUBLIC_SESSION || info.State == pkcs11.CKS_RW_PUBLIC_SESSION {
+		return t.login(sh, false)
+	}
+	return nil
+}
+
+// brokenSession reports errors after which the session, or the login it
+// relied on, is gone: the token was reset, reinserted, or logged out.
+func brokenSession(err error) bool {
+	for _, code := range []uint{pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_SESSION_CLOSED,
+		pkcs11.CKR_USER_NOT_LOGGED_IN, pkcs11.CKR_DEVICE_REMOVED, pkcs11.CKR_TOKEN_NOT_PRESENT} {
+		if errors.Is(err, pkcs11.Error(code)) {
+			return true
+		}
+	}
+	return false
+}
+
+// staleHandle reports errors saying an object handle no longer names the
+// object; tokens may renumber private objects after a new login.
+func staleHandle(err error) bool {
+	return errors.Is(err, pkcs11.Error(pkcs11.CKR_KEY_HANDLE_INVALID)) || errors.Is(err, pkcs11.Error(pkcs11.CKR_OBJECT_HANDLE_INVALID))
+}
+
+// renew replaces a broken session by a new, logged-in one. When no new
+// session opens, the old handle goes back to the pool, to be renewed at
+// its next use, so the pool never shrinks.
+func (t *Token) renew(old pkcs11.SessionHandle) (pkcs11.SessionHandle, error) {
+	t.mod.ctx.CloseSession(old) // most likely gone already; nothing to learn from the error
+	sh, err := t.openSession()
+	if err != nil {
+		return old, err
+	}
+	t.sessMu.Lock()
+	delete(t.all, old)
+	t.sessMu.Unlock()
+	return sh, t.login(sh, false)
+}
+
+// withSession runs fn with a pooled session, once more on a renewed
+// session if the first one turns out broken.
+func (t *Token) withSession(ctx context.Context, fn func(pkcs11.SessionHandle) error) error {
+	sh, err := t.session(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { t.release(sh) }()
+	err = fn(sh)
+	if brokenSession(err) {
+		var rerr error
+		if sh, rerr = t.renew(sh); rerr != nil {
+			return fmt.Errorf("%w (renewing the session: %v)", err, rerr)
+		}
+		err = fn(sh)
+	}
+	return err
 }
 
 // Close closes the sessions (which logs out) and releases the module.
 // Keys opened from the token stop working.
 func (t *Token) Close() error {
 	t.closeOnce.Do(func() {
-		for _, sh := range t.all {
+		t.sessMu.Lock()
+		for sh := range t.all {
 			t.mod.ctx.CloseSession(sh)
 		}
+		t.sessMu.Unlock()
 		t.mod.release()
 	})
 	return nil
@@ -292,11 +382,16 @@ func (t *Token) Generate(label string) (*Key, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	sh, err := t.session(context.Background())
-	if err != nil {
-		return nil, err
-	}
-	defer t.release(sh)
+	var k *Key
+	err := t.withSession(context.Background(), func(sh pkcs11.SessionHandle) (err error) {
+		k, err = t.generateAny(sh, label)
+		return err
+	})
+	return k, err
+}
+
+// generateAny generates with the first key type the token accepts.
+func (t *Token) generateAny(sh pkcs11.SessionHandle, label string) (*Key, error) {
 	existing, err := t.find(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)})
 	if err != nil {
 		return nil, err
@@ -319,6 +414,9 @@ func (t *Token) Generate(label string) (*Key, error) {
 		k, err := t.generate(sh, label, kt.mech, kt.keyType)
 		if err == nil {
 			return k, nil
+		}
+		if brokenSession(err) {
+			return nil, err // for withSession to renew, not a key-type failure
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", kt.name, err))
 	}
@@ -375,11 +473,15 @@ func (t *Token) generate(sh pkcs11.SessionHandle, label string, mech, keyType ui
 
 // Open finds the key pair labelled label.
 func (t *Token) Open(label string) (*Key, error) {
-	sh, err := t.session(context.Background())
-	if err != nil {
-		return nil, err
-	}
-	defer t.release(sh)
+	var k *Key
+	err := t.withSession(context.Background(), func(sh pkcs11.SessionHandle) (err error) {
+		k, err = t.open1(sh, label)
+		return err
+	})
+	return k, err
+}
+
+func (t *Token) open1(sh pkcs11.SessionHandle, label string) (*Key, error) {
 	priv, err := t.find(sh, labelled(pkcs11.CKO_PRIVATE_KEY, label))
 	if err != nil {
 		return nil, err
@@ -402,11 +504,15 @@ func (t *Token) Open(label string) (*Key, error) {
 // key reads and checks what Key needs from the two halves.
 func (t *Token) key(sh pkcs11.SessionHandle, label string, priv, pub pkcs11.ObjectHandle) (*Key, error) {
 	c := t.mod.ctx
-	attrs, err := c.GetAttributeValue(sh, priv, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, nil)})
+	attrs, err := c.GetAttributeValue(sh, priv, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, nil),
+	})
 	if err != nil {
 		return nil, fmt.Errorf("pkcs11store: reading the key type of %q: %w", label, err)
 	}
 	keyType := attrUint(attrs[0].Value)
+	id := attrs[1].Value
 	if keyType != ckkECMontgomery && keyType != ckkECEdwards {
 		return nil, fmt.Errorf("pkcs11store: %q has key type %#x, not an X25519 key", label, keyType)
 	}
@@ -426,7 +532,7 @@ func (t *Token) key(sh pkcs11.SessionHandle, label string, priv, pub pkcs11.Obje
 	if err != nil {
 		return nil, fmt.Errorf("pkcs11store: %q: %w", label, err)
 	}
-	return &Key{tok: t, label: label, priv: priv, pub: pk, keyType: keyType}, nil
+	return &Key{tok: t, label: label, id: id, priv: priv, pub: pk, keyType: keyType}, nil
 }
 
 // parseECPoint accepts CKA_EC_POINT both as the raw 32-byte u-coordinate
@@ -475,24 +581,21 @@ func (t *Token) nonExtractable(sh pkcs11.SessionHandle, priv pkcs11.ObjectHandle
 func (t *Token) Delete(label string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	sh, err := t.session(context.Background())
-	if err != nil {
-		return err
-	}
-	defer t.release(sh)
-	objs, err := t.find(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)})
-	if err != nil {
-		return err
-	}
-	if len(objs) == 0 {
-		return fmt.Errorf("pkcs11store: %q on token %q: %w", label, t.label, ErrNotFound)
-	}
-	for _, o := range objs {
-		if err := t.mod.ctx.DestroyObject(sh, o); err != nil {
-			return fmt.Errorf("pkcs11store: destroying %q: %w", label, err)
+	return t.withSession(context.Background(), func(sh pkcs11.SessionHandle) error {
+		objs, err := t.find(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)})
+		if err != nil {
+			return err
 		}
-	}
-	return nil
+		if len(objs) == 0 {
+			return fmt.Errorf("pkcs11store: %q on token %q: %w", label, t.label, ErrNotFound)
+		}
+		for _, o := range objs {
+			if err := t.mod.ctx.DestroyObject(sh, o); err != nil {
+				return fmt.Errorf("pkcs11store: destroying %q: %w", label, err)
+			}
+		}
+		return nil
+	})
 }
 
 // Key is an X25519 key pair on a token. It implements keystore.Store and is
@@ -500,9 +603,12 @@ func (t *Token) Delete(label string) error {
 type Key struct {
 	tok     *Token
 	label   string
-	priv    pkcs11.ObjectHandle // valid in every session of this process
+	id      []byte // CKA_ID: tells this key from a later one with the same label
 	pub     wgkey.Public
 	keyType uint
+
+	mu   sync.Mutex
+	priv pkcs11.ObjectHandle // valid in every session of this process, until a token logs out
 }
 
 var _ keystore.Store = (*Key)(nil)
@@ -525,16 +631,64 @@ func (k *Key) KeyType() string {
 	return "CKK_EC_EDWARDS"
 }
 
+func (k *Key) handle() pkcs11.ObjectHandle {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.priv
+}
+
+// refind looks the private key up again by label and CKA_ID, after the
+// token stopped recognising its handle (SoftHSM renumbers private objects
+// after a new login). The ID makes sure a key deleted and replaced under
+// the same label is not silently swapped in.
+func (k *Key) refind(sh pkcs11.SessionHandle) error {
+	// Handles usually go stale because the token logged us out; private
+	// objects are invisible until we log in again.
+	if err := k.tok.ensureLogin(sh); err != nil {
+		return err
+	}
+	tmpl := labelled(pkcs11.CKO_PRIVATE_KEY, k.label)
+	if len(k.id) > 0 {
+		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_ID, k.id))
+	}
+	objs, err := k.tok.find(sh, tmpl)
+	if err != nil {
+		return err
+	}
+	if len(objs) != 1 {
+		return fmt.Errorf("pkcs11store: private key %q on token %q: %w", k.label, k.tok.label, ErrNotFound)
+	}
+	k.mu.Lock()
+	k.priv = objs[0]
+	k.mu.Unlock()
+	return nil
+}
+
+// withKey runs fn with a session and the private key's handle, renewing
+// either once if the token no longer recognises it.
+func (k *Key) withKey(ctx context.Context, fn func(pkcs11.SessionHandle, pkcs11.ObjectHandle) error) error {
+	return k.tok.withSession(ctx, func(sh pkcs11.SessionHandle) error {
+		err := fn(sh, k.handle())
+		if staleHandle(err) {
+			if rerr := k.refind(sh); rerr != nil {
+				return rerr
+			}
+			err = fn(sh, k.handle())
+		}
+		return err
+	})
+}
+
 // NonExtractable reports whether the token says the private key can never
 // leave it (CKA_EXTRACTABLE false and CKA_SENSITIVE true), asking the
 // token each time rather than trusting what Generate asked for.
 func (k *Key) NonExtractable() (bool, error) {
-	sh, err := k.tok.session(context.Background())
-	if err != nil {
-		return false, err
-	}
-	defer k.tok.release(sh)
-	return k.tok.nonExtractable(sh, k.priv)
+	var ne bool
+	err := k.withKey(context.Background(), func(sh pkcs11.SessionHandle, priv pkcs11.ObjectHandle) (err error) {
+		ne, err = k.tok.nonExtractable(sh, priv)
+		return err
+	})
+	return ne, err
 }
 
 // lowOrderProbe is a scalar the process knows, used to recognise low-order
@@ -569,13 +723,21 @@ func (k *Key) DH(ctx context.Context, req keystore.DHRequest) ([32]byte, error) 
 			return out, ctx.Err()
 		}
 	}
-	sh, err := k.tok.session(ctx)
+	err := k.withKey(ctx, func(sh pkcs11.SessionHandle, priv pkcs11.ObjectHandle) error {
+		return k.derive(sh, priv, &req.Peer, &out)
+	})
 	if err != nil {
 		return out, err
 	}
-	defer k.tok.release(sh)
+	if out == ([32]byte{}) {
+		return out, keystore.ErrLowOrder
+	}
+	return out, nil
+}
+
+func (k *Key) derive(sh pkcs11.SessionHandle, priv pkcs11.ObjectHandle, peer *wgkey.Public, out *[32]byte) error {
 	c := k.tok.mod.ctx
-	mech := pkcs11.NewMechanism(pkcs11.CKM_ECDH1_DERIVE, pkcs11.NewECDH1DeriveParams(pkcs11.CKD_NULL, nil, req.Peer[:]))
+	mech := pkcs11.NewMechanism(pkcs11.CKM_ECDH1_DERIVE, pkcs11.NewECDH1DeriveParams(pkcs11.CKD_NULL, nil, peer[:]))
 	tmpl := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
@@ -586,25 +748,22 @@ func (k *Key) DH(ctx context.Context, req keystore.DHRequest) ([32]byte, error) 
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
 	}
-	obj, err := c.DeriveKey(sh, []*pkcs11.Mechanism{mech}, k.priv, tmpl)
+	obj, err := c.DeriveKey(sh, []*pkcs11.Mechanism{mech}, priv, tmpl)
 	if err != nil {
-		return out, fmt.Errorf("pkcs11store: C_DeriveKey with %q: %w", k.label, err)
+		return fmt.Errorf("pkcs11store: C_DeriveKey with %q: %w", k.label, err)
 	}
 	attrs, err := c.GetAttributeValue(sh, obj, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
 	if derr := c.DestroyObject(sh, obj); err == nil && derr != nil {
 		err = derr
 	}
 	if err != nil {
-		return out, fmt.Errorf("pkcs11store: reading the derived secret: %w", err)
+		return fmt.Errorf("pkcs11store: reading the derived secret: %w", err)
 	}
 	v := attrs[0].Value
+	defer clear(v)
 	if len(v) != x25519SecretLen {
-		return out, fmt.Errorf("pkcs11store: derived secret of %d bytes, want %d", len(v), x25519SecretLen)
+		return fmt.Errorf("pkcs11store: derived secret of %d bytes, want %d", len(v), x25519SecretLen)
 	}
 	copy(out[:], v)
-	clear(v)
-	if out == ([32]byte{}) {
-		return out, keystore.ErrLowOrder
-	}
-	return out, nil
+	return nil
 }

@@ -340,3 +340,65 @@ func BenchmarkDH(b *testing.B) {
 		run(b, agent(b, agentstore.BackendOf[*pkcs11store.Key](token(b))))
 	})
 }
+
+// When the token drops its sessions (reset, reinsertion) or logs the
+// process out, the store opens new sessions, logs in again and finds its
+// key again, instead of failing every DH until restarted.
+func TestRecoversLostSessions(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		break_ func(*pkcs11store.Token) error
+	}{
+		{"closed", pkcs11store.CloseAllSessions},
+		{"logout", pkcs11store.Logout},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tok := openToken(t, "recover-"+c.name, func(cfg *pkcs11store.Config) { cfg.Sessions = 2 })
+			k, err := tok.Generate("wg-a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			peer, _ := keystore.GenerateMemory()
+			want := dh(t, peer, keystore.StaticStatic, k.PublicKey())
+			if err := c.break_(tok); err != nil {
+				t.Fatal(err)
+			}
+			// Enough DHs that every pooled session is used and renewed.
+			for i := 0; i < 4; i++ {
+				if got := dh(t, k, keystore.StaticStatic, peer.PublicKey()); got != want {
+					t.Fatalf("DH %d after the break disagrees", i)
+				}
+			}
+			if ne, err := k.NonExtractable(); err != nil || !ne {
+				t.Fatalf("NonExtractable after the break: %v, %v", ne, err)
+			}
+			if _, err := tok.Open("wg-a"); err != nil {
+				t.Fatalf("Open after the break: %v", err)
+			}
+		})
+	}
+}
+
+// A key deleted and generated again under the same label is another key:
+// a Key of the old one does not silently start using the new one.
+func TestKeyNotSwappedUnderItsLabel(t *testing.T) {
+	tok := openToken(t, "swap", nil)
+	old, err := tok.Generate("wg-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tok.Delete("wg-a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tok.Generate("wg-a"); err != nil {
+		t.Fatal(err)
+	}
+	peer, _ := keystore.GenerateMemory()
+	got, err := old.DH(context.Background(), keystore.DHRequest{Purpose: keystore.StaticStatic, Peer: peer.PublicKey()})
+	if err == nil && got != dh(t, peer, keystore.StaticStatic, old.PublicKey()) {
+		t.Fatal("the old Key computed DH with the new key of its label")
+	}
+	if err == nil {
+		t.Fatal("a deleted key still computes DH")
+	}
+}
