@@ -37,3 +37,10 @@ func Logout(t *Token) error {
 	defer t.release(sh)
 	return t.mod.ctx.Logout(sh)
 }
+
+// ClaimMechanism makes t believe the token offers mech, to drive the
+// fallback from a mechanism the token lists but then refuses.
+func ClaimMechanism(t *Token, mech uint) { t.mechs[mech] = true }
+
+// MontgomeryKeyPairGen is CKM_EC_MONTGOMERY_KEY_PAIR_GEN.
+const MontgomeryKeyPairGen = ckmECMontgomeryKeyPairGen

@@ -402,3 +402,25 @@ func TestKeyNotSwappedUnderItsLabel(t *testing.T) {
 		t.Fatal("a deleted key still computes DH")
 	}
 }
+
+// A token that lists CKM_EC_MONTGOMERY_KEY_PAIR_GEN but refuses it (SoftHSM
+// 2.6 does not know it at all; we claim it for it) still gets a key, of the
+// Edwards-typed X25519 form, and nothing is left behind by the failed try.
+func TestMontgomeryFallback(t *testing.T) {
+	tok := openToken(t, "fallback", nil)
+	pkcs11store.ClaimMechanism(tok, pkcs11store.MontgomeryKeyPairGen)
+	k, err := tok.Generate("wg-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.KeyType() != "CKK_EC_EDWARDS" {
+		t.Fatalf("key type %s", k.KeyType())
+	}
+	peer, _ := keystore.GenerateMemory()
+	if dh(t, k, keystore.StaticStatic, peer.PublicKey()) != dh(t, peer, keystore.StaticStatic, k.PublicKey()) {
+		t.Fatal("fallback key disagrees")
+	}
+	if _, err := tok.Open("wg-a"); err != nil {
+		t.Fatalf("Open after the fallback (one pair expected): %v", err)
+	}
+}
