@@ -109,6 +109,8 @@ type Token struct {
 	// mu serialises Generate and Delete so two callers cannot both find a
 	// label free and create it twice.
 	mu        sync.Mutex
+	pooled    int           // sessions made for the pool; Close waits for all of them
+	done      chan struct{} // closed by Close: no new calls
 	closeOnce sync.Once
 }
 
@@ -168,7 +170,7 @@ func OpenToken(cfg Config) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Token{mod: mod, label: cfg.Token, delay: cfg.DHDelay, pin: cfg.PIN, all: map[pkcs11.SessionHandle]bool{}}
+	t := &Token{mod: mod, label: cfg.Token, delay: cfg.DHDelay, pin: cfg.PIN, all: map[pkcs11.SessionHandle]bool{}, done: make(chan struct{})}
 	if err := t.open(cfg); err != nil {
 		t.Close()
 		return nil, err
@@ -218,6 +220,7 @@ func (t *Token) open(cfg Config) error {
 			return err
 		}
 		t.sessions <- sh
+		t.pooled++
 	}
 	// Login state belongs to the application, not the session: one login
 	// covers every session of the pool.
@@ -320,10 +323,20 @@ func (t *Token) withSession(ctx context.Context, fn func(pkcs11.SessionHandle) e
 	return err
 }
 
-// Close closes the sessions (which logs out) and releases the module.
-// Keys opened from the token stop working.
+// ErrClosed is returned by calls on a closed Token or its keys.
+var ErrClosed = errors.New("pkcs11store: token closed")
+
+// Close waits for calls in flight, closes the sessions (which logs out) and
+// releases the module. Later calls on the token and its keys fail with
+// ErrClosed.
 func (t *Token) Close() error {
 	t.closeOnce.Do(func() {
+		close(t.done)
+		// Calls in flight hold sessions; finalizing the module under them
+		// would pull the library out from under a C call.
+		for i := 0; i < t.pooled; i++ {
+			<-t.sessions
+		}
 		t.sessMu.Lock()
 		for sh := range t.all {
 			t.mod.ctx.CloseSession(sh)
@@ -340,6 +353,13 @@ func (t *Token) Label() string { return t.label }
 // session takes a session from the pool, waiting for one if all are busy.
 func (t *Token) session(ctx context.Context) (pkcs11.SessionHandle, error) {
 	select {
+	case <-t.done:
+		return 0, ErrClosed
+	default:
+	}
+	select {
+	case <-t.done:
+		return 0, ErrClosed
 	case sh := <-t.sessions:
 		return sh, nil
 	case <-ctx.Done():

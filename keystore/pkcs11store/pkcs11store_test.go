@@ -424,3 +424,48 @@ func TestMontgomeryFallback(t *testing.T) {
 		t.Fatalf("Open after the fallback (one pair expected): %v", err)
 	}
 }
+
+// Closing a token under load waits for the calls in flight (the module is
+// not finalised under a C call) and fails later calls with ErrClosed.
+func TestCloseUnderLoad(t *testing.T) {
+	cfg := softhsmtest.NewToken(t, "close")
+	tok, err := pkcs11store.OpenToken(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := tok.Generate("wg-a")
+	if err != nil {
+		tok.Close()
+		t.Fatal(err)
+	}
+	peer, _ := keystore.GenerateMemory()
+	want := dh(t, peer, keystore.StaticStatic, k.PublicKey())
+	var wg sync.WaitGroup
+	bad := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				got, err := k.DH(context.Background(), keystore.DHRequest{Purpose: keystore.StaticStatic, Peer: peer.PublicKey()})
+				if errors.Is(err, pkcs11store.ErrClosed) {
+					return
+				}
+				if err != nil || got != want {
+					bad <- fmt.Errorf("DH during Close: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(30 * time.Millisecond)
+	tok.Close()
+	wg.Wait()
+	close(bad)
+	for err := range bad {
+		t.Fatal(err)
+	}
+	if _, err := tok.Open("wg-a"); !errors.Is(err, pkcs11store.ErrClosed) {
+		t.Fatalf("Open after Close: %v", err)
+	}
+}
