@@ -30,17 +30,25 @@ import (
 
 // PKCS#11 3.0 constants the binding (written against 2.40) does not define.
 const (
-	ckkECEdwards                 = 0x40
-	ckkECMontgomery              = 0x41
-	ckmECEdwardsKeyPairGen       = 0x1055
-	ckmECMontgomeryKeyPairGen    = 0x1056
-	defaultSessions              = 2
-	maxObjectsPerLabel           = 4
-	x25519SecretLen              = 32
-	derOctetStringTag            = 0x04
-	derPrintableStringTag        = 0x13
-	derObjectIdentifierTag       = 0x06
-	defaultCurve25519PrintedName = "curve25519"
+	ckkECEdwards              = 0x40
+	ckkECMontgomery           = 0x41
+	ckmECEdwardsKeyPairGen    = 0x1055
+	ckmECMontgomeryKeyPairGen = 0x1056
+)
+
+const (
+	defaultSessions = 2
+	// maxObjectsPerLabel bounds a search by label: a key pair is two
+	// objects; more means the label is ambiguous, which Open refuses.
+	maxObjectsPerLabel = 4
+	x25519SecretLen    = 32
+)
+
+// DER tags of the encodings PKCS#11 uses for curve parameters and points.
+const (
+	derOctetStringTag      = 0x04
+	derObjectIdentifierTag = 0x06
+	derPrintableStringTag  = 0x13
 )
 
 // oidX25519 is the DER encoding of OID 1.3.101.110 (id-X25519, RFC 8410),
@@ -49,7 +57,7 @@ var oidX25519 = []byte{derObjectIdentifierTag, 3, 0x2b, 0x65, 0x6e}
 
 // curve25519Name is the other CKA_EC_PARAMS encoding PKCS#11 3.0 allows for
 // Montgomery keys: PrintableString "curve25519".
-var curve25519Name = append([]byte{derPrintableStringTag, byte(len(defaultCurve25519PrintedName))}, defaultCurve25519PrintedName...)
+var curve25519Name = append([]byte{derPrintableStringTag, byte(len("curve25519"))}, "curve25519"...)
 
 var (
 	// ErrNotFound is returned when the token or the key object does not
@@ -184,19 +192,24 @@ func (t *Token) open(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("pkcs11store: C_GetSlotList: %w", err)
 	}
-	found := false
+	found := 0
 	for _, s := range slots {
 		ti, err := c.GetTokenInfo(s)
 		if err != nil {
 			continue
 		}
 		if strings.TrimRight(ti.Label, " \x00") == cfg.Token {
-			t.slot, found = s, true
-			break
+			t.slot = s
+			found++
 		}
 	}
-	if !found {
+	switch {
+	case found == 0:
 		return fmt.Errorf("pkcs11store: token %q in %s: %w", cfg.Token, cfg.Module, ErrNotFound)
+	case found > 1:
+		// Labels are not unique in PKCS#11; two tokens with one label
+		// (a cloned card) must not be picked between by slot order.
+		return fmt.Errorf("pkcs11store: %d tokens labelled %q in %s; refusing to guess", found, cfg.Token, cfg.Module)
 	}
 	mechs, err := c.GetMechanismList(t.slot)
 	if err != nil {

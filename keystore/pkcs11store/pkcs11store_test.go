@@ -469,3 +469,18 @@ func TestCloseUnderLoad(t *testing.T) {
 		t.Fatalf("Open after Close: %v", err)
 	}
 }
+
+// Two tokens with one label (a cloned card) are refused, not picked
+// between by slot order.
+func TestAmbiguousTokenLabel(t *testing.T) {
+	cfg := softhsmtest.NewToken(t, "twin")
+	softhsmtest.NewToken(t, "twin")
+	tok, err := pkcs11store.OpenToken(cfg)
+	if err == nil {
+		tok.Close()
+		t.Fatal("a token label shared by two tokens was accepted")
+	}
+	if !strings.Contains(err.Error(), "refusing to guess") {
+		t.Fatalf("err = %v", err)
+	}
+}
