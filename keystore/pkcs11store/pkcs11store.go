@@ -1,13 +1,5 @@
-// Package pkcs11store keeps a WireGuard static key on a PKCS#11 token (a
-// secure element, an HSM, a smart card, SoftHSM) where it is generated,
-// marked sensitive and non-extractable, and used only through
-// CKM_ECDH1_DERIVE. It implements keystore.Store: the engine gets the public
-// key and DH results, never the private key.
-//
-// X25519 keys come in two shapes. PKCS#11 3.0 names them CKK_EC_MONTGOMERY
-// (CKM_EC_MONTGOMERY_KEY_PAIR_GEN); SoftHSM 2.6 and some other tokens only
-// know them as CKK_EC_EDWARDS keys whose CKA_EC_PARAMS is the X25519 OID
-// (1.3.101.110). Generate tries the standard type first and falls back.
+//go:build cgo
+
 package pkcs11store
 
 import (
@@ -18,7 +10,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strings"
 	"sync"
 	"time"
@@ -58,49 +49,6 @@ var oidX25519 = []byte{derObjectIdentifierTag, 3, 0x2b, 0x65, 0x6e}
 // curve25519Name is the other CKA_EC_PARAMS encoding PKCS#11 3.0 allows for
 // Montgomery keys: PrintableString "curve25519".
 var curve25519Name = append([]byte{derPrintableStringTag, byte(len("curve25519"))}, "curve25519"...)
-
-var (
-	// ErrNotFound is returned when the token or the key object does not
-	// exist. It matches fs.ErrNotExist, so callers that hold several kinds
-	// of store (the key agent) test one error.
-	ErrNotFound error = &kindError{"not found", fs.ErrNotExist}
-	// ErrExists is returned by Generate when an object already has the
-	// label. It matches fs.ErrExist.
-	ErrExists error = &kindError{"the label is taken", fs.ErrExist}
-	// ErrWrongPIN is returned when the token refuses the user PIN.
-	ErrWrongPIN = errors.New("pkcs11store: the token refused the PIN")
-	// ErrUnsupported is returned when the token can make no X25519 key.
-	ErrUnsupported = errors.New("pkcs11store: the token supports no X25519 key type")
-)
-
-// kindError is a sentinel that also matches a standard error kind.
-type kindError struct {
-	msg  string
-	kind error
-}
-
-func (e *kindError) Error() string        { return e.msg }
-func (e *kindError) Is(target error) bool { return target == e.kind }
-
-// Config says which token to open and how.
-type Config struct {
-	// Module is the path of the PKCS#11 library, e.g.
-	// /usr/lib/softhsm/libsofthsm2.so.
-	Module string
-	// Token is the token label.
-	Token string
-	// PIN is the user PIN. It is passed to C_Login and never logged or
-	// put in an error. The Token keeps it in memory to log in again when
-	// the token drops its sessions (reset, reinsertion).
-	PIN string
-	// Sessions is how many PKCS#11 sessions serve concurrent DHs (default
-	// 2). A session serves one call at a time: the standard does not make
-	// sessions safe for concurrent use.
-	Sessions int
-	// DHDelay is added before each DH, to test callers against a slow store
-	// (a secure element on I2C takes tens of milliseconds).
-	DHDelay time.Duration
-}
 
 // Token is an open, logged-in PKCS#11 token.
 type Token struct {
@@ -335,9 +283,6 @@ func (t *Token) withSession(ctx context.Context, fn func(pkcs11.SessionHandle) e
 	}
 	return err
 }
-
-// ErrClosed is returned by calls on a closed Token or its keys.
-var ErrClosed = errors.New("pkcs11store: token closed")
 
 // Close waits for calls in flight, closes the sessions (which logs out) and
 // releases the module. Later calls on the token and its keys fail with

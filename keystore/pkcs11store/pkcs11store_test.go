@@ -1,3 +1,5 @@
+//go:build cgo
+
 package pkcs11store_test
 
 import (
@@ -7,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -482,5 +485,46 @@ func TestAmbiguousTokenLabel(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "refusing to guess") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A URI with module-path and pin-source opens its key; a PIN file others
+// can read is refused.
+func TestURIOpens(t *testing.T) {
+	cfg := softhsmtest.NewToken(t, "uri")
+	tok, err := pkcs11store.OpenToken(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := tok.Generate("wg-uri")
+	tok.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinFile := filepath.Join(t.TempDir(), "pin")
+	os.WriteFile(pinFile, []byte(softhsmtest.PIN+"\n"), 0o600)
+	u, err := pkcs11store.ParseURI("pkcs11:token=uri;object=wg-uri?module-path=" + cfg.Module + "&pin-source=" + pinFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := u.Config("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err = pkcs11store.OpenToken(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	k2, err := tok.Open(u.Object)
+	if err != nil || k2.PublicKey() != k.PublicKey() {
+		t.Fatalf("key by URI: %v", err)
+	}
+	os.Chmod(pinFile, 0o640)
+	if _, err := u.Config(""); err == nil || !strings.Contains(err.Error(), "0600") {
+		t.Fatalf("group-readable PIN file: %v", err)
+	}
+	if _, err := (pkcs11store.URI{Token: "a", Object: "b"}).Config(""); err == nil {
+		t.Fatal("no module anywhere was accepted")
 	}
 }
