@@ -430,3 +430,38 @@ func TestConcurrentClient(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A client outlives an agent restart: its idle connection is dead, and the
+// next DH goes over a new one instead of failing a handshake.
+func TestAgentRestart(t *testing.T) {
+	backend := &MemoryBackend{}
+	backend.Generate("wg")
+	path := filepath.Join(t.TempDir(), "agent.sock")
+	serve := func() *Server {
+		ln, err := Listen(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := NewServer(backend, Policy{Logger: quiet})
+		go srv.Serve(ln)
+		return srv
+	}
+	srv := serve()
+	c, err := Dial(path, "wg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	peer, _ := keystore.GenerateMemory()
+	want := dh(t, peer, keystore.StaticStatic, c.PublicKey())
+	if dh(t, c, keystore.StaticStatic, peer.PublicKey()) != want {
+		t.Fatal("DH disagrees")
+	}
+	srv.Close()
+	os.Remove(path)
+	srv = serve()
+	defer srv.Close()
+	if dh(t, c, keystore.StaticStatic, peer.PublicKey()) != want {
+		t.Fatal("DH after the restart disagrees")
+	}
+}

@@ -118,25 +118,27 @@ func (c *Client) Close() error {
 	return nil
 }
 
-func (c *Client) get(ctx context.Context) (*clientConn, error) {
+// get returns an idle connection, or a new one when fresh is set or none
+// is idle.
+func (c *Client) get(ctx context.Context, fresh bool) (cc *clientConn, pooled bool, err error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return nil, errors.New("agentstore: client closed")
+		return nil, false, errors.New("agentstore: client closed")
 	}
-	if n := len(c.idle); n > 0 {
+	if n := len(c.idle); n > 0 && !fresh {
 		cc := c.idle[n-1]
 		c.idle = c.idle[:n-1]
 		c.mu.Unlock()
-		return cc, nil
+		return cc, true, nil
 	}
 	c.mu.Unlock()
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "unix", c.path)
 	if err != nil {
-		return nil, fmt.Errorf("agentstore: %w", err)
+		return nil, false, fmt.Errorf("agentstore: %w", err)
 	}
-	return &clientConn{c: nc, r: bufio.NewReaderSize(nc, MaxLine)}, nil
+	return &clientConn{c: nc, r: bufio.NewReaderSize(nc, MaxLine)}, false, nil
 }
 
 func (c *Client) put(cc *clientConn) {
@@ -158,15 +160,26 @@ func (c *Client) roundTrip(ctx context.Context, req Request) (string, error) {
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
 	}
-	cc, err := c.get(ctx)
+	v, retry, err := c.try(ctx, req, false)
+	if retry {
+		v, _, err = c.try(ctx, req, true)
+	}
+	return v, err
+}
+
+// try is one attempt of roundTrip. It asks for a retry on a new
+// connection when an idle one turned out dead (the agent restarted since)
+// and the request is safe to repeat.
+func (c *Client) try(ctx context.Context, req Request, fresh bool) (v string, retry bool, err error) {
+	cc, pooled, err := c.get(ctx, fresh)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	deadline, _ := ctx.Deadline()
 	cc.c.SetDeadline(deadline)
 	// Cancellation interrupts blocked I/O by moving the deadline to now.
 	stop := context.AfterFunc(ctx, func() { cc.c.SetDeadline(time.Unix(1, 0)) })
-	v, err := exchange(cc, req)
+	v, err = exchange(cc, req)
 	// stop reports false when cancellation already moved the deadline: the
 	// connection is then unusable even if the exchange completed.
 	reusable := stop()
@@ -179,21 +192,24 @@ func (c *Client) roundTrip(ctx context.Context, req Request) (string, error) {
 	case err != nil:
 		cc.c.Close()
 		if ctx.Err() != nil {
-			return "", fmt.Errorf("agentstore: %w", ctx.Err())
+			return "", false, fmt.Errorf("agentstore: %w", ctx.Err())
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// The socket deadline is the context's, and can fire a hair
 			// before the context's own timer.
-			return "", fmt.Errorf("agentstore: %w", context.DeadlineExceeded)
+			return "", false, fmt.Errorf("agentstore: %w", context.DeadlineExceeded)
 		}
-		return "", err
+		// generate and delete are not repeated: the first may have done
+		// its work before the connection broke.
+		idempotent := req.Op == OpDH || req.Op == OpPublicKey || req.Op == OpVersion
+		return "", pooled && idempotent, err
 	}
 	if reusable {
 		c.put(cc)
 	} else {
 		cc.c.Close()
 	}
-	return v, err
+	return v, false, err
 }
 
 func exchange(cc *clientConn, req Request) (string, error) {

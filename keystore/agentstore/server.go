@@ -127,6 +127,8 @@ func Listen(path string) (*net.UnixListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agentstore: %w", err)
 	}
+	// The socket appears with the umask's mode; it is narrowed at once, and
+	// the UID check on every connection does not depend on it.
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("agentstore: %w", err)
