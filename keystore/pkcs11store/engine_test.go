@@ -178,3 +178,46 @@ func TestEngineThroughAgentOverToken(t *testing.T) {
 		}
 	}
 }
+
+// A slow token (the test delay stands in for a secure element on I2C)
+// delays handshakes, not traffic: while the device waits on its token for
+// a handshake with one gateway, packets to another gateway, whose session
+// is up, flow at once.
+func TestEngineSlowTokenDoesNotStallTraffic(t *testing.T) {
+	const delay = 400 * time.Millisecond
+	tok := openToken(t, "engine-slow", func(c *pkcs11store.Config) { c.DHDelay = delay })
+	hsmKey, err := tok.Generate("wg-device")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := newEngine(t, hsmKey)
+	addrDev := netip.MustParseAddr("10.99.0.1")
+	var gws [2]*engineNode
+	var peers [2]*engine.Peer
+	addrs := [2]netip.Addr{netip.MustParseAddr("10.99.0.2"), netip.MustParseAddr("10.99.0.3")}
+	for i := range gws {
+		mem, _ := keystore.GenerateMemory()
+		gws[i] = newEngine(t, mem)
+		peers[i], _ = dev.e.AddPeer(engine.PeerConfig{PublicKey: gws[i].e.PublicKey(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(addrs[i], 32)}, Endpoint: gws[i].endpoint()})
+		gws[i].e.AddPeer(engine.PeerConfig{PublicKey: hsmKey.PublicKey(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(addrDev, 32)}})
+	}
+	start := time.Now()
+	dev.e.Send(peers[0], [][]byte{tuntest.Ping(addrs[0], addrDev)})
+	waitFor(t, gws[0].in, "first packet through the slow token")
+	if d := time.Since(start); d < delay {
+		t.Fatalf("handshake with a %v token took %v: the delay is not applied", delay, d)
+	}
+
+	// Handshake with the second gateway: the device is now inside a slow DH.
+	dev.e.Send(peers[1], [][]byte{tuntest.Ping(addrs[1], addrDev)})
+	time.Sleep(delay / 4)
+	for i := 0; i < 5; i++ {
+		sent := time.Now()
+		dev.e.Send(peers[0], [][]byte{tuntest.Ping(addrs[0], addrDev)})
+		waitFor(t, gws[0].in, "packet on the established session")
+		if d := time.Since(sent); d > delay/2 {
+			t.Fatalf("a packet on an established session took %v while a handshake waited on the token", d)
+		}
+	}
+	waitFor(t, gws[1].in, "first packet to the second gateway")
+}

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,7 +122,7 @@ func TestOpenAfterReopen(t *testing.T) {
 	if after := dh(t, k2, keystore.StaticStatic, peer.PublicKey()); after != before {
 		t.Fatal("reopened key computes another DH")
 	}
-	if u := k2.URI().String(); u != "pkcs11:token=reopen;object=wg-a" {
+	if u := k2.URI().String(); u != "pkcs11:token="+cfg.Token+";object=wg-a" {
 		t.Fatalf("URI %q", u)
 	}
 }
@@ -287,10 +286,6 @@ func TestParseECPoint(t *testing.T) {
 	}
 }
 
-// benchTokens numbers benchmark tokens: a benchmark function runs several
-// times (b.N ramps up) and each run initialises a token of its own.
-var benchTokens atomic.Int32
-
 // BenchmarkDH compares one static-static DH in memory, on SoftHSM, and
 // through a key agent (in this process, over a real Unix socket) backed by
 // memory and by SoftHSM.
@@ -307,7 +302,7 @@ func BenchmarkDH(b *testing.B) {
 		}
 	}
 	token := func(b *testing.B) *pkcs11store.Token {
-		return openToken(b, fmt.Sprintf("bench-%d", benchTokens.Add(1)), nil)
+		return openToken(b, "bench", nil) // a token per run: b.N ramps up over several
 	}
 	agent := func(b *testing.B, backend agentstore.Backend) keystore.Store {
 		sock := filepath.Join(b.TempDir(), "keyd.sock")
@@ -477,7 +472,7 @@ func TestCloseUnderLoad(t *testing.T) {
 // between by slot order.
 func TestAmbiguousTokenLabel(t *testing.T) {
 	cfg := softhsmtest.NewToken(t, "twin")
-	softhsmtest.NewToken(t, "twin")
+	softhsmtest.InitToken(t, cfg.Token)
 	tok, err := pkcs11store.OpenToken(cfg)
 	if err == nil {
 		tok.Close()
@@ -503,7 +498,7 @@ func TestURIOpens(t *testing.T) {
 	}
 	pinFile := filepath.Join(t.TempDir(), "pin")
 	os.WriteFile(pinFile, []byte(softhsmtest.PIN+"\n"), 0o600)
-	u, err := pkcs11store.ParseURI("pkcs11:token=uri;object=wg-uri?module-path=" + cfg.Module + "&pin-source=" + pinFile)
+	u, err := pkcs11store.ParseURI("pkcs11:token=" + cfg.Token + ";object=wg-uri?module-path=" + cfg.Module + "&pin-source=" + pinFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,10 +101,35 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-// NewToken initialises a fresh token labelled label (at most 32 bytes,
-// unique in the test binary) with PIN and SOPIN, and returns the Config
-// that opens it.
+// labels counts the uses of each label in this process, so a test run
+// again (go test -count=N) gets a fresh token rather than a second token
+// with the same label.
+var labels struct {
+	sync.Mutex
+	n map[string]int
+}
+
+// NewToken initialises a fresh token with PIN and SOPIN and returns the
+// Config that opens it. The token's label is label, or label.rN when label
+// is already taken in this process (use Config.Token); keep label short,
+// PKCS#11 labels have 32 bytes.
 func NewToken(t testing.TB, label string) pkcs11store.Config {
+	t.Helper()
+	labels.Lock()
+	if labels.n == nil {
+		labels.n = map[string]int{}
+	}
+	labels.n[label]++
+	if n := labels.n[label]; n > 1 {
+		label = fmt.Sprintf("%s.r%d", label, n)
+	}
+	labels.Unlock()
+	return InitToken(t, label)
+}
+
+// InitToken initialises a token labelled exactly label, even if one with
+// that label exists (to test how stores deal with duplicates).
+func InitToken(t testing.TB, label string) pkcs11store.Config {
 	t.Helper()
 	mod := Require(t)
 	if _, err := setup(); err != nil {
