@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 
@@ -94,24 +93,4 @@ func (c *Config) Save(path string) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	return os.Rename(tmp.Name(), path)
-}
-
-// OpenKeyStore opens the key store a KeyRef names.
-func OpenKeyStore(ref string) (keystore.Store, error) {
-	if path, ok := strings.CutPrefix(ref, "file:"); ok {
-		return keystore.LoadFile(path)
-	}
-	return nil, fmt.Errorf("agent: unsupported key reference %q (want file:<path>)", ref)
-}
-
-// CreateKeyStore opens the key store a KeyRef names, creating the key if it
-// does not exist yet.
-func CreateKeyStore(ref string) (keystore.Store, error) {
-	if path, ok := strings.CutPrefix(ref, "file:"); ok {
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("agent: %w", err)
-		}
-		return keystore.LoadOrCreateFile(path)
-	}
-	return nil, fmt.Errorf("agent: unsupported key reference %q (want file:<path>)", ref)
 }
