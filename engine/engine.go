@@ -31,6 +31,7 @@ import (
 	"github.com/wirefleet/wirefleet/clock"
 	"github.com/wirefleet/wirefleet/cookie"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/tai64n"
 	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/ratelimiter"
@@ -116,6 +117,11 @@ type Config struct {
 	MTU int
 	// Logger receives operational logs; default slog.Default().
 	Logger *slog.Logger
+	// EvictedTimestamps bounds how many evicted peers' newest handshake
+	// timestamps the engine remembers for replay protection (default
+	// 262,144; negative: none). A Resolver that implements TimestampKeeper
+	// makes this unnecessary.
+	EvictedTimestamps int
 }
 
 // Counters is a snapshot of engine-wide counters.
@@ -142,6 +148,7 @@ type Engine struct {
 
 	peers   *peerTable
 	indices *indexTable
+	evicted *evictedTimestamps
 	routes  routeTable
 	limiter ratelimiter.Ratelimiter
 
@@ -155,8 +162,8 @@ type Engine struct {
 	forceUnderLoad bool
 
 	handshakesOK atomic.Uint64
-	rejects      [RejectUnexpected + 1]atomic.Uint64
-	drops        [DropNoRoute + 1]atomic.Uint64
+	rejects      [RejectResolverError + 1]atomic.Uint64
+	drops        [DropMalformedOuter + 1]atomic.Uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -195,6 +202,9 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.EvictedTimestamps == 0 {
+		cfg.EvictedTimestamps = 1 << 18
+	}
 	e := &Engine{
 		bind:           cfg.Bind,
 		resolver:       cfg.Resolver,
@@ -205,6 +215,7 @@ func New(cfg Config) (*Engine, error) {
 		log:            cfg.Logger,
 		cfg:            cfg,
 		peers:          newPeerTable(),
+		evicted:        newEvictedTimestamps(cfg.EvictedTimestamps),
 		indices:        newIndexTable(),
 		cryptoQ:        make(chan cryptoJob, 1024),
 		hsQ:            make(chan *hsJob, defaultHandshakeQueue),
@@ -272,6 +283,7 @@ func (e *Engine) Up() error {
 		for i := 0; i < e.cfg.HandshakeWorkers; i++ {
 			goRun(&e.producers, e.handshakeWorker)
 		}
+		goRun(&e.producers, e.initiationWorker)
 		goRun(&e.consumers, e.outboundWriter)
 		for _, fn := range fns {
 			e.startReceiver(fn)
@@ -333,7 +345,7 @@ func (e *Engine) newPeer(id *identity, pc PeerConfig, lazy bool, remote netip.Ad
 	}
 	p := &Peer{
 		e: e, key: pc.PublicKey, psk: pc.PresharedKey, identity: pc.Identity,
-		keepalive: pc.PersistentKeepalive, lazy: lazy,
+		keepalive: pc.PersistentKeepalive, lazy: lazy, lastTS: pc.LastTimestamp,
 		allowed: append([]netip.Prefix(nil), pc.AllowedIPs...),
 	}
 	for i, a := range p.allowed {
@@ -373,7 +385,14 @@ func (e *Engine) dropPeer(p *Peer, reason string) bool {
 	p.removed = true
 	had := p.current.Load() != nil
 	p.zeroKeysLocked()
+	lastTS := p.lastTS
 	p.mu.Unlock()
+	if p.lazy && lastTS != (tai64n.Timestamp{}) {
+		e.evicted.put(p.key, lastTS)
+		if k, ok := e.resolver.(TimestampKeeper); ok {
+			k.KeepTimestamp(p.key, lastTS)
+		}
+	}
 	if had && e.hooks.SessionExpired != nil {
 		e.hooks.SessionExpired(SessionEvent{Peer: p, Reason: reason, Time: e.now()})
 	}

@@ -29,6 +29,9 @@ type PeerConfig struct {
 	PersistentKeepalive time.Duration
 	// Identity is opaque to the engine (a gateway puts the SIM here).
 	Identity any
+	// LastTimestamp is the newest handshake timestamp known for the peer
+	// (a TimestampKeeper resolver's memory); older initiations are replays.
+	LastTimestamp tai64n.Timestamp
 }
 
 // Peer is a remote WireGuard party with its sessions. Engines hand out
@@ -85,8 +88,8 @@ func (p *Peer) PublicKey() wgkey.Public { return p.key }
 // Identity returns what the peer's config or resolver attached (a SIM).
 func (p *Peer) Identity() any { return p.identity }
 
-// AllowedIPs returns the inner source prefixes the peer may use.
-func (p *Peer) AllowedIPs() []netip.Prefix { return p.allowed }
+// AllowedIPs returns (a copy of) the inner source prefixes the peer may use.
+func (p *Peer) AllowedIPs() []netip.Prefix { return append([]netip.Prefix(nil), p.allowed...) }
 
 // Endpoint returns the peer's current outer address (zero if unknown).
 func (p *Peer) Endpoint() netip.AddrPort {

@@ -148,7 +148,7 @@ func (m *Monitor) ObserveEndpoint(sim string, ep netip.AddrPort) {
 		if len(s.flips) >= m.cfg.CloneFlips && m.unsuppressed(s, KindClonedKey, now) {
 			alert = &Alert{
 				Kind: KindClonedKey, SIM: sim, Severity: "high", Time: now,
-				Detail: "the SIM's key is used from endpoints that take turns: two devices hold it",
+				Detail:   "the SIM's key is used from endpoints that take turns: two devices hold it",
 				Evidence: map[string]any{"endpoints": []string{prev.String(), ep.String()}, "returns": len(s.flips), "window": m.cfg.CloneWindow.String()},
 			}
 		}
