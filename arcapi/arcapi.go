@@ -16,13 +16,16 @@
 package arcapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -64,6 +67,13 @@ type Options struct {
 	// TrustedProxies are reverse proxies whose X-Forwarded-For is
 	// believed; without them the header is ignored.
 	TrustedProxies []netip.Prefix
+	// TokenSecret keys the MAC of session tokens: at least
+	// MinTokenSecret random bytes, kept out of the database (see
+	// LoadOrCreateTokenSecret); every wirefleetd serving one database
+	// must use the same secret. When empty, New draws a random secret
+	// for this process only: tokens then die with the process and are
+	// not accepted by other instances.
+	TokenSecret []byte
 }
 
 // TrustedNetwork is a source network whose addresses attest a device's
@@ -82,10 +92,23 @@ type Handler struct {
 	opt Options
 }
 
-// New returns the handler; mount it at "/v1/".
+// New returns the handler; mount it at "/v1/". It panics when
+// o.TokenSecret is set but shorter than MinTokenSecret.
 func New(svc *controlplane.Service, o Options) *Handler {
 	if o.Log == nil {
 		o.Log = slog.Default()
+	}
+	switch {
+	case len(o.TokenSecret) == 0:
+		o.TokenSecret = make([]byte, MinTokenSecret)
+		if _, err := rand.Read(o.TokenSecret); err != nil {
+			panic(err)
+		}
+		o.Log.Warn("arc api: no token secret configured; session tokens will not survive a restart nor be shared between instances")
+	case len(o.TokenSecret) < MinTokenSecret:
+		panic(fmt.Sprintf("arcapi: token secret must be at least %d bytes", MinTokenSecret))
+	default:
+		o.TokenSecret = bytes.Clone(o.TokenSecret)
 	}
 	h := &Handler{svc: svc, log: o.Log, mux: http.NewServeMux(), now: time.Now, opt: o}
 	h.mux.HandleFunc("POST /v1/auth", h.auth)
@@ -108,21 +131,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // ---- session tokens ----
 
-// The token is stateless: "<keyID>.<expiry>.<mac>", the MAC keyed by the
-// auth key's stored hash. Forging one needs the hash, which is derived from
-// the auth key secret — and whoever holds that may call /v1/auth anyway.
-// Every call re-checks the auth key, so revoking it ends its sessions.
-func tokenMAC(k fleet.AuthKey, payload string) string {
-	m := hmac.New(sha256.New, []byte("wirefleet arc session\x00"+k.Hash))
+// MinTokenSecret is the shortest Options.TokenSecret accepted.
+const MinTokenSecret = 32
+
+// The token is stateless: "<base64 payload>.<mac>", the payload
+// "<keyID>.<expiry unix>", the MAC an HMAC-SHA256 keyed by the
+// installation's token secret, which is not in the database: a database
+// dump (auth key hashes included) does not let anyone forge a token. The
+// key id and the expiry are both in the MAC input. Every call also
+// re-checks the auth key, so revoking it ends its sessions.
+func (h *Handler) tokenMAC(payload string) string {
+	m := hmac.New(sha256.New, h.opt.TokenSecret)
+	m.Write([]byte("wirefleet arc session v2\x00"))
 	m.Write([]byte(payload))
 	return hex.EncodeToString(m.Sum(nil))
 }
 
 func (h *Handler) issueToken(k fleet.AuthKey, ttl time.Duration) string {
 	payload := k.ID + "." + strconv.FormatInt(h.now().Add(ttl).Unix(), 10)
-	return base64.RawURLEncoding.EncodeToString([]byte(payload)) + "." + tokenMAC(k, payload)
+	return base64.RawURLEncoding.EncodeToString([]byte(payload)) + "." + h.tokenMAC(payload)
 }
 
+// checkToken authenticates a call. Every refusal is the same error, and
+// the MAC is checked before the database is consulted, so that a caller
+// without a valid token learns nothing about auth keys.
 func (h *Handler) checkToken(ctx context.Context, apiKey, token string) (fleet.AuthKey, error) {
 	deny := fleet.Errorf(fleet.CodeUnauthorized, "", "invalid API key or token")
 	keyID, ok := strings.CutPrefix(apiKey, apiKeyPrefix)
@@ -135,19 +167,22 @@ func (h *Handler) checkToken(ctx context.Context, apiKey, token string) (fleet.A
 		return fleet.AuthKey{}, deny
 	}
 	payload := string(raw)
-	id, exp, ok := strings.Cut(payload, ".")
-	if !ok || id != keyID {
+	if !hmac.Equal([]byte(mac), []byte(h.tokenMAC(payload))) {
+		return fleet.AuthKey{}, deny
+	}
+	i := strings.LastIndexByte(payload, '.')
+	if i < 0 || payload[:i] != keyID {
+		return fleet.AuthKey{}, deny
+	}
+	if e, err := strconv.ParseInt(payload[i+1:], 10, 64); err != nil || h.now().Unix() >= e {
 		return fleet.AuthKey{}, deny
 	}
 	k, err := h.svc.UsableAuthKey(ctx, keyID)
-	if err != nil {
-		return k, err
-	}
-	if !hmac.Equal([]byte(mac), []byte(tokenMAC(k, payload))) {
+	var fe *fleet.Error
+	if errors.As(err, &fe) {
 		return fleet.AuthKey{}, deny
-	}
-	if e, err := strconv.ParseInt(exp, 10, 64); err != nil || h.now().Unix() >= e {
-		return fleet.AuthKey{}, fleet.Errorf(fleet.CodeUnauthorized, "", "token expired")
+	} else if err != nil {
+		return fleet.AuthKey{}, err
 	}
 	return k, nil
 }
@@ -227,16 +262,11 @@ func (h *Handler) auth(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, fleet.Errorf(fleet.CodeInvalid, "tokenTimeoutSeconds", "must be between %d and %d", MinTokenTimeout, MaxTokenTimeout))
 		return
 	}
-	deny := fleet.Errorf(fleet.CodeUnauthorized, "authKey", "invalid auth key id or secret")
 	keyID := strings.TrimPrefix(req.AuthKeyID, KeyIDPrefix)
 	secret := strings.TrimPrefix(req.AuthKey, SecretPrefix)
-	k, err := h.svc.UsableAuthKey(r.Context(), keyID)
+	k, err := h.svc.AuthenticateAuthKey(r.Context(), keyID, secret)
 	if err != nil {
-		h.fail(w, r, deny)
-		return
-	}
-	if !hmac.Equal([]byte(controlplane.HashSecret(secret)), []byte(k.Hash)) {
-		h.fail(w, r, deny)
+		h.fail(w, r, err)
 		return
 	}
 	h.log.Info("arc auth", "authkey", k.ID)
