@@ -36,6 +36,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/ratelimit"
 )
 
 // Credential prefixes of the SORACOM API.
@@ -74,6 +75,10 @@ type Options struct {
 	// for this process only: tokens then die with the process and are
 	// not accepted by other instances.
 	TokenSecret []byte
+	// RateLimit limits /v1/auth and the attested bootstrap per source
+	// address (behind TrustedProxies, the forwarded one); the zero value
+	// is ratelimit's defaults.
+	RateLimit ratelimit.Config
 }
 
 // TrustedNetwork is a source network whose addresses attest a device's
@@ -111,12 +116,13 @@ func New(svc *controlplane.Service, o Options) *Handler {
 		o.TokenSecret = bytes.Clone(o.TokenSecret)
 	}
 	h := &Handler{svc: svc, log: o.Log, mux: http.NewServeMux(), now: time.Now, opt: o}
-	h.mux.HandleFunc("POST /v1/auth", h.auth)
+	lim := ratelimit.New(o.RateLimit)
+	h.mux.Handle("POST /v1/auth", lim.Wrap(http.HandlerFunc(h.auth), o.TrustedProxies))
 	h.mux.HandleFunc("POST /v1/sims", h.withKey(h.createSIM))
 	h.mux.HandleFunc("GET /v1/sims/{id}", h.withKey(h.getSIM))
 	h.mux.HandleFunc("POST /v1/sims/{id}/sessions/arc", h.withKey(h.session))
 	h.mux.HandleFunc("PUT /v1/sims/{id}/credentials/arc", h.withKey(h.credentials))
-	h.mux.HandleFunc("POST /v1/provisioning/soracom/arc/bootstrap", h.attested)
+	h.mux.Handle("POST /v1/provisioning/soracom/arc/bootstrap", lim.Wrap(http.HandlerFunc(h.attested), o.TrustedProxies))
 	h.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, fleet.Errorf(fleet.CodeNotFound, "", "no such route: %s %s", r.Method, r.URL.Path))
 	})
@@ -345,41 +351,8 @@ func (h *Handler) credentials(w http.ResponseWriter, r *http.Request, k fleet.Au
 	writeJSON(w, http.StatusOK, toSession(sim, sess))
 }
 
-// clientAddr is the request's source address: the peer's, or — when the
-// peer is a trusted proxy — the nearest X-Forwarded-For entry that is not
-// itself a trusted proxy.
 func (h *Handler) clientAddr(r *http.Request) (netip.Addr, bool) {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	addr := ap.Addr().Unmap()
-	trusted := func(a netip.Addr) bool {
-		for _, p := range h.opt.TrustedProxies {
-			if p.Contains(a) {
-				return true
-			}
-		}
-		return false
-	}
-	if !trusted(addr) {
-		return addr, true
-	}
-	var hops []string
-	for _, v := range r.Header.Values("X-Forwarded-For") {
-		hops = append(hops, strings.Split(v, ",")...)
-	}
-	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			return netip.Addr{}, false
-		}
-		a = a.Unmap()
-		if !trusted(a) {
-			return a, true
-		}
-	}
-	return addr, true
+	return ratelimit.ClientAddr(r, h.opt.TrustedProxies)
 }
 
 func (h *Handler) attested(w http.ResponseWriter, r *http.Request) {

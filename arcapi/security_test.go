@@ -21,6 +21,7 @@ import (
 	"github.com/wirefleet/wirefleet/arcapi"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/ratelimit"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
 )
 
@@ -286,5 +287,36 @@ func TestArcUniformDeny(t *testing.T) {
 	}
 	if code, _ := login(t, base, live.ID, ls); code != 200 {
 		t.Fatalf("live key: %d", code)
+	}
+}
+
+// TestArcRateLimited: /v1/auth and the attested bootstrap answer 429 with
+// Retry-After once a source spends its burst.
+func TestArcRateLimited(t *testing.T) {
+	_, base := arcServer(t, arcapi.Options{TokenSecret: testSecret, RateLimit: ratelimit.Config{PerSecond: 0.01, Burst: 2}})
+	check := func(path, body string, first int) {
+		t.Helper()
+		for i := 0; i < 2; i++ {
+			if code, b := raw(t, base, "POST", path, "", "", body); code != first {
+				t.Fatalf("%s attempt %d: %d %s, want %d", path, i, code, b, first)
+			}
+		}
+		req, _ := http.NewRequest("POST", base+"/v1"+path, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var e fleet.Error
+		json.NewDecoder(resp.Body).Decode(&e)
+		if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" || e.Code != fleet.CodeRateLimited {
+			t.Fatalf("%s beyond the burst: %d Retry-After=%q %+v", path, resp.StatusCode, resp.Header.Get("Retry-After"), e)
+		}
+	}
+	check("/auth", `{"authKeyId":"keyId-ak_x","authKey":"secret-y"}`, 401)
+	// One bucket per source across the limited routes: this source is
+	// already out of tokens.
+	if code, _ := raw(t, base, "POST", "/provisioning/soracom/arc/bootstrap", "", "", "{}"); code != 429 {
+		t.Fatalf("attested bootstrap from a limited source: %d", code)
 	}
 }
