@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -58,7 +59,7 @@ func New(svc *controlplane.Service, o Options) *Handler {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	h := &Handler{svc: svc, log: o.Log, mux: http.NewServeMux(), limit: ratelimit.New(o.RateLimit), proxies: o.TrustedProxies,
+	h := &Handler{svc: svc, log: o.Log, mux: http.NewServeMux(), limit: ratelimit.New(o.RateLimit), proxies: slices.Clone(o.TrustedProxies),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wirefleet_api_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wirefleet_api_request_seconds", Help: "API request latency by route.", Buckets: prometheus.DefBuckets}, []string{"route"}),
 	}

@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -115,6 +116,10 @@ func New(svc *controlplane.Service, o Options) *Handler {
 	default:
 		o.TokenSecret = bytes.Clone(o.TokenSecret)
 	}
+	// The handler keeps its own copies: a caller changing its slices
+	// later must not change what is trusted.
+	o.TrustedNetworks = slices.Clone(o.TrustedNetworks)
+	o.TrustedProxies = slices.Clone(o.TrustedProxies)
 	h := &Handler{svc: svc, log: o.Log, mux: http.NewServeMux(), now: time.Now, opt: o}
 	lim := ratelimit.New(o.RateLimit)
 	h.mux.Handle("POST /v1/auth", lim.Wrap(http.HandlerFunc(h.auth), o.TrustedProxies))
