@@ -78,7 +78,7 @@ func (s *Service) bootstrap(ctx context.Context, req BootstrapRequest, lookup fu
 		existing, err := tx.SIMByPublicKey(ctx, req.PublicKey)
 		switch {
 		case err == nil:
-			if existing.GroupID != k.GroupID || existing.Status != fleet.StatusActive {
+			if existing.AuthKeyID != k.ID || existing.GroupID != k.GroupID || existing.Status != fleet.StatusActive {
 				return fleet.Errorf(fleet.CodeConflict, "publicKey", "key belongs to another SIM")
 			}
 			sim = existing
