@@ -11,8 +11,11 @@
 //
 // Arc credentials are wirefleet auth keys written the SORACOM way: the
 // auth key id is "keyId-<auth key id>" and the secret "secret-<secret>"
-// (soratun insists on those prefixes). A session is scoped to the auth
-// key's group, and each SIM created through it uses one of the key's uses.
+// (soratun insists on those prefixes). A session reaches only the SIMs
+// created through its own auth key, and each SIM created through it uses
+// one of the key's uses. Session tokens are MACed with a per-installation
+// secret kept outside the database (Options.TokenSecret), and the
+// unauthenticated routes are rate-limited per source (Options.RateLimit).
 package arcapi
 
 import (
