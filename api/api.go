@@ -11,6 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/ratelimit"
 )
 
 // MaxBody bounds request bodies; the largest legitimate one (a group with
@@ -30,6 +33,14 @@ type Options struct {
 	Log *slog.Logger
 	// Registerer receives the API's metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// RateLimit limits the routes that need no bearer token (device
+	// bootstrap) per source address; the zero value is ratelimit's
+	// defaults.
+	RateLimit ratelimit.Config
+	// TrustedProxies are reverse proxies whose X-Forwarded-For names the
+	// source address for rate limiting; without them the header is
+	// ignored.
+	TrustedProxies []netip.Prefix
 }
 
 // Handler serves the API.
@@ -39,6 +50,8 @@ type Handler struct {
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	limit    *ratelimit.Limiter
+	proxies  []netip.Prefix
 }
 
 // New returns the API handler over svc.
@@ -46,7 +59,7 @@ func New(svc *controlplane.Service, o Options) *Handler {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	h := &Handler{svc: svc, log: o.Log, mux: http.NewServeMux(),
+	h := &Handler{svc: svc, log: o.Log, mux: http.NewServeMux(), limit: ratelimit.New(o.RateLimit), proxies: slices.Clone(o.TrustedProxies),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wirefleet_api_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wirefleet_api_request_seconds", Help: "API request latency by route.", Buckets: prometheus.DefBuckets}, []string{"route"}),
 	}
@@ -126,6 +139,18 @@ func (h *Handler) wrap(rt route) http.Handler {
 			h.log.Info("api", "method", r.Method, "route", rt.path, "status", sw.code, "actor", a.String(), "dur", time.Since(start).Round(time.Microsecond))
 		}()
 		r.Body = http.MaxBytesReader(sw, r.Body, MaxBody)
+		if rt.role == "" && h.limit != nil {
+			// Unauthenticated: limited per source before any work.
+			src, ok := ratelimit.ClientAddr(r, h.proxies)
+			wait := time.Second
+			if ok {
+				ok, wait = h.limit.Allow(src)
+			}
+			if !ok {
+				ratelimit.TooMany(sw, wait)
+				return
+			}
+		}
 		if rt.role != "" {
 			// The scheme name is case-insensitive (RFC 9110).
 			scheme, secret, ok := strings.Cut(r.Header.Get("Authorization"), " ")

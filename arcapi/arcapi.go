@@ -11,28 +11,36 @@
 //
 // Arc credentials are wirefleet auth keys written the SORACOM way: the
 // auth key id is "keyId-<auth key id>" and the secret "secret-<secret>"
-// (soratun insists on those prefixes). A session is scoped to the auth
-// key's group, and each SIM created through it uses one of the key's uses.
+// (soratun insists on those prefixes). A session reaches only the SIMs
+// created through its own auth key, and each SIM created through it uses
+// one of the key's uses. Session tokens are MACed with a per-installation
+// secret kept outside the database (Options.TokenSecret), and the
+// unauthenticated routes are rate-limited per source (Options.RateLimit).
 package arcapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/ratelimit"
 )
 
 // Credential prefixes of the SORACOM API.
@@ -64,6 +72,17 @@ type Options struct {
 	// TrustedProxies are reverse proxies whose X-Forwarded-For is
 	// believed; without them the header is ignored.
 	TrustedProxies []netip.Prefix
+	// TokenSecret keys the MAC of session tokens: at least
+	// MinTokenSecret random bytes, kept out of the database (see
+	// LoadOrCreateTokenSecret); every wirefleetd serving one database
+	// must use the same secret. When empty, New draws a random secret
+	// for this process only: tokens then die with the process and are
+	// not accepted by other instances.
+	TokenSecret []byte
+	// RateLimit limits /v1/auth and the attested bootstrap per source
+	// address (behind TrustedProxies, the forwarded one); the zero value
+	// is ratelimit's defaults.
+	RateLimit ratelimit.Config
 }
 
 // TrustedNetwork is a source network whose addresses attest a device's
@@ -82,18 +101,36 @@ type Handler struct {
 	opt Options
 }
 
-// New returns the handler; mount it at "/v1/".
+// New returns the handler; mount it at "/v1/". It panics when
+// o.TokenSecret is set but shorter than MinTokenSecret.
 func New(svc *controlplane.Service, o Options) *Handler {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	switch {
+	case len(o.TokenSecret) == 0:
+		o.TokenSecret = make([]byte, MinTokenSecret)
+		if _, err := rand.Read(o.TokenSecret); err != nil {
+			panic(err)
+		}
+		o.Log.Warn("arc api: no token secret configured; session tokens will not survive a restart nor be shared between instances")
+	case len(o.TokenSecret) < MinTokenSecret:
+		panic(fmt.Sprintf("arcapi: token secret must be at least %d bytes", MinTokenSecret))
+	default:
+		o.TokenSecret = bytes.Clone(o.TokenSecret)
+	}
+	// The handler keeps its own copies: a caller changing its slices
+	// later must not change what is trusted.
+	o.TrustedNetworks = slices.Clone(o.TrustedNetworks)
+	o.TrustedProxies = slices.Clone(o.TrustedProxies)
 	h := &Handler{svc: svc, log: o.Log, mux: http.NewServeMux(), now: time.Now, opt: o}
-	h.mux.HandleFunc("POST /v1/auth", h.auth)
+	lim := ratelimit.New(o.RateLimit)
+	h.mux.Handle("POST /v1/auth", lim.Wrap(http.HandlerFunc(h.auth), o.TrustedProxies))
 	h.mux.HandleFunc("POST /v1/sims", h.withKey(h.createSIM))
 	h.mux.HandleFunc("GET /v1/sims/{id}", h.withKey(h.getSIM))
 	h.mux.HandleFunc("POST /v1/sims/{id}/sessions/arc", h.withKey(h.session))
 	h.mux.HandleFunc("PUT /v1/sims/{id}/credentials/arc", h.withKey(h.credentials))
-	h.mux.HandleFunc("POST /v1/provisioning/soracom/arc/bootstrap", h.attested)
+	h.mux.Handle("POST /v1/provisioning/soracom/arc/bootstrap", lim.Wrap(http.HandlerFunc(h.attested), o.TrustedProxies))
 	h.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, fleet.Errorf(fleet.CodeNotFound, "", "no such route: %s %s", r.Method, r.URL.Path))
 	})
@@ -108,21 +145,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // ---- session tokens ----
 
-// The token is stateless: "<keyID>.<expiry>.<mac>", the MAC keyed by the
-// auth key's stored hash. Forging one needs the hash, which is derived from
-// the auth key secret — and whoever holds that may call /v1/auth anyway.
-// Every call re-checks the auth key, so revoking it ends its sessions.
-func tokenMAC(k fleet.AuthKey, payload string) string {
-	m := hmac.New(sha256.New, []byte("wirefleet arc session\x00"+k.Hash))
+// MinTokenSecret is the shortest Options.TokenSecret accepted.
+const MinTokenSecret = 32
+
+// The token is stateless: "<base64 payload>.<mac>", the payload
+// "<keyID>.<expiry unix>", the MAC an HMAC-SHA256 keyed by the
+// installation's token secret, which is not in the database: a database
+// dump (auth key hashes included) does not let anyone forge a token. The
+// key id and the expiry are both in the MAC input. Every call also
+// re-checks the auth key, so revoking it ends its sessions.
+func (h *Handler) tokenMAC(payload string) string {
+	m := hmac.New(sha256.New, h.opt.TokenSecret)
+	m.Write([]byte("wirefleet arc session v2\x00"))
 	m.Write([]byte(payload))
 	return hex.EncodeToString(m.Sum(nil))
 }
 
 func (h *Handler) issueToken(k fleet.AuthKey, ttl time.Duration) string {
 	payload := k.ID + "." + strconv.FormatInt(h.now().Add(ttl).Unix(), 10)
-	return base64.RawURLEncoding.EncodeToString([]byte(payload)) + "." + tokenMAC(k, payload)
+	return base64.RawURLEncoding.EncodeToString([]byte(payload)) + "." + h.tokenMAC(payload)
 }
 
+// checkToken authenticates a call. Every refusal is the same error, and
+// the MAC is checked before the database is consulted, so that a caller
+// without a valid token learns nothing about auth keys.
 func (h *Handler) checkToken(ctx context.Context, apiKey, token string) (fleet.AuthKey, error) {
 	deny := fleet.Errorf(fleet.CodeUnauthorized, "", "invalid API key or token")
 	keyID, ok := strings.CutPrefix(apiKey, apiKeyPrefix)
@@ -135,19 +181,22 @@ func (h *Handler) checkToken(ctx context.Context, apiKey, token string) (fleet.A
 		return fleet.AuthKey{}, deny
 	}
 	payload := string(raw)
-	id, exp, ok := strings.Cut(payload, ".")
-	if !ok || id != keyID {
+	if !hmac.Equal([]byte(mac), []byte(h.tokenMAC(payload))) {
+		return fleet.AuthKey{}, deny
+	}
+	i := strings.LastIndexByte(payload, '.')
+	if i < 0 || payload[:i] != keyID {
+		return fleet.AuthKey{}, deny
+	}
+	if e, err := strconv.ParseInt(payload[i+1:], 10, 64); err != nil || h.now().Unix() >= e {
 		return fleet.AuthKey{}, deny
 	}
 	k, err := h.svc.UsableAuthKey(ctx, keyID)
-	if err != nil {
-		return k, err
-	}
-	if !hmac.Equal([]byte(mac), []byte(tokenMAC(k, payload))) {
+	var fe *fleet.Error
+	if errors.As(err, &fe) {
 		return fleet.AuthKey{}, deny
-	}
-	if e, err := strconv.ParseInt(exp, 10, 64); err != nil || h.now().Unix() >= e {
-		return fleet.AuthKey{}, fleet.Errorf(fleet.CodeUnauthorized, "", "token expired")
+	} else if err != nil {
+		return fleet.AuthKey{}, err
 	}
 	return k, nil
 }
@@ -227,16 +276,11 @@ func (h *Handler) auth(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, fleet.Errorf(fleet.CodeInvalid, "tokenTimeoutSeconds", "must be between %d and %d", MinTokenTimeout, MaxTokenTimeout))
 		return
 	}
-	deny := fleet.Errorf(fleet.CodeUnauthorized, "authKey", "invalid auth key id or secret")
 	keyID := strings.TrimPrefix(req.AuthKeyID, KeyIDPrefix)
 	secret := strings.TrimPrefix(req.AuthKey, SecretPrefix)
-	k, err := h.svc.UsableAuthKey(r.Context(), keyID)
+	k, err := h.svc.AuthenticateAuthKey(r.Context(), keyID, secret)
 	if err != nil {
-		h.fail(w, r, deny)
-		return
-	}
-	if !hmac.Equal([]byte(controlplane.HashSecret(secret)), []byte(k.Hash)) {
-		h.fail(w, r, deny)
+		h.fail(w, r, err)
 		return
 	}
 	h.log.Info("arc auth", "authkey", k.ID)
@@ -315,41 +359,8 @@ func (h *Handler) credentials(w http.ResponseWriter, r *http.Request, k fleet.Au
 	writeJSON(w, http.StatusOK, toSession(sim, sess))
 }
 
-// clientAddr is the request's source address: the peer's, or — when the
-// peer is a trusted proxy — the nearest X-Forwarded-For entry that is not
-// itself a trusted proxy.
 func (h *Handler) clientAddr(r *http.Request) (netip.Addr, bool) {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	addr := ap.Addr().Unmap()
-	trusted := func(a netip.Addr) bool {
-		for _, p := range h.opt.TrustedProxies {
-			if p.Contains(a) {
-				return true
-			}
-		}
-		return false
-	}
-	if !trusted(addr) {
-		return addr, true
-	}
-	var hops []string
-	for _, v := range r.Header.Values("X-Forwarded-For") {
-		hops = append(hops, strings.Split(v, ",")...)
-	}
-	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			return netip.Addr{}, false
-		}
-		a = a.Unmap()
-		if !trusted(a) {
-			return a, true
-		}
-	}
-	return addr, true
+	return ratelimit.ClientAddr(r, h.opt.TrustedProxies)
 }
 
 func (h *Handler) attested(w http.ResponseWriter, r *http.Request) {

@@ -112,3 +112,14 @@ func TestAttestedBootstrapRefusals(t *testing.T) {
 		t.Fatalf("proxy without header (proxy's own address untrusted network): %d", code)
 	}
 }
+
+// TestOptionsCopied: the handler keeps its own copy of the trusted
+// networks; the caller changing its slice afterwards changes nothing.
+func TestOptionsCopied(t *testing.T) {
+	nets := []arcapi.TrustedNetwork{{Prefix: netip.MustParsePrefix("127.0.0.0/8")}}
+	_, base := attestedServer(t, arcapi.Options{TrustedNetworks: nets})
+	nets[0].Prefix = netip.MustParsePrefix("192.0.2.0/24")
+	if code, _ := attest(t, base, ""); code != 200 {
+		t.Fatalf("trusted network changed behind the handler's back: %d", code)
+	}
+}

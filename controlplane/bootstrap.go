@@ -78,7 +78,7 @@ func (s *Service) bootstrap(ctx context.Context, req BootstrapRequest, lookup fu
 		existing, err := tx.SIMByPublicKey(ctx, req.PublicKey)
 		switch {
 		case err == nil:
-			if existing.GroupID != k.GroupID || existing.Status != fleet.StatusActive {
+			if existing.AuthKeyID != k.ID || existing.GroupID != k.GroupID || existing.Status != fleet.StatusActive {
 				return fleet.Errorf(fleet.CodeConflict, "publicKey", "key belongs to another SIM")
 			}
 			sim = existing
@@ -93,7 +93,7 @@ func (s *Service) bootstrap(ctx context.Context, req BootstrapRequest, lookup fu
 			} else if err != nil {
 				return err
 			}
-			if sim, err = s.newSIM(ctx, tx, SIMSpec{Name: req.Name, Tags: k.Tags, GroupID: k.GroupID, PublicKey: req.PublicKey}); err != nil {
+			if sim, err = s.newSIM(ctx, tx, SIMSpec{Name: req.Name, Tags: k.Tags, GroupID: k.GroupID, PublicKey: req.PublicKey}, k.ID); err != nil {
 				return err
 			}
 			if err := s.event(ctx, tx, actor, "sim.bootstrap", "sim", sim.ID, map[string]any{"imsi": sim.IMSI, "address": sim.Address.String()}); err != nil {

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,11 +12,13 @@ import (
 )
 
 // Operations scoped by an auth key rather than an operator token: what a
-// device holding the key may do to SIMs of the key's group. The Arc
-// adapter uses them.
+// device holding the key may do to the SIMs bootstrapped with that key.
+// The Arc adapter uses them.
 
 // UsableAuthKey returns the auth key if it exists and is neither revoked
-// nor expired.
+// nor expired. It does not check the use count: a session of a key whose
+// uses are spent still reaches the SIMs it created. Use
+// AuthenticateAuthKey to admit a new session.
 func (s *Service) UsableAuthKey(ctx context.Context, id string) (fleet.AuthKey, error) {
 	k, err := s.st.AuthKey(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -29,20 +32,45 @@ func (s *Service) UsableAuthKey(ctx context.Context, id string) (fleet.AuthKey, 
 	return k, nil
 }
 
-// scopedSIM reads a SIM the key may act on: same group, not terminated.
-// Others are reported as not found, so a key cannot probe other groups.
+// ErrAuthKeyDenied is the one answer AuthenticateAuthKey gives to every
+// refused key, so that the reply reveals nothing about the key's state.
+var ErrAuthKeyDenied = fleet.Errorf(fleet.CodeUnauthorized, "authKey", "invalid auth key id or secret")
+
+// AuthenticateAuthKey admits a new session of the auth key id with secret:
+// the key must exist, match secret, be neither revoked nor expired, and
+// have uses left (a spent one-time key opens no new session). Every
+// refusal is ErrAuthKeyDenied; other errors are the store's.
+func (s *Service) AuthenticateAuthKey(ctx context.Context, id, secret string) (fleet.AuthKey, error) {
+	k, err := s.st.AuthKey(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return fleet.AuthKey{}, ErrAuthKeyDenied
+	} else if err != nil {
+		return fleet.AuthKey{}, err
+	}
+	if subtle.ConstantTimeCompare([]byte(HashSecret(secret)), []byte(k.Hash)) != 1 {
+		return fleet.AuthKey{}, ErrAuthKeyDenied
+	}
+	if k.Revoked || !s.now().Before(k.Expires) || (k.MaxUses > 0 && k.Uses >= k.MaxUses) {
+		return fleet.AuthKey{}, ErrAuthKeyDenied
+	}
+	return k, nil
+}
+
+// scopedSIM reads a SIM the key may act on: bootstrapped with that very
+// key, and not terminated. Others are reported as not found, so a key
+// cannot probe SIMs of other keys, operators or groups.
 func scopedSIM(ctx context.Context, r store.Reader, k fleet.AuthKey, simID string) (fleet.SIM, error) {
 	sim, err := r.SIM(ctx, simID)
-	if err != nil || sim.GroupID != k.GroupID || sim.Status == fleet.StatusTerminated {
+	if err != nil || k.ID == "" || sim.AuthKeyID != k.ID || sim.GroupID != k.GroupID || sim.Status == fleet.StatusTerminated {
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return sim, err
 		}
-		return sim, fleet.Errorf(fleet.CodeNotFound, "simId", "not found")
+		return fleet.SIM{}, fleet.Errorf(fleet.CodeNotFound, "simId", "not found")
 	}
 	return sim, nil
 }
 
-// ScopedSession returns the session of a SIM of k's group.
+// ScopedSession returns the session of a SIM bootstrapped with k.
 func (s *Service) ScopedSession(ctx context.Context, k fleet.AuthKey, simID string) (fleet.SIM, Session, error) {
 	sim, err := scopedSIM(ctx, s.st, k, simID)
 	if err != nil {
@@ -51,8 +79,10 @@ func (s *Service) ScopedSession(ctx context.Context, k fleet.AuthKey, simID stri
 	return s.SessionFor(ctx, System, sim.ID)
 }
 
-// ScopedRekey replaces the key of a SIM of k's group with pub, or with a
-// generated key returned in the session when pub is zero.
+// ScopedRekey replaces the key of an active SIM bootstrapped with k with
+// pub, or with a generated key returned in the session when pub is zero.
+// A suspended SIM is not re-keyed (bad_state): that would let a device
+// holding the key replace the key an operator suspended.
 func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string, pub fleet.Key) (fleet.SIM, Session, error) {
 	var priv fleet.Key
 	if pub.IsZero() {
@@ -68,6 +98,9 @@ func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string
 		var err error
 		if sim, err = scopedSIM(ctx, tx, k, simID); err != nil {
 			return err
+		}
+		if sim.Status != fleet.StatusActive {
+			return fleet.Errorf(fleet.CodeBadState, "status", "the SIM is %s", sim.Status)
 		}
 		sim.PublicKey, sim.NextPublicKey = pub, fleet.Key{}
 		sim.Updated = s.now()
@@ -111,7 +144,7 @@ func (s *Service) AttestedBootstrap(ctx context.Context, source string, group st
 				}
 				groupID = g.ID
 			}
-			if sim, err = s.newSIM(ctx, tx, SIMSpec{Name: "arc-" + source, PublicKey: pub, GroupID: groupID, Tags: map[string]string{"attested.source": source}}); err != nil {
+			if sim, err = s.newSIM(ctx, tx, SIMSpec{Name: "arc-" + source, PublicKey: pub, GroupID: groupID, Tags: map[string]string{"attested.source": source}}, ""); err != nil {
 				return err
 			}
 			if err := tx.BindSIM(ctx, source, sim.ID); err != nil {

@@ -153,6 +153,23 @@ func TestBootstrapRules(t *testing.T) {
 	if err != nil || again.ID != sim.ID {
 		t.Fatalf("retry: %v %v", again.ID, err)
 	}
+	if sim.AuthKeyID != k.ID {
+		t.Fatalf("SIM's auth key %q, want %q", sim.AuthKeyID, k.ID)
+	}
+	// Another key of the same group presenting that device's public key
+	// does not get its SIM (nor does an operator-made SIM's key).
+	_, other, err := svc.CreateAuthKey(ctx, admin, controlplane.AuthKeySpec{GroupID: g.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: other, PublicKey: key})
+	wantCode(t, err, fleet.CodeConflict, "publicKey")
+	opKey := pub(t)
+	if _, _, err := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GroupID: g.ID, PublicKey: opKey}); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: other, PublicKey: opKey})
+	wantCode(t, err, fleet.CodeConflict, "publicKey")
 	// The one-time key is used up for a new device.
 	_, _, err = svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: secret, PublicKey: pub(t)})
 	wantCode(t, err, fleet.CodeUnauthorized, "authKey")
@@ -197,7 +214,7 @@ func TestBootstrapRules(t *testing.T) {
 		t.Fatal("a SIM was left behind by the failed bootstrap")
 	}
 
-	for _, secret := range []string{secret, s2, s4, sess3.PrivateKey.String()} {
+	for _, secret := range []string{secret, other, s2, s4, sess3.PrivateKey.String()} {
 		if strings.Contains(logs.String(), secret) {
 			t.Fatalf("secret %q appears in logs", secret)
 		}

@@ -40,8 +40,9 @@ func offset(p netip.Prefix, a netip.Addr) uint32 {
 		(uint32(x[0])<<24 | uint32(x[1])<<16 | uint32(x[2])<<8 | uint32(x[3]))
 }
 
-// newSIM allocates and inserts a SIM inside tx.
-func (s *Service) newSIM(ctx context.Context, tx store.Tx, sp SIMSpec) (fleet.SIM, error) {
+// newSIM allocates and inserts a SIM inside tx; authKeyID is the auth key
+// bootstrapping it ("" for none).
+func (s *Service) newSIM(ctx context.Context, tx store.Tx, sp SIMSpec, authKeyID string) (fleet.SIM, error) {
 	if err := useGroup(ctx, tx, sp.GroupID); err != nil {
 		return fleet.SIM{}, storeErr(err, "groupId")
 	}
@@ -61,7 +62,7 @@ func (s *Service) newSIM(ctx context.Context, tx store.Tx, sp SIMSpec) (fleet.SI
 		tags = map[string]string{}
 	}
 	sim := fleet.SIM{ID: newID("sim", now), IMSI: imsi, Name: sp.Name, Tags: tags, GroupID: sp.GroupID, Status: fleet.StatusActive,
-		Address: addr, PublicKey: sp.PublicKey, Created: now, Updated: now}
+		Address: addr, PublicKey: sp.PublicKey, Created: now, Updated: now, AuthKeyID: authKeyID}
 	if err := tx.InsertSIM(ctx, sim); err != nil {
 		return fleet.SIM{}, storeErr(err, "")
 	}
@@ -89,7 +90,7 @@ func (s *Service) CreateSIM(ctx context.Context, a Actor, sp SIMSpec) (sim fleet
 			return err
 		}
 		var err error
-		if sim, err = s.newSIM(ctx, tx, sp); err != nil {
+		if sim, err = s.newSIM(ctx, tx, sp, ""); err != nil {
 			return err
 		}
 		return s.event(ctx, tx, a, "sim.create", "sim", sim.ID, map[string]any{"imsi": sim.IMSI, "address": sim.Address.String()})

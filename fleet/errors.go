@@ -17,6 +17,7 @@ const (
 	CodeForbidden        = "forbidden"    // credential lacks the role
 	CodeExhausted        = "exhausted"    // a pool or a key's uses ran out
 	CodeMethodNotAllowed = "method_not_allowed"
+	CodeRateLimited      = "rate_limited" // too many requests from one source; retry later
 	CodeInternal         = "internal"
 )
 

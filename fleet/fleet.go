@@ -40,6 +40,10 @@ type SIM struct {
 	NextPublicKey Key       `json:"nextPublicKey,omitzero"`
 	Created       time.Time `json:"created"`
 	Updated       time.Time `json:"updated"`
+	// AuthKeyID is the auth key the SIM was bootstrapped with; empty when
+	// an operator or a trusted network created it. Fixed at creation: it
+	// scopes what sessions of that key (the Arc API) may do to the SIM.
+	AuthKeyID string `json:"authKeyId,omitempty"`
 }
 
 // Group is a set of SIMs sharing settings.

@@ -86,6 +86,10 @@ CREATE INDEX events_object ON events (object_id, id);
 `, `
 -- Network-attested bootstrap: which SIM a trusted source address owns.
 CREATE TABLE sim_bindings (source TEXT PRIMARY KEY, sim_id TEXT NOT NULL);
+`, `
+-- The auth key a SIM was bootstrapped with ('' when an operator or a
+-- trusted network created it): Arc sessions act only on their key's SIMs.
+ALTER TABLE sims ADD COLUMN auth_key_id TEXT NOT NULL DEFAULT '';
 `}
 
 // Store is the PostgreSQL fleet store.

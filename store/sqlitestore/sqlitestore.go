@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"strings"
@@ -78,6 +79,10 @@ CREATE INDEX events_object ON events (object_id, id);
 `, `
 -- Network-attested bootstrap: which SIM a trusted source address owns.
 CREATE TABLE sim_bindings (source TEXT PRIMARY KEY, sim_id TEXT NOT NULL);
+`, `
+-- The auth key a SIM was bootstrapped with ('' when an operator or a
+-- trusted network created it): Arc sessions act only on their key's SIMs.
+ALTER TABLE sims ADD COLUMN auth_key_id TEXT NOT NULL DEFAULT '';
 `}
 
 // Open opens (creating if needed) the database file at path and migrates it.
@@ -90,6 +95,14 @@ func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
 	// reads then writes can fail with SQLITE_BUSY without waiting.
 	q.Set("_txlock", "immediate")
 	dsn := "file:" + path + "?" + q.Encode()
+	// The file holds token and auth key hashes: owner only, from its
+	// creation on (SQLite would create it 0644 less the umask). SQLite
+	// gives the -wal and -shm files the database file's mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
 	write, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, err
@@ -101,10 +114,12 @@ func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
 		write.Close()
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)
 	}
-	// The file holds token and auth key hashes: owner only.
-	if err := os.Chmod(path, 0o600); err != nil {
-		write.Close()
-		return nil, err
+	// Files of an earlier version may have been created wider.
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			write.Close()
+			return nil, err
+		}
 	}
 	read, err := sql.Open("sqlite", dsn)
 	if err != nil {

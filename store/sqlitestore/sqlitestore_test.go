@@ -77,7 +77,12 @@ func TestMigrationUpgrade(t *testing.T) {
 	old := sqlstore.New(db, db, &sqlstore.Dialect{UniqueViolation: func(error) (string, bool) { return "", false }})
 	k, _ := fleet.GeneratePrivateKey()
 	sim := fleet.SIM{ID: "sim_v1", IMSI: fleet.FormatIMSI(1), Status: fleet.StatusActive, Address: netip.MustParseAddr("10.128.0.2"), PublicKey: k.PublicKey(), Created: time.Now(), Updated: time.Now()}
-	if err := old.Update(ctx, func(tx store.Tx) error { return tx.InsertSIM(ctx, sim) }); err != nil {
+	// Version 1's columns, written as version 1 code wrote them.
+	if _, err := db.ExecContext(ctx, `INSERT INTO sims (id, imsi, name, tags, group_id, status, address, public_key, next_public_key, created, updated) VALUES (?, ?, '', '{}', '', ?, ?, ?, '', ?, ?)`,
+		sim.ID, sim.IMSI, string(sim.Status), sim.Address.String(), sim.PublicKey.String(), sim.Created.UnixNano(), sim.Updated.UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO sim_keys (public_key, sim_id) VALUES (?, ?)`, sim.PublicKey.String(), sim.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := old.SIMBinding(ctx, "x"); err == nil {
@@ -90,7 +95,7 @@ func TestMigrationUpgrade(t *testing.T) {
 		t.Fatalf("upgrade: %v", err)
 	}
 	defer s.Close()
-	if got, err := s.SIMByPublicKey(ctx, sim.PublicKey); err != nil || got.ID != sim.ID {
+	if got, err := s.SIMByPublicKey(ctx, sim.PublicKey); err != nil || got.ID != sim.ID || got.AuthKeyID != "" {
 		t.Fatalf("SIM after upgrade: %+v %v", got, err)
 	}
 	if err := s.Update(ctx, func(tx store.Tx) error { return tx.BindSIM(ctx, "10.9.0.1", sim.ID) }); err != nil {

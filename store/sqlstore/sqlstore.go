@@ -159,7 +159,7 @@ func limit(p store.PageRequest) int {
 
 // ---- SIMs ----
 
-const simCols = `id, imsi, name, tags, group_id, status, address, public_key, next_public_key, created, updated`
+const simCols = `id, imsi, name, tags, group_id, status, address, public_key, next_public_key, created, updated, auth_key_id`
 
 type scanner interface{ Scan(dst ...any) error }
 
@@ -170,7 +170,7 @@ func scanSIM(s scanner) (fleet.SIM, error) {
 		status              string
 		created, updated    int64
 	)
-	if err := s.Scan(&sim.ID, &sim.IMSI, &sim.Name, &tags, &sim.GroupID, &status, &addr, &pk, &npk, &created, &updated); err != nil {
+	if err := s.Scan(&sim.ID, &sim.IMSI, &sim.Name, &tags, &sim.GroupID, &status, &addr, &pk, &npk, &created, &updated, &sim.AuthKeyID); err != nil {
 		return sim, err
 	}
 	sim.Status = fleet.Status(status)
@@ -577,18 +577,24 @@ func simArgs(s fleet.SIM) []any {
 	if tags == nil {
 		tags = map[string]string{}
 	}
-	return []any{s.IMSI, s.Name, marshal(tags), s.GroupID, string(s.Status), s.Address.String(), s.PublicKey.String(), s.NextPublicKey.String(), nanos(s.Created), nanos(s.Updated), s.ID}
+	return []any{s.IMSI, s.Name, marshal(tags), s.GroupID, string(s.Status), s.Address.String(), s.PublicKey.String(), s.NextPublicKey.String(), nanos(s.Created), nanos(s.Updated), s.AuthKeyID, s.ID}
+}
+
+// simUpdateArgs leaves out auth_key_id: it is fixed at creation.
+func simUpdateArgs(s fleet.SIM) []any {
+	a := simArgs(s)
+	return append(a[:len(a)-2:len(a)-2], s.ID)
 }
 
 func (t *tx) InsertSIM(ctx context.Context, s fleet.SIM) error {
-	if _, err := t.exec(ctx, `INSERT INTO sims (imsi, name, tags, group_id, status, address, public_key, next_public_key, created, updated, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, simArgs(s)...); err != nil {
+	if _, err := t.exec(ctx, `INSERT INTO sims (imsi, name, tags, group_id, status, address, public_key, next_public_key, created, updated, auth_key_id, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, simArgs(s)...); err != nil {
 		return err
 	}
 	return t.putKeys(ctx, s)
 }
 
 func (t *tx) UpdateSIM(ctx context.Context, s fleet.SIM) error {
-	res, err := t.exec(ctx, `UPDATE sims SET imsi = ?, name = ?, tags = ?, group_id = ?, status = ?, address = ?, public_key = ?, next_public_key = ?, created = ?, updated = ? WHERE id = ?`, simArgs(s)...)
+	res, err := t.exec(ctx, `UPDATE sims SET imsi = ?, name = ?, tags = ?, group_id = ?, status = ?, address = ?, public_key = ?, next_public_key = ?, created = ?, updated = ? WHERE id = ?`, simUpdateArgs(s)...)
 	if err := affected(res, err); err != nil {
 		return err
 	}

@@ -36,6 +36,7 @@ func Run(t *testing.T, open Open) {
 		{"GroupsTokensEvents", testGroupsTokensEvents},
 		{"Subscribe", testSubscribe},
 		{"Bindings", testBindings},
+		{"SIMAuthKey", testSIMAuthKey},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -104,7 +105,7 @@ func sameSIM(t *testing.T, got, want fleet.SIM) {
 	if got.ID != want.ID || got.IMSI != want.IMSI || got.Name != want.Name || got.Status != want.Status ||
 		got.Address != want.Address || got.PublicKey != want.PublicKey || got.NextPublicKey != want.NextPublicKey ||
 		got.GroupID != want.GroupID || !got.Created.Equal(want.Created) || !got.Updated.Equal(want.Updated) ||
-		fmt.Sprint(got.Tags) != fmt.Sprint(want.Tags) {
+		got.AuthKeyID != want.AuthKeyID || fmt.Sprint(got.Tags) != fmt.Sprint(want.Tags) {
 		t.Fatalf("SIM mismatch:\n got %+v\nwant %+v", got, want)
 	}
 }
@@ -553,4 +554,43 @@ func testBindings(t *testing.T, s store.Store) {
 		t.Fatalf("binding: %q %v", id, err)
 	}
 	wantConflict(t, s.Update(ctx, func(tx store.Tx) error { return tx.BindSIM(ctx, "10.9.0.1", "sim_b") }), "source")
+}
+
+// testSIMAuthKey: the auth key a SIM was bootstrapped with is stored,
+// read back by every lookup, and fixed at creation (an update does not
+// change it).
+func testSIMAuthKey(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	var sim fleet.SIM
+	mustUpdate(t, s, func(tx store.Tx) error {
+		sim = newSIM(t, tx, pool)
+		sim.AuthKeyID = "ak_creator"
+		return tx.InsertSIM(ctx, sim)
+	})
+	got, err := s.SIM(ctx, sim.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.AuthKeyID != "ak_creator" {
+		t.Fatalf("AuthKeyID = %q, want ak_creator", got.AuthKeyID)
+	}
+	if got, err := s.SIMByPublicKey(ctx, sim.PublicKey); err != nil || got.AuthKeyID != "ak_creator" {
+		t.Fatalf("by key: %+v %v", got, err)
+	}
+	page, err := s.ListSIMs(ctx, store.SIMFilter{})
+	if err != nil || len(page.Items) != 1 || page.Items[0].AuthKeyID != "ak_creator" {
+		t.Fatalf("list: %+v %v", page, err)
+	}
+	changed := got
+	changed.AuthKeyID = "ak_other"
+	changed.Status = fleet.StatusSuspended
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.UpdateSIM(ctx, changed) })
+	if got, err := s.SIM(ctx, sim.ID); err != nil || got.AuthKeyID != "ak_creator" || got.Status != fleet.StatusSuspended {
+		t.Fatalf("after update: %+v %v (auth key must stay ak_creator)", got, err)
+	}
+	// A SIM created without a key keeps it empty.
+	other := insertSIM(t, s)
+	if got, err := s.SIM(ctx, other.ID); err != nil || got.AuthKeyID != "" {
+		t.Fatalf("operator SIM: %+v %v", got, err)
+	}
 }
