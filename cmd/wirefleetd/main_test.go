@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/store/pgstore/pgtest"
 )
 
@@ -43,7 +44,7 @@ func start(t *testing.T, dataDir string, env map[string]string) (base string, st
 	addrc := make(chan net.Addr, 1)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- run(ctx, []string{"--data", dataDir, "--endpoint", "127.0.0.1:51820"}, func(k string) string { return env[k] }, stdout, stderr, func(a net.Addr) { addrc <- a })
+		errc <- run(ctx, []string{"--data", dataDir, "--endpoint", "127.0.0.1:51820", "--wg-listen", ":0"}, func(k string) string { return env[k] }, stdout, stderr, func(a net.Addr) { addrc <- a })
 	}()
 	select {
 	case a := <-addrc:
@@ -159,8 +160,8 @@ func TestFirstStartAndRestart(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	k, err := loadOrCreateGatewayKey(filepath.Join(dir, "gateway.key"))
-	if err != nil || k == (fleet.Key{}) {
+	k, err := keystore.LoadFile(filepath.Join(dir, "gateway.key"))
+	if err != nil || fleet.Key(k.PublicKey()).IsZero() {
 		t.Fatalf("gateway key reload: %v", err)
 	}
 }
