@@ -123,6 +123,8 @@ type device struct {
 	wg   *netns.WireGuard
 	sim  fleet.SIM
 	link *netns.Link // the device's end of its veth to the gateway
+
+	configured bool
 }
 
 // newDevice makes a namespace with a veth to the gateway and a wireguard-go
@@ -185,7 +187,11 @@ func (d *device) configure() {
 		}
 		conf.WriteString(line + "\n")
 	}
-	d.wg.SetConf(conf.String())
+	d.wg.SetConf(conf.String()) // replaces the peer: any session is gone
+	if d.configured {
+		return
+	}
+	d.configured = true
 	d.wg.AddAddr(netip.MustParsePrefix(address))
 	d.wg.Up()
 	for _, a := range allowed {
