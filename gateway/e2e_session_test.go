@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -116,6 +117,10 @@ func TestSuspendDuringTransfer(t *testing.T) {
 	}
 	s := startStream(t, a, b, 7001)
 	waitFor(t, "the transfer to flow", func() bool { return s.total.Load() > 1<<20 })
+	c := a.connection()
+	if !c.Online || !strings.HasPrefix(c.Endpoint, a.link.Addr().String()+":") || c.RxBytes < 1<<20 || c.LastHandshake.IsZero() {
+		t.Fatalf("live state of a transferring SIM: %+v", c)
+	}
 
 	ctx := context.Background()
 	if _, err := f.svc.SetSIMStatus(ctx, f.admin, a.sim.ID, fleet.StatusSuspended); err != nil {
@@ -125,6 +130,9 @@ func TestSuspendDuringTransfer(t *testing.T) {
 	waitFor(t, "the peer to be removed", func() bool { return f.gw.Engine().Peer(wgkey.Public(a.sim.PublicKey)) == nil })
 	if d := time.Since(t0); d > time.Second {
 		t.Fatalf("peer removed %v after the suspension", d)
+	}
+	if c := a.connection(); c.Online {
+		t.Fatalf("suspended SIM still online: %+v", c)
 	}
 	time.Sleep(1500 * time.Millisecond)
 	last := time.Unix(0, s.last.Load())

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -94,7 +95,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f.token = secret
-	f.api = httptest.NewServer(api.New(f.svc, api.Options{Log: log}))
+	f.api = httptest.NewServer(api.New(f.svc, api.Options{Log: log, Connections: f.gw}))
 	t.Cleanup(f.api.Close)
 	return f
 }
@@ -197,6 +198,26 @@ func (d *device) configure() {
 	for _, a := range allowed {
 		d.f.env.AddRoute(d.ns, a, "dev", d.wg.Name)
 	}
+}
+
+// connection reads the SIM's live state from GET /api/v1/sims/{id}.
+func (d *device) connection() fleet.Connection {
+	t := d.f.t
+	t.Helper()
+	req, _ := http.NewRequest("GET", d.f.api.URL+"/api/v1/sims/"+d.sim.ID, nil)
+	req.Header.Set("Authorization", "Bearer "+d.f.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Connection *fleet.Connection `json:"connection"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || v.Connection == nil {
+		t.Fatalf("GET sim: %v, connection %v", err, v.Connection)
+	}
+	return *v.Connection
 }
 
 func (d *device) addr() string { return d.sim.Address.String() }

@@ -434,3 +434,25 @@ func (g *Gateway) recheckSIM(id string) {
 		st.sim.Store(&s)
 	}
 }
+
+// Connection returns the live state of a SIM's tunnel on this gateway
+// (api.ConnectionSource). During a key rotation the key with the latest
+// handshake speaks for the SIM.
+func (g *Gateway) Connection(simID string) fleet.Connection {
+	var c fleet.Connection
+	for _, st := range g.states(simID) {
+		p := g.eng.Peer(st.key)
+		if p == nil || stateOf(p) != st {
+			continue
+		}
+		s := p.Stats()
+		if !c.LastHandshake.IsZero() && s.LastHandshake.Before(c.LastHandshake) {
+			continue
+		}
+		c = fleet.Connection{Online: s.HasSession && !st.revoked.Load(), LastHandshake: s.LastHandshake, RxBytes: s.RxBytes, TxBytes: s.TxBytes}
+		if s.Endpoint.IsValid() {
+			c.Endpoint = s.Endpoint.String()
+		}
+	}
+	return c
+}

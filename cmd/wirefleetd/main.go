@@ -241,7 +241,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newSIMCollector(st, log), gw.Collector())
 	mux := http.NewServeMux()
-	mux.Handle("/api/v1/", api.New(svc, api.Options{Log: log, Registerer: reg}))
+	mux.Handle("/api/v1/", api.New(svc, api.Options{Log: log, Registerer: reg, Connections: gw}))
 	// SORACOM Arc-compatible routes, for soratun and other Arc clients.
 	mux.Handle("/v1/", arcapi.New(svc, arcapi.Options{Log: log, TrustedNetworks: c.trustedNetworks.items, TrustedProxies: c.trustedProxies.prefixes()}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
