@@ -25,7 +25,7 @@ func TestForgedSource(t *testing.T) {
 	a, b, c := f.newDevice(grp.ID), f.newDevice(grp.ID), f.newDevice(grp.ID)
 	for _, d := range []*device{a, b, c} {
 		if err := d.pingUntil(MetadataAddr.String(), 10*time.Second); err != nil {
-			t.Fatalf("%s: %v", d.sim.ID, err)
+			t.Fatalf("%s (%s): %v\n%s\n%+v", d.sim.ID, d.addr(), err, d.wg.Show(), f.dump())
 		}
 	}
 	before := f.gw.Engine().Counters().Dropped[engineDropSource]
@@ -244,8 +244,7 @@ func TestNewSIMConnectsAtOnce(t *testing.T) {
 	}
 	// A second device, configured before its SIM exists (address pinned).
 	n := &device{f: f, ns: f.env.NewNS("new")}
-	gwEnd, devEnd := f.env.Veth(f.gwNS, netip.MustParsePrefix("10.231.99.1/24"), n.ns, netip.MustParsePrefix("10.231.99.2/24"))
-	f.env.AddRoute(n.ns, gwAddr.String()+"/32", "via", gwEnd.Addr().String(), "dev", devEnd.Name)
+	f.join(n.ns, netip.MustParsePrefix("10.230.99.2/16"))
 	n.wg = n.ns.StartWireGuardGo("")
 	addr := netip.MustParseAddr("10.128.200.1")
 	n.wg.SetConf(fmt.Sprintf("[Interface]\nPrivateKey = %s\n\n[Peer]\nPublicKey = %s\nEndpoint = %s\nAllowedIPs = 100.127.0.0/16\n",

@@ -27,8 +27,9 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 )
 
-// gwAddr is the gateway's outer address, on the loopback of its namespace;
-// each device reaches it over its own veth.
+// gwAddr is the gateway's outer address, on a bridge in its namespace that
+// every device's veth joins: one address, one L2 segment, as a gateway with
+// one public address sees the Internet.
 var gwAddr = netip.MustParseAddr("10.230.0.1")
 
 const gwPort = 51820 // the gateway has a namespace of its own
@@ -40,6 +41,7 @@ type fixture struct {
 	t      *testing.T
 	env    *netns.Env
 	gwNS   *netns.NS
+	bridge string // in gwNS, holding gwAddr
 	svc    *controlplane.Service
 	gw     *Gateway
 	api    *httptest.Server
@@ -54,7 +56,12 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	env := netns.New(t)
 	f := &fixture{t: t, env: env, gwNS: env.NewNS("gw"), admin: controlplane.System, hsSeen: map[string]time.Time{}, hsCh: make(chan string, 64)}
-	f.gwNS.AddAddr("lo", netip.PrefixFrom(gwAddr, 32))
+	f.bridge = env.Name("br")
+	// A fixed MAC: otherwise the bridge takes its lowest port's, and
+	// changes it as ports join, stranding neighbours' ARP entries.
+	f.gwNS.MustExec("ip", "link", "add", f.bridge, "address", "02:00:0a:e6:00:01", "type", "bridge")
+	f.gwNS.MustExec("ip", "addr", "add", netip.PrefixFrom(gwAddr, 16).String(), "dev", f.bridge)
+	f.gwNS.MustExec("ip", "link", "set", f.bridge, "up")
 	ctx := context.Background()
 	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "wirefleet.db"))
 	if err != nil {
@@ -117,13 +124,21 @@ func (f *fixture) group(name string, s fleet.GroupSettings) fleet.Group {
 	return g
 }
 
+// join links namespace n to the gateway's bridge with address addr on n's side.
+func (f *fixture) join(n *netns.NS, addr netip.Prefix) (gwEnd, nEnd *netns.Link) {
+	gwEnd, nEnd = f.env.Veth(f.gwNS, netip.Prefix{}, n, addr)
+	f.gwNS.MustExec("ip", "link", "set", gwEnd.Name, "master", f.bridge)
+	return gwEnd, nEnd
+}
+
 // device is one Debian wireguard-go with its SIM.
 type device struct {
 	f    *fixture
 	ns   *netns.NS
 	wg   *netns.WireGuard
 	sim  fleet.SIM
-	link *netns.Link // the device's end of its veth to the gateway
+	link   *netns.Link // the device's end of its veth to the gateway
+	gwLink *netns.Link // the gateway's end
 
 	configured bool
 }
@@ -136,9 +151,7 @@ func (f *fixture) newDevice(groupID string) *device {
 	f.nDev++
 	n := f.nDev
 	d := &device{f: f, ns: f.env.NewNS(fmt.Sprintf("d%d", n))}
-	gwEnd, devEnd := f.env.Veth(f.gwNS, netip.MustParsePrefix(fmt.Sprintf("10.231.%d.1/24", n)), d.ns, netip.MustParsePrefix(fmt.Sprintf("10.231.%d.2/24", n)))
-	d.link = devEnd
-	f.env.AddRoute(d.ns, gwAddr.String()+"/32", "via", gwEnd.Addr().String(), "dev", devEnd.Name)
+	d.gwLink, d.link = f.join(d.ns, netip.MustParsePrefix(fmt.Sprintf("10.230.%d.2/16", n)))
 	d.wg = d.ns.StartWireGuardGo("")
 	sim, _, err := f.svc.CreateSIM(context.Background(), f.admin, controlplane.SIMSpec{Name: fmt.Sprintf("dev%d", n), GroupID: groupID, PublicKey: fleet.Key(d.wg.Public)})
 	if err != nil {
@@ -317,3 +330,21 @@ func init() {
 }
 
 var _ = os.Getenv
+
+// dump describes the gateway's state for failure messages.
+func (f *fixture) dump() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "engine %+v\nrouter drops:", f.gw.Engine().Counters())
+	for _, r := range dropReasons {
+		if n := f.gw.router.drops.get(r); n > 0 {
+			fmt.Fprintf(&b, " %s=%d", r, n)
+		}
+	}
+	f.gw.router.mu.RLock()
+	fmt.Fprintf(&b, "\nonline:")
+	for a, p := range f.gw.router.byAddr {
+		fmt.Fprintf(&b, " %s=%s(held %v, %+v)", a, p.PublicKey().Short(), f.gw.Engine().Peer(p.PublicKey()) == p, p.Stats())
+	}
+	f.gw.router.mu.RUnlock()
+	return b.String()
+}
