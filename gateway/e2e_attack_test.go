@@ -195,7 +195,7 @@ func TestAttackWhileDevicesWork(t *testing.T) {
 				default:
 				}
 				c.Write(next(i))
-				if i%64 == 63 {
+				if i%attackBurst == attackBurst-1 {
 					time.Sleep(time.Millisecond)
 				}
 			}
@@ -235,8 +235,16 @@ func TestAttackWhileDevicesWork(t *testing.T) {
 	after := f.gw.Engine().Counters()
 	t.Logf("A→B throughput %.1f MB/s before, %.1f MB/s during the attack (%.0f%%)", base/1e6, during/1e6, 100*during/base)
 	t.Logf("counters during the attack: rejected %v, dropped %v, under load %v", diff(before.HandshakesRejected, after.HandshakesRejected), diff(before.Dropped, after.Dropped), after.UnderLoad)
-	if during <= 0 {
-		t.Fatal("the legitimate transfer stopped during the attack")
+	var handled uint64
+	for _, n := range diff(before.HandshakesRejected, after.HandshakesRejected) {
+		handled += n
+	}
+	for _, n := range diff(before.Dropped, after.Dropped) {
+		handled += n
+	}
+	t.Logf("attack packets refused: about %.0f/s (garbage too short to classify is not counted)", float64(handled)/time.Since(t1).Seconds())
+	if during < base/2 {
+		t.Fatalf("the legitimate transfer fell to %.0f%% of its rate during the attack", 100*during/base)
 	}
 	rej := diff(before.HandshakesRejected, after.HandshakesRejected)
 	if rej["replayed-timestamp"]+rej["under-load-cookie-sent"] == 0 {
@@ -253,6 +261,10 @@ func TestAttackWhileDevicesWork(t *testing.T) {
 		t.Fatalf("metadata after the attack: %v %s", err, out)
 	}
 }
+
+// attackBurst is how many packets each of the three attackers sends per
+// millisecond (at most): about 45,000 packets/s in all, with sleep overhead.
+const attackBurst = 16
 
 func diff(a, b map[string]uint64) map[string]uint64 {
 	d := map[string]uint64{}

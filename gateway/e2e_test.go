@@ -133,10 +133,10 @@ func (f *fixture) join(n *netns.NS, addr netip.Prefix) (gwEnd, nEnd *netns.Link)
 
 // device is one Debian wireguard-go with its SIM.
 type device struct {
-	f    *fixture
-	ns   *netns.NS
-	wg   *netns.WireGuard
-	sim  fleet.SIM
+	f      *fixture
+	ns     *netns.NS
+	wg     *netns.WireGuard
+	sim    fleet.SIM
 	link   *netns.Link // the device's end of its veth to the gateway
 	gwLink *netns.Link // the gateway's end
 
