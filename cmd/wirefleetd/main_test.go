@@ -127,7 +127,9 @@ func TestFirstStartAndRestart(t *testing.T) {
 	}
 	code, metrics := get(t, base+"/metrics", "")
 	if code != 200 || !strings.Contains(metrics, `wirefleet_api_requests_total{code="200",route="GET /api/v1/sims"} 1`) || !strings.Contains(metrics, "go_goroutines") ||
-		!strings.Contains(metrics, `wirefleet_sims{status="active"} 1`) {
+		!strings.Contains(metrics, `wirefleet_sims{status="active"} 1`) ||
+		!strings.Contains(metrics, "wirefleet_gateway_sessions 0") || !strings.Contains(metrics, `wirefleet_gateway_handshakes_total{result="ok"} 0`) ||
+		!strings.Contains(metrics, `wirefleet_gateway_dropped_packets_total{reason="d2d-denied",where="router"} 0`) || !strings.Contains(metrics, "wirefleet_gateway_under_load 0") {
 		t.Fatalf("metrics: %d\n%s", code, metrics)
 	}
 	// The Arc-compatible routes are mounted too.
@@ -209,5 +211,28 @@ func TestPostgresBackend(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "wirefleet.db")); err == nil {
 		t.Fatal("an SQLite file was created although --postgres was given")
+	}
+}
+
+func TestGatewayFlags(t *testing.T) {
+	for in, want := range map[string]uint16{":51820": 51820, ":0": 0, "0.0.0.0:4500": 4500, "[::]:1": 1} {
+		if got, err := parseWGListen(in); err != nil || got != want {
+			t.Errorf("--wg-listen %q: %d %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"127.0.0.1:51820", "51820", ":x", ":70000"} {
+		if _, err := parseWGListen(in); err == nil {
+			t.Errorf("--wg-listen %q accepted", in)
+		}
+	}
+	c, err := parseFlags(nil, func(k string) string {
+		return map[string]string{"WIREFLEET_POSTGRES": "postgres://db/x", "WIREFLEET_WG_LISTEN": ":4500"}[k]
+	}, io.Discard)
+	if err != nil || c.store != "postgres://db/x" || c.wgListen != ":4500" {
+		t.Fatalf("--postgres as an alias of --store: %+v %v", c, err)
+	}
+	c, err = parseFlags([]string{"--store", "sqlite:/tmp/x.db"}, func(string) string { return "" }, io.Discard)
+	if err != nil || c.store != "sqlite:/tmp/x.db" {
+		t.Fatalf("--store: %+v %v", c, err)
 	}
 }
