@@ -292,7 +292,8 @@ func parseWGListen(v string) (uint16, error) {
 }
 
 func openStore(ctx context.Context, c config, log *slog.Logger) (store.Store, string, error) {
-	if strings.HasPrefix(c.store, "postgres://") || strings.HasPrefix(c.store, "postgresql://") || strings.Contains(c.store, "host=") {
+	// PostgreSQL: a URL, or a key=value DSN ("host=… dbname=…").
+	if strings.HasPrefix(c.store, "postgres://") || strings.HasPrefix(c.store, "postgresql://") || strings.Contains(c.store, "=") {
 		return openPostgres(ctx, c.store, log)
 	}
 	path := strings.TrimPrefix(c.store, "sqlite:")
