@@ -56,8 +56,6 @@ func (g *Gateway) answerDNS(ctx context.Context, caller netip.Addr, msg []byte) 
 		return nil
 	}
 	rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired}
-	b := dnsmessage.NewBuilder(make([]byte, 0, 512), rh)
-	b.EnableCompression()
 	name := strings.ToLower(q.Name.String())
 	zone := g.zoneName()
 	var addr netip.Addr
@@ -74,7 +72,7 @@ func (g *Gateway) answerDNS(ctx context.Context, caller netip.Addr, msg []byte) 
 			rh.RCode = dnsmessage.RCodeNameError
 		}
 	}
-	b = dnsmessage.NewBuilder(make([]byte, 0, 512), rh)
+	b := dnsmessage.NewBuilder(make([]byte, 0, 512), rh)
 	b.EnableCompression()
 	b.StartQuestions()
 	b.Question(q)

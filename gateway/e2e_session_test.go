@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/netip"
 	"strings"
 	"sync"
@@ -277,5 +276,3 @@ func TestNewSIMConnectsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
-var _ = io.EOF

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -328,8 +327,6 @@ func init() {
 	// curl is one more tool the end-to-end tests need in the namespaces.
 	netns.Tools = append(netns.Tools, "curl")
 }
-
-var _ = os.Getenv
 
 // dump describes the gateway's state for failure messages.
 func (f *fixture) dump() string {
