@@ -74,6 +74,8 @@ type Gateway struct {
 	reg   map[string]map[wgkey.Public]*simState
 
 	policies policyCache
+	// simGen counts SIM changes seen on the feed (see resolvePeer).
+	simGen atomic.Uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -186,8 +188,10 @@ func (g *Gateway) Close() error {
 // resolvePeer is the engine's Resolver: only active SIMs complete a
 // handshake, with the SIM's overlay /32 as their only allowed source.
 func (g *Gateway) resolvePeer(ctx context.Context, key wgkey.Public, remote netip.AddrPort) (engine.PeerConfig, error) {
-	// Register before reading the store: a change committed after our read
-	// then finds the state and revokes it (see watch).
+	// A change committed while we read could reach the watcher before we
+	// register, and be missed: the watcher bumps simGen before it looks, so
+	// if it moved while we resolved, we read again once registered.
+	gen := g.simGen.Load()
 	st := &simState{key: key}
 	sim, err := g.st.SIMByPublicKey(ctx, fleet.Key(key))
 	if errors.Is(err, store.ErrNotFound) {
@@ -198,11 +202,11 @@ func (g *Gateway) resolvePeer(ctx context.Context, key wgkey.Public, remote neti
 	}
 	st.id = sim.ID
 	st = g.register(st)
-	// Re-read now that the state is registered, so no change falls between.
-	sim, err = g.st.SIM(ctx, sim.ID)
-	if err != nil {
-		g.unregister(st)
-		return engine.PeerConfig{}, fmt.Errorf("gateway: reading SIM: %w", err)
+	if g.simGen.Load() != gen {
+		if sim, err = g.st.SIM(ctx, sim.ID); err != nil {
+			g.unregister(st)
+			return engine.PeerConfig{}, fmt.Errorf("gateway: reading SIM: %w", err)
+		}
 	}
 	if sim.Status != fleet.StatusActive || !keyOf(sim, key) {
 		g.unregister(st)
@@ -369,11 +373,13 @@ func (g *Gateway) watch(changes <-chan fleet.Change, cancel func()) {
 			if !ok {
 				g.log.Warn("store change feed closed; resynchronising")
 				changes, cancel = g.st.Subscribe()
+				g.simGen.Add(1)
 				g.resync()
 				continue
 			}
 			switch c.Kind {
 			case fleet.ChangeSIM:
+				g.simGen.Add(1)
 				g.recheckSIM(c.ID)
 			case fleet.ChangeGroup:
 				g.policies.refresh(g.ctx, g.st, c.ID)
