@@ -31,7 +31,7 @@ import (
 // beforehand by our noise package, so initiator cost is not measured),
 // blasted from one 127.0.0.1 socket with 64 outstanding (enginebench.Blast,
 // as for the engine's own figure). Each handshake costs a key lookup
-// (indexed), a SIM re-read and the DHs.
+// (indexed) and the DHs.
 //
 // It is also the "every device reconnects after a gateway restart" figure
 // (a fresh gateway, every device initiating), with the process CPU time per

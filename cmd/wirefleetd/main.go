@@ -112,7 +112,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.apiListen, "api-listen", ":8080", "address of the REST API and /metrics")
 	fs.StringVar(&c.dataDir, "data", "./wirefleet-data", "data directory (SQLite database, admin token, gateway key)")
-	fs.StringVar(&c.endpoint, "endpoint", "", "gateway endpoint HOST:PORT handed to devices (default: this host's name, port 51820)")
+	fs.StringVar(&c.endpoint, "endpoint", "", "gateway endpoint HOST:PORT handed to devices (default: this host's name and the --wg-listen port)")
 	fs.StringVar(&c.pool, "pool", controlplane.DefaultPool.String(), "IPv4 prefix SIM overlay addresses come from")
 	fs.StringVar(&c.store, "store", "", "store DSN: postgres://… for PostgreSQL, or an SQLite file path; empty uses wirefleet.db in the data directory")
 	fs.StringVar(&c.store, "postgres", "", "alias of --store (PostgreSQL connection string)")
@@ -188,12 +188,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
 		return err
 	}
+	wgPort, err := parseWGListen(c.wgListen)
+	if err != nil {
+		return err
+	}
 	if c.endpoint == "" {
 		host, err := os.Hostname()
 		if err != nil {
 			host = "localhost"
 		}
-		c.endpoint = net.JoinHostPort(host, "51820")
+		port := "51820"
+		if wgPort != 0 {
+			port = strconv.Itoa(int(wgPort))
+		}
+		c.endpoint = net.JoinHostPort(host, port)
 	}
 	if _, _, err := net.SplitHostPort(c.endpoint); err != nil {
 		return fmt.Errorf("--endpoint %q: want HOST:PORT", c.endpoint)
@@ -206,10 +214,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer st.Close()
 	log.Info("store open", "backend", backend)
 
-	wgPort, err := parseWGListen(c.wgListen)
-	if err != nil {
-		return err
-	}
 	gwKey, err := keystore.LoadOrCreateFile(filepath.Join(c.dataDir, "gateway.key"))
 	if err != nil {
 		return fmt.Errorf("gateway key: %w", err)
