@@ -135,6 +135,19 @@ func TestDeviceToDevice(t *testing.T) {
 		t.Fatal("A's tag write touched B")
 	}
 
+	// C moves into A's group: the change reaches the gateway without a new
+	// handshake, and C now reaches A.
+	if _, err := f.svc.SetSIMGroup(context.Background(), f.admin, c.sim.ID, grp.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the group move reaches the gateway", func() bool {
+		p := f.gw.router.peerFor(c.sim.Address)
+		return p != nil && stateOf(p).SIM().GroupID == grp.ID
+	})
+	if err := c.ping(a.addr(), 2, 5*time.Second); err != nil {
+		t.Fatalf("C, moved into A's group, cannot reach A: %v", err)
+	}
+
 	// Device-to-device off: A and B no longer reach each other.
 	s.DeviceToDevice.Mode = fleet.D2DOff
 	if _, err := f.svc.UpdateGroup(context.Background(), f.admin, grp.ID, nil, &s); err != nil {
