@@ -185,3 +185,11 @@ func (g *Generator) AddMACs(msg []byte, now time.Time) {
 	mac(&m, g.cookie[:], msg[:o2])
 	copy(msg[o2:], m[:])
 }
+
+// HasCookie reports whether g holds a cookie still fresh at now (the peer
+// is under load and asked for it).
+func (g *Generator) HasCookie(now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.cookieSet.IsZero() && now.Sub(g.cookieSet) <= RefreshTime
+}

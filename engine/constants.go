@@ -35,4 +35,6 @@ const (
 	// chunkSize is how many packets one crypto job holds: small enough to
 	// spread a batch over the cores, big enough to amortize the hand-off.
 	chunkSize = 32
+	// resolveTimeout bounds one Resolver call.
+	resolveTimeout = 5 * time.Second
 )

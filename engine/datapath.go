@@ -208,7 +208,7 @@ type indexCache struct {
 func (e *Engine) classify(pkt []byte, ep conn.Endpoint, cache *indexCache) (el inElem, ok bool) {
 	typ, err := wire.Type(pkt)
 	if err != nil {
-		e.drops[DropDecrypt].Add(1)
+		e.drops[DropMalformedOuter].Add(1)
 		return el, false
 	}
 	if typ != wire.TypeTransport {
@@ -268,10 +268,13 @@ func (e *Engine) deliver(batch *inBatch, out []InboundPacket, tunBufs [][]byte) 
 		p.setEndpoint(el.ep)
 		if p != lastPeer {
 			lastPeer = p
-			p.received(kp, now, el.n > 0)
+			p.received(kp, now)
 		}
 		if el.n == 0 {
 			continue // keepalive
+		}
+		if p.keepaliveDue.Load() == 0 {
+			p.keepaliveDue.Store(now) // data to acknowledge
 		}
 		plain := (*el.buf)[wire.TransportHeaderSize : wire.TransportHeaderSize+el.n]
 		src, ln, ok := innerSource(plain)
@@ -308,7 +311,7 @@ func (e *Engine) deliver(batch *inBatch, out []InboundPacket, tunBufs [][]byte) 
 // received updates a peer's timer inputs for an authenticated packet
 // (once per peer per batch: the writes are throttled so cores do not fight
 // over the peer's cache lines).
-func (p *Peer) received(kp *keypair, now int64, data bool) {
+func (p *Peer) received(kp *keypair, now int64) {
 	if now-p.lastTraversal.Load() > int64(10*time.Millisecond) {
 		p.lastTraversal.Store(now)
 		p.lastActivity.Store(now)
@@ -316,12 +319,10 @@ func (p *Peer) received(kp *keypair, now int64, data bool) {
 	if p.newHandshakeDue.Load() != 0 {
 		p.newHandshakeDue.Store(0)
 	}
-	if data && p.keepaliveDue.Load() == 0 {
-		p.keepaliveDue.Store(now)
-	}
-	// An initiator whose session is about to be rejected renews it on the
-	// receiving side too, in case it has nothing to send.
-	if kp.initiator && now-kp.created >= int64(RejectAfterTime-KeepaliveTimeout-RekeyTimeout) {
+	// An initiator whose current session is about to be rejected renews it
+	// on the receiving side too, in case it has nothing to send. Late
+	// packets on an older session do not count.
+	if kp.initiator && kp == p.current.Load() && now-kp.created >= int64(RejectAfterTime-KeepaliveTimeout-RekeyTimeout) {
 		p.e.requestHandshake(p, false)
 	}
 }
@@ -382,7 +383,10 @@ func (e *Engine) sendBufs(p *Peer, bufs []*[]byte, ns []int) {
 			p.newHandshakeDue.Store(now)
 		}
 	}
-	if kp.initiator && (now-kp.created >= int64(RekeyAfterTime) || last >= RekeyAfterMessages) {
+	// Either side renews a session that carried RekeyAfterMessages; only
+	// the initiator renews by age (the whitepaper's rule, so both sides do
+	// not race each other every two minutes).
+	if last >= RekeyAfterMessages || (kp.initiator && now-kp.created >= int64(RekeyAfterTime)) {
 		e.requestHandshake(p, false)
 	}
 	if len(b.elems) == 0 {

@@ -31,6 +31,7 @@ import (
 	"github.com/wirefleet/wirefleet/clock"
 	"github.com/wirefleet/wirefleet/cookie"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/tai64n"
 	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/ratelimiter"
@@ -116,6 +117,11 @@ type Config struct {
 	MTU int
 	// Logger receives operational logs; default slog.Default().
 	Logger *slog.Logger
+	// EvictedTimestamps bounds how many evicted peers' newest handshake
+	// timestamps the engine remembers for replay protection (default
+	// 262,144; negative: none). A Resolver that implements TimestampKeeper
+	// makes this unnecessary.
+	EvictedTimestamps int
 }
 
 // Counters is a snapshot of engine-wide counters.
@@ -129,8 +135,7 @@ type Counters struct {
 
 // Engine is one WireGuard interface.
 type Engine struct {
-	ks       keystore.Store
-	pub      wgkey.Public
+	id       atomic.Pointer[identity]
 	bind     conn.Bind
 	port     uint16
 	resolver Resolver
@@ -143,8 +148,8 @@ type Engine struct {
 
 	peers   *peerTable
 	indices *indexTable
+	evicted *evictedTimestamps
 	routes  routeTable
-	checker *cookie.Checker
 	limiter ratelimiter.Ratelimiter
 
 	cryptoQ chan cryptoJob
@@ -157,8 +162,8 @@ type Engine struct {
 	forceUnderLoad bool
 
 	handshakesOK atomic.Uint64
-	rejects      [RejectUnexpected + 1]atomic.Uint64
-	drops        [DropNoRoute + 1]atomic.Uint64
+	rejects      [RejectResolverError + 1]atomic.Uint64
+	drops        [DropMalformedOuter + 1]atomic.Uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -197,9 +202,10 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.EvictedTimestamps == 0 {
+		cfg.EvictedTimestamps = 1 << 18
+	}
 	e := &Engine{
-		ks:             cfg.KeyStore,
-		pub:            cfg.KeyStore.PublicKey(),
 		bind:           cfg.Bind,
 		resolver:       cfg.Resolver,
 		handler:        cfg.Handler,
@@ -209,6 +215,7 @@ func New(cfg Config) (*Engine, error) {
 		log:            cfg.Logger,
 		cfg:            cfg,
 		peers:          newPeerTable(),
+		evicted:        newEvictedTimestamps(cfg.EvictedTimestamps),
 		indices:        newIndexTable(),
 		cryptoQ:        make(chan cryptoJob, 1024),
 		hsQ:            make(chan *hsJob, defaultHandshakeQueue),
@@ -216,7 +223,7 @@ func New(cfg Config) (*Engine, error) {
 		outQ:           make(chan *outBatch, 256),
 		forceUnderLoad: cfg.ForceUnderLoad,
 	}
-	e.checker = cookie.NewChecker(e.pub, e.clk.Now)
+	e.id.Store(newIdentity(cfg.KeyStore, e.clk))
 	e.mtu = cfg.MTU
 	if e.mtu == 0 && cfg.TUN != nil {
 		if m, err := cfg.TUN.MTU(); err == nil {
@@ -227,8 +234,31 @@ func New(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
+// identity is the engine's static key: its store, public key, and the
+// cookie checker keyed by it. SetKeyStore swaps it whole.
+type identity struct {
+	ks      keystore.Store
+	pub     wgkey.Public
+	checker *cookie.Checker
+}
+
+func newIdentity(ks keystore.Store, clk clock.Clock) *identity {
+	pub := ks.PublicKey()
+	return &identity{ks: ks, pub: pub, checker: cookie.NewChecker(pub, clk.Now)}
+}
+
 // PublicKey returns the engine's static public key.
-func (e *Engine) PublicKey() wgkey.Public { return e.pub }
+func (e *Engine) PublicKey() wgkey.Public { return e.id.Load().pub }
+
+// SetKeyStore replaces the engine's static key (key rotation). Sessions in
+// use carry on; a handshake with the new key starts at once with every peer
+// that has an endpoint, and traffic moves to its session when it completes,
+// so nothing is lost. Initiations under way with the old key finish with it.
+func (e *Engine) SetKeyStore(ks keystore.Store) {
+	e.id.Store(newIdentity(ks, e.clk))
+	e.log.Info("static key replaced", "public_key", ks.PublicKey().String())
+	e.peers.each(func(p *Peer) { e.requestHandshake(p, true) })
+}
 
 // Port returns the UDP port the engine listens on (after Up).
 func (e *Engine) Port() uint16 { return e.port }
@@ -253,6 +283,7 @@ func (e *Engine) Up() error {
 		for i := 0; i < e.cfg.HandshakeWorkers; i++ {
 			goRun(&e.producers, e.handshakeWorker)
 		}
+		goRun(&e.producers, e.initiationWorker)
 		goRun(&e.consumers, e.outboundWriter)
 		for _, fn := range fns {
 			e.startReceiver(fn)
@@ -263,7 +294,7 @@ func (e *Engine) Up() error {
 		if e.cfg.TimerInterval > 0 {
 			goRun(&e.producers, e.timerLoop)
 		}
-		e.log.Info("wireguard engine up", "port", e.port, "public_key", e.pub.String())
+		e.log.Info("wireguard engine up", "port", e.port, "public_key", e.PublicKey().String())
 	})
 	return err
 }
@@ -297,7 +328,7 @@ func (e *Engine) Close() error {
 
 // AddPeer adds a static peer (one the engine keeps until RemovePeer).
 func (e *Engine) AddPeer(pc PeerConfig) (*Peer, error) {
-	p, err := e.newPeer(pc, false, netip.AddrPort{})
+	p, err := e.newPeer(e.id.Load(), pc, false, netip.AddrPort{})
 	if err != nil {
 		return nil, err
 	}
@@ -308,23 +339,21 @@ func (e *Engine) AddPeer(pc PeerConfig) (*Peer, error) {
 	return p, nil
 }
 
-func (e *Engine) newPeer(pc PeerConfig, lazy bool, remote netip.AddrPort) (*Peer, error) {
+func (e *Engine) newPeer(id *identity, pc PeerConfig, lazy bool, remote netip.AddrPort) (*Peer, error) {
 	if pc.PublicKey.IsZero() {
 		return nil, errors.New("engine: peer has no public key")
 	}
 	p := &Peer{
 		e: e, key: pc.PublicKey, psk: pc.PresharedKey, identity: pc.Identity,
-		keepalive: pc.PersistentKeepalive, lazy: lazy,
+		keepalive: pc.PersistentKeepalive, lazy: lazy, lastTS: pc.LastTimestamp,
 		allowed: append([]netip.Prefix(nil), pc.AllowedIPs...),
 	}
 	for i, a := range p.allowed {
 		p.allowed[i] = a.Masked()
 	}
-	ss, err := e.ks.DH(e.ctx, keystore.DHRequest{Purpose: keystore.StaticStatic, Peer: pc.PublicKey, PeerStatic: pc.PublicKey, Remote: remote})
-	if err != nil {
-		return nil, fmt.Errorf("engine: static-static DH for %s: %w", pc.PublicKey.Short(), err)
+	if err := p.computeStaticStaticLocked(id, remote); err != nil {
+		return nil, err
 	}
-	p.ss = ss
 	p.cookies.Init(pc.PublicKey)
 	if pc.Endpoint.IsValid() {
 		ep, err := e.bind.ParseEndpoint(pc.Endpoint.String())
@@ -356,7 +385,14 @@ func (e *Engine) dropPeer(p *Peer, reason string) bool {
 	p.removed = true
 	had := p.current.Load() != nil
 	p.zeroKeysLocked()
+	lastTS := p.lastTS
 	p.mu.Unlock()
+	if p.lazy && lastTS != (tai64n.Timestamp{}) {
+		e.evicted.put(p.key, lastTS)
+		if k, ok := e.resolver.(TimestampKeeper); ok {
+			k.KeepTimestamp(p.key, lastTS)
+		}
+	}
 	if had && e.hooks.SessionExpired != nil {
 		e.hooks.SessionExpired(SessionEvent{Peer: p, Reason: reason, Time: e.now()})
 	}
@@ -411,4 +447,19 @@ func (e *Engine) drop(p *Peer, r DropReason, src netip.Addr) {
 	if p != nil && e.hooks.PacketDropped != nil {
 		e.hooks.PacketDropped(DropEvent{Peer: p, Reason: r, Source: src, Time: e.now()})
 	}
+}
+
+// SetEndpoint points p at a new outer address, for example after the
+// gateway's host name was resolved again. An authenticated packet from
+// another address still moves it (roaming).
+func (e *Engine) SetEndpoint(p *Peer, ap netip.AddrPort) error {
+	if old := p.endpoint.Load(); old != nil && old.addr == ap {
+		return nil
+	}
+	ep, err := e.bind.ParseEndpoint(ap.String())
+	if err != nil {
+		return fmt.Errorf("engine: endpoint %v: %w", ap, err)
+	}
+	p.endpoint.Store(&endpointBox{ep: ep, addr: ap})
+	return nil
 }

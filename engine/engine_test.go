@@ -310,6 +310,22 @@ func TestTimers(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("persistent keepalive did not bring up a session")
 	}
+	// Then one keepalive every 25 s of silence, and none before.
+	cAtB := b.e.Peer(c.e.PublicKey())
+	waitFor(t, "first keepalive at b", func() bool { return cAtB.lastTraversal.Load() != 0 })
+	for i := 0; i < 3; i++ {
+		clk.Advance(20 * time.Second)
+		before := cAtB.lastTraversal.Load()
+		c.e.RunTimers()
+		time.Sleep(50 * time.Millisecond)
+		if cAtB.lastTraversal.Load() != before {
+			t.Fatalf("round %d: keepalive after 20 s of a 25 s interval", i)
+		}
+		clk.Advance(5 * time.Second)
+		c.e.RunTimers()
+		want := clk.Now().UnixNano()
+		waitFor(t, fmt.Sprintf("keepalive %d at b", i+2), func() bool { return cAtB.lastTraversal.Load() == want })
+	}
 
 	// Key material goes after 3 × RejectAfterTime without a handshake.
 	clk.Advance(3*RejectAfterTime + time.Second)

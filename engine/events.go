@@ -20,8 +20,9 @@ const (
 	RejectFlood
 	RejectCookieSent // under load: answered with a cookie reply instead
 	RejectRateLimited
-	RejectKeyStore   // the key store refused or failed the DH
-	RejectUnexpected // a response or cookie reply for no pending handshake
+	RejectKeyStore      // the key store refused or failed the DH
+	RejectUnexpected    // a response or cookie reply for no pending handshake
+	RejectResolverError // the resolver failed (its store is away), not the peer's fault
 )
 
 var rejectNames = [...]string{
@@ -35,6 +36,7 @@ var rejectNames = [...]string{
 	RejectRateLimited:       "rate-limited",
 	RejectKeyStore:          "key-store",
 	RejectUnexpected:        "unexpected",
+	RejectResolverError:     "resolver-error",
 }
 
 // String returns the reason's stable name, used in logs and metrics.
@@ -56,6 +58,7 @@ const (
 	DropNoSession
 	DropDecrypt
 	DropNoRoute
+	DropMalformedOuter // a datagram that is no WireGuard message
 )
 
 var dropNames = [...]string{
@@ -65,6 +68,7 @@ var dropNames = [...]string{
 	DropNoSession:        "no-session",
 	DropDecrypt:          "decrypt",
 	DropNoRoute:          "no-route",
+	DropMalformedOuter:   "malformed-outer",
 }
 
 // String returns the reason's stable name.

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/wirefleet/wirefleet/cookie"
+	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/noise"
 	"github.com/wirefleet/wirefleet/tai64n"
 	"github.com/wirefleet/wirefleet/wire"
@@ -17,7 +18,14 @@ import (
 // MAC1 so the fuzzer reaches the Noise code behind the MAC check. Nothing
 // may panic; no forged input may create a peer or deliver a packet.
 func FuzzInboundDatagram(f *testing.F) {
-	a, b, pb, _ := pair(f, nil, nil)
+	// b resolves unknown keys through a resolver that knows one more
+	// device, so creating a peer from forged bytes is possible in
+	// principle — and must never happen.
+	other, _ := keystore.GenerateMemory()
+	a, b, pb, _ := pair(f, nil, func(c *Config) {
+		c.Resolver = mapResolver{other.PublicKey(): {AllowedIPs: pfx(addrA)}}
+		c.HandshakeWorkers = 1
+	})
 	a.e.Send(pb, [][]byte{ping(addrB, addrA)})
 	recv(f, b.in, "setup packet")
 
@@ -45,8 +53,24 @@ func FuzzInboundDatagram(f *testing.F) {
 	peers := b.e.PeerCount()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		data = append([]byte(nil), data...)
-		if typ, err := wire.Type(data); err == nil && (typ == wire.TypeInitiation || typ == wire.TypeResponse) {
+		// Handshake messages run synchronously here (the same handlers the
+		// workers call), so the assertions below see their effect.
+		switch typ, err := wire.Type(data); {
+		case err != nil:
+		case typ == wire.TypeInitiation:
 			mac.AddMACs(data, b.e.now())
+			b.e.handleInitiation(data, ep)
+		case typ == wire.TypeResponse:
+			mac.AddMACs(data, b.e.now())
+			b.e.handleResponse(data, ep)
+		case typ == wire.TypeCookieReply:
+			b.e.handleCookieReply(data)
+		}
+		if b.e.Peer(other.PublicKey()) != nil {
+			t.Fatal("forged bytes created a peer for a key only the resolver knows")
+		}
+		if typ, err := wire.Type(data); err != nil || typ != wire.TypeTransport {
+			return
 		}
 		var cache indexCache
 		el, ok := b.e.classify(data, ep, &cache)

@@ -5,12 +5,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/noise"
 	"github.com/wirefleet/wirefleet/tai64n"
+	"github.com/wirefleet/wirefleet/wgkey"
 	"github.com/wirefleet/wirefleet/wire"
 	"golang.zx2c4.com/wireguard/conn"
 )
@@ -25,21 +27,26 @@ type hsJob struct {
 
 var hsJobPool = sync.Pool{New: func() any { return new(hsJob) }}
 
-// queueHandshake is called by UDP readers for handshake messages. MAC1 is
+// queueHandshake is called by UDP readers for handshake messages. Cookie
+// replies are consumed at once. For the others MAC1 is
 // checked here, before anything is queued, so garbage costs one BLAKE2s
 // and cannot push the engine under load. Under load, MAC2 and the per-source
 // rate limit are checked here too: a flood is answered with cookie replies
 // from the reader and never fills the queue that legitimate, address-proven
 // initiations wait in.
 func (e *Engine) queueHandshake(typ uint32, msg []byte, ep conn.Endpoint) {
-	if typ != wire.TypeCookieReply {
-		if !e.checker.CheckMAC1(msg) {
-			e.reject(RejectBadMAC1, [32]byte{}, endpointAddr(ep), "")
-			return
-		}
-		if !e.admit(msg, binary.LittleEndian.Uint32(msg[4:]), ep) {
-			return
-		}
+	if typ == wire.TypeCookieReply {
+		// Cheap (an index lookup and one XChaCha20-Poly1305), so handled
+		// here: a spray of them never reaches the queue.
+		e.handleCookieReply(msg)
+		return
+	}
+	if !e.id.Load().checker.CheckMAC1(msg) {
+		e.reject(RejectBadMAC1, [32]byte{}, endpointAddr(ep), "")
+		return
+	}
+	if !e.admit(msg, binary.LittleEndian.Uint32(msg[4:]), ep) {
+		return
 	}
 	if len(e.hsQ) >= underLoadQueue {
 		e.underLoadUntil.Store(e.nanos() + int64(underLoadLinger))
@@ -54,13 +61,25 @@ func (e *Engine) queueHandshake(typ uint32, msg []byte, ep conn.Endpoint) {
 	}
 }
 
-func (e *Engine) handshakeWorker() {
+// initiationWorker sends our own initiations. It is apart from the
+// handshake workers so a slow resolver (a database away) cannot hold up
+// rekeys with peers already held.
+func (e *Engine) initiationWorker() {
 	for {
 		select {
 		case <-e.ctx.Done():
 			return
 		case p := <-e.initQ:
 			e.sendInitiation(p)
+		}
+	}
+}
+
+func (e *Engine) handshakeWorker() {
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
 		case j := <-e.hsQ:
 			msg := j.buf[:j.n]
 			switch j.typ {
@@ -68,8 +87,6 @@ func (e *Engine) handshakeWorker() {
 				e.handleInitiation(msg, j.ep)
 			case wire.TypeResponse:
 				e.handleResponse(msg, j.ep)
-			case wire.TypeCookieReply:
-				e.handleCookieReply(msg)
 			}
 			j.ep = nil
 			hsJobPool.Put(j)
@@ -85,8 +102,9 @@ func (e *Engine) admit(msg []byte, sender uint32, ep conn.Endpoint) bool {
 		return true
 	}
 	src := ep.DstToBytes()
-	if !e.checker.CheckMAC2(msg, src) {
-		reply, err := e.checker.MakeReply(msg, sender, src)
+	checker := e.id.Load().checker
+	if !checker.CheckMAC2(msg, src) {
+		reply, err := checker.MakeReply(msg, sender, src)
 		if err == nil {
 			var b [wire.CookieReplySize]byte
 			reply.Marshal(b[:])
@@ -108,7 +126,8 @@ func (e *Engine) handleInitiation(msg []byte, ep conn.Endpoint) {
 		return
 	}
 	remote := endpointAddr(ep)
-	r, err := noise.OpenInitiation(e.ctx, e.ks, e.pub, &m, keystore.DHRequest{Remote: remote})
+	id := e.id.Load()
+	r, err := noise.OpenInitiation(e.ctx, id.ks, id.pub, &m, keystore.DHRequest{Remote: remote})
 	if err != nil {
 		if errors.Is(err, noise.ErrDecrypt) || errors.Is(err, keystore.ErrLowOrder) {
 			e.reject(RejectUndecryptable, [32]byte{}, remote, "")
@@ -118,76 +137,63 @@ func (e *Engine) handleInitiation(msg []byte, ep conn.Endpoint) {
 		return
 	}
 	key := r.PeerStatic
-	p := e.peers.get(key)
-	fresh := false
-	if p == nil {
-		if e.resolver == nil {
-			e.reject(RejectUnknownKey, key, remote, "")
+	// Two rounds at most: a held peer evicted while we worked on its
+	// initiation is resolved again rather than refused.
+	var p *Peer
+	var ts tai64n.Timestamp
+	now := e.nanos()
+	for round := 0; ; round++ {
+		var fresh bool
+		var ok bool
+		p, fresh, ok = e.peerForInitiation(id, key, remote)
+		if !ok {
 			return
 		}
-		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
-		pc, err := e.resolver.ResolvePeer(ctx, key, remote)
-		cancel()
-		var denied *DeniedError
-		switch {
-		case errors.As(err, &denied):
-			e.reject(RejectDenied, key, remote, denied.Reason)
-			return
-		case errors.Is(err, ErrUnknownPeer):
-			e.reject(RejectUnknownKey, key, remote, "")
-			return
-		case err != nil:
-			e.reject(RejectUnknownKey, key, remote, "resolver: "+err.Error())
-			return
-		}
-		pc.PublicKey = key
-		if p, err = e.newPeer(pc, true, remote); err != nil {
+		ss, err := p.staticStatic(id, remote)
+		if err != nil {
 			e.reject(RejectKeyStore, key, remote, err.Error())
 			return
 		}
-		fresh = true
-	}
-	ts, err := r.OpenTimestamp(&p.ss)
-	if err != nil {
-		e.reject(RejectUndecryptable, key, remote, "")
-		return
-	}
-	now := e.nanos()
-	p.mu.Lock()
-	if p.removed {
-		p.mu.Unlock()
-		e.reject(RejectDenied, key, remote, "peer removed")
-		return
-	}
-	if !ts.After(p.lastTS) {
-		p.mu.Unlock()
-		e.reject(RejectReplayedTimestamp, key, remote, "")
-		return
-	}
-	if now-p.lastInitAt < int64(HandshakeInitiationRate) {
-		p.mu.Unlock()
-		e.reject(RejectFlood, key, remote, "")
-		return
-	}
-	p.lastTS, p.lastInitAt = ts, now
-	p.mu.Unlock()
-
-	if fresh {
-		// Only now, authenticated, does the peer take memory. If another
-		// worker raced us in, use its peer (timestamps then serialise).
-		if got := e.peers.insert(p); got != p {
-			p = got
-			p.mu.Lock()
+		if ts, err = r.OpenTimestamp(&ss); err != nil {
+			e.reject(RejectUndecryptable, key, remote, "")
+			return
+		}
+		if fresh {
+			// Only now, authenticated and not a replay, does the peer take
+			// memory. If another worker raced us in, use its peer (the
+			// checks below then serialise on it).
 			if !ts.After(p.lastTS) {
-				p.mu.Unlock()
 				e.reject(RejectReplayedTimestamp, key, remote, "")
 				return
 			}
-			p.lastTS, p.lastInitAt = ts, now
-			p.mu.Unlock()
-		} else {
-			e.routes.add(p)
+			if got := e.peers.insert(p); got != p {
+				p = got
+			} else {
+				e.routes.add(p)
+			}
 		}
+		p.mu.Lock()
+		if p.removed {
+			p.mu.Unlock()
+			if round == 0 {
+				continue
+			}
+			e.reject(RejectDenied, key, remote, "peer removed")
+			return
+		}
+		if !ts.After(p.lastTS) {
+			p.mu.Unlock()
+			e.reject(RejectReplayedTimestamp, key, remote, "")
+			return
+		}
+		if now-p.lastInitAt < int64(HandshakeInitiationRate) {
+			p.mu.Unlock()
+			e.reject(RejectFlood, key, remote, "")
+			return
+		}
+		p.lastTS, p.lastInitAt = ts, now
+		p.mu.Unlock()
+		break
 	}
 
 	idx := e.indices.newIndex(indexEntry{peer: p})
@@ -225,6 +231,46 @@ func (e *Engine) handleInitiation(msg []byte, ep conn.Endpoint) {
 	e.sendRaw(p, b[:])
 }
 
+// peerForInitiation returns the held peer with key, or a new one built
+// from the resolver's answer (fresh: not yet inserted). ok is false when
+// the initiation is refused (the event is reported).
+func (e *Engine) peerForInitiation(id *identity, key wgkey.Public, remote netip.AddrPort) (p *Peer, fresh, ok bool) {
+	if p = e.peers.get(key); p != nil {
+		return p, false, true
+	}
+	if e.resolver == nil {
+		e.reject(RejectUnknownKey, key, remote, "")
+		return nil, false, false
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, resolveTimeout)
+	pc, err := e.resolver.ResolvePeer(ctx, key, remote)
+	cancel()
+	var denied *DeniedError
+	switch {
+	case errors.As(err, &denied):
+		e.reject(RejectDenied, key, remote, denied.Reason)
+		return nil, false, false
+	case errors.Is(err, ErrUnknownPeer):
+		e.reject(RejectUnknownKey, key, remote, "")
+		return nil, false, false
+	case err != nil:
+		// Not the peer's fault: a database away is not a flood of unknown keys.
+		e.reject(RejectResolverError, key, remote, err.Error())
+		return nil, false, false
+	}
+	pc.PublicKey = key
+	if p, err = e.newPeer(id, pc, true, remote); err != nil {
+		e.reject(RejectKeyStore, key, remote, err.Error())
+		return nil, false, false
+	}
+	// Replay protection outlives eviction: start from the newest timestamp
+	// the resolver or our memory of evicted peers knows.
+	if ts, ok := e.evicted.get(key); ok && ts.After(p.lastTS) {
+		p.lastTS = ts
+	}
+	return p, true, true
+}
+
 func (e *Engine) handleResponse(msg []byte, ep conn.Endpoint) {
 	m, err := wire.ParseResponse(msg)
 	if err != nil {
@@ -244,7 +290,7 @@ func (e *Engine) handleResponse(msg []byte, ep conn.Endpoint) {
 		return
 	}
 	st := p.initiator
-	keys, err := st.ConsumeResponse(e.ctx, e.ks, &m)
+	keys, err := st.ConsumeResponse(e.ctx, p.initFor.ks, &m)
 	if err != nil {
 		p.mu.Unlock()
 		if errors.Is(err, noise.ErrDecrypt) || errors.Is(err, noise.ErrLowOrder) || errors.Is(err, keystore.ErrLowOrder) {
@@ -388,11 +434,17 @@ func (e *Engine) sendInitiation(p *Peer) {
 	if p.initIndex != 0 {
 		e.indices.delete(p.initIndex)
 	}
+	id := e.id.Load()
+	var st *noise.Initiator
+	var m wire.Initiation
+	err := p.computeStaticStaticLocked(id, netip.AddrPort{})
 	idx := e.indices.newIndex(indexEntry{peer: p})
-	st, m, err := noise.CreateInitiation(noise.InitiationParams{
-		Local: e.pub, Peer: p.key, StaticStatic: &p.ss, PSK: p.psk,
-		SenderIndex: idx, Timestamp: tai64n.From(now),
-	})
+	if err == nil {
+		st, m, err = noise.CreateInitiation(noise.InitiationParams{
+			Local: id.pub, Peer: p.key, StaticStatic: &p.ss, PSK: p.psk,
+			SenderIndex: idx, Timestamp: tai64n.From(now),
+		})
+	}
 	if err != nil {
 		e.indices.delete(idx)
 		p.initiator, p.initIndex = nil, 0
@@ -400,7 +452,7 @@ func (e *Engine) sendInitiation(p *Peer) {
 		e.log.Warn("creating initiation failed", "peer", p.key.Short(), "err", err)
 		return
 	}
-	p.initiator, p.initIndex = st, idx
+	p.initiator, p.initIndex, p.initFor = st, idx, id
 	p.initSentAt = now.UnixNano() + int64(rand.N(RekeyTimeoutJitterMax))
 	p.attempts++
 	p.mu.Unlock()

@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"fmt"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/wirefleet/wirefleet/cookie"
+	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/noise"
 	"github.com/wirefleet/wirefleet/tai64n"
 	"github.com/wirefleet/wirefleet/wgkey"
@@ -27,6 +29,9 @@ type PeerConfig struct {
 	PersistentKeepalive time.Duration
 	// Identity is opaque to the engine (a gateway puts the SIM here).
 	Identity any
+	// LastTimestamp is the newest handshake timestamp known for the peer
+	// (a TimestampKeeper resolver's memory); older initiations are replays.
+	LastTimestamp tai64n.Timestamp
 }
 
 // Peer is a remote WireGuard party with its sessions. Engines hand out
@@ -39,7 +44,6 @@ type Peer struct {
 	identity  any
 	keepalive time.Duration
 	lazy      bool // resolved on demand: evicted when idle
-	ss        [32]byte
 	cookies   cookie.Generator
 
 	endpoint atomic.Pointer[endpointBox]
@@ -47,6 +51,9 @@ type Peer struct {
 	current atomic.Pointer[keypair]
 
 	mu         sync.Mutex // handshake state and keypair rotation
+	ss         [32]byte   // DH(our static, peer static) for ssFor
+	ssFor      *identity  // the static key ss was computed with
+	initFor    *identity  // the static key of our pending initiation
 	previous   *keypair
 	next       *keypair
 	initiator  *noise.Initiator
@@ -81,8 +88,8 @@ func (p *Peer) PublicKey() wgkey.Public { return p.key }
 // Identity returns what the peer's config or resolver attached (a SIM).
 func (p *Peer) Identity() any { return p.identity }
 
-// AllowedIPs returns the inner source prefixes the peer may use.
-func (p *Peer) AllowedIPs() []netip.Prefix { return p.allowed }
+// AllowedIPs returns (a copy of) the inner source prefixes the peer may use.
+func (p *Peer) AllowedIPs() []netip.Prefix { return append([]netip.Prefix(nil), p.allowed...) }
 
 // Endpoint returns the peer's current outer address (zero if unknown).
 func (p *Peer) Endpoint() netip.AddrPort {
@@ -205,4 +212,28 @@ func (t *peerTable) each(fn func(*Peer)) {
 			fn(p)
 		}
 	}
+}
+
+// computeStaticStaticLocked computes and caches the static-static DH of
+// the peer with id's key (p.mu held, or p not yet shared).
+func (p *Peer) computeStaticStaticLocked(id *identity, remote netip.AddrPort) error {
+	if p.ssFor == id {
+		return nil
+	}
+	ss, err := id.ks.DH(p.e.ctx, keystore.DHRequest{Purpose: keystore.StaticStatic, Peer: p.key, PeerStatic: p.key, Remote: remote})
+	if err != nil {
+		return fmt.Errorf("engine: static-static DH for %s: %w", p.key.Short(), err)
+	}
+	p.ss, p.ssFor = ss, id
+	return nil
+}
+
+// staticStatic returns the static-static DH with id's key.
+func (p *Peer) staticStatic(id *identity, remote netip.AddrPort) ([32]byte, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.computeStaticStaticLocked(id, remote); err != nil {
+		return [32]byte{}, err
+	}
+	return p.ss, nil
 }

@@ -271,11 +271,15 @@ func Blast(addr netip.AddrPort, msgs [][]byte, window int, maxDuration time.Dura
 
 // Handshakes starts a responder of s that knows every initiator of hs and
 // blasts hs's initiations at it.
-func Handshakes(s Subject, hs *HandshakeSet, maxDuration time.Duration) (HandshakeResult, error) {
+func Handshakes(s Subject, hs *HandshakeSet, maxDuration time.Duration) (res HandshakeResult, err error) {
 	r, err := s.NewResponder(ResponderConfig{PrivateKey: hs.Responder, Peers: hs.Peers(), Lookup: hs.Lookup(), Tun: newIdleTun()})
 	if err != nil {
 		return HandshakeResult{}, fmt.Errorf("%s: responder: %w", s.Name(), err)
 	}
-	defer r.Close()
+	defer func() {
+		if cerr := closeWithin(s.Name()+" responder", r, CloseTimeout); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 	return Blast(r.Addr(), hs.Messages, DefaultWindow, maxDuration)
 }

@@ -3,6 +3,7 @@ package enginebench
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -119,14 +120,17 @@ func RunMemoryChild(subjects []Subject, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: responder with %d peers: %w", s.Name(), res.Peers, err)
 	}
-	defer r.Close()
+	// The child exits right after printing; the responder is not closed, so
+	// an engine that hangs in Close cannot hang the measurement.
 	res.SetupSec = time.Since(t0).Seconds()
 	res.Configured = sample()
 	n := float64(res.Peers)
 	res.RSSPerPeer = (float64(res.Configured.RSS) - float64(res.Baseline.RSS)) / n
 	res.HeapPerPeer = (float64(res.Configured.HeapAlloc) - float64(res.Baseline.HeapAlloc)) / n
 
-	if *sessions {
+	// At its cap a subject gets no sessions: its per-session cost is known
+	// from the smaller counts, and the time is better spent elsewhere.
+	if *sessions && !res.Capped {
 		t1 := time.Now()
 		hr, err := Blast(r.Addr(), hs.Messages, DefaultWindow, 5*time.Minute)
 		if err != nil {
@@ -149,6 +153,9 @@ func RunMemoryChild(subjects []Subject, args []string) error {
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
 
+// ChildTimeout bounds one memory child process.
+const ChildTimeout = 5 * time.Minute
+
 // Memory runs the memory child for one subject and peer count, in a fresh
 // process of this executable, and returns what it measured.
 func Memory(s Subject, setFile string, peers int, sessions bool) (MemoryResult, error) {
@@ -160,7 +167,9 @@ func Memory(s Subject, setFile string, peers int, sessions bool) (MemoryResult, 
 	if sessions {
 		args = append(args, "-sessions")
 	}
-	cmd := exec.Command(exe, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), ChildTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

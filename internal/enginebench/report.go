@@ -15,11 +15,11 @@ import (
 // Options says what Run measures and how long.
 type Options struct {
 	Warmup       time.Duration // before each throughput window
-	Duration     time.Duration // throughput window per subject, split over the rounds
+	Duration     time.Duration // throughput window per subject, split over the rounds; 0 skips throughput
 	Rounds       int           // throughput and handshake rounds, subjects alternating; the median counts
-	Handshakes   int           // initiations blasted at each subject, split over the rounds
+	Handshakes   int           // initiations blasted at each subject, split over the rounds; 0 skips handshakes
 	HandshakeMax time.Duration // upper bound of one handshake run
-	Peers        []int         // peer counts of the memory measurement
+	Peers        []int         // peer counts of the memory measurement; none skips memory
 	Sessions     bool          // also measure memory with one session per peer
 	Maker        InitiationMaker
 	Progress     io.Writer // progress lines; nil: none
@@ -38,18 +38,19 @@ type SubjectReport struct {
 // top-level figures without suffix are our engine's (subject Ours), null until
 // that subject exists; *_wggo are the Baseline's; ratios are ours / baseline.
 type Report struct {
-	ThroughputGbps                *float64 `json:"throughput_gbps"`
-	ThroughputGbpsWggo            *float64 `json:"throughput_gbps_wggo"`
-	ThroughputRatio               *float64 `json:"throughput_ratio"`
-	HandshakesPerSec              *float64 `json:"handshakes_per_sec"`
-	HandshakesPerSecWggo          *float64 `json:"handshakes_per_sec_wggo"`
-	HandshakeRatio                *float64 `json:"handshake_ratio"`
-	BytesPerActiveSession         *float64 `json:"bytes_per_active_session"`
-	BytesPerActiveSessionWggo     *float64 `json:"bytes_per_active_session_wggo"`
-	BytesPerActiveSessionPeers    int      `json:"bytes_per_active_session_peers"` // peer count of the two figures above
-	BytesPerConfiguredPeer        *float64 `json:"bytes_per_configured_peer"`
-	BytesPerConfiguredPeerWggo    *float64 `json:"bytes_per_configured_peer_wggo"`
-	BytesPerConfiguredPeerCountAt int      `json:"bytes_per_configured_peer_peers"`
+	ThroughputGbps                 *float64 `json:"throughput_gbps"`
+	ThroughputGbpsWggo             *float64 `json:"throughput_gbps_wggo"`
+	ThroughputRatio                *float64 `json:"throughput_ratio"`
+	HandshakesPerSec               *float64 `json:"handshakes_per_sec"`
+	HandshakesPerSecWggo           *float64 `json:"handshakes_per_sec_wggo"`
+	HandshakeRatio                 *float64 `json:"handshake_ratio"`
+	BytesPerActiveSession          *float64 `json:"bytes_per_active_session"`
+	BytesPerActiveSessionWggo      *float64 `json:"bytes_per_active_session_wggo"`
+	BytesPerActiveSessionPeers     int      `json:"bytes_per_active_session_peers"`      // sessions behind bytes_per_active_session
+	BytesPerActiveSessionWggoPeers int      `json:"bytes_per_active_session_wggo_peers"` // sessions behind bytes_per_active_session_wggo
+	BytesPerConfiguredPeer         *float64 `json:"bytes_per_configured_peer"`
+	BytesPerConfiguredPeerWggo     *float64 `json:"bytes_per_configured_peer_wggo"`
+	BytesPerConfiguredPeerCountAt  int      `json:"bytes_per_configured_peer_peers"`
 
 	Machine  Machine         `json:"machine"`
 	Options  OptionsReport   `json:"options"`
@@ -106,32 +107,38 @@ func Run(subjects []Subject, o Options) (*Report, error) {
 	// One set of initiations for every handshake and memory run: each run
 	// starts a fresh responder, which accepts each message once.
 	// Memory children take their peer keys from the set even without sessions.
-	need := o.Handshakes
+	// Every round replays the same first Handshakes/rounds messages.
+	rounds := max(o.Rounds, 1)
+	need := o.Handshakes / rounds
 	for _, p := range o.Peers {
 		need = max(need, p)
 	}
-	o.progress("making %d handshake initiations (initiator cost, not measured)", need)
-	t0 := time.Now()
-	hs, err := NewHandshakeSet(o.Maker, need)
-	if err != nil {
-		return nil, fmt.Errorf("handshake initiations: %w", err)
+	hs := &HandshakeSet{}
+	if need > 0 {
+		o.progress("making %d handshake initiations (initiator cost, not measured)", need)
+		t0 := time.Now()
+		var err error
+		if hs, err = NewHandshakeSet(o.Maker, need); err != nil {
+			return nil, fmt.Errorf("handshake initiations: %w", err)
+		}
+		o.progress("made %d initiations in %.1fs", need, time.Since(t0).Seconds())
 	}
-	o.progress("made %d initiations in %.1fs", need, time.Since(t0).Seconds())
 
 	// Throughput and handshakes run in rounds, the subjects alternating
 	// within each round; the median round counts. On a machine shared with
 	// other work, load that comes and goes then hits every subject alike
 	// instead of whichever ran at the wrong moment.
-	rounds := max(o.Rounds, 1)
 	tpRounds := make([][]ThroughputResult, len(subjects))
-	for round := 1; round <= rounds; round++ {
+	for round := 1; round <= rounds && o.Duration > 0; round++ {
 		for i, s := range subjects {
 			d := o.Duration / time.Duration(rounds)
 			o.progress("%s: throughput round %d/%d, %v warmup + %v", s.Name(), round, rounds, o.Warmup, d)
 			r, err := Throughput(s, o.Warmup, d)
 			if err != nil {
 				fail(i, err)
-				continue
+				if r.DurationSec == 0 { // nothing measured (a failed Close after the window still counts)
+					continue
+				}
 			}
 			tpRounds[i] = append(tpRounds[i], r)
 			o.progress("%s: %.2f Gbit/s", s.Name(), r.Gbps)
@@ -144,7 +151,7 @@ func Run(subjects []Subject, o Options) (*Report, error) {
 	}
 
 	hsRounds := make([][]HandshakeResult, len(subjects))
-	for round := 1; round <= rounds; round++ {
+	for round := 1; round <= rounds && o.Handshakes > 0; round++ {
 		for i, s := range subjects {
 			set := hs.Prefix(o.Handshakes / rounds)
 			if m := s.MaxPeers(); m > 0 && len(set.Messages) > m {
@@ -154,7 +161,9 @@ func Run(subjects []Subject, o Options) (*Report, error) {
 			r, err := Handshakes(s, set, o.HandshakeMax)
 			if err != nil {
 				fail(i, err)
-				continue
+				if r.Sent == 0 {
+					continue
+				}
 			}
 			hsRounds[i] = append(hsRounds[i], r)
 			o.progress("%s: %.0f handshakes/s (%d responses, %d cookie replies)", s.Name(), r.PerSec, r.Responses, r.CookieReplies)
@@ -278,25 +287,33 @@ func (r *Report) fillTopLevel() {
 	r.HandshakesPerSec, r.HandshakesPerSecWggo = get(ours, hsRate), get(base, hsRate)
 	r.HandshakeRatio = ratio(r.HandshakesPerSec, r.HandshakesPerSecWggo)
 
-	// Memory figures at the largest peer count measured; for a capped subject
-	// that is its cap (the JSON per subject says so).
+	// Per active session: at the largest peer count where the subject
+	// established sessions (a capped subject has none at its cap).
+	lastActive := func(s *SubjectReport) (*float64, int) {
+		if s == nil {
+			return nil, 0
+		}
+		for i := len(s.Memory) - 1; i >= 0; i-- {
+			if m := s.Memory[i]; m.Active != nil && m.Sessions > 0 {
+				return ptr(m.RSSPerActiveSession), m.Sessions
+			}
+		}
+		return nil, 0
+	}
+	r.BytesPerActiveSession, r.BytesPerActiveSessionPeers = lastActive(ours)
+	r.BytesPerActiveSessionWggo, r.BytesPerActiveSessionWggoPeers = lastActive(base)
+
+	// Per configured peer: at the largest peer count requested; for a capped
+	// subject measured at its cap (the JSON per subject says so).
 	if n := len(r.Options.Peers); n > 0 {
 		at := r.Options.Peers[n-1]
-		r.BytesPerActiveSessionPeers, r.BytesPerConfiguredPeerCountAt = at, at
-		active := func(m *MemoryResult) *float64 {
-			if m == nil || m.Active == nil || m.Sessions == 0 {
-				return nil
-			}
-			return ptr(m.RSSPerActiveSession)
-		}
+		r.BytesPerConfiguredPeerCountAt = at
 		configured := func(m *MemoryResult) *float64 {
 			if m == nil {
 				return nil
 			}
 			return ptr(m.RSSPerPeer)
 		}
-		r.BytesPerActiveSession = active(ours.memoryAt(at))
-		r.BytesPerActiveSessionWggo = active(base.memoryAt(at))
 		r.BytesPerConfiguredPeer = configured(ours.memoryAt(at))
 		r.BytesPerConfiguredPeerWggo = configured(base.memoryAt(at))
 	}
@@ -321,7 +338,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		rt := "-"
 		if ours, base := r.subject(Ours), r.subject(Baseline); ours != nil && base != nil {
-			rt = cell(ratio(f(ours), f(base)), "%.2f×")
+			rt = cell(ratio(f(ours), f(base)), "%.3g×")
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", label, strings.Join(cells, "\t"), rt)
 	}
@@ -377,9 +394,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	for _, s := range r.Subjects {
 		for _, m := range s.Memory {
 			if m.Capped {
-				fmt.Fprintf(w, "note: %s holds at most %d peers; its @%d figures are measured at %d.\n", s.Name, m.Peers, m.Requested, m.Peers)
+				fmt.Fprintf(w, "note: %s holds at most %d peers; its @%d figures are measured at %d, without sessions.\n", s.Name, m.Peers, m.Requested, m.Peers)
 			}
-			if r.Options.Sessions && m.Sessions < m.Peers {
+			if m.Active != nil && m.Sessions < m.Peers {
 				fmt.Fprintf(w, "note: %s @%d: %d of %d handshakes answered.\n", s.Name, m.Requested, m.Sessions, m.Peers)
 			}
 		}

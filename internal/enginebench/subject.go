@@ -11,8 +11,10 @@
 package enginebench
 
 import (
+	"fmt"
 	"io"
 	"net/netip"
+	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
 
@@ -82,6 +84,23 @@ type Responder interface {
 	// Addr is the UDP address initiations go to (on 127.0.0.1).
 	Addr() netip.AddrPort
 	Close() error
+}
+
+// CloseTimeout bounds how long the harness waits for a subject's engines to
+// close: an engine that hangs in Close is reported, not waited for forever.
+const CloseTimeout = 10 * time.Second
+
+// closeWithin closes c, giving up after d (the close goes on in the
+// background; whatever it holds leaks, which is fine in a benchmark process).
+func closeWithin(name string, c io.Closer, d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- c.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		return fmt.Errorf("%s: Close did not return within %v", name, d)
+	}
 }
 
 // KeyPair is a private key and its public key, computed once: a scalar

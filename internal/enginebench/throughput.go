@@ -25,7 +25,7 @@ type ThroughputResult struct {
 // 1420-byte IPv4/UDP packets from a memtun.Source as fast as it takes them,
 // and counts what engine B writes to a memtun.Sink: after warmup, over
 // duration.
-func Throughput(s Subject, warmup, duration time.Duration) (ThroughputResult, error) {
+func Throughput(s Subject, warmup, duration time.Duration) (res ThroughputResult, err error) {
 	innerA, innerB := netip.MustParseAddr("10.128.0.1"), netip.MustParseAddr("10.128.0.2")
 	pkt := memtun.UDPPacket(netip.AddrPortFrom(innerA, 40000), netip.AddrPortFrom(innerB, 9), InnerPacketSize)
 	src := memtun.NewSource(pkt, 0, 0)
@@ -37,7 +37,11 @@ func Throughput(s Subject, warmup, duration time.Duration) (ThroughputResult, er
 	if err != nil {
 		return ThroughputResult{}, fmt.Errorf("%s: tunnel: %w", s.Name(), err)
 	}
-	defer tunnel.Close()
+	defer func() {
+		if cerr := closeWithin(s.Name()+" tunnel", tunnel, CloseTimeout); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 
 	// The first packets trigger the handshake; wait for delivery to start.
 	deadline := time.Now().Add(10 * time.Second)

@@ -1,0 +1,219 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/wirefleet/wirefleet/wgkey"
+)
+
+// BootstrapOptions are the inputs of Bootstrap.
+type BootstrapOptions struct {
+	Server     string // base URL of wirefleetd's API, e.g. https://fleet.example.com
+	AuthKey    string
+	ConfigPath string
+	// KeyRef names the key store; default "file:<config dir>/agent.key".
+	KeyRef string
+	Name   string // optional SIM name
+	Client *http.Client
+}
+
+// bootstrapAnswer is the part of POST /api/v1/bootstrap's answer the agent
+// uses.
+type bootstrapAnswer struct {
+	SIM struct {
+		ID   string `json:"id"`
+		IMSI string `json:"imsi"`
+	} `json:"sim"`
+	Session struct {
+		Endpoint         string       `json:"endpoint"`
+		GatewayPublicKey wgkey.Public `json:"gatewayPublicKey"`
+		Address          string       `json:"address"`
+		AllowedIPs       []string     `json:"allowedIPs"`
+	} `json:"session"`
+}
+
+// apiError is the API's error body.
+type apiError struct {
+	Code    string `json:"code"`
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// Bootstrap obtains (or refreshes) the device's SIM: the key pair is made
+// on the device, in its key store, and only the public key is sent. Running
+// it again with the same key keeps the SIM.
+func Bootstrap(ctx context.Context, o BootstrapOptions) (*Config, error) {
+	if o.Server == "" || o.AuthKey == "" {
+		return nil, fmt.Errorf("agent: bootstrap needs a server and an auth key")
+	}
+	if o.KeyRef == "" {
+		o.KeyRef = "file:" + filepath.Join(filepath.Dir(o.ConfigPath), "agent.key")
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{Timeout: 30 * time.Second}
+	}
+	ks, err := CreateKeyStore(o.KeyRef)
+	if err != nil {
+		return nil, err
+	}
+	body, _ := json.Marshal(map[string]any{"authKey": o.AuthKey, "publicKey": ks.PublicKey().String(), "name": o.Name})
+	url := strings.TrimRight(o.Server, "/") + "/api/v1/bootstrap"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := o.Client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("agent: bootstrap: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("agent: bootstrap: reading answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var ae apiError
+		if json.Unmarshal(raw, &ae) == nil && ae.Code != "" {
+			return nil, fmt.Errorf("agent: bootstrap refused (%d %s, field %q): %s", resp.StatusCode, ae.Code, ae.Field, ae.Message)
+		}
+		return nil, fmt.Errorf("agent: bootstrap refused: HTTP %d", resp.StatusCode)
+	}
+	var ans bootstrapAnswer
+	if err := json.Unmarshal(raw, &ans); err != nil {
+		return nil, fmt.Errorf("agent: bootstrap answer: %w", err)
+	}
+	c := &Config{
+		Server: o.Server, SIMID: ans.SIM.ID, IMSI: ans.SIM.IMSI,
+		GatewayEndpoint: ans.Session.Endpoint, GatewayPublicKey: ans.Session.GatewayPublicKey,
+		KeyRef: o.KeyRef,
+	}
+	if c.Address, err = netip.ParsePrefix(ans.Session.Address); err != nil {
+		return nil, fmt.Errorf("agent: bootstrap answer: address %q: %w", ans.Session.Address, err)
+	}
+	for _, s := range ans.Session.AllowedIPs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("agent: bootstrap answer: allowed IP %q: %w", s, err)
+		}
+		c.AllowedIPs = append(c.AllowedIPs, p)
+	}
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("agent: bootstrap answer: %w", err)
+	}
+	if err := c.Save(o.ConfigPath); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// arcSession is the answer of the network-attested bootstrap route (the
+// SORACOM Arc shape).
+type arcSession struct {
+	ServerEndpoint   string   `json:"arcServerEndpoint"`
+	ServerPublicKey  string   `json:"arcServerPeerPublicKey"`
+	ClientIPAddress  string   `json:"arcClientPeerIpAddress"`
+	ClientPublicKey  string   `json:"arcClientPeerPublicKey"`
+	AllowedIPs       []string `json:"arcAllowedIPs"`
+	ClientPrivateKey string   `json:"arcClientPeerPrivateKey"`
+}
+
+// BootstrapNetwork obtains the SIM through the network-attested route: the
+// device's source address (in an operator-declared trusted network, such as
+// a private APN) is its credential, so no auth key is needed. The platform
+// generates the key in that flow; it is written to the key file (0600) and
+// never stored by the platform. o.AuthKey is ignored.
+func BootstrapNetwork(ctx context.Context, o BootstrapOptions) (*Config, error) {
+	if o.Server == "" {
+		return nil, fmt.Errorf("agent: bootstrap needs a server")
+	}
+	if o.KeyRef == "" {
+		o.KeyRef = "file:" + filepath.Join(filepath.Dir(o.ConfigPath), "agent.key")
+	}
+	keyPath, ok := strings.CutPrefix(o.KeyRef, "file:")
+	if !ok {
+		return nil, fmt.Errorf("agent: network bootstrap delivers the key itself: it needs a file key store, not %q", o.KeyRef)
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{Timeout: 30 * time.Second}
+	}
+	url := strings.TrimRight(o.Server, "/") + "/v1/provisioning/soracom/arc/bootstrap"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader("{}"))
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := o.Client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("agent: network bootstrap: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("agent: network bootstrap: reading answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var ae apiError
+		if json.Unmarshal(raw, &ae) == nil && ae.Code != "" {
+			return nil, fmt.Errorf("agent: network bootstrap refused (%d %s): %s", resp.StatusCode, ae.Code, ae.Message)
+		}
+		return nil, fmt.Errorf("agent: network bootstrap refused: HTTP %d", resp.StatusCode)
+	}
+	var s arcSession
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, fmt.Errorf("agent: network bootstrap answer: %w", err)
+	}
+	priv, err := wgkey.ParsePrivate(s.ClientPrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("agent: network bootstrap answer: private key: %w", err)
+	}
+	c := &Config{Server: o.Server, GatewayEndpoint: s.ServerEndpoint, KeyRef: o.KeyRef}
+	if c.GatewayPublicKey, err = wgkey.ParsePublic(s.ServerPublicKey); err != nil {
+		return nil, fmt.Errorf("agent: network bootstrap answer: server key: %w", err)
+	}
+	addr, err := netip.ParseAddr(s.ClientIPAddress)
+	if err != nil {
+		return nil, fmt.Errorf("agent: network bootstrap answer: address: %w", err)
+	}
+	c.Address = netip.PrefixFrom(addr, addr.BitLen())
+	for _, a := range s.AllowedIPs {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			return nil, fmt.Errorf("agent: network bootstrap answer: allowed IP %q: %w", a, err)
+		}
+		c.AllowedIPs = append(c.AllowedIPs, p)
+	}
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("agent: network bootstrap answer: %w", err)
+	}
+	// Each call brings a new key (the old one is retired by the platform):
+	// replace the key file atomically.
+	if err := writeKeyFile(keyPath, priv); err != nil {
+		return nil, err
+	}
+	if err := c.Save(o.ConfigPath); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func writeKeyFile(path string, k wgkey.Private) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, []byte(k.String()+"\n"), 0o600); err != nil {
+		return fmt.Errorf("agent: writing key: %w", err)
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,297 @@
+// Command wirefleet-agent is the device side of wirefleet: it obtains the
+// device's SIM, brings its WireGuard tunnel to the gateway up (kernel TUN
+// with privilege, a userspace network stack without), and reports status.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/wirefleet/wirefleet/agent"
+)
+
+const usage = `wirefleet-agent — the device side of wirefleet.
+
+Usage:
+  wirefleet-agent bootstrap --server URL --authkey KEY [--config PATH] [--name NAME]
+      Make a key pair on the device (only the public key leaves it), obtain
+      the SIM and session, write the config (0600). Running it again
+      refreshes the session and keeps the SIM.
+  wirefleet-agent bootstrap --server URL --network
+      Network-attested: from a trusted network (a private APN) the source
+      address is the credential; the platform hands over a fresh key.
+  wirefleet-agent up [--config PATH] [--userspace] [flags]
+      Bring the tunnel up and keep it up (persistent keepalive, the gateway
+      re-resolved when handshakes stop, retried forever) until SIGINT/SIGTERM,
+      then remove what was added. Kernel TUN needs CAP_NET_ADMIN; --userspace
+      needs no privilege and offers --socks, --http-proxy, --forward, --expose.
+  wirefleet-agent status [--config PATH] [--json]
+      The running tunnel: SIM, address, gateway, last handshake, bytes.
+  wirefleet-agent config [--config PATH] [--with-private-key]
+      The session as a wg-quick file (without the private key unless asked).
+
+Exit codes: 0 ok, 1 failure, 2 usage.
+Run 'wirefleet-agent COMMAND --help' for a command's flags.
+`
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		fmt.Fprint(os.Stderr, usage)
+		if len(os.Args) < 2 {
+			os.Exit(2)
+		}
+		return
+	}
+	cmds := map[string]func([]string) error{"bootstrap": bootstrap, "up": up, "status": status, "config": config}
+	cmd, ok := cmds[os.Args[1]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "wirefleet-agent: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err := cmd(os.Args[2:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintln(os.Stderr, "wirefleet-agent:", err)
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "wirefleet-agent:", err)
+		os.Exit(1)
+	}
+}
+
+type usageError struct{ error }
+
+func newFlags(name, summary string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "wirefleet-agent %s — %s\n\nFlags:\n", name, summary)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments: %v", fs.Args())}
+	}
+	return nil
+}
+
+func configFlag(fs *flag.FlagSet) *string {
+	def := agent.DefaultConfigPath
+	if v := os.Getenv("WIREFLEET_AGENT_CONFIG"); v != "" {
+		def = v
+	}
+	return fs.String("config", def, "agent config file (env WIREFLEET_AGENT_CONFIG)")
+}
+
+func logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func bootstrap(args []string) error {
+	fs := newFlags("bootstrap", "obtain the SIM and session with an auth key")
+	server := fs.String("server", os.Getenv("WIREFLEET_URL"), "wirefleetd API base URL (env WIREFLEET_URL)")
+	authKey := fs.String("authkey", os.Getenv("WIREFLEET_AUTHKEY"), "auth key (env WIREFLEET_AUTHKEY; prefer the env var: arguments are visible to other users)")
+	name := fs.String("name", "", "SIM name (optional)")
+	keyRef := fs.String("key", "", "key store reference, file:<path> (default: agent.key next to the config)")
+	network := fs.Bool("network", false, "network-attested bootstrap: the source address (a trusted network such as a private APN) is the credential; no auth key")
+	cfgPath := configFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *server == "" || (*authKey == "" && !*network) {
+		return usageError{errors.New("bootstrap needs --server and --authkey (or --network)")}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := agent.BootstrapOptions{Server: *server, AuthKey: *authKey, ConfigPath: *cfgPath, KeyRef: *keyRef, Name: *name}
+	do := agent.Bootstrap
+	if *network {
+		do = agent.BootstrapNetwork
+	}
+	c, err := do(ctx, o)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("SIM %s (IMSI %s), address %s, gateway %s; config written to %s\n", c.SIMID, c.IMSI, c.Address, c.GatewayEndpoint, *cfgPath)
+	return nil
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func up(args []string) error {
+	fs := newFlags("up", "bring the tunnel up and keep it up")
+	cfgPath := configFlag(fs)
+	userspace := fs.Bool("userspace", false, "no privilege: a userspace network stack with local proxies instead of a TUN interface")
+	ifname := fs.String("interface", "wf0", "kernel TUN interface name")
+	mtu := fs.Int("mtu", 1420, "tunnel MTU")
+	keepalive := fs.Duration("keepalive", 25*time.Second, "persistent keepalive (0: off)")
+	socks := fs.String("socks", "127.0.0.1:1080", "userspace: SOCKS5 proxy listen address (empty: off)")
+	httpProxy := fs.String("http-proxy", "127.0.0.1:3128", "userspace: HTTP proxy listen address (empty: off)")
+	var forwards, exposes multiFlag
+	fs.Var(&forwards, "forward", "userspace: LOCAL=REMOTE, a local TCP listener forwarded to a tunnel address (repeatable)")
+	fs.Var(&exposes, "expose", "userspace: REMOTE_PORT=LOCAL_ADDR, a tunnel port forwarded to a local service (repeatable)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := agent.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	o := agent.UpOptions{Userspace: *userspace, TUNName: *ifname, MTU: *mtu, Keepalive: *keepalive, StatusPath: *cfgPath + ".status", Logger: logger()}
+	if *keepalive == 0 {
+		o.Keepalive = -1
+	}
+	if *userspace {
+		o.SOCKSListen, o.HTTPListen = *socks, *httpProxy
+		for _, f := range forwards {
+			fw, err := agent.ParseForward(f)
+			if err != nil {
+				return usageError{err}
+			}
+			o.Forwards = append(o.Forwards, fw)
+		}
+		for _, x := range exposes {
+			ex, err := agent.ParseExpose(x)
+			if err != nil {
+				return usageError{err}
+			}
+			o.Exposes = append(o.Exposes, ex)
+		}
+	} else if len(forwards)+len(exposes) > 0 {
+		return usageError{errors.New("--forward and --expose need --userspace (with a TUN, use the tunnel addresses directly)")}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	t, err := agent.Up(ctx, cfg, o)
+	if err != nil {
+		return err
+	}
+	agent.Notify("READY=1")
+	if iv := agent.WatchdogInterval(); iv > 0 {
+		go func() {
+			tk := time.NewTicker(iv)
+			defer tk.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tk.C:
+					agent.Notify("WATCHDOG=1")
+				}
+			}
+		}()
+	}
+	<-ctx.Done()
+	agent.Notify("STOPPING=1")
+	o.Logger.Info("shutting down")
+	return t.Close()
+}
+
+func status(args []string) error {
+	fs := newFlags("status", "show the running tunnel")
+	cfgPath := configFlag(fs)
+	asJSON := fs.Bool("json", false, "JSON output for scripts")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	st, err := agent.ReadStatus(*cfgPath + ".status")
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	printStatus(os.Stdout, st)
+	return nil
+}
+
+func printStatus(w io.Writer, st agent.Status) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	hs := "never"
+	if !st.LastHandshake.IsZero() {
+		hs = fmt.Sprintf("%s (%s ago)", st.LastHandshake.Format(time.RFC3339), time.Since(st.LastHandshake).Round(time.Second))
+	}
+	rows := [][2]string{
+		{"SIM", st.SIMID}, {"IMSI", st.IMSI}, {"address", st.Address.String()},
+		{"gateway", fmt.Sprintf("%s (%s)", st.Gateway, st.Endpoint)}, {"connected", fmt.Sprint(st.Connected)},
+		{"last handshake", hs}, {"received", fmt.Sprintf("%d bytes", st.RxBytes)}, {"sent", fmt.Sprintf("%d bytes", st.TxBytes)},
+		{"key store", st.KeyStore}, {"mode", st.Mode},
+	}
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\n", r[0], r[1])
+	}
+	tw.Flush()
+}
+
+func config(args []string) error {
+	fs := newFlags("config", "print the session as a wg-quick file")
+	cfgPath := configFlag(fs)
+	withKey := fs.Bool("with-private-key", false, "include the private key (file key stores only; hardware keys cannot be read)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := agent.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	ks, err := agent.OpenKeyStore(c.KeyRef)
+	if err != nil {
+		return err
+	}
+	privLine := "PrivateKey = <your private key>"
+	if *withKey {
+		path, ok := strings.CutPrefix(c.KeyRef, "file:")
+		if !ok {
+			return fmt.Errorf("the key in %s cannot be read out", c.KeyRef)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		privLine = "PrivateKey = " + strings.TrimSpace(string(b))
+	}
+	ips := make([]string, len(c.AllowedIPs))
+	for i, p := range c.AllowedIPs {
+		ips[i] = p.String()
+	}
+	fmt.Printf(`# SIM %s (IMSI %s); public key %s
+# Key store: %s.
+[Interface]
+%s
+Address = %s
+
+[Peer]
+PublicKey = %s
+Endpoint = %s
+AllowedIPs = %s
+PersistentKeepalive = 25
+`, c.SIMID, c.IMSI, ks.PublicKey(), c.KeyRef, privLine, c.Address, c.GatewayPublicKey, c.GatewayEndpoint, strings.Join(ips, ", "))
+	return nil
+}
