@@ -41,6 +41,29 @@ type Options struct {
 	// source address for rate limiting; without them the header is
 	// ignored.
 	TrustedProxies []netip.Prefix
+	// Connections, if set, adds each SIM's live tunnel state ("connection")
+	// to the SIM answers of GET /api/v1/sims, /sims/{id} and /sims/find.
+	Connections ConnectionSource
+}
+
+// ConnectionSource reports the live state of SIMs' tunnels (the gateway).
+type ConnectionSource interface {
+	Connection(simID string) fleet.Connection
+}
+
+// simView is a SIM with its live connection state, when known.
+type simView struct {
+	fleet.SIM
+	Connection *fleet.Connection `json:"connection,omitempty"`
+}
+
+func (h *Handler) view(sim fleet.SIM) simView {
+	v := simView{SIM: sim}
+	if h.conns != nil {
+		c := h.conns.Connection(sim.ID)
+		v.Connection = &c
+	}
+	return v
 }
 
 // Handler serves the API.
@@ -52,6 +75,7 @@ type Handler struct {
 	duration *prometheus.HistogramVec
 	limit    *ratelimit.Limiter
 	proxies  []netip.Prefix
+	conns    ConnectionSource
 }
 
 // New returns the API handler over svc.
@@ -59,7 +83,7 @@ func New(svc *controlplane.Service, o Options) *Handler {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	h := &Handler{svc: svc, log: o.Log, mux: http.NewServeMux(), limit: ratelimit.New(o.RateLimit), proxies: slices.Clone(o.TrustedProxies),
+	h := &Handler{svc: svc, log: o.Log, mux: http.NewServeMux(), limit: ratelimit.New(o.RateLimit), proxies: slices.Clone(o.TrustedProxies), conns: o.Connections,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wirefleet_api_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wirefleet_api_request_seconds", Help: "API request latency by route.", Buckets: prometheus.DefBuckets}, []string{"route"}),
 	}

@@ -46,7 +46,9 @@ type props map[string]any
 func simProps() props {
 	return props{"id": str(""), "imsi": str("99999 + 10 digits"), "name": str(""), "tags": strMap(), "groupId": str(""),
 		"status": enum("active", "suspended", "terminated"), "address": str("overlay IPv4"), "publicKey": str("base64 WireGuard key"),
-		"nextPublicKey": str("announced next key during rotation"), "authKeyId": str("auth key the SIM was bootstrapped with; absent when an operator or a trusted network created it"), "created": dateTime(), "updated": dateTime()}
+		"nextPublicKey": str("announced next key during rotation"), "authKeyId": str("auth key the SIM was bootstrapped with; absent when an operator or a trusted network created it"), "created": dateTime(), "updated": dateTime(),
+		"connection": obj(props{"online": boolean(), "endpoint": str("the device's current outer address"), "lastHandshake": dateTime(),
+			"rxBytes": integer(), "txBytes": integer()})}
 }
 
 // withProp returns p plus one property. (Not allOf: with

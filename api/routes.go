@@ -162,7 +162,15 @@ func (h *Handler) routes() []route {
 					}
 					tags[k] = v
 				}
-				return s.ListSIMs(ctx, a, store.SIMFilter{PageRequest: p, Status: fleet.Status(q.Get("status")), GroupID: q.Get("groupId"), Tags: tags})
+				page, err := s.ListSIMs(ctx, a, store.SIMFilter{PageRequest: p, Status: fleet.Status(q.Get("status")), GroupID: q.Get("groupId"), Tags: tags})
+				if err != nil {
+					return nil, err
+				}
+				out := store.Page[simView]{Items: make([]simView, len(page.Items)), Next: page.Next}
+				for i, sim := range page.Items {
+					out.Items[i] = h.view(sim)
+				}
+				return out, nil
 			}},
 		{method: "POST", path: "/api/v1/sims", summary: "Create a SIM.", role: fleet.RoleOperator, request: "SIMCreateRequest", response: "SIMWithKey",
 			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
@@ -188,11 +196,19 @@ func (h *Handler) routes() []route {
 			}},
 		{method: "GET", path: "/api/v1/sims/find", summary: "Find a SIM by IMSI, overlay address or public key (?ref=).", role: fleet.RoleViewer, response: "SIM", query: []string{"ref"},
 			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-				return s.FindSIM(ctx, a, r.URL.Query().Get("ref"))
+				sim, err := s.FindSIM(ctx, a, r.URL.Query().Get("ref"))
+				if err != nil {
+					return nil, err
+				}
+				return h.view(sim), nil
 			}},
 		{method: "GET", path: "/api/v1/sims/{id}", summary: "Get a SIM.", role: fleet.RoleViewer, response: "SIM",
 			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-				return s.GetSIM(ctx, a, r.PathValue("id"))
+				sim, err := s.GetSIM(ctx, a, r.PathValue("id"))
+				if err != nil {
+					return nil, err
+				}
+				return h.view(sim), nil
 			}},
 		{method: "PATCH", path: "/api/v1/sims/{id}", summary: "Change a SIM's name, tags or group.", role: fleet.RoleOperator, request: "SIMPatchRequest", response: "SIM",
 			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {

@@ -157,3 +157,12 @@ type Change struct {
 	Kind ChangeKind `json:"kind"`
 	ID   string     `json:"id"`
 }
+
+// Connection is the live state of a SIM's tunnel as one gateway sees it.
+type Connection struct {
+	Online        bool      `json:"online"`
+	Endpoint      string    `json:"endpoint,omitempty"` // the device's current outer address
+	LastHandshake time.Time `json:"lastHandshake,omitzero"`
+	RxBytes       uint64    `json:"rxBytes"` // inner bytes from the device
+	TxBytes       uint64    `json:"txBytes"` // inner bytes to the device
+}

@@ -29,6 +29,27 @@ type sim struct {
 	NextPublicKey string            `json:"nextPublicKey,omitempty"`
 	PrivateKey    string            `json:"privateKey,omitempty"`
 	Created       time.Time         `json:"created"`
+	Connection    *connection       `json:"connection,omitempty"`
+}
+
+// connection is a SIM's live tunnel state, as the gateway reports it.
+type connection struct {
+	Online        bool      `json:"online"`
+	Endpoint      string    `json:"endpoint,omitempty"`
+	LastHandshake time.Time `json:"lastHandshake,omitzero"`
+	RxBytes       uint64    `json:"rxBytes"`
+	TxBytes       uint64    `json:"txBytes"`
+}
+
+// String is the one-word state shown in lists.
+func (c *connection) String() string {
+	switch {
+	case c == nil:
+		return ""
+	case c.Online:
+		return "online"
+	}
+	return "offline"
 }
 
 type group struct {
@@ -86,10 +107,10 @@ func compact(raw json.RawMessage) string {
 
 func ts(t time.Time) string { return t.Local().Format("2006-01-02 15:04") }
 
-var simHeader = []string{"ID", "IMSI", "NAME", "STATUS", "ADDRESS", "GROUP", "TAGS"}
+var simHeader = []string{"ID", "IMSI", "NAME", "STATUS", "ADDRESS", "GROUP", "TAGS", "TUNNEL"}
 
 func simRow(s sim) []string {
-	return []string{s.ID, s.IMSI, s.Name, s.Status, s.Address, s.GroupID, fmtTags(s.Tags)}
+	return []string{s.ID, s.IMSI, s.Name, s.Status, s.Address, s.GroupID, fmtTags(s.Tags), s.Connection.String()}
 }
 
 func (c *command) showSIM(s sim) error {
@@ -100,6 +121,17 @@ func (c *command) showSIM(s sim) error {
 	if s.NextPublicKey != "" {
 		extra += "\nnext public key: " + s.NextPublicKey
 	}
+	if c := s.Connection; c != nil {
+		extra += "\ntunnel: " + c.String()
+		if c.Endpoint != "" {
+			extra += ", endpoint " + c.Endpoint
+		}
+		if !c.LastHandshake.IsZero() {
+			extra += ", last handshake " + c.LastHandshake.Local().Format("2006-01-02 15:04:05")
+		}
+		extra += fmt.Sprintf(", %d bytes from the device, %d to it", c.RxBytes, c.TxBytes)
+	}
+	extra = strings.TrimPrefix(extra, "\n")
 	return c.show(s, append(simHeader, "PUBLIC KEY"), [][]string{append(simRow(s), s.PublicKey)}, extra)
 }
 

@@ -1,7 +1,8 @@
-// Command wirefleetd is the wirefleet platform. Today it serves the control
-// plane: the REST API (/api/v1), the SORACOM Arc-compatible routes and
-// Prometheus metrics, over an embedded SQLite database or PostgreSQL. The
-// gateway and platform services join this process as they are built.
+// Command wirefleetd is the wirefleet platform in one process: the REST API
+// (/api/v1), the SORACOM Arc-compatible routes, Prometheus metrics, and the
+// WireGuard gateway with its in-tunnel platform services (package gateway),
+// over an embedded SQLite database or PostgreSQL. It needs no root: the
+// gateway's network stack is in userspace.
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -29,6 +31,8 @@ import (
 	"github.com/wirefleet/wirefleet/arcapi"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/gateway"
+	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
 )
@@ -47,13 +51,16 @@ func main() {
 
 // config is wirefleetd's configuration, from flags or WIREFLEET_<NAME>.
 type config struct {
-	apiListen string
-	dataDir   string
-	endpoint  string
-	pool      string
-	postgres  string
-	logLevel  string
-	logFormat string
+	apiListen  string
+	dataDir    string
+	endpoint   string
+	pool       string
+	store      string
+	wgListen   string
+	zone       string
+	resetAdmin bool
+	logLevel   string
+	logFormat  string
 	// Network-attested Arc bootstrap.
 	trustedNetworks prefixList
 	trustedProxies  prefixList
@@ -106,16 +113,20 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.apiListen, "api-listen", ":8080", "address of the REST API and /metrics")
 	fs.StringVar(&c.dataDir, "data", "./wirefleet-data", "data directory (SQLite database, admin token, gateway key)")
-	fs.StringVar(&c.endpoint, "endpoint", "", "gateway endpoint HOST:PORT handed to devices (default: this host's name, port 51820)")
+	fs.StringVar(&c.endpoint, "endpoint", "", "gateway endpoint HOST:PORT handed to devices (default: this host's name and the --wg-listen port)")
 	fs.StringVar(&c.pool, "pool", controlplane.DefaultPool.String(), "IPv4 prefix SIM overlay addresses come from")
-	fs.StringVar(&c.postgres, "postgres", "", "PostgreSQL connection string; empty uses SQLite in the data directory")
+	fs.StringVar(&c.store, "store", "", "store DSN: postgres://… for PostgreSQL, or an SQLite file path; empty uses wirefleet.db in the data directory")
+	fs.StringVar(&c.store, "postgres", "", "alias of --store (PostgreSQL connection string)")
+	fs.StringVar(&c.wgListen, "wg-listen", ":51820", "WireGuard UDP address, :PORT (every address, IPv4 and IPv6; :0 picks a free port)")
+	fs.BoolVar(&c.resetAdmin, "reset-admin-token", false, "create a new admin token, print it once and write it to <data>/admin.token (recovery when the old one is lost); the old tokens stay valid until deleted")
+	fs.StringVar(&c.zone, "zone", gateway.DefaultZone, "DNS zone of in-tunnel names (<sim-id>.sim.<zone>, metadata.<zone>)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	c.trustedNetworks.values = true
 	fs.Var(&c.trustedNetworks, "arc-trusted-network", "CIDR[=GROUP_NAME] whose source addresses may use Arc network-attested bootstrap (repeatable, or comma-separated)")
 	fs.Var(&c.trustedProxies, "trusted-proxy", "CIDR of reverse proxies whose X-Forwarded-For is believed (repeatable, or comma-separated)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), `wirefleetd — the wirefleet platform (control plane API today; gateway to come).
+		fmt.Fprintf(fs.Output(), `wirefleetd — the wirefleet platform: REST API, WireGuard gateway, platform services.
 
 Usage: wirefleetd [flags]
 
@@ -179,12 +190,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
 		return err
 	}
+	wgPort, err := parseWGListen(c.wgListen)
+	if err != nil {
+		return err
+	}
 	if c.endpoint == "" {
 		host, err := os.Hostname()
 		if err != nil {
 			host = "localhost"
 		}
-		c.endpoint = net.JoinHostPort(host, "51820")
+		port := "51820"
+		if wgPort != 0 {
+			port = strconv.Itoa(int(wgPort))
+		}
+		c.endpoint = net.JoinHostPort(host, port)
 	}
 	if _, _, err := net.SplitHostPort(c.endpoint); err != nil {
 		return fmt.Errorf("--endpoint %q: want HOST:PORT", c.endpoint)
@@ -197,30 +216,56 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer st.Close()
 	log.Info("store open", "backend", backend)
 
-	gwKey, err := loadOrCreateGatewayKey(filepath.Join(c.dataDir, "gateway.key"))
+	gwKey, err := keystore.LoadOrCreateFile(filepath.Join(c.dataDir, "gateway.key"))
+	if err != nil {
+		return fmt.Errorf("gateway key: %w", err)
+	}
+	gwPub := fleet.Key(gwKey.PublicKey())
+	svc := controlplane.New(st, controlplane.Config{Pool: pool, Endpoint: c.endpoint, GatewayPublicKey: func() fleet.Key { return gwPub }, Log: log})
+
+	secret, created, err := svc.EnsureAdminToken(ctx)
+	if err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	if !created && c.resetAdmin {
+		// The one way back in when the first token was lost (the process
+		// died between storing it and writing the file, or the file went).
+		if _, secret, err = svc.CreateToken(ctx, controlplane.System, fleet.RoleAdmin, "created by --reset-admin-token"); err != nil {
+			return fmt.Errorf("admin token: %w", err)
+		}
+		created = true
+	}
+	if created {
+		path := filepath.Join(c.dataDir, "admin.token")
+		if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+			// Still shown below, so it is not lost with the file.
+			log.Error("writing the admin token file failed; copy the token from the output", "path", path, "err", err)
+		}
+		// Shown once on stdout (not in the log), and kept in the 0600 file.
+		fmt.Fprintf(stdout, "Admin token (shown once; also saved in %s):\n%s\n", path, secret)
+	}
+
+	arcSecret, err := arcapi.LoadOrCreateTokenSecret(filepath.Join(c.dataDir, arcapi.TokenSecretFile))
+	if err != nil {
+		return fmt.Errorf("arc token secret: %w", err)
+	}
+
+	gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log})
 	if err != nil {
 		return err
 	}
-	gwPub := gwKey.PublicKey()
-	svc := controlplane.New(st, controlplane.Config{Pool: pool, Endpoint: c.endpoint, GatewayPublicKey: func() fleet.Key { return gwPub }, Log: log})
-
-	if secret, created, err := svc.EnsureAdminToken(ctx); err != nil {
-		return fmt.Errorf("admin token: %w", err)
-	} else if created {
-		path := filepath.Join(c.dataDir, "admin.token")
-		if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
-			return fmt.Errorf("writing admin token: %w", err)
-		}
-		// Shown once on stdout (not in the log), and kept in the 0600 file.
-		fmt.Fprintf(stdout, "Initial admin token (shown once; also saved in %s):\n%s\n", path, secret)
+	if err := gw.Start(); err != nil {
+		return fmt.Errorf("gateway: %w", err)
 	}
+	defer gw.Close()
+	log.Info("gateway up", "wg_port", gw.Port(), "zone", c.zone)
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newSIMCollector(st, log))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newSIMCollector(st, log), gw.Collector())
 	mux := http.NewServeMux()
-	mux.Handle("/api/v1/", api.New(svc, api.Options{Log: log, Registerer: reg}))
+	mux.Handle("/api/v1/", api.New(svc, api.Options{Log: log, Registerer: reg, Connections: gw, TrustedProxies: c.trustedProxies.prefixes()}))
 	// SORACOM Arc-compatible routes, for soratun and other Arc clients.
-	mux.Handle("/v1/", arcapi.New(svc, arcapi.Options{Log: log, TrustedNetworks: c.trustedNetworks.items, TrustedProxies: c.trustedProxies.prefixes()}))
+	mux.Handle("/v1/", arcapi.New(svc, arcapi.Options{Log: log, TrustedNetworks: c.trustedNetworks.items, TrustedProxies: c.trustedProxies.prefixes(), TokenSecret: arcSecret}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 
@@ -251,11 +296,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return nil
 }
 
-func openStore(ctx context.Context, c config, log *slog.Logger) (store.Store, string, error) {
-	if c.postgres != "" {
-		return openPostgres(ctx, c.postgres, log)
+// parseWGListen returns the port of --wg-listen. The engine listens on
+// every address (IPv4 and IPv6); binding to one address is not supported.
+func parseWGListen(v string) (uint16, error) {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return 0, fmt.Errorf("--wg-listen %q: want :PORT", v)
 	}
-	path := filepath.Join(c.dataDir, "wirefleet.db")
+	if host != "" && host != "0.0.0.0" && host != "::" {
+		return 0, fmt.Errorf("--wg-listen %q: the gateway listens on every address; give :PORT", v)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return 0, fmt.Errorf("--wg-listen %q: bad port", v)
+	}
+	return uint16(p), nil
+}
+
+func openStore(ctx context.Context, c config, log *slog.Logger) (store.Store, string, error) {
+	// PostgreSQL: a URL, or a key=value DSN ("host=… dbname=…").
+	if strings.HasPrefix(c.store, "postgres://") || strings.HasPrefix(c.store, "postgresql://") || strings.Contains(c.store, "=") {
+		return openPostgres(ctx, c.store, log)
+	}
+	path := strings.TrimPrefix(c.store, "sqlite:")
+	if path == "" {
+		path = filepath.Join(c.dataDir, "wirefleet.db")
+	}
 	st, err := sqlitestore.Open(ctx, path)
 	return st, "sqlite " + path, err
 }

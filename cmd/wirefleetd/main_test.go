@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/store/pgstore/pgtest"
 )
 
@@ -43,7 +44,7 @@ func start(t *testing.T, dataDir string, env map[string]string) (base string, st
 	addrc := make(chan net.Addr, 1)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- run(ctx, []string{"--data", dataDir, "--endpoint", "127.0.0.1:51820"}, func(k string) string { return env[k] }, stdout, stderr, func(a net.Addr) { addrc <- a })
+		errc <- run(ctx, []string{"--data", dataDir, "--endpoint", "127.0.0.1:51820", "--wg-listen", ":0"}, func(k string) string { return env[k] }, stdout, stderr, func(a net.Addr) { addrc <- a })
 	}()
 	select {
 	case a := <-addrc:
@@ -126,7 +127,9 @@ func TestFirstStartAndRestart(t *testing.T) {
 	}
 	code, metrics := get(t, base+"/metrics", "")
 	if code != 200 || !strings.Contains(metrics, `wirefleet_api_requests_total{code="200",route="GET /api/v1/sims"} 1`) || !strings.Contains(metrics, "go_goroutines") ||
-		!strings.Contains(metrics, `wirefleet_sims{status="active"} 1`) {
+		!strings.Contains(metrics, `wirefleet_sims{status="active"} 1`) ||
+		!strings.Contains(metrics, "wirefleet_gateway_sessions 0") || !strings.Contains(metrics, `wirefleet_gateway_handshakes_total{result="ok"} 0`) ||
+		!strings.Contains(metrics, `wirefleet_gateway_dropped_packets_total{reason="d2d-denied",where="router"} 0`) || !strings.Contains(metrics, "wirefleet_gateway_under_load 0") {
 		t.Fatalf("metrics: %d\n%s", code, metrics)
 	}
 	// The Arc-compatible routes are mounted too.
@@ -159,8 +162,8 @@ func TestFirstStartAndRestart(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	k, err := loadOrCreateGatewayKey(filepath.Join(dir, "gateway.key"))
-	if err != nil || k == (fleet.Key{}) {
+	k, err := keystore.LoadFile(filepath.Join(dir, "gateway.key"))
+	if err != nil || fleet.Key(k.PublicKey()).IsZero() {
 		t.Fatalf("gateway key reload: %v", err)
 	}
 }
@@ -208,5 +211,54 @@ func TestPostgresBackend(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "wirefleet.db")); err == nil {
 		t.Fatal("an SQLite file was created although --postgres was given")
+	}
+}
+
+func TestGatewayFlags(t *testing.T) {
+	for in, want := range map[string]uint16{":51820": 51820, ":0": 0, "0.0.0.0:4500": 4500, "[::]:1": 1} {
+		if got, err := parseWGListen(in); err != nil || got != want {
+			t.Errorf("--wg-listen %q: %d %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"127.0.0.1:51820", "51820", ":x", ":70000"} {
+		if _, err := parseWGListen(in); err == nil {
+			t.Errorf("--wg-listen %q accepted", in)
+		}
+	}
+	c, err := parseFlags(nil, func(k string) string {
+		return map[string]string{"WIREFLEET_POSTGRES": "postgres://db/x", "WIREFLEET_WG_LISTEN": ":4500"}[k]
+	}, io.Discard)
+	if err != nil || c.store != "postgres://db/x" || c.wgListen != ":4500" {
+		t.Fatalf("--postgres as an alias of --store: %+v %v", c, err)
+	}
+	c, err = parseFlags([]string{"--store", "sqlite:/tmp/x.db"}, func(string) string { return "" }, io.Discard)
+	if err != nil || c.store != "sqlite:/tmp/x.db" {
+		t.Fatalf("--store: %+v %v", c, err)
+	}
+}
+
+// A lost admin token is recovered with --reset-admin-token (env
+// WIREFLEET_RESET_ADMIN_TOKEN): a new admin token is printed and written,
+// and it works.
+func TestResetAdminToken(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"WIREFLEET_API_LISTEN": "127.0.0.1:0"}
+	_, _, _, stop := start(t, dir, env)
+	stop()
+	tokenPath := filepath.Join(dir, "admin.token")
+	os.Remove(tokenPath) // lost
+
+	env["WIREFLEET_RESET_ADMIN_TOKEN"] = "true"
+	base, stdout, _, _ := start(t, dir, env)
+	b, err := os.ReadFile(tokenPath)
+	if err != nil {
+		t.Fatalf("no new admin.token: %v", err)
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" || !strings.Contains(stdout.String(), token) {
+		t.Fatal("new admin token not printed")
+	}
+	if code, body := get(t, base+"/api/v1/tokens", token); code != 200 {
+		t.Fatalf("new admin token refused: %d %s", code, body)
 	}
 }

@@ -1,0 +1,103 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/wgkey"
+)
+
+// rejectEventInterval is the least time between two recorded rejections of
+// one key: a device retrying every 5 s with a suspended SIM must not fill
+// the audit trail.
+const rejectEventInterval = time.Minute
+
+// eventRecorder writes device events to the audit trail off the engine's
+// goroutines. When its queue is full events are dropped (and counted in the
+// log) rather than slowing handshakes.
+type eventRecorder struct {
+	ctx context.Context
+	svc *controlplane.Service
+	log *slog.Logger
+	q   chan deviceEvent
+
+	mu       sync.Mutex
+	lastSeen map[wgkey.Public]time.Time
+	dropped  int
+}
+
+type deviceEvent struct {
+	sim, action string
+	details     map[string]any
+}
+
+func newEventRecorder(ctx context.Context, svc *controlplane.Service, log *slog.Logger) *eventRecorder {
+	return &eventRecorder{ctx: ctx, svc: svc, log: log, q: make(chan deviceEvent, 4096), lastSeen: map[wgkey.Public]time.Time{}}
+}
+
+func (r *eventRecorder) start(wg *sync.WaitGroup) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-r.ctx.Done():
+				return
+			case ev := <-r.q:
+				ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+				if err := r.svc.RecordDeviceEvent(ctx, ev.sim, ev.action, ev.details); err != nil && r.ctx.Err() == nil {
+					r.log.Warn("recording device event", "sim", ev.sim, "action", ev.action, "err", err)
+				}
+				cancel()
+			}
+		}
+	}()
+}
+
+func (r *eventRecorder) record(sim, action string, details map[string]any) {
+	select {
+	case r.q <- deviceEvent{sim, action, details}:
+	default:
+		r.mu.Lock()
+		r.dropped++
+		n := r.dropped
+		r.mu.Unlock()
+		if n&(n-1) == 0 { // log at powers of two
+			r.log.Warn("device event queue full; events dropped", "dropped", n)
+		}
+	}
+}
+
+// allow reports whether a rejection of key may be recorded now.
+func (r *eventRecorder) allow(key wgkey.Public) bool {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t, ok := r.lastSeen[key]; ok && now.Sub(t) < rejectEventInterval {
+		return false
+	}
+	if len(r.lastSeen) >= 100_000 { // a flood of keys: forget, stay bounded
+		clear(r.lastSeen)
+	}
+	r.lastSeen[key] = now
+	return true
+}
+
+// rejected records a refused handshake of a known SIM (rate-limited).
+func (r *eventRecorder) rejected(sim string, key wgkey.Public, status string, remote netip.AddrPort) {
+	if r.allow(key) {
+		r.record(sim, "device.handshake_rejected", map[string]any{"status": status, "remote": remote.String()})
+	}
+}
+
+// unknown logs a handshake from a key no SIM has (rate-limited). It has no
+// SIM to attribute an audit event to, so it is a log line and a metric.
+func (r *eventRecorder) unknown(key wgkey.Public, remote netip.AddrPort) {
+	if r.allow(key) {
+		r.log.Info("handshake from unknown key", "key", key.Short(), "remote", remote.String())
+	}
+}

@@ -1,0 +1,235 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/memtun"
+	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
+	"golang.zx2c4.com/wireguard/conn"
+	wgdevice "golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// BenchmarkForwarding measures device-to-device forwarding through a hub:
+// device A (golang.zx2c4.com/wireguard, fed 1420-byte UDP packets by a
+// memtun source as fast as it takes them) → hub → device B (same
+// implementation, memtun sink), all over 127.0.0.1 UDP in this process.
+// Only the hub differs:
+//
+//   - wirefleet: our gateway (engine + router + policy check), SIMs in SQLite;
+//   - wggo-hub: a golang.zx2c4.com/wireguard device whose TUN loops every
+//     packet it writes back into its reads, so it routes A's packets to B by
+//     allowed IPs — the classic hub (wireguard-go + kernel forwarding) with
+//     the kernel replaced by the cheapest possible in-memory loop.
+//
+// The figure is inner Gbit/s delivered to B (b.N is ignored beyond one
+// measured window per iteration; run with -benchtime=1x).
+func BenchmarkForwarding(b *testing.B) {
+	for _, hub := range []string{"wirefleet", "wggo-hub"} {
+		b.Run(hub, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				gbps, loss := forwardOnce(b, hub, 3*time.Second)
+				b.ReportMetric(gbps, "Gbit/s")
+				b.ReportMetric(loss*100, "%loss")
+			}
+		})
+	}
+}
+
+var (
+	benchA = netip.MustParseAddr("10.128.0.10")
+	benchB = netip.MustParseAddr("10.128.0.11")
+)
+
+func forwardOnce(b *testing.B, hub string, window time.Duration) (gbps, loss float64) {
+	keyA, _ := wgkey.NewPrivate()
+	keyB, _ := wgkey.NewPrivate()
+	var hubPub wgkey.Public
+	var hubPort uint16
+	switch hub {
+	case "wirefleet":
+		gw := benchGateway(b, map[netip.Addr]wgkey.Public{benchA: keyA.Public(), benchB: keyB.Public()})
+		hubPub, hubPort = gw.Engine().PublicKey(), gw.Port()
+	case "wggo-hub":
+		hubKey, _ := wgkey.NewPrivate()
+		lt := newLoopTun(1420, 128)
+		dev := wgdevice.NewDevice(lt, conn.NewStdNetBind(), wgdevice.NewLogger(wgdevice.LogLevelError, "hub: "))
+		b.Cleanup(dev.Close)
+		pa, pb := keyA.Public(), keyB.Public()
+		uapi := fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nallowed_ip=%s/32\npublic_key=%x\nallowed_ip=%s/32\n",
+			hubKey[:], pa[:], benchA, pb[:], benchB)
+		if err := dev.IpcSet(uapi); err != nil {
+			b.Fatal(err)
+		}
+		if err := dev.Up(); err != nil {
+			b.Fatal(err)
+		}
+		hubPub, hubPort = hubKey.Public(), listenPort(b, dev)
+	}
+	src := memtun.NewSource(memtun.UDPPacket(netip.AddrPortFrom(benchA, 9000), netip.AddrPortFrom(benchB, 9000), 1420), 1420, 0)
+	sink := memtun.NewSink(1420, 0)
+	for _, d := range []struct {
+		key  wgkey.Private
+		addr netip.Addr
+		tun  tun.Device
+	}{{keyB, benchB, sink}, {keyA, benchA, src}} {
+		dev := wgdevice.NewDevice(d.tun, conn.NewStdNetBind(), wgdevice.NewLogger(wgdevice.LogLevelError, "dev: "))
+		b.Cleanup(dev.Close)
+		uapi := fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=10.128.0.0/9\npersistent_keepalive_interval=1\n",
+			d.key[:], hubPub[:], hubPort)
+		if err := dev.IpcSet(uapi); err != nil {
+			b.Fatal(err)
+		}
+		if err := dev.Up(); err != nil {
+			b.Fatal(err)
+		}
+		if d.addr == benchB {
+			time.Sleep(200 * time.Millisecond) // B's session first, so the hub can forward
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for sink.Written.Packets() == 0 {
+		if time.Now().After(deadline) {
+			b.Fatalf("%s: nothing delivered", hub)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // warm-up
+	b0, g0, t0 := sink.Written.Bytes(), src.Generated.Packets(), time.Now()
+	p0 := sink.Written.Packets()
+	time.Sleep(window)
+	el := time.Since(t0).Seconds()
+	gen := src.Generated.Packets() - g0
+	got := sink.Written.Packets() - p0
+	gbps = float64(sink.Written.Bytes()-b0) * 8 / el / 1e9
+	if gen > 0 && gen > got {
+		loss = float64(gen-got) / float64(gen)
+	}
+	return gbps, loss
+}
+
+// benchGateway starts a gateway whose store holds one SIM per address, all
+// in one group with device-to-device on.
+func benchGateway(b *testing.B, sims map[netip.Addr]wgkey.Public) *Gateway {
+	ctx := context.Background()
+	st, err := sqlitestore.Open(ctx, filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	ks, _ := keystore.GenerateMemory()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) }, Log: log})
+	g, err := svc.CreateGroup(ctx, controlplane.System, "bench", fleet.GroupSettings{Version: fleet.SettingsVersion, DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for addr, pub := range sims {
+		if _, _, err := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{GroupID: g.ID, Address: addr, PublicKey: fleet.Key(pub)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	gw, err := New(Config{Service: svc, KeyStore: ks, Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := gw.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { gw.Close() })
+	return gw
+}
+
+func listenPort(b *testing.B, dev *wgdevice.Device) uint16 {
+	uapi, err := dev.IpcGet()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(uapi, "\n") {
+		if v, ok := strings.CutPrefix(line, "listen_port="); ok {
+			var p uint16
+			fmt.Sscan(v, &p)
+			return p
+		}
+	}
+	b.Fatal("no listen_port")
+	return 0
+}
+
+// loopTun is a tun.Device that hands back, on Read, every packet written to
+// it: a router in memory, for a wireguard-go hub. Writes block when the loop
+// is full (backpressure, as a kernel queue would drop instead).
+type loopTun struct {
+	mtu, batch int
+	q          chan []byte
+	pool       sync.Pool
+	events     chan tun.Event
+	closed     chan struct{}
+	once       sync.Once
+}
+
+func newLoopTun(mtu, batch int) *loopTun {
+	t := &loopTun{mtu: mtu, batch: batch, q: make(chan []byte, 4096), events: make(chan tun.Event, 1), closed: make(chan struct{})}
+	t.pool.New = func() any { return make([]byte, 0, mtu+64) }
+	t.events <- tun.EventUp
+	return t
+}
+
+func (t *loopTun) File() *os.File           { return nil }
+func (t *loopTun) MTU() (int, error)        { return t.mtu, nil }
+func (t *loopTun) Name() (string, error)    { return "loop", nil }
+func (t *loopTun) Events() <-chan tun.Event { return t.events }
+func (t *loopTun) BatchSize() int           { return t.batch }
+func (t *loopTun) Close() error {
+	t.once.Do(func() { close(t.closed) })
+	return nil
+}
+
+func (t *loopTun) Write(bufs [][]byte, offset int) (int, error) {
+	for _, b := range bufs {
+		p := append(t.pool.Get().([]byte)[:0], b[offset:]...)
+		select {
+		case t.q <- p:
+		case <-t.closed:
+			return 0, os.ErrClosed
+		}
+	}
+	return len(bufs), nil
+}
+
+func (t *loopTun) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	var p []byte
+	select {
+	case p = <-t.q:
+	case <-t.closed:
+		return 0, os.ErrClosed
+	}
+	n := 0
+	for {
+		sizes[n] = copy(bufs[n][offset:], p)
+		t.pool.Put(p[:0])
+		n++
+		if n == len(bufs) || n == t.batch {
+			return n, nil
+		}
+		select {
+		case p = <-t.q:
+		default:
+			return n, nil
+		}
+	}
+}

@@ -1,0 +1,464 @@
+// Package gateway joins the WireGuard engine to the control plane: every
+// tunnel is a SIM. It resolves peers lazily from the SIM store (only active
+// SIMs complete a handshake), drops sessions within a second of a SIM being
+// suspended, terminated or re-keyed (store change notifications), routes
+// inner packets (source check, device-to-device policy, platform services),
+// and hosts the platform services — DNS and metadata — on a userspace
+// network stack, so the whole gateway runs without root.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/engine"
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/store"
+	"github.com/wirefleet/wirefleet/wgkey"
+	"golang.zx2c4.com/wireguard/conn"
+)
+
+// Well-known platform service addresses (the ones SORACOM Arc devices use).
+var (
+	DNSAddrs     = []netip.Addr{netip.MustParseAddr("100.127.0.53"), netip.MustParseAddr("100.127.1.53")}
+	MetadataAddr = netip.MustParseAddr("100.127.100.127")
+	// RouterAddr is the source of ICMP errors the gateway sends.
+	RouterAddr = netip.MustParseAddr("100.127.0.1")
+)
+
+// DefaultZone is the DNS zone of platform names.
+const DefaultZone = "wirefleet.internal"
+
+// Config configures a Gateway.
+type Config struct {
+	// Service is the control plane. Required.
+	Service *controlplane.Service
+	// KeyStore holds the gateway's static key. Required.
+	KeyStore keystore.Store
+	// Bind is the UDP layer; default conn.NewStdNetBind().
+	Bind conn.Bind
+	// ListenPort is the WireGuard UDP port (0: any free port).
+	ListenPort uint16
+	// Zone is the DNS zone of platform names; DefaultZone if empty.
+	Zone string
+	// Logger receives logs; default slog.Default().
+	Logger *slog.Logger
+	// EngineHooks, if set, is called after the gateway's own hooks (tests).
+	EngineHooks engine.Hooks
+}
+
+// Gateway is a running gateway.
+type Gateway struct {
+	cfg    Config
+	svc    *controlplane.Service
+	st     store.Store
+	log    *slog.Logger
+	eng    *engine.Engine
+	pool   netip.Prefix
+	plat   netip.Prefix
+	zone   string
+	router *router
+	svcs   *services
+	events *eventRecorder
+
+	// registry: the SIM states handed to the engine, by SIM id then key.
+	regMu sync.Mutex
+	reg   map[string]map[wgkey.Public]*simState
+
+	policies policyCache
+	// simGen counts SIM changes seen on the feed (see resolvePeer).
+	simGen atomic.Uint64
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// simState is a peer's identity: the SIM behind a tunnel. The SIM record is
+// replaced when it changes (tags, group); revoked is set when the key may no
+// longer be used, before the engine has even finished adding the peer.
+type simState struct {
+	id      string
+	key     wgkey.Public
+	sim     atomic.Pointer[fleet.SIM]
+	revoked atomic.Bool
+	online  atomic.Bool
+}
+
+// SIM returns the current record of the SIM.
+func (s *simState) SIM() *fleet.SIM { return s.sim.Load() }
+
+// New builds a gateway; Start brings it up.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Service == nil || cfg.KeyStore == nil {
+		return nil, errors.New("gateway: Config.Service and Config.KeyStore are required")
+	}
+	if cfg.Zone == "" {
+		cfg.Zone = DefaultZone
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	g := &Gateway{
+		cfg:  cfg,
+		svc:  cfg.Service,
+		st:   cfg.Service.Store(),
+		log:  cfg.Logger,
+		pool: cfg.Service.Config().Pool,
+		plat: cfg.Service.Config().PlatformRange,
+		zone: cfg.Zone,
+		reg:  map[string]map[wgkey.Public]*simState{},
+	}
+	g.policies.groups = map[string]*groupPolicy{}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	g.router = newRouter(g)
+	g.events = newEventRecorder(g.ctx, g.svc, g.log)
+	hooks := engine.Hooks{
+		HandshakeCompleted: g.onHandshake,
+		HandshakeRejected:  g.onReject,
+		EndpointChanged:    g.onEndpoint,
+		SessionExpired:     g.onSessionEnd,
+		PacketDropped:      g.onDrop,
+	}
+	eng, err := engine.New(engine.Config{
+		KeyStore:   cfg.KeyStore,
+		Bind:       cfg.Bind,
+		ListenPort: cfg.ListenPort,
+		Resolver:   engine.ResolverFunc(g.resolvePeer),
+		Handler:    g.router,
+		Hooks:      hooks,
+		Logger:     cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.eng = eng
+	return g, nil
+}
+
+// Engine returns the WireGuard engine (for tests and metrics).
+func (g *Gateway) Engine() *engine.Engine { return g.eng }
+
+// Port returns the WireGuard UDP port (after Start).
+func (g *Gateway) Port() uint16 { return g.eng.Port() }
+
+// Start brings up the platform services, subscribes to store changes and
+// opens the WireGuard port.
+func (g *Gateway) Start() error {
+	svcs, err := startServices(g)
+	if err != nil {
+		return err
+	}
+	g.svcs = svcs
+	changes, cancel := g.st.Subscribe()
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		g.watch(changes, cancel)
+	}()
+	g.events.start(&g.wg)
+	if err := g.eng.Up(); err != nil {
+		g.Close()
+		return err
+	}
+	return nil
+}
+
+// Close stops the gateway.
+func (g *Gateway) Close() error {
+	g.cancel()
+	err := g.eng.Close()
+	if g.svcs != nil {
+		g.svcs.close()
+	}
+	g.wg.Wait()
+	return err
+}
+
+// ---- peer resolution ----
+
+// resolvePeer is the engine's Resolver: only active SIMs complete a
+// handshake, with the SIM's overlay /32 as their only allowed source.
+func (g *Gateway) resolvePeer(ctx context.Context, key wgkey.Public, remote netip.AddrPort) (engine.PeerConfig, error) {
+	// A change committed while we read could reach the watcher before we
+	// register, and be missed: the watcher bumps simGen before it looks, so
+	// if it moved while we resolved, we read again once registered.
+	gen := g.simGen.Load()
+	st := &simState{key: key}
+	sim, err := g.st.SIMByPublicKey(ctx, fleet.Key(key))
+	if errors.Is(err, store.ErrNotFound) {
+		return engine.PeerConfig{}, fmt.Errorf("%w: no SIM has this key", engine.ErrUnknownPeer)
+	}
+	if err != nil {
+		return engine.PeerConfig{}, fmt.Errorf("gateway: looking up key: %w", err)
+	}
+	st.id = sim.ID
+	st = g.register(st)
+	if g.simGen.Load() != gen {
+		if sim, err = g.st.SIM(ctx, sim.ID); err != nil {
+			g.unregister(st)
+			return engine.PeerConfig{}, fmt.Errorf("gateway: reading SIM: %w", err)
+		}
+	}
+	if sim.Status != fleet.StatusActive || !keyOf(sim, key) {
+		g.unregister(st)
+		g.events.rejected(sim.ID, key, string(sim.Status), remote)
+		return engine.PeerConfig{}, &engine.DeniedError{Reason: "SIM " + string(sim.Status)}
+	}
+	if err := g.policies.ensure(ctx, g.st, sim.GroupID); err != nil {
+		g.unregister(st)
+		return engine.PeerConfig{}, err
+	}
+	st.sim.Store(&sim)
+	return engine.PeerConfig{
+		PublicKey:  key,
+		AllowedIPs: []netip.Prefix{netip.PrefixFrom(sim.Address, 32)},
+		Identity:   st,
+	}, nil
+}
+
+func keyOf(sim fleet.SIM, key wgkey.Public) bool {
+	k := fleet.Key(key)
+	return sim.PublicKey == k || (!sim.NextPublicKey.IsZero() && sim.NextPublicKey == k)
+}
+
+// register records st, or returns the live state already registered for
+// the same key (two initiations resolved at once share one identity).
+func (g *Gateway) register(st *simState) *simState {
+	g.regMu.Lock()
+	defer g.regMu.Unlock()
+	m := g.reg[st.id]
+	if m == nil {
+		m = map[wgkey.Public]*simState{}
+		g.reg[st.id] = m
+	}
+	if old := m[st.key]; old != nil && !old.revoked.Load() {
+		return old
+	}
+	m[st.key] = st
+	return st
+}
+
+func (g *Gateway) unregister(st *simState) {
+	g.regMu.Lock()
+	defer g.regMu.Unlock()
+	if m := g.reg[st.id]; m != nil && m[st.key] == st {
+		delete(m, st.key)
+		if len(m) == 0 {
+			delete(g.reg, st.id)
+		}
+	}
+}
+
+// states returns the registered states of a SIM.
+func (g *Gateway) states(simID string) []*simState {
+	g.regMu.Lock()
+	defer g.regMu.Unlock()
+	var out []*simState
+	for _, st := range g.reg[simID] {
+		out = append(out, st)
+	}
+	return out
+}
+
+func (g *Gateway) allStates() []*simState {
+	g.regMu.Lock()
+	defer g.regMu.Unlock()
+	var out []*simState
+	for _, m := range g.reg {
+		for _, st := range m {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// ---- engine hooks ----
+
+func stateOf(p *engine.Peer) *simState {
+	st, _ := p.Identity().(*simState)
+	return st
+}
+
+func (g *Gateway) onHandshake(ev engine.HandshakeEvent) {
+	st := stateOf(ev.Peer)
+	if st == nil {
+		return
+	}
+	if st.revoked.Load() {
+		// Revoked while the handshake was in flight.
+		go g.eng.RemovePeer(st.key)
+		return
+	}
+	sim := st.SIM()
+	g.router.setOnline(sim.Address, ev.Peer)
+	if st.online.CompareAndSwap(false, true) {
+		g.events.record(st.id, "device.connected", map[string]any{"endpoint": ev.Endpoint.String()})
+	}
+	if sim.PublicKey != fleet.Key(st.key) {
+		// First handshake with the announced next key: the rotation is done.
+		id, key := st.id, fleet.Key(st.key)
+		go func() {
+			if _, err := g.svc.PromoteNextKey(g.ctx, id, key); err != nil {
+				g.log.Warn("promoting next key", "sim", id, "err", err)
+			}
+		}()
+	}
+	if f := g.cfg.EngineHooks.HandshakeCompleted; f != nil {
+		f(ev)
+	}
+}
+
+func (g *Gateway) onReject(ev engine.RejectEvent) {
+	if ev.Reason == engine.RejectUnknownKey {
+		g.events.unknown(ev.Key, ev.Remote)
+	}
+	if f := g.cfg.EngineHooks.HandshakeRejected; f != nil {
+		f(ev)
+	}
+}
+
+func (g *Gateway) onEndpoint(ev engine.EndpointEvent) {
+	if st := stateOf(ev.Peer); st != nil && ev.Old.IsValid() {
+		g.events.record(st.id, "device.endpoint_changed", map[string]any{"old": ev.Old.String(), "new": ev.New.String()})
+	}
+	if f := g.cfg.EngineHooks.EndpointChanged; f != nil {
+		f(ev)
+	}
+}
+
+func (g *Gateway) onSessionEnd(ev engine.SessionEvent) {
+	st := stateOf(ev.Peer)
+	if st != nil {
+		if ev.Reason != "expired" {
+			g.router.setOffline(st.SIM().Address, ev.Peer)
+			g.unregister(st)
+		}
+		if st.online.CompareAndSwap(true, false) {
+			g.events.record(st.id, "device.disconnected", map[string]any{"reason": ev.Reason})
+		}
+	}
+	if f := g.cfg.EngineHooks.SessionExpired; f != nil {
+		f(ev)
+	}
+}
+
+func (g *Gateway) onDrop(ev engine.DropEvent) {
+	if f := g.cfg.EngineHooks.PacketDropped; f != nil {
+		f(ev)
+	}
+}
+
+// ---- change feed ----
+
+// watch applies store changes: a SIM no longer active, or whose key
+// changed, loses its session at once; group changes refresh the policy
+// cache. When the feed closes (we fell behind) it resubscribes and
+// re-checks every held SIM.
+func (g *Gateway) watch(changes <-chan fleet.Change, cancel func()) {
+	for {
+		select {
+		case <-g.ctx.Done():
+			cancel()
+			return
+		case c, ok := <-changes:
+			if !ok {
+				g.log.Warn("store change feed closed; resynchronising")
+				changes, cancel = g.st.Subscribe()
+				g.simGen.Add(1)
+				g.resync()
+				continue
+			}
+			switch c.Kind {
+			case fleet.ChangeSIM:
+				g.simGen.Add(1)
+				g.recheckSIM(c.ID)
+			case fleet.ChangeGroup:
+				g.policies.refresh(g.ctx, g.st, c.ID)
+			}
+		}
+	}
+}
+
+func (g *Gateway) resync() {
+	seen := map[string]bool{}
+	for _, st := range g.allStates() {
+		if !seen[st.id] {
+			seen[st.id] = true
+			g.recheckSIM(st.id)
+		}
+	}
+	g.policies.refreshAll(g.ctx, g.st)
+}
+
+// recheckSIM re-reads a SIM and revokes the states (and removes the peers)
+// whose key it no longer accepts.
+func (g *Gateway) recheckSIM(id string) {
+	states := g.states(id)
+	if len(states) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
+	defer cancel()
+	sim, err := g.st.SIM(ctx, id)
+	gone := errors.Is(err, store.ErrNotFound)
+	if err != nil && !gone {
+		g.log.Warn("re-reading SIM after change", "sim", id, "err", err)
+		return
+	}
+	if !gone && sim.GroupID != "" {
+		if err := g.policies.ensure(ctx, g.st, sim.GroupID); err != nil {
+			g.log.Warn("reading group after change", "group", sim.GroupID, "err", err)
+		}
+	}
+	for _, st := range states {
+		if gone || sim.Status != fleet.StatusActive || !keyOf(sim, st.key) {
+			st.revoked.Store(true)
+			g.unregister(st)
+			if p := g.eng.Peer(st.key); p != nil && stateOf(p) == st {
+				g.eng.RemovePeer(st.key)
+			}
+			g.log.Info("session revoked", "sim", id, "status", sim.Status)
+			continue
+		}
+		if old := st.SIM(); old != nil && old.Address != sim.Address {
+			// Addresses never change today; if they do, the allowed IPs
+			// must follow: drop the session and let it re-resolve.
+			st.revoked.Store(true)
+			g.eng.RemovePeer(st.key)
+			continue
+		}
+		s := sim
+		st.sim.Store(&s)
+	}
+}
+
+// Connection returns the live state of a SIM's tunnel on this gateway
+// (api.ConnectionSource). During a key rotation the key with the latest
+// handshake speaks for the SIM.
+func (g *Gateway) Connection(simID string) fleet.Connection {
+	var c fleet.Connection
+	for _, st := range g.states(simID) {
+		p := g.eng.Peer(st.key)
+		if p == nil || stateOf(p) != st {
+			continue
+		}
+		s := p.Stats()
+		if !c.LastHandshake.IsZero() && s.LastHandshake.Before(c.LastHandshake) {
+			continue
+		}
+		c = fleet.Connection{Online: s.HasSession && !st.revoked.Load(), LastHandshake: s.LastHandshake, RxBytes: s.RxBytes, TxBytes: s.TxBytes}
+		if s.Endpoint.IsValid() {
+			c.Endpoint = s.Endpoint.String()
+		}
+	}
+	return c
+}

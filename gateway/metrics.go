@@ -1,0 +1,85 @@
+package gateway
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wirefleet/wirefleet/engine"
+)
+
+// dropCounters counts router drops by reason without locks on the data path.
+type dropCounters struct {
+	c [8]atomic.Uint64 // indexed like dropReasons
+}
+
+func (d *dropCounters) index(reason string) int {
+	for i, r := range dropReasons {
+		if r == reason {
+			return i
+		}
+	}
+	return len(dropReasons) - 1
+}
+
+func (d *dropCounters) add(reason string)            { d.c[d.index(reason)].Add(1) }
+func (d *dropCounters) addN(reason string, n uint64) { d.c[d.index(reason)].Add(n) }
+func (d *dropCounters) get(reason string) uint64     { return d.c[d.index(reason)].Load() }
+
+// Collector returns a Prometheus collector of the gateway's figures, read
+// at scrape time: sessions, handshakes by result, bytes, drops by reason
+// (router and engine), under-load state.
+func (g *Gateway) Collector() prometheus.Collector { return (*collector)(g) }
+
+type collector Gateway
+
+var (
+	descSessions   = prometheus.NewDesc("wirefleet_gateway_sessions", "SIMs with a live WireGuard session.", nil, nil)
+	descPeers      = prometheus.NewDesc("wirefleet_gateway_peers", "Peers held by the engine (sessions and recently active).", nil, nil)
+	descHandshakes = prometheus.NewDesc("wirefleet_gateway_handshakes_total", "Handshake messages by result (ok, or the reason of the rejection).", []string{"result"}, nil)
+	descBytes      = prometheus.NewDesc("wirefleet_gateway_bytes_total", "Inner bytes of held peers, by direction (from or to devices).", []string{"direction"}, nil)
+	descDrops      = prometheus.NewDesc("wirefleet_gateway_dropped_packets_total", "Packets dropped, by where (router, engine) and reason.", []string{"where", "reason"}, nil)
+	descUnderLoad  = prometheus.NewDesc("wirefleet_gateway_under_load", "1 while the engine demands cookies from initiators.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSessions, descPeers, descHandshakes, descBytes, descDrops, descUnderLoad} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	g := (*Gateway)(c)
+	counters := g.eng.Counters()
+	var sessions int
+	var rx, tx uint64
+	g.eng.EachPeer(func(p *engine.Peer) {
+		s := p.Stats()
+		if s.HasSession {
+			sessions++
+		}
+		rx += s.RxBytes
+		tx += s.TxBytes
+	})
+	ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(sessions))
+	ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(counters.ActivePeers))
+	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(counters.HandshakesCompleted), "ok")
+	for r, n := range counters.HandshakesRejected {
+		ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(n), r)
+	}
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(rx), "from_devices")
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(tx), "to_devices")
+	for _, r := range dropReasons {
+		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(g.router.drops.get(r)), "router", r)
+	}
+	for r, n := range counters.Dropped {
+		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(n), "engine", r)
+	}
+	under := 0.0
+	if counters.UnderLoad {
+		under = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descUnderLoad, prometheus.GaugeValue, under)
+}

@@ -1,0 +1,114 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/store"
+)
+
+// groupPolicy is what the data path needs of a group, read once per change.
+type groupPolicy struct {
+	id       string
+	name     string
+	mode     string
+	groups   []string // peer group names, for mode "groups"
+	ports    []uint16 // empty: all
+	settings fleet.GroupSettings
+}
+
+// policyCache holds the groups of the SIMs the gateway serves. The resolver
+// fills it (it may block on the store); the router only reads it.
+type policyCache struct {
+	mu     sync.RWMutex
+	groups map[string]*groupPolicy
+}
+
+func (c *policyCache) get(id string) *groupPolicy {
+	if id == "" {
+		return nil
+	}
+	c.mu.RLock()
+	p := c.groups[id]
+	c.mu.RUnlock()
+	return p
+}
+
+func (c *policyCache) ensure(ctx context.Context, st store.Reader, id string) error {
+	if id == "" || c.get(id) != nil {
+		return nil
+	}
+	return c.refresh(ctx, st, id)
+}
+
+func (c *policyCache) refresh(ctx context.Context, st store.Reader, id string) error {
+	g, err := st.Group(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		c.mu.Lock()
+		delete(c.groups, id)
+		c.mu.Unlock()
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	p := &groupPolicy{id: g.ID, name: g.Name, mode: g.Settings.DeviceToDevice.Mode, groups: g.Settings.DeviceToDevice.Groups, ports: g.Settings.DeviceToDevice.Ports, settings: g.Settings}
+	if p.mode == "" {
+		p.mode = fleet.D2DOff
+	}
+	c.mu.Lock()
+	c.groups[id] = p
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *policyCache) refreshAll(ctx context.Context, st store.Reader) {
+	c.mu.RLock()
+	ids := make([]string, 0, len(c.groups))
+	for id := range c.groups {
+		ids = append(ids, id)
+	}
+	c.mu.RUnlock()
+	for _, id := range ids {
+		c.refresh(ctx, st, id)
+	}
+}
+
+// admits reports whether group p lets its devices exchange traffic with
+// devices of group other.
+func (p *groupPolicy) admits(other *groupPolicy) bool {
+	switch p.mode {
+	case fleet.D2DGroup:
+		return p.id == other.id
+	case fleet.D2DGroups:
+		return p.id == other.id || slices.Contains(p.groups, other.name)
+	}
+	return false
+}
+
+// portAllowed reports whether a packet may enter a device of group p on
+// dport: any port when the group names none.
+func (p *groupPolicy) portAllowed(dport uint16) bool {
+	return len(p.ports) == 0 || slices.Contains(p.ports, dport)
+}
+
+// d2dAllowed is the device-to-device rule: both groups must admit each
+// other (so replies flow too), and the destination group's port list, if
+// any, must hold the destination port — or the source group's list the
+// source port (the reply of a service the other side was allowed to reach).
+// Devices without a group have no device-to-device traffic.
+func d2dAllowed(src, dst *groupPolicy, proto byte, sport, dport uint16) bool {
+	if src == nil || dst == nil || !src.admits(dst) || !dst.admits(src) {
+		return false
+	}
+	if len(dst.ports) == 0 {
+		return true
+	}
+	if proto != protoTCP && proto != protoUDP {
+		return false
+	}
+	return dst.portAllowed(dport) || (len(src.ports) > 0 && src.portAllowed(sport))
+}

@@ -1,0 +1,61 @@
+package gateway
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/wirefleet/wirefleet/fleet"
+)
+
+func TestD2DAllowed(t *testing.T) {
+	pol := func(id, name, mode string, groups []string, ports ...uint16) *groupPolicy {
+		return &groupPolicy{id: id, name: name, mode: mode, groups: groups, ports: ports}
+	}
+	plant := pol("g1", "plant", fleet.D2DGroup, nil)
+	plantOff := pol("g1", "plant", fleet.D2DOff, nil)
+	office := pol("g2", "office", fleet.D2DGroup, nil)
+	toOffice := pol("g1", "plant", fleet.D2DGroups, []string{"office"})
+	officeToPlant := pol("g2", "office", fleet.D2DGroups, []string{"plant"})
+	sshOnly := pol("g3", "cams", fleet.D2DGroup, nil, 22)
+	for _, c := range []struct {
+		name         string
+		src, dst     *groupPolicy
+		proto        byte
+		sport, dport uint16
+		want         bool
+	}{
+		{"same group, mode group", plant, plant, protoICMP, 0, 0, true},
+		{"same group, mode off", plantOff, plantOff, protoICMP, 0, 0, false},
+		{"no group", nil, plant, protoICMP, 0, 0, false},
+		{"to no group", plant, nil, protoICMP, 0, 0, false},
+		{"other group, each mode group", plant, office, protoTCP, 1000, 80, false},
+		{"groups: one side names the other, not back", toOffice, office, protoTCP, 1000, 80, false},
+		{"groups: both name each other", toOffice, officeToPlant, protoTCP, 1000, 80, true},
+		{"groups: and back", officeToPlant, toOffice, protoTCP, 80, 1000, true},
+		{"ports: allowed port", sshOnly, sshOnly, protoTCP, 40000, 22, true},
+		{"ports: reply from allowed port", sshOnly, sshOnly, protoTCP, 22, 40000, true},
+		{"ports: other port", sshOnly, sshOnly, protoTCP, 40000, 23, false},
+		{"ports: UDP other port", sshOnly, sshOnly, protoUDP, 40000, 53, false},
+		{"ports: ICMP refused", sshOnly, sshOnly, protoICMP, 0, 0, false},
+	} {
+		if got := d2dAllowed(c.src, c.dst, c.proto, c.sport, c.dport); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestParseTags(t *testing.T) {
+	m, err := parseTags(stringsReader(`[{"tagName":"a","tagValue":"1"},{"tagName":"b","tagValue":""}]`))
+	if err != nil || m["a"] != "1" || len(m) != 2 {
+		t.Fatalf("Arc form: %v %v", m, err)
+	}
+	m, err = parseTags(stringsReader(`{"a":"2"}`))
+	if err != nil || m["a"] != "2" {
+		t.Fatalf("object form: %v %v", m, err)
+	}
+	if _, err := parseTags(stringsReader(`"a"`)); err == nil {
+		t.Fatal("a string accepted")
+	}
+}
+
+func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }

@@ -1,0 +1,252 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/fleet"
+	"golang.zx2c4.com/wireguard/tun"
+	"golang.zx2c4.com/wireguard/tun/netstack"
+)
+
+// servicesMTU is the MTU of the service stack: the WireGuard inner MTU.
+const servicesMTU = 1420
+
+// services is the gVisor userspace network stack hosting the platform
+// services, with the servers on it.
+type services struct {
+	g    *Gateway
+	dev  tun.Device
+	net  *netstack.Net
+	http *http.Server
+	dns  []net.PacketConn
+	mu   sync.Mutex // serialises writes into the stack
+	wg   sync.WaitGroup
+}
+
+func startServices(g *Gateway) (*services, error) {
+	addrs := append(append([]netip.Addr{}, DNSAddrs...), MetadataAddr, RouterAddr)
+	dev, tnet, err := netstack.CreateNetTUN(addrs, nil, servicesMTU)
+	if err != nil {
+		return nil, err
+	}
+	s := &services{g: g, dev: dev, net: tnet}
+	for _, a := range DNSAddrs {
+		pc, err := tnet.ListenUDPAddrPort(netip.AddrPortFrom(a, 53))
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		s.dns = append(s.dns, pc)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveDNS(pc)
+		}()
+	}
+	ln, err := tnet.ListenTCPAddrPort(netip.AddrPortFrom(MetadataAddr, 80))
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	s.http = &http.Server{Handler: s.metadataHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		s.http.Serve(ln)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.readLoop()
+	}()
+	return s, nil
+}
+
+// inject hands packets from devices to the stack.
+func (s *services) inject(pkts [][]byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, err := s.dev.Write(pkts, 0)
+	return err
+}
+
+// readLoop sends what the stack emits to the device owning the destination.
+func (s *services) readLoop() {
+	bufs := [][]byte{make([]byte, servicesMTU+64)}
+	sizes := []int{0}
+	for {
+		n, err := s.dev.Read(bufs, sizes, 0)
+		if err != nil {
+			return
+		}
+		for i := 0; i < n; i++ {
+			pkt := bufs[i][:sizes[i]]
+			if len(pkt) < 20 || pkt[0]>>4 != 4 {
+				continue
+			}
+			p := s.g.router.peerFor(netip.AddrFrom4([4]byte(pkt[16:20])))
+			if p == nil {
+				s.g.router.drops.add(dropUnknownDst)
+				continue
+			}
+			s.g.eng.Send(p, [][]byte{pkt})
+		}
+	}
+}
+
+func (s *services) close() {
+	if s.http != nil {
+		s.http.Close()
+	}
+	for _, pc := range s.dns {
+		pc.Close()
+	}
+	s.dev.Close()
+	s.wg.Wait()
+}
+
+// callerSIM returns the SIM behind a tunnel source address: the router has
+// already checked that the address is the sending SIM's own.
+func (s *services) callerSIM(ctx context.Context, addr netip.Addr) (fleet.SIM, bool) {
+	p := s.g.router.peerFor(addr.Unmap())
+	if p == nil {
+		return fleet.SIM{}, false
+	}
+	st := stateOf(p)
+	if st == nil || st.revoked.Load() {
+		return fleet.SIM{}, false
+	}
+	// Read the stored record: tags may have changed since the handshake.
+	sim, err := s.g.st.SIM(ctx, st.id)
+	if err != nil || sim.Address != addr.Unmap() {
+		return fleet.SIM{}, false
+	}
+	return sim, true
+}
+
+// ---- metadata ----
+
+// Subscriber is what GET /v1/subscriber returns: the calling SIM's record.
+type Subscriber struct {
+	ID        string            `json:"id"`
+	IMSI      string            `json:"imsi"`
+	Name      string            `json:"name"`
+	IPAddress string            `json:"ipAddress"`
+	GroupID   string            `json:"groupId,omitempty"`
+	GroupName string            `json:"groupName,omitempty"`
+	Tags      map[string]string `json:"tags"`
+	Status    fleet.Status      `json:"status"`
+}
+
+func (s *services) metadataHandler() http.Handler {
+	mux := http.NewServeMux()
+	with := func(fn func(w http.ResponseWriter, r *http.Request, sim fleet.SIM, grp *groupPolicy)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			ap, err := netip.ParseAddrPort(r.RemoteAddr)
+			if err != nil {
+				http.Error(w, "unknown caller", http.StatusForbidden)
+				return
+			}
+			sim, ok := s.callerSIM(r.Context(), ap.Addr())
+			if !ok {
+				http.Error(w, "unknown caller", http.StatusForbidden)
+				return
+			}
+			var grp *groupPolicy
+			if sim.GroupID != "" {
+				s.g.policies.ensure(r.Context(), s.g.st, sim.GroupID)
+				grp = s.g.policies.get(sim.GroupID)
+			}
+			fn(w, r, sim, grp)
+		}
+	}
+	writeSub := func(w http.ResponseWriter, sim fleet.SIM, grp *groupPolicy) {
+		sub := Subscriber{ID: sim.ID, IMSI: sim.IMSI, Name: sim.Name, IPAddress: sim.Address.String(), GroupID: sim.GroupID, Tags: sim.Tags, Status: sim.Status}
+		if grp != nil {
+			sub.GroupName = grp.name
+		}
+		if sub.Tags == nil {
+			sub.Tags = map[string]string{}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(sub)
+	}
+	mux.HandleFunc("GET /v1/subscriber", with(func(w http.ResponseWriter, r *http.Request, sim fleet.SIM, grp *groupPolicy) {
+		writeSub(w, sim, grp)
+	}))
+	mux.HandleFunc("GET /v1/userdata", with(func(w http.ResponseWriter, r *http.Request, sim fleet.SIM, grp *groupPolicy) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if grp != nil {
+			io.WriteString(w, grp.settings.UserData)
+		}
+	}))
+	mux.HandleFunc("PUT /v1/subscriber/tags", with(func(w http.ResponseWriter, r *http.Request, sim fleet.SIM, grp *groupPolicy) {
+		if grp == nil || !grp.settings.DevicesMayWriteTags {
+			http.Error(w, "this SIM's group does not let devices write tags", http.StatusForbidden)
+			return
+		}
+		set, err := parseTags(io.LimitReader(r.Body, 64<<10))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		tags := map[string]string{}
+		for k, v := range sim.Tags {
+			tags[k] = v
+		}
+		for k, v := range set {
+			tags[k] = v
+		}
+		// The device acts on its own SIM only, with the tunnel as credential.
+		actor := controlplane.Actor{Kind: "sim", ID: sim.ID, Role: fleet.RoleOperator}
+		updated, err := s.g.svc.SetSIMTags(r.Context(), actor, sim.ID, tags)
+		var fe *fleet.Error
+		if errors.As(err, &fe) {
+			http.Error(w, fe.Error(), http.StatusBadRequest)
+			return
+		} else if err != nil {
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		}
+		writeSub(w, updated, grp)
+	}))
+	return mux
+}
+
+// parseTags accepts the Arc form [{"tagName":…,"tagValue":…}] or an object.
+func parseTags(r io.Reader) (map[string]string, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	var list []struct {
+		Name  string `json:"tagName"`
+		Value string `json:"tagValue"`
+	}
+	if err := json.Unmarshal(b, &list); err == nil {
+		m := map[string]string{}
+		for _, t := range list {
+			m[t.Name] = t.Value
+		}
+		return m, nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, errors.New("want [{\"tagName\":…,\"tagValue\":…}] or {\"name\":\"value\"}")
+	}
+	return m, nil
+}
+
+// zoneName returns the zone with a trailing dot, lower case.
+func (g *Gateway) zoneName() string {
+	return strings.ToLower(strings.TrimSuffix(g.zone, ".")) + "."
+}
