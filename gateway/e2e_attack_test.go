@@ -43,8 +43,16 @@ func TestRoaming(t *testing.T) {
 	f.env.ReplaceRoute(a.ns, gwAddr.String()+"/32", "dev", dev2.Name, "src", "10.230.201.2")
 	a.link.DelAddr(a.link.Addrs()[0])
 	moved := s.total.Load()
-	waitFor(t, "the gateway to follow the device", func() bool { return strings.HasPrefix(a.connection().Endpoint, "10.230.201.2:") })
-	waitFor(t, "bytes after the move", func() bool { return s.total.Load() > moved+1<<20 })
+	// Debian's wireguard-go pins the source address of its sends (sticky
+	// sockets). Depending on where its sender is when the old address goes,
+	// it either re-picks the source at once or goes quiet until its own
+	// "sent but heard nothing" timer (KeepaliveTimeout + RekeyTimeout, 15 s)
+	// starts a handshake from the new address — measured here: both happen,
+	// about half the time each. The gateway follows the first authenticated
+	// packet from the new address either way; the wait allows the client's
+	// own recovery time.
+	waitForWithin(t, 45*time.Second, "the gateway to follow the device", func() bool { return strings.HasPrefix(a.connection().Endpoint, "10.230.201.2:") })
+	waitForWithin(t, 30*time.Second, "bytes after the move", func() bool { return s.total.Load() > moved+1<<20 })
 	t.Logf("endpoint %s → %s; %d bytes after the move", oldEP, a.connection().Endpoint, s.total.Load()-moved)
 	waitFor(t, "the endpoint_changed event", func() bool {
 		p, err := f.svc.ListEvents(context.Background(), f.admin, store.EventFilter{ObjectID: a.sim.ID, Action: "device.endpoint_changed"})
