@@ -233,6 +233,7 @@ type Status struct {
 	RxBytes       uint64         `json:"rxBytes"`
 	TxBytes       uint64         `json:"txBytes"`
 	KeyStore      string         `json:"keyStore"`
+	PublicKey     string         `json:"publicKey"`
 	Mode          string         `json:"mode"`
 	PID           int            `json:"pid"`
 	Updated       time.Time      `json:"updated"`
@@ -245,7 +246,7 @@ func (t *Tunnel) Status() Status {
 		SIMID: t.cfg.SIMID, IMSI: t.cfg.IMSI, Address: t.cfg.Address,
 		Gateway: t.cfg.GatewayEndpoint, Endpoint: s.Endpoint, Connected: s.HasSession,
 		LastHandshake: s.LastHandshake, RxBytes: s.RxBytes, TxBytes: s.TxBytes,
-		KeyStore: t.cfg.KeyRef, Mode: map[bool]string{true: "userspace", false: "kernel"}[t.opts.Userspace],
+		KeyStore: t.cfg.KeyRef, PublicKey: t.eng.PublicKey().String(), Mode: map[bool]string{true: "userspace", false: "kernel"}[t.opts.Userspace],
 		PID: os.Getpid(), Updated: time.Now(),
 	}
 }

@@ -219,6 +219,37 @@ func (s *services) metadataHandler() http.Handler {
 		}
 		writeSub(w, updated, grp)
 	}))
+	// Key rotation over the tunnel: the device announces its next key,
+	// authenticated by the session of its current one (no API credential
+	// on the device). Both keys are accepted until the first handshake with
+	// the next key makes it current (PromoteNextKey) and the old session
+	// goes.
+	mux.HandleFunc("PUT /v1/subscriber/key", with(func(w http.ResponseWriter, r *http.Request, sim fleet.SIM, grp *groupPolicy) {
+		var body struct {
+			PublicKey fleet.Key `json:"publicKey"`
+		}
+		dec := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil || body.PublicKey.IsZero() {
+			http.Error(w, `want {"publicKey": "<base64 WireGuard public key>"}`, http.StatusBadRequest)
+			return
+		}
+		actor := controlplane.Actor{Kind: "sim", ID: sim.ID, Role: fleet.RoleOperator}
+		updated, _, err := s.g.svc.SetSIMKey(r.Context(), actor, sim.ID, controlplane.KeySpec{PublicKey: body.PublicKey, Next: true})
+		var fe *fleet.Error
+		if errors.As(err, &fe) {
+			code := http.StatusBadRequest
+			if fe.Code == fleet.CodeConflict {
+				code = http.StatusConflict
+			}
+			http.Error(w, fe.Error(), code)
+			return
+		} else if err != nil {
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		}
+		writeSub(w, updated, grp)
+	}))
 	return mux
 }
 

@@ -36,6 +36,11 @@ Usage:
       re-resolved when handshakes stop, retried forever) until SIGINT/SIGTERM,
       then remove what was added. Kernel TUN needs CAP_NET_ADMIN; --userspace
       needs no privilege and offers --socks, --http-proxy, --forward, --expose.
+  wirefleet-agent rotate [--config PATH]
+      Rotate the WireGuard key of the running agent without downtime: a new
+      key is made, announced over the tunnel (no API credential needed), the
+      tunnel switches, the old key is deleted. 'up --rotate-every 720h' does
+      it unattended.
   wirefleet-agent status [--config PATH] [--json]
       The running tunnel: SIM, address, gateway, last handshake, bytes.
   wirefleet-agent config [--config PATH] [--with-private-key]
@@ -53,7 +58,7 @@ func main() {
 		}
 		return
 	}
-	cmds := map[string]func([]string) error{"bootstrap": bootstrap, "up": up, "status": status, "config": config}
+	cmds := map[string]func([]string) error{"bootstrap": bootstrap, "up": up, "rotate": rotate, "status": status, "config": config}
 	cmd, ok := cmds[os.Args[1]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "wirefleet-agent: unknown command %q\n\n%s", os.Args[1], usage)
@@ -152,6 +157,7 @@ func up(args []string) error {
 	keepalive := fs.Duration("keepalive", 25*time.Second, "persistent keepalive (0: off)")
 	socks := fs.String("socks", "127.0.0.1:1080", "userspace: SOCKS5 proxy listen address (empty: off)")
 	httpProxy := fs.String("http-proxy", "127.0.0.1:3128", "userspace: HTTP proxy listen address (empty: off)")
+	rotateEvery := fs.Duration("rotate-every", 0, "rotate the key this often (e.g. 720h; 0: only on 'wirefleet-agent rotate')")
 	var forwards, exposes multiFlag
 	fs.Var(&forwards, "forward", "userspace: LOCAL=REMOTE, a local TCP listener forwarded to a tunnel address (repeatable)")
 	fs.Var(&exposes, "expose", "userspace: REMOTE_PORT=LOCAL_ADDR, a tunnel port forwarded to a local service (repeatable)")
@@ -206,10 +212,64 @@ func up(args []string) error {
 			}
 		}()
 	}
-	<-ctx.Done()
+	rotateNow := make(chan os.Signal, 1)
+	signal.Notify(rotateNow, syscall.SIGUSR1)
+	defer signal.Stop(rotateNow)
+	var every <-chan time.Time
+	if *rotateEvery > 0 {
+		tk := time.NewTicker(*rotateEvery)
+		defer tk.Stop()
+		every = tk.C
+	}
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-rotateNow:
+		case <-every:
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		if _, err := t.Rotate(rctx); err != nil {
+			o.Logger.Error("key rotation failed; the old key stays in use", "err", err)
+		}
+		cancel()
+	}
 	agent.Notify("STOPPING=1")
 	o.Logger.Info("shutting down")
 	return t.Close()
+}
+
+// rotate asks the running agent (its PID is in the status file) to rotate
+// its key, and waits for the status to show the new key.
+func rotate(args []string) error {
+	fs := newFlags("rotate", "rotate the running agent's key without downtime")
+	cfgPath := configFlag(fs)
+	wait := fs.Duration("wait", time.Minute, "how long to wait for the new key to be in use")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	st, err := agent.ReadStatus(*cfgPath + ".status")
+	if err != nil {
+		return err
+	}
+	proc, err := os.FindProcess(st.PID)
+	if err == nil {
+		err = proc.Signal(syscall.SIGUSR1)
+	}
+	if err != nil {
+		return fmt.Errorf("signalling the agent (PID %d): %w", st.PID, err)
+	}
+	deadline := time.Now().Add(*wait)
+	for time.Now().Before(deadline) {
+		time.Sleep(500 * time.Millisecond)
+		if now, err := agent.ReadStatus(*cfgPath + ".status"); err == nil && now.PublicKey != st.PublicKey {
+			fmt.Printf("key rotated: %s → %s\n", st.PublicKey, now.PublicKey)
+			return nil
+		}
+	}
+	return fmt.Errorf("the agent did not switch to a new key within %v (see its log)", *wait)
 }
 
 func status(args []string) error {
@@ -242,7 +302,7 @@ func printStatus(w io.Writer, st agent.Status) {
 		{"SIM", st.SIMID}, {"IMSI", st.IMSI}, {"address", st.Address.String()},
 		{"gateway", fmt.Sprintf("%s (%s)", st.Gateway, st.Endpoint)}, {"connected", fmt.Sprint(st.Connected)},
 		{"last handshake", hs}, {"received", fmt.Sprintf("%d bytes", st.RxBytes)}, {"sent", fmt.Sprintf("%d bytes", st.TxBytes)},
-		{"key store", st.KeyStore}, {"mode", st.Mode},
+		{"key store", st.KeyStore}, {"public key", st.PublicKey}, {"mode", st.Mode},
 	}
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%s\n", r[0], r[1])

@@ -1,0 +1,202 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/wirefleet/wirefleet/api"
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/engine"
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/gateway"
+	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+)
+
+// platform is a real control plane and gateway on loopback, in this
+// process (no privilege needed: the gateway's services are on a userspace
+// stack, and so is the agent in these tests).
+type platform struct {
+	svc     *controlplane.Service
+	api     string
+	gw      *gateway.Gateway
+	rejects chan engine.RejectEvent
+}
+
+func newPlatform(t *testing.T) *platform {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	// A free UDP port for the gateway, known before the control plane
+	// advertises it.
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	pc.Close()
+	gwKS, _ := keystore.GenerateMemory()
+	gwPub := fleet.Key(gwKS.PublicKey())
+	svc := controlplane.New(st, controlplane.Config{Endpoint: fmt.Sprintf("127.0.0.1:%d", port), GatewayPublicKey: func() fleet.Key { return gwPub }, Log: quiet})
+	p := &platform{svc: svc, rejects: make(chan engine.RejectEvent, 64)}
+	p.gw, err = gateway.New(gateway.Config{Service: svc, KeyStore: gwKS, ListenPort: uint16(port), Logger: quiet,
+		EngineHooks: engine.Hooks{HandshakeRejected: func(ev engine.RejectEvent) {
+			select {
+			case p.rejects <- ev:
+			default:
+			}
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.gw.Close() })
+	srv := httptest.NewServer(api.New(svc, api.Options{Log: quiet}))
+	t.Cleanup(srv.Close)
+	p.api = srv.URL
+	return p
+}
+
+// bootstrapAgent makes an auth key and bootstraps an agent config.
+func (p *platform) bootstrapAgent(t *testing.T) (*Config, string) {
+	t.Helper()
+	_, secret, err := p.svc.CreateAuthKey(context.Background(), controlplane.System, controlplane.AuthKeySpec{MaxUses: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "agent.json")
+	cfg, err := Bootstrap(context.Background(), BootstrapOptions{Server: p.api, AuthKey: secret, ConfigPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, path
+}
+
+// Key rotation under continuous traffic, against the real gateway: pings
+// every 10 ms to the platform keep flowing across the switch (at most one
+// handshake's worth lost), the SIM's key is the new one afterwards, the old
+// key is refused, and the old key file is gone.
+func TestRotateUnderTraffic(t *testing.T) {
+	p := newPlatform(t)
+	cfg, _ := p.bootstrapAgent(t)
+	tn, err := Up(context.Background(), cfg, UpOptions{Userspace: true, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tn.Close()
+	keyPath := cfg.KeyRef[len("file:"):]
+	oldPriv, _ := os.ReadFile(keyPath)
+	oldKS := tn.ks
+
+	pc, err := tn.Net().DialPingAddr(cfg.Address.Addr(), netip.MustParseAddr("100.127.100.127"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	ping := func(seq int) bool {
+		msg, _ := (&icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: 7, Seq: seq, Data: []byte("wirefleet")}}).Marshal(nil)
+		pc.SetDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := pc.Write(msg); err != nil {
+			return false
+		}
+		buf := make([]byte, 1500)
+		for {
+			n, err := pc.Read(buf)
+			if err != nil {
+				return false
+			}
+			if m, err := icmp.ParseMessage(1, buf[:n]); err == nil {
+				if e, ok := m.Body.(*icmp.Echo); ok && e.Seq == seq {
+					return true
+				}
+			}
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !ping(0) {
+		if time.Now().After(deadline) {
+			t.Fatal("no ping through the tunnel before rotation")
+		}
+	}
+
+	const total = 300
+	lost := 0
+	rotated := make(chan RotateResult, 1)
+	for i := 1; i <= total; i++ {
+		if i == 100 {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				res, err := tn.Rotate(ctx)
+				if err != nil {
+					t.Error(err)
+				}
+				rotated <- res
+			}()
+		}
+		if !ping(i) {
+			lost++
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	res := <-rotated
+	t.Logf("rotation: switch took %v; %d of %d pings lost", res.Switched, lost, total)
+	if lost > 2 {
+		t.Fatalf("%d pings lost across the rotation (want at most a handshake's worth)", lost)
+	}
+	sim, err := p.svc.Store().SIM(context.Background(), cfg.SIMID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sim.PublicKey.String() != res.NewKey || !sim.NextPublicKey.IsZero() {
+		t.Fatalf("SIM keys after rotation: current %s next %s, want %s", sim.PublicKey, sim.NextPublicKey, res.NewKey)
+	}
+	if cur, _ := os.ReadFile(keyPath); string(cur) == string(oldPriv) {
+		t.Fatal("the old key is still in the key file")
+	}
+	if _, err := os.Stat(keyPath + ".next"); !os.IsNotExist(err) {
+		t.Fatal("the next-key file was left behind")
+	}
+
+	// The old key is refused now.
+	dev, err := engine.New(engine.Config{KeyStore: oldKS, Handler: engine.HandlerFunc(func([]engine.InboundPacket) {}), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.Up(); err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	ep, _ := netip.ParseAddrPort(cfg.GatewayEndpoint)
+	gwp, _ := dev.AddPeer(engine.PeerConfig{PublicKey: cfg.GatewayPublicKey, AllowedIPs: cfg.AllowedIPs, Endpoint: ep})
+	dev.Initiate(gwp)
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-p.rejects:
+			if ev.Key == oldKS.PublicKey() {
+				if ev.Reason != engine.RejectUnknownKey && ev.Reason != engine.RejectDenied {
+					t.Fatalf("old key rejected for %v", ev.Reason)
+				}
+				return
+			}
+		case <-timeout:
+			t.Fatal("the old key was not refused after rotation")
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/wirefleet/wirefleet/keystore"
+)
+
+// MetadataURL is the in-tunnel metadata service.
+const MetadataURL = "http://100.127.100.127"
+
+// RotateResult reports a key rotation.
+type RotateResult struct {
+	OldKey, NewKey string
+	Switched       time.Duration // from switching keys to the first handshake with the new one
+}
+
+// Rotate replaces the device's WireGuard key without downtime: a new key is
+// made (next to the current key file), announced over the tunnel to the
+// metadata service — the running session is the credential, the device
+// holds no API secret — then the engine switches to it; the session with
+// the old key carries traffic until the handshake with the new one
+// completes, and the gateway then retires the old key. Finally the new key
+// takes the old one's place on disk, so the old key is gone.
+//
+// Only file key stores rotate this way; hardware keys rotate by slot.
+func (t *Tunnel) Rotate(ctx context.Context) (RotateResult, error) {
+	var res RotateResult
+	path, ok := strings.CutPrefix(t.cfg.KeyRef, "file:")
+	if !ok {
+		return res, fmt.Errorf("agent: rotate: key store %q does not rotate by file", t.cfg.KeyRef)
+	}
+	next := path + ".next"
+	os.Remove(next) // a rotation that died half-way
+	nks, err := keystore.CreateFile(next)
+	if err != nil {
+		return res, err
+	}
+	fail := func(err error) (RotateResult, error) {
+		os.Remove(next)
+		return res, err
+	}
+	res.OldKey, res.NewKey = t.ks.PublicKey().String(), nks.PublicKey().String()
+	if err := t.announceKey(ctx, res.NewKey); err != nil {
+		return fail(err)
+	}
+	before := t.gateway.Stats().LastHandshake
+	start := time.Now()
+	old := t.ks
+	t.eng.SetKeyStore(nks)
+	t.ks = nks
+	for {
+		if hs := t.gateway.Stats().LastHandshake; hs.After(before) && hs.After(start.Add(-time.Second)) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.eng.SetKeyStore(old)
+			t.ks = old
+			return fail(fmt.Errorf("agent: rotate: no handshake with the new key: %w", ctx.Err()))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	res.Switched = time.Since(start)
+	if err := os.Rename(next, path); err != nil {
+		return res, fmt.Errorf("agent: rotate: the new key is in use but could not replace %s: %w", path, err)
+	}
+	t.log.Info("key rotated", "old", res.OldKey, "new", res.NewKey, "switch", res.Switched)
+	return res, nil
+}
+
+// announceKey registers the next public key at the metadata service,
+// through the tunnel.
+func (t *Tunnel) announceKey(ctx context.Context, pub string) error {
+	body, _ := json.Marshal(map[string]string{"publicKey": pub})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, MetadataURL+"/v1/subscriber/key", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := t.tunnelHTTP().Do(req)
+	if err != nil {
+		return fmt.Errorf("agent: rotate: announcing the next key: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("agent: rotate: the platform refused the next key: %d %s", resp.StatusCode, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
+
+// tunnelHTTP is an HTTP client whose connections go through the tunnel
+// (the userspace stack, or the kernel's routes to the TUN).
+func (t *Tunnel) tunnelHTTP() *http.Client {
+	dial := (&net.Dialer{Timeout: 10 * time.Second}).DialContext
+	if t.net != nil {
+		dial = t.net.DialContext
+	}
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: dial}}
+}
