@@ -186,11 +186,15 @@ func resolve(ctx context.Context, hostport string) (netip.AddrPort, error) {
 	return ap, nil
 }
 
+// unansweredHandshake is how long sent data may go unanswered before the
+// agent starts a handshake of its own accord.
+const unansweredHandshake = 4 * time.Second
+
 // watch re-resolves the gateway when handshakes stop succeeding and writes
 // the status file.
 func (t *Tunnel) watch() {
 	defer t.wg.Done()
-	tick := time.NewTicker(2 * time.Second)
+	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var lastResolve time.Time
 	for {
@@ -200,6 +204,12 @@ func (t *Tunnel) watch() {
 		case <-tick.C:
 		}
 		st := t.Status()
+		// Data unanswered for a few seconds: the gateway may have lost our
+		// session (a restart, a failover). A new handshake now brings it
+		// back well before WireGuard's own 15 s timer would.
+		if ps := t.gateway.Stats(); !ps.UnansweredSince.IsZero() && time.Since(ps.UnansweredSince) > unansweredHandshake {
+			t.eng.Initiate(t.gateway)
+		}
 		stale := st.LastHandshake.IsZero() || time.Since(st.LastHandshake) > engine.RejectAfterTime
 		if stale && time.Since(lastResolve) > 30*time.Second {
 			lastResolve = time.Now()

@@ -106,6 +106,10 @@ type PeerStats struct {
 	RxBytes       uint64    // inner bytes received
 	TxBytes       uint64    // inner bytes sent
 	HasSession    bool
+	// UnansweredSince is when we first sent data that nothing authenticated
+	// from the peer has followed yet (zero if answered): the sign of a peer
+	// that lost our session, for example a restarted gateway.
+	UnansweredSince time.Time
 }
 
 // Stats returns the peer's counters.
@@ -113,6 +117,9 @@ func (p *Peer) Stats() PeerStats {
 	s := PeerStats{Endpoint: p.Endpoint(), RxBytes: p.rxBytes.Load(), TxBytes: p.txBytes.Load()}
 	if t := p.lastHandshake.Load(); t != 0 {
 		s.LastHandshake = time.Unix(0, t)
+	}
+	if t := p.newHandshakeDue.Load(); t != 0 {
+		s.UnansweredSince = time.Unix(0, t)
 	}
 	kp := p.current.Load()
 	s.HasSession = kp != nil && p.e.nanos()-kp.created < int64(RejectAfterTime)
