@@ -1,0 +1,121 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/gateway"
+	"github.com/wirefleet/wirefleet/internal/netns"
+	"golang.org/x/net/dns/dnsmessage"
+)
+
+// Two devices, each an agent with a kernel TUN in its own network
+// namespace, bootstrapped with an auth key from the real control plane,
+// connected to the real gateway: each reaches metadata and DNS, and they
+// ping each other because their group allows device-to-device.
+func TestKernelAgentsWithGateway(t *testing.T) {
+	env := netns.New(t)
+	p := newPlatform(t)
+	ctx := context.Background()
+	grp, err := p.svc.CreateGroup(ctx, controlplane.System, "fleet", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret, err := p.svc.CreateAuthKey(ctx, controlplane.System, controlplane.AuthKeySpec{GroupID: grp.ID, MaxUses: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type dev struct {
+		ns  *netns.NS
+		cfg *Config
+		tn  *Tunnel
+	}
+	devs := make([]*dev, 2)
+	for i := range devs {
+		d := &dev{ns: env.NewNS(fmt.Sprintf("d%d", i))}
+		up := env.Uplink(d.ns, netip.MustParsePrefix(fmt.Sprintf("10.213.0.%d/30", 4*i)))
+		path := filepath.Join(t.TempDir(), "agent.json")
+		if d.cfg, err = Bootstrap(ctx, BootstrapOptions{Server: p.api, AuthKey: secret, ConfigPath: path}); err != nil {
+			t.Fatal(err)
+		}
+		// The device reaches the gateway through its uplink.
+		d.cfg.GatewayEndpoint = netip.AddrPortFrom(up.RootAddr(), uint16(p.port)).String()
+		ifname := env.Name(fmt.Sprintf("t%d", i))
+		d.ns.MustDo(func() (err error) {
+			d.tn, err = Up(ctx, d.cfg, UpOptions{TUNName: ifname, Logger: quiet})
+			return err
+		})
+		t.Cleanup(func() { d.tn.Close() })
+		devs[i] = d
+	}
+	a, b := devs[0], devs[1]
+	if out, err := a.ns.Exec("ping", "-c", "3", "-W", "5", b.cfg.Address.Addr().String()); err != nil {
+		t.Fatalf("device to device through the gateway: %v\n%s", err, out)
+	}
+	// Metadata: the caller's own SIM, with no credential.
+	var resp string
+	a.ns.MustDo(func() error {
+		c, err := net.DialTimeout("tcp", "100.127.100.127:80", 10*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET /v1/subscriber HTTP/1.0\r\nHost: metadata\r\n\r\n")
+		r := bufio.NewReader(c)
+		for {
+			line, err := r.ReadString('\n')
+			resp += line
+			if err != nil {
+				return nil
+			}
+		}
+	})
+	if !strings.Contains(resp, a.cfg.SIMID) || !strings.Contains(resp, a.cfg.IMSI) {
+		t.Fatalf("metadata answer:\n%s", resp)
+	}
+	// DNS: the other device's name resolves to its address.
+	var got netip.Addr
+	a.ns.MustDo(func() error {
+		c, err := net.Dial("udp", "100.127.0.53:53")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		bld := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 42, RecursionDesired: true})
+		bld.StartQuestions()
+		bld.Question(dnsmessage.Question{Name: dnsmessage.MustNewName(b.cfg.SIMID + ".sim." + gateway.DefaultZone + "."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET})
+		q, _ := bld.Finish()
+		if _, err := c.Write(q); err != nil {
+			return err
+		}
+		buf := make([]byte, 1500)
+		n, err := c.Read(buf)
+		if err != nil {
+			return err
+		}
+		var m dnsmessage.Message
+		if err := m.Unpack(buf[:n]); err != nil {
+			return err
+		}
+		for _, ans := range m.Answers {
+			if ar, ok := ans.Body.(*dnsmessage.AResource); ok {
+				got = netip.AddrFrom4(ar.A)
+			}
+		}
+		return nil
+	})
+	if got != b.cfg.Address.Addr() {
+		t.Fatalf("DNS answered %v for the other device, want %v", got, b.cfg.Address.Addr())
+	}
+}
