@@ -86,6 +86,12 @@ func (p *platform) bootstrapAgent(t *testing.T) (*Config, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p.bootstrapAgentWith(t, secret)
+}
+
+// bootstrapAgentWith bootstraps an agent config with the auth key secret.
+func (p *platform) bootstrapAgentWith(t *testing.T, secret string) (*Config, string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "agent.json")
 	cfg, err := Bootstrap(context.Background(), BootstrapOptions{Server: p.api, AuthKey: secret, ConfigPath: path})
 	if err != nil {
