@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -257,4 +258,59 @@ func TestGatewayRestart(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("back %v after the gateway restarted", time.Since(restarted).Round(10*time.Millisecond))
+}
+
+// The gateway moves (a new address behind its name) while the agent sends:
+// the agent resolves the name again and is back within 10 s.
+func TestGatewayAddressChange(t *testing.T) {
+	p := newPlatform(t)
+	cfg, _ := p.bootstrapAgent(t)
+	cfg.GatewayEndpoint = "gateway.fleet.test:51820"
+	var current atomic.Pointer[netip.AddrPort]
+	first := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(p.port))
+	current.Store(&first)
+	resolve := func(_ context.Context, hostport string) (netip.AddrPort, error) {
+		if hostport != cfg.GatewayEndpoint {
+			return netip.AddrPort{}, fmt.Errorf("unexpected name %q", hostport)
+		}
+		return *current.Load(), nil
+	}
+	tn, err := Up(context.Background(), cfg, UpOptions{Userspace: true, Logger: quiet, Resolve: resolve})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tn.Close()
+	ping := pinger(t, tn)
+	deadline := time.Now().Add(10 * time.Second)
+	for !ping(0) {
+		if time.Now().After(deadline) {
+			t.Fatal("no answer before the move")
+		}
+	}
+	// The gateway comes back elsewhere: another port on another loopback
+	// address, and the name now points there.
+	p.gw.Close()
+	pc, err := net.ListenPacket("udp4", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.port = pc.LocalAddr().(*net.UDPAddr).Port
+	pc.Close()
+	p.startGateway(t)
+	moved := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), uint16(p.port))
+	current.Store(&moved)
+	start := time.Now()
+	for seq := 1; !ping(seq); seq++ {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the agent did not follow the gateway's new address within 10 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("back %v after the gateway moved to %v", time.Since(start).Round(10*time.Millisecond), moved)
+	// The gateway answers from whichever loopback address the kernel picks
+	// (it listens on all), and WireGuard follows the source of the latest
+	// authenticated packet: the port tells it is the moved gateway.
+	if tn.gateway.Endpoint().Port() != moved.Port() {
+		t.Fatalf("endpoint %v, want the moved gateway's port %d", tn.gateway.Endpoint(), moved.Port())
+	}
 }

@@ -42,6 +42,9 @@ type UpOptions struct {
 	Logger     *slog.Logger
 	// KeyStore overrides the config's KeyRef (tests, hardware stores).
 	KeyStore keystore.Store
+	// Resolve turns the gateway's host:port into an address; default DNS
+	// through the system resolver.
+	Resolve func(ctx context.Context, hostport string) (netip.AddrPort, error)
 }
 
 // Forward is LOCAL=REMOTE: a local TCP listener whose connections go to a
@@ -95,6 +98,9 @@ func Up(ctx context.Context, cfg *Config, o UpOptions) (t *Tunnel, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Resolve == nil {
+		o.Resolve = resolve
+	}
 	t = &Tunnel{cfg: cfg, opts: o, log: o.Logger, ks: o.KeyStore}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -107,7 +113,7 @@ func Up(ctx context.Context, cfg *Config, o UpOptions) (t *Tunnel, err error) {
 			return nil, err
 		}
 	}
-	ep, err := resolve(ctx, cfg.GatewayEndpoint)
+	ep, err := o.Resolve(ctx, cfg.GatewayEndpoint)
 	if err != nil {
 		return nil, err
 	}
@@ -190,6 +196,9 @@ func resolve(ctx context.Context, hostport string) (netip.AddrPort, error) {
 // agent starts a handshake of its own accord.
 const unansweredHandshake = 4 * time.Second
 
+// resolveEvery bounds how often the gateway's name is resolved again.
+const resolveEvery = 5 * time.Second
+
 // watch re-resolves the gateway when handshakes stop succeeding and writes
 // the status file.
 func (t *Tunnel) watch() {
@@ -205,23 +214,26 @@ func (t *Tunnel) watch() {
 		}
 		st := t.Status()
 		// Data unanswered for a few seconds: the gateway may have lost our
-		// session (a restart, a failover). A new handshake now brings it
-		// back well before WireGuard's own 15 s timer would.
-		if ps := t.gateway.Stats(); !ps.UnansweredSince.IsZero() && time.Since(ps.UnansweredSince) > unansweredHandshake {
-			t.eng.Initiate(t.gateway)
-		}
+		// session (a restart, a failover) or moved (a new address behind
+		// its name). Resolve its name again and handshake now, well before
+		// WireGuard's own 15 s timer would, and long before the session
+		// would expire.
+		ps := t.gateway.Stats()
+		unanswered := !ps.UnansweredSince.IsZero() && time.Since(ps.UnansweredSince) > unansweredHandshake
 		stale := st.LastHandshake.IsZero() || time.Since(st.LastHandshake) > engine.RejectAfterTime
-		if stale && time.Since(lastResolve) > 30*time.Second {
+		if (unanswered || stale) && time.Since(lastResolve) > resolveEvery {
 			lastResolve = time.Now()
-			if ap, err := resolve(t.ctx, t.cfg.GatewayEndpoint); err == nil {
+			if ap, err := t.opts.Resolve(t.ctx, t.cfg.GatewayEndpoint); err == nil {
 				if ap != t.gateway.Endpoint() {
 					t.log.Info("gateway address changed", "old", t.gateway.Endpoint(), "new", ap)
 				}
 				t.eng.SetEndpoint(t.gateway, ap)
-				t.eng.Initiate(t.gateway)
 			} else {
 				t.log.Warn("re-resolving the gateway failed", "err", err)
 			}
+		}
+		if unanswered || stale {
+			t.eng.Initiate(t.gateway)
 		}
 		if t.opts.StatusPath != "" {
 			if err := writeStatus(t.opts.StatusPath, st); err != nil {

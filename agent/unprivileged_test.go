@@ -24,7 +24,8 @@ const nobody = 65534
 
 // The real wirefleet-agent binary in userspace mode, run as an
 // unprivileged user (nobody, when the test runs as root): metadata is
-// fetched through its HTTP proxy, and a local HTTP server it exposes is
+// fetched through its HTTP proxy and through a forward, and a local HTTP
+// server it exposes is
 // reached from a second device of its group.
 func TestUserspaceAgentUnprivileged(t *testing.T) {
 	// Not t.TempDir: its parent is private to root, and nobody must reach
@@ -62,8 +63,9 @@ func TestUserspaceAgentUnprivileged(t *testing.T) {
 	}
 	local := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "served on device 1") }))
 	defer local.Close()
-	proxyAddr := freeTCP(t)
+	proxyAddr, fwdAddr := freeTCP(t), freeTCP(t)
 	up := exec.Command(bin, "up", "--userspace", "--config", cfgPath, "--socks", "", "--http-proxy", proxyAddr,
+		"--forward", fwdAddr+"=100.127.100.127:80",
 		"--expose", "8080="+strings.TrimPrefix(local.URL, "http://"))
 	up.Stderr = os.Stderr
 	asUser(up)
@@ -99,6 +101,11 @@ func TestUserspaceAgentUnprivileged(t *testing.T) {
 	}
 	if !strings.Contains(body, cfg.SIMID) {
 		t.Fatalf("metadata answer %q lacks SIM %s", body, cfg.SIMID)
+	}
+
+	// A forward: a local port that is the metadata service.
+	if got := get(t, &http.Client{Timeout: 5 * time.Second}, "http://"+fwdAddr+"/v1/subscriber"); !strings.Contains(got, cfg.SIMID) {
+		t.Fatalf("metadata through the forward: %q", got)
 	}
 
 	// Device 2, in this process, reaches device 1's exposed service.
