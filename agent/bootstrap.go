@@ -66,6 +66,7 @@ func Bootstrap(ctx context.Context, o BootstrapOptions) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer CloseKeyStore(ks)
 	body, _ := json.Marshal(map[string]any{"authKey": o.AuthKey, "publicKey": ks.PublicKey().String(), "name": o.Name})
 	url := strings.TrimRight(o.Server, "/") + "/api/v1/bootstrap"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))

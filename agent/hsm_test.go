@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
+	"io/fs"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -11,9 +13,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/keystore/pkcs11store"
 	"github.com/wirefleet/wirefleet/keystore/pkcs11store/softhsmtest"
 )
 
@@ -41,8 +45,9 @@ func TestHardwareKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := ks.(keystore.InitiatorOnly); !ok {
-		t.Fatalf("hardware key store %T is not initiator-only", ks)
+	defer CloseKeyStore(ks)
+	if _, err := ks.DH(context.Background(), keystore.DHRequest{Purpose: keystore.ResponderES, Peer: ks.PublicKey()}); !errors.Is(err, keystore.ErrRefused) {
+		t.Fatalf("hardware key store %T answers responder-es: %v", ks, err)
 	}
 	if ne, err := NonExtractable(ks); err != nil || !ne {
 		t.Fatalf("non-extractable = %v, %v", ne, err)
@@ -80,4 +85,70 @@ func TestHardwareKey(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Rotation by slot: with the key on a PKCS#11 token, a new object is made
+// on the token, announced and switched to under traffic; then the old
+// object is deleted and the config names the new one.
+func TestRotateBySlot(t *testing.T) {
+	tokCfg := softhsmtest.NewToken(t, "slots")
+	dir := t.TempDir()
+	pinFile := filepath.Join(dir, "pin")
+	os.WriteFile(pinFile, []byte(softhsmtest.PIN), 0o600)
+	ref := "pkcs11:token=" + url.PathEscape(tokCfg.Token) + ";object=wg?module-path=" + tokCfg.Module + "&pin-source=" + pinFile
+
+	p := newPlatform(t)
+	_, secret, _ := p.svc.CreateAuthKey(context.Background(), controlplane.System, controlplane.AuthKeySpec{MaxUses: 1})
+	cfgPath := filepath.Join(dir, "agent.json")
+	cfg, err := Bootstrap(context.Background(), BootstrapOptions{Server: p.api, AuthKey: secret, ConfigPath: cfgPath, KeyRef: ref})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn, err := Up(context.Background(), cfg, UpOptions{Userspace: true, Logger: quiet, ConfigPath: cfgPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tn.Close()
+	ping := pinger(t, tn)
+	deadline := time.Now().Add(10 * time.Second)
+	for !ping(0) {
+		if time.Now().After(deadline) {
+			t.Fatal("no answer before rotation")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := tn.Rotate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := 1; seq <= 20; seq++ {
+		if !ping(seq) {
+			t.Fatalf("query %d after the rotation unanswered", seq)
+		}
+	}
+	saved, err := LoadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(saved.KeyRef, "object=wg.1") {
+		t.Fatalf("config key reference %q does not name the new slot", saved.KeyRef)
+	}
+	tok, err := pkcs11store.OpenToken(tokCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	if _, err := tok.Open("wg"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("old slot still on the token: %v", err)
+	}
+	k, err := tok.Open("wg.1")
+	if err != nil || k.PublicKey().String() != res.NewKey {
+		t.Fatalf("new slot: %v", err)
+	}
+	sim, _ := p.svc.Store().SIM(context.Background(), cfg.SIMID)
+	if sim.PublicKey.String() != res.NewKey {
+		t.Fatalf("SIM key %s, want %s", sim.PublicKey, res.NewKey)
+	}
+	t.Logf("rotated by slot in %v", res.Switched)
 }

@@ -9,11 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
-
-	"github.com/wirefleet/wirefleet/keystore"
 )
 
 // MetadataURL is the in-tunnel metadata service.
@@ -33,32 +30,25 @@ type RotateResult struct {
 // completes, and the gateway then retires the old key. Finally the new key
 // takes the old one's place on disk, so the old key is gone.
 //
-// Only file key stores rotate this way; hardware keys rotate by slot.
+// File keys rotate through a file beside the current one; PKCS#11 keys by
+// slot: a new object on the token, then the old object is deleted and the
+// config names the new one.
 func (t *Tunnel) Rotate(ctx context.Context) (RotateResult, error) {
 	var res RotateResult
-	path, ok := strings.CutPrefix(t.cfg.KeyRef, "file:")
-	if !ok {
-		return res, fmt.Errorf("agent: rotate: key store %q does not rotate by file", t.cfg.KeyRef)
-	}
-	next := path + ".next"
-	os.Remove(next) // a rotation that died half-way
-	nks, err := keystore.CreateFile(next)
+	rot, err := prepareRotation(t.cfg.KeyRef)
 	if err != nil {
 		return res, err
 	}
-	fail := func(err error) (RotateResult, error) {
-		os.Remove(next)
-		return res, err
-	}
-	res.OldKey, res.NewKey = t.ks.PublicKey().String(), nks.PublicKey().String()
+	res.OldKey, res.NewKey = t.ks.PublicKey().String(), rot.next.PublicKey().String()
 	if err := t.announceKey(ctx, res.NewKey); err != nil {
-		return fail(err)
+		rot.abort()
+		return res, err
 	}
 	before := t.gateway.Stats().LastHandshake
 	start := time.Now()
 	old := t.ks
-	t.eng.SetKeyStore(nks)
-	t.ks = nks
+	t.eng.SetKeyStore(rot.next)
+	t.ks = rot.next
 	for {
 		if hs := t.gateway.Stats().LastHandshake; hs.After(before) && hs.After(start.Add(-time.Second)) {
 			break
@@ -67,15 +57,27 @@ func (t *Tunnel) Rotate(ctx context.Context) (RotateResult, error) {
 		case <-ctx.Done():
 			t.eng.SetKeyStore(old)
 			t.ks = old
-			return fail(fmt.Errorf("agent: rotate: no handshake with the new key: %w", ctx.Err()))
+			rot.abort()
+			return res, fmt.Errorf("agent: rotate: no handshake with the new key: %w", ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	res.Switched = time.Since(start)
-	if err := os.Rename(next, path); err != nil {
-		return res, fmt.Errorf("agent: rotate: the new key is in use but could not replace %s: %w", path, err)
+	if err := rot.commit(); err != nil {
+		return res, fmt.Errorf("agent: rotate: the new key is in use but the old one could not be retired: %w", err)
 	}
-	t.log.Info("key rotated", "old", res.OldKey, "new", res.NewKey, "switch", res.Switched)
+	if t.opts.KeyStore == nil || t.opts.KeyStore != old {
+		CloseKeyStore(old)
+	}
+	if rot.ref != t.cfg.KeyRef {
+		t.cfg.KeyRef = rot.ref
+		if t.opts.ConfigPath != "" {
+			if err := t.cfg.Save(t.opts.ConfigPath); err != nil {
+				return res, fmt.Errorf("agent: rotate: the new key %s is in use but the config could not name it: %w", rot.ref, err)
+			}
+		}
+	}
+	t.log.Info("key rotated", "old", res.OldKey, "new", res.NewKey, "switch", res.Switched, "key_store", t.cfg.KeyRef)
 	return res, nil
 }
 

@@ -39,6 +39,9 @@ type UpOptions struct {
 	Exposes     []Expose  // tunnel ports forwarded to local services
 	// StatusPath receives the live status as JSON (0600); "" : none.
 	StatusPath string
+	// ConfigPath is where the config lives, rewritten when a rotation
+	// changes the key reference (rotation by slot); "" : not rewritten.
+	ConfigPath string
 	Logger     *slog.Logger
 	// KeyStore overrides the config's KeyRef (tests, hardware stores).
 	KeyStore keystore.Store
@@ -313,6 +316,9 @@ func (t *Tunnel) Close() error {
 	var err error
 	if t.eng != nil {
 		err = t.eng.Close()
+	}
+	if t.ks != nil && t.opts.KeyStore == nil {
+		CloseKeyStore(t.ks) // ours to close: opened from the config
 	}
 	if t.opts.StatusPath != "" {
 		if rerr := os.Remove(t.opts.StatusPath); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {

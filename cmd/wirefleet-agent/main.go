@@ -168,7 +168,7 @@ func up(args []string) error {
 	if err != nil {
 		return err
 	}
-	o := agent.UpOptions{Userspace: *userspace, TUNName: *ifname, MTU: *mtu, Keepalive: *keepalive, StatusPath: *cfgPath + ".status", Logger: logger()}
+	o := agent.UpOptions{Userspace: *userspace, TUNName: *ifname, MTU: *mtu, Keepalive: *keepalive, StatusPath: *cfgPath + ".status", ConfigPath: *cfgPath, Logger: logger()}
 	if *keepalive == 0 {
 		o.Keepalive = -1
 	}
