@@ -114,7 +114,10 @@ func TestRejectReasons(t *testing.T) {
 		}
 		return PeerConfig{}, errors.New("database unreachable")
 	})
-	gw := newNode(t, nil, func(c *Config) { c.Resolver = failing })
+	// The gateway's clock only moves when told, so the 20 ms flood guard is
+	// tested exactly, whatever the machine's load.
+	clk := clock.NewFake(time.Now())
+	gw := newNode(t, nil, func(c *Config) { c.Resolver = failing; c.Clock = clk; c.TimerInterval = -1 })
 
 	// Bad MAC1: an initiation made for another responder.
 	other, _ := keystore.GenerateMemory()
@@ -125,13 +128,20 @@ func TestRejectReasons(t *testing.T) {
 	first := initiation(t, devKS, gw.e.PublicKey(), time.Now())
 	sendRaw(t, gw, first)
 	waitFor(t, "peer", func() bool { return gw.e.Peer(devKS.PublicKey()) != nil })
-	time.Sleep(30 * time.Millisecond)
+	clk.Advance(30 * time.Millisecond)
 	sendRaw(t, gw, first)
 	waitReject(t, gw.rej, RejectReplayedTimestamp)
 
-	// Flood: a newer timestamp, but within 20 ms of the last accepted one.
-	time.Sleep(30 * time.Millisecond)
+	// Flood: a newer timestamp, but within 20 ms of the last accepted one
+	// (on the gateway's clock, which does not move in between).
+	clk.Advance(30 * time.Millisecond)
 	sendRaw(t, gw, initiation(t, devKS, gw.e.PublicKey(), time.Now().Add(time.Second)))
+	waitFor(t, "the newer initiation accepted", func() bool {
+		p := gw.e.Peer(devKS.PublicKey())
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.lastTS.After(tai64n.From(time.Now().Add(500 * time.Millisecond)))
+	})
 	sendRaw(t, gw, initiation(t, devKS, gw.e.PublicKey(), time.Now().Add(2*time.Second)))
 	waitReject(t, gw.rej, RejectFlood)
 
