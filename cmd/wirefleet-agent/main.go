@@ -13,12 +13,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/wirefleet/wirefleet/agent"
+	"github.com/wirefleet/wirefleet/keystore/agentstore"
+	"github.com/wirefleet/wirefleet/keystore/pkcs11store"
 )
 
 const usage = `wirefleet-agent — the device side of wirefleet.
@@ -41,6 +44,10 @@ Usage:
       key is made, announced over the tunnel (no API credential needed), the
       tunnel switches, the old key is deleted. 'up --rotate-every 720h' does
       it unattended.
+  wirefleet-agent keyd --socket PATH --module LIB --token LABEL --pin-file FILE [--allow-uid UID]...
+      Hold keys on a PKCS#11 token for other processes, over a Unix socket
+      (the key-agent protocol, docs/keystores.md): a vendor daemon's stand-in,
+      or a way to keep the agent itself away from the token's PIN.
   wirefleet-agent status [--config PATH] [--json]
       The running tunnel: SIM, address, gateway, last handshake, bytes.
   wirefleet-agent config [--config PATH] [--with-private-key]
@@ -58,7 +65,7 @@ func main() {
 		}
 		return
 	}
-	cmds := map[string]func([]string) error{"bootstrap": bootstrap, "up": up, "rotate": rotate, "status": status, "config": config}
+	cmds := map[string]func([]string) error{"bootstrap": bootstrap, "up": up, "rotate": rotate, "status": status, "config": config, "keyd": keyd}
 	cmd, ok := cmds[os.Args[1]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "wirefleet-agent: unknown command %q\n\n%s", os.Args[1], usage)
@@ -353,5 +360,68 @@ Endpoint = %s
 AllowedIPs = %s
 PersistentKeepalive = 25
 `, c.SIMID, c.IMSI, ks.PublicKey(), c.KeyRef, privLine, c.Address, c.GatewayPublicKey, c.GatewayEndpoint, strings.Join(ips, ", "))
+	return nil
+}
+
+type uidList []uint32
+
+func (u *uidList) String() string { return fmt.Sprint(*u) }
+func (u *uidList) Set(v string) error {
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return fmt.Errorf("not a UID: %q", v)
+	}
+	*u = append(*u, uint32(n))
+	return nil
+}
+
+// keyd serves a PKCS#11 token's keys over the key-agent protocol.
+func keyd(args []string) error {
+	fs := newFlags("keyd", "hold keys on a PKCS#11 token for other processes")
+	socket := fs.String("socket", "/run/wirefleet/keyd.sock", "Unix socket to listen on (created 0600)")
+	module := fs.String("module", agent.DefaultPKCS11Module, "PKCS#11 module")
+	token := fs.String("token", "", "token label")
+	pinFile := fs.String("pin-file", "", "file holding the user PIN (0600 or stricter)")
+	responder := fs.Bool("responder", false, "also answer responder-es DHs (default: initiator-only, so strangers' initiations cannot drive the token)")
+	var uids uidList
+	fs.Var(&uids, "allow-uid", "UID allowed to connect besides our own (repeatable); checked with SO_PEERCRED")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *token == "" || *pinFile == "" {
+		return usageError{errors.New("keyd needs --token and --pin-file")}
+	}
+	u := pkcs11store.URI{Token: *token, Object: "-", ModulePath: *module, PINSource: *pinFile}
+	cfg, err := u.Config(*module)
+	if err != nil {
+		return err
+	}
+	tok, err := pkcs11store.OpenToken(cfg)
+	if err != nil {
+		return err
+	}
+	defer tok.Close()
+	log := logger()
+	allowed := append(uidList{uint32(os.Getuid())}, uids...)
+	srv := agentstore.NewServer(agentstore.BackendOf(tok), agentstore.Policy{AllowedUIDs: allowed, InitiatorOnly: !*responder, Logger: log})
+	ln, err := agentstore.Listen(*socket)
+	if err != nil {
+		return err
+	}
+	if len(uids) > 0 {
+		// Other users must be able to connect at all; who may use the keys
+		// is decided per connection by the kernel-reported UID.
+		if err := os.Chmod(*socket, 0o666); err != nil {
+			return err
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() { <-ctx.Done(); srv.Close() }()
+	log.Info("key agent serving", "socket", *socket, "token", *token, "initiator_only", !*responder)
+	agent.Notify("READY=1")
+	if err := srv.Serve(ln); err != nil && ctx.Err() == nil {
+		return err
+	}
 	return nil
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/wirefleet/wirefleet/agent"
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/keystore/agentstore"
+	"github.com/wirefleet/wirefleet/keystore/pkcs11store/softhsmtest"
 	"golang.zx2c4.com/wireguard/conn"
 )
 
@@ -129,5 +131,58 @@ func TestIdleRSS(t *testing.T) {
 	}
 	if _, err := os.Stat(cfgPath + ".status"); !os.IsNotExist(err) {
 		t.Fatal("status file left after shutdown")
+	}
+}
+
+func TestMain(m *testing.M) { softhsmtest.Main(m) }
+
+// keyd serves a SoftHSM token's keys over the key-agent socket: a client
+// generates a key in a slot, its DH agrees with software, and responder-es
+// is refused (initiator-only by default).
+func TestKeyd(t *testing.T) {
+	tok := softhsmtest.NewToken(t, "keyd")
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "wirefleet-agent")
+	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, b)
+	}
+	pin := filepath.Join(dir, "pin")
+	os.WriteFile(pin, []byte(softhsmtest.PIN), 0o600)
+	sock := filepath.Join(dir, "keyd.sock")
+	cmd := exec.Command(bin, "keyd", "--socket", sock, "--module", tok.Module, "--token", tok.Token, "--pin-file", pin)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("keyd did not create its socket")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c, err := agentstore.Generate(sock, "wg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	peer, _ := keystore.GenerateMemory()
+	got, err := c.DH(context.Background(), keystore.DHRequest{Purpose: keystore.StaticStatic, Peer: peer.PublicKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := peer.DH(context.Background(), keystore.DHRequest{Purpose: keystore.StaticStatic, Peer: c.PublicKey()})
+	if got != want {
+		t.Fatal("keyd's DH does not agree with software")
+	}
+	if _, err := c.DH(context.Background(), keystore.DHRequest{Purpose: keystore.ResponderES, Peer: peer.PublicKey()}); err == nil {
+		t.Fatal("keyd answered responder-es by default")
 	}
 }
