@@ -21,6 +21,7 @@ import (
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/monitor"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.zx2c4.com/wireguard/conn"
@@ -53,6 +54,8 @@ type Config struct {
 	Logger *slog.Logger
 	// EngineHooks, if set, is called after the gateway's own hooks (tests).
 	EngineHooks engine.Hooks
+	// Monitor tunes the security monitor's detectors (zero: defaults).
+	Monitor monitor.Config
 }
 
 // Gateway is a running gateway.
@@ -68,6 +71,8 @@ type Gateway struct {
 	router *router
 	svcs   *services
 	events *eventRecorder
+	mon    *monitor.Monitor
+	alerts alertCounts
 
 	// registry: the SIM states handed to the engine, by SIM id then key.
 	regMu sync.Mutex
@@ -86,11 +91,12 @@ type Gateway struct {
 // replaced when it changes (tags, group); revoked is set when the key may no
 // longer be used, before the engine has even finished adding the peer.
 type simState struct {
-	id      string
-	key     wgkey.Public
-	sim     atomic.Pointer[fleet.SIM]
-	revoked atomic.Bool
-	online  atomic.Bool
+	id       string
+	key      wgkey.Public
+	lastFlow atomic.Uint64 // the last flow reported to the monitor
+	sim      atomic.Pointer[fleet.SIM]
+	revoked  atomic.Bool
+	online   atomic.Bool
 }
 
 // SIM returns the current record of the SIM.
@@ -121,6 +127,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.router = newRouter(g)
 	g.events = newEventRecorder(g.ctx, g.svc, g.log)
+	g.mon = g.newMonitor(cfg.Monitor)
 	hooks := engine.Hooks{
 		HandshakeCompleted: g.onHandshake,
 		HandshakeRejected:  g.onReject,
@@ -299,6 +306,7 @@ func (g *Gateway) onHandshake(ev engine.HandshakeEvent) {
 		return
 	}
 	sim := st.SIM()
+	g.mon.ObserveEndpoint(st.id, ev.Endpoint)
 	g.router.setOnline(sim.Address, ev.Peer)
 	if st.online.CompareAndSwap(false, true) {
 		g.events.record(st.id, "device.connected", map[string]any{"endpoint": ev.Endpoint.String()})
@@ -327,6 +335,9 @@ func (g *Gateway) onReject(ev engine.RejectEvent) {
 }
 
 func (g *Gateway) onEndpoint(ev engine.EndpointEvent) {
+	if st := stateOf(ev.Peer); st != nil {
+		g.mon.ObserveEndpoint(st.id, ev.New)
+	}
 	if st := stateOf(ev.Peer); st != nil && ev.Old.IsValid() {
 		g.events.record(st.id, "device.endpoint_changed", map[string]any{"old": ev.Old.String(), "new": ev.New.String()})
 	}

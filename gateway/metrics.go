@@ -40,11 +40,12 @@ var (
 	descBytes      = prometheus.NewDesc("wirefleet_gateway_bytes_total", "Inner bytes of held peers, by direction (from or to devices).", []string{"direction"}, nil)
 	descDrops      = prometheus.NewDesc("wirefleet_gateway_dropped_packets_total", "Packets dropped, by where (router, engine) and reason.", []string{"where", "reason"}, nil)
 	descUnderLoad  = prometheus.NewDesc("wirefleet_gateway_under_load", "1 while the engine demands cookies from initiators.", nil, nil)
+	descAlerts     = prometheus.NewDesc("wirefleet_monitor_alerts_total", "Security alerts raised, by kind.", []string{"kind"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSessions, descPeers, descHandshakes, descBytes, descDrops, descUnderLoad} {
+	for _, d := range []*prometheus.Desc{descSessions, descPeers, descHandshakes, descBytes, descDrops, descUnderLoad, descAlerts} {
 		ch <- d
 	}
 }
@@ -82,4 +83,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		under = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descUnderLoad, prometheus.GaugeValue, under)
+	for kind, n := range g.alerts.snapshot() {
+		ch <- prometheus.MustNewConstMetric(descAlerts, prometheus.CounterValue, float64(n), kind)
+	}
 }

@@ -101,6 +101,8 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 			r.drops.add(dropSource)
 			continue
 		}
+		proto, sport, dport := ports(pkt)
+		r.g.observeFlow(st, dst, proto, dport)
 		switch {
 		case r.g.plat.Contains(dst):
 			local = append(local, pkt)
@@ -121,7 +123,6 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 				r.drops.add(dropOffline)
 				continue
 			}
-			proto, sport, dport := ports(pkt)
 			if !d2dAllowed(srcPol, r.g.policies.get(dstSt.SIM().GroupID), proto, sport, dport) {
 				r.drops.add(dropPolicy)
 				continue

@@ -1,0 +1,123 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/monitor"
+	"github.com/wirefleet/wirefleet/store"
+)
+
+// alerts returns the SIM's monitor alerts from the audit trail.
+func (f *fixture) alerts(simID string) []string {
+	p, err := f.svc.ListEvents(context.Background(), f.admin, store.EventFilter{ObjectID: simID, Action: "device.alert"})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var kinds []string
+	for _, ev := range p.Items {
+		kinds = append(kinds, fmt.Sprint(ev.Details["kind"]))
+	}
+	return kinds
+}
+
+// Two Debian wireguard-go instances use one SIM's key from two addresses:
+// a cloned-key alert reaches the audit trail within 10 s. A device that
+// roams once raises nothing.
+func TestClonedKeyAlert(t *testing.T) {
+	f := newFixture(t)
+	grp := f.group("g", fleet.GroupSettings{})
+	a := f.newDevice(grp.ID)
+	if err := a.ping(MetadataAddr.String(), 1, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The clone: another host, the same private key, the same export.
+	f.nDev++
+	clone := &device{f: f, ns: f.env.NewNS(fmt.Sprintf("d%d", f.nDev)), sim: a.sim}
+	clone.gwLink, clone.link = f.join(clone.ns, netip.MustParsePrefix(fmt.Sprintf("10.230.%d.2/16", f.nDev)))
+	clone.wg = clone.ns.StartWireGuardGo("")
+	clone.wg.Private, clone.wg.Public = a.wg.Private, a.wg.Public
+	clone.configure()
+
+	start := time.Now()
+	stop := make(chan struct{})
+	defer close(stop)
+	for _, d := range []*device{a, clone} {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				d.ns.Exec("ping", "-c", "3", "-i", "0.2", "-W", "1", "-n", MetadataAddr.String())
+			}
+		}()
+	}
+	for {
+		if kinds := f.alerts(a.sim.ID); contains(kinds, monitor.KindClonedKey) {
+			t.Logf("cloned-key alert after %v", time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("no cloned-key alert within 10 s; alerts %v", f.alerts(a.sim.ID))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// A single roam of another device: no alert.
+	b := f.newDevice(grp.ID)
+	if err := b.ping(MetadataAddr.String(), 1, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	_, dev2 := f.join(b.ns, netip.Prefix{})
+	dev2.AddAddr(netip.MustParsePrefix("10.230.202.2/32"))
+	f.env.ReplaceRoute(b.ns, gwAddr.String()+"/32", "dev", dev2.Name, "src", "10.230.202.2")
+	b.link.DelAddr(b.link.Addrs()[0])
+	waitForWithin(t, 45*time.Second, "the roam", func() bool {
+		b.ns.Exec("ping", "-c", "1", "-W", "1", "-n", MetadataAddr.String())
+		return b.connection().Endpoint != "" && b.connection().Endpoint[:12] == "10.230.202.2"
+	})
+	for i := 0; i < 10; i++ {
+		b.ns.Exec("ping", "-c", "1", "-W", "1", "-n", MetadataAddr.String())
+	}
+	if kinds := f.alerts(b.sim.ID); len(kinds) != 0 {
+		t.Fatalf("a single roam raised %v", kinds)
+	}
+}
+
+// A device scanning 50 addresses raises a fan-out alert.
+func TestFanoutAlert(t *testing.T) {
+	f := newFixture(t)
+	grp := f.group("g", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}})
+	a := f.newDevice(grp.ID)
+	if err := a.ping(MetadataAddr.String(), 1, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	a.ns.MustDo(func() error {
+		for i := 1; i <= 50; i++ {
+			c, err := net.Dial("udp", netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 128, 3, byte(i)}), 22).String())
+			if err != nil {
+				return err
+			}
+			c.Write([]byte("probe"))
+			c.Close()
+		}
+		return nil
+	})
+	waitFor(t, "a fan-out alert", func() bool { return contains(f.alerts(a.sim.ID), monitor.KindFanout) })
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,59 @@
+package gateway
+
+import (
+	"net/netip"
+	"sync"
+
+	"github.com/wirefleet/wirefleet/monitor"
+)
+
+// The gateway feeds the security monitor from its vantage point: every
+// authenticated endpoint change and handshake (cloned keys), every new
+// flow a SIM starts (scanning). Alerts become audit events on the SIM,
+// metrics and logs.
+
+type alertCounts struct {
+	mu sync.Mutex
+	n  map[string]uint64
+}
+
+func (a *alertCounts) add(kind string) {
+	a.mu.Lock()
+	if a.n == nil {
+		a.n = map[string]uint64{}
+	}
+	a.n[kind]++
+	a.mu.Unlock()
+}
+
+func (a *alertCounts) snapshot() map[string]uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m := make(map[string]uint64, len(a.n))
+	for k, v := range a.n {
+		m[k] = v
+	}
+	return m
+}
+
+func (g *Gateway) newMonitor(cfg monitor.Config) *monitor.Monitor {
+	cfg.Alert = func(a monitor.Alert) {
+		g.alerts.add(a.Kind)
+		g.log.Warn("security alert", "kind", a.Kind, "sim", a.SIM, "severity", a.Severity, "detail", a.Detail)
+		g.events.record(a.SIM, "device.alert", map[string]any{"kind": a.Kind, "severity": a.Severity, "detail": a.Detail, "evidence": a.Evidence})
+	}
+	return monitor.New(cfg)
+}
+
+// observeFlow tells the monitor about a packet's flow, but only when it is
+// not the SIM's last flow again: bulk traffic to one destination costs one
+// atomic load per packet, a scan one map update per new destination.
+func (g *Gateway) observeFlow(st *simState, dst netip.Addr, proto uint8, dport uint16) {
+	d := dst.As4()
+	key := uint64(d[0])<<56 | uint64(d[1])<<48 | uint64(d[2])<<40 | uint64(d[3])<<32 | uint64(dport)<<8 | uint64(proto)
+	if st.lastFlow.Load() == key {
+		return
+	}
+	st.lastFlow.Store(key)
+	g.mon.ObserveFlow(st.id, netip.AddrPortFrom(dst, dport))
+}
