@@ -39,7 +39,7 @@ import (
 // The figure is inner Gbit/s delivered to B (b.N is ignored beyond one
 // measured window per iteration; run with -benchtime=1x).
 func BenchmarkForwarding(b *testing.B) {
-	for _, hub := range []string{"wirefleet", "wggo-hub"} {
+	for _, hub := range []string{"wirefleet", "wirefleet-nomonitor", "wggo-hub"} {
 		b.Run(hub, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				gbps, loss := forwardOnce(b, hub, 3*time.Second)
@@ -61,8 +61,8 @@ func forwardOnce(b *testing.B, hub string, window time.Duration) (gbps, loss flo
 	var hubPub wgkey.Public
 	var hubPort uint16
 	switch hub {
-	case "wirefleet":
-		gw := benchGateway(b, map[netip.Addr]wgkey.Public{benchA: keyA.Public(), benchB: keyB.Public()})
+	case "wirefleet", "wirefleet-nomonitor":
+		gw := benchGateway(b, map[netip.Addr]wgkey.Public{benchA: keyA.Public(), benchB: keyB.Public()}, hub == "wirefleet-nomonitor")
 		hubPub, hubPort = gw.Engine().PublicKey(), gw.Port()
 	case "wggo-hub":
 		hubKey, _ := wgkey.NewPrivate()
@@ -124,7 +124,7 @@ func forwardOnce(b *testing.B, hub string, window time.Duration) (gbps, loss flo
 
 // benchGateway starts a gateway whose store holds one SIM per address, all
 // in one group with device-to-device on.
-func benchGateway(b *testing.B, sims map[netip.Addr]wgkey.Public) *Gateway {
+func benchGateway(b *testing.B, sims map[netip.Addr]wgkey.Public, noMonitor bool) *Gateway {
 	ctx := context.Background()
 	st, err := sqlitestore.Open(ctx, filepath.Join(b.TempDir(), "bench.db"))
 	if err != nil {
@@ -143,7 +143,7 @@ func benchGateway(b *testing.B, sims map[netip.Addr]wgkey.Public) *Gateway {
 			b.Fatal(err)
 		}
 	}
-	gw, err := New(Config{Service: svc, KeyStore: ks, Logger: log})
+	gw, err := New(Config{Service: svc, KeyStore: ks, Logger: log, NoMonitor: noMonitor})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -56,6 +56,8 @@ type Config struct {
 	EngineHooks engine.Hooks
 	// Monitor tunes the security monitor's detectors (zero: defaults).
 	Monitor monitor.Config
+	// NoMonitor turns the security monitor off (to measure its cost).
+	NoMonitor bool
 }
 
 // Gateway is a running gateway.
@@ -127,7 +129,9 @@ func New(cfg Config) (*Gateway, error) {
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.router = newRouter(g)
 	g.events = newEventRecorder(g.ctx, g.svc, g.log)
-	g.mon = g.newMonitor(cfg.Monitor)
+	if !cfg.NoMonitor {
+		g.mon = g.newMonitor(cfg.Monitor)
+	}
 	hooks := engine.Hooks{
 		HandshakeCompleted: g.onHandshake,
 		HandshakeRejected:  g.onReject,
@@ -306,7 +310,9 @@ func (g *Gateway) onHandshake(ev engine.HandshakeEvent) {
 		return
 	}
 	sim := st.SIM()
-	g.mon.ObserveEndpoint(st.id, ev.Endpoint)
+	if g.mon != nil {
+		g.mon.ObserveEndpoint(st.id, ev.Endpoint)
+	}
 	g.router.setOnline(sim.Address, ev.Peer)
 	if st.online.CompareAndSwap(false, true) {
 		g.events.record(st.id, "device.connected", map[string]any{"endpoint": ev.Endpoint.String()})
@@ -335,7 +341,7 @@ func (g *Gateway) onReject(ev engine.RejectEvent) {
 }
 
 func (g *Gateway) onEndpoint(ev engine.EndpointEvent) {
-	if st := stateOf(ev.Peer); st != nil {
+	if st := stateOf(ev.Peer); st != nil && g.mon != nil {
 		g.mon.ObserveEndpoint(st.id, ev.New)
 	}
 	if st := stateOf(ev.Peer); st != nil && ev.Old.IsValid() {

@@ -102,7 +102,9 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 			continue
 		}
 		proto, sport, dport := ports(pkt)
-		r.g.observeFlow(st, dst, proto, dport)
+		if r.g.mon != nil {
+			r.g.observeFlow(st, dst, proto, dport)
+		}
 		switch {
 		case r.g.plat.Contains(dst):
 			local = append(local, pkt)
