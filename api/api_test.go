@@ -546,3 +546,34 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	get("GET", "/api/v1/events?limit=2", fleet.RoleViewer, nil, 200, "EventPage")
 	get("GET", "/api/v1/sims/nope", fleet.RoleViewer, nil, 404, "Error")
 }
+
+// A group's webhook secret is write-only: never in an answer, kept when
+// settings read from the API are written back.
+func TestWebhookSecretWriteOnly(t *testing.T) {
+	e := newEnv(t)
+	const secret = "very-secret-webhook-key"
+	settings := map[string]any{"security": map[string]any{"action": "alert", "webhookUrl": "https://hooks.example.test/in", "webhookSecret": secret}}
+	var raw json.RawMessage
+	e.must("POST", "/api/v1/groups", fleet.RoleOperator, map[string]any{"name": "watched", "settings": settings}, 201, &raw)
+	if strings.Contains(string(raw), secret) {
+		t.Fatalf("create answer holds the secret: %s", raw)
+	}
+	var g fleet.Group
+	json.Unmarshal(raw, &g)
+	if !g.Settings.Security.WebhookSecretSet {
+		t.Fatalf("answer does not say a secret is set: %s", raw)
+	}
+	e.must("GET", "/api/v1/groups/"+g.ID, fleet.RoleViewer, nil, 200, &raw)
+	if strings.Contains(string(raw), secret) {
+		t.Fatalf("GET answer holds the secret: %s", raw)
+	}
+	// Write back what GET gave (no secret): the stored secret stays.
+	json.Unmarshal(raw, &g)
+	e.must("PATCH", "/api/v1/groups/"+g.ID, fleet.RoleOperator, map[string]any{"settings": g.Settings}, 200, &raw)
+	stored, err := e.svc.Store().Group(context.Background(), g.ID)
+	if err != nil || stored.Settings.Security.WebhookSecret != secret {
+		t.Fatalf("stored secret after a write-back: %q, %v", stored.Settings.Security.WebhookSecret, err)
+	}
+	// A webhook without a secret is refused.
+	e.wantError("POST", "/api/v1/groups", fleet.RoleOperator, map[string]any{"name": "nosecret", "settings": map[string]any{"security": map[string]any{"webhookUrl": "https://x.test/"}}}, 400, fleet.CodeInvalid, "settings.security.webhookSecret")
+}

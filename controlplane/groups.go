@@ -27,6 +27,7 @@ func (s *Service) CreateGroup(ctx context.Context, a Actor, name string, setting
 		tx.Publish(fleet.Change{Kind: fleet.ChangeGroup, ID: g.ID})
 		return s.event(ctx, tx, a, "group.create", "group", g.ID, map[string]any{"name": name})
 	})
+	g.Settings = g.Settings.Redacted()
 	return g, storeErr(err, "")
 }
 
@@ -36,6 +37,7 @@ func (s *Service) GetGroup(ctx context.Context, a Actor, id string) (fleet.Group
 		return fleet.Group{}, err
 	}
 	g, err := s.st.Group(ctx, id)
+	g.Settings = g.Settings.Redacted()
 	return g, storeErr(err, "id")
 }
 
@@ -44,7 +46,11 @@ func (s *Service) ListGroups(ctx context.Context, a Actor, p store.PageRequest) 
 	if err := require(a, fleet.RoleViewer); err != nil {
 		return store.Page[fleet.Group]{}, err
 	}
-	return s.st.ListGroups(ctx, p)
+	page, err := s.st.ListGroups(ctx, p)
+	for i := range page.Items {
+		page.Items[i].Settings = page.Items[i].Settings.Redacted()
+	}
+	return page, err
 }
 
 // UpdateGroup renames a group and/or replaces its settings (nil: keep).
@@ -54,11 +60,6 @@ func (s *Service) UpdateGroup(ctx context.Context, a Actor, id string, name *str
 	}
 	if name != nil {
 		if err := fleet.ValidateName("name", *name); err != nil {
-			return fleet.Group{}, err
-		}
-	}
-	if settings != nil {
-		if err := settings.Normalize("settings"); err != nil {
 			return fleet.Group{}, err
 		}
 	}
@@ -72,6 +73,14 @@ func (s *Service) UpdateGroup(ctx context.Context, a Actor, id string, name *str
 			g.Name = *name
 		}
 		if settings != nil {
+			// Answers never carry the webhook secret, so settings read,
+			// edited and written back keep the stored one.
+			if sec := &settings.Security; sec.WebhookSecret == "" && sec.WebhookURL != "" && sec.WebhookURL == g.Settings.Security.WebhookURL {
+				sec.WebhookSecret = g.Settings.Security.WebhookSecret
+			}
+			if err := settings.Normalize("settings"); err != nil {
+				return err
+			}
 			g.Settings = *settings
 		}
 		g.Updated = s.now()
@@ -81,6 +90,7 @@ func (s *Service) UpdateGroup(ctx context.Context, a Actor, id string, name *str
 		tx.Publish(fleet.Change{Kind: fleet.ChangeGroup, ID: g.ID})
 		return s.event(ctx, tx, a, "group.update", "group", g.ID, nil)
 	})
+	g.Settings = g.Settings.Redacted()
 	return g, storeErr(err, "")
 }
 

@@ -75,6 +75,40 @@ type GroupSettings struct {
 	DevicesMayWriteTags bool `json:"devicesMayWriteTags"`
 	// UserData is handed to devices as-is (at most MaxUserData bytes).
 	UserData string `json:"userData,omitempty"`
+	// Security says what the monitor does about alerts on the group's SIMs.
+	Security SecurityProfile `json:"security,omitzero"`
+}
+
+// Security actions taken on an alert about a SIM.
+const (
+	ActionAlert      = "alert"      // record and notify only
+	ActionQuarantine = "quarantine" // move the SIM to the quarantine group
+	ActionSuspend    = "suspend"    // suspend the SIM
+)
+
+// SecurityProfile is a group's answer to security alerts.
+type SecurityProfile struct {
+	// Action on an alert: ActionAlert (default), ActionQuarantine or
+	// ActionSuspend.
+	Action string `json:"action,omitempty"`
+	// QuarantineGroup names the group quarantined SIMs move to; give it
+	// device-to-device off, so only platform services stay reachable.
+	QuarantineGroup string `json:"quarantineGroup,omitempty"`
+	// WebhookURL receives each alert as JSON, signed with WebhookSecret.
+	WebhookURL string `json:"webhookUrl,omitempty"`
+	// WebhookSecret keys the HMAC-SHA256 signature of webhook bodies. The
+	// API never returns it (WebhookSecretSet says whether one is set).
+	WebhookSecret    string `json:"webhookSecret,omitempty"`
+	WebhookSecretSet bool   `json:"webhookSecretSet,omitempty"`
+}
+
+// Redacted returns the settings with secrets removed, for answers.
+func (s GroupSettings) Redacted() GroupSettings {
+	if s.Security.WebhookSecret != "" {
+		s.Security.WebhookSecret = ""
+		s.Security.WebhookSecretSet = true
+	}
+	return s
 }
 
 // Device-to-device modes.

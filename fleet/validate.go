@@ -3,6 +3,7 @@ package fleet
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -112,6 +113,33 @@ func (s *GroupSettings) Normalize(prefix string) error {
 	}
 	if len(s.UserData) > MaxUserData {
 		return Errorf(CodeInvalid, prefix+".userData", "at most %d bytes", MaxUserData)
+	}
+	sec := &s.Security
+	sec.WebhookSecretSet = false // derived, never stored
+	switch sec.Action {
+	case "":
+		sec.Action = ActionAlert
+	case ActionAlert, ActionSuspend:
+	case ActionQuarantine:
+		if err := ValidateName(prefix+".security.quarantineGroup", sec.QuarantineGroup); err != nil {
+			return err
+		}
+	default:
+		return Errorf(CodeInvalid, prefix+".security.action", "must be %q, %q or %q", ActionAlert, ActionQuarantine, ActionSuspend)
+	}
+	if sec.Action != ActionQuarantine && sec.QuarantineGroup != "" {
+		return Errorf(CodeInvalid, prefix+".security.quarantineGroup", "only with action %q", ActionQuarantine)
+	}
+	if sec.WebhookURL != "" {
+		u, err := url.Parse(sec.WebhookURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return Errorf(CodeInvalid, prefix+".security.webhookUrl", "not an http(s) URL")
+		}
+		if len(sec.WebhookSecret) < 16 {
+			return Errorf(CodeInvalid, prefix+".security.webhookSecret", "at least 16 characters, to sign webhook bodies")
+		}
+	} else if sec.WebhookSecret != "" {
+		return Errorf(CodeInvalid, prefix+".security.webhookSecret", "only with a webhookUrl")
 	}
 	return nil
 }

@@ -2,9 +2,14 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 
@@ -31,7 +36,22 @@ func (f *fixture) alerts(simID string) []string {
 // roams once raises nothing.
 func TestClonedKeyAlert(t *testing.T) {
 	f := newFixture(t)
-	grp := f.group("g", fleet.GroupSettings{})
+	// The group's profile: quarantine, and a signed webhook.
+	type delivery struct {
+		body      []byte
+		signature string
+		timestamp string
+	}
+	hooks := make(chan delivery, 8)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		hooks <- delivery{b, r.Header.Get(WebhookSignatureHeader), r.Header.Get(WebhookTimestampHeader)}
+	}))
+	defer receiver.Close()
+	const secret = "webhook-secret-0123456789"
+	quarantine := f.group("quarantine", fleet.GroupSettings{})
+	grp := f.group("g", fleet.GroupSettings{Security: fleet.SecurityProfile{
+		Action: fleet.ActionQuarantine, QuarantineGroup: "quarantine", WebhookURL: receiver.URL, WebhookSecret: secret}})
 	a := f.newDevice(grp.ID)
 	if err := a.ping(MetadataAddr.String(), 1, 5*time.Second); err != nil {
 		t.Fatal(err)
@@ -68,6 +88,29 @@ func TestClonedKeyAlert(t *testing.T) {
 			t.Fatalf("no cloned-key alert within 10 s; alerts %v", f.alerts(a.sim.ID))
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+
+	// With that profile, the SIM is quarantined...
+	waitForWithin(t, 10*time.Second, "the SIM quarantined", func() bool {
+		sim, err := f.svc.Store().SIM(context.Background(), a.sim.ID)
+		return err == nil && sim.GroupID == quarantine.ID
+	})
+	// ...and the webhook receiver got the alert, validly signed.
+	select {
+	case d := <-hooks:
+		ts, _ := strconv.ParseInt(d.timestamp, 10, 64)
+		if want := SignWebhook(secret, ts, d.body); d.signature != want {
+			t.Fatalf("webhook signature %q, want %q", d.signature, want)
+		}
+		if SignWebhook("another secret 0123", ts, d.body) == d.signature {
+			t.Fatal("the signature does not depend on the secret")
+		}
+		var al monitor.Alert
+		if err := json.Unmarshal(d.body, &al); err != nil || al.Kind != monitor.KindClonedKey || al.SIM != a.sim.ID {
+			t.Fatalf("webhook body %s: %v", d.body, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no webhook delivery")
 	}
 
 	// A single roam of another device: no alert.

@@ -75,6 +75,7 @@ type Gateway struct {
 	events *eventRecorder
 	mon    *monitor.Monitor
 	alerts alertCounts
+	hooks  chan webhook
 
 	// registry: the SIM states handed to the engine, by SIM id then key.
 	regMu sync.Mutex
@@ -132,6 +133,7 @@ func New(cfg Config) (*Gateway, error) {
 	if !cfg.NoMonitor {
 		g.mon = g.newMonitor(cfg.Monitor)
 	}
+	g.hooks = make(chan webhook, 256)
 	hooks := engine.Hooks{
 		HandshakeCompleted: g.onHandshake,
 		HandshakeRejected:  g.onReject,
@@ -176,6 +178,8 @@ func (g *Gateway) Start() error {
 		g.watch(changes, cancel)
 	}()
 	g.events.start(&g.wg)
+	g.wg.Add(1)
+	go g.deliverWebhooks()
 	if err := g.eng.Up(); err != nil {
 		g.Close()
 		return err

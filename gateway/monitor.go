@@ -41,6 +41,16 @@ func (g *Gateway) newMonitor(cfg monitor.Config) *monitor.Monitor {
 		g.alerts.add(a.Kind)
 		g.log.Warn("security alert", "kind", a.Kind, "sim", a.SIM, "severity", a.Severity, "detail", a.Detail)
 		g.events.record(a.SIM, "device.alert", map[string]any{"kind": a.Kind, "severity": a.Severity, "detail": a.Detail, "evidence": a.Evidence})
+		// Off the data path: the alert fired inside the router or an
+		// engine hook.
+		if g.ctx.Err() != nil {
+			return // shutting down
+		}
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			g.respond(a)
+		}()
 	}
 	return monitor.New(cfg)
 }
