@@ -100,6 +100,11 @@ type SecurityProfile struct {
 	// API never returns it (WebhookSecretSet says whether one is set).
 	WebhookSecret    string `json:"webhookSecret,omitempty"`
 	WebhookSecretSet bool   `json:"webhookSecretSet,omitempty"`
+	// AllowList, if not empty, is where the group's devices may send
+	// (CIDR prefixes; the platform range is always allowed). Traffic
+	// elsewhere raises an alert, and is dropped when Block is set.
+	AllowList []string `json:"allowList,omitempty"`
+	Block     bool     `json:"block,omitempty"`
 }
 
 // Redacted returns the settings with secrets removed, for answers.

@@ -130,6 +130,18 @@ func (s *GroupSettings) Normalize(prefix string) error {
 	if sec.Action != ActionQuarantine && sec.QuarantineGroup != "" {
 		return Errorf(CodeInvalid, prefix+".security.quarantineGroup", "only with action %q", ActionQuarantine)
 	}
+	if len(sec.AllowList) > 256 {
+		return Errorf(CodeInvalid, prefix+".security.allowList", "at most 256 prefixes")
+	}
+	for i, a := range sec.AllowList {
+		p, err := netip.ParsePrefix(a)
+		if err != nil || p != p.Masked() {
+			return Errorf(CodeInvalid, fmt.Sprintf("%s.security.allowList[%d]", prefix, i), "not a CIDR prefix without host bits: %q", a)
+		}
+	}
+	if sec.Block && len(sec.AllowList) == 0 {
+		return Errorf(CodeInvalid, prefix+".security.block", "needs an allowList")
+	}
 	if sec.WebhookURL != "" {
 		u, err := url.Parse(sec.WebhookURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

@@ -164,3 +164,24 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// A destination outside the group's allow-list is blocked and alerted;
+// the platform stays reachable.
+func TestAllowListBlocks(t *testing.T) {
+	f := newFixture(t)
+	grp := f.group("g", fleet.GroupSettings{
+		DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup},
+		Security:       fleet.SecurityProfile{AllowList: []string{"192.0.2.0/24"}, Block: true},
+	})
+	a, b := f.newDevice(grp.ID), f.newDevice(grp.ID)
+	if err := a.ping(MetadataAddr.String(), 1, 5*time.Second); err != nil {
+		t.Fatalf("the platform must stay reachable: %v", err)
+	}
+	if err := a.ping(b.addr(), 2, 2*time.Second); err == nil {
+		t.Fatal("a destination outside the allow-list was reached")
+	}
+	if n := f.gw.router.drops.get(dropAllowList); n == 0 {
+		t.Fatal("no outside-allow-list drop counted")
+	}
+	waitFor(t, "an allow-list alert", func() bool { return contains(f.alerts(a.sim.ID), monitor.KindAllowList) })
+}

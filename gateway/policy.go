@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"slices"
 	"sync"
 
@@ -18,6 +19,18 @@ type groupPolicy struct {
 	groups   []string // peer group names, for mode "groups"
 	ports    []uint16 // empty: all
 	settings fleet.GroupSettings
+	allow    []netip.Prefix // the security allow-list; nil: everything
+	block    bool
+}
+
+// allows reports whether dst is inside the group's allow-list.
+func (p *groupPolicy) allows(dst netip.Addr) bool {
+	for _, a := range p.allow {
+		if a.Contains(dst) {
+			return true
+		}
+	}
+	return false
 }
 
 // policyCache holds the groups of the SIMs the gateway serves. The resolver
@@ -59,6 +72,12 @@ func (c *policyCache) refresh(ctx context.Context, st store.Reader, id string) e
 	if p.mode == "" {
 		p.mode = fleet.D2DOff
 	}
+	for _, a := range g.Settings.Security.AllowList {
+		if pfx, err := netip.ParsePrefix(a); err == nil {
+			p.allow = append(p.allow, pfx)
+		}
+	}
+	p.block = g.Settings.Security.Block
 	c.mu.Lock()
 	c.groups[id] = p
 	c.mu.Unlock()

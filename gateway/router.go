@@ -24,9 +24,10 @@ const (
 	dropMalformed  = "malformed"      // not an IPv4 packet we can parse
 	dropServices   = "services"       // the service stack refused it
 	dropUnknownDst = "unknown-destination"
+	dropAllowList  = "outside-allow-list" // the group's security profile blocks it
 )
 
-var dropReasons = []string{dropSource, dropRevoked, dropPolicy, dropOffline, dropNoRoute, dropMalformed, dropServices, dropUnknownDst}
+var dropReasons = []string{dropSource, dropRevoked, dropPolicy, dropOffline, dropNoRoute, dropMalformed, dropServices, dropUnknownDst, dropAllowList}
 
 // router is the engine's Handler: it decides where each inner packet goes.
 type router struct {
@@ -104,6 +105,16 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 		proto, sport, dport := ports(pkt)
 		if r.g.mon != nil {
 			r.g.observeFlow(st, dst, proto, dport)
+		}
+		// The group's allow-list (the platform range is always allowed).
+		if pol := r.g.policies.get(sim.GroupID); pol != nil && pol.allow != nil && !r.g.plat.Contains(dst) && !pol.allows(dst) {
+			if r.g.mon != nil {
+				r.g.mon.ObserveViolation(st.id, netip.AddrPortFrom(dst, dport), pol.block)
+			}
+			if pol.block {
+				r.drops.add(dropAllowList)
+				continue
+			}
 		}
 		switch {
 		case r.g.plat.Contains(dst):

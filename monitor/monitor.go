@@ -16,6 +16,7 @@ import (
 const (
 	KindClonedKey = "cloned-key"
 	KindFanout    = "fan-out"
+	KindAllowList = "outside-allow-list"
 )
 
 // Alert is one detected incident.
@@ -182,6 +183,24 @@ func (m *Monitor) ObserveFlow(sim string, dst netip.AddrPort) {
 	m.mu.Unlock()
 	if alert != nil {
 		m.cfg.Alert(*alert)
+	}
+}
+
+// ObserveViolation records traffic from a SIM to a destination outside its
+// group's allow-list (blocked or not, as the profile says).
+func (m *Monitor) ObserveViolation(sim string, dst netip.AddrPort, blocked bool) {
+	now := m.cfg.Now()
+	m.mu.Lock()
+	s := m.state(sim)
+	s.lastSeen = now
+	fire := m.unsuppressed(s, KindAllowList, now)
+	m.mu.Unlock()
+	if fire {
+		m.cfg.Alert(Alert{
+			Kind: KindAllowList, SIM: sim, Severity: "medium", Time: now,
+			Detail:   "the SIM sent to a destination outside its group's allow-list",
+			Evidence: map[string]any{"destination": dst.String(), "blocked": blocked},
+		})
 	}
 }
 
