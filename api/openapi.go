@@ -42,6 +42,8 @@ var schemas = map[string]any{
 	"AuthKeyPage":          page("AuthKey"),
 	"TokenPage":            page("Token"),
 	"EventPage":            page("Event"),
+	"AuditReport": obj(props{"findings": arr(obj(props{"check": str("the check that found it"), "severity": enum("high", "medium", "low"),
+		"object": str("SIM, auth key or group id"), "detail": str("")}))}),
 }
 
 type props map[string]any

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/arcapi"
+	"github.com/wirefleet/wirefleet/audit"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
@@ -67,6 +68,10 @@ type authKeyCreateRequest struct {
 type tokenCreateRequest struct {
 	Role        fleet.Role `json:"role"`
 	Description string     `json:"description"`
+}
+
+type auditReport struct {
+	Findings []audit.Finding `json:"findings"`
 }
 
 type bootstrapRequest struct {
@@ -382,6 +387,17 @@ func (h *Handler) routes() []route {
 				return nil, s.DeleteToken(ctx, a, r.PathValue("id"))
 			}},
 
+		{method: "GET", path: "/api/v1/audit", summary: "Audit the fleet's configuration now: findings with severity.", role: fleet.RoleViewer, response: "AuditReport",
+			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+				findings, err := audit.Run(ctx, s.Store(), audit.Options{})
+				if err != nil {
+					return nil, err
+				}
+				if findings == nil {
+					findings = []audit.Finding{}
+				}
+				return auditReport{Findings: findings}, nil
+			}},
 		{method: "GET", path: "/api/v1/events", summary: "The audit trail, newest first.", role: fleet.RoleViewer, response: "EventPage", query: []string{"limit", "cursor", "objectId", "actor", "action", "since"},
 			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
 				p, err := pageReq(r)

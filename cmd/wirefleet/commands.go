@@ -441,6 +441,25 @@ var handlers = map[string]func(c *command, rest []string) error{
 		return c.show(p, []string{"ID", "TIME", "ACTOR", "ACTION", "OBJECT", "DETAILS"}, rows, nextHint(p.Next))
 	},
 
+	"audit ": func(c *command, rest []string) error {
+		if err := c.args(rest, 0, 0, "none"); err != nil {
+			return err
+		}
+		var rep struct {
+			Findings []struct {
+				Check, Severity, Object, Detail string
+			} `json:"findings"`
+		}
+		if err := c.call("GET", "/api/v1/audit", nil, &rep); err != nil {
+			return err
+		}
+		rows := [][]string{}
+		for _, f := range rep.Findings {
+			rows = append(rows, []string{f.Severity, f.Check, f.Object, f.Detail})
+		}
+		return c.show(rep, []string{"SEVERITY", "CHECK", "OBJECT", "DETAIL"}, rows, "")
+	},
+
 	"login ": func(c *command, rest []string) error {
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err

@@ -61,6 +61,8 @@ Commands:
   tokens list | delete ID
   tokens create --role admin|operator|viewer [--description D]
   events list [--object ID] [--actor A] [--action A] [--since RFC3339] [--limit N] [--cursor C]
+  audit                               audit the fleet now: shared or low-order keys, standing auth keys,
+                                      wide-open groups, refused SIMs still trying
   config ID [--generate-key]          wg-quick file of a SIM (generate: re-key, full file)
   login --url URL --token T           check and save server and token in the config file (0600)
 
@@ -161,7 +163,7 @@ func dispatch(args []string, getenv func(string) string, stdout io.Writer) error
 	cmd := rest[0]
 	rest = rest[1:]
 	action := ""
-	if cmd != "config" && cmd != "login" {
+	if cmd != "config" && cmd != "login" && cmd != "audit" {
 		if len(rest) == 0 {
 			return usageErr("%s: missing action", cmd)
 		}

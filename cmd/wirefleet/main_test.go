@@ -149,6 +149,9 @@ func TestCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &tok); err != nil || tok.Secret == "" {
 		t.Fatalf("tokens create: %v %s", err, out)
 	}
+	if out := c.ok("audit"); !strings.Contains(out, "SEVERITY") {
+		t.Fatalf("audit table: %q", out)
+	}
 	if out := c.ok("events", "list", "--object", id); !strings.Contains(out, "sim.suspend") || !strings.Contains(out, "sim.create") {
 		t.Fatalf("events:\n%s", out)
 	}

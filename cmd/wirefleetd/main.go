@@ -59,6 +59,7 @@ type config struct {
 	wgListen   string
 	zone       string
 	resetAdmin bool
+	auditEvery time.Duration
 	logLevel   string
 	logFormat  string
 	// Network-attested Arc bootstrap.
@@ -119,6 +120,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.store, "postgres", "", "alias of --store (PostgreSQL connection string)")
 	fs.StringVar(&c.wgListen, "wg-listen", ":51820", "WireGuard UDP address, :PORT (every address, IPv4 and IPv6; :0 picks a free port)")
 	fs.BoolVar(&c.resetAdmin, "reset-admin-token", false, "create a new admin token, print it once and write it to <data>/admin.token (recovery when the old one is lost); the old tokens stay valid until deleted")
+	fs.DurationVar(&c.auditEvery, "audit-every", time.Hour, "run the configuration audit this often (findings in the log and the wirefleet_audit_findings metric; GET /api/v1/audit runs it on demand)")
 	fs.StringVar(&c.zone, "zone", gateway.DefaultZone, "DNS zone of in-tunnel names (<sim-id>.sim.<zone>, metadata.<zone>)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
@@ -262,6 +264,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newSIMCollector(st, log), gw.Collector())
+	if c.auditEvery > 0 {
+		go newAuditor(st, log, reg).every(ctx, c.auditEvery)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/v1/", api.New(svc, api.Options{Log: log, Registerer: reg, Connections: gw, TrustedProxies: c.trustedProxies.prefixes()}))
 	// SORACOM Arc-compatible routes, for soratun and other Arc clients.

@@ -129,7 +129,8 @@ func TestFirstStartAndRestart(t *testing.T) {
 	if code != 200 || !strings.Contains(metrics, `wirefleet_api_requests_total{code="200",route="GET /api/v1/sims"} 1`) || !strings.Contains(metrics, "go_goroutines") ||
 		!strings.Contains(metrics, `wirefleet_sims{status="active"} 1`) ||
 		!strings.Contains(metrics, "wirefleet_gateway_sessions 0") || !strings.Contains(metrics, `wirefleet_gateway_handshakes_total{result="ok"} 0`) ||
-		!strings.Contains(metrics, `wirefleet_gateway_dropped_packets_total{reason="d2d-denied",where="router"} 0`) || !strings.Contains(metrics, "wirefleet_gateway_under_load 0") {
+		!strings.Contains(metrics, `wirefleet_gateway_dropped_packets_total{reason="d2d-denied",where="router"} 0`) || !strings.Contains(metrics, "wirefleet_gateway_under_load 0") ||
+		!strings.Contains(metrics, `wirefleet_audit_findings{severity="high"} 0`) {
 		t.Fatalf("metrics: %d\n%s", code, metrics)
 	}
 	// The Arc-compatible routes are mounted too.
