@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -62,24 +61,7 @@ func TestKernelAgentsWithGateway(t *testing.T) {
 		t.Fatalf("device to device through the gateway: %v\n%s", err, out)
 	}
 	// Metadata: the caller's own SIM, with no credential.
-	var resp string
-	a.ns.MustDo(func() error {
-		c, err := net.DialTimeout("tcp", "100.127.100.127:80", 10*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(c, "GET /v1/subscriber HTTP/1.0\r\nHost: metadata\r\n\r\n")
-		r := bufio.NewReader(c)
-		for {
-			line, err := r.ReadString('\n')
-			resp += line
-			if err != nil {
-				return nil
-			}
-		}
-	})
+	resp := httpGetIn(t, a.ns, "100.127.100.127:80", "/v1/subscriber")
 	if !strings.Contains(resp, a.cfg.SIMID) || !strings.Contains(resp, a.cfg.IMSI) {
 		t.Fatalf("metadata answer:\n%s", resp)
 	}

@@ -49,15 +49,29 @@ func TestKernelTunnel(t *testing.T) {
 	if out, err := ns.Exec("ping", "-c", "2", "-W", "5", "100.127.100.127"); err != nil {
 		t.Fatalf("ping through the tunnel: %v\n%s", err, out)
 	}
+	resp := httpGetIn(t, ns, "100.127.100.127:80", "/")
+	if !strings.Contains(resp, "hello 10.128.0.9:") {
+		t.Fatalf("HTTP through the tunnel:\n%s", resp)
+	}
+	tn.Close()
+	if out, err := ns.Exec("ip", "link", "show", ifname); err == nil {
+		t.Fatalf("interface still there after Close:\n%s", out)
+	}
+}
+
+// httpGetIn sends a plain HTTP/1.0 GET from inside ns (the socket is made
+// there) and returns the whole answer.
+func httpGetIn(t *testing.T, ns *netns.NS, addr, path string) string {
+	t.Helper()
 	var resp string
 	ns.MustDo(func() error {
-		c, err := net.DialTimeout("tcp", "100.127.100.127:80", 10*time.Second)
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: platform\r\n\r\n")
+		fmt.Fprintf(c, "GET %s HTTP/1.0\r\nHost: platform\r\n\r\n", path)
 		r := bufio.NewReader(c)
 		for {
 			line, err := r.ReadString('\n')
@@ -67,11 +81,5 @@ func TestKernelTunnel(t *testing.T) {
 			}
 		}
 	})
-	if !strings.Contains(resp, "hello 10.128.0.9:") {
-		t.Fatalf("HTTP through the tunnel:\n%s", resp)
-	}
-	tn.Close()
-	if out, err := ns.Exec("ip", "link", "show", ifname); err == nil {
-		t.Fatalf("interface still there after Close:\n%s", out)
-	}
+	return resp
 }

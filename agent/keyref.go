@@ -46,15 +46,7 @@ func openKeyStore(ref string, create bool) (keystore.Store, error) {
 		}
 		return keystore.LoadOrCreateFile(path)
 	case strings.HasPrefix(ref, "pkcs11:"):
-		u, err := pkcs11store.ParseURI(ref)
-		if err != nil {
-			return nil, err
-		}
-		cfg, err := u.Config(DefaultPKCS11Module)
-		if err != nil {
-			return nil, err
-		}
-		tok, err := pkcs11store.OpenToken(cfg)
+		u, tok, err := openToken(ref)
 		if err != nil {
 			return nil, err
 		}
@@ -82,6 +74,20 @@ func openKeyStore(ref string, create bool) (keystore.Store, error) {
 		return closingStore{InitiatorOnly: keystore.InitiatorOnly{Store: c}, c: c}, nil
 	}
 	return nil, fmt.Errorf("agent: unsupported key reference %q (want file:, pkcs11: or agent:)", ref)
+}
+
+// openToken opens the token a pkcs11: reference names.
+func openToken(ref string) (pkcs11store.URI, *pkcs11store.Token, error) {
+	u, err := pkcs11store.ParseURI(ref)
+	if err != nil {
+		return u, nil, err
+	}
+	cfg, err := u.Config(DefaultPKCS11Module)
+	if err != nil {
+		return u, nil, err
+	}
+	tok, err := pkcs11store.OpenToken(cfg)
+	return u, tok, err
 }
 
 // tokenKey is a PKCS#11 key with the token session it needs; Close
@@ -154,15 +160,7 @@ func prepareRotation(ref string) (*rotation, error) {
 			abort:  func() { os.Remove(next) },
 		}, nil
 	case strings.HasPrefix(ref, "pkcs11:"):
-		u, err := pkcs11store.ParseURI(ref)
-		if err != nil {
-			return nil, err
-		}
-		cfg, err := u.Config(DefaultPKCS11Module)
-		if err != nil {
-			return nil, err
-		}
-		tok, err := pkcs11store.OpenToken(cfg)
+		u, tok, err := openToken(ref)
 		if err != nil {
 			return nil, err
 		}
