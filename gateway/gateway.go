@@ -58,6 +58,8 @@ type Config struct {
 	Monitor monitor.Config
 	// NoMonitor turns the security monitor off (to measure its cost).
 	NoMonitor bool
+	// Services are further platform services on the in-tunnel stack.
+	Services []PlatformService
 }
 
 // Gateway is a running gateway.

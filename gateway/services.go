@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,12 +30,20 @@ type services struct {
 	net  *netstack.Net
 	http *http.Server
 	dns  []net.PacketConn
-	mu   sync.Mutex // serialises writes into the stack
+	ext  []PlatformService // started ones, closed in close
+	mu   sync.Mutex        // serialises writes into the stack
 	wg   sync.WaitGroup
 }
 
 func startServices(g *Gateway) (*services, error) {
 	addrs := append(append([]netip.Addr{}, DNSAddrs...), MetadataAddr, RouterAddr)
+	for _, ps := range g.cfg.Services {
+		for _, a := range ps.Addrs() {
+			if !slices.Contains(addrs, a) {
+				addrs = append(addrs, a)
+			}
+		}
+	}
 	dev, tnet, err := netstack.CreateNetTUN(addrs, nil, servicesMTU)
 	if err != nil {
 		return nil, err
@@ -68,6 +77,14 @@ func startServices(g *Gateway) (*services, error) {
 		defer s.wg.Done()
 		s.readLoop()
 	}()
+	host := &ServiceHost{s: s}
+	for _, ps := range g.cfg.Services {
+		if err := ps.Start(host); err != nil {
+			s.close()
+			return nil, err
+		}
+		s.ext = append(s.ext, ps)
+	}
 	return s, nil
 }
 
@@ -104,6 +121,9 @@ func (s *services) readLoop() {
 }
 
 func (s *services) close() {
+	for _, ps := range s.ext {
+		ps.Close()
+	}
 	if s.http != nil {
 		s.http.Close()
 	}
