@@ -105,6 +105,22 @@ type SecurityProfile struct {
 	// elsewhere raises an alert, and is dropped when Block is set.
 	AllowList []string `json:"allowList,omitempty"`
 	Block     bool     `json:"block,omitempty"`
+	// FirstSeen alerts when a device reaches a destination (address and
+	// port) it did not reach while the gateway learned its habits (the
+	// first hour of its traffic the gateway sees, by default).
+	FirstSeen bool `json:"firstSeen,omitempty"`
+	// MaxBytesPerMinute and MaxPacketsPerMinute alert when a SIM sends
+	// more within a minute; 0 is off.
+	MaxBytesPerMinute   uint64 `json:"maxBytesPerMinute,omitempty"`
+	MaxPacketsPerMinute uint64 `json:"maxPacketsPerMinute,omitempty"`
+	// VolumeFactor alerts when a SIM sends more bytes in a minute than
+	// this many times the group's 95th percentile of SIM-minutes (2 to
+	// 1000; 0 is off).
+	VolumeFactor float64 `json:"volumeFactor,omitempty"`
+	// CheckListeners alerts when a device accepts a TCP connection on a
+	// port not in ListenPorts (none listed: on any port).
+	CheckListeners bool     `json:"checkListeners,omitempty"`
+	ListenPorts    []uint16 `json:"listenPorts,omitempty"`
 }
 
 // Redacted returns the settings with secrets removed, for answers.

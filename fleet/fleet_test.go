@@ -76,6 +76,9 @@ func TestSettingsNormalize(t *testing.T) {
 		{GroupSettings{DeviceToDevice: D2DPolicy{Mode: D2DGroups, Groups: []string{"bad name"}}}, "settings.deviceToDevice.groups[0]"},
 		{GroupSettings{DeviceToDevice: D2DPolicy{Mode: D2DGroup, Ports: []uint16{0}}}, "settings.deviceToDevice.ports[0]"},
 		{GroupSettings{UserData: strings.Repeat("x", MaxUserData+1)}, "settings.userData"},
+		{GroupSettings{Security: SecurityProfile{VolumeFactor: 1.5}}, "settings.security.volumeFactor"},
+		{GroupSettings{Security: SecurityProfile{CheckListeners: true, ListenPorts: []uint16{22, 0}}}, "settings.security.listenPorts[1]"},
+		{GroupSettings{Security: SecurityProfile{ListenPorts: []uint16{22}}}, "settings.security.listenPorts"},
 	}
 	for _, c := range cases {
 		err := c.s.Normalize("settings")

@@ -142,6 +142,20 @@ func (s *GroupSettings) Normalize(prefix string) error {
 	if sec.Block && len(sec.AllowList) == 0 {
 		return Errorf(CodeInvalid, prefix+".security.block", "needs an allowList")
 	}
+	if sec.VolumeFactor != 0 && (sec.VolumeFactor < 2 || sec.VolumeFactor > 1000) {
+		return Errorf(CodeInvalid, prefix+".security.volumeFactor", "between 2 and 1000, or 0 for off")
+	}
+	if len(sec.ListenPorts) > 64 {
+		return Errorf(CodeInvalid, prefix+".security.listenPorts", "at most 64 ports")
+	}
+	for i, p := range sec.ListenPorts {
+		if p == 0 {
+			return Errorf(CodeInvalid, fmt.Sprintf("%s.security.listenPorts[%d]", prefix, i), "port 0 is not a port")
+		}
+	}
+	if len(sec.ListenPorts) > 0 && !sec.CheckListeners {
+		return Errorf(CodeInvalid, prefix+".security.listenPorts", "only with checkListeners")
+	}
 	if sec.WebhookURL != "" {
 		u, err := url.Parse(sec.WebhookURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

@@ -58,6 +58,9 @@ type Config struct {
 	Monitor monitor.Config
 	// NoMonitor turns the security monitor off (to measure its cost).
 	NoMonitor bool
+	// VolumeInterval is how often SIMs' traffic volumes are read for the
+	// volume detector (0: a minute; tests shorten it).
+	VolumeInterval time.Duration
 	// Services are further platform services on the in-tunnel stack.
 	Services []PlatformService
 }
@@ -102,6 +105,9 @@ type simState struct {
 	sim      atomic.Pointer[fleet.SIM]
 	revoked  atomic.Bool
 	online   atomic.Bool
+	// Counters at the last volume reading (the volume watcher's own).
+	volBytes, volPackets uint64
+	volSeen              bool
 }
 
 // SIM returns the current record of the SIM.
@@ -182,6 +188,14 @@ func (g *Gateway) Start() error {
 	g.events.start(&g.wg)
 	g.wg.Add(1)
 	go g.deliverWebhooks()
+	if g.mon != nil {
+		every := g.cfg.VolumeInterval
+		if every == 0 {
+			every = volumeInterval
+		}
+		g.wg.Add(1)
+		go g.watchVolumes(every)
+	}
 	if err := g.eng.Up(); err != nil {
 		g.Close()
 		return err
@@ -338,8 +352,11 @@ func (g *Gateway) onHandshake(ev engine.HandshakeEvent) {
 }
 
 func (g *Gateway) onReject(ev engine.RejectEvent) {
-	if ev.Reason == engine.RejectUnknownKey {
+	switch ev.Reason {
+	case engine.RejectUnknownKey:
 		g.events.unknown(ev.Key, ev.Remote)
+	case engine.RejectReplayedTimestamp:
+		g.onReplay(ev)
 	}
 	if f := g.cfg.EngineHooks.HandshakeRejected; f != nil {
 		f(ev)
