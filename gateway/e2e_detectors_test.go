@@ -1,13 +1,17 @@
 package gateway
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/wirefleet/wirefleet/clock"
+	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/monitor"
 )
 
@@ -104,5 +108,65 @@ func TestTrafficDetectors(t *testing.T) {
 	waitFor(t, "a volume alert for a", func() bool { return contains(f.alerts(a.sim.ID), monitor.KindVolume) })
 	if contains(f.alerts(b.sim.ID), monitor.KindVolume) {
 		t.Fatal("the receiver of the burst raised a volume alert: volume counts what a SIM sends")
+	}
+}
+
+// A clone whose clock is behind never wins a handshake: the real device
+// (Debian wireguard-go) keeps its session while the clone's initiations
+// (our engine with the same private key on a clock an hour late, in a
+// namespace of its own) are refused as replays. Three of them from the
+// second endpoint are a cloned-key alert.
+func TestClonedKeyByRefusedReplays(t *testing.T) {
+	refused := make(chan struct{}, 16)
+	f := newFixture(t, func(c *Config) {
+		c.EngineHooks.HandshakeRejected = func(ev engine.RejectEvent) {
+			if ev.Reason == engine.RejectReplayedTimestamp {
+				select {
+				case refused <- struct{}{}:
+				default:
+				}
+			}
+		}
+	})
+	grp := f.group("g", fleet.GroupSettings{})
+	a := f.newDevice(grp.ID)
+	if err := a.ping(MetadataAddr.String(), 1, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	f.nDev++
+	ns := f.env.NewNS("late")
+	f.join(ns, netip.MustParsePrefix(fmt.Sprintf("10.230.%d.2/16", f.nDev)))
+	late := clock.NewFake(time.Now().Add(-time.Hour))
+	clone, err := engine.New(engine.Config{
+		KeyStore: keystore.NewMemory(a.wg.Private),
+		Handler:  engine.HandlerFunc(func([]engine.InboundPacket) {}),
+		Clock:    late,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.MustDo(clone.Up) // its UDP socket opens in the clone's namespace
+	t.Cleanup(func() { clone.Close() })
+	p, err := clone.AddPeer(engine.PeerConfig{
+		PublicKey:  f.gw.Engine().PublicKey(),
+		Endpoint:   netip.AddrPortFrom(gwAddr, gwPort),
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("100.127.0.0/16")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		clone.Initiate(p)
+		select {
+		case <-refused:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("initiation %d of the late clone was not refused as a replay", i+1)
+		}
+		late.Advance(6 * time.Second) // past RekeyTimeout, still an hour late
+	}
+	waitFor(t, "a cloned-key alert", func() bool { return contains(f.alerts(a.sim.ID), monitor.KindClonedKey) })
+	// The real device kept its session throughout.
+	if err := a.ping(MetadataAddr.String(), 1, 5*time.Second); err != nil {
+		t.Fatalf("the device lost its session: %v", err)
 	}
 }
