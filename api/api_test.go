@@ -259,6 +259,7 @@ func TestRoleDenials(t *testing.T) {
 		{"PUT", "/api/v1/sims/x/group", map[string]any{"groupId": ""}, fleet.RoleOperator},
 		{"PUT", "/api/v1/sims/x/tags", map[string]any{"tags": map[string]string{}}, fleet.RoleOperator},
 		{"PUT", "/api/v1/sims/x/key", map[string]any{"generateKey": true}, fleet.RoleOperator},
+		{"POST", "/api/v1/sims/x/require-rotation", map[string]any{"within": "24h"}, fleet.RoleOperator},
 		{"POST", "/api/v1/sims/x/wireguard-config", map[string]any{"generateKey": true}, fleet.RoleOperator},
 		{"POST", "/api/v1/groups", map[string]any{"name": "g"}, fleet.RoleOperator},
 		{"PATCH", "/api/v1/groups/x", map[string]any{"name": "g"}, fleet.RoleOperator},

@@ -258,6 +258,20 @@ func (h *Handler) routes() []route {
 				}
 				return simWithKey{SIM: sim, PrivateKey: priv}, nil
 			}},
+		{method: "POST", path: "/api/v1/sims/{id}/require-rotation", summary: "Require the device to replace its key within a time (e.g. \"24h\"); after it the gateway refuses the current key.", role: fleet.RoleOperator, request: "RequireRotationRequest", response: "SIM",
+			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+				var req struct {
+					Within string `json:"within"`
+				}
+				if err := decode(r, &req); err != nil {
+					return nil, err
+				}
+				within, err := time.ParseDuration(req.Within)
+				if err != nil {
+					return nil, fleet.Errorf(fleet.CodeInvalid, "within", "a duration such as \"24h\"")
+				}
+				return s.RequireKeyRotation(ctx, a, r.PathValue("id"), within)
+			}},
 		{method: "GET", path: "/api/v1/sims/{id}/wireguard-config", summary: "The SIM's session as a wg-quick file (private key as a placeholder).", role: fleet.RoleViewer, response: "text",
 			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
 				sim, sess, err := s.SessionFor(ctx, a, r.PathValue("id"))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
@@ -104,6 +105,7 @@ func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string
 		}
 		sim.PublicKey, sim.NextPublicKey = pub, fleet.Key{}
 		sim.Updated = s.now()
+		sim.KeySet, sim.RotateBy = sim.Updated, time.Time{}
 		if err := tx.UpdateSIM(ctx, sim); err != nil {
 			return storeErr(err, "")
 		}
@@ -162,6 +164,7 @@ func (s *Service) AttestedBootstrap(ctx context.Context, source string, group st
 		}
 		sim.PublicKey, sim.NextPublicKey = pub, fleet.Key{}
 		sim.Updated = s.now()
+		sim.KeySet, sim.RotateBy = sim.Updated, time.Time{}
 		if err := tx.UpdateSIM(ctx, sim); err != nil {
 			return err
 		}

@@ -44,6 +44,14 @@ type SIM struct {
 	// an operator or a trusted network created it. Fixed at creation: it
 	// scopes what sessions of that key (the Arc API) may do to the SIM.
 	AuthKeyID string `json:"authKeyId,omitempty"`
+	// KeySet is when the current key became current (key-age audits).
+	KeySet time.Time `json:"keySet,omitzero"`
+	// RotateBy, when set, is the deadline for the device to replace its
+	// key (a group's "rotate" security action, or an operator). After it
+	// the current key is refused; a next key announced before is still
+	// accepted, and its first handshake completes the rotation. A new key
+	// clears it.
+	RotateBy time.Time `json:"rotateBy,omitzero"`
 }
 
 // Group is a set of SIMs sharing settings.
@@ -84,13 +92,20 @@ const (
 	ActionAlert      = "alert"      // record and notify only
 	ActionQuarantine = "quarantine" // move the SIM to the quarantine group
 	ActionSuspend    = "suspend"    // suspend the SIM
+	ActionRotate     = "rotate"     // require a key rotation (RotateWithinHours)
 )
 
 // SecurityProfile is a group's answer to security alerts.
 type SecurityProfile struct {
-	// Action on an alert: ActionAlert (default), ActionQuarantine or
-	// ActionSuspend.
+	// Action on an alert: ActionAlert (default), ActionQuarantine,
+	// ActionSuspend or ActionRotate.
 	Action string `json:"action,omitempty"`
+	// RotateWithinHours is the time a device gets to replace its key when
+	// the action is ActionRotate (default 24; at most 2160).
+	RotateWithinHours int `json:"rotateWithinHours,omitempty"`
+	// KeyMaxAgeDays is the group's key rotation policy: audits report
+	// SIMs whose key is older (0: no policy).
+	KeyMaxAgeDays int `json:"keyMaxAgeDays,omitempty"`
 	// QuarantineGroup names the group quarantined SIMs move to; give it
 	// device-to-device off, so only platform services stay reachable.
 	QuarantineGroup string `json:"quarantineGroup,omitempty"`

@@ -79,6 +79,9 @@ func TestSettingsNormalize(t *testing.T) {
 		{GroupSettings{Security: SecurityProfile{VolumeFactor: 1.5}}, "settings.security.volumeFactor"},
 		{GroupSettings{Security: SecurityProfile{CheckListeners: true, ListenPorts: []uint16{22, 0}}}, "settings.security.listenPorts[1]"},
 		{GroupSettings{Security: SecurityProfile{ListenPorts: []uint16{22}}}, "settings.security.listenPorts"},
+		{GroupSettings{Security: SecurityProfile{Action: ActionRotate, RotateWithinHours: MaxRotateWithinHours + 1}}, "settings.security.rotateWithinHours"},
+		{GroupSettings{Security: SecurityProfile{Action: ActionSuspend, RotateWithinHours: 2}}, "settings.security.rotateWithinHours"},
+		{GroupSettings{Security: SecurityProfile{KeyMaxAgeDays: -1}}, "settings.security.keyMaxAgeDays"},
 	}
 	for _, c := range cases {
 		err := c.s.Normalize("settings")

@@ -63,6 +63,9 @@ func ValidateTags(field string, tags map[string]string) error {
 	return nil
 }
 
+// MaxRotateWithinHours bounds the time a required key rotation may allow.
+const MaxRotateWithinHours = 2160
+
 // Normalize fills defaults and validates settings. Field paths are given
 // under prefix (for example "settings").
 func (s *GroupSettings) Normalize(prefix string) error {
@@ -119,13 +122,22 @@ func (s *GroupSettings) Normalize(prefix string) error {
 	switch sec.Action {
 	case "":
 		sec.Action = ActionAlert
-	case ActionAlert, ActionSuspend:
+	case ActionAlert, ActionSuspend, ActionRotate:
 	case ActionQuarantine:
 		if err := ValidateName(prefix+".security.quarantineGroup", sec.QuarantineGroup); err != nil {
 			return err
 		}
 	default:
-		return Errorf(CodeInvalid, prefix+".security.action", "must be %q, %q or %q", ActionAlert, ActionQuarantine, ActionSuspend)
+		return Errorf(CodeInvalid, prefix+".security.action", "must be %q, %q, %q or %q", ActionAlert, ActionQuarantine, ActionSuspend, ActionRotate)
+	}
+	if sec.RotateWithinHours < 0 || sec.RotateWithinHours > MaxRotateWithinHours {
+		return Errorf(CodeInvalid, prefix+".security.rotateWithinHours", "between 1 and %d, or 0 for the default (24)", MaxRotateWithinHours)
+	}
+	if sec.RotateWithinHours != 0 && sec.Action != ActionRotate {
+		return Errorf(CodeInvalid, prefix+".security.rotateWithinHours", "only with action %q", ActionRotate)
+	}
+	if sec.KeyMaxAgeDays < 0 || sec.KeyMaxAgeDays > 3650 {
+		return Errorf(CodeInvalid, prefix+".security.keyMaxAgeDays", "between 1 and 3650, or 0 for no policy")
 	}
 	if sec.Action != ActionQuarantine && sec.QuarantineGroup != "" {
 		return Errorf(CodeInvalid, prefix+".security.quarantineGroup", "only with action %q", ActionQuarantine)

@@ -186,8 +186,9 @@ func (g *Gateway) Start() error {
 		g.watch(changes, cancel)
 	}()
 	g.events.start(&g.wg)
-	g.wg.Add(1)
+	g.wg.Add(2)
 	go g.deliverWebhooks()
+	go g.enforceRotations()
 	if g.mon != nil {
 		every := g.cfg.VolumeInterval
 		if every == 0 {
@@ -241,8 +242,12 @@ func (g *Gateway) resolvePeer(ctx context.Context, key wgkey.Public, remote neti
 	}
 	if sim.Status != fleet.StatusActive || !keyOf(sim, key) {
 		g.unregister(st)
-		g.events.rejected(sim.ID, key, string(sim.Status), remote)
-		return engine.PeerConfig{}, &engine.DeniedError{Reason: "SIM " + string(sim.Status)}
+		reason := string(sim.Status)
+		if sim.Status == fleet.StatusActive {
+			reason = "key-rotation-overdue"
+		}
+		g.events.rejected(sim.ID, key, reason, remote)
+		return engine.PeerConfig{}, &engine.DeniedError{Reason: "SIM " + reason}
 	}
 	if err := g.policies.ensure(ctx, g.st, sim.GroupID); err != nil {
 		g.unregister(st)
@@ -256,9 +261,14 @@ func (g *Gateway) resolvePeer(ctx context.Context, key wgkey.Public, remote neti
 	}, nil
 }
 
+// keyOf reports whether key may speak for sim now: its next key always,
+// its current key unless a required rotation is overdue.
 func keyOf(sim fleet.SIM, key wgkey.Public) bool {
 	k := fleet.Key(key)
-	return sim.PublicKey == k || (!sim.NextPublicKey.IsZero() && sim.NextPublicKey == k)
+	if !sim.NextPublicKey.IsZero() && sim.NextPublicKey == k {
+		return true
+	}
+	return sim.PublicKey == k && !rotationOverdue(sim, time.Now())
 }
 
 // register records st, or returns the live state already registered for

@@ -165,6 +165,10 @@ type Subscriber struct {
 	GroupName string            `json:"groupName,omitempty"`
 	Tags      map[string]string `json:"tags"`
 	Status    fleet.Status      `json:"status"`
+	// KeyRotationRequired tells the device to replace its key before
+	// RotateBy (the agent does, by announcing a next key).
+	KeyRotationRequired bool      `json:"keyRotationRequired,omitempty"`
+	RotateBy            time.Time `json:"rotateBy,omitzero"`
 }
 
 func (s *services) metadataHandler() http.Handler {
@@ -190,7 +194,8 @@ func (s *services) metadataHandler() http.Handler {
 		}
 	}
 	writeSub := func(w http.ResponseWriter, sim fleet.SIM, grp *groupPolicy) {
-		sub := Subscriber{ID: sim.ID, IMSI: sim.IMSI, Name: sim.Name, IPAddress: sim.Address.String(), GroupID: sim.GroupID, Tags: sim.Tags, Status: sim.Status}
+		sub := Subscriber{ID: sim.ID, IMSI: sim.IMSI, Name: sim.Name, IPAddress: sim.Address.String(), GroupID: sim.GroupID, Tags: sim.Tags, Status: sim.Status,
+			KeyRotationRequired: !sim.RotateBy.IsZero(), RotateBy: sim.RotateBy}
 		if grp != nil {
 			sub.GroupName = grp.name
 		}

@@ -52,6 +52,7 @@ Commands:
   sims set-group ID GROUP_ID          ("" for none)
   sims set-tags ID [k=v]...
   sims set-key ID (--public-key K [--next] | --generate-key)
+  sims require-rotation ID [--within 24h]   (the gateway refuses the key after that)
   groups list | get ID | delete ID
   groups create NAME [--route CIDR]... [--d2d off|group|groups] [--d2d-group NAME]... [--d2d-port P]...
                      [--devices-write-tags] [--user-data S] [--settings FILE.json]

@@ -83,6 +83,12 @@ CREATE TABLE sim_bindings (source TEXT PRIMARY KEY, sim_id TEXT NOT NULL);
 -- The auth key a SIM was bootstrapped with ('' when an operator or a
 -- trusted network created it): Arc sessions act only on their key's SIMs.
 ALTER TABLE sims ADD COLUMN auth_key_id TEXT NOT NULL DEFAULT '';
+`, `
+-- Key age and required rotation: when the current key became current
+-- (existing SIMs: their creation), and the deadline to replace it (0: none).
+ALTER TABLE sims ADD COLUMN key_set BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE sims ADD COLUMN rotate_by BIGINT NOT NULL DEFAULT 0;
+UPDATE sims SET key_set = created;
 `}
 
 // Open opens (creating if needed) the database file at path and migrates it.
