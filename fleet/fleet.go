@@ -218,6 +218,8 @@ type ChangeKind string
 const (
 	ChangeSIM   ChangeKind = "sim"
 	ChangeGroup ChangeKind = "group"
+	// ChangePresence: a gateway recorded a session of the SIM (ID).
+	ChangePresence ChangeKind = "presence"
 )
 
 // Change is published after a committed write that a gateway must react to.

@@ -58,6 +58,12 @@ type Config struct {
 	Monitor monitor.Config
 	// NoMonitor turns the security monitor off (to measure its cost).
 	NoMonitor bool
+	// ID names this gateway in the presence records gateways sharing a
+	// database keep (default hostname:port).
+	ID string
+	// SecondGatewayWindow is how long an older session is watched when
+	// another gateway records a newer one of the same key (0: 20 s).
+	SecondGatewayWindow time.Duration
 	// VolumeInterval is how often SIMs' traffic volumes are read for the
 	// volume detector (0: a minute; tests shorten it).
 	VolumeInterval time.Duration
@@ -81,6 +87,8 @@ type Gateway struct {
 	mon    *monitor.Monitor
 	alerts alertCounts
 	hooks  chan webhook
+	// presence: session records to write (see presence.go).
+	presence chan presenceOp
 
 	// registry: the SIM states handed to the engine, by SIM id then key.
 	regMu sync.Mutex
@@ -105,6 +113,8 @@ type simState struct {
 	sim      atomic.Pointer[fleet.SIM]
 	revoked  atomic.Bool
 	online   atomic.Bool
+	// onlineSince is when the SIM came online here (Unix nanoseconds).
+	onlineSince atomic.Int64
 	// Counters at the last volume reading (the volume watcher's own).
 	volBytes, volPackets uint64
 	volSeen              bool
@@ -142,6 +152,7 @@ func New(cfg Config) (*Gateway, error) {
 		g.mon = g.newMonitor(cfg.Monitor)
 	}
 	g.hooks = make(chan webhook, 256)
+	g.presence = make(chan presenceOp, 4096)
 	hooks := engine.Hooks{
 		HandshakeCompleted: g.onHandshake,
 		HandshakeRejected:  g.onReject,
@@ -201,6 +212,8 @@ func (g *Gateway) Start() error {
 		g.Close()
 		return err
 	}
+	g.wg.Add(1)
+	go g.writePresences() // after Up: the default id holds the port
 	return nil
 }
 
@@ -345,7 +358,10 @@ func (g *Gateway) onHandshake(ev engine.HandshakeEvent) {
 	}
 	g.router.setOnline(sim.Address, ev.Peer)
 	if st.online.CompareAndSwap(false, true) {
+		now := time.Now()
+		st.onlineSince.Store(now.UnixNano())
 		g.events.record(st.id, "device.connected", map[string]any{"endpoint": ev.Endpoint.String()})
+		g.recordPresence(presenceOp{set: true, sim: st.id, endpoint: endpointString(ev.Endpoint), since: now})
 	}
 	if sim.PublicKey != fleet.Key(st.key) {
 		// First handshake with the announced next key: the rotation is done.
@@ -394,6 +410,7 @@ func (g *Gateway) onSessionEnd(ev engine.SessionEvent) {
 		}
 		if st.online.CompareAndSwap(true, false) {
 			g.events.record(st.id, "device.disconnected", map[string]any{"reason": ev.Reason})
+			g.recordPresence(presenceOp{sim: st.id})
 		}
 	}
 	if f := g.cfg.EngineHooks.SessionExpired; f != nil {
@@ -433,6 +450,8 @@ func (g *Gateway) watch(changes <-chan fleet.Change, cancel func()) {
 				g.recheckSIM(c.ID)
 			case fleet.ChangeGroup:
 				g.policies.refresh(g.ctx, g.st, c.ID)
+			case fleet.ChangePresence:
+				g.checkPresence(c.ID)
 			}
 		}
 	}

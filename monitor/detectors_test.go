@@ -140,3 +140,12 @@ func TestUnexpectedListener(t *testing.T) {
 		t.Fatalf("alerts %+v, want one unexpected-listener on port 23", h.alerts)
 	}
 }
+
+func TestSecondGateway(t *testing.T) {
+	h := newHarness(Config{})
+	h.m.ObserveSecondGateway("sim-1", "gw-2", epB.String(), epA)
+	h.m.ObserveSecondGateway("sim-1", "gw-2", epB.String(), epA)
+	if len(h.alerts) != 1 || h.alerts[0].Kind != KindClonedKey || h.alerts[0].Evidence["otherGateway"] != "gw-2" {
+		t.Fatalf("alerts %+v, want one cloned-key naming gw-2", h.alerts)
+	}
+}

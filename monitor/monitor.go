@@ -357,3 +357,24 @@ func (m *Monitor) Forget(idle time.Duration) int {
 	}
 	return n
 }
+
+// ObserveSecondGateway records that another gateway holds a live session
+// of the SIM's key (from endpoint there) while this gateway's session, from
+// ours, kept carrying data after it began: two devices reaching two
+// gateways with one key. A device that moved to the other gateway stops
+// sending here, and is never reported.
+func (m *Monitor) ObserveSecondGateway(sim, gateway, endpoint string, ours netip.AddrPort) {
+	now := m.cfg.Now()
+	m.mu.Lock()
+	s := m.state(sim)
+	s.lastSeen = now
+	fire := m.unsuppressed(s, KindClonedKey, now)
+	m.mu.Unlock()
+	if fire {
+		m.cfg.Alert(Alert{
+			Kind: KindClonedKey, SIM: sim, Severity: "high", Time: now,
+			Detail:   "the SIM's key is live on two gateways at once: two devices hold it",
+			Evidence: map[string]any{"otherGateway": gateway, "otherEndpoint": endpoint, "endpoint": ours.String()},
+		})
+	}
+}

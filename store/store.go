@@ -57,6 +57,8 @@ type Reader interface {
 	// SIMBinding returns the id of the SIM bound to a source (for
 	// network-attested bootstrap: the device's address in a trusted network).
 	SIMBinding(ctx context.Context, source string) (string, error)
+
+	PresenceReader
 }
 
 // Tx is one transaction. Every write of one API call goes through a single
@@ -89,6 +91,8 @@ type Tx interface {
 
 	// BindSIM binds source to a SIM; a source is bound at most once.
 	BindSIM(ctx context.Context, source, simID string) error
+
+	PresenceWriter
 
 	AppendEvent(ctx context.Context, e fleet.Event) error
 	// Lock serialises this transaction with every other one taking the

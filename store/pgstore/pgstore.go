@@ -96,6 +96,17 @@ ALTER TABLE sims ADD COLUMN auth_key_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE sims ADD COLUMN key_set BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE sims ADD COLUMN rotate_by BIGINT NOT NULL DEFAULT 0;
 UPDATE sims SET key_set = created;
+`, `
+-- Live sessions per gateway, so gateways sharing the database notice one
+-- key live on two of them at once.
+CREATE TABLE sim_presence (
+	sim_id TEXT NOT NULL,
+	gateway TEXT NOT NULL,
+	endpoint TEXT NOT NULL,
+	since BIGINT NOT NULL,
+	PRIMARY KEY (sim_id, gateway)
+);
+CREATE INDEX sim_presence_gateway ON sim_presence (gateway);
 `}
 
 // Store is the PostgreSQL fleet store.

@@ -38,6 +38,7 @@ func Run(t *testing.T, open Open) {
 		{"Bindings", testBindings},
 		{"SIMAuthKey", testSIMAuthKey},
 		{"KeyAge", testKeyAge},
+		{"Presence", testPresence},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
