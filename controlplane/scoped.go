@@ -219,3 +219,15 @@ func (s *Service) PromoteNextKey(ctx context.Context, simID string, key fleet.Ke
 		return nil
 	})
 }
+
+// RecordGatewayEvent adds a gateway-side event that concerns no single SIM
+// (for example "gateway.flood") to the audit trail, attributed to the
+// gateway. Actions must start with "gateway.".
+func (s *Service) RecordGatewayEvent(ctx context.Context, gatewayID, action string, details map[string]any) error {
+	if !strings.HasPrefix(action, "gateway.") || len(action) > 64 {
+		return fleet.Errorf(fleet.CodeInvalid, "action", "gateway event actions start with \"gateway.\" (at most 64 bytes)")
+	}
+	return s.st.Update(ctx, func(tx store.Tx) error {
+		return s.event(ctx, tx, Actor{Kind: "gateway", ID: gatewayID}, action, "gateway", gatewayID, details)
+	})
+}

@@ -58,6 +58,9 @@ type Config struct {
 	Monitor monitor.Config
 	// NoMonitor turns the security monitor off (to measure its cost).
 	NoMonitor bool
+	// ForceUnderLoad demands cookies from every initiator, as under a
+	// flood (a gateway expecting attacks; tests).
+	ForceUnderLoad bool
 	// ID names this gateway in the presence records gateways sharing a
 	// database keep (default hostname:port).
 	ID string
@@ -168,6 +171,8 @@ func New(cfg Config) (*Gateway, error) {
 		Handler:    g.router,
 		Hooks:      hooks,
 		Logger:     cfg.Logger,
+
+		ForceUnderLoad: cfg.ForceUnderLoad,
 	})
 	if err != nil {
 		return nil, err
@@ -212,8 +217,9 @@ func (g *Gateway) Start() error {
 		g.Close()
 		return err
 	}
-	g.wg.Add(1)
+	g.wg.Add(2)
 	go g.writePresences() // after Up: the default id holds the port
+	go g.watchFlood()
 	return nil
 }
 
