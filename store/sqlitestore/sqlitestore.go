@@ -83,6 +83,23 @@ CREATE TABLE sim_bindings (source TEXT PRIMARY KEY, sim_id TEXT NOT NULL);
 -- The auth key a SIM was bootstrapped with ('' when an operator or a
 -- trusted network created it): Arc sessions act only on their key's SIMs.
 ALTER TABLE sims ADD COLUMN auth_key_id TEXT NOT NULL DEFAULT '';
+`, `
+-- Remote-access port mappings: the unique public port is what several
+-- wirefleetd sharing the database agree on.
+CREATE TABLE port_mappings (
+	id TEXT PRIMARY KEY,
+	sim_id TEXT NOT NULL,
+	port INTEGER NOT NULL,
+	host TEXT NOT NULL,
+	public_port INTEGER NOT NULL UNIQUE,
+	allowed_sources TEXT NOT NULL,
+	tls INTEGER NOT NULL,
+	max_connections INTEGER NOT NULL,
+	created INTEGER NOT NULL,
+	expires INTEGER NOT NULL,
+	created_by TEXT NOT NULL
+);
+CREATE INDEX port_mappings_sim ON port_mappings (sim_id, id);
 `}
 
 // Open opens (creating if needed) the database file at path and migrates it.
