@@ -63,8 +63,12 @@ func testMappings(t *testing.T, s store.Store) {
 	}
 
 	// A public port is held once, even by an expired mapping until it goes.
-	wantConflict(t, s.Update(ctx, func(tx store.Tx) error { return tx.InsertMapping(ctx, newMapping("map_d", "sim_3", 40000, now.Add(time.Hour))) }), "publicPort")
-	wantConflict(t, s.Update(ctx, func(tx store.Tx) error { return tx.InsertMapping(ctx, newMapping("map_d", "sim_3", 40002, now.Add(time.Hour))) }), "publicPort")
+	wantConflict(t, s.Update(ctx, func(tx store.Tx) error {
+		return tx.InsertMapping(ctx, newMapping("map_d", "sim_3", 40000, now.Add(time.Hour)))
+	}), "publicPort")
+	wantConflict(t, s.Update(ctx, func(tx store.Tx) error {
+		return tx.InsertMapping(ctx, newMapping("map_d", "sim_3", 40002, now.Add(time.Hour)))
+	}), "publicPort")
 	mustUpdate(t, s, func(tx store.Tx) error {
 		used, err := tx.UsedPublicPorts(ctx, now)
 		if err != nil {
