@@ -35,6 +35,11 @@ func newPortListener(s *Service, m fleet.Mapping, addr netip.Addr, ln net.Listen
 }
 
 func (l *portListener) start() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
 	l.expiry = time.AfterFunc(time.Until(l.m.Expires), func() { l.s.expire(l.m.ID) })
 	l.wg.Add(1)
 	go func() {
@@ -53,9 +58,10 @@ func (l *portListener) close(reason string) {
 	l.closed, l.reason = true, reason
 	conns := l.conns
 	l.conns = map[*session]struct{}{}
+	expiry := l.expiry
 	l.mu.Unlock()
-	if l.expiry != nil {
-		l.expiry.Stop()
+	if expiry != nil {
+		expiry.Stop()
 	}
 	l.ln.Close()
 	for c := range conns {
