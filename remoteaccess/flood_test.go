@@ -175,6 +175,17 @@ func TestMappingLimitsAndFlood(t *testing.T) {
 	if suppressed == 0 {
 		t.Fatalf("no suppressed count in %d refusal events", deny)
 	}
+	// Suspending the SIM ends the carried connections at once.
+	if _, err := f.svc.SetSIMStatus(ctx, f.admin, d.sim.ID, fleet.StatusSuspended); err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range held[:3] {
+		h.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.Copy(io.Discard, h.c); err != nil && !isReset(err) {
+			t.Fatalf("held connection %d after suspension: %v", i, err)
+		}
+	}
+	f.waitEvent(m.ID, "mapping.close", func(e fleet.Event) bool { return e.Details["reason"] == "sim-suspended" })
 }
 
 type heldConn struct{ c net.Conn }

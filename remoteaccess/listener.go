@@ -26,7 +26,6 @@ type portListener struct {
 	mu     sync.Mutex
 	conns  map[*session]struct{}
 	closed bool
-	reason string
 	wg     sync.WaitGroup
 }
 
@@ -55,7 +54,7 @@ func (l *portListener) close(reason string) {
 		l.mu.Unlock()
 		return
 	}
-	l.closed, l.reason = true, reason
+	l.closed = true
 	conns := l.conns
 	l.conns = map[*session]struct{}{}
 	expiry := l.expiry
@@ -143,6 +142,19 @@ func (l *portListener) deny(src netip.Addr, reason string) {
 			d["suppressed"] = n // refusals for this reason not recorded one by one since the last event
 		}
 		l.s.events.add(l.m.ID, src.String(), "mapping.deny", d)
+	}
+}
+
+// killAll ends the open connections but keeps the port open.
+func (l *portListener) killAll(reason string) {
+	l.mu.Lock()
+	conns := make([]*session, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		c.kill(reason)
 	}
 }
 

@@ -81,6 +81,7 @@ type Service struct {
 
 	mu        sync.Mutex
 	listeners map[string]*portListener // by mapping id
+	retry     map[string]bool          // mappings whose port could not be opened yet
 	closed    bool
 
 	ctx    context.Context
@@ -110,7 +111,7 @@ func New(cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), listeners: map[string]*portListener{}}
+	s := &Service{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), listeners: map[string]*portListener{}, retry: map[string]bool{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
@@ -174,12 +175,26 @@ func (s *Service) follow() {
 	s.resync()
 	tick := time.NewTicker(s.cfg.Resync)
 	defer tick.Stop()
+	// A port that could not be opened (still bound by a connection being
+	// torn down, or by another program) is tried again every second.
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-tick.C:
 			s.resync()
+		case <-retry.C:
+			s.mu.Lock()
+			ids := make([]string, 0, len(s.retry))
+			for id := range s.retry {
+				ids = append(ids, id)
+			}
+			s.mu.Unlock()
+			for _, id := range ids {
+				s.refresh(id)
+			}
 		case c, ok := <-changes:
 			if !ok {
 				cancel()
@@ -187,8 +202,11 @@ func (s *Service) follow() {
 				s.resync()
 				continue
 			}
-			if c.Kind == fleet.ChangeMapping {
+			switch c.Kind {
+			case fleet.ChangeMapping:
 				s.refresh(c.ID)
+			case fleet.ChangeSIM:
+				s.simChanged(c.ID)
 			}
 		}
 	}
@@ -230,12 +248,37 @@ func (s *Service) resync() {
 	}
 }
 
+// simChanged ends the open connections into a SIM that is no longer
+// active: its tunnel is cut, and they would otherwise linger until TCP
+// gives up. New ones are refused as sim-offline.
+func (s *Service) simChanged(id string) {
+	s.mu.Lock()
+	var ls []*portListener
+	for _, l := range s.listeners {
+		if l.m.SIMID == id {
+			ls = append(ls, l)
+		}
+	}
+	s.mu.Unlock()
+	if len(ls) == 0 {
+		return
+	}
+	sim, err := s.svc.Store().SIM(s.ctx, id)
+	if err != nil || sim.Status == fleet.StatusActive {
+		return
+	}
+	for _, l := range ls {
+		l.killAll("sim-" + string(sim.Status))
+	}
+}
+
 // refresh re-reads one mapping after a change.
 func (s *Service) refresh(id string) {
 	m, err := s.svc.Store().Mapping(s.ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		s.mu.Lock()
 		l := s.listeners[id]
+		delete(s.retry, id)
 		s.mu.Unlock()
 		if l != nil {
 			s.remove(l, "deleted")
@@ -261,8 +304,18 @@ func (s *Service) apply(m fleet.Mapping) {
 	}
 	s.mu.Unlock()
 	l, err := s.open(m)
+	s.mu.Lock()
+	failedBefore := s.retry[m.ID]
 	if err != nil {
-		s.log.Error("remote access: cannot open the public port (retried at the next resync)", "mapping", m.ID, "public_port", m.PublicPort, "err", err)
+		s.retry[m.ID] = true
+	} else {
+		delete(s.retry, m.ID)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		if !failedBefore {
+			s.log.Error("remote access: cannot open the public port (trying again every second)", "mapping", m.ID, "public_port", m.PublicPort, "err", err)
+		}
 		return
 	}
 	s.mu.Lock()
@@ -283,6 +336,7 @@ func (s *Service) apply(m fleet.Mapping) {
 func (s *Service) expire(id string) {
 	s.mu.Lock()
 	l := s.listeners[id]
+	delete(s.retry, id)
 	s.mu.Unlock()
 	if l != nil {
 		s.remove(l, "expired")
@@ -294,16 +348,25 @@ func (s *Service) expire(id string) {
 	}
 }
 
-// remove closes l and forgets it.
+// remove closes l and forgets it. The port is closed before l leaves the
+// map, so Listening never reports a port as free while it is still bound.
 func (s *Service) remove(l *portListener, reason string) {
 	s.mu.Lock()
-	if s.listeners[l.m.ID] != l {
-		s.mu.Unlock()
+	held := s.listeners[l.m.ID] == l
+	s.mu.Unlock()
+	if !held {
 		return
 	}
-	delete(s.listeners, l.m.ID)
-	s.mu.Unlock()
 	l.close(reason)
+	s.mu.Lock()
+	held = s.listeners[l.m.ID] == l
+	if held {
+		delete(s.listeners, l.m.ID)
+	}
+	s.mu.Unlock()
+	if !held {
+		return // removed meanwhile by another caller
+	}
 	s.metrics.listeners.Dec()
 	s.metrics.mappingsClosed.WithLabelValues(reason).Inc()
 	s.log.Info("remote access: mapping closed", "mapping", l.m.ID, "reason", reason)
