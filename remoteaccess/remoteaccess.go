@@ -244,7 +244,7 @@ func (s *Service) resync() {
 	}
 	s.mu.Unlock()
 	for _, l := range gone {
-		s.remove(l, "deleted")
+		s.remove(l, goneReason(l))
 	}
 }
 
@@ -272,6 +272,15 @@ func (s *Service) simChanged(id string) {
 	}
 }
 
+// goneReason says why a mapping left the store: expired (another
+// wirefleetd recorded it first) or deleted.
+func goneReason(l *portListener) string {
+	if !l.m.Live(time.Now()) {
+		return "expired"
+	}
+	return "deleted"
+}
+
 // refresh re-reads one mapping after a change.
 func (s *Service) refresh(id string) {
 	m, err := s.svc.Store().Mapping(s.ctx, id)
@@ -281,7 +290,7 @@ func (s *Service) refresh(id string) {
 		delete(s.retry, id)
 		s.mu.Unlock()
 		if l != nil {
-			s.remove(l, "deleted")
+			s.remove(l, goneReason(l))
 		}
 		return
 	} else if err != nil {
