@@ -247,6 +247,10 @@ func (s *Service) DeleteMapping(ctx context.Context, a Actor, id string) error {
 func (s *Service) ExpireMapping(ctx context.Context, id string) (expired bool, err error) {
 	now := s.now()
 	err = s.st.Update(ctx, func(tx store.Tx) error {
+		// Every wirefleetd gets here at expiry: one deletes and records.
+		if err := tx.Lock(ctx, "mappings"); err != nil {
+			return err
+		}
 		m, err := tx.Mapping(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil

@@ -34,6 +34,8 @@ type node struct {
 	host   string
 }
 
+// The ports are below Linux's ephemeral range (32768-60999), where an
+// outgoing connection of any other program could hold one.
 func startNode(t *testing.T, dsn, host string, ks keystore.Store, log *slog.Logger) *node {
 	ctx := context.Background()
 	st, err := pgstore.Open(ctx, dsn, log)
@@ -43,7 +45,7 @@ func startNode(t *testing.T, dsn, host string, ks keystore.Store, log *slog.Logg
 	t.Cleanup(func() { st.Close() })
 	n := &node{host: host}
 	n.svc = controlplane.New(st, controlplane.Config{GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) }, Log: log,
-		Remote: controlplane.RemotePolicy{Host: "remote.example", PortMin: 42000, PortMax: 42009}})
+		Remote: controlplane.RemotePolicy{Host: "remote.example", PortMin: 20400, PortMax: 20409}})
 	n.remote = remoteaccess.New(remoteaccess.Config{ListenHost: host, Logger: log, Resync: time.Hour})
 	n.gw, err = gateway.New(gateway.Config{Service: n.svc, KeyStore: ks, Logger: log, Services: []gateway.PlatformService{n.remote}})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -84,5 +85,24 @@ func (r *remoteFlags) setup(dataDir, endpoint string, platform netip.Prefix, log
 	svc := remoteaccess.New(remoteaccess.Config{ListenHost: r.listen, Source: src, Logger: log,
 		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
 	log.Info("remote access on", "ports", r.ports, "host", host, "listen", r.listen, "source", src, "tls_fingerprint", fp)
+	if elo, ehi, ok := ephemeralPorts(); ok && min <= ehi && max >= elo {
+		log.Warn("--remote-ports overlaps the kernel's ephemeral port range: an outgoing connection may hold a mapping's port for a while (reserve the range with net.ipv4.ip_local_reserved_ports, or pick one outside)",
+			"ports", r.ports, "ephemeral", fmt.Sprintf("%d-%d", elo, ehi))
+	}
 	return pol, svc, nil
+}
+
+// ephemeralPorts reads Linux's range of ports given to outgoing connections.
+func ephemeralPorts() (lo, hi int, ok bool) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0, false
+	}
+	lo, err1 := strconv.Atoi(f[0])
+	hi, err2 := strconv.Atoi(f[1])
+	return lo, hi, err1 == nil && err2 == nil
 }
