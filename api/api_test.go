@@ -273,6 +273,10 @@ func TestRoleDenials(t *testing.T) {
 		{"GET", "/api/v1/audit", nil, fleet.RoleViewer},
 		{"GET", "/api/v1/groups", nil, fleet.RoleViewer},
 		{"GET", "/api/v1/authkeys", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/mappings", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/mappings/x", nil, fleet.RoleViewer},
+		{"POST", "/api/v1/mappings", map[string]any{"simId": "x", "port": 22, "allowedSources": []string{"192.0.2.1/32"}}, fleet.RoleOperator},
+		{"DELETE", "/api/v1/mappings/x", nil, fleet.RoleOperator},
 	}
 	below := map[fleet.Role][]fleet.Role{fleet.RoleViewer: nil, fleet.RoleOperator: {fleet.RoleViewer}, fleet.RoleAdmin: {fleet.RoleViewer, fleet.RoleOperator}}
 	for _, c := range cases {

@@ -131,7 +131,7 @@ func (h *Handler) routes() []route {
 			return s.SetSIMStatus(ctx, a, r.PathValue("id"), to)
 		}
 	}
-	return []route{
+	return append(h.mappingRoutes(), []route{
 		{method: "POST", path: "/api/v1/bootstrap", summary: "A device exchanges an auth key and its public key for its SIM and session.", request: "BootstrapRequest", response: "BootstrapResponse",
 			handle: func(ctx context.Context, _ controlplane.Actor, r *http.Request) (any, error) {
 				var req bootstrapRequest
@@ -403,7 +403,7 @@ func (h *Handler) routes() []route {
 
 		{method: "GET", path: "/api/v1/audit", summary: "Audit the fleet's configuration now: findings with severity.", role: fleet.RoleViewer, response: "AuditReport",
 			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-				findings, err := audit.Run(ctx, s.Store(), audit.Options{})
+				findings, err := audit.Run(ctx, s.Store(), audit.Options{MaxMappingDuration: s.Config().Remote.MaxDuration})
 				if err != nil {
 					return nil, err
 				}
@@ -432,5 +432,5 @@ func (h *Handler) routes() []route {
 				}
 				return s.ListEvents(ctx, a, f)
 			}},
-	}
+	}...)
 }

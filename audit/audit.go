@@ -41,6 +41,9 @@ type Options struct {
 	// RetryWindow: a suspended or terminated SIM with refused handshakes in
 	// this window is still trying. Default 24 hours.
 	RetryWindow time.Duration
+	// MaxMappingDuration is the remote-access policy's longest mapping
+	// (DefaultMaxMappingDuration when zero).
+	MaxMappingDuration time.Duration
 }
 
 // Run reads the whole fleet page by page and returns the findings.
@@ -173,6 +176,10 @@ func Run(ctx context.Context, st store.Reader, o Options) ([]Finding, error) {
 			break
 		}
 		cursor = page.Next
+	}
+
+	if err := checkMappings(ctx, st, o, now, add); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

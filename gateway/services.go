@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,13 +35,9 @@ type services struct {
 }
 
 func startServices(g *Gateway) (*services, error) {
-	addrs := append(append([]netip.Addr{}, DNSAddrs...), MetadataAddr, RouterAddr)
-	for _, ps := range g.cfg.Services {
-		for _, a := range ps.Addrs() {
-			if !slices.Contains(addrs, a) {
-				addrs = append(addrs, a)
-			}
-		}
+	addrs, err := stackAddrs(g.cfg.Services)
+	if err != nil {
+		return nil, err
 	}
 	dev, tnet, err := netstack.CreateNetTUN(addrs, nil, servicesMTU)
 	if err != nil {

@@ -59,12 +59,14 @@ type Reader interface {
 	SIMBinding(ctx context.Context, source string) (string, error)
 
 	PresenceReader
+	MappingReader
 }
 
 // Tx is one transaction. Every write of one API call goes through a single
 // Tx, so a failure leaves nothing half-written.
 type Tx interface {
 	Reader
+	MappingWriter
 
 	// NextIMSI returns a never-before-returned IMSI.
 	NextIMSI(ctx context.Context) (string, error)

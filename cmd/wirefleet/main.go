@@ -61,6 +61,9 @@ Commands:
   authkeys create [--group ID] [--tag k=v]... [--ttl 24h] [--max-uses N] [--description D]
   tokens list | delete ID
   tokens create --role admin|operator|viewer [--description D]
+  mappings create SIM_ID --port P --allow CIDR... [--duration 1h] [--tls] [--max-conns N]
+                                      remote access to a device port: answers the public host:port
+  mappings list [--sim ID] | get ID | delete ID
   events list [--object ID] [--actor A] [--action A] [--since RFC3339] [--limit N] [--cursor C]
   audit                               audit the fleet now: shared or low-order keys, standing auth keys,
                                       wide-open groups, refused SIMs still trying

@@ -107,6 +107,23 @@ CREATE TABLE sim_presence (
 	PRIMARY KEY (sim_id, gateway)
 );
 CREATE INDEX sim_presence_gateway ON sim_presence (gateway);
+`, `
+-- Remote-access port mappings: the unique public port is what several
+-- wirefleetd sharing the database agree on.
+CREATE TABLE port_mappings (
+	id TEXT PRIMARY KEY,
+	sim_id TEXT NOT NULL,
+	port INTEGER NOT NULL,
+	host TEXT NOT NULL,
+	public_port INTEGER NOT NULL UNIQUE,
+	allowed_sources TEXT NOT NULL,
+	tls INTEGER NOT NULL,
+	max_connections INTEGER NOT NULL,
+	created BIGINT NOT NULL,
+	expires BIGINT NOT NULL,
+	created_by TEXT NOT NULL
+);
+CREATE INDEX port_mappings_sim ON port_mappings (sim_id, id);
 `}
 
 // Store is the PostgreSQL fleet store.

@@ -39,6 +39,8 @@ func Run(t *testing.T, open Open) {
 		{"SIMAuthKey", testSIMAuthKey},
 		{"KeyAge", testKeyAge},
 		{"Presence", testPresence},
+		{"Mappings", testMappings},
+		{"MappingPortRace", testMappingPortRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
