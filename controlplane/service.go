@@ -40,6 +40,9 @@ type Config struct {
 	GatewayPublicKey func() fleet.Key
 	Log              *slog.Logger
 	Now              func() time.Time
+	// Secrets seals group settings' secrets (forwarder credentials) before
+	// they are stored; without it, settings holding secrets are refused.
+	Secrets fleet.SecretSealer
 }
 
 // Service is the fleet service.
