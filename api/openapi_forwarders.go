@@ -3,7 +3,9 @@ package api
 // The forwarders part of the GroupSettings schema, added here so that the
 // shared schema table stays untouched.
 func init() {
-	secret := func(what string) map[string]any { return str("write-only " + what + ": never returned; omit to keep the stored one") }
+	secret := func(what string) map[string]any {
+		return str("write-only " + what + ": never returned; omit to keep the stored one")
+	}
 	cred := obj(props{"type": enum("bearer", "basic", "header"), "header": str("header name, for type header"), "username": str("for type basic"),
 		"value": secret("token, password or header value"), "valueSet": boolean()})
 	fwd := obj(props{

@@ -1,0 +1,44 @@
+package forwarder
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Route kinds, the "kind" label of the metrics.
+const (
+	kindHTTP    = "http"
+	kindTCPTLS  = "tcp_tls"  // TCP relayed to a TLS server
+	kindTCPHTTP = "tcp_http" // TCP messages posted to HTTP(S)
+	kindUDP     = "udp"
+	kindMQTT    = "mqtt"
+)
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	errors   *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wirefleet_forwarder_requests_total",
+			Help: "Requests (HTTP requests, TCP messages or connections, UDP datagrams, MQTT connections) received by the forwarder, by route kind."}, []string{"kind"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wirefleet_forwarder_errors_total",
+			Help: "Forwarder failures by route kind and reason (unknown_sim, no_route, too_large, unreachable, timeout, tls, destination_error, secret, busy)."}, []string{"kind", "reason"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wirefleet_forwarder_duration_seconds",
+			Help:    "Time from a request's arrival to the destination's answer relayed (TCP to TLS: the connection's life), by route kind.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}, []string{"kind"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.errors, m.latency)
+	}
+	return m
+}
+
+func (m *metrics) request(kind string)      { m.requests.WithLabelValues(kind).Inc() }
+func (m *metrics) fail(kind, reason string) { m.errors.WithLabelValues(kind, reason).Inc() }
+func (m *metrics) since(kind string, t time.Time) {
+	m.latency.WithLabelValues(kind).Observe(time.Since(t).Seconds())
+}
