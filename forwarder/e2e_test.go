@@ -11,6 +11,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -275,6 +277,17 @@ func TestForwardersEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("MQTT without a route is refused with a CONNACK", func(t *testing.T) {
+		requireTool(t, "mosquitto_pub")
+		out, err := dev.ns.Exec("mosquitto_pub", "-h", "100.127.127.100", "-p", "1883", "-t", "t", "-m", "m", "-q", "1")
+		if err == nil || !strings.Contains(out, "not authorised") {
+			t.Fatalf("mosquitto_pub: %v %q", err, out)
+		}
+		if n := counterValue(f.fwd.m.errors.WithLabelValues(kindMQTT, "no_route")); n != 1 {
+			t.Fatalf("no_route counted %v times", n)
+		}
+	})
+
 	logs := f.logs.String()
 	for _, s := range []string{httpSecret, beamPSK, cloudToken, tcpSecret, udpSecret, s2Secret, s2APIKey, deviceForge} {
 		if strings.Contains(logs, s) {
@@ -286,9 +299,19 @@ func TestForwardersEndToEnd(t *testing.T) {
 	}
 }
 
-
 func counterValue(c prometheus.Counter) float64 {
 	var m dto.Metric
 	c.Write(&m)
 	return m.GetCounter().GetValue()
+}
+
+// requireTool skips without the program, or fails with CI=true.
+func requireTool(t *testing.T, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s missing (CI=true: failing instead of skipping)", name)
+		}
+		t.Skipf("%s missing", name)
+	}
 }

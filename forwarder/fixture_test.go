@@ -177,8 +177,9 @@ func (d *device) sh(cmd string) (string, error) { return d.ns.Exec("sh", "-c", c
 // testCA is a certificate authority of the test's own, and a server
 // certificate it issued for 127.0.0.1.
 type testCA struct {
-	pem  string
-	cert tls.Certificate
+	pem             string
+	cert            tls.Certificate
+	certPEM, keyPEM string // the server's, for servers configured by files
 }
 
 func newTestCA(t testing.TB) testCA {
@@ -199,8 +200,14 @@ func newTestCA(t testing.TB) testCA {
 	if err != nil {
 		t.Fatal(err)
 	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return testCA{pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})),
-		cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}}
+		cert:    tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
+		certPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		keyPEM:  string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))}
 }
 
 // freePort returns a loopback port nothing listens on.
