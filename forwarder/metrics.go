@@ -31,6 +31,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time from a request's arrival to the destination's answer relayed (TCP to TLS: the connection's life), by route kind.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}, []string{"kind"}),
 	}
+	for _, k := range []string{kindHTTP, kindTCPTLS, kindTCPHTTP, kindUDP, kindMQTT} {
+		m.requests.WithLabelValues(k) // exported as 0 before the first request
+	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.errors, m.latency)
 	}
@@ -41,4 +44,22 @@ func (m *metrics) request(kind string)      { m.requests.WithLabelValues(kind).I
 func (m *metrics) fail(kind, reason string) { m.errors.WithLabelValues(kind, reason).Inc() }
 func (m *metrics) since(kind string, t time.Time) {
 	m.latency.WithLabelValues(kind).Observe(time.Since(t).Seconds())
+}
+
+// Collector returns the forwarder's metrics, for a registry (an
+// alternative to Config.Registerer).
+func (s *Service) Collector() prometheus.Collector { return s.m }
+
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.requests.Describe(ch)
+	m.errors.Describe(ch)
+	m.latency.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	m.requests.Collect(ch)
+	m.errors.Collect(ch)
+	m.latency.Collect(ch)
 }

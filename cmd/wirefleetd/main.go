@@ -31,8 +31,10 @@ import (
 	"github.com/wirefleet/wirefleet/arcapi"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/forwarder"
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/seal"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
 )
@@ -65,6 +67,10 @@ type config struct {
 	// Network-attested Arc bootstrap.
 	trustedNetworks prefixList
 	trustedProxies  prefixList
+
+	// Forwarders.
+	forwardTimeout time.Duration
+	forwardRetries int
 }
 
 // prefixList is a repeatable (or comma-separated) flag of CIDR[=value].
@@ -122,6 +128,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.BoolVar(&c.resetAdmin, "reset-admin-token", false, "create a new admin token, print it once and write it to <data>/admin.token (recovery when the old one is lost); the old tokens stay valid until deleted")
 	fs.DurationVar(&c.auditEvery, "audit-every", time.Hour, "run the configuration audit this often (findings in the log and the wirefleet_audit_findings metric; GET /api/v1/audit runs it on demand)")
 	fs.StringVar(&c.zone, "zone", gateway.DefaultZone, "DNS zone of in-tunnel names (<sim-id>.sim.<zone>, metadata.<zone>)")
+	fs.DurationVar(&c.forwardTimeout, "forward-timeout", 15*time.Second, "forwarders: how long one attempt at a destination may take (connect, send, answer headers) before the device gets 504")
+	fs.IntVar(&c.forwardRetries, "forward-retries", 2, "forwarders: further attempts at a destination that refused or could not be reached (never once a request was sent)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	c.trustedNetworks.values = true
@@ -223,7 +231,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("gateway key: %w", err)
 	}
 	gwPub := fleet.Key(gwKey.PublicKey())
-	svc := controlplane.New(st, controlplane.Config{Pool: pool, Endpoint: c.endpoint, GatewayPublicKey: func() fleet.Key { return gwPub }, Log: log})
+	// Forwarder credentials are sealed with a key kept next to the gateway's, not in the database.
+	settingsKey, err := seal.LoadOrCreateKey(filepath.Join(c.dataDir, seal.KeyFile))
+	if err != nil {
+		return fmt.Errorf("settings secrets: %w", err)
+	}
+	svc := controlplane.New(st, controlplane.Config{Pool: pool, Endpoint: c.endpoint, GatewayPublicKey: func() fleet.Key { return gwPub }, Log: log, Secrets: settingsKey})
 
 	secret, created, err := svc.EnsureAdminToken(ctx)
 	if err != nil {
@@ -252,7 +265,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("arc token secret: %w", err)
 	}
 
-	gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log})
+	retries := c.forwardRetries
+	if retries == 0 {
+		retries = -1 // forwarder.Config: 0 is the default, negative none
+	}
+	fwd := forwarder.New(forwarder.Config{Secrets: settingsKey, Logger: log, Timeout: c.forwardTimeout, Retries: retries})
+	gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: []gateway.PlatformService{fwd}})
 	if err != nil {
 		return err
 	}
@@ -264,6 +282,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newSIMCollector(st, log), gw.Collector())
+	reg.MustRegister(fwd.Collector())
 	if c.auditEvery > 0 {
 		go newAuditor(st, log, reg).every(ctx, c.auditEvery)
 	}
