@@ -220,3 +220,9 @@ func freePort(t testing.TB) int {
 	l.Close()
 	return p
 }
+
+func tlsServerConfig(ca testCA) *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{ca.cert}}
+}
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
