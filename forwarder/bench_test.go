@@ -108,7 +108,9 @@ func benchForwarder(b *testing.B, nDev, perDev int, target string) {
 			b.Fatal(err)
 		}
 		c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			DialContext:         func(ctx context.Context, network, addr string) (net.Conn, error) { return tnet.DialContext(ctx, network, addr) },
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return tnet.DialContext(ctx, network, addr)
+			},
 			MaxIdleConnsPerHost: perDev,
 		}}
 		b.Cleanup(c.CloseIdleConnections)
