@@ -203,6 +203,12 @@ func TestForwardersEndToEnd(t *testing.T) {
 		if n := counterValue(f.fwd.m.errors.WithLabelValues(kindHTTP, "unreachable")); n != 1 {
 			t.Fatalf("unreachable errors counted: %v", n)
 		}
+		// A path climbing out of the route's base path never leaves.
+		before := len(cloud.requests())
+		out, _ = dev.ns.Exec("curl", "-sS", "--max-time", "15", "--path-as-is", "-w", "\n%{http_code}", "http://100.127.127.100:8888/cloud/../admin")
+		if !strings.HasSuffix(out, "\n400") || len(cloud.requests()) != before {
+			t.Fatalf("curl /cloud/../admin: %q", out)
+		}
 		out, _ = dev.ns.Exec("curl", "-sS", "--max-time", "15", "-w", "\n%{http_code}", "http://100.127.127.100:8888/elsewhere")
 		if !strings.HasSuffix(out, "\n404") || !strings.Contains(out, "no_route") {
 			t.Fatalf("curl without a route: %q", out)

@@ -141,6 +141,20 @@ func matchHTTP(routes []fleet.HTTPForward, path string) (*fleet.HTTPForward, str
 	return best, rest
 }
 
+// badPath reports whether a (decoded) request path could climb out of
+// a route's base path at the destination.
+func badPath(p string) bool {
+	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "\\\x00") {
+		return true
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
 // destURL is the route's URL with the rest of the device's path appended
 // and the device's query added.
 func destURL(route string, rest, rawQuery string) (*url.URL, error) {
@@ -209,6 +223,18 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	caller, id, ok := s.caller(r.Context(), r.RemoteAddr)
 	if !ok {
 		s.httpFail(w, &failure{"unknown_sim", http.StatusForbidden, "no active SIM sends from this address"}, id, start)
+		return
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+	default:
+		s.httpFail(w, &failure{"bad_request", http.StatusMethodNotAllowed, "method " + r.Method + " is not forwarded"}, id, start)
+		return
+	}
+	if badPath(r.URL.Path) {
+		// "/cloud/../admin" would leave the route's base path at the
+		// destination, with the route's credential.
+		s.httpFail(w, &failure{"bad_request", http.StatusBadRequest, "the path must start with '/' and hold no '.' or '..' segment or backslash"}, id, start)
 		return
 	}
 	route, rest := matchHTTP(caller.Group.Forwarders.HTTP, r.URL.Path)

@@ -26,7 +26,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wirefleet_forwarder_requests_total",
 			Help: "Requests (HTTP requests, TCP messages or connections, UDP datagrams, MQTT connections) received by the forwarder, by route kind."}, []string{"kind"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wirefleet_forwarder_errors_total",
-			Help: "Forwarder failures by route kind and reason (unknown_sim, no_route, too_large, unreachable, timeout, tls, destination_error, secret, busy)."}, []string{"kind", "reason"}),
+			Help: "Forwarder failures by route kind and reason (unknown_sim, no_route, bad_request, too_large, unreachable, timeout, tls, destination_error, destination_status, secret, busy, bridge)."}, []string{"kind", "reason"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wirefleet_forwarder_duration_seconds",
 			Help:    "Time from a request's arrival to the destination's answer relayed (TCP to TLS: the connection's life), by route kind.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}, []string{"kind"}),

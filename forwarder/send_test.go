@@ -144,3 +144,16 @@ func TestMatchHTTP(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestBadPath(t *testing.T) {
+	for _, p := range []string{"/cloud/../admin", "/cloud/..", "/./x", "/a\\..\\b", "", "x", "/a/\x00"} {
+		if !badPath(p) {
+			t.Errorf("%q accepted", p)
+		}
+	}
+	for _, p := range []string{"/", "/cloud/a.b/c..d", "/cloud//x", "/.well-known/x"} {
+		if badPath(p) {
+			t.Errorf("%q refused", p)
+		}
+	}
+}
