@@ -93,15 +93,15 @@ func TestSubscribeReceivesOwnTopicsOnly(t *testing.T) {
 		t.Run(v, func(t *testing.T) {
 			cid := fmt.Sprintf("sub-%d", i)
 			dev := startClient(t, "mosquitto_sub", "-h", "127.0.0.1", "-p", br.Port, "-V", v, "-i", cid,
-				"-t", "#", "-v", "-C", "1", "-W", "30", "-q", "1")
+				"-t", "#", "-v", "-C", "1", "-W", "30", "-q", "2")
 			// The broker sees the filter inside the device's prefix.
 			waitLogN(t, b, "Sending SUBACK to "+deviceIMSI, i+1)
-			if !strings.Contains(b.Log(), deviceIMSI+" 1 devices/"+deviceIMSI+"/#") {
+			if !strings.Contains(b.Log(), deviceIMSI+" 2 devices/"+deviceIMSI+"/#") {
 				t.Fatalf("the broker did not see the filter devices/<imsi>/#:\n%s", b.Log())
 			}
 			pub := func(topic, msg string) {
 				_, errOut, err := client(t, 20*time.Second, "mosquitto_pub", "-h", "127.0.0.1", "-p", port(b.Addr),
-					"-u", observerUser, "-P", observerPass, "-q", "1", "-t", topic, "-m", msg)
+					"-u", observerUser, "-P", observerPass, "-q", "2", "-t", topic, "-m", msg)
 				if err != nil {
 					t.Fatalf("publishing on the broker: %v\n%s", err, errOut)
 				}

@@ -17,9 +17,11 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
+// connectWait is how long a device has to send its CONNECT (a variable
+// for tests).
+var connectWait = 10 * time.Second
+
 const (
-	// connectWait is how long a device has to send its CONNECT.
-	connectWait = 10 * time.Second
 	// defaultDialTimeout applies when Upstream.DialTimeout is 0.
 	defaultDialTimeout = 10 * time.Second
 	// idleUpstreamKeepalive is the broker keepalive when the device asks
@@ -125,6 +127,18 @@ func connect(ctx context.Context, dev net.Conn, id Identity, up Upstream) (*sess
 		s.log = slog.Default()
 	}
 	s.log = s.log.With("imsi", id.IMSI, "broker", up.Addr)
+
+	// Until the session runs, ctx ending interrupts whatever the device
+	// or the broker connection is blocked on.
+	stop := context.AfterFunc(ctx, func() {
+		dev.SetDeadline(time.Now())
+		s.broMu.Lock()
+		if s.bro != nil {
+			s.bro.SetDeadline(time.Now())
+		}
+		s.broMu.Unlock()
+	})
+	defer stop()
 
 	dev.SetReadDeadline(time.Now().Add(connectWait))
 	cp, err := readPacket(s.devR, 0, s.max)
@@ -312,7 +326,9 @@ func (s *session) dialBroker(ctx context.Context, up Upstream, uc *packets.Packe
 		}
 		c = tc
 	}
+	s.broMu.Lock()
 	s.bro, s.broR = c, bufio.NewReaderSize(c, 16<<10)
+	s.broMu.Unlock()
 	if err := s.writeBroker(uc); err != nil {
 		c.Close()
 		return nil, err
