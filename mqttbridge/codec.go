@@ -129,7 +129,9 @@ func decodeBody(pk *packets.Packet, body []byte) (err error) {
 		}
 		return nil
 	case packets.Auth:
-		return errors.New("AUTH is not supported")
+		// Not decoded: the bridge supports no enhanced authentication
+		// and answers any AUTH as a protocol error.
+		return nil
 	}
 	return fmt.Errorf("unknown packet type %d", pk.FixedHeader.Type)
 }

@@ -406,3 +406,68 @@ func TestShutdown(t *testing.T) {
 		t.Fatal("Serve did not return")
 	}
 }
+
+// Protocol violations end a v5 session with the matching DISCONNECT.
+func TestProtocolViolations(t *testing.T) {
+	b := startBroker(t)
+	br := startBridge(t, platformTLS(b), testIdentity)
+	for _, tc := range []struct {
+		name string
+		raw  []byte
+		code byte
+	}{
+		{"AUTH", []byte{0xF0, 0x00}, v5ProtocolError},
+		{"second CONNECT", nil, v5ProtocolError},
+		{"PUBLISH QoS 3", []byte{0x36, 0x03, 0, 1, 'a'}, v5Malformed},
+		{"SUBACK from a device", []byte{0x90, 0x03, 0, 1, 0}, v5ProtocolError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := dialRaw(t, br.Addr, 5)
+			rc.connect(30, nil)
+			if tc.raw == nil {
+				rc.send(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "x"}})
+			} else {
+				rc.c.Write(tc.raw)
+			}
+			if d, err := rc.recv(10 * time.Second); err != nil || d.FixedHeader.Type != packets.Disconnect || d.ReasonCode != tc.code {
+				t.Fatalf("want DISCONNECT 0x%02x, got %+v %v", tc.code, d, err)
+			}
+			rc.expectClosed(10 * time.Second)
+			br.nextEnd(t, 10*time.Second)
+		})
+	}
+}
+
+// A persistent session (clean session off) survives the device's
+// absence: the upstream client id is the same each time, so the broker
+// keeps the subscription and queues QoS 1 messages, delivered through the
+// bridge when the device is back.
+func TestPersistentSession(t *testing.T) {
+	b := startBroker(t)
+	br := startBridge(t, platformTLS(b), testIdentity)
+	persistent := func(pk *packets.Packet) { pk.Connect.Clean = false }
+	rc := dialRaw(t, br.Addr, 4)
+	if ack := rc.connect(30, persistent); ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK 0x%02x", ack.ReasonCode)
+	}
+	rc.send(subscribe(1, "cmd/#"))
+	rc.recv(10 * time.Second)
+	rc.send(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
+	rc.expectClosed(10 * time.Second)
+	br.nextEnd(t, 10*time.Second)
+
+	obs := observer(t, b, 4, "none")
+	obs.send(publish("devices/"+deviceIMSI+"/cmd/update", 1, 5, "v2"))
+	if a, err := obs.recv(10 * time.Second); err != nil || a.FixedHeader.Type != packets.Puback {
+		t.Fatalf("observer: %+v %v", a, err)
+	}
+
+	rc = dialRaw(t, br.Addr, 4)
+	ack := rc.connect(30, persistent)
+	if ack.ReasonCode != 0 || !ack.SessionPresent {
+		t.Fatalf("CONNACK 0x%02x, session present %v", ack.ReasonCode, ack.SessionPresent)
+	}
+	if p := rc.expectPublish(10 * time.Second); p.TopicName != "cmd/update" || string(p.Payload) != "v2" {
+		t.Errorf("queued message arrived as %q %q", p.TopicName, p.Payload)
+	}
+}

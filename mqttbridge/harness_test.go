@@ -49,7 +49,7 @@ var testACLs = map[string][]mosquittotest.ACL{
 	},
 }
 
-func startBroker(t *testing.T) *mosquittotest.Broker {
+func startBroker(t testing.TB) *mosquittotest.Broker {
 	t.Helper()
 	return mosquittotest.Start(t, mosquittotest.Options{
 		Users: map[string]string{platformUser: platformPass, observerUser: observerPass},
@@ -66,7 +66,7 @@ type bridge struct {
 	ends  chan error
 }
 
-func startBridge(t *testing.T, up Upstream, id Identity) *bridge {
+func startBridge(t testing.TB, up Upstream, id Identity) *bridge {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -117,7 +117,7 @@ func (b *bridge) nextEnd(t *testing.T, within time.Duration) error {
 	}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -218,13 +218,13 @@ func waitLogN(t *testing.T, b *mosquittotest.Broker, s string, n int) {
 // command-line clients cannot do (stay silent, send oversize or odd
 // packets, read exact codes).
 type rawClient struct {
-	t *testing.T
+	t testing.TB
 	c net.Conn
 	r *bufio.Reader
 	v byte
 }
 
-func dialRaw(t *testing.T, addr string, v byte) *rawClient {
+func dialRaw(t testing.TB, addr string, v byte) *rawClient {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {

@@ -206,7 +206,10 @@ func Start(t testing.TB, opt Options) *Broker {
 		var stderr bytes.Buffer
 		b.cmd = exec.Command(bin, "-c", confPath)
 		b.cmd.Stdout, b.cmd.Stderr = &stderr, &stderr
-		b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		// Its own process group (a ^C to the test does not race the
+		// cleanup), and killed if the test process dies (a fuzz worker
+		// ended abruptly never runs its cleanups).
+		b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		if err := b.cmd.Start(); err != nil {
 			t.Fatalf("mosquitto: %v", err)
 		}
