@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wirefleet/wirefleet/gateway"
+	"github.com/wirefleet/wirefleet/mqttbridge"
 	"github.com/wirefleet/wirefleet/seal"
 )
 
@@ -88,6 +89,8 @@ type Service struct {
 	udp     net.PacketConn
 	udpSem  chan struct{}
 	wg      sync.WaitGroup
+	// mqttStats counts the MQTT bridge's sessions and messages.
+	mqttStats mqttbridge.Stats
 
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{} // open TCP/MQTT connections, closed on Close
@@ -112,8 +115,9 @@ func New(cfg Config) *Service {
 		cfg.Now = time.Now
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Service{cfg: cfg, log: cfg.Logger.With("service", "forwarder"), m: newMetrics(cfg.Registerer), ctx: ctx, cancel: cancel,
+	s := &Service{cfg: cfg, log: cfg.Logger.With("service", "forwarder"), ctx: ctx, cancel: cancel,
 		udpSem: make(chan struct{}, maxUDPInFlight), conns: map[net.Conn]struct{}{}, clients: map[[32]byte]*http.Client{}, pools: map[[32]byte]*x509.CertPool{}}
+	s.m = newMetrics(cfg.Registerer, &s.mqttStats)
 	return s
 }
 

@@ -2,8 +2,6 @@ package forwarder
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,20 +12,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/mqttbridge"
 )
-
-// requireBridge skips while package mqttbridge is the contract only (it is
-// written on another branch; this test runs once that is merged).
-func requireBridge(t *testing.T) {
-	a, b := net.Pipe()
-	defer b.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	if err := mqttbridge.Serve(ctx, a, mqttbridge.Identity{}, mqttbridge.Upstream{Addr: "127.0.0.1:1"}); errors.Is(err, mqttbridge.ErrNotImplemented) {
-		t.Skip("mqttbridge is not implemented on this branch yet")
-	}
-}
 
 // mosquitto is a real broker on loopback with TLS (the test's CA) and a
 // password file; anonymous clients are refused.
@@ -99,7 +84,6 @@ func (m *mosquitto) cloud(t *testing.T, tool string, args ...string) *exec.Cmd {
 // 100.127.127.100:1883; a real Mosquitto with TLS and a password receives
 // its messages under devices/<IMSI>/… and delivers messages back.
 func TestMQTTBridgeEndToEnd(t *testing.T) {
-	requireBridge(t)
 	ca := newTestCA(t)
 	broker := startMosquitto(t, ca)
 	f := newFixture(t, Config{Timeout: 5 * time.Second})
@@ -118,7 +102,8 @@ func TestMQTTBridgeEndToEnd(t *testing.T) {
 	t.Cleanup(func() { sub.Process.Kill(); sub.Wait() })
 	time.Sleep(time.Second) // let the subscription settle
 
-	if out, err := dev.ns.Exec("mosquitto_pub", "-h", "100.127.127.100", "-p", "1883", "-t", "telemetry", "-m", "hello", "-q", "1"); err != nil {
+	if out, err := dev.ns.Exec("mosquitto_pub", "-h", "100.127.127.100", "-p", "1883", "-t", "telemetry", "-m", "hello", "-q", "1",
+		"-u", "device-user", "-P", "device-password"); err != nil { // dropped: the bridge uses the platform's
 		t.Fatalf("device mosquitto_pub: %v %s", err, out)
 	}
 	if err := sub.Wait(); err != nil {
@@ -138,5 +123,16 @@ func TestMQTTBridgeEndToEnd(t *testing.T) {
 	}
 	if strings.Contains(f.logs.String(), brokerPassword) {
 		t.Fatal("the broker password is in the logs")
+	}
+	if n := f.fwd.mqttStats.Sessions.Load(); n != 2 {
+		t.Fatalf("bridge sessions counted: %d, want 2", n)
+	}
+
+	// A broker that is down: the device's CONNECT is refused, not hung.
+	g2 := f.group("mqdown", fleet.GroupSettings{Forwarders: fleet.Forwarders{MQTT: fleet.MQTTForward{Broker: fmt.Sprintf("127.0.0.1:%d", freePort(t))}}})
+	dev2 := f.newDevice(g2.ID, nil)
+	out, err = dev2.ns.Exec("mosquitto_pub", "-h", "100.127.127.100", "-p", "1883", "-t", "telemetry", "-m", "x", "-q", "1")
+	if err == nil || !strings.Contains(out, "Connection Refused") {
+		t.Fatalf("device mosquitto_pub with the broker down: %v %q", err, out)
 	}
 }
