@@ -154,3 +154,47 @@ func TestForwarderSecretsNeedKey(t *testing.T) {
 	e.wantError("POST", "/api/v1/groups", fleet.RoleOperator, map[string]any{"name": "nokey", "settings": map[string]any{"forwarders": map[string]any{
 		"udp": map[string]any{"url": "https://x.test/", "secret": "sign-secret-0123456789"}}}}, 400, fleet.CodeInvalid, "settings.forwarders.udp.secret")
 }
+
+// Every field of a forwarders answer is declared in the OpenAPI document
+// (whose schemas refuse additional properties).
+func TestForwardersMatchOpenAPI(t *testing.T) {
+	e, _ := newSealingEnv(t)
+	var doc struct {
+		Components struct{ Schemas map[string]any }
+	}
+	e.must("GET", "/api/v1/openapi.json", "", nil, 200, &doc)
+	schema := doc.Components.Schemas["GroupSettings"].(map[string]any)["properties"].(map[string]any)["forwarders"].(map[string]any)
+	full := fleet.Forwarders{
+		HTTP: []fleet.HTTPForward{{PathPrefix: "/t", URL: "https://h/x", Secret: "sign-secret-0123456789", CAPEM: "",
+			BeamSignature: fleet.BeamSignature{Fields: []string{"imsi"}, Secret: "psk"},
+			Credential:    fleet.Credential{Type: "basic", Username: "u", Value: "p"}}},
+		TCP:  fleet.TCPForward{URL: "tls://h:1", Secret: "sign-secret-0123456789", FirstLineIdentity: true},
+		UDP:  fleet.UDPForward{URL: "https://h/u", Secret: "sign-secret-0123456789", Credential: fleet.Credential{Type: "header", Header: "X-Key", Value: "v"}},
+		MQTT: fleet.MQTTForward{Broker: "b:1883", Username: "u", Password: "p", ClientID: "{imsi}", TopicTemplate: "d/{imsi}/{topic}"},
+	}
+	var g fleet.Group
+	e.must("POST", "/api/v1/groups", fleet.RoleOperator, map[string]any{"name": "full", "settings": map[string]any{"forwarders": full}}, 201, &g)
+	var raw map[string]any
+	e.must("GET", "/api/v1/groups/"+g.ID, fleet.RoleViewer, nil, 200, &raw)
+	answer := raw["settings"].(map[string]any)["forwarders"]
+	var walk func(path string, s map[string]any, v any)
+	walk = func(path string, s map[string]any, v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			props, _ := s["properties"].(map[string]any)
+			for k, fv := range x {
+				ps, ok := props[k].(map[string]any)
+				if !ok {
+					t.Errorf("%s.%s is not declared", path, k)
+					continue
+				}
+				walk(path+"."+k, ps, fv)
+			}
+		case []any:
+			for _, it := range x {
+				walk(path+"[]", s["items"].(map[string]any), it)
+			}
+		}
+	}
+	walk("forwarders", schema, answer)
+}

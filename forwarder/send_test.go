@@ -157,3 +157,18 @@ func TestBadPath(t *testing.T) {
 		}
 	}
 }
+
+// A destination whose certificate the route's CA did not sign is a 502
+// naming TLS, and the request is not sent.
+func TestSendUntrustedCertificate(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	other := newTestCA(t) // the route trusts this CA, not the server's
+	s := New(Config{Timeout: 5 * time.Second})
+	u, _ := url.Parse(srv.URL)
+	_, f := s.send(context.Background(), Identity{}, outbound{kind: kindHTTP, method: "POST", url: u, caPEM: other.pem})
+	if f == nil || f.status != http.StatusBadGateway || f.reason != "tls" || hits.Load() != 0 {
+		t.Fatalf("failure %+v, %d hits", f, hits.Load())
+	}
+}
