@@ -294,6 +294,27 @@ func TestForwardersEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("shutdown ends open connections", func(t *testing.T) {
+		// A device holding a relay open (nc waits on a sleeping stdin).
+		p := dev.ns.Start(nil, "sh", "-c", "sleep 60 | nc 100.127.127.100 23080")
+		defer p.Stop()
+		select {
+		case <-firstLines:
+		case <-time.After(15 * time.Second):
+			t.Fatal("the relay did not open")
+		}
+		closed := make(chan error, 1)
+		go func() { closed <- f.closeGateway() }()
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("closing the gateway with a relay open takes over 10 s")
+		}
+	})
+
 	logs := f.logs.String()
 	for _, s := range []string{httpSecret, beamPSK, cloudToken, tcpSecret, udpSecret, s2Secret, s2APIKey, deviceForge} {
 		if strings.Contains(logs, s) {

@@ -77,6 +77,13 @@ type fixture struct {
 	gwPub  wgkey.Public
 	logs   *lockedLog
 	nDev   int
+	once   sync.Once
+}
+
+// closeGateway closes the gateway once (gateway.Close must not run twice).
+func (f *fixture) closeGateway() (err error) {
+	f.once.Do(func() { err = f.gw.Close() })
+	return err
 }
 
 func newFixture(t *testing.T, cfg Config) *fixture {
@@ -115,7 +122,7 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 		t.Fatal(err)
 	}
 	f.gwNS.MustDo(f.gw.Start)
-	t.Cleanup(func() { f.gw.Close() })
+	t.Cleanup(func() { f.closeGateway() })
 	return f
 }
 
