@@ -2,6 +2,7 @@ package forwarder
 
 import (
 	"bufio"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/tls"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 )
 
@@ -294,14 +296,39 @@ func TestForwardersEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("TCP destination down closes the device's connection", func(t *testing.T) {
+		s := meters.Settings
+		s.Forwarders.TCP = fleet.TCPForward{URL: fmt.Sprintf("tls://127.0.0.1:%d", down), Secret: tcpSecret, CAPEM: ca.pem}
+		if _, err := f.svc.UpdateGroup(context.Background(), controlplane.System, meters.ID, nil, &s); err != nil {
+			t.Fatal(err)
+		}
+		// The gateway learns the change from the store's change feed.
+		deadline := time.Now().Add(15 * time.Second)
+		for counterValue(f.fwd.m.errors.WithLabelValues(kindTCPTLS, "unreachable")) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("no connection to the down destination was counted")
+			}
+			out, _ := dev.sh("printf 'hello\\n' | nc -N -w 10 100.127.127.100 23080")
+			if strings.Contains(out, "ECHO") {
+				time.Sleep(200 * time.Millisecond) // still the old route
+				continue
+			}
+			if out != "" {
+				t.Fatalf("nc got %q from a down destination", out)
+			}
+		}
+	})
+
 	t.Run("shutdown ends open connections", func(t *testing.T) {
-		// A device holding a relay open (nc waits on a sleeping stdin).
-		p := dev.ns.Start(nil, "sh", "-c", "sleep 60 | nc 100.127.127.100 23080")
+		// A device holding a connection open (nc waits on a sleeping stdin).
+		p := dev2.ns.Start(nil, "sh", "-c", "sleep 60 | nc 100.127.127.100 23080")
 		defer p.Stop()
-		select {
-		case <-firstLines:
-		case <-time.After(15 * time.Second):
-			t.Fatal("the relay did not open")
+		deadline := time.Now().Add(15 * time.Second)
+		for f.fwd.openConns() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the connection did not open")
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 		closed := make(chan error, 1)
 		go func() { closed <- f.closeGateway() }()

@@ -233,3 +233,10 @@ func tlsServerConfig(ca testCA) *tls.Config {
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// openConns is the number of device connections the forwarder holds.
+func (s *Service) openConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}

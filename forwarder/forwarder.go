@@ -371,7 +371,3 @@ func backoff(ctx context.Context, i int) bool {
 		return false
 	}
 }
-
-func contextWithTimeout(parent context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(parent, d)
-}

@@ -1,6 +1,7 @@
 package forwarder
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -72,7 +73,7 @@ func (s *Service) relayTLS(c net.Conn, id Identity, route fleet.TCPForward, host
 	var up net.Conn
 	for attempt := 0; ; attempt++ {
 		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: s.cfg.Timeout}, Config: tcfg}
-		ctx, cancel := contextWithTimeout(s.ctx, s.cfg.Timeout)
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
 		up, err = d.DialContext(ctx, "tcp", hostport)
 		cancel()
 		if err == nil {
