@@ -369,3 +369,36 @@ func requireTool(t *testing.T, name string) {
 		t.Skipf("%s missing", name)
 	}
 }
+
+// Beyond Config.MaxConns, device connections are closed at once and
+// counted as busy; a freed slot is usable again.
+func TestConnectionLimit(t *testing.T) {
+	f := newFixture(t, Config{MaxConns: 1})
+	// A TCP route to hold a connection open on (the device never sends).
+	g := f.group("lim", fleet.GroupSettings{Forwarders: fleet.Forwarders{TCP: fleet.TCPForward{URL: "http://127.0.0.1:1/x", Secret: tcpSecret}}})
+	dev := f.newDevice(g.ID, nil)
+	p := dev.ns.Start(nil, "sh", "-c", "sleep 60 | nc 100.127.127.100 23080")
+	deadline := time.Now().Add(15 * time.Second)
+	for f.fwd.openConns() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first connection did not open")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	out, err := dev.ns.Exec("curl", "-sS", "--max-time", "10", "-w", "\n%{http_code}", "http://100.127.127.100:8888/x")
+	if err == nil || counterValue(f.fwd.m.errors.WithLabelValues(kindHTTP, "busy")) != 1 {
+		t.Fatalf("a connection over the limit: %v %q", err, out)
+	}
+	p.Stop()
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		out, _ = dev.ns.Exec("curl", "-sS", "--max-time", "10", "-w", "\n%{http_code}", "http://100.127.127.100:8888/x")
+		if strings.HasSuffix(out, "\n404") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the freed slot is not usable: %q", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -53,6 +53,10 @@ const (
 	MessageGap = 50 * time.Millisecond
 	// StreamIdle closes a TCP connection nothing crossed for this long.
 	StreamIdle = 5 * time.Minute
+	// DefaultMaxConns bounds the device connections held at once (HTTP,
+	// TCP and MQTT together); beyond it new ones are closed at once
+	// ("busy").
+	DefaultMaxConns = 4096
 	// maxUDPInFlight bounds datagrams being forwarded at once.
 	maxUDPInFlight = 256
 )
@@ -72,6 +76,9 @@ type Config struct {
 	// not be reached is tried (only when nothing was sent, so a request is
 	// never delivered twice); 0 means 2, negative means none.
 	Retries int
+	// MaxConns bounds the device connections held at once (0:
+	// DefaultMaxConns).
+	MaxConns int
 	// Now is the clock of timestamps (time.Now if nil).
 	Now func() time.Time
 }
@@ -113,6 +120,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{cfg: cfg, log: cfg.Logger.With("service", "forwarder"), ctx: ctx, cancel: cancel,
@@ -158,15 +168,15 @@ func (s *Service) Start(host *gateway.ServiceHost) error {
 	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
-		s.httpSrv.Serve(hl)
+		s.httpSrv.Serve(httpListener{hl, s})
 	}()
 	go func() {
 		defer s.wg.Done()
-		s.acceptLoop(tl, s.serveTCP)
+		s.acceptLoop(tl, kindTCPHTTP, s.serveTCP)
 	}()
 	go func() {
 		defer s.wg.Done()
-		s.acceptLoop(ml, s.serveMQTT)
+		s.acceptLoop(ml, kindMQTT, s.serveMQTT)
 	}()
 	go func() {
 		defer s.wg.Done()
@@ -198,15 +208,21 @@ func (s *Service) Close() error {
 	return nil
 }
 
-func (s *Service) acceptLoop(l net.Listener, serve func(net.Conn)) {
+func (s *Service) acceptLoop(l net.Listener, kind string, serve func(net.Conn)) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
 			return
 		}
-		if !s.track(c) {
+		switch s.track(c) {
+		case closing:
 			c.Close()
 			return
+		case full:
+			s.m.request(kind)
+			s.m.fail(kind, "busy")
+			c.Close()
+			continue
 		}
 		s.wg.Add(1)
 		go func() {
@@ -217,15 +233,25 @@ func (s *Service) acceptLoop(l net.Listener, serve func(net.Conn)) {
 	}
 }
 
-// track registers an open connection; false once the service is closing.
-func (s *Service) track(c net.Conn) bool {
+// Results of track.
+const (
+	tracked = iota
+	full    // Config.MaxConns reached: the connection is refused
+	closing // the service is closing
+)
+
+// track registers an open connection.
+func (s *Service) track(c net.Conn) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ctx.Err() != nil {
-		return false
+		return closing
+	}
+	if len(s.conns) >= s.cfg.MaxConns {
+		return full
 	}
 	s.conns[c] = struct{}{}
-	return true
+	return tracked
 }
 
 func (s *Service) untrack(c net.Conn) {
@@ -233,6 +259,45 @@ func (s *Service) untrack(c net.Conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+}
+
+// httpListener counts the HTTP entry point's connections against
+// Config.MaxConns.
+type httpListener struct {
+	net.Listener
+	s *Service
+}
+
+func (l httpListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		switch l.s.track(c) {
+		case closing:
+			c.Close()
+			return nil, net.ErrClosed
+		case full:
+			l.s.m.request(kindHTTP)
+			l.s.m.fail(kindHTTP, "busy")
+			c.Close()
+			continue
+		}
+		return &httpConn{Conn: c, s: l.s}, nil
+	}
+}
+
+type httpConn struct {
+	net.Conn
+	s    *Service
+	once sync.Once
+}
+
+func (c *httpConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.s.untrack(c.Conn) })
+	return err
 }
 
 // caller returns the device behind a connection's remote address.
