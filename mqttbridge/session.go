@@ -160,28 +160,32 @@ func connect(ctx context.Context, dev net.Conn, id Identity, up Upstream) (*sess
 	}
 	dev.SetReadDeadline(time.Time{})
 
-	refuse := func(v3code, v5code byte, err error) (*session, error) {
+	// refuse answers the device with a failure CONNACK; reason is what a
+	// v5 device reads (no broker address or configuration detail), err
+	// what is logged and returned.
+	refuse := func(v3code, v5code byte, reason string, err error) (*session, error) {
 		s.log.Warn("mqtt connect refused", "err", err)
 		code := v3code
 		if s.v == 5 {
 			code = v5code
 		}
 		ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ProtocolVersion: s.v, ReasonCode: code}
-		ack.Properties.ReasonString = err.Error()
+		ack.Properties.ReasonString = reason
 		s.writeDev(ack)
 		return nil, err
 	}
 
 	// The configuration, with this device's identity.
 	if s.tm, err = newTopicMap(up.TopicTemplate, id); err != nil {
-		return refuse(v3ServerUnavailable, v5ServerUnavailable, err)
+		return refuse(v3ServerUnavailable, v5ServerUnavailable, "bridge misconfigured for this device", err)
 	}
 	clientID, err := expand(clientIDTemplate(up.ClientID), id, "client id template")
 	if err != nil {
-		return refuse(v3ServerUnavailable, v5ServerUnavailable, err)
+		return refuse(v3ServerUnavailable, v5ServerUnavailable, "bridge misconfigured for this device", err)
 	}
 	if cp.Properties.AuthenticationMethod != "" {
-		return refuse(v3NotAuthorized, v5BadAuthMethod, errors.New("mqttbridge: enhanced authentication is not supported (the tunnel authenticates the device)"))
+		return refuse(v3NotAuthorized, v5BadAuthMethod, "enhanced authentication is not supported: the tunnel authenticates the device",
+			errors.New("mqttbridge: device asked for enhanced authentication"))
 	}
 
 	// The broker's CONNECT: the device's session flags, will and
@@ -218,7 +222,8 @@ func connect(ctx context.Context, dev net.Conn, id Identity, up Upstream) (*sess
 			if s.st != nil {
 				s.st.Rejected.Add(1)
 			}
-			return refuse(v3NotAuthorized, v5TopicInvalid, fmt.Errorf("mqttbridge: will topic %q refused: %w", cp.Connect.WillTopic, err))
+			return refuse(v3NotAuthorized, v5TopicInvalid, "will topic refused: "+err.Error(),
+				fmt.Errorf("mqttbridge: will topic %q refused: %w", cp.Connect.WillTopic, err))
 		}
 		uc.Connect.WillFlag = true
 		uc.Connect.WillTopic = wt
@@ -251,7 +256,7 @@ func connect(ctx context.Context, dev net.Conn, id Identity, up Upstream) (*sess
 	}
 	bc, err := s.dialBroker(ctx, up, uc, dialTimeout)
 	if err != nil {
-		return refuse(v3ServerUnavailable, v5ServerUnavailable, fmt.Errorf("%w: %v", ErrBrokerUnavailable, err))
+		return refuse(v3ServerUnavailable, v5ServerUnavailable, "broker unavailable", fmt.Errorf("%w: %v", ErrBrokerUnavailable, err))
 	}
 	if bc.ReasonCode != 0 {
 		s.bro.Close()
