@@ -69,13 +69,15 @@ type session struct {
 	devR   *bufio.Reader
 	devKA  time.Duration // read deadline on the device: 1.5 × its keepalive (0: none)
 	devMu  sync.Mutex    // serialises writes to dev
-	devBuf bytes.Buffer
+	devBuf bytes.Buffer  // one encoded packet
+	devW   *bufio.Writer // relayed packets wait here while more are already buffered to read
 
 	bro    net.Conn
 	broR   *bufio.Reader
 	broKA  time.Duration // keepalive with the broker
 	broMu  sync.Mutex
 	broBuf bytes.Buffer
+	broW   *bufio.Writer
 
 	mu          sync.Mutex
 	subs        map[uint16]*pendingAck // SUBSCRIBE sent upstream, by packet id
@@ -113,6 +115,7 @@ func connect(ctx context.Context, dev net.Conn, id Identity, up Upstream) (*sess
 	s := &session{
 		dev:         dev,
 		devR:        bufio.NewReaderSize(dev, 16<<10),
+		devW:        bufio.NewWriterSize(dev, 16<<10),
 		max:         up.MaxPacketSize,
 		log:         up.Log,
 		st:          up.Stats,
@@ -332,7 +335,7 @@ func (s *session) dialBroker(ctx context.Context, up Upstream, uc *packets.Packe
 		c = tc
 	}
 	s.broMu.Lock()
-	s.bro, s.broR = c, bufio.NewReaderSize(c, 16<<10)
+	s.bro, s.broR, s.broW = c, bufio.NewReaderSize(c, 16<<10), bufio.NewWriterSize(c, 16<<10)
 	s.broMu.Unlock()
 	if err := s.writeBroker(uc); err != nil {
 		c.Close()
@@ -406,6 +409,9 @@ func (s *session) pingBroker(stop chan struct{}) {
 // fromDevice relays the device's packets to the broker.
 func (s *session) fromDevice() error {
 	for {
+		if err := s.flushUnlessMore(s.devR, &s.broMu, s.broW, s.bro); err != nil {
+			return brokerLost(err)
+		}
 		if s.devKA > 0 {
 			s.dev.SetReadDeadline(time.Now().Add(s.devKA))
 		}
@@ -421,7 +427,7 @@ func (s *session) fromDevice() error {
 		case packets.Puback, packets.Pubrec, packets.Pubrel, packets.Pubcomp:
 			// Acks of broker PUBLISHes, or the device's own PUBREL: packet
 			// ids pass unchanged, the bridge originates none upstream.
-			if err := s.writeBroker(pk); err != nil {
+			if err := s.relayBroker(pk); err != nil {
 				return brokerLost(err)
 			}
 		case packets.Subscribe:
@@ -513,7 +519,7 @@ func (s *session) publishUp(pk *packets.Packet) error {
 		return &sessionEnd{code: v5TopicInvalid, reason: err.Error(), err: fmt.Errorf("mqttbridge: device published to %q: %w", pk.TopicName, err)}
 	}
 	pk.TopicName = topic
-	if err := s.writeBroker(pk); err != nil {
+	if err := s.relayBroker(pk); err != nil {
 		return brokerLost(err)
 	}
 	if s.st != nil {
@@ -582,7 +588,7 @@ func (s *session) subscribe(pk *packets.Packet) error {
 	s.subs[pk.PacketID] = p
 	s.mu.Unlock()
 	pk.Filters = fwd
-	if err := s.writeBroker(pk); err != nil {
+	if err := s.relayBroker(pk); err != nil {
 		return brokerLost(err)
 	}
 	return nil
@@ -617,7 +623,7 @@ func (s *session) unsubscribe(pk *packets.Packet) error {
 	s.unsubs[pk.PacketID] = p
 	s.mu.Unlock()
 	pk.Filters = fwd
-	if err := s.writeBroker(pk); err != nil {
+	if err := s.relayBroker(pk); err != nil {
 		return brokerLost(err)
 	}
 	return nil
@@ -648,6 +654,9 @@ func (p *pendingAck) merge(broker []byte) ([]byte, error) {
 // fromBroker relays the broker's packets to the device.
 func (s *session) fromBroker() error {
 	for {
+		if err := s.flushUnlessMore(s.broR, &s.devMu, s.devW, s.dev); err != nil {
+			return deviceLost(err)
+		}
 		s.bro.SetReadDeadline(time.Now().Add(2 * s.broKA))
 		pk, err := readPacket(s.broR, s.v, s.max)
 		if err != nil {
@@ -670,11 +679,11 @@ func (s *session) fromBroker() error {
 				}
 				continue
 			}
-			if err := s.writeDev(pk); err != nil {
+			if err := s.relayDev(pk); err != nil {
 				return deviceLost(err)
 			}
 		case packets.Puback, packets.Pubrec, packets.Pubcomp:
-			if err := s.writeDev(pk); err != nil {
+			if err := s.relayDev(pk); err != nil {
 				return deviceLost(err)
 			}
 		case packets.Suback, packets.Unsuback:
@@ -733,7 +742,7 @@ func (s *session) publishDown(pk *packets.Packet) error {
 		// published to by the device anyway: it is left out.
 		pk.Properties.ResponseTopic, _ = s.tm.toDevice(rt)
 	}
-	if err := s.writeDev(pk); err != nil {
+	if err := s.relayDev(pk); err != nil {
 		return deviceLost(err)
 	}
 	if s.st != nil {
@@ -762,23 +771,83 @@ func (s *session) ackDown(pk *packets.Packet) error {
 			pk.Properties.ReasonString = p.why
 		}
 	}
-	if err := s.writeDev(pk); err != nil {
+	if err := s.relayDev(pk); err != nil {
 		return deviceLost(err)
 	}
 	return nil
 }
 
+// writeDev sends pk to the device now (with whatever relayed packets
+// wait before it).
 func (s *session) writeDev(pk *packets.Packet) error {
-	s.devMu.Lock()
-	defer s.devMu.Unlock()
+	return s.write(&s.devMu, &s.devBuf, s.devW, s.dev, pk, true)
+}
+
+// relayDev queues pk for the device; it is sent at the latest when the
+// broker loop has no further complete packet to read (flushDev): one
+// system call for a burst instead of one per packet.
+func (s *session) relayDev(pk *packets.Packet) error {
+	return s.write(&s.devMu, &s.devBuf, s.devW, s.dev, pk, false)
+}
+
+func (s *session) writeBroker(pk *packets.Packet) error {
+	return s.write(&s.broMu, &s.broBuf, s.broW, s.bro, pk, true)
+}
+
+func (s *session) relayBroker(pk *packets.Packet) error {
+	return s.write(&s.broMu, &s.broBuf, s.broW, s.bro, pk, false)
+}
+
+func (s *session) write(mu *sync.Mutex, buf *bytes.Buffer, w *bufio.Writer, c net.Conn, pk *packets.Packet, flush bool) error {
+	mu.Lock()
+	defer mu.Unlock()
 	pk.ProtocolVersion = s.v
-	s.devBuf.Reset()
-	if err := encodePacket(&s.devBuf, pk); err != nil {
+	buf.Reset()
+	if err := encodePacket(buf, pk); err != nil {
 		return err
 	}
-	s.dev.SetWriteDeadline(time.Now().Add(writeTimeout))
-	_, err := s.dev.Write(s.devBuf.Bytes())
-	return err
+	c.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := w.Write(buf.Bytes()); err != nil {
+		return err
+	}
+	if flush {
+		return w.Flush()
+	}
+	return nil
+}
+
+// flushUnlessMore sends what waits in w unless r already holds another
+// complete packet, whose handling will come back here.
+func (s *session) flushUnlessMore(r *bufio.Reader, mu *sync.Mutex, w *bufio.Writer, c net.Conn) error {
+	if completePacketBuffered(r) {
+		return nil
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if w.Buffered() == 0 {
+		return nil
+	}
+	c.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return w.Flush()
+}
+
+// completePacketBuffered reports whether r's buffer holds a whole MQTT
+// packet, so that reading it will not block.
+func completePacketBuffered(r *bufio.Reader) bool {
+	n := r.Buffered()
+	if n < 2 {
+		return false
+	}
+	b, _ := r.Peek(min(n, 5))
+	rem, mult := 0, 1
+	for i := 1; i < len(b); i++ {
+		rem += int(b[i]&0x7f) * mult
+		if b[i]&0x80 == 0 {
+			return 1+i+rem <= n
+		}
+		mult *= 128
+	}
+	return false
 }
 
 // writeRawDev is for the CONNACK refusing a protocol version, before the
@@ -786,19 +855,6 @@ func (s *session) writeDev(pk *packets.Packet) error {
 func (s *session) writeRawDev(b []byte) {
 	s.dev.SetWriteDeadline(time.Now().Add(writeTimeout))
 	s.dev.Write(b)
-}
-
-func (s *session) writeBroker(pk *packets.Packet) error {
-	s.broMu.Lock()
-	defer s.broMu.Unlock()
-	pk.ProtocolVersion = s.v
-	s.broBuf.Reset()
-	if err := encodePacket(&s.broBuf, pk); err != nil {
-		return err
-	}
-	s.bro.SetWriteDeadline(time.Now().Add(writeTimeout))
-	_, err := s.bro.Write(s.broBuf.Bytes())
-	return err
 }
 
 func versionName(v byte) string {
