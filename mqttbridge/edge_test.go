@@ -530,3 +530,30 @@ func TestUndeliverableAcknowledged(t *testing.T) {
 		t.Errorf("ToDevice = %d, want 1", n)
 	}
 }
+
+// Two connections of one device share its upstream client id: the
+// second takes the session over, and the first learns it has ended (a v5
+// broker's DISCONNECT 0x8E is relayed as is; Mosquitto 2.0.11 just
+// closes the connection, which reaches a v5 device as DISCONNECT 0x80).
+func TestSecondConnectionTakesOver(t *testing.T) {
+	b := startBroker(t)
+	br := startBridge(t, platformTLS(b), testIdentity)
+	first := dialRaw(t, br.Addr, 5)
+	first.connect(30, nil)
+	second := dialRaw(t, br.Addr, 5)
+	if ack := second.connect(30, nil); ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK 0x%02x", ack.ReasonCode)
+	}
+	d, err := first.recv(10 * time.Second)
+	if err != nil || d.FixedHeader.Type != packets.Disconnect || d.ReasonCode < 0x80 {
+		t.Fatalf("first connection: want a failure DISCONNECT, got %+v %v", d, err)
+	}
+	first.expectClosed(10 * time.Second)
+	if err := br.nextEnd(t, 10*time.Second); !errors.Is(err, ErrBrokerUnavailable) {
+		t.Errorf("Serve returned %v", err)
+	}
+	second.send(publish("still", 1, 1, "ok"))
+	if a, err := second.recv(10 * time.Second); err != nil || a.FixedHeader.Type != packets.Puback {
+		t.Errorf("second connection: %+v %v", a, err)
+	}
+}

@@ -465,10 +465,8 @@ func (s *session) deviceReadEnd(err error) error {
 	case errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded):
 		return &sessionEnd{code: v5KeepaliveTimeout, reason: "keepalive timeout", err: fmt.Errorf("%w (%v without a packet)", ErrKeepaliveTimeout, s.devKA)}
 	case errors.Is(err, ErrPacketTooLarge):
-		s.log.Warn("mqtt device packet too large", "err", err)
 		return &sessionEnd{code: v5PacketTooLarge, reason: fmt.Sprintf("packet too large (limit %d bytes)", s.max), err: err}
 	case errors.Is(err, errMalformed):
-		s.log.Warn("mqtt device sent a malformed packet", "err", err)
 		return &sessionEnd{code: v5Malformed, reason: err.Error(), err: err}
 	case errors.Is(err, io.EOF):
 		return &sessionEnd{err: fmt.Errorf("mqttbridge: device closed the connection without DISCONNECT")}
@@ -503,7 +501,9 @@ func (s *session) publishUp(pk *packets.Packet) error {
 		if s.st != nil {
 			s.st.Rejected.Add(1)
 		}
-		s.log.Warn("mqtt publish refused", "topic", pk.TopicName, "err", err)
+		// Debug, not Warn: the volume is the device's to choose; Stats
+		// counts every refusal.
+		s.log.Debug("mqtt publish refused", "topic", pk.TopicName, "err", err)
 		if s.v == 5 && pk.FixedHeader.Qos > 0 {
 			t := packets.Puback
 			if pk.FixedHeader.Qos == 2 {
@@ -567,7 +567,7 @@ func (s *session) subscribe(pk *packets.Packet) error {
 			if s.st != nil {
 				s.st.Rejected.Add(1)
 			}
-			s.log.Warn("mqtt subscription refused", "filter", f.Filter, "err", err)
+			s.log.Debug("mqtt subscription refused", "filter", f.Filter, "err", err)
 			p.codes[i] = s.filterRefusal(err)
 			p.why = err.Error()
 			continue
@@ -660,7 +660,6 @@ func (s *session) fromBroker() error {
 		s.bro.SetReadDeadline(time.Now().Add(2 * s.broKA))
 		pk, err := readPacket(s.broR, s.v, s.max)
 		if err != nil {
-			s.log.Warn("mqtt broker connection ended", "err", err)
 			return brokerLost(err)
 		}
 		switch pk.FixedHeader.Type {
