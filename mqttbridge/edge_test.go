@@ -78,6 +78,9 @@ func TestNoConnect(t *testing.T) {
 		t.Errorf("silent connection closed after %v, before the 1 s CONNECT wait", d)
 	}
 	br.nextEnd(t, 10*time.Second)
+	if n := br.Stats.Refused.Load(); n != 0 {
+		t.Errorf("Stats.Refused = %d for connections that never sent CONNECT", n)
+	}
 }
 
 // A device identity that cannot be templated safely is refused with a
@@ -555,5 +558,28 @@ func TestSecondConnectionTakesOver(t *testing.T) {
 	second.send(publish("still", 1, 1, "ok"))
 	if a, err := second.recv(10 * time.Second); err != nil || a.FixedHeader.Type != packets.Puback {
 		t.Errorf("second connection: %+v %v", a, err)
+	}
+}
+
+// A v5 device asking for no problem information (Request Problem
+// Information 0) gets its refusals without reason strings.
+func TestRequestProblemInfo(t *testing.T) {
+	b := startBroker(t)
+	br := startBridge(t, platformTLS(b), testIdentity)
+	for _, want := range []bool{true, false} {
+		rc := dialRaw(t, br.Addr, 5)
+		rc.connect(30, func(pk *packets.Packet) {
+			if !want {
+				pk.Properties.RequestProblemInfo, pk.Properties.RequestProblemInfoFlag = 0, true
+			}
+		})
+		rc.send(subscribe(1, "$SYS/#"))
+		a, err := rc.recv(10 * time.Second)
+		if err != nil || a.FixedHeader.Type != packets.Suback || a.ReasonCodes[0] != v5FilterInvalid {
+			t.Fatalf("want SUBACK 0x8F, got %+v %v", a, err)
+		}
+		if got := a.Properties.ReasonString != ""; got != want {
+			t.Errorf("problem information requested %v: reason string %q", want, a.Properties.ReasonString)
+		}
 	}
 }

@@ -33,6 +33,9 @@ const (
 	// reading ends the session instead of stalling the other direction
 	// forever.
 	writeTimeout = 30 * time.Second
+	// finalWriteTimeout bounds the DISCONNECT telling a v5 device why its
+	// session ends.
+	finalWriteTimeout = 2 * time.Second
 )
 
 // MQTT 3.1.1 CONNACK return codes and v5 reason codes the bridge sends.
@@ -65,12 +68,15 @@ type session struct {
 	log *slog.Logger
 	st  *Stats
 
-	dev    net.Conn
-	devR   *bufio.Reader
-	devKA  time.Duration // read deadline on the device: 1.5 × its keepalive (0: none)
-	devMu  sync.Mutex    // serialises writes to dev
-	devBuf bytes.Buffer  // one encoded packet
-	devW   *bufio.Writer // relayed packets wait here while more are already buffered to read
+	dev   net.Conn
+	devR  *bufio.Reader
+	devKA time.Duration // read deadline on the device: 1.5 × its keepalive (0: none)
+	// devNoProblemInfo: a v5 device asked for no reason strings or user
+	// properties on acks (Request Problem Information 0).
+	devNoProblemInfo bool
+	devMu            sync.Mutex    // serialises writes to dev
+	devBuf           bytes.Buffer  // one encoded packet
+	devW             *bufio.Writer // relayed packets wait here while more are already buffered to read
 
 	bro    net.Conn
 	broR   *bufio.Reader
@@ -107,6 +113,10 @@ func (e *sessionEnd) Unwrap() error { return e.err }
 
 // errDeviceDisconnected ends a session cleanly.
 var errDeviceDisconnected = errors.New("device disconnected")
+
+// errNoConnect: the device did not send a readable CONNECT, so it got no
+// CONNACK (not counted as a refusal).
+var errNoConnect = errors.New("no CONNECT")
 
 // connect reads the device's CONNECT, connects to the broker as the
 // platform and answers the device with the broker's verdict. On failure the
@@ -151,10 +161,10 @@ func connect(ctx context.Context, dev net.Conn, id Identity, up Upstream) (*sess
 			s.writeRawDev([]byte{packets.Connack << 4, 2, 0, v3Unacceptable})
 			return nil, fmt.Errorf("%w: %v", ErrUnsupportedVersion, err)
 		}
-		return nil, fmt.Errorf("mqttbridge: reading the device's CONNECT: %w", err)
+		return nil, fmt.Errorf("mqttbridge: reading the device's CONNECT: %w (%w)", err, errNoConnect)
 	}
 	if cp.FixedHeader.Type != packets.Connect {
-		return nil, fmt.Errorf("mqttbridge: device sent %s before CONNECT", packetName(cp.FixedHeader.Type))
+		return nil, fmt.Errorf("mqttbridge: device sent %s before CONNECT (%w)", packetName(cp.FixedHeader.Type), errNoConnect)
 	}
 	s.v = cp.ProtocolVersion
 	if s.v != 4 && s.v != 5 {
@@ -162,6 +172,7 @@ func connect(ctx context.Context, dev net.Conn, id Identity, up Upstream) (*sess
 		return nil, fmt.Errorf("%w: %d (3.1.1 and 5 are supported)", ErrUnsupportedVersion, s.v)
 	}
 	dev.SetReadDeadline(time.Time{})
+	s.devNoProblemInfo = cp.Properties.RequestProblemInfoFlag && cp.Properties.RequestProblemInfo == 0
 
 	// refuse answers the device with a failure CONNACK; reason is what a
 	// v5 device reads (no broker address or configuration detail), err
@@ -370,16 +381,19 @@ func (s *session) run(ctx context.Context) error {
 	case <-ctx.Done():
 		err = &sessionEnd{code: v5ServerShutdown, reason: "gateway shutting down", err: ctx.Err()}
 	}
-	var end *sessionEnd
-	if errors.As(err, &end) && end.code != 0 && s.v == 5 {
-		d := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}, ProtocolVersion: 5, ReasonCode: end.code}
-		d.Properties.ReasonString = end.reason
-		s.writeDev(d)
-	}
 	// Closing the broker connection without DISCONNECT (unless the device
 	// sent one, relayed already) makes the broker publish the device's
 	// will, as if the device had dropped off the broker itself.
 	s.bro.Close()
+	var end *sessionEnd
+	if errors.As(err, &end) && end.code != 0 && s.v == 5 {
+		// A relay write stuck on a device that does not read gives up
+		// now, not after writeTimeout: shutdown stays prompt.
+		s.dev.SetWriteDeadline(time.Now().Add(finalWriteTimeout))
+		d := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}, ProtocolVersion: 5, ReasonCode: end.code}
+		d.Properties.ReasonString = end.reason
+		s.write(&s.devMu, &s.devBuf, s.devW, s.dev, d, true, finalWriteTimeout)
+	}
 	s.dev.Close()
 	close(stopPing)
 	wg.Wait()
@@ -779,33 +793,41 @@ func (s *session) ackDown(pk *packets.Packet) error {
 // writeDev sends pk to the device now (with whatever relayed packets
 // wait before it).
 func (s *session) writeDev(pk *packets.Packet) error {
-	return s.write(&s.devMu, &s.devBuf, s.devW, s.dev, pk, true)
+	return s.write(&s.devMu, &s.devBuf, s.devW, s.dev, pk, true, writeTimeout)
 }
 
 // relayDev queues pk for the device; it is sent at the latest when the
 // broker loop has no further complete packet to read (flushDev): one
 // system call for a burst instead of one per packet.
 func (s *session) relayDev(pk *packets.Packet) error {
-	return s.write(&s.devMu, &s.devBuf, s.devW, s.dev, pk, false)
+	return s.write(&s.devMu, &s.devBuf, s.devW, s.dev, pk, false, writeTimeout)
 }
 
 func (s *session) writeBroker(pk *packets.Packet) error {
-	return s.write(&s.broMu, &s.broBuf, s.broW, s.bro, pk, true)
+	return s.write(&s.broMu, &s.broBuf, s.broW, s.bro, pk, true, writeTimeout)
 }
 
 func (s *session) relayBroker(pk *packets.Packet) error {
-	return s.write(&s.broMu, &s.broBuf, s.broW, s.bro, pk, false)
+	return s.write(&s.broMu, &s.broBuf, s.broW, s.bro, pk, false, writeTimeout)
 }
 
-func (s *session) write(mu *sync.Mutex, buf *bytes.Buffer, w *bufio.Writer, c net.Conn, pk *packets.Packet, flush bool) error {
+func (s *session) write(mu *sync.Mutex, buf *bytes.Buffer, w *bufio.Writer, c net.Conn, pk *packets.Packet, flush bool, timeout time.Duration) error {
 	mu.Lock()
 	defer mu.Unlock()
 	pk.ProtocolVersion = s.v
+	if c == s.dev && s.devNoProblemInfo {
+		switch pk.FixedHeader.Type {
+		case packets.Publish, packets.Connack, packets.Disconnect:
+			// Reason strings and user properties are always allowed here.
+		default:
+			pk.Mods.DisallowProblemInfo = true
+		}
+	}
 	buf.Reset()
 	if err := encodePacket(buf, pk); err != nil {
 		return err
 	}
-	c.SetWriteDeadline(time.Now().Add(writeTimeout))
+	c.SetWriteDeadline(time.Now().Add(timeout))
 	if _, err := w.Write(buf.Bytes()); err != nil {
 		return err
 	}
