@@ -73,6 +73,9 @@ func TestPublishReachesBrokerOnRewrittenTopic(t *testing.T) {
 			}
 		})
 	}
+	if n := br.Stats.ToBroker.Load(); n != 4 {
+		t.Errorf("Stats.ToBroker = %d, want 4", n)
+	}
 	log := b.Log()
 	if strings.Contains(log, "device-user") || strings.Contains(log, "device-chosen-id") {
 		t.Errorf("the broker saw the device's own username or client id:\n%s", log)

@@ -78,6 +78,9 @@ func TestNoConnect(t *testing.T) {
 		t.Errorf("silent connection closed after %v, before the 1 s CONNECT wait", d)
 	}
 	br.nextEnd(t, 10*time.Second)
+	if n := br.Stats.Refused.Load(); n != 0 {
+		t.Errorf("Stats.Refused = %d for connections that never sent CONNECT", n)
+	}
 }
 
 // A device identity that cannot be templated safely is refused with a
@@ -469,5 +472,114 @@ func TestPersistentSession(t *testing.T) {
 	}
 	if p := rc.expectPublish(10 * time.Second); p.TopicName != "cmd/update" || string(p.Payload) != "v2" {
 		t.Errorf("queued message arrived as %q %q", p.TopicName, p.Payload)
+	}
+}
+
+// Enhanced authentication is refused (the tunnel authenticates the
+// device), and a broker that is down is reported without its address.
+func TestConnectRefusalReasons(t *testing.T) {
+	br := startBridge(t, Upstream{Addr: "127.0.0.1:1", DialTimeout: 2 * time.Second}, testIdentity)
+	rc := dialRaw(t, br.Addr, 5)
+	ack := rc.connect(30, func(pk *packets.Packet) { pk.Properties.AuthenticationMethod = "SCRAM-SHA-1" })
+	if ack.ReasonCode != v5BadAuthMethod {
+		t.Errorf("enhanced auth: CONNACK 0x%02x, want 0x8C", ack.ReasonCode)
+	}
+	br.nextEnd(t, 10*time.Second)
+	rc = dialRaw(t, br.Addr, 5)
+	ack = rc.connect(30, nil)
+	if ack.ReasonCode != v5ServerUnavailable || ack.Properties.ReasonString != "broker unavailable" {
+		t.Errorf("broker down: CONNACK 0x%02x %q", ack.ReasonCode, ack.Properties.ReasonString)
+	}
+	br.nextEnd(t, 10*time.Second)
+}
+
+// "#" under a prefix also matches the prefix's own level
+// (devices/<imsi>/# matches devices/<imsi>), which has no device topic:
+// such messages are acknowledged to the broker by the bridge — QoS 1 and
+// the whole QoS 2 exchange — and not delivered.
+func TestUndeliverableAcknowledged(t *testing.T) {
+	b := startBroker(t)
+	br := startBridge(t, platformTLS(b), testIdentity)
+	rc := dialRaw(t, br.Addr, 4)
+	rc.connect(30, nil)
+	sub := subscribe(1, "#")
+	sub.Filters[0].Qos = 2
+	rc.send(sub)
+	rc.recv(10 * time.Second)
+	obs := observer(t, b, 4, "none")
+	// The observer completes its own QoS 1 and 2 exchanges, one at a time.
+	expect := func(typ byte) {
+		t.Helper()
+		if a, err := obs.recv(10 * time.Second); err != nil || a.FixedHeader.Type != typ {
+			t.Fatalf("observer: want %s, got %+v %v", packetName(typ), a, err)
+		}
+	}
+	obs.send(publish("devices/"+deviceIMSI, 1, 10, "no topic for the device"))
+	expect(packets.Puback)
+	obs.send(publish("devices/"+deviceIMSI, 2, 11, "no topic for the device"))
+	expect(packets.Pubrec)
+	obs.send(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: 11})
+	expect(packets.Pubcomp)
+	obs.send(publish("devices/"+deviceIMSI+"/ok", 1, 20, "fine"))
+	if p := rc.expectPublish(10 * time.Second); p.TopicName != "ok" {
+		t.Fatalf("device received %q", p.TopicName)
+	}
+	waitLog(t, b, "Received PUBCOMP from "+deviceIMSI)
+	waitLog(t, b, "Received PUBACK from "+deviceIMSI)
+	if n := br.Stats.Undeliverable.Load(); n != 2 {
+		t.Errorf("Undeliverable = %d, want 2", n)
+	}
+	if n := br.Stats.ToDevice.Load(); n != 1 {
+		t.Errorf("ToDevice = %d, want 1", n)
+	}
+}
+
+// Two connections of one device share its upstream client id: the
+// second takes the session over, and the first learns it has ended (a v5
+// broker's DISCONNECT 0x8E is relayed as is; Mosquitto 2.0.11 just
+// closes the connection, which reaches a v5 device as DISCONNECT 0x80).
+func TestSecondConnectionTakesOver(t *testing.T) {
+	b := startBroker(t)
+	br := startBridge(t, platformTLS(b), testIdentity)
+	first := dialRaw(t, br.Addr, 5)
+	first.connect(30, nil)
+	second := dialRaw(t, br.Addr, 5)
+	if ack := second.connect(30, nil); ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK 0x%02x", ack.ReasonCode)
+	}
+	d, err := first.recv(10 * time.Second)
+	if err != nil || d.FixedHeader.Type != packets.Disconnect || d.ReasonCode < 0x80 {
+		t.Fatalf("first connection: want a failure DISCONNECT, got %+v %v", d, err)
+	}
+	first.expectClosed(10 * time.Second)
+	if err := br.nextEnd(t, 10*time.Second); !errors.Is(err, ErrBrokerUnavailable) {
+		t.Errorf("Serve returned %v", err)
+	}
+	second.send(publish("still", 1, 1, "ok"))
+	if a, err := second.recv(10 * time.Second); err != nil || a.FixedHeader.Type != packets.Puback {
+		t.Errorf("second connection: %+v %v", a, err)
+	}
+}
+
+// A v5 device asking for no problem information (Request Problem
+// Information 0) gets its refusals without reason strings.
+func TestRequestProblemInfo(t *testing.T) {
+	b := startBroker(t)
+	br := startBridge(t, platformTLS(b), testIdentity)
+	for _, want := range []bool{true, false} {
+		rc := dialRaw(t, br.Addr, 5)
+		rc.connect(30, func(pk *packets.Packet) {
+			if !want {
+				pk.Properties.RequestProblemInfo, pk.Properties.RequestProblemInfoFlag = 0, true
+			}
+		})
+		rc.send(subscribe(1, "$SYS/#"))
+		a, err := rc.recv(10 * time.Second)
+		if err != nil || a.FixedHeader.Type != packets.Suback || a.ReasonCodes[0] != v5FilterInvalid {
+			t.Fatalf("want SUBACK 0x8F, got %+v %v", a, err)
+		}
+		if got := a.Properties.ReasonString != ""; got != want {
+			t.Errorf("problem information requested %v: reason string %q", want, a.Properties.ReasonString)
+		}
 	}
 }

@@ -141,7 +141,7 @@ func Serve(ctx context.Context, dev net.Conn, id Identity, up Upstream) error {
 	defer dev.Close()
 	s, err := connect(ctx, dev, id, up)
 	if err != nil {
-		if up.Stats != nil {
+		if up.Stats != nil && !errors.Is(err, errNoConnect) {
 			up.Stats.Refused.Add(1)
 		}
 		return err

@@ -33,6 +33,9 @@ const (
 	// reading ends the session instead of stalling the other direction
 	// forever.
 	writeTimeout = 30 * time.Second
+	// finalWriteTimeout bounds the DISCONNECT telling a v5 device why its
+	// session ends.
+	finalWriteTimeout = 2 * time.Second
 )
 
 // MQTT 3.1.1 CONNACK return codes and v5 reason codes the bridge sends.
@@ -65,17 +68,22 @@ type session struct {
 	log *slog.Logger
 	st  *Stats
 
-	dev    net.Conn
-	devR   *bufio.Reader
-	devKA  time.Duration // read deadline on the device: 1.5 × its keepalive (0: none)
-	devMu  sync.Mutex    // serialises writes to dev
-	devBuf bytes.Buffer
+	dev   net.Conn
+	devR  *bufio.Reader
+	devKA time.Duration // read deadline on the device: 1.5 × its keepalive (0: none)
+	// devNoProblemInfo: a v5 device asked for no reason strings or user
+	// properties on acks (Request Problem Information 0).
+	devNoProblemInfo bool
+	devMu            sync.Mutex    // serialises writes to dev
+	devBuf           bytes.Buffer  // one encoded packet
+	devW             *bufio.Writer // relayed packets wait here while more are already buffered to read
 
 	bro    net.Conn
 	broR   *bufio.Reader
 	broKA  time.Duration // keepalive with the broker
 	broMu  sync.Mutex
 	broBuf bytes.Buffer
+	broW   *bufio.Writer
 
 	mu          sync.Mutex
 	subs        map[uint16]*pendingAck // SUBSCRIBE sent upstream, by packet id
@@ -106,6 +114,10 @@ func (e *sessionEnd) Unwrap() error { return e.err }
 // errDeviceDisconnected ends a session cleanly.
 var errDeviceDisconnected = errors.New("device disconnected")
 
+// errNoConnect: the device did not send a readable CONNECT, so it got no
+// CONNACK (not counted as a refusal).
+var errNoConnect = errors.New("no CONNECT")
+
 // connect reads the device's CONNECT, connects to the broker as the
 // platform and answers the device with the broker's verdict. On failure the
 // device has had its CONNACK and the broker connection is closed.
@@ -113,6 +125,7 @@ func connect(ctx context.Context, dev net.Conn, id Identity, up Upstream) (*sess
 	s := &session{
 		dev:         dev,
 		devR:        bufio.NewReaderSize(dev, 16<<10),
+		devW:        bufio.NewWriterSize(dev, 16<<10),
 		max:         up.MaxPacketSize,
 		log:         up.Log,
 		st:          up.Stats,
@@ -148,10 +161,10 @@ func connect(ctx context.Context, dev net.Conn, id Identity, up Upstream) (*sess
 			s.writeRawDev([]byte{packets.Connack << 4, 2, 0, v3Unacceptable})
 			return nil, fmt.Errorf("%w: %v", ErrUnsupportedVersion, err)
 		}
-		return nil, fmt.Errorf("mqttbridge: reading the device's CONNECT: %w", err)
+		return nil, fmt.Errorf("mqttbridge: reading the device's CONNECT: %w (%w)", err, errNoConnect)
 	}
 	if cp.FixedHeader.Type != packets.Connect {
-		return nil, fmt.Errorf("mqttbridge: device sent %s before CONNECT", packetName(cp.FixedHeader.Type))
+		return nil, fmt.Errorf("mqttbridge: device sent %s before CONNECT (%w)", packetName(cp.FixedHeader.Type), errNoConnect)
 	}
 	s.v = cp.ProtocolVersion
 	if s.v != 4 && s.v != 5 {
@@ -159,29 +172,34 @@ func connect(ctx context.Context, dev net.Conn, id Identity, up Upstream) (*sess
 		return nil, fmt.Errorf("%w: %d (3.1.1 and 5 are supported)", ErrUnsupportedVersion, s.v)
 	}
 	dev.SetReadDeadline(time.Time{})
+	s.devNoProblemInfo = cp.Properties.RequestProblemInfoFlag && cp.Properties.RequestProblemInfo == 0
 
-	refuse := func(v3code, v5code byte, err error) (*session, error) {
+	// refuse answers the device with a failure CONNACK; reason is what a
+	// v5 device reads (no broker address or configuration detail), err
+	// what is logged and returned.
+	refuse := func(v3code, v5code byte, reason string, err error) (*session, error) {
 		s.log.Warn("mqtt connect refused", "err", err)
 		code := v3code
 		if s.v == 5 {
 			code = v5code
 		}
 		ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ProtocolVersion: s.v, ReasonCode: code}
-		ack.Properties.ReasonString = err.Error()
+		ack.Properties.ReasonString = reason
 		s.writeDev(ack)
 		return nil, err
 	}
 
 	// The configuration, with this device's identity.
 	if s.tm, err = newTopicMap(up.TopicTemplate, id); err != nil {
-		return refuse(v3ServerUnavailable, v5ServerUnavailable, err)
+		return refuse(v3ServerUnavailable, v5ServerUnavailable, "bridge misconfigured for this device", err)
 	}
 	clientID, err := expand(clientIDTemplate(up.ClientID), id, "client id template")
 	if err != nil {
-		return refuse(v3ServerUnavailable, v5ServerUnavailable, err)
+		return refuse(v3ServerUnavailable, v5ServerUnavailable, "bridge misconfigured for this device", err)
 	}
 	if cp.Properties.AuthenticationMethod != "" {
-		return refuse(v3NotAuthorized, v5BadAuthMethod, errors.New("mqttbridge: enhanced authentication is not supported (the tunnel authenticates the device)"))
+		return refuse(v3NotAuthorized, v5BadAuthMethod, "enhanced authentication is not supported: the tunnel authenticates the device",
+			errors.New("mqttbridge: device asked for enhanced authentication"))
 	}
 
 	// The broker's CONNECT: the device's session flags, will and
@@ -218,7 +236,8 @@ func connect(ctx context.Context, dev net.Conn, id Identity, up Upstream) (*sess
 			if s.st != nil {
 				s.st.Rejected.Add(1)
 			}
-			return refuse(v3NotAuthorized, v5TopicInvalid, fmt.Errorf("mqttbridge: will topic %q refused: %w", cp.Connect.WillTopic, err))
+			return refuse(v3NotAuthorized, v5TopicInvalid, "will topic refused: "+err.Error(),
+				fmt.Errorf("mqttbridge: will topic %q refused: %w", cp.Connect.WillTopic, err))
 		}
 		uc.Connect.WillFlag = true
 		uc.Connect.WillTopic = wt
@@ -251,7 +270,7 @@ func connect(ctx context.Context, dev net.Conn, id Identity, up Upstream) (*sess
 	}
 	bc, err := s.dialBroker(ctx, up, uc, dialTimeout)
 	if err != nil {
-		return refuse(v3ServerUnavailable, v5ServerUnavailable, fmt.Errorf("%w: %v", ErrBrokerUnavailable, err))
+		return refuse(v3ServerUnavailable, v5ServerUnavailable, "broker unavailable", fmt.Errorf("%w: %v", ErrBrokerUnavailable, err))
 	}
 	if bc.ReasonCode != 0 {
 		s.bro.Close()
@@ -327,7 +346,7 @@ func (s *session) dialBroker(ctx context.Context, up Upstream, uc *packets.Packe
 		c = tc
 	}
 	s.broMu.Lock()
-	s.bro, s.broR = c, bufio.NewReaderSize(c, 16<<10)
+	s.bro, s.broR, s.broW = c, bufio.NewReaderSize(c, 16<<10), bufio.NewWriterSize(c, 16<<10)
 	s.broMu.Unlock()
 	if err := s.writeBroker(uc); err != nil {
 		c.Close()
@@ -362,16 +381,19 @@ func (s *session) run(ctx context.Context) error {
 	case <-ctx.Done():
 		err = &sessionEnd{code: v5ServerShutdown, reason: "gateway shutting down", err: ctx.Err()}
 	}
-	var end *sessionEnd
-	if errors.As(err, &end) && end.code != 0 && s.v == 5 {
-		d := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}, ProtocolVersion: 5, ReasonCode: end.code}
-		d.Properties.ReasonString = end.reason
-		s.writeDev(d)
-	}
 	// Closing the broker connection without DISCONNECT (unless the device
 	// sent one, relayed already) makes the broker publish the device's
 	// will, as if the device had dropped off the broker itself.
 	s.bro.Close()
+	var end *sessionEnd
+	if errors.As(err, &end) && end.code != 0 && s.v == 5 {
+		// A relay write stuck on a device that does not read gives up
+		// now, not after writeTimeout: shutdown stays prompt.
+		s.dev.SetWriteDeadline(time.Now().Add(finalWriteTimeout))
+		d := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}, ProtocolVersion: 5, ReasonCode: end.code}
+		d.Properties.ReasonString = end.reason
+		s.write(&s.devMu, &s.devBuf, s.devW, s.dev, d, true, finalWriteTimeout)
+	}
 	s.dev.Close()
 	close(stopPing)
 	wg.Wait()
@@ -401,6 +423,9 @@ func (s *session) pingBroker(stop chan struct{}) {
 // fromDevice relays the device's packets to the broker.
 func (s *session) fromDevice() error {
 	for {
+		if err := s.flushUnlessMore(s.devR, &s.broMu, s.broW, s.bro); err != nil {
+			return brokerLost(err)
+		}
 		if s.devKA > 0 {
 			s.dev.SetReadDeadline(time.Now().Add(s.devKA))
 		}
@@ -416,7 +441,7 @@ func (s *session) fromDevice() error {
 		case packets.Puback, packets.Pubrec, packets.Pubrel, packets.Pubcomp:
 			// Acks of broker PUBLISHes, or the device's own PUBREL: packet
 			// ids pass unchanged, the bridge originates none upstream.
-			if err := s.writeBroker(pk); err != nil {
+			if err := s.relayBroker(pk); err != nil {
 				return brokerLost(err)
 			}
 		case packets.Subscribe:
@@ -454,10 +479,8 @@ func (s *session) deviceReadEnd(err error) error {
 	case errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded):
 		return &sessionEnd{code: v5KeepaliveTimeout, reason: "keepalive timeout", err: fmt.Errorf("%w (%v without a packet)", ErrKeepaliveTimeout, s.devKA)}
 	case errors.Is(err, ErrPacketTooLarge):
-		s.log.Warn("mqtt device packet too large", "err", err)
 		return &sessionEnd{code: v5PacketTooLarge, reason: fmt.Sprintf("packet too large (limit %d bytes)", s.max), err: err}
 	case errors.Is(err, errMalformed):
-		s.log.Warn("mqtt device sent a malformed packet", "err", err)
 		return &sessionEnd{code: v5Malformed, reason: err.Error(), err: err}
 	case errors.Is(err, io.EOF):
 		return &sessionEnd{err: fmt.Errorf("mqttbridge: device closed the connection without DISCONNECT")}
@@ -492,7 +515,9 @@ func (s *session) publishUp(pk *packets.Packet) error {
 		if s.st != nil {
 			s.st.Rejected.Add(1)
 		}
-		s.log.Warn("mqtt publish refused", "topic", pk.TopicName, "err", err)
+		// Debug, not Warn: the volume is the device's to choose; Stats
+		// counts every refusal.
+		s.log.Debug("mqtt publish refused", "topic", pk.TopicName, "err", err)
 		if s.v == 5 && pk.FixedHeader.Qos > 0 {
 			t := packets.Puback
 			if pk.FixedHeader.Qos == 2 {
@@ -508,7 +533,7 @@ func (s *session) publishUp(pk *packets.Packet) error {
 		return &sessionEnd{code: v5TopicInvalid, reason: err.Error(), err: fmt.Errorf("mqttbridge: device published to %q: %w", pk.TopicName, err)}
 	}
 	pk.TopicName = topic
-	if err := s.writeBroker(pk); err != nil {
+	if err := s.relayBroker(pk); err != nil {
 		return brokerLost(err)
 	}
 	if s.st != nil {
@@ -556,7 +581,7 @@ func (s *session) subscribe(pk *packets.Packet) error {
 			if s.st != nil {
 				s.st.Rejected.Add(1)
 			}
-			s.log.Warn("mqtt subscription refused", "filter", f.Filter, "err", err)
+			s.log.Debug("mqtt subscription refused", "filter", f.Filter, "err", err)
 			p.codes[i] = s.filterRefusal(err)
 			p.why = err.Error()
 			continue
@@ -577,7 +602,7 @@ func (s *session) subscribe(pk *packets.Packet) error {
 	s.subs[pk.PacketID] = p
 	s.mu.Unlock()
 	pk.Filters = fwd
-	if err := s.writeBroker(pk); err != nil {
+	if err := s.relayBroker(pk); err != nil {
 		return brokerLost(err)
 	}
 	return nil
@@ -612,7 +637,7 @@ func (s *session) unsubscribe(pk *packets.Packet) error {
 	s.unsubs[pk.PacketID] = p
 	s.mu.Unlock()
 	pk.Filters = fwd
-	if err := s.writeBroker(pk); err != nil {
+	if err := s.relayBroker(pk); err != nil {
 		return brokerLost(err)
 	}
 	return nil
@@ -643,10 +668,12 @@ func (p *pendingAck) merge(broker []byte) ([]byte, error) {
 // fromBroker relays the broker's packets to the device.
 func (s *session) fromBroker() error {
 	for {
+		if err := s.flushUnlessMore(s.broR, &s.devMu, s.devW, s.dev); err != nil {
+			return deviceLost(err)
+		}
 		s.bro.SetReadDeadline(time.Now().Add(2 * s.broKA))
 		pk, err := readPacket(s.broR, s.v, s.max)
 		if err != nil {
-			s.log.Warn("mqtt broker connection ended", "err", err)
 			return brokerLost(err)
 		}
 		switch pk.FixedHeader.Type {
@@ -665,11 +692,11 @@ func (s *session) fromBroker() error {
 				}
 				continue
 			}
-			if err := s.writeDev(pk); err != nil {
+			if err := s.relayDev(pk); err != nil {
 				return deviceLost(err)
 			}
 		case packets.Puback, packets.Pubrec, packets.Pubcomp:
-			if err := s.writeDev(pk); err != nil {
+			if err := s.relayDev(pk); err != nil {
 				return deviceLost(err)
 			}
 		case packets.Suback, packets.Unsuback:
@@ -728,7 +755,7 @@ func (s *session) publishDown(pk *packets.Packet) error {
 		// published to by the device anyway: it is left out.
 		pk.Properties.ResponseTopic, _ = s.tm.toDevice(rt)
 	}
-	if err := s.writeDev(pk); err != nil {
+	if err := s.relayDev(pk); err != nil {
 		return deviceLost(err)
 	}
 	if s.st != nil {
@@ -757,23 +784,91 @@ func (s *session) ackDown(pk *packets.Packet) error {
 			pk.Properties.ReasonString = p.why
 		}
 	}
-	if err := s.writeDev(pk); err != nil {
+	if err := s.relayDev(pk); err != nil {
 		return deviceLost(err)
 	}
 	return nil
 }
 
+// writeDev sends pk to the device now (with whatever relayed packets
+// wait before it).
 func (s *session) writeDev(pk *packets.Packet) error {
-	s.devMu.Lock()
-	defer s.devMu.Unlock()
+	return s.write(&s.devMu, &s.devBuf, s.devW, s.dev, pk, true, writeTimeout)
+}
+
+// relayDev queues pk for the device; it is sent at the latest when the
+// broker loop has no further complete packet to read (flushDev): one
+// system call for a burst instead of one per packet.
+func (s *session) relayDev(pk *packets.Packet) error {
+	return s.write(&s.devMu, &s.devBuf, s.devW, s.dev, pk, false, writeTimeout)
+}
+
+func (s *session) writeBroker(pk *packets.Packet) error {
+	return s.write(&s.broMu, &s.broBuf, s.broW, s.bro, pk, true, writeTimeout)
+}
+
+func (s *session) relayBroker(pk *packets.Packet) error {
+	return s.write(&s.broMu, &s.broBuf, s.broW, s.bro, pk, false, writeTimeout)
+}
+
+func (s *session) write(mu *sync.Mutex, buf *bytes.Buffer, w *bufio.Writer, c net.Conn, pk *packets.Packet, flush bool, timeout time.Duration) error {
+	mu.Lock()
+	defer mu.Unlock()
 	pk.ProtocolVersion = s.v
-	s.devBuf.Reset()
-	if err := encodePacket(&s.devBuf, pk); err != nil {
+	if c == s.dev && s.devNoProblemInfo {
+		switch pk.FixedHeader.Type {
+		case packets.Publish, packets.Connack, packets.Disconnect:
+			// Reason strings and user properties are always allowed here.
+		default:
+			pk.Mods.DisallowProblemInfo = true
+		}
+	}
+	buf.Reset()
+	if err := encodePacket(buf, pk); err != nil {
 		return err
 	}
-	s.dev.SetWriteDeadline(time.Now().Add(writeTimeout))
-	_, err := s.dev.Write(s.devBuf.Bytes())
-	return err
+	c.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := w.Write(buf.Bytes()); err != nil {
+		return err
+	}
+	if flush {
+		return w.Flush()
+	}
+	return nil
+}
+
+// flushUnlessMore sends what waits in w unless r already holds another
+// complete packet, whose handling will come back here.
+func (s *session) flushUnlessMore(r *bufio.Reader, mu *sync.Mutex, w *bufio.Writer, c net.Conn) error {
+	if completePacketBuffered(r) {
+		return nil
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if w.Buffered() == 0 {
+		return nil
+	}
+	c.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return w.Flush()
+}
+
+// completePacketBuffered reports whether r's buffer holds a whole MQTT
+// packet, so that reading it will not block.
+func completePacketBuffered(r *bufio.Reader) bool {
+	n := r.Buffered()
+	if n < 2 {
+		return false
+	}
+	b, _ := r.Peek(min(n, 5))
+	rem, mult := 0, 1
+	for i := 1; i < len(b); i++ {
+		rem += int(b[i]&0x7f) * mult
+		if b[i]&0x80 == 0 {
+			return 1+i+rem <= n
+		}
+		mult *= 128
+	}
+	return false
 }
 
 // writeRawDev is for the CONNACK refusing a protocol version, before the
@@ -781,19 +876,6 @@ func (s *session) writeDev(pk *packets.Packet) error {
 func (s *session) writeRawDev(b []byte) {
 	s.dev.SetWriteDeadline(time.Now().Add(writeTimeout))
 	s.dev.Write(b)
-}
-
-func (s *session) writeBroker(pk *packets.Packet) error {
-	s.broMu.Lock()
-	defer s.broMu.Unlock()
-	pk.ProtocolVersion = s.v
-	s.broBuf.Reset()
-	if err := encodePacket(&s.broBuf, pk); err != nil {
-		return err
-	}
-	s.bro.SetWriteDeadline(time.Now().Add(writeTimeout))
-	_, err := s.bro.Write(s.broBuf.Bytes())
-	return err
 }
 
 func versionName(v byte) string {
