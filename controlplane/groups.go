@@ -18,6 +18,9 @@ func (s *Service) CreateGroup(ctx context.Context, a Actor, name string, setting
 	if err := settings.Normalize("settings"); err != nil {
 		return fleet.Group{}, err
 	}
+	if err := settings.Forwarders.SealSecrets("settings.forwarders", nil, s.cfg.Secrets); err != nil {
+		return fleet.Group{}, err
+	}
 	now := s.now()
 	g := fleet.Group{ID: newID("grp", now), Name: name, Settings: settings, Created: now, Updated: now}
 	err := s.st.Update(ctx, func(tx store.Tx) error {
@@ -79,6 +82,9 @@ func (s *Service) UpdateGroup(ctx context.Context, a Actor, id string, name *str
 				sec.WebhookSecret = g.Settings.Security.WebhookSecret
 			}
 			if err := settings.Normalize("settings"); err != nil {
+				return err
+			}
+			if err := settings.Forwarders.SealSecrets("settings.forwarders", &g.Settings.Forwarders, s.cfg.Secrets); err != nil {
 				return err
 			}
 			g.Settings = *settings

@@ -41,6 +41,9 @@ type Config struct {
 	Log              *slog.Logger
 	Now              func() time.Time
 	Remote           RemotePolicy // remote access (port mappings); zero: off
+	// Secrets seals group settings' secrets (forwarder credentials) before
+	// they are stored; without it, settings holding secrets are refused.
+	Secrets fleet.SecretSealer
 }
 
 // Service is the fleet service.

@@ -85,6 +85,8 @@ type GroupSettings struct {
 	UserData string `json:"userData,omitempty"`
 	// Security says what the monitor does about alerts on the group's SIMs.
 	Security SecurityProfile `json:"security,omitzero"`
+	// Forwarders route devices' traffic to the cloud with identity and credentials.
+	Forwarders Forwarders `json:"forwarders,omitzero"`
 }
 
 // Security actions taken on an alert about a SIM.
@@ -144,6 +146,7 @@ func (s GroupSettings) Redacted() GroupSettings {
 		s.Security.WebhookSecret = ""
 		s.Security.WebhookSecretSet = true
 	}
+	s.Forwarders = s.Forwarders.Redacted()
 	return s
 }
 

@@ -117,6 +117,9 @@ func (s *GroupSettings) Normalize(prefix string) error {
 	if len(s.UserData) > MaxUserData {
 		return Errorf(CodeInvalid, prefix+".userData", "at most %d bytes", MaxUserData)
 	}
+	if err := s.Forwarders.Normalize(prefix + ".forwarders"); err != nil {
+		return err
+	}
 	sec := &s.Security
 	sec.WebhookSecretSet = false // derived, never stored
 	switch sec.Action {

@@ -101,9 +101,11 @@ type Gateway struct {
 	// simGen counts SIM changes seen on the feed (see resolvePeer).
 	simGen atomic.Uint64
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // simState is a peer's identity: the SIM behind a tunnel. The SIM record is
@@ -223,15 +225,17 @@ func (g *Gateway) Start() error {
 	return nil
 }
 
-// Close stops the gateway.
+// Close stops the gateway; later calls return the first call's result.
 func (g *Gateway) Close() error {
-	g.cancel()
-	err := g.eng.Close()
-	if g.svcs != nil {
-		g.svcs.close()
-	}
-	g.wg.Wait()
-	return err
+	g.closeOnce.Do(func() {
+		g.cancel()
+		g.closeErr = g.eng.Close()
+		if g.svcs != nil {
+			g.svcs.close()
+		}
+		g.wg.Wait()
+	})
+	return g.closeErr
 }
 
 // ---- peer resolution ----

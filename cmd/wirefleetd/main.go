@@ -32,8 +32,10 @@ import (
 	"github.com/wirefleet/wirefleet/audit"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/forwarder"
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/seal"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
 )
@@ -67,6 +69,10 @@ type config struct {
 	trustedNetworks prefixList
 	trustedProxies  prefixList
 	remote          remoteFlags
+
+	// Forwarders.
+	forwardTimeout time.Duration
+	forwardRetries int
 }
 
 // prefixList is a repeatable (or comma-separated) flag of CIDR[=value].
@@ -124,6 +130,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.BoolVar(&c.resetAdmin, "reset-admin-token", false, "create a new admin token, print it once and write it to <data>/admin.token (recovery when the old one is lost); the old tokens stay valid until deleted")
 	fs.DurationVar(&c.auditEvery, "audit-every", time.Hour, "run the configuration audit this often (findings in the log and the wirefleet_audit_findings metric; GET /api/v1/audit runs it on demand)")
 	fs.StringVar(&c.zone, "zone", gateway.DefaultZone, "DNS zone of in-tunnel names (<sim-id>.sim.<zone>, metadata.<zone>)")
+	fs.DurationVar(&c.forwardTimeout, "forward-timeout", 15*time.Second, "forwarders: how long one attempt at a destination may take (connect, send, answer headers) before the device gets 504")
+	fs.IntVar(&c.forwardRetries, "forward-retries", 2, "forwarders: further attempts at a destination that refused or could not be reached (never once a request was sent)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	c.trustedNetworks.values = true
@@ -230,7 +238,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	svc := controlplane.New(st, controlplane.Config{Pool: pool, Endpoint: c.endpoint, GatewayPublicKey: func() fleet.Key { return gwPub }, Log: log, Remote: remotePolicy})
+	// Forwarder credentials are sealed with a key kept next to the gateway's, not in the database.
+	settingsKey, err := seal.LoadOrCreateKey(filepath.Join(c.dataDir, seal.KeyFile))
+	if err != nil {
+		return fmt.Errorf("settings secrets: %w", err)
+	}
+	svc := controlplane.New(st, controlplane.Config{Pool: pool, Endpoint: c.endpoint, GatewayPublicKey: func() fleet.Key { return gwPub }, Log: log, Remote: remotePolicy, Secrets: settingsKey})
 
 	secret, created, err := svc.EnsureAdminToken(ctx)
 	if err != nil {
@@ -259,7 +272,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("arc token secret: %w", err)
 	}
 
-	var services []gateway.PlatformService
+	retries := c.forwardRetries
+	if retries == 0 {
+		retries = -1 // forwarder.Config: 0 is the default, negative none
+	}
+	fwd := forwarder.New(forwarder.Config{Secrets: settingsKey, Logger: log, Timeout: c.forwardTimeout, Retries: retries})
+	services := []gateway.PlatformService{fwd}
 	if remote != nil {
 		services = append(services, remote)
 	}
@@ -275,6 +293,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newSIMCollector(st, log), gw.Collector())
+	reg.MustRegister(fwd.Collector())
 	if remote != nil {
 		reg.MustRegister(remote.Collector())
 	}
