@@ -57,12 +57,15 @@ type Reader interface {
 	// SIMBinding returns the id of the SIM bound to a source (for
 	// network-attested bootstrap: the device's address in a trusted network).
 	SIMBinding(ctx context.Context, source string) (string, error)
+
+	IdentityReader
 }
 
 // Tx is one transaction. Every write of one API call goes through a single
 // Tx, so a failure leaves nothing half-written.
 type Tx interface {
 	Reader
+	IdentityTx
 
 	// NextIMSI returns a never-before-returned IMSI.
 	NextIMSI(ctx context.Context) (string, error)

@@ -37,6 +37,8 @@ func Run(t *testing.T, open Open) {
 		{"Subscribe", testSubscribe},
 		{"Bindings", testBindings},
 		{"SIMAuthKey", testSIMAuthKey},
+		{"Identities", testIdentities},
+		{"Challenges", testChallenges},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
