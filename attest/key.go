@@ -186,8 +186,11 @@ func fromP256(b []byte) (PublicKey, error) {
 	return PublicKey{alg: P256, raw: string(b)}, nil
 }
 
-// fromBytes reads raw key bytes: 32 for Ed25519, 33 or 65 for a P-256 point,
-// or a DER SubjectPublicKeyInfo of either.
+// FromBytes reads raw key bytes: 32 for Ed25519, 33 or 65 for a P-256
+// point (as a token's CKA_EC_POINT holds them), or a DER
+// SubjectPublicKeyInfo of either.
+func FromBytes(b []byte) (PublicKey, error) { return fromBytes(b) }
+
 func fromBytes(b []byte) (PublicKey, error) {
 	switch {
 	case len(b) == 32:
