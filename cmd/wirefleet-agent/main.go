@@ -152,7 +152,9 @@ func bootstrap(args []string) error {
 	case *network:
 		do = agent.BootstrapNetwork
 	case *attestRef != "":
-		do = func(ctx context.Context, o agent.BootstrapOptions) (*agent.Config, error) { return agent.BootstrapAttest(ctx, o, *attestRef) }
+		do = func(ctx context.Context, o agent.BootstrapOptions) (*agent.Config, error) {
+			return agent.BootstrapAttest(ctx, o, *attestRef)
+		}
 	}
 	c, err := do(ctx, o)
 	if err != nil {
