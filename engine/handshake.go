@@ -404,12 +404,7 @@ func (e *Engine) requestHandshake(p *Peer, retry bool) {
 		p.mu.Unlock()
 		return
 	}
-	// As in WireGuard, no new initiation within RekeyTimeout of the last
-	// one, whether it is pending or completed: an initiation on the heels
-	// of a completed handshake makes the responder drop that session (still
-	// unconfirmed on its side) while we already send on it. A slow key
-	// store widens that window to the length of a DH.
-	if !retry && p.initSentAt != 0 && e.nanos()-p.initSentAt < int64(RekeyTimeout) {
+	if !retry && p.initIndex != 0 && e.nanos()-p.initSentAt < int64(RekeyTimeout) {
 		p.mu.Unlock()
 		return
 	}
