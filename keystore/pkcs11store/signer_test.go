@@ -142,3 +142,26 @@ func openTokenConfig(t *testing.T, label string) pkcs11store.Config {
 	t.Helper()
 	return softhsmtest.NewToken(t, label)
 }
+
+// BenchmarkIdentitySign is one attestation signature by an identity key on
+// SoftHSM.
+//
+//	go test -run XXX -bench IdentitySign -benchtime 500x ./keystore/pkcs11store
+func BenchmarkIdentitySign(b *testing.B) {
+	for _, alg := range []attest.Algorithm{attest.Ed25519, attest.P256} {
+		b.Run(string(alg), func(b *testing.B) {
+			tok := openToken(b, "bench-sign", nil)
+			s, err := tok.GenerateSigner("id", alg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			msg, _ := attest.Message(make([]byte, attest.NonceSize), s.PublicKey(), [32]byte{1})
+			b.ResetTimer()
+			for range b.N {
+				if _, err := attest.Sign(s, msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
