@@ -18,7 +18,7 @@ import (
 	"testing"
 )
 
-func genEd(t *testing.T) (ed25519.PrivateKey, PublicKey) {
+func genEd(t testing.TB) (ed25519.PrivateKey, PublicKey) {
 	t.Helper()
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	k, err := FromCrypto(pub)
@@ -28,7 +28,7 @@ func genEd(t *testing.T) (ed25519.PrivateKey, PublicKey) {
 	return priv, k
 }
 
-func genP256(t *testing.T) (*ecdsa.PrivateKey, PublicKey) {
+func genP256(t testing.TB) (*ecdsa.PrivateKey, PublicKey) {
 	t.Helper()
 	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	k, err := FromCrypto(&priv.PublicKey)
