@@ -217,7 +217,11 @@ func TestIdentityBadInput(t *testing.T) {
 		if strings.HasPrefix(c.path, "/api/v1/attest") {
 			role = ""
 		}
-		t.Run(c.name, func(t *testing.T) { e.t = t; e.wantError(c.method, c.path, role, c.body, c.status, c.code, c.field) })
+		got, b := e.do(c.method, c.path, role, c.body)
+		var fe fleet.Error
+		if err := json.Unmarshal(b, &fe); err != nil || got != c.status || fe.Code != c.code || fe.Field != c.field {
+			t.Errorf("%s: got %d %s, want %d {code:%s field:%s}", c.name, got, b, c.status, c.code, c.field)
+		}
 	}
 }
 
