@@ -76,8 +76,9 @@ var errAttestRefused = fleet.Errorf(fleet.CodeUnauthorized, "", "attestation ref
 // holds a registered identity key: a signature over the server's nonce,
 // the identity key and the WireGuard key to register.
 //
-// The challenge is spent first, in its own transaction, whatever follows:
-// each challenge buys one try. An identity creates one SIM; presenting the
+// A proof whose signature verifies spends the challenge, in its own
+// transaction, whatever follows: each challenge buys one valid proof. An
+// identity creates one SIM; presenting the
 // same identity with the same WireGuard key again (with a fresh challenge)
 // returns that SIM, so a device that lost the answer can retry; any other
 // use of a used identity is refused.
@@ -100,19 +101,22 @@ func (s *Service) AttestBootstrap(ctx context.Context, req AttestRequest) (fleet
 		s.log.Warn("attestation refused", "reason", reason, "identity", idn)
 		return fleet.SIM{}, Session{}, errAttestRefused
 	}
-	now := s.now()
-	err := s.st.Update(ctx, func(tx store.Tx) error { return tx.ConsumeChallenge(ctx, challengeHash(req.Nonce), now) })
-	if errors.Is(err, store.ErrNotFound) {
-		return refuse("challenge unknown, spent or expired")
-	} else if err != nil {
-		return fleet.SIM{}, Session{}, err
-	}
+	// The signature first: garbage costs a verification, not a database
+	// write, and nobody who merely saw a nonce can spend it before the
+	// device does.
 	msg, err := attest.Message(req.Nonce, req.Identity, req.PublicKey)
 	if err != nil {
 		return fleet.SIM{}, Session{}, err
 	}
 	if !attest.Verify(req.Identity, msg, req.Signature) {
 		return refuse("bad signature")
+	}
+	now := s.now()
+	err = s.st.Update(ctx, func(tx store.Tx) error { return tx.ConsumeChallenge(ctx, challengeHash(req.Nonce), now) })
+	if errors.Is(err, store.ErrNotFound) {
+		return refuse("challenge unknown, spent or expired")
+	} else if err != nil {
+		return fleet.SIM{}, Session{}, err
 	}
 
 	var (

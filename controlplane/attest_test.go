@@ -179,12 +179,26 @@ func TestAttestBootstrap(t *testing.T) {
 	wantRefused(t, "tampered signature", func() error { _, _, err := svc.AttestBootstrap(ctx, tr); return err }())
 	madeUp := tampered.answer(t, bytes.Repeat([]byte{9}, attest.NonceSize))
 	wantRefused(t, "nonce never issued", func() error { _, _, err := svc.AttestBootstrap(ctx, madeUp); return err }())
-	// A failed try spends the challenge: the honest answer to it is refused too.
+	// Someone who saw the nonce cannot spend it with a bad proof: the
+	// device's own answer still works, once.
 	c2, _ := svc.AttestChallenge(ctx)
 	bad := tampered.answer(t, c2.Nonce)
 	bad.Signature = bytes.Repeat([]byte{1}, 64)
 	wantRefused(t, "bad signature", func() error { _, _, err := svc.AttestBootstrap(ctx, bad); return err }())
-	wantRefused(t, "honest answer to a spent challenge", func() error { _, _, err := svc.AttestBootstrap(ctx, tampered.answer(t, c2.Nonce)); return err }())
+	honest := tampered.answer(t, c2.Nonce)
+	if _, _, err := svc.AttestBootstrap(ctx, honest); err != nil {
+		t.Fatalf("honest answer after a bad try on its challenge: %v", err)
+	}
+	wantRefused(t, "the honest answer replayed", func() error { _, _, err := svc.AttestBootstrap(ctx, honest); return err }())
+	// A valid proof spends the challenge even when the bootstrap then
+	// fails: an unregistered identity's proof cannot be retried with it.
+	c5, _ := svc.AttestChallenge(ctx)
+	strangerProof := stranger.answer(t, c5.Nonce)
+	wantRefused(t, "unregistered identity", func() error { _, _, err := svc.AttestBootstrap(ctx, strangerProof); return err }())
+	if _, err := svc.AddIdentities(ctx, admin, b.ID, []attest.PublicKey{stranger.id}); err != nil {
+		t.Fatal(err)
+	}
+	wantRefused(t, "a spent challenge after registration", func() error { _, _, err := svc.AttestBootstrap(ctx, strangerProof); return err }())
 
 	// Expired challenge.
 	c3, _ := svc.AttestChallenge(ctx)
@@ -198,7 +212,8 @@ func TestAttestBootstrap(t *testing.T) {
 	}
 
 	// Unknown identity (valid signature, never registered).
-	wantRefused(t, "unknown identity", func() error { _, _, err := svc.AttestBootstrap(ctx, stranger.proof(t, svc)); return err }())
+	unknown := newDevice(t, attest.P256)
+	wantRefused(t, "unknown identity", func() error { _, _, err := svc.AttestBootstrap(ctx, unknown.proof(t, svc)); return err }())
 	// Used identity with another WireGuard key.
 	other := *ed
 	other.wg = pub(t)
