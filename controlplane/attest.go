@@ -63,6 +63,28 @@ type AttestRequest struct {
 	Name      string           // optional SIM name
 }
 
+// Why an attestation was refused: in the log and the outcome passed to
+// ObserveAttest (never in the answer, which is the same for all).
+const (
+	RefusedSignature = "bad_signature"    // not the identity key's signature of this message
+	RefusedChallenge = "challenge"        // nonce unknown, already spent or expired
+	RefusedUnknown   = "unknown_identity" // key not registered
+	RefusedRevoked   = "revoked_identity" // identity or its batch revoked
+	RefusedUsed      = "used_identity"    // identity used, with another WireGuard key
+)
+
+// ObserveAttest has fn called with the outcome of every attestation
+// bootstrap that got past input validation: "ok" or a Refused… reason, for
+// metrics (a run of bad signatures or unknown identities is someone
+// probing). Set it before serving.
+func (s *Service) ObserveAttest(fn func(outcome string)) { s.attestObserver = fn }
+
+func (s *Service) observeAttest(outcome string) {
+	if s.attestObserver != nil {
+		s.attestObserver(outcome)
+	}
+}
+
 // MaxSignature bounds a signature's size (a DER P-256 signature is at most
 // 72 bytes, Ed25519 64).
 const MaxSignature = 128
@@ -99,6 +121,7 @@ func (s *Service) AttestBootstrap(ctx context.Context, req AttestRequest) (fleet
 	idn := req.Identity.Fingerprint()
 	refuse := func(reason string) (fleet.SIM, Session, error) {
 		s.log.Warn("attestation refused", "reason", reason, "identity", idn)
+		s.observeAttest(reason)
 		return fleet.SIM{}, Session{}, errAttestRefused
 	}
 	// The signature first: garbage costs a verification, not a database
@@ -109,12 +132,12 @@ func (s *Service) AttestBootstrap(ctx context.Context, req AttestRequest) (fleet
 		return fleet.SIM{}, Session{}, err
 	}
 	if !attest.Verify(req.Identity, msg, req.Signature) {
-		return refuse("bad signature")
+		return refuse(RefusedSignature)
 	}
 	now := s.now()
 	err = s.st.Update(ctx, func(tx store.Tx) error { return tx.ConsumeChallenge(ctx, challengeHash(req.Nonce), now) })
 	if errors.Is(err, store.ErrNotFound) {
-		return refuse("challenge unknown, spent or expired")
+		return refuse(RefusedChallenge)
 	} else if err != nil {
 		return fleet.SIM{}, Session{}, err
 	}
@@ -128,7 +151,7 @@ func (s *Service) AttestBootstrap(ctx context.Context, req AttestRequest) (fleet
 	err = s.st.Update(ctx, func(tx store.Tx) error {
 		i, err := tx.Identity(ctx, idn)
 		if errors.Is(err, store.ErrNotFound) {
-			reason = "unknown identity"
+			reason = RefusedUnknown
 			return errAttestRefused
 		} else if err != nil {
 			return err
@@ -139,12 +162,12 @@ func (s *Service) AttestBootstrap(ctx context.Context, req AttestRequest) (fleet
 		}
 		switch {
 		case i.Status == fleet.IdentityRevoked || b.Revoked:
-			reason = "identity revoked"
+			reason = RefusedRevoked
 			return errAttestRefused
 		case i.Status == fleet.IdentityUsed:
 			existing, err := tx.SIM(ctx, i.SIMID)
 			if errors.Is(err, store.ErrNotFound) || (err == nil && (existing.PublicKey != req.PublicKey || existing.Status != fleet.StatusActive)) {
-				reason = "identity already used"
+				reason = RefusedUsed
 				return errAttestRefused
 			} else if err != nil {
 				return err
@@ -194,6 +217,7 @@ func (s *Service) AttestBootstrap(ctx context.Context, req AttestRequest) (fleet
 	if err != nil {
 		return fleet.SIM{}, Session{}, storeErr(err, "")
 	}
+	s.observeAttest("ok")
 	s.log.Info("sim attested bootstrap", "sim", sim.ID, "imsi", sim.IMSI, "address", sim.Address, "identity", idn)
 	return sim, s.session(sim, group), nil
 }

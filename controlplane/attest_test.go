@@ -109,6 +109,8 @@ func asFleet(err error, fe **fleet.Error) bool {
 func TestAttestBootstrap(t *testing.T) {
 	ctx := context.Background()
 	svc, clk, logs := attestService(t)
+	outcomes := map[string]int{}
+	svc.ObserveAttest(func(o string) { outcomes[o]++ })
 	grp, err := svc.CreateGroup(ctx, admin, "sensors", fleet.GroupSettings{})
 	if err != nil {
 		t.Fatal(err)
@@ -231,10 +233,16 @@ func TestAttestBootstrap(t *testing.T) {
 	}
 	wantRefused(t, "retry of a revoked identity", func() error { _, _, err := svc.AttestBootstrap(ctx, p256.proof(t, svc)); return err }())
 
-	for _, reason := range []string{"bad signature", "challenge unknown, spent or expired", "unknown identity", "identity already used", "identity revoked"} {
-		if !strings.Contains(logs.String(), reason) {
+	for _, reason := range []string{controlplane.RefusedSignature, controlplane.RefusedChallenge, controlplane.RefusedUnknown, controlplane.RefusedUsed, controlplane.RefusedRevoked} {
+		if !strings.Contains(logs.String(), "reason="+reason) {
 			t.Errorf("log does not say %q", reason)
 		}
+		if outcomes[reason] == 0 {
+			t.Errorf("no %q outcome observed", reason)
+		}
+	}
+	if outcomes["ok"] == 0 {
+		t.Error("no ok outcome observed")
 	}
 
 	// Malformed requests are 400s with the field.

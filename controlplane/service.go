@@ -47,6 +47,8 @@ type Service struct {
 	st  store.Store
 	cfg Config
 	log *slog.Logger
+
+	attestObserver func(outcome string) // ObserveAttest
 }
 
 // New returns a Service over st.

@@ -264,6 +264,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newSIMCollector(st, log), gw.Collector())
+	reg.MustRegister(attestCounter(svc))
 	if c.auditEvery > 0 {
 		go newAuditor(st, log, reg).every(ctx, c.auditEvery)
 	}
