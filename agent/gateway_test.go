@@ -314,3 +314,43 @@ func TestGatewayAddressChange(t *testing.T) {
 		t.Fatalf("endpoint %v, want the moved gateway's port %d", tn.gateway.Endpoint(), moved.Port())
 	}
 }
+
+// The platform requires a rotation (an operator, or a group's "rotate"
+// security action): the agent reads it from its metadata through the
+// tunnel, and a rotation clears it.
+func TestRotationRequired(t *testing.T) {
+	p := newPlatform(t)
+	cfg, _ := p.bootstrapAgent(t)
+	tn, err := Up(context.Background(), cfg, UpOptions{Userspace: true, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if req, _, err := tn.RotationRequired(ctx); err != nil || req {
+		t.Fatalf("before: required %v, %v", req, err)
+	}
+	if _, err := p.svc.RequireKeyRotation(ctx, controlplane.System, cfg.SIMID, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	req, by, err := tn.RotationRequired(ctx)
+	if err != nil || !req || time.Until(by) < 50*time.Minute {
+		t.Fatalf("after requiring: required %v by %v, %v", req, by, err)
+	}
+	if _, err := tn.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The rotation completes when the gateway promotes the new key.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		req, _, err := tn.RotationRequired(ctx)
+		if err == nil && !req {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still required after the rotation: %v %v", req, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -111,3 +111,29 @@ func (t *Tunnel) tunnelHTTP() *http.Client {
 	}
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: dial}}
 }
+
+// RotationRequired asks the metadata service, through the tunnel, whether
+// the platform requires this device to replace its key (a security
+// profile's action, or an operator), and by when.
+func (t *Tunnel) RotationRequired(ctx context.Context) (bool, time.Time, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, MetadataURL+"/v1/subscriber", nil)
+	if err != nil {
+		return false, time.Time{}, err
+	}
+	resp, err := t.tunnelHTTP().Do(req)
+	if err != nil {
+		return false, time.Time{}, fmt.Errorf("agent: reading metadata: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, time.Time{}, fmt.Errorf("agent: reading metadata: %s", resp.Status)
+	}
+	var sub struct {
+		KeyRotationRequired bool      `json:"keyRotationRequired"`
+		RotateBy            time.Time `json:"rotateBy"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&sub); err != nil {
+		return false, time.Time{}, fmt.Errorf("agent: reading metadata: %w", err)
+	}
+	return sub.KeyRotationRequired, sub.RotateBy, nil
+}

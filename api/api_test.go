@@ -259,6 +259,7 @@ func TestRoleDenials(t *testing.T) {
 		{"PUT", "/api/v1/sims/x/group", map[string]any{"groupId": ""}, fleet.RoleOperator},
 		{"PUT", "/api/v1/sims/x/tags", map[string]any{"tags": map[string]string{}}, fleet.RoleOperator},
 		{"PUT", "/api/v1/sims/x/key", map[string]any{"generateKey": true}, fleet.RoleOperator},
+		{"POST", "/api/v1/sims/x/require-rotation", map[string]any{"within": "24h"}, fleet.RoleOperator},
 		{"POST", "/api/v1/sims/x/wireguard-config", map[string]any{"generateKey": true}, fleet.RoleOperator},
 		{"POST", "/api/v1/groups", map[string]any{"name": "g"}, fleet.RoleOperator},
 		{"PATCH", "/api/v1/groups/x", map[string]any{"name": "g"}, fleet.RoleOperator},
@@ -280,6 +281,10 @@ func TestRoleDenials(t *testing.T) {
 		{"POST", "/api/v1/identity-batches/x/identities", map[string]any{"publicKeys": []string{}}, fleet.RoleOperator},
 		{"DELETE", "/api/v1/identity-batches/x", nil, fleet.RoleOperator},
 		{"DELETE", "/api/v1/identities/x", nil, fleet.RoleOperator},
+		{"GET", "/api/v1/mappings", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/mappings/x", nil, fleet.RoleViewer},
+		{"POST", "/api/v1/mappings", map[string]any{"simId": "x", "port": 22, "allowedSources": []string{"192.0.2.1/32"}}, fleet.RoleOperator},
+		{"DELETE", "/api/v1/mappings/x", nil, fleet.RoleOperator},
 	}
 	below := map[fleet.Role][]fleet.Role{fleet.RoleViewer: nil, fleet.RoleOperator: {fleet.RoleViewer}, fleet.RoleAdmin: {fleet.RoleViewer, fleet.RoleOperator}}
 	for _, c := range cases {

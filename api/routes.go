@@ -131,7 +131,7 @@ func (h *Handler) routes() []route {
 			return s.SetSIMStatus(ctx, a, r.PathValue("id"), to)
 		}
 	}
-	return append([]route{
+	return append(append(h.mappingRoutes(), []route{
 		{method: "POST", path: "/api/v1/bootstrap", summary: "A device exchanges an auth key and its public key for its SIM and session.", request: "BootstrapRequest", response: "BootstrapResponse",
 			handle: func(ctx context.Context, _ controlplane.Actor, r *http.Request) (any, error) {
 				var req bootstrapRequest
@@ -257,6 +257,20 @@ func (h *Handler) routes() []route {
 					return nil, err
 				}
 				return simWithKey{SIM: sim, PrivateKey: priv}, nil
+			}},
+		{method: "POST", path: "/api/v1/sims/{id}/require-rotation", summary: "Require the device to replace its key within a time (e.g. \"24h\"); after it the gateway refuses the current key.", role: fleet.RoleOperator, request: "RequireRotationRequest", response: "SIM",
+			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+				var req struct {
+					Within string `json:"within"`
+				}
+				if err := decode(r, &req); err != nil {
+					return nil, err
+				}
+				within, err := time.ParseDuration(req.Within)
+				if err != nil {
+					return nil, fleet.Errorf(fleet.CodeInvalid, "within", "a duration such as \"24h\"")
+				}
+				return s.RequireKeyRotation(ctx, a, r.PathValue("id"), within)
 			}},
 		{method: "GET", path: "/api/v1/sims/{id}/wireguard-config", summary: "The SIM's session as a wg-quick file (private key as a placeholder).", role: fleet.RoleViewer, response: "text",
 			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
@@ -389,7 +403,7 @@ func (h *Handler) routes() []route {
 
 		{method: "GET", path: "/api/v1/audit", summary: "Audit the fleet's configuration now: findings with severity.", role: fleet.RoleViewer, response: "AuditReport",
 			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-				findings, err := audit.Run(ctx, s.Store(), audit.Options{})
+				findings, err := audit.Run(ctx, s.Store(), audit.Options{MaxMappingDuration: s.Config().Remote.MaxDuration})
 				if err != nil {
 					return nil, err
 				}
@@ -418,5 +432,5 @@ func (h *Handler) routes() []route {
 				}
 				return s.ListEvents(ctx, a, f)
 			}},
-	}, h.identityRoutes()...)
+	}...), h.identityRoutes()...)
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -40,6 +41,9 @@ type Options struct {
 	// RetryWindow: a suspended or terminated SIM with refused handshakes in
 	// this window is still trying. Default 24 hours.
 	RetryWindow time.Duration
+	// MaxMappingDuration is the remote-access policy's longest mapping
+	// (DefaultMaxMappingDuration when zero).
+	MaxMappingDuration time.Duration
 }
 
 // Run reads the whole fleet page by page and returns the findings.
@@ -59,8 +63,25 @@ func Run(ctx context.Context, st store.Reader, o Options) ([]Finding, error) {
 		out = append(out, Finding{Check: check, Severity: sev, Object: obj, Detail: fmt.Sprintf(format, args...)})
 	}
 
-	// SIMs: keys shared between SIMs, low-order keys, refused SIMs trying.
+	// SIMs: keys shared between SIMs, low-order keys, refused SIMs trying,
+	// keys older than their group's rotation policy, overdue rotations.
 	owners := map[fleet.Key]string{}
+	groups := map[string]*fleet.Group{}
+	groupOf := func(id string) (*fleet.Group, error) {
+		if g, ok := groups[id]; ok || id == "" {
+			return g, nil
+		}
+		g, err := st.Group(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			groups[id] = nil
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("audit: group %s: %w", id, err)
+		}
+		groups[id] = &g
+		return &g, nil
+	}
 	var cursor string
 	for {
 		page, err := st.ListSIMs(ctx, store.SIMFilter{PageRequest: store.PageRequest{Limit: store.MaxLimit, Cursor: cursor}})
@@ -80,6 +101,20 @@ func Run(ctx context.Context, st store.Reader, o Options) ([]Finding, error) {
 				owners[k] = s.ID
 				if lowOrder(k) {
 					add("low-order-key", High, s.ID, "the WireGuard public key is a low-order point: no handshake with it is secure")
+				}
+			}
+			if s.Status == fleet.StatusActive && !s.PublicKey.IsZero() {
+				if !s.RotateBy.IsZero() && !now.Before(s.RotateBy) {
+					add("rotation-overdue", High, s.ID, "a key rotation was required by %s and the key was not replaced: the gateway refuses it", s.RotateBy.Format(time.RFC3339))
+				}
+				g, err := groupOf(s.GroupID)
+				if err != nil {
+					return nil, err
+				}
+				if g != nil && g.Settings.Security.KeyMaxAgeDays > 0 && !s.KeySet.IsZero() {
+					if age := now.Sub(s.KeySet); age > time.Duration(g.Settings.Security.KeyMaxAgeDays)*24*time.Hour {
+						add("key-age", Medium, s.ID, "the key is %d days old; group %q rotates keys every %d days", int(age.Hours()/24), g.Name, g.Settings.Security.KeyMaxAgeDays)
+					}
 				}
 			}
 			if s.Status != fleet.StatusActive {
@@ -141,6 +176,10 @@ func Run(ctx context.Context, st store.Reader, o Options) ([]Finding, error) {
 			break
 		}
 		cursor = page.Next
+	}
+
+	if err := checkMappings(ctx, st, o, now, add); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

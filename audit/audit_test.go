@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -42,6 +43,33 @@ func TestAudit(t *testing.T) {
 	open, _ := svc.CreateGroup(ctx, sys, "open", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}, Security: fleet.SecurityProfile{AllowList: []string{"0.0.0.0/0"}}})
 	svc.CreateGroup(ctx, sys, "tight", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup, Ports: []uint16{8883}}})
 
+	// A group rotating keys every 30 days: one SIM's key is 40 days old,
+	// another's is fresh; a third was required to rotate and did not.
+	rot, _ := svc.CreateGroup(ctx, sys, "rotating", fleet.GroupSettings{Security: fleet.SecurityProfile{KeyMaxAgeDays: 30}})
+	fresh, _, _ := svc.CreateSIM(ctx, sys, controlplane.SIMSpec{GenerateKey: true, GroupID: rot.ID})
+	stale := fresh
+	stale.ID, stale.IMSI, stale.Address = "sim_stale", "999990000009998", netip.MustParseAddr("10.128.0.200")
+	stale.PublicKey, _ = fleet.GeneratePrivateKey()
+	stale.PublicKey = stale.PublicKey.PublicKey()
+	stale.KeySet = time.Now().Add(-40 * 24 * time.Hour)
+	overdue := clean
+	overdue.ID, overdue.IMSI, overdue.Address = "sim_overdue", "999990000009997", netip.MustParseAddr("10.128.0.201")
+	overdue.PublicKey, _ = fleet.GeneratePrivateKey()
+	overdue.PublicKey = overdue.PublicKey.PublicKey()
+	overdue.RotateBy = time.Now().Add(-time.Hour)
+	if err := st.Update(ctx, func(tx store.Tx) error {
+		if err := tx.InsertSIM(ctx, stale); err != nil {
+			return err
+		}
+		return tx.InsertSIM(ctx, overdue)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// A deadline still ahead is no finding.
+	if _, err := svc.RequireKeyRotation(ctx, sys, fresh.ID, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+
 	findings, err := Run(ctx, st, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +85,8 @@ func TestAudit(t *testing.T) {
 		"long-lived-reusable-authkey " + long.ID: Medium,
 		"d2d-all-ports " + open.ID:               Low,
 		"allow-list-open " + open.ID:             Medium,
+		"key-age " + stale.ID:                    Medium,
+		"rotation-overdue " + overdue.ID:         High,
 	}
 	for k, sev := range want {
 		if got[k] != sev {
@@ -64,6 +94,6 @@ func TestAudit(t *testing.T) {
 		}
 	}
 	if len(findings) != len(want) {
-		t.Errorf("%d findings, want %d (nothing about the clean SIM, the one-time key, the tight group)", len(findings), len(want))
+		t.Errorf("%d findings, want %d (nothing about the clean SIM, the one-time key, the tight group, the fresh key)", len(findings), len(want))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
@@ -104,6 +105,7 @@ func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string
 		}
 		sim.PublicKey, sim.NextPublicKey = pub, fleet.Key{}
 		sim.Updated = s.now()
+		sim.KeySet, sim.RotateBy = sim.Updated, time.Time{}
 		if err := tx.UpdateSIM(ctx, sim); err != nil {
 			return storeErr(err, "")
 		}
@@ -162,6 +164,7 @@ func (s *Service) AttestedBootstrap(ctx context.Context, source string, group st
 		}
 		sim.PublicKey, sim.NextPublicKey = pub, fleet.Key{}
 		sim.Updated = s.now()
+		sim.KeySet, sim.RotateBy = sim.Updated, time.Time{}
 		if err := tx.UpdateSIM(ctx, sim); err != nil {
 			return err
 		}
@@ -214,5 +217,17 @@ func (s *Service) PromoteNextKey(ctx context.Context, simID string, key fleet.Ke
 		}
 		sim.PublicKey, sim.NextPublicKey = key, fleet.Key{}
 		return nil
+	})
+}
+
+// RecordGatewayEvent adds a gateway-side event that concerns no single SIM
+// (for example "gateway.flood") to the audit trail, attributed to the
+// gateway. Actions must start with "gateway.".
+func (s *Service) RecordGatewayEvent(ctx context.Context, gatewayID, action string, details map[string]any) error {
+	if !strings.HasPrefix(action, "gateway.") || len(action) > 64 {
+		return fleet.Errorf(fleet.CodeInvalid, "action", "gateway event actions start with \"gateway.\" (at most 64 bytes)")
+	}
+	return s.st.Update(ctx, func(tx store.Tx) error {
+		return s.event(ctx, tx, Actor{Kind: "gateway", ID: gatewayID}, action, "gateway", gatewayID, details)
 	})
 }

@@ -40,6 +40,7 @@ type Config struct {
 	GatewayPublicKey func() fleet.Key
 	Log              *slog.Logger
 	Now              func() time.Time
+	Remote           RemotePolicy // remote access (port mappings); zero: off
 }
 
 // Service is the fleet service.

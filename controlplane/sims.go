@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"net/netip"
+	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
@@ -62,7 +63,7 @@ func (s *Service) newSIM(ctx context.Context, tx store.Tx, sp SIMSpec, authKeyID
 		tags = map[string]string{}
 	}
 	sim := fleet.SIM{ID: newID("sim", now), IMSI: imsi, Name: sp.Name, Tags: tags, GroupID: sp.GroupID, Status: fleet.StatusActive,
-		Address: addr, PublicKey: sp.PublicKey, Created: now, Updated: now, AuthKeyID: authKeyID}
+		Address: addr, PublicKey: sp.PublicKey, Created: now, Updated: now, KeySet: now, AuthKeyID: authKeyID}
 	if err := tx.InsertSIM(ctx, sim); err != nil {
 		return fleet.SIM{}, storeErr(err, "")
 	}
@@ -157,10 +158,14 @@ func (s *Service) modifySIM(ctx context.Context, a Actor, id, action string, det
 		if sim.Status == fleet.StatusTerminated {
 			return fleet.Errorf(fleet.CodeBadState, "status", "SIM is terminated")
 		}
+		oldKey := sim.PublicKey
 		if err := fn(tx, &sim); err != nil {
 			return err
 		}
 		sim.Updated = s.now()
+		if sim.PublicKey != oldKey { // as the store does: a new key is a new age
+			sim.KeySet, sim.RotateBy = sim.Updated, time.Time{}
+		}
 		if err := tx.UpdateSIM(ctx, sim); err != nil {
 			return storeErr(err, "")
 		}
@@ -293,6 +298,29 @@ func (s *Service) PatchSIM(ctx context.Context, a Actor, id string, p SIMPatch) 
 				tags = map[string]string{}
 			}
 			sim.Tags = tags
+		}
+		return nil
+	})
+}
+
+// MaxRotationWindow bounds the time a required key rotation may allow.
+const MaxRotationWindow = fleet.MaxRotateWithinHours * time.Hour
+
+// RequireKeyRotation gives the SIM's device until now+within to replace its
+// key (announcing a next key over the tunnel does it, as the agent's
+// rotation does). After the deadline the gateway refuses the current key.
+// An earlier deadline already set is kept; a new key clears it.
+func (s *Service) RequireKeyRotation(ctx context.Context, a Actor, id string, within time.Duration) (fleet.SIM, error) {
+	if within < time.Minute || within > MaxRotationWindow {
+		return fleet.SIM{}, fleet.Errorf(fleet.CodeInvalid, "within", "between 1m and %v", MaxRotationWindow)
+	}
+	return s.modifySIM(ctx, a, id, "sim.require_rotation", map[string]any{"within": within.String()}, func(_ store.Tx, sim *fleet.SIM) error {
+		if sim.PublicKey.IsZero() {
+			return fleet.Errorf(fleet.CodeBadState, "publicKey", "the SIM has no key to rotate")
+		}
+		by := s.now().Add(within)
+		if sim.RotateBy.IsZero() || by.Before(sim.RotateBy) {
+			sim.RotateBy = by
 		}
 		return nil
 	})

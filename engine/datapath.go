@@ -287,6 +287,7 @@ func (e *Engine) deliver(batch *inBatch, out []InboundPacket, tunBufs [][]byte) 
 			continue
 		}
 		p.rxBytes.Add(uint64(ln))
+		p.rxPackets.Add(1)
 		if e.tun != nil {
 			tunBufs = append(tunBufs, (*el.buf)[:wire.TransportHeaderSize+ln])
 		} else {
@@ -381,6 +382,7 @@ func (e *Engine) sendBufs(p *Peer, bufs []*[]byte, ns []int) {
 	}
 	if data > 0 {
 		p.txBytes.Add(data)
+		p.txPackets.Add(uint64(len(b.elems)))
 		if p.newHandshakeDue.Load() == 0 {
 			p.newHandshakeDue.Store(now)
 		}

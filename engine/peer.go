@@ -74,7 +74,8 @@ type Peer struct {
 	lastActivity    atomic.Int64
 	expiredReported atomic.Bool
 
-	rxBytes, txBytes atomic.Uint64
+	rxBytes, txBytes     atomic.Uint64
+	rxPackets, txPackets atomic.Uint64
 }
 
 type endpointBox struct {
@@ -105,6 +106,8 @@ type PeerStats struct {
 	LastHandshake time.Time // zero if never
 	RxBytes       uint64    // inner bytes received
 	TxBytes       uint64    // inner bytes sent
+	RxPackets     uint64    // inner packets received (keepalives not counted)
+	TxPackets     uint64    // inner packets sent
 	HasSession    bool
 	// UnansweredSince is when we first sent data that nothing authenticated
 	// from the peer has followed yet (zero if answered): the sign of a peer
@@ -114,7 +117,7 @@ type PeerStats struct {
 
 // Stats returns the peer's counters.
 func (p *Peer) Stats() PeerStats {
-	s := PeerStats{Endpoint: p.Endpoint(), RxBytes: p.rxBytes.Load(), TxBytes: p.txBytes.Load()}
+	s := PeerStats{Endpoint: p.Endpoint(), RxBytes: p.rxBytes.Load(), TxBytes: p.txBytes.Load(), RxPackets: p.rxPackets.Load(), TxPackets: p.txPackets.Load()}
 	if t := p.lastHandshake.Load(); t != 0 {
 		s.LastHandshake = time.Unix(0, t)
 	}

@@ -69,10 +69,17 @@ loop:
 		t.Fatal("no handshake with the new key")
 	}
 	// Packets now travel on the new key's session.
-	before := gw.e.Peer(newKS.PublicKey()).Stats().RxBytes
+	before := gw.e.Peer(newKS.PublicKey()).Stats()
+	sent := p.Stats()
 	dev.e.Send(p, [][]byte{ping(addrB, addrA)})
 	recv(t, gw.in, "after rotation")
-	if gw.e.Peer(newKS.PublicKey()).Stats().RxBytes == before {
+	after := gw.e.Peer(newKS.PublicKey()).Stats()
+	if after.RxBytes == before.RxBytes {
 		t.Fatal("traffic did not move to the new key's session")
+	}
+	// One packet each way counted: the packet counters feed the monitor's
+	// volume detector.
+	if after.RxPackets != before.RxPackets+1 || p.Stats().TxPackets != sent.TxPackets+1 {
+		t.Fatalf("packets counted: rx %d→%d, tx %d→%d; want one more each", before.RxPackets, after.RxPackets, sent.TxPackets, p.Stats().TxPackets)
 	}
 }

@@ -44,6 +44,14 @@ type SIM struct {
 	// an operator or a trusted network created it. Fixed at creation: it
 	// scopes what sessions of that key (the Arc API) may do to the SIM.
 	AuthKeyID string `json:"authKeyId,omitempty"`
+	// KeySet is when the current key became current (key-age audits).
+	KeySet time.Time `json:"keySet,omitzero"`
+	// RotateBy, when set, is the deadline for the device to replace its
+	// key (a group's "rotate" security action, or an operator). After it
+	// the current key is refused; a next key announced before is still
+	// accepted, and its first handshake completes the rotation. A new key
+	// clears it.
+	RotateBy time.Time `json:"rotateBy,omitzero"`
 }
 
 // Group is a set of SIMs sharing settings.
@@ -84,13 +92,20 @@ const (
 	ActionAlert      = "alert"      // record and notify only
 	ActionQuarantine = "quarantine" // move the SIM to the quarantine group
 	ActionSuspend    = "suspend"    // suspend the SIM
+	ActionRotate     = "rotate"     // require a key rotation (RotateWithinHours)
 )
 
 // SecurityProfile is a group's answer to security alerts.
 type SecurityProfile struct {
-	// Action on an alert: ActionAlert (default), ActionQuarantine or
-	// ActionSuspend.
+	// Action on an alert: ActionAlert (default), ActionQuarantine,
+	// ActionSuspend or ActionRotate.
 	Action string `json:"action,omitempty"`
+	// RotateWithinHours is the time a device gets to replace its key when
+	// the action is ActionRotate (default 24; at most 2160).
+	RotateWithinHours int `json:"rotateWithinHours,omitempty"`
+	// KeyMaxAgeDays is the group's key rotation policy: audits report
+	// SIMs whose key is older (0: no policy).
+	KeyMaxAgeDays int `json:"keyMaxAgeDays,omitempty"`
 	// QuarantineGroup names the group quarantined SIMs move to; give it
 	// device-to-device off, so only platform services stay reachable.
 	QuarantineGroup string `json:"quarantineGroup,omitempty"`
@@ -105,6 +120,22 @@ type SecurityProfile struct {
 	// elsewhere raises an alert, and is dropped when Block is set.
 	AllowList []string `json:"allowList,omitempty"`
 	Block     bool     `json:"block,omitempty"`
+	// FirstSeen alerts when a device reaches a destination (address and
+	// port) it did not reach while the gateway learned its habits (the
+	// first hour of its traffic the gateway sees, by default).
+	FirstSeen bool `json:"firstSeen,omitempty"`
+	// MaxBytesPerMinute and MaxPacketsPerMinute alert when a SIM sends
+	// more within a minute; 0 is off.
+	MaxBytesPerMinute   uint64 `json:"maxBytesPerMinute,omitempty"`
+	MaxPacketsPerMinute uint64 `json:"maxPacketsPerMinute,omitempty"`
+	// VolumeFactor alerts when a SIM sends more bytes in a minute than
+	// this many times the group's 95th percentile of SIM-minutes (2 to
+	// 1000; 0 is off).
+	VolumeFactor float64 `json:"volumeFactor,omitempty"`
+	// CheckListeners alerts when a device accepts a TCP connection on a
+	// port not in ListenPorts (none listed: on any port).
+	CheckListeners bool     `json:"checkListeners,omitempty"`
+	ListenPorts    []uint16 `json:"listenPorts,omitempty"`
 }
 
 // Redacted returns the settings with secrets removed, for answers.
@@ -187,6 +218,8 @@ type ChangeKind string
 const (
 	ChangeSIM   ChangeKind = "sim"
 	ChangeGroup ChangeKind = "group"
+	// ChangePresence: a gateway recorded a session of the SIM (ID).
+	ChangePresence ChangeKind = "presence"
 )
 
 // Change is published after a committed write that a gateway must react to.

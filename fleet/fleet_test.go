@@ -76,6 +76,12 @@ func TestSettingsNormalize(t *testing.T) {
 		{GroupSettings{DeviceToDevice: D2DPolicy{Mode: D2DGroups, Groups: []string{"bad name"}}}, "settings.deviceToDevice.groups[0]"},
 		{GroupSettings{DeviceToDevice: D2DPolicy{Mode: D2DGroup, Ports: []uint16{0}}}, "settings.deviceToDevice.ports[0]"},
 		{GroupSettings{UserData: strings.Repeat("x", MaxUserData+1)}, "settings.userData"},
+		{GroupSettings{Security: SecurityProfile{VolumeFactor: 1.5}}, "settings.security.volumeFactor"},
+		{GroupSettings{Security: SecurityProfile{CheckListeners: true, ListenPorts: []uint16{22, 0}}}, "settings.security.listenPorts[1]"},
+		{GroupSettings{Security: SecurityProfile{ListenPorts: []uint16{22}}}, "settings.security.listenPorts"},
+		{GroupSettings{Security: SecurityProfile{Action: ActionRotate, RotateWithinHours: MaxRotateWithinHours + 1}}, "settings.security.rotateWithinHours"},
+		{GroupSettings{Security: SecurityProfile{Action: ActionSuspend, RotateWithinHours: 2}}, "settings.security.rotateWithinHours"},
+		{GroupSettings{Security: SecurityProfile{KeyMaxAgeDays: -1}}, "settings.security.keyMaxAgeDays"},
 	}
 	for _, c := range cases {
 		err := c.s.Normalize("settings")

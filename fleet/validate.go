@@ -63,6 +63,9 @@ func ValidateTags(field string, tags map[string]string) error {
 	return nil
 }
 
+// MaxRotateWithinHours bounds the time a required key rotation may allow.
+const MaxRotateWithinHours = 2160
+
 // Normalize fills defaults and validates settings. Field paths are given
 // under prefix (for example "settings").
 func (s *GroupSettings) Normalize(prefix string) error {
@@ -119,13 +122,22 @@ func (s *GroupSettings) Normalize(prefix string) error {
 	switch sec.Action {
 	case "":
 		sec.Action = ActionAlert
-	case ActionAlert, ActionSuspend:
+	case ActionAlert, ActionSuspend, ActionRotate:
 	case ActionQuarantine:
 		if err := ValidateName(prefix+".security.quarantineGroup", sec.QuarantineGroup); err != nil {
 			return err
 		}
 	default:
-		return Errorf(CodeInvalid, prefix+".security.action", "must be %q, %q or %q", ActionAlert, ActionQuarantine, ActionSuspend)
+		return Errorf(CodeInvalid, prefix+".security.action", "must be %q, %q, %q or %q", ActionAlert, ActionQuarantine, ActionSuspend, ActionRotate)
+	}
+	if sec.RotateWithinHours < 0 || sec.RotateWithinHours > MaxRotateWithinHours {
+		return Errorf(CodeInvalid, prefix+".security.rotateWithinHours", "between 1 and %d, or 0 for the default (24)", MaxRotateWithinHours)
+	}
+	if sec.RotateWithinHours != 0 && sec.Action != ActionRotate {
+		return Errorf(CodeInvalid, prefix+".security.rotateWithinHours", "only with action %q", ActionRotate)
+	}
+	if sec.KeyMaxAgeDays < 0 || sec.KeyMaxAgeDays > 3650 {
+		return Errorf(CodeInvalid, prefix+".security.keyMaxAgeDays", "between 1 and 3650, or 0 for no policy")
 	}
 	if sec.Action != ActionQuarantine && sec.QuarantineGroup != "" {
 		return Errorf(CodeInvalid, prefix+".security.quarantineGroup", "only with action %q", ActionQuarantine)
@@ -141,6 +153,20 @@ func (s *GroupSettings) Normalize(prefix string) error {
 	}
 	if sec.Block && len(sec.AllowList) == 0 {
 		return Errorf(CodeInvalid, prefix+".security.block", "needs an allowList")
+	}
+	if sec.VolumeFactor != 0 && (sec.VolumeFactor < 2 || sec.VolumeFactor > 1000) {
+		return Errorf(CodeInvalid, prefix+".security.volumeFactor", "between 2 and 1000, or 0 for off")
+	}
+	if len(sec.ListenPorts) > 64 {
+		return Errorf(CodeInvalid, prefix+".security.listenPorts", "at most 64 ports")
+	}
+	for i, p := range sec.ListenPorts {
+		if p == 0 {
+			return Errorf(CodeInvalid, fmt.Sprintf("%s.security.listenPorts[%d]", prefix, i), "port 0 is not a port")
+		}
+	}
+	if len(sec.ListenPorts) > 0 && !sec.CheckListeners {
+		return Errorf(CodeInvalid, prefix+".security.listenPorts", "only with checkListeners")
 	}
 	if sec.WebhookURL != "" {
 		u, err := url.Parse(sec.WebhookURL)

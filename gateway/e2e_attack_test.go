@@ -264,6 +264,13 @@ func TestAttackWhileDevicesWork(t *testing.T) {
 	if d := diff(before.Dropped, after.Dropped); d["replay"]+d["no-session"]+d["decrypt"] == 0 {
 		t.Fatalf("replayed transport packets not dropped: %v", d)
 	}
+	// A flood that put the engine under load is in the audit trail, once.
+	if rej["under-load-cookie-sent"] > 0 {
+		waitFor(t, "a gateway.flood event", func() bool {
+			p, _ := f.svc.ListEvents(context.Background(), f.admin, store.EventFilter{Action: "gateway.flood"})
+			return len(p.Items) == 1
+		})
+	}
 	// Still alive and serving.
 	if out, err := a.curl("http://100.127.100.127/v1/subscriber"); err != nil || !strings.HasSuffix(out, "\n200") {
 		t.Fatalf("metadata after the attack: %v %s", err, out)
@@ -282,4 +289,23 @@ func diff(a, b map[string]uint64) map[string]uint64 {
 		}
 	}
 	return d
+}
+
+// A gateway under load (demanding cookies, as during a flood) records one
+// gateway.flood event in the audit trail, and devices still connect (they
+// answer cookies; Debian wireguard-go does).
+func TestFloodRecorded(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.ForceUnderLoad = true; c.ID = "gw-flood" })
+	a := f.newDevice("")
+	if err := a.pingUntil(MetadataAddr.String(), 15*time.Second); err != nil {
+		t.Fatalf("a device cannot connect under load: %v", err)
+	}
+	waitFor(t, "a gateway.flood event", func() bool {
+		p, _ := f.svc.ListEvents(context.Background(), f.admin, store.EventFilter{ObjectID: "gw-flood", Action: "gateway.flood"})
+		return len(p.Items) == 1
+	})
+	time.Sleep(2 * time.Second)
+	if p, _ := f.svc.ListEvents(context.Background(), f.admin, store.EventFilter{Action: "gateway.flood"}); len(p.Items) != 1 {
+		t.Fatalf("%d flood events for one flood, want 1", len(p.Items))
+	}
 }

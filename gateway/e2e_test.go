@@ -52,7 +52,8 @@ type fixture struct {
 	hsCh   chan string
 }
 
-func newFixture(t *testing.T) *fixture {
+// newFixture builds the fixture; opts adjust the gateway's Config.
+func newFixture(t *testing.T, opts ...func(*Config)) *fixture {
 	env := netns.New(t)
 	f := &fixture{t: t, env: env, gwNS: env.NewNS("gw"), admin: controlplane.System, hsSeen: map[string]time.Time{}, hsCh: make(chan string, 64)}
 	f.bridge = env.Name("br")
@@ -77,7 +78,7 @@ func newFixture(t *testing.T) *fixture {
 		GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) },
 		Log:              log,
 	})
-	f.gw, err = New(Config{Service: f.svc, KeyStore: ks, ListenPort: gwPort, Logger: log, EngineHooks: engine.Hooks{
+	cfg := Config{Service: f.svc, KeyStore: ks, ListenPort: gwPort, Logger: log, EngineHooks: engine.Hooks{
 		HandshakeCompleted: func(ev engine.HandshakeEvent) {
 			id := stateOf(ev.Peer).id
 			f.hsMu.Lock()
@@ -90,7 +91,11 @@ func newFixture(t *testing.T) *fixture {
 			default:
 			}
 		},
-	}})
+	}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	f.gw, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,9 @@ import (
 // implementation, memtun sink), all over 127.0.0.1 UDP in this process.
 // Only the hub differs:
 //
-//   - wirefleet: our gateway (engine + router + policy check), SIMs in SQLite;
+//   - wirefleet: our gateway (engine + router + policy check), SIMs in
+//     SQLite, the security monitor with every detector on;
+//   - wirefleet-nomonitor: the same without the monitor (Config.NoMonitor);
 //   - wggo-hub: a golang.zx2c4.com/wireguard device whose TUN loops every
 //     packet it writes back into its reads, so it routes A's packets to B by
 //     allowed IPs — the classic hub (wireguard-go + kernel forwarding) with
@@ -134,7 +136,14 @@ func benchGateway(b *testing.B, sims map[netip.Addr]wgkey.Public, noMonitor bool
 	ks, _ := keystore.GenerateMemory()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) }, Log: log})
-	g, err := svc.CreateGroup(ctx, controlplane.System, "bench", fleet.GroupSettings{Version: fleet.SettingsVersion, DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}})
+	settings := fleet.GroupSettings{Version: fleet.SettingsVersion, DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}}
+	if !noMonitor {
+		// Every detector on, so the figure is their whole cost: an
+		// allow-list checked per packet, first-seen, listeners, volume.
+		settings.Security = fleet.SecurityProfile{AllowList: []string{"10.128.0.0/9"}, Block: true, FirstSeen: true,
+			CheckListeners: true, ListenPorts: []uint16{22}, MaxBytesPerMinute: 1 << 40, VolumeFactor: 10}
+	}
+	g, err := svc.CreateGroup(ctx, controlplane.System, "bench", settings)
 	if err != nil {
 		b.Fatal(err)
 	}

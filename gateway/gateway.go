@@ -58,6 +58,18 @@ type Config struct {
 	Monitor monitor.Config
 	// NoMonitor turns the security monitor off (to measure its cost).
 	NoMonitor bool
+	// ForceUnderLoad demands cookies from every initiator, as under a
+	// flood (a gateway expecting attacks; tests).
+	ForceUnderLoad bool
+	// ID names this gateway in the presence records gateways sharing a
+	// database keep (default hostname:port).
+	ID string
+	// SecondGatewayWindow is how long an older session is watched when
+	// another gateway records a newer one of the same key (0: 20 s).
+	SecondGatewayWindow time.Duration
+	// VolumeInterval is how often SIMs' traffic volumes are read for the
+	// volume detector (0: a minute; tests shorten it).
+	VolumeInterval time.Duration
 	// Services are further platform services on the in-tunnel stack.
 	Services []PlatformService
 }
@@ -78,6 +90,8 @@ type Gateway struct {
 	mon    *monitor.Monitor
 	alerts alertCounts
 	hooks  chan webhook
+	// presence: session records to write (see presence.go).
+	presence chan presenceOp
 
 	// registry: the SIM states handed to the engine, by SIM id then key.
 	regMu sync.Mutex
@@ -102,6 +116,11 @@ type simState struct {
 	sim      atomic.Pointer[fleet.SIM]
 	revoked  atomic.Bool
 	online   atomic.Bool
+	// onlineSince is when the SIM came online here (Unix nanoseconds).
+	onlineSince atomic.Int64
+	// Counters at the last volume reading (the volume watcher's own).
+	volBytes, volPackets uint64
+	volSeen              bool
 }
 
 // SIM returns the current record of the SIM.
@@ -136,6 +155,7 @@ func New(cfg Config) (*Gateway, error) {
 		g.mon = g.newMonitor(cfg.Monitor)
 	}
 	g.hooks = make(chan webhook, 256)
+	g.presence = make(chan presenceOp, 4096)
 	hooks := engine.Hooks{
 		HandshakeCompleted: g.onHandshake,
 		HandshakeRejected:  g.onReject,
@@ -151,6 +171,8 @@ func New(cfg Config) (*Gateway, error) {
 		Handler:    g.router,
 		Hooks:      hooks,
 		Logger:     cfg.Logger,
+
+		ForceUnderLoad: cfg.ForceUnderLoad,
 	})
 	if err != nil {
 		return nil, err
@@ -180,12 +202,24 @@ func (g *Gateway) Start() error {
 		g.watch(changes, cancel)
 	}()
 	g.events.start(&g.wg)
-	g.wg.Add(1)
+	g.wg.Add(2)
 	go g.deliverWebhooks()
+	go g.enforceRotations()
+	if g.mon != nil {
+		every := g.cfg.VolumeInterval
+		if every == 0 {
+			every = volumeInterval
+		}
+		g.wg.Add(1)
+		go g.watchVolumes(every)
+	}
 	if err := g.eng.Up(); err != nil {
 		g.Close()
 		return err
 	}
+	g.wg.Add(2)
+	go g.writePresences() // after Up: the default id holds the port
+	go g.watchFlood()
 	return nil
 }
 
@@ -227,8 +261,12 @@ func (g *Gateway) resolvePeer(ctx context.Context, key wgkey.Public, remote neti
 	}
 	if sim.Status != fleet.StatusActive || !keyOf(sim, key) {
 		g.unregister(st)
-		g.events.rejected(sim.ID, key, string(sim.Status), remote)
-		return engine.PeerConfig{}, &engine.DeniedError{Reason: "SIM " + string(sim.Status)}
+		reason := string(sim.Status)
+		if sim.Status == fleet.StatusActive {
+			reason = "key-rotation-overdue"
+		}
+		g.events.rejected(sim.ID, key, reason, remote)
+		return engine.PeerConfig{}, &engine.DeniedError{Reason: "SIM " + reason}
 	}
 	if err := g.policies.ensure(ctx, g.st, sim.GroupID); err != nil {
 		g.unregister(st)
@@ -242,9 +280,14 @@ func (g *Gateway) resolvePeer(ctx context.Context, key wgkey.Public, remote neti
 	}, nil
 }
 
+// keyOf reports whether key may speak for sim now: its next key always,
+// its current key unless a required rotation is overdue.
 func keyOf(sim fleet.SIM, key wgkey.Public) bool {
 	k := fleet.Key(key)
-	return sim.PublicKey == k || (!sim.NextPublicKey.IsZero() && sim.NextPublicKey == k)
+	if !sim.NextPublicKey.IsZero() && sim.NextPublicKey == k {
+		return true
+	}
+	return sim.PublicKey == k && !rotationOverdue(sim, time.Now())
 }
 
 // register records st, or returns the live state already registered for
@@ -321,7 +364,10 @@ func (g *Gateway) onHandshake(ev engine.HandshakeEvent) {
 	}
 	g.router.setOnline(sim.Address, ev.Peer)
 	if st.online.CompareAndSwap(false, true) {
+		now := time.Now()
+		st.onlineSince.Store(now.UnixNano())
 		g.events.record(st.id, "device.connected", map[string]any{"endpoint": ev.Endpoint.String()})
+		g.recordPresence(presenceOp{set: true, sim: st.id, endpoint: endpointString(ev.Endpoint), since: now})
 	}
 	if sim.PublicKey != fleet.Key(st.key) {
 		// First handshake with the announced next key: the rotation is done.
@@ -338,8 +384,11 @@ func (g *Gateway) onHandshake(ev engine.HandshakeEvent) {
 }
 
 func (g *Gateway) onReject(ev engine.RejectEvent) {
-	if ev.Reason == engine.RejectUnknownKey {
+	switch ev.Reason {
+	case engine.RejectUnknownKey:
 		g.events.unknown(ev.Key, ev.Remote)
+	case engine.RejectReplayedTimestamp:
+		g.onReplay(ev)
 	}
 	if f := g.cfg.EngineHooks.HandshakeRejected; f != nil {
 		f(ev)
@@ -367,6 +416,7 @@ func (g *Gateway) onSessionEnd(ev engine.SessionEvent) {
 		}
 		if st.online.CompareAndSwap(true, false) {
 			g.events.record(st.id, "device.disconnected", map[string]any{"reason": ev.Reason})
+			g.recordPresence(presenceOp{sim: st.id})
 		}
 	}
 	if f := g.cfg.EngineHooks.SessionExpired; f != nil {
@@ -406,6 +456,8 @@ func (g *Gateway) watch(changes <-chan fleet.Change, cancel func()) {
 				g.recheckSIM(c.ID)
 			case fleet.ChangeGroup:
 				g.policies.refresh(g.ctx, g.st, c.ID)
+			case fleet.ChangePresence:
+				g.checkPresence(c.ID)
 			}
 		}
 	}

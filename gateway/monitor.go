@@ -3,6 +3,9 @@ package gateway
 import (
 	"net/netip"
 	"sync"
+	"time"
+
+	"github.com/wirefleet/wirefleet/engine"
 
 	"github.com/wirefleet/wirefleet/monitor"
 )
@@ -58,12 +61,69 @@ func (g *Gateway) newMonitor(cfg monitor.Config) *monitor.Monitor {
 // observeFlow tells the monitor about a packet's flow, but only when it is
 // not the SIM's last flow again: bulk traffic to one destination costs one
 // atomic load per packet, a scan one map update per new destination.
-func (g *Gateway) observeFlow(st *simState, dst netip.Addr, proto uint8, dport uint16) {
+func (g *Gateway) observeFlow(st *simState, pol *groupPolicy, dst netip.Addr, proto uint8, dport uint16) {
 	d := dst.As4()
 	key := uint64(d[0])<<56 | uint64(d[1])<<48 | uint64(d[2])<<40 | uint64(d[3])<<32 | uint64(dport)<<8 | uint64(proto)
 	if st.lastFlow.Load() == key {
 		return
 	}
 	st.lastFlow.Store(key)
-	g.mon.ObserveFlow(st.id, netip.AddrPortFrom(dst, dport))
+	g.mon.ObserveFlow(st.id, netip.AddrPortFrom(dst, dport), pol != nil && pol.firstSeen)
+}
+
+// volumeInterval is how often the gateway reads every SIM's counters for
+// the volume detector: the data path pays nothing for it.
+const volumeInterval = time.Minute
+
+// watchVolumes reports each held SIM's traffic of the last interval to the
+// monitor, for groups with a volume rule.
+func (g *Gateway) watchVolumes(every time.Duration) {
+	defer g.wg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case now := <-t.C:
+			g.reportVolumes(now.Sub(last))
+			last = now
+		}
+	}
+}
+
+func (g *Gateway) reportVolumes(interval time.Duration) {
+	for _, st := range g.allStates() {
+		p := g.eng.Peer(st.key)
+		if p == nil || stateOf(p) != st {
+			continue
+		}
+		s := p.Stats()
+		db, dp := s.RxBytes-st.volBytes, s.RxPackets-st.volPackets
+		st.volBytes, st.volPackets = s.RxBytes, s.RxPackets
+		if !st.volSeen {
+			st.volSeen = true // the first reading is a baseline
+			continue
+		}
+		sim := st.SIM()
+		pol := g.policies.get(sim.GroupID)
+		if pol == nil || !pol.watchesVolume() {
+			continue
+		}
+		g.mon.ObserveVolume(st.id, sim.GroupID, monitor.Volume{Bytes: db, Packets: dp, Interval: interval}, pol.volume)
+	}
+}
+
+// onReplay feeds the cloned-key detector with an initiation of a held
+// SIM's key refused as a replay.
+func (g *Gateway) onReplay(ev engine.RejectEvent) {
+	if g.mon == nil {
+		return
+	}
+	if p := g.eng.Peer(ev.Key); p != nil {
+		if st := stateOf(p); st != nil {
+			g.mon.ObserveReplay(st.id, ev.Remote)
+		}
+	}
 }

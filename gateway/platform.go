@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
@@ -69,4 +71,47 @@ func (h *ServiceHost) Caller(ctx context.Context, addr netip.Addr) (Caller, bool
 // Online reports whether a SIM has a live session on this gateway.
 func (h *ServiceHost) Online(simID string) bool {
 	return h.s.g.Connection(simID).Online
+}
+
+// Dialer is implemented by a platform service that opens connections to
+// devices from the stack (remote access). The stack does not let a TCP dial
+// choose its local address; for IPv4 gVisor picks the address sharing the
+// longest prefix with the destination, the first one on a tie — and every
+// platform address ties for a device's overlay address. So the gateway
+// gives the dialer's source address to the stack before all others, and
+// the device sees connections come from it.
+type Dialer interface {
+	PlatformService
+	// DialSource is the address connections to devices come from.
+	DialSource() netip.Addr
+}
+
+// stackAddrs lists the stack's addresses: the one dialer's source first,
+// then the built-in services', then the other services'.
+func stackAddrs(services []PlatformService) ([]netip.Addr, error) {
+	var addrs []netip.Addr
+	for _, ps := range services {
+		if d, ok := ps.(Dialer); ok {
+			if len(addrs) > 0 {
+				return nil, fmt.Errorf("gateway: two platform services dial devices (%s and %s); only one source address can be the stack's first", addrs[0], d.DialSource())
+			}
+			addrs = append(addrs, d.DialSource())
+		}
+	}
+	add := func(a netip.Addr) {
+		if !slices.Contains(addrs, a) {
+			addrs = append(addrs, a)
+		}
+	}
+	for _, a := range DNSAddrs {
+		add(a)
+	}
+	add(MetadataAddr)
+	add(RouterAddr)
+	for _, ps := range services {
+		for _, a := range ps.Addrs() {
+			add(a)
+		}
+	}
+	return addrs, nil
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/monitor"
 	"github.com/wirefleet/wirefleet/store"
 )
 
@@ -21,6 +22,16 @@ type groupPolicy struct {
 	settings fleet.GroupSettings
 	allow    []netip.Prefix // the security allow-list; nil: everything
 	block    bool
+	// Detectors the security profile turns on.
+	firstSeen      bool
+	checkListeners bool
+	listenPorts    []uint16
+	volume         monitor.VolumeLimits
+}
+
+// watchesVolume reports whether the group has a volume rule.
+func (p *groupPolicy) watchesVolume() bool {
+	return p.volume != (monitor.VolumeLimits{})
 }
 
 // allows reports whether dst is inside the group's allow-list.
@@ -77,7 +88,11 @@ func (c *policyCache) refresh(ctx context.Context, st store.Reader, id string) e
 			p.allow = append(p.allow, pfx)
 		}
 	}
-	p.block = g.Settings.Security.Block
+	sec := g.Settings.Security
+	p.block = sec.Block
+	p.firstSeen = sec.FirstSeen
+	p.checkListeners, p.listenPorts = sec.CheckListeners, sec.ListenPorts
+	p.volume = monitor.VolumeLimits{MaxBytes: sec.MaxBytesPerMinute, MaxPackets: sec.MaxPacketsPerMinute, Factor: sec.VolumeFactor}
 	c.mu.Lock()
 	c.groups[id] = p
 	c.mu.Unlock()

@@ -35,7 +35,7 @@ func (g *Gateway) respond(a monitor.Alert) {
 		return
 	}
 	sec := pol.settings.Security
-	if sec.Action == fleet.ActionQuarantine || sec.Action == fleet.ActionSuspend {
+	if sec.Action == fleet.ActionQuarantine || sec.Action == fleet.ActionSuspend || sec.Action == fleet.ActionRotate {
 		func() {
 			ctx, cancel := context.WithTimeout(g.ctx, 10*time.Second)
 			defer cancel()
@@ -43,6 +43,12 @@ func (g *Gateway) respond(a monitor.Alert) {
 			switch sec.Action {
 			case fleet.ActionSuspend:
 				_, err = g.svc.SetSIMStatus(ctx, monitorActor, a.SIM, fleet.StatusSuspended)
+			case fleet.ActionRotate:
+				within := time.Duration(sec.RotateWithinHours) * time.Hour
+				if within == 0 {
+					within = 24 * time.Hour
+				}
+				_, err = g.svc.RequireKeyRotation(ctx, monitorActor, a.SIM, within)
 			case fleet.ActionQuarantine:
 				var q fleet.Group
 				if q, err = g.st.GroupByName(ctx, sec.QuarantineGroup); err == nil {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/wirefleet/wirefleet/engine"
@@ -103,11 +104,15 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 			continue
 		}
 		proto, sport, dport := ports(pkt)
+		pol := r.g.policies.get(sim.GroupID)
 		if r.g.mon != nil {
-			r.g.observeFlow(st, dst, proto, dport)
+			r.g.observeFlow(st, pol, dst, proto, dport)
+			if proto == protoTCP && pol != nil && pol.checkListeners && synAck(pkt) && !slices.Contains(pol.listenPorts, sport) {
+				r.g.mon.ObserveListener(st.id, sport, dst)
+			}
 		}
 		// The group's allow-list (the platform range is always allowed).
-		if pol := r.g.policies.get(sim.GroupID); pol != nil && pol.allow != nil && !r.g.plat.Contains(dst) && !pol.allows(dst) {
+		if pol != nil && pol.allow != nil && !r.g.plat.Contains(dst) && !pol.allows(dst) {
 			if r.g.mon != nil {
 				r.g.mon.ObserveViolation(st.id, netip.AddrPortFrom(dst, dport), pol.block)
 			}
@@ -121,7 +126,7 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 			local = append(local, pkt)
 		case r.g.pool.Contains(dst):
 			to := r.peerFor(dst)
-			srcPol := r.g.policies.get(sim.GroupID)
+			srcPol := pol
 			if to == nil {
 				if srcPol == nil || srcPol.mode == "off" {
 					r.drops.add(dropPolicy)
@@ -167,6 +172,13 @@ func ports(pkt []byte) (proto byte, sport, dport uint16) {
 		dport = binary.BigEndian.Uint16(pkt[ihl+2:])
 	}
 	return
+}
+
+// synAck reports whether a TCP packet (an unfragmented first fragment)
+// carries SYN and ACK: its sender accepts a connection on its source port.
+func synAck(pkt []byte) bool {
+	ihl := int(pkt[0]&0x0f) * 4
+	return len(pkt) >= ihl+14 && binary.BigEndian.Uint16(pkt[6:8])&0x1fff == 0 && pkt[ihl+13]&0x12 == 0x12
 }
 
 // unreachable answers pkt with an ICMP host-unreachable from RouterAddr.

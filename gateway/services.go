@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,13 +35,9 @@ type services struct {
 }
 
 func startServices(g *Gateway) (*services, error) {
-	addrs := append(append([]netip.Addr{}, DNSAddrs...), MetadataAddr, RouterAddr)
-	for _, ps := range g.cfg.Services {
-		for _, a := range ps.Addrs() {
-			if !slices.Contains(addrs, a) {
-				addrs = append(addrs, a)
-			}
-		}
+	addrs, err := stackAddrs(g.cfg.Services)
+	if err != nil {
+		return nil, err
 	}
 	dev, tnet, err := netstack.CreateNetTUN(addrs, nil, servicesMTU)
 	if err != nil {
@@ -165,6 +160,10 @@ type Subscriber struct {
 	GroupName string            `json:"groupName,omitempty"`
 	Tags      map[string]string `json:"tags"`
 	Status    fleet.Status      `json:"status"`
+	// KeyRotationRequired tells the device to replace its key before
+	// RotateBy (the agent does, by announcing a next key).
+	KeyRotationRequired bool      `json:"keyRotationRequired,omitempty"`
+	RotateBy            time.Time `json:"rotateBy,omitzero"`
 }
 
 func (s *services) metadataHandler() http.Handler {
@@ -190,7 +189,8 @@ func (s *services) metadataHandler() http.Handler {
 		}
 	}
 	writeSub := func(w http.ResponseWriter, sim fleet.SIM, grp *groupPolicy) {
-		sub := Subscriber{ID: sim.ID, IMSI: sim.IMSI, Name: sim.Name, IPAddress: sim.Address.String(), GroupID: sim.GroupID, Tags: sim.Tags, Status: sim.Status}
+		sub := Subscriber{ID: sim.ID, IMSI: sim.IMSI, Name: sim.Name, IPAddress: sim.Address.String(), GroupID: sim.GroupID, Tags: sim.Tags, Status: sim.Status,
+			KeyRotationRequired: !sim.RotateBy.IsZero(), RotateBy: sim.RotateBy}
 		if grp != nil {
 			sub.GroupName = grp.name
 		}

@@ -1,6 +1,10 @@
 // Package monitor watches what the gateway sees — handshakes, endpoints,
-// inner flows — per SIM, and raises alerts: cloned keys, scanning
-// (fan-out), destinations outside a group's allow-list. It is pure
+// inner flows, volumes — per SIM, and raises alerts: cloned keys (endpoints
+// taking turns, or one endpoint's initiations refused as replays while
+// another holds the session), scanning (fan-out), destinations outside a
+// group's allow-list, first-seen destinations, traffic volume over a limit
+// or far over the group's usual, and devices accepting connections on
+// ports their profile does not expect. It is pure
 // bookkeeping over observations with a clock, so every detector is tested
 // without a network; the gateway feeds it from the engine's hooks and its
 // router.
@@ -17,6 +21,9 @@ const (
 	KindClonedKey = "cloned-key"
 	KindFanout    = "fan-out"
 	KindAllowList = "outside-allow-list"
+	KindFirstSeen = "first-seen"
+	KindVolume    = "volume"
+	KindListener  = "unexpected-listener"
 )
 
 // Alert is one detected incident.
@@ -41,6 +48,24 @@ type Config struct {
 	// FanoutLimit is the number of distinct destinations per minute above
 	// which a SIM is scanning. Default 40.
 	FanoutLimit int
+	// CloneReplays is how many initiations of a SIM's key, refused as
+	// replays and coming from another endpoint than the one holding the
+	// session, raise a cloned-key alert within CloneWindow. Default 3: a
+	// clone whose clock is behind never wins a handshake, so its
+	// endpoint never takes a turn; this is how it shows.
+	CloneReplays int
+	// LearnFor is how long a SIM's destinations are learned, from its
+	// first observed flow, before new ones raise first-seen alerts.
+	// Default 1 hour.
+	LearnFor time.Duration
+	// MaxKnown bounds the destinations remembered per SIM. Default 1024.
+	MaxKnown int
+	// VolumeFloor is the bytes per minute below which a SIM is never
+	// "far over the group's usual". Default 1 MiB.
+	VolumeFloor uint64
+	// VolumeMinSamples is how many SIM-minutes a group needs before its
+	// percentile is trusted. Default 30.
+	VolumeMinSamples int
 	// Suppress is how long one (kind, SIM) stays quiet after an alert, so
 	// an incident is one alert. Default 10 minutes.
 	Suppress time.Duration
@@ -52,9 +77,10 @@ type Config struct {
 
 // Monitor holds per-SIM detector state. It is safe for concurrent use.
 type Monitor struct {
-	cfg  Config
-	mu   sync.Mutex
-	sims map[string]*simState
+	cfg    Config
+	mu     sync.Mutex
+	sims   map[string]*simState
+	groups map[string]*groupVolume
 }
 
 type endpointSeen struct {
@@ -70,6 +96,9 @@ type simState struct {
 	dsts     map[netip.AddrPort]struct{}
 	lastSeen time.Time
 	quietTil map[string]time.Time
+	replays  []time.Time // refused replays from another endpoint than current
+	learnAt  time.Time   // first flow observed with first-seen on
+	known    map[netip.AddrPort]struct{}
 }
 
 // New returns a Monitor.
@@ -86,13 +115,28 @@ func New(cfg Config) *Monitor {
 	if cfg.Suppress == 0 {
 		cfg.Suppress = 10 * time.Minute
 	}
+	if cfg.CloneReplays == 0 {
+		cfg.CloneReplays = 3
+	}
+	if cfg.LearnFor == 0 {
+		cfg.LearnFor = time.Hour
+	}
+	if cfg.MaxKnown == 0 {
+		cfg.MaxKnown = 1024
+	}
+	if cfg.VolumeFloor == 0 {
+		cfg.VolumeFloor = 1 << 20
+	}
+	if cfg.VolumeMinSamples == 0 {
+		cfg.VolumeMinSamples = 30
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Alert == nil {
 		cfg.Alert = func(Alert) {}
 	}
-	return &Monitor{cfg: cfg, sims: map[string]*simState{}}
+	return &Monitor{cfg: cfg, sims: map[string]*simState{}, groups: map[string]*groupVolume{}}
 }
 
 func (m *Monitor) state(sim string) *simState {
@@ -161,12 +205,18 @@ func (m *Monitor) ObserveEndpoint(sim string, ep netip.AddrPort) {
 }
 
 // ObserveFlow records an inner flow's destination from a SIM (the gateway
-// calls it per new flow or sampled packet).
-func (m *Monitor) ObserveFlow(sim string, dst netip.AddrPort) {
+// calls it per new flow or sampled packet). With firstSeen (the SIM's
+// group asks for it), destinations are learned for LearnFor and a new one
+// after that raises a first-seen alert.
+func (m *Monitor) ObserveFlow(sim string, dst netip.AddrPort, firstSeen bool) {
 	now := m.cfg.Now()
 	m.mu.Lock()
 	s := m.state(sim)
 	s.lastSeen = now
+	var first *Alert
+	if firstSeen {
+		first = m.firstSeen(s, sim, dst, now)
+	}
 	if now.Sub(s.minute) >= time.Minute || s.dsts == nil {
 		s.minute = now
 		s.dsts = map[netip.AddrPort]struct{}{}
@@ -181,8 +231,87 @@ func (m *Monitor) ObserveFlow(sim string, dst netip.AddrPort) {
 		}
 	}
 	m.mu.Unlock()
+	if first != nil {
+		m.cfg.Alert(*first)
+	}
 	if alert != nil {
 		m.cfg.Alert(*alert)
+	}
+}
+
+// firstSeen learns dst, or after the learning period alerts on it once (m.mu held).
+func (m *Monitor) firstSeen(s *simState, sim string, dst netip.AddrPort, now time.Time) *Alert {
+	if s.known == nil {
+		s.known = map[netip.AddrPort]struct{}{}
+		s.learnAt = now
+	}
+	if _, ok := s.known[dst]; ok {
+		return nil
+	}
+	if len(s.known) < m.cfg.MaxKnown {
+		s.known[dst] = struct{}{} // each new destination fires at most once
+	}
+	if now.Sub(s.learnAt) < m.cfg.LearnFor || !m.unsuppressed(s, KindFirstSeen, now) {
+		return nil
+	}
+	return &Alert{
+		Kind: KindFirstSeen, SIM: sim, Severity: "low", Time: now,
+		Detail:   "the SIM reached a destination it never reached while its habits were learned",
+		Evidence: map[string]any{"destination": dst.String(), "learnedSince": s.learnAt.UTC().Format(time.RFC3339), "known": len(s.known)},
+	}
+}
+
+// ObserveReplay records an initiation with the SIM's key refused as a
+// replay (its timestamp not newer than the last accepted one). From the
+// endpoint holding the session it is a retransmission or an attacker
+// replaying a capture; from another endpoint, repeatedly, while the
+// session lives, it is a second device with the same key whose clock is
+// behind.
+func (m *Monitor) ObserveReplay(sim string, from netip.AddrPort) {
+	now := m.cfg.Now()
+	m.mu.Lock()
+	s := m.state(sim)
+	if !s.current.IsValid() || s.current == from || now.Sub(s.lastSeen) > m.cfg.CloneWindow {
+		m.mu.Unlock()
+		return
+	}
+	kept := s.replays[:0]
+	for _, t := range s.replays {
+		if now.Sub(t) <= m.cfg.CloneWindow {
+			kept = append(kept, t)
+		}
+	}
+	s.replays = append(kept, now)
+	var alert *Alert
+	if len(s.replays) >= m.cfg.CloneReplays && m.unsuppressed(s, KindClonedKey, now) {
+		alert = &Alert{
+			Kind: KindClonedKey, SIM: sim, Severity: "high", Time: now,
+			Detail:   "initiations with the SIM's key keep coming from a second endpoint while the first holds the session: two devices hold it",
+			Evidence: map[string]any{"session": s.current.String(), "refused": from.String(), "replays": len(s.replays), "window": m.cfg.CloneWindow.String()},
+		}
+	}
+	m.mu.Unlock()
+	if alert != nil {
+		m.cfg.Alert(*alert)
+	}
+}
+
+// ObserveListener records a device accepting a TCP connection (answering
+// a SYN) on port, for a peer, where its group's profile does not expect a
+// listener on that port.
+func (m *Monitor) ObserveListener(sim string, port uint16, peer netip.Addr) {
+	now := m.cfg.Now()
+	m.mu.Lock()
+	s := m.state(sim)
+	s.lastSeen = now
+	fire := m.unsuppressed(s, KindListener, now)
+	m.mu.Unlock()
+	if fire {
+		m.cfg.Alert(Alert{
+			Kind: KindListener, SIM: sim, Severity: "medium", Time: now,
+			Detail:   "the device accepted a connection on a port its group's profile does not expect",
+			Evidence: map[string]any{"port": port, "peer": peer.String()},
+		})
 	}
 }
 
@@ -227,4 +356,25 @@ func (m *Monitor) Forget(idle time.Duration) int {
 		}
 	}
 	return n
+}
+
+// ObserveSecondGateway records that another gateway holds a live session
+// of the SIM's key (from endpoint there) while this gateway's session, from
+// ours, kept carrying data after it began: two devices reaching two
+// gateways with one key. A device that moved to the other gateway stops
+// sending here, and is never reported.
+func (m *Monitor) ObserveSecondGateway(sim, gateway, endpoint string, ours netip.AddrPort) {
+	now := m.cfg.Now()
+	m.mu.Lock()
+	s := m.state(sim)
+	s.lastSeen = now
+	fire := m.unsuppressed(s, KindClonedKey, now)
+	m.mu.Unlock()
+	if fire {
+		m.cfg.Alert(Alert{
+			Kind: KindClonedKey, SIM: sim, Severity: "high", Time: now,
+			Detail:   "the SIM's key is live on two gateways at once: two devices hold it",
+			Evidence: map[string]any{"otherGateway": gateway, "otherEndpoint": endpoint, "endpoint": ours.String()},
+		})
+	}
 }

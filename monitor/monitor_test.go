@@ -72,21 +72,21 @@ func TestFanout(t *testing.T) {
 	h := newHarness(Config{FanoutLimit: 20})
 	dst := func(i int) netip.AddrPort { return netip.MustParseAddrPort(fmt.Sprintf("10.128.0.%d:22", i)) }
 	for i := 1; i <= 20; i++ {
-		h.m.ObserveFlow("sim-1", dst(i))
+		h.m.ObserveFlow("sim-1", dst(i), false)
 	}
 	if len(h.alerts) != 0 {
 		t.Fatal("alert at the limit")
 	}
 	// The same destinations again are not new.
 	for i := 1; i <= 20; i++ {
-		h.m.ObserveFlow("sim-1", dst(i))
+		h.m.ObserveFlow("sim-1", dst(i), false)
 	}
-	h.m.ObserveFlow("sim-1", dst(21))
+	h.m.ObserveFlow("sim-1", dst(21), false)
 	if len(h.alerts) != 1 || h.alerts[0].Kind != KindFanout {
 		t.Fatalf("alerts %v, want one fan-out", h.kinds())
 	}
 	for i := 22; i <= 50; i++ {
-		h.m.ObserveFlow("sim-1", dst(i))
+		h.m.ObserveFlow("sim-1", dst(i), false)
 	}
 	if len(h.alerts) != 1 {
 		t.Fatal("suppression did not hold")
@@ -94,8 +94,8 @@ func TestFanout(t *testing.T) {
 	// A minute later the window restarts; another SIM is independent.
 	h.now = h.now.Add(time.Minute)
 	for i := 1; i <= 5; i++ {
-		h.m.ObserveFlow("sim-1", dst(i))
-		h.m.ObserveFlow("sim-2", dst(i))
+		h.m.ObserveFlow("sim-1", dst(i), false)
+		h.m.ObserveFlow("sim-2", dst(i), false)
 	}
 	if len(h.alerts) != 1 {
 		t.Fatalf("alerts %v after the window restarted", h.kinds())

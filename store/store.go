@@ -59,6 +59,8 @@ type Reader interface {
 	SIMBinding(ctx context.Context, source string) (string, error)
 
 	IdentityReader
+	PresenceReader
+	MappingReader
 }
 
 // Tx is one transaction. Every write of one API call goes through a single
@@ -66,6 +68,7 @@ type Reader interface {
 type Tx interface {
 	Reader
 	IdentityTx
+	MappingWriter
 
 	// NextIMSI returns a never-before-returned IMSI.
 	NextIMSI(ctx context.Context) (string, error)
@@ -92,6 +95,8 @@ type Tx interface {
 
 	// BindSIM binds source to a SIM; a source is bound at most once.
 	BindSIM(ctx context.Context, source, simID string) error
+
+	PresenceWriter
 
 	AppendEvent(ctx context.Context, e fleet.Event) error
 	// Lock serialises this transaction with every other one taking the

@@ -51,7 +51,8 @@ Usage:
       Rotate the WireGuard key of the running agent without downtime: a new
       key is made, announced over the tunnel (no API credential needed), the
       tunnel switches, the old key is deleted. 'up --rotate-every 720h' does
-      it unattended.
+      it unattended; and 'up' rotates by itself when the platform requires
+      it (asked every --check-rotation-every, 10m by default).
   wirefleet-agent keyd --socket PATH --module LIB --token LABEL --pin-file FILE [--allow-uid UID]...
       Hold keys on a PKCS#11 token for other processes, over a Unix socket
       (the key-agent protocol, docs/keystores.md): a vendor daemon's stand-in,
@@ -179,6 +180,7 @@ func up(args []string) error {
 	socks := fs.String("socks", "127.0.0.1:1080", "userspace: SOCKS5 proxy listen address (empty: off)")
 	httpProxy := fs.String("http-proxy", "127.0.0.1:3128", "userspace: HTTP proxy listen address (empty: off)")
 	rotateEvery := fs.Duration("rotate-every", 0, "rotate the key this often (e.g. 720h; 0: only on 'wirefleet-agent rotate')")
+	checkRotation := fs.Duration("check-rotation-every", 10*time.Minute, "ask the platform this often whether it requires a key rotation, and rotate if so (0: never)")
 	var forwards, exposes multiFlag
 	fs.Var(&forwards, "forward", "userspace: LOCAL=REMOTE, a local TCP listener forwarded to a tunnel address (repeatable)")
 	fs.Var(&exposes, "expose", "userspace: REMOTE_PORT=LOCAL_ADDR, a tunnel port forwarded to a local service (repeatable)")
@@ -242,11 +244,29 @@ func up(args []string) error {
 		defer tk.Stop()
 		every = tk.C
 	}
+	var check <-chan time.Time
+	if *checkRotation > 0 {
+		tk := time.NewTicker(*checkRotation)
+		defer tk.Stop()
+		check = tk.C
+	}
 	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
 		case <-rotateNow:
 		case <-every:
+		case <-check:
+			qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			required, by, err := t.RotationRequired(qctx)
+			cancel()
+			if err != nil {
+				o.Logger.Warn("asking whether a key rotation is required", "err", err)
+				continue
+			}
+			if !required {
+				continue
+			}
+			o.Logger.Warn("the platform requires a key rotation", "deadline", by)
 		}
 		if ctx.Err() != nil {
 			break

@@ -29,6 +29,8 @@ type sim struct {
 	NextPublicKey string            `json:"nextPublicKey,omitempty"`
 	PrivateKey    string            `json:"privateKey,omitempty"`
 	Created       time.Time         `json:"created"`
+	KeySet        time.Time         `json:"keySet,omitzero"`
+	RotateBy      time.Time         `json:"rotateBy,omitzero"`
 	Connection    *connection       `json:"connection,omitempty"`
 }
 
@@ -214,6 +216,13 @@ var handlers = map[string]func(c *command, rest []string) error{
 	"sims suspend":   simStatus("suspend"),
 	"sims resume":    simStatus("resume"),
 	"sims terminate": simStatus("terminate"),
+	"sims require-rotation": func(c *command, rest []string) error {
+		within := c.fs.String("within", "24h", "time the device gets to replace its key (1m to 2160h)")
+		if err := c.args(rest, 1, 1, "ID"); err != nil {
+			return err
+		}
+		return c.simCall("POST", "/api/v1/sims/"+c.pos[0]+"/require-rotation", map[string]any{"within": *within})
+	},
 	"sims rename": func(c *command, rest []string) error {
 		if err := c.args(rest, 2, 2, "ID NAME"); err != nil {
 			return err

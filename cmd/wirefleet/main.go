@@ -52,6 +52,7 @@ Commands:
   sims set-group ID GROUP_ID          ("" for none)
   sims set-tags ID [k=v]...
   sims set-key ID (--public-key K [--next] | --generate-key)
+  sims require-rotation ID [--within 24h]   (the gateway refuses the key after that)
   groups list | get ID | delete ID
   groups create NAME [--route CIDR]... [--d2d off|group|groups] [--d2d-group NAME]... [--d2d-port P]...
                      [--devices-write-tags] [--user-data S] [--settings FILE.json]
@@ -65,6 +66,9 @@ Commands:
   identities list [--batch ID] [--status active|used|revoked] | get ID|KEY | revoke ID|KEY
   tokens list | delete ID
   tokens create --role admin|operator|viewer [--description D]
+  mappings create SIM_ID --port P --allow CIDR... [--duration 1h] [--tls] [--max-conns N]
+                                      remote access to a device port: answers the public host:port
+  mappings list [--sim ID] | get ID | delete ID
   events list [--object ID] [--actor A] [--action A] [--since RFC3339] [--limit N] [--cursor C]
   audit                               audit the fleet now: shared or low-order keys, standing auth keys,
                                       wide-open groups, refused SIMs still trying

@@ -97,6 +97,9 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("list suspended:\n%s", out)
 	}
 	c.ok("sims", "resume", id)
+	if out := c.ok("sims", "require-rotation", id, "--within", "2h", "--json"); !strings.Contains(out, `"rotateBy"`) {
+		t.Fatalf("require-rotation: %s", out)
+	}
 	if out := c.ok("config", id); !strings.Contains(out, "[Interface]") || !strings.Contains(out, controlplane.PrivateKeyPlaceholder) || !strings.Contains(out, "192.168.7.0/24") {
 		t.Fatalf("config:\n%s", out)
 	}

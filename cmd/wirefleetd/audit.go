@@ -14,12 +14,13 @@ import (
 // and exposes the counts by severity as a metric.
 type auditor struct {
 	st    store.Reader
+	opts  audit.Options
 	log   *slog.Logger
 	gauge *prometheus.GaugeVec
 }
 
-func newAuditor(st store.Reader, log *slog.Logger, reg prometheus.Registerer) *auditor {
-	a := &auditor{st: st, log: log,
+func newAuditor(st store.Reader, opts audit.Options, log *slog.Logger, reg prometheus.Registerer) *auditor {
+	a := &auditor{st: st, opts: opts, log: log,
 		gauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wirefleet_audit_findings", Help: "Findings of the last configuration audit, by severity."}, []string{"severity"})}
 	reg.MustRegister(a.gauge)
 	for _, sev := range []string{audit.High, audit.Medium, audit.Low} {
@@ -29,7 +30,7 @@ func newAuditor(st store.Reader, log *slog.Logger, reg prometheus.Registerer) *a
 }
 
 func (a *auditor) run(ctx context.Context) {
-	findings, err := audit.Run(ctx, a.st, audit.Options{})
+	findings, err := audit.Run(ctx, a.st, a.opts)
 	if err != nil {
 		a.log.Error("audit failed", "err", err)
 		return

@@ -29,6 +29,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/api"
 	"github.com/wirefleet/wirefleet/arcapi"
+	"github.com/wirefleet/wirefleet/audit"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway"
@@ -65,6 +66,7 @@ type config struct {
 	// Network-attested Arc bootstrap.
 	trustedNetworks prefixList
 	trustedProxies  prefixList
+	remote          remoteFlags
 }
 
 // prefixList is a repeatable (or comma-separated) flag of CIDR[=value].
@@ -126,6 +128,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	c.trustedNetworks.values = true
 	fs.Var(&c.trustedNetworks, "arc-trusted-network", "CIDR[=GROUP_NAME] whose source addresses may use Arc network-attested bootstrap (repeatable, or comma-separated)")
+	c.remote.register(fs)
 	fs.Var(&c.trustedProxies, "trusted-proxy", "CIDR of reverse proxies whose X-Forwarded-For is believed (repeatable, or comma-separated)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `wirefleetd — the wirefleet platform: REST API, WireGuard gateway, platform services.
@@ -223,7 +226,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("gateway key: %w", err)
 	}
 	gwPub := fleet.Key(gwKey.PublicKey())
-	svc := controlplane.New(st, controlplane.Config{Pool: pool, Endpoint: c.endpoint, GatewayPublicKey: func() fleet.Key { return gwPub }, Log: log})
+	remotePolicy, remote, err := c.remote.setup(c.dataDir, c.endpoint, controlplane.DefaultPlatformRange, log)
+	if err != nil {
+		return err
+	}
+	svc := controlplane.New(st, controlplane.Config{Pool: pool, Endpoint: c.endpoint, GatewayPublicKey: func() fleet.Key { return gwPub }, Log: log, Remote: remotePolicy})
 
 	secret, created, err := svc.EnsureAdminToken(ctx)
 	if err != nil {
@@ -252,7 +259,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("arc token secret: %w", err)
 	}
 
-	gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log})
+	var services []gateway.PlatformService
+	if remote != nil {
+		services = append(services, remote)
+	}
+	gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services})
 	if err != nil {
 		return err
 	}
@@ -264,9 +275,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newSIMCollector(st, log), gw.Collector())
+	if remote != nil {
+		reg.MustRegister(remote.Collector())
+	}
 	reg.MustRegister(attestCounter(svc))
 	if c.auditEvery > 0 {
-		go newAuditor(st, log, reg).every(ctx, c.auditEvery)
+		go newAuditor(st, audit.Options{MaxMappingDuration: remotePolicy.MaxDuration}, log, reg).every(ctx, c.auditEvery)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/v1/", api.New(svc, api.Options{Log: log, Registerer: reg, Connections: gw, TrustedProxies: c.trustedProxies.prefixes()}))

@@ -91,6 +91,40 @@ CREATE TABLE sim_bindings (source TEXT PRIMARY KEY, sim_id TEXT NOT NULL);
 -- trusted network created it): Arc sessions act only on their key's SIMs.
 ALTER TABLE sims ADD COLUMN auth_key_id TEXT NOT NULL DEFAULT '';
 `, `
+-- Key age and required rotation: when the current key became current
+-- (existing SIMs: their creation), and the deadline to replace it (0: none).
+ALTER TABLE sims ADD COLUMN key_set BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE sims ADD COLUMN rotate_by BIGINT NOT NULL DEFAULT 0;
+UPDATE sims SET key_set = created;
+`, `
+-- Live sessions per gateway, so gateways sharing the database notice one
+-- key live on two of them at once.
+CREATE TABLE sim_presence (
+	sim_id TEXT NOT NULL,
+	gateway TEXT NOT NULL,
+	endpoint TEXT NOT NULL,
+	since BIGINT NOT NULL,
+	PRIMARY KEY (sim_id, gateway)
+);
+CREATE INDEX sim_presence_gateway ON sim_presence (gateway);
+`, `
+-- Remote-access port mappings: the unique public port is what several
+-- wirefleetd sharing the database agree on.
+CREATE TABLE port_mappings (
+	id TEXT PRIMARY KEY,
+	sim_id TEXT NOT NULL,
+	port INTEGER NOT NULL,
+	host TEXT NOT NULL,
+	public_port INTEGER NOT NULL UNIQUE,
+	allowed_sources TEXT NOT NULL,
+	tls INTEGER NOT NULL,
+	max_connections INTEGER NOT NULL,
+	created BIGINT NOT NULL,
+	expires BIGINT NOT NULL,
+	created_by TEXT NOT NULL
+);
+CREATE INDEX port_mappings_sim ON port_mappings (sim_id, id);
+`, `
 -- Attestation bootstrap: device identity keys registered by manufacturing
 -- in batches (identities.id is the key's SHA-256 fingerprint), and the
 -- outstanding challenges (SHA-256 of the nonce; single use, expiring).

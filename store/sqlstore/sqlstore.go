@@ -159,7 +159,7 @@ func limit(p store.PageRequest) int {
 
 // ---- SIMs ----
 
-const simCols = `id, imsi, name, tags, group_id, status, address, public_key, next_public_key, created, updated, auth_key_id`
+const simCols = `id, imsi, name, tags, group_id, status, address, public_key, next_public_key, created, updated, auth_key_id, key_set, rotate_by`
 
 type scanner interface{ Scan(dst ...any) error }
 
@@ -169,8 +169,9 @@ func scanSIM(s scanner) (fleet.SIM, error) {
 		tags, addr, pk, npk string
 		status              string
 		created, updated    int64
+		keySet, rotateBy    int64
 	)
-	if err := s.Scan(&sim.ID, &sim.IMSI, &sim.Name, &tags, &sim.GroupID, &status, &addr, &pk, &npk, &created, &updated, &sim.AuthKeyID); err != nil {
+	if err := s.Scan(&sim.ID, &sim.IMSI, &sim.Name, &tags, &sim.GroupID, &status, &addr, &pk, &npk, &created, &updated, &sim.AuthKeyID, &keySet, &rotateBy); err != nil {
 		return sim, err
 	}
 	sim.Status = fleet.Status(status)
@@ -188,6 +189,12 @@ func scanSIM(s scanner) (fleet.SIM, error) {
 		return sim, fmt.Errorf("sim %s: next public key: %w", sim.ID, err)
 	}
 	sim.Created, sim.Updated = fromNanos(created), fromNanos(updated)
+	if keySet != 0 {
+		sim.KeySet = fromNanos(keySet)
+	}
+	if rotateBy != 0 {
+		sim.RotateBy = fromNanos(rotateBy)
+	}
 	return sim, nil
 }
 
@@ -580,21 +587,36 @@ func simArgs(s fleet.SIM) []any {
 	return []any{s.IMSI, s.Name, marshal(tags), s.GroupID, string(s.Status), s.Address.String(), s.PublicKey.String(), s.NextPublicKey.String(), nanos(s.Created), nanos(s.Updated), s.AuthKeyID, s.ID}
 }
 
-// simUpdateArgs leaves out auth_key_id: it is fixed at creation.
+// simUpdateArgs leaves out auth_key_id: it is fixed at creation. The
+// statement keeps key_set unless the key changes, and then clears
+// rotate_by: the store, not every caller, keeps the key's age.
 func simUpdateArgs(s fleet.SIM) []any {
 	a := simArgs(s)
-	return append(a[:len(a)-2:len(a)-2], s.ID)
+	pk := s.PublicKey.String()
+	return append(a[:len(a)-2:len(a)-2], pk, nanos(s.Updated), pk, optNanos(s.RotateBy), s.ID)
+}
+
+// optNanos is nanos with the zero time as 0.
+func optNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return nanos(t)
 }
 
 func (t *tx) InsertSIM(ctx context.Context, s fleet.SIM) error {
-	if _, err := t.exec(ctx, `INSERT INTO sims (imsi, name, tags, group_id, status, address, public_key, next_public_key, created, updated, auth_key_id, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, simArgs(s)...); err != nil {
+	keySet := s.KeySet
+	if keySet.IsZero() {
+		keySet = s.Created
+	}
+	if _, err := t.exec(ctx, `INSERT INTO sims (imsi, name, tags, group_id, status, address, public_key, next_public_key, created, updated, auth_key_id, id, key_set, rotate_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, append(simArgs(s), nanos(keySet), optNanos(s.RotateBy))...); err != nil {
 		return err
 	}
 	return t.putKeys(ctx, s)
 }
 
 func (t *tx) UpdateSIM(ctx context.Context, s fleet.SIM) error {
-	res, err := t.exec(ctx, `UPDATE sims SET imsi = ?, name = ?, tags = ?, group_id = ?, status = ?, address = ?, public_key = ?, next_public_key = ?, created = ?, updated = ? WHERE id = ?`, simUpdateArgs(s)...)
+	res, err := t.exec(ctx, `UPDATE sims SET imsi = ?, name = ?, tags = ?, group_id = ?, status = ?, address = ?, public_key = ?, next_public_key = ?, created = ?, updated = ?, key_set = CASE WHEN public_key = ? THEN key_set ELSE CAST(? AS BIGINT) END, rotate_by = CASE WHEN public_key = ? THEN CAST(? AS BIGINT) ELSE 0 END WHERE id = ?`, simUpdateArgs(s)...)
 	if err := affected(res, err); err != nil {
 		return err
 	}

@@ -39,6 +39,10 @@ func Run(t *testing.T, open Open) {
 		{"SIMAuthKey", testSIMAuthKey},
 		{"Identities", testIdentities},
 		{"Challenges", testChallenges},
+		{"KeyAge", testKeyAge},
+		{"Presence", testPresence},
+		{"Mappings", testMappings},
+		{"MappingPortRace", testMappingPortRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

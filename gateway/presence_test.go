@@ -1,0 +1,162 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/memtun"
+	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/monitor"
+	"github.com/wirefleet/wirefleet/store"
+	"github.com/wirefleet/wirefleet/store/pgstore"
+	"github.com/wirefleet/wirefleet/store/pgstore/pgtest"
+	"github.com/wirefleet/wirefleet/wgkey"
+	"golang.zx2c4.com/wireguard/conn"
+	wgdevice "golang.zx2c4.com/wireguard/device"
+)
+
+// twoGateways is two gateways (one key, as a load-balanced pair) of two
+// wirefleetd sharing one PostgreSQL database.
+type twoGateways struct {
+	svc   *controlplane.Service
+	gws   [2]*Gateway
+	gwKey wgkey.Public
+}
+
+func newTwoGateways(t *testing.T) *twoGateways {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ks, _ := keystore.GenerateMemory()
+	tg := &twoGateways{gwKey: ks.PublicKey()}
+	for i := range tg.gws {
+		st, err := pgstore.Open(ctx, dsn, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) }, Log: log})
+		if i == 0 {
+			tg.svc = svc
+		}
+		gw, err := New(Config{Service: svc, KeyStore: ks, Logger: log, ID: fmt.Sprintf("gw%d", i+1), SecondGatewayWindow: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := gw.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { gw.Close() })
+		tg.gws[i] = gw
+	}
+	return tg
+}
+
+// device starts a golang.zx2c4.com/wireguard device with key towards
+// gateway i; send makes it send one echo request to the metadata address.
+func (tg *twoGateways) device(t *testing.T, key wgkey.Private, sim fleet.SIM, i int) (send func(), stop func()) {
+	tunDev := memtun.NewChan(1420, 0, 64)
+	dev := wgdevice.NewDevice(tunDev, conn.NewStdNetBind(), wgdevice.NewLogger(wgdevice.LogLevelError, "dev: "))
+	if err := dev.IpcSet(fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.127.0.0/16\n", key[:], tg.gwKey[:], tg.gws[i].Port())); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.Up(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			dev.Close()
+		}
+	}
+	t.Cleanup(stop)
+	go func() { // drain replies
+		for range tunDev.Out() {
+		}
+	}()
+	return func() { tunDev.Send(echoRequest(sim.Address, MetadataAddr)) }, stop
+}
+
+// One SIM's key used by two devices, each reaching another gateway of the
+// same platform: the gateway holding the older session sees it keep
+// carrying data after the other recorded a newer one — a cloned-key alert.
+// A device that moves from one gateway to the other raises nothing.
+func TestKeyLiveOnTwoGateways(t *testing.T) {
+	tg := newTwoGateways(t)
+	ctx := context.Background()
+	newSIM := func() (wgkey.Private, fleet.SIM) {
+		key, _ := wgkey.NewPrivate()
+		sim, _, err := tg.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{PublicKey: fleet.Key(key.Public())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return key, sim
+	}
+	online := func(gw *Gateway, sim fleet.SIM) bool { return gw.Connection(sim.ID).Online }
+	keep := func(send func(), until time.Time) {
+		for time.Now().Before(until) {
+			send()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	// The roam first: gw1, then the device moves to gw2 and stops sending to gw1.
+	key, sim := newSIM()
+	send1, stop1 := tg.device(t, key, sim, 0)
+	waitFor(t, "the device on gw1", func() bool { send1(); return online(tg.gws[0], sim) })
+	stop1()
+	send2, _ := tg.device(t, key, sim, 1)
+	waitFor(t, "the device on gw2", func() bool { send2(); return online(tg.gws[1], sim) })
+	waitFor(t, "both presences recorded", func() bool {
+		ps, _ := tg.svc.Store().Presences(ctx, sim.ID)
+		return len(ps) == 2
+	})
+	keep(send2, time.Now().Add(4*time.Second)) // past the 2 s window
+	if a := tg.alerts(t, sim.ID); len(a) != 0 {
+		t.Fatalf("a roam between gateways raised %+v", a)
+	}
+
+	// The clone: two devices with one key, both sending, to gw1 and gw2.
+	key, sim = newSIM()
+	sendA, _ := tg.device(t, key, sim, 0)
+	waitFor(t, "device A on gw1", func() bool { sendA(); return online(tg.gws[0], sim) })
+	sendB, _ := tg.device(t, key, sim, 1)
+	start := time.Now()
+	go keep(sendA, start.Add(15*time.Second))
+	go keep(sendB, start.Add(15*time.Second))
+	for {
+		if a := tg.alerts(t, sim.ID); len(a) > 0 {
+			if a[0].Details["kind"] != monitor.KindClonedKey {
+				t.Fatalf("alert %+v, want cloned-key", a[0])
+			}
+			ev, _ := a[0].Details["evidence"].(map[string]any)
+			if ev["otherGateway"] != "gw2" {
+				t.Fatalf("alert evidence %+v, want the other gateway gw2", ev)
+			}
+			t.Logf("cloned-key alert %v after the second device started", time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if time.Since(start) > 12*time.Second {
+			ps, _ := tg.svc.Store().Presences(ctx, sim.ID)
+			t.Fatalf("no alert within 12 s; presences %+v", ps)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// alerts returns the SIM's device.alert events, newest first.
+func (tg *twoGateways) alerts(t *testing.T, simID string) []fleet.Event {
+	p, err := tg.svc.ListEvents(context.Background(), controlplane.System, store.EventFilter{ObjectID: simID, Action: "device.alert"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Items
+}
