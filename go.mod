@@ -3,6 +3,7 @@ module github.com/wirefleet/wirefleet
 go 1.26.8
 
 require (
+	filippo.io/edwards25519 v1.2.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/miekg/pkcs11 v1.1.2
 	github.com/prometheus/client_golang v1.25.0

@@ -56,12 +56,7 @@ func Bootstrap(ctx context.Context, o BootstrapOptions) (*Config, error) {
 	if o.Server == "" || o.AuthKey == "" {
 		return nil, fmt.Errorf("agent: bootstrap needs a server and an auth key")
 	}
-	if o.KeyRef == "" {
-		o.KeyRef = "file:" + filepath.Join(filepath.Dir(o.ConfigPath), "agent.key")
-	}
-	if o.Client == nil {
-		o.Client = &http.Client{Timeout: 30 * time.Second}
-	}
+	o = o.withDefaults()
 	ks, err := CreateKeyStore(o.KeyRef)
 	if err != nil {
 		return nil, err
@@ -90,6 +85,23 @@ func Bootstrap(ctx context.Context, o BootstrapOptions) (*Config, error) {
 		}
 		return nil, fmt.Errorf("agent: bootstrap refused: HTTP %d", resp.StatusCode)
 	}
+	return o.saveAnswer(raw)
+}
+
+// withDefaults fills the key reference and HTTP client.
+func (o BootstrapOptions) withDefaults() BootstrapOptions {
+	if o.KeyRef == "" {
+		o.KeyRef = "file:" + filepath.Join(filepath.Dir(o.ConfigPath), "agent.key")
+	}
+	if o.Client == nil {
+		o.Client = defaultClient
+	}
+	return o
+}
+
+// saveAnswer turns a bootstrap answer (auth key or attestation) into the
+// config and saves it.
+func (o BootstrapOptions) saveAnswer(raw []byte) (*Config, error) {
 	var ans bootstrapAnswer
 	if err := json.Unmarshal(raw, &ans); err != nil {
 		return nil, fmt.Errorf("agent: bootstrap answer: %w", err)
@@ -99,6 +111,7 @@ func Bootstrap(ctx context.Context, o BootstrapOptions) (*Config, error) {
 		GatewayEndpoint: ans.Session.Endpoint, GatewayPublicKey: ans.Session.GatewayPublicKey,
 		KeyRef: o.KeyRef,
 	}
+	var err error
 	if c.Address, err = netip.ParsePrefix(ans.Session.Address); err != nil {
 		return nil, fmt.Errorf("agent: bootstrap answer: address %q: %w", ans.Session.Address, err)
 	}

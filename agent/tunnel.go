@@ -83,6 +83,10 @@ type Tunnel struct {
 
 	transportOnce sync.Once
 	httpTransport *http.Transport // userspace HTTP proxy's way into the tunnel
+
+	// lastInitiate is when the agent last asked for a handshake itself
+	// (watch goroutine, after Up).
+	lastInitiate time.Time
 }
 
 // Up brings the tunnel up and keeps it up until Close: persistent
@@ -164,6 +168,7 @@ func Up(ctx context.Context, cfg *Config, o UpOptions) (t *Tunnel, err error) {
 		return nil, err
 	}
 	t.eng.Initiate(t.gateway)
+	t.lastInitiate = time.Now()
 	if o.Userspace {
 		if err = t.startUserspaceServices(); err != nil {
 			return nil, err
@@ -235,7 +240,13 @@ func (t *Tunnel) watch() {
 				t.log.Warn("re-resolving the gateway failed", "err", err)
 			}
 		}
-		if unanswered || stale {
+		// At most one request per RekeyTimeout: with a slow key store a
+		// request made while a handshake waits on the store would start a
+		// second handshake the moment the first completes, and the gateway,
+		// seeing that initiation before any data on the new session, would
+		// replace the session the agent has just switched to.
+		if (unanswered || stale) && time.Since(t.lastInitiate) >= engine.RekeyTimeout {
+			t.lastInitiate = time.Now()
 			t.eng.Initiate(t.gateway)
 		}
 		if t.opts.StatusPath != "" {

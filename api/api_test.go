@@ -273,6 +273,14 @@ func TestRoleDenials(t *testing.T) {
 		{"GET", "/api/v1/audit", nil, fleet.RoleViewer},
 		{"GET", "/api/v1/groups", nil, fleet.RoleViewer},
 		{"GET", "/api/v1/authkeys", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/identity-batches", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/identity-batches/x", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/identities", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/identities/x", nil, fleet.RoleViewer},
+		{"POST", "/api/v1/identity-batches", map[string]any{"name": "lot"}, fleet.RoleOperator},
+		{"POST", "/api/v1/identity-batches/x/identities", map[string]any{"publicKeys": []string{}}, fleet.RoleOperator},
+		{"DELETE", "/api/v1/identity-batches/x", nil, fleet.RoleOperator},
+		{"DELETE", "/api/v1/identities/x", nil, fleet.RoleOperator},
 		{"GET", "/api/v1/mappings", nil, fleet.RoleViewer},
 		{"GET", "/api/v1/mappings/x", nil, fleet.RoleViewer},
 		{"POST", "/api/v1/mappings", map[string]any{"simId": "x", "port": 22, "allowedSources": []string{"192.0.2.1/32"}}, fleet.RoleOperator},
@@ -551,6 +559,17 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	get("GET", "/api/v1/tokens", fleet.RoleAdmin, nil, 200, "TokenPage")
 	get("GET", "/api/v1/events?limit=2", fleet.RoleViewer, nil, 200, "EventPage")
 	get("GET", "/api/v1/sims/nope", fleet.RoleViewer, nil, 404, "Error")
+	// Attestation bootstrap and identities (helpers in identities_test.go).
+	dev := newIdentity(t)
+	batch := get("POST", "/api/v1/identity-batches", fleet.RoleOperator, map[string]any{"name": "lot", "groupId": gid, "tags": map[string]string{"a": "b"}, "publicKeys": []string{dev.id.PEM()}}, 201, "IdentityBatch")
+	bid := batch.(map[string]any)["id"].(string)
+	get("POST", "/api/v1/identity-batches/"+bid+"/identities", fleet.RoleOperator, map[string]any{"publicKeys": []string{newIdentity(t).id.String()}}, 201, "IdentityBatch")
+	ch := get("POST", "/api/v1/attest/challenge", "", nil, 201, "AttestChallenge")
+	get("POST", "/api/v1/attest/bootstrap", "", dev.answer(t, ch.(map[string]any)["nonce"].(string), pubKey(t)), 200, "BootstrapResponse")
+	get("GET", "/api/v1/identity-batches", fleet.RoleViewer, nil, 200, "IdentityBatchPage")
+	get("GET", "/api/v1/identity-batches/"+bid, fleet.RoleViewer, nil, 200, "IdentityBatch")
+	get("GET", "/api/v1/identities?status=used", fleet.RoleViewer, nil, 200, "IdentityPage")
+	get("GET", "/api/v1/identities/"+dev.id.Fingerprint(), fleet.RoleViewer, nil, 200, "Identity")
 }
 
 // A group's webhook secret is write-only: never in an answer, kept when

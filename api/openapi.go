@@ -129,7 +129,7 @@ func openAPI(rts []route) []byte {
 			ok = map[string]any{"description": "wg-quick configuration", "content": map[string]any{"text/plain": map[string]any{"schema": str("")}}}
 		default:
 			code = "200"
-			if rt.method == "POST" && !strings.Contains(rt.path, "/sims/{id}/") && rt.path != "/api/v1/bootstrap" {
+			if rt.method == "POST" && !strings.Contains(rt.path, "/sims/{id}/") && !strings.HasSuffix(rt.path, "/bootstrap") {
 				code = "201"
 			}
 			ok = map[string]any{"description": "ok", "content": map[string]any{"application/json": map[string]any{"schema": ref(rt.response)}}}

@@ -51,6 +51,8 @@ type Service struct {
 	st  store.Store
 	cfg Config
 	log *slog.Logger
+
+	attestObserver func(outcome string) // ObserveAttest
 }
 
 // New returns a Service over st.

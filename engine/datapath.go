@@ -359,8 +359,9 @@ func (e *Engine) sendBufs(p *Peer, bufs []*[]byte, ns []int) {
 	now := e.nanos()
 	kp := p.current.Load()
 	if kp == nil || now-kp.created >= int64(RejectAfterTime) || kp.sendNonce.Load() >= RejectAfterMessages {
-		p.stage(bufs, ns)
-		e.requestHandshake(p, false)
+		if p.stage(bufs, ns) {
+			e.requestHandshake(p, false)
+		}
 		return
 	}
 	b := outBatchPool.Get().(*outBatch)
@@ -370,8 +371,9 @@ func (e *Engine) sendBufs(p *Peer, bufs []*[]byte, ns []int) {
 	for i, buf := range bufs {
 		c := kp.sendNonce.Add(1) - 1
 		if c >= RejectAfterMessages {
-			p.stage(bufs[i:], ns[i:])
-			e.requestHandshake(p, false)
+			if p.stage(bufs[i:], ns[i:]) {
+				e.requestHandshake(p, false)
+			}
 			break
 		}
 		last = c
@@ -410,8 +412,14 @@ func (e *Engine) sendBufs(p *Peer, bufs []*[]byte, ns []int) {
 }
 
 // stage keeps packets (copies) until a session exists; the oldest go first
-// when more than maxStaged wait.
-func (p *Peer) stage(bufs []*[]byte, ns []int) {
+// when more than maxStaged wait. It reports whether they still wait (the
+// caller then asks for a handshake): a handshake may have completed while
+// stage waited for p.mu — a slow key store holds it for a whole DH — and
+// then they go out on the new session at once. Otherwise they would sit
+// behind a flush that already happened, and asking for a handshake for
+// them would start a second one on the heels of the first, which makes
+// the responder replace the session we have just switched to.
+func (p *Peer) stage(bufs []*[]byte, ns []int) bool {
 	p.mu.Lock()
 	for i, b := range bufs {
 		p.staged = append(p.staged, append([]byte(nil), (*b)[wire.TransportHeaderSize:wire.TransportHeaderSize+ns[i]]...))
@@ -420,7 +428,15 @@ func (p *Peer) stage(bufs []*[]byte, ns []int) {
 	if over := len(p.staged) - maxStaged; over > 0 {
 		p.staged = append(p.staged[:0], p.staged[over:]...)
 	}
+	if kp := p.current.Load(); kp != nil && p.e.nanos()-kp.created < int64(RejectAfterTime) && kp.sendNonce.Load() < RejectAfterMessages {
+		staged := p.staged
+		p.staged = nil
+		p.mu.Unlock()
+		p.e.Send(p, staged)
+		return false
+	}
 	p.mu.Unlock()
+	return true
 }
 
 func (e *Engine) outboundWriter() {

@@ -58,6 +58,7 @@ type Reader interface {
 	// network-attested bootstrap: the device's address in a trusted network).
 	SIMBinding(ctx context.Context, source string) (string, error)
 
+	IdentityReader
 	PresenceReader
 	MappingReader
 }
@@ -66,6 +67,7 @@ type Reader interface {
 // Tx, so a failure leaves nothing half-written.
 type Tx interface {
 	Reader
+	IdentityTx
 	MappingWriter
 
 	// NextIMSI returns a never-before-returned IMSI.

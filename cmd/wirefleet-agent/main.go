@@ -34,6 +34,14 @@ Usage:
   wirefleet-agent bootstrap --server URL --network
       Network-attested: from a trusted network (a private APN) the source
       address is the credential; the platform hands over a fresh key.
+  wirefleet-agent bootstrap --server URL --attest REF [--key REF]
+      Attestation: no auth key, no secret provisioned. The device signs the
+      server's challenge with its identity key (REF: pkcs11:token=…;object=…
+      on its secure element, or file:<path> for development), which
+      manufacturing registered with 'wirefleet identities import'.
+  wirefleet-agent identity --attest REF [--generate ed25519|p256] [--format key|pem|fingerprint|json]
+      Print the identity public key for manufacturing to register; with
+      --generate, make it first (on the token: non-extractable).
   wirefleet-agent up [--config PATH] [--userspace] [flags]
       Bring the tunnel up and keep it up (persistent keepalive, the gateway
       re-resolved when handshakes stop, retried forever) until SIGINT/SIGTERM,
@@ -66,7 +74,7 @@ func main() {
 		}
 		return
 	}
-	cmds := map[string]func([]string) error{"bootstrap": bootstrap, "up": up, "rotate": rotate, "status": status, "config": config, "keyd": keyd}
+	cmds := map[string]func([]string) error{"bootstrap": bootstrap, "up": up, "rotate": rotate, "status": status, "config": config, "keyd": keyd, "identity": identity}
 	cmd, ok := cmds[os.Args[1]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "wirefleet-agent: unknown command %q\n\n%s", os.Args[1], usage)
@@ -127,21 +135,27 @@ func bootstrap(args []string) error {
 	server := fs.String("server", os.Getenv("WIREFLEET_URL"), "wirefleetd API base URL (env WIREFLEET_URL)")
 	authKey := fs.String("authkey", os.Getenv("WIREFLEET_AUTHKEY"), "auth key (env WIREFLEET_AUTHKEY; prefer the env var: arguments are visible to other users)")
 	name := fs.String("name", "", "SIM name (optional)")
-	keyRef := fs.String("key", "", "key store reference, file:<path> (default: agent.key next to the config)")
+	keyRef := fs.String("key", "", "WireGuard key store reference: file:<path>, pkcs11:… or agent:… (default: file agent.key next to the config)")
 	network := fs.Bool("network", false, "network-attested bootstrap: the source address (a trusted network such as a private APN) is the credential; no auth key")
+	attestRef := fs.String("attest", "", "attestation bootstrap: sign the server's challenge with this identity key (pkcs11:… or file:…); no auth key")
 	cfgPath := configFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *server == "" || (*authKey == "" && !*network) {
-		return usageError{errors.New("bootstrap needs --server and --authkey (or --network)")}
+	if *server == "" || (*authKey == "" && !*network && *attestRef == "") {
+		return usageError{errors.New("bootstrap needs --server and --authkey (or --network, or --attest)")}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	o := agent.BootstrapOptions{Server: *server, AuthKey: *authKey, ConfigPath: *cfgPath, KeyRef: *keyRef, Name: *name}
 	do := agent.Bootstrap
-	if *network {
+	switch {
+	case *network:
 		do = agent.BootstrapNetwork
+	case *attestRef != "":
+		do = func(ctx context.Context, o agent.BootstrapOptions) (*agent.Config, error) {
+			return agent.BootstrapAttest(ctx, o, *attestRef)
+		}
 	}
 	c, err := do(ctx, o)
 	if err != nil {

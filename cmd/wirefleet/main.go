@@ -59,6 +59,11 @@ Commands:
   groups update ID [--name N] [--settings FILE.json]
   authkeys list | get ID | revoke ID
   authkeys create [--group ID] [--tag k=v]... [--ttl 24h] [--max-uses N] [--description D]
+  identities import FILE (--name LOT [--group ID] [--tag k=v]... | --batch ID)
+                                      register device identity public keys from manufacturing
+                                      (PEM blocks, a JSON array, or one PEM/hex/base64 key per line)
+  identities batches | batch ID | revoke-batch ID
+  identities list [--batch ID] [--status active|used|revoked] | get ID|KEY | revoke ID|KEY
   tokens list | delete ID
   tokens create --role admin|operator|viewer [--description D]
   mappings create SIM_ID --port P --allow CIDR... [--duration 1h] [--tls] [--max-conns N]

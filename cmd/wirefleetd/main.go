@@ -297,6 +297,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if remote != nil {
 		reg.MustRegister(remote.Collector())
 	}
+	reg.MustRegister(attestCounter(svc))
 	if c.auditEvery > 0 {
 		go newAuditor(st, audit.Options{MaxMappingDuration: remotePolicy.MaxDuration}, log, reg).every(ctx, c.auditEvery)
 	}

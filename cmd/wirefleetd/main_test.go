@@ -130,7 +130,8 @@ func TestFirstStartAndRestart(t *testing.T) {
 		!strings.Contains(metrics, `wirefleet_sims{status="active"} 1`) ||
 		!strings.Contains(metrics, "wirefleet_gateway_sessions 0") || !strings.Contains(metrics, `wirefleet_gateway_handshakes_total{result="ok"} 0`) ||
 		!strings.Contains(metrics, `wirefleet_gateway_dropped_packets_total{reason="d2d-denied",where="router"} 0`) || !strings.Contains(metrics, "wirefleet_gateway_under_load 0") ||
-		!strings.Contains(metrics, `wirefleet_audit_findings{severity="high"} 0`) {
+		!strings.Contains(metrics, `wirefleet_audit_findings{severity="high"} 0`) ||
+		!strings.Contains(metrics, `wirefleet_attest_bootstraps_total{outcome="bad_signature"} 0`) {
 		t.Fatalf("metrics: %d\n%s", code, metrics)
 	}
 	// The Arc-compatible routes are mounted too.

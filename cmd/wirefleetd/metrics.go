@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
 )
@@ -41,4 +42,16 @@ func (c *simCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range []fleet.Status{fleet.StatusActive, fleet.StatusSuspended, fleet.StatusTerminated} {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[s]), string(s))
 	}
+}
+
+// attestCounter counts attestation bootstraps by outcome ("ok", or why
+// refused: a run of bad signatures or unknown identities is someone
+// probing, a run of used identities a cloned device).
+func attestCounter(svc *controlplane.Service) prometheus.Collector {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wirefleet_attest_bootstraps_total", Help: "Attestation bootstraps by outcome: ok, or the reason of the refusal."}, []string{"outcome"})
+	for _, o := range []string{"ok", controlplane.RefusedSignature, controlplane.RefusedChallenge, controlplane.RefusedUnknown, controlplane.RefusedRevoked, controlplane.RefusedUsed} {
+		c.WithLabelValues(o) // present at 0 from the start
+	}
+	svc.ObserveAttest(func(o string) { c.WithLabelValues(o).Inc() })
+	return c
 }

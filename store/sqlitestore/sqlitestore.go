@@ -117,6 +117,30 @@ CREATE TABLE port_mappings (
 	created_by TEXT NOT NULL
 );
 CREATE INDEX port_mappings_sim ON port_mappings (sim_id, id);
+`, `
+-- Attestation bootstrap: device identity keys registered by manufacturing
+-- in batches (identities.id is the key's SHA-256 fingerprint), and the
+-- outstanding challenges (SHA-256 of the nonce; single use, expiring).
+CREATE TABLE identity_batches (
+	id TEXT PRIMARY KEY,
+	name TEXT NOT NULL,
+	group_id TEXT NOT NULL,
+	tags TEXT NOT NULL,
+	revoked INTEGER NOT NULL,
+	created INTEGER NOT NULL
+);
+CREATE TABLE identities (
+	id TEXT PRIMARY KEY,
+	public_key TEXT NOT NULL,
+	batch_id TEXT NOT NULL,
+	status TEXT NOT NULL,
+	sim_id TEXT NOT NULL,
+	created INTEGER NOT NULL,
+	updated INTEGER NOT NULL
+);
+CREATE INDEX identities_batch ON identities (batch_id, id);
+CREATE TABLE attest_challenges (hash TEXT PRIMARY KEY, expires INTEGER NOT NULL);
+CREATE INDEX attest_challenges_expires ON attest_challenges (expires);
 `}
 
 // Open opens (creating if needed) the database file at path and migrates it.

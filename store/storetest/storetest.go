@@ -37,6 +37,8 @@ func Run(t *testing.T, open Open) {
 		{"Subscribe", testSubscribe},
 		{"Bindings", testBindings},
 		{"SIMAuthKey", testSIMAuthKey},
+		{"Identities", testIdentities},
+		{"Challenges", testChallenges},
 		{"KeyAge", testKeyAge},
 		{"Presence", testPresence},
 		{"Mappings", testMappings},
