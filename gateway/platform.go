@@ -50,15 +50,26 @@ type Caller struct {
 	Group     fleet.GroupSettings
 }
 
-// Caller returns the SIM sending from addr, read fresh from the store. The
-// router has already checked that a packet's source is its sender's own
-// address, so a connection's remote address identifies the device.
+// Caller returns the SIM sending from addr. The router has already checked
+// that a packet's source is its sender's own address, so a connection's
+// remote address identifies the device. The record is the gateway's own
+// copy, which the store's change feed replaces on every change of the SIM
+// (tags, group, status) within milliseconds: no database read per request.
 func (h *ServiceHost) Caller(ctx context.Context, addr netip.Addr) (Caller, bool) {
-	sim, ok := h.s.callerSIM(ctx, addr)
-	if !ok {
+	addr = addr.Unmap()
+	p := h.s.g.router.peerFor(addr)
+	if p == nil {
 		return Caller{}, false
 	}
-	c := Caller{SIM: sim}
+	st := stateOf(p)
+	if st == nil || st.revoked.Load() {
+		return Caller{}, false
+	}
+	sim := st.SIM()
+	if sim == nil || sim.Address != addr || sim.Status != fleet.StatusActive {
+		return Caller{}, false
+	}
+	c := Caller{SIM: *sim}
 	if sim.GroupID != "" {
 		h.s.g.policies.ensure(ctx, h.s.g.st, sim.GroupID)
 		if grp := h.s.g.policies.get(sim.GroupID); grp != nil {
