@@ -77,6 +77,8 @@ type GroupSettings struct {
 	UserData string `json:"userData,omitempty"`
 	// Security says what the monitor does about alerts on the group's SIMs.
 	Security SecurityProfile `json:"security,omitzero"`
+	// DataStore says whether and how devices store data (fleet/datastore.go).
+	DataStore DataStoreSettings `json:"dataStore,omitzero"`
 }
 
 // Security actions taken on an alert about a SIM.

@@ -114,6 +114,9 @@ func (s *GroupSettings) Normalize(prefix string) error {
 	if len(s.UserData) > MaxUserData {
 		return Errorf(CodeInvalid, prefix+".userData", "at most %d bytes", MaxUserData)
 	}
+	if err := s.DataStore.Normalize(prefix + ".dataStore"); err != nil {
+		return err
+	}
 	sec := &s.Security
 	sec.WebhookSecretSet = false // derived, never stored
 	switch sec.Action {
