@@ -57,6 +57,8 @@ type Reader interface {
 	// SIMBinding returns the id of the SIM bound to a source (for
 	// network-attested bootstrap: the device's address in a trusted network).
 	SIMBinding(ctx context.Context, source string) (string, error)
+
+	RecordReader // the data store's records (records.go)
 }
 
 // Tx is one transaction. Every write of one API call goes through a single
@@ -107,6 +109,7 @@ type Tx interface {
 // Store is a fleet database.
 type Store interface {
 	Reader
+	RecordWriter // the data store's records (records.go)
 	// Update runs fn in one transaction, committing if fn returns nil.
 	Update(ctx context.Context, fn func(Tx) error) error
 	// Subscribe returns a channel of committed changes — including those

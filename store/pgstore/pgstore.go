@@ -90,6 +90,21 @@ CREATE TABLE sim_bindings (source TEXT PRIMARY KEY, sim_id TEXT NOT NULL);
 -- The auth key a SIM was bootstrapped with ('' when an operator or a
 -- trusted network created it): Arc sessions act only on their key's SIMs.
 ALTER TABLE sims ADD COLUMN auth_key_id TEXT NOT NULL DEFAULT '';
+`, `
+-- The data store: device records, listed per SIM or group newest first,
+-- and expired per group by time.
+CREATE TABLE data_records (
+	id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	sim_id TEXT NOT NULL,
+	group_id TEXT NOT NULL,
+	time BIGINT NOT NULL,
+	received BIGINT NOT NULL,
+	category TEXT NOT NULL,
+	content_type TEXT NOT NULL,
+	payload BYTEA NOT NULL
+);
+CREATE INDEX data_records_sim ON data_records (sim_id, time, id);
+CREATE INDEX data_records_group ON data_records (group_id, time, id);
 `}
 
 // Store is the PostgreSQL fleet store.

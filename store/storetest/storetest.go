@@ -37,6 +37,7 @@ func Run(t *testing.T, open Open) {
 		{"Subscribe", testSubscribe},
 		{"Bindings", testBindings},
 		{"SIMAuthKey", testSIMAuthKey},
+		{"Records", testRecords}, // records.go
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
