@@ -272,6 +272,8 @@ func TestRoleDenials(t *testing.T) {
 		{"GET", "/api/v1/audit", nil, fleet.RoleViewer},
 		{"GET", "/api/v1/groups", nil, fleet.RoleViewer},
 		{"GET", "/api/v1/authkeys", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/sims/x/data", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/groups/x/data", nil, fleet.RoleViewer},
 	}
 	below := map[fleet.Role][]fleet.Role{fleet.RoleViewer: nil, fleet.RoleOperator: {fleet.RoleViewer}, fleet.RoleAdmin: {fleet.RoleViewer, fleet.RoleOperator}}
 	for _, c := range cases {

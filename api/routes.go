@@ -131,7 +131,7 @@ func (h *Handler) routes() []route {
 			return s.SetSIMStatus(ctx, a, r.PathValue("id"), to)
 		}
 	}
-	return []route{
+	return append([]route{
 		{method: "POST", path: "/api/v1/bootstrap", summary: "A device exchanges an auth key and its public key for its SIM and session.", request: "BootstrapRequest", response: "BootstrapResponse",
 			handle: func(ctx context.Context, _ controlplane.Actor, r *http.Request) (any, error) {
 				var req bootstrapRequest
@@ -418,5 +418,5 @@ func (h *Handler) routes() []route {
 				}
 				return s.ListEvents(ctx, a, f)
 			}},
-	}
+	}, h.dataRoutes()...) // data.go
 }

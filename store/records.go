@@ -2,6 +2,9 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
@@ -34,4 +37,24 @@ type RecordFilter struct {
 	GroupID  string
 	From, To time.Time
 	Category string
+}
+
+// RecordCursor is the cursor after r: "<time ns>.<id>", its position in
+// the (time, id) order the next page continues below.
+func RecordCursor(r fleet.Record) string {
+	return strconv.FormatInt(r.Time.UnixNano(), 10) + "." + strconv.FormatInt(r.ID, 10)
+}
+
+// ParseRecordCursor parses a cursor RecordCursor made.
+func ParseRecordCursor(c string) (t, id int64, err error) {
+	ts, ids, ok := strings.Cut(c, ".")
+	if ok {
+		if t, err = strconv.ParseInt(ts, 10, 64); err == nil {
+			id, err = strconv.ParseInt(ids, 10, 64)
+		}
+	}
+	if !ok || err != nil {
+		return 0, 0, fmt.Errorf("bad record cursor %q", c)
+	}
+	return t, id, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql/driver"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -33,26 +32,6 @@ func scanRecord(s scanner) (fleet.Record, error) {
 	return r, nil
 }
 
-// recordCursor is "<time ns>.<id>" of the last record of a page: the
-// position in the (time, id) order the next page continues below.
-func recordCursor(r fleet.Record) string {
-	return strconv.FormatInt(r.Time.UnixNano(), 10) + "." + strconv.FormatInt(r.ID, 10)
-}
-
-// ParseRecordCursor parses a cursor ListRecords returned.
-func ParseRecordCursor(c string) (t, id int64, err error) {
-	ts, ids, ok := strings.Cut(c, ".")
-	if ok {
-		if t, err = strconv.ParseInt(ts, 10, 64); err == nil {
-			id, err = strconv.ParseInt(ids, 10, 64)
-		}
-	}
-	if !ok || err != nil {
-		return 0, 0, fmt.Errorf("bad record cursor %q", c)
-	}
-	return t, id, nil
-}
-
 func (r reader) ListRecords(ctx context.Context, f store.RecordFilter) (store.Page[fleet.Record], error) {
 	var q string
 	var args []any
@@ -65,7 +44,7 @@ func (r reader) ListRecords(ctx context.Context, f store.RecordFilter) (store.Pa
 		return store.Page[fleet.Record]{}, fmt.Errorf("records: give a SIM or a group")
 	}
 	if f.Cursor != "" {
-		t, id, err := ParseRecordCursor(f.Cursor)
+		t, id, err := store.ParseRecordCursor(f.Cursor)
 		if err != nil {
 			return store.Page[fleet.Record]{}, err
 		}
@@ -84,7 +63,7 @@ func (r reader) ListRecords(ctx context.Context, f store.RecordFilter) (store.Pa
 		q += ` AND category = ?`
 		args = append(args, f.Category)
 	}
-	return list(ctx, r, q+` ORDER BY time DESC, id DESC LIMIT ?`, args, limit(f.PageRequest), scanRecord, recordCursor)
+	return list(ctx, r, q+` ORDER BY time DESC, id DESC LIMIT ?`, args, limit(f.PageRequest), scanRecord, store.RecordCursor)
 }
 
 // ListRecords implements store.Reader on the read pool.
