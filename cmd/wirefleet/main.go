@@ -60,6 +60,8 @@ Commands:
   authkeys create [--group ID] [--tag k=v]... [--ttl 24h] [--max-uses N] [--description D]
   tokens list | delete ID
   tokens create --role admin|operator|viewer [--description D]
+  data list (--sim ID | --group ID) [--from RFC3339] [--to RFC3339] [--category C] [--limit N] [--cursor C]
+                                      data-store records, newest first (--json: payloads in full)
   events list [--object ID] [--actor A] [--action A] [--since RFC3339] [--limit N] [--cursor C]
   audit                               audit the fleet now: shared or low-order keys, standing auth keys,
                                       wide-open groups, refused SIMs still trying
