@@ -60,6 +60,9 @@ type config struct {
 	zone       string
 	resetAdmin bool
 	auditEvery time.Duration
+	// The data store (datastore.go).
+	dataCommitters int
+	dataSweepEvery time.Duration
 	logLevel   string
 	logFormat  string
 	// Network-attested Arc bootstrap.
@@ -122,6 +125,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.BoolVar(&c.resetAdmin, "reset-admin-token", false, "create a new admin token, print it once and write it to <data>/admin.token (recovery when the old one is lost); the old tokens stay valid until deleted")
 	fs.DurationVar(&c.auditEvery, "audit-every", time.Hour, "run the configuration audit this often (findings in the log and the wirefleet_audit_findings metric; GET /api/v1/audit runs it on demand)")
 	fs.StringVar(&c.zone, "zone", gateway.DefaultZone, "DNS zone of in-tunnel names (<sim-id>.sim.<zone>, metadata.<zone>)")
+	fs.IntVar(&c.dataCommitters, "datastore-committers", 0, "data-store transactions committing at once (0: 1 on SQLite, which has one writer; 4 on PostgreSQL)")
+	fs.DurationVar(&c.dataSweepEvery, "datastore-retention-every", time.Minute, "how often records past their group's retention are deleted")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	c.trustedNetworks.values = true
@@ -252,7 +257,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("arc token secret: %w", err)
 	}
 
-	gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log})
+	reg := prometheus.NewRegistry()
+	gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log,
+		Services: []gateway.PlatformService{newDataStore(c, st, backend, log, reg)}})
 	if err != nil {
 		return err
 	}
@@ -262,7 +269,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer gw.Close()
 	log.Info("gateway up", "wg_port", gw.Port(), "zone", c.zone)
 
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newSIMCollector(st, log), gw.Collector())
 	if c.auditEvery > 0 {
 		go newAuditor(st, log, reg).every(ctx, c.auditEvery)
