@@ -379,12 +379,13 @@ func (s *Service) serveUDP(pc net.PacketConn) {
 	sem := make(chan struct{}, udpWorkers)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	buf := make([]byte, MaxUDP+1)
 	for {
-		buf := make([]byte, MaxUDP+1)
 		n, from, err := pc.ReadFrom(buf)
 		if err != nil {
 			return
 		}
+		msg := append([]byte(nil), buf[:n]...)
 		ap, err := netip.ParseAddrPort(from.String())
 		if err != nil {
 			continue
@@ -396,10 +397,10 @@ func (s *Service) serveUDP(pc net.PacketConn) {
 			ctx, cancel := context.WithTimeout(context.Background(), tcpTimeout)
 			defer cancel()
 			stored, err := s.store(ctx, "udp", ap.Addr(), "", func(limit int) ([]byte, error) {
-				if n > limit {
+				if len(msg) > limit {
 					return nil, tooLarge(limit)
 				}
-				return buf[:n], nil
+				return msg, nil
 			})
 			pc.WriteTo(lineAnswer(stored, err), from)
 		}()
