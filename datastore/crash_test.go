@@ -23,6 +23,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun/netstack"
 
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/store/pgstore/pgtest"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 
@@ -105,6 +106,28 @@ func (d *daemon) start(extra ...string) {
 	d.token = strings.TrimSpace(string(tok))
 }
 
+// metrics returns the daemon's /metrics page.
+func (d *daemon) metrics() string {
+	d.t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", d.apiPort))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 // kill sends SIGKILL to the daemon's PID and reaps it.
 func (d *daemon) kill() {
 	d.cmd.Process.Signal(syscall.SIGKILL)
@@ -165,8 +188,18 @@ func TestKillDuringBurst(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs wirefleetd")
 	}
-	d := &daemon{t: t, bin: buildDaemon(t), dir: t.TempDir(), apiPort: freePort(t, "tcp"), wgPort: freePort(t, "udp")}
-	d.start()
+	bin := buildDaemon(t)
+	t.Run("sqlite", func(t *testing.T) { killDuringBurst(t, bin) })
+	t.Run("postgres", func(t *testing.T) {
+		// A durable server: it outlives wirefleetd, as a real one would.
+		pg := pgtest.StartDurable(t)
+		killDuringBurst(t, bin, "--store", pg.NewDatabase(t))
+	})
+}
+
+func killDuringBurst(t *testing.T, bin string, flags ...string) {
+	d := &daemon{t: t, bin: bin, dir: t.TempDir(), apiPort: freePort(t, "tcp"), wgPort: freePort(t, "udp")}
+	d.start(flags...)
 	var g fleet.Group
 	d.call("POST", "/api/v1/groups", map[string]any{"name": "burst", "settings": map[string]any{"dataStore": map[string]any{"enabled": true}}}, &g)
 	priv, err := wgkey.NewPrivate()
@@ -224,11 +257,18 @@ func TestKillDuringBurst(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 	}
 
+	// The write is counted in /metrics.
+	if m := d.metrics(); !strings.Contains(m, `wirefleet_datastore_records_total{transport="http"} 1`) {
+		t.Fatalf("metrics after one write:\n%s", grepLines(m, "wirefleet_datastore"))
+	}
+
 	// The burst: writers post until the daemon is gone.
 	const writers = 32
 	var mu sync.Mutex
-	acked := map[string]bool{`{"warmup":true}`: true}
+	acked := map[string]bool{"warmup": true} // "w/n" of acknowledged writes
 	var nAcked, nFailed atomic.Int64
+	const killAt = 400
+	killed := make(chan struct{})
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -241,13 +281,18 @@ func TestKillDuringBurst(t *testing.T) {
 					return
 				default:
 				}
-				body := fmt.Sprintf(`{"w":%d,"n":%d}`, w, n)
-				code, err := post(body)
+				// The kill is sent the moment the 400th answer arrives, so
+				// other writes are in flight: read, being committed, or
+				// answered on their way back.
+				code, err := post(fmt.Sprintf(`{"w":%d,"n":%d,"temp":21.5}`, w, n))
 				if err == nil && code == 201 {
 					mu.Lock()
-					acked[body] = true
+					acked[fmt.Sprintf("%d/%d", w, n)] = true
 					mu.Unlock()
-					nAcked.Add(1)
+					if nAcked.Add(1) == killAt {
+						d.cmd.Process.Signal(syscall.SIGKILL)
+						close(killed)
+					}
 				} else {
 					nFailed.Add(1)
 					time.Sleep(10 * time.Millisecond)
@@ -255,21 +300,18 @@ func TestKillDuringBurst(t *testing.T) {
 			}
 		}()
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for nAcked.Load() < 400 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-killed:
+	case <-time.After(120 * time.Second):
+		t.Fatalf("only %d writes acknowledged in 2 minutes", nAcked.Load())
 	}
-	if nAcked.Load() < 400 {
-		t.Fatalf("only %d writes acknowledged before the kill", nAcked.Load())
-	}
-	d.kill() // mid-burst: writes are in flight
-	killedAt := nAcked.Load()
+	d.cmd.Wait()
 	time.Sleep(500 * time.Millisecond)
 	close(stop)
 	wg.Wait()
-	t.Logf("acknowledged %d writes (%d at the kill), %d failed or unanswered", len(acked), killedAt, nFailed.Load())
+	t.Logf("acknowledged %d writes (%d at the kill), %d failed or unanswered", len(acked), killAt, nFailed.Load())
 
-	d.start()
+	d.start(flags...)
 	stored := map[string]bool{}
 	cursor := ""
 	for {
@@ -279,12 +321,21 @@ func TestKillDuringBurst(t *testing.T) {
 		}
 		d.call("GET", "/api/v1/sims/"+sim.ID+"/data?limit=1000&cursor="+cursor, nil, &p)
 		for _, it := range p.Items {
-			var c bytes.Buffer
-			json.Compact(&c, it.Payload)
-			if stored[c.String()] {
-				t.Fatalf("record stored twice: %s", c.String())
+			var v struct {
+				W, N   *int
+				Warmup bool
 			}
-			stored[c.String()] = true
+			if err := json.Unmarshal(it.Payload, &v); err != nil {
+				t.Fatal(err)
+			}
+			key := "warmup"
+			if !v.Warmup {
+				key = fmt.Sprintf("%d/%d", *v.W, *v.N)
+			}
+			if stored[key] {
+				t.Fatalf("record stored twice: %s", key)
+			}
+			stored[key] = true
 		}
 		if p.Next == "" {
 			break

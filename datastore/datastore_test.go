@@ -3,6 +3,7 @@ package datastore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -416,4 +418,75 @@ func value(c prometheus.Metric) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// gatedStore holds every AppendRecords until released, and can fail them.
+type gatedStore struct {
+	store.Store
+	release chan struct{}
+	fail    atomic.Bool
+	calls   atomic.Int64
+}
+
+func (g *gatedStore) AppendRecords(ctx context.Context, recs []fleet.Record) error {
+	g.calls.Add(1)
+	<-g.release
+	if g.fail.Load() {
+		return errors.New("disk on fire")
+	}
+	return g.Store.AppendRecords(ctx, recs)
+}
+
+// TestAnswerAfterCommit: no answer leaves before the commit returns (the
+// kill test cannot see this ordering: a commit's write reaches the OS
+// faster than an answer reaches the device); a failed commit is answered
+// 503 and counted, never 201.
+func TestAnswerAfterCommit(t *testing.T) {
+	e := newLoopEnv(t)
+	gs := &gatedStore{Store: e.st, release: make(chan struct{})}
+	e.svc.com.close()
+	e.svc.com = newCommitter(gs, 1, 1000, 4<<20, e.svc.m.observeCommit)
+	releaseAll := sync.OnceFunc(func() { close(gs.release) })
+	t.Cleanup(releaseAll) // before the service closes, even on failure
+	d := e.device(2, fleet.DataStoreSettings{Enabled: true})
+	c, err := net.DialUDP("udp", &net.UDPAddr{IP: d.AsSlice()}, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(e.udp)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("held"))
+	for gs.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	// The commit is running (and blocked): no answer may have left.
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	buf := make([]byte, 512)
+	if n, err := c.Read(buf); err == nil {
+		t.Fatalf("answered %q before the commit returned", buf[:n])
+	}
+	gs.release <- struct{}{}
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != "201 stored 1\n" {
+		t.Fatalf("after the commit: %q %v", buf[:n], err)
+	}
+	// A failing commit: 503 with the reason, nothing acknowledged.
+	gs.fail.Store(true)
+	releaseAll()
+	code, body := e.post(d, "application/json", []byte(`{"a":1}`))
+	if code != 503 || !strings.Contains(body, ReasonStore) {
+		t.Fatalf("failed commit: %d %s", code, body)
+	}
+	if got := e.sendTCP(d, []byte("x")); !strings.HasPrefix(got, "503 store_error") {
+		t.Fatalf("failed commit over TCP: %q", got)
+	}
+	if v := value(e.svc.m.rejected.WithLabelValues(ReasonStore)); v != 2 {
+		t.Fatalf("rejected{store_error} = %v", v)
+	}
+	if v := value(e.svc.m.records.WithLabelValues("http")); v != 0 {
+		t.Fatalf("a failed write was counted as stored: %v", v)
+	}
+	if recs := e.records("sim_2"); len(recs) != 1 || string(recs[0].Payload) != "held" {
+		t.Fatalf("records %+v", recs)
+	}
 }
