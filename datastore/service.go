@@ -185,13 +185,19 @@ func (s *Service) Close() error {
 	}
 	s.closed = true
 	close(s.stop)
-	if s.http != nil {
-		s.http.Close()
-	}
 	for _, c := range s.closers {
 		c.Close()
 	}
+	hs := s.http
 	s.mu.Unlock()
+	if hs != nil {
+		// Writes being received or committed get their answers.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if hs.Shutdown(ctx) != nil {
+			hs.Close()
+		}
+		cancel()
+	}
 	s.wg.Wait()
 	s.com.close()
 	return nil
