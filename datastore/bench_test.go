@@ -3,17 +3,26 @@ package datastore
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
 	"net/netip"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway"
+	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/pgstore"
 	"github.com/wirefleet/wirefleet/store/pgstore/pgtest"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // BenchmarkWrites measures acknowledged data-store writes per second from
@@ -141,6 +150,102 @@ func BenchmarkControlPlaneUnderLoad(b *testing.B) {
 				}
 			}
 			s.Close()
+		})
+	}
+}
+
+// BenchmarkTunnelWrites measures acknowledged writes per second through
+// the whole system: 16 devices (in-process golang.zx2c4.com/wireguard on
+// userspace stacks) each with 4 writers posting 100-byte JSON messages
+// over HTTP keep-alive through their tunnels to an in-process gateway on
+// loopback hosting the data store, over SQLite or durable PostgreSQL.
+func BenchmarkTunnelWrites(b *testing.B) {
+	pg := pgtest.StartDurable(b)
+	for _, backend := range []string{"sqlite", "postgres"} {
+		b.Run(backend, func(b *testing.B) {
+			ctx := context.Background()
+			var st store.Store
+			var err error
+			committers := 1
+			if backend == "sqlite" {
+				st, err = sqlitestore.Open(ctx, filepath.Join(b.TempDir(), "wirefleet.db"))
+			} else {
+				st, err = pgstore.Open(ctx, pg.NewDatabase(b), nil)
+				committers = 4
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+			ks, _ := keystore.GenerateMemory()
+			svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) }, Log: quiet})
+			ds := New(Config{Store: st, Log: quiet, Committers: committers, RetentionEvery: -1})
+			gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: ks, Logger: quiet, Services: []gateway.PlatformService{ds}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := gw.Start(); err != nil {
+				b.Fatal(err)
+			}
+			defer gw.Close()
+			grp, err := svc.CreateGroup(ctx, controlplane.System, "bench", fleet.GroupSettings{DataStore: fleet.DataStoreSettings{Enabled: true}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			const devices, writersPer = 16, 4
+			clients := make([]*http.Client, devices)
+			for i := range clients {
+				priv, _ := wgkey.NewPrivate()
+				sim, _, err := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{GroupID: grp.ID, PublicKey: fleet.Key(priv.Public())})
+				if err != nil {
+					b.Fatal(err)
+				}
+				clients[i] = tunnel(b, sim.Address, priv, fleet.Key(ks.PublicKey()), int(gw.Port()))
+			}
+			post := func(c *http.Client, body string) error {
+				resp, err := c.Post("http://100.127.111.111/", "application/json", strings.NewReader(body))
+				if err != nil {
+					return err
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 201 {
+					return fmt.Errorf("status %d", resp.StatusCode)
+				}
+				return nil
+			}
+			for i, c := range clients { // tunnels up
+				for try := 0; post(c, `{"warmup":true}`) != nil; try++ {
+					if try == 50 {
+						b.Fatalf("device %d: no tunnel", i)
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+			var next atomic.Int64
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for w := range devices * writersPer {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c := clients[w%devices]
+					for {
+						i := next.Add(1)
+						if i > int64(b.N) {
+							return
+						}
+						if err := post(c, fmt.Sprintf(`{"writer":%3d,"seq":%10d,"temp":21.5,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`, w, i)); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer() // not the teardown
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
 		})
 	}
 }

@@ -191,8 +191,10 @@ func (s *Service) Close() error {
 	hs := s.http
 	s.mu.Unlock()
 	if hs != nil {
-		// Writes being received or committed get their answers.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// Writes being received or committed get their answers (a
+		// commit takes milliseconds; connections that never sent a
+		// request would hold Shutdown for 5 s).
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		if hs.Shutdown(ctx) != nil {
 			hs.Close()
 		}
