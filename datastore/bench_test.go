@@ -18,6 +18,7 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/ratelimit"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/pgstore"
 	"github.com/wirefleet/wirefleet/store/pgstore/pgtest"
@@ -61,7 +62,7 @@ func BenchmarkWrites(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			st := c.open(b)
 			defer st.Close()
-			s := New(Config{Store: st, Committers: c.committers, MaxBatchRecords: c.batch, RetentionEvery: -1})
+			s := New(Config{Store: st, Committers: c.committers, MaxBatchRecords: c.batch, RetentionEvery: -1, Rate: ratelimit.Config{PerSecond: -1}})
 			defer s.Close()
 			set := fleet.GroupSettings{DataStore: fleet.DataStoreSettings{Enabled: true, TimestampPointer: "/ts"}}
 			s.caller = func(_ context.Context, a netip.Addr) (gateway.Caller, bool) {
@@ -107,7 +108,7 @@ func BenchmarkControlPlaneUnderLoad(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer st.Close()
-			s := New(Config{Store: st, RetentionEvery: -1})
+			s := New(Config{Store: st, RetentionEvery: -1, Rate: ratelimit.Config{PerSecond: -1}})
 			set := fleet.GroupSettings{DataStore: fleet.DataStoreSettings{Enabled: true}}
 			s.caller = func(_ context.Context, a netip.Addr) (gateway.Caller, bool) {
 				return gateway.Caller{SIM: fleet.SIM{ID: "sim_" + a.String(), GroupID: "grp_bench"}, Group: set}, true
@@ -180,7 +181,7 @@ func BenchmarkTunnelWrites(b *testing.B) {
 			quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 			ks, _ := keystore.GenerateMemory()
 			svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) }, Log: quiet})
-			ds := New(Config{Store: st, Log: quiet, Committers: committers, RetentionEvery: -1})
+			ds := New(Config{Store: st, Log: quiet, Committers: committers, RetentionEvery: -1, Rate: ratelimit.Config{PerSecond: -1}})
 			gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: ks, Logger: quiet, Services: []gateway.PlatformService{ds}})
 			if err != nil {
 				b.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"github.com/wirefleet/wirefleet/clock"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway"
+	"github.com/wirefleet/wirefleet/ratelimit"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
 )
@@ -76,7 +77,7 @@ func (e *loopEnv) device(n int, set fleet.DataStoreSettings) netip.Addr {
 	a := netip.AddrFrom4([4]byte{127, 0, 0, byte(n)})
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.callers[a] = gateway.Caller{SIM: fleet.SIM{ID: fmt.Sprintf("sim_%d", n), GroupID: fmt.Sprintf("grp_%d", n)}, Group: fleet.GroupSettings{DataStore: set}}
+	e.callers[a] = gateway.Caller{SIM: fleet.SIM{ID: fmt.Sprintf("sim_%d", n), GroupID: fmt.Sprintf("grp_%d", n), Address: a}, Group: fleet.GroupSettings{DataStore: set}}
 	return a
 }
 
@@ -488,5 +489,37 @@ func TestAnswerAfterCommit(t *testing.T) {
 	}
 	if recs := e.records("sim_2"); len(recs) != 1 || string(recs[0].Payload) != "held" {
 		t.Fatalf("records %+v", recs)
+	}
+}
+
+// TestRateLimit: a SIM sending more messages than its rate is refused
+// with 429 and the reason, on every transport; other SIMs are not.
+func TestRateLimit(t *testing.T) {
+	e := newLoopEnv(t)
+	e.svc.limit = ratelimit.New(ratelimit.Config{PerSecond: 0.001, Burst: 3})
+	noisy := e.device(2, fleet.DataStoreSettings{Enabled: true})
+	calm := e.device(3, fleet.DataStoreSettings{Enabled: true})
+	for i := range 3 {
+		if got := e.sendUDP(noisy, []byte{byte(i)}); got != "201 stored 1\n" {
+			t.Fatalf("within the burst: %q", got)
+		}
+	}
+	if code, body := e.post(noisy, "", []byte("x")); code != 429 || !strings.Contains(body, ReasonRateLimited) {
+		t.Fatalf("HTTP over the rate: %d %s", code, body)
+	}
+	if got := e.sendTCP(noisy, []byte("x")); !strings.HasPrefix(got, "429 rate_limited") {
+		t.Fatalf("TCP over the rate: %q", got)
+	}
+	if got := e.sendUDP(noisy, []byte("x")); !strings.HasPrefix(got, "429 rate_limited") {
+		t.Fatalf("UDP over the rate: %q", got)
+	}
+	if got := e.sendUDP(calm, []byte("x")); got != "201 stored 1\n" {
+		t.Fatalf("another SIM: %q", got)
+	}
+	if n := len(e.records("sim_2")); n != 3 {
+		t.Fatalf("%d records of the noisy SIM, want 3", n)
+	}
+	if v := value(e.svc.m.rejected.WithLabelValues(ReasonRateLimited)); v != 3 {
+		t.Fatalf("rejected{rate_limited} = %v", v)
 	}
 }

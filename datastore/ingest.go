@@ -25,6 +25,7 @@ const (
 	ReasonUnknownCaller = "unknown_caller" // no SIM behind the source address
 	ReasonDisabled      = "disabled"       // the SIM's group has the data store off
 	ReasonTooLarge      = "too_large"
+	ReasonRateLimited   = "rate_limited"  // the SIM sends more messages than its rate
 	ReasonBadJSON       = "bad_json"      // JSON content that does not parse, or a pointer it does not satisfy
 	ReasonBadTimestamp  = "bad_timestamp" // the timestamp pointer names something that is not a time
 	ReasonStore         = "store_error"   // the database failed: nothing acknowledged

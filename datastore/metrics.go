@@ -20,7 +20,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		records:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wirefleet_datastore_records_total", Help: "Records stored and acknowledged, by transport (http, tcp, udp)."}, []string{"transport"}),
 		bytes:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wirefleet_datastore_bytes_total", Help: "Payload bytes of acknowledged messages, by transport."}, []string{"transport"}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wirefleet_datastore_rejected_total", Help: "Messages not stored, by reason (unknown_caller, disabled, too_large, bad_json, bad_timestamp, store_error, bad_method, bad_request)."}, []string{"reason"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wirefleet_datastore_rejected_total", Help: "Messages not stored, by reason (unknown_caller, disabled, rate_limited, too_large, bad_json, bad_timestamp, store_error, bad_method, bad_request)."}, []string{"reason"}),
 		expired:  prometheus.NewCounter(prometheus.CounterOpts{Name: "wirefleet_datastore_expired_total", Help: "Records deleted by group retention."}),
 		commits:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wirefleet_datastore_commits_total", Help: "Group commits, by result (ok, error)."}, []string{"result"}),
 		batch:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "wirefleet_datastore_commit_records", Help: "Records per group commit.", Buckets: prometheus.ExponentialBuckets(1, 4, 7)}),

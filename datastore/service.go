@@ -25,6 +25,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/clock"
 	"github.com/wirefleet/wirefleet/gateway"
+	"github.com/wirefleet/wirefleet/ratelimit"
 	"github.com/wirefleet/wirefleet/store"
 )
 
@@ -67,7 +68,18 @@ type Config struct {
 	// RetentionEvery is how often expired records are deleted (default a
 	// minute; negative: never, for tests calling Sweep).
 	RetentionEvery time.Duration
+	// Rate bounds each SIM's messages (a batch is one message): PerSecond
+	// 0 means DefaultRate, Burst 0 DefaultBurst; PerSecond negative turns
+	// the limit off. Messages over it are refused with 429.
+	Rate ratelimit.Config
 }
+
+// Default per-SIM message rate: far above what a sensor sends, low enough
+// that one device cannot monopolise the committer.
+const (
+	DefaultRate  = 100
+	DefaultBurst = 1000
+)
 
 // Service is the data store. It implements gateway.PlatformService.
 type Service struct {
@@ -76,6 +88,7 @@ type Service struct {
 	com    *committer
 	m      *metrics
 	caller func(ctx context.Context, addr netip.Addr) (gateway.Caller, bool)
+	limit  *ratelimit.Limiter // per SIM (its overlay address); nil: none
 
 	mu      sync.Mutex
 	closers []io.Closer
@@ -108,7 +121,13 @@ func New(cfg Config) *Service {
 	if cfg.RetentionEvery == 0 {
 		cfg.RetentionEvery = time.Minute
 	}
-	s := &Service{cfg: cfg, log: cfg.Log.With("service", "datastore"), m: newMetrics(cfg.Registerer), stop: make(chan struct{})}
+	if cfg.Rate.PerSecond == 0 {
+		cfg.Rate.PerSecond = DefaultRate
+	}
+	if cfg.Rate.Burst == 0 {
+		cfg.Rate.Burst = DefaultBurst
+	}
+	s := &Service{cfg: cfg, log: cfg.Log.With("service", "datastore"), m: newMetrics(cfg.Registerer), stop: make(chan struct{}), limit: ratelimit.New(cfg.Rate)}
 	s.com = newCommitter(cfg.Store, cfg.Committers, cfg.MaxBatchRecords, cfg.MaxBatchBytes, s.m.observeCommit)
 	return s
 }
@@ -215,6 +234,9 @@ func (s *Service) store(ctx context.Context, transport string, addr netip.Addr, 
 	set := c.Group.DataStore
 	if c.SIM.GroupID == "" || !set.Enabled {
 		return 0, s.refuse(transport, addr, reject(http.StatusForbidden, ReasonDisabled, "the data store is off for this SIM's group"))
+	}
+	if ok, wait := s.limit.Allow(c.SIM.Address); !ok {
+		return 0, s.refuse(transport, addr, reject(http.StatusTooManyRequests, ReasonRateLimited, "more than %g messages a second from this SIM; retry in %v", s.cfg.Rate.PerSecond, wait.Round(time.Millisecond)))
 	}
 	body, err := read(set.Limit())
 	if err != nil {

@@ -63,6 +63,8 @@ type config struct {
 	// The data store (datastore.go).
 	dataCommitters int
 	dataSweepEvery time.Duration
+	dataRate       float64
+	dataBurst      int
 	logLevel   string
 	logFormat  string
 	// Network-attested Arc bootstrap.
@@ -127,6 +129,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.zone, "zone", gateway.DefaultZone, "DNS zone of in-tunnel names (<sim-id>.sim.<zone>, metadata.<zone>)")
 	fs.IntVar(&c.dataCommitters, "datastore-committers", 0, "data-store transactions committing at once (0: 1 on SQLite, which has one writer; 4 on PostgreSQL)")
 	fs.DurationVar(&c.dataSweepEvery, "datastore-retention-every", time.Minute, "how often records past their group's retention are deleted")
+	fs.Float64Var(&c.dataRate, "datastore-rate", 100, "data-store messages a second each SIM may send (a batch is one message); negative: no limit")
+	fs.IntVar(&c.dataBurst, "datastore-burst", 1000, "data-store messages a SIM may send at once above its rate")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	c.trustedNetworks.values = true
