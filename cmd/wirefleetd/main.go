@@ -65,8 +65,8 @@ type config struct {
 	dataSweepEvery time.Duration
 	dataRate       float64
 	dataBurst      int
-	logLevel   string
-	logFormat  string
+	logLevel       string
+	logFormat      string
 	// Network-attested Arc bootstrap.
 	trustedNetworks prefixList
 	trustedProxies  prefixList
