@@ -60,13 +60,15 @@ type config struct {
 	zone       string
 	resetAdmin bool
 	auditEvery time.Duration
+	logLevel   string
+	logFormat  string
+
 	// The data store (datastore.go).
 	dataCommitters int
 	dataSweepEvery time.Duration
 	dataRate       float64
 	dataBurst      int
-	logLevel       string
-	logFormat      string
+
 	// Network-attested Arc bootstrap.
 	trustedNetworks prefixList
 	trustedProxies  prefixList
