@@ -2,10 +2,10 @@ package main
 
 import (
 	"bytes"
-	"flag"
-	"fmt"
 	"encoding/base64"
 	"encoding/json"
+	"flag"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
