@@ -285,6 +285,8 @@ func TestRoleDenials(t *testing.T) {
 		{"GET", "/api/v1/mappings/x", nil, fleet.RoleViewer},
 		{"POST", "/api/v1/mappings", map[string]any{"simId": "x", "port": 22, "allowedSources": []string{"192.0.2.1/32"}}, fleet.RoleOperator},
 		{"DELETE", "/api/v1/mappings/x", nil, fleet.RoleOperator},
+		{"GET", "/api/v1/sims/x/data", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/groups/x/data", nil, fleet.RoleViewer},
 	}
 	below := map[fleet.Role][]fleet.Role{fleet.RoleViewer: nil, fleet.RoleOperator: {fleet.RoleViewer}, fleet.RoleAdmin: {fleet.RoleViewer, fleet.RoleOperator}}
 	for _, c := range cases {

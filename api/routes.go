@@ -131,7 +131,7 @@ func (h *Handler) routes() []route {
 			return s.SetSIMStatus(ctx, a, r.PathValue("id"), to)
 		}
 	}
-	return append(append(h.mappingRoutes(), []route{
+	return append(append(append(h.mappingRoutes(), []route{
 		{method: "POST", path: "/api/v1/bootstrap", summary: "A device exchanges an auth key and its public key for its SIM and session.", request: "BootstrapRequest", response: "BootstrapResponse",
 			handle: func(ctx context.Context, _ controlplane.Actor, r *http.Request) (any, error) {
 				var req bootstrapRequest
@@ -432,5 +432,5 @@ func (h *Handler) routes() []route {
 				}
 				return s.ListEvents(ctx, a, f)
 			}},
-	}...), h.identityRoutes()...)
+	}...), h.identityRoutes()...), h.dataRoutes()...) // mappings.go, identities.go, data.go
 }

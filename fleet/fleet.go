@@ -87,6 +87,8 @@ type GroupSettings struct {
 	Security SecurityProfile `json:"security,omitzero"`
 	// Forwarders route devices' traffic to the cloud with identity and credentials.
 	Forwarders Forwarders `json:"forwarders,omitzero"`
+	// DataStore says whether and how devices store data (fleet/datastore.go).
+	DataStore DataStoreSettings `json:"dataStore,omitzero"`
 }
 
 // Security actions taken on an alert about a SIM.

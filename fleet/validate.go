@@ -120,6 +120,9 @@ func (s *GroupSettings) Normalize(prefix string) error {
 	if err := s.Forwarders.Normalize(prefix + ".forwarders"); err != nil {
 		return err
 	}
+	if err := s.DataStore.Normalize(prefix + ".dataStore"); err != nil {
+		return err
+	}
 	sec := &s.Security
 	sec.WebhookSecretSet = false // derived, never stored
 	switch sec.Action {

@@ -61,6 +61,7 @@ type Reader interface {
 	IdentityReader
 	PresenceReader
 	MappingReader
+	RecordReader // the data store's records (records.go)
 }
 
 // Tx is one transaction. Every write of one API call goes through a single
@@ -115,6 +116,7 @@ type Tx interface {
 // Store is a fleet database.
 type Store interface {
 	Reader
+	RecordWriter // the data store's records (records.go)
 	// Update runs fn in one transaction, committing if fn returns nil.
 	Update(ctx context.Context, fn func(Tx) error) error
 	// Subscribe returns a channel of committed changes — including those

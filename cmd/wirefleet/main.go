@@ -69,6 +69,10 @@ Commands:
   mappings create SIM_ID --port P --allow CIDR... [--duration 1h] [--tls] [--max-conns N]
                                       remote access to a device port: answers the public host:port
   mappings list [--sim ID] | get ID | delete ID
+  data list (--sim ID | --group ID) [--from RFC3339] [--to RFC3339] [--category C] [--limit N] [--cursor C]
+                                      data-store records, newest first (--json: payloads in full)
+  data settings GROUP_ID [--enable | --disable] [--max-payload N] [--timestamp-pointer P] [--batch-pointer P]
+                         [--category C] [--retention 30d]   show or change a group's data store
   events list [--object ID] [--actor A] [--action A] [--since RFC3339] [--limit N] [--cursor C]
   audit                               audit the fleet now: shared or low-order keys, standing auth keys,
                                       wide-open groups, refused SIMs still trying

@@ -65,6 +65,13 @@ type config struct {
 	auditEvery time.Duration
 	logLevel   string
 	logFormat  string
+
+	// The data store (datastore.go).
+	dataCommitters int
+	dataSweepEvery time.Duration
+	dataRate       float64
+	dataBurst      int
+
 	// Network-attested Arc bootstrap.
 	trustedNetworks prefixList
 	trustedProxies  prefixList
@@ -132,6 +139,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.zone, "zone", gateway.DefaultZone, "DNS zone of in-tunnel names (<sim-id>.sim.<zone>, metadata.<zone>)")
 	fs.DurationVar(&c.forwardTimeout, "forward-timeout", 15*time.Second, "forwarders: how long one attempt at a destination may take (connect, send, answer headers) before the device gets 504")
 	fs.IntVar(&c.forwardRetries, "forward-retries", 2, "forwarders: further attempts at a destination that refused or could not be reached (never once a request was sent)")
+	fs.IntVar(&c.dataCommitters, "datastore-committers", 0, "data-store transactions committing at once (0: 1 on SQLite, which has one writer; 4 on PostgreSQL)")
+	fs.DurationVar(&c.dataSweepEvery, "datastore-retention-every", time.Minute, "how often records past their group's retention are deleted")
+	fs.Float64Var(&c.dataRate, "datastore-rate", 100, "data-store messages a second each SIM may send (a batch is one message); negative: no limit")
+	fs.IntVar(&c.dataBurst, "datastore-burst", 1000, "data-store messages a SIM may send at once above its rate")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	c.trustedNetworks.values = true
@@ -276,8 +287,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if retries == 0 {
 		retries = -1 // forwarder.Config: 0 is the default, negative none
 	}
+	reg := prometheus.NewRegistry()
 	fwd := forwarder.New(forwarder.Config{Secrets: settingsKey, Logger: log, Timeout: c.forwardTimeout, Retries: retries})
-	services := []gateway.PlatformService{fwd}
+	services := []gateway.PlatformService{fwd, newDataStore(c, st, backend, log, reg)}
 	if remote != nil {
 		services = append(services, remote)
 	}
@@ -291,7 +303,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer gw.Close()
 	log.Info("gateway up", "wg_port", gw.Port(), "zone", c.zone)
 
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newSIMCollector(st, log), gw.Collector())
 	reg.MustRegister(fwd.Collector())
 	if remote != nil {

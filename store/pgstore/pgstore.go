@@ -148,6 +148,21 @@ CREATE TABLE identities (
 CREATE INDEX identities_batch ON identities (batch_id, id);
 CREATE TABLE attest_challenges (hash TEXT PRIMARY KEY, expires BIGINT NOT NULL);
 CREATE INDEX attest_challenges_expires ON attest_challenges (expires);
+`, `
+-- The data store: device records, listed per SIM or group newest first,
+-- and expired per group by time.
+CREATE TABLE data_records (
+	id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	sim_id TEXT NOT NULL,
+	group_id TEXT NOT NULL,
+	time BIGINT NOT NULL,
+	received BIGINT NOT NULL,
+	category TEXT NOT NULL,
+	content_type TEXT NOT NULL,
+	payload BYTEA NOT NULL
+);
+CREATE INDEX data_records_sim ON data_records (sim_id, time, id);
+CREATE INDEX data_records_group ON data_records (group_id, time, id);
 `}
 
 // Store is the PostgreSQL fleet store.
@@ -177,7 +192,10 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	s := &Store{done: make(chan struct{})}
-	s.Store = sqlstore.New(db, db, &sqlstore.Dialect{Strpos: "strpos", LockSQL: `SELECT pg_advisory_xact_lock(hashtext(?))`, LockSharedSQL: `SELECT pg_advisory_xact_lock_shared(hashtext(?))`, NumberedPlaceholders: true, UniqueViolation: uniqueViolation, Notify: notify})
+	s.Store = sqlstore.New(db, db, &sqlstore.Dialect{Strpos: "strpos", LockSQL: `SELECT pg_advisory_xact_lock(hashtext(?))`, LockSharedSQL: `SELECT pg_advisory_xact_lock_shared(hashtext(?))`, NumberedPlaceholders: true, UniqueViolation: uniqueViolation, Notify: notify,
+		// Data-store batches are acknowledged to devices as stored: commit
+		// them synchronously even where the server's default is not.
+		DurableBegin: "SET synchronous_commit = on", DurableEnd: "RESET synchronous_commit"})
 	// The listener must be up before Open returns, or changes committed
 	// right after could be missed.
 	conn, err := listen(ctx, dsn)

@@ -141,6 +141,21 @@ CREATE TABLE identities (
 CREATE INDEX identities_batch ON identities (batch_id, id);
 CREATE TABLE attest_challenges (hash TEXT PRIMARY KEY, expires INTEGER NOT NULL);
 CREATE INDEX attest_challenges_expires ON attest_challenges (expires);
+`, `
+-- The data store: device records, listed per SIM or group newest first,
+-- and expired per group by time.
+CREATE TABLE data_records (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	sim_id TEXT NOT NULL,
+	group_id TEXT NOT NULL,
+	time INTEGER NOT NULL,
+	received INTEGER NOT NULL,
+	category TEXT NOT NULL,
+	content_type TEXT NOT NULL,
+	payload BLOB NOT NULL
+);
+CREATE INDEX data_records_sim ON data_records (sim_id, time, id);
+CREATE INDEX data_records_group ON data_records (group_id, time, id);
 `}
 
 // Open opens (creating if needed) the database file at path and migrates it.
@@ -185,7 +200,11 @@ func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
 		return nil, err
 	}
 	read.SetMaxOpenConns(4)
-	return sqlstore.New(write, read, &sqlstore.Dialect{Strpos: "instr", UniqueViolation: uniqueViolation}), nil
+	return sqlstore.New(write, read, &sqlstore.Dialect{Strpos: "instr", UniqueViolation: uniqueViolation,
+		// Control-plane commits use synchronous=NORMAL (durable across a
+		// crash of the process, not of the machine); data-store batches,
+		// acknowledged to devices as stored, sync the WAL (FULL).
+		DurableBegin: "PRAGMA synchronous=FULL", DurableEnd: "PRAGMA synchronous=NORMAL"}), nil
 }
 
 func uniqueViolation(err error) (string, bool) {

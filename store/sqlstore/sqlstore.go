@@ -40,6 +40,10 @@ type Dialect struct {
 	// the changes it made; the backend then delivers them (to this process
 	// too), so Store does not publish them itself.
 	Notify func(ctx context.Context, tx *sql.Tx, changes []fleet.Change) error
+	// DurableBegin and DurableEnd, when set, run on the writer connection
+	// before and after a data-store batch, to make its commit reach stable
+	// storage where the connection's default does not (records.go).
+	DurableBegin, DurableEnd string
 }
 
 // Store is a store.Store over database/sql.

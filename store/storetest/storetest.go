@@ -43,6 +43,7 @@ func Run(t *testing.T, open Open) {
 		{"Presence", testPresence},
 		{"Mappings", testMappings},
 		{"MappingPortRace", testMappingPortRace},
+		{"Records", testRecords}, // records.go
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

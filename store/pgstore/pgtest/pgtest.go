@@ -58,6 +58,11 @@ func unavailable(t testing.TB, format string, args ...any) {
 // files removed when t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t, []string{"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"})
+}
+
+func start(t testing.TB, settings []string) *Server {
+	t.Helper()
 	bin := binDir()
 	if bin == "" {
 		unavailable(t, "no /usr/lib/postgresql/*/bin/postgres (apt-get install postgresql)")
@@ -89,9 +94,8 @@ func Start(t testing.TB) *Server {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
 	// No TCP at all (listen_addresses empty): the socket in dir is the
-	// only way in. fsync off: the data is thrown away.
-	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-k", dir, "-c", "listen_addresses=", "-c", "fsync=off",
-		"-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300")
+	// only way in.
+	s.cmd = exec.Command(filepath.Join(bin, "postgres"), append([]string{"-D", data, "-k", dir, "-c", "listen_addresses=", "-c", "max_connections=300"}, settings...)...)
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
 	logf, err := os.Create(filepath.Join(dir, "server.log"))
 	if err != nil {

@@ -1,0 +1,30 @@
+package main
+
+import (
+	"log/slog"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wirefleet/wirefleet/datastore"
+	"github.com/wirefleet/wirefleet/ratelimit"
+	"github.com/wirefleet/wirefleet/store"
+)
+
+// newDataStore makes the data store at 100.127.111.111, hosted by the
+// gateway; each group switches it on in its settings.
+func newDataStore(c config, st store.Store, backend string, log *slog.Logger, reg prometheus.Registerer) *datastore.Service {
+	n := c.dataCommitters
+	if n <= 0 {
+		n = 1 // SQLite: one writer connection anyway
+		if strings.HasPrefix(backend, "postgres") {
+			n = 4
+		}
+	}
+	every := c.dataSweepEvery
+	if every <= 0 {
+		every = -1
+	}
+	return datastore.New(datastore.Config{Store: st, Log: log, Registerer: reg, Committers: n, RetentionEvery: every,
+		Rate: ratelimit.Config{PerSecond: c.dataRate, Burst: c.dataBurst}})
+}
