@@ -38,6 +38,7 @@ import (
 	"github.com/wirefleet/wirefleet/seal"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/unified"
 )
 
 func main() {
@@ -289,7 +290,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	reg := prometheus.NewRegistry()
 	fwd := forwarder.New(forwarder.Config{Secrets: settingsKey, Logger: log, Timeout: c.forwardTimeout, Retries: retries})
-	services := []gateway.PlatformService{fwd, newDataStore(c, st, backend, log, reg)}
+	ds := newDataStore(c, st, backend, log, reg)
+	// The unified endpoint hands each message to the data store and the forwarders.
+	uni := unified.New(unified.Config{DataStore: ds, Forwarder: fwd, Logger: log})
+	reg.MustRegister(uni.Collector())
+	services := []gateway.PlatformService{fwd, ds, uni}
 	if remote != nil {
 		services = append(services, remote)
 	}

@@ -1,0 +1,291 @@
+package unified
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/datastore"
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/forwarder"
+	"github.com/wirefleet/wirefleet/gateway"
+	"github.com/wirefleet/wirefleet/internal/netns"
+	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/seal"
+	"github.com/wirefleet/wirefleet/store"
+	"github.com/wirefleet/wirefleet/store/sqlitestore"
+)
+
+func init() {
+	netns.Tools = append(netns.Tools, "curl", "nc")
+}
+
+var gwAddr = netip.MustParseAddr("10.232.0.1")
+
+const gwPort = 51820
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// fixture: a gateway in its own namespace with the data store, the
+// forwarders and the unified endpoint over a real SQLite store; devices are
+// Debian wireguard-go in namespaces of their own.
+type fixture struct {
+	t      *testing.T
+	env    *netns.Env
+	gwNS   *netns.NS
+	bridge string
+	svc    *controlplane.Service
+	gwPub  [32]byte
+	nDev   int
+}
+
+func newFixture(t *testing.T) *fixture {
+	env := netns.New(t)
+	f := &fixture{t: t, env: env, gwNS: env.NewNS("gw")}
+	f.bridge = env.Name("br")
+	f.gwNS.MustExec("ip", "link", "add", f.bridge, "address", "02:00:0a:e8:00:01", "type", "bridge")
+	f.gwNS.MustExec("ip", "addr", "add", netip.PrefixFrom(gwAddr, 16).String(), "dev", f.bridge)
+	f.gwNS.MustExec("ip", "link", "set", f.bridge, "up")
+	ctx := context.Background()
+	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "wirefleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ks, err := keystore.GenerateMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.gwPub = ks.PublicKey()
+	key, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	f.svc = controlplane.New(st, controlplane.Config{
+		Endpoint:         netip.AddrPortFrom(gwAddr, gwPort).String(),
+		GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) },
+		Log:              log,
+		Secrets:          key,
+	})
+	ds := datastore.New(datastore.Config{Store: st, Log: log})
+	fwd := forwarder.New(forwarder.Config{Secrets: key, Logger: log, Timeout: 5 * time.Second})
+	uni := New(Config{DataStore: ds, Forwarder: fwd, Logger: log})
+	gw, err := gateway.New(gateway.Config{Service: f.svc, KeyStore: ks, ListenPort: gwPort, Logger: log, Services: []gateway.PlatformService{ds, fwd, uni}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.gwNS.MustDo(gw.Start)
+	t.Cleanup(func() { gw.Close() })
+	return f
+}
+
+func (f *fixture) group(name string, s fleet.GroupSettings) fleet.Group {
+	f.t.Helper()
+	g, err := f.svc.CreateGroup(context.Background(), controlplane.System, name, s)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return g
+}
+
+type device struct {
+	ns  *netns.NS
+	sim fleet.SIM
+}
+
+func (f *fixture) newDevice(groupID string) *device {
+	f.t.Helper()
+	f.nDev++
+	n := f.nDev
+	d := &device{ns: f.env.NewNS(fmt.Sprintf("d%d", n))}
+	gwEnd, _ := f.env.Veth(f.gwNS, netip.Prefix{}, d.ns, netip.MustParsePrefix(fmt.Sprintf("10.232.%d.2/16", n)))
+	f.gwNS.MustExec("ip", "link", "set", gwEnd.Name, "master", f.bridge)
+	wg := d.ns.StartWireGuardGo("")
+	sim, _, err := f.svc.CreateSIM(context.Background(), controlplane.System, controlplane.SIMSpec{Name: fmt.Sprintf("dev%d", n), GroupID: groupID, PublicKey: fleet.Key(wg.Public)})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	d.sim = sim
+	wg.Configure(netns.Config{Peers: []netns.Peer{{PublicKey: f.gwPub, Endpoint: netip.AddrPortFrom(gwAddr, gwPort),
+		AllowedIPs: []netip.Prefix{controlplane.DefaultPlatformRange}, PersistentKeepalive: 1}}})
+	wg.AddAddr(netip.PrefixFrom(sim.Address, 32))
+	wg.Up()
+	f.env.AddRoute(d.ns, controlplane.DefaultPlatformRange.String(), "dev", wg.Name)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := d.ns.Exec("curl", "-sS", "--max-time", "2", "-o", "/dev/null", "-w", "%{http_code}", "http://"+gateway.MetadataAddr.String()+"/")
+		if err == nil && out != "000" {
+			break
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("device %d: the tunnel carries nothing after 20 s: %v %s", n, err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return d
+}
+
+func (d *device) sh(cmd string) (string, error) { return d.ns.Exec("sh", "-c", cmd) }
+
+// records returns the SIM's stored payloads.
+func (f *fixture) records(simID string) []string {
+	p, err := f.svc.ListRecords(context.Background(), controlplane.System, store.RecordFilter{SIMID: simID})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var out []string
+	for _, r := range p.Items {
+		out = append(out, string(r.Payload))
+	}
+	return out
+}
+
+// destination is a cloud endpoint on loopback recording what it got.
+type destination struct {
+	mu   sync.Mutex
+	got  []*http.Request
+	body []string
+	srv  *httptest.Server
+}
+
+func newDestination(t *testing.T) *destination {
+	d := &destination{}
+	d.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		d.mu.Lock()
+		d.got = append(d.got, r)
+		d.body = append(d.body, string(b))
+		d.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"ok":true,"path":%q}`, r.URL.Path)
+	}))
+	t.Cleanup(d.srv.Close)
+	return d
+}
+
+func (d *destination) last() (*http.Request, string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.got) == 0 {
+		return nil, ""
+	}
+	return d.got[len(d.got)-1], d.body[len(d.body)-1]
+}
+
+// One message to 100.127.69.42 reaches every service the group enables:
+// over HTTP, UDP and TCP the data store stores it and the forwarder
+// delivers it with the device's identity, and the device gets both
+// answers; a group with only the data store gets its answer alone; a
+// destination that is down is a partial success (207) with the reason; a
+// group with nothing enabled gets 404 with the reason.
+func TestUnifiedEndpoint(t *testing.T) {
+	f := newFixture(t)
+	dst := newDestination(t)
+	const secret = "unified-secret-0123456789"
+	both := f.group("both", fleet.GroupSettings{
+		DataStore: fleet.DataStoreSettings{Enabled: true},
+		Forwarders: fleet.Forwarders{
+			HTTP: []fleet.HTTPForward{{PathPrefix: "/", URL: dst.srv.URL + "/ingest", Secret: secret}},
+			UDP:  fleet.UDPForward{URL: dst.srv.URL + "/udp", Secret: secret},
+			TCP:  fleet.TCPForward{URL: dst.srv.URL + "/tcp", Secret: secret},
+		},
+	})
+	storeOnly := f.group("store-only", fleet.GroupSettings{DataStore: fleet.DataStoreSettings{Enabled: true}})
+	none := f.group("none", fleet.GroupSettings{})
+	a, b, c := f.newDevice(both.ID), f.newDevice(storeOnly.ID), f.newDevice(none.ID)
+
+	type answer map[string]struct {
+		Status  int             `json:"status"`
+		Stored  int             `json:"stored"`
+		Error   string          `json:"error"`
+		Message string          `json:"message"`
+		Body    json.RawMessage `json:"body"`
+	}
+	post := func(d *device, path, body string) (int, answer, string) {
+		t.Helper()
+		out, err := d.sh(fmt.Sprintf(`curl -sS --max-time 10 -H 'Content-Type: application/json' --data '%s' -w '\n%%{http_code}' http://%s%s`, body, Addr, path))
+		if err != nil {
+			t.Fatalf("curl: %v %s", err, out)
+		}
+		i := strings.LastIndex(out, "\n")
+		var code int
+		fmt.Sscan(out[i+1:], &code)
+		var a answer
+		json.Unmarshal([]byte(out[:i]), &a)
+		return code, a, out[:i]
+	}
+
+	// HTTP: both services.
+	code, ans, raw := post(a, "/telemetry", `{"temp":21.5}`)
+	if code != 200 || ans[ServiceDataStore].Status != 201 || ans[ServiceDataStore].Stored != 1 || ans[ServiceForwarder].Status != 200 {
+		t.Fatalf("both services: %d %s", code, raw)
+	}
+	if !strings.Contains(string(ans[ServiceForwarder].Body), `"/ingest/telemetry"`) {
+		t.Fatalf("the forwarder's answer is not the destination's: %s", raw)
+	}
+	req, body := dst.last()
+	if req == nil || req.Header.Get(forwarder.HeaderSIMID) != a.sim.ID || req.Header.Get(forwarder.HeaderSignature) == "" || body != `{"temp":21.5}` {
+		t.Fatalf("the destination got %v %q", req, body)
+	}
+	if got := f.records(a.sim.ID); len(got) != 1 || got[0] != `{"temp":21.5}` {
+		t.Fatalf("stored %q", got)
+	}
+
+	// UDP and TCP: one message, one JSON line with both answers.
+	out, err := a.sh(fmt.Sprintf(`printf 'dgram-1' | nc -u -w 3 %s %d`, Addr, MessagePort))
+	if err != nil || !strings.Contains(out, `"status":200`) || !strings.Contains(out, `"stored":1`) || !strings.Contains(out, `"/udp"`) {
+		t.Fatalf("UDP: %v %q", err, out)
+	}
+	if _, got := dst.last(); !strings.Contains(got, `"payload":"ZGdyYW0tMQ=="`) || !strings.Contains(got, a.sim.ID) {
+		t.Fatalf("the destination got the datagram as %q, want the forwarder's JSON with the identity", got)
+	}
+	out, err = a.sh(fmt.Sprintf(`printf 'stream-1' | nc -N -w 5 %s %d`, Addr, MessagePort))
+	if err != nil || !strings.Contains(out, `"status":200`) || !strings.Contains(out, `"stored":1`) || !strings.Contains(out, `"/tcp"`) {
+		t.Fatalf("TCP: %v %q", err, out)
+	}
+	if got := f.records(a.sim.ID); len(got) != 3 {
+		t.Fatalf("after UDP and TCP, stored %q", got)
+	}
+	if req, got := dst.last(); got != "stream-1" || req.Header.Get(forwarder.HeaderSIMID) != a.sim.ID {
+		t.Fatalf("the destination got the TCP message as %q", got)
+	}
+
+	// Only the data store: its answer alone.
+	code, ans, raw = post(b, "/x", `{"n":1}`)
+	if code != 200 || len(ans) != 1 || ans[ServiceDataStore].Status != 201 {
+		t.Fatalf("store only: %d %s", code, raw)
+	}
+
+	// The destination down: stored, not forwarded — 207 with the reason.
+	dst.srv.Close()
+	code, ans, raw = post(a, "/telemetry", `{"temp":22}`)
+	if code != 207 || ans[ServiceDataStore].Status != 201 || ans[ServiceForwarder].Status != 502 || ans[ServiceForwarder].Error == "" {
+		t.Fatalf("destination down: %d %s", code, raw)
+	}
+
+	// Nothing enabled: 404 saying so; nothing stored.
+	code, _, raw = post(c, "/x", `{"n":1}`)
+	if code != 404 || !strings.Contains(raw, "no_service") {
+		t.Fatalf("nothing enabled: %d %s", code, raw)
+	}
+	if got := f.records(c.sim.ID); len(got) != 0 {
+		t.Fatalf("stored for a group without the data store: %q", got)
+	}
+}
