@@ -391,7 +391,9 @@ func TestShutdown(t *testing.T) {
 			done <- err
 			return
 		}
-		done <- Serve(ctx, c, testIdentity, platformTLS(b))
+		up := platformTLS(b)
+		up.Log = discardLog
+		done <- Serve(ctx, c, testIdentity, up)
 	}()
 	rc := dialRaw(t, l.Addr().String(), 5)
 	rc.connect(30, nil)
