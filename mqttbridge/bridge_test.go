@@ -251,6 +251,7 @@ func TestSubackFailureReachesDevice(t *testing.T) {
 // connection alive on its own meanwhile (the broker's own keepalive would
 // otherwise drop it).
 func TestKeepalive(t *testing.T) {
+	t.Parallel() // mostly waiting
 	b := startBroker(t)
 	br := startBridge(t, platformTLS(b), testIdentity)
 	for _, v := range []byte{4, 5} {

@@ -123,9 +123,17 @@ func FuzzReadPacket(f *testing.F) {
 	f.Fuzz(func(t *testing.T, v byte, data []byte) {
 		v = 4 + v%2
 		const max = 4096
-		r := bufio.NewReader(bytes.NewReader(data))
+		r := bufio.NewReaderSize(bytes.NewReader(data), 16)
 		for {
+			// completePacketBuffered decides when relayed writes are
+			// flushed: if it says a whole packet is there, reading it must
+			// not need more bytes.
+			r.Peek(1)
+			whole := completePacketBuffered(r)
 			pk, err := readPacket(r, v, max)
+			if whole && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) {
+				t.Fatalf("completePacketBuffered said a whole packet was buffered, reading it gave %v", err)
+			}
 			if err != nil {
 				return
 			}

@@ -391,7 +391,9 @@ func TestShutdown(t *testing.T) {
 			done <- err
 			return
 		}
-		done <- Serve(ctx, c, testIdentity, platformTLS(b))
+		up := platformTLS(b)
+		up.Log = discardLog
+		done <- Serve(ctx, c, testIdentity, up)
 	}()
 	rc := dialRaw(t, l.Addr().String(), 5)
 	rc.connect(30, nil)
@@ -581,5 +583,30 @@ func TestRequestProblemInfo(t *testing.T) {
 		if got := a.Properties.ReasonString != ""; got != want {
 			t.Errorf("problem information requested %v: reason string %q", want, a.Properties.ReasonString)
 		}
+	}
+}
+
+// A v5 broker imposing a shorter keepalive (Mosquitto's max_keepalive,
+// sent as Server Keep Alive) is honoured by the bridge's own pings, while
+// the device keeps the keepalive it asked for.
+func TestServerKeepAlive(t *testing.T) {
+	t.Parallel() // mostly waiting
+	// 10 s is the least Mosquitto accepts.
+	b := mosquittotest.Start(t, mosquittotest.Options{Users: map[string]string{platformUser: platformPass}, MaxKeepalive: 10})
+	br := startBridge(t, Upstream{Addr: b.Addr, Username: platformUser, Password: platformPass, TopicTemplate: "d/{imsi}/{topic}"}, testIdentity)
+	rc := dialRaw(t, br.Addr, 5)
+	ack := rc.connect(60, nil)
+	if ack.ReasonCode != 0 || ack.Properties.ServerKeepAliveFlag {
+		t.Fatalf("CONNACK 0x%02x, server keepalive passed to the device: %v", ack.ReasonCode, ack.Properties.ServerKeepAliveFlag)
+	}
+	// 24 s of device silence: well past Mosquitto's 1.5 × 10 s limit
+	// (which it checks coarsely: a silent client is dropped after 15–18 s).
+	time.Sleep(24 * time.Second)
+	rc.send(publish("alive", 1, 1, "yes"))
+	if a, err := rc.recv(10 * time.Second); err != nil || a.FixedHeader.Type != packets.Puback {
+		t.Fatalf("want PUBACK, got %+v %v", a, err)
+	}
+	if strings.Contains(b.Log(), "exceeded timeout") {
+		t.Errorf("the broker timed the bridge out:\n%s", b.Log())
 	}
 }

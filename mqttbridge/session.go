@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -84,6 +85,11 @@ type session struct {
 	broMu  sync.Mutex
 	broBuf bytes.Buffer
 	broW   *bufio.Writer
+
+	// devDisconnected is set when the device sent DISCONNECT: the broker
+	// closing its end right after is then the expected outcome, whichever
+	// relay loop reports first.
+	devDisconnected atomic.Bool
 
 	mu          sync.Mutex
 	subs        map[uint16]*pendingAck // SUBSCRIBE sent upstream, by packet id
@@ -381,6 +387,9 @@ func (s *session) run(ctx context.Context) error {
 	case <-ctx.Done():
 		err = &sessionEnd{code: v5ServerShutdown, reason: "gateway shutting down", err: ctx.Err()}
 	}
+	if s.devDisconnected.Load() {
+		err = errDeviceDisconnected
+	}
 	// Closing the broker connection without DISCONNECT (unless the device
 	// sent one, relayed already) makes the broker publish the device's
 	// will, as if the device had dropped off the broker itself.
@@ -464,6 +473,7 @@ func (s *session) fromDevice() error {
 				d.Properties.SessionExpiryIntervalFlag = pk.Properties.SessionExpiryIntervalFlag
 				d.Properties.ReasonString = pk.Properties.ReasonString
 			}
+			s.devDisconnected.Store(true)
 			s.writeBroker(d)
 			return errDeviceDisconnected
 		default:

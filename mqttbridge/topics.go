@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -26,7 +27,7 @@ var (
 	errTopicWildcard = errors.New("wildcards are not allowed in a topic name")
 	errTopicDots     = errors.New(`topic levels "." and ".." are refused`)
 	errTopicTooLong  = errors.New("topic too long once rewritten")
-	errTopicUTF8     = errors.New("topic is not valid UTF-8 or holds U+0000")
+	errTopicUTF8     = errors.New("topic is not valid UTF-8 or holds a control character")
 	errFilterBad     = errors.New("malformed topic filter: + and # must each be a whole level, # the last")
 	errFilterShared  = errors.New("shared subscriptions are not supported")
 	errFilterHash    = errors.New("# is not supported with this topic template (the device's identity follows the topic)")
@@ -97,14 +98,15 @@ func expand(s string, id Identity, what string) (string, error) {
 }
 
 // checkLevels refuses what a device may not name in a topic or filter:
-// empty, invalid UTF-8 or U+0000, a leading $ (reserved: $SYS, $share),
-// and "." or ".." levels, which some brokers' ACL or storage back ends map
-// to paths.
+// empty, invalid UTF-8, control characters (MQTT says a receiver may: they
+// would let a device forge lines in the broker's logs), a leading $
+// (reserved: $SYS, $share), and "." or ".." levels, which some brokers'
+// ACL or storage back ends map to paths.
 func checkLevels(s string) error {
 	switch {
 	case s == "":
 		return errTopicEmpty
-	case !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0:
+	case !utf8.ValidString(s) || strings.IndexFunc(s, unicode.IsControl) >= 0:
 		return errTopicUTF8
 	case s[0] == '$':
 		return errTopicDollar

@@ -70,6 +70,9 @@ func TestTopicMapping(t *testing.T) {
 		{m: pre, in: "a/..", filter: true, wantErr: errTopicDots},
 		{m: pre, in: "a\x00b", wantErr: errTopicUTF8},
 		{m: pre, in: "a\xffb", wantErr: errTopicUTF8},
+		{m: pre, in: "a\nb", wantErr: errTopicUTF8},
+		{m: pre, in: "a\u0085b", wantErr: errTopicUTF8},
+		{m: pre, in: "a\tb/#", filter: true, wantErr: errTopicUTF8},
 		{m: pre, in: "a/#/b", filter: true, wantErr: errFilterBad},
 		{m: pre, in: "a#", filter: true, wantErr: errFilterBad},
 		{m: pre, in: "a+/b", filter: true, wantErr: errFilterBad},
@@ -181,6 +184,30 @@ func FuzzTopicNamespace(f *testing.F) {
 			}
 			if dt, ok := m.toDevice(bt); ok && !matches(filter, dt) {
 				t.Fatalf("%s: filter %q → %q matches %q, delivered as %q, which the filter does not match", tmpl, filter, bf, bt, dt)
+			}
+		}
+	})
+}
+
+// FuzzTopicTemplate feeds arbitrary templates and identities to the
+// template parser: an accepted template must give whole-level, wildcard-
+// free fixed parts, and topics must round-trip through it.
+func FuzzTopicTemplate(f *testing.F) {
+	for _, tmpl := range append(fuzzTemplates, "", "{topic}", "a/{topic}/{topic}", "{imsi", "x/{nope}/{topic}", "{topic}{imsi}") {
+		f.Add(tmpl, "999990000000001", "a/b")
+	}
+	f.Fuzz(func(t *testing.T, tmpl, imsi, topic string) {
+		m, err := newTopicMap(tmpl, Identity{IMSI: imsi, SIMID: imsi, GroupName: imsi})
+		if err != nil {
+			return
+		}
+		if m.prefix != "" && !strings.HasSuffix(m.prefix, "/") || m.suffix != "" && !strings.HasPrefix(m.suffix, "/") ||
+			strings.ContainsAny(m.prefix+m.suffix, "+#\x00") || strings.HasPrefix(m.prefix, "$") {
+			t.Fatalf("template %q accepted as %+v", tmpl, m)
+		}
+		if bt, err := m.toBroker(topic); err == nil {
+			if back, ok := m.toDevice(bt); !ok || back != topic {
+				t.Fatalf("%q: %q → %q → %q %v", tmpl, topic, bt, back, ok)
 			}
 		}
 	})

@@ -44,7 +44,8 @@ type Options struct {
 	// Mosquitto 2.0 checks it only when delivering. Without ACLs every
 	// authenticated user may use every topic.
 	ACLs map[string][]ACL
-	// MaxKeepalive, if not 0, is Mosquitto's max_keepalive.
+	// MaxKeepalive, if not 0, is Mosquitto's max_keepalive (10 or more):
+	// v5 clients asking for more are told this one (Server Keep Alive).
 	MaxKeepalive int
 }
 
