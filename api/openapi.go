@@ -26,7 +26,7 @@ var schemas = map[string]any{
 			"allowList": arr(str("CIDR")), "block": boolean(),
 			"rotateWithinHours": integer(), "keyMaxAgeDays": integer(), "firstSeen": boolean(),
 			"maxBytesPerMinute": integer(), "maxPacketsPerMinute": integer(), "volumeFactor": map[string]any{"type": "number"},
-			"checkListeners": boolean(), "listenPorts": arr(integer())})}),
+			"checkListeners": boolean(), "listenPorts": arr(integer()), "actOn": arr(str("alert kind"))})}),
 	"Group":              obj(props{"id": str(""), "name": str(""), "settings": ref("GroupSettings"), "created": dateTime(), "updated": dateTime()}),
 	"GroupCreateRequest": obj(props{"name": str(""), "settings": ref("GroupSettings")}, "name"),
 	"GroupPatchRequest":  obj(props{"name": str(""), "settings": ref("GroupSettings")}),

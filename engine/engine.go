@@ -442,6 +442,17 @@ func (e *Engine) reject(r RejectReason, key wgkey.Public, remote netip.AddrPort,
 	}
 }
 
+// rejectReplay reports an authenticated initiation whose timestamp is not
+// newer than the peer's last: with the timestamp, so a monitor can tell a
+// capture replayed (the same timestamp again) from a second device whose
+// clock is behind (timestamps that advance).
+func (e *Engine) rejectReplay(key wgkey.Public, remote netip.AddrPort, ts tai64n.Timestamp) {
+	e.rejects[RejectReplayedTimestamp].Add(1)
+	if e.hooks.HandshakeRejected != nil {
+		e.hooks.HandshakeRejected(RejectEvent{Reason: RejectReplayedTimestamp, Key: key, Remote: remote, Time: e.now(), Timestamp: ts})
+	}
+}
+
 func (e *Engine) drop(p *Peer, r DropReason, src netip.Addr) {
 	e.drops[r].Add(1)
 	if p != nil && e.hooks.PacketDropped != nil {

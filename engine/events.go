@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"github.com/wirefleet/wirefleet/tai64n"
 	"net/netip"
 	"time"
 
@@ -95,6 +96,9 @@ type RejectEvent struct {
 	Remote netip.AddrPort
 	Detail string // e.g. the resolver's denial reason
 	Time   time.Time
+	// Timestamp is the refused initiation's own (authenticated) TAI64N
+	// timestamp, for RejectReplayedTimestamp only.
+	Timestamp tai64n.Timestamp
 }
 
 // EndpointEvent reports that a peer's outer address changed (roaming).

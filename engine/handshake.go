@@ -163,7 +163,7 @@ func (e *Engine) handleInitiation(msg []byte, ep conn.Endpoint) {
 			// memory. If another worker raced us in, use its peer (the
 			// checks below then serialise on it).
 			if !ts.After(p.lastTS) {
-				e.reject(RejectReplayedTimestamp, key, remote, "")
+				e.rejectReplay(key, remote, ts)
 				return
 			}
 			if got := e.peers.insert(p); got != p {
@@ -183,7 +183,7 @@ func (e *Engine) handleInitiation(msg []byte, ep conn.Endpoint) {
 		}
 		if !ts.After(p.lastTS) {
 			p.mu.Unlock()
-			e.reject(RejectReplayedTimestamp, key, remote, "")
+			e.rejectReplay(key, remote, ts)
 			return
 		}
 		if now-p.lastInitAt < int64(HandshakeInitiationRate) {

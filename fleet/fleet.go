@@ -99,11 +99,22 @@ const (
 	ActionRotate     = "rotate"     // require a key rotation (RotateWithinHours)
 )
 
+// AlertKinds are the kinds of the monitor's alerts (package monitor).
+var AlertKinds = []string{"cloned-key", "fan-out", "outside-allow-list", "first-seen", "volume", "unexpected-listener"}
+
+// DefaultActOn is the alert kinds a security action answers by default.
+var DefaultActOn = []string{"cloned-key"}
+
 // SecurityProfile is a group's answer to security alerts.
 type SecurityProfile struct {
 	// Action on an alert: ActionAlert (default), ActionQuarantine,
 	// ActionSuspend or ActionRotate.
 	Action string `json:"action,omitempty"`
+	// ActOn lists the alert kinds the action answers (AlertKinds); the
+	// others are recorded and notified only. Default: cloned-key, the one
+	// alert that means the SIM itself is compromised — a first-seen
+	// destination should not suspend a device unless the group says so.
+	ActOn []string `json:"actOn,omitempty"`
 	// RotateWithinHours is the time a device gets to replace its key when
 	// the action is ActionRotate (default 24; at most 2160).
 	RotateWithinHours int `json:"rotateWithinHours,omitempty"`

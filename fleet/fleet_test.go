@@ -82,6 +82,8 @@ func TestSettingsNormalize(t *testing.T) {
 		{GroupSettings{Security: SecurityProfile{Action: ActionRotate, RotateWithinHours: MaxRotateWithinHours + 1}}, "settings.security.rotateWithinHours"},
 		{GroupSettings{Security: SecurityProfile{Action: ActionSuspend, RotateWithinHours: 2}}, "settings.security.rotateWithinHours"},
 		{GroupSettings{Security: SecurityProfile{KeyMaxAgeDays: -1}}, "settings.security.keyMaxAgeDays"},
+		{GroupSettings{Security: SecurityProfile{Action: ActionSuspend, ActOn: []string{"cloned-key", "typo"}}}, "settings.security.actOn[1]"},
+		{GroupSettings{Security: SecurityProfile{ActOn: []string{"fan-out"}}}, "settings.security.actOn"},
 	}
 	for _, c := range cases {
 		err := c.s.Normalize("settings")

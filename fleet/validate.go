@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -135,6 +136,14 @@ func (s *GroupSettings) Normalize(prefix string) error {
 		}
 	default:
 		return Errorf(CodeInvalid, prefix+".security.action", "must be %q, %q, %q or %q", ActionAlert, ActionQuarantine, ActionSuspend, ActionRotate)
+	}
+	for i, k := range sec.ActOn {
+		if !slices.Contains(AlertKinds, k) {
+			return Errorf(CodeInvalid, fmt.Sprintf("%s.security.actOn[%d]", prefix, i), "one of %s", strings.Join(AlertKinds, ", "))
+		}
+	}
+	if len(sec.ActOn) > 0 && sec.Action == ActionAlert {
+		return Errorf(CodeInvalid, prefix+".security.actOn", "needs an action other than %q", ActionAlert)
 	}
 	if sec.RotateWithinHours < 0 || sec.RotateWithinHours > MaxRotateWithinHours {
 		return Errorf(CodeInvalid, prefix+".security.rotateWithinHours", "between 1 and %d, or 0 for the default (24)", MaxRotateWithinHours)

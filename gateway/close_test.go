@@ -5,11 +5,13 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/monitor"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
 )
 
@@ -35,5 +37,13 @@ func TestCloseTwice(t *testing.T) {
 	}
 	if err := gw.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// The alert kinds a profile may name (fleet.AlertKinds) are the monitor's.
+func TestAlertKindsMatchMonitor(t *testing.T) {
+	want := []string{monitor.KindClonedKey, monitor.KindFanout, monitor.KindAllowList, monitor.KindFirstSeen, monitor.KindVolume, monitor.KindListener}
+	if !slices.Equal(fleet.AlertKinds, want) {
+		t.Fatalf("fleet.AlertKinds %v, monitor's kinds %v", fleet.AlertKinds, want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/monitor"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
@@ -22,7 +23,7 @@ func TestRequiredRotation(t *testing.T) {
 	f := newFixture(t)
 	grp := f.group("g", fleet.GroupSettings{
 		DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup},
-		Security:       fleet.SecurityProfile{Action: fleet.ActionRotate, RotateWithinHours: 6},
+		Security:       fleet.SecurityProfile{Action: fleet.ActionRotate, ActOn: []string{monitor.KindFanout}, RotateWithinHours: 6},
 	})
 	a := f.newDevice(grp.ID)
 	if err := a.ping(MetadataAddr.String(), 1, 5*time.Second); err != nil {

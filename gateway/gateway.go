@@ -91,7 +91,8 @@ type Gateway struct {
 	alerts alertCounts
 	hooks  chan webhook
 	// presence: session records to write (see presence.go).
-	presence chan presenceOp
+	presence       chan presenceOp
+	presenceChecks chan string
 
 	// registry: the SIM states handed to the engine, by SIM id then key.
 	regMu sync.Mutex
@@ -158,6 +159,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.hooks = make(chan webhook, 256)
 	g.presence = make(chan presenceOp, 4096)
+	g.presenceChecks = make(chan string, 1024)
 	hooks := engine.Hooks{
 		HandshakeCompleted: g.onHandshake,
 		HandshakeRejected:  g.onReject,
@@ -219,8 +221,9 @@ func (g *Gateway) Start() error {
 		g.Close()
 		return err
 	}
-	g.wg.Add(2)
+	g.wg.Add(3)
 	go g.writePresences() // after Up: the default id holds the port
+	go g.checkPresences()
 	go g.watchFlood()
 	return nil
 }
@@ -229,10 +232,12 @@ func (g *Gateway) Start() error {
 func (g *Gateway) Close() error {
 	g.closeOnce.Do(func() {
 		g.cancel()
-		g.closeErr = g.eng.Close()
+		// Services first, while the engine still carries their last
+		// answers (a data-store write in flight is acknowledged).
 		if g.svcs != nil {
 			g.svcs.close()
 		}
+		g.closeErr = g.eng.Close()
 		g.wg.Wait()
 	})
 	return g.closeErr
@@ -266,8 +271,12 @@ func (g *Gateway) resolvePeer(ctx context.Context, key wgkey.Public, remote neti
 	if sim.Status != fleet.StatusActive || !keyOf(sim, key) {
 		g.unregister(st)
 		reason := string(sim.Status)
-		if sim.Status == fleet.StatusActive {
+		switch {
+		case sim.Status != fleet.StatusActive:
+		case rotationOverdue(sim, time.Now()) && sim.PublicKey == fleet.Key(key):
 			reason = "key-rotation-overdue"
+		default:
+			reason = "key-replaced" // the key changed while we resolved it
 		}
 		g.events.rejected(sim.ID, key, reason, remote)
 		return engine.PeerConfig{}, &engine.DeniedError{Reason: "SIM " + reason}
@@ -276,7 +285,17 @@ func (g *Gateway) resolvePeer(ctx context.Context, key wgkey.Public, remote neti
 		g.unregister(st)
 		return engine.PeerConfig{}, err
 	}
-	st.sim.Store(&sim)
+	// The state may be shared with a session already held, whose record
+	// the change feed may have replaced with a newer one while we read.
+	for {
+		cur := st.sim.Load()
+		if cur != nil && cur.Updated.After(sim.Updated) {
+			break
+		}
+		if st.sim.CompareAndSwap(cur, &sim) {
+			break
+		}
+	}
 	return engine.PeerConfig{
 		PublicKey:  key,
 		AllowedIPs: []netip.Prefix{netip.PrefixFrom(sim.Address, 32)},
@@ -461,7 +480,7 @@ func (g *Gateway) watch(changes <-chan fleet.Change, cancel func()) {
 			case fleet.ChangeGroup:
 				g.policies.refresh(g.ctx, g.st, c.ID)
 			case fleet.ChangePresence:
-				g.checkPresence(c.ID)
+				g.queuePresenceCheck(c.ID)
 			}
 		}
 	}

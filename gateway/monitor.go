@@ -75,6 +75,9 @@ func (g *Gateway) observeFlow(st *simState, pol *groupPolicy, dst netip.Addr, pr
 // the volume detector: the data path pays nothing for it.
 const volumeInterval = time.Minute
 
+// forgetEvery is how often the monitor drops SIMs silent for an hour.
+const forgetEvery = 10 * time.Minute
+
 // watchVolumes reports each held SIM's traffic of the last interval to the
 // monitor, for groups with a volume rule.
 func (g *Gateway) watchVolumes(every time.Duration) {
@@ -82,6 +85,7 @@ func (g *Gateway) watchVolumes(every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	last := time.Now()
+	lastForget := last
 	for {
 		select {
 		case <-g.ctx.Done():
@@ -89,6 +93,12 @@ func (g *Gateway) watchVolumes(every time.Duration) {
 		case now := <-t.C:
 			g.reportVolumes(now.Sub(last))
 			last = now
+			// Detector state follows active SIMs: an hour of silence
+			// forgets a SIM (its learned destinations are learned again).
+			if now.Sub(lastForget) >= forgetEvery {
+				g.mon.Forget(time.Hour)
+				lastForget = now
+			}
 		}
 	}
 }
@@ -123,7 +133,7 @@ func (g *Gateway) onReplay(ev engine.RejectEvent) {
 	}
 	if p := g.eng.Peer(ev.Key); p != nil {
 		if st := stateOf(p); st != nil {
-			g.mon.ObserveReplay(st.id, ev.Remote)
+			g.mon.ObserveReplay(st.id, ev.Remote, ev.Timestamp)
 		}
 	}
 }

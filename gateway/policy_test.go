@@ -59,3 +59,41 @@ func TestParseTags(t *testing.T) {
 }
 
 func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
+
+// Only packets that may start a flow feed first-seen and fan-out; a
+// device's replies go to its peers' ephemeral ports.
+func TestStartsFlow(t *testing.T) {
+	tcp := func(flags byte) []byte {
+		p := make([]byte, 40)
+		p[0], p[9], p[33] = 0x45, protoTCP, flags
+		return p
+	}
+	icmp := func(typ byte) []byte {
+		p := make([]byte, 28)
+		p[0], p[9], p[20] = 0x45, protoICMP, typ
+		return p
+	}
+	udp := make([]byte, 28)
+	udp[0], udp[9] = 0x45, protoUDP
+	for _, c := range []struct {
+		name string
+		pkt  []byte
+		want bool
+	}{
+		{"SYN", tcp(0x02), true},
+		{"SYN-ACK", tcp(0x12), false},
+		{"ACK", tcp(0x10), false},
+		{"PSH-ACK", tcp(0x18), false},
+		{"echo request", icmp(8), true},
+		{"echo reply", icmp(0), false},
+		{"UDP", udp, true},
+		{"truncated TCP", tcp(0x02)[:30], false},
+	} {
+		if got := startsFlow(c.pkt, c.pkt[9]); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+	if !synAck(tcp(0x12)) || synAck(tcp(0x02)) {
+		t.Error("synAck")
+	}
+}

@@ -74,6 +74,36 @@ func (g *Gateway) writePresences() {
 	}
 }
 
+// queuePresenceCheck hands a presence change to the checker: the change
+// feed's watcher applies suspensions and must never wait on a database
+// read. A full queue drops the check (counted in the log): detection
+// waits for the next session, revocation never waits.
+func (g *Gateway) queuePresenceCheck(simID string) {
+	for _, st := range g.states(simID) {
+		if st.online.Load() {
+			select {
+			case g.presenceChecks <- simID:
+			default:
+				g.log.Debug("presence check queue full; check skipped", "sim", simID)
+			}
+			return
+		}
+	}
+}
+
+// checkPresences serves the presence-check queue.
+func (g *Gateway) checkPresences() {
+	defer g.wg.Done()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case id := <-g.presenceChecks:
+			g.checkPresence(id)
+		}
+	}
+}
+
 // checkPresence runs when some gateway recorded a session of simID. If
 // this gateway holds an older session of it, it watches that session.
 func (g *Gateway) checkPresence(simID string) {
@@ -126,6 +156,13 @@ func (g *Gateway) checkPresence(simID string) {
 		s := p.Stats()
 		if s.RxBytes <= rx0 {
 			return // the device moved to the other gateway
+		}
+		if s.LastHandshake.After(other.Since) {
+			// A new handshake here since the other gateway's session began:
+			// the device came back (its session there replaced ours on the
+			// device, so it had to shake hands again). Two devices keep
+			// their sessions and only rekey every two minutes.
+			return
 		}
 		ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
 		defer cancel()

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -35,7 +36,11 @@ func (g *Gateway) respond(a monitor.Alert) {
 		return
 	}
 	sec := pol.settings.Security
-	if sec.Action == fleet.ActionQuarantine || sec.Action == fleet.ActionSuspend || sec.Action == fleet.ActionRotate {
+	actOn := sec.ActOn
+	if len(actOn) == 0 {
+		actOn = fleet.DefaultActOn
+	}
+	if (sec.Action == fleet.ActionQuarantine || sec.Action == fleet.ActionSuspend || sec.Action == fleet.ActionRotate) && slices.Contains(actOn, a.Kind) {
 		func() {
 			ctx, cancel := context.WithTimeout(g.ctx, 10*time.Second)
 			defer cancel()

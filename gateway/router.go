@@ -106,7 +106,9 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 		proto, sport, dport := ports(pkt)
 		pol := r.g.policies.get(sim.GroupID)
 		if r.g.mon != nil {
-			r.g.observeFlow(st, pol, dst, proto, dport)
+			if startsFlow(pkt, proto) {
+				r.g.observeFlow(st, pol, dst, proto, dport)
+			}
 			if proto == protoTCP && pol != nil && pol.checkListeners && synAck(pkt) && !slices.Contains(pol.listenPorts, sport) {
 				r.g.mon.ObserveListener(st.id, sport, dst)
 			}
@@ -172,6 +174,23 @@ func ports(pkt []byte) (proto byte, sport, dport uint16) {
 		dport = binary.BigEndian.Uint16(pkt[ihl+2:])
 	}
 	return
+}
+
+// startsFlow reports whether a packet from a device may start a flow of
+// its own: a TCP SYN without ACK, an ICMP echo request, any UDP datagram
+// (UDP does not say). Replies — to a remote-access operator, to another
+// device's connection — go to the peer's ephemeral ports and are not the
+// device's destinations: counting them would fill first-seen and fan-out
+// with noise.
+func startsFlow(pkt []byte, proto byte) bool {
+	ihl := int(pkt[0]&0x0f) * 4
+	switch proto {
+	case protoTCP:
+		return len(pkt) >= ihl+14 && pkt[ihl+13]&0x12 == 0x02
+	case protoICMP:
+		return len(pkt) > ihl && pkt[ihl] == 8
+	}
+	return true
 }
 
 // synAck reports whether a TCP packet (an unfragmented first fragment)

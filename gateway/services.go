@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/netstack"
@@ -91,33 +92,92 @@ func (s *services) inject(pkts [][]byte) error {
 	return err
 }
 
+// servicesBatch is how many packets the stack's output is gathered into
+// before they go to the engine: a burst of TCP segments towards one device
+// (a forwarder's answer, a remote-access download) leaves in one sendmmsg
+// instead of one system call each.
+const servicesBatch = 64
+
+var servicesBufs = sync.Pool{New: func() any { b := make([]byte, servicesMTU+64); return &b }}
+
 // readLoop sends what the stack emits to the device owning the destination.
+// The stack hands out one packet per Read, so a reader goroutine queues
+// them and this loop takes whatever has queued up meanwhile as one batch,
+// consecutive packets to one device in one Send. An idle stack costs
+// nothing; a lone packet waits for no other.
 func (s *services) readLoop() {
-	bufs := [][]byte{make([]byte, servicesMTU+64)}
-	sizes := []int{0}
-	for {
-		n, err := s.dev.Read(bufs, sizes, 0)
-		if err != nil {
-			return
+	queue := make(chan *[]byte, servicesBatch*4)
+	go func() {
+		defer close(queue)
+		sizes := []int{0}
+		for {
+			b := servicesBufs.Get().(*[]byte)
+			if _, err := s.dev.Read([][]byte{*b}, sizes, 0); err != nil {
+				servicesBufs.Put(b)
+				return
+			}
+			*b = (*b)[:sizes[0]]
+			queue <- b
 		}
-		for i := 0; i < n; i++ {
-			pkt := bufs[i][:sizes[i]]
-			if len(pkt) < 20 || pkt[0]>>4 != 4 {
-				continue
+	}()
+	batch := make([]*[]byte, 0, servicesBatch)
+	for b := range queue {
+		batch = append(batch[:0], b)
+	gather:
+		for len(batch) < servicesBatch {
+			select {
+			case b, ok := <-queue:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, b)
+			default:
+				break gather
 			}
-			p := s.g.router.peerFor(netip.AddrFrom4([4]byte(pkt[16:20])))
-			if p == nil {
-				s.g.router.drops.add(dropUnknownDst)
-				continue
-			}
-			s.g.eng.Send(p, [][]byte{pkt})
+		}
+		s.sendBatch(batch)
+		for _, b := range batch {
+			*b = (*b)[:cap(*b)]
+			servicesBufs.Put(b)
 		}
 	}
 }
 
+// sendBatch hands the stack's packets to their devices, consecutive
+// packets to one device in one Send (the engine copies them).
+func (s *services) sendBatch(batch []*[]byte) {
+	var (
+		to   *engine.Peer
+		pkts [][]byte
+	)
+	flush := func() {
+		if len(pkts) > 0 {
+			s.g.eng.Send(to, pkts)
+			pkts = pkts[:0]
+		}
+	}
+	for _, b := range batch {
+		pkt := *b
+		if len(pkt) < 20 || pkt[0]>>4 != 4 {
+			continue
+		}
+		p := s.g.router.peerFor(netip.AddrFrom4([4]byte(pkt[16:20])))
+		if p == nil {
+			s.g.router.drops.add(dropUnknownDst)
+			continue
+		}
+		if p != to {
+			flush()
+			to = p
+		}
+		pkts = append(pkts, pkt)
+	}
+	flush()
+}
+
 func (s *services) close() {
-	for _, ps := range s.ext {
-		ps.Close()
+	for i := len(s.ext) - 1; i >= 0; i-- { // reverse start order: fronts before what they use
+		s.ext[i].Close()
 	}
 	if s.http != nil {
 		s.http.Close()

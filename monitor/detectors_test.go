@@ -13,15 +13,15 @@ import (
 func TestClonedKeyByReplays(t *testing.T) {
 	h := newHarness(Config{})
 	h.m.ObserveEndpoint("sim-1", epA)
-	for i := 0; i < 2; i++ {
+	for i := byte(1); i <= 2; i++ {
 		h.now = h.now.Add(5 * time.Second)
-		h.m.ObserveReplay("sim-1", epB)
+		h.m.ObserveReplay("sim-1", epB, stamp(i))
 	}
 	if len(h.alerts) != 0 {
 		t.Fatalf("alert after two replays: %v", h.kinds())
 	}
 	h.now = h.now.Add(5 * time.Second)
-	h.m.ObserveReplay("sim-1", epB)
+	h.m.ObserveReplay("sim-1", epB, stamp(3))
 	if len(h.alerts) != 1 || h.alerts[0].Kind != KindClonedKey || h.alerts[0].Evidence["refused"] != epB.String() {
 		t.Fatalf("alerts %+v, want one cloned-key naming %v", h.alerts, epB)
 	}
@@ -33,20 +33,34 @@ func TestClonedKeyByReplays(t *testing.T) {
 // known.
 func TestReplaysThatAreNotClones(t *testing.T) {
 	h := newHarness(Config{})
-	h.m.ObserveReplay("sim-0", epB) // nothing known about sim-0
+	h.m.ObserveReplay("sim-0", epB, stamp(1)) // nothing known about sim-0
 	h.m.ObserveEndpoint("sim-1", epA)
-	for i := 0; i < 10; i++ {
-		h.m.ObserveReplay("sim-1", epA)
+	for i := byte(1); i <= 10; i++ {
+		h.m.ObserveReplay("sim-1", epA, stamp(i))
 	}
 	h.m.ObserveEndpoint("sim-2", epA)
-	for i := 0; i < 3; i++ {
+	for i := byte(1); i <= 3; i++ {
 		h.now = h.now.Add(90 * time.Second)
 		h.m.ObserveEndpoint("sim-2", epA) // the session keeps living
-		h.m.ObserveReplay("sim-2", epB)
+		h.m.ObserveReplay("sim-2", epB, stamp(i))
+	}
+	// An attacker replaying one captured initiation from elsewhere, again
+	// and again: one timestamp, never a clone.
+	h.m.ObserveEndpoint("sim-3", epA)
+	for i := 0; i < 20; i++ {
+		h.now = h.now.Add(time.Second)
+		h.m.ObserveReplay("sim-3", epC, stamp(7))
 	}
 	if len(h.alerts) != 0 {
 		t.Fatalf("alerts %v", h.kinds())
 	}
+}
+
+// stamp returns a TAI64N-shaped timestamp ordered by n.
+func stamp(n byte) [12]byte {
+	var s [12]byte
+	s[7] = n
+	return s
 }
 
 func TestFirstSeen(t *testing.T) {

@@ -11,6 +11,7 @@
 package monitor
 
 import (
+	"bytes"
 	"net/netip"
 	"sync"
 	"time"
@@ -96,7 +97,8 @@ type simState struct {
 	dsts     map[netip.AddrPort]struct{}
 	lastSeen time.Time
 	quietTil map[string]time.Time
-	replays  []time.Time // refused replays from another endpoint than current
+	replays     []time.Time // refused fresh initiations from another endpoint than current
+	replayStamp [12]byte    // the newest refused initiation's timestamp
 	learnAt  time.Time   // first flow observed with first-seen on
 	known    map[netip.AddrPort]struct{}
 }
@@ -262,12 +264,14 @@ func (m *Monitor) firstSeen(s *simState, sim string, dst netip.AddrPort, now tim
 }
 
 // ObserveReplay records an initiation with the SIM's key refused as a
-// replay (its timestamp not newer than the last accepted one). From the
-// endpoint holding the session it is a retransmission or an attacker
-// replaying a capture; from another endpoint, repeatedly, while the
-// session lives, it is a second device with the same key whose clock is
-// behind.
-func (m *Monitor) ObserveReplay(sim string, from netip.AddrPort) {
+// replay (its timestamp not newer than the last accepted one); stamp is
+// that initiation's own TAI64N timestamp (12 bytes, big-endian, so byte
+// order is time order). A capture replayed — by an attacker, from anywhere
+// — repeats one stamp and counts once. A second device with the same key
+// whose clock is behind sends initiations whose stamps advance, from
+// another endpoint than the one holding the session: CloneReplays of those
+// within CloneWindow are a cloned key.
+func (m *Monitor) ObserveReplay(sim string, from netip.AddrPort, stamp [12]byte) {
 	now := m.cfg.Now()
 	m.mu.Lock()
 	s := m.state(sim)
@@ -275,6 +279,11 @@ func (m *Monitor) ObserveReplay(sim string, from netip.AddrPort) {
 		m.mu.Unlock()
 		return
 	}
+	if bytes.Compare(stamp[:], s.replayStamp[:]) <= 0 {
+		m.mu.Unlock()
+		return // not a new initiation: a replayed capture, or a retransmission
+	}
+	s.replayStamp = stamp
 	kept := s.replays[:0]
 	for _, t := range s.replays {
 		if now.Sub(t) <= m.cfg.CloneWindow {
@@ -286,8 +295,8 @@ func (m *Monitor) ObserveReplay(sim string, from netip.AddrPort) {
 	if len(s.replays) >= m.cfg.CloneReplays && m.unsuppressed(s, KindClonedKey, now) {
 		alert = &Alert{
 			Kind: KindClonedKey, SIM: sim, Severity: "high", Time: now,
-			Detail:   "initiations with the SIM's key keep coming from a second endpoint while the first holds the session: two devices hold it",
-			Evidence: map[string]any{"session": s.current.String(), "refused": from.String(), "replays": len(s.replays), "window": m.cfg.CloneWindow.String()},
+			Detail:   "fresh initiations with the SIM's key, each older than the session's, keep coming from a second endpoint: a second device holds the key (its clock is behind)",
+			Evidence: map[string]any{"session": s.current.String(), "refused": from.String(), "initiations": len(s.replays), "window": m.cfg.CloneWindow.String()},
 		}
 	}
 	m.mu.Unlock()
