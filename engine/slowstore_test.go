@@ -41,7 +41,7 @@ func TestPacketsDuringSlowHandshake(t *testing.T) {
 	pb, _ := a.e.AddPeer(PeerConfig{PublicKey: b.e.PublicKey(), AllowedIPs: pfx(addrB), Endpoint: b.endpoint()})
 	b.e.AddPeer(PeerConfig{PublicKey: a.e.PublicKey(), AllowedIPs: pfx(addrA)})
 	a.e.Send(pb, [][]byte{ping(addrB, addrA)}) // starts the handshake
-	time.Sleep(delay / 4)                     // the response is in; its DH waits
+	time.Sleep(delay / 4)                      // the response is in; its DH waits
 	const more = 5
 	for range more {
 		a.e.Send(pb, [][]byte{ping(addrB, addrA)})

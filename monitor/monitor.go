@@ -90,17 +90,17 @@ type endpointSeen struct {
 }
 
 type simState struct {
-	current  netip.AddrPort
-	history  []endpointSeen // endpoints left recently, newest last (bounded)
-	flips    []time.Time    // returns to a recently left endpoint
-	minute   time.Time      // start of the fan-out window
-	dsts     map[netip.AddrPort]struct{}
-	lastSeen time.Time
-	quietTil map[string]time.Time
+	current     netip.AddrPort
+	history     []endpointSeen // endpoints left recently, newest last (bounded)
+	flips       []time.Time    // returns to a recently left endpoint
+	minute      time.Time      // start of the fan-out window
+	dsts        map[netip.AddrPort]struct{}
+	lastSeen    time.Time
+	quietTil    map[string]time.Time
 	replays     []time.Time // refused fresh initiations from another endpoint than current
 	replayStamp [12]byte    // the newest refused initiation's timestamp
-	learnAt  time.Time   // first flow observed with first-seen on
-	known    map[netip.AddrPort]struct{}
+	learnAt     time.Time   // first flow observed with first-seen on
+	known       map[netip.AddrPort]struct{}
 }
 
 // New returns a Monitor.
