@@ -523,3 +523,31 @@ func TestRateLimit(t *testing.T) {
 		t.Fatalf("rejected{rate_limited} = %v", v)
 	}
 }
+
+// Close is bounded: a device connection that sent nothing (or never
+// half-closes) ends at once and its message is not stored, instead of
+// holding shutdown for the 30 s read timeout.
+func TestCloseBounded(t *testing.T) {
+	e := newLoopEnv(t)
+	from := e.device(5, fleet.DataStoreSettings{Enabled: true})
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: from.AsSlice()}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", e.tcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte(`{"half":`)) // and never half-closes
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	if err := e.svc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Close took %v with an idle device connection", d)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	answer, _ := io.ReadAll(c)
+	if strings.HasPrefix(string(answer), "201") || len(e.records("sim_5")) != 0 {
+		t.Fatalf("a message cut by shutdown was acknowledged (%q) or stored", answer)
+	}
+}

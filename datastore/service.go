@@ -90,13 +90,15 @@ type Service struct {
 	caller func(ctx context.Context, addr netip.Addr) (gateway.Caller, bool)
 	limit  *ratelimit.Limiter // per SIM (its overlay address); nil: none
 
-	mu      sync.Mutex
-	closers []io.Closer
-	http    *http.Server
-	wg      sync.WaitGroup
-	stop    chan struct{}
-	closed  bool
-	started bool
+	mu       sync.Mutex
+	closers  []io.Closer
+	udpConn  net.PacketConn        // closed only after its workers answered
+	tcpConns map[net.Conn]struct{} // open device connections, cut short at Close
+	http     *http.Server
+	wg       sync.WaitGroup
+	stop     chan struct{}
+	closed   bool
+	started  bool
 }
 
 var _ gateway.PlatformService = (*Service)(nil)
@@ -169,7 +171,9 @@ func (s *Service) serve(caller func(context.Context, netip.Addr) (gateway.Caller
 	s.caller = caller
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, WriteTimeout: 60 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
-	s.closers = append(s.closers, tcpL, udp)
+	s.closers = append(s.closers, tcpL)
+	s.udpConn = udp
+	s.tcpConns = map[net.Conn]struct{}{}
 	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
@@ -207,6 +211,16 @@ func (s *Service) Close() error {
 	for _, c := range s.closers {
 		c.Close()
 	}
+	// A connection still sending (or idle) ends now: its message is
+	// refused, never acknowledged. Messages already read finish their
+	// commit and get their answers.
+	for c := range s.tcpConns {
+		c.SetReadDeadline(time.Now())
+	}
+	// UDP: stop reading, answer what is in flight, then close.
+	if s.udpConn != nil {
+		s.udpConn.SetReadDeadline(time.Now())
+	}
 	hs := s.http
 	s.mu.Unlock()
 	if hs != nil {
@@ -220,6 +234,9 @@ func (s *Service) Close() error {
 		cancel()
 	}
 	s.wg.Wait()
+	if s.udpConn != nil {
+		s.udpConn.Close()
+	}
 	s.com.close()
 	return nil
 }
@@ -361,10 +378,21 @@ func (s *Service) serveTCP(ln net.Listener) {
 		if err != nil {
 			return
 		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			continue
+		}
+		s.tcpConns[c] = struct{}{}
+		s.mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			s.handleTCP(c)
+			s.mu.Lock()
+			delete(s.tcpConns, c)
+			s.mu.Unlock()
 		}()
 	}
 }

@@ -289,3 +289,18 @@ func TestUnifiedEndpoint(t *testing.T) {
 		t.Fatalf("stored for a group without the data store: %q", got)
 	}
 }
+
+// A TCP message the device never finishes (no half-close) is answered 408
+// and handed to nobody; Close does not wait for such a connection.
+func TestUnifiedIncompleteTCP(t *testing.T) {
+	f := newFixture(t)
+	g := f.group("store", fleet.GroupSettings{DataStore: fleet.DataStoreSettings{Enabled: true}})
+	d := f.newDevice(g.ID)
+	out, err := d.sh(fmt.Sprintf(`printf 'half' | nc -w 15 %s %d`, Addr, MessagePort))
+	if !strings.Contains(out, `"status":408`) {
+		t.Fatalf("an unfinished message: %v %q, want 408", err, out)
+	}
+	if got := f.records(d.sim.ID); len(got) != 0 {
+		t.Fatalf("an unfinished message was stored: %q", got)
+	}
+}

@@ -72,7 +72,13 @@ type Service struct {
 	tcp    net.Listener
 	udp    net.PacketConn
 	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{} // open TCP connections, cut short at Close
 }
+
+// MaxConns bounds the TCP connections the endpoint holds at once.
+const MaxConns = 4096
 
 // New returns the endpoint; the gateway starts it.
 func New(cfg Config) *Service {
@@ -82,7 +88,7 @@ func New(cfg Config) *Service {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Second
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger.With("service", "unified"), m: newMetrics()}
+	s := &Service{cfg: cfg, log: cfg.Logger.With("service", "unified"), m: newMetrics(), conns: map[net.Conn]struct{}{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
@@ -120,17 +126,30 @@ func (s *Service) Start(host *gateway.ServiceHost) error {
 
 // Close implements gateway.PlatformService.
 func (s *Service) Close() error {
-	s.cancel()
 	if s.httpS != nil {
-		s.httpS.Close()
+		// Requests being answered finish (the services behind are still up).
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if s.httpS.Shutdown(ctx) != nil {
+			s.httpS.Close()
+		}
+		cancel()
 	}
 	if s.tcp != nil {
 		s.tcp.Close()
 	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.SetReadDeadline(time.Now()) // a message still arriving is refused, never half-handled
+	}
+	s.mu.Unlock()
+	if s.udp != nil {
+		s.udp.SetReadDeadline(time.Now()) // stop reading; datagrams in flight are answered
+	}
+	s.wg.Wait()
+	s.cancel()
 	if s.udp != nil {
 		s.udp.Close()
 	}
-	s.wg.Wait()
 	return nil
 }
 
@@ -399,8 +418,9 @@ func (s *Service) serveUDP() {
 	for {
 		n, from, err := s.udp.ReadFrom(buf)
 		if err != nil {
-			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
+			var ne net.Error
+			if errors.Is(err, net.ErrClosed) || (errors.As(err, &ne) && ne.Timeout()) || s.ctx.Err() != nil {
+				return // closing (Close sets a deadline in the past; gVisor's timeout is a net.Error)
 			}
 			continue
 		}
@@ -429,35 +449,70 @@ func (s *Service) serveUDP() {
 }
 
 // serveTCP takes one message per connection: what the device sends until
-// it half-closes (or stays silent for 10 s), at most MaxMessage bytes.
+// it half-closes (as `nc -N` does), at most MaxMessage bytes. A device
+// silent for 10 s without half-closing gets 408 and nothing is handed on:
+// a message cut short is never stored or forwarded.
 func (s *Service) serveTCP() {
 	for {
 		c, err := s.tcp.Accept()
 		if err != nil {
 			return
 		}
+		s.mu.Lock()
+		full := len(s.conns) >= MaxConns
+		if !full {
+			s.conns[c] = struct{}{}
+		}
+		s.mu.Unlock()
+		if full {
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			c.Write(errorLine(http.StatusServiceUnavailable, "busy", "too many connections; retry"))
+			c.Close()
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer c.Close()
-			ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-			if err != nil {
-				return
-			}
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			msg, err := io.ReadAll(io.LimitReader(c, MaxMessage+1))
-			var ne net.Error
-			if err != nil && !(errors.As(err, &ne) && ne.Timeout() && len(msg) > 0) {
-				return
-			}
-			c.SetWriteDeadline(time.Now().Add(s.cfg.Timeout))
-			if len(msg) > MaxMessage {
-				c.Write(errorLine(http.StatusRequestEntityTooLarge, "too_large", "messages are limited to 64 KiB"))
-				return
-			}
-			c.Write(s.message("tcp", ap, msg))
+			defer func() {
+				c.Close()
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+			}()
+			s.handleTCP(c)
 		}()
 	}
+}
+
+// idleRead is how long a TCP message may pause before it is abandoned.
+const idleRead = 10 * time.Second
+
+func (s *Service) handleTCP(c net.Conn) {
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return
+	}
+	var msg []byte
+	buf := make([]byte, 16<<10)
+	for {
+		c.SetReadDeadline(time.Now().Add(idleRead))
+		n, err := c.Read(buf)
+		msg = append(msg, buf[:n]...)
+		if len(msg) > MaxMessage {
+			c.Write(errorLine(http.StatusRequestEntityTooLarge, "too_large", "messages are limited to 64 KiB"))
+			return
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			c.Write(errorLine(http.StatusRequestTimeout, "incomplete", "send the message, then half-close the connection (nc -N); nothing was handed on"))
+			return
+		}
+	}
+	c.SetWriteDeadline(time.Now().Add(s.cfg.Timeout))
+	c.Write(s.message("tcp", ap, msg))
 }
 
 // ---- metrics ----
