@@ -303,16 +303,20 @@ func (s *Service) PatchSIM(ctx context.Context, a Actor, id string, p SIMPatch) 
 	})
 }
 
+// MinRotationWindow is the least time a required key rotation allows: the
+// agent asks every 10 minutes by default, and must have a few chances.
+const MinRotationWindow = 30 * time.Minute
+
 // MaxRotationWindow bounds the time a required key rotation may allow.
 const MaxRotationWindow = fleet.MaxRotateWithinHours * time.Hour
 
 // RequireKeyRotation gives the SIM's device until now+within to replace its
 // key (announcing a next key over the tunnel does it, as the agent's
-// rotation does). After the deadline the gateway refuses the current key.
+// rotation does); a next key announced before is dropped. After the deadline the gateway refuses the current key.
 // An earlier deadline already set is kept; a new key clears it.
 func (s *Service) RequireKeyRotation(ctx context.Context, a Actor, id string, within time.Duration) (fleet.SIM, error) {
-	if within < time.Minute || within > MaxRotationWindow {
-		return fleet.SIM{}, fleet.Errorf(fleet.CodeInvalid, "within", "between 1m and %v", MaxRotationWindow)
+	if within < MinRotationWindow || within > MaxRotationWindow {
+		return fleet.SIM{}, fleet.Errorf(fleet.CodeInvalid, "within", "between %v and %v", MinRotationWindow, MaxRotationWindow)
 	}
 	return s.modifySIM(ctx, a, id, "sim.require_rotation", map[string]any{"within": within.String()}, func(_ store.Tx, sim *fleet.SIM) error {
 		if sim.PublicKey.IsZero() {
@@ -322,6 +326,9 @@ func (s *Service) RequireKeyRotation(ctx context.Context, a Actor, id string, wi
 		if sim.RotateBy.IsZero() || by.Before(sim.RotateBy) {
 			sim.RotateBy = by
 		}
+		// A next key announced before the requirement does not satisfy
+		// it: whoever announced it (perhaps a clone) must not decide.
+		sim.NextPublicKey = fleet.Key{}
 		return nil
 	})
 }

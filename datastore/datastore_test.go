@@ -551,3 +551,21 @@ func TestCloseBounded(t *testing.T) {
 		t.Fatalf("a message cut by shutdown was acknowledged (%q) or stored", answer)
 	}
 }
+
+// A payload timestamp far ahead of the server's clock is refused: such a
+// record would never expire and would always list first.
+func TestFutureTimestampRefused(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	set := fleet.DataStoreSettings{Enabled: true, TimestampPointer: "/t"}
+	sim := fleet.SIM{ID: "sim_1", GroupID: "grp_1"}
+	ok := fmt.Sprintf(`{"t":%d}`, now.Add(5*time.Minute).UnixMilli()) // a drifting clock
+	if recs, err := Records(set, sim, "application/json", []byte(ok), now); err != nil || len(recs) != 1 {
+		t.Fatalf("5 minutes ahead: %v", err)
+	}
+	far := fmt.Sprintf(`{"t":%d}`, now.Add(24*time.Hour).UnixMilli())
+	_, err := Records(set, sim, "application/json", []byte(far), now)
+	var rj *Reject
+	if !errors.As(err, &rj) || rj.Status != 400 || rj.Reason != ReasonBadTimestamp {
+		t.Fatalf("a day ahead: %v, want 400 %s", err, ReasonBadTimestamp)
+	}
+}

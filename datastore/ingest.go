@@ -128,6 +128,11 @@ func Records(set fleet.DataStoreSettings, sim fleet.SIM, contentType string, bod
 				}
 				return nil, reject(http.StatusBadRequest, ReasonBadTimestamp, "timestamp pointer %s%s: %v", set.TimestampPointer, where, err)
 			}
+			if t.After(now.Add(MaxFutureSkew)) {
+				// A record from the future would never expire (retention
+				// goes by record time) and would always list first.
+				return nil, reject(http.StatusBadRequest, ReasonBadTimestamp, "timestamp pointer %s: %s is more than %v ahead of the server's clock", set.TimestampPointer, t.Format(time.RFC3339), MaxFutureSkew)
+			}
 			if !t.IsZero() {
 				r.Time = t
 			}
@@ -136,6 +141,11 @@ func Records(set fleet.DataStoreSettings, sim fleet.SIM, contentType string, bod
 	}
 	return recs, nil
 }
+
+// MaxFutureSkew is how far ahead of the server's clock a payload's
+// timestamp may be (device clocks drift; records from the future would
+// defeat retention).
+const MaxFutureSkew = 10 * time.Minute
 
 // Times the data store accepts from payloads.
 var (

@@ -121,6 +121,9 @@ type simState struct {
 	online   atomic.Bool
 	// onlineSince is when the SIM came online here (Unix nanoseconds).
 	onlineSince atomic.Int64
+	// stale is set when a change of the SIM could not be read: sim may
+	// be out of date until the next one is.
+	stale atomic.Bool
 	// Counters at the last volume reading (the volume watcher's own).
 	volBytes, volPackets uint64
 	volSeen              bool
@@ -439,7 +442,9 @@ func (g *Gateway) onSessionEnd(ev engine.SessionEvent) {
 		}
 		if st.online.CompareAndSwap(true, false) {
 			g.events.record(st.id, "device.disconnected", map[string]any{"reason": ev.Reason})
-			g.recordPresence(presenceOp{sim: st.id})
+			if !g.simOnline(st.id) { // during a rotation the other key's session lives on
+				g.recordPresence(presenceOp{sim: st.id})
+			}
 		}
 	}
 	if f := g.cfg.EngineHooks.SessionExpired; f != nil {
@@ -451,6 +456,16 @@ func (g *Gateway) onDrop(ev engine.DropEvent) {
 	if f := g.cfg.EngineHooks.PacketDropped; f != nil {
 		f(ev)
 	}
+}
+
+// simOnline reports whether any key of the SIM holds a session here.
+func (g *Gateway) simOnline(id string) bool {
+	for _, st := range g.states(id) {
+		if st.online.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 // ---- change feed ----
@@ -510,6 +525,11 @@ func (g *Gateway) recheckSIM(id string) {
 	gone := errors.Is(err, store.ErrNotFound)
 	if err != nil && !gone {
 		g.log.Warn("re-reading SIM after change", "sim", id, "err", err)
+		// The held record may be out of date now: services read the
+		// store for this SIM until a later change is applied.
+		for _, st := range states {
+			st.stale.Store(true)
+		}
 		return
 	}
 	if !gone && sim.GroupID != "" {
@@ -536,6 +556,7 @@ func (g *Gateway) recheckSIM(id string) {
 		}
 		s := sim
 		st.sim.Store(&s)
+		st.stale.Store(false)
 	}
 }
 

@@ -65,14 +65,26 @@ func (h *ServiceHost) Caller(ctx context.Context, addr netip.Addr) (Caller, bool
 	if st == nil || st.revoked.Load() {
 		return Caller{}, false
 	}
-	sim := st.SIM()
-	if sim == nil || sim.Address != addr || sim.Status != fleet.StatusActive {
-		return Caller{}, false
+	var c Caller
+	if st.stale.Load() {
+		// A change could not be read: ask the store itself.
+		sim, ok := h.s.callerSIM(ctx, addr)
+		if !ok {
+			return Caller{}, false
+		}
+		c.SIM = sim
+	} else {
+		sim := st.SIM()
+		if sim == nil || sim.Address != addr || sim.Status != fleet.StatusActive {
+			return Caller{}, false
+		}
+		c.SIM = *sim
 	}
-	c := Caller{SIM: *sim}
-	if sim.GroupID != "" {
-		h.s.g.policies.ensure(ctx, h.s.g.st, sim.GroupID)
-		if grp := h.s.g.policies.get(sim.GroupID); grp != nil {
+	if c.SIM.GroupID != "" {
+		if err := h.s.g.policies.ensure(ctx, h.s.g.st, c.SIM.GroupID); err != nil {
+			return Caller{}, false // without its group's settings, a service cannot decide
+		}
+		if grp := h.s.g.policies.get(c.SIM.GroupID); grp != nil {
 			c.GroupName, c.Group = grp.name, grp.settings
 		}
 	}

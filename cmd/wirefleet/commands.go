@@ -217,7 +217,7 @@ var handlers = map[string]func(c *command, rest []string) error{
 	"sims resume":    simStatus("resume"),
 	"sims terminate": simStatus("terminate"),
 	"sims require-rotation": func(c *command, rest []string) error {
-		within := c.fs.String("within", "24h", "time the device gets to replace its key (1m to 2160h)")
+		within := c.fs.String("within", "24h", "time the device gets to replace its key (30m to 2160h)")
 		if err := c.args(rest, 1, 1, "ID"); err != nil {
 			return err
 		}

@@ -21,6 +21,11 @@ func newDataStore(c config, st store.Store, backend string, log *slog.Logger, re
 			n = 4
 		}
 	}
+	// Leave the PostgreSQL pool (16 connections) to the control plane too.
+	if n > 8 {
+		log.Warn("--datastore-committers capped at 8", "asked", n)
+		n = 8
+	}
 	every := c.dataSweepEvery
 	if every <= 0 {
 		every = -1

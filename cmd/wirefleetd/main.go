@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -212,6 +213,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil || !pool.Addr().Is4() || pool.Bits() > 30 {
 		return fmt.Errorf("--pool %q: want an IPv4 prefix of /30 or larger", c.pool)
 	}
+	if pool.Overlaps(controlplane.DefaultPlatformRange) {
+		return fmt.Errorf("--pool %s overlaps the platform range %s: SIMs would get platform services' addresses", pool, controlplane.DefaultPlatformRange)
+	}
 	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
 		return err
 	}
@@ -315,7 +319,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	reg.MustRegister(attestCounter(svc))
 	if c.auditEvery > 0 {
-		go newAuditor(st, audit.Options{MaxMappingDuration: remotePolicy.MaxDuration}, log, reg).every(ctx, c.auditEvery)
+		var auditing sync.WaitGroup
+		auditing.Add(1)
+		go func() {
+			defer auditing.Done()
+			newAuditor(st, audit.Options{MaxMappingDuration: remotePolicy.MaxDuration}, log, reg).every(ctx, c.auditEvery)
+		}()
+		defer auditing.Wait() // before the store closes (deferred earlier, so it runs later)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/v1/", api.New(svc, api.Options{Log: log, Registerer: reg, Connections: gw, TrustedProxies: c.trustedProxies.prefixes()}))

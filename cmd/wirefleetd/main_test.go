@@ -264,3 +264,13 @@ func TestResetAdminToken(t *testing.T) {
 		t.Fatalf("new admin token refused: %d %s", code, body)
 	}
 }
+
+// A SIM pool overlapping the platform range is refused before anything
+// starts: SIMs would get the addresses of platform services.
+func TestPoolOverlappingPlatformRefused(t *testing.T) {
+	err := run(context.Background(), []string{"--data", t.TempDir(), "--pool", "100.64.0.0/10", "--wg-listen", ":0", "--api-listen", "127.0.0.1:0"},
+		func(string) string { return "" }, io.Discard, io.Discard, func(net.Addr) {})
+	if err == nil || !strings.Contains(err.Error(), "overlaps the platform range") {
+		t.Fatalf("--pool 100.64.0.0/10: %v", err)
+	}
+}
