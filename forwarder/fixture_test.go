@@ -2,7 +2,6 @@ package forwarder
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,12 +9,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
-	"net/netip"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -24,23 +20,11 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway"
+	"github.com/wirefleet/wirefleet/internal/gwtest"
 	"github.com/wirefleet/wirefleet/internal/netns"
-	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/seal"
-	"github.com/wirefleet/wirefleet/store/sqlitestore"
-	"github.com/wirefleet/wirefleet/wgkey"
+	"github.com/wirefleet/wirefleet/store"
 )
-
-func init() {
-	// The devices use plain curl and nc.
-	netns.Tools = append(netns.Tools, "curl", "nc")
-}
-
-// gwAddr is the gateway's outer address on a bridge in its namespace that
-// every device's veth joins (as in gateway/e2e_test.go).
-var gwAddr = netip.MustParseAddr("10.231.0.1")
-
-const gwPort = 51820
 
 // lockedLog collects the gateway's logs, to check no secret is in them.
 type lockedLog struct {
@@ -62,78 +46,38 @@ func (l *lockedLog) String() string {
 	return l.b.String()
 }
 
-// fixture is a gateway with the forwarder in its own namespace over a
-// real SQLite store, and devices made of Debian wireguard-go in namespaces
-// of their own. Destinations are servers on loopback: the forwarder's
-// goroutines run in the root namespace.
+// fixture is the shared platform (internal/gwtest) with the forwarder on
+// the gateway, its logs collected. Destinations are servers on loopback:
+// the forwarder's goroutines run in the root namespace.
 type fixture struct {
-	t      *testing.T
-	env    *netns.Env
-	gwNS   *netns.NS
-	bridge string
-	svc    *controlplane.Service
-	gw     *gateway.Gateway
-	fwd    *Service
-	gwPub  wgkey.Public
-	logs   *lockedLog
-	nDev   int
-	once   sync.Once
+	*gwtest.Platform
+	t    *testing.T
+	svc  *controlplane.Service
+	gw   *gateway.Gateway
+	fwd  *Service
+	logs *lockedLog
 }
 
-// closeGateway closes the gateway once (gateway.Close must not run twice).
-func (f *fixture) closeGateway() (err error) {
-	f.once.Do(func() { err = f.gw.Close() })
-	return err
-}
+// closeGateway closes the gateway (a test's own close, before cleanup's).
+func (f *fixture) closeGateway() error { return f.gw.Close() }
 
 func newFixture(t *testing.T, cfg Config) *fixture {
-	env := netns.New(t)
-	f := &fixture{t: t, env: env, gwNS: env.NewNS("gw"), logs: &lockedLog{t: t}}
-	f.bridge = env.Name("br")
-	f.gwNS.MustExec("ip", "link", "add", f.bridge, "address", "02:00:0a:e7:00:01", "type", "bridge")
-	f.gwNS.MustExec("ip", "addr", "add", netip.PrefixFrom(gwAddr, 16).String(), "dev", f.bridge)
-	f.gwNS.MustExec("ip", "link", "set", f.bridge, "up")
-	ctx := context.Background()
-	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "wirefleet.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	ks, err := keystore.GenerateMemory()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.gwPub = ks.PublicKey()
 	key, err := seal.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	f.svc = controlplane.New(st, controlplane.Config{
-		Endpoint:         netip.AddrPortFrom(gwAddr, gwPort).String(),
-		GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) },
-		Log:              log,
-		Secrets:          key,
-	})
-	cfg.Secrets, cfg.Logger = key, log
-	f.fwd = New(cfg)
-	f.gw, err = gateway.New(gateway.Config{Service: f.svc, KeyStore: ks, ListenPort: gwPort, Logger: log, Services: []gateway.PlatformService{f.fwd}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.gwNS.MustDo(f.gw.Start)
-	t.Cleanup(func() { f.closeGateway() })
+	f := &fixture{t: t, logs: &lockedLog{t: t}}
+	f.Platform = gwtest.Start(t, gwtest.Options{Subnet: 231, Secrets: key, Log: f.logs, Level: slog.LevelDebug,
+		Services: func(_ store.Store, log *slog.Logger) []gateway.PlatformService {
+			cfg.Secrets, cfg.Logger = key, log
+			f.fwd = New(cfg)
+			return []gateway.PlatformService{f.fwd}
+		}})
+	f.svc, f.gw = f.Service, f.Gateway
 	return f
 }
 
-func (f *fixture) group(name string, s fleet.GroupSettings) fleet.Group {
-	f.t.Helper()
-	g, err := f.svc.CreateGroup(context.Background(), controlplane.System, name, s)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return g
-}
+func (f *fixture) group(name string, s fleet.GroupSettings) fleet.Group { return f.Group(name, s) }
 
 // device is one Debian wireguard-go with its SIM.
 type device struct {
@@ -142,40 +86,12 @@ type device struct {
 	sim fleet.SIM
 }
 
-// newDevice makes a namespace joined to the gateway's bridge, a
-// wireguard-go in it with a SIM of the group, the platform range routed
-// through the tunnel, and waits for the tunnel to carry traffic.
+// newDevice makes a device of the group (gwtest.Platform.Device) and
+// waits for its tunnel to carry traffic.
 func (f *fixture) newDevice(groupID string, tags map[string]string) *device {
 	f.t.Helper()
-	f.nDev++
-	n := f.nDev
-	d := &device{ns: f.env.NewNS(fmt.Sprintf("d%d", n))}
-	gwEnd, _ := f.env.Veth(f.gwNS, netip.Prefix{}, d.ns, netip.MustParsePrefix(fmt.Sprintf("10.231.%d.2/16", n)))
-	f.gwNS.MustExec("ip", "link", "set", gwEnd.Name, "master", f.bridge)
-	d.wg = d.ns.StartWireGuardGo("")
-	sim, _, err := f.svc.CreateSIM(context.Background(), controlplane.System, controlplane.SIMSpec{Name: fmt.Sprintf("dev%d", n), GroupID: groupID, Tags: tags, PublicKey: fleet.Key(d.wg.Public)})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	d.sim = sim
-	d.wg.Configure(netns.Config{Peers: []netns.Peer{{PublicKey: f.gwPub, Endpoint: netip.AddrPortFrom(gwAddr, gwPort),
-		AllowedIPs: []netip.Prefix{controlplane.DefaultPlatformRange}, PersistentKeepalive: 1}}})
-	d.wg.AddAddr(netip.PrefixFrom(sim.Address, 32))
-	d.wg.Up()
-	f.env.AddRoute(d.ns, controlplane.DefaultPlatformRange.String(), "dev", d.wg.Name)
-	// The tunnel is up once the platform's metadata answers.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out, err := d.ns.Exec("curl", "-sS", "--max-time", "2", "-o", "/dev/null", "-w", "%{http_code}", "http://"+gateway.MetadataAddr.String()+"/")
-		if err == nil && out != "000" {
-			break
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("device %d: the tunnel carries nothing after 20 s: %v %s", n, err, out)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return d
+	d := f.Device(groupID, tags)
+	return &device{ns: d.NS, wg: d.WG, sim: d.SIM}
 }
 
 // sh runs a shell command line in the device's namespace.

@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,133 +18,38 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/forwarder"
 	"github.com/wirefleet/wirefleet/gateway"
-	"github.com/wirefleet/wirefleet/internal/netns"
-	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/internal/gwtest"
 	"github.com/wirefleet/wirefleet/seal"
 	"github.com/wirefleet/wirefleet/store"
-	"github.com/wirefleet/wirefleet/store/sqlitestore"
 )
 
-func init() {
-	netns.Tools = append(netns.Tools, "curl", "nc")
-}
-
-var gwAddr = netip.MustParseAddr("10.232.0.1")
-
-const gwPort = 51820
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
-// fixture: a gateway in its own namespace with the data store, the
-// forwarders and the unified endpoint over a real SQLite store; devices are
-// Debian wireguard-go in namespaces of their own.
+// fixture: a gateway (internal/gwtest) with the data store, the forwarders
+// and the unified endpoint; devices are Debian wireguard-go.
 type fixture struct {
-	t      *testing.T
-	env    *netns.Env
-	gwNS   *netns.NS
-	bridge string
-	svc    *controlplane.Service
-	gwPub  [32]byte
-	nDev   int
+	*gwtest.Platform
+	t *testing.T
 }
 
 func newFixture(t *testing.T) *fixture {
-	env := netns.New(t)
-	f := &fixture{t: t, env: env, gwNS: env.NewNS("gw")}
-	f.bridge = env.Name("br")
-	f.gwNS.MustExec("ip", "link", "add", f.bridge, "address", "02:00:0a:e8:00:01", "type", "bridge")
-	f.gwNS.MustExec("ip", "addr", "add", netip.PrefixFrom(gwAddr, 16).String(), "dev", f.bridge)
-	f.gwNS.MustExec("ip", "link", "set", f.bridge, "up")
-	ctx := context.Background()
-	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "wirefleet.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	ks, err := keystore.GenerateMemory()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.gwPub = ks.PublicKey()
 	key, err := seal.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	f.svc = controlplane.New(st, controlplane.Config{
-		Endpoint:         netip.AddrPortFrom(gwAddr, gwPort).String(),
-		GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) },
-		Log:              log,
-		Secrets:          key,
-	})
-	ds := datastore.New(datastore.Config{Store: st, Log: log})
-	fwd := forwarder.New(forwarder.Config{Secrets: key, Logger: log, Timeout: 5 * time.Second})
-	uni := New(Config{DataStore: ds, Forwarder: fwd, Logger: log})
-	gw, err := gateway.New(gateway.Config{Service: f.svc, KeyStore: ks, ListenPort: gwPort, Logger: log, Services: []gateway.PlatformService{ds, fwd, uni}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.gwNS.MustDo(gw.Start)
-	t.Cleanup(func() { gw.Close() })
-	return f
+	p := gwtest.Start(t, gwtest.Options{Subnet: 232, Secrets: key, Services: func(st store.Store, log *slog.Logger) []gateway.PlatformService {
+		ds := datastore.New(datastore.Config{Store: st, Log: log})
+		fwd := forwarder.New(forwarder.Config{Secrets: key, Logger: log, Timeout: 5 * time.Second})
+		return []gateway.PlatformService{ds, fwd, New(Config{DataStore: ds, Forwarder: fwd, Logger: log})}
+	}})
+	return &fixture{Platform: p, t: t}
 }
 
-func (f *fixture) group(name string, s fleet.GroupSettings) fleet.Group {
-	f.t.Helper()
-	g, err := f.svc.CreateGroup(context.Background(), controlplane.System, name, s)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return g
-}
+func (f *fixture) group(name string, s fleet.GroupSettings) fleet.Group { return f.Group(name, s) }
 
-type device struct {
-	ns  *netns.NS
-	sim fleet.SIM
-}
-
-func (f *fixture) newDevice(groupID string) *device {
-	f.t.Helper()
-	f.nDev++
-	n := f.nDev
-	d := &device{ns: f.env.NewNS(fmt.Sprintf("d%d", n))}
-	gwEnd, _ := f.env.Veth(f.gwNS, netip.Prefix{}, d.ns, netip.MustParsePrefix(fmt.Sprintf("10.232.%d.2/16", n)))
-	f.gwNS.MustExec("ip", "link", "set", gwEnd.Name, "master", f.bridge)
-	wg := d.ns.StartWireGuardGo("")
-	sim, _, err := f.svc.CreateSIM(context.Background(), controlplane.System, controlplane.SIMSpec{Name: fmt.Sprintf("dev%d", n), GroupID: groupID, PublicKey: fleet.Key(wg.Public)})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	d.sim = sim
-	wg.Configure(netns.Config{Peers: []netns.Peer{{PublicKey: f.gwPub, Endpoint: netip.AddrPortFrom(gwAddr, gwPort),
-		AllowedIPs: []netip.Prefix{controlplane.DefaultPlatformRange}, PersistentKeepalive: 1}}})
-	wg.AddAddr(netip.PrefixFrom(sim.Address, 32))
-	wg.Up()
-	f.env.AddRoute(d.ns, controlplane.DefaultPlatformRange.String(), "dev", wg.Name)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out, err := d.ns.Exec("curl", "-sS", "--max-time", "2", "-o", "/dev/null", "-w", "%{http_code}", "http://"+gateway.MetadataAddr.String()+"/")
-		if err == nil && out != "000" {
-			break
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("device %d: the tunnel carries nothing after 20 s: %v %s", n, err, out)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return d
-}
-
-func (d *device) sh(cmd string) (string, error) { return d.ns.Exec("sh", "-c", cmd) }
+func (f *fixture) newDevice(groupID string) *gwtest.Device { return f.Device(groupID, nil) }
 
 // records returns the SIM's stored payloads.
 func (f *fixture) records(simID string) []string {
-	p, err := f.svc.ListRecords(context.Background(), controlplane.System, store.RecordFilter{SIMID: simID})
+	p, err := f.Service.ListRecords(context.Background(), controlplane.System, store.RecordFilter{SIMID: simID})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -218,9 +121,9 @@ func TestUnifiedEndpoint(t *testing.T) {
 		Message string          `json:"message"`
 		Body    json.RawMessage `json:"body"`
 	}
-	post := func(d *device, path, body string) (int, answer, string) {
+	post := func(d *gwtest.Device, path, body string) (int, answer, string) {
 		t.Helper()
-		out, err := d.sh(fmt.Sprintf(`curl -sS --max-time 10 -H 'Content-Type: application/json' --data '%s' -w '\n%%{http_code}' http://%s%s`, body, Addr, path))
+		out, err := d.Sh(fmt.Sprintf(`curl -sS --max-time 10 -H 'Content-Type: application/json' --data '%s' -w '\n%%{http_code}' http://%s%s`, body, Addr, path))
 		if err != nil {
 			t.Fatalf("curl: %v %s", err, out)
 		}
@@ -241,29 +144,29 @@ func TestUnifiedEndpoint(t *testing.T) {
 		t.Fatalf("the forwarder's answer is not the destination's: %s", raw)
 	}
 	req, body := dst.last()
-	if req == nil || req.Header.Get(forwarder.HeaderSIMID) != a.sim.ID || req.Header.Get(forwarder.HeaderSignature) == "" || body != `{"temp":21.5}` {
+	if req == nil || req.Header.Get(forwarder.HeaderSIMID) != a.SIM.ID || req.Header.Get(forwarder.HeaderSignature) == "" || body != `{"temp":21.5}` {
 		t.Fatalf("the destination got %v %q", req, body)
 	}
-	if got := f.records(a.sim.ID); len(got) != 1 || got[0] != `{"temp":21.5}` {
+	if got := f.records(a.SIM.ID); len(got) != 1 || got[0] != `{"temp":21.5}` {
 		t.Fatalf("stored %q", got)
 	}
 
 	// UDP and TCP: one message, one JSON line with both answers.
-	out, err := a.sh(fmt.Sprintf(`printf 'dgram-1' | nc -u -w 3 %s %d`, Addr, MessagePort))
+	out, err := a.Sh(fmt.Sprintf(`printf 'dgram-1' | nc -u -w 3 %s %d`, Addr, MessagePort))
 	if err != nil || !strings.Contains(out, `"status":200`) || !strings.Contains(out, `"stored":1`) || !strings.Contains(out, `"/udp"`) {
 		t.Fatalf("UDP: %v %q", err, out)
 	}
-	if _, got := dst.last(); !strings.Contains(got, `"payload":"ZGdyYW0tMQ=="`) || !strings.Contains(got, a.sim.ID) {
+	if _, got := dst.last(); !strings.Contains(got, `"payload":"ZGdyYW0tMQ=="`) || !strings.Contains(got, a.SIM.ID) {
 		t.Fatalf("the destination got the datagram as %q, want the forwarder's JSON with the identity", got)
 	}
-	out, err = a.sh(fmt.Sprintf(`printf 'stream-1' | nc -N -w 5 %s %d`, Addr, MessagePort))
+	out, err = a.Sh(fmt.Sprintf(`printf 'stream-1' | nc -N -w 5 %s %d`, Addr, MessagePort))
 	if err != nil || !strings.Contains(out, `"status":200`) || !strings.Contains(out, `"stored":1`) || !strings.Contains(out, `"/tcp"`) {
 		t.Fatalf("TCP: %v %q", err, out)
 	}
-	if got := f.records(a.sim.ID); len(got) != 3 {
+	if got := f.records(a.SIM.ID); len(got) != 3 {
 		t.Fatalf("after UDP and TCP, stored %q", got)
 	}
-	if req, got := dst.last(); got != "stream-1" || req.Header.Get(forwarder.HeaderSIMID) != a.sim.ID {
+	if req, got := dst.last(); got != "stream-1" || req.Header.Get(forwarder.HeaderSIMID) != a.SIM.ID {
 		t.Fatalf("the destination got the TCP message as %q", got)
 	}
 
@@ -285,7 +188,7 @@ func TestUnifiedEndpoint(t *testing.T) {
 	if code != 404 || !strings.Contains(raw, "no_service") {
 		t.Fatalf("nothing enabled: %d %s", code, raw)
 	}
-	if got := f.records(c.sim.ID); len(got) != 0 {
+	if got := f.records(c.SIM.ID); len(got) != 0 {
 		t.Fatalf("stored for a group without the data store: %q", got)
 	}
 }
@@ -296,11 +199,11 @@ func TestUnifiedIncompleteTCP(t *testing.T) {
 	f := newFixture(t)
 	g := f.group("store", fleet.GroupSettings{DataStore: fleet.DataStoreSettings{Enabled: true}})
 	d := f.newDevice(g.ID)
-	out, err := d.sh(fmt.Sprintf(`printf 'half' | nc -w 15 %s %d`, Addr, MessagePort))
+	out, err := d.Sh(fmt.Sprintf(`printf 'half' | nc -w 15 %s %d`, Addr, MessagePort))
 	if !strings.Contains(out, `"status":408`) {
 		t.Fatalf("an unfinished message: %v %q, want 408", err, out)
 	}
-	if got := f.records(d.sim.ID); len(got) != 0 {
+	if got := f.records(d.SIM.ID); len(got) != 0 {
 		t.Fatalf("an unfinished message was stored: %q", got)
 	}
 }
