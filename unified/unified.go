@@ -351,12 +351,13 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			rec := &recorder{h: http.Header{}}
 			s.cfg.Forwarder.HTTPHandler().ServeHTTP(rec, req)
 			res := Result{Status: rec.status}
-			if res.Status/100 != 2 {
-				var e struct{ Code, Message string }
-				if json.Unmarshal(rec.body.Bytes(), &e) == nil && e.Code != "" {
-					res.Error, res.Message = e.Code, e.Message
-					return res
-				}
+			if reason := rec.h.Get(forwarder.HeaderError); reason != "" {
+				// The forwarder's own refusal or failure; a destination's
+				// error answer has no such header and is passed on as it is.
+				var e struct{ Message string }
+				json.Unmarshal(rec.body.Bytes(), &e)
+				res.Error, res.Message = reason, e.Message
+				return res
 			}
 			setBody(&res, rec.h.Get("Content-Type"), rec.body.Bytes())
 			return res
