@@ -140,23 +140,11 @@ func (s *Service) Addrs() []netip.Addr { return []netip.Addr{Addr} }
 // Start implements gateway.PlatformService: HTTP, TCP and UDP listeners on
 // the in-tunnel stack, and the retention sweeper.
 func (s *Service) Start(host *gateway.ServiceHost) error {
-	tn := host.Net()
-	hl, err := tn.ListenTCPAddrPort(netip.AddrPortFrom(Addr, HTTPPort))
+	tcp, udp, err := host.Listen(Addr, []uint16{HTTPPort, Port}, []uint16{Port})
 	if err != nil {
 		return err
 	}
-	tl, err := tn.ListenTCPAddrPort(netip.AddrPortFrom(Addr, Port))
-	if err != nil {
-		hl.Close()
-		return err
-	}
-	ul, err := tn.ListenUDPAddrPort(netip.AddrPortFrom(Addr, Port))
-	if err != nil {
-		hl.Close()
-		tl.Close()
-		return err
-	}
-	return s.serve(host.Caller, hl, tl, ul)
+	return s.serve(host.Caller, tcp[0], tcp[1], udp[0])
 }
 
 // serve runs the service on the given listeners, identifying devices with

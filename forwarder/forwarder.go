@@ -139,29 +139,13 @@ func (s *Service) Addrs() []netip.Addr { return []netip.Addr{Addr} }
 // dial destinations from the process's network namespace.)
 func (s *Service) Start(host *gateway.ServiceHost) error {
 	s.host = host
-	tnet := host.Net()
-	hl, err := tnet.ListenTCPAddrPort(netip.AddrPortFrom(Addr, HTTPPort))
+	tcp, udp, err := host.Listen(Addr, []uint16{HTTPPort, StreamPort, MQTTPort}, []uint16{StreamPort})
 	if err != nil {
 		return err
 	}
-	s.lns = append(s.lns, hl)
-	tl, err := tnet.ListenTCPAddrPort(netip.AddrPortFrom(Addr, StreamPort))
-	if err != nil {
-		s.Close()
-		return err
-	}
-	s.lns = append(s.lns, tl)
-	ml, err := tnet.ListenTCPAddrPort(netip.AddrPortFrom(Addr, MQTTPort))
-	if err != nil {
-		s.Close()
-		return err
-	}
-	s.lns = append(s.lns, ml)
-	s.udp, err = tnet.ListenUDPAddrPort(netip.AddrPortFrom(Addr, StreamPort))
-	if err != nil {
-		s.Close()
-		return err
-	}
+	hl, tl, ml := tcp[0], tcp[1], tcp[2]
+	s.lns = append(s.lns, tcp...)
+	s.udp = udp[0]
 	s.httpSrv = &http.Server{Handler: http.HandlerFunc(s.serveHTTP), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		WriteTimeout: 2*s.cfg.Timeout*time.Duration(1+s.cfg.Retries) + 30*time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug), BaseContext: func(net.Listener) context.Context { return s.ctx }}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 
@@ -137,4 +138,38 @@ func stackAddrs(services []PlatformService) ([]netip.Addr, error) {
 		}
 	}
 	return addrs, nil
+}
+
+// Listen opens TCP listeners on tcpPorts and UDP sockets on udpPorts of
+// addr on the stack, in that order; on any failure it closes what it
+// opened, so a service's Start has nothing to undo.
+func (h *ServiceHost) Listen(addr netip.Addr, tcpPorts, udpPorts []uint16) ([]net.Listener, []net.PacketConn, error) {
+	var (
+		tcp []net.Listener
+		udp []net.PacketConn
+	)
+	undo := func(err error) ([]net.Listener, []net.PacketConn, error) {
+		for _, l := range tcp {
+			l.Close()
+		}
+		for _, c := range udp {
+			c.Close()
+		}
+		return nil, nil, err
+	}
+	for _, p := range tcpPorts {
+		l, err := h.s.net.ListenTCPAddrPort(netip.AddrPortFrom(addr, p))
+		if err != nil {
+			return undo(fmt.Errorf("listening on %s TCP %d: %w", addr, p, err))
+		}
+		tcp = append(tcp, l)
+	}
+	for _, p := range udpPorts {
+		c, err := h.s.net.ListenUDPAddrPort(netip.AddrPortFrom(addr, p))
+		if err != nil {
+			return undo(fmt.Errorf("listening on %s UDP %d: %w", addr, p, err))
+		}
+		udp = append(udp, c)
+	}
+	return tcp, udp, nil
 }

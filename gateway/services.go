@@ -109,10 +109,11 @@ func (s *services) readLoop() {
 	queue := make(chan *[]byte, servicesBatch*4)
 	go func() {
 		defer close(queue)
-		sizes := []int{0}
+		sizes, bufs := []int{0}, [][]byte{nil}
 		for {
 			b := servicesBufs.Get().(*[]byte)
-			if _, err := s.dev.Read([][]byte{*b}, sizes, 0); err != nil {
+			bufs[0] = *b
+			if _, err := s.dev.Read(bufs, sizes, 0); err != nil {
 				servicesBufs.Put(b)
 				return
 			}

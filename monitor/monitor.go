@@ -309,36 +309,34 @@ func (m *Monitor) ObserveReplay(sim string, from netip.AddrPort, stamp [12]byte)
 // a SYN) on port, for a peer, where its group's profile does not expect a
 // listener on that port.
 func (m *Monitor) ObserveListener(sim string, port uint16, peer netip.Addr) {
-	now := m.cfg.Now()
-	m.mu.Lock()
-	s := m.state(sim)
-	s.lastSeen = now
-	fire := m.unsuppressed(s, KindListener, now)
-	m.mu.Unlock()
-	if fire {
-		m.cfg.Alert(Alert{
-			Kind: KindListener, SIM: sim, Severity: "medium", Time: now,
-			Detail:   "the device accepted a connection on a port its group's profile does not expect",
-			Evidence: map[string]any{"port": port, "peer": peer.String()},
-		})
-	}
+	m.fire(Alert{
+		Kind: KindListener, SIM: sim, Severity: "medium",
+		Detail:   "the device accepted a connection on a port its group's profile does not expect",
+		Evidence: map[string]any{"port": port, "peer": peer.String()},
+	})
 }
 
 // ObserveViolation records traffic from a SIM to a destination outside its
 // group's allow-list (blocked or not, as the profile says).
 func (m *Monitor) ObserveViolation(sim string, dst netip.AddrPort, blocked bool) {
-	now := m.cfg.Now()
+	m.fire(Alert{
+		Kind: KindAllowList, SIM: sim, Severity: "medium",
+		Detail:   "the SIM sent to a destination outside its group's allow-list",
+		Evidence: map[string]any{"destination": dst.String(), "blocked": blocked},
+	})
+}
+
+// fire raises a, stamped now, unless its kind is suppressed for the SIM:
+// the detectors that need no state of their own beyond suppression.
+func (m *Monitor) fire(a Alert) {
+	a.Time = m.cfg.Now()
 	m.mu.Lock()
-	s := m.state(sim)
-	s.lastSeen = now
-	fire := m.unsuppressed(s, KindAllowList, now)
+	s := m.state(a.SIM)
+	s.lastSeen = a.Time
+	ok := m.unsuppressed(s, a.Kind, a.Time)
 	m.mu.Unlock()
-	if fire {
-		m.cfg.Alert(Alert{
-			Kind: KindAllowList, SIM: sim, Severity: "medium", Time: now,
-			Detail:   "the SIM sent to a destination outside its group's allow-list",
-			Evidence: map[string]any{"destination": dst.String(), "blocked": blocked},
-		})
+	if ok {
+		m.cfg.Alert(a)
 	}
 }
 
@@ -373,17 +371,9 @@ func (m *Monitor) Forget(idle time.Duration) int {
 // gateways with one key. A device that moved to the other gateway stops
 // sending here, and is never reported.
 func (m *Monitor) ObserveSecondGateway(sim, gateway, endpoint string, ours netip.AddrPort) {
-	now := m.cfg.Now()
-	m.mu.Lock()
-	s := m.state(sim)
-	s.lastSeen = now
-	fire := m.unsuppressed(s, KindClonedKey, now)
-	m.mu.Unlock()
-	if fire {
-		m.cfg.Alert(Alert{
-			Kind: KindClonedKey, SIM: sim, Severity: "high", Time: now,
-			Detail:   "the SIM's key is live on two gateways at once: two devices hold it",
-			Evidence: map[string]any{"otherGateway": gateway, "otherEndpoint": endpoint, "endpoint": ours.String()},
-		})
-	}
+	m.fire(Alert{
+		Kind: KindClonedKey, SIM: sim, Severity: "high",
+		Detail:   "the SIM's key is live on two gateways at once: two devices hold it",
+		Evidence: map[string]any{"otherGateway": gateway, "otherEndpoint": endpoint, "endpoint": ours.String()},
+	})
 }

@@ -99,23 +99,12 @@ func (s *Service) Addrs() []netip.Addr { return []netip.Addr{Addr} }
 // Start implements gateway.PlatformService.
 func (s *Service) Start(host *gateway.ServiceHost) error {
 	s.host = host
-	tn := host.Net()
-	hl, err := tn.ListenTCPAddrPort(netip.AddrPortFrom(Addr, HTTPPort))
+	tcp, udp, err := host.Listen(Addr, []uint16{HTTPPort, MessagePort}, []uint16{MessagePort})
 	if err != nil {
 		return err
 	}
-	tl, err := tn.ListenTCPAddrPort(netip.AddrPortFrom(Addr, MessagePort))
-	if err != nil {
-		hl.Close()
-		return err
-	}
-	ul, err := tn.ListenUDPAddrPort(netip.AddrPortFrom(Addr, MessagePort))
-	if err != nil {
-		hl.Close()
-		tl.Close()
-		return err
-	}
-	s.tcp, s.udp = tl, ul
+	hl := tcp[0]
+	s.tcp, s.udp = tcp[1], udp[0]
 	s.httpS = &http.Server{Handler: http.HandlerFunc(s.serveHTTP), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute}
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.httpS.Serve(hl) }()
