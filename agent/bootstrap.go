@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wirefleet/wirefleet/keyproof"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 
@@ -50,8 +51,10 @@ type apiError struct {
 }
 
 // Bootstrap obtains (or refreshes) the device's SIM: the key pair is made
-// on the device, in its key store, and only the public key is sent. Running
-// it again with the same key keeps the SIM.
+// on the device, in its key store, and only the public key is sent, with
+// a proof (a DH with the platform's challenge key, made in the key store)
+// that the device holds it. Running it again with the same key keeps the
+// SIM.
 func Bootstrap(ctx context.Context, o BootstrapOptions) (*Config, error) {
 	if o.Server == "" || o.AuthKey == "" {
 		return nil, fmt.Errorf("agent: bootstrap needs a server and an auth key")
@@ -62,7 +65,22 @@ func Bootstrap(ctx context.Context, o BootstrapOptions) (*Config, error) {
 		return nil, err
 	}
 	defer CloseKeyStore(ks)
-	body, _ := json.Marshal(map[string]any{"authKey": o.AuthKey, "publicKey": ks.PublicKey().String(), "name": o.Name})
+	// Every bootstrap proves the device holds its key: the platform needs
+	// it to return a SIM already registered for the key (a retry, or a
+	// config rebuilt after loss), and checks it for a new one too.
+	var ch struct {
+		Nonce     []byte       `json:"nonce"`
+		ServerKey wgkey.Public `json:"serverKey"`
+	}
+	if err := postJSON(ctx, o, "/api/v1/key-proof/challenge", struct{}{}, http.StatusCreated, &ch); err != nil {
+		return nil, err
+	}
+	proof, err := keyproof.Answer(ctx, ks, keyproof.Statement{Purpose: keyproof.Bootstrap, Nonce: ch.Nonce, ServerKey: ch.ServerKey})
+	if err != nil {
+		return nil, fmt.Errorf("agent: answering the key-proof challenge with %s: %w", o.KeyRef, err)
+	}
+	body, _ := json.Marshal(map[string]any{"authKey": o.AuthKey, "publicKey": ks.PublicKey().String(), "name": o.Name,
+		"keyProof": map[string][]byte{"nonce": ch.Nonce, "proof": proof}})
 	url := strings.TrimRight(o.Server, "/") + "/api/v1/bootstrap"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {

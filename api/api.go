@@ -234,7 +234,7 @@ func writeError(w http.ResponseWriter, code int, e *fleet.Error) { writeJSON(w, 
 var statusOf = map[string]int{
 	fleet.CodeInvalid: 400, fleet.CodeRequired: 400, fleet.CodeBadJSON: 400, fleet.CodeUnknownField: 400, fleet.CodeTooLarge: 400,
 	fleet.CodeNotFound: 404, fleet.CodeConflict: 409, fleet.CodeBadState: 409, fleet.CodeExhausted: 409,
-	fleet.CodeUnauthorized: 401, fleet.CodeForbidden: 403,
+	fleet.CodeUnauthorized: 401, fleet.CodeForbidden: 403, fleet.CodeKeyProof: 403,
 }
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {

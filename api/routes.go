@@ -75,10 +75,33 @@ type auditReport struct {
 }
 
 type bootstrapRequest struct {
-	AuthKey     string `json:"authKey"`
-	PublicKey   string `json:"publicKey"`
-	GenerateKey bool   `json:"generateKey"`
-	Name        string `json:"name"`
+	AuthKey     string        `json:"authKey"`
+	PublicKey   string        `json:"publicKey"`
+	GenerateKey bool          `json:"generateKey"`
+	Name        string        `json:"name"`
+	KeyProof    *keyProofJSON `json:"keyProof"`
+}
+
+// keyProofJSON is a key proof as devices send it (base64 fields).
+type keyProofJSON struct {
+	Nonce string `json:"nonce"`
+	Proof string `json:"proof"`
+}
+
+// parse returns the proof, nil for none.
+func (p *keyProofJSON) parse() (*controlplane.KeyProof, error) {
+	if p == nil {
+		return nil, nil
+	}
+	nonce, err := decodeBase64("keyProof.nonce", p.Nonce)
+	if err != nil {
+		return nil, err
+	}
+	proof, err := decodeBase64("keyProof.proof", p.Proof)
+	if err != nil {
+		return nil, err
+	}
+	return &controlplane.KeyProof{Nonce: nonce, Proof: proof}, nil
 }
 
 type wgConfigRequest struct {
@@ -142,11 +165,23 @@ func (h *Handler) routes() []route {
 				if err != nil {
 					return nil, err
 				}
-				sim, sess, err := s.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: req.AuthKey, PublicKey: key, GenerateKey: req.GenerateKey, Name: req.Name})
+				proof, err := req.KeyProof.parse()
+				if err != nil {
+					return nil, err
+				}
+				sim, sess, err := s.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: req.AuthKey, PublicKey: key, GenerateKey: req.GenerateKey, Name: req.Name, KeyProof: proof})
 				if err != nil {
 					return nil, err
 				}
 				return bootstrapResponse{SIM: sim, Session: sess}, nil
+			}},
+		{method: "POST", path: "/api/v1/key-proof/challenge", summary: "A device asks for a single-use challenge (60 s) to prove it holds its WireGuard key (re-bootstrap, Arc re-key).", response: "KeyChallenge",
+			handle: func(ctx context.Context, _ controlplane.Actor, r *http.Request) (any, error) {
+				c, err := s.KeyProofChallenge(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return created{c}, nil
 			}},
 
 		{method: "GET", path: "/api/v1/sims", summary: "List SIMs.", role: fleet.RoleViewer, response: "SIMPage", query: []string{"limit", "cursor", "status", "groupId", "tag"},

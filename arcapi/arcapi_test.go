@@ -165,12 +165,14 @@ func TestArcFlow(t *testing.T) {
 		t.Fatalf("get: %d %+v", code, vs)
 	}
 
-	// Re-key with a client key, then with a generated one.
+	// Re-key with a client key, then with a generated one, each with a
+	// proof made by the current key (without one, the auth key alone is
+	// refused: TestSharedAuthKeyCannotTakeOverSIM).
 	np, _ := fleet.GeneratePrivateKey()
-	if code := c.call("PUT", "/sims/"+vs.SimID+"/credentials/arc", `{"arcClientPeerPublicKey":"`+np.PublicKey().String()+`"}`, &s); code != 200 || s.ArcClientPeerPublicKey != np.PublicKey().String() || s.ArcClientPeerPrivateKey != "" {
+	if code := c.call("PUT", "/sims/"+vs.SimID+"/credentials/arc", rekeyBody(t, svc, priv, vs.SimID, np.PublicKey()), &s); code != 200 || s.ArcClientPeerPublicKey != np.PublicKey().String() || s.ArcClientPeerPrivateKey != "" {
 		t.Fatalf("rekey given: %+v", s)
 	}
-	if code := c.call("PUT", "/sims/"+vs.SimID+"/credentials/arc", ``, &s); code != 200 {
+	if code := c.call("PUT", "/sims/"+vs.SimID+"/credentials/arc", rekeyBody(t, svc, np, vs.SimID, fleet.Key{}), &s); code != 200 {
 		t.Fatalf("rekey generated: %d", code)
 	}
 	gp, err := fleet.ParseKey(s.ArcClientPeerPrivateKey)

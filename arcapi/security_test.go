@@ -206,8 +206,12 @@ func TestArcScopedToCreatingKey(t *testing.T) {
 	}
 	denied(c3, ungrouped.ID, "an ungrouped operator SIM")
 
-	// The owner still can.
-	if code := c1.call("PUT", "/sims/"+mine.SimID+"/credentials/arc", rekey, nil); code != 200 {
+	// The owner still can (proving it holds the SIM's key).
+	mineKey, err := fleet.ParseKey(mine.Profiles[mine.SimID].ArcClientPeerPrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := c1.call("PUT", "/sims/"+mine.SimID+"/credentials/arc", rekeyBody(t, svc, mineKey, mine.SimID, np.PublicKey()), nil); code != 200 {
 		t.Fatalf("owner rekey: %d", code)
 	}
 	// But not once the operator suspended the SIM: re-keying would let the
@@ -216,7 +220,7 @@ func TestArcScopedToCreatingKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	other, _ := fleet.GeneratePrivateKey()
-	if code := c1.call("PUT", "/sims/"+mine.SimID+"/credentials/arc", `{"arcClientPeerPublicKey":"`+other.PublicKey().String()+`"}`, nil); code != 409 {
+	if code := c1.call("PUT", "/sims/"+mine.SimID+"/credentials/arc", rekeyBody(t, svc, np, mine.SimID, other.PublicKey()), nil); code != 409 {
 		t.Fatalf("rekey of a suspended SIM: %d, want 409", code)
 	}
 	if sim, _ := svc.Store().SIM(ctx, mine.SimID); sim.PublicKey != np.PublicKey() {

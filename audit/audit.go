@@ -154,7 +154,8 @@ func Run(ctx context.Context, st store.Reader, o Options) ([]Finding, error) {
 		cursor = page.Next
 	}
 
-	// Groups: device-to-device wide open, allow-lists that allow everything.
+	// Groups: device-to-device wide open, allow-lists that allow everything,
+	// Arc re-keys on the shared auth key alone.
 	cursor = ""
 	for {
 		page, err := st.ListGroups(ctx, store.PageRequest{Limit: store.MaxLimit, Cursor: cursor})
@@ -162,6 +163,9 @@ func Run(ctx context.Context, st store.Reader, o Options) ([]Finding, error) {
 			return nil, fmt.Errorf("audit: listing groups: %w", err)
 		}
 		for _, g := range page.Items {
+			if g.Settings.ArcRekeyWithAuthKey {
+				add("arc-rekey-with-authkey", High, g.ID, "group %q lets any holder of an auth key re-key the SIMs it bootstrapped without proving it holds their keys: one stolen device can take over the others", g.Name)
+			}
 			d := g.Settings.DeviceToDevice
 			if d.Mode != fleet.D2DOff && d.Mode != "" && len(d.Ports) == 0 {
 				add("d2d-all-ports", Low, g.ID, "group %q lets its devices reach each other on every port", g.Name)

@@ -41,6 +41,7 @@ func TestAudit(t *testing.T) {
 	long, _, _ := svc.CreateAuthKey(ctx, sys, controlplane.AuthKeySpec{TTL: 300 * 24 * time.Hour})
 	svc.CreateAuthKey(ctx, sys, controlplane.AuthKeySpec{TTL: 300 * 24 * time.Hour, MaxUses: 1})
 	open, _ := svc.CreateGroup(ctx, sys, "open", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}, Security: fleet.SecurityProfile{AllowList: []string{"0.0.0.0/0"}}})
+	legacy, _ := svc.CreateGroup(ctx, sys, "legacy-arc", fleet.GroupSettings{ArcRekeyWithAuthKey: true})
 	svc.CreateGroup(ctx, sys, "tight", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup, Ports: []uint16{8883}}})
 
 	// A group rotating keys every 30 days: one SIM's key is 40 days old,
@@ -87,6 +88,7 @@ func TestAudit(t *testing.T) {
 		"allow-list-open " + open.ID:             Medium,
 		"key-age " + stale.ID:                    Medium,
 		"rotation-overdue " + overdue.ID:         High,
+		"arc-rekey-with-authkey " + legacy.ID:    High,
 	}
 	for k, sev := range want {
 		if got[k] != sev {

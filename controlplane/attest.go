@@ -118,6 +118,9 @@ func (s *Service) AttestBootstrap(ctx context.Context, req AttestRequest) (fleet
 	if err := fleet.ValidateLabel("name", req.Name, 128); err != nil {
 		return fleet.SIM{}, Session{}, err
 	}
+	if err := fleet.ValidatePublicKey("publicKey", req.PublicKey); err != nil {
+		return fleet.SIM{}, Session{}, err
+	}
 	idn := req.Identity.Fingerprint()
 	refuse := func(reason string) (fleet.SIM, Session, error) {
 		s.log.Warn("attestation refused", "reason", reason, "identity", idn)

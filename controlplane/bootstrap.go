@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/keyproof"
 	"github.com/wirefleet/wirefleet/store"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // Session is what a device needs to bring its tunnel up.
@@ -27,11 +29,19 @@ type BootstrapRequest struct {
 	PublicKey   fleet.Key
 	GenerateKey bool
 	Name        string
+	// KeyProof proves the device holds PublicKey's private key (purpose
+	// keyproof.Bootstrap). It is required when PublicKey is already
+	// registered — the answer then reveals that SIM, which the shared auth
+	// key alone must not — and checked whenever given.
+	KeyProof *KeyProof
 }
 
 // Bootstrap gives a device its SIM and session in exchange for an auth key.
 // Presenting an already registered key again returns the same SIM without
-// using the auth key again, so a device that lost the answer can retry.
+// using the auth key again, so a device that lost the answer can retry —
+// but only with a proof that it holds the key's private half
+// (req.KeyProof): public keys are not secret, and anyone holding the auth
+// key would otherwise learn which SIM a key belongs to.
 func (s *Service) Bootstrap(ctx context.Context, req BootstrapRequest) (fleet.SIM, Session, error) {
 	if !strings.HasPrefix(req.AuthKey, AuthKeyPrefix) {
 		return fleet.SIM{}, Session{}, fleet.Errorf(fleet.CodeUnauthorized, "authKey", "missing or malformed auth key")
@@ -54,6 +64,11 @@ func (s *Service) bootstrap(ctx context.Context, req BootstrapRequest, lookup fu
 	if err := fleet.ValidateLabel("name", req.Name, 128); err != nil {
 		return fleet.SIM{}, Session{}, err
 	}
+	if !req.GenerateKey {
+		if err := fleet.ValidatePublicKey("publicKey", req.PublicKey); err != nil {
+			return fleet.SIM{}, Session{}, err
+		}
+	}
 	var priv fleet.Key
 	if req.GenerateKey {
 		var err error
@@ -75,11 +90,21 @@ func (s *Service) bootstrap(ctx context.Context, req BootstrapRequest, lookup fu
 			return fleet.Errorf(fleet.CodeUnauthorized, "authKey", "auth key revoked or expired")
 		}
 		actor := Actor{Kind: "authkey", ID: k.ID}
+		proved := false
+		if req.KeyProof != nil {
+			if err := s.checkKeyProof(ctx, tx, req.KeyProof, keyproof.Statement{Purpose: keyproof.Bootstrap, Key: wgkey.Public(req.PublicKey)}); err != nil {
+				return err
+			}
+			proved = true
+		}
 		existing, err := tx.SIMByPublicKey(ctx, req.PublicKey)
 		switch {
 		case err == nil:
 			if existing.AuthKeyID != k.ID || existing.GroupID != k.GroupID || existing.Status != fleet.StatusActive {
 				return fleet.Errorf(fleet.CodeConflict, "publicKey", "key belongs to another SIM")
+			}
+			if !proved {
+				return errProofMissing
 			}
 			sim = existing
 		case errors.Is(err, store.ErrNotFound):

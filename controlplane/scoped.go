@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/keyproof"
 	"github.com/wirefleet/wirefleet/store"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // Operations scoped by an auth key rather than an operator token: what a
@@ -84,7 +86,18 @@ func (s *Service) ScopedSession(ctx context.Context, k fleet.AuthKey, simID stri
 // pub, or with a generated key returned in the session when pub is zero.
 // A suspended SIM is not re-keyed (bad_state): that would let a device
 // holding the key replace the key an operator suspended.
-func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string, pub fleet.Key) (fleet.SIM, Session, error) {
+//
+// The auth key alone is not enough: every device it bootstrapped holds it.
+// proof must show the caller holds the SIM's current private key
+// (keyproof.Rekey, over the SIM id and pub). Only a group with
+// ArcRekeyWithAuthKey accepts a re-key without one (SORACOM's behaviour,
+// off by default); the event then says so, and a gateway holding a
+// session of the SIM alerts (key-replaced).
+func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string, pub fleet.Key, proof *KeyProof) (fleet.SIM, Session, error) {
+	if err := fleet.ValidatePublicKey("arcClientPeerPublicKey", pub); !pub.IsZero() && err != nil {
+		return fleet.SIM{}, Session{}, err
+	}
+	requested := pub
 	var priv fleet.Key
 	if pub.IsZero() {
 		var err error
@@ -103,6 +116,27 @@ func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string
 		if sim.Status != fleet.StatusActive {
 			return fleet.Errorf(fleet.CodeBadState, "status", "the SIM is %s", sim.Status)
 		}
+		proved := false
+		if proof != nil {
+			st := keyproof.Statement{Purpose: keyproof.Rekey, Key: wgkey.Public(sim.PublicKey), SIMID: sim.ID, NewKey: wgkey.Public(requested)}
+			if err := s.checkKeyProof(ctx, tx, proof, st); err != nil {
+				return err
+			}
+			proved = true
+		} else {
+			allowed := false
+			if sim.GroupID != "" {
+				g, err := tx.Group(ctx, sim.GroupID)
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+				allowed = err == nil && g.Settings.ArcRekeyWithAuthKey
+			}
+			if !allowed {
+				s.log.Warn("arc re-key refused: no key proof", "sim", sim.ID, "authkey", k.ID)
+				return errProofMissing
+			}
+		}
 		sim.PublicKey, sim.NextPublicKey = pub, fleet.Key{}
 		sim.Updated = s.now()
 		sim.KeySet, sim.RotateBy = sim.Updated, time.Time{}
@@ -110,7 +144,7 @@ func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string
 			return storeErr(err, "")
 		}
 		tx.Publish(fleet.Change{Kind: fleet.ChangeSIM, ID: sim.ID})
-		return s.event(ctx, tx, a, "sim.set_key", "sim", sim.ID, map[string]any{"publicKey": pub.String()})
+		return s.event(ctx, tx, a, "sim.set_key", "sim", sim.ID, map[string]any{"publicKey": pub.String(), "keyProof": proved})
 	})
 	if err != nil {
 		return fleet.SIM{}, Session{}, storeErr(err, "")

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/keyproof"
 	"github.com/wirefleet/wirefleet/store"
 )
 
@@ -44,6 +45,12 @@ type Config struct {
 	// Secrets seals group settings' secrets (forwarder credentials) before
 	// they are stored; without it, settings holding secrets are refused.
 	Secrets fleet.SecretSealer
+	// KeyProofSecret keys the key-proof challenges (package keyproof): at
+	// least 32 bytes, outside the database, the same on every node of one
+	// fleet (wirefleetd derives it from the settings key). When empty, New
+	// draws one for this process: challenges then work only on the
+	// process that issued them.
+	KeyProofSecret []byte
 }
 
 // Service is the fleet service.
@@ -53,9 +60,11 @@ type Service struct {
 	log *slog.Logger
 
 	attestObserver func(outcome string) // ObserveAttest
+	proofs         *keyproof.Issuer
 }
 
-// New returns a Service over st.
+// New returns a Service over st. It panics when cfg.KeyProofSecret is
+// set but shorter than 32 bytes.
 func New(st store.Store, cfg Config) *Service {
 	if !cfg.Pool.IsValid() {
 		cfg.Pool = DefaultPool
@@ -72,7 +81,18 @@ func New(st store.Store, cfg Config) *Service {
 	if cfg.GatewayPublicKey == nil {
 		cfg.GatewayPublicKey = func() fleet.Key { return fleet.Key{} }
 	}
-	return &Service{st: st, cfg: cfg, log: cfg.Log}
+	secret := cfg.KeyProofSecret
+	if len(secret) == 0 {
+		secret = make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			panic(err)
+		}
+	}
+	proofs, err := keyproof.NewIssuer(secret)
+	if err != nil {
+		panic("controlplane: " + err.Error())
+	}
+	return &Service{st: st, cfg: cfg, log: cfg.Log, proofs: proofs}
 }
 
 // Store returns the underlying store, for readers such as the gateway that

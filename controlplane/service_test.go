@@ -134,7 +134,8 @@ func TestBootstrapRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := pub(t)
+	priv, _ := fleet.GeneratePrivateKey()
+	key := priv.PublicKey()
 	sim, sess, err := svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: secret, PublicKey: key, Name: "cam-1"})
 	if err != nil {
 		t.Fatal(err)
@@ -148,10 +149,16 @@ func TestBootstrapRules(t *testing.T) {
 	if got := strings.Join(sess.AllowedIPs, ","); got != "100.127.0.0/16,10.128.0.0/9,192.168.10.0/24" {
 		t.Fatalf("allowed IPs %s", got)
 	}
-	// Retrying with the same key gets the same SIM and does not use the key.
-	again, _, err := svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: secret, PublicKey: key})
+	// Retrying with the same key, proving the device holds it, gets the
+	// same SIM and does not use the key; without the proof, the auth key
+	// alone does not reveal the SIM of a public key.
+	again, _, err := svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: secret, PublicKey: key, KeyProof: bootstrapProof(t, svc, priv)})
 	if err != nil || again.ID != sim.ID {
 		t.Fatalf("retry: %v %v", again.ID, err)
+	}
+	var pe *fleet.Error
+	if again, _, err := svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: secret, PublicKey: key}); !errors.As(err, &pe) || pe.Code != fleet.CodeKeyProof {
+		t.Fatalf("retry without a key proof: %v %v", again.ID, err)
 	}
 	if sim.AuthKeyID != k.ID {
 		t.Fatalf("SIM's auth key %q, want %q", sim.AuthKeyID, k.ID)
@@ -509,4 +516,37 @@ func TestGroupDeleteRace(t *testing.T) {
 	if both > 0 {
 		t.Fatalf("%d of 30 rounds left a SIM in a deleted group", both)
 	}
+}
+
+// A low-order public key (its DH with any key is zero) is refused wherever
+// a key enters: SIM creation, bootstrap, a next-key announcement, a
+// re-key (issue 14, item 9: all accepted it before).
+func TestLowOrderKeysRefused(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	var low fleet.Key
+	low[0] = 1 // u = 1, a point of small order
+	isInvalid := func(what string, err error) {
+		t.Helper()
+		var fe *fleet.Error
+		if !errors.As(err, &fe) || fe.Code != fleet.CodeInvalid || fe.Field != "publicKey" {
+			t.Errorf("%s with a low-order key: %v, want invalid publicKey", what, err)
+		}
+	}
+	_, _, err := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{PublicKey: low})
+	isInvalid("create", err)
+	_, secret, err := svc.CreateAuthKey(ctx, admin, controlplane.AuthKeySpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: secret, PublicKey: low})
+	isInvalid("bootstrap", err)
+	sim, _, err := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = svc.SetSIMKey(ctx, admin, sim.ID, controlplane.KeySpec{PublicKey: low, Next: true})
+	isInvalid("next key", err)
+	_, _, err = svc.SetSIMKey(ctx, admin, sim.ID, controlplane.KeySpec{PublicKey: low})
+	isInvalid("set key", err)
 }

@@ -44,6 +44,11 @@ func offset(p netip.Prefix, a netip.Addr) uint32 {
 // newSIM allocates and inserts a SIM inside tx; authKeyID is the auth key
 // bootstrapping it ("" for none).
 func (s *Service) newSIM(ctx context.Context, tx store.Tx, sp SIMSpec, authKeyID string) (fleet.SIM, error) {
+	if !sp.PublicKey.IsZero() {
+		if err := fleet.ValidatePublicKey("publicKey", sp.PublicKey); err != nil {
+			return fleet.SIM{}, err
+		}
+	}
 	if err := useGroup(ctx, tx, sp.GroupID); err != nil {
 		return fleet.SIM{}, storeErr(err, "groupId")
 	}
@@ -248,6 +253,8 @@ func (s *Service) SetSIMKey(ctx context.Context, a Actor, id string, ks KeySpec)
 			return sim, priv, err
 		}
 		ks.PublicKey = priv.PublicKey()
+	} else if err := fleet.ValidatePublicKey("publicKey", ks.PublicKey); err != nil {
+		return sim, priv, err
 	}
 	sim, err = s.modifySIM(ctx, a, id, "sim.set_key", map[string]any{"publicKey": ks.PublicKey.String(), "next": ks.Next}, func(_ store.Tx, sim *fleet.SIM) error {
 		if ks.Next {

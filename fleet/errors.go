@@ -18,7 +18,10 @@ const (
 	CodeExhausted        = "exhausted"    // a pool or a key's uses ran out
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeRateLimited      = "rate_limited" // too many requests from one source; retry later
-	CodeInternal         = "internal"
+	// CodeKeyProof: the request needs a proof that the caller holds the
+	// SIM's private key (package keyproof), and had none or a wrong one.
+	CodeKeyProof = "key_proof_required"
+	CodeInternal = "internal"
 )
 
 // Error is a failure the caller can act on: a stable code, the field at

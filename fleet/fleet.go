@@ -81,6 +81,14 @@ type GroupSettings struct {
 	DeviceToDevice D2DPolicy `json:"deviceToDevice"`
 	// DevicesMayWriteTags lets devices set their own tags.
 	DevicesMayWriteTags bool `json:"devicesMayWriteTags"`
+	// ArcRekeyWithAuthKey lets a holder of the auth key that bootstrapped
+	// a SIM replace its key through the Arc route without proving it holds
+	// the current key — the SORACOM behaviour. Off by default: the auth
+	// key is shared by every device it bootstrapped, so one stolen device
+	// could take over all of them. The monitor alerts ("key-replaced")
+	// when the key of an online SIM is replaced this way (or any other way
+	// than the device's own rotation).
+	ArcRekeyWithAuthKey bool `json:"arcRekeyWithAuthKey,omitempty"`
 	// UserData is handed to devices as-is (at most MaxUserData bytes).
 	UserData string `json:"userData,omitempty"`
 	// Security says what the monitor does about alerts on the group's SIMs.
@@ -100,7 +108,7 @@ const (
 )
 
 // AlertKinds are the kinds of the monitor's alerts (package monitor).
-var AlertKinds = []string{"cloned-key", "fan-out", "outside-allow-list", "first-seen", "volume", "unexpected-listener"}
+var AlertKinds = []string{"cloned-key", "fan-out", "outside-allow-list", "first-seen", "volume", "unexpected-listener", "key-replaced"}
 
 // DefaultActOn is the alert kinds a security action answers by default.
 var DefaultActOn = []string{"cloned-key"}

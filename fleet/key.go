@@ -79,3 +79,43 @@ func (k Key) PublicKey() Key {
 	copy(pub[:], p)
 	return pub
 }
+
+// lowOrderProbe is a fixed clamped scalar: X25519 with any clamped scalar
+// is zero exactly for the points of small order, so one multiplication by
+// it tells them.
+var lowOrderProbe = [32]byte{0: 8, 31: 64}
+
+// ValidatePublicKey refuses what no honest WireGuard peer sends as its
+// public key: the all-zero key, a non-canonical encoding (the top bit set,
+// or a coordinate ≥ 2^255−19: another spelling of some other key, which
+// would let one key register twice), and the points of small order, whose
+// DH with any key is zero (WireGuard refuses such a handshake, so a SIM
+// with one could never connect; an audit finding is too late). field names
+// the input in the error.
+func ValidatePublicKey(field string, k Key) error {
+	if k.IsZero() {
+		return Errorf(CodeInvalid, field, "the all-zero key is not a key")
+	}
+	if k[31]&0x80 != 0 || nonCanonical(k) {
+		return Errorf(CodeInvalid, field, "not a canonical Curve25519 public key")
+	}
+	if _, err := curve25519.X25519(lowOrderProbe[:], k[:]); err != nil {
+		return Errorf(CodeInvalid, field, "a low-order Curve25519 point: no key")
+	}
+	return nil
+}
+
+// nonCanonical reports whether the little-endian coordinate k (top bit
+// clear) is at least p = 2^255−19: bytes 1..30 all 0xff, byte 31 0x7f and
+// byte 0 at least 0xed.
+func nonCanonical(k Key) bool {
+	if k[31] != 0x7f || k[0] < 0xed {
+		return false
+	}
+	for _, b := range k[1:31] {
+		if b != 0xff {
+			return false
+		}
+	}
+	return true
+}

@@ -539,6 +539,9 @@ func (g *Gateway) recheckSIM(id string) {
 	}
 	for _, st := range states {
 		if gone || sim.Status != fleet.StatusActive || !keyOf(sim, st.key) {
+			if !gone && sim.Status == fleet.StatusActive && st.online.Load() && g.mon != nil && g.keyReplaced(st, sim) {
+				g.mon.ObserveKeyReplaced(id, st.key.String(), sim.PublicKey.String())
+			}
 			st.revoked.Store(true)
 			g.unregister(st)
 			if p := g.eng.Peer(st.key); p != nil && stateOf(p) == st {
@@ -558,6 +561,27 @@ func (g *Gateway) recheckSIM(id string) {
 		st.sim.Store(&s)
 		st.stale.Store(false)
 	}
+}
+
+// keyReplaced reports whether the SIM's key changed under st's live
+// session other than by the device's own rotation: st's key is neither
+// current nor next any more, and the new current key is not the next key
+// the device announced (as held before the change), nor one already
+// online here.
+func (g *Gateway) keyReplaced(st *simState, sim fleet.SIM) bool {
+	k := fleet.Key(st.key)
+	if sim.PublicKey == k || sim.NextPublicKey == k {
+		return false // still the SIM's key (a required rotation overdue, say)
+	}
+	if old := st.SIM(); old != nil && !old.NextPublicKey.IsZero() && old.NextPublicKey == sim.PublicKey {
+		return false
+	}
+	for _, o := range g.states(st.id) {
+		if o != st && fleet.Key(o.key) == sim.PublicKey && o.online.Load() {
+			return false
+		}
+	}
+	return true
 }
 
 // Connection returns the live state of a SIM's tunnel on this gateway

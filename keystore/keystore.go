@@ -34,6 +34,10 @@ const (
 	// InitiatorSE is DH(our static, responder's ephemeral): an initiator
 	// processing a response to an initiation it sent.
 	InitiatorSE
+	// KeyProof is DH(our static, a platform challenge's ephemeral): the
+	// device proving it holds the key (package keyproof). Only a MAC of
+	// the result leaves the device.
+	KeyProof
 )
 
 // String names the purpose as the documentation does.
@@ -45,6 +49,8 @@ func (p Purpose) String() string {
 		return "responder-es"
 	case InitiatorSE:
 		return "initiator-se"
+	case KeyProof:
+		return "key-proof"
 	}
 	return fmt.Sprintf("purpose(%d)", uint8(p))
 }

@@ -25,6 +25,10 @@ const (
 	KindFirstSeen = "first-seen"
 	KindVolume    = "volume"
 	KindListener  = "unexpected-listener"
+	// KindKeyReplaced: the key of a SIM with a live session was replaced
+	// by someone other than the device's own rotation (an operator, or an
+	// auth key where the group allows Arc re-keys without proof).
+	KindKeyReplaced = "key-replaced"
 )
 
 // Alert is one detected incident.
@@ -313,6 +317,17 @@ func (m *Monitor) ObserveListener(sim string, port uint16, peer netip.Addr) {
 		Kind: KindListener, SIM: sim, Severity: "medium",
 		Detail:   "the device accepted a connection on a port its group's profile does not expect",
 		Evidence: map[string]any{"port": port, "peer": peer.String()},
+	})
+}
+
+// ObserveKeyReplaced records that the key of an online SIM was replaced
+// under its live session by a key the device did not announce: the device
+// is cut off, and whoever set the new key now speaks for the SIM.
+func (m *Monitor) ObserveKeyReplaced(sim string, old, replacement string) {
+	m.fire(Alert{
+		Kind: KindKeyReplaced, SIM: sim, Severity: "high",
+		Detail:   "the key of an online SIM was replaced by a key the device did not announce (not its own rotation)",
+		Evidence: map[string]any{"oldKey": old, "newKey": replacement},
 	})
 }
 

@@ -5,7 +5,9 @@
 package seal
 
 import (
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -143,3 +145,15 @@ func (k *Key) Open(sealed string) (string, error) {
 
 // IsSealed reports whether s looks like a value made by Seal.
 func IsSealed(s string) bool { return strings.HasPrefix(s, prefix) }
+
+// Derive returns 32 bytes derived from the key for one purpose named by
+// label (HKDF-SHA256), for secrets that must be as private as the key and
+// shared by the same nodes (such as keyproof's issuer secret), without a
+// second file to distribute. Different labels give unrelated values.
+func (k *Key) Derive(label string) []byte {
+	b, err := hkdf.Key(sha256.New, k.k[:], nil, "wirefleet seal derive: "+label, 32)
+	if err != nil {
+		panic("seal: " + err.Error()) // only for lengths HKDF cannot give
+	}
+	return b
+}

@@ -1,6 +1,7 @@
 package seal
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,5 +69,14 @@ func TestLoadOrCreateKey(t *testing.T) {
 	os.WriteFile(path, []byte("short"), 0o600)
 	if _, err := LoadOrCreateKey(path); err == nil {
 		t.Fatal("accepted a short key file")
+	}
+}
+
+func TestDerive(t *testing.T) {
+	k, _ := GenerateKey()
+	k2, _ := GenerateKey()
+	a, b := k.Derive("one"), k.Derive("two")
+	if len(a) != 32 || bytes.Equal(a, b) || !bytes.Equal(a, k.Derive("one")) || bytes.Equal(a, k2.Derive("one")) {
+		t.Fatalf("derived values: not 32 bytes, not stable, or not separated by label and key")
 	}
 }

@@ -137,7 +137,7 @@ func checkSlot(s string) error {
 func CheckSlot(s string) error { return checkSlot(s) }
 
 func parsePurpose(s string) (keystore.Purpose, bool) {
-	for _, p := range []keystore.Purpose{keystore.StaticStatic, keystore.ResponderES, keystore.InitiatorSE} {
+	for _, p := range []keystore.Purpose{keystore.StaticStatic, keystore.ResponderES, keystore.InitiatorSE, keystore.KeyProof} {
 		if s == p.String() {
 			return p, true
 		}
