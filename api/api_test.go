@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,7 +19,10 @@ import (
 	"github.com/wirefleet/wirefleet/api"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/keyproof"
+	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 type logBuf struct {
@@ -553,6 +557,23 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	get("POST", "/api/v1/tokens", fleet.RoleAdmin, map[string]any{"role": "viewer", "description": "d"}, 201, "TokenSecret")
 	bs := get("POST", "/api/v1/bootstrap", "", map[string]any{"authKey": ak.(map[string]any)["secret"], "generateKey": true}, 200, "BootstrapResponse")
 	simID := bs.(map[string]any)["sim"].(map[string]any)["id"].(string)
+	// A device re-bootstraps with its own key: the challenge, then a proof
+	// (without it, 403 key_proof_required).
+	devPriv, _ := fleet.GeneratePrivateKey()
+	ak2 := get("POST", "/api/v1/authkeys", fleet.RoleOperator, map[string]any{"groupId": gid, "maxUses": 5}, 201, "AuthKeySecret")
+	first := map[string]any{"authKey": ak2.(map[string]any)["secret"], "publicKey": devPriv.PublicKey().String()}
+	get("POST", "/api/v1/bootstrap", "", first, 200, "BootstrapResponse")
+	e.wantError("POST", "/api/v1/bootstrap", "", first, 403, fleet.CodeKeyProof, "keyProof")
+	kc := get("POST", "/api/v1/key-proof/challenge", "", nil, 201, "KeyChallenge").(map[string]any)
+	nonce, _ := base64.StdEncoding.DecodeString(kc["nonce"].(string))
+	server, _ := wgkey.ParsePublic(kc["serverKey"].(string))
+	proof, err := keyproof.Answer(context.Background(), keystore.NewMemory(wgkey.Private(devPriv)), keyproof.Statement{Purpose: keyproof.Bootstrap, Nonce: nonce, ServerKey: server})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first["keyProof"] = map[string]any{"nonce": kc["nonce"], "proof": base64.StdEncoding.EncodeToString(proof)}
+	get("POST", "/api/v1/bootstrap", "", first, 200, "BootstrapResponse")
+	e.wantError("POST", "/api/v1/bootstrap", "", first, 403, fleet.CodeKeyProof, "keyProof") // spent
 	get("PUT", "/api/v1/sims/"+simID+"/key", fleet.RoleOperator, map[string]any{"publicKey": pubKey(t), "next": true}, 200, "SIMWithKey")
 	get("POST", "/api/v1/sims", fleet.RoleOperator, map[string]any{"generateKey": true, "tags": map[string]string{"x": "y"}}, 201, "SIMWithKey")
 	get("GET", "/api/v1/sims", fleet.RoleViewer, nil, 200, "SIMPage")
