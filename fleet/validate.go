@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -35,12 +36,27 @@ func ValidateName(field, s string) error {
 	return nil
 }
 
-// ValidateLabel checks a free-text name or description.
+// ValidateLabel checks a free-text name or description: at most max
+// bytes of UTF-8 with no control character (C0, DEL, C1) and no bidi
+// control. Labels end up on operators' terminals and pages, and a device
+// can set some (its name at bootstrap, its tags): an ESC or OSC sequence
+// there would rewrite what an operator sees.
 func ValidateLabel(field, s string, max int) error {
-	if len(s) > max || !utf8.ValidString(s) || strings.ContainsAny(s, "\x00\n\r") {
+	if len(s) > max || !utf8.ValidString(s) {
 		return Errorf(CodeInvalid, field, "must be at most %d bytes of single-line UTF-8", max)
 	}
+	if i := strings.IndexFunc(s, IsUnsafeRune); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		return Errorf(CodeInvalid, field, "control character U+%04X at byte %d: labels are single-line printable text", r, i)
+	}
 	return nil
+}
+
+// IsUnsafeRune reports whether r must not reach a terminal raw: a control
+// character (C0, DEL, C1: escape sequences start with them) or a bidi
+// control (it reorders what is shown around it).
+func IsUnsafeRune(r rune) bool {
+	return unicode.IsControl(r) || r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 || r == 0x200e || r == 0x200f || r == 0x061c
 }
 
 // MaxTags bounds the number of tags of one SIM or auth key.

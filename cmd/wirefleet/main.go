@@ -147,7 +147,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "wirefleet:", err)
+	fmt.Fprintln(stderr, "wirefleet:", termSafe(err.Error()))
 	var ce *cliError
 	if errors.As(err, &ce) {
 		if ce.code == exitUsage {
@@ -336,12 +336,16 @@ func (c *command) show(v any, header []string, rows [][]string, extra ...string)
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
+		cells := make([]string, len(r))
+		for i, cell := range r {
+			cells[i] = termSafe(cell)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	tw.Flush()
 	for _, e := range extra {
 		if e != "" {
-			fmt.Fprintln(c.out, e)
+			fmt.Fprintln(c.out, termSafe(e))
 		}
 	}
 	return nil
