@@ -5,6 +5,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -252,17 +253,23 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 // decode reads exactly one JSON object into dst, rejecting unknown fields,
 // wrong types, trailing data and oversized bodies with the field at fault.
 func decode(r *http.Request, dst any) error {
+	// One JSON value first, then: nothing after it, an object (a JSON
+	// null would decode as an empty request), and strictly into dst.
 	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(dst)
-	if err == nil && dec.More() {
-		return fleet.Errorf(fleet.CodeBadJSON, "", "trailing data after the JSON object")
-	}
+	var raw json.RawMessage
+	err := dec.Decode(&raw)
 	if err == nil {
 		if _, err2 := dec.Token(); err2 != io.EOF {
 			return fleet.Errorf(fleet.CodeBadJSON, "", "trailing data after the JSON object")
 		}
-		return nil
+		if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '{' {
+			return fleet.Errorf(fleet.CodeBadJSON, "", "body must be a JSON object")
+		}
+		strict := json.NewDecoder(bytes.NewReader(raw))
+		strict.DisallowUnknownFields()
+		if err = strict.Decode(dst); err == nil {
+			return nil
+		}
 	}
 	var (
 		maxErr  *http.MaxBytesError

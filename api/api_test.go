@@ -393,6 +393,11 @@ func TestBadInput(t *testing.T) {
 		{"not an object", "POST", "/api/v1/groups", `[1,2]`, 400, fleet.CodeBadJSON, ""},
 		{"empty", "POST", "/api/v1/groups", ``, 400, fleet.CodeBadJSON, ""},
 		{"trailing", "POST", "/api/v1/groups", `{"name":"a"} {"name":"b"}`, 400, fleet.CodeBadJSON, ""},
+		{"trailing brace", "POST", "/api/v1/groups", `{"name":"a"}}`, 400, fleet.CodeBadJSON, ""},
+		// A JSON null decoded as {} before (issue 14, item 10): an
+		// operation with every field at its default.
+		{"null", "PATCH", "/api/v1/groups/x", `null`, 400, fleet.CodeBadJSON, ""},
+		{"null bootstrap", "POST", "/api/v1/bootstrap", `null`, 400, fleet.CodeBadJSON, ""},
 		{"wrong type", "POST", "/api/v1/groups", `{"name": 5}`, 400, fleet.CodeInvalid, "name"},
 		{"wrong nested type", "POST", "/api/v1/groups", `{"name": "a", "settings": {"routes": "10.0.0.0/8"}}`, 400, fleet.CodeInvalid, "settings.routes"},
 		{"unknown field", "POST", "/api/v1/groups", `{"name": "a", "bogus": 1}`, 400, fleet.CodeUnknownField, "bogus"},

@@ -153,3 +153,20 @@ func TestArcRekeyWithAuthKeySetting(t *testing.T) {
 		t.Fatalf("no sim.set_key event recording the re-key without proof: %+v", evs.Items)
 	}
 }
+
+// The Arc decoder refuses trailing data and bodies that are not an object
+// (issue 14, item 10: it ignored what followed the first value).
+func TestArcDecoderStrict(t *testing.T) {
+	svc, base := arcServer(t, arcapi.Options{TokenSecret: testSecret})
+	k, secret := newKey(t, svc, "", 0)
+	c := &arcClient{t: t, base: base}
+	for _, body := range []string{
+		`{"authKeyId":"keyId-` + k.ID + `","authKey":"secret-` + secret + `"} {"x":1}`,
+		`{"authKeyId":"keyId-` + k.ID + `","authKey":"secret-` + secret + `"}}`,
+		`null`, `[]`, `"x"`,
+	} {
+		if code := c.call("POST", "/auth", body, nil); code != 400 {
+			t.Errorf("auth body %q: %d, want 400", body, code)
+		}
+	}
+}
