@@ -2,12 +2,16 @@ package gateway
 
 import (
 	"context"
+	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/keyproof"
+	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/monitor"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/wgkey"
@@ -66,4 +70,51 @@ func TestKeyReplacedAlert(t *testing.T) {
 		}
 	}
 	waitForWithin(t, 5*time.Second, "the replaced key's session ended", func() bool { return !a.connection().Online })
+	for _, ev := range p.Items {
+		if ev.Details["kind"] == monitor.KindKeyReplaced {
+			if e, _ := ev.Details["evidence"].(map[string]any); e["actor"] != f.admin.String() {
+				t.Fatalf("the alert does not name who set the key: %v", ev.Details)
+			}
+		}
+	}
+
+	// A device re-keying through the Arc route with a proof made by its
+	// current key did it itself: no alert.
+	n := f.nDev + 1
+	f.nDev = n
+	b := &device{f: f, ns: f.env.NewNS(fmt.Sprintf("d%d", n))}
+	b.gwLink, b.link = f.join(b.ns, netip.MustParsePrefix(fmt.Sprintf("10.230.%d.2/16", n)))
+	b.wg = b.ns.StartWireGuardGo("")
+	_, secret, err := f.svc.CreateAuthKey(ctx, f.admin, controlplane.AuthKeySpec{GroupID: grp.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.sim, _, err = f.svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: secret, PublicKey: fleet.Key(b.wg.Public)}); err != nil {
+		t.Fatal(err)
+	}
+	b.configure()
+	if err := b.pingUntil(MetadataAddr.String(), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	k, err := f.svc.UsableAuthKey(ctx, b.sim.AuthKeyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := f.svc.KeyProofChallenge(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, _ := wgkey.NewPrivate()
+	proof, err := keyproof.Answer(ctx, keystore.NewMemory(b.wg.Private), keyproof.Statement{Purpose: keyproof.Rekey, Nonce: ch.Nonce, ServerKey: ch.ServerKey, SIMID: b.sim.ID, NewKey: fresh.Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.svc.ScopedRekey(ctx, k, b.sim.ID, fleet.Key(fresh.Public()), &controlplane.KeyProof{Nonce: ch.Nonce, Proof: proof}); err != nil {
+		t.Fatal(err)
+	}
+	waitForWithin(t, 5*time.Second, "the old key's session ended", func() bool { return !b.connection().Online })
+	time.Sleep(500 * time.Millisecond) // the alert, if any, is raised off the feed's goroutine
+	if kinds := f.alerts(b.sim.ID); contains(kinds, monitor.KindKeyReplaced) {
+		t.Fatalf("a proved re-key by the device raised %v", kinds)
+	}
 }

@@ -540,7 +540,8 @@ func (g *Gateway) recheckSIM(id string) {
 	for _, st := range states {
 		if gone || sim.Status != fleet.StatusActive || !keyOf(sim, st.key) {
 			if !gone && sim.Status == fleet.StatusActive && st.online.Load() && g.mon != nil && g.keyReplaced(st, sim) {
-				g.mon.ObserveKeyReplaced(id, st.key.String(), sim.PublicKey.String())
+				g.wg.Add(1)
+				go g.reportKeyReplaced(id, st.key, sim.PublicKey)
 			}
 			st.revoked.Store(true)
 			g.unregister(st)
@@ -582,6 +583,29 @@ func (g *Gateway) keyReplaced(st *simState, sim fleet.SIM) bool {
 		}
 	}
 	return true
+}
+
+// reportKeyReplaced raises key-replaced for a SIM whose key was replaced
+// under its session here, unless the change was proved by the device (an
+// Arc re-key with a key proof made with the old key): off the feed's
+// goroutine, since it reads the audit trail. The actor goes in the
+// evidence.
+func (g *Gateway) reportKeyReplaced(simID string, old wgkey.Public, replacement fleet.Key) {
+	defer g.wg.Done()
+	ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
+	defer cancel()
+	actor := ""
+	p, err := g.st.ListEvents(ctx, store.EventFilter{ObjectID: simID, Action: "sim.set_key", PageRequest: store.PageRequest{Limit: 1}})
+	if err == nil && len(p.Items) == 1 {
+		ev := p.Items[0]
+		if ev.Details["publicKey"] == replacement.String() {
+			if ev.Details["keyProof"] == true {
+				return
+			}
+			actor = ev.Actor
+		}
+	}
+	g.mon.ObserveKeyReplaced(simID, old.String(), replacement.String(), actor)
 }
 
 // Connection returns the live state of a SIM's tunnel on this gateway

@@ -323,11 +323,17 @@ func (m *Monitor) ObserveListener(sim string, port uint16, peer netip.Addr) {
 // ObserveKeyReplaced records that the key of an online SIM was replaced
 // under its live session by a key the device did not announce: the device
 // is cut off, and whoever set the new key now speaks for the SIM.
-func (m *Monitor) ObserveKeyReplaced(sim string, old, replacement string) {
+// actor is who set the new key, as the audit trail names it ("" when
+// unknown).
+func (m *Monitor) ObserveKeyReplaced(sim string, old, replacement, actor string) {
+	ev := map[string]any{"oldKey": old, "newKey": replacement}
+	if actor != "" {
+		ev["actor"] = actor
+	}
 	m.fire(Alert{
 		Kind: KindKeyReplaced, SIM: sim, Severity: "high",
 		Detail:   "the key of an online SIM was replaced by a key the device did not announce (not its own rotation)",
-		Evidence: map[string]any{"oldKey": old, "newKey": replacement},
+		Evidence: ev,
 	})
 }
 
