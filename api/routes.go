@@ -75,33 +75,11 @@ type auditReport struct {
 }
 
 type bootstrapRequest struct {
-	AuthKey     string        `json:"authKey"`
-	PublicKey   string        `json:"publicKey"`
-	GenerateKey bool          `json:"generateKey"`
-	Name        string        `json:"name"`
-	KeyProof    *keyProofJSON `json:"keyProof"`
-}
-
-// keyProofJSON is a key proof as devices send it (base64 fields).
-type keyProofJSON struct {
-	Nonce string `json:"nonce"`
-	Proof string `json:"proof"`
-}
-
-// parse returns the proof, nil for none.
-func (p *keyProofJSON) parse() (*controlplane.KeyProof, error) {
-	if p == nil {
-		return nil, nil
-	}
-	nonce, err := decodeBase64("keyProof.nonce", p.Nonce)
-	if err != nil {
-		return nil, err
-	}
-	proof, err := decodeBase64("keyProof.proof", p.Proof)
-	if err != nil {
-		return nil, err
-	}
-	return &controlplane.KeyProof{Nonce: nonce, Proof: proof}, nil
+	AuthKey     string                 `json:"authKey"`
+	PublicKey   string                 `json:"publicKey"`
+	GenerateKey bool                   `json:"generateKey"`
+	Name        string                 `json:"name"`
+	KeyProof    *controlplane.KeyProof `json:"keyProof"`
 }
 
 type wgConfigRequest struct {
@@ -165,11 +143,7 @@ func (h *Handler) routes() []route {
 				if err != nil {
 					return nil, err
 				}
-				proof, err := req.KeyProof.parse()
-				if err != nil {
-					return nil, err
-				}
-				sim, sess, err := s.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: req.AuthKey, PublicKey: key, GenerateKey: req.GenerateKey, Name: req.Name, KeyProof: proof})
+				sim, sess, err := s.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: req.AuthKey, PublicKey: key, GenerateKey: req.GenerateKey, Name: req.Name, KeyProof: req.KeyProof})
 				if err != nil {
 					return nil, err
 				}

@@ -342,25 +342,21 @@ func (h *Handler) credentials(w http.ResponseWriter, r *http.Request, k fleet.Au
 		// current key, that the caller is the SIM's device (see
 		// controlplane.ScopedRekey). Required unless the group allows
 		// re-keying with the auth key alone.
-		KeyProof *keyProofJSON `json:"keyProof"`
+		KeyProof *controlplane.KeyProof `json:"keyProof"`
 	}
 	if err := decodeOptional(r, &req); err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	proof, err := req.KeyProof.parse()
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
 	var pub fleet.Key
 	if req.ArcClientPeerPublicKey != "" {
+		var err error
 		if pub, err = fleet.ParseKey(req.ArcClientPeerPublicKey); err != nil {
 			h.fail(w, r, fleet.Errorf(fleet.CodeInvalid, "arcClientPeerPublicKey", "not a base64 32-byte WireGuard key"))
 			return
 		}
 	}
-	sim, sess, err := h.svc.ScopedRekey(r.Context(), k, r.PathValue("id"), pub, proof)
+	sim, sess, err := h.svc.ScopedRekey(r.Context(), k, r.PathValue("id"), pub, req.KeyProof)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -411,28 +407,6 @@ var statusOf = map[string]int{
 	fleet.CodeInvalid: 400, fleet.CodeRequired: 400, fleet.CodeBadJSON: 400, fleet.CodeUnknownField: 400, fleet.CodeTooLarge: 400,
 	fleet.CodeNotFound: 404, fleet.CodeConflict: 409, fleet.CodeBadState: 409, fleet.CodeExhausted: 409,
 	fleet.CodeUnauthorized: 401, fleet.CodeForbidden: 403, fleet.CodeKeyProof: 403,
-}
-
-// keyProofJSON is a key proof as clients send it (base64 fields).
-type keyProofJSON struct {
-	Nonce string `json:"nonce"`
-	Proof string `json:"proof"`
-}
-
-// parse returns the proof, nil for none.
-func (p *keyProofJSON) parse() (*controlplane.KeyProof, error) {
-	if p == nil {
-		return nil, nil
-	}
-	nonce, err := base64.StdEncoding.DecodeString(p.Nonce)
-	if err != nil || len(nonce) == 0 {
-		return nil, fleet.Errorf(fleet.CodeInvalid, "keyProof.nonce", "want the challenge's nonce, base64")
-	}
-	proof, err := base64.StdEncoding.DecodeString(p.Proof)
-	if err != nil || len(proof) == 0 {
-		return nil, fleet.Errorf(fleet.CodeInvalid, "keyProof.proof", "want the proof, base64")
-	}
-	return &controlplane.KeyProof{Nonce: nonce, Proof: proof}, nil
 }
 
 func writeErr(w http.ResponseWriter, e *fleet.Error) { writeJSON(w, statusOf[e.Code], e) }

@@ -31,10 +31,11 @@ type KeyChallenge struct {
 	Expires   time.Time    `json:"expires"`
 }
 
-// KeyProof is a device's answer to a KeyChallenge.
+// KeyProof is a device's answer to a KeyChallenge, as the API and the
+// Arc adapter read it (base64 fields in JSON).
 type KeyProof struct {
-	Nonce []byte
-	Proof []byte
+	Nonce []byte `json:"nonce"` // the challenge's nonce
+	Proof []byte `json:"proof"` // keyproof.Size bytes
 }
 
 // keyProofHash is how a key-proof nonce is stored: hashed (as attestation
