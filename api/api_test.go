@@ -21,6 +21,7 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/keyproof"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/seal"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
@@ -43,14 +44,22 @@ func (l *logBuf) String() string {
 }
 
 type env struct {
-	t      *testing.T
-	srv    *httptest.Server
-	svc    *controlplane.Service
-	logs   *logBuf
-	tokens map[fleet.Role]string
+	t       *testing.T
+	srv     *httptest.Server
+	svc     *controlplane.Service
+	logs    *logBuf
+	tokens  map[fleet.Role]string
+	secrets *seal.Key
 }
 
 func newEnv(t *testing.T) *env {
+	t.Helper()
+	return newEnvSealing(t, true)
+}
+
+// newEnvSealing is newEnv, with or without a key to seal settings'
+// secrets.
+func newEnvSealing(t *testing.T, withKey bool) *env {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "fleet.db"))
@@ -61,10 +70,18 @@ func newEnv(t *testing.T) *env {
 	logs := &logBuf{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	gw, _ := fleet.GeneratePrivateKey()
-	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.PublicKey, Log: log})
+	secrets, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.PublicKey, Log: log}
+	if withKey {
+		cfg.Secrets = secrets
+	}
+	svc := controlplane.New(st, cfg)
 	srv := httptest.NewServer(api.New(svc, api.Options{Log: log}))
 	t.Cleanup(srv.Close)
-	e := &env{t: t, srv: srv, svc: svc, logs: logs, tokens: map[fleet.Role]string{}}
+	e := &env{t: t, srv: srv, svc: svc, logs: logs, tokens: map[fleet.Role]string{}, secrets: secrets}
 	adminSecret, ok, err := svc.EnsureAdminToken(ctx)
 	if err != nil || !ok {
 		t.Fatalf("admin token: %v %v", ok, err)
@@ -623,9 +640,15 @@ func TestWebhookSecretWriteOnly(t *testing.T) {
 	// Write back what GET gave (no secret): the stored secret stays.
 	json.Unmarshal(raw, &g)
 	e.must("PATCH", "/api/v1/groups/"+g.ID, fleet.RoleOperator, map[string]any{"settings": g.Settings}, 200, &raw)
+	// At rest it is sealed (issue 14, item 6: it was stored in clear):
+	// a database dump does not reveal it, the settings key opens it.
 	stored, err := e.svc.Store().Group(context.Background(), g.ID)
-	if err != nil || stored.Settings.Security.WebhookSecret != secret {
-		t.Fatalf("stored secret after a write-back: %q, %v", stored.Settings.Security.WebhookSecret, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := stored.Settings.Security.WebhookSecret
+	if opened, oerr := e.secrets.Open(at); strings.Contains(at, secret) || oerr != nil || opened != secret {
+		t.Fatalf("stored secret after a write-back: %q (opens to %q, %v)", at, opened, oerr)
 	}
 	// A webhook without a secret is refused.
 	e.wantError("POST", "/api/v1/groups", fleet.RoleOperator, map[string]any{"name": "nosecret", "settings": map[string]any{"security": map[string]any{"webhookUrl": "https://x.test/"}}}, 400, fleet.CodeInvalid, "settings.security.webhookSecret")

@@ -147,12 +147,14 @@ func TestForwarderSettingsBadInput(t *testing.T) {
 	}
 }
 
-// Without a sealing key, a server refuses to store forwarder secrets
-// rather than keep them in clear.
+// Without a sealing key, a server refuses to store forwarder and webhook
+// secrets rather than keep them in clear.
 func TestForwarderSecretsNeedKey(t *testing.T) {
-	e := newEnv(t)
+	e := newEnvSealing(t, false)
 	e.wantError("POST", "/api/v1/groups", fleet.RoleOperator, map[string]any{"name": "nokey", "settings": map[string]any{"forwarders": map[string]any{
 		"udp": map[string]any{"url": "https://x.test/", "secret": "sign-secret-0123456789"}}}}, 400, fleet.CodeInvalid, "settings.forwarders.udp.secret")
+	e.wantError("POST", "/api/v1/groups", fleet.RoleOperator, map[string]any{"name": "nokey", "settings": map[string]any{"security": map[string]any{
+		"webhookUrl": "https://x.test/", "webhookSecret": "sign-secret-0123456789"}}}, 400, fleet.CodeInvalid, "settings.security.webhookSecret")
 }
 
 // Every field of a forwarders answer is declared in the OpenAPI document

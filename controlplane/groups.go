@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/seal"
 	"github.com/wirefleet/wirefleet/store"
 )
 
@@ -19,6 +20,9 @@ func (s *Service) CreateGroup(ctx context.Context, a Actor, name string, setting
 		return fleet.Group{}, err
 	}
 	if err := settings.Forwarders.SealSecrets("settings.forwarders", nil, s.cfg.Secrets); err != nil {
+		return fleet.Group{}, err
+	}
+	if err := s.sealWebhookSecret(&settings.Security); err != nil {
 		return fleet.Group{}, err
 	}
 	now := s.now()
@@ -78,14 +82,22 @@ func (s *Service) UpdateGroup(ctx context.Context, a Actor, id string, name *str
 		if settings != nil {
 			// Answers never carry the webhook secret, so settings read,
 			// edited and written back keep the stored one.
+			kept := false
 			if sec := &settings.Security; sec.WebhookSecret == "" && sec.WebhookURL != "" && sec.WebhookURL == g.Settings.Security.WebhookURL {
-				sec.WebhookSecret = g.Settings.Security.WebhookSecret
+				sec.WebhookSecret, kept = g.Settings.Security.WebhookSecret, true
 			}
 			if err := settings.Normalize("settings"); err != nil {
 				return err
 			}
 			if err := settings.Forwarders.SealSecrets("settings.forwarders", &g.Settings.Forwarders, s.cfg.Secrets); err != nil {
 				return err
+			}
+			// A kept secret is stored sealed already, unless it predates
+			// sealing: then it is sealed now, when a key is there.
+			if !kept || (!seal.IsSealed(settings.Security.WebhookSecret) && s.cfg.Secrets != nil) {
+				if err := s.sealWebhookSecret(&settings.Security); err != nil {
+					return err
+				}
 			}
 			g.Settings = *settings
 		}
@@ -141,4 +153,21 @@ func useGroup(ctx context.Context, tx store.Tx, id string) error {
 	}
 	_, err := tx.Group(ctx, id)
 	return err
+}
+
+// sealWebhookSecret seals a webhook secret given in clear, as forwarder
+// secrets are: a database dump must not let anyone sign alerts.
+func (s *Service) sealWebhookSecret(sec *fleet.SecurityProfile) error {
+	if sec.WebhookSecret == "" {
+		return nil
+	}
+	if s.cfg.Secrets == nil {
+		return fleet.Errorf(fleet.CodeInvalid, "settings.security.webhookSecret", "this server has no key to store secrets with")
+	}
+	sealed, err := s.cfg.Secrets.Seal(sec.WebhookSecret)
+	if err != nil {
+		return fleet.Errorf(fleet.CodeInternal, "settings.security.webhookSecret", "sealing the secret failed")
+	}
+	sec.WebhookSecret = sealed
+	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/netns"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/seal"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
 	"golang.org/x/net/dns/dnsmessage"
 )
@@ -73,12 +74,17 @@ func newFixture(t *testing.T, opts ...func(*Config)) *fixture {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	secrets, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	f.svc = controlplane.New(st, controlplane.Config{
 		Endpoint:         netip.AddrPortFrom(gwAddr, gwPort).String(),
 		GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) },
 		Log:              log,
+		Secrets:          secrets,
 	})
-	cfg := Config{Service: f.svc, KeyStore: ks, ListenPort: gwPort, Logger: log, EngineHooks: engine.Hooks{
+	cfg := Config{Service: f.svc, KeyStore: ks, ListenPort: gwPort, Logger: log, Secrets: secrets, EngineHooks: engine.Hooks{
 		HandshakeCompleted: func(ev engine.HandshakeEvent) {
 			id := stateOf(ev.Peer).id
 			f.hsMu.Lock()

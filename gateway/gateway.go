@@ -22,6 +22,7 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/monitor"
+	"github.com/wirefleet/wirefleet/seal"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.zx2c4.com/wireguard/conn"
@@ -72,6 +73,10 @@ type Config struct {
 	VolumeInterval time.Duration
 	// Services are further platform services on the in-tunnel stack.
 	Services []PlatformService
+	// Secrets opens the sealed secrets of group settings (the webhook
+	// secret); without it, sealed webhook secrets cannot sign and such
+	// alerts are not sent to the webhook.
+	Secrets *seal.Key
 }
 
 // Gateway is a running gateway.

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/monitor"
+	"github.com/wirefleet/wirefleet/seal"
 )
 
 // monitorActor is who the audit trail names for the monitor's actions.
@@ -68,8 +70,22 @@ func (g *Gateway) respond(a monitor.Alert) {
 		}()
 	}
 	if sec.WebhookURL != "" {
+		secret := sec.WebhookSecret
+		if seal.IsSealed(secret) {
+			var err error
+			if g.cfg.Secrets == nil {
+				err = errors.New("no key to open stored secrets")
+			} else {
+				secret, err = g.cfg.Secrets.Open(secret)
+			}
+			if err != nil {
+				// Never an unsigned alert: a receiver must be able to trust them.
+				g.log.Error("webhook secret cannot be opened; alert not delivered", "sim", a.SIM, "kind", a.Kind, "err", err)
+				return
+			}
+		}
 		select {
-		case g.hooks <- webhook{url: sec.WebhookURL, secret: sec.WebhookSecret, alert: a}:
+		case g.hooks <- webhook{url: sec.WebhookURL, secret: secret, alert: a}:
 		default:
 			g.log.Warn("webhook queue full; alert not delivered", "sim", a.SIM, "kind", a.Kind)
 		}

@@ -302,7 +302,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if remote != nil {
 		services = append(services, remote)
 	}
-	gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services})
+	gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services, Secrets: settingsKey})
 	if err != nil {
 		return err
 	}

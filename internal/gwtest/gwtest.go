@@ -23,6 +23,7 @@ import (
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/internal/netns"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/seal"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/wgkey"
@@ -42,8 +43,9 @@ type Options struct {
 	// (the gateway is .0.1, device n is .n.2). Each package uses its own, so
 	// packages testing at once never meet.
 	Subnet byte
-	// Secrets seals group settings' secrets (forwarder credentials).
-	Secrets fleet.SecretSealer
+	// Secrets seals group settings' secrets (forwarder credentials, the
+	// webhook secret) and opens them in the gateway.
+	Secrets *seal.Key
 	// Services returns the platform services to run on the gateway.
 	Services func(st store.Store, log *slog.Logger) []gateway.PlatformService
 	// Log receives the platform's logs (default: the test's log).
@@ -96,17 +98,20 @@ func Start(t testing.TB, o Options) *Platform {
 		w = testLog{t}
 	}
 	p.Log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: o.Level}))
-	p.Service = controlplane.New(st, controlplane.Config{
+	cfg := controlplane.Config{
 		Endpoint:         netip.AddrPortFrom(p.Addr, Port).String(),
 		GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) },
 		Log:              p.Log,
-		Secrets:          o.Secrets,
-	})
+	}
+	if o.Secrets != nil { // never a nil *seal.Key inside the interface
+		cfg.Secrets = o.Secrets
+	}
+	p.Service = controlplane.New(st, cfg)
 	var services []gateway.PlatformService
 	if o.Services != nil {
 		services = o.Services(st, p.Log)
 	}
-	p.Gateway, err = gateway.New(gateway.Config{Service: p.Service, KeyStore: ks, ListenPort: Port, Logger: p.Log, Services: services})
+	p.Gateway, err = gateway.New(gateway.Config{Service: p.Service, KeyStore: ks, ListenPort: Port, Logger: p.Log, Services: services, Secrets: o.Secrets})
 	if err != nil {
 		t.Fatal(err)
 	}
