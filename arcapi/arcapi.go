@@ -424,7 +424,6 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 // decode reads one JSON object, rejecting unknown fields.
 func decode(r *http.Request, dst any) error {
 	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
 	var raw json.RawMessage
 	err := dec.Decode(&raw)
 	if err == nil {

@@ -259,7 +259,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("settings secrets: %w", err)
 	}
-	svc := controlplane.New(st, controlplane.Config{Pool: pool, Endpoint: c.endpoint, GatewayPublicKey: func() fleet.Key { return gwPub }, Log: log, Remote: remotePolicy, Secrets: settingsKey})
+	svc := controlplane.New(st, controlplane.Config{Pool: pool, Endpoint: c.endpoint, GatewayPublicKey: func() fleet.Key { return gwPub }, Log: log, Remote: remotePolicy, Secrets: settingsKey,
+		// Key-proof challenges verify on every node sharing the key file, and across restarts.
+		KeyProofSecret: settingsKey.Derive("key proof")})
 
 	secret, created, err := svc.EnsureAdminToken(ctx)
 	if err != nil {
