@@ -21,9 +21,9 @@ import (
 	"github.com/wirefleet/wirefleet/arcapi"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/engine"
-	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.org/x/net/proxy"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/tun/netstack"
@@ -39,8 +39,8 @@ func controlPlane(t *testing.T) (string, *controlplane.Service) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	gw, _ := fleet.GeneratePrivateKey()
-	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.PublicKey, Log: quiet})
+	gw, _ := wgkey.NewPrivate()
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Log: quiet})
 	srv := httptest.NewServer(api.New(svc, api.Options{Log: quiet}))
 	t.Cleanup(srv.Close)
 	return srv.URL, svc
@@ -69,7 +69,7 @@ func TestBootstrap(t *testing.T) {
 	}
 	// The platform only ever saw the public key; the config holds none.
 	ks, _ := OpenKeyStore(c.KeyRef)
-	sim, err := svc.Store().SIMByPublicKey(context.Background(), fleet.Key(ks.PublicKey()))
+	sim, err := svc.Store().SIMByPublicKey(context.Background(), ks.PublicKey())
 	if err != nil || sim.ID != c.SIMID {
 		t.Fatalf("SIM by key: %v %v", sim.ID, err)
 	}
@@ -275,8 +275,8 @@ func TestBootstrapNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	gw, _ := fleet.GeneratePrivateKey()
-	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.PublicKey, Log: quiet})
+	gw, _ := wgkey.NewPrivate()
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Log: quiet})
 	for _, c := range []struct {
 		trusted string
 		ok      bool
@@ -299,7 +299,7 @@ func TestBootstrapNetwork(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sim, err := svc.Store().SIMByPublicKey(context.Background(), fleet.Key(ks.PublicKey()))
+		sim, err := svc.Store().SIMByPublicKey(context.Background(), ks.PublicKey())
 		if err != nil || sim.Address != cfg.Address.Addr() {
 			t.Fatalf("SIM for the delivered key: %+v %v", sim, err)
 		}

@@ -72,7 +72,7 @@ func TestAttestBootstrapHSM(t *testing.T) {
 	}
 	wgPub := ks.PublicKey()
 	CloseKeyStore(ks)
-	if sim.GroupID != grp.ID || sim.PublicKey != fleet.Key(wgPub) || sim.Name != "field-1" {
+	if sim.GroupID != grp.ID || sim.PublicKey != wgPub || sim.Name != "field-1" {
 		t.Fatalf("SIM %+v", sim)
 	}
 	if i, _ := p.svc.GetIdentity(ctx, controlplane.System, idKey.Fingerprint()); i.Status != fleet.IdentityUsed || i.SIMID != sim.ID {

@@ -244,7 +244,7 @@ func writeKeyFile(path string, k wgkey.Private) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	tmp := path + ".new"
-	if err := os.WriteFile(tmp, []byte(k.String()+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(tmp, []byte(k.Base64()+"\n"), 0o600); err != nil {
 		return fmt.Errorf("agent: writing key: %w", err)
 	}
 	return os.Rename(tmp, path)

@@ -15,10 +15,10 @@ import (
 	"github.com/wirefleet/wirefleet/api"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/engine"
-	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.org/x/net/dns/dnsmessage"
 )
 
@@ -51,8 +51,8 @@ func newPlatform(t *testing.T) *platform {
 	port := pc.LocalAddr().(*net.UDPAddr).Port
 	pc.Close()
 	gwKS, _ := keystore.GenerateMemory()
-	gwPub := fleet.Key(gwKS.PublicKey())
-	svc := controlplane.New(st, controlplane.Config{Endpoint: fmt.Sprintf("127.0.0.1:%d", port), GatewayPublicKey: func() fleet.Key { return gwPub }, Log: quiet})
+	gwPub := gwKS.PublicKey()
+	svc := controlplane.New(st, controlplane.Config{Endpoint: fmt.Sprintf("127.0.0.1:%d", port), GatewayPublicKey: func() wgkey.Public { return gwPub }, Log: quiet})
 	p := &platform{svc: svc, rejects: make(chan engine.RejectEvent, 64), gwKS: gwKS, port: port}
 	p.startGateway(t)
 	t.Cleanup(func() { p.gw.Close() })

@@ -23,6 +23,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/ratelimit"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // MaxBody bounds request bodies; the largest legitimate one (a group with
@@ -298,11 +299,11 @@ func decode(r *http.Request, dst any) error {
 }
 
 // parseKey parses an optional base64 key field.
-func parseKey(field, s string) (fleet.Key, error) {
+func parseKey(field, s string) (wgkey.Public, error) {
 	if s == "" {
-		return fleet.Key{}, nil
+		return wgkey.Public{}, nil
 	}
-	k, err := fleet.ParseKey(s)
+	k, err := wgkey.ParsePublic(s)
 	if err != nil {
 		return k, fleet.Errorf(fleet.CodeInvalid, field, "not a base64 32-byte WireGuard public key")
 	}

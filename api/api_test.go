@@ -69,12 +69,12 @@ func newEnvSealing(t *testing.T, withKey bool) *env {
 	t.Cleanup(func() { st.Close() })
 	logs := &logBuf{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	gw, _ := fleet.GeneratePrivateKey()
+	gw, _ := wgkey.NewPrivate()
 	secrets, err := seal.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.PublicKey, Log: log}
+	cfg := controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Log: log}
 	if withKey {
 		cfg.Secrets = secrets
 	}
@@ -147,8 +147,8 @@ func (e *env) wantError(method, path string, role fleet.Role, body any, status i
 }
 
 func pubKey(t *testing.T) string {
-	p, _ := fleet.GeneratePrivateKey()
-	return p.PublicKey().String()
+	p, _ := wgkey.NewPrivate()
+	return p.Public().String()
 }
 
 func TestBootstrapFlowAndConfig(t *testing.T) {
@@ -191,8 +191,8 @@ func TestBootstrapFlowAndConfig(t *testing.T) {
 	e.must("GET", "/api/v1/sims/"+bs.SIM.ID, fleet.RoleViewer, nil, 200, &sim)
 	line := conf[strings.Index(conf, "PrivateKey = ")+len("PrivateKey = "):]
 	line = line[:strings.Index(line, "\n")]
-	pk, err := fleet.ParseKey(line)
-	if err != nil || pk.PublicKey() != sim.PublicKey {
+	pk, err := wgkey.ParsePrivate(line)
+	if err != nil || pk.Public() != sim.PublicKey {
 		t.Fatalf("generated config key %q does not match the SIM's new public key (%v)", line, err)
 	}
 
@@ -581,15 +581,15 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	simID := bs.(map[string]any)["sim"].(map[string]any)["id"].(string)
 	// A device re-bootstraps with its own key: the challenge, then a proof
 	// (without it, 403 key_proof_required).
-	devPriv, _ := fleet.GeneratePrivateKey()
+	devPriv, _ := wgkey.NewPrivate()
 	ak2 := get("POST", "/api/v1/authkeys", fleet.RoleOperator, map[string]any{"groupId": gid, "maxUses": 5}, 201, "AuthKeySecret")
-	first := map[string]any{"authKey": ak2.(map[string]any)["secret"], "publicKey": devPriv.PublicKey().String()}
+	first := map[string]any{"authKey": ak2.(map[string]any)["secret"], "publicKey": devPriv.Public().String()}
 	get("POST", "/api/v1/bootstrap", "", first, 200, "BootstrapResponse")
 	e.wantError("POST", "/api/v1/bootstrap", "", first, 403, fleet.CodeKeyProof, "keyProof")
 	kc := get("POST", "/api/v1/key-proof/challenge", "", nil, 201, "KeyChallenge").(map[string]any)
 	nonce, _ := base64.StdEncoding.DecodeString(kc["nonce"].(string))
 	server, _ := wgkey.ParsePublic(kc["serverKey"].(string))
-	proof, err := keyproof.Answer(context.Background(), keystore.NewMemory(wgkey.Private(devPriv)), keyproof.Statement{Purpose: keyproof.Bootstrap, Nonce: nonce, ServerKey: server})
+	proof, err := keyproof.Answer(context.Background(), keystore.NewMemory(devPriv), keyproof.Statement{Purpose: keyproof.Bootstrap, Nonce: nonce, ServerKey: server})
 	if err != nil {
 		t.Fatal(err)
 	}

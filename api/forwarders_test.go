@@ -14,6 +14,7 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/seal"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // newSealingEnv is newEnv with a key to seal settings' secrets.
@@ -31,8 +32,8 @@ func newSealingEnv(t *testing.T) (*env, *seal.Key) {
 	}
 	logs := &logBuf{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	gw, _ := fleet.GeneratePrivateKey()
-	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.PublicKey, Log: log, Secrets: key})
+	gw, _ := wgkey.NewPrivate()
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Log: log, Secrets: key})
 	srv := httptest.NewServer(api.New(svc, api.Options{Log: log}))
 	t.Cleanup(srv.Close)
 	e := &env{t: t, srv: srv, svc: svc, logs: logs, tokens: map[fleet.Role]string{}}

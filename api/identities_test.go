@@ -24,6 +24,7 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/ratelimit"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 type identity struct {
@@ -59,7 +60,7 @@ func (d identity) answer(t *testing.T, nonce, wg string) map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := fleet.ParseKey(wg)
+	k, err := wgkey.ParsePublic(wg)
 	if err != nil {
 		t.Fatal(err)
 	}

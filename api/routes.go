@@ -13,6 +13,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // Request bodies. Keys and addresses are strings here and parsed by hand
@@ -91,7 +92,7 @@ type wgConfigRequest struct {
 // simWithKey is a SIM plus, once, a private key the platform generated.
 type simWithKey struct {
 	fleet.SIM
-	PrivateKey fleet.Key `json:"privateKey,omitzero"`
+	PrivateKey wgkey.Private `json:"privateKey,omitzero"`
 }
 
 type secretResponse[T any] struct {

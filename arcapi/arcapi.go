@@ -41,6 +41,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/ratelimit"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // Credential prefixes of the SORACOM API.
@@ -241,7 +242,7 @@ type virtualSIM struct {
 
 func toSession(sim fleet.SIM, s controlplane.Session) *arcSession {
 	return &arcSession{ArcServerEndpoint: s.Endpoint, ArcServerPeerPublicKey: s.GatewayPublicKey.String(), ArcClientPeerIPAddress: sim.Address.String(),
-		ArcClientPeerPublicKey: sim.PublicKey.String(), ArcAllowedIPs: s.AllowedIPs, ArcClientPeerPrivateKey: s.PrivateKey.String()}
+		ArcClientPeerPublicKey: sim.PublicKey.String(), ArcAllowedIPs: s.AllowedIPs, ArcClientPeerPrivateKey: s.PrivateKey.Base64()}
 }
 
 // iccid derives a stable ICCID-shaped identifier from the IMSI: 89 (telecom),
@@ -348,10 +349,10 @@ func (h *Handler) credentials(w http.ResponseWriter, r *http.Request, k fleet.Au
 		h.fail(w, r, err)
 		return
 	}
-	var pub fleet.Key
+	var pub wgkey.Public
 	if req.ArcClientPeerPublicKey != "" {
 		var err error
-		if pub, err = fleet.ParseKey(req.ArcClientPeerPublicKey); err != nil {
+		if pub, err = wgkey.ParsePublic(req.ArcClientPeerPublicKey); err != nil {
 			h.fail(w, r, fleet.Errorf(fleet.CodeInvalid, "arcClientPeerPublicKey", "not a base64 32-byte WireGuard key"))
 			return
 		}

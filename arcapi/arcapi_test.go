@@ -17,6 +17,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 type logBuf struct {
@@ -93,8 +94,8 @@ func TestArcFlow(t *testing.T) {
 	defer st.Close()
 	logs := &logBuf{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
-	gw, _ := fleet.GeneratePrivateKey()
-	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.PublicKey, Log: log})
+	gw, _ := wgkey.NewPrivate()
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Log: log})
 	srv := httptest.NewServer(arcapi.New(svc, arcapi.Options{Log: log}))
 	defer srv.Close()
 
@@ -141,15 +142,15 @@ func TestArcFlow(t *testing.T) {
 		t.Fatalf("create: %d", code)
 	}
 	prof := vs.Profiles[vs.SimID]
-	priv, err := fleet.ParseKey(prof.ArcClientPeerPrivateKey)
-	if err != nil || priv.PublicKey().String() != prof.ArcClientPeerPublicKey || !fleet.ValidIMSI(prof.PrimaryIMSI) || vs.Status != "active" || vs.OperatorID != arcapi.OperatorID {
+	priv, err := wgkey.ParsePrivate(prof.ArcClientPeerPrivateKey)
+	if err != nil || priv.Public().String() != prof.ArcClientPeerPublicKey || !fleet.ValidIMSI(prof.PrimaryIMSI) || vs.Status != "active" || vs.OperatorID != arcapi.OperatorID {
 		t.Fatalf("virtual SIM %+v (%v)", vs, err)
 	}
 	if vs.ArcSession.ArcServerEndpoint != "127.0.0.1:51820" || vs.ArcSession.ArcClientPeerPrivateKey != "" {
 		t.Fatalf("create's session %+v", vs.ArcSession)
 	}
 	sim, err := svc.Store().SIM(ctx, vs.SimID)
-	if err != nil || sim.GroupID != g.ID || sim.PublicKey != priv.PublicKey() {
+	if err != nil || sim.GroupID != g.ID || sim.PublicKey != priv.Public() {
 		t.Fatalf("stored SIM %+v %v", sim, err)
 	}
 
@@ -157,7 +158,7 @@ func TestArcFlow(t *testing.T) {
 	if code := c.call("POST", "/sims/"+vs.SimID+"/sessions/arc", `{}`, &s); code != 200 {
 		t.Fatalf("session: %d", code)
 	}
-	if s.ArcServerPeerPublicKey != gw.PublicKey().String() || s.ArcClientPeerIPAddress != sim.Address.String() || s.ArcClientPeerPublicKey != prof.ArcClientPeerPublicKey ||
+	if s.ArcServerPeerPublicKey != gw.Public().String() || s.ArcClientPeerIPAddress != sim.Address.String() || s.ArcClientPeerPublicKey != prof.ArcClientPeerPublicKey ||
 		len(s.ArcAllowedIPs) == 0 || s.ArcAllowedIPs[0] != "100.127.0.0/16" || s.ArcClientPeerPrivateKey != "" {
 		t.Fatalf("session %+v", s)
 	}
@@ -168,15 +169,15 @@ func TestArcFlow(t *testing.T) {
 	// Re-key with a client key, then with a generated one, each with a
 	// proof made by the current key (without one, the auth key alone is
 	// refused: TestSharedAuthKeyCannotTakeOverSIM).
-	np, _ := fleet.GeneratePrivateKey()
-	if code := c.call("PUT", "/sims/"+vs.SimID+"/credentials/arc", rekeyBody(t, svc, priv, vs.SimID, np.PublicKey()), &s); code != 200 || s.ArcClientPeerPublicKey != np.PublicKey().String() || s.ArcClientPeerPrivateKey != "" {
+	np, _ := wgkey.NewPrivate()
+	if code := c.call("PUT", "/sims/"+vs.SimID+"/credentials/arc", rekeyBody(t, svc, priv, vs.SimID, np.Public()), &s); code != 200 || s.ArcClientPeerPublicKey != np.Public().String() || s.ArcClientPeerPrivateKey != "" {
 		t.Fatalf("rekey given: %+v", s)
 	}
-	if code := c.call("PUT", "/sims/"+vs.SimID+"/credentials/arc", rekeyBody(t, svc, np, vs.SimID, fleet.Key{}), &s); code != 200 {
+	if code := c.call("PUT", "/sims/"+vs.SimID+"/credentials/arc", rekeyBody(t, svc, np, vs.SimID, wgkey.Public{}), &s); code != 200 {
 		t.Fatalf("rekey generated: %d", code)
 	}
-	gp, err := fleet.ParseKey(s.ArcClientPeerPrivateKey)
-	if err != nil || gp.PublicKey().String() != s.ArcClientPeerPublicKey {
+	gp, err := wgkey.ParsePrivate(s.ArcClientPeerPrivateKey)
+	if err != nil || gp.Public().String() != s.ArcClientPeerPublicKey {
 		t.Fatalf("generated rekey %+v", s)
 	}
 	if code := c.call("PUT", "/sims/"+vs.SimID+"/credentials/arc", `{"arcClientPeerPublicKey":"zz"}`, nil); code != 400 {

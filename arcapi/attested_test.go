@@ -16,6 +16,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 func attestedServer(t *testing.T, o arcapi.Options) (*controlplane.Service, string) {
@@ -66,15 +67,15 @@ func TestAttestedBootstrap(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("first attested bootstrap: %d", code)
 	}
-	p1, err := fleet.ParseKey(s1.ArcClientPeerPrivateKey)
-	if err != nil || p1.PublicKey().String() != s1.ArcClientPeerPublicKey || s1.ArcServerEndpoint != "127.0.0.1:51820" {
+	p1, err := wgkey.ParsePrivate(s1.ArcClientPeerPrivateKey)
+	if err != nil || p1.Public().String() != s1.ArcClientPeerPublicKey || s1.ArcServerEndpoint != "127.0.0.1:51820" {
 		t.Fatalf("session %+v", s1)
 	}
 	code, s2 := attest(t, base, "")
 	if code != 200 || s2.ArcClientPeerIPAddress != s1.ArcClientPeerIPAddress || s2.ArcClientPeerPublicKey == s1.ArcClientPeerPublicKey {
 		t.Fatalf("second call must keep the SIM and change the key: %d %+v", code, s2)
 	}
-	old, _ := fleet.ParseKey(s1.ArcClientPeerPublicKey)
+	old, _ := wgkey.ParsePublic(s1.ArcClientPeerPublicKey)
 	if _, err := svc.Store().SIMByPublicKey(ctx, old); err == nil {
 		t.Fatal("old key still resolves after re-bootstrap")
 	}

@@ -19,14 +19,14 @@ import (
 // rekeyBody is a PUT credentials/arc body re-keying simID to newPub (zero:
 // generated), with a key proof made by the key store of priv against a
 // fresh challenge of svc.
-func rekeyBody(t *testing.T, svc *controlplane.Service, priv fleet.Key, simID string, newPub fleet.Key) string {
+func rekeyBody(t *testing.T, svc *controlplane.Service, priv wgkey.Private, simID string, newPub wgkey.Public) string {
 	t.Helper()
 	ch, err := svc.KeyProofChallenge(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	proof, err := keyproof.Answer(context.Background(), keystore.NewMemory(wgkey.Private(priv)),
-		keyproof.Statement{Purpose: keyproof.Rekey, Nonce: ch.Nonce, ServerKey: ch.ServerKey, SIMID: simID, NewKey: wgkey.Public(newPub)})
+	proof, err := keyproof.Answer(context.Background(), keystore.NewMemory(priv),
+		keyproof.Statement{Purpose: keyproof.Rekey, Nonce: ch.Nonce, ServerKey: ch.ServerKey, SIMID: simID, NewKey: newPub})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,8 +54,8 @@ func TestSharedAuthKeyCannotTakeOverSIM(t *testing.T) {
 	}
 	k, secret := newKey(t, svc, g.ID, 0)
 	authKey := secret
-	victimPriv, _ := fleet.GeneratePrivateKey()
-	victimPub := victimPriv.PublicKey()
+	victimPriv, _ := wgkey.NewPrivate()
+	victimPub := victimPriv.Public()
 	victim, _, err := svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: authKey, PublicKey: victimPub})
 	if err != nil {
 		t.Fatalf("victim bootstrap: %v", err)
@@ -67,32 +67,32 @@ func TestSharedAuthKeyCannotTakeOverSIM(t *testing.T) {
 	if sim, _, err := svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: authKey, PublicKey: victimPub}); !errors.As(err, &fe) || fe.Code != fleet.CodeKeyProof {
 		t.Fatalf("re-bootstrap with the victim's public key and no proof: %+v, %v; want %s", sim, err, fleet.CodeKeyProof)
 	}
-	attackerPriv, _ := fleet.GeneratePrivateKey()
+	attackerPriv, _ := wgkey.NewPrivate()
 	ch, _ := svc.KeyProofChallenge(ctx)
-	forged, _ := keyproof.Answer(ctx, keystore.NewMemory(wgkey.Private(attackerPriv)), keyproof.Statement{Purpose: keyproof.Bootstrap, Nonce: ch.Nonce, ServerKey: ch.ServerKey})
+	forged, _ := keyproof.Answer(ctx, keystore.NewMemory(attackerPriv), keyproof.Statement{Purpose: keyproof.Bootstrap, Nonce: ch.Nonce, ServerKey: ch.ServerKey})
 	if _, _, err := svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: authKey, PublicKey: victimPub, KeyProof: &controlplane.KeyProof{Nonce: ch.Nonce, Proof: forged}}); !errors.As(err, &fe) || fe.Code != fleet.CodeKeyProof {
 		t.Fatalf("re-bootstrap with a proof of another key: %v", err)
 	}
 
 	// 2. The take-over: the attacker guessed or learnt the SIM id anyway.
 	_, c := login(t, base, k.ID, secret)
-	np, _ := fleet.GeneratePrivateKey()
-	if code := c.call("PUT", "/sims/"+victim.ID+"/credentials/arc", `{"arcClientPeerPublicKey":"`+np.PublicKey().String()+`"}`, nil); code != 403 {
+	np, _ := wgkey.NewPrivate()
+	if code := c.call("PUT", "/sims/"+victim.ID+"/credentials/arc", `{"arcClientPeerPublicKey":"`+np.Public().String()+`"}`, nil); code != 403 {
 		t.Fatalf("re-key with the auth key alone: %d, want 403", code)
 	}
 	if code := c.call("PUT", "/sims/"+victim.ID+"/credentials/arc", ``, nil); code != 403 {
 		t.Fatalf("re-key to a generated key with the auth key alone: %d, want 403", code)
 	}
-	if code := c.call("PUT", "/sims/"+victim.ID+"/credentials/arc", rekeyBody(t, svc, attackerPriv, victim.ID, np.PublicKey()), nil); code != 403 {
+	if code := c.call("PUT", "/sims/"+victim.ID+"/credentials/arc", rekeyBody(t, svc, attackerPriv, victim.ID, np.Public()), nil); code != 403 {
 		t.Fatalf("re-key with a proof made by another key: %d, want 403", code)
 	}
 	// A genuine proof of the victim is bound to its SIM, its new key and
 	// its challenge: replayed for another key, or again, it fails.
-	genuine := rekeyBody(t, svc, victimPriv, victim.ID, np.PublicKey())
+	genuine := rekeyBody(t, svc, victimPriv, victim.ID, np.Public())
 	var stolen map[string]any
 	json.Unmarshal([]byte(genuine), &stolen)
-	evil, _ := fleet.GeneratePrivateKey()
-	stolen["arcClientPeerPublicKey"] = evil.PublicKey().String()
+	evil, _ := wgkey.NewPrivate()
+	stolen["arcClientPeerPublicKey"] = evil.Public().String()
 	swapped, _ := json.Marshal(stolen)
 	if code := c.call("PUT", "/sims/"+victim.ID+"/credentials/arc", string(swapped), nil); code != 403 {
 		t.Fatalf("a genuine proof with another new key: %d, want 403", code)
@@ -105,7 +105,7 @@ func TestSharedAuthKeyCannotTakeOverSIM(t *testing.T) {
 	var s struct {
 		ArcClientPeerPublicKey string `json:"arcClientPeerPublicKey"`
 	}
-	if code := c.call("PUT", "/sims/"+victim.ID+"/credentials/arc", genuine, &s); code != 200 || s.ArcClientPeerPublicKey != np.PublicKey().String() {
+	if code := c.call("PUT", "/sims/"+victim.ID+"/credentials/arc", genuine, &s); code != 200 || s.ArcClientPeerPublicKey != np.Public().String() {
 		t.Fatalf("the device's own re-key: %d %+v", code, s)
 	}
 	if code := c.call("PUT", "/sims/"+victim.ID+"/credentials/arc", genuine, nil); code != 403 {
@@ -113,8 +113,8 @@ func TestSharedAuthKeyCannotTakeOverSIM(t *testing.T) {
 	}
 	// And it can see its SIM again with a proof of the new key.
 	ch, _ = svc.KeyProofChallenge(ctx)
-	p, _ := keyproof.Answer(ctx, keystore.NewMemory(wgkey.Private(np)), keyproof.Statement{Purpose: keyproof.Bootstrap, Nonce: ch.Nonce, ServerKey: ch.ServerKey})
-	if sim, _, err := svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: authKey, PublicKey: np.PublicKey(), KeyProof: &controlplane.KeyProof{Nonce: ch.Nonce, Proof: p}}); err != nil || sim.ID != victim.ID {
+	p, _ := keyproof.Answer(ctx, keystore.NewMemory(np), keyproof.Statement{Purpose: keyproof.Bootstrap, Nonce: ch.Nonce, ServerKey: ch.ServerKey})
+	if sim, _, err := svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: authKey, PublicKey: np.Public(), KeyProof: &controlplane.KeyProof{Nonce: ch.Nonce, Proof: p}}); err != nil || sim.ID != victim.ID {
 		t.Fatalf("re-bootstrap with a proof: %+v %v", sim, err)
 	}
 }
@@ -135,8 +135,8 @@ func TestArcRekeyWithAuthKeySetting(t *testing.T) {
 	if code := c.call("POST", "/sims", `{}`, &vs); code != 201 {
 		t.Fatalf("create: %d", code)
 	}
-	np, _ := fleet.GeneratePrivateKey()
-	if code := c.call("PUT", "/sims/"+vs.SimID+"/credentials/arc", `{"arcClientPeerPublicKey":"`+np.PublicKey().String()+`"}`, nil); code != 200 {
+	np, _ := wgkey.NewPrivate()
+	if code := c.call("PUT", "/sims/"+vs.SimID+"/credentials/arc", `{"arcClientPeerPublicKey":"`+np.Public().String()+`"}`, nil); code != 200 {
 		t.Fatalf("re-key without proof in an opted-in group: %d", code)
 	}
 	evs, err := svc.ListEvents(ctx, controlplane.System, store.EventFilter{ObjectID: vs.SimID})

@@ -23,6 +23,7 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/ratelimit"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
@@ -180,8 +181,8 @@ func TestArcScopedToCreatingKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	np, _ := fleet.GeneratePrivateKey()
-	rekey := `{"arcClientPeerPublicKey":"` + np.PublicKey().String() + `"}`
+	np, _ := wgkey.NewPrivate()
+	rekey := `{"arcClientPeerPublicKey":"` + np.Public().String() + `"}`
 	denied := func(c *arcClient, simID, what string) {
 		t.Helper()
 		for _, call := range [][3]string{{"GET", "/sims/" + simID, ""}, {"POST", "/sims/" + simID + "/sessions/arc", "{}"}, {"PUT", "/sims/" + simID + "/credentials/arc", rekey}} {
@@ -190,7 +191,7 @@ func TestArcScopedToCreatingKey(t *testing.T) {
 			}
 		}
 		sim, err := svc.Store().SIM(ctx, simID)
-		if err != nil || sim.PublicKey == np.PublicKey() {
+		if err != nil || sim.PublicKey == np.Public() {
 			t.Fatalf("%s: SIM re-keyed by a foreign key: %+v %v", what, sim, err)
 		}
 	}
@@ -207,11 +208,11 @@ func TestArcScopedToCreatingKey(t *testing.T) {
 	denied(c3, ungrouped.ID, "an ungrouped operator SIM")
 
 	// The owner still can (proving it holds the SIM's key).
-	mineKey, err := fleet.ParseKey(mine.Profiles[mine.SimID].ArcClientPeerPrivateKey)
+	mineKey, err := wgkey.ParsePrivate(mine.Profiles[mine.SimID].ArcClientPeerPrivateKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code := c1.call("PUT", "/sims/"+mine.SimID+"/credentials/arc", rekeyBody(t, svc, mineKey, mine.SimID, np.PublicKey()), nil); code != 200 {
+	if code := c1.call("PUT", "/sims/"+mine.SimID+"/credentials/arc", rekeyBody(t, svc, mineKey, mine.SimID, np.Public()), nil); code != 200 {
 		t.Fatalf("owner rekey: %d", code)
 	}
 	// But not once the operator suspended the SIM: re-keying would let the
@@ -219,11 +220,11 @@ func TestArcScopedToCreatingKey(t *testing.T) {
 	if _, err := svc.SetSIMStatus(ctx, controlplane.System, mine.SimID, fleet.StatusSuspended); err != nil {
 		t.Fatal(err)
 	}
-	other, _ := fleet.GeneratePrivateKey()
-	if code := c1.call("PUT", "/sims/"+mine.SimID+"/credentials/arc", rekeyBody(t, svc, np, mine.SimID, other.PublicKey()), nil); code != 409 {
+	other, _ := wgkey.NewPrivate()
+	if code := c1.call("PUT", "/sims/"+mine.SimID+"/credentials/arc", rekeyBody(t, svc, np, mine.SimID, other.Public()), nil); code != 409 {
 		t.Fatalf("rekey of a suspended SIM: %d, want 409", code)
 	}
-	if sim, _ := svc.Store().SIM(ctx, mine.SimID); sim.PublicKey != np.PublicKey() {
+	if sim, _ := svc.Store().SIM(ctx, mine.SimID); sim.PublicKey != np.Public() {
 		t.Fatalf("suspended SIM was re-keyed to %s", sim.PublicKey)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // Severities of findings.
@@ -65,7 +66,7 @@ func Run(ctx context.Context, st store.Reader, o Options) ([]Finding, error) {
 
 	// SIMs: keys shared between SIMs, low-order keys, refused SIMs trying,
 	// keys older than their group's rotation policy, overdue rotations.
-	owners := map[fleet.Key]string{}
+	owners := map[wgkey.Public]string{}
 	groups := map[string]*fleet.Group{}
 	groupOf := func(id string) (*fleet.Group, error) {
 		if g, ok := groups[id]; ok || id == "" {
@@ -89,7 +90,7 @@ func Run(ctx context.Context, st store.Reader, o Options) ([]Finding, error) {
 			return nil, fmt.Errorf("audit: listing SIMs: %w", err)
 		}
 		for _, s := range page.Items {
-			for _, k := range []fleet.Key{s.PublicKey, s.NextPublicKey} {
+			for _, k := range []wgkey.Public{s.PublicKey, s.NextPublicKey} {
 				if k.IsZero() {
 					continue
 				}
@@ -190,7 +191,7 @@ func Run(ctx context.Context, st store.Reader, o Options) ([]Finding, error) {
 
 // lowOrder reports whether k is a point of small order (every DH with it
 // gives zero, whatever the other key).
-func lowOrder(k fleet.Key) bool {
+func lowOrder(k wgkey.Public) bool {
 	pub, err := ecdh.X25519().NewPublicKey(k[:])
 	if err != nil {
 		return true

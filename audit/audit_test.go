@@ -11,6 +11,7 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 func TestAudit(t *testing.T) {
@@ -20,8 +21,8 @@ func TestAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	gw, _ := fleet.GeneratePrivateKey()
-	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: gw.PublicKey})
+	gw, _ := wgkey.NewPrivate()
+	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: gw.Public})
 	sys := controlplane.System
 
 	clean, _, err := svc.CreateSIM(ctx, sys, controlplane.SIMSpec{GenerateKey: true})
@@ -34,7 +35,7 @@ func TestAudit(t *testing.T) {
 	// A low-order key, as legacy data might hold (the API refuses it).
 	weak := clean
 	weak.ID, weak.IMSI, weak.Address = "sim_weak", "999990000009999", clean.Address.Next().Next()
-	weak.PublicKey = fleet.Key{1}
+	weak.PublicKey = wgkey.Public{1}
 	if err := st.Update(ctx, func(tx store.Tx) error { return tx.InsertSIM(ctx, weak) }); err != nil {
 		t.Fatal(err)
 	}
@@ -50,13 +51,13 @@ func TestAudit(t *testing.T) {
 	fresh, _, _ := svc.CreateSIM(ctx, sys, controlplane.SIMSpec{GenerateKey: true, GroupID: rot.ID})
 	stale := fresh
 	stale.ID, stale.IMSI, stale.Address = "sim_stale", "999990000009998", netip.MustParseAddr("10.128.0.200")
-	stale.PublicKey, _ = fleet.GeneratePrivateKey()
-	stale.PublicKey = stale.PublicKey.PublicKey()
+	stalePriv, _ := wgkey.NewPrivate()
+	stale.PublicKey = stalePriv.Public()
 	stale.KeySet = time.Now().Add(-40 * 24 * time.Hour)
 	overdue := clean
 	overdue.ID, overdue.IMSI, overdue.Address = "sim_overdue", "999990000009997", netip.MustParseAddr("10.128.0.201")
-	overdue.PublicKey, _ = fleet.GeneratePrivateKey()
-	overdue.PublicKey = overdue.PublicKey.PublicKey()
+	overduePriv, _ := wgkey.NewPrivate()
+	overdue.PublicKey = overduePriv.Public()
 	overdue.RotateBy = time.Now().Add(-time.Hour)
 	if err := st.Update(ctx, func(tx store.Tx) error {
 		if err := tx.InsertSIM(ctx, stale); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/wirefleet/wirefleet/attest"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // ChallengeTTL is how long an attestation challenge may be answered: long
@@ -57,7 +58,7 @@ func challengeHash(nonce []byte) string {
 // AttestRequest is a device's answer to a challenge.
 type AttestRequest struct {
 	Identity  attest.PublicKey // the device's identity key
-	PublicKey fleet.Key        // the WireGuard key to register
+	PublicKey wgkey.Public     // the WireGuard key to register
 	Nonce     []byte           // from AttestChallenge
 	Signature []byte           // over attest.Message(Nonce, Identity, PublicKey)
 	Name      string           // optional SIM name

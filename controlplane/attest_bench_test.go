@@ -13,7 +13,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/attest"
 	"github.com/wirefleet/wirefleet/controlplane"
-	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // BenchmarkAttestBootstrap is one device's whole attestation bootstrap on
@@ -32,7 +32,7 @@ func BenchmarkAttestBootstrap(b *testing.B) {
 				ctx := context.Background()
 				signers := make([]crypto.Signer, b.N)
 				keys := make([]attest.PublicKey, b.N)
-				wg := make([]fleet.Key, b.N)
+				wg := make([]wgkey.Public, b.N)
 				for i := range signers {
 					if alg == attest.Ed25519 {
 						_, signers[i], _ = ed25519.GenerateKey(rand.Reader)
@@ -40,8 +40,8 @@ func BenchmarkAttestBootstrap(b *testing.B) {
 						signers[i], _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 					}
 					keys[i], _ = attest.FromCrypto(signers[i].Public())
-					priv, _ := fleet.GeneratePrivateKey()
-					wg[i] = priv.PublicKey()
+					priv, _ := wgkey.NewPrivate()
+					wg[i] = priv.Public()
 				}
 				for lo := 0; lo < b.N; lo += controlplane.MaxIdentitiesPerCall {
 					if _, err := svc.ImportIdentities(ctx, controlplane.System, controlplane.IdentityBatchSpec{Name: "bench", Keys: keys[lo:min(lo+controlplane.MaxIdentitiesPerCall, b.N)]}); err != nil {

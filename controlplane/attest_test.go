@@ -21,6 +21,7 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // clock is a settable time for challenge expiry.
@@ -39,8 +40,8 @@ func attestService(t *testing.T) (*controlplane.Service, *clock, *syncBuf) {
 	c := &clock{}
 	c.ns.Store(time.Now().UnixNano())
 	logs := &syncBuf{}
-	gw, _ := fleet.GeneratePrivateKey()
-	svc := controlplane.New(st, controlplane.Config{Endpoint: "gw.example:51820", GatewayPublicKey: gw.PublicKey, Now: c.now,
+	gw, _ := wgkey.NewPrivate()
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "gw.example:51820", GatewayPublicKey: gw.Public, Now: c.now,
 		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	return svc, c, logs
 }
@@ -48,7 +49,7 @@ func attestService(t *testing.T) (*controlplane.Service, *clock, *syncBuf) {
 type device struct {
 	signer crypto.Signer
 	id     attest.PublicKey
-	wg     fleet.Key
+	wg     wgkey.Public
 }
 
 func newDevice(t *testing.T, alg attest.Algorithm) *device {
@@ -249,7 +250,7 @@ func TestAttestBootstrap(t *testing.T) {
 	good := ed.proof(t, svc)
 	for field, mut := range map[string]func(r *controlplane.AttestRequest){
 		"identityKey": func(r *controlplane.AttestRequest) { r.Identity = attest.PublicKey{} },
-		"publicKey":   func(r *controlplane.AttestRequest) { r.PublicKey = fleet.Key{} },
+		"publicKey":   func(r *controlplane.AttestRequest) { r.PublicKey = wgkey.Public{} },
 		"nonce":       func(r *controlplane.AttestRequest) { r.Nonce = r.Nonce[:16] },
 		"signature":   func(r *controlplane.AttestRequest) { r.Signature = make([]byte, 200) },
 		"name":        func(r *controlplane.AttestRequest) { r.Name = "a\nb" },

@@ -17,6 +17,7 @@ import (
 	"github.com/wirefleet/wirefleet/store/pgstore"
 	"github.com/wirefleet/wirefleet/store/pgstore/pgtest"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // backends opens an empty store of each kind for a benchmark.
@@ -55,12 +56,12 @@ func BenchmarkBootstrap(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			keys := make([]fleet.Key, b.N)
+			keys := make([]wgkey.Public, b.N)
 			for i := range keys {
-				p, _ := fleet.GeneratePrivateKey()
-				keys[i] = p.PublicKey()
+				p, _ := wgkey.NewPrivate()
+				keys[i] = p.Public()
 			}
-			var next = make(chan fleet.Key, b.N)
+			var next = make(chan wgkey.Public, b.N)
 			for _, k := range keys {
 				next <- k
 			}
@@ -108,7 +109,7 @@ func fill(b *testing.B, st store.Store, n int) {
 			for j := i; j < min(n, i+batch); j++ {
 				var a [4]byte
 				binary.BigEndian.PutUint32(a[:], b0+uint32(j)+2)
-				var k fleet.Key
+				var k wgkey.Public
 				binary.BigEndian.PutUint64(k[:], uint64(j)+1)
 				status := fleet.StatusActive
 				if j%100 == 0 {
@@ -171,7 +172,7 @@ func BenchmarkListSIMs(b *testing.B) {
 			b.Run("by-public-key", func(b *testing.B) {
 				i := 0
 				for b.Loop() {
-					var k fleet.Key
+					var k wgkey.Public
 					binary.BigEndian.PutUint64(k[:], uint64(i%n)+1)
 					if _, err := st.SIMByPublicKey(ctx, k); err != nil {
 						b.Fatal(err)

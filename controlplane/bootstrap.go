@@ -15,18 +15,18 @@ import (
 
 // Session is what a device needs to bring its tunnel up.
 type Session struct {
-	Endpoint         string    `json:"endpoint"`
-	GatewayPublicKey fleet.Key `json:"gatewayPublicKey"`
-	Address          string    `json:"address"` // overlay address as a /32
-	AllowedIPs       []string  `json:"allowedIPs"`
+	Endpoint         string       `json:"endpoint"`
+	GatewayPublicKey wgkey.Public `json:"gatewayPublicKey"`
+	Address          string       `json:"address"` // overlay address as a /32
+	AllowedIPs       []string     `json:"allowedIPs"`
 	// PrivateKey is set only in the answer to the call that generated it.
-	PrivateKey fleet.Key `json:"privateKey,omitzero"`
+	PrivateKey wgkey.Private `json:"privateKey,omitzero"`
 }
 
 // BootstrapRequest is a device asking for its SIM.
 type BootstrapRequest struct {
 	AuthKey     string
-	PublicKey   fleet.Key
+	PublicKey   wgkey.Public
 	GenerateKey bool
 	Name        string
 	// KeyProof proves the device holds PublicKey's private key (purpose
@@ -69,13 +69,13 @@ func (s *Service) bootstrap(ctx context.Context, req BootstrapRequest, lookup fu
 			return fleet.SIM{}, Session{}, err
 		}
 	}
-	var priv fleet.Key
+	var priv wgkey.Private
 	if req.GenerateKey {
 		var err error
-		if priv, err = fleet.GeneratePrivateKey(); err != nil {
+		if priv, err = wgkey.NewPrivate(); err != nil {
 			return fleet.SIM{}, Session{}, err
 		}
-		req.PublicKey = priv.PublicKey()
+		req.PublicKey = priv.Public()
 	}
 	var sim fleet.SIM
 	var group *fleet.Group
@@ -92,7 +92,7 @@ func (s *Service) bootstrap(ctx context.Context, req BootstrapRequest, lookup fu
 		actor := Actor{Kind: "authkey", ID: k.ID}
 		proved := false
 		if req.KeyProof != nil {
-			if err := s.checkKeyProof(ctx, tx, req.KeyProof, keyproof.Statement{Purpose: keyproof.Bootstrap, Key: wgkey.Public(req.PublicKey)}); err != nil {
+			if err := s.checkKeyProof(ctx, tx, req.KeyProof, keyproof.Statement{Purpose: keyproof.Bootstrap, Key: req.PublicKey}); err != nil {
 				return err
 			}
 			proved = true
@@ -186,7 +186,7 @@ const PrivateKeyPlaceholder = "<device private key>"
 func WireGuardConfig(sim fleet.SIM, sess Session) string {
 	priv := PrivateKeyPlaceholder
 	if !sess.PrivateKey.IsZero() {
-		priv = sess.PrivateKey.String()
+		priv = sess.PrivateKey.Base64()
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# wirefleet SIM %s (IMSI %s)\n", sim.ID, sim.IMSI)

@@ -9,6 +9,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // Example_gateway shows what a gateway does with the control plane: resolve
@@ -25,11 +26,11 @@ func Example_gateway() {
 	defer st.Close()
 	svc := controlplane.New(st, controlplane.Config{Log: discard()})
 
-	device, _ := fleet.GeneratePrivateKey()
-	created, _, _ := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{PublicKey: device.PublicKey()})
+	device, _ := wgkey.NewPrivate()
+	created, _, _ := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{PublicKey: device.Public()})
 
 	// Handshake from an unknown peer: who is it, may it connect?
-	sim, err := st.SIMByPublicKey(ctx, device.PublicKey())
+	sim, err := st.SIMByPublicKey(ctx, device.Public())
 	fmt.Println(sim.ID == created.ID, sim.Status, err)
 
 	// Follow changes; on each, re-read the SIM.

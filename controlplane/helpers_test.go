@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/wirefleet/wirefleet/controlplane"
-	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/keyproof"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
@@ -23,13 +22,13 @@ func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
 
 // bootstrapProof is the key proof a device holding priv sends to
 // re-bootstrap (keyproof.Bootstrap), against a fresh challenge of svc.
-func bootstrapProof(t *testing.T, svc *controlplane.Service, priv fleet.Key) *controlplane.KeyProof {
+func bootstrapProof(t *testing.T, svc *controlplane.Service, priv wgkey.Private) *controlplane.KeyProof {
 	t.Helper()
 	ch, err := svc.KeyProofChallenge(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := keyproof.Answer(context.Background(), keystore.NewMemory(wgkey.Private(priv)), keyproof.Statement{Purpose: keyproof.Bootstrap, Nonce: ch.Nonce, ServerKey: ch.ServerKey})
+	p, err := keyproof.Answer(context.Background(), keystore.NewMemory(priv), keyproof.Statement{Purpose: keyproof.Bootstrap, Nonce: ch.Nonce, ServerKey: ch.ServerKey})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,18 +93,18 @@ func (s *Service) ScopedSession(ctx context.Context, k fleet.AuthKey, simID stri
 // ArcRekeyWithAuthKey accepts a re-key without one (SORACOM's behaviour,
 // off by default); the event then says so, and a gateway holding a
 // session of the SIM alerts (key-replaced).
-func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string, pub fleet.Key, proof *KeyProof) (fleet.SIM, Session, error) {
+func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string, pub wgkey.Public, proof *KeyProof) (fleet.SIM, Session, error) {
 	if err := fleet.ValidatePublicKey("arcClientPeerPublicKey", pub); !pub.IsZero() && err != nil {
 		return fleet.SIM{}, Session{}, err
 	}
 	requested := pub
-	var priv fleet.Key
+	var priv wgkey.Private
 	if pub.IsZero() {
 		var err error
-		if priv, err = fleet.GeneratePrivateKey(); err != nil {
+		if priv, err = wgkey.NewPrivate(); err != nil {
 			return fleet.SIM{}, Session{}, err
 		}
-		pub = priv.PublicKey()
+		pub = priv.Public()
 	}
 	a := Actor{Kind: "authkey", ID: k.ID}
 	var sim fleet.SIM
@@ -118,7 +118,7 @@ func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string
 		}
 		proved := false
 		if proof != nil {
-			st := keyproof.Statement{Purpose: keyproof.Rekey, Key: wgkey.Public(sim.PublicKey), SIMID: sim.ID, NewKey: wgkey.Public(requested)}
+			st := keyproof.Statement{Purpose: keyproof.Rekey, Key: sim.PublicKey, SIMID: sim.ID, NewKey: requested}
 			if err := s.checkKeyProof(ctx, tx, proof, st); err != nil {
 				return err
 			}
@@ -137,7 +137,7 @@ func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string
 				return errProofMissing
 			}
 		}
-		sim.PublicKey, sim.NextPublicKey = pub, fleet.Key{}
+		sim.PublicKey, sim.NextPublicKey = pub, wgkey.Public{}
 		sim.Updated = s.now()
 		sim.KeySet, sim.RotateBy = sim.Updated, time.Time{}
 		if err := tx.UpdateSIM(ctx, sim); err != nil {
@@ -161,11 +161,11 @@ func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string
 // with the private key. group is a group name ("" for none), resolved at
 // each call so that the operator may create it after configuring the network.
 func (s *Service) AttestedBootstrap(ctx context.Context, source string, group string) (fleet.SIM, Session, error) {
-	priv, err := fleet.GeneratePrivateKey()
+	priv, err := wgkey.NewPrivate()
 	if err != nil {
 		return fleet.SIM{}, Session{}, err
 	}
-	pub := priv.PublicKey()
+	pub := priv.Public()
 	a := Actor{Kind: "network", ID: source}
 	var sim fleet.SIM
 	err = s.st.Update(ctx, func(tx store.Tx) error {
@@ -196,7 +196,7 @@ func (s *Service) AttestedBootstrap(ctx context.Context, source string, group st
 		if sim.Status != fleet.StatusActive {
 			return fleet.Errorf(fleet.CodeBadState, "status", "the SIM bound to this source is %s", sim.Status)
 		}
-		sim.PublicKey, sim.NextPublicKey = pub, fleet.Key{}
+		sim.PublicKey, sim.NextPublicKey = pub, wgkey.Public{}
 		sim.Updated = s.now()
 		sim.KeySet, sim.RotateBy = sim.Updated, time.Time{}
 		if err := tx.UpdateSIM(ctx, sim); err != nil {
@@ -244,12 +244,12 @@ func (s *Service) RecordDeviceEvent(ctx context.Context, simID, action string, d
 // device first completes a handshake with its announced next key, it makes
 // that key current and retires the old one. A key that is not the SIM's
 // next key changes nothing and reports bad_state.
-func (s *Service) PromoteNextKey(ctx context.Context, simID string, key fleet.Key) (fleet.SIM, error) {
+func (s *Service) PromoteNextKey(ctx context.Context, simID string, key wgkey.Public) (fleet.SIM, error) {
 	return s.modifySIM(ctx, System, simID, "sim.rotate_key", map[string]any{"publicKey": key.String()}, func(_ store.Tx, sim *fleet.SIM) error {
 		if key.IsZero() || sim.NextPublicKey != key {
 			return fleet.Errorf(fleet.CodeBadState, "publicKey", "not the SIM's next key")
 		}
-		sim.PublicKey, sim.NextPublicKey = key, fleet.Key{}
+		sim.PublicKey, sim.NextPublicKey = key, wgkey.Public{}
 		return nil
 	})
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/keyproof"
 	"github.com/wirefleet/wirefleet/store"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // Default address plan.
@@ -38,7 +39,7 @@ type Config struct {
 	Endpoint string
 	// GatewayPublicKey returns the gateway's current public key; the
 	// gateway sets it, so it is read at each use.
-	GatewayPublicKey func() fleet.Key
+	GatewayPublicKey func() wgkey.Public
 	Log              *slog.Logger
 	Now              func() time.Time
 	Remote           RemotePolicy // remote access (port mappings); zero: off
@@ -79,7 +80,7 @@ func New(st store.Store, cfg Config) *Service {
 		cfg.Now = time.Now
 	}
 	if cfg.GatewayPublicKey == nil {
-		cfg.GatewayPublicKey = func() fleet.Key { return fleet.Key{} }
+		cfg.GatewayPublicKey = func() wgkey.Public { return wgkey.Public{} }
 	}
 	secret := cfg.KeyProofSecret
 	if len(secret) == 0 {

@@ -18,6 +18,7 @@ import (
 	"github.com/wirefleet/wirefleet/store/pgstore"
 	"github.com/wirefleet/wirefleet/store/pgstore/pgtest"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 type syncBuf struct {
@@ -49,8 +50,8 @@ func newService(t *testing.T) (*controlplane.Service, *syncBuf) {
 func serviceOver(t *testing.T, st store.Store) (*controlplane.Service, *syncBuf) {
 	t.Cleanup(func() { st.Close() })
 	logs := &syncBuf{}
-	gw, _ := fleet.GeneratePrivateKey()
-	svc := controlplane.New(st, controlplane.Config{Endpoint: "gw.example:51820", GatewayPublicKey: gw.PublicKey,
+	gw, _ := wgkey.NewPrivate()
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "gw.example:51820", GatewayPublicKey: gw.Public,
 		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	return svc, logs
 }
@@ -65,12 +66,12 @@ func wantCode(t *testing.T, err error, code, field string) {
 	}
 }
 
-func pub(t *testing.T) fleet.Key {
-	priv, err := fleet.GeneratePrivateKey()
+func pub(t *testing.T) wgkey.Public {
+	priv, err := wgkey.NewPrivate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return priv.PublicKey()
+	return priv.Public()
 }
 
 // TestConcurrentBootstraps is the race-freedom requirement: 200 devices
@@ -134,8 +135,8 @@ func TestBootstrapRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	priv, _ := fleet.GeneratePrivateKey()
-	key := priv.PublicKey()
+	priv, _ := wgkey.NewPrivate()
+	key := priv.Public()
 	sim, sess, err := svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: secret, PublicKey: key, Name: "cam-1"})
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +199,7 @@ func TestBootstrapRules(t *testing.T) {
 
 	// Generated keys come back once and are not stored.
 	sim3, sess3, err := svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: s2, GenerateKey: true})
-	if err != nil || sess3.PrivateKey.IsZero() || sess3.PrivateKey.PublicKey() != sim3.PublicKey {
+	if err != nil || sess3.PrivateKey.IsZero() || sess3.PrivateKey.Public() != sim3.PublicKey {
 		t.Fatalf("generated: %v %+v", err, sess3)
 	}
 	// A suspended SIM cannot re-bootstrap with its key.
@@ -221,7 +222,7 @@ func TestBootstrapRules(t *testing.T) {
 		t.Fatal("a SIM was left behind by the failed bootstrap")
 	}
 
-	for _, secret := range []string{secret, other, s2, s4, sess3.PrivateKey.String()} {
+	for _, secret := range []string{secret, other, s2, s4, sess3.PrivateKey.Base64()} {
 		if strings.Contains(logs.String(), secret) {
 			t.Fatalf("secret %q appears in logs", secret)
 		}
@@ -299,7 +300,7 @@ func TestSIMLifecycle(t *testing.T) {
 	// A platform-generated key: the private key is returned, matches, and
 	// only the public half is stored.
 	gen, priv, err := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true})
-	if err != nil || priv.IsZero() || priv.PublicKey() != gen.PublicKey {
+	if err != nil || priv.IsZero() || priv.Public() != gen.PublicKey {
 		t.Fatalf("generated key: %v %+v", err, gen)
 	}
 	_, _, err = svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true, PublicKey: pub(t)})
@@ -524,7 +525,7 @@ func TestGroupDeleteRace(t *testing.T) {
 func TestLowOrderKeysRefused(t *testing.T) {
 	svc, _ := newService(t)
 	ctx := context.Background()
-	var low fleet.Key
+	var low wgkey.Public
 	low[0] = 1 // u = 1, a point of small order
 	isInvalid := func(what string, err error) {
 		t.Helper()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // SIMSpec describes a SIM to create.
@@ -18,7 +19,7 @@ type SIMSpec struct {
 	Address netip.Addr
 	// PublicKey is the device's key. With GenerateKey the platform makes
 	// the pair instead and returns the private key once, never storing it.
-	PublicKey   fleet.Key
+	PublicKey   wgkey.Public
 	GenerateKey bool
 }
 
@@ -78,7 +79,7 @@ func (s *Service) newSIM(ctx context.Context, tx store.Tx, sp SIMSpec, authKeyID
 
 // CreateSIM creates a SIM. priv is set only when the platform generated
 // the key pair.
-func (s *Service) CreateSIM(ctx context.Context, a Actor, sp SIMSpec) (sim fleet.SIM, priv fleet.Key, err error) {
+func (s *Service) CreateSIM(ctx context.Context, a Actor, sp SIMSpec) (sim fleet.SIM, priv wgkey.Private, err error) {
 	if err := require(a, fleet.RoleOperator); err != nil {
 		return sim, priv, err
 	}
@@ -86,10 +87,10 @@ func (s *Service) CreateSIM(ctx context.Context, a Actor, sp SIMSpec) (sim fleet
 		return sim, priv, fleet.Errorf(fleet.CodeInvalid, "generateKey", "give either publicKey or generateKey, not both")
 	}
 	if sp.GenerateKey {
-		if priv, err = fleet.GeneratePrivateKey(); err != nil {
+		if priv, err = wgkey.NewPrivate(); err != nil {
 			return sim, priv, err
 		}
-		sp.PublicKey = priv.PublicKey()
+		sp.PublicKey = priv.Public()
 	}
 	err = s.st.Update(ctx, func(tx store.Tx) error {
 		if err := s.validateSIMSpec(ctx, tx, &sp); err != nil {
@@ -102,7 +103,7 @@ func (s *Service) CreateSIM(ctx context.Context, a Actor, sp SIMSpec) (sim fleet
 		return s.event(ctx, tx, a, "sim.create", "sim", sim.ID, map[string]any{"imsi": sim.IMSI, "address": sim.Address.String()})
 	})
 	if err != nil {
-		return fleet.SIM{}, fleet.Key{}, storeErr(err, "")
+		return fleet.SIM{}, wgkey.Private{}, storeErr(err, "")
 	}
 	s.log.Info("sim created", "sim", sim.ID, "imsi", sim.IMSI, "address", sim.Address, "actor", a.String())
 	return sim, priv, nil
@@ -129,7 +130,7 @@ func (s *Service) FindSIM(ctx context.Context, a Actor, ref string) (fleet.SIM, 
 		sim, err = s.st.SIMByIMSI(ctx, ref)
 	} else if addr, perr := netip.ParseAddr(ref); perr == nil {
 		sim, err = s.st.SIMByAddress(ctx, addr)
-	} else if key, perr := fleet.ParseKey(ref); perr == nil {
+	} else if key, perr := wgkey.ParsePublic(ref); perr == nil {
 		sim, err = s.st.SIMByPublicKey(ctx, key)
 	} else {
 		return sim, fleet.Errorf(fleet.CodeInvalid, "ref", "not an IMSI, an IPv4 address or a public key")
@@ -235,7 +236,7 @@ func (s *Service) SetSIMName(ctx context.Context, a Actor, id, name string) (fle
 
 // KeySpec is a key change.
 type KeySpec struct {
-	PublicKey   fleet.Key
+	PublicKey   wgkey.Public
 	GenerateKey bool
 	// Next announces the key as the SIM's next key (rotation): both keys
 	// are accepted until the next key is made current. Otherwise the key
@@ -244,15 +245,15 @@ type KeySpec struct {
 }
 
 // SetSIMKey changes a SIM's key; priv is set when the platform generated it.
-func (s *Service) SetSIMKey(ctx context.Context, a Actor, id string, ks KeySpec) (sim fleet.SIM, priv fleet.Key, err error) {
+func (s *Service) SetSIMKey(ctx context.Context, a Actor, id string, ks KeySpec) (sim fleet.SIM, priv wgkey.Private, err error) {
 	if ks.GenerateKey == !ks.PublicKey.IsZero() {
 		return sim, priv, fleet.Errorf(fleet.CodeInvalid, "publicKey", "give either publicKey or generateKey")
 	}
 	if ks.GenerateKey {
-		if priv, err = fleet.GeneratePrivateKey(); err != nil {
+		if priv, err = wgkey.NewPrivate(); err != nil {
 			return sim, priv, err
 		}
-		ks.PublicKey = priv.PublicKey()
+		ks.PublicKey = priv.Public()
 	} else if err := fleet.ValidatePublicKey("publicKey", ks.PublicKey); err != nil {
 		return sim, priv, err
 	}
@@ -260,12 +261,12 @@ func (s *Service) SetSIMKey(ctx context.Context, a Actor, id string, ks KeySpec)
 		if ks.Next {
 			sim.NextPublicKey = ks.PublicKey
 		} else {
-			sim.PublicKey, sim.NextPublicKey = ks.PublicKey, fleet.Key{}
+			sim.PublicKey, sim.NextPublicKey = ks.PublicKey, wgkey.Public{}
 		}
 		return nil
 	})
 	if err != nil {
-		return fleet.SIM{}, fleet.Key{}, err
+		return fleet.SIM{}, wgkey.Private{}, err
 	}
 	return sim, priv, nil
 }
@@ -335,7 +336,7 @@ func (s *Service) RequireKeyRotation(ctx context.Context, a Actor, id string, wi
 		}
 		// A next key announced before the requirement does not satisfy
 		// it: whoever announced it (perhaps a clone) must not decide.
-		sim.NextPublicKey = fleet.Key{}
+		sim.NextPublicKey = wgkey.Public{}
 		return nil
 	})
 }

@@ -180,7 +180,7 @@ func BenchmarkTunnelWrites(b *testing.B) {
 			defer st.Close()
 			quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 			ks, _ := keystore.GenerateMemory()
-			svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) }, Log: quiet})
+			svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Log: quiet})
 			ds := New(Config{Store: st, Log: quiet, Committers: committers, RetentionEvery: -1, Rate: ratelimit.Config{PerSecond: -1}})
 			gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: ks, Logger: quiet, Services: []gateway.PlatformService{ds}})
 			if err != nil {
@@ -198,11 +198,11 @@ func BenchmarkTunnelWrites(b *testing.B) {
 			clients := make([]*http.Client, devices)
 			for i := range clients {
 				priv, _ := wgkey.NewPrivate()
-				sim, _, err := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{GroupID: grp.ID, PublicKey: fleet.Key(priv.Public())})
+				sim, _, err := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{GroupID: grp.ID, PublicKey: priv.Public()})
 				if err != nil {
 					b.Fatal(err)
 				}
-				clients[i] = tunnel(b, sim.Address, priv, fleet.Key(ks.PublicKey()), int(gw.Port()))
+				clients[i] = tunnel(b, sim.Address, priv, ks.PublicKey(), int(gw.Port()))
 			}
 			post := func(c *http.Client, body string) error {
 				resp, err := c.Post("http://100.127.111.111/", "application/json", strings.NewReader(body))

@@ -164,7 +164,7 @@ func (d *daemon) call(method, path string, body, out any) {
 // tunnel is an in-process WireGuard device (golang.zx2c4.com/wireguard on
 // a userspace stack) holding a SIM's key, connected to the gateway over
 // loopback: an HTTP client whose connections go through the tunnel.
-func tunnel(t testing.TB, addr netip.Addr, priv wgkey.Private, gwPub fleet.Key, gwPort int) *http.Client {
+func tunnel(t testing.TB, addr netip.Addr, priv wgkey.Private, gwPub wgkey.Public, gwPort int) *http.Client {
 	t.Helper()
 	tunDev, tnet, err := netstack.CreateNetTUN([]netip.Addr{addr}, nil, 1420)
 	if err != nil {
@@ -208,9 +208,9 @@ func killDuringBurst(t *testing.T, bin string, flags ...string) {
 	}
 	pub := priv.Public()
 	var sim fleet.SIM
-	d.call("POST", "/api/v1/sims", map[string]any{"groupId": g.ID, "publicKey": fleet.Key(pub).String()}, &sim)
+	d.call("POST", "/api/v1/sims", map[string]any{"groupId": g.ID, "publicKey": pub.String()}, &sim)
 	var sess struct {
-		GatewayPublicKey fleet.Key `json:"gatewayPublicKey"`
+		GatewayPublicKey wgkey.Public `json:"gatewayPublicKey"`
 	}
 	// The gateway's key, as the wg-quick export would give it.
 	var export string

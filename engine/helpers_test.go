@@ -145,7 +145,7 @@ func (w *wgGo) endpoint() netip.AddrPort {
 	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), w.port)
 }
 
-func peerUAPI(pub wgkey.Public, allowed string, endpoint netip.AddrPort, psk wgkey.PresharedKey) string {
+func peerUAPI(pub wgkey.Public, allowed string, endpoint netip.AddrPort, psk wgkey.Preshared) string {
 	s := fmt.Sprintf("public_key=%s\nallowed_ip=%s\n", pub.Hex(), allowed)
 	if endpoint.IsValid() {
 		s += fmt.Sprintf("endpoint=%s\n", endpoint)

@@ -13,9 +13,9 @@ import (
 func TestInteropWeInitiate(t *testing.T) {
 	for _, withPSK := range []bool{false, true} {
 		t.Run(map[bool]string{false: "nopsk", true: "psk"}[withPSK], func(t *testing.T) {
-			var psk wgkey.PresharedKey
+			var psk wgkey.Preshared
 			if withPSK {
-				psk, _ = wgkey.NewPresharedKey()
+				psk, _ = wgkey.NewPreshared()
 			}
 			ours := newNode(t, nil, nil)
 			ref := newWgGo(t, "")
@@ -48,7 +48,7 @@ func TestInteropWeInitiate(t *testing.T) {
 func TestInteropTheyInitiate(t *testing.T) {
 	for _, lazy := range []bool{false, true} {
 		t.Run(map[bool]string{false: "static", true: "lazy"}[lazy], func(t *testing.T) {
-			psk, _ := wgkey.NewPresharedKey()
+			psk, _ := wgkey.NewPreshared()
 			ref := newWgGo(t, "")
 			ours := newNode(t, nil, func(c *Config) {
 				if lazy {
@@ -87,7 +87,7 @@ func TestInteropRekey(t *testing.T) {
 	clk := clock.NewFake(time.Now())
 	ours := newNode(t, nil, func(c *Config) { c.Clock = clk })
 	ref := newWgGo(t, "")
-	ref.set(t, peerUAPI(ours.e.PublicKey(), addrA.String()+"/32", ours.endpoint(), wgkey.PresharedKey{}))
+	ref.set(t, peerUAPI(ours.e.PublicKey(), addrA.String()+"/32", ours.endpoint(), wgkey.Preshared{}))
 	p, _ := ours.e.AddPeer(PeerConfig{PublicKey: ref.pub, AllowedIPs: pfx(addrB), Endpoint: ref.endpoint()})
 	ours.e.Send(p, [][]byte{ping(addrB, addrA)})
 	recv(t, ref.tun.Inbound, "first ping")
@@ -130,7 +130,7 @@ func TestInteropCookieUnderLoad(t *testing.T) {
 	ref := newWgGo(t, "")
 	ours := newNode(t, nil, func(c *Config) { c.ForceUnderLoad = true })
 	ours.e.AddPeer(PeerConfig{PublicKey: ref.pub, AllowedIPs: pfx(addrB)})
-	ref.set(t, peerUAPI(ours.e.PublicKey(), addrA.String()+"/32", ours.endpoint(), wgkey.PresharedKey{}))
+	ref.set(t, peerUAPI(ours.e.PublicKey(), addrA.String()+"/32", ours.endpoint(), wgkey.Preshared{}))
 	ref.tun.Outbound <- ping(addrA, addrB)
 	ev := <-ours.rej
 	if ev.Reason != RejectCookieSent {

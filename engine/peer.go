@@ -18,7 +18,7 @@ import (
 // PeerConfig describes a peer, given to AddPeer or returned by a Resolver.
 type PeerConfig struct {
 	PublicKey    wgkey.Public
-	PresharedKey wgkey.PresharedKey
+	PresharedKey wgkey.Preshared
 	// AllowedIPs are the inner source addresses the peer may send from, and
 	// (for a TUN engine) the destinations routed to it.
 	AllowedIPs []netip.Prefix
@@ -39,7 +39,7 @@ type PeerConfig struct {
 type Peer struct {
 	e         *Engine
 	key       wgkey.Public
-	psk       wgkey.PresharedKey
+	psk       wgkey.Preshared
 	allowed   []netip.Prefix
 	identity  any
 	keepalive time.Duration

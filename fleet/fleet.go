@@ -6,6 +6,8 @@ package fleet
 import (
 	"net/netip"
 	"time"
+
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // Status is the lifecycle state of a SIM.
@@ -36,10 +38,10 @@ type SIM struct {
 	// PublicKey is the device's current WireGuard key. NextPublicKey is a key
 	// announced during rotation; the gateway accepts both until the rotation
 	// completes (SetKey promotes the next key).
-	PublicKey     Key       `json:"publicKey"`
-	NextPublicKey Key       `json:"nextPublicKey,omitzero"`
-	Created       time.Time `json:"created"`
-	Updated       time.Time `json:"updated"`
+	PublicKey     wgkey.Public `json:"publicKey"`
+	NextPublicKey wgkey.Public `json:"nextPublicKey,omitzero"`
+	Created       time.Time    `json:"created"`
+	Updated       time.Time    `json:"updated"`
 	// AuthKeyID is the auth key the SIM was bootstrapped with; empty when
 	// an operator or a trusted network created it. Fixed at creation: it
 	// scopes what sessions of that key (the Arc API) may do to the SIM.

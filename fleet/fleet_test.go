@@ -1,52 +1,10 @@
 package fleet
 
 import (
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 )
-
-// RFC 7748 section 6.1: Alice's key pair.
-func TestPublicKeyVector(t *testing.T) {
-	var priv Key
-	hex.Decode(priv[:], []byte("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"))
-	want := "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
-	if got := priv.PublicKey(); hex.EncodeToString(got[:]) != want {
-		t.Fatalf("public key %x, want %s", got, want)
-	}
-}
-
-func TestGeneratedKeysAreClampedAndRoundTrip(t *testing.T) {
-	for range 32 {
-		k, err := GeneratePrivateKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if k[0]&7 != 0 || k[31]&128 != 0 || k[31]&64 == 0 {
-			t.Fatalf("not clamped: %x", k)
-		}
-		p, err := ParseKey(k.String())
-		if err != nil || p != k {
-			t.Fatalf("round trip: %v", err)
-		}
-	}
-	for _, bad := range []string{"", "abc", strings.Repeat("A", 43) + "=", "!" + strings.Repeat("A", 42) + "="} {
-		if _, err := ParseKey(bad); err == nil {
-			t.Errorf("ParseKey(%q) accepted", bad)
-		}
-	}
-	var s struct {
-		K Key `json:"k,omitzero"`
-	}
-	if b, _ := json.Marshal(s); string(b) != "{}" {
-		t.Fatalf("zero key marshals as %s", b)
-	}
-	if err := json.Unmarshal([]byte(`{"k":"nope"}`), &s); err == nil {
-		t.Fatal("bad key unmarshalled")
-	}
-}
 
 func TestIMSI(t *testing.T) {
 	if got := FormatIMSI(42); got != "999990000000042" || !ValidIMSI(got) {

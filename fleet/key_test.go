@@ -3,15 +3,17 @@ package fleet
 import (
 	"encoding/hex"
 	"testing"
+
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
-func hexKey(t *testing.T, s string) Key {
+func hexKey(t *testing.T, s string) wgkey.Public {
 	t.Helper()
 	b, err := hex.DecodeString(s)
 	if err != nil || len(b) != 32 {
 		t.Fatalf("bad test key %s", s)
 	}
-	return Key(b)
+	return wgkey.Public(b)
 }
 
 // Low-order points, non-canonical encodings and the zero key are refused;
@@ -34,9 +36,9 @@ func TestValidatePublicKey(t *testing.T) {
 		}
 	}
 	for range 100 {
-		priv, _ := GeneratePrivateKey()
-		if err := ValidatePublicKey("publicKey", priv.PublicKey()); err != nil {
-			t.Fatalf("a real key %s: %v", priv.PublicKey(), err)
+		priv, _ := wgkey.NewPrivate()
+		if err := ValidatePublicKey("publicKey", priv.Public()); err != nil {
+			t.Fatalf("a real key %s: %v", priv.Public(), err)
 		}
 	}
 	if err := ValidatePublicKey("publicKey", hexKey(t, "0900000000000000000000000000000000000000000000000000000000000000")); err != nil {

@@ -66,7 +66,7 @@ func benchForwarder(b *testing.B, nDev, perDev int, target string) {
 	ks, _ := keystore.GenerateMemory()
 	key, _ := seal.GenerateKey()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) }, Log: log, Secrets: key})
+	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Log: log, Secrets: key})
 	g, err := svc.CreateGroup(ctx, controlplane.System, "bench", fleet.GroupSettings{Forwarders: fleet.Forwarders{HTTP: []fleet.HTTPForward{{
 		PathPrefix: "/", URL: dest.URL + "/in", Secret: "bench-signing-secret-01", CAPEM: ca.pem,
 		BeamSignature: fleet.BeamSignature{Fields: []string{"imsi"}, Secret: "bench-beam-psk"},
@@ -92,7 +92,7 @@ func benchForwarder(b *testing.B, nDev, perDev int, target string) {
 	var clients []*http.Client
 	for i := 0; i < nDev; i++ {
 		priv, _ := wgkey.NewPrivate()
-		sim, _, err := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{GroupID: g.ID, PublicKey: fleet.Key(priv.Public())})
+		sim, _, err := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{GroupID: g.ID, PublicKey: priv.Public()})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/monitor"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // Close may be called twice (a deferred Close after an explicit one).
@@ -24,7 +25,7 @@ func TestCloseTwice(t *testing.T) {
 	defer st.Close()
 	ks, _ := keystore.GenerateMemory()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) }, Log: log})
+	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Log: log})
 	gw, err := New(Config{Service: svc, KeyStore: ks, Logger: log})
 	if err != nil {
 		t.Fatal(err)

@@ -46,7 +46,7 @@ func TestKeyReplacedAlert(t *testing.T) {
 	}
 	waitFor(t, "the rotation completed", func() bool {
 		sim, err := f.svc.Store().SIM(ctx, a.sim.ID)
-		return err == nil && sim.PublicKey == fleet.Key(next.Public()) && sim.NextPublicKey.IsZero()
+		return err == nil && sim.PublicKey == next.Public() && sim.NextPublicKey.IsZero()
 	})
 	// The old key's session is revoked by that change; give the feed time.
 	time.Sleep(500 * time.Millisecond)
@@ -56,7 +56,7 @@ func TestKeyReplacedAlert(t *testing.T) {
 
 	// An operator replaces the key under the live session.
 	other, _ := wgkey.NewPrivate()
-	if _, _, err := f.svc.SetSIMKey(ctx, f.admin, a.sim.ID, controlplane.KeySpec{PublicKey: fleet.Key(other.Public())}); err != nil {
+	if _, _, err := f.svc.SetSIMKey(ctx, f.admin, a.sim.ID, controlplane.KeySpec{PublicKey: other.Public()}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "a key-replaced alert", func() bool { return contains(f.alerts(a.sim.ID), monitor.KindKeyReplaced) })
@@ -89,7 +89,7 @@ func TestKeyReplacedAlert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.sim, _, err = f.svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: secret, PublicKey: fleet.Key(b.wg.Public)}); err != nil {
+	if b.sim, _, err = f.svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: secret, PublicKey: b.wg.Public}); err != nil {
 		t.Fatal(err)
 	}
 	b.configure()
@@ -109,7 +109,7 @@ func TestKeyReplacedAlert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := f.svc.ScopedRekey(ctx, k, b.sim.ID, fleet.Key(fresh.Public()), &controlplane.KeyProof{Nonce: ch.Nonce, Proof: proof}); err != nil {
+	if _, _, err := f.svc.ScopedRekey(ctx, k, b.sim.ID, fresh.Public(), &controlplane.KeyProof{Nonce: ch.Nonce, Proof: proof}); err != nil {
 		t.Fatal(err)
 	}
 	waitForWithin(t, 5*time.Second, "the old key's session ended", func() bool { return !b.connection().Online })

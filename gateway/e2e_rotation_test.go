@@ -86,7 +86,7 @@ func TestRequiredRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.wg.Private, a.wg.Public = priv, priv.Public()
-	if sim, _, err = f.svc.SetSIMKey(ctx, f.admin, a.sim.ID, controlplane.KeySpec{PublicKey: fleet.Key(a.wg.Public)}); err != nil {
+	if sim, _, err = f.svc.SetSIMKey(ctx, f.admin, a.sim.ID, controlplane.KeySpec{PublicKey: a.wg.Public}); err != nil {
 		t.Fatal(err)
 	}
 	if !sim.RotateBy.IsZero() || time.Since(sim.KeySet) > time.Minute {

@@ -126,7 +126,7 @@ func TestSuspendDuringTransfer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	waitFor(t, "the peer to be removed", func() bool { return f.gw.Engine().Peer(wgkey.Public(a.sim.PublicKey)) == nil })
+	waitFor(t, "the peer to be removed", func() bool { return f.gw.Engine().Peer(a.sim.PublicKey) == nil })
 	if d := time.Since(t0); d > time.Second {
 		t.Fatalf("peer removed %v after the suspension", d)
 	}
@@ -168,7 +168,7 @@ func TestDeniedHandshakesRecorded(t *testing.T) {
 	if _, err := f.svc.SetSIMStatus(ctx, f.admin, a.sim.ID, fleet.StatusSuspended); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the peer to be removed", func() bool { return f.gw.Engine().Peer(wgkey.Public(a.sim.PublicKey)) == nil })
+	waitFor(t, "the peer to be removed", func() bool { return f.gw.Engine().Peer(a.sim.PublicKey) == nil })
 	denied := func() uint64 { return f.gw.Engine().Counters().HandshakesRejected["denied"] }
 	before := denied()
 	// Two fresh handshakes from the device (a reconfigure drops its session).
@@ -214,12 +214,12 @@ func TestRekeyDropsSession(t *testing.T) {
 	if err := a.pingUntil(MetadataAddr.String(), 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	old := wgkey.Public(a.sim.PublicKey)
+	old := a.sim.PublicKey
 	newKey, err := wgkey.NewPrivate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := f.svc.SetSIMKey(context.Background(), f.admin, a.sim.ID, controlplane.KeySpec{PublicKey: fleet.Key(newKey.Public())}); err != nil {
+	if _, _, err := f.svc.SetSIMKey(context.Background(), f.admin, a.sim.ID, controlplane.KeySpec{PublicKey: newKey.Public()}); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
@@ -247,12 +247,12 @@ func TestNewSIMConnectsAtOnce(t *testing.T) {
 	n.wg = n.ns.StartWireGuardGo("")
 	addr := netip.MustParseAddr("10.128.200.1")
 	n.wg.SetConf(fmt.Sprintf("[Interface]\nPrivateKey = %s\n\n[Peer]\nPublicKey = %s\nEndpoint = %s\nAllowedIPs = 100.127.0.0/16\n",
-		n.wg.Private, f.gw.Engine().PublicKey(), netip.AddrPortFrom(gwAddr, gwPort)))
+		n.wg.Private.Base64(), f.gw.Engine().PublicKey(), netip.AddrPortFrom(gwAddr, gwPort)))
 	n.wg.AddAddr(netip.PrefixFrom(addr, 32))
 	n.wg.Up()
 	f.env.AddRoute(n.ns, "100.127.0.0/16", "dev", n.wg.Name)
 
-	sim, _, err := f.svc.CreateSIM(context.Background(), f.admin, controlplane.SIMSpec{Name: "new", Address: addr, PublicKey: fleet.Key(n.wg.Public)})
+	sim, _, err := f.svc.CreateSIM(context.Background(), f.admin, controlplane.SIMSpec{Name: "new", Address: addr, PublicKey: n.wg.Public})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/seal"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.org/x/net/dns/dnsmessage"
 )
 
@@ -80,7 +81,7 @@ func newFixture(t *testing.T, opts ...func(*Config)) *fixture {
 	}
 	f.svc = controlplane.New(st, controlplane.Config{
 		Endpoint:         netip.AddrPortFrom(gwAddr, gwPort).String(),
-		GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) },
+		GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() },
 		Log:              log,
 		Secrets:          secrets,
 	})
@@ -163,7 +164,7 @@ func (f *fixture) newDevice(groupID string) *device {
 	d := &device{f: f, ns: f.env.NewNS(fmt.Sprintf("d%d", n))}
 	d.gwLink, d.link = f.join(d.ns, netip.MustParsePrefix(fmt.Sprintf("10.230.%d.2/16", n)))
 	d.wg = d.ns.StartWireGuardGo("")
-	sim, _, err := f.svc.CreateSIM(context.Background(), f.admin, controlplane.SIMSpec{Name: fmt.Sprintf("dev%d", n), GroupID: groupID, PublicKey: fleet.Key(d.wg.Public)})
+	sim, _, err := f.svc.CreateSIM(context.Background(), f.admin, controlplane.SIMSpec{Name: fmt.Sprintf("dev%d", n), GroupID: groupID, PublicKey: d.wg.Public})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -203,7 +204,7 @@ func (d *device) configure() {
 			if v != controlplane.PrivateKeyPlaceholder {
 				t.Fatalf("the export holds a private key the platform should not have: %q", line)
 			}
-			line = "PrivateKey = " + d.wg.Private.String()
+			line = "PrivateKey = " + d.wg.Private.Base64()
 		case "AllowedIPs":
 			for _, a := range strings.Split(v, ",") {
 				allowed = append(allowed, strings.TrimSpace(a))

@@ -135,7 +135,7 @@ func benchGateway(b *testing.B, sims map[netip.Addr]wgkey.Public, noMonitor bool
 	b.Cleanup(func() { st.Close() })
 	ks, _ := keystore.GenerateMemory()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) }, Log: log})
+	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Log: log})
 	settings := fleet.GroupSettings{Version: fleet.SettingsVersion, DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}}
 	if !noMonitor {
 		// Every detector on, so the figure is their whole cost: an
@@ -148,7 +148,7 @@ func benchGateway(b *testing.B, sims map[netip.Addr]wgkey.Public, noMonitor bool
 		b.Fatal(err)
 	}
 	for addr, pub := range sims {
-		if _, _, err := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{GroupID: g.ID, Address: addr, PublicKey: fleet.Key(pub)}); err != nil {
+		if _, _, err := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{GroupID: g.ID, Address: addr, PublicKey: pub}); err != nil {
 			b.Fatal(err)
 		}
 	}

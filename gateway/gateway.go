@@ -261,7 +261,7 @@ func (g *Gateway) resolvePeer(ctx context.Context, key wgkey.Public, remote neti
 	// if it moved while we resolved, we read again once registered.
 	gen := g.simGen.Load()
 	st := &simState{key: key}
-	sim, err := g.st.SIMByPublicKey(ctx, fleet.Key(key))
+	sim, err := g.st.SIMByPublicKey(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
 		return engine.PeerConfig{}, fmt.Errorf("%w: no SIM has this key", engine.ErrUnknownPeer)
 	}
@@ -281,7 +281,7 @@ func (g *Gateway) resolvePeer(ctx context.Context, key wgkey.Public, remote neti
 		reason := string(sim.Status)
 		switch {
 		case sim.Status != fleet.StatusActive:
-		case rotationOverdue(sim, time.Now()) && sim.PublicKey == fleet.Key(key):
+		case rotationOverdue(sim, time.Now()) && sim.PublicKey == key:
 			reason = "key-rotation-overdue"
 		default:
 			reason = "key-replaced" // the key changed while we resolved it
@@ -313,8 +313,7 @@ func (g *Gateway) resolvePeer(ctx context.Context, key wgkey.Public, remote neti
 
 // keyOf reports whether key may speak for sim now: its next key always,
 // its current key unless a required rotation is overdue.
-func keyOf(sim fleet.SIM, key wgkey.Public) bool {
-	k := fleet.Key(key)
+func keyOf(sim fleet.SIM, k wgkey.Public) bool {
 	if !sim.NextPublicKey.IsZero() && sim.NextPublicKey == k {
 		return true
 	}
@@ -400,9 +399,9 @@ func (g *Gateway) onHandshake(ev engine.HandshakeEvent) {
 		g.events.record(st.id, "device.connected", map[string]any{"endpoint": ev.Endpoint.String()})
 		g.recordPresence(presenceOp{set: true, sim: st.id, endpoint: endpointString(ev.Endpoint), since: now})
 	}
-	if sim.PublicKey != fleet.Key(st.key) {
+	if sim.PublicKey != st.key {
 		// First handshake with the announced next key: the rotation is done.
-		id, key := st.id, fleet.Key(st.key)
+		id, key := st.id, st.key
 		go func() {
 			if _, err := g.svc.PromoteNextKey(g.ctx, id, key); err != nil {
 				g.log.Warn("promoting next key", "sim", id, "err", err)
@@ -575,15 +574,14 @@ func (g *Gateway) recheckSIM(id string) {
 // the device announced (as held before the change), nor one already
 // online here.
 func (g *Gateway) keyReplaced(st *simState, sim fleet.SIM) bool {
-	k := fleet.Key(st.key)
-	if sim.PublicKey == k || sim.NextPublicKey == k {
+	if k := st.key; sim.PublicKey == k || sim.NextPublicKey == k {
 		return false // still the SIM's key (a required rotation overdue, say)
 	}
 	if old := st.SIM(); old != nil && !old.NextPublicKey.IsZero() && old.NextPublicKey == sim.PublicKey {
 		return false
 	}
 	for _, o := range g.states(st.id) {
-		if o != st && fleet.Key(o.key) == sim.PublicKey && o.online.Load() {
+		if o != st && o.key == sim.PublicKey && o.online.Load() {
 			return false
 		}
 	}
@@ -595,7 +593,7 @@ func (g *Gateway) keyReplaced(st *simState, sim fleet.SIM) bool {
 // Arc re-key with a key proof made with the old key): off the feed's
 // goroutine, since it reads the audit trail. The actor goes in the
 // evidence.
-func (g *Gateway) reportKeyReplaced(simID string, old wgkey.Public, replacement fleet.Key) {
+func (g *Gateway) reportKeyReplaced(simID string, old wgkey.Public, replacement wgkey.Public) {
 	defer g.wg.Done()
 	ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
 	defer cancel()

@@ -22,6 +22,7 @@ import (
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // BenchmarkHandshakesFromStore measures handshakes per second at the
@@ -56,7 +57,7 @@ func BenchmarkHandshakesFromStore(b *testing.B) {
 
 	ks := keystore.NewMemory(hs.Responder)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) }, Log: log})
+	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Log: log})
 	for i := 0; i < b.N; i++ {
 		heap0 := liveHeap()
 		gw, err := New(Config{Service: svc, KeyStore: ks, Logger: log})
@@ -128,10 +129,10 @@ func fillSIMs(b *testing.B, st store.Store, n int, hs *enginebench.HandshakeSet)
 			for j := i; j < min(n, i+batch); j++ {
 				var a [4]byte
 				binary.BigEndian.PutUint32(a[:], b0+uint32(j)+2)
-				var k fleet.Key
+				var k wgkey.Public
 				status := fleet.StatusActive
 				if j < len(hs.Initiators) {
-					k = fleet.Key(hs.Initiators[j])
+					k = hs.Initiators[j]
 				} else {
 					binary.BigEndian.PutUint64(k[:], uint64(j)+1)
 					k[31] = 0xee

@@ -41,7 +41,7 @@ func TestRevocationFromAnotherProcess(t *testing.T) {
 	}
 	defer st2.Close()
 	ks, _ := keystore.GenerateMemory()
-	gwKey := func() fleet.Key { return fleet.Key(ks.PublicKey()) }
+	gwKey := func() wgkey.Public { return ks.PublicKey() }
 	svc1 := controlplane.New(st1, controlplane.Config{GatewayPublicKey: gwKey, Log: log})
 	svc2 := controlplane.New(st2, controlplane.Config{GatewayPublicKey: gwKey, Log: log})
 	gw, err := New(Config{Service: svc1, KeyStore: ks, Logger: log})
@@ -54,7 +54,7 @@ func TestRevocationFromAnotherProcess(t *testing.T) {
 	defer gw.Close()
 
 	devKey, _ := wgkey.NewPrivate()
-	sim, _, err := svc2.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{PublicKey: fleet.Key(devKey.Public())})
+	sim, _, err := svc2.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{PublicKey: devKey.Public()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func newTwoGateways(t *testing.T) *twoGateways {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) }, Log: log})
+		svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Log: log})
 		if i == 0 {
 			tg.svc = svc
 		}
@@ -94,7 +94,7 @@ func TestKeyLiveOnTwoGateways(t *testing.T) {
 	ctx := context.Background()
 	newSIM := func() (wgkey.Private, fleet.SIM) {
 		key, _ := wgkey.NewPrivate()
-		sim, _, err := tg.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{PublicKey: fleet.Key(key.Public())})
+		sim, _, err := tg.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{PublicKey: key.Public()})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,7 +30,7 @@ func (g *Gateway) enforceRotations() {
 		case now := <-t.C:
 			for _, st := range g.allStates() {
 				sim := st.SIM()
-				if sim == nil || fleet.Key(st.key) != sim.PublicKey || !rotationOverdue(*sim, now) {
+				if sim == nil || st.key != sim.PublicKey || !rotationOverdue(*sim, now) {
 					continue
 				}
 				if st.revoked.Swap(true) {

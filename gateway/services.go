@@ -15,6 +15,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/netstack"
 )
@@ -307,7 +308,7 @@ func (s *services) metadataHandler() http.Handler {
 	// goes.
 	mux.HandleFunc("PUT /v1/subscriber/key", with(func(w http.ResponseWriter, r *http.Request, sim fleet.SIM, grp *groupPolicy) {
 		var body struct {
-			PublicKey fleet.Key `json:"publicKey"`
+			PublicKey wgkey.Public `json:"publicKey"`
 		}
 		dec := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
 		dec.DisallowUnknownFields()

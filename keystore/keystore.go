@@ -168,7 +168,7 @@ func CreateFile(path string) (*Memory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keystore: %w", err)
 	}
-	if _, err := f.WriteString(k.String() + "\n"); err != nil {
+	if _, err := f.WriteString(k.Base64() + "\n"); err != nil {
 		f.Close()
 		os.Remove(path)
 		return nil, fmt.Errorf("keystore: writing %s: %w", path, err)

@@ -130,7 +130,7 @@ type Initiator struct {
 	chainKey  [32]byte
 	ephemeral *ecdh.PrivateKey
 	peer      wgkey.Public
-	psk       wgkey.PresharedKey
+	psk       wgkey.Preshared
 }
 
 // InitiationParams are the inputs of CreateInitiation.
@@ -140,7 +140,7 @@ type InitiationParams struct {
 	// StaticStatic is DH(our static, Peer), computed once per peer through
 	// the key store (purpose keystore.StaticStatic) and cached.
 	StaticStatic *[32]byte
-	PSK          wgkey.PresharedKey
+	PSK          wgkey.Preshared
 	SenderIndex  uint32
 	Timestamp    tai64n.Timestamp
 }
@@ -266,7 +266,7 @@ func (r *Responder) OpenTimestamp(ss *[32]byte) (tai64n.Timestamp, error) {
 
 // CreateResponse builds handshake message 2 (MACs left for the caller) and
 // returns the transport keys. It needs no DH with our static key.
-func (r *Responder) CreateResponse(psk wgkey.PresharedKey, senderIndex uint32) (wire.Response, Keys, error) {
+func (r *Responder) CreateResponse(psk wgkey.Preshared, senderIndex uint32) (wire.Response, Keys, error) {
 	msg := wire.Response{Sender: senderIndex, Receiver: r.PeerIndex}
 	e, epub, err := newEphemeral()
 	if err != nil {

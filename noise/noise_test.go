@@ -20,7 +20,7 @@ func ss(t testing.TB, ks keystore.Store, peer wgkey.Public) *[32]byte {
 	return &v
 }
 
-func handshake(t *testing.T, psk wgkey.PresharedKey) {
+func handshake(t *testing.T, psk wgkey.Preshared) {
 	ctx := context.Background()
 	ia, _ := keystore.GenerateMemory()
 	rb, _ := keystore.GenerateMemory()
@@ -61,14 +61,14 @@ func handshake(t *testing.T, psk wgkey.PresharedKey) {
 	}
 }
 
-func TestHandshake(t *testing.T)    { handshake(t, wgkey.PresharedKey{}) }
-func TestHandshakePSK(t *testing.T) { psk, _ := wgkey.NewPresharedKey(); handshake(t, psk) }
+func TestHandshake(t *testing.T)    { handshake(t, wgkey.Preshared{}) }
+func TestHandshakePSK(t *testing.T) { psk, _ := wgkey.NewPreshared(); handshake(t, psk) }
 
 func TestPSKMismatch(t *testing.T) {
 	ctx := context.Background()
 	ia, _ := keystore.GenerateMemory()
 	rb, _ := keystore.GenerateMemory()
-	psk, _ := wgkey.NewPresharedKey()
+	psk, _ := wgkey.NewPreshared()
 	st, m1, _ := CreateInitiation(InitiationParams{Local: ia.PublicKey(), Peer: rb.PublicKey(), StaticStatic: ss(t, ia, rb.PublicKey()), PSK: psk})
 	r, err := OpenInitiation(ctx, rb, rb.PublicKey(), &m1, keystore.DHRequest{})
 	if err != nil {
@@ -77,7 +77,7 @@ func TestPSKMismatch(t *testing.T) {
 	if _, err := r.OpenTimestamp(ss(t, rb, r.PeerStatic)); err != nil {
 		t.Fatal(err)
 	}
-	m2, _, _ := r.CreateResponse(wgkey.PresharedKey{}, 1)
+	m2, _, _ := r.CreateResponse(wgkey.Preshared{}, 1)
 	if _, err := st.ConsumeResponse(ctx, ia, &m2); !errors.Is(err, ErrDecrypt) {
 		t.Fatalf("err = %v, want ErrDecrypt", err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/wirefleet/wirefleet/remoteaccess"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // The topology: the gateway in a namespace of its own with a bridge
@@ -84,7 +85,7 @@ func newFixture(t testing.TB, pol controlplane.RemotePolicy) *fixture {
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	f.svc = controlplane.New(st, controlplane.Config{
 		Endpoint:         netip.AddrPortFrom(gwAddr, gwPort).String(),
-		GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) },
+		GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() },
 		Log:              log,
 		Remote:           pol,
 	})
@@ -134,7 +135,7 @@ func (f *fixture) newDevice() *device {
 	f.gwNS.MustExec("ip", "link", "set", gwEnd.Name, "master", f.bridge)
 	d.wg = d.ns.StartWireGuardGo("")
 	ctx := context.Background()
-	sim, _, err := f.svc.CreateSIM(ctx, f.admin, controlplane.SIMSpec{Name: fmt.Sprintf("dev%d", f.nNS), PublicKey: fleet.Key(d.wg.Public)})
+	sim, _, err := f.svc.CreateSIM(ctx, f.admin, controlplane.SIMSpec{Name: fmt.Sprintf("dev%d", f.nNS), PublicKey: d.wg.Public})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +144,7 @@ func (f *fixture) newDevice() *device {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess.PrivateKey = fleet.Key(d.wg.Private)
+	sess.PrivateKey = d.wg.Private
 	var conf strings.Builder
 	for _, line := range strings.Split(controlplane.WireGuardConfig(sim, sess), "\n") {
 		if !strings.HasPrefix(line, "Address") { // wg-quick's, not wg's

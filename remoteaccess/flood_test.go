@@ -16,6 +16,7 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/remoteaccess"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // TestMappingLimitsAndFlood: a mapping carries at most its connection
@@ -33,8 +34,8 @@ func TestMappingLimitsAndFlood(t *testing.T) {
 	all := []netip.Prefix{netip.MustParsePrefix("10.231.0.0/16")}
 
 	// A SIM with no session: refused as offline.
-	key, _ := fleet.GeneratePrivateKey()
-	idle, _, err := f.svc.CreateSIM(ctx, f.admin, controlplane.SIMSpec{Name: "idle", PublicKey: key.PublicKey()})
+	key, _ := wgkey.NewPrivate()
+	idle, _, err := f.svc.CreateSIM(ctx, f.admin, controlplane.SIMSpec{Name: "idle", PublicKey: key.Public()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 	"golang.zx2c4.com/wireguard/tun/netstack"
 
 	"github.com/wirefleet/wirefleet/controlplane"
-	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/remoteaccess"
@@ -44,7 +43,7 @@ func startNode(t *testing.T, dsn, host string, ks keystore.Store, log *slog.Logg
 	}
 	t.Cleanup(func() { st.Close() })
 	n := &node{host: host}
-	n.svc = controlplane.New(st, controlplane.Config{GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) }, Log: log,
+	n.svc = controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Log: log,
 		Remote: controlplane.RemotePolicy{Host: "remote.example", PortMin: 20400, PortMax: 20409}})
 	n.remote = remoteaccess.New(remoteaccess.Config{ListenHost: host, Logger: log, Resync: time.Hour})
 	n.gw, err = gateway.New(gateway.Config{Service: n.svc, KeyStore: ks, Logger: log, Services: []gateway.PlatformService{n.remote}})
@@ -95,7 +94,7 @@ func TestTwoNodesOnePostgres(t *testing.T) {
 
 	// The device, connected to node a.
 	devKey, _ := wgkey.NewPrivate()
-	sim, _, err := b.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{PublicKey: fleet.Key(devKey.Public())})
+	sim, _, err := b.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{PublicKey: devKey.Public()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // ErrNotFound is returned when the named object does not exist.
@@ -33,7 +34,7 @@ type Reader interface {
 	SIM(ctx context.Context, id string) (fleet.SIM, error)
 	// SIMByPublicKey finds the SIM whose current or next key is key. It is
 	// indexed: the gateway calls it on every handshake from an unknown peer.
-	SIMByPublicKey(ctx context.Context, key fleet.Key) (fleet.SIM, error)
+	SIMByPublicKey(ctx context.Context, key wgkey.Public) (fleet.SIM, error)
 	SIMByIMSI(ctx context.Context, imsi string) (fleet.SIM, error)
 	SIMByAddress(ctx context.Context, addr netip.Addr) (fleet.SIM, error)
 	ListSIMs(ctx context.Context, f SIMFilter) (Page[fleet.SIM], error)

@@ -1,6 +1,14 @@
-// Package wgkey holds WireGuard's Curve25519 keys: their types, generation and
-// the text encodings (standard base64, as `wg` prints them, and hex, as the
-// UAPI speaks them).
+// Package wgkey is the one family of WireGuard (Curve25519) keys used across
+// wirefleet: Public, Private and Preshared, their generation, validation and
+// text encodings (standard base64, as `wg` prints them, and hex, as the UAPI
+// speaks them).
+//
+// The zero value of each type means "no key": it encodes as "" and "" decodes
+// to it, so that an absent key is stored and shown as absent.
+//
+// A Private or Preshared key is a secret: printing it (fmt, any verb) or
+// logging it (log/slog) writes a placeholder. Only the deliberate encodings
+// write the key: Base64, and MarshalText for the wire and key files.
 package wgkey
 
 import (
@@ -10,6 +18,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"golang.org/x/crypto/curve25519"
 )
@@ -21,16 +30,24 @@ const Size = 32
 type Public [Size]byte
 
 // Private is a clamped Curve25519 private key. Only a key store should hold
-// one: the engine never needs the bytes.
+// one for long: the engine never needs the bytes.
 type Private [Size]byte
 
-// PresharedKey is the optional symmetric key mixed into a handshake.
-type PresharedKey [Size]byte
+// Preshared is the optional symmetric key mixed into a handshake.
+type Preshared [Size]byte
 
 // ErrBadKey is returned for text that is not a 32-byte key.
-var ErrBadKey = errors.New("wgkey: not a 32-byte key")
+var ErrBadKey = errors.New("not a base64 32-byte WireGuard key")
 
-// NewPrivate returns a fresh random, clamped private key.
+// ErrZeroKey is returned when the all-zero public key is parsed: it is no
+// usable key, and the zero Public means "none".
+var ErrZeroKey = errors.New("the all-zero key is not a key")
+
+// redacted is what a secret key prints as.
+const redacted = "(secret key)"
+
+// NewPrivate returns a fresh random private key, clamped the way `wg genkey`
+// clamps it so that every implementation derives the same public key.
 func NewPrivate() (Private, error) {
 	var k Private
 	if _, err := rand.Read(k[:]); err != nil {
@@ -40,11 +57,11 @@ func NewPrivate() (Private, error) {
 	return k, nil
 }
 
-// NewPresharedKey returns a fresh random preshared key.
-func NewPresharedKey() (PresharedKey, error) {
-	var k PresharedKey
+// NewPreshared returns a fresh random preshared key.
+func NewPreshared() (Preshared, error) {
+	var k Preshared
 	if _, err := rand.Read(k[:]); err != nil {
-		return PresharedKey{}, fmt.Errorf("wgkey: reading randomness: %w", err)
+		return Preshared{}, fmt.Errorf("wgkey: reading randomness: %w", err)
 	}
 	return k, nil
 }
@@ -64,29 +81,71 @@ func (k Private) Public() Public {
 // IsZero reports whether k is all zero (no key).
 func (k Private) IsZero() bool { return isZero(k[:]) }
 
-// String returns the key in standard base64, the form `wg genkey` prints.
-func (k Private) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
+// Base64 returns the secret in standard base64, the form `wg genkey` prints,
+// or "" for the zero key. Call it only to hand the key to its owner.
+func (k Private) Base64() string { return encode(k[:]) }
+
+// String returns a placeholder, never the key.
+func (k Private) String() string { return redacted }
+
+// GoString returns a placeholder, never the key (the %#v verb).
+func (k Private) GoString() string { return "wgkey.Private" + redacted }
+
+// Format writes a placeholder for every fmt verb, so that %x or %d do not
+// print the bytes either.
+func (k Private) Format(f fmt.State, _ rune) { fmt.Fprint(f, redacted) }
+
+// LogValue implements slog.LogValuer: a logged key is a placeholder.
+func (k Private) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// MarshalText implements encoding.TextMarshaler: the key in base64, for the
+// wire and key files. "" for the zero key.
+func (k Private) MarshalText() ([]byte, error) { return []byte(k.Base64()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler; "" is the zero key.
+func (k *Private) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*k = Private{}
+		return nil
+	}
+	p, err := ParsePrivate(string(b))
+	if err != nil {
+		return err
+	}
+	*k = p
+	return nil
+}
 
 // IsZero reports whether k is all zero (no key).
 func (k Public) IsZero() bool { return isZero(k[:]) }
 
-// String returns the key in standard base64, the form `wg pubkey` prints.
-func (k Public) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
+// String returns the key in standard base64, the form `wg pubkey` prints,
+// or "" for the zero key.
+func (k Public) String() string { return encode(k[:]) }
 
 // Hex returns the key in lower-case hex, the form the WireGuard UAPI uses.
 func (k Public) Hex() string { return hex.EncodeToString(k[:]) }
 
 // Short returns the first characters of the base64 form, for logs.
-func (k Public) Short() string { return k.String()[:8] }
+func (k Public) Short() string {
+	if k.IsZero() {
+		return "(none)"
+	}
+	return k.String()[:8]
+}
 
 // Equal compares in constant time.
 func (k Public) Equal(o Public) bool { return subtle.ConstantTimeCompare(k[:], o[:]) == 1 }
 
-// MarshalText implements encoding.TextMarshaler (base64).
+// MarshalText implements encoding.TextMarshaler (base64; "" for the zero key).
 func (k Public) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
-// UnmarshalText implements encoding.TextUnmarshaler (base64).
+// UnmarshalText implements encoding.TextUnmarshaler (base64); "" is the zero key.
 func (k *Public) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*k = Public{}
+		return nil
+	}
 	p, err := ParsePublic(string(b))
 	if err != nil {
 		return err
@@ -95,16 +154,73 @@ func (k *Public) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// lowOrderProbe is a fixed clamped scalar: X25519 with any clamped scalar
+// is zero exactly for the points of small order, so one multiplication by
+// it tells them.
+var lowOrderProbe = [32]byte{0: 8, 31: 64}
+
+// Validate refuses what no honest WireGuard peer sends as its public key:
+// the all-zero key, a non-canonical encoding (the top bit set, or a
+// coordinate ≥ 2^255−19: another spelling of some other key, which would let
+// one key register twice), and the points of small order, whose DH with any
+// key is zero (WireGuard refuses such a handshake).
+func (k Public) Validate() error {
+	if k.IsZero() {
+		return ErrZeroKey
+	}
+	if k[31]&0x80 != 0 || k.nonCanonical() {
+		return errors.New("not a canonical Curve25519 public key")
+	}
+	if _, err := curve25519.X25519(lowOrderProbe[:], k[:]); err != nil {
+		return errors.New("a low-order Curve25519 point: no key")
+	}
+	return nil
+}
+
+// nonCanonical reports whether the little-endian coordinate k (top bit
+// clear) is at least p = 2^255−19: bytes 1..30 all 0xff, byte 31 0x7f and
+// byte 0 at least 0xed.
+func (k Public) nonCanonical() bool {
+	if k[31] != 0x7f || k[0] < 0xed {
+		return false
+	}
+	for _, b := range k[1:31] {
+		if b != 0xff {
+			return false
+		}
+	}
+	return true
+}
+
 // IsZero reports whether k is all zero (no preshared key).
-func (k PresharedKey) IsZero() bool { return isZero(k[:]) }
+func (k Preshared) IsZero() bool { return isZero(k[:]) }
 
-// String returns the key in standard base64.
-func (k PresharedKey) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
+// Base64 returns the secret in standard base64, or "" for the zero key.
+func (k Preshared) Base64() string { return encode(k[:]) }
 
-// ParsePublic parses a base64 public key.
+// String returns a placeholder, never the key.
+func (k Preshared) String() string { return redacted }
+
+// GoString returns a placeholder, never the key (the %#v verb).
+func (k Preshared) GoString() string { return "wgkey.Preshared" + redacted }
+
+// Format writes a placeholder for every fmt verb.
+func (k Preshared) Format(f fmt.State, _ rune) { fmt.Fprint(f, redacted) }
+
+// LogValue implements slog.LogValuer: a logged key is a placeholder.
+func (k Preshared) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// ParsePublic parses a base64 public key. The all-zero key is refused
+// (ErrZeroKey).
 func ParsePublic(s string) (Public, error) {
 	var k Public
-	return k, decodeBase64(k[:], s)
+	if err := decodeBase64(k[:], s); err != nil {
+		return Public{}, err
+	}
+	if k.IsZero() {
+		return Public{}, ErrZeroKey
+	}
+	return k, nil
 }
 
 // ParsePrivate parses a base64 private key and clamps it, as wg does.
@@ -117,9 +233,9 @@ func ParsePrivate(s string) (Private, error) {
 	return k, nil
 }
 
-// ParsePresharedKey parses a base64 preshared key.
-func ParsePresharedKey(s string) (PresharedKey, error) {
-	var k PresharedKey
+// ParsePreshared parses a base64 preshared key.
+func ParsePreshared(s string) (Preshared, error) {
+	var k Preshared
 	return k, decodeBase64(k[:], s)
 }
 
@@ -132,6 +248,13 @@ func ParsePublicHex(s string) (Public, error) {
 	}
 	copy(k[:], b)
 	return k, nil
+}
+
+func encode(b []byte) string {
+	if isZero(b) {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString(b)
 }
 
 func decodeBase64(dst []byte, s string) error {

@@ -1,6 +1,15 @@
 package wgkey
 
-import "testing"
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+)
 
 func TestRoundTripAndClamp(t *testing.T) {
 	k, err := NewPrivate()
@@ -10,7 +19,7 @@ func TestRoundTripAndClamp(t *testing.T) {
 	if k[0]&7 != 0 || k[31]&128 != 0 || k[31]&64 == 0 {
 		t.Fatalf("key not clamped: %x", k)
 	}
-	p, err := ParsePrivate(k.String())
+	p, err := ParsePrivate(k.Base64())
 	if err != nil || p != k {
 		t.Fatalf("private round trip: %v", err)
 	}
@@ -42,5 +51,83 @@ func TestParseRejects(t *testing.T) {
 	}
 	if _, err := ParsePublicHex("zz"); err == nil {
 		t.Error("ParsePublicHex accepted garbage")
+	}
+}
+
+// Moved from fleet when its Key type became Public and Private here.
+func TestGeneratedKeysAreClampedAndRoundTrip(t *testing.T) {
+	for range 32 {
+		k, err := NewPrivate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k[0]&7 != 0 || k[31]&128 != 0 || k[31]&64 == 0 {
+			t.Fatalf("not clamped: %x", k[:])
+		}
+		p, err := ParsePrivate(k.Base64())
+		if err != nil || p != k {
+			t.Fatalf("round trip: %v", err)
+		}
+	}
+	for _, bad := range []string{"", "abc", strings.Repeat("A", 43) + "=", "!" + strings.Repeat("A", 42) + "="} {
+		if _, err := ParsePublic(bad); err == nil {
+			t.Errorf("ParsePublic(%q) accepted", bad)
+		}
+	}
+	var s struct {
+		K Public `json:"k,omitzero"`
+	}
+	if b, _ := json.Marshal(s); string(b) != "{}" {
+		t.Fatalf("zero key marshals as %s", b)
+	}
+	if err := json.Unmarshal([]byte(`{"k":"nope"}`), &s); err == nil {
+		t.Fatal("bad key unmarshalled")
+	}
+}
+
+// A private or preshared key printed with any fmt verb, or logged with
+// log/slog (text or JSON), shows a placeholder; only Base64 and the text
+// encoding (the wire, key files) write it.
+func TestSecretKeysDoNotPrint(t *testing.T) {
+	priv, _ := NewPrivate()
+	psk, _ := NewPreshared()
+	secrets := []string{priv.Base64(), psk.Base64(), hex.EncodeToString(priv[:]), hex.EncodeToString(psk[:]), fmt.Sprint(priv[:]), fmt.Sprint(psk[:])}
+	var out strings.Builder
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%T"} {
+		fmt.Fprintf(&out, verb+"\n", priv)
+		fmt.Fprintf(&out, verb+"\n", psk)
+		fmt.Fprintf(&out, verb+"\n", struct{ K Private }{priv})
+		fmt.Fprintf(&out, verb+"\n", &priv)
+	}
+	fmt.Fprintln(&out, priv, psk, priv.String(), psk.String())
+	for _, h := range []slog.Handler{slog.NewTextHandler(&out, nil), slog.NewJSONHandler(&out, nil)} {
+		slog.New(h).Info("keys", "private", priv, "psk", psk, "ptr", &priv)
+	}
+	for _, s := range secrets {
+		if strings.Contains(out.String(), s) {
+			t.Fatalf("a secret key was printed:\n%s", out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "(secret key)") {
+		t.Fatalf("no placeholder printed:\n%s", out.String())
+	}
+	b, _ := json.Marshal(struct{ K Private }{priv})
+	if !strings.Contains(string(b), priv.Base64()) {
+		t.Fatalf("the wire encoding lost the key: %s", b)
+	}
+}
+
+// The all-zero public key is no key: parsing refuses it, encoding writes "".
+func TestZeroPublic(t *testing.T) {
+	var z Public
+	if _, err := ParsePublic(base64.StdEncoding.EncodeToString(z[:])); !errors.Is(err, ErrZeroKey) {
+		t.Fatalf("zero key parsed: %v", err)
+	}
+	if z.String() != "" || z.Short() == "" {
+		t.Fatalf("zero key text %q short %q", z.String(), z.Short())
+	}
+	var back Public
+	if err := back.UnmarshalText(nil); err != nil || !back.IsZero() {
+		t.Fatalf("empty text: %v", err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/keystore/pkcs11store/softhsmtest"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // The manufacturing and field steps with the real binary: `identity
@@ -91,8 +92,8 @@ func TestIdentityAndAttestBootstrapCommands(t *testing.T) {
 	}
 	defer st.Close()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	gw, _ := fleet.GeneratePrivateKey()
-	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.PublicKey, Log: quiet})
+	gw, _ := wgkey.NewPrivate()
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Log: quiet})
 	srv := httptest.NewServer(api.New(svc, api.Options{Log: quiet}))
 	defer srv.Close()
 	cfgPath := filepath.Join(dir, "etc", "agent.json")

@@ -40,6 +40,7 @@ import (
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/unified"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 func main() {
@@ -249,7 +250,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("gateway key: %w", err)
 	}
-	gwPub := fleet.Key(gwKey.PublicKey())
+	gwPub := gwKey.PublicKey()
 	remotePolicy, remote, err := c.remote.setup(c.dataDir, c.endpoint, controlplane.DefaultPlatformRange, log)
 	if err != nil {
 		return err
@@ -259,7 +260,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("settings secrets: %w", err)
 	}
-	svc := controlplane.New(st, controlplane.Config{Pool: pool, Endpoint: c.endpoint, GatewayPublicKey: func() fleet.Key { return gwPub }, Log: log, Remote: remotePolicy, Secrets: settingsKey,
+	svc := controlplane.New(st, controlplane.Config{Pool: pool, Endpoint: c.endpoint, GatewayPublicKey: func() wgkey.Public { return gwPub }, Log: log, Remote: remotePolicy, Secrets: settingsKey,
 		// Key-proof challenges verify on every node sharing the key file, and across restarts.
 		KeyProofSecret: settingsKey.Derive("key proof")})
 

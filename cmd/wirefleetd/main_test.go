@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/store/pgstore/pgtest"
 )
@@ -165,7 +164,7 @@ func TestFirstStartAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	k, err := keystore.LoadFile(filepath.Join(dir, "gateway.key"))
-	if err != nil || fleet.Key(k.PublicKey()).IsZero() {
+	if err != nil || k.PublicKey().IsZero() {
 		t.Fatalf("gateway key reload: %v", err)
 	}
 }

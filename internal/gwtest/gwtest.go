@@ -100,7 +100,7 @@ func Start(t testing.TB, o Options) *Platform {
 	p.Log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: o.Level}))
 	cfg := controlplane.Config{
 		Endpoint:         netip.AddrPortFrom(p.Addr, Port).String(),
-		GatewayPublicKey: func() fleet.Key { return fleet.Key(ks.PublicKey()) },
+		GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() },
 		Log:              p.Log,
 	}
 	if o.Secrets != nil { // never a nil *seal.Key inside the interface
@@ -158,7 +158,7 @@ func (p *Platform) Device(groupID string, tags map[string]string) *Device {
 	p.NS.MustExec("ip", "link", "set", gwEnd.Name, "master", p.Bridge)
 	d.WG = d.NS.StartWireGuardGo("")
 	ctx := context.Background()
-	sim, _, err := p.Service.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: fmt.Sprintf("dev%d", n), GroupID: groupID, Tags: tags, PublicKey: fleet.Key(d.WG.Public)})
+	sim, _, err := p.Service.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: fmt.Sprintf("dev%d", n), GroupID: groupID, Tags: tags, PublicKey: d.WG.Public})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func (p *Platform) configure(d *Device, export string) {
 			if v != controlplane.PrivateKeyPlaceholder {
 				t.Fatalf("the export holds a private key the platform should not have: %q", line)
 			}
-			line = "PrivateKey = " + d.WG.Private.String()
+			line = "PrivateKey = " + d.WG.Private.Base64()
 		case "AllowedIPs":
 			for _, a := range strings.Split(v, ",") {
 				allowed = append(allowed, strings.TrimSpace(a))

@@ -69,7 +69,7 @@ func (n *NS) StartWireGuardGo(suffix string) *WireGuard {
 		t.Fatal(err)
 	}
 	w := &WireGuard{NS: n, Name: name, Process: p, Private: priv, Public: priv.Public()}
-	w.SetConf(fmt.Sprintf("[Interface]\nPrivateKey = %s\n", priv))
+	w.SetConf(fmt.Sprintf("[Interface]\nPrivateKey = %s\n", priv.Base64()))
 	return w
 }
 
@@ -95,7 +95,7 @@ func (w *WireGuard) AddConf(conf string) {
 	w.NS.MustExec("wg", "addconf", w.Name, w.writeTemp("conf", conf))
 }
 
-// WriteKeyFile writes a key (wgkey.Private or wgkey.PresharedKey) to a 0600
+// WriteKeyFile writes a key (wgkey.Private or wgkey.Preshared) to a 0600
 // file in a test temporary directory and returns its path, for
 // `wg set ... private-key <path>` or `preshared-key <path>`.
 func (w *WireGuard) WriteKeyFile(k fmt.Stringer) string {
@@ -122,7 +122,7 @@ func (w *WireGuard) writeTemp(kind, content string) string {
 // Peer is one [Peer] section of a WireGuard configuration.
 type Peer struct {
 	PublicKey           wgkey.Public
-	PresharedKey        *wgkey.PresharedKey
+	PresharedKey        *wgkey.Preshared
 	Endpoint            netip.AddrPort // zero: none
 	AllowedIPs          []netip.Prefix
 	PersistentKeepalive int // seconds, 0: off
@@ -139,14 +139,14 @@ type Config struct {
 func (w *WireGuard) Configure(cfg Config) {
 	w.NS.env.t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "[Interface]\nPrivateKey = %s\n", w.Private)
+	fmt.Fprintf(&b, "[Interface]\nPrivateKey = %s\n", w.Private.Base64())
 	if cfg.ListenPort != 0 {
 		fmt.Fprintf(&b, "ListenPort = %d\n", cfg.ListenPort)
 	}
 	for _, p := range cfg.Peers {
 		fmt.Fprintf(&b, "\n[Peer]\nPublicKey = %s\n", p.PublicKey)
 		if p.PresharedKey != nil {
-			fmt.Fprintf(&b, "PresharedKey = %s\n", *p.PresharedKey)
+			fmt.Fprintf(&b, "PresharedKey = %s\n", p.PresharedKey.Base64())
 		}
 		if p.Endpoint.IsValid() {
 			fmt.Fprintf(&b, "Endpoint = %s\n", p.Endpoint)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store/sqlstore"
+	"github.com/wirefleet/wirefleet/wgkey"
 
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
@@ -75,8 +76,8 @@ func TestMigrationUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := sqlstore.New(db, db, &sqlstore.Dialect{UniqueViolation: func(error) (string, bool) { return "", false }})
-	k, _ := fleet.GeneratePrivateKey()
-	sim := fleet.SIM{ID: "sim_v1", IMSI: fleet.FormatIMSI(1), Status: fleet.StatusActive, Address: netip.MustParseAddr("10.128.0.2"), PublicKey: k.PublicKey(), Created: time.Now(), Updated: time.Now()}
+	k, _ := wgkey.NewPrivate()
+	sim := fleet.SIM{ID: "sim_v1", IMSI: fleet.FormatIMSI(1), Status: fleet.StatusActive, Address: netip.MustParseAddr("10.128.0.2"), PublicKey: k.Public(), Created: time.Now(), Updated: time.Now()}
 	// Version 1's columns, written as version 1 code wrote them.
 	if _, err := db.ExecContext(ctx, `INSERT INTO sims (id, imsi, name, tags, group_id, status, address, public_key, next_public_key, created, updated) VALUES (?, ?, '', '{}', '', ?, ?, ?, '', ?, ?)`,
 		sim.ID, sim.IMSI, string(sim.Status), sim.Address.String(), sim.PublicKey.String(), sim.Created.UnixNano(), sim.Updated.UnixNano()); err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // Dialect describes one database's differences from the shared SQL.
@@ -219,7 +220,7 @@ func (r reader) SIMByAddress(ctx context.Context, addr netip.Addr) (fleet.SIM, e
 	return r.simWhere(ctx, `address = ?`, addr.String())
 }
 
-func (r reader) SIMByPublicKey(ctx context.Context, key fleet.Key) (fleet.SIM, error) {
+func (r reader) SIMByPublicKey(ctx context.Context, key wgkey.Public) (fleet.SIM, error) {
 	if key.IsZero() {
 		return fleet.SIM{}, store.ErrNotFound
 	}
@@ -572,7 +573,7 @@ func (t *tx) putKeys(ctx context.Context, s fleet.SIM) error {
 	if _, err := t.exec(ctx, `DELETE FROM sim_keys WHERE sim_id = ?`, s.ID); err != nil {
 		return err
 	}
-	for _, k := range []fleet.Key{s.PublicKey, s.NextPublicKey} {
+	for _, k := range []wgkey.Public{s.PublicKey, s.NextPublicKey} {
 		if k.IsZero() {
 			continue
 		}
@@ -719,7 +720,7 @@ func (s *Store) CountSIMs(ctx context.Context) (map[fleet.Status]int64, error) {
 }
 
 // SIMByPublicKey implements store.Reader on the read pool.
-func (s *Store) SIMByPublicKey(ctx context.Context, k fleet.Key) (fleet.SIM, error) {
+func (s *Store) SIMByPublicKey(ctx context.Context, k wgkey.Public) (fleet.SIM, error) {
 	return s.r().SIMByPublicKey(ctx, k)
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // Open returns a new empty store; the suite closes it.
@@ -60,13 +61,13 @@ var seq struct {
 }
 
 // key returns a distinct deterministic public key for tests.
-func key(t *testing.T) fleet.Key {
+func key(t *testing.T) wgkey.Public {
 	t.Helper()
-	priv, err := fleet.GeneratePrivateKey()
+	priv, err := wgkey.NewPrivate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return priv.PublicKey()
+	return priv.Public()
 }
 
 func newSIM(t *testing.T, tx store.Tx, pool netip.Prefix) fleet.SIM {
@@ -141,7 +142,7 @@ func testSIMRoundTrip(t *testing.T, s store.Store) {
 	if _, err := s.SIMByPublicKey(ctx, key(t)); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown key: got %v, want ErrNotFound", err)
 	}
-	if _, err := s.SIMByPublicKey(ctx, fleet.Key{}); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.SIMByPublicKey(ctx, wgkey.Public{}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("zero key: got %v, want ErrNotFound", err)
 	}
 	sim.Status = fleet.StatusSuspended
@@ -194,13 +195,13 @@ func testKeyRotationIndex(t *testing.T, s store.Store) {
 	old := sim.PublicKey
 	sim.NextPublicKey = key(t)
 	mustUpdate(t, s, func(tx store.Tx) error { return tx.UpdateSIM(ctx, sim) })
-	for _, k := range []fleet.Key{old, sim.NextPublicKey} {
+	for _, k := range []wgkey.Public{old, sim.NextPublicKey} {
 		got, err := s.SIMByPublicKey(ctx, k)
 		if err != nil || got.ID != sim.ID {
 			t.Fatalf("during rotation, key %s: got %v %v", k, got.ID, err)
 		}
 	}
-	sim.PublicKey, sim.NextPublicKey = sim.NextPublicKey, fleet.Key{}
+	sim.PublicKey, sim.NextPublicKey = sim.NextPublicKey, wgkey.Public{}
 	mustUpdate(t, s, func(tx store.Tx) error { return tx.UpdateSIM(ctx, sim) })
 	if _, err := s.SIMByPublicKey(ctx, old); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("retired key still resolves: %v", err)
