@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wirefleet/wirefleet/internal/packet"
 	"github.com/wirefleet/wirefleet/wire"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/tun"
@@ -277,21 +278,26 @@ func (e *Engine) deliver(batch *inBatch, out []InboundPacket, tunBufs [][]byte) 
 			p.keepaliveDue.Store(now) // data to acknowledge
 		}
 		plain := (*el.buf)[wire.TransportHeaderSize : wire.TransportHeaderSize+el.n]
-		src, ln, ok := innerSource(plain)
-		if !ok {
-			e.drop(p, DropMalformedInner, src)
+		var ip packet.Parsed
+		if err := ip.Decode(plain); err != nil {
+			e.drop(p, DropMalformedInner, netip.Addr{})
 			continue
 		}
-		if !p.allows(src) {
-			e.drop(p, DropSourceNotAllowed, src)
+		if !p.allows(ip.Src) {
+			if ip.Version == 6 && !p.hasIPv6() {
+				e.drop(p, DropIPv6NotEnabled, ip.Src)
+			} else {
+				e.drop(p, DropSourceNotAllowed, ip.Src)
+			}
 			continue
 		}
+		ln := ip.Length
 		p.rxBytes.Add(uint64(ln))
 		p.rxPackets.Add(1)
 		if e.tun != nil {
 			tunBufs = append(tunBufs, (*el.buf)[:wire.TransportHeaderSize+ln])
 		} else {
-			out = append(out, InboundPacket{Peer: p, Data: plain[:ln]})
+			out = append(out, InboundPacket{Peer: p, Data: plain[:ln], IP: ip})
 		}
 	}
 	if len(out) > 0 {
@@ -503,9 +509,8 @@ func (e *Engine) tunReader() {
 		var cur *Peer
 		for i := 0; i < count; i++ {
 			pkt := pkts[i][wire.TransportHeaderSize : wire.TransportHeaderSize+sizes[i]]
-			dst, ok := innerDestination(pkt)
 			var p *Peer
-			if ok {
+			if dst, ok := packet.Destination(pkt); ok {
 				p = e.routes.lookup(dst)
 			}
 			if p == nil {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/clock"
 	"github.com/wirefleet/wirefleet/cookie"
+	"github.com/wirefleet/wirefleet/internal/packet"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/tai64n"
 	"github.com/wirefleet/wirefleet/wgkey"
@@ -68,7 +69,11 @@ func (e *DeniedError) Error() string { return "engine: peer denied: " + e.Reason
 // whose source address its allowed IPs permit.
 type InboundPacket struct {
 	Peer *Peer
+	// Data is the packet, without the padding of the tunnel.
 	Data []byte
+	// IP is Data decoded, once, by the engine's source check: handlers
+	// read it instead of parsing again.
+	IP packet.Parsed
 }
 
 // Handler receives inner packets. The batch and its data are valid only
@@ -163,7 +168,7 @@ type Engine struct {
 
 	handshakesOK atomic.Uint64
 	rejects      [RejectResolverError + 1]atomic.Uint64
-	drops        [DropMalformedOuter + 1]atomic.Uint64
+	drops        [len(dropNames)]atomic.Uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc

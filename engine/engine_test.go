@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/clock"
+	"github.com/wirefleet/wirefleet/internal/packet"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
@@ -146,8 +147,9 @@ func TestLazyResolution(t *testing.T) {
 	got := map[string]bool{}
 	for len(got) < sample {
 		b := recv(t, gw.in, "device packet")
-		s, _, _ := innerSource(b)
-		got[s.String()] = true
+		var ip packet.Parsed
+		ip.Decode(b)
+		got[ip.Src.String()] = true
 	}
 	if n := gw.e.PeerCount(); n != sample {
 		t.Fatalf("gateway holds %d peers, want %d (only the active ones)", n, sample)
@@ -199,6 +201,38 @@ func TestSourceNotAllowed(t *testing.T) {
 	case <-b.in:
 		t.Fatal("spoofed packet delivered")
 	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// An IPv6 packet from a peer given IPv4 allowed IPs only is dropped as
+// ipv6-not-enabled (a family it was not given), not as a spoof, and is
+// not delivered.
+func TestIPv6NotEnabled(t *testing.T) {
+	a, b, pb, _ := pair(t, nil, nil)
+	a.e.Send(pb, [][]byte{ping(addrB, addrA)})
+	recv(t, b.in, "legitimate packet")
+	v6 := make([]byte, 48)
+	v6[0], v6[5], v6[6], v6[7] = 0x60, 8, packet.ICMPv6, 64
+	src := netip.MustParseAddr("fd00::2")
+	copy(v6[8:24], src.AsSlice())
+	copy(v6[24:40], netip.MustParseAddr("fd00::1").AsSlice())
+	v6[40] = packet.ICMPv6EchoRequest
+	a.e.Send(pb, [][]byte{v6})
+	select {
+	case ev := <-b.drop:
+		if ev.Reason != DropIPv6NotEnabled || ev.Source != src || ev.Reason.String() != "ipv6-not-enabled" {
+			t.Fatalf("drop event %+v", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no drop event for an IPv6 packet")
+	}
+	select {
+	case <-b.in:
+		t.Fatal("IPv6 packet delivered")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if c := b.e.Counters(); c.Dropped["ipv6-not-enabled"] != 1 || c.Dropped["source-not-allowed"] != 0 {
+		t.Fatalf("drop counters %v", c.Dropped)
 	}
 }
 

@@ -60,6 +60,9 @@ const (
 	DropDecrypt
 	DropNoRoute
 	DropMalformedOuter // a datagram that is no WireGuard message
+	// DropIPv6NotEnabled: an IPv6 packet from a peer whose allowed IPs
+	// hold no IPv6 prefix at all — not a spoof, a family it was not given.
+	DropIPv6NotEnabled
 )
 
 var dropNames = [...]string{
@@ -70,6 +73,7 @@ var dropNames = [...]string{
 	DropDecrypt:          "decrypt",
 	DropNoRoute:          "no-route",
 	DropMalformedOuter:   "malformed-outer",
+	DropIPv6NotEnabled:   "ipv6-not-enabled",
 }
 
 // String returns the reason's stable name.

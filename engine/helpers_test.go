@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wirefleet/wirefleet/internal/packet"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.zx2c4.com/wireguard/conn"
@@ -171,10 +172,11 @@ func ping(dst, src netip.Addr) []byte { return tuntest.Ping(dst, src) }
 
 func checkPing(t testing.TB, b []byte, dst, src netip.Addr) {
 	t.Helper()
-	if got, _, ok := innerSource(b); !ok || got != src {
-		t.Fatalf("packet source %v, want %v", got, src)
+	var ip packet.Parsed
+	if err := ip.Decode(b); err != nil || ip.Src != src {
+		t.Fatalf("packet source %v, want %v (%v)", ip.Src, src, err)
 	}
-	if got, ok := innerDestination(b); !ok || got != dst {
+	if got, ok := packet.Destination(b); !ok || got != dst {
 		t.Fatalf("packet destination %v, want %v", got, dst)
 	}
 }

@@ -139,6 +139,17 @@ func (p *Peer) allows(src netip.Addr) bool {
 	return false
 }
 
+// hasIPv6 reports whether any allowed IP is IPv6 (asked only on the path
+// of a refused packet).
+func (p *Peer) hasIPv6() bool {
+	for _, pfx := range p.allowed {
+		if pfx.Addr().Is6() {
+			return true
+		}
+	}
+	return false
+}
+
 // setEndpoint records the outer address of an authenticated packet and
 // reports a change (roaming).
 func (p *Peer) setEndpoint(ep conn.Endpoint) {

@@ -10,7 +10,7 @@ import (
 
 // dropCounters counts router drops by reason without locks on the data path.
 type dropCounters struct {
-	c [9]atomic.Uint64 // indexed like dropReasons
+	c [len(dropReasons)]atomic.Uint64 // indexed like dropReasons
 }
 
 func (d *dropCounters) index(reason string) int {

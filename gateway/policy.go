@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/packet"
 	"github.com/wirefleet/wirefleet/monitor"
 	"github.com/wirefleet/wirefleet/store"
 )
@@ -141,7 +142,7 @@ func d2dAllowed(src, dst *groupPolicy, proto byte, sport, dport uint16) bool {
 	if len(dst.ports) == 0 {
 		return true
 	}
-	if proto != protoTCP && proto != protoUDP {
+	if proto != packet.TCP && proto != packet.UDP {
 		return false
 	}
 	return dst.portAllowed(dport) || (len(src.ports) > 0 && src.portAllowed(sport))

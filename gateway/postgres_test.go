@@ -13,6 +13,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/memtun"
+	"github.com/wirefleet/wirefleet/internal/packet"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/store/pgstore"
 	"github.com/wirefleet/wirefleet/store/pgstore/pgtest"
@@ -102,14 +103,14 @@ func echoRequest(src, dst netip.Addr) []byte {
 	pkt := make([]byte, 20+8+8)
 	pkt[0] = 0x45
 	binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
-	pkt[8], pkt[9] = 64, protoICMP
+	pkt[8], pkt[9] = 64, packet.ICMP
 	s, d := src.As4(), dst.As4()
 	copy(pkt[12:], s[:])
 	copy(pkt[16:], d[:])
-	binary.BigEndian.PutUint16(pkt[10:], checksum(pkt[:20]))
+	binary.BigEndian.PutUint16(pkt[10:], packet.Checksum(pkt[:20]))
 	icmp := pkt[20:]
 	icmp[0] = 8
 	binary.BigEndian.PutUint16(icmp[4:], 0x77)
-	binary.BigEndian.PutUint16(icmp[2:], checksum(icmp))
+	binary.BigEndian.PutUint16(icmp[2:], packet.Checksum(icmp))
 	return pkt
 }

@@ -7,28 +7,24 @@ import (
 	"sync"
 
 	"github.com/wirefleet/wirefleet/engine"
-)
-
-const (
-	protoICMP = 1
-	protoTCP  = 6
-	protoUDP  = 17
+	"github.com/wirefleet/wirefleet/internal/packet"
 )
 
 // Reasons the router drops a packet (metric label values).
 const (
-	dropSource     = "source-not-sim" // inner source is not the SIM's address
-	dropRevoked    = "revoked"        // SIM suspended or re-keyed mid-batch
-	dropPolicy     = "d2d-denied"     // device-to-device not allowed by policy
-	dropOffline    = "target-offline" // destination SIM has no session
-	dropNoRoute    = "no-route"       // outside the SIM pool and platform range
-	dropMalformed  = "malformed"      // not an IPv4 packet we can parse
-	dropServices   = "services"       // the service stack refused it
+	dropSource     = "source-not-sim"   // inner source is not the SIM's address
+	dropRevoked    = "revoked"          // SIM suspended or re-keyed mid-batch
+	dropPolicy     = "d2d-denied"       // device-to-device not allowed by policy
+	dropOffline    = "target-offline"   // destination SIM has no session
+	dropNoRoute    = "no-route"         // outside the SIM pool and platform range
+	dropMalformed  = "malformed"        // not an IP packet the engine decoded
+	dropIPv6       = "ipv6-not-enabled" // IPv6 inside the tunnel is not routed yet
+	dropServices   = "services"         // the service stack refused it
 	dropUnknownDst = "unknown-destination"
 	dropAllowList  = "outside-allow-list" // the group's security profile blocks it
 )
 
-var dropReasons = []string{dropSource, dropRevoked, dropPolicy, dropOffline, dropNoRoute, dropMalformed, dropServices, dropUnknownDst, dropAllowList}
+var dropReasons = [...]string{dropSource, dropRevoked, dropPolicy, dropOffline, dropNoRoute, dropMalformed, dropServices, dropUnknownDst, dropAllowList, dropIPv6}
 
 // router is the engine's Handler: it decides where each inner packet goes.
 type router struct {
@@ -92,24 +88,29 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 			r.drops.add(dropRevoked)
 			continue
 		}
-		if len(pkt) < 20 || pkt[0]>>4 != 4 || int(pkt[0]&0x0f)*4 > len(pkt) {
+		ip := &in.IP
+		switch ip.Version {
+		case 4:
+		case 6:
+			r.drops.add(dropIPv6)
+			continue
+		default:
 			r.drops.add(dropMalformed)
 			continue
 		}
-		src := netip.AddrFrom4([4]byte(pkt[12:16]))
-		dst := netip.AddrFrom4([4]byte(pkt[16:20]))
+		dst := ip.Dst
 		sim := st.SIM()
-		if src != sim.Address {
+		if ip.Src != sim.Address {
 			r.drops.add(dropSource)
 			continue
 		}
-		proto, sport, dport := ports(pkt)
+		proto, sport, dport := ip.Proto, ip.SrcPort, ip.DstPort
 		pol := r.g.policies.get(sim.GroupID)
 		if r.g.mon != nil {
-			if startsFlow(pkt, proto) {
+			if startsFlow(ip) {
 				r.g.observeFlow(st, pol, dst, proto, dport)
 			}
-			if proto == protoTCP && pol != nil && pol.checkListeners && synAck(pkt) && !slices.Contains(pol.listenPorts, sport) {
+			if pol != nil && pol.checkListeners && ip.IsTCPSynAck() && !slices.Contains(pol.listenPorts, sport) {
 				r.g.mon.ObserveListener(st.id, sport, dst)
 			}
 		}
@@ -134,7 +135,7 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 					r.drops.add(dropPolicy)
 				} else {
 					r.drops.add(dropOffline)
-					r.unreachable(in.Peer, pkt)
+					r.unreachable(in.Peer, pkt, ip)
 				}
 				continue
 			}
@@ -164,76 +165,42 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 	}
 }
 
-// ports returns the transport protocol and, for TCP and UDP, the ports of
-// an IPv4 packet (zero when absent or fragmented).
-func ports(pkt []byte) (proto byte, sport, dport uint16) {
-	proto = pkt[9]
-	ihl := int(pkt[0]&0x0f) * 4
-	if (proto == protoTCP || proto == protoUDP) && len(pkt) >= ihl+4 && binary.BigEndian.Uint16(pkt[6:8])&0x1fff == 0 {
-		sport = binary.BigEndian.Uint16(pkt[ihl:])
-		dport = binary.BigEndian.Uint16(pkt[ihl+2:])
-	}
-	return
-}
-
 // startsFlow reports whether a packet from a device may start a flow of
 // its own: a TCP SYN without ACK, an ICMP echo request, any UDP datagram
 // (UDP does not say). Replies — to a remote-access operator, to another
 // device's connection — go to the peer's ephemeral ports and are not the
 // device's destinations: counting them would fill first-seen and fan-out
 // with noise.
-func startsFlow(pkt []byte, proto byte) bool {
-	ihl := int(pkt[0]&0x0f) * 4
-	switch proto {
-	case protoTCP:
-		return len(pkt) >= ihl+14 && pkt[ihl+13]&0x12 == 0x02
-	case protoICMP:
-		return len(pkt) > ihl && pkt[ihl] == 8
+func startsFlow(ip *packet.Parsed) bool {
+	switch ip.Proto {
+	case packet.TCP:
+		return ip.IsTCPSyn()
+	case packet.ICMP:
+		return ip.IsEchoRequest()
 	}
 	return true
 }
 
-// synAck reports whether a TCP packet (an unfragmented first fragment)
-// carries SYN and ACK: its sender accepts a connection on its source port.
-func synAck(pkt []byte) bool {
-	ihl := int(pkt[0]&0x0f) * 4
-	return len(pkt) >= ihl+14 && binary.BigEndian.Uint16(pkt[6:8])&0x1fff == 0 && pkt[ihl+13]&0x12 == 0x12
-}
-
-// unreachable answers pkt with an ICMP host-unreachable from RouterAddr.
-// ICMP errors are not answered with ICMP errors (RFC 1122).
-func (r *router) unreachable(p *engine.Peer, pkt []byte) {
-	ihl := int(pkt[0]&0x0f) * 4
-	if pkt[9] == protoICMP && len(pkt) > ihl && pkt[ihl] != 8 {
+// unreachable answers pkt (decoded as ip) with an ICMP host-unreachable
+// from RouterAddr. ICMP errors are not answered with ICMP errors (RFC 1122),
+// nor are echo replies.
+func (r *router) unreachable(p *engine.Peer, pkt []byte, ip *packet.Parsed) {
+	if ip.Proto == packet.ICMP && ip.HasTransport && ip.ICMPType != packet.ICMPEchoRequest {
 		return
 	}
-	quote := min(len(pkt), ihl+8)
-	out := make([]byte, 20+8+quote)
+	quote := min(len(pkt), ip.HeaderLen+8)
+	out := make([]byte, packet.IPv4HeaderLen+8+quote)
 	out[0] = 0x45
 	binary.BigEndian.PutUint16(out[2:], uint16(len(out)))
 	out[8] = 64
-	out[9] = protoICMP
+	out[9] = packet.ICMP
 	a := RouterAddr.As4()
 	copy(out[12:16], a[:])
 	copy(out[16:20], pkt[12:16])
-	binary.BigEndian.PutUint16(out[10:], checksum(out[:20]))
+	binary.BigEndian.PutUint16(out[10:], packet.Checksum(out[:20]))
 	icmp := out[20:]
-	icmp[0], icmp[1] = 3, 1 // destination unreachable, host unreachable
+	icmp[0], icmp[1] = packet.ICMPUnreachable, packet.ICMPHostUnreachable
 	copy(icmp[8:], pkt[:quote])
-	binary.BigEndian.PutUint16(icmp[2:], checksum(icmp))
+	binary.BigEndian.PutUint16(icmp[2:], packet.Checksum(icmp))
 	r.g.eng.Send(p, [][]byte{out})
-}
-
-func checksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/packet"
 	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/netstack"
@@ -160,10 +161,11 @@ func (s *services) sendBatch(batch []*[]byte) {
 	}
 	for _, b := range batch {
 		pkt := *b
-		if len(pkt) < 20 || pkt[0]>>4 != 4 {
+		dst, ok := packet.Destination(pkt)
+		if !ok || !dst.Is4() {
 			continue
 		}
-		p := s.g.router.peerFor(netip.AddrFrom4([4]byte(pkt[16:20])))
+		p := s.g.router.peerFor(dst)
 		if p == nil {
 			s.g.router.drops.add(dropUnknownDst)
 			continue

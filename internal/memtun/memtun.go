@@ -20,6 +20,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/wirefleet/wirefleet/internal/packet"
 	"golang.zx2c4.com/wireguard/tun"
 )
 
@@ -298,11 +299,11 @@ func UDPPacket(src, dst netip.AddrPort, size int) []byte {
 	p[0] = 0x45 // version 4, 20-byte header
 	binary.BigEndian.PutUint16(p[2:], uint16(size))
 	p[8] = 64 // TTL
-	p[9] = 17 // UDP
+	p[9] = packet.UDP
 	s, d := src.Addr().As4(), dst.Addr().As4()
 	copy(p[12:16], s[:])
 	copy(p[16:20], d[:])
-	binary.BigEndian.PutUint16(p[10:], ipv4Checksum(p[:20]))
+	binary.BigEndian.PutUint16(p[10:], packet.Checksum(p[:20]))
 	binary.BigEndian.PutUint16(p[20:], src.Port())
 	binary.BigEndian.PutUint16(p[22:], dst.Port())
 	binary.BigEndian.PutUint16(p[24:], uint16(size-20))
@@ -310,17 +311,6 @@ func UDPPacket(src, dst netip.AddrPort, size int) []byte {
 		p[i] = byte(i - 28)
 	}
 	return p
-}
-
-func ipv4Checksum(h []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(h); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(h[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
 }
 
 var (

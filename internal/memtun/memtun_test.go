@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wirefleet/wirefleet/internal/packet"
 	"golang.zx2c4.com/wireguard/tun"
 )
 
@@ -26,7 +27,7 @@ func TestUDPPacketHeader(t *testing.T) {
 		t.Fatalf("bad IPv4 header % x", p[:20])
 	}
 	// A correct header checksums to zero (0xffff before the final complement).
-	if ipv4Checksum(p[:20]) != 0 {
+	if packet.Checksum(p[:20]) != 0 {
 		t.Fatalf("IPv4 header checksum invalid: % x", p[:20])
 	}
 	if got := netip.AddrFrom4([4]byte(p[12:16])); got != srcAP.Addr() {
