@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package agent is the device side of wirefleet: it obtains a SIM
 // (bootstrap), keeps the session in a config file, and brings the tunnel
 // up with our engine on a kernel TUN or, without privileges, on a userspace

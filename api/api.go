@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package api serves the control plane's REST API under /api/v1: JSON in
 // and out, bearer tokens with roles, errors as {code, field, message}, and
 // its own OpenAPI 3 document at /api/v1/openapi.json, generated from the

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package api
 
 // The forwarders part of the GroupSettings schema, added here so that the

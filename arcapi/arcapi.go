@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package arcapi serves the subset of the SORACOM API that SORACOM Arc
 // clients (soratun, scripts) use, as an adapter over the control plane's
 // service layer, so existing clients work unchanged against wirefleetd:

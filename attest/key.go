@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package attest holds what both sides of the attestation bootstrap share:
 // device identity public keys (Ed25519 and ECDSA P-256, what secure
 // elements, TPMs and smart cards sign with), their text forms and

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package audit checks the fleet's configuration against the store and
 // reports findings with a severity: what an attacker would look for before
 // any packet is sent (shared or weak keys, standing credentials, wide-open

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package clock gives the engine its notion of time, so tests can drive
 // every WireGuard timer with a fake clock instead of waiting.
 package clock

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package controlplane is the fleet's service layer: every operation on
 // SIMs, groups, auth keys, tokens and events, with validation, role checks,
 // allocation, the audit trail and change notifications, each in one store

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package cookie implements WireGuard's MAC1/MAC2 fields and cookie replies:
 // the cheap checks that let a responder drop unauthenticated handshake
 // messages before any Curve25519 work, and make a flooding source prove it

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package datastore is the platform's data store: a service on the
 // gateway's in-tunnel stack at 100.127.111.111 where devices write data —
 // HTTP POST / on port 80, TCP and UDP on port 8514 — stored with the

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package engine is wirefleet's WireGuard implementation: wire-compatible
 // with every standard WireGuard peer, built for a gateway that serves very
 // many devices.

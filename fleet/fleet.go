@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package fleet holds the control plane's domain types — SIMs, groups, auth
 // keys, operator tokens, events, change notifications — and their validation.
 // It knows nothing of storage or HTTP.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package forwarder is the platform's forwarder service at
 // 100.127.127.100 on the gateway's in-tunnel stack: it routes what a device
 // sends (HTTP on port 8888, TCP and UDP on 23080, MQTT on 1883) to the

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package gateway joins the WireGuard engine to the control plane: every
 // tunnel is a SIM. It resolves peers lazily from the SIM store (only active
 // SIMs complete a handshake), drops sessions within a second of a SIM being

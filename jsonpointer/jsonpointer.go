@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package jsonpointer parses JSON Pointers (RFC 6901) and resolves them in
 // raw JSON without decoding more than the path walked, so the value found
 // keeps its bytes exactly as sent (the data store stores batch elements

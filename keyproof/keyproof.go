@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package keyproof proves possession of a WireGuard static private key to
 // the platform without revealing it, and with nothing but the DH operation
 // a key store offers (a secure element never releases the key).

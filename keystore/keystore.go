@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package keystore defines where a WireGuard static private key lives and the
 // only two things the engine may ask of it: the public key, and a
 // Diffie-Hellman with a named purpose. A secure element, an HSM or a key-agent

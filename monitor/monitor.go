@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package monitor watches what the gateway sees — handshakes, endpoints,
 // inner flows, volumes — per SIM, and raises alerts: cloned keys (endpoints
 // taking turns, or one endpoint's initiations refused as replays while

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package mqttbridge relays a device's MQTT connection to an upstream
 // broker as the platform: the device connects to the gateway's forwarder
 // without credentials (its tunnel is its identity), and the bridge opens

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package noise is WireGuard's handshake, Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s,
 // as pure functions over message structs: no I/O, no peers, no timers.
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package ratelimit limits requests per source address with token
 // buckets, for the unauthenticated control-plane routes (bootstrap, Arc
 // auth, attested bootstrap), and finds a request's source address behind

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package remoteaccess carries operators' TCP connections into devices:
 // for each live port mapping it listens on a public port, accepts only
 // the allowed sources until the mapping expires, optionally terminates TLS,

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package replay is the sliding-window filter that refuses a transport
 // counter seen before or too far behind the newest one (RFC 6479's ring of
 // bitmap blocks: constant time, no shifting).

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package seal encrypts small secrets at rest (credentials and signing
 // secrets in group settings) with XChaCha20-Poly1305 under a key kept in a
 // file of the data directory, outside the database: a database dump alone

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package store defines how the control plane persists the fleet: a Store
 // interface with read methods and one transactional write entry point,
 // implemented for SQLite (sqlitestore) and PostgreSQL (pgstore) over the

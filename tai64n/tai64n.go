@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package tai64n encodes the 12-byte TAI64N timestamps that WireGuard
 // initiations carry so a responder can refuse replayed initiations.
 package tai64n

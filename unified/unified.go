@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package unified is the unified endpoint at 100.127.69.42: one address
 // where a device sends a message once and the platform hands it to every
 // service its group enables — the data store and the forwarders — and

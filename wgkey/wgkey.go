@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package wgkey is the one family of WireGuard (Curve25519) keys used across
 // wirefleet: Public, Private and Preshared, their generation, validation and
 // text encodings (standard base64, as `wg` prints them, and hex, as the UAPI

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package wire holds WireGuard's four message formats: their sizes, and
 // parsing and encoding between bytes and structs. It does no cryptography;
 // every parser checks lengths and the reserved bytes and returns an error for

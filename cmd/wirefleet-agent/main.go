@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command wirefleet-agent is the device side of wirefleet: it obtains the
 // device's SIM, brings its WireGuard tunnel to the gateway up (kernel TUN
 // with privilege, a userspace network stack without), and reports status.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command wirefleet-bench measures WireGuard engines side by side on this
 // machine with one harness (package enginebench):
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command wirefleet is the operator CLI over the wirefleet REST API.
 //
 //	wirefleet sims list

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command wirefleetd is the wirefleet platform in one process: the REST API
 // (/api/v1), the SORACOM Arc-compatible routes, Prometheus metrics, and the
 // WireGuard gateway with its in-tunnel platform services (package gateway),

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package enginebench measures WireGuard implementations side by side with one
 // harness: bulk throughput over loopback UDP, responder handshakes per second,
 // and memory per peer and per active session.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package gwtest is the end-to-end platform the gateway's service packages
 // test against: a gateway in a network namespace of its own, on a bridge
 // every device's veth joins (one outer address, one L2 segment, as a

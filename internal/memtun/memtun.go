@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package memtun provides in-memory implementations of tun.Device
 // (golang.zx2c4.com/wireguard/tun) for benchmarks and in-process tests:
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package netns builds throwaway test hosts out of Linux network namespaces:
 // namespaces, veth links between them (or to the root namespace), commands and
 // background processes inside them, and Debian's wireguard-go as a real,

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package packet decodes the headers of an inner IP packet (IPv4 or IPv6)
 // once, into a Parsed view that the engine's source check, the router,
 // policy and the monitor share, and holds the Internet checksum helpers

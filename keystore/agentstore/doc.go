@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package agentstore keeps a WireGuard static key in a separate process, a
 // key agent, and uses it over a Unix socket. The agent can be
 // `wirefleet-agent keyd` over a PKCS#11 token, or a vendor's daemon wrapping

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package pkcs11store keeps a WireGuard static key on a PKCS#11 token (a
 // secure element, an HSM, a smart card, SoftHSM) where it is generated,
 // marked sensitive and non-extractable, and used only through

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package mosquittotest starts a throw-away Mosquitto broker for tests,
 // from Debian's mosquitto package: a plain and a TLS listener on
 // 127.0.0.1 (random free ports), a CA and server certificate made for the

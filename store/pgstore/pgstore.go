@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package pgstore opens the fleet store in PostgreSQL (through pgx), for
 // several wirefleetd processes sharing one database. Changes are published
 // with NOTIFY inside the writing transaction and received with LISTEN, so

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package sqlitestore opens the fleet store in an SQLite file (pure Go
 // driver modernc.org/sqlite, WAL journal): the default, zero-setup backend.
 package sqlitestore

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package sqlstore implements store.Store over database/sql. The SQL is
 // written once, in the subset SQLite and PostgreSQL share; a Dialect carries
 // the few differences (placeholders, error codes, notification). The

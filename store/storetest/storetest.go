@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package storetest is the conformance suite every store.Store
 // implementation must pass. Backends call Run from their own tests with a
 // function that opens a fresh, empty, migrated store.

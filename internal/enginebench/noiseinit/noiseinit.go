@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package noiseinit makes the engine benchmark's handshake initiations with
 // our own noise and cookie packages — the maker the lead asked for, so the
 // measured responders never share code with the initiator under test

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package wfengine plugs wirefleet's own engine into the benchmark harness
 // as the subject enginebench.Ours.
 package wfengine

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package wggo is the golang.zx2c4.com/wireguard subject of the engine
 // benchmark: its device package over conn.NewStdNetBind(), configured through
 // its UAPI (IpcSet) exactly as wireguard-go configures itself. It also makes

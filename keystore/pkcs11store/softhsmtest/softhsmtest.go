@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package softhsmtest gives tests a real SoftHSM2 token: its own token
 // directory and SOFTHSM2_CONF, a token initialised with softhsm2-util, and a
 // pkcs11store.Config to open it.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package pgtest starts a throw-away PostgreSQL server for tests, from the
 // Debian binaries (/usr/lib/postgresql/*/bin), reachable only through a
 // Unix socket in a temporary directory. It skips when PostgreSQL is not

@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package layers
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/wirefleet/wirefleet"
+
+// listed is one package as `go list -json` describes it.
+type listed struct {
+	ImportPath string
+	Dir        string
+	Deps       []string
+	GoFiles, TestGoFiles, XTestGoFiles, CgoFiles []string
+}
+
+// list runs go list over the module: every package with the packages it
+// links (Deps: imports, transitively; test files not counted).
+func list(t *testing.T) []listed {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-json", module+"/...")
+	cmd.Dir = root(t)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var pkgs []listed
+	for dec := json.NewDecoder(bytes.NewReader(out)); dec.More(); {
+		var p listed
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs
+}
+
+func root(t *testing.T) string {
+	t.Helper()
+	d, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// rel is a package's path inside the module ("" for the root).
+func rel(path string) string { return strings.TrimPrefix(strings.TrimPrefix(path, module), "/") }
+
+// under reports whether pkg (module-relative) is one of prefixes or below one.
+func under(pkg string, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if pkg == p || strings.HasPrefix(pkg, p+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// The layering rules. Each says which packages (by prefix) must not link
+// which others, and why.
+var rules = []struct {
+	who, why  string
+	from      []string
+	forbidden []string
+}{
+	{
+		who:       "the WireGuard engine and its parts",
+		why:       "the engine knows no SIMs, no store and no gateway: it is a WireGuard implementation any program could embed",
+		from:      []string{"engine", "noise", "cookie", "wire", "replay", "tai64n", "wgkey", "internal/packet"},
+		forbidden: []string{"fleet", "controlplane", "store", "gateway", "api", "arcapi", "monitor", "audit"},
+	},
+	{
+		who:       "the store",
+		why:       "the store knows no packets: it keeps fleet records",
+		from:      []string{"store"},
+		forbidden: []string{"engine", "noise", "gateway", "internal/packet", "controlplane"},
+	},
+	{
+		who:  "the device agent",
+		why:  "a device links no server package: the agent binary stays small and holds no platform code an attacker on a device could turn",
+		from: []string{"agent", "cmd/wirefleet-agent"},
+		forbidden: []string{"controlplane", "store", "gateway", "api", "arcapi", "audit", "monitor",
+			"datastore", "forwarder", "mqttbridge", "unified", "remoteaccess", "cmd/wirefleetd"},
+	},
+}
+
+func TestLayers(t *testing.T) {
+	pkgs := list(t)
+	checked := map[int]int{}
+	for _, p := range pkgs {
+		pr := rel(p.ImportPath)
+		for i, r := range rules {
+			if !under(pr, r.from...) || strings.HasSuffix(pr, "test") {
+				continue
+			}
+			checked[i]++
+			for _, d := range p.Deps {
+				if !strings.HasPrefix(d, module) {
+					continue
+				}
+				if dr := rel(d); under(dr, r.forbidden...) {
+					t.Errorf("%s links %s: %s must not (%s)", pr, dr, r.who, r.why)
+				}
+			}
+		}
+	}
+	for i, r := range rules {
+		if checked[i] == 0 {
+			t.Errorf("rule for %s matched no package: the tree moved, update the rule", r.who)
+		}
+	}
+}
+
+// A test that would pass on any tree proves nothing: the same check finds
+// the link from the gateway to the engine that does exist.
+func TestLayersCanFail(t *testing.T) {
+	for _, p := range list(t) {
+		if rel(p.ImportPath) == "gateway" {
+			if !slices.Contains(p.Deps, module+"/engine") {
+				t.Fatal("gateway does not link engine: go list's Deps are not what this test thinks")
+			}
+			return
+		}
+	}
+	t.Fatal("no gateway package")
+}
+
+// docs/architecture.md's package table (the section "## Packages") lists
+// every package of the module exactly once, and nothing else.
+func TestArchitectureListsThePackages(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(root(t), "docs", "architecture.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var documented []string
+	row := regexp.MustCompile("^\\| `([^`]+)` \\|")
+	in := false
+	for s := bufio.NewScanner(bytes.NewReader(b)); s.Scan(); {
+		line := s.Text()
+		if strings.HasPrefix(line, "## ") {
+			in = line == "## Packages"
+			continue
+		}
+		if m := row.FindStringSubmatch(line); in && m != nil {
+			documented = append(documented, m[1])
+		}
+	}
+	var actual []string
+	for _, p := range list(t) {
+		actual = append(actual, rel(p.ImportPath))
+	}
+	sort.Strings(actual)
+	seen := map[string]bool{}
+	for _, d := range documented {
+		if seen[d] {
+			t.Errorf("docs/architecture.md lists %s twice", d)
+		}
+		seen[d] = true
+		if !slices.Contains(actual, d) {
+			t.Errorf("docs/architecture.md lists %s, which is no package", d)
+		}
+	}
+	for _, a := range actual {
+		if !seen[a] {
+			t.Errorf("docs/architecture.md does not list %s", a)
+		}
+	}
+}
+
+// Every Go file starts with its SPDX licence identifier.
+func TestLicenceHeaders(t *testing.T) {
+	for _, p := range list(t) {
+		for _, files := range [][]string{p.GoFiles, p.CgoFiles, p.TestGoFiles, p.XTestGoFiles} {
+			for _, f := range files {
+				b, err := os.ReadFile(filepath.Join(p.Dir, f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.HasPrefix(b, []byte("// SPDX-License-Identifier: Apache-2.0\n")) {
+					t.Errorf("%s/%s has no SPDX header", rel(p.ImportPath), f)
+				}
+			}
+		}
+	}
+}
