@@ -20,9 +20,9 @@ const module = "github.com/wirefleet/wirefleet"
 
 // listed is one package as `go list -json` describes it.
 type listed struct {
-	ImportPath string
-	Dir        string
-	Deps       []string
+	ImportPath                                   string
+	Dir                                          string
+	Deps                                         []string
 	GoFiles, TestGoFiles, XTestGoFiles, CgoFiles []string
 }
 
