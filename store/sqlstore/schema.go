@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package sqlstore
+
+import "strings"
+
+// SchemaTypes are the column types that differ between the dialects; the
+// rest of the schema is the SQL both databases speak.
+type SchemaTypes struct {
+	Int64  string // a 64-bit integer (times are Unix nanoseconds)
+	Serial string // an auto-incrementing 64-bit primary key
+	Bytes  string // a byte string
+}
+
+// SQLiteTypes and PostgresTypes are the two dialects' column types.
+var (
+	SQLiteTypes   = SchemaTypes{Int64: "INTEGER", Serial: "INTEGER PRIMARY KEY AUTOINCREMENT", Bytes: "BLOB"}
+	PostgresTypes = SchemaTypes{Int64: "BIGINT", Serial: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", Bytes: "BYTEA"}
+)
+
+// Migrations returns the schema versions, oldest first, in the dialect of
+// types. There is one list for both databases, so that they cannot drift.
+func Migrations(types SchemaTypes) []string {
+	r := strings.NewReplacer("{int64}", types.Int64, "{serial}", types.Serial, "{bytes}", types.Bytes)
+	out := make([]string, len(schema))
+	for i, m := range schema {
+		out[i] = r.Replace(m)
+	}
+	return out
+}
+
+// schema is the list of migrations with {int64}, {serial} and {bytes} for
+// the dialect's types; append only: a released migration never changes.
+var schema = []string{`
+CREATE TABLE counters (name TEXT PRIMARY KEY, value {int64} NOT NULL);
+CREATE TABLE fleet_groups (
+	id TEXT PRIMARY KEY,
+	name TEXT NOT NULL UNIQUE,
+	settings TEXT NOT NULL,
+	created {int64} NOT NULL,
+	updated {int64} NOT NULL
+);
+CREATE TABLE sims (
+	id TEXT PRIMARY KEY,
+	imsi TEXT NOT NULL UNIQUE,
+	name TEXT NOT NULL,
+	tags TEXT NOT NULL,
+	group_id TEXT NOT NULL,
+	status TEXT NOT NULL,
+	address TEXT NOT NULL UNIQUE,
+	public_key TEXT NOT NULL,
+	next_public_key TEXT NOT NULL,
+	created {int64} NOT NULL,
+	updated {int64} NOT NULL
+);
+CREATE INDEX sims_status_id ON sims (status, id);
+CREATE INDEX sims_group_id ON sims (group_id, id);
+-- One row per key a SIM answers to (current and next): the primary key
+-- makes a key belong to at most one SIM, whichever slot it is in.
+CREATE TABLE sim_keys (public_key TEXT PRIMARY KEY, sim_id TEXT NOT NULL);
+CREATE INDEX sim_keys_sim ON sim_keys (sim_id);
+CREATE TABLE auth_keys (
+	id TEXT PRIMARY KEY,
+	description TEXT NOT NULL,
+	group_id TEXT NOT NULL,
+	tags TEXT NOT NULL,
+	hash TEXT NOT NULL UNIQUE,
+	expires {int64} NOT NULL,
+	max_uses INTEGER NOT NULL,
+	uses INTEGER NOT NULL,
+	revoked INTEGER NOT NULL,
+	created {int64} NOT NULL
+);
+CREATE TABLE tokens (
+	id TEXT PRIMARY KEY,
+	description TEXT NOT NULL,
+	role TEXT NOT NULL,
+	hash TEXT NOT NULL UNIQUE,
+	created {int64} NOT NULL
+);
+CREATE TABLE events (
+	id {serial},
+	time {int64} NOT NULL,
+	actor TEXT NOT NULL,
+	action TEXT NOT NULL,
+	object_type TEXT NOT NULL,
+	object_id TEXT NOT NULL,
+	details TEXT NOT NULL
+);
+CREATE INDEX events_object ON events (object_id, id);
+`, `
+-- Network-attested bootstrap: which SIM a trusted source address owns.
+CREATE TABLE sim_bindings (source TEXT PRIMARY KEY, sim_id TEXT NOT NULL);
+`, `
+-- The auth key a SIM was bootstrapped with ('' when an operator or a
+-- trusted network created it): Arc sessions act only on their key's SIMs.
+ALTER TABLE sims ADD COLUMN auth_key_id TEXT NOT NULL DEFAULT '';
+`, `
+-- Key age and required rotation: when the current key became current
+-- (existing SIMs: their creation), and the deadline to replace it (0: none).
+ALTER TABLE sims ADD COLUMN key_set {int64} NOT NULL DEFAULT 0;
+ALTER TABLE sims ADD COLUMN rotate_by {int64} NOT NULL DEFAULT 0;
+UPDATE sims SET key_set = created;
+`, `
+-- Live sessions per gateway, so gateways sharing the database notice one
+-- key live on two of them at once.
+CREATE TABLE sim_presence (
+	sim_id TEXT NOT NULL,
+	gateway TEXT NOT NULL,
+	endpoint TEXT NOT NULL,
+	since {int64} NOT NULL,
+	PRIMARY KEY (sim_id, gateway)
+);
+CREATE INDEX sim_presence_gateway ON sim_presence (gateway);
+`, `
+-- Remote-access port mappings: the unique public port is what several
+-- wirefleetd sharing the database agree on.
+CREATE TABLE port_mappings (
+	id TEXT PRIMARY KEY,
+	sim_id TEXT NOT NULL,
+	port INTEGER NOT NULL,
+	host TEXT NOT NULL,
+	public_port INTEGER NOT NULL UNIQUE,
+	allowed_sources TEXT NOT NULL,
+	tls INTEGER NOT NULL,
+	max_connections INTEGER NOT NULL,
+	created {int64} NOT NULL,
+	expires {int64} NOT NULL,
+	created_by TEXT NOT NULL
+);
+CREATE INDEX port_mappings_sim ON port_mappings (sim_id, id);
+`, `
+-- Attestation bootstrap: device identity keys registered by manufacturing
+-- in batches (identities.id is the key's SHA-256 fingerprint), and the
+-- outstanding challenges (SHA-256 of the nonce; single use, expiring).
+CREATE TABLE identity_batches (
+	id TEXT PRIMARY KEY,
+	name TEXT NOT NULL,
+	group_id TEXT NOT NULL,
+	tags TEXT NOT NULL,
+	revoked INTEGER NOT NULL,
+	created {int64} NOT NULL
+);
+CREATE TABLE identities (
+	id TEXT PRIMARY KEY,
+	public_key TEXT NOT NULL,
+	batch_id TEXT NOT NULL,
+	status TEXT NOT NULL,
+	sim_id TEXT NOT NULL,
+	created {int64} NOT NULL,
+	updated {int64} NOT NULL
+);
+CREATE INDEX identities_batch ON identities (batch_id, id);
+CREATE TABLE attest_challenges (hash TEXT PRIMARY KEY, expires {int64} NOT NULL);
+CREATE INDEX attest_challenges_expires ON attest_challenges (expires);
+`, `
+-- The data store: device records, listed per SIM or group newest first,
+-- and expired per group by time.
+CREATE TABLE data_records (
+	id {serial},
+	sim_id TEXT NOT NULL,
+	group_id TEXT NOT NULL,
+	time {int64} NOT NULL,
+	received {int64} NOT NULL,
+	category TEXT NOT NULL,
+	content_type TEXT NOT NULL,
+	payload {bytes} NOT NULL
+);
+CREATE INDEX data_records_sim ON data_records (sim_id, time, id);
+CREATE INDEX data_records_group ON data_records (group_id, time, id);
+`}
