@@ -130,6 +130,58 @@ var errNoConnect = errors.New("no CONNECT")
 // platform and answers the device with the broker's verdict. On failure the
 // device has had its CONNACK and the broker connection is closed.
 func connect(ctx context.Context, dev net.Conn, id Identity, up Upstream) (*session, error) {
+	s := newSession(dev, id, up)
+
+	// Until the session runs, ctx ending interrupts whatever the device
+	// or the broker connection is blocked on.
+	stop := context.AfterFunc(ctx, func() {
+		dev.SetDeadline(time.Now())
+		s.broMu.Lock()
+		if s.bro != nil {
+			s.bro.SetDeadline(time.Now())
+		}
+		s.broMu.Unlock()
+	})
+	defer stop()
+
+	cp, err := s.readConnect()
+	if err != nil {
+		return nil, err
+	}
+	uc, r := s.upstreamConnect(cp, id, up)
+	if r != nil {
+		return s.refuse(r)
+	}
+	dialTimeout := up.DialTimeout
+	if dialTimeout <= 0 {
+		dialTimeout = defaultDialTimeout
+	}
+	bc, err := s.dialBroker(ctx, up, uc, dialTimeout)
+	if err != nil {
+		return s.refuse(&refusal{v3ServerUnavailable, v5ServerUnavailable, "broker unavailable", fmt.Errorf("%w: %v", ErrBrokerUnavailable, err)})
+	}
+	if bc.ReasonCode != 0 {
+		s.bro.Close()
+		rerr := &RefusedError{Code: bc.ReasonCode, Reason: bc.Properties.ReasonString}
+		s.log.Warn("mqtt connect refused by the broker", "code", bc.ReasonCode, "reason", bc.Properties.ReasonString)
+		ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ProtocolVersion: s.v, ReasonCode: bc.ReasonCode}
+		ack.Properties.ReasonString = bc.Properties.ReasonString
+		s.writeDev(ack)
+		return nil, rerr
+	}
+	if bc.Properties.ServerKeepAliveFlag && bc.Properties.ServerKeepAlive > 0 {
+		s.broKA = time.Duration(bc.Properties.ServerKeepAlive) * time.Second
+	}
+	if err := s.writeDev(s.deviceConnack(bc)); err != nil {
+		s.bro.Close()
+		return nil, fmt.Errorf("mqttbridge: answering the device's CONNECT: %w", err)
+	}
+	s.log.Info("mqtt session open", "version", versionName(s.v), "clean", cp.Connect.Clean, "keepalive", time.Duration(cp.Connect.Keepalive)*time.Second)
+	return s, nil
+}
+
+// newSession is a session on dev before anything was read.
+func newSession(dev net.Conn, id Identity, up Upstream) *session {
 	s := &session{
 		dev:         dev,
 		devR:        bufio.NewReaderSize(dev, 16<<10),
@@ -149,18 +201,13 @@ func connect(ctx context.Context, dev net.Conn, id Identity, up Upstream) (*sess
 	}
 	s.log = s.log.With("imsi", id.IMSI, "broker", up.Addr)
 
-	// Until the session runs, ctx ending interrupts whatever the device
-	// or the broker connection is blocked on.
-	stop := context.AfterFunc(ctx, func() {
-		dev.SetDeadline(time.Now())
-		s.broMu.Lock()
-		if s.bro != nil {
-			s.bro.SetDeadline(time.Now())
-		}
-		s.broMu.Unlock()
-	})
-	defer stop()
+	return s
+}
 
+// readConnect reads the device's CONNECT (MQTT 3.1.1 or 5). A device that
+// speaks another version gets the CONNACK its version reads.
+func (s *session) readConnect() (*packets.Packet, error) {
+	dev := s.dev
 	dev.SetReadDeadline(time.Now().Add(connectWait))
 	cp, err := readPacket(s.devR, 0, s.max)
 	if err != nil {
@@ -182,37 +229,48 @@ func connect(ctx context.Context, dev net.Conn, id Identity, up Upstream) (*sess
 	dev.SetReadDeadline(time.Time{})
 	s.devNoProblemInfo = cp.Properties.RequestProblemInfoFlag && cp.Properties.RequestProblemInfo == 0
 
-	// refuse answers the device with a failure CONNACK; reason is what a
-	// v5 device reads (no broker address or configuration detail), err
-	// what is logged and returned.
-	refuse := func(v3code, v5code byte, reason string, err error) (*session, error) {
-		s.log.Warn("mqtt connect refused", "err", err)
-		code := v3code
-		if s.v == 5 {
-			code = v5code
-		}
-		ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ProtocolVersion: s.v, ReasonCode: code}
-		ack.Properties.ReasonString = reason
-		s.writeDev(ack)
-		return nil, err
-	}
+	return cp, nil
+}
 
-	// The configuration, with this device's identity.
+// refusal is a failed CONNECT: the code for each version, what a v5 device
+// reads (no broker address or configuration detail), and what is logged
+// and returned.
+type refusal struct {
+	v3code, v5code byte
+	reason         string
+	err            error
+}
+
+// refuse answers the device with a failure CONNACK.
+func (s *session) refuse(r *refusal) (*session, error) {
+	s.log.Warn("mqtt connect refused", "err", r.err)
+	code := r.v3code
+	if s.v == 5 {
+		code = r.v5code
+	}
+	ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ProtocolVersion: s.v, ReasonCode: code}
+	ack.Properties.ReasonString = r.reason
+	s.writeDev(ack)
+	return nil, r.err
+}
+
+// upstreamConnect is the broker's CONNECT for the device's cp: the
+// device's session flags, will and properties; the platform's client id
+// and credentials. What the device sent as client id, username and
+// password goes nowhere.
+func (s *session) upstreamConnect(cp *packets.Packet, id Identity, up Upstream) (*packets.Packet, *refusal) {
+	var err error
 	if s.tm, err = newTopicMap(up.TopicTemplate, id); err != nil {
-		return refuse(v3ServerUnavailable, v5ServerUnavailable, "bridge misconfigured for this device", err)
+		return nil, &refusal{v3ServerUnavailable, v5ServerUnavailable, "bridge misconfigured for this device", err}
 	}
 	clientID, err := expand(clientIDTemplate(up.ClientID), id, "client id template")
 	if err != nil {
-		return refuse(v3ServerUnavailable, v5ServerUnavailable, "bridge misconfigured for this device", err)
+		return nil, &refusal{v3ServerUnavailable, v5ServerUnavailable, "bridge misconfigured for this device", err}
 	}
 	if cp.Properties.AuthenticationMethod != "" {
-		return refuse(v3NotAuthorized, v5BadAuthMethod, "enhanced authentication is not supported: the tunnel authenticates the device",
-			errors.New("mqttbridge: device asked for enhanced authentication"))
+		return nil, &refusal{v3NotAuthorized, v5BadAuthMethod, "enhanced authentication is not supported: the tunnel authenticates the device",
+			errors.New("mqttbridge: device asked for enhanced authentication")}
 	}
-
-	// The broker's CONNECT: the device's session flags, will and
-	// properties; the platform's client id and credentials. What the
-	// device sent as client id, username and password goes nowhere.
 	kaDev := time.Duration(cp.Connect.Keepalive) * time.Second
 	s.devKA = kaDev * 3 / 2
 	s.broKA = min(kaDev, maxUpstreamKeepalive)
@@ -244,8 +302,8 @@ func connect(ctx context.Context, dev net.Conn, id Identity, up Upstream) (*sess
 			if s.st != nil {
 				s.st.Rejected.Add(1)
 			}
-			return refuse(v3NotAuthorized, v5TopicInvalid, "will topic refused: "+err.Error(),
-				fmt.Errorf("mqttbridge: will topic %q refused: %w", cp.Connect.WillTopic, err))
+			return nil, &refusal{v3NotAuthorized, v5TopicInvalid, "will topic refused: " + err.Error(),
+				fmt.Errorf("mqttbridge: will topic %q refused: %w", cp.Connect.WillTopic, err)}
 		}
 		uc.Connect.WillFlag = true
 		uc.Connect.WillTopic = wt
@@ -272,30 +330,14 @@ func connect(ctx context.Context, dev net.Conn, id Identity, up Upstream) (*sess
 		}
 	}
 
-	dialTimeout := up.DialTimeout
-	if dialTimeout <= 0 {
-		dialTimeout = defaultDialTimeout
-	}
-	bc, err := s.dialBroker(ctx, up, uc, dialTimeout)
-	if err != nil {
-		return refuse(v3ServerUnavailable, v5ServerUnavailable, "broker unavailable", fmt.Errorf("%w: %v", ErrBrokerUnavailable, err))
-	}
-	if bc.ReasonCode != 0 {
-		s.bro.Close()
-		rerr := &RefusedError{Code: bc.ReasonCode, Reason: bc.Properties.ReasonString}
-		s.log.Warn("mqtt connect refused by the broker", "code", bc.ReasonCode, "reason", bc.Properties.ReasonString)
-		ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ProtocolVersion: s.v, ReasonCode: bc.ReasonCode}
-		ack.Properties.ReasonString = bc.Properties.ReasonString
-		s.writeDev(ack)
-		return nil, rerr
-	}
-	if bc.Properties.ServerKeepAliveFlag && bc.Properties.ServerKeepAlive > 0 {
-		s.broKA = time.Duration(bc.Properties.ServerKeepAlive) * time.Second
-	}
+	return uc, nil
+}
 
-	// The device's CONNACK: the broker's session state and limits, minus
-	// what only concerns the bridge's own connection (assigned client id,
-	// server keepalive, topic aliases, response information, redirects).
+// deviceConnack is the device's CONNACK for the broker's bc: the broker's
+// session state and limits, minus what only concerns the bridge's own
+// connection (assigned client id, server keepalive, topic aliases,
+// response information, redirects).
+func (s *session) deviceConnack(bc *packets.Packet) *packets.Packet {
 	ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ProtocolVersion: s.v, SessionPresent: bc.SessionPresent}
 	if s.v == 5 {
 		p := &bc.Properties
@@ -321,12 +363,7 @@ func connect(ctx context.Context, dev net.Conn, id Identity, up Upstream) (*sess
 			ack.Properties.MaximumPacketSize = p.MaximumPacketSize
 		}
 	}
-	if err := s.writeDev(ack); err != nil {
-		s.bro.Close()
-		return nil, fmt.Errorf("mqttbridge: answering the device's CONNECT: %w", err)
-	}
-	s.log.Info("mqtt session open", "version", versionName(s.v), "clean", cp.Connect.Clean, "keepalive", kaDev)
-	return s, nil
+	return ack
 }
 
 // dialBroker connects (TLS if configured), sends uc and returns the
@@ -585,48 +622,33 @@ func (s *session) filterRefusal(err error) byte {
 // remembers the refused ones so the SUBACK carries a failure for each at
 // its place.
 func (s *session) subscribe(pk *packets.Packet) error {
-	p := &pendingAck{codes: make([]byte, len(pk.Filters)), sent: make([]bool, len(pk.Filters))}
-	var fwd packets.Subscriptions
-	for i, f := range pk.Filters {
-		bf, err := s.tm.filterToBroker(f.Filter)
-		if err != nil {
-			if s.st != nil {
-				s.st.Rejected.Add(1)
-			}
-			s.log.Debug("mqtt subscription refused", "filter", f.Filter, "err", err)
-			p.codes[i] = s.filterRefusal(err)
-			p.why = err.Error()
-			continue
+	return s.forwardFilters(pk, packets.Suback, s.subs, func(f string, err error) byte {
+		if s.st != nil {
+			s.st.Rejected.Add(1)
 		}
-		f.Filter = bf
-		fwd = append(fwd, f)
-		p.sent[i] = true
-	}
-	if len(fwd) == 0 {
-		ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Suback}, ProtocolVersion: s.v, PacketID: pk.PacketID, ReasonCodes: p.codes}
-		ack.Properties.ReasonString = p.why
-		if err := s.writeDev(ack); err != nil {
-			return deviceLost(err)
-		}
-		return nil
-	}
-	s.mu.Lock()
-	s.subs[pk.PacketID] = p
-	s.mu.Unlock()
-	pk.Filters = fwd
-	if err := s.relayBroker(pk); err != nil {
-		return brokerLost(err)
-	}
-	return nil
+		s.log.Debug("mqtt subscription refused", "filter", f, "err", err)
+		return s.filterRefusal(err)
+	})
 }
 
+// unsubscribe is subscribe's twin for UNSUBSCRIBE: a filter outside the
+// device's namespace is invalid (MQTT 5 says so in the UNSUBACK).
 func (s *session) unsubscribe(pk *packets.Packet) error {
+	return s.forwardFilters(pk, packets.Unsuback, s.unsubs, func(string, error) byte { return v5FilterInvalid })
+}
+
+// forwardFilters rewrites pk's filters into the device's namespace at the
+// broker and relays those that may be used; each refused one gets the code
+// refusal gives it, kept in pending (under s.mu) so the broker's
+// acknowledgement is merged around it. When no filter remains, the bridge
+// acknowledges (ackType) itself. An MQTT 3 UNSUBACK carries no codes.
+func (s *session) forwardFilters(pk *packets.Packet, ackType byte, pending map[uint16]*pendingAck, refusal func(filter string, err error) byte) error {
 	p := &pendingAck{codes: make([]byte, len(pk.Filters)), sent: make([]bool, len(pk.Filters))}
 	var fwd packets.Subscriptions
 	for i, f := range pk.Filters {
 		bf, err := s.tm.filterToBroker(f.Filter)
 		if err != nil {
-			p.codes[i] = v5FilterInvalid
+			p.codes[i] = refusal(f.Filter, err)
 			p.why = err.Error()
 			continue
 		}
@@ -635,8 +657,8 @@ func (s *session) unsubscribe(pk *packets.Packet) error {
 		p.sent[i] = true
 	}
 	if len(fwd) == 0 {
-		ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsuback}, ProtocolVersion: s.v, PacketID: pk.PacketID}
-		if s.v == 5 {
+		ack := &packets.Packet{FixedHeader: packets.FixedHeader{Type: ackType}, ProtocolVersion: s.v, PacketID: pk.PacketID}
+		if ackType == packets.Suback || s.v == 5 {
 			ack.ReasonCodes = p.codes
 			ack.Properties.ReasonString = p.why
 		}
@@ -646,7 +668,7 @@ func (s *session) unsubscribe(pk *packets.Packet) error {
 		return nil
 	}
 	s.mu.Lock()
-	s.unsubs[pk.PacketID] = p
+	pending[pk.PacketID] = p
 	s.mu.Unlock()
 	pk.Filters = fwd
 	if err := s.relayBroker(pk); err != nil {
