@@ -442,6 +442,10 @@ func (e *Engine) Counters() Counters {
 	return c
 }
 
+// unknownKey names the initiator of a handshake rejected before its static
+// key was decrypted (a bad MAC1, a flood, a cookie demand).
+var unknownKey wgkey.Public
+
 func (e *Engine) reject(r RejectReason, key wgkey.Public, remote netip.AddrPort, detail string) {
 	e.rejects[r].Add(1)
 	if e.hooks.HandshakeRejected != nil {

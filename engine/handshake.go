@@ -44,7 +44,7 @@ func (e *Engine) queueHandshake(typ uint32, msg []byte, ep conn.Endpoint) {
 		return
 	}
 	if !e.id.Load().checker.CheckMAC1(msg) {
-		e.reject(RejectBadMAC1, [32]byte{}, endpointAddr(ep), "")
+		e.reject(RejectBadMAC1, unknownKey, endpointAddr(ep), "")
 		return
 	}
 	if !e.admit(msg, binary.LittleEndian.Uint32(msg[4:]), ep) {
@@ -59,7 +59,7 @@ func (e *Engine) queueHandshake(typ uint32, msg []byte, ep conn.Endpoint) {
 	case e.hsQ <- j:
 	default:
 		hsJobPool.Put(j)
-		e.reject(RejectFlood, [32]byte{}, endpointAddr(ep), "handshake queue full")
+		e.reject(RejectFlood, unknownKey, endpointAddr(ep), "handshake queue full")
 	}
 }
 
@@ -112,11 +112,11 @@ func (e *Engine) admit(msg []byte, sender uint32, ep conn.Endpoint) bool {
 			reply.Marshal(b[:])
 			e.bind.Send([][]byte{b[:]}, ep)
 		}
-		e.reject(RejectCookieSent, [32]byte{}, endpointAddr(ep), "")
+		e.reject(RejectCookieSent, unknownKey, endpointAddr(ep), "")
 		return false
 	}
 	if !e.limiter.Allow(ep.DstIP()) {
-		e.reject(RejectRateLimited, [32]byte{}, endpointAddr(ep), "")
+		e.reject(RejectRateLimited, unknownKey, endpointAddr(ep), "")
 		return false
 	}
 	return true
@@ -132,9 +132,9 @@ func (e *Engine) handleInitiation(msg []byte, ep conn.Endpoint) {
 	r, err := noise.OpenInitiation(e.ctx, id.ks, id.pub, &m, keystore.DHRequest{Remote: remote})
 	if err != nil {
 		if errors.Is(err, noise.ErrDecrypt) || errors.Is(err, keystore.ErrLowOrder) {
-			e.reject(RejectUndecryptable, [32]byte{}, remote, "")
+			e.reject(RejectUndecryptable, unknownKey, remote, "")
 		} else {
-			e.reject(RejectKeyStore, [32]byte{}, remote, err.Error())
+			e.reject(RejectKeyStore, unknownKey, remote, err.Error())
 		}
 		return
 	}
@@ -281,7 +281,7 @@ func (e *Engine) handleResponse(msg []byte, ep conn.Endpoint) {
 	remote := endpointAddr(ep)
 	ent, ok := e.indices.lookup(m.Receiver)
 	if !ok || ent.kp != nil {
-		e.reject(RejectUnexpected, [32]byte{}, remote, "response to no pending initiation")
+		e.reject(RejectUnexpected, unknownKey, remote, "response to no pending initiation")
 		return
 	}
 	p := ent.peer
