@@ -20,6 +20,7 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/platform"
 	"github.com/wirefleet/wirefleet/ratelimit"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/pgstore"
@@ -67,9 +68,9 @@ func BenchmarkWrites(b *testing.B) {
 			s := New(Config{Store: st, Committers: c.committers, MaxBatchRecords: c.batch, RetentionEvery: -1, Rate: ratelimit.Config{PerSecond: -1}})
 			defer s.Close()
 			set := fleet.GroupSettings{DataStore: fleet.DataStoreSettings{Enabled: true, TimestampPointer: "/ts"}}
-			s.caller = func(_ context.Context, a netip.Addr) (gateway.Caller, bool) {
-				return gateway.Caller{SIM: fleet.SIM{ID: "sim_" + a.String(), GroupID: "grp_bench"}, Group: set}, true
-			}
+			s.host = &testHost{caller: func(_ context.Context, a netip.Addr) (platform.Caller, bool) {
+				return platform.Caller{SIM: fleet.SIM{ID: "sim_" + a.String(), GroupID: "grp_bench"}, Group: set}, true
+			}}
 			var n atomic.Int64
 			b.SetParallelism(32)
 			b.SetBytes(100)
@@ -112,9 +113,9 @@ func BenchmarkControlPlaneUnderLoad(b *testing.B) {
 			defer st.Close()
 			s := New(Config{Store: st, RetentionEvery: -1, Rate: ratelimit.Config{PerSecond: -1}})
 			set := fleet.GroupSettings{DataStore: fleet.DataStoreSettings{Enabled: true}}
-			s.caller = func(_ context.Context, a netip.Addr) (gateway.Caller, bool) {
-				return gateway.Caller{SIM: fleet.SIM{ID: "sim_" + a.String(), GroupID: "grp_bench"}, Group: set}, true
-			}
+			s.host = &testHost{caller: func(_ context.Context, a netip.Addr) (platform.Caller, bool) {
+				return platform.Caller{SIM: fleet.SIM{ID: "sim_" + a.String(), GroupID: "grp_bench"}, Group: set}, true
+			}}
 			stop := make(chan struct{})
 			done := make(chan struct{})
 			var writes atomic.Int64
@@ -184,7 +185,7 @@ func BenchmarkTunnelWrites(b *testing.B) {
 			ks, _ := keystore.GenerateMemory()
 			svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Log: quiet})
 			ds := New(Config{Store: st, Log: quiet, Committers: committers, RetentionEvery: -1, Rate: ratelimit.Config{PerSecond: -1}})
-			gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: ks, Logger: quiet, Services: []gateway.PlatformService{ds}})
+			gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: ks, Logger: quiet, Services: []platform.Service{ds}})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -23,7 +23,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/clock"
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/gateway"
+	"github.com/wirefleet/wirefleet/platform"
 	"github.com/wirefleet/wirefleet/ratelimit"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
@@ -43,7 +43,7 @@ type loopEnv struct {
 	tcp     string
 	udp     string
 	mu      sync.Mutex
-	callers map[netip.Addr]gateway.Caller
+	callers map[netip.Addr]platform.Caller
 }
 
 func newLoopEnv(t *testing.T) *loopEnv {
@@ -53,7 +53,7 @@ func newLoopEnv(t *testing.T) *loopEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &loopEnv{t: t, st: st, reg: prometheus.NewRegistry(), clk: clock.NewFake(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)), callers: map[netip.Addr]gateway.Caller{}}
+	e := &loopEnv{t: t, st: st, reg: prometheus.NewRegistry(), clk: clock.NewFake(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)), callers: map[netip.Addr]platform.Caller{}}
 	e.svc = New(Config{Store: st, Registerer: e.reg, Clock: e.clk, RetentionEvery: -1})
 	hl, _ := net.Listen("tcp", "127.0.0.1:0")
 	tl, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -62,12 +62,13 @@ func newLoopEnv(t *testing.T) *loopEnv {
 		t.Fatal(err)
 	}
 	e.httpURL, e.tcp, e.udp = "http://"+hl.Addr().String()+"/", tl.Addr().String(), ul.LocalAddr().String()
-	if err := e.svc.serve(func(_ context.Context, a netip.Addr) (gateway.Caller, bool) {
+	host := &testHost{tcp: []net.Listener{hl, tl}, udp: []net.PacketConn{ul}, caller: func(_ context.Context, a netip.Addr) (platform.Caller, bool) {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		c, ok := e.callers[a]
 		return c, ok
-	}, hl, tl, ul); err != nil {
+	}}
+	if err := e.svc.Start(host); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.svc.Close() })
@@ -79,7 +80,7 @@ func (e *loopEnv) device(n int, set fleet.DataStoreSettings) netip.Addr {
 	a := netip.AddrFrom4([4]byte{127, 0, 0, byte(n)})
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.callers[a] = gateway.Caller{SIM: fleet.SIM{ID: fmt.Sprintf("sim_%d", n), GroupID: fmt.Sprintf("grp_%d", n), Address: a}, Group: fleet.GroupSettings{DataStore: set}}
+	e.callers[a] = platform.Caller{SIM: fleet.SIM{ID: fmt.Sprintf("sim_%d", n), GroupID: fmt.Sprintf("grp_%d", n), Address: a}, Group: fleet.GroupSettings{DataStore: set}}
 	return a
 }
 

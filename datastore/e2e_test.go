@@ -18,8 +18,8 @@ import (
 	"github.com/wirefleet/wirefleet/api"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/internal/gwtest"
+	"github.com/wirefleet/wirefleet/platform"
 	"github.com/wirefleet/wirefleet/store"
 )
 
@@ -33,8 +33,8 @@ type e2e struct {
 }
 
 func newE2E(t *testing.T) *e2e {
-	p := gwtest.Start(t, gwtest.Options{Subnet: 233, Services: func(st store.Store, log *slog.Logger) []gateway.PlatformService {
-		return []gateway.PlatformService{New(Config{Store: st, Log: log})}
+	p := gwtest.Start(t, gwtest.Options{Subnet: 233, Services: func(st store.Store, log *slog.Logger) []platform.Service {
+		return []platform.Service{New(Config{Store: st, Log: log})}
 	}})
 	f := &e2e{Platform: p, t: t}
 	var err error

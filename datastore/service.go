@@ -26,7 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wirefleet/wirefleet/clock"
-	"github.com/wirefleet/wirefleet/gateway"
+	"github.com/wirefleet/wirefleet/platform"
 	"github.com/wirefleet/wirefleet/ratelimit"
 	"github.com/wirefleet/wirefleet/store"
 )
@@ -83,14 +83,14 @@ const (
 	DefaultBurst = 1000
 )
 
-// Service is the data store. It implements gateway.PlatformService.
+// Service is the data store. It implements platform.Service.
 type Service struct {
-	cfg    Config
-	log    *slog.Logger
-	com    *committer
-	m      *metrics
-	caller func(ctx context.Context, addr netip.Addr) (gateway.Caller, bool)
-	limit  *ratelimit.Limiter // per SIM (its overlay address); nil: none
+	cfg   Config
+	log   *slog.Logger
+	com   *committer
+	m     *metrics
+	host  platform.Host      // who is calling
+	limit *ratelimit.Limiter // per SIM (its overlay address); nil: none
 
 	mu       sync.Mutex
 	closers  []io.Closer
@@ -103,7 +103,7 @@ type Service struct {
 	started  bool
 }
 
-var _ gateway.PlatformService = (*Service)(nil)
+var _ platform.Service = (*Service)(nil)
 
 // New returns a data store; the gateway starts it.
 func New(cfg Config) *Service {
@@ -136,33 +136,31 @@ func New(cfg Config) *Service {
 	return s
 }
 
-// Addrs implements gateway.PlatformService.
+// Addrs implements platform.Service.
 func (s *Service) Addrs() []netip.Addr { return []netip.Addr{Addr} }
 
-// Start implements gateway.PlatformService: HTTP, TCP and UDP listeners on
+// Start implements platform.Service: HTTP, TCP and UDP listeners on
 // the in-tunnel stack, and the retention sweeper.
-func (s *Service) Start(host *gateway.ServiceHost) error {
+func (s *Service) Start(host platform.Host) error {
 	tcp, udp, err := host.Listen(Addr, []uint16{HTTPPort, Port}, []uint16{Port})
 	if err != nil {
 		return err
 	}
-	return s.serve(host.Caller, tcp[0], tcp[1], udp[0])
-}
-
-// serve runs the service on the given listeners, identifying devices with
-// caller (the gateway's, or a test's).
-func (s *Service) serve(caller func(context.Context, netip.Addr) (gateway.Caller, bool), httpL, tcpL net.Listener, udp net.PacketConn) error {
+	httpL, tcpL, udpC := tcp[0], tcp[1], udp[0]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.started {
+		httpL.Close()
+		tcpL.Close()
+		udpC.Close()
 		return errors.New("datastore: already started or closed")
 	}
 	s.started = true
-	s.caller = caller
+	s.host = host
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, WriteTimeout: 60 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	s.closers = append(s.closers, tcpL)
-	s.udpConn = udp
+	s.udpConn = udpC
 	s.tcpConns = map[net.Conn]struct{}{}
 	s.wg.Add(3)
 	go func() {
@@ -175,7 +173,7 @@ func (s *Service) serve(caller func(context.Context, netip.Addr) (gateway.Caller
 	}()
 	go func() {
 		defer s.wg.Done()
-		s.serveUDP(udp)
+		s.serveUDP(udpC)
 	}()
 	if s.cfg.RetentionEvery > 0 {
 		s.wg.Add(1)
@@ -188,7 +186,7 @@ func (s *Service) serve(caller func(context.Context, netip.Addr) (gateway.Caller
 	return nil
 }
 
-// Close implements gateway.PlatformService: listeners close, writes being
+// Close implements platform.Service: listeners close, writes being
 // committed finish, then the workers stop.
 func (s *Service) Close() error {
 	s.mu.Lock()
@@ -234,7 +232,7 @@ func (s *Service) Close() error {
 // store identifies the device at addr, turns its message into records and
 // commits them; it returns how many were stored.
 func (s *Service) store(ctx context.Context, transport string, addr netip.Addr, contentType string, read func(limit int) ([]byte, error)) (int, error) {
-	c, ok := s.caller(ctx, addr.Unmap())
+	c, ok := s.host.Caller(ctx, addr.Unmap())
 	if !ok {
 		return 0, s.refuse(transport, addr, reject(http.StatusForbidden, ReasonUnknownCaller, "no active SIM sends from %s", addr))
 	}

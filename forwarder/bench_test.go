@@ -22,6 +22,7 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/platform"
 	"github.com/wirefleet/wirefleet/seal"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/wgkey"
@@ -77,7 +78,7 @@ func benchForwarder(b *testing.B, nDev, perDev int, target string) {
 		b.Fatal(err)
 	}
 	fwd := New(Config{Secrets: key, Logger: log, Timeout: 30 * time.Second})
-	gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: ks, Logger: log, Services: []gateway.PlatformService{fwd}})
+	gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: ks, Logger: log, Services: []platform.Service{fwd}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/internal/gwtest"
 	"github.com/wirefleet/wirefleet/internal/netns"
+	"github.com/wirefleet/wirefleet/platform"
 	"github.com/wirefleet/wirefleet/seal"
 	"github.com/wirefleet/wirefleet/store"
 )
@@ -70,10 +71,10 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	}
 	f := &fixture{t: t, logs: &lockedLog{t: t}}
 	f.Platform = gwtest.Start(t, gwtest.Options{Subnet: 231, Secrets: key, Log: f.logs, Level: slog.LevelDebug,
-		Services: func(_ store.Store, log *slog.Logger) []gateway.PlatformService {
+		Services: func(_ store.Store, log *slog.Logger) []platform.Service {
 			cfg.Secrets, cfg.Logger = key, log
 			f.fwd = New(cfg)
-			return []gateway.PlatformService{f.fwd}
+			return []platform.Service{f.fwd}
 		}})
 	f.svc, f.gw = f.Service, f.Gateway
 	return f

@@ -25,8 +25,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/mqttbridge"
+	"github.com/wirefleet/wirefleet/platform"
 	"github.com/wirefleet/wirefleet/seal"
 )
 
@@ -85,14 +85,14 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Service is the forwarder platform service (a gateway.PlatformService).
+// Service is the forwarder platform service (a platform.Service).
 type Service struct {
 	cfg     Config
 	log     *slog.Logger
 	m       *metrics
 	ctx     context.Context
 	cancel  context.CancelFunc
-	host    *gateway.ServiceHost
+	host    platform.Host
 	httpSrv *http.Server
 	lns     []net.Listener
 	udp     net.PacketConn
@@ -133,13 +133,13 @@ func New(cfg Config) *Service {
 	return s
 }
 
-// Addrs implements gateway.PlatformService.
+// Addrs implements platform.Service.
 func (s *Service) Addrs() []netip.Addr { return []netip.Addr{Addr} }
 
-// Start implements gateway.PlatformService: it listens on the stack and
+// Start implements platform.Service: it listens on the stack and
 // returns. (It runs wherever the gateway starts; the goroutines it starts
 // dial destinations from the process's network namespace.)
-func (s *Service) Start(host *gateway.ServiceHost) error {
+func (s *Service) Start(host platform.Host) error {
 	s.host = host
 	tcp, udp, err := host.Listen(Addr, []uint16{HTTPPort, StreamPort, MQTTPort}, []uint16{StreamPort})
 	if err != nil {
@@ -172,7 +172,7 @@ func (s *Service) Start(host *gateway.ServiceHost) error {
 	return nil
 }
 
-// Close implements gateway.PlatformService: it stops listening, ends open
+// Close implements platform.Service: it stops listening, ends open
 // connections and waits for its goroutines.
 func (s *Service) Close() error {
 	s.cancel()
@@ -287,14 +287,14 @@ func (c *httpConn) Close() error {
 }
 
 // caller returns the device behind a connection's remote address.
-func (s *Service) caller(ctx context.Context, remote string) (gateway.Caller, Identity, bool) {
+func (s *Service) caller(ctx context.Context, remote string) (platform.Caller, Identity, bool) {
 	ap, err := netip.ParseAddrPort(remote)
 	if err != nil {
-		return gateway.Caller{}, Identity{}, false
+		return platform.Caller{}, Identity{}, false
 	}
 	c, ok := s.host.Caller(ctx, ap.Addr())
 	if !ok {
-		return gateway.Caller{}, Identity{}, false
+		return platform.Caller{}, Identity{}, false
 	}
 	return c, Identity{SIMID: c.SIM.ID, IMSI: c.SIM.IMSI, Group: c.GroupName, IMEI: c.SIM.Tags["imei"], MSISDN: c.SIM.Tags["msisdn"]}, true
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/monitor"
+	"github.com/wirefleet/wirefleet/platform"
 	"github.com/wirefleet/wirefleet/seal"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/wgkey"
@@ -74,7 +75,7 @@ type Config struct {
 	// volume detector (0: a minute; tests shorten it).
 	VolumeInterval time.Duration
 	// Services are further platform services on the in-tunnel stack.
-	Services []PlatformService
+	Services []platform.Service
 	// Secrets opens the sealed secrets of group settings (the webhook
 	// secret); without it, sealed webhook secrets cannot sign and such
 	// alerts are not sent to the webhook.

@@ -5,13 +5,15 @@ package gateway
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/wirefleet/wirefleet/platform"
 )
 
 type fakeService struct{ addrs []netip.Addr }
 
-func (f fakeService) Addrs() []netip.Addr      { return f.addrs }
-func (f fakeService) Start(*ServiceHost) error { return nil }
-func (f fakeService) Close() error             { return nil }
+func (f fakeService) Addrs() []netip.Addr       { return f.addrs }
+func (f fakeService) Start(platform.Host) error { return nil }
+func (f fakeService) Close() error              { return nil }
 
 type fakeDialer struct {
 	fakeService
@@ -26,7 +28,7 @@ func (f fakeDialer) DialSource() netip.Addr { return f.src }
 func TestStackAddrs(t *testing.T) {
 	src := netip.MustParseAddr("100.127.10.17")
 	store := netip.MustParseAddr("100.127.20.1")
-	got, err := stackAddrs([]PlatformService{fakeService{[]netip.Addr{store}}, fakeDialer{fakeService{[]netip.Addr{src}}, src}})
+	got, err := stackAddrs([]platform.Service{fakeService{[]netip.Addr{store}}, fakeDialer{fakeService{[]netip.Addr{src}}, src}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +42,7 @@ func TestStackAddrs(t *testing.T) {
 			t.Fatalf("got %v, want %v", got, want)
 		}
 	}
-	if _, err := stackAddrs([]PlatformService{fakeDialer{src: src}, fakeDialer{src: store}}); err == nil {
+	if _, err := stackAddrs([]platform.Service{fakeDialer{src: src}, fakeDialer{src: store}}); err == nil {
 		t.Fatal("two dialers accepted")
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/packet"
+	"github.com/wirefleet/wirefleet/platform"
 	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/netstack"
@@ -34,8 +35,8 @@ type services struct {
 	net  *netstack.Net
 	http *http.Server
 	dns  []net.PacketConn
-	ext  []PlatformService // started ones, closed in close
-	mu   sync.Mutex        // serialises writes into the stack
+	ext  []platform.Service // started ones, closed in close
+	mu   sync.Mutex         // serialises writes into the stack
 	wg   sync.WaitGroup
 }
 
@@ -77,7 +78,7 @@ func startServices(g *Gateway) (*services, error) {
 		defer s.wg.Done()
 		s.readLoop()
 	}()
-	host := &ServiceHost{s: s}
+	host := &serviceHost{s: s}
 	for _, ps := range g.cfg.Services {
 		if err := ps.Start(host); err != nil {
 			s.close()

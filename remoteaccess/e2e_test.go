@@ -23,6 +23,7 @@ import (
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/internal/netns"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/platform"
 	"github.com/wirefleet/wirefleet/remoteaccess"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
@@ -92,9 +93,10 @@ func newFixture(t testing.TB, pol controlplane.RemotePolicy) *fixture {
 		Remote:           pol,
 	})
 	f.remote = remoteaccess.New(remoteaccess.Config{
-		TLS:    &tls.Config{Certificates: []tls.Certificate{cert}},
-		Logger: log,
-		Resync: 2 * time.Second,
+		TLS:          &tls.Config{Certificates: []tls.Certificate{cert}},
+		Logger:       log,
+		Resync:       2 * time.Second,
+		ControlPlane: f.svc,
 		// Public ports open inside the gateway's namespace.
 		Listen: func(network, addr string) (ln net.Listener, err error) {
 			err = f.gwNS.Do(func() (err error) {
@@ -104,7 +106,7 @@ func newFixture(t testing.TB, pol controlplane.RemotePolicy) *fixture {
 			return ln, err
 		},
 	})
-	f.gw, err = gateway.New(gateway.Config{Service: f.svc, KeyStore: ks, ListenPort: gwPort, Logger: log, Services: []gateway.PlatformService{f.remote}})
+	f.gw, err = gateway.New(gateway.Config{Service: f.svc, KeyStore: ks, ListenPort: gwPort, Logger: log, Services: []platform.Service{f.remote}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,15 +6,13 @@ import (
 	"context"
 	"log/slog"
 	"time"
-
-	"github.com/wirefleet/wirefleet/controlplane"
 )
 
 // eventQueue writes connection events to the audit trail off the data
 // path: accepting and carrying connections never waits for the database,
 // and a full queue drops (and counts) rather than blocks.
 type eventQueue struct {
-	svc *controlplane.Service
+	svc ControlPlane
 	log *slog.Logger
 	m   *metrics
 	ch  chan queuedEvent
@@ -25,7 +23,7 @@ type queuedEvent struct {
 	details                 map[string]any
 }
 
-func newEventQueue(svc *controlplane.Service, log *slog.Logger, m *metrics) *eventQueue {
+func newEventQueue(svc ControlPlane, log *slog.Logger, m *metrics) *eventQueue {
 	return &eventQueue{svc: svc, log: log, m: m, ch: make(chan queuedEvent, 4096)}
 }
 

@@ -247,7 +247,7 @@ func (s *session) run() {
 		client = tc
 	}
 	ctx, cancel := context.WithTimeout(l.s.ctx, l.s.cfg.DialTimeout)
-	dev, err := l.s.host.Net().DialContextTCPAddrPort(ctx, l.target)
+	dev, err := l.s.host.DialTCP(ctx, l.target)
 	cancel()
 	if err != nil {
 		l.deny(s.src, DenyUnreached)

@@ -19,6 +19,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/platform"
 	"github.com/wirefleet/wirefleet/remoteaccess"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/pgstore"
@@ -47,8 +48,8 @@ func startNode(t *testing.T, dsn, host string, ks keystore.Store, log *slog.Logg
 	n := &node{host: host}
 	n.svc = controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Log: log,
 		Remote: controlplane.RemotePolicy{Host: "remote.example", PortMin: 20400, PortMax: 20409}})
-	n.remote = remoteaccess.New(remoteaccess.Config{ListenHost: host, Logger: log, Resync: time.Hour})
-	n.gw, err = gateway.New(gateway.Config{Service: n.svc, KeyStore: ks, Logger: log, Services: []gateway.PlatformService{n.remote}})
+	n.remote = remoteaccess.New(remoteaccess.Config{ListenHost: host, Logger: log, Resync: time.Hour, ControlPlane: n.svc})
+	n.gw, err = gateway.New(gateway.Config{Service: n.svc, KeyStore: ks, Logger: log, Services: []platform.Service{n.remote}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,9 +26,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/gateway"
+	"github.com/wirefleet/wirefleet/platform"
 	"github.com/wirefleet/wirefleet/store"
 )
 
@@ -68,6 +67,21 @@ type Config struct {
 	// the change feed (30 s when zero).
 	Resync time.Duration
 	Logger *slog.Logger
+	// ControlPlane is the fleet the mappings come from (required; a
+	// *controlplane.Service).
+	ControlPlane ControlPlane
+}
+
+// ControlPlane is what remote access needs of the fleet: the mappings and
+// the SIMs they reach, the change feed, a mapping's expiry and its audit
+// events. controlplane.Service implements it.
+type ControlPlane interface {
+	Changes() (<-chan fleet.Change, func())
+	MappingsPage(ctx context.Context, cursor string) (store.Page[fleet.Mapping], error)
+	MappingRecord(ctx context.Context, id string) (fleet.Mapping, error)
+	SIMRecord(ctx context.Context, id string) (fleet.SIM, error)
+	ExpireMapping(ctx context.Context, id string) (expired bool, err error)
+	RecordMappingEvent(ctx context.Context, mappingID, source, action string, details map[string]any) error
 }
 
 // Service is the remote-access platform service; hand it to the gateway
@@ -78,8 +92,8 @@ type Service struct {
 	metrics *metrics
 	events  *eventQueue
 
-	host *gateway.ServiceHost
-	svc  *controlplane.Service
+	host platform.Host
+	svc  ControlPlane
 
 	mu        sync.Mutex
 	listeners map[string]*portListener // by mapping id
@@ -91,7 +105,7 @@ type Service struct {
 	wg     sync.WaitGroup
 }
 
-var _ gateway.Dialer = (*Service)(nil)
+var _ platform.Dialer = (*Service)(nil)
 
 // New returns a Service; the gateway starts it.
 func New(cfg Config) *Service {
@@ -121,17 +135,20 @@ func New(cfg Config) *Service {
 // Collector returns the service's Prometheus metrics.
 func (s *Service) Collector() prometheus.Collector { return s.metrics }
 
-// Addrs implements gateway.PlatformService.
+// Addrs implements platform.Service.
 func (s *Service) Addrs() []netip.Addr { return []netip.Addr{s.cfg.Source} }
 
-// DialSource implements gateway.Dialer.
+// DialSource implements platform.Dialer.
 func (s *Service) DialSource() netip.Addr { return s.cfg.Source }
 
-// Start implements gateway.PlatformService: it follows the store's
+// Start implements platform.Service: it follows the store's
 // mappings and opens their listeners.
-func (s *Service) Start(host *gateway.ServiceHost) error {
+func (s *Service) Start(host platform.Host) error {
+	if s.cfg.ControlPlane == nil {
+		return errors.New("remoteaccess: no control plane in Config")
+	}
 	s.host = host
-	s.svc = host.Service()
+	s.svc = s.cfg.ControlPlane
 	s.events = newEventQueue(s.svc, s.log, s.metrics)
 	s.wg.Add(2)
 	go func() {
@@ -145,7 +162,7 @@ func (s *Service) Start(host *gateway.ServiceHost) error {
 	return nil
 }
 
-// Close implements gateway.PlatformService: listeners and connections
+// Close implements platform.Service: listeners and connections
 // close; pending audit events are written (for up to 5 s).
 func (s *Service) Close() error {
 	s.mu.Lock()
@@ -171,8 +188,7 @@ func (s *Service) Close() error {
 // promptness, a full re-read now and then for anything missed (a feed
 // closed and reopened, a listener that could not open).
 func (s *Service) follow() {
-	st := s.svc.Store()
-	changes, cancel := st.Subscribe()
+	changes, cancel := s.svc.Changes()
 	defer func() { cancel() }()
 	s.resync()
 	tick := time.NewTicker(s.cfg.Resync)
@@ -200,7 +216,7 @@ func (s *Service) follow() {
 		case c, ok := <-changes:
 			if !ok {
 				cancel()
-				changes, cancel = st.Subscribe()
+				changes, cancel = s.svc.Changes()
 				s.resync()
 				continue
 			}
@@ -221,7 +237,7 @@ func (s *Service) resync() {
 	seen := map[string]bool{}
 	var cursor string
 	for {
-		p, err := s.svc.Store().ListMappings(ctx, store.MappingFilter{PageRequest: store.PageRequest{Limit: store.MaxLimit, Cursor: cursor}})
+		p, err := s.svc.MappingsPage(ctx, cursor)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("remote access: listing mappings", "err", err)
@@ -265,7 +281,7 @@ func (s *Service) simChanged(id string) {
 	if len(ls) == 0 {
 		return
 	}
-	sim, err := s.svc.Store().SIM(s.ctx, id)
+	sim, err := s.svc.SIMRecord(s.ctx, id)
 	if err != nil || sim.Status == fleet.StatusActive {
 		return
 	}
@@ -285,7 +301,7 @@ func goneReason(l *portListener) string {
 
 // refresh re-reads one mapping after a change.
 func (s *Service) refresh(id string) {
-	m, err := s.svc.Store().Mapping(s.ctx, id)
+	m, err := s.svc.MappingRecord(s.ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		s.mu.Lock()
 		l := s.listeners[id]
@@ -388,7 +404,7 @@ func (s *Service) open(m fleet.Mapping) (*portListener, error) {
 	if m.TLS && s.cfg.TLS == nil {
 		return nil, errors.New("the mapping wants TLS and no certificate is configured")
 	}
-	sim, err := s.svc.Store().SIM(s.ctx, m.SIMID)
+	sim, err := s.svc.SIMRecord(s.ctx, m.SIMID)
 	if err != nil {
 		return nil, fmt.Errorf("SIM %s: %w", m.SIMID, err)
 	}

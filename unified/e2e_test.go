@@ -19,8 +19,8 @@ import (
 	"github.com/wirefleet/wirefleet/datastore"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/forwarder"
-	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/internal/gwtest"
+	"github.com/wirefleet/wirefleet/platform"
 	"github.com/wirefleet/wirefleet/seal"
 	"github.com/wirefleet/wirefleet/store"
 )
@@ -37,10 +37,10 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := gwtest.Start(t, gwtest.Options{Subnet: 232, Secrets: key, Services: func(st store.Store, log *slog.Logger) []gateway.PlatformService {
+	p := gwtest.Start(t, gwtest.Options{Subnet: 232, Secrets: key, Services: func(st store.Store, log *slog.Logger) []platform.Service {
 		ds := datastore.New(datastore.Config{Store: st, Log: log})
 		fwd := forwarder.New(forwarder.Config{Secrets: key, Logger: log, Timeout: 5 * time.Second})
-		return []gateway.PlatformService{ds, fwd, New(Config{DataStore: ds, Forwarder: fwd, Logger: log})}
+		return []platform.Service{ds, fwd, New(Config{DataStore: ds, Forwarder: fwd, Logger: log})}
 	}})
 	return &fixture{Platform: p, t: t}
 }

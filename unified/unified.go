@@ -26,7 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wirefleet/wirefleet/datastore"
 	"github.com/wirefleet/wirefleet/forwarder"
-	"github.com/wirefleet/wirefleet/gateway"
+	"github.com/wirefleet/wirefleet/platform"
 )
 
 // Addr is the unified endpoint's address; it serves HTTP on HTTPPort and
@@ -61,11 +61,11 @@ type Config struct {
 	Timeout time.Duration
 }
 
-// Service is the unified endpoint, a gateway.PlatformService.
+// Service is the unified endpoint, a platform.Service.
 type Service struct {
 	cfg  Config
 	log  *slog.Logger
-	host *gateway.ServiceHost
+	host platform.Host
 	m    *metrics
 
 	ctx    context.Context
@@ -95,11 +95,11 @@ func New(cfg Config) *Service {
 	return s
 }
 
-// Addrs implements gateway.PlatformService.
+// Addrs implements platform.Service.
 func (s *Service) Addrs() []netip.Addr { return []netip.Addr{Addr} }
 
-// Start implements gateway.PlatformService.
-func (s *Service) Start(host *gateway.ServiceHost) error {
+// Start implements platform.Service.
+func (s *Service) Start(host platform.Host) error {
 	s.host = host
 	tcp, udp, err := host.Listen(Addr, []uint16{HTTPPort, MessagePort}, []uint16{MessagePort})
 	if err != nil {
@@ -115,7 +115,7 @@ func (s *Service) Start(host *gateway.ServiceHost) error {
 	return nil
 }
 
-// Close implements gateway.PlatformService.
+// Close implements platform.Service.
 func (s *Service) Close() error {
 	if s.httpS != nil {
 		// Requests being answered finish (the services behind are still up).
@@ -307,7 +307,7 @@ func (r *recorder) Write(b []byte) (int, error) {
 func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.m.request("http")
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	caller, ok := gateway.Caller{}, false
+	caller, ok := platform.Caller{}, false
 	if err == nil {
 		caller, ok = s.host.Caller(r.Context(), ap.Addr())
 	}

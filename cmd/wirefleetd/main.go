@@ -38,6 +38,8 @@ import (
 	"github.com/wirefleet/wirefleet/forwarder"
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/platform"
+	"github.com/wirefleet/wirefleet/remoteaccess"
 	"github.com/wirefleet/wirefleet/seal"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
@@ -253,7 +255,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("gateway key: %w", err)
 	}
 	gwPub := gwKey.PublicKey()
-	remotePolicy, remote, err := c.remote.setup(c.dataDir, c.endpoint, controlplane.DefaultPlatformRange, log)
+	remotePolicy, remoteCfg, err := c.remote.setup(c.dataDir, c.endpoint, controlplane.DefaultPlatformRange, log)
 	if err != nil {
 		return err
 	}
@@ -303,8 +305,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// The unified endpoint hands each message to the data store and the forwarders.
 	uni := unified.New(unified.Config{DataStore: ds, Forwarder: fwd, Logger: log})
 	reg.MustRegister(uni.Collector())
-	services := []gateway.PlatformService{fwd, ds, uni}
-	if remote != nil {
+	services := []platform.Service{fwd, ds, uni}
+	var remote *remoteaccess.Service
+	if remoteCfg != nil {
+		remoteCfg.ControlPlane = svc
+		remote = remoteaccess.New(*remoteCfg)
 		services = append(services, remote)
 	}
 	gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services, Secrets: settingsKey})

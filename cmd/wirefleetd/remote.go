@@ -41,9 +41,10 @@ func (r *remoteFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&r.tlsKey, "remote-tls-key", "", "PEM private key of --remote-tls-cert")
 }
 
-// setup returns the mapping policy and the remote-access service, or a
-// zero policy and nil when --remote-ports is not set.
-func (r *remoteFlags) setup(dataDir, endpoint string, platform netip.Prefix, log *slog.Logger) (controlplane.RemotePolicy, *remoteaccess.Service, error) {
+// setup reads the remote-access flags: the policy the control plane
+// enforces, and the service's configuration (nil when remote access is
+// off), which lacks only the control plane.
+func (r *remoteFlags) setup(dataDir, endpoint string, platform netip.Prefix, log *slog.Logger) (controlplane.RemotePolicy, *remoteaccess.Config, error) {
 	if r.ports == "" {
 		return controlplane.RemotePolicy{}, nil, nil
 	}
@@ -84,14 +85,14 @@ func (r *remoteFlags) setup(dataDir, endpoint string, platform netip.Prefix, log
 		return controlplane.RemotePolicy{}, nil, err
 	}
 	pol := controlplane.RemotePolicy{Host: host, PortMin: min, PortMax: max, MaxDuration: r.maxDuration, MaxConnections: r.maxConns, TLSFingerprint: fp}
-	svc := remoteaccess.New(remoteaccess.Config{ListenHost: r.listen, Source: src, Logger: log,
-		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
+	cfg := &remoteaccess.Config{ListenHost: r.listen, Source: src, Logger: log,
+		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
 	log.Info("remote access on", "ports", r.ports, "host", host, "listen", r.listen, "source", src, "tls_fingerprint", fp)
 	if elo, ehi, ok := ephemeralPorts(); ok && min <= ehi && max >= elo {
 		log.Warn("--remote-ports overlaps the kernel's ephemeral port range: an outgoing connection may hold a mapping's port for a while (reserve the range with net.ipv4.ip_local_reserved_ports, or pick one outside)",
 			"ports", r.ports, "ephemeral", fmt.Sprintf("%d-%d", elo, ehi))
 	}
-	return pol, svc, nil
+	return pol, cfg, nil
 }
 
 // ephemeralPorts reads Linux's range of ports given to outgoing connections.

@@ -25,6 +25,7 @@ import (
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/internal/netns"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/platform"
 	"github.com/wirefleet/wirefleet/seal"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
@@ -49,7 +50,7 @@ type Options struct {
 	// webhook secret) and opens them in the gateway.
 	Secrets *seal.Key
 	// Services returns the platform services to run on the gateway.
-	Services func(st store.Store, log *slog.Logger) []gateway.PlatformService
+	Services func(st store.Store, log *slog.Logger) []platform.Service
 	// Log receives the platform's logs (default: the test's log).
 	Log io.Writer
 	// Level is the log level (default Info).
@@ -109,7 +110,7 @@ func Start(t testing.TB, o Options) *Platform {
 		cfg.Secrets = o.Secrets
 	}
 	p.Service = controlplane.New(st, cfg)
-	var services []gateway.PlatformService
+	var services []platform.Service
 	if o.Services != nil {
 		services = o.Services(st, p.Log)
 	}

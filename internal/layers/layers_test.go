@@ -95,6 +95,12 @@ var rules = []struct {
 		forbidden: []string{"controlplane", "store", "gateway", "api", "arcapi", "audit", "monitor",
 			"datastore", "forwarder", "mqttbridge", "unified", "remoteaccess", "cmd/wirefleetd"},
 	},
+	{
+		who:       "the platform services",
+		why:       "a service sees the gateway only through platform.Host (who is calling, listen, dial, online) and the fleet only through the narrow interface it declares",
+		from:      []string{"platform", "datastore", "forwarder", "unified", "remoteaccess", "mqttbridge"},
+		forbidden: []string{"gateway", "controlplane", "engine", "api", "arcapi", "cmd"},
+	},
 }
 
 func TestLayers(t *testing.T) {

@@ -1,0 +1,34 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package controlplane
+
+import (
+	"context"
+
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/store"
+)
+
+// The reads the platform itself makes (remote access following its
+// mappings: no operator behind them, so no role check), named here so that
+// no caller needs the store.
+
+// Changes subscribes to the fleet's change feed; a closed channel means
+// "subscribe again and re-read".
+func (s *Service) Changes() (<-chan fleet.Change, func()) { return s.st.Subscribe() }
+
+// MappingsPage returns one page (store.MaxLimit) of every port mapping,
+// expired ones included, from cursor.
+func (s *Service) MappingsPage(ctx context.Context, cursor string) (store.Page[fleet.Mapping], error) {
+	return s.st.ListMappings(ctx, store.MappingFilter{PageRequest: store.PageRequest{Limit: store.MaxLimit, Cursor: cursor}})
+}
+
+// MappingRecord returns a mapping as stored (store.ErrNotFound when gone).
+func (s *Service) MappingRecord(ctx context.Context, id string) (fleet.Mapping, error) {
+	return s.st.Mapping(ctx, id)
+}
+
+// SIMRecord returns a SIM as stored (store.ErrNotFound when gone).
+func (s *Service) SIMRecord(ctx context.Context, id string) (fleet.SIM, error) {
+	return s.st.SIM(ctx, id)
+}
