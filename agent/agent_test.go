@@ -42,8 +42,8 @@ func controlPlane(t *testing.T) (string, *controlplane.Service) {
 	}
 	t.Cleanup(func() { st.Close() })
 	gw, _ := wgkey.NewPrivate()
-	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Log: quiet})
-	srv := httptest.NewServer(api.New(svc, api.Options{Log: quiet}))
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Logger: quiet})
+	srv := httptest.NewServer(api.New(svc, api.Options{Logger: quiet}))
 	t.Cleanup(srv.Close)
 	return srv.URL, svc
 }
@@ -278,12 +278,12 @@ func TestBootstrapNetwork(t *testing.T) {
 	}
 	defer st.Close()
 	gw, _ := wgkey.NewPrivate()
-	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Log: quiet})
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Logger: quiet})
 	for _, c := range []struct {
 		trusted string
 		ok      bool
 	}{{"10.55.0.0/16", false}, {"127.0.0.0/8", true}} {
-		srv := httptest.NewServer(arcapi.New(svc, arcapi.Options{Log: quiet, TrustedNetworks: []arcapi.TrustedNetwork{{Prefix: netip.MustParsePrefix(c.trusted)}}}))
+		srv := httptest.NewServer(arcapi.New(svc, arcapi.Options{Logger: quiet, TrustedNetworks: []arcapi.TrustedNetwork{{Prefix: netip.MustParsePrefix(c.trusted)}}}))
 		dir := t.TempDir()
 		path := filepath.Join(dir, "agent.json")
 		cfg, err := BootstrapNetwork(context.Background(), BootstrapOptions{Server: srv.URL, ConfigPath: path})

@@ -54,11 +54,11 @@ func newPlatform(t *testing.T) *platform {
 	pc.Close()
 	gwKS, _ := keystore.GenerateMemory()
 	gwPub := gwKS.PublicKey()
-	svc := controlplane.New(st, controlplane.Config{Endpoint: fmt.Sprintf("127.0.0.1:%d", port), GatewayPublicKey: func() wgkey.Public { return gwPub }, Log: quiet})
+	svc := controlplane.New(st, controlplane.Config{Endpoint: fmt.Sprintf("127.0.0.1:%d", port), GatewayPublicKey: func() wgkey.Public { return gwPub }, Logger: quiet})
 	p := &platform{svc: svc, rejects: make(chan engine.RejectEvent, 64), gwKS: gwKS, port: port}
 	p.startGateway(t)
 	t.Cleanup(func() { p.gw.Close() })
-	srv := httptest.NewServer(api.New(svc, api.Options{Log: quiet}))
+	srv := httptest.NewServer(api.New(svc, api.Options{Logger: quiet}))
 	t.Cleanup(srv.Close)
 	p.api = srv.URL
 	return p
@@ -67,7 +67,7 @@ func newPlatform(t *testing.T) *platform {
 func (p *platform) startGateway(t *testing.T) {
 	t.Helper()
 	var err error
-	p.gw, err = gateway.New(gateway.Config{Service: p.svc, KeyStore: p.gwKS, ListenPort: uint16(p.port), Logger: quiet,
+	p.gw, err = gateway.New(gateway.Config{ControlPlane: p.svc, KeyStore: p.gwKS, ListenPort: uint16(p.port), Logger: quiet,
 		EngineHooks: engine.Hooks{HandshakeRejected: func(ev engine.RejectEvent) {
 			select {
 			case p.rejects <- ev:

@@ -34,7 +34,7 @@ const MaxBody = 64 << 10
 
 // Options configures a Handler.
 type Options struct {
-	Log *slog.Logger
+	Logger *slog.Logger
 	// Registerer receives the API's metrics; nil registers none.
 	Registerer prometheus.Registerer
 	// RateLimit limits the routes that need no bearer token (device
@@ -84,10 +84,10 @@ type Handler struct {
 
 // New returns the API handler over svc.
 func New(svc *controlplane.Service, o Options) *Handler {
-	if o.Log == nil {
-		o.Log = slog.Default()
+	if o.Logger == nil {
+		o.Logger = slog.Default()
 	}
-	h := &Handler{svc: svc, log: o.Log, mux: http.NewServeMux(), limit: ratelimit.New(o.RateLimit), proxies: slices.Clone(o.TrustedProxies), conns: o.Connections,
+	h := &Handler{svc: svc, log: o.Logger, mux: http.NewServeMux(), limit: ratelimit.New(o.RateLimit), proxies: slices.Clone(o.TrustedProxies), conns: o.Connections,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wirefleet_api_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wirefleet_api_request_seconds", Help: "API request latency by route.", Buckets: prometheus.DefBuckets}, []string{"route"}),
 	}

@@ -76,12 +76,12 @@ func newEnvSealing(t *testing.T, withKey bool) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Log: log}
+	cfg := controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Logger: log}
 	if withKey {
 		cfg.Secrets = secrets
 	}
 	svc := controlplane.New(st, cfg)
-	srv := httptest.NewServer(api.New(svc, api.Options{Log: log}))
+	srv := httptest.NewServer(api.New(svc, api.Options{Logger: log}))
 	t.Cleanup(srv.Close)
 	e := &env{t: t, srv: srv, svc: svc, logs: logs, tokens: map[fleet.Role]string{}, secrets: secrets}
 	adminSecret, ok, err := svc.EnsureAdminToken(ctx)

@@ -68,7 +68,7 @@ const maxBody = 16 << 10
 
 // Options configures the handler.
 type Options struct {
-	Log *slog.Logger
+	Logger *slog.Logger
 	// TrustedNetworks enables network-attested bootstrap from these
 	// source networks (for example a private APN's range).
 	TrustedNetworks []TrustedNetwork
@@ -107,8 +107,8 @@ type Handler struct {
 // New returns the handler; mount it at "/v1/". It panics when
 // o.TokenSecret is set but shorter than MinTokenSecret.
 func New(svc *controlplane.Service, o Options) *Handler {
-	if o.Log == nil {
-		o.Log = slog.Default()
+	if o.Logger == nil {
+		o.Logger = slog.Default()
 	}
 	switch {
 	case len(o.TokenSecret) == 0:
@@ -116,7 +116,7 @@ func New(svc *controlplane.Service, o Options) *Handler {
 		if _, err := rand.Read(o.TokenSecret); err != nil {
 			panic(err)
 		}
-		o.Log.Warn("arc api: no token secret configured; session tokens will not survive a restart nor be shared between instances")
+		o.Logger.Warn("arc api: no token secret configured; session tokens will not survive a restart nor be shared between instances")
 	case len(o.TokenSecret) < MinTokenSecret:
 		panic(fmt.Sprintf("arcapi: token secret must be at least %d bytes", MinTokenSecret))
 	default:
@@ -126,7 +126,7 @@ func New(svc *controlplane.Service, o Options) *Handler {
 	// later must not change what is trusted.
 	o.TrustedNetworks = slices.Clone(o.TrustedNetworks)
 	o.TrustedProxies = slices.Clone(o.TrustedProxies)
-	h := &Handler{svc: svc, log: o.Log, mux: http.NewServeMux(), now: time.Now, opt: o}
+	h := &Handler{svc: svc, log: o.Logger, mux: http.NewServeMux(), now: time.Now, opt: o}
 	lim := ratelimit.New(o.RateLimit)
 	h.mux.Handle("POST /v1/auth", lim.Wrap(http.HandlerFunc(h.auth), o.TrustedProxies))
 	h.mux.HandleFunc("POST /v1/sims", h.withKey(h.createSIM))

@@ -97,8 +97,8 @@ func TestArcFlow(t *testing.T) {
 	logs := &logBuf{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	gw, _ := wgkey.NewPrivate()
-	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Log: log})
-	srv := httptest.NewServer(arcapi.New(svc, arcapi.Options{Log: log}))
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Logger: log})
+	srv := httptest.NewServer(arcapi.New(svc, arcapi.Options{Logger: log}))
 	defer srv.Close()
 
 	admin := controlplane.System

@@ -28,8 +28,8 @@ func attestedServer(t *testing.T, o arcapi.Options) (*controlplane.Service, stri
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", Log: o.Log})
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", Logger: o.Logger})
 	srv := httptest.NewServer(arcapi.New(svc, o))
 	t.Cleanup(srv.Close)
 	return svc, srv.URL

@@ -37,10 +37,10 @@ func arcServer(t *testing.T, o arcapi.Options) (*controlplane.Service, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	if o.Log == nil {
-		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", Log: o.Log})
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", Logger: o.Logger})
 	srv := httptest.NewServer(arcapi.New(svc, o))
 	t.Cleanup(srv.Close)
 	return svc, srv.URL

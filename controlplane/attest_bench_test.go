@@ -30,7 +30,7 @@ func BenchmarkAttestBootstrap(b *testing.B) {
 			b.Run(be.name+"/"+string(alg), func(b *testing.B) {
 				st := be.open(b)
 				defer st.Close()
-				svc := controlplane.New(st, controlplane.Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+				svc := controlplane.New(st, controlplane.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 				ctx := context.Background()
 				signers := make([]crypto.Signer, b.N)
 				keys := make([]attest.PublicKey, b.N)

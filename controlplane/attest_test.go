@@ -44,7 +44,7 @@ func attestService(t *testing.T) (*controlplane.Service, *clock, *syncBuf) {
 	logs := &syncBuf{}
 	gw, _ := wgkey.NewPrivate()
 	svc := controlplane.New(st, controlplane.Config{Endpoint: "gw.example:51820", GatewayPublicKey: gw.Public, Now: c.now,
-		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	return svc, c, logs
 }
 

@@ -52,7 +52,7 @@ func BenchmarkBootstrap(b *testing.B) {
 		b.Run(be.name, func(b *testing.B) {
 			st := be.open(b)
 			defer st.Close()
-			svc := controlplane.New(st, controlplane.Config{Log: discard()})
+			svc := controlplane.New(st, controlplane.Config{Logger: discard()})
 			ctx := context.Background()
 			_, secret, err := svc.CreateAuthKey(ctx, controlplane.System, controlplane.AuthKeySpec{MaxUses: 0})
 			if err != nil {

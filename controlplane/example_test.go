@@ -26,7 +26,7 @@ func Example_gateway() {
 		panic(err)
 	}
 	defer st.Close()
-	svc := controlplane.New(st, controlplane.Config{Log: discard()})
+	svc := controlplane.New(st, controlplane.Config{Logger: discard()})
 
 	device, _ := wgkey.NewPrivate()
 	created, _, _ := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{PublicKey: device.Public()})

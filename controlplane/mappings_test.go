@@ -29,7 +29,7 @@ func TestMappingLifecycle(t *testing.T) {
 	defer st.Close()
 	now := time.Now()
 	clock := func() time.Time { return now }
-	svc := controlplane.New(st, controlplane.Config{Log: discard(), Now: func() time.Time { return clock() },
+	svc := controlplane.New(st, controlplane.Config{Logger: discard(), Now: func() time.Time { return clock() },
 		Remote: controlplane.RemotePolicy{Host: "h", PortMin: 40000, PortMax: 40000}})
 	admin := controlplane.System
 	viewer := controlplane.Actor{Kind: "token", ID: "tok_v", Role: fleet.RoleViewer}

@@ -42,7 +42,7 @@ type Config struct {
 	// GatewayPublicKey returns the gateway's current public key; the
 	// gateway sets it, so it is read at each use.
 	GatewayPublicKey func() wgkey.Public
-	Log              *slog.Logger
+	Logger           *slog.Logger
 	Now              func() time.Time
 	Remote           RemotePolicy // remote access (port mappings); zero: off
 	// Secrets seals group settings' secrets (forwarder credentials) before
@@ -75,8 +75,8 @@ func New(st store.Store, cfg Config) *Service {
 	if !cfg.PlatformRange.IsValid() {
 		cfg.PlatformRange = DefaultPlatformRange
 	}
-	if cfg.Log == nil {
-		cfg.Log = slog.Default()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -95,7 +95,7 @@ func New(st store.Store, cfg Config) *Service {
 	if err != nil {
 		panic("controlplane: " + err.Error())
 	}
-	return &Service{st: st, cfg: cfg, log: cfg.Log, proofs: proofs}
+	return &Service{st: st, cfg: cfg, log: cfg.Logger, proofs: proofs}
 }
 
 // Store returns the underlying store, for readers such as the gateway that

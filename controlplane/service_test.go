@@ -54,7 +54,7 @@ func serviceOver(t *testing.T, st store.Store) (*controlplane.Service, *syncBuf)
 	logs := &syncBuf{}
 	gw, _ := wgkey.NewPrivate()
 	svc := controlplane.New(st, controlplane.Config{Endpoint: "gw.example:51820", GatewayPublicKey: gw.Public,
-		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	return svc, logs
 }
 

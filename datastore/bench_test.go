@@ -183,9 +183,9 @@ func BenchmarkTunnelWrites(b *testing.B) {
 			defer st.Close()
 			quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 			ks, _ := keystore.GenerateMemory()
-			svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Log: quiet})
-			ds := New(Config{Store: st, Log: quiet, Committers: committers, RetentionEvery: -1, Rate: ratelimit.Config{PerSecond: -1}})
-			gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: ks, Logger: quiet, Services: []platform.Service{ds}})
+			svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Logger: quiet})
+			ds := New(Config{Store: st, Logger: quiet, Committers: committers, RetentionEvery: -1, Rate: ratelimit.Config{PerSecond: -1}})
+			gw, err := gateway.New(gateway.Config{ControlPlane: svc, KeyStore: ks, Logger: quiet, Services: []platform.Service{ds}})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -34,14 +34,14 @@ type e2e struct {
 
 func newE2E(t *testing.T) *e2e {
 	p := gwtest.Start(t, gwtest.Options{Subnet: 233, Services: func(st store.Store, log *slog.Logger) []platform.Service {
-		return []platform.Service{New(Config{Store: st, Log: log})}
+		return []platform.Service{New(Config{Store: st, Logger: log})}
 	}})
 	f := &e2e{Platform: p, t: t}
 	var err error
 	if f.token, _, err = p.Service.EnsureAdminToken(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	f.api = httptest.NewServer(api.New(p.Service, api.Options{Log: p.Log, Connections: p.Gateway}))
+	f.api = httptest.NewServer(api.New(p.Service, api.Options{Logger: p.Logger, Connections: p.Gateway}))
 	t.Cleanup(f.api.Close)
 	return f
 }

@@ -55,8 +55,8 @@ const (
 type Config struct {
 	// Store keeps the records. Required.
 	Store store.Store
-	// Log receives the service's logs (default slog.Default()).
-	Log *slog.Logger
+	// Logger receives the service's logs (default slog.Default()).
+	Logger *slog.Logger
 	// Registerer, if set, gets the service's metrics.
 	Registerer prometheus.Registerer
 	// Clock stamps records and drives retention (default: the real clock).
@@ -107,8 +107,8 @@ var _ platform.Service = (*Service)(nil)
 
 // New returns a data store; the gateway starts it.
 func New(cfg Config) *Service {
-	if cfg.Log == nil {
-		cfg.Log = slog.Default()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
@@ -131,7 +131,7 @@ func New(cfg Config) *Service {
 	if cfg.Rate.Burst == 0 {
 		cfg.Rate.Burst = DefaultBurst
 	}
-	s := &Service{cfg: cfg, log: cfg.Log.With("service", "datastore"), m: newMetrics(cfg.Registerer), stop: make(chan struct{}), limit: ratelimit.New(cfg.Rate)}
+	s := &Service{cfg: cfg, log: cfg.Logger.With("service", "datastore"), m: newMetrics(cfg.Registerer), stop: make(chan struct{}), limit: ratelimit.New(cfg.Rate)}
 	s.com = newCommitter(cfg.Store, cfg.Committers, cfg.MaxBatchRecords, cfg.MaxBatchBytes, s.m.observeCommit)
 	return s
 }

@@ -69,7 +69,7 @@ func benchForwarder(b *testing.B, nDev, perDev int, target string) {
 	ks, _ := keystore.GenerateMemory()
 	key, _ := seal.GenerateKey()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Log: log, Secrets: key})
+	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Logger: log, Secrets: key})
 	g, err := svc.CreateGroup(ctx, controlplane.System, "bench", fleet.GroupSettings{Forwarders: fleet.Forwarders{HTTP: []fleet.HTTPForward{{
 		PathPrefix: "/", URL: dest.URL + "/in", Secret: "bench-signing-secret-01", CAPEM: ca.pem,
 		BeamSignature: fleet.BeamSignature{Fields: []string{"imsi"}, Secret: "bench-beam-psk"},
@@ -78,7 +78,7 @@ func benchForwarder(b *testing.B, nDev, perDev int, target string) {
 		b.Fatal(err)
 	}
 	fwd := New(Config{Secrets: key, Logger: log, Timeout: 30 * time.Second})
-	gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: ks, Logger: log, Services: []platform.Service{fwd}})
+	gw, err := gateway.New(gateway.Config{ControlPlane: svc, KeyStore: ks, Logger: log, Services: []platform.Service{fwd}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -27,8 +27,8 @@ func TestCloseTwice(t *testing.T) {
 	defer st.Close()
 	ks, _ := keystore.GenerateMemory()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Log: log})
-	gw, err := New(Config{Service: svc, KeyStore: ks, Logger: log})
+	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Logger: log})
+	gw, err := New(Config{ControlPlane: svc, KeyStore: ks, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

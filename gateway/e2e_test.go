@@ -84,10 +84,10 @@ func newFixture(t *testing.T, opts ...func(*Config)) *fixture {
 	f.svc = controlplane.New(st, controlplane.Config{
 		Endpoint:         netip.AddrPortFrom(gwAddr, gwPort).String(),
 		GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() },
-		Log:              log,
+		Logger:           log,
 		Secrets:          secrets,
 	})
-	cfg := Config{Service: f.svc, KeyStore: ks, ListenPort: gwPort, Logger: log, Secrets: secrets, EngineHooks: engine.Hooks{
+	cfg := Config{ControlPlane: f.svc, KeyStore: ks, ListenPort: gwPort, Logger: log, Secrets: secrets, EngineHooks: engine.Hooks{
 		HandshakeCompleted: func(ev engine.HandshakeEvent) {
 			id := stateOf(ev.Peer).id
 			f.hsMu.Lock()
@@ -115,7 +115,7 @@ func newFixture(t *testing.T, opts ...func(*Config)) *fixture {
 		t.Fatal(err)
 	}
 	f.token = secret
-	f.api = httptest.NewServer(api.New(f.svc, api.Options{Log: log, Connections: f.gw}))
+	f.api = httptest.NewServer(api.New(f.svc, api.Options{Logger: log, Connections: f.gw}))
 	t.Cleanup(f.api.Close)
 	return f
 }

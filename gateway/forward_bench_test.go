@@ -137,7 +137,7 @@ func benchGateway(b *testing.B, sims map[netip.Addr]wgkey.Public, noMonitor bool
 	b.Cleanup(func() { st.Close() })
 	ks, _ := keystore.GenerateMemory()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Log: log})
+	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Logger: log})
 	settings := fleet.GroupSettings{Version: fleet.SettingsVersion, DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}}
 	if !noMonitor {
 		// Every detector on, so the figure is their whole cost: an
@@ -154,7 +154,7 @@ func benchGateway(b *testing.B, sims map[netip.Addr]wgkey.Public, noMonitor bool
 			b.Fatal(err)
 		}
 	}
-	gw, err := New(Config{Service: svc, KeyStore: ks, Logger: log, NoMonitor: noMonitor})
+	gw, err := New(Config{ControlPlane: svc, KeyStore: ks, Logger: log, NoMonitor: noMonitor})
 	if err != nil {
 		b.Fatal(err)
 	}

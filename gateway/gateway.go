@@ -44,8 +44,8 @@ const DefaultZone = "wirefleet.internal"
 
 // Config configures a Gateway.
 type Config struct {
-	// Service is the control plane. Required.
-	Service *controlplane.Service
+	// ControlPlane is the fleet's service layer. Required.
+	ControlPlane *controlplane.Service
 	// KeyStore holds the gateway's static key. Required.
 	KeyStore keystore.Store
 	// Bind is the UDP layer; default conn.NewStdNetBind().
@@ -142,8 +142,8 @@ func (s *simState) SIM() *fleet.SIM { return s.sim.Load() }
 
 // New builds a gateway; Start brings it up.
 func New(cfg Config) (*Gateway, error) {
-	if cfg.Service == nil || cfg.KeyStore == nil {
-		return nil, errors.New("gateway: Config.Service and Config.KeyStore are required")
+	if cfg.ControlPlane == nil || cfg.KeyStore == nil {
+		return nil, errors.New("gateway: Config.ControlPlane and Config.KeyStore are required")
 	}
 	if cfg.Zone == "" {
 		cfg.Zone = DefaultZone
@@ -153,11 +153,11 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{
 		cfg:  cfg,
-		svc:  cfg.Service,
-		st:   cfg.Service.Store(),
+		svc:  cfg.ControlPlane,
+		st:   cfg.ControlPlane.Store(),
 		log:  cfg.Logger,
-		pool: cfg.Service.Config().Pool,
-		plat: cfg.Service.Config().PlatformRange,
+		pool: cfg.ControlPlane.Config().Pool,
+		plat: cfg.ControlPlane.Config().PlatformRange,
 		zone: cfg.Zone,
 		reg:  map[string]map[wgkey.Public]*simState{},
 	}

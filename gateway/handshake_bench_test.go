@@ -59,10 +59,10 @@ func BenchmarkHandshakesFromStore(b *testing.B) {
 
 	ks := keystore.NewMemory(hs.Responder)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Log: log})
+	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Logger: log})
 	for i := 0; i < b.N; i++ {
 		heap0 := liveHeap()
-		gw, err := New(Config{Service: svc, KeyStore: ks, Logger: log})
+		gw, err := New(Config{ControlPlane: svc, KeyStore: ks, Logger: log})
 		if err != nil {
 			b.Fatal(err)
 		}

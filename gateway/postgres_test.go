@@ -45,9 +45,9 @@ func TestRevocationFromAnotherProcess(t *testing.T) {
 	defer st2.Close()
 	ks, _ := keystore.GenerateMemory()
 	gwKey := func() wgkey.Public { return ks.PublicKey() }
-	svc1 := controlplane.New(st1, controlplane.Config{GatewayPublicKey: gwKey, Log: log})
-	svc2 := controlplane.New(st2, controlplane.Config{GatewayPublicKey: gwKey, Log: log})
-	gw, err := New(Config{Service: svc1, KeyStore: ks, Logger: log})
+	svc1 := controlplane.New(st1, controlplane.Config{GatewayPublicKey: gwKey, Logger: log})
+	svc2 := controlplane.New(st2, controlplane.Config{GatewayPublicKey: gwKey, Logger: log})
+	gw, err := New(Config{ControlPlane: svc1, KeyStore: ks, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,11 +44,11 @@ func newTwoGateways(t *testing.T) *twoGateways {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Log: log})
+		svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Logger: log})
 		if i == 0 {
 			tg.svc = svc
 		}
-		gw, err := New(Config{Service: svc, KeyStore: ks, Logger: log, ID: fmt.Sprintf("gw%d", i+1), SecondGatewayWindow: 2 * time.Second})
+		gw, err := New(Config{ControlPlane: svc, KeyStore: ks, Logger: log, ID: fmt.Sprintf("gw%d", i+1), SecondGatewayWindow: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -29,7 +29,7 @@ func BenchmarkThroughput(b *testing.B) {
 	broker := mosquittotest.Start(b, mosquittotest.Options{Users: map[string]string{platformUser: platformPass}})
 	up := func(tls bool) Upstream {
 		u := Upstream{Addr: broker.Addr, Username: platformUser, Password: platformPass,
-			ClientID: "{simId}", TopicTemplate: "{group}/{topic}", Log: discardLog}
+			ClientID: "{simId}", TopicTemplate: "{group}/{topic}", Logger: discardLog}
 		if tls {
 			u.Addr, u.TLS = broker.TLSAddr, broker.ClientTLS()
 		}

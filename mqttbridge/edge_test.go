@@ -394,7 +394,7 @@ func TestShutdown(t *testing.T) {
 			return
 		}
 		up := platformTLS(b)
-		up.Log = discardLog
+		up.Logger = discardLog
 		done <- Serve(ctx, c, testIdentity, up)
 	}()
 	rc := dialRaw(t, l.Addr().String(), 5)

@@ -48,7 +48,7 @@ func FuzzDeviceSession(f *testing.F) {
 		sim := fmt.Sprintf("fz%d-%d", os.Getpid(), n.Add(1))
 		up := Upstream{Addr: b.Addr, Username: platformUser, Password: platformPass,
 			ClientID: "{simId}", TopicTemplate: "devices/{simId}/{topic}", DialTimeout: 5 * time.Second,
-			MaxPacketSize: 8 << 10, Log: discardLog}
+			MaxPacketSize: 8 << 10, Logger: discardLog}
 		devSide, bridgeSide := net.Pipe()
 		done := make(chan error, 1)
 		go func() {

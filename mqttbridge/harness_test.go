@@ -77,8 +77,8 @@ func startBridge(t testing.TB, up Upstream, id Identity) *bridge {
 	if up.Stats == nil {
 		up.Stats = new(Stats)
 	}
-	if up.Log == nil {
-		up.Log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if up.Logger == nil {
+		up.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	b := &bridge{Addr: l.Addr().String(), Stats: up.Stats, ends: make(chan error, 100)}
 	_, b.Port, _ = net.SplitHostPort(b.Addr)

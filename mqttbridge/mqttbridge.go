@@ -56,9 +56,9 @@ type Upstream struct {
 	// MaxPacketSize bounds every packet read from the device or the
 	// broker, in bytes (0: DefaultMaxPacketSize, 256 KiB).
 	MaxPacketSize int
-	// Log receives the bridge's logs (nil: slog.Default()). Credentials
+	// Logger receives the bridge's logs (nil: slog.Default()). Credentials
 	// and payloads are never logged.
-	Log *slog.Logger
+	Logger *slog.Logger
 	// Stats, if not nil, counts what the bridge does; one Stats may be
 	// shared by all sessions.
 	Stats *Stats

@@ -187,7 +187,7 @@ func newSession(dev net.Conn, id Identity, up Upstream) *session {
 		devR:        bufio.NewReaderSize(dev, 16<<10),
 		devW:        bufio.NewWriterSize(dev, 16<<10),
 		max:         up.MaxPacketSize,
-		log:         up.Log,
+		log:         up.Logger,
 		st:          up.Stats,
 		subs:        map[uint16]*pendingAck{},
 		unsubs:      map[uint16]*pendingAck{},

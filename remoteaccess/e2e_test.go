@@ -89,7 +89,7 @@ func newFixture(t testing.TB, pol controlplane.RemotePolicy) *fixture {
 	f.svc = controlplane.New(st, controlplane.Config{
 		Endpoint:         netip.AddrPortFrom(gwAddr, gwPort).String(),
 		GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() },
-		Log:              log,
+		Logger:           log,
 		Remote:           pol,
 	})
 	f.remote = remoteaccess.New(remoteaccess.Config{
@@ -106,7 +106,7 @@ func newFixture(t testing.TB, pol controlplane.RemotePolicy) *fixture {
 			return ln, err
 		},
 	})
-	f.gw, err = gateway.New(gateway.Config{Service: f.svc, KeyStore: ks, ListenPort: gwPort, Logger: log, Services: []platform.Service{f.remote}})
+	f.gw, err = gateway.New(gateway.Config{ControlPlane: f.svc, KeyStore: ks, ListenPort: gwPort, Logger: log, Services: []platform.Service{f.remote}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,10 +46,10 @@ func startNode(t *testing.T, dsn, host string, ks keystore.Store, log *slog.Logg
 	}
 	t.Cleanup(func() { st.Close() })
 	n := &node{host: host}
-	n.svc = controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Log: log,
+	n.svc = controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Logger: log,
 		Remote: controlplane.RemotePolicy{Host: "remote.example", PortMin: 20400, PortMax: 20409}})
 	n.remote = remoteaccess.New(remoteaccess.Config{ListenHost: host, Logger: log, Resync: time.Hour, ControlPlane: n.svc})
-	n.gw, err = gateway.New(gateway.Config{Service: n.svc, KeyStore: ks, Logger: log, Services: []platform.Service{n.remote}})
+	n.gw, err = gateway.New(gateway.Config{ControlPlane: n.svc, KeyStore: ks, Logger: log, Services: []platform.Service{n.remote}})
 	if err != nil {
 		t.Fatal(err)
 	}

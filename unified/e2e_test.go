@@ -38,7 +38,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	p := gwtest.Start(t, gwtest.Options{Subnet: 232, Secrets: key, Services: func(st store.Store, log *slog.Logger) []platform.Service {
-		ds := datastore.New(datastore.Config{Store: st, Log: log})
+		ds := datastore.New(datastore.Config{Store: st, Logger: log})
 		fwd := forwarder.New(forwarder.Config{Secrets: key, Logger: log, Timeout: 5 * time.Second})
 		return []platform.Service{ds, fwd, New(Config{DataStore: ds, Forwarder: fwd, Logger: log})}
 	}})

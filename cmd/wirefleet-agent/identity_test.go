@@ -95,8 +95,8 @@ func TestIdentityAndAttestBootstrapCommands(t *testing.T) {
 	defer st.Close()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	gw, _ := wgkey.NewPrivate()
-	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Log: quiet})
-	srv := httptest.NewServer(api.New(svc, api.Options{Log: quiet}))
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Logger: quiet})
+	srv := httptest.NewServer(api.New(svc, api.Options{Logger: quiet}))
 	defer srv.Close()
 	cfgPath := filepath.Join(dir, "etc", "agent.json")
 	args := []string{"bootstrap", "--server", srv.URL, "--attest", ref("identity"), "--key", ref("wg"), "--config", cfgPath}

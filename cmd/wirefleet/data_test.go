@@ -29,8 +29,8 @@ func TestDataList(t *testing.T) {
 	}
 	defer st.Close()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", Log: quiet})
-	srv := httptest.NewServer(api.New(svc, api.Options{Log: quiet}))
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", Logger: quiet})
+	srv := httptest.NewServer(api.New(svc, api.Options{Logger: quiet}))
 	defer srv.Close()
 	admin, _, err := svc.EnsureAdminToken(ctx)
 	if err != nil {

@@ -31,8 +31,8 @@ func TestCLIForwarders(t *testing.T) {
 	defer st.Close()
 	key, _ := seal.GenerateKey()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", Log: log, Secrets: key})
-	srv := httptest.NewServer(api.New(svc, api.Options{Log: log}))
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", Logger: log, Secrets: key})
+	srv := httptest.NewServer(api.New(svc, api.Options{Logger: log}))
 	defer srv.Close()
 	admin, _, err := svc.EnsureAdminToken(ctx)
 	if err != nil {

@@ -55,8 +55,8 @@ func TestCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	srv := httptest.NewServer(api.New(svc, api.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}))
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv := httptest.NewServer(api.New(svc, api.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
 	defer srv.Close()
 	admin, _, err := svc.EnsureAdminToken(ctx)
 	if err != nil {

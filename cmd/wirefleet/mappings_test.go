@@ -27,8 +27,8 @@ func TestMappingsCLI(t *testing.T) {
 	}
 	defer st.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := controlplane.New(st, controlplane.Config{Log: log, Remote: controlplane.RemotePolicy{Host: "remote.example", PortMin: 41000, PortMax: 41000, TLSFingerprint: "AA:BB"}})
-	srv := httptest.NewServer(api.New(svc, api.Options{Log: log}))
+	svc := controlplane.New(st, controlplane.Config{Logger: log, Remote: controlplane.RemotePolicy{Host: "remote.example", PortMin: 41000, PortMax: 41000, TLSFingerprint: "AA:BB"}})
+	srv := httptest.NewServer(api.New(svc, api.Options{Logger: log}))
 	defer srv.Close()
 	admin, _, err := svc.EnsureAdminToken(ctx)
 	if err != nil {

@@ -28,8 +28,8 @@ func TestTerminalEscapes(t *testing.T) {
 	}
 	defer st.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := controlplane.New(st, controlplane.Config{Log: log})
-	srv := httptest.NewServer(api.New(svc, api.Options{Log: log}))
+	svc := controlplane.New(st, controlplane.Config{Logger: log})
+	srv := httptest.NewServer(api.New(svc, api.Options{Logger: log}))
 	defer srv.Close()
 	admin, _, err := svc.EnsureAdminToken(ctx)
 	if err != nil {

@@ -32,6 +32,6 @@ func newDataStore(c config, st store.Store, backend string, log *slog.Logger, re
 	if every <= 0 {
 		every = -1
 	}
-	return datastore.New(datastore.Config{Store: st, Log: log, Registerer: reg, Committers: n, RetentionEvery: every,
+	return datastore.New(datastore.Config{Store: st, Logger: log, Registerer: reg, Committers: n, RetentionEvery: every,
 		Rate: ratelimit.Config{PerSecond: c.dataRate, Burst: c.dataBurst}})
 }

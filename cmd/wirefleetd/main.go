@@ -264,7 +264,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("settings secrets: %w", err)
 	}
-	svc := controlplane.New(st, controlplane.Config{Pool: pool, Endpoint: c.endpoint, GatewayPublicKey: func() wgkey.Public { return gwPub }, Log: log, Remote: remotePolicy, Secrets: settingsKey,
+	svc := controlplane.New(st, controlplane.Config{Pool: pool, Endpoint: c.endpoint, GatewayPublicKey: func() wgkey.Public { return gwPub }, Logger: log, Remote: remotePolicy, Secrets: settingsKey,
 		// Key-proof challenges verify on every node sharing the key file, and across restarts.
 		KeyProofSecret: settingsKey.Derive("key proof")})
 
@@ -312,7 +312,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		remote = remoteaccess.New(*remoteCfg)
 		services = append(services, remote)
 	}
-	gw, err := gateway.New(gateway.Config{Service: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services, Secrets: settingsKey})
+	gw, err := gateway.New(gateway.Config{ControlPlane: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services, Secrets: settingsKey})
 	if err != nil {
 		return err
 	}
@@ -338,9 +338,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer auditing.Wait() // before the store closes (deferred earlier, so it runs later)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/api/v1/", api.New(svc, api.Options{Log: log, Registerer: reg, Connections: gw, TrustedProxies: c.trustedProxies.prefixes()}))
+	mux.Handle("/api/v1/", api.New(svc, api.Options{Logger: log, Registerer: reg, Connections: gw, TrustedProxies: c.trustedProxies.prefixes()}))
 	// SORACOM Arc-compatible routes, for soratun and other Arc clients.
-	mux.Handle("/v1/", arcapi.New(svc, arcapi.Options{Log: log, TrustedNetworks: c.trustedNetworks.items, TrustedProxies: c.trustedProxies.prefixes(), TokenSecret: arcSecret}))
+	mux.Handle("/v1/", arcapi.New(svc, arcapi.Options{Logger: log, TrustedNetworks: c.trustedNetworks.items, TrustedProxies: c.trustedProxies.prefixes(), TokenSecret: arcSecret}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 

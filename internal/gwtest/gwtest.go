@@ -68,7 +68,7 @@ type Platform struct {
 	Service *controlplane.Service
 	Gateway *gateway.Gateway
 	Key     wgkey.Public // the gateway's public key
-	Log     *slog.Logger
+	Logger  *slog.Logger
 	subnet  byte
 	nDev    int
 }
@@ -100,11 +100,11 @@ func Start(t testing.TB, o Options) *Platform {
 	if w == nil {
 		w = testLog{t}
 	}
-	p.Log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: o.Level}))
+	p.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: o.Level}))
 	cfg := controlplane.Config{
 		Endpoint:         netip.AddrPortFrom(p.Addr, Port).String(),
 		GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() },
-		Log:              p.Log,
+		Logger:           p.Logger,
 	}
 	if o.Secrets != nil { // never a nil *seal.Key inside the interface
 		cfg.Secrets = o.Secrets
@@ -112,9 +112,9 @@ func Start(t testing.TB, o Options) *Platform {
 	p.Service = controlplane.New(st, cfg)
 	var services []platform.Service
 	if o.Services != nil {
-		services = o.Services(st, p.Log)
+		services = o.Services(st, p.Logger)
 	}
-	p.Gateway, err = gateway.New(gateway.Config{Service: p.Service, KeyStore: ks, ListenPort: Port, Logger: p.Log, Services: services, Secrets: o.Secrets})
+	p.Gateway, err = gateway.New(gateway.Config{ControlPlane: p.Service, KeyStore: ks, ListenPort: Port, Logger: p.Logger, Services: services, Secrets: o.Secrets})
 	if err != nil {
 		t.Fatal(err)
 	}
