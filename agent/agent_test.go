@@ -71,7 +71,7 @@ func TestBootstrap(t *testing.T) {
 	}
 	// The platform only ever saw the public key; the config holds none.
 	ks, _ := OpenKeyStore(c.KeyRef)
-	sim, err := svc.Store().SIMByPublicKey(context.Background(), ks.PublicKey())
+	sim, err := svc.View().SIMByPublicKey(context.Background(), ks.PublicKey())
 	if err != nil || sim.ID != c.SIMID {
 		t.Fatalf("SIM by key: %v %v", sim.ID, err)
 	}
@@ -301,7 +301,7 @@ func TestBootstrapNetwork(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sim, err := svc.Store().SIMByPublicKey(context.Background(), ks.PublicKey())
+		sim, err := svc.View().SIMByPublicKey(context.Background(), ks.PublicKey())
 		if err != nil || sim.Address != cfg.Address.Addr() {
 			t.Fatalf("SIM for the delivered key: %+v %v", sim, err)
 		}

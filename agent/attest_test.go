@@ -64,7 +64,7 @@ func TestAttestBootstrapHSM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim, err := p.svc.Store().SIM(ctx, cfg.SIMID)
+	sim, err := p.svc.View().SIM(ctx, cfg.SIMID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -152,7 +152,7 @@ func TestRotateUnderTraffic(t *testing.T) {
 	if lost > 2 {
 		t.Fatalf("%d pings lost across the rotation (want at most a handshake's worth)", lost)
 	}
-	sim, err := p.svc.Store().SIM(context.Background(), cfg.SIMID)
+	sim, err := p.svc.View().SIM(context.Background(), cfg.SIMID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -148,7 +148,7 @@ func TestRotateBySlot(t *testing.T) {
 	if err != nil || k.PublicKey().String() != res.NewKey {
 		t.Fatalf("new slot: %v", err)
 	}
-	sim, _ := p.svc.Store().SIM(context.Background(), cfg.SIMID)
+	sim, _ := p.svc.View().SIM(context.Background(), cfg.SIMID)
 	if sim.PublicKey.String() != res.NewKey {
 		t.Fatalf("SIM key %s, want %s", sim.PublicKey, res.NewKey)
 	}

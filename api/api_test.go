@@ -24,6 +24,7 @@ import (
 	"github.com/wirefleet/wirefleet/keyproof"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/seal"
+	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
@@ -49,6 +50,7 @@ type env struct {
 	t       *testing.T
 	srv     *httptest.Server
 	svc     *controlplane.Service
+	st      store.Store // the service's, for arranging what no API call makes
 	logs    *logBuf
 	tokens  map[fleet.Role]string
 	secrets *seal.Key
@@ -83,7 +85,7 @@ func newEnvSealing(t *testing.T, withKey bool) *env {
 	svc := controlplane.New(st, cfg)
 	srv := httptest.NewServer(api.New(svc, api.Options{Logger: log}))
 	t.Cleanup(srv.Close)
-	e := &env{t: t, srv: srv, svc: svc, logs: logs, tokens: map[fleet.Role]string{}, secrets: secrets}
+	e := &env{t: t, srv: srv, svc: svc, st: st, logs: logs, tokens: map[fleet.Role]string{}, secrets: secrets}
 	adminSecret, ok, err := svc.EnsureAdminToken(ctx)
 	if err != nil || !ok {
 		t.Fatalf("admin token: %v %v", ok, err)
@@ -644,7 +646,7 @@ func TestWebhookSecretWriteOnly(t *testing.T) {
 	e.must("PATCH", "/api/v1/groups/"+g.ID, fleet.RoleOperator, map[string]any{"settings": g.Settings}, 200, &raw)
 	// At rest it is sealed (issue 14, item 6: it was stored in clear):
 	// a database dump does not reveal it, the settings key opens it.
-	stored, err := e.svc.Store().Group(context.Background(), g.ID)
+	stored, err := e.svc.View().Group(context.Background(), g.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,7 @@ func TestDataRecords(t *testing.T) {
 		}
 		recs = append(recs, r)
 	}
-	if err := e.svc.Store().AppendRecords(ctx, recs); err != nil {
+	if err := e.st.AppendRecords(ctx, recs); err != nil {
 		t.Fatal(err)
 	}
 	type page struct {

@@ -85,7 +85,7 @@ func TestForwarderSecretsWriteOnly(t *testing.T) {
 	if !f.HTTP[0].SecretSet || !f.HTTP[0].BeamSignature.SecretSet || !f.HTTP[0].Credential.ValueSet || !f.TCP.SecretSet || !f.UDP.SecretSet || !f.MQTT.PasswordSet {
 		t.Fatalf("answer does not flag every secret as set: %s", raw)
 	}
-	stored, _ := e.svc.Store().Group(context.Background(), g.ID)
+	stored, _ := e.svc.View().Group(context.Background(), g.ID)
 	sf := stored.Settings.Forwarders
 	storedVals := []string{sf.HTTP[0].Secret, sf.HTTP[0].BeamSignature.Secret, sf.HTTP[0].Credential.Value, sf.TCP.Secret, sf.UDP.Secret, sf.MQTT.Password}
 	for i, v := range storedVals {
@@ -98,7 +98,7 @@ func TestForwarderSecretsWriteOnly(t *testing.T) {
 	}
 	// Write back what GET gave (no secrets): every stored one stays.
 	e.must("PATCH", "/api/v1/groups/"+g.ID, fleet.RoleOperator, map[string]any{"settings": g.Settings}, 200, nil)
-	stored, _ = e.svc.Store().Group(context.Background(), g.ID)
+	stored, _ = e.svc.View().Group(context.Background(), g.ID)
 	if stored.Settings.Forwarders.HTTP[0].Credential.Value != sf.HTTP[0].Credential.Value || stored.Settings.Forwarders.MQTT.Password != sf.MQTT.Password {
 		t.Fatal("a write-back without secrets lost the stored ones")
 	}

@@ -415,7 +415,7 @@ func (h *Handler) routes() []route {
 
 		{method: "GET", path: "/api/v1/audit", summary: "Audit the fleet's configuration now: findings with severity.", role: fleet.RoleViewer, response: "AuditReport",
 			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-				findings, err := audit.Run(ctx, s.Store(), audit.Options{MaxMappingDuration: s.Config().Remote.MaxDuration})
+				findings, err := audit.Run(ctx, s.View(), audit.Options{MaxMappingDuration: s.Config().Remote.MaxDuration})
 				if err != nil {
 					return nil, err
 				}

@@ -151,7 +151,7 @@ func TestArcFlow(t *testing.T) {
 	if vs.ArcSession.ArcServerEndpoint != "127.0.0.1:51820" || vs.ArcSession.ArcClientPeerPrivateKey != "" {
 		t.Fatalf("create's session %+v", vs.ArcSession)
 	}
-	sim, err := svc.Store().SIM(ctx, vs.SimID)
+	sim, err := svc.View().SIM(ctx, vs.SimID)
 	if err != nil || sim.GroupID != g.ID || sim.PublicKey != priv.Public() {
 		t.Fatalf("stored SIM %+v %v", sim, err)
 	}

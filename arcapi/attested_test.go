@@ -78,10 +78,10 @@ func TestAttestedBootstrap(t *testing.T) {
 		t.Fatalf("second call must keep the SIM and change the key: %d %+v", code, s2)
 	}
 	old, _ := wgkey.ParsePublic(s1.ArcClientPeerPublicKey)
-	if _, err := svc.Store().SIMByPublicKey(ctx, old); err == nil {
+	if _, err := svc.View().SIMByPublicKey(ctx, old); err == nil {
 		t.Fatal("old key still resolves after re-bootstrap")
 	}
-	sim, err := svc.Store().SIMByAddress(ctx, netip.MustParseAddr(s2.ArcClientPeerIPAddress))
+	sim, err := svc.View().SIMByAddress(ctx, netip.MustParseAddr(s2.ArcClientPeerIPAddress))
 	if err != nil || sim.Tags["attested.source"] != "127.0.0.1" || sim.GroupID != g.ID {
 		t.Fatalf("bound SIM %+v %v", sim, err)
 	}

@@ -99,7 +99,7 @@ func TestSharedAuthKeyCannotTakeOverSIM(t *testing.T) {
 	if code := c.call("PUT", "/sims/"+victim.ID+"/credentials/arc", string(swapped), nil); code != 403 {
 		t.Fatalf("a genuine proof with another new key: %d, want 403", code)
 	}
-	if sim, _ := svc.Store().SIM(ctx, victim.ID); sim.PublicKey != victimPub {
+	if sim, _ := svc.View().SIM(ctx, victim.ID); sim.PublicKey != victimPub {
 		t.Fatalf("the victim's key was replaced: %s", sim.PublicKey)
 	}
 

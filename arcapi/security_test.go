@@ -99,7 +99,7 @@ func TestTokenNotForgeableFromDatabase(t *testing.T) {
 	if code := c.call("POST", "/sims", `{}`, &vs); code != 201 {
 		t.Fatalf("create with a genuine token: %d", code)
 	}
-	stored, err := svc.Store().AuthKey(context.Background(), k.ID)
+	stored, err := svc.View().AuthKey(context.Background(), k.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestArcScopedToCreatingKey(t *testing.T) {
 				t.Fatalf("%s: %s %s: %d, want 404", what, call[0], call[1], code)
 			}
 		}
-		sim, err := svc.Store().SIM(ctx, simID)
+		sim, err := svc.View().SIM(ctx, simID)
 		if err != nil || sim.PublicKey == np.Public() {
 			t.Fatalf("%s: SIM re-keyed by a foreign key: %+v %v", what, sim, err)
 		}
@@ -226,7 +226,7 @@ func TestArcScopedToCreatingKey(t *testing.T) {
 	if code := c1.call("PUT", "/sims/"+mine.SimID+"/credentials/arc", rekeyBody(t, svc, np, mine.SimID, other.Public()), nil); code != 409 {
 		t.Fatalf("rekey of a suspended SIM: %d, want 409", code)
 	}
-	if sim, _ := svc.Store().SIM(ctx, mine.SimID); sim.PublicKey != np.Public() {
+	if sim, _ := svc.View().SIM(ctx, mine.SimID); sim.PublicKey != np.Public() {
 		t.Fatalf("suspended SIM was re-keyed to %s", sim.PublicKey)
 	}
 }

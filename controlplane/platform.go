@@ -9,9 +9,9 @@ import (
 	"github.com/wirefleet/wirefleet/store"
 )
 
-// The reads the platform itself makes (remote access following its
-// mappings: no operator behind them, so no role check), named here so that
-// no caller needs the store.
+// The reads and writes the platform itself makes (the gateway recording
+// sessions, remote access following its mappings: no operator behind them,
+// so no role check), named here so that no caller needs the store.
 
 // Changes subscribes to the fleet's change feed; a closed channel means
 // "subscribe again and re-read".
@@ -31,4 +31,19 @@ func (s *Service) MappingRecord(ctx context.Context, id string) (fleet.Mapping, 
 // SIMRecord returns a SIM as stored (store.ErrNotFound when gone).
 func (s *Service) SIMRecord(ctx context.Context, id string) (fleet.SIM, error) {
 	return s.st.SIM(ctx, id)
+}
+
+// SetPresence records a SIM's live session on a gateway, and tells the
+// other gateways sharing the store (a change of kind presence).
+func (s *Service) SetPresence(ctx context.Context, p store.Presence) error {
+	return s.st.Update(ctx, func(tx store.Tx) error {
+		tx.Publish(fleet.Change{Kind: fleet.ChangePresence, ID: p.SIMID})
+		return tx.SetPresence(ctx, p)
+	})
+}
+
+// ClearPresence removes a SIM's session on a gateway; simID "" removes all
+// of that gateway's, as a gateway does when it starts.
+func (s *Service) ClearPresence(ctx context.Context, simID, gateway string) error {
+	return s.st.Update(ctx, func(tx store.Tx) error { return tx.ClearPresence(ctx, simID, gateway) })
 }

@@ -38,7 +38,7 @@ func TestRequireKeyRotation(t *testing.T) {
 	if got, _ = svc.RequireKeyRotation(ctx, admin, sim.ID, 24*time.Hour); !got.RotateBy.Equal(first) {
 		t.Fatalf("a later deadline replaced the earlier one: %v, want %v", got.RotateBy, first)
 	}
-	stored, _ := svc.Store().SIM(ctx, sim.ID)
+	stored, _ := svc.View().SIM(ctx, sim.ID)
 	if !stored.RotateBy.Equal(first) || !stored.NextPublicKey.IsZero() {
 		t.Fatalf("stored %+v", stored)
 	}

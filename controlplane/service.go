@@ -98,9 +98,14 @@ func New(st store.Store, cfg Config) *Service {
 	return &Service{st: st, cfg: cfg, log: cfg.Logger, proofs: proofs}
 }
 
-// Store returns the underlying store, for readers such as the gateway that
-// need SIMByPublicKey and Subscribe without the service's checks.
-func (s *Service) Store() store.Store { return s.st }
+// View returns the store's reads and change feed, for the platform's own
+// readers (the gateway's key lookups and caches, the audit). It has no
+// writes: those go through the service's methods.
+func (s *Service) View() store.View { return readOnly{s.st} }
+
+// readOnly hides the store's writes: a type assertion on a View cannot
+// find Update again.
+type readOnly struct{ store.View }
 
 // Config returns the effective configuration.
 func (s *Service) Config() Config { return s.cfg }

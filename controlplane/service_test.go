@@ -195,7 +195,7 @@ func TestBootstrapRules(t *testing.T) {
 	}
 	_, _, err = svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: secret, PublicKey: key})
 	wantCode(t, err, fleet.CodeUnauthorized, "authKey")
-	later := controlplane.New(svc.Store(), controlplane.Config{Now: func() time.Time { return time.Now().Add(25 * time.Hour) }})
+	later := controlplane.New(controlplane.StoreOf(svc), controlplane.Config{Now: func() time.Time { return time.Now().Add(25 * time.Hour) }})
 	_, _, err = later.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: s2, PublicKey: pub(t)})
 	wantCode(t, err, fleet.CodeUnauthorized, "authKey")
 
@@ -220,7 +220,7 @@ func TestBootstrapRules(t *testing.T) {
 	orphan := pub(t)
 	_, _, err = svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: s4, PublicKey: orphan})
 	wantCode(t, err, fleet.CodeBadState, "authKey")
-	if _, err := svc.Store().SIMByPublicKey(ctx, orphan); err == nil {
+	if _, err := svc.View().SIMByPublicKey(ctx, orphan); err == nil {
 		t.Fatal("a SIM was left behind by the failed bootstrap")
 	}
 
@@ -234,7 +234,7 @@ func TestBootstrapRules(t *testing.T) {
 func TestSIMLifecycle(t *testing.T) {
 	svc, _ := newService(t)
 	ctx := context.Background()
-	ch, cancel := svc.Store().Subscribe()
+	ch, cancel := svc.View().Subscribe()
 	defer cancel()
 	sim, _, err := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{Name: "a", PublicKey: pub(t)})
 	if err != nil {
@@ -254,7 +254,7 @@ func TestSIMLifecycle(t *testing.T) {
 	case <-time.After(time.Second):
 		t.Fatal("suspension not published within 1s")
 	}
-	got, _ := svc.Store().SIMByPublicKey(ctx, sim.PublicKey)
+	got, _ := svc.View().SIMByPublicKey(ctx, sim.PublicKey)
 	if got.Status != fleet.StatusSuspended {
 		t.Fatalf("status %s", got.Status)
 	}
@@ -270,7 +270,7 @@ func TestSIMLifecycle(t *testing.T) {
 	if err != nil || got.PublicKey != next || !got.NextPublicKey.IsZero() {
 		t.Fatalf("promote: %+v %v", got, err)
 	}
-	if _, err := svc.Store().SIMByPublicKey(ctx, sim.PublicKey); err == nil {
+	if _, err := svc.View().SIMByPublicKey(ctx, sim.PublicKey); err == nil {
 		t.Fatal("the old key still resolves after the rotation completed")
 	}
 	if _, err := svc.SetSIMStatus(ctx, admin, sim.ID, fleet.StatusTerminated); err != nil {
@@ -552,4 +552,23 @@ func TestLowOrderKeysRefused(t *testing.T) {
 	isInvalid("next key", err)
 	_, _, err = svc.SetSIMKey(ctx, admin, sim.ID, controlplane.KeySpec{PublicKey: low})
 	isInvalid("set key", err)
+}
+
+// The store view the service hands to the gateway and the audit has no
+// writes, not even behind a type assertion: every write goes through the
+// service's checks.
+func TestViewHasNoWrites(t *testing.T) {
+	svc, _ := newService(t)
+	v := svc.View()
+	if _, ok := v.(store.Store); ok {
+		t.Fatal("the view is a whole store")
+	}
+	if _, ok := v.(interface {
+		Update(context.Context, func(store.Tx) error) error
+	}); ok {
+		t.Fatal("the view can Update")
+	}
+	if _, err := v.SIM(context.Background(), "sim_none"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the view does not read: %v", err)
+	}
 }

@@ -117,7 +117,7 @@ func TestDeviceToDevice(t *testing.T) {
 	if err != nil || !strings.HasSuffix(out, "\n403") {
 		t.Fatalf("tag write without permission: %v %s", err, out)
 	}
-	if sim, _ := f.svc.Store().SIM(context.Background(), a.sim.ID); sim.Tags["fw"] != "" {
+	if sim, _ := f.svc.View().SIM(context.Background(), a.sim.ID); sim.Tags["fw"] != "" {
 		t.Fatal("tag written without permission")
 	}
 	s := grp.Settings
@@ -130,10 +130,10 @@ func TestDeviceToDevice(t *testing.T) {
 	if err != nil || !strings.HasSuffix(out, "\n200") {
 		t.Fatalf("tag write: %v %s", err, out)
 	}
-	if sim, _ := f.svc.Store().SIM(context.Background(), a.sim.ID); sim.Tags["fw"] != "1.2" {
+	if sim, _ := f.svc.View().SIM(context.Background(), a.sim.ID); sim.Tags["fw"] != "1.2" {
 		t.Fatalf("tag not written: %v", sim.Tags)
 	}
-	if sim, _ := f.svc.Store().SIM(context.Background(), b.sim.ID); sim.Tags["fw"] != "" {
+	if sim, _ := f.svc.View().SIM(context.Background(), b.sim.ID); sim.Tags["fw"] != "" {
 		t.Fatal("A's tag write touched B")
 	}
 

@@ -47,7 +47,7 @@ func TestKeyReplacedAlert(t *testing.T) {
 		t.Fatalf("the next key does not connect: %v", err)
 	}
 	waitFor(t, "the rotation completed", func() bool {
-		sim, err := f.svc.Store().SIM(ctx, a.sim.ID)
+		sim, err := f.svc.View().SIM(ctx, a.sim.ID)
 		return err == nil && sim.PublicKey == next.Public() && sim.NextPublicKey.IsZero()
 	})
 	// The old key's session is revoked by that change; give the feed time.

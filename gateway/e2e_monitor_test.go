@@ -94,7 +94,7 @@ func TestClonedKeyAlert(t *testing.T) {
 
 	// With that profile, the SIM is quarantined...
 	waitForWithin(t, 10*time.Second, "the SIM quarantined", func() bool {
-		sim, err := f.svc.Store().SIM(context.Background(), a.sim.ID)
+		sim, err := f.svc.View().SIM(context.Background(), a.sim.ID)
 		return err == nil && sim.GroupID == quarantine.ID
 	})
 	// ...and the webhook receiver got the alert, validly signed.

@@ -46,7 +46,7 @@ func TestRequiredRotation(t *testing.T) {
 	var sim fleet.SIM
 	waitFor(t, "the rotation required", func() bool {
 		var err error
-		sim, err = f.svc.Store().SIM(ctx, a.sim.ID)
+		sim, err = f.svc.View().SIM(ctx, a.sim.ID)
 		return err == nil && !sim.RotateBy.IsZero()
 	})
 	if d := time.Until(sim.RotateBy); d < 5*time.Hour || d > 6*time.Hour {
@@ -61,7 +61,7 @@ func TestRequiredRotation(t *testing.T) {
 	}
 
 	// The deadline comes (moved close, as hours pass): the session ends.
-	err = f.svc.Store().Update(ctx, func(tx store.Tx) error {
+	err = f.st.Update(ctx, func(tx store.Tx) error {
 		s, err := tx.SIM(ctx, a.sim.ID)
 		if err != nil {
 			return err

@@ -25,6 +25,7 @@ import (
 	"github.com/wirefleet/wirefleet/internal/netns"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/seal"
+	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.org/x/net/dns/dnsmessage"
@@ -46,6 +47,7 @@ type fixture struct {
 	gwNS   *netns.NS
 	bridge string // in gwNS, holding gwAddr
 	svc    *controlplane.Service
+	st     store.Store // the service's, for arranging what no operation makes
 	gw     *Gateway
 	api    *httptest.Server
 	token  string
@@ -81,6 +83,7 @@ func newFixture(t *testing.T, opts ...func(*Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.st = st
 	f.svc = controlplane.New(st, controlplane.Config{
 		Endpoint:         netip.AddrPortFrom(gwAddr, gwPort).String(),
 		GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() },

@@ -86,7 +86,7 @@ type Config struct {
 type Gateway struct {
 	cfg    Config
 	svc    *controlplane.Service
-	st     store.Store
+	st     store.View
 	log    *slog.Logger
 	eng    *engine.Engine
 	pool   netip.Prefix
@@ -154,7 +154,7 @@ func New(cfg Config) (*Gateway, error) {
 	g := &Gateway{
 		cfg:  cfg,
 		svc:  cfg.ControlPlane,
-		st:   cfg.ControlPlane.Store(),
+		st:   cfg.ControlPlane.View(),
 		log:  cfg.Logger,
 		pool: cfg.ControlPlane.Config().Pool,
 		plat: cfg.ControlPlane.Config().PlatformRange,

@@ -9,7 +9,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
 )
 
@@ -52,7 +51,7 @@ func (g *Gateway) recordPresence(op presenceOp) {
 func (g *Gateway) writePresences() {
 	defer g.wg.Done()
 	id := g.gatewayID()
-	if err := g.st.Update(g.ctx, func(tx store.Tx) error { return tx.ClearPresence(g.ctx, "", id) }); err != nil && g.ctx.Err() == nil {
+	if err := g.svc.ClearPresence(g.ctx, "", id); err != nil && g.ctx.Err() == nil {
 		g.log.Warn("clearing this gateway's old presences", "gateway", id, "err", err)
 	}
 	for {
@@ -61,13 +60,12 @@ func (g *Gateway) writePresences() {
 			return
 		case op := <-g.presence:
 			ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
-			err := g.st.Update(ctx, func(tx store.Tx) error {
-				if !op.set {
-					return tx.ClearPresence(ctx, op.sim, id)
-				}
-				tx.Publish(fleet.Change{Kind: fleet.ChangePresence, ID: op.sim})
-				return tx.SetPresence(ctx, store.Presence{SIMID: op.sim, Gateway: id, Endpoint: op.endpoint, Since: op.since})
-			})
+			var err error
+			if op.set {
+				err = g.svc.SetPresence(ctx, store.Presence{SIMID: op.sim, Gateway: id, Endpoint: op.endpoint, Since: op.since})
+			} else {
+				err = g.svc.ClearPresence(ctx, op.sim, id)
+			}
 			cancel()
 			if err != nil && g.ctx.Err() == nil {
 				g.log.Warn("recording presence", "sim", op.sim, "err", err)

@@ -118,7 +118,7 @@ func TestKeyLiveOnTwoGateways(t *testing.T) {
 	send2, _ := tg.device(t, key, sim, 1)
 	waitFor(t, "the device on gw2", func() bool { send2(); return online(tg.gws[1], sim) })
 	waitFor(t, "both presences recorded", func() bool {
-		ps, _ := tg.svc.Store().Presences(ctx, sim.ID)
+		ps, _ := tg.svc.View().Presences(ctx, sim.ID)
 		return len(ps) == 2
 	})
 	keep(send2, time.Now().Add(4*time.Second)) // past the 2 s window
@@ -147,7 +147,7 @@ func TestKeyLiveOnTwoGateways(t *testing.T) {
 			break
 		}
 		if time.Since(start) > 12*time.Second {
-			ps, _ := tg.svc.Store().Presences(ctx, sim.ID)
+			ps, _ := tg.svc.View().Presences(ctx, sim.ID)
 			t.Fatalf("no alert within 12 s; presences %+v", ps)
 		}
 		time.Sleep(100 * time.Millisecond)

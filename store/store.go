@@ -116,6 +116,15 @@ type Tx interface {
 	Publish(c fleet.Change)
 }
 
+// View is a Store without its writes: the reads and the change feed. The
+// control plane hands out a View, so that every write goes through its
+// checks.
+type View interface {
+	Reader
+	// Subscribe is Store.Subscribe.
+	Subscribe() (changes <-chan fleet.Change, cancel func())
+}
+
 // Store is a fleet database.
 type Store interface {
 	Reader

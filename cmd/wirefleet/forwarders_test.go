@@ -53,7 +53,7 @@ func TestCLIForwarders(t *testing.T) {
 	back := filepath.Join(t.TempDir(), "back.json")
 	os.WriteFile(back, []byte(settingsOf(t, got)), 0o600)
 	c.ok("groups", "update", id, "--settings", back)
-	g, _ := svc.Store().Group(ctx, id)
+	g, _ := svc.View().Group(ctx, id)
 	if v, err := key.Open(g.Settings.Forwarders.HTTP[0].Credential.Value); err != nil || v != token {
 		t.Fatalf("stored credential after a write-back: %q %v", v, err)
 	}
