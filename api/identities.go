@@ -82,112 +82,130 @@ func decodeBase64(field, s string) ([]byte, error) {
 }
 
 func (h *Handler) identityRoutes() []route {
-	s := h.svc
 	return []route{
-		{method: "POST", path: "/api/v1/attest/challenge", summary: "A device asks for a single-use challenge (60 s) to sign with its identity key.", response: "AttestChallenge",
-			handle: func(ctx context.Context, _ controlplane.Actor, r *http.Request) (any, error) {
-				c, err := s.AttestChallenge(ctx)
-				if err != nil {
-					return nil, err
-				}
-				return created{c}, nil
-			}},
-		{method: "POST", path: "/api/v1/attest/bootstrap", summary: "A device proves it holds a registered identity key and gets its SIM and session.", request: "AttestBootstrapRequest", response: "BootstrapResponse",
-			handle: func(ctx context.Context, _ controlplane.Actor, r *http.Request) (any, error) {
-				var req attestBootstrapRequest
-				if err := decode(r, &req); err != nil {
-					return nil, err
-				}
-				if req.IdentityKey == "" {
-					return nil, errorf(fleet.CodeRequired, "identityKey", "missing")
-				}
-				id, err := attest.ParsePublicKey(req.IdentityKey)
-				if err != nil {
-					return nil, errorf(fleet.CodeInvalid, "identityKey", "%v", err)
-				}
-				key, err := parseKey("publicKey", req.PublicKey)
-				if err != nil {
-					return nil, err
-				}
-				nonce, err := decodeBase64("nonce", req.Nonce)
-				if err != nil {
-					return nil, err
-				}
-				sig, err := decodeBase64("signature", req.Signature)
-				if err != nil {
-					return nil, err
-				}
-				sim, sess, err := s.AttestBootstrap(ctx, controlplane.AttestRequest{Identity: id, PublicKey: key, Nonce: nonce, Signature: sig, Name: req.Name})
-				if err != nil {
-					return nil, err
-				}
-				return bootstrapResponse{SIM: sim, Session: sess}, nil
-			}},
-
-		{method: "GET", path: "/api/v1/identity-batches", summary: "List identity batches.", role: fleet.RoleViewer, response: "IdentityBatchPage", query: pageQuery,
-			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-				p, err := pageReq(r)
-				if err != nil {
-					return nil, err
-				}
-				return s.ListIdentityBatches(ctx, a, p)
-			}},
-		{method: "POST", path: "/api/v1/identity-batches", summary: "Register a batch of device identity public keys from manufacturing, bound to a group (all or nothing).", role: fleet.RoleOperator, request: "IdentityBatchCreateRequest", response: "IdentityBatch",
-			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-				var req identityBatchCreateRequest
-				if err := decode(r, &req); err != nil {
-					return nil, err
-				}
-				keys, err := parseIdentityKeys(req.PublicKeys)
-				if err != nil {
-					return nil, err
-				}
-				b, err := s.ImportIdentities(ctx, a, controlplane.IdentityBatchSpec{Name: req.Name, GroupID: req.GroupID, Tags: req.Tags, Keys: keys})
-				if err != nil {
-					return nil, err
-				}
-				return created{b}, nil
-			}},
-		{method: "GET", path: "/api/v1/identity-batches/{id}", summary: "Get an identity batch with its counts.", role: fleet.RoleViewer, response: "IdentityBatch",
-			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-				return s.GetIdentityBatch(ctx, a, r.PathValue("id"))
-			}},
-		{method: "POST", path: "/api/v1/identity-batches/{id}/identities", summary: "Add identity keys to a batch (large batches are sent in parts).", role: fleet.RoleOperator, request: "IdentityAddRequest", response: "IdentityBatch",
-			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-				var req identityAddRequest
-				if err := decode(r, &req); err != nil {
-					return nil, err
-				}
-				keys, err := parseIdentityKeys(req.PublicKeys)
-				if err != nil {
-					return nil, err
-				}
-				b, err := s.AddIdentities(ctx, a, r.PathValue("id"), keys)
-				if err != nil {
-					return nil, err
-				}
-				return created{b}, nil
-			}},
-		{method: "DELETE", path: "/api/v1/identity-batches/{id}", summary: "Revoke an identity batch and every identity in it (their SIMs stay).", role: fleet.RoleOperator,
-			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-				return nil, s.RevokeIdentityBatch(ctx, a, r.PathValue("id"))
-			}},
-		{method: "GET", path: "/api/v1/identities", summary: "List device identities, by batch and status.", role: fleet.RoleViewer, response: "IdentityPage", query: []string{"limit", "cursor", "batchId", "status"},
-			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-				p, err := pageReq(r)
-				if err != nil {
-					return nil, err
-				}
-				q := r.URL.Query()
-				return s.ListIdentities(ctx, a, store.IdentityFilter{PageRequest: p, BatchID: q.Get("batchId"), Status: fleet.IdentityStatus(q.Get("status"))})
-			}},
-		{method: "GET", path: "/api/v1/identities/{id}", summary: "Get a device identity by fingerprint.", role: fleet.RoleViewer, response: "Identity",
-			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-				return s.GetIdentity(ctx, a, r.PathValue("id"))
-			}},
-		{method: "DELETE", path: "/api/v1/identities/{id}", summary: "Revoke a device identity (a SIM it created stays).", role: fleet.RoleOperator,
-			handle: func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-				return nil, s.RevokeIdentity(ctx, a, r.PathValue("id"))
-			}},
+		{method: "POST", path: "/api/v1/attest/challenge", summary: "A device asks for a single-use challenge (60 s) to sign with its identity key.", response: "AttestChallenge", handle: h.attestChallenge},
+		{method: "POST", path: "/api/v1/attest/bootstrap", summary: "A device proves it holds a registered identity key and gets its SIM and session.", request: "AttestBootstrapRequest", response: "BootstrapResponse", handle: h.attestBootstrap},
+		{method: "GET", path: "/api/v1/identity-batches", summary: "List identity batches.", role: fleet.RoleViewer, response: "IdentityBatchPage", query: pageQuery, handle: h.listIdentityBatches},
+		{method: "POST", path: "/api/v1/identity-batches", summary: "Register a batch of device identity public keys from manufacturing, bound to a group (all or nothing).", role: fleet.RoleOperator, request: "IdentityBatchCreateRequest", response: "IdentityBatch", handle: h.createIdentityBatch},
+		{method: "GET", path: "/api/v1/identity-batches/{id}", summary: "Get an identity batch with its counts.", role: fleet.RoleViewer, response: "IdentityBatch", handle: h.getIdentityBatch},
+		{method: "POST", path: "/api/v1/identity-batches/{id}/identities", summary: "Add identity keys to a batch (large batches are sent in parts).", role: fleet.RoleOperator, request: "IdentityAddRequest", response: "IdentityBatch", handle: h.addIdentities},
+		{method: "DELETE", path: "/api/v1/identity-batches/{id}", summary: "Revoke an identity batch and every identity in it (their SIMs stay).", role: fleet.RoleOperator, handle: h.revokeIdentityBatch},
+		{method: "GET", path: "/api/v1/identities", summary: "List device identities, by batch and status.", role: fleet.RoleViewer, response: "IdentityPage", query: []string{"limit", "cursor", "batchId", "status"}, handle: h.listIdentities},
+		{method: "GET", path: "/api/v1/identities/{id}", summary: "Get a device identity by fingerprint.", role: fleet.RoleViewer, response: "Identity", handle: h.getIdentity},
+		{method: "DELETE", path: "/api/v1/identities/{id}", summary: "Revoke a device identity (a SIM it created stays).", role: fleet.RoleOperator, handle: h.revokeIdentity},
 	}
+}
+
+// attestChallenge serves POST /api/v1/attest/challenge: a device asks for a single-use challenge (60 s) to sign with its identity key.
+func (h *Handler) attestChallenge(ctx context.Context, _ controlplane.Actor, r *http.Request) (any, error) {
+	c, err := h.svc.AttestChallenge(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return created{c}, nil
+}
+
+// attestBootstrap serves POST /api/v1/attest/bootstrap: a device proves it holds a registered identity key and gets its SIM and session.
+func (h *Handler) attestBootstrap(ctx context.Context, _ controlplane.Actor, r *http.Request) (any, error) {
+	var req attestBootstrapRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if req.IdentityKey == "" {
+		return nil, errorf(fleet.CodeRequired, "identityKey", "missing")
+	}
+	id, err := attest.ParsePublicKey(req.IdentityKey)
+	if err != nil {
+		return nil, errorf(fleet.CodeInvalid, "identityKey", "%v", err)
+	}
+	key, err := parseKey("publicKey", req.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	nonce, err := decodeBase64("nonce", req.Nonce)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := decodeBase64("signature", req.Signature)
+	if err != nil {
+		return nil, err
+	}
+	sim, sess, err := h.svc.AttestBootstrap(ctx, controlplane.AttestRequest{Identity: id, PublicKey: key, Nonce: nonce, Signature: sig, Name: req.Name})
+	if err != nil {
+		return nil, err
+	}
+	return bootstrapResponse{SIM: sim, Session: sess}, nil
+}
+
+// listIdentityBatches serves GET /api/v1/identity-batches: list identity batches.
+func (h *Handler) listIdentityBatches(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+	p, err := pageReq(r)
+	if err != nil {
+		return nil, err
+	}
+	return h.svc.ListIdentityBatches(ctx, a, p)
+}
+
+// createIdentityBatch serves POST /api/v1/identity-batches: register a batch of device identity public keys from manufacturing, bound to a group (all or nothing).
+func (h *Handler) createIdentityBatch(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+	var req identityBatchCreateRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	keys, err := parseIdentityKeys(req.PublicKeys)
+	if err != nil {
+		return nil, err
+	}
+	b, err := h.svc.ImportIdentities(ctx, a, controlplane.IdentityBatchSpec{Name: req.Name, GroupID: req.GroupID, Tags: req.Tags, Keys: keys})
+	if err != nil {
+		return nil, err
+	}
+	return created{b}, nil
+}
+
+// getIdentityBatch serves GET /api/v1/identity-batches/{id}: get an identity batch with its counts.
+func (h *Handler) getIdentityBatch(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+	return h.svc.GetIdentityBatch(ctx, a, r.PathValue("id"))
+}
+
+// addIdentities serves POST /api/v1/identity-batches/{id}/identities: add identity keys to a batch (large batches are sent in parts).
+func (h *Handler) addIdentities(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+	var req identityAddRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	keys, err := parseIdentityKeys(req.PublicKeys)
+	if err != nil {
+		return nil, err
+	}
+	b, err := h.svc.AddIdentities(ctx, a, r.PathValue("id"), keys)
+	if err != nil {
+		return nil, err
+	}
+	return created{b}, nil
+}
+
+// revokeIdentityBatch serves DELETE /api/v1/identity-batches/{id}: revoke an identity batch and every identity in it (their SIMs stay).
+func (h *Handler) revokeIdentityBatch(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+	return nil, h.svc.RevokeIdentityBatch(ctx, a, r.PathValue("id"))
+}
+
+// listIdentities serves GET /api/v1/identities: list device identities, by batch and status.
+func (h *Handler) listIdentities(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+	p, err := pageReq(r)
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	return h.svc.ListIdentities(ctx, a, store.IdentityFilter{PageRequest: p, BatchID: q.Get("batchId"), Status: fleet.IdentityStatus(q.Get("status"))})
+}
+
+// getIdentity serves GET /api/v1/identities/{id}: get a device identity by fingerprint.
+func (h *Handler) getIdentity(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+	return h.svc.GetIdentity(ctx, a, r.PathValue("id"))
+}
+
+// revokeIdentity serves DELETE /api/v1/identities/{id}: revoke a device identity (a SIM it created stays).
+func (h *Handler) revokeIdentity(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+	return nil, h.svc.RevokeIdentity(ctx, a, r.PathValue("id"))
 }
