@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/attest"
+	"github.com/wirefleet/wirefleet/fleet"
 )
 
 // Identity references name the device's attestation identity key — the
@@ -168,7 +169,7 @@ func postJSON(ctx context.Context, o BootstrapOptions, path string, body any, wa
 		return fmt.Errorf("agent: %s: reading answer: %w", path, err)
 	}
 	if resp.StatusCode != want {
-		var ae apiError
+		var ae fleet.Error
 		if json.Unmarshal(raw, &ae) == nil && ae.Code != "" {
 			return fmt.Errorf("agent: %s refused (%d %s, field %q): %s", path, resp.StatusCode, ae.Code, ae.Field, ae.Message)
 		}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wirefleet/wirefleet/api/apiv1"
+	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/keyproof"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
@@ -28,28 +30,6 @@ type BootstrapOptions struct {
 	KeyRef string
 	Name   string // optional SIM name
 	Client *http.Client
-}
-
-// bootstrapAnswer is the part of POST /api/v1/bootstrap's answer the agent
-// uses.
-type bootstrapAnswer struct {
-	SIM struct {
-		ID   string `json:"id"`
-		IMSI string `json:"imsi"`
-	} `json:"sim"`
-	Session struct {
-		Endpoint         string       `json:"endpoint"`
-		GatewayPublicKey wgkey.Public `json:"gatewayPublicKey"`
-		Address          string       `json:"address"`
-		AllowedIPs       []string     `json:"allowedIPs"`
-	} `json:"session"`
-}
-
-// apiError is the API's error body.
-type apiError struct {
-	Code    string `json:"code"`
-	Field   string `json:"field"`
-	Message string `json:"message"`
 }
 
 // Bootstrap obtains (or refreshes) the device's SIM: the key pair is made
@@ -70,10 +50,7 @@ func Bootstrap(ctx context.Context, o BootstrapOptions) (*Config, error) {
 	// Every bootstrap proves the device holds its key: the platform needs
 	// it to return a SIM already registered for the key (a retry, or a
 	// config rebuilt after loss), and checks it for a new one too.
-	var ch struct {
-		Nonce     []byte       `json:"nonce"`
-		ServerKey wgkey.Public `json:"serverKey"`
-	}
+	var ch keyproof.Challenge
 	if err := postJSON(ctx, o, "/api/v1/key-proof/challenge", struct{}{}, http.StatusCreated, &ch); err != nil {
 		return nil, err
 	}
@@ -81,8 +58,8 @@ func Bootstrap(ctx context.Context, o BootstrapOptions) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: answering the key-proof challenge with %s: %w", o.KeyRef, err)
 	}
-	body, _ := json.Marshal(map[string]any{"authKey": o.AuthKey, "publicKey": ks.PublicKey().String(), "name": o.Name,
-		"keyProof": map[string][]byte{"nonce": ch.Nonce, "proof": proof}})
+	body, _ := json.Marshal(apiv1.BootstrapRequest{AuthKey: o.AuthKey, PublicKey: ks.PublicKey().String(), Name: o.Name,
+		KeyProof: &keyproof.Reply{Nonce: ch.Nonce, Proof: proof}})
 	url := strings.TrimRight(o.Server, "/") + "/api/v1/bootstrap"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
@@ -99,7 +76,7 @@ func Bootstrap(ctx context.Context, o BootstrapOptions) (*Config, error) {
 		return nil, fmt.Errorf("agent: bootstrap: reading answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var ae apiError
+		var ae fleet.Error
 		if json.Unmarshal(raw, &ae) == nil && ae.Code != "" {
 			return nil, fmt.Errorf("agent: bootstrap refused (%d %s, field %q): %s", resp.StatusCode, ae.Code, ae.Field, ae.Message)
 		}
@@ -122,7 +99,7 @@ func (o BootstrapOptions) withDefaults() BootstrapOptions {
 // saveAnswer turns a bootstrap answer (auth key or attestation) into the
 // config and saves it.
 func (o BootstrapOptions) saveAnswer(raw []byte) (*Config, error) {
-	var ans bootstrapAnswer
+	var ans apiv1.BootstrapResponse
 	if err := json.Unmarshal(raw, &ans); err != nil {
 		return nil, fmt.Errorf("agent: bootstrap answer: %w", err)
 	}
@@ -197,7 +174,7 @@ func BootstrapNetwork(ctx context.Context, o BootstrapOptions) (*Config, error) 
 		return nil, fmt.Errorf("agent: network bootstrap: reading answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var ae apiError
+		var ae fleet.Error
 		if json.Unmarshal(raw, &ae) == nil && ae.Code != "" {
 			return nil, fmt.Errorf("agent: network bootstrap refused (%d %s): %s", resp.StatusCode, ae.Code, ae.Message)
 		}

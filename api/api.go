@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wirefleet/wirefleet/api/apiv1"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/ratelimit"
@@ -55,14 +56,9 @@ type ConnectionSource interface {
 	Connection(simID string) fleet.Connection
 }
 
-// simView is a SIM with its live connection state, when known.
-type simView struct {
-	fleet.SIM
-	Connection *fleet.Connection `json:"connection,omitempty"`
-}
-
-func (h *Handler) view(sim fleet.SIM) simView {
-	v := simView{SIM: sim}
+// view is sim with its live connection state, when known.
+func (h *Handler) view(sim fleet.SIM) apiv1.SIM {
+	v := apiv1.SIM{SIM: sim}
 	if h.conns != nil {
 		c := h.conns.Connection(sim.ID)
 		v.Connection = &c

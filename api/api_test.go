@@ -170,7 +170,7 @@ func TestBootstrapFlowAndConfig(t *testing.T) {
 	key := pubKey(t)
 	var bs struct {
 		SIM     fleet.SIM
-		Session controlplane.Session
+		Session fleet.Session
 	}
 	e.must("POST", "/api/v1/bootstrap", "", map[string]any{"authKey": ak.Secret, "publicKey": key, "name": "m1"}, 200, &bs)
 	if bs.SIM.PublicKey.String() != key || bs.SIM.GroupID != g.ID || bs.Session.Endpoint != "127.0.0.1:51820" || bs.Session.Address != bs.SIM.Address.String()+"/32" {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/wirefleet/wirefleet/api/apiv1"
 	"github.com/wirefleet/wirefleet/arcapi"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
@@ -48,7 +49,7 @@ func (h *Handler) createAuthKey(ctx context.Context, a controlplane.Actor, r *ht
 	if err != nil {
 		return nil, err
 	}
-	return created{authKeyResponse{secretResponse: secretResponse[fleet.AuthKey]{Item: k, Secret: secret},
+	return created{authKeyResponse{Secret: apiv1.Secret[fleet.AuthKey]{Item: k, Secret: secret},
 		ArcAuthKeyID: arcapi.KeyIDPrefix + k.ID, ArcAuthKey: arcapi.SecretPrefix + secret}}, nil
 }
 

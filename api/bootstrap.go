@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/wirefleet/wirefleet/api/apiv1"
 	"github.com/wirefleet/wirefleet/controlplane"
 )
 
@@ -19,7 +20,7 @@ func (h *Handler) bootstrapRoutes() []route {
 
 // bootstrap serves POST /api/v1/bootstrap: a device exchanges an auth key and its public key for its SIM and session.
 func (h *Handler) bootstrap(ctx context.Context, _ controlplane.Actor, r *http.Request) (any, error) {
-	var req bootstrapRequest
+	var req apiv1.BootstrapRequest
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
@@ -31,7 +32,7 @@ func (h *Handler) bootstrap(ctx context.Context, _ controlplane.Actor, r *http.R
 	if err != nil {
 		return nil, err
 	}
-	return bootstrapResponse{SIM: sim, Session: sess}, nil
+	return apiv1.BootstrapResponse{SIM: sim, Session: sess}, nil
 }
 
 // keyProofChallenge serves POST /api/v1/key-proof/challenge: a device asks for a single-use challenge (60 s) to prove it holds its WireGuard key (re-bootstrap, Arc re-key).

@@ -4,44 +4,14 @@ package api
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
-	"mime"
 	"net/http"
-	"strings"
 	"time"
 
+	"github.com/wirefleet/wirefleet/api/apiv1"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
 )
-
-// DataRecord is a data-store record as the API shows it: a JSON payload
-// inline, any other payload in base64.
-type DataRecord struct {
-	ID            int64           `json:"id"`
-	SIMID         string          `json:"simId"`
-	GroupID       string          `json:"groupId"`
-	Time          time.Time       `json:"time"`
-	Received      time.Time       `json:"received"`
-	Category      string          `json:"category"`
-	ContentType   string          `json:"contentType"`
-	Size          int             `json:"size"`
-	Payload       json.RawMessage `json:"payload,omitempty"`
-	PayloadBase64 string          `json:"payloadBase64,omitempty"`
-}
-
-// NewDataRecord converts a stored record.
-func NewDataRecord(r fleet.Record) DataRecord {
-	d := DataRecord{ID: r.ID, SIMID: r.SIMID, GroupID: r.GroupID, Time: r.Time, Received: r.Received, Category: r.Category, ContentType: r.ContentType, Size: len(r.Payload)}
-	mt, _, _ := mime.ParseMediaType(r.ContentType)
-	if (mt == "application/json" || strings.HasSuffix(mt, "+json")) && json.Valid(r.Payload) {
-		d.Payload = json.RawMessage(r.Payload)
-	} else {
-		d.PayloadBase64 = base64.StdEncoding.EncodeToString(r.Payload)
-	}
-	return d
-}
 
 var dataQuery = []string{"limit", "cursor", "from", "to", "category"}
 
@@ -81,9 +51,9 @@ func (h *Handler) dataRoutes() []route {
 			if err != nil {
 				return nil, err
 			}
-			out := store.Page[DataRecord]{Items: make([]DataRecord, 0, len(page.Items)), Next: page.Next}
+			out := store.Page[apiv1.DataRecord]{Items: make([]apiv1.DataRecord, 0, len(page.Items)), Next: page.Next}
 			for _, rec := range page.Items {
-				out.Items = append(out.Items, NewDataRecord(rec))
+				out.Items = append(out.Items, apiv1.NewDataRecord(rec))
 			}
 			return out, nil
 		}

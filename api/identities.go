@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/wirefleet/wirefleet/api/apiv1"
 	"github.com/wirefleet/wirefleet/attest"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
@@ -134,7 +135,7 @@ func (h *Handler) attestBootstrap(ctx context.Context, _ controlplane.Actor, r *
 	if err != nil {
 		return nil, err
 	}
-	return bootstrapResponse{SIM: sim, Session: sess}, nil
+	return apiv1.BootstrapResponse{SIM: sim, Session: sess}, nil
 }
 
 // listIdentityBatches serves GET /api/v1/identity-batches: list identity batches.

@@ -102,7 +102,7 @@ func TestAttestOverHTTP(t *testing.T) {
 	wg := pubKey(t)
 	var out struct {
 		SIM     fleet.SIM
-		Session controlplane.Session
+		Session fleet.Session
 	}
 	e.must("POST", "/api/v1/attest/bootstrap", "", ed.answer(t, e.challenge(), wg), 200, &out)
 	if out.SIM.GroupID != g.ID || out.SIM.PublicKey.String() != wg || out.Session.Endpoint != "127.0.0.1:51820" {

@@ -6,11 +6,10 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/wirefleet/wirefleet/api/apiv1"
 	"github.com/wirefleet/wirefleet/audit"
-	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
-	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // Request bodies. Keys and addresses are strings here and parsed by hand
@@ -72,42 +71,18 @@ type auditReport struct {
 	Findings []audit.Finding `json:"findings"`
 }
 
-type bootstrapRequest struct {
-	AuthKey     string                 `json:"authKey"`
-	PublicKey   string                 `json:"publicKey"`
-	GenerateKey bool                   `json:"generateKey"`
-	Name        string                 `json:"name"`
-	KeyProof    *controlplane.KeyProof `json:"keyProof"`
-}
-
 type wgConfigRequest struct {
 	GenerateKey bool `json:"generateKey"`
 }
 
 // Response bodies.
 
-// simWithKey is a SIM plus, once, a private key the platform generated.
-type simWithKey struct {
-	fleet.SIM
-	PrivateKey wgkey.Private `json:"privateKey,omitzero"`
-}
-
-type secretResponse[T any] struct {
-	Item   T      `json:"item"`
-	Secret string `json:"secret"` // shown once; only its hash is stored
-}
-
 // authKeyResponse adds the same auth key written as SORACOM Arc
 // credentials, for soratun and other Arc clients.
 type authKeyResponse struct {
-	secretResponse[fleet.AuthKey]
+	apiv1.Secret[fleet.AuthKey]
 	ArcAuthKeyID string `json:"arcAuthKeyId"`
 	ArcAuthKey   string `json:"arcAuthKey"`
-}
-
-type bootstrapResponse struct {
-	SIM     fleet.SIM            `json:"sim"`
-	Session controlplane.Session `json:"session"`
 }
 
 func pageReq(r *http.Request) (store.PageRequest, error) {

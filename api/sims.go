@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wirefleet/wirefleet/api/apiv1"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/store"
@@ -56,7 +57,7 @@ func (h *Handler) listSIMs(ctx context.Context, a controlplane.Actor, r *http.Re
 	if err != nil {
 		return nil, err
 	}
-	out := store.Page[simView]{Items: make([]simView, len(page.Items)), Next: page.Next}
+	out := store.Page[apiv1.SIM]{Items: make([]apiv1.SIM, len(page.Items)), Next: page.Next}
 	for i, sim := range page.Items {
 		out.Items[i] = h.view(sim)
 	}
@@ -83,7 +84,7 @@ func (h *Handler) createSIM(ctx context.Context, a controlplane.Actor, r *http.R
 	if err != nil {
 		return nil, err
 	}
-	return created{simWithKey{SIM: sim, PrivateKey: priv}}, nil
+	return created{apiv1.SIM{SIM: sim, PrivateKey: priv}}, nil
 }
 
 // findSIM serves GET /api/v1/sims/find: find a SIM by IMSI, overlay address or public key (?ref=).
@@ -145,7 +146,7 @@ func (h *Handler) setSIMKey(ctx context.Context, a controlplane.Actor, r *http.R
 	if err != nil {
 		return nil, err
 	}
-	return simWithKey{SIM: sim, PrivateKey: priv}, nil
+	return apiv1.SIM{SIM: sim, PrivateKey: priv}, nil
 }
 
 // requireRotation serves POST /api/v1/sims/{id}/require-rotation: require the device to replace its key within a time (e.g. "24h"); after it the gateway refuses the current key.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/wirefleet/wirefleet/api/apiv1"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 )
@@ -38,7 +39,7 @@ func (h *Handler) createToken(ctx context.Context, a controlplane.Actor, r *http
 	if err != nil {
 		return nil, err
 	}
-	return created{secretResponse[fleet.Token]{Item: t, Secret: secret}}, nil
+	return created{apiv1.Secret[fleet.Token]{Item: t, Secret: secret}}, nil
 }
 
 // deleteToken serves DELETE /api/v1/tokens/{id}: revoke an operator token.

@@ -42,6 +42,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/keyproof"
 	"github.com/wirefleet/wirefleet/ratelimit"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
@@ -242,7 +243,7 @@ type virtualSIM struct {
 	Tags             map[string]string     `json:"tags"`
 }
 
-func toSession(sim fleet.SIM, s controlplane.Session) *arcSession {
+func toSession(sim fleet.SIM, s fleet.Session) *arcSession {
 	return &arcSession{ArcServerEndpoint: s.Endpoint, ArcServerPeerPublicKey: s.GatewayPublicKey.String(), ArcClientPeerIPAddress: sim.Address.String(),
 		ArcClientPeerPublicKey: sim.PublicKey.String(), ArcAllowedIPs: s.AllowedIPs, ArcClientPeerPrivateKey: s.PrivateKey.Base64()}
 }
@@ -251,7 +252,7 @@ func toSession(sim fleet.SIM, s controlplane.Session) *arcSession {
 // 999 (test country code), then the IMSI.
 func iccid(imsi string) string { return "89999" + imsi }
 
-func toVirtualSIM(sim fleet.SIM, s controlplane.Session) virtualSIM {
+func toVirtualSIM(sim fleet.SIM, s fleet.Session) virtualSIM {
 	sess := toSession(sim, s)
 	priv := sess.ArcClientPeerPrivateKey
 	sess.ArcClientPeerPrivateKey = ""
@@ -345,7 +346,7 @@ func (h *Handler) credentials(w http.ResponseWriter, r *http.Request, k fleet.Au
 		// current key, that the caller is the SIM's device (see
 		// controlplane.ScopedRekey). Required unless the group allows
 		// re-keying with the auth key alone.
-		KeyProof *controlplane.KeyProof `json:"keyProof"`
+		KeyProof *keyproof.Reply `json:"keyProof"`
 	}
 	if err := decodeOptional(r, &req); err != nil {
 		h.fail(w, r, err)

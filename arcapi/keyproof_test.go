@@ -72,7 +72,7 @@ func TestSharedAuthKeyCannotTakeOverSIM(t *testing.T) {
 	attackerPriv, _ := wgkey.NewPrivate()
 	ch, _ := svc.KeyProofChallenge(ctx)
 	forged, _ := keyproof.Answer(ctx, keystore.NewMemory(attackerPriv), keyproof.Statement{Purpose: keyproof.Bootstrap, Nonce: ch.Nonce, ServerKey: ch.ServerKey})
-	if _, _, err := svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: authKey, PublicKey: victimPub, KeyProof: &controlplane.KeyProof{Nonce: ch.Nonce, Proof: forged}}); !errors.As(err, &fe) || fe.Code != fleet.CodeKeyProof {
+	if _, _, err := svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: authKey, PublicKey: victimPub, KeyProof: &keyproof.Reply{Nonce: ch.Nonce, Proof: forged}}); !errors.As(err, &fe) || fe.Code != fleet.CodeKeyProof {
 		t.Fatalf("re-bootstrap with a proof of another key: %v", err)
 	}
 
@@ -116,7 +116,7 @@ func TestSharedAuthKeyCannotTakeOverSIM(t *testing.T) {
 	// And it can see its SIM again with a proof of the new key.
 	ch, _ = svc.KeyProofChallenge(ctx)
 	p, _ := keyproof.Answer(ctx, keystore.NewMemory(np), keyproof.Statement{Purpose: keyproof.Bootstrap, Nonce: ch.Nonce, ServerKey: ch.ServerKey})
-	if sim, _, err := svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: authKey, PublicKey: np.Public(), KeyProof: &controlplane.KeyProof{Nonce: ch.Nonce, Proof: p}}); err != nil || sim.ID != victim.ID {
+	if sim, _, err := svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: authKey, PublicKey: np.Public(), KeyProof: &keyproof.Reply{Nonce: ch.Nonce, Proof: p}}); err != nil || sim.ID != victim.ID {
 		t.Fatalf("re-bootstrap with a proof: %+v %v", sim, err)
 	}
 }

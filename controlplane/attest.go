@@ -107,35 +107,35 @@ var errAttestRefused = fleet.Errorf(fleet.CodeUnauthorized, "", "attestation ref
 // same identity with the same WireGuard key again (with a fresh challenge)
 // returns that SIM, so a device that lost the answer can retry; any other
 // use of a used identity is refused.
-func (s *Service) AttestBootstrap(ctx context.Context, req AttestRequest) (fleet.SIM, Session, error) {
+func (s *Service) AttestBootstrap(ctx context.Context, req AttestRequest) (fleet.SIM, fleet.Session, error) {
 	switch {
 	case req.Identity.IsZero():
-		return fleet.SIM{}, Session{}, fleet.Errorf(fleet.CodeRequired, "identityKey", "the device's identity public key")
+		return fleet.SIM{}, fleet.Session{}, fleet.Errorf(fleet.CodeRequired, "identityKey", "the device's identity public key")
 	case req.PublicKey.IsZero():
-		return fleet.SIM{}, Session{}, fleet.Errorf(fleet.CodeRequired, "publicKey", "the WireGuard public key to register")
+		return fleet.SIM{}, fleet.Session{}, fleet.Errorf(fleet.CodeRequired, "publicKey", "the WireGuard public key to register")
 	case len(req.Nonce) != attest.NonceSize:
-		return fleet.SIM{}, Session{}, fleet.Errorf(fleet.CodeInvalid, "nonce", "must be the %d-byte nonce of a challenge", attest.NonceSize)
+		return fleet.SIM{}, fleet.Session{}, fleet.Errorf(fleet.CodeInvalid, "nonce", "must be the %d-byte nonce of a challenge", attest.NonceSize)
 	case len(req.Signature) == 0 || len(req.Signature) > MaxSignature:
-		return fleet.SIM{}, Session{}, fleet.Errorf(fleet.CodeInvalid, "signature", "must be 1 to %d bytes", MaxSignature)
+		return fleet.SIM{}, fleet.Session{}, fleet.Errorf(fleet.CodeInvalid, "signature", "must be 1 to %d bytes", MaxSignature)
 	}
 	if err := fleet.ValidateLabel("name", req.Name, 128); err != nil {
-		return fleet.SIM{}, Session{}, err
+		return fleet.SIM{}, fleet.Session{}, err
 	}
 	if err := fleet.ValidatePublicKey("publicKey", req.PublicKey); err != nil {
-		return fleet.SIM{}, Session{}, err
+		return fleet.SIM{}, fleet.Session{}, err
 	}
 	idn := req.Identity.Fingerprint()
-	refuse := func(reason string) (fleet.SIM, Session, error) {
+	refuse := func(reason string) (fleet.SIM, fleet.Session, error) {
 		s.log.Warn("attestation refused", "reason", reason, "identity", idn)
 		s.observeAttest(reason)
-		return fleet.SIM{}, Session{}, errAttestRefused
+		return fleet.SIM{}, fleet.Session{}, errAttestRefused
 	}
 	// The signature first: garbage costs a verification, not a database
 	// write, and nobody who merely saw a nonce can spend it before the
 	// device does.
 	msg, err := attest.Message(req.Nonce, req.Identity, req.PublicKey)
 	if err != nil {
-		return fleet.SIM{}, Session{}, err
+		return fleet.SIM{}, fleet.Session{}, err
 	}
 	if !attest.Verify(req.Identity, msg, req.Signature) {
 		return refuse(RefusedSignature)
@@ -145,7 +145,7 @@ func (s *Service) AttestBootstrap(ctx context.Context, req AttestRequest) (fleet
 	if errors.Is(err, store.ErrNotFound) {
 		return refuse(RefusedChallenge)
 	} else if err != nil {
-		return fleet.SIM{}, Session{}, err
+		return fleet.SIM{}, fleet.Session{}, err
 	}
 
 	var (
@@ -221,7 +221,7 @@ func (s *Service) AttestBootstrap(ctx context.Context, req AttestRequest) (fleet
 		return refuse(reason)
 	}
 	if err != nil {
-		return fleet.SIM{}, Session{}, storeErr(err, "")
+		return fleet.SIM{}, fleet.Session{}, storeErr(err, "")
 	}
 	s.observeAttest("ok")
 	s.log.Info("sim attested bootstrap", "sim", sim.ID, "imsi", sim.IMSI, "address", sim.Address, "identity", idn)

@@ -15,16 +15,6 @@ import (
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 
-// Session is what a device needs to bring its tunnel up.
-type Session struct {
-	Endpoint         string       `json:"endpoint"`
-	GatewayPublicKey wgkey.Public `json:"gatewayPublicKey"`
-	Address          string       `json:"address"` // overlay address as a /32
-	AllowedIPs       []string     `json:"allowedIPs"`
-	// PrivateKey is set only in the answer to the call that generated it.
-	PrivateKey wgkey.Private `json:"privateKey,omitzero"`
-}
-
 // BootstrapRequest is a device asking for its SIM.
 type BootstrapRequest struct {
 	AuthKey     string
@@ -35,7 +25,7 @@ type BootstrapRequest struct {
 	// keyproof.Bootstrap). It is required when PublicKey is already
 	// registered — the answer then reveals that SIM, which the shared auth
 	// key alone must not — and checked whenever given.
-	KeyProof *KeyProof
+	KeyProof *keyproof.Reply
 }
 
 // Bootstrap gives a device its SIM and session in exchange for an auth key.
@@ -44,9 +34,9 @@ type BootstrapRequest struct {
 // but only with a proof that it holds the key's private half
 // (req.KeyProof): public keys are not secret, and anyone holding the auth
 // key would otherwise learn which SIM a key belongs to.
-func (s *Service) Bootstrap(ctx context.Context, req BootstrapRequest) (fleet.SIM, Session, error) {
+func (s *Service) Bootstrap(ctx context.Context, req BootstrapRequest) (fleet.SIM, fleet.Session, error) {
 	if !strings.HasPrefix(req.AuthKey, AuthKeyPrefix) {
-		return fleet.SIM{}, Session{}, fleet.Errorf(fleet.CodeUnauthorized, "authKey", "missing or malformed auth key")
+		return fleet.SIM{}, fleet.Session{}, fleet.Errorf(fleet.CodeUnauthorized, "authKey", "missing or malformed auth key")
 	}
 	hash := HashSecret(req.AuthKey)
 	return s.bootstrap(ctx, req, func(tx store.Tx) (fleet.AuthKey, error) { return tx.AuthKeyByHash(ctx, hash) })
@@ -55,27 +45,27 @@ func (s *Service) Bootstrap(ctx context.Context, req BootstrapRequest) (fleet.SI
 // BootstrapWithKeyID is Bootstrap for adapters that have already
 // authenticated the auth key by other means (the Arc session token);
 // req.AuthKey is ignored.
-func (s *Service) BootstrapWithKeyID(ctx context.Context, keyID string, req BootstrapRequest) (fleet.SIM, Session, error) {
+func (s *Service) BootstrapWithKeyID(ctx context.Context, keyID string, req BootstrapRequest) (fleet.SIM, fleet.Session, error) {
 	return s.bootstrap(ctx, req, func(tx store.Tx) (fleet.AuthKey, error) { return tx.AuthKey(ctx, keyID) })
 }
 
-func (s *Service) bootstrap(ctx context.Context, req BootstrapRequest, lookup func(store.Tx) (fleet.AuthKey, error)) (fleet.SIM, Session, error) {
+func (s *Service) bootstrap(ctx context.Context, req BootstrapRequest, lookup func(store.Tx) (fleet.AuthKey, error)) (fleet.SIM, fleet.Session, error) {
 	if req.GenerateKey == !req.PublicKey.IsZero() {
-		return fleet.SIM{}, Session{}, fleet.Errorf(fleet.CodeInvalid, "publicKey", "give either publicKey or generateKey")
+		return fleet.SIM{}, fleet.Session{}, fleet.Errorf(fleet.CodeInvalid, "publicKey", "give either publicKey or generateKey")
 	}
 	if err := fleet.ValidateLabel("name", req.Name, 128); err != nil {
-		return fleet.SIM{}, Session{}, err
+		return fleet.SIM{}, fleet.Session{}, err
 	}
 	if !req.GenerateKey {
 		if err := fleet.ValidatePublicKey("publicKey", req.PublicKey); err != nil {
-			return fleet.SIM{}, Session{}, err
+			return fleet.SIM{}, fleet.Session{}, err
 		}
 	}
 	var priv wgkey.Private
 	if req.GenerateKey {
 		var err error
 		if priv, err = wgkey.NewPrivate(); err != nil {
-			return fleet.SIM{}, Session{}, err
+			return fleet.SIM{}, fleet.Session{}, err
 		}
 		req.PublicKey = priv.Public()
 	}
@@ -141,7 +131,7 @@ func (s *Service) bootstrap(ctx context.Context, req BootstrapRequest, lookup fu
 		return nil
 	})
 	if err != nil {
-		return fleet.SIM{}, Session{}, storeErr(err, "")
+		return fleet.SIM{}, fleet.Session{}, storeErr(err, "")
 	}
 	sess := s.session(sim, group)
 	sess.PrivateKey = priv
@@ -149,7 +139,7 @@ func (s *Service) bootstrap(ctx context.Context, req BootstrapRequest, lookup fu
 	return sim, sess, nil
 }
 
-func (s *Service) session(sim fleet.SIM, g *fleet.Group) Session {
+func (s *Service) session(sim fleet.SIM, g *fleet.Group) fleet.Session {
 	allowed := []string{s.cfg.PlatformRange.String()}
 	if g != nil {
 		if g.Settings.DeviceToDevice.Mode != fleet.D2DOff {
@@ -157,23 +147,23 @@ func (s *Service) session(sim fleet.SIM, g *fleet.Group) Session {
 		}
 		allowed = append(allowed, g.Settings.Routes...)
 	}
-	return Session{Endpoint: s.cfg.Endpoint, GatewayPublicKey: s.cfg.GatewayPublicKey(), Address: sim.Address.String() + "/32", AllowedIPs: allowed}
+	return fleet.Session{Endpoint: s.cfg.Endpoint, GatewayPublicKey: s.cfg.GatewayPublicKey(), Address: sim.Address.String() + "/32", AllowedIPs: allowed}
 }
 
 // SessionFor returns a SIM's session, for exports such as wg-quick files.
-func (s *Service) SessionFor(ctx context.Context, a Actor, id string) (fleet.SIM, Session, error) {
+func (s *Service) SessionFor(ctx context.Context, a Actor, id string) (fleet.SIM, fleet.Session, error) {
 	if err := require(a, fleet.RoleViewer); err != nil {
-		return fleet.SIM{}, Session{}, err
+		return fleet.SIM{}, fleet.Session{}, err
 	}
 	sim, err := s.st.SIM(ctx, id)
 	if err != nil {
-		return sim, Session{}, storeErr(err, "id")
+		return sim, fleet.Session{}, storeErr(err, "id")
 	}
 	var group *fleet.Group
 	if sim.GroupID != "" {
 		g, err := s.st.Group(ctx, sim.GroupID)
 		if err != nil {
-			return sim, Session{}, err
+			return sim, fleet.Session{}, err
 		}
 		group = &g
 	}
@@ -185,7 +175,7 @@ func (s *Service) SessionFor(ctx context.Context, a Actor, id string) (fleet.SIM
 const PrivateKeyPlaceholder = "<device private key>"
 
 // WireGuardConfig renders a session as a wg-quick configuration file.
-func WireGuardConfig(sim fleet.SIM, sess Session) string {
+func WireGuardConfig(sim fleet.SIM, sess fleet.Session) string {
 	priv := PrivateKeyPlaceholder
 	if !sess.PrivateKey.IsZero() {
 		priv = sess.PrivateKey.Base64()

@@ -24,7 +24,7 @@ func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
 
 // bootstrapProof is the key proof a device holding priv sends to
 // re-bootstrap (keyproof.Bootstrap), against a fresh challenge of svc.
-func bootstrapProof(t *testing.T, svc *controlplane.Service, priv wgkey.Private) *controlplane.KeyProof {
+func bootstrapProof(t *testing.T, svc *controlplane.Service, priv wgkey.Private) *keyproof.Reply {
 	t.Helper()
 	ch, err := svc.KeyProofChallenge(context.Background())
 	if err != nil {
@@ -34,5 +34,5 @@ func bootstrapProof(t *testing.T, svc *controlplane.Service, priv wgkey.Private)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &controlplane.KeyProof{Nonce: ch.Nonce, Proof: p}
+	return &keyproof.Reply{Nonce: ch.Nonce, Proof: p}
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/keyproof"
 	"github.com/wirefleet/wirefleet/store"
-	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // Proof of key possession (docs/control-plane.md#proof-of-key-possession).
@@ -26,20 +25,6 @@ import (
 // KeyProofTTL is how long a key-proof challenge may be answered.
 const KeyProofTTL = 60 * time.Second
 
-// KeyChallenge is a single-use challenge for a key proof.
-type KeyChallenge struct {
-	Nonce     []byte       `json:"nonce"`     // keyproof.NonceSize bytes (base64 in JSON)
-	ServerKey wgkey.Public `json:"serverKey"` // the ephemeral key to DH with
-	Expires   time.Time    `json:"expires"`
-}
-
-// KeyProof is a device's answer to a KeyChallenge, as the API and the
-// Arc adapter read it (base64 fields in JSON).
-type KeyProof struct {
-	Nonce []byte `json:"nonce"` // the challenge's nonce
-	Proof []byte `json:"proof"` // keyproof.Size bytes
-}
-
 // keyProofHash is how a key-proof nonce is stored: hashed (as attestation
 // nonces are) and domain-separated from them, so that one kind of nonce
 // can never be spent as the other.
@@ -51,13 +36,13 @@ func keyProofHash(nonce []byte) string {
 // KeyProofChallenge issues a single-use challenge. Only the hash of the
 // nonce is stored; the challenge's private key is derived from the nonce
 // and the issuer secret, which is not in the database.
-func (s *Service) KeyProofChallenge(ctx context.Context) (KeyChallenge, error) {
+func (s *Service) KeyProofChallenge(ctx context.Context) (keyproof.Challenge, error) {
 	nonce := make([]byte, keyproof.NonceSize)
 	if _, err := rand.Read(nonce); err != nil {
-		return KeyChallenge{}, err
+		return keyproof.Challenge{}, err
 	}
 	now := s.now()
-	c := KeyChallenge{Nonce: nonce, ServerKey: s.proofs.ServerKey(nonce), Expires: now.Add(KeyProofTTL)}
+	c := keyproof.Challenge{Nonce: nonce, ServerKey: s.proofs.ServerKey(nonce), Expires: now.Add(KeyProofTTL)}
 	err := s.st.Update(ctx, func(tx store.Tx) error {
 		if _, err := tx.DeleteExpiredChallenges(ctx, now); err != nil {
 			return err
@@ -65,7 +50,7 @@ func (s *Service) KeyProofChallenge(ctx context.Context) (KeyChallenge, error) {
 		return tx.InsertChallenge(ctx, keyProofHash(nonce), c.Expires)
 	})
 	if err != nil {
-		return KeyChallenge{}, storeErr(err, "")
+		return keyproof.Challenge{}, storeErr(err, "")
 	}
 	return c, nil
 }
@@ -79,7 +64,7 @@ var (
 
 // checkKeyProof verifies p for st (st.Nonce is taken from p) and spends
 // its challenge in tx. The MAC is checked before the database is touched.
-func (s *Service) checkKeyProof(ctx context.Context, tx store.Tx, p *KeyProof, st keyproof.Statement) error {
+func (s *Service) checkKeyProof(ctx context.Context, tx store.Tx, p *keyproof.Reply, st keyproof.Statement) error {
 	if p == nil {
 		return errProofMissing
 	}

@@ -76,10 +76,10 @@ func scopedSIM(ctx context.Context, r store.Reader, k fleet.AuthKey, simID strin
 }
 
 // ScopedSession returns the session of a SIM bootstrapped with k.
-func (s *Service) ScopedSession(ctx context.Context, k fleet.AuthKey, simID string) (fleet.SIM, Session, error) {
+func (s *Service) ScopedSession(ctx context.Context, k fleet.AuthKey, simID string) (fleet.SIM, fleet.Session, error) {
 	sim, err := scopedSIM(ctx, s.st, k, simID)
 	if err != nil {
-		return sim, Session{}, err
+		return sim, fleet.Session{}, err
 	}
 	return s.SessionFor(ctx, System, sim.ID)
 }
@@ -95,16 +95,16 @@ func (s *Service) ScopedSession(ctx context.Context, k fleet.AuthKey, simID stri
 // ArcRekeyWithAuthKey accepts a re-key without one (SORACOM's behaviour,
 // off by default); the event then says so, and a gateway holding a
 // session of the SIM alerts (key-replaced).
-func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string, pub wgkey.Public, proof *KeyProof) (fleet.SIM, Session, error) {
+func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string, pub wgkey.Public, proof *keyproof.Reply) (fleet.SIM, fleet.Session, error) {
 	if err := fleet.ValidatePublicKey("arcClientPeerPublicKey", pub); !pub.IsZero() && err != nil {
-		return fleet.SIM{}, Session{}, err
+		return fleet.SIM{}, fleet.Session{}, err
 	}
 	requested := pub
 	var priv wgkey.Private
 	if pub.IsZero() {
 		var err error
 		if priv, err = wgkey.NewPrivate(); err != nil {
-			return fleet.SIM{}, Session{}, err
+			return fleet.SIM{}, fleet.Session{}, err
 		}
 		pub = priv.Public()
 	}
@@ -149,7 +149,7 @@ func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string
 		return s.event(ctx, tx, a, "sim.set_key", "sim", sim.ID, map[string]any{"publicKey": pub.String(), "keyProof": proved})
 	})
 	if err != nil {
-		return fleet.SIM{}, Session{}, storeErr(err, "")
+		return fleet.SIM{}, fleet.Session{}, storeErr(err, "")
 	}
 	sim, sess, err := s.SessionFor(ctx, System, sim.ID)
 	sess.PrivateKey = priv
@@ -162,10 +162,10 @@ func (s *Service) ScopedRekey(ctx context.Context, k fleet.AuthKey, simID string
 // generated key (the old one is retired at once) and returns the session
 // with the private key. group is a group name ("" for none), resolved at
 // each call so that the operator may create it after configuring the network.
-func (s *Service) AttestedBootstrap(ctx context.Context, source string, group string) (fleet.SIM, Session, error) {
+func (s *Service) AttestedBootstrap(ctx context.Context, source string, group string) (fleet.SIM, fleet.Session, error) {
 	priv, err := wgkey.NewPrivate()
 	if err != nil {
-		return fleet.SIM{}, Session{}, err
+		return fleet.SIM{}, fleet.Session{}, err
 	}
 	pub := priv.Public()
 	a := Actor{Kind: "network", ID: source}
@@ -208,7 +208,7 @@ func (s *Service) AttestedBootstrap(ctx context.Context, source string, group st
 		return s.event(ctx, tx, a, "sim.set_key", "sim", sim.ID, map[string]any{"publicKey": pub.String(), "attested": true})
 	})
 	if err != nil {
-		return fleet.SIM{}, Session{}, storeErr(err, "")
+		return fleet.SIM{}, fleet.Session{}, storeErr(err, "")
 	}
 	s.log.Info("sim attested bootstrap", "sim", sim.ID, "source", source)
 	sim, sess, err := s.SessionFor(ctx, System, sim.ID)

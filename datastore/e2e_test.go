@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/api"
+	"github.com/wirefleet/wirefleet/api/apiv1"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/gwtest"
@@ -135,12 +136,12 @@ func TestEndToEnd(t *testing.T) {
 
 	// Read back through the API.
 	var page struct {
-		Items []api.DataRecord
+		Items []apiv1.DataRecord
 	}
 	if code := f.call("GET", "/api/v1/sims/"+a.SIM.ID+"/data", &page); code != 200 || len(page.Items) != 3 {
 		t.Fatalf("GET data: %d, %d records: %+v", code, len(page.Items), page.Items)
 	}
-	got := map[string]api.DataRecord{}
+	got := map[string]apiv1.DataRecord{}
 	for _, r := range page.Items {
 		if r.SIMID != a.SIM.ID || r.GroupID != on.ID || r.Category != "telemetry" {
 			t.Fatalf("record %+v", r)
@@ -163,7 +164,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("record %q: %+v (all %v)", want, r, got)
 		}
 	}
-	var gp struct{ Items []api.DataRecord }
+	var gp struct{ Items []apiv1.DataRecord }
 	if code := f.call("GET", "/api/v1/groups/"+on.ID+"/data", &gp); code != 200 || len(gp.Items) != 3 {
 		t.Fatalf("group data: %d %d", code, len(gp.Items))
 	}

@@ -266,3 +266,13 @@ type Connection struct {
 	RxBytes       uint64    `json:"rxBytes"` // inner bytes from the device
 	TxBytes       uint64    `json:"txBytes"` // inner bytes to the device
 }
+
+// Session is what a device needs to bring its tunnel up.
+type Session struct {
+	Endpoint         string       `json:"endpoint"`
+	GatewayPublicKey wgkey.Public `json:"gatewayPublicKey"`
+	Address          string       `json:"address"` // overlay address as a /32
+	AllowedIPs       []string     `json:"allowedIPs"`
+	// PrivateKey is set only in the answer to the call that generated it.
+	PrivateKey wgkey.Private `json:"privateKey,omitzero"`
+}

@@ -111,7 +111,7 @@ func TestKeyReplacedAlert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := f.svc.ScopedRekey(ctx, k, b.sim.ID, fresh.Public(), &controlplane.KeyProof{Nonce: ch.Nonce, Proof: proof}); err != nil {
+	if _, _, err := f.svc.ScopedRekey(ctx, k, b.sim.ID, fresh.Public(), &keyproof.Reply{Nonce: ch.Nonce, Proof: proof}); err != nil {
 		t.Fatal(err)
 	}
 	waitForWithin(t, 5*time.Second, "the old key's session ended", func() bool { return !b.connection().Online })

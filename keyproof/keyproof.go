@@ -25,6 +25,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
@@ -186,4 +187,19 @@ func Answer(ctx context.Context, ks keystore.Store, s Statement) ([]byte, error)
 	}
 	defer clear(shared[:])
 	return Prove(s, shared)
+}
+
+// Challenge is a single-use challenge for a key proof, as the platform
+// issues it (base64 fields in JSON).
+type Challenge struct {
+	Nonce     []byte       `json:"nonce"`     // NonceSize bytes
+	ServerKey wgkey.Public `json:"serverKey"` // the ephemeral key to DH with
+	Expires   time.Time    `json:"expires"`
+}
+
+// Reply is a device's answer to a Challenge, as the API and the Arc
+// adapter read it (base64 fields in JSON).
+type Reply struct {
+	Nonce []byte `json:"nonce"` // the challenge's nonce
+	Proof []byte `json:"proof"` // Size bytes
 }

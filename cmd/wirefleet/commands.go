@@ -13,40 +13,17 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wirefleet/wirefleet/api/apiv1"
+	"github.com/wirefleet/wirefleet/fleet"
 )
 
 func sortStrings(s []string) { sort.Strings(s) }
 
 // Local mirrors of the API's JSON: the CLI talks to the API only.
 
-type sim struct {
-	ID            string            `json:"id"`
-	IMSI          string            `json:"imsi"`
-	Name          string            `json:"name"`
-	Tags          map[string]string `json:"tags"`
-	GroupID       string            `json:"groupId,omitempty"`
-	Status        string            `json:"status"`
-	Address       string            `json:"address"`
-	PublicKey     string            `json:"publicKey"`
-	NextPublicKey string            `json:"nextPublicKey,omitempty"`
-	PrivateKey    string            `json:"privateKey,omitempty"`
-	Created       time.Time         `json:"created"`
-	KeySet        time.Time         `json:"keySet,omitzero"`
-	RotateBy      time.Time         `json:"rotateBy,omitzero"`
-	Connection    *connection       `json:"connection,omitempty"`
-}
-
-// connection is a SIM's live tunnel state, as the gateway reports it.
-type connection struct {
-	Online        bool      `json:"online"`
-	Endpoint      string    `json:"endpoint,omitempty"`
-	LastHandshake time.Time `json:"lastHandshake,omitzero"`
-	RxBytes       uint64    `json:"rxBytes"`
-	TxBytes       uint64    `json:"txBytes"`
-}
-
-// String is the one-word state shown in lists.
-func (c *connection) String() string {
+// connState is a SIM's tunnel state in one word, for lists.
+func connState(c *fleet.Connection) string {
 	switch {
 	case c == nil:
 		return ""
@@ -90,16 +67,6 @@ type event struct {
 	Details    map[string]any `json:"details,omitempty"`
 }
 
-type page[T any] struct {
-	Items []T    `json:"items"`
-	Next  string `json:"next,omitempty"`
-}
-
-type withSecret[T any] struct {
-	Item   T      `json:"item"`
-	Secret string `json:"secret"`
-}
-
 // compact prints JSON on one line, for table cells.
 func compact(raw json.RawMessage) string {
 	var b bytes.Buffer
@@ -113,20 +80,20 @@ func ts(t time.Time) string { return t.Local().Format("2006-01-02 15:04") }
 
 var simHeader = []string{"ID", "IMSI", "NAME", "STATUS", "ADDRESS", "GROUP", "TAGS", "TUNNEL"}
 
-func simRow(s sim) []string {
-	return []string{s.ID, s.IMSI, s.Name, s.Status, s.Address, s.GroupID, fmtTags(s.Tags), s.Connection.String()}
+func simRow(s apiv1.SIM) []string {
+	return []string{s.ID, s.IMSI, s.Name, string(s.Status), s.Address.String(), s.GroupID, fmtTags(s.Tags), connState(s.Connection)}
 }
 
-func (c *command) showSIM(s sim) error {
+func (c *command) showSIM(s apiv1.SIM) error {
 	extra := ""
-	if s.PrivateKey != "" {
-		extra = "private key (shown once, not stored): " + s.PrivateKey
+	if !s.PrivateKey.IsZero() {
+		extra = "private key (shown once, not stored): " + s.PrivateKey.Base64()
 	}
-	if s.NextPublicKey != "" {
-		extra += "\nnext public key: " + s.NextPublicKey
+	if !s.NextPublicKey.IsZero() {
+		extra += "\nnext public key: " + s.NextPublicKey.String()
 	}
 	if c := s.Connection; c != nil {
-		extra += "\ntunnel: " + c.String()
+		extra += "\ntunnel: " + connState(c)
 		if c.Endpoint != "" {
 			extra += ", endpoint " + c.Endpoint
 		}
@@ -136,11 +103,11 @@ func (c *command) showSIM(s sim) error {
 		extra += fmt.Sprintf(", %d bytes from the device, %d to it", c.RxBytes, c.TxBytes)
 	}
 	extra = strings.TrimPrefix(extra, "\n")
-	return c.show(s, append(simHeader, "PUBLIC KEY"), [][]string{append(simRow(s), s.PublicKey)}, extra)
+	return c.show(s, append(simHeader, "PUBLIC KEY"), [][]string{append(simRow(s), s.PublicKey.String())}, extra)
 }
 
 func (c *command) simCall(method, path string, body any) error {
-	var s sim
+	var s apiv1.SIM
 	if err := c.call(method, path, body, &s); err != nil {
 		return err
 	}
@@ -159,7 +126,7 @@ var handlers = map[string]func(c *command, rest []string) error{
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
-		var p page[sim]
+		var p apiv1.Page[apiv1.SIM]
 		for next := *cursor; ; {
 			path := "/api/v1/sims" + query("status", *status, "groupId", *grp, "limit", itoa(*limit), "cursor", next)
 			for _, kv := range tagList {
@@ -169,7 +136,7 @@ var handlers = map[string]func(c *command, rest []string) error{
 				}
 				path += sep + "tag=" + url.QueryEscape(kv)
 			}
-			var one page[sim]
+			var one apiv1.Page[apiv1.SIM]
 			if err := c.call("GET", path, nil, &one); err != nil {
 				return err
 			}
@@ -263,7 +230,7 @@ var handlers = map[string]func(c *command, rest []string) error{
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
-		var p page[group]
+		var p apiv1.Page[group]
 		if err := c.call("GET", "/api/v1/groups"+query("limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
 			return err
 		}
@@ -344,7 +311,7 @@ var handlers = map[string]func(c *command, rest []string) error{
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
-		var p page[authKey]
+		var p apiv1.Page[authKey]
 		if err := c.call("GET", "/api/v1/authkeys"+query("limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
 			return err
 		}
@@ -378,7 +345,7 @@ var handlers = map[string]func(c *command, rest []string) error{
 		if err != nil {
 			return err
 		}
-		var out withSecret[authKey]
+		var out apiv1.Secret[authKey]
 		if err := c.call("POST", "/api/v1/authkeys", map[string]any{"groupId": *grp, "ttlSeconds": int64(ttl.Seconds()), "maxUses": *maxUses, "description": *desc, "tags": t}, &out); err != nil {
 			return err
 		}
@@ -395,7 +362,7 @@ var handlers = map[string]func(c *command, rest []string) error{
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
-		var p page[token]
+		var p apiv1.Page[token]
 		if err := c.call("GET", "/api/v1/tokens", nil, &p); err != nil {
 			return err
 		}
@@ -414,7 +381,7 @@ var handlers = map[string]func(c *command, rest []string) error{
 		if *role == "" {
 			return usageErr("tokens create: --role is required")
 		}
-		var out withSecret[token]
+		var out apiv1.Secret[token]
 		if err := c.call("POST", "/api/v1/tokens", map[string]any{"role": *role, "description": *desc}, &out); err != nil {
 			return err
 		}
@@ -437,7 +404,7 @@ var handlers = map[string]func(c *command, rest []string) error{
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
-		var p page[event]
+		var p apiv1.Page[event]
 		if err := c.call("GET", "/api/v1/events"+query("objectId", *object, "actor", *actor, "action", *action, "since", *since, "limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
 			return err
 		}

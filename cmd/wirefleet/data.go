@@ -12,25 +12,13 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-)
 
-// dataRecord mirrors the API's DataRecord.
-type dataRecord struct {
-	ID            int64           `json:"id"`
-	SIMID         string          `json:"simId"`
-	GroupID       string          `json:"groupId"`
-	Time          time.Time       `json:"time"`
-	Received      time.Time       `json:"received"`
-	Category      string          `json:"category"`
-	ContentType   string          `json:"contentType"`
-	Size          int             `json:"size"`
-	Payload       json.RawMessage `json:"payload,omitempty"`
-	PayloadBase64 string          `json:"payloadBase64,omitempty"`
-}
+	"github.com/wirefleet/wirefleet/api/apiv1"
+)
 
 // preview is a one-line glimpse of a payload for tables: JSON as sent,
 // text as text, anything else as base64.
-func (r dataRecord) preview() string {
+func preview(r apiv1.DataRecord) string {
 	s := string(r.Payload)
 	var compact bytes.Buffer
 	if json.Compact(&compact, r.Payload) == nil {
@@ -71,13 +59,13 @@ func init() {
 		if *groupID != "" {
 			path = "/api/v1/groups/" + *groupID + "/data"
 		}
-		var p page[dataRecord]
+		var p apiv1.Page[apiv1.DataRecord]
 		if err := c.call("GET", path+query("from", *from, "to", *to, "category", *category, "limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
 			return err
 		}
 		rows := [][]string{}
 		for _, r := range p.Items {
-			rows = append(rows, []string{strconv.FormatInt(r.ID, 10), r.Time.UTC().Format(time.RFC3339Nano), r.SIMID, r.Category, r.ContentType, strconv.Itoa(r.Size), r.preview()})
+			rows = append(rows, []string{strconv.FormatInt(r.ID, 10), r.Time.UTC().Format(time.RFC3339Nano), r.SIMID, r.Category, r.ContentType, strconv.Itoa(r.Size), preview(r)})
 		}
 		return c.show(p, []string{"ID", "TIME", "SIM", "CATEGORY", "TYPE", "SIZE", "PAYLOAD"}, rows, nextHint(p.Next))
 	}

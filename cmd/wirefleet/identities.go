@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/wirefleet/wirefleet/api/apiv1"
 	"github.com/wirefleet/wirefleet/attest"
 )
 
@@ -119,7 +120,7 @@ func init() {
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
-		var p page[identityBatch]
+		var p apiv1.Page[identityBatch]
 		if err := c.call("GET", "/api/v1/identity-batches"+query("limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
 			return err
 		}
@@ -147,7 +148,7 @@ func init() {
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
-		var p page[identity]
+		var p apiv1.Page[identity]
 		if err := c.call("GET", "/api/v1/identities"+query("batchId", *batch, "status", *status, "limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
 			return err
 		}

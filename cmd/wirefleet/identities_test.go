@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/wirefleet/wirefleet/api"
+	"github.com/wirefleet/wirefleet/api/apiv1"
 	"github.com/wirefleet/wirefleet/attest"
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
@@ -79,7 +80,7 @@ func TestIdentitiesCLI(t *testing.T) {
 	if !strings.Contains(out, "lot 2") || !strings.Contains(out, "817 keys registered") {
 		t.Fatalf("large import: %s", out)
 	}
-	var batches page[identityBatch]
+	var batches apiv1.Page[identityBatch]
 	json.Unmarshal([]byte(c.ok("identities", "batches", "--json")), &batches)
 	if len(batches.Items) != 2 || batches.Items[1].Count != n {
 		t.Fatalf("batches %+v", batches.Items)
@@ -103,7 +104,7 @@ func TestIdentitiesCLI(t *testing.T) {
 		t.Fatalf("get by hex key: %s", out)
 	}
 	c.ok("identities", "revoke", k2.Fingerprint())
-	var list page[identity]
+	var list apiv1.Page[identity]
 	json.Unmarshal([]byte(c.ok("identities", "list", "--batch", b.ID, "--status", "revoked", "--json")), &list)
 	if len(list.Items) != 1 || list.Items[0].ID != k2.Fingerprint() {
 		t.Fatalf("revoked list %+v", list.Items)

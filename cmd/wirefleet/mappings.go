@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wirefleet/wirefleet/api/apiv1"
 )
 
 // mapping mirrors the API's remote-access port mapping.
@@ -79,7 +81,7 @@ func init() {
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
-		var p page[mapping]
+		var p apiv1.Page[mapping]
 		if err := c.call("GET", "/api/v1/mappings"+query("simId", *simID, "limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
 			return err
 		}

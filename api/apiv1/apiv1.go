@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package apiv1 holds the wire types of the REST API (/api/v1) that the
+// server (package api), the operator CLI and the device agent share, so
+// that no side mirrors the other by hand. It links no server code.
+package apiv1
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"mime"
+	"strings"
+	"time"
+
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/keyproof"
+	"github.com/wirefleet/wirefleet/wgkey"
+)
+
+// Page is one page of a list; Next is the cursor of the next ("" at the end).
+type Page[T any] struct {
+	Items []T    `json:"items"`
+	Next  string `json:"next,omitempty"`
+}
+
+// Secret is a created object with its secret, shown once (only a hash of
+// it is stored).
+type Secret[T any] struct {
+	Item   T      `json:"item"`
+	Secret string `json:"secret"`
+}
+
+// SIM is a SIM as the API shows it: with its live connection when the
+// gateway knows it, and, once, the private key the platform generated.
+type SIM struct {
+	fleet.SIM
+	PrivateKey wgkey.Private     `json:"privateKey,omitzero"`
+	Connection *fleet.Connection `json:"connection,omitempty"`
+}
+
+// BootstrapRequest is the body of POST /api/v1/bootstrap: a device
+// exchanges an auth key and its public key (a string, so that a bad one is
+// reported with its field name) for its SIM, proving it holds the key.
+type BootstrapRequest struct {
+	AuthKey     string          `json:"authKey"`
+	PublicKey   string          `json:"publicKey"`
+	GenerateKey bool            `json:"generateKey"`
+	Name        string          `json:"name"`
+	KeyProof    *keyproof.Reply `json:"keyProof"`
+}
+
+// BootstrapResponse answers a bootstrap (auth key or attestation).
+type BootstrapResponse struct {
+	SIM     fleet.SIM     `json:"sim"`
+	Session fleet.Session `json:"session"`
+}
+
+// DataRecord is a data-store record as the API shows it: a JSON payload
+// inline, any other payload in base64.
+type DataRecord struct {
+	ID            int64           `json:"id"`
+	SIMID         string          `json:"simId"`
+	GroupID       string          `json:"groupId"`
+	Time          time.Time       `json:"time"`
+	Received      time.Time       `json:"received"`
+	Category      string          `json:"category"`
+	ContentType   string          `json:"contentType"`
+	Size          int             `json:"size"`
+	Payload       json.RawMessage `json:"payload,omitempty"`
+	PayloadBase64 string          `json:"payloadBase64,omitempty"`
+}
+
+// NewDataRecord converts a stored record.
+func NewDataRecord(r fleet.Record) DataRecord {
+	d := DataRecord{ID: r.ID, SIMID: r.SIMID, GroupID: r.GroupID, Time: r.Time, Received: r.Received, Category: r.Category, ContentType: r.ContentType, Size: len(r.Payload)}
+	mt, _, _ := mime.ParseMediaType(r.ContentType)
+	if (mt == "application/json" || strings.HasSuffix(mt, "+json")) && json.Valid(r.Payload) {
+		d.Payload = json.RawMessage(r.Payload)
+	} else {
+		d.PayloadBase64 = base64.StdEncoding.EncodeToString(r.Payload)
+	}
+	return d
+}
