@@ -20,7 +20,8 @@ import (
 
 func sortStrings(s []string) { sort.Strings(s) }
 
-// Local mirrors of the API's JSON: the CLI talks to the API only.
+// The CLI talks to the API only: it reads the API's JSON into the wire
+// types (apiv1) and the domain types (fleet) the server writes it from.
 
 // connState is a SIM's tunnel state in one word, for lists.
 func connState(c *fleet.Connection) string {
@@ -37,34 +38,6 @@ type group struct {
 	ID       string          `json:"id"`
 	Name     string          `json:"name"`
 	Settings json.RawMessage `json:"settings"`
-}
-
-type authKey struct {
-	ID          string            `json:"id"`
-	Description string            `json:"description,omitempty"`
-	GroupID     string            `json:"groupId,omitempty"`
-	Tags        map[string]string `json:"tags,omitempty"`
-	Expires     time.Time         `json:"expires"`
-	MaxUses     int               `json:"maxUses"`
-	Uses        int               `json:"uses"`
-	Revoked     bool              `json:"revoked"`
-}
-
-type token struct {
-	ID          string    `json:"id"`
-	Description string    `json:"description,omitempty"`
-	Role        string    `json:"role"`
-	Created     time.Time `json:"created"`
-}
-
-type event struct {
-	ID         int64          `json:"id"`
-	Time       time.Time      `json:"time"`
-	Actor      string         `json:"actor"`
-	Action     string         `json:"action"`
-	ObjectType string         `json:"objectType"`
-	ObjectID   string         `json:"objectId"`
-	Details    map[string]any `json:"details,omitempty"`
 }
 
 // compact prints JSON on one line, for table cells.
@@ -311,7 +284,7 @@ var handlers = map[string]func(c *command, rest []string) error{
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
-		var p apiv1.Page[authKey]
+		var p apiv1.Page[fleet.AuthKey]
 		if err := c.call("GET", "/api/v1/authkeys"+query("limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
 			return err
 		}
@@ -325,7 +298,7 @@ var handlers = map[string]func(c *command, rest []string) error{
 		if err := c.args(rest, 1, 1, "ID"); err != nil {
 			return err
 		}
-		var k authKey
+		var k fleet.AuthKey
 		if err := c.call("GET", "/api/v1/authkeys/"+c.pos[0], nil, &k); err != nil {
 			return err
 		}
@@ -345,7 +318,7 @@ var handlers = map[string]func(c *command, rest []string) error{
 		if err != nil {
 			return err
 		}
-		var out apiv1.Secret[authKey]
+		var out apiv1.Secret[fleet.AuthKey]
 		if err := c.call("POST", "/api/v1/authkeys", map[string]any{"groupId": *grp, "ttlSeconds": int64(ttl.Seconds()), "maxUses": *maxUses, "description": *desc, "tags": t}, &out); err != nil {
 			return err
 		}
@@ -362,13 +335,13 @@ var handlers = map[string]func(c *command, rest []string) error{
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
-		var p apiv1.Page[token]
+		var p apiv1.Page[fleet.Token]
 		if err := c.call("GET", "/api/v1/tokens", nil, &p); err != nil {
 			return err
 		}
 		rows := [][]string{}
 		for _, t := range p.Items {
-			rows = append(rows, []string{t.ID, t.Role, t.Description, ts(t.Created)})
+			rows = append(rows, []string{t.ID, string(t.Role), t.Description, ts(t.Created)})
 		}
 		return c.show(p, []string{"ID", "ROLE", "DESCRIPTION", "CREATED"}, rows, nextHint(p.Next))
 	},
@@ -381,11 +354,11 @@ var handlers = map[string]func(c *command, rest []string) error{
 		if *role == "" {
 			return usageErr("tokens create: --role is required")
 		}
-		var out apiv1.Secret[token]
+		var out apiv1.Secret[fleet.Token]
 		if err := c.call("POST", "/api/v1/tokens", map[string]any{"role": *role, "description": *desc}, &out); err != nil {
 			return err
 		}
-		return c.show(out, []string{"ID", "ROLE", "DESCRIPTION"}, [][]string{{out.Item.ID, out.Item.Role, out.Item.Description}}, "token (shown once): "+out.Secret)
+		return c.show(out, []string{"ID", "ROLE", "DESCRIPTION"}, [][]string{{out.Item.ID, string(out.Item.Role), out.Item.Description}}, "token (shown once): "+out.Secret)
 	},
 	"tokens delete": func(c *command, rest []string) error {
 		if err := c.args(rest, 1, 1, "ID"); err != nil {
@@ -404,7 +377,7 @@ var handlers = map[string]func(c *command, rest []string) error{
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
-		var p apiv1.Page[event]
+		var p apiv1.Page[fleet.Event]
 		if err := c.call("GET", "/api/v1/events"+query("objectId", *object, "actor", *actor, "action", *action, "since", *since, "limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
 			return err
 		}
@@ -515,7 +488,7 @@ func (c *command) groupCall(method, path string, body any) error {
 
 var authKeyHeader = []string{"ID", "GROUP", "USES", "EXPIRES", "REVOKED", "TAGS", "DESCRIPTION"}
 
-func authKeyRow(k authKey) []string {
+func authKeyRow(k fleet.AuthKey) []string {
 	uses := fmt.Sprintf("%d/%d", k.Uses, k.MaxUses)
 	if k.MaxUses == 0 {
 		uses = fmt.Sprintf("%d/unlimited", k.Uses)
