@@ -39,7 +39,8 @@ func preview(r apiv1.DataRecord) string {
 	return s
 }
 
-func init() {
+// addDataCommands adds the data-store commands to the table.
+func addDataCommands(handlers map[string]handler) {
 	handlers["data settings"] = dataSettings
 	handlers["data list"] = func(c *command, rest []string) error {
 		simID := c.fs.String("sim", "", "SIM id: its records")

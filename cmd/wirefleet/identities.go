@@ -52,7 +52,8 @@ func identityRow(i identity) []string {
 // 93 bytes, so a chunk stays far below the API's 64 KiB body limit.
 const importChunk = 400
 
-func init() {
+// addIdentityCommands adds the identity-batch commands to the table.
+func addIdentityCommands(handlers map[string]handler) {
 	handlers["identities import"] = func(c *command, rest []string) error {
 		name := c.fs.String("name", "", "batch name, e.g. the production lot (required unless --batch)")
 		grp := c.fs.String("group", "", "group id the devices' SIMs join")

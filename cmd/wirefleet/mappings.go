@@ -46,7 +46,8 @@ func mappingExtra(m mapping) []string {
 	return extra
 }
 
-func init() {
+// addMappingCommands adds the remote-access commands to the table.
+func addMappingCommands(handlers map[string]handler) {
 	handlers["mappings create"] = func(c *command, rest []string) error {
 		port := c.fs.Int("port", 0, "the device's TCP port (required)")
 		dur := c.fs.Duration("duration", 0, "lifetime (default 1h; at most the platform's maximum, 8h unless configured)")
