@@ -7,11 +7,11 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/wirefleet/wirefleet/engine/noise"
+	"github.com/wirefleet/wirefleet/engine/tai64n"
+	"github.com/wirefleet/wirefleet/engine/wire"
 	"github.com/wirefleet/wirefleet/keystore"
-	"github.com/wirefleet/wirefleet/noise"
-	"github.com/wirefleet/wirefleet/tai64n"
 	"github.com/wirefleet/wirefleet/wgkey"
-	"github.com/wirefleet/wirefleet/wire"
 	"golang.zx2c4.com/wireguard/conn"
 )
 

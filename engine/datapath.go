@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wirefleet/wirefleet/engine/wire"
 	"github.com/wirefleet/wirefleet/internal/packet"
-	"github.com/wirefleet/wirefleet/wire"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/tun"
 )

@@ -31,10 +31,10 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/clock"
-	"github.com/wirefleet/wirefleet/cookie"
+	"github.com/wirefleet/wirefleet/engine/cookie"
+	"github.com/wirefleet/wirefleet/engine/tai64n"
 	"github.com/wirefleet/wirefleet/internal/packet"
 	"github.com/wirefleet/wirefleet/keystore"
-	"github.com/wirefleet/wirefleet/tai64n"
 	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/ratelimiter"

@@ -3,9 +3,10 @@
 package engine
 
 import (
-	"github.com/wirefleet/wirefleet/tai64n"
 	"net/netip"
 	"time"
+
+	"github.com/wirefleet/wirefleet/engine/tai64n"
 
 	"github.com/wirefleet/wirefleet/wgkey"
 )

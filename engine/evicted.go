@@ -5,7 +5,7 @@ package engine
 import (
 	"sync"
 
-	"github.com/wirefleet/wirefleet/tai64n"
+	"github.com/wirefleet/wirefleet/engine/tai64n"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 

@@ -11,11 +11,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wirefleet/wirefleet/engine/noise"
+	"github.com/wirefleet/wirefleet/engine/tai64n"
+	"github.com/wirefleet/wirefleet/engine/wire"
 	"github.com/wirefleet/wirefleet/keystore"
-	"github.com/wirefleet/wirefleet/noise"
-	"github.com/wirefleet/wirefleet/tai64n"
 	"github.com/wirefleet/wirefleet/wgkey"
-	"github.com/wirefleet/wirefleet/wire"
 	"golang.zx2c4.com/wireguard/conn"
 )
 

@@ -7,8 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/wirefleet/wirefleet/noise"
-	"github.com/wirefleet/wirefleet/replay"
+	"github.com/wirefleet/wirefleet/engine/noise"
+	"github.com/wirefleet/wirefleet/engine/replay"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wirefleet/wirefleet/cookie"
-	"github.com/wirefleet/wirefleet/wire"
+	"github.com/wirefleet/wirefleet/engine/cookie"
+	"github.com/wirefleet/wirefleet/engine/wire"
 )
 
 // A flood of initiations (valid MAC1, garbage inside: each one still costs

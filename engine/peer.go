@@ -9,10 +9,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/wirefleet/wirefleet/cookie"
+	"github.com/wirefleet/wirefleet/engine/cookie"
+	"github.com/wirefleet/wirefleet/engine/noise"
+	"github.com/wirefleet/wirefleet/engine/tai64n"
 	"github.com/wirefleet/wirefleet/keystore"
-	"github.com/wirefleet/wirefleet/noise"
-	"github.com/wirefleet/wirefleet/tai64n"
 	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.zx2c4.com/wireguard/conn"
 )

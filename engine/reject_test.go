@@ -10,12 +10,12 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/clock"
-	"github.com/wirefleet/wirefleet/cookie"
+	"github.com/wirefleet/wirefleet/engine/cookie"
+	"github.com/wirefleet/wirefleet/engine/noise"
+	"github.com/wirefleet/wirefleet/engine/tai64n"
+	"github.com/wirefleet/wirefleet/engine/wire"
 	"github.com/wirefleet/wirefleet/keystore"
-	"github.com/wirefleet/wirefleet/noise"
-	"github.com/wirefleet/wirefleet/tai64n"
 	"github.com/wirefleet/wirefleet/wgkey"
-	"github.com/wirefleet/wirefleet/wire"
 )
 
 // initiation crafts a valid initiation from ks to responder, stamped ts,

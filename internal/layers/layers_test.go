@@ -80,14 +80,14 @@ var rules = []struct {
 	{
 		who:       "the WireGuard engine and its parts",
 		why:       "the engine knows no SIMs, no store and no gateway: it is a WireGuard implementation any program could embed",
-		from:      []string{"engine", "noise", "cookie", "wire", "replay", "tai64n", "wgkey", "internal/packet"},
+		from:      []string{"engine", "engine/noise", "engine/cookie", "engine/wire", "engine/replay", "engine/tai64n", "wgkey", "internal/packet"},
 		forbidden: []string{"fleet", "controlplane", "store", "gateway", "api", "arcapi", "monitor", "audit"},
 	},
 	{
 		who:       "the store",
 		why:       "the store knows no packets: it keeps fleet records",
 		from:      []string{"store"},
-		forbidden: []string{"engine", "noise", "gateway", "internal/packet", "controlplane"},
+		forbidden: []string{"engine", "engine/noise", "gateway", "internal/packet", "controlplane"},
 	},
 	{
 		who:  "the device agent",

@@ -14,13 +14,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wirefleet/wirefleet/cookie"
+	"github.com/wirefleet/wirefleet/engine/cookie"
+	"github.com/wirefleet/wirefleet/engine/noise"
+	"github.com/wirefleet/wirefleet/engine/tai64n"
+	"github.com/wirefleet/wirefleet/engine/wire"
 	"github.com/wirefleet/wirefleet/internal/enginebench"
 	"github.com/wirefleet/wirefleet/keystore"
-	"github.com/wirefleet/wirefleet/noise"
-	"github.com/wirefleet/wirefleet/tai64n"
 	"github.com/wirefleet/wirefleet/wgkey"
-	"github.com/wirefleet/wirefleet/wire"
 )
 
 // Maker is an enginebench.InitiationMaker on our noise package. No preshared

@@ -17,10 +17,10 @@ import (
 	"errors"
 	"hash"
 
+	"github.com/wirefleet/wirefleet/engine/tai64n"
+	"github.com/wirefleet/wirefleet/engine/wire"
 	"github.com/wirefleet/wirefleet/keystore"
-	"github.com/wirefleet/wirefleet/tai64n"
 	"github.com/wirefleet/wirefleet/wgkey"
-	"github.com/wirefleet/wirefleet/wire"
 	"golang.org/x/crypto/blake2s"
 	"golang.org/x/crypto/chacha20poly1305"
 )

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wirefleet/wirefleet/engine/tai64n"
+	"github.com/wirefleet/wirefleet/engine/wire"
 	"github.com/wirefleet/wirefleet/keystore"
-	"github.com/wirefleet/wirefleet/tai64n"
 	"github.com/wirefleet/wirefleet/wgkey"
-	"github.com/wirefleet/wirefleet/wire"
 )
 
 func ss(t testing.TB, ks keystore.Store, peer wgkey.Public) *[32]byte {

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wirefleet/wirefleet/engine/wire"
 	"github.com/wirefleet/wirefleet/wgkey"
-	"github.com/wirefleet/wirefleet/wire"
 )
 
 type fakeClock struct{ t time.Time }
