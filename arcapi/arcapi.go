@@ -42,8 +42,8 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/ratelimit"
 	"github.com/wirefleet/wirefleet/keyproof"
-	"github.com/wirefleet/wirefleet/ratelimit"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 

@@ -6,7 +6,7 @@ import (
 	"context"
 
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/seal"
+	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/store"
 )
 

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/jsonpointer"
+	"github.com/wirefleet/wirefleet/internal/jsonpointer"
 )
 
 // Content types given to records.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wirefleet/wirefleet/clock"
+	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/internal/packet"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wirefleet/wirefleet/clock"
+	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 

@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wirefleet/wirefleet/clock"
 	"github.com/wirefleet/wirefleet/engine/cookie"
 	"github.com/wirefleet/wirefleet/engine/noise"
 	"github.com/wirefleet/wirefleet/engine/tai64n"
 	"github.com/wirefleet/wirefleet/engine/wire"
+	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
 )

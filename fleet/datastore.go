@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wirefleet/wirefleet/jsonpointer"
+	"github.com/wirefleet/wirefleet/internal/jsonpointer"
 )
 
 // Data store limits.

@@ -25,9 +25,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/mqttbridge"
 	"github.com/wirefleet/wirefleet/platform"
-	"github.com/wirefleet/wirefleet/seal"
 )
 
 // Addr is the forwarders' address, the one Arc devices already use.

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/seal"
+	"github.com/wirefleet/wirefleet/internal/seal"
 )
 
 func sealed(t *testing.T, k *seal.Key, s string) string {

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wirefleet/wirefleet/clock"
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/monitor"
 )

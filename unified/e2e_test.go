@@ -20,8 +20,8 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/forwarder"
 	"github.com/wirefleet/wirefleet/internal/gwtest"
+	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/platform"
-	"github.com/wirefleet/wirefleet/seal"
 	"github.com/wirefleet/wirefleet/store"
 )
 

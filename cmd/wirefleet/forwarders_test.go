@@ -15,7 +15,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/api"
 	"github.com/wirefleet/wirefleet/controlplane"
-	"github.com/wirefleet/wirefleet/seal"
+	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
 )
 

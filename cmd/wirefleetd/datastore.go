@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wirefleet/wirefleet/datastore"
-	"github.com/wirefleet/wirefleet/ratelimit"
+	"github.com/wirefleet/wirefleet/internal/ratelimit"
 	"github.com/wirefleet/wirefleet/store"
 )
 
