@@ -9,7 +9,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/engine"
 
-	"github.com/wirefleet/wirefleet/monitor"
+	"github.com/wirefleet/wirefleet/gateway/monitor"
 )
 
 // The gateway feeds the security monitor from its vantage point: every

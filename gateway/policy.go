@@ -10,8 +10,8 @@ import (
 	"sync"
 
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/gateway/monitor"
 	"github.com/wirefleet/wirefleet/internal/packet"
-	"github.com/wirefleet/wirefleet/monitor"
 	"github.com/wirefleet/wirefleet/store"
 )
 
