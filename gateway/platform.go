@@ -10,7 +10,7 @@ import (
 	"slices"
 
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/platform"
+	"github.com/wirefleet/wirefleet/services/platform"
 )
 
 // serviceHost is the platform.Host the gateway gives its services: the

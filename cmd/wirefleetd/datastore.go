@@ -8,8 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wirefleet/wirefleet/datastore"
 	"github.com/wirefleet/wirefleet/internal/ratelimit"
+	"github.com/wirefleet/wirefleet/services/datastore"
 	"github.com/wirefleet/wirefleet/store"
 )
 

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
-	"github.com/wirefleet/wirefleet/remoteaccess"
+	"github.com/wirefleet/wirefleet/services/remoteaccess"
 )
 
 // remoteFlags configure remote access (port mappings into devices).

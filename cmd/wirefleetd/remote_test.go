@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wirefleet/wirefleet/remoteaccess"
+	"github.com/wirefleet/wirefleet/services/remoteaccess"
 )
 
 // TestRemoteAccessWiring: with --remote-ports wirefleetd makes its TLS

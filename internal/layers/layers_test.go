@@ -94,7 +94,7 @@ var rules = []struct {
 		why:  "a device links no server package: the agent binary stays small and holds no platform code an attacker on a device could turn",
 		from: []string{"agent", "cmd/wirefleet-agent"},
 		forbidden: []string{"controlplane", "store", "gateway", "api", "arcapi", "audit", "gateway/monitor",
-			"datastore", "forwarder", "mqttbridge", "unified", "remoteaccess", "cmd/wirefleetd"},
+			"services/datastore", "services/forwarder", "services/mqttbridge", "services/unified", "services/remoteaccess", "cmd/wirefleetd"},
 		except: []string{"api/apiv1"}, // the API's wire types: server-free by design
 	},
 	{
@@ -106,7 +106,7 @@ var rules = []struct {
 	{
 		who:       "the platform services",
 		why:       "a service sees the gateway only through platform.Host (who is calling, listen, dial, online) and the fleet only through the narrow interface it declares",
-		from:      []string{"platform", "datastore", "forwarder", "unified", "remoteaccess", "mqttbridge"},
+		from:      []string{"services/platform", "services/datastore", "services/forwarder", "services/unified", "services/remoteaccess", "services/mqttbridge"},
 		forbidden: []string{"gateway", "controlplane", "engine", "api", "arcapi", "cmd"},
 	},
 }

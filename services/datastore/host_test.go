@@ -8,7 +8,7 @@ import (
 	"net"
 	"net/netip"
 
-	"github.com/wirefleet/wirefleet/platform"
+	"github.com/wirefleet/wirefleet/services/platform"
 )
 
 // testHost is a platform.Host over loopback: Listen hands out listeners

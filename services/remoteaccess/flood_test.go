@@ -17,7 +17,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway"
-	"github.com/wirefleet/wirefleet/remoteaccess"
+	"github.com/wirefleet/wirefleet/services/remoteaccess"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 

@@ -17,7 +17,7 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/wirefleet/wirefleet/mqttbridge/mosquittotest"
+	"github.com/wirefleet/wirefleet/services/mqttbridge/mosquittotest"
 )
 
 // FuzzDeviceSession runs whole bridge sessions against a real Mosquitto:

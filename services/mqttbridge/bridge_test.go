@@ -12,7 +12,7 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/wirefleet/wirefleet/mqttbridge/mosquittotest"
+	"github.com/wirefleet/wirefleet/services/mqttbridge/mosquittotest"
 )
 
 // platformTLS is the usual bridge configuration in these tests: MQTTS to

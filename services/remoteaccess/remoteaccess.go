@@ -27,7 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/platform"
+	"github.com/wirefleet/wirefleet/services/platform"
 	"github.com/wirefleet/wirefleet/store"
 )
 

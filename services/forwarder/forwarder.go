@@ -26,8 +26,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wirefleet/wirefleet/internal/seal"
-	"github.com/wirefleet/wirefleet/mqttbridge"
-	"github.com/wirefleet/wirefleet/platform"
+	"github.com/wirefleet/wirefleet/services/mqttbridge"
+	"github.com/wirefleet/wirefleet/services/platform"
 )
 
 // Addr is the forwarders' address, the one Arc devices already use.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/wirefleet/wirefleet/mqttbridge/mosquittotest"
+	"github.com/wirefleet/wirefleet/services/mqttbridge/mosquittotest"
 )
 
 // observer connects straight to the broker (not through the bridge) as

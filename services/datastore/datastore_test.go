@@ -24,7 +24,7 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/internal/ratelimit"
-	"github.com/wirefleet/wirefleet/platform"
+	"github.com/wirefleet/wirefleet/services/platform"
 	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/store/sqlitestore"
 )

@@ -20,7 +20,7 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/wirefleet/wirefleet/mqttbridge/mosquittotest"
+	"github.com/wirefleet/wirefleet/services/mqttbridge/mosquittotest"
 )
 
 // The platform's account on the test broker; devices never hold it.

@@ -8,7 +8,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/wirefleet/wirefleet/mqttbridge"
+	"github.com/wirefleet/wirefleet/services/mqttbridge"
 )
 
 // serveMQTT bridges one device connection to port 1883 to its group's

@@ -7,7 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wirefleet/wirefleet/mqttbridge"
+	"github.com/wirefleet/wirefleet/services/mqttbridge"
 )
 
 // Route kinds, the "kind" label of the metrics.

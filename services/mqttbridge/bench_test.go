@@ -13,7 +13,7 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/wirefleet/wirefleet/mqttbridge/mosquittotest"
+	"github.com/wirefleet/wirefleet/services/mqttbridge/mosquittotest"
 )
 
 // BenchmarkThroughput measures messages per second from one publisher to

@@ -20,7 +20,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/gwtest"
-	"github.com/wirefleet/wirefleet/platform"
+	"github.com/wirefleet/wirefleet/services/platform"
 	"github.com/wirefleet/wirefleet/store"
 )
 

@@ -24,9 +24,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/wirefleet/wirefleet/datastore"
-	"github.com/wirefleet/wirefleet/forwarder"
-	"github.com/wirefleet/wirefleet/platform"
+	"github.com/wirefleet/wirefleet/services/datastore"
+	"github.com/wirefleet/wirefleet/services/forwarder"
+	"github.com/wirefleet/wirefleet/services/platform"
 )
 
 // Addr is the unified endpoint's address; it serves HTTP on HTTPPort and
