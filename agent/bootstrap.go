@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wirefleet/wirefleet/api/apiv1"
+	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/keyproof"
 	"github.com/wirefleet/wirefleet/wgkey"

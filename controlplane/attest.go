@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/attest"
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 

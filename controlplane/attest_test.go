@@ -20,9 +20,9 @@ import (
 
 	"github.com/wirefleet/wirefleet/attest"
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/store"
-	"github.com/wirefleet/wirefleet/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 

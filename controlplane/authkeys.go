@@ -6,8 +6,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/store"
 )
 
 // AuthKeySpec describes an auth key to create.

@@ -5,8 +5,8 @@ package controlplane
 import (
 	"context"
 
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/store"
 )
 
 // ListRecords lists the data store's records of one SIM or one group

@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 

@@ -2,7 +2,7 @@
 
 package controlplane
 
-import "github.com/wirefleet/wirefleet/store"
+import "github.com/wirefleet/wirefleet/controlplane/store"
 
 // StoreOf is the service's store with its writes, for tests that arrange
 // what no operation makes (another clock over the same database).

@@ -5,9 +5,9 @@ package controlplane
 import (
 	"context"
 
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/seal"
-	"github.com/wirefleet/wirefleet/store"
 )
 
 // CreateGroup creates a group.

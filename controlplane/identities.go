@@ -8,8 +8,8 @@ import (
 	"fmt"
 
 	"github.com/wirefleet/wirefleet/attest"
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/store"
 )
 
 // MaxIdentitiesPerCall bounds the keys one import call registers (the API

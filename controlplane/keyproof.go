@@ -10,9 +10,9 @@ import (
 	"errors"
 	"time"
 
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/keyproof"
-	"github.com/wirefleet/wirefleet/store"
 )
 
 // Proof of key possession (docs/control-plane.md#proof-of-key-possession).

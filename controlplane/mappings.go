@@ -9,8 +9,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/store"
 )
 
 // RemotePolicy configures remote access (port mappings). The zero value

@@ -5,8 +5,8 @@ package controlplane
 import (
 	"context"
 
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/store"
 )
 
 // The reads and writes the platform itself makes (the gateway recording

@@ -21,9 +21,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/keyproof"
-	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 

@@ -15,11 +15,11 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/controlplane/store/pgstore"
+	"github.com/wirefleet/wirefleet/controlplane/store/pgstore/pgtest"
+	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/store"
-	"github.com/wirefleet/wirefleet/store/pgstore"
-	"github.com/wirefleet/wirefleet/store/pgstore/pgtest"
-	"github.com/wirefleet/wirefleet/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 

@@ -14,13 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/engine/cookie"
 	"github.com/wirefleet/wirefleet/engine/noise"
 	"github.com/wirefleet/wirefleet/engine/tai64n"
 	"github.com/wirefleet/wirefleet/engine/wire"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/keystore"
-	"github.com/wirefleet/wirefleet/store"
 	"golang.org/x/sys/unix"
 )
 

@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway/monitor"
 	"github.com/wirefleet/wirefleet/keyproof"
 	"github.com/wirefleet/wirefleet/keystore"
-	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway/monitor"
-	"github.com/wirefleet/wirefleet/store"
 )
 
 // alerts returns the SIM's monitor alerts from the audit trail.

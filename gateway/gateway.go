@@ -20,13 +20,13 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway/monitor"
 	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/services/platform"
-	"github.com/wirefleet/wirefleet/store"
 	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.zx2c4.com/wireguard/conn"
 )

@@ -9,10 +9,10 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway/monitor"
 	"github.com/wirefleet/wirefleet/internal/packet"
-	"github.com/wirefleet/wirefleet/store"
 )
 
 // groupPolicy is what the data path needs of a group, read once per change.

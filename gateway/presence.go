@@ -9,7 +9,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/wirefleet/wirefleet/store"
+	"github.com/wirefleet/wirefleet/controlplane/store"
 )
 
 // Gateways sharing a database record each SIM's live session (once when

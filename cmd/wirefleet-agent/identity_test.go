@@ -17,12 +17,12 @@ import (
 	"testing"
 
 	"github.com/wirefleet/wirefleet/agent"
-	"github.com/wirefleet/wirefleet/api"
 	"github.com/wirefleet/wirefleet/attest"
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/api"
+	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/keystore/pkcs11store/softhsmtest"
-	"github.com/wirefleet/wirefleet/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wirefleet/wirefleet/api/apiv1"
+	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
 	"github.com/wirefleet/wirefleet/fleet"
 )
 

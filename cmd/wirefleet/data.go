@@ -13,7 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/wirefleet/wirefleet/api/apiv1"
+	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
 )
 
 // preview is a one-line glimpse of a payload for tables: JSON as sent,

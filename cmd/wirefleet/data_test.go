@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wirefleet/wirefleet/api"
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/api"
+	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/store/sqlitestore"
 )
 
 // TestDataList: wirefleet data list by SIM and by group, as a table and as

@@ -13,10 +13,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wirefleet/wirefleet/api"
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/api"
+	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/internal/seal"
-	"github.com/wirefleet/wirefleet/store/sqlitestore"
 )
 
 // Forwarders are configured from the CLI with a settings file; what the

@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/wirefleet/wirefleet/api/apiv1"
 	"github.com/wirefleet/wirefleet/attest"
+	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
 )
 
 // Identity batches: manufacturing's device identity keys for the

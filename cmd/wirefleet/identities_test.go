@@ -16,11 +16,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wirefleet/wirefleet/api"
-	"github.com/wirefleet/wirefleet/api/apiv1"
 	"github.com/wirefleet/wirefleet/attest"
 	"github.com/wirefleet/wirefleet/controlplane"
-	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/controlplane/api"
+	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
+	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 )
 
 func newKey(t *testing.T) attest.PublicKey {

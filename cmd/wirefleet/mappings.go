@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wirefleet/wirefleet/api/apiv1"
+	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
 )
 
 // mapping mirrors the API's remote-access port mapping.

@@ -12,9 +12,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wirefleet/wirefleet/api"
 	"github.com/wirefleet/wirefleet/controlplane"
-	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/controlplane/api"
+	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 )
 
 // TestMappingsCLI: create (table and --json), list, get, delete, the

@@ -11,10 +11,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wirefleet/wirefleet/api"
 	"github.com/wirefleet/wirefleet/controlplane"
-	"github.com/wirefleet/wirefleet/store"
-	"github.com/wirefleet/wirefleet/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/controlplane/api"
+	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 )
 
 // Terminal escape injection (issue 14, item 8): a device bootstrapping

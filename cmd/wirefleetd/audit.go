@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/wirefleet/wirefleet/audit"
-	"github.com/wirefleet/wirefleet/store"
+	"github.com/wirefleet/wirefleet/controlplane/audit"
+	"github.com/wirefleet/wirefleet/controlplane/store"
 )
 
 // auditor runs the configuration audit on a schedule, logs each finding

@@ -8,9 +8,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/internal/ratelimit"
 	"github.com/wirefleet/wirefleet/services/datastore"
-	"github.com/wirefleet/wirefleet/store"
 )
 
 // newDataStore makes the data store at 100.127.111.111, hosted by the

@@ -30,10 +30,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/wirefleet/wirefleet/api"
-	"github.com/wirefleet/wirefleet/arcapi"
-	"github.com/wirefleet/wirefleet/audit"
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/api"
+	"github.com/wirefleet/wirefleet/controlplane/arcapi"
+	"github.com/wirefleet/wirefleet/controlplane/audit"
+	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/internal/seal"
@@ -42,8 +44,6 @@ import (
 	"github.com/wirefleet/wirefleet/services/platform"
 	"github.com/wirefleet/wirefleet/services/remoteaccess"
 	"github.com/wirefleet/wirefleet/services/unified"
-	"github.com/wirefleet/wirefleet/store"
-	"github.com/wirefleet/wirefleet/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 

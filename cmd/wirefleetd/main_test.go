@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wirefleet/wirefleet/controlplane/store/pgstore/pgtest"
 	"github.com/wirefleet/wirefleet/keystore"
-	"github.com/wirefleet/wirefleet/store/pgstore/pgtest"
 )
 
 type syncBuf struct {

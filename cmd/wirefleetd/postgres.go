@@ -6,8 +6,8 @@ import (
 	"context"
 	"log/slog"
 
-	"github.com/wirefleet/wirefleet/store"
-	"github.com/wirefleet/wirefleet/store/pgstore"
+	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/controlplane/store/pgstore"
 )
 
 func openPostgres(ctx context.Context, dsn string, log *slog.Logger) (store.Store, string, error) {

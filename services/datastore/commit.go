@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/store"
 )
 
 // errClosed answers writes arriving while the service shuts down.

@@ -21,12 +21,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/internal/ratelimit"
 	"github.com/wirefleet/wirefleet/services/platform"
-	"github.com/wirefleet/wirefleet/store"
-	"github.com/wirefleet/wirefleet/store/sqlitestore"
 )
 
 // loopEnv runs the service on loopback listeners over a real SQLite store.

@@ -15,13 +15,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wirefleet/wirefleet/api"
-	"github.com/wirefleet/wirefleet/api/apiv1"
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/api"
+	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/gwtest"
 	"github.com/wirefleet/wirefleet/services/platform"
-	"github.com/wirefleet/wirefleet/store"
 )
 
 // e2e is the shared platform (internal/gwtest) with the data store on the

@@ -6,7 +6,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/wirefleet/wirefleet/store"
+	"github.com/wirefleet/wirefleet/controlplane/store"
 )
 
 // sweepChunk bounds one delete transaction, so retention never holds the

@@ -20,13 +20,13 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/internal/gwtest"
 	"github.com/wirefleet/wirefleet/internal/netns"
 	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/services/platform"
-	"github.com/wirefleet/wirefleet/store"
 )
 
 // lockedLog collects the gateway's logs, to check no secret is in them.

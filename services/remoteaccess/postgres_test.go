@@ -17,13 +17,13 @@ import (
 	"golang.zx2c4.com/wireguard/tun/netstack"
 
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/controlplane/store/pgstore"
+	"github.com/wirefleet/wirefleet/controlplane/store/pgstore/pgtest"
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/services/platform"
 	"github.com/wirefleet/wirefleet/services/remoteaccess"
-	"github.com/wirefleet/wirefleet/store"
-	"github.com/wirefleet/wirefleet/store/pgstore"
-	"github.com/wirefleet/wirefleet/store/pgstore/pgtest"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 

@@ -16,13 +16,13 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/gwtest"
 	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/services/datastore"
 	"github.com/wirefleet/wirefleet/services/forwarder"
 	"github.com/wirefleet/wirefleet/services/platform"
-	"github.com/wirefleet/wirefleet/store"
 )
 
 // fixture: a gateway (internal/gwtest) with the data store, the forwarders

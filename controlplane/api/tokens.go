@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package api
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
+	"github.com/wirefleet/wirefleet/fleet"
+)
+
+// tokenRoutes are the operator-token routes.
+func (h *Handler) tokenRoutes() []route {
+	return []route{
+		{method: "GET", path: "/api/v1/tokens", summary: "List operator tokens.", role: fleet.RoleAdmin, response: "TokenPage", query: pageQuery, handle: h.listTokens},
+		{method: "POST", path: "/api/v1/tokens", summary: "Create an operator token; its secret is in this answer only.", role: fleet.RoleAdmin, request: "TokenCreateRequest", response: "TokenSecret", handle: h.createToken},
+		{method: "DELETE", path: "/api/v1/tokens/{id}", summary: "Revoke an operator token.", role: fleet.RoleAdmin, handle: h.deleteToken},
+	}
+}
+
+// listTokens serves GET /api/v1/tokens: list operator tokens.
+func (h *Handler) listTokens(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+	p, err := pageReq(r)
+	if err != nil {
+		return nil, err
+	}
+	return h.svc.ListTokens(ctx, a, p)
+}
+
+// createToken serves POST /api/v1/tokens: create an operator token; its secret is in this answer only.
+func (h *Handler) createToken(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+	var req tokenCreateRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	t, secret, err := h.svc.CreateToken(ctx, a, req.Role, req.Description)
+	if err != nil {
+		return nil, err
+	}
+	return created{apiv1.Secret[fleet.Token]{Item: t, Secret: secret}}, nil
+}
+
+// deleteToken serves DELETE /api/v1/tokens/{id}: revoke an operator token.
+func (h *Handler) deleteToken(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+	return nil, h.svc.DeleteToken(ctx, a, r.PathValue("id"))
+}
