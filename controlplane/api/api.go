@@ -7,7 +7,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +24,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/jsonbody"
 	"github.com/wirefleet/wirefleet/internal/ratelimit"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
@@ -249,52 +249,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, http.StatusInternalServerError, fleet.Errorf(fleet.CodeInternal, "", "internal error"))
 }
 
-// decode reads exactly one JSON object into dst, rejecting unknown fields,
-// wrong types, trailing data and oversized bodies with the field at fault.
-func decode(r *http.Request, dst any) error {
-	// One JSON value first, then: nothing after it, an object (a JSON
-	// null would decode as an empty request), and strictly into dst.
-	dec := json.NewDecoder(r.Body)
-	var raw json.RawMessage
-	err := dec.Decode(&raw)
-	if err == nil {
-		if _, err2 := dec.Token(); err2 != io.EOF {
-			return fleet.Errorf(fleet.CodeBadJSON, "", "trailing data after the JSON object")
-		}
-		if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '{' {
-			return fleet.Errorf(fleet.CodeBadJSON, "", "body must be a JSON object")
-		}
-		strict := json.NewDecoder(bytes.NewReader(raw))
-		strict.DisallowUnknownFields()
-		if err = strict.Decode(dst); err == nil {
-			return nil
-		}
-	}
-	var (
-		maxErr  *http.MaxBytesError
-		synErr  *json.SyntaxError
-		typeErr *json.UnmarshalTypeError
-	)
-	switch {
-	case errors.As(err, &maxErr):
-		return fleet.Errorf(fleet.CodeTooLarge, "", "body larger than %d bytes", MaxBody)
-	case errors.Is(err, io.EOF):
-		return fleet.Errorf(fleet.CodeBadJSON, "", "empty body; send a JSON object")
-	case errors.As(err, &synErr), errors.Is(err, io.ErrUnexpectedEOF):
-		return fleet.Errorf(fleet.CodeBadJSON, "", "malformed JSON: %v", err)
-	case errors.As(err, &typeErr):
-		field := typeErr.Field
-		if field == "" {
-			return fleet.Errorf(fleet.CodeBadJSON, "", "body must be a JSON object")
-		}
-		return fleet.Errorf(fleet.CodeInvalid, field, "wrong type: got JSON %s, want %s", typeErr.Value, typeErr.Type)
-	}
-	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		field, _ := strconv.Unquote(name)
-		return fleet.Errorf(fleet.CodeUnknownField, field, "unknown field")
-	}
-	return fleet.Errorf(fleet.CodeBadJSON, "", "%v", err)
-}
+// decode reads exactly one JSON object into dst (jsonbody.Decode).
+func decode(r *http.Request, dst any) error { return jsonbody.Decode(r.Body, dst, MaxBody) }
 
 // parseKey parses an optional base64 key field.
 func parseKey(field, s string) (wgkey.Public, error) {

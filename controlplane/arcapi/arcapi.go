@@ -42,6 +42,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/jsonbody"
 	"github.com/wirefleet/wirefleet/internal/ratelimit"
 	"github.com/wirefleet/wirefleet/keyproof"
 	"github.com/wirefleet/wirefleet/wgkey"
@@ -425,38 +426,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, 500, fleet.Errorf(fleet.CodeInternal, "", "internal error"))
 }
 
-// decode reads one JSON object, rejecting unknown fields.
-func decode(r *http.Request, dst any) error {
-	dec := json.NewDecoder(r.Body)
-	var raw json.RawMessage
-	err := dec.Decode(&raw)
-	if err == nil {
-		if _, terr := dec.Token(); terr != io.EOF {
-			return fleet.Errorf(fleet.CodeBadJSON, "", "trailing data after the JSON object")
-		}
-		if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '{' {
-			return fleet.Errorf(fleet.CodeBadJSON, "", "the body must be a JSON object")
-		}
-		strict := json.NewDecoder(bytes.NewReader(raw))
-		strict.DisallowUnknownFields()
-		err = strict.Decode(dst)
-	}
-	var maxErr *http.MaxBytesError
-	var typeErr *json.UnmarshalTypeError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &maxErr):
-		return fleet.Errorf(fleet.CodeTooLarge, "", "body larger than %d bytes", maxBody)
-	case errors.As(err, &typeErr) && typeErr.Field != "":
-		return fleet.Errorf(fleet.CodeInvalid, typeErr.Field, "wrong type")
-	}
-	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		field, _ := strconv.Unquote(name)
-		return fleet.Errorf(fleet.CodeUnknownField, field, "unknown field")
-	}
-	return fleet.Errorf(fleet.CodeBadJSON, "", "malformed JSON: %v", err)
-}
+// decode reads one JSON object, strictly (jsonbody.Decode).
+func decode(r *http.Request, dst any) error { return jsonbody.Decode(r.Body, dst, maxBody) }
 
 // decodeOptional is decode, allowing an empty body.
 func decodeOptional(r *http.Request, dst any) error {
