@@ -163,11 +163,11 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.policies.groups = map[string]*groupPolicy{}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
-	g.router = newRouter(g)
 	g.events = newEventRecorder(g.ctx, g.svc, g.log)
 	if !cfg.NoMonitor {
 		g.mon = g.newMonitor(cfg.Monitor)
 	}
+	g.router = newRouter(&g.policies, g.mon, g.plat, g.pool)
 	g.hooks = make(chan webhook, 256)
 	g.presence = make(chan presenceOp, 4096)
 	g.presenceChecks = make(chan string, 1024)
@@ -193,6 +193,7 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g.eng = eng
+	g.router.eng = eng
 	return g, nil
 }
 
@@ -210,6 +211,7 @@ func (g *Gateway) Start() error {
 		return err
 	}
 	g.svcs = svcs
+	g.router.local = svcs.inject
 	changes, cancel := g.st.Subscribe()
 	g.wg.Add(1)
 	go func() {

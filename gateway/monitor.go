@@ -63,14 +63,14 @@ func (g *Gateway) newMonitor(cfg monitor.Config) *monitor.Monitor {
 // observeFlow tells the monitor about a packet's flow, but only when it is
 // not the SIM's last flow again: bulk traffic to one destination costs one
 // atomic load per packet, a scan one map update per new destination.
-func (g *Gateway) observeFlow(st *simState, pol *groupPolicy, dst netip.Addr, proto uint8, dport uint16) {
+func (r *router) observeFlow(st *simState, pol *groupPolicy, dst netip.Addr, proto uint8, dport uint16) {
 	d := dst.As4()
 	key := uint64(d[0])<<56 | uint64(d[1])<<48 | uint64(d[2])<<40 | uint64(d[3])<<32 | uint64(dport)<<8 | uint64(proto)
 	if st.lastFlow.Load() == key {
 		return
 	}
 	st.lastFlow.Store(key)
-	g.mon.ObserveFlow(st.id, netip.AddrPortFrom(dst, dport), pol != nil && pol.firstSeen)
+	r.mon.ObserveFlow(st.id, netip.AddrPortFrom(dst, dport), pol != nil && pol.firstSeen)
 }
 
 // volumeInterval is how often the gateway reads every SIM's counters for

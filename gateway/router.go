@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/wirefleet/wirefleet/engine"
+	"github.com/wirefleet/wirefleet/gateway/monitor"
 	"github.com/wirefleet/wirefleet/internal/packet"
 )
 
@@ -29,15 +30,23 @@ const (
 var dropReasons = [...]string{dropSource, dropRevoked, dropPolicy, dropOffline, dropNoRoute, dropMalformed, dropServices, dropUnknownDst, dropAllowList, dropIPv6}
 
 // router is the engine's Handler: it decides where each inner packet goes.
+// It holds what it needs as values, handed over by the gateway as each
+// exists: the engine and the services' stack before the engine comes up.
 type router struct {
-	g      *Gateway
+	eng      *engine.Engine
+	policies *policyCache
+	mon      *monitor.Monitor          // nil without the monitor
+	plat     netip.Prefix              // the platform range: to the services' stack
+	pool     netip.Prefix              // the SIM pool: device to device
+	local    func(pkts [][]byte) error // the services' stack; nil before it starts
+
 	mu     sync.RWMutex
 	byAddr map[netip.Addr]*engine.Peer
 	drops  dropCounters
 }
 
-func newRouter(g *Gateway) *router {
-	return &router{g: g, byAddr: map[netip.Addr]*engine.Peer{}}
+func newRouter(policies *policyCache, mon *monitor.Monitor, plat, pool netip.Prefix) *router {
+	return &router{policies: policies, mon: mon, plat: plat, pool: pool, byAddr: map[netip.Addr]*engine.Peer{}}
 }
 
 func (r *router) setOnline(a netip.Addr, p *engine.Peer) {
@@ -59,7 +68,7 @@ func (r *router) peerFor(a netip.Addr) *engine.Peer {
 	r.mu.RLock()
 	p := r.byAddr[a]
 	r.mu.RUnlock()
-	if p == nil || r.g.eng.Peer(p.PublicKey()) != p {
+	if p == nil || r.eng.Peer(p.PublicKey()) != p {
 		return nil
 	}
 	return p
@@ -75,7 +84,7 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 	)
 	flush := func() {
 		if len(pending) > 0 {
-			r.g.eng.Send(target, pending)
+			r.eng.Send(target, pending)
 			pending = pending[:0]
 		}
 	}
@@ -107,19 +116,19 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 			continue
 		}
 		proto, sport, dport := ip.Proto, ip.SrcPort, ip.DstPort
-		pol := r.g.policies.get(sim.GroupID)
-		if r.g.mon != nil {
+		pol := r.policies.get(sim.GroupID)
+		if r.mon != nil {
 			if startsFlow(ip) {
-				r.g.observeFlow(st, pol, dst, proto, dport)
+				r.observeFlow(st, pol, dst, proto, dport)
 			}
 			if pol != nil && pol.checkListeners && ip.IsTCPSynAck() && !slices.Contains(pol.listenPorts, sport) {
-				r.g.mon.ObserveListener(st.id, sport, dst)
+				r.mon.ObserveListener(st.id, sport, dst)
 			}
 		}
 		// The group's allow-list (the platform range is always allowed).
-		if pol != nil && pol.allow != nil && !r.g.plat.Contains(dst) && !pol.allows(dst) {
-			if r.g.mon != nil {
-				r.g.mon.ObserveViolation(st.id, netip.AddrPortFrom(dst, dport), pol.block)
+		if pol != nil && pol.allow != nil && !r.plat.Contains(dst) && !pol.allows(dst) {
+			if r.mon != nil {
+				r.mon.ObserveViolation(st.id, netip.AddrPortFrom(dst, dport), pol.block)
 			}
 			if pol.block {
 				r.drops.add(dropAllowList)
@@ -127,9 +136,9 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 			}
 		}
 		switch {
-		case r.g.plat.Contains(dst):
+		case r.plat.Contains(dst):
 			local = append(local, pkt)
-		case r.g.pool.Contains(dst):
+		case r.pool.Contains(dst):
 			to := r.peerFor(dst)
 			srcPol := pol
 			if to == nil {
@@ -146,7 +155,7 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 				r.drops.add(dropOffline)
 				continue
 			}
-			if !d2dAllowed(srcPol, r.g.policies.get(dstSt.SIM().GroupID), proto, sport, dport) {
+			if !d2dAllowed(srcPol, r.policies.get(dstSt.SIM().GroupID), proto, sport, dport) {
 				r.drops.add(dropPolicy)
 				continue
 			}
@@ -160,8 +169,8 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 		}
 	}
 	flush()
-	if len(local) > 0 && r.g.svcs != nil {
-		if err := r.g.svcs.inject(local); err != nil {
+	if len(local) > 0 && r.local != nil {
+		if err := r.local(local); err != nil {
 			r.drops.addN(dropServices, uint64(len(local)))
 		}
 	}
@@ -204,5 +213,5 @@ func (r *router) unreachable(p *engine.Peer, pkt []byte, ip *packet.Parsed) {
 	icmp[0], icmp[1] = packet.ICMPUnreachable, packet.ICMPHostUnreachable
 	copy(icmp[8:], pkt[:quote])
 	binary.BigEndian.PutUint16(icmp[2:], packet.Checksum(icmp))
-	r.g.eng.Send(p, [][]byte{out})
+	r.eng.Send(p, [][]byte{out})
 }
