@@ -67,6 +67,24 @@ func (h *serviceHost) Caller(ctx context.Context, addr netip.Addr) (platform.Cal
 	return c, true
 }
 
+// Reachable implements platform.Host: the SIM's record from the store,
+// and both groups' policies from the gateway's cache.
+func (h *serviceHost) Reachable(ctx context.Context, from fleet.SIM, simID string) (fleet.SIM, bool) {
+	g := h.s.g
+	target, err := g.st.SIM(ctx, simID)
+	if err != nil || target.Status != fleet.StatusActive {
+		return fleet.SIM{}, false
+	}
+	if err := g.policies.ensure(ctx, g.st, target.GroupID); err != nil {
+		return fleet.SIM{}, false
+	}
+	src, dst := g.policies.get(from.GroupID), g.policies.get(target.GroupID)
+	if src == nil || dst == nil || !src.admits(dst) || !dst.admits(src) {
+		return fleet.SIM{}, false
+	}
+	return target, true
+}
+
 // Online implements platform.Host.
 func (h *serviceHost) Online(simID string) bool {
 	return h.s.g.Connection(simID).Online

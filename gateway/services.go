@@ -7,10 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/packet"
+	"github.com/wirefleet/wirefleet/services/dns"
 	"github.com/wirefleet/wirefleet/services/platform"
 	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.zx2c4.com/wireguard/tun"
@@ -34,7 +33,6 @@ type services struct {
 	dev  tun.Device
 	net  *netstack.Net
 	http *http.Server
-	dns  []net.PacketConn
 	ext  []platform.Service // started ones, closed in close
 	mu   sync.Mutex         // serialises writes into the stack
 	wg   sync.WaitGroup
@@ -50,19 +48,6 @@ func startServices(g *Gateway) (*services, error) {
 		return nil, err
 	}
 	s := &services{g: g, dev: dev, net: tnet}
-	for _, a := range DNSAddrs {
-		pc, err := tnet.ListenUDPAddrPort(netip.AddrPortFrom(a, 53))
-		if err != nil {
-			s.close()
-			return nil, err
-		}
-		s.dns = append(s.dns, pc)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.serveDNS(pc)
-		}()
-	}
 	ln, err := tnet.ListenTCPAddrPort(netip.AddrPortFrom(MetadataAddr, 80))
 	if err != nil {
 		s.close()
@@ -79,7 +64,9 @@ func startServices(g *Gateway) (*services, error) {
 		s.readLoop()
 	}()
 	host := &serviceHost{s: s}
-	for _, ps := range g.cfg.Services {
+	// DNS is a platform service like the others, always there.
+	builtin := dns.New(dns.Config{Zone: g.zone, Addrs: DNSAddrs, Names: map[string]netip.Addr{"dns": DNSAddrs[0], "metadata": MetadataAddr}})
+	for _, ps := range append([]platform.Service{builtin}, g.cfg.Services...) {
 		if err := ps.Start(host); err != nil {
 			s.close()
 			return nil, err
@@ -188,9 +175,6 @@ func (s *services) close() {
 	}
 	if s.http != nil {
 		s.http.Close()
-	}
-	for _, pc := range s.dns {
-		pc.Close()
 	}
 	s.dev.Close()
 	s.wg.Wait()
@@ -362,9 +346,4 @@ func parseTags(r io.Reader) (map[string]string, error) {
 		return nil, errors.New("want [{\"tagName\":…,\"tagValue\":…}] or {\"name\":\"value\"}")
 	}
 	return m, nil
-}
-
-// zoneName returns the zone with a trailing dot, lower case.
-func (g *Gateway) zoneName() string {
-	return strings.ToLower(strings.TrimSuffix(g.zone, ".")) + "."
 }

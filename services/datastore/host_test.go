@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/services/platform"
 )
 
@@ -33,3 +34,7 @@ func (h *testHost) Caller(ctx context.Context, a netip.Addr) (platform.Caller, b
 }
 
 func (h *testHost) Online(string) bool { return false }
+
+func (h *testHost) Reachable(context.Context, fleet.SIM, string) (fleet.SIM, bool) {
+	return fleet.SIM{}, false
+}

@@ -54,6 +54,9 @@ type Host interface {
 	Caller(ctx context.Context, addr netip.Addr) (Caller, bool)
 	// Online reports whether a SIM has a live session on this gateway.
 	Online(simID string) bool
+	// Reachable returns the active SIM simID when device-to-device
+	// policy lets from reach it (both groups admit each other).
+	Reachable(ctx context.Context, from fleet.SIM, simID string) (fleet.SIM, bool)
 }
 
 // Caller is the device behind a tunnel source address.

@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package dns is the platform's DNS service on the gateway's in-tunnel
+// stack: authoritative for the fleet's zone, no recursion. Names, in the
+// zone:
+//
+//	<name>.<zone>       the platform services (Config.Names: dns, metadata)
+//	<sim-id>.sim.<zone> a SIM's overlay address, for the SIM itself and for
+//	                    SIMs device-to-device policy lets it reach
+//
+// The caller is the SIM whose tunnel the query came through (the gateway
+// has checked the source address). Other names in the zone are NXDOMAIN;
+// names outside it are REFUSED.
+package dns
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/wirefleet/wirefleet/services/platform"
+)
+
+// TTL is the TTL of answers: short, SIM addresses rarely change but a
+// policy change must not be cached for long.
+const TTL = 30
+
+// Config configures the DNS service.
+type Config struct {
+	// Zone is the fleet's zone, e.g. "wirefleet.internal".
+	Zone string
+	// Addrs are the service's addresses; it answers on UDP port 53 of each.
+	Addrs []netip.Addr
+	// Names are the platform's own names, by label ("dns", "metadata").
+	Names map[string]netip.Addr
+}
+
+// Service is the DNS platform service.
+type Service struct {
+	cfg  Config
+	zone string // lower case, with the trailing dot
+	host platform.Host
+	pcs  []net.PacketConn
+	wg   sync.WaitGroup
+}
+
+var _ platform.Service = (*Service)(nil)
+
+// New returns the DNS service; the gateway starts it.
+func New(cfg Config) *Service {
+	return &Service{cfg: cfg, zone: strings.ToLower(strings.TrimSuffix(cfg.Zone, ".")) + "."}
+}
+
+// Addrs implements platform.Service.
+func (s *Service) Addrs() []netip.Addr { return s.cfg.Addrs }
+
+// Start implements platform.Service: a UDP socket on port 53 of each
+// address.
+func (s *Service) Start(host platform.Host) error {
+	if len(s.cfg.Addrs) == 0 {
+		return errors.New("dns: no address")
+	}
+	s.host = host
+	for _, a := range s.cfg.Addrs {
+		_, udp, err := host.Listen(a, nil, []uint16{53})
+		if err != nil {
+			s.Close()
+			return err
+		}
+		pc := udp[0]
+		s.pcs = append(s.pcs, pc)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serve(pc)
+		}()
+	}
+	return nil
+}
+
+// Close implements platform.Service.
+func (s *Service) Close() error {
+	for _, pc := range s.pcs {
+		pc.Close()
+	}
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Service) serve(pc net.PacketConn) {
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		ua, ok := from.(*net.UDPAddr)
+		if !ok {
+			continue
+		}
+		caller, _ := netip.AddrFromSlice(ua.IP)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		resp := s.answer(ctx, caller.Unmap(), buf[:n])
+		cancel()
+		if resp != nil {
+			pc.WriteTo(resp, from)
+		}
+	}
+}
+
+// answer builds the response to one query message (nil: no answer).
+func (s *Service) answer(ctx context.Context, caller netip.Addr, msg []byte) []byte {
+	var p dnsmessage.Parser
+	h, err := p.Start(msg)
+	if err != nil || h.Response {
+		return nil
+	}
+	q, err := p.Question()
+	if err != nil {
+		return nil
+	}
+	rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired}
+	name := strings.ToLower(q.Name.String())
+	var addr netip.Addr
+	switch {
+	case h.OpCode != 0 || q.Class != dnsmessage.ClassINET:
+		rh.RCode = dnsmessage.RCodeNotImplemented
+	case name != s.zone && !strings.HasSuffix(name, "."+s.zone):
+		rh.RCode = dnsmessage.RCodeRefused
+	default:
+		label := strings.TrimSuffix(strings.TrimSuffix(name, s.zone), ".")
+		var found bool
+		addr, found = s.lookup(ctx, caller, label)
+		if !found && label != "" {
+			rh.RCode = dnsmessage.RCodeNameError
+		}
+	}
+	b := dnsmessage.NewBuilder(make([]byte, 0, 512), rh)
+	b.EnableCompression()
+	b.StartQuestions()
+	b.Question(q)
+	b.StartAnswers()
+	if addr.IsValid() && q.Type == dnsmessage.TypeA {
+		b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: TTL}, dnsmessage.AResource{A: addr.As4()})
+	}
+	out, err := b.Finish()
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+// lookup resolves a name relative to the zone for caller. found is true
+// for a name that exists (it may have no A record).
+func (s *Service) lookup(ctx context.Context, caller netip.Addr, label string) (netip.Addr, bool) {
+	if label == "" {
+		return netip.Addr{}, true
+	}
+	if a, ok := s.cfg.Names[label]; ok {
+		return a, true
+	}
+	simID, ok := strings.CutSuffix(label, ".sim")
+	if !ok || strings.Contains(simID, ".") {
+		return netip.Addr{}, false
+	}
+	me, ok := s.host.Caller(ctx, caller)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	if simID == me.SIM.ID {
+		return me.SIM.Address, true
+	}
+	// Not reachable: the name does not exist for this caller.
+	target, ok := s.host.Reachable(ctx, me.SIM, simID)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	return target.Address, true
+}
