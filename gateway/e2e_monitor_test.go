@@ -18,6 +18,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway/monitor"
+	"github.com/wirefleet/wirefleet/gateway/monitor/webhook"
 )
 
 // alerts returns the SIM's monitor alerts from the audit trail.
@@ -47,7 +48,7 @@ func TestClonedKeyAlert(t *testing.T) {
 	hooks := make(chan delivery, 8)
 	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		hooks <- delivery{b, r.Header.Get(WebhookSignatureHeader), r.Header.Get(WebhookTimestampHeader)}
+		hooks <- delivery{b, r.Header.Get(webhook.SignatureHeader), r.Header.Get(webhook.TimestampHeader)}
 	}))
 	defer receiver.Close()
 	const secret = "webhook-secret-0123456789"
@@ -101,10 +102,10 @@ func TestClonedKeyAlert(t *testing.T) {
 	select {
 	case d := <-hooks:
 		ts, _ := strconv.ParseInt(d.timestamp, 10, 64)
-		if want := SignWebhook(secret, ts, d.body); d.signature != want {
+		if want := webhook.Sign(secret, ts, d.body); d.signature != want {
 			t.Fatalf("webhook signature %q, want %q", d.signature, want)
 		}
-		if SignWebhook("another secret 0123", ts, d.body) == d.signature {
+		if webhook.Sign("another secret 0123", ts, d.body) == d.signature {
 			t.Fatal("the signature does not depend on the secret")
 		}
 		var al monitor.Alert

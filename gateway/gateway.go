@@ -24,6 +24,7 @@ import (
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway/monitor"
+	"github.com/wirefleet/wirefleet/gateway/monitor/webhook"
 	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/services/platform"
@@ -84,20 +85,20 @@ type Config struct {
 
 // Gateway is a running gateway.
 type Gateway struct {
-	cfg    Config
-	svc    *controlplane.Service
-	st     store.View
-	log    *slog.Logger
-	eng    *engine.Engine
-	pool   netip.Prefix
-	plat   netip.Prefix
-	zone   string
-	router *router
-	svcs   *services
-	events *eventRecorder
-	mon    *monitor.Monitor
-	alerts alertCounts
-	hooks  chan webhook
+	cfg      Config
+	svc      *controlplane.Service
+	st       store.View
+	log      *slog.Logger
+	eng      *engine.Engine
+	pool     netip.Prefix
+	plat     netip.Prefix
+	zone     string
+	router   *router
+	svcs     *services
+	events   *eventRecorder
+	mon      *monitor.Monitor
+	alerts   alertCounts
+	webhooks *webhook.Sender
 	// presence: session records to write (see presence.go).
 	presence       chan presenceOp
 	presenceChecks chan string
@@ -168,7 +169,7 @@ func New(cfg Config) (*Gateway, error) {
 		g.mon = g.newMonitor(cfg.Monitor)
 	}
 	g.router = newRouter(&g.policies, g.mon, g.plat, g.pool)
-	g.hooks = make(chan webhook, 256)
+	g.webhooks = webhook.New(cfg.Secrets, g.log)
 	g.presence = make(chan presenceOp, 4096)
 	g.presenceChecks = make(chan string, 1024)
 	hooks := engine.Hooks{
@@ -220,7 +221,10 @@ func (g *Gateway) Start() error {
 	}()
 	g.events.start(&g.wg)
 	g.wg.Add(2)
-	go g.deliverWebhooks()
+	go func() {
+		defer g.wg.Done()
+		g.webhooks.Run(g.ctx)
+	}()
 	go g.enforceRotations()
 	if g.mon != nil {
 		every := g.cfg.VolumeInterval
