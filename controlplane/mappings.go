@@ -71,15 +71,8 @@ type MappingSpec struct {
 	MaxConnections int
 }
 
-// MappingView is a mapping as the API answers it: with the certificate
-// fingerprint of TLS mappings.
-type MappingView struct {
-	fleet.Mapping
-	TLSFingerprint string `json:"tlsFingerprint,omitempty"`
-}
-
-func (s *Service) mappingView(m fleet.Mapping) MappingView {
-	v := MappingView{Mapping: m}
+func (s *Service) mappingView(m fleet.Mapping) fleet.MappingView {
+	v := fleet.MappingView{Mapping: m}
 	if m.TLS {
 		v.TLSFingerprint = s.cfg.Remote.TLSFingerprint
 	}
@@ -87,36 +80,36 @@ func (s *Service) mappingView(m fleet.Mapping) MappingView {
 }
 
 // CreateMapping opens remote access to a port of a SIM's device.
-func (s *Service) CreateMapping(ctx context.Context, a Actor, sp MappingSpec) (MappingView, error) {
+func (s *Service) CreateMapping(ctx context.Context, a Actor, sp MappingSpec) (fleet.MappingView, error) {
 	if err := require(a, fleet.RoleOperator); err != nil {
-		return MappingView{}, err
+		return fleet.MappingView{}, err
 	}
 	pol := s.cfg.Remote.WithDefaults()
 	if !pol.Enabled() {
-		return MappingView{}, fleet.Errorf(fleet.CodeBadState, "", "remote access is not enabled on this platform (wirefleetd --remote-ports)")
+		return fleet.MappingView{}, fleet.Errorf(fleet.CodeBadState, "", "remote access is not enabled on this platform (wirefleetd --remote-ports)")
 	}
 	if sp.SIMID == "" {
-		return MappingView{}, fleet.Errorf(fleet.CodeRequired, "simId", "required")
+		return fleet.MappingView{}, fleet.Errorf(fleet.CodeRequired, "simId", "required")
 	}
 	if sp.Port < 1 || sp.Port > 65535 {
-		return MappingView{}, fleet.Errorf(fleet.CodeInvalid, "port", "must be a TCP port, 1 to 65535")
+		return fleet.MappingView{}, fleet.Errorf(fleet.CodeInvalid, "port", "must be a TCP port, 1 to 65535")
 	}
 	switch {
 	case sp.Duration == 0:
 		sp.Duration = pol.DefaultDuration
 	case sp.Duration < time.Second || sp.Duration > pol.MaxDuration:
-		return MappingView{}, fleet.Errorf(fleet.CodeInvalid, "durationSeconds", "must be between 1 and %d seconds", int64(pol.MaxDuration/time.Second))
+		return fleet.MappingView{}, fleet.Errorf(fleet.CodeInvalid, "durationSeconds", "must be between 1 and %d seconds", int64(pol.MaxDuration/time.Second))
 	}
 	if len(sp.AllowedSources) == 0 {
-		return MappingView{}, fleet.Errorf(fleet.CodeRequired, "allowedSources", "name the source prefixes allowed to connect (0.0.0.0/0 for anyone)")
+		return fleet.MappingView{}, fleet.Errorf(fleet.CodeRequired, "allowedSources", "name the source prefixes allowed to connect (0.0.0.0/0 for anyone)")
 	}
 	if len(sp.AllowedSources) > maxAllowedSources {
-		return MappingView{}, fleet.Errorf(fleet.CodeInvalid, "allowedSources", "at most %d prefixes", maxAllowedSources)
+		return fleet.MappingView{}, fleet.Errorf(fleet.CodeInvalid, "allowedSources", "at most %d prefixes", maxAllowedSources)
 	}
 	sources := make([]netip.Prefix, len(sp.AllowedSources))
 	for i, p := range sp.AllowedSources {
 		if !p.IsValid() {
-			return MappingView{}, fleet.Errorf(fleet.CodeInvalid, "allowedSources", "not a CIDR")
+			return fleet.MappingView{}, fleet.Errorf(fleet.CodeInvalid, "allowedSources", "not a CIDR")
 		}
 		if p.Addr().Is4In6() && p.Bits() >= 96 {
 			// ::ffff:a.b.c.d/n is the IPv4 prefix a.b.c.d/(n-96).
@@ -128,7 +121,7 @@ func (s *Service) CreateMapping(ctx context.Context, a Actor, sp MappingSpec) (M
 	case sp.MaxConnections == 0:
 		sp.MaxConnections = pol.MaxConnections
 	case sp.MaxConnections < 0 || sp.MaxConnections > pol.MaxConnections:
-		return MappingView{}, fleet.Errorf(fleet.CodeInvalid, "maxConnections", "must be between 1 and %d", pol.MaxConnections)
+		return fleet.MappingView{}, fleet.Errorf(fleet.CodeInvalid, "maxConnections", "must be between 1 and %d", pol.MaxConnections)
 	}
 	now := s.now()
 	m := fleet.Mapping{ID: newID("map", now), SIMID: sp.SIMID, Port: sp.Port, Host: pol.Host, AllowedSources: sources, TLS: sp.TLS,
@@ -181,7 +174,7 @@ func (s *Service) CreateMapping(ctx context.Context, a Actor, sp MappingSpec) (M
 			"tls": m.TLS, "expires": m.Expires.Format(time.RFC3339), "maxConnections": m.MaxConnections})
 	})
 	if err != nil {
-		return MappingView{}, storeErr(err, "publicPort")
+		return fleet.MappingView{}, storeErr(err, "publicPort")
 	}
 	s.log.Info("mapping created", "mapping", m.ID, "sim", m.SIMID, "port", m.Port, "public_port", m.PublicPort, "expires", m.Expires, "actor", a.String())
 	return s.mappingView(m), nil
@@ -196,27 +189,27 @@ func prefixStrings(ps []netip.Prefix) []string {
 }
 
 // GetMapping returns a mapping.
-func (s *Service) GetMapping(ctx context.Context, a Actor, id string) (MappingView, error) {
+func (s *Service) GetMapping(ctx context.Context, a Actor, id string) (fleet.MappingView, error) {
 	if err := require(a, fleet.RoleViewer); err != nil {
-		return MappingView{}, err
+		return fleet.MappingView{}, err
 	}
 	m, err := s.st.Mapping(ctx, id)
 	if err != nil {
-		return MappingView{}, storeErr(err, "id")
+		return fleet.MappingView{}, storeErr(err, "id")
 	}
 	return s.mappingView(m), nil
 }
 
 // ListMappings lists mappings, optionally of one SIM.
-func (s *Service) ListMappings(ctx context.Context, a Actor, f store.MappingFilter) (store.Page[MappingView], error) {
+func (s *Service) ListMappings(ctx context.Context, a Actor, f store.MappingFilter) (store.Page[fleet.MappingView], error) {
 	if err := require(a, fleet.RoleViewer); err != nil {
-		return store.Page[MappingView]{}, err
+		return store.Page[fleet.MappingView]{}, err
 	}
 	p, err := s.st.ListMappings(ctx, f)
 	if err != nil {
-		return store.Page[MappingView]{}, err
+		return store.Page[fleet.MappingView]{}, err
 	}
-	out := store.Page[MappingView]{Items: make([]MappingView, len(p.Items)), Next: p.Next}
+	out := store.Page[fleet.MappingView]{Items: make([]fleet.MappingView, len(p.Items)), Next: p.Next}
 	for i, m := range p.Items {
 		out.Items[i] = s.mappingView(m)
 	}

@@ -62,3 +62,10 @@ func (m Mapping) OpenToAll() bool {
 // expired, so that every gateway sharing the store opens or closes its
 // listener.
 const ChangeMapping ChangeKind = "mapping"
+
+// MappingView is a mapping as the API answers it: with the certificate
+// fingerprint of TLS mappings (the platform's, so a client can pin it).
+type MappingView struct {
+	Mapping
+	TLSFingerprint string `json:"tlsFingerprint,omitempty"`
+}

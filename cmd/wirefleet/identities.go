@@ -7,45 +7,25 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"time"
 
 	"github.com/wirefleet/wirefleet/attest"
 	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
+	"github.com/wirefleet/wirefleet/fleet"
 )
 
 // Identity batches: manufacturing's device identity keys for the
 // attestation bootstrap (docs/keystores.md).
 
-type identityBatch struct {
-	ID      string            `json:"id"`
-	Name    string            `json:"name"`
-	GroupID string            `json:"groupId,omitempty"`
-	Tags    map[string]string `json:"tags,omitempty"`
-	Revoked bool              `json:"revoked"`
-	Created time.Time         `json:"created"`
-	Count   int               `json:"count"`
-	Used    int               `json:"used"`
-}
-
-type identity struct {
-	ID        string    `json:"id"`
-	PublicKey string    `json:"publicKey"`
-	BatchID   string    `json:"batchId"`
-	Status    string    `json:"status"`
-	SIMID     string    `json:"simId,omitempty"`
-	Updated   time.Time `json:"updated"`
-}
-
 var batchHeader = []string{"ID", "NAME", "GROUP", "KEYS", "USED", "REVOKED", "CREATED", "TAGS"}
 
-func batchRow(b identityBatch) []string {
+func batchRow(b fleet.IdentityBatch) []string {
 	return []string{b.ID, b.Name, b.GroupID, strconv.Itoa(b.Count), strconv.Itoa(b.Used), strconv.FormatBool(b.Revoked), ts(b.Created), fmtTags(b.Tags)}
 }
 
 var identityHeader = []string{"ID", "STATUS", "BATCH", "SIM", "PUBLIC KEY"}
 
-func identityRow(i identity) []string {
-	return []string{i.ID, i.Status, i.BatchID, i.SIMID, i.PublicKey}
+func identityRow(i fleet.Identity) []string {
+	return []string{i.ID, string(i.Status), i.BatchID, i.SIMID, i.PublicKey}
 }
 
 // importChunk keys go in one request: a P-256 key in canonical form is
@@ -90,7 +70,7 @@ func addIdentityCommands(handlers map[string]handler) {
 		for i, k := range keys {
 			strs[i] = k.String()
 		}
-		var b identityBatch
+		var b fleet.IdentityBatch
 		done := 0
 		for done < len(strs) {
 			part := strs[done:min(done+importChunk, len(strs))]
@@ -121,7 +101,7 @@ func addIdentityCommands(handlers map[string]handler) {
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
-		var p apiv1.Page[identityBatch]
+		var p apiv1.Page[fleet.IdentityBatch]
 		if err := c.call("GET", "/api/v1/identity-batches"+query("limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
 			return err
 		}
@@ -135,7 +115,7 @@ func addIdentityCommands(handlers map[string]handler) {
 		if err := c.args(rest, 1, 1, "BATCH_ID"); err != nil {
 			return err
 		}
-		var b identityBatch
+		var b fleet.IdentityBatch
 		if err := c.call("GET", "/api/v1/identity-batches/"+c.pos[0], nil, &b); err != nil {
 			return err
 		}
@@ -149,7 +129,7 @@ func addIdentityCommands(handlers map[string]handler) {
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
-		var p apiv1.Page[identity]
+		var p apiv1.Page[fleet.Identity]
 		if err := c.call("GET", "/api/v1/identities"+query("batchId", *batch, "status", *status, "limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
 			return err
 		}
@@ -163,7 +143,7 @@ func addIdentityCommands(handlers map[string]handler) {
 		if err := c.args(rest, 1, 1, "ID|PUBLIC_KEY"); err != nil {
 			return err
 		}
-		var i identity
+		var i fleet.Identity
 		if err := c.call("GET", "/api/v1/identities/"+identityRef(c.pos[0]), nil, &i); err != nil {
 			return err
 		}

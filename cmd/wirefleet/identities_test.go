@@ -21,6 +21,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/api"
 	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
 	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/fleet"
 )
 
 func newKey(t *testing.T) attest.PublicKey {
@@ -60,7 +61,7 @@ func TestIdentitiesCLI(t *testing.T) {
 	k1, k2, k3 := newKey(t), newKey(t), newKey(t)
 	pemFile := filepath.Join(dir, "lot1.pem")
 	os.WriteFile(pemFile, []byte(k1.PEM()+k2.PEM()+k3.PEM()), 0o644)
-	var b identityBatch
+	var b fleet.IdentityBatch
 	if err := json.Unmarshal([]byte(c.ok("identities", "import", pemFile, "--name", "lot 1", "--group", g.ID, "--tag", "site=north", "--json")), &b); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +81,7 @@ func TestIdentitiesCLI(t *testing.T) {
 	if !strings.Contains(out, "lot 2") || !strings.Contains(out, "817 keys registered") {
 		t.Fatalf("large import: %s", out)
 	}
-	var batches apiv1.Page[identityBatch]
+	var batches apiv1.Page[fleet.IdentityBatch]
 	json.Unmarshal([]byte(c.ok("identities", "batches", "--json")), &batches)
 	if len(batches.Items) != 2 || batches.Items[1].Count != n {
 		t.Fatalf("batches %+v", batches.Items)
@@ -95,7 +96,7 @@ func TestIdentitiesCLI(t *testing.T) {
 	}
 
 	// Get by canonical key and by id; list by batch; revoke.
-	var i identity
+	var i fleet.Identity
 	json.Unmarshal([]byte(c.ok("identities", "get", k2.String(), "--json")), &i)
 	if i.ID != k2.Fingerprint() || i.Status != "active" || i.BatchID != b.ID {
 		t.Fatalf("identity %+v", i)
@@ -104,7 +105,7 @@ func TestIdentitiesCLI(t *testing.T) {
 		t.Fatalf("get by hex key: %s", out)
 	}
 	c.ok("identities", "revoke", k2.Fingerprint())
-	var list apiv1.Page[identity]
+	var list apiv1.Page[fleet.Identity]
 	json.Unmarshal([]byte(c.ok("identities", "list", "--batch", b.ID, "--status", "revoked", "--json")), &list)
 	if len(list.Items) != 1 || list.Items[0].ID != k2.Fingerprint() {
 		t.Fatalf("revoked list %+v", list.Items)

@@ -5,40 +5,26 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
+	"github.com/wirefleet/wirefleet/fleet"
 )
-
-// mapping mirrors the API's remote-access port mapping.
-type mapping struct {
-	ID             string    `json:"id"`
-	SIMID          string    `json:"simId"`
-	Port           int       `json:"port"`
-	Host           string    `json:"host"`
-	PublicPort     int       `json:"publicPort"`
-	AllowedSources []string  `json:"allowedSources"`
-	TLS            bool      `json:"tls"`
-	MaxConnections int       `json:"maxConnections"`
-	Created        time.Time `json:"created"`
-	Expires        time.Time `json:"expires"`
-	CreatedBy      string    `json:"createdBy"`
-	TLSFingerprint string    `json:"tlsFingerprint,omitempty"`
-}
 
 var mappingHeader = []string{"ID", "SIM", "PORT", "PUBLIC", "SOURCES", "TLS", "EXPIRES"}
 
-func mappingRow(m mapping) []string {
+func mappingRow(m fleet.MappingView) []string {
 	tls := "no"
 	if m.TLS {
 		tls = "yes"
 	}
-	return []string{m.ID, m.SIMID, strconv.Itoa(m.Port), net.JoinHostPort(m.Host, strconv.Itoa(m.PublicPort)), strings.Join(m.AllowedSources, ","), tls, ts(m.Expires)}
+	return []string{m.ID, m.SIMID, strconv.Itoa(m.Port), net.JoinHostPort(m.Host, strconv.Itoa(m.PublicPort)), joinPrefixes(m.AllowedSources), tls, ts(m.Expires)}
 }
 
-func mappingExtra(m mapping) []string {
+func mappingExtra(m fleet.MappingView) []string {
 	extra := []string{fmt.Sprintf("connect to %s (open until %s)", net.JoinHostPort(m.Host, strconv.Itoa(m.PublicPort)), m.Expires.Local().Format(time.RFC3339))}
 	if m.TLSFingerprint != "" {
 		extra = append(extra, "TLS certificate SHA-256 fingerprint: "+m.TLSFingerprint)
@@ -68,7 +54,7 @@ func addMappingCommands(handlers map[string]handler) {
 		for _, s := range sources {
 			list = append(list, strings.Split(s, ",")...)
 		}
-		var m mapping
+		var m fleet.MappingView
 		if err := c.call("POST", "/api/v1/mappings", map[string]any{"simId": c.pos[0], "port": *port, "durationSeconds": int64(dur.Seconds()),
 			"allowedSources": list, "tls": *tls, "maxConnections": *maxConns}, &m); err != nil {
 			return err
@@ -82,7 +68,7 @@ func addMappingCommands(handlers map[string]handler) {
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
-		var p apiv1.Page[mapping]
+		var p apiv1.Page[fleet.MappingView]
 		if err := c.call("GET", "/api/v1/mappings"+query("simId", *simID, "limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
 			return err
 		}
@@ -96,7 +82,7 @@ func addMappingCommands(handlers map[string]handler) {
 		if err := c.args(rest, 1, 1, "ID"); err != nil {
 			return err
 		}
-		var m mapping
+		var m fleet.MappingView
 		if err := c.call("GET", "/api/v1/mappings/"+c.pos[0], nil, &m); err != nil {
 			return err
 		}
@@ -108,4 +94,12 @@ func addMappingCommands(handlers map[string]handler) {
 		}
 		return c.call("DELETE", "/api/v1/mappings/"+c.pos[0], nil, nil)
 	}
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return strings.Join(out, ",")
 }

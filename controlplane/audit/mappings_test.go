@@ -31,7 +31,7 @@ func TestMappingFindings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mk := func(sources ...string) controlplane.MappingView {
+	mk := func(sources ...string) fleet.MappingView {
 		var ps []netip.Prefix
 		for _, s := range sources {
 			ps = append(ps, netip.MustParsePrefix(s))

@@ -9,11 +9,12 @@ import (
 	"testing"
 
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/fleet"
 )
 
 // benchMapping is a device serving devPort behind a mapping open to an
 // operator namespace.
-func benchMapping(b *testing.B) (*fixture, *operator, controlplane.MappingView) {
+func benchMapping(b *testing.B) (*fixture, *operator, fleet.MappingView) {
 	f := newFixture(b, controlplane.RemotePolicy{MaxConnections: 64})
 	d := f.newDevice()
 	d.serve(b, devPort)
