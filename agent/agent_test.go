@@ -43,7 +43,7 @@ func controlPlane(t *testing.T) (string, *controlplane.Service) {
 	t.Cleanup(func() { st.Close() })
 	gw, _ := wgkey.NewPrivate()
 	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Logger: quiet})
-	srv := httptest.NewServer(api.New(svc, api.Options{Logger: quiet}))
+	srv := httptest.NewServer(api.New(svc, api.Config{Logger: quiet}))
 	t.Cleanup(srv.Close)
 	return srv.URL, svc
 }
@@ -283,7 +283,7 @@ func TestBootstrapNetwork(t *testing.T) {
 		trusted string
 		ok      bool
 	}{{"10.55.0.0/16", false}, {"127.0.0.0/8", true}} {
-		srv := httptest.NewServer(arcapi.New(svc, arcapi.Options{Logger: quiet, TrustedNetworks: []arcapi.TrustedNetwork{{Prefix: netip.MustParsePrefix(c.trusted)}}}))
+		srv := httptest.NewServer(arcapi.New(svc, arcapi.Config{Logger: quiet, TrustedNetworks: []arcapi.TrustedNetwork{{Prefix: netip.MustParsePrefix(c.trusted)}}}))
 		dir := t.TempDir()
 		path := filepath.Join(dir, "agent.json")
 		cfg, err := BootstrapNetwork(context.Background(), BootstrapOptions{Server: srv.URL, ConfigPath: path})

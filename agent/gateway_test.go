@@ -58,7 +58,7 @@ func newPlatform(t *testing.T) *platform {
 	p := &platform{svc: svc, rejects: make(chan engine.RejectEvent, 64), gwKS: gwKS, port: port}
 	p.startGateway(t)
 	t.Cleanup(func() { p.gw.Close() })
-	srv := httptest.NewServer(api.New(svc, api.Options{Logger: quiet}))
+	srv := httptest.NewServer(api.New(svc, api.Config{Logger: quiet}))
 	t.Cleanup(srv.Close)
 	p.api = srv.URL
 	return p

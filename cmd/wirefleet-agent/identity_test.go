@@ -96,7 +96,7 @@ func TestIdentityAndAttestBootstrapCommands(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	gw, _ := wgkey.NewPrivate()
 	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Logger: quiet})
-	srv := httptest.NewServer(api.New(svc, api.Options{Logger: quiet}))
+	srv := httptest.NewServer(api.New(svc, api.Config{Logger: quiet}))
 	defer srv.Close()
 	cfgPath := filepath.Join(dir, "etc", "agent.json")
 	args := []string{"bootstrap", "--server", srv.URL, "--attest", ref("identity"), "--key", ref("wg"), "--config", cfgPath}

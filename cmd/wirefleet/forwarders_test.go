@@ -32,7 +32,7 @@ func TestCLIForwarders(t *testing.T) {
 	key, _ := seal.GenerateKey()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", Logger: log, Secrets: key})
-	srv := httptest.NewServer(api.New(svc, api.Options{Logger: log}))
+	srv := httptest.NewServer(api.New(svc, api.Config{Logger: log}))
 	defer srv.Close()
 	admin, _, err := svc.EnsureAdminToken(ctx)
 	if err != nil {

@@ -46,7 +46,7 @@ func TestIdentitiesCLI(t *testing.T) {
 	defer st.Close()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", Logger: quiet})
-	srv := httptest.NewServer(api.New(svc, api.Options{Logger: quiet}))
+	srv := httptest.NewServer(api.New(svc, api.Config{Logger: quiet}))
 	defer srv.Close()
 	admin, _, err := svc.EnsureAdminToken(ctx)
 	if err != nil {

@@ -56,7 +56,7 @@ func TestCLI(t *testing.T) {
 	}
 	defer st.Close()
 	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	srv := httptest.NewServer(api.New(svc, api.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
+	srv := httptest.NewServer(api.New(svc, api.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
 	defer srv.Close()
 	admin, _, err := svc.EnsureAdminToken(ctx)
 	if err != nil {

@@ -28,7 +28,7 @@ func TestMappingsCLI(t *testing.T) {
 	defer st.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := controlplane.New(st, controlplane.Config{Logger: log, Remote: controlplane.RemotePolicy{Host: "remote.example", PortMin: 41000, PortMax: 41000, TLSFingerprint: "AA:BB"}})
-	srv := httptest.NewServer(api.New(svc, api.Options{Logger: log}))
+	srv := httptest.NewServer(api.New(svc, api.Config{Logger: log}))
 	defer srv.Close()
 	admin, _, err := svc.EnsureAdminToken(ctx)
 	if err != nil {

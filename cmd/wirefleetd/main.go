@@ -338,9 +338,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer auditing.Wait() // before the store closes (deferred earlier, so it runs later)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/api/v1/", api.New(svc, api.Options{Logger: log, Registerer: reg, Connections: gw, TrustedProxies: c.trustedProxies.prefixes()}))
+	mux.Handle("/api/v1/", api.New(svc, api.Config{Logger: log, Registerer: reg, Connections: gw, TrustedProxies: c.trustedProxies.prefixes()}))
 	// SORACOM Arc-compatible routes, for soratun and other Arc clients.
-	mux.Handle("/v1/", arcapi.New(svc, arcapi.Options{Logger: log, TrustedNetworks: c.trustedNetworks.items, TrustedProxies: c.trustedProxies.prefixes(), TokenSecret: arcSecret}))
+	mux.Handle("/v1/", arcapi.New(svc, arcapi.Config{Logger: log, TrustedNetworks: c.trustedNetworks.items, TrustedProxies: c.trustedProxies.prefixes(), TokenSecret: arcSecret}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 

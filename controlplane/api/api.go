@@ -33,8 +33,8 @@ import (
 // 8 KB of user data and its routes) is far below it.
 const MaxBody = 64 << 10
 
-// Options configures a Handler.
-type Options struct {
+// Config configures a Handler.
+type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the API's metrics; nil registers none.
 	Registerer prometheus.Registerer
@@ -79,7 +79,7 @@ type Handler struct {
 }
 
 // New returns the API handler over svc.
-func New(svc *controlplane.Service, o Options) *Handler {
+func New(svc *controlplane.Service, o Config) *Handler {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

@@ -83,7 +83,7 @@ func newEnvSealing(t *testing.T, withKey bool) *env {
 		cfg.Secrets = secrets
 	}
 	svc := controlplane.New(st, cfg)
-	srv := httptest.NewServer(api.New(svc, api.Options{Logger: log}))
+	srv := httptest.NewServer(api.New(svc, api.Config{Logger: log}))
 	t.Cleanup(srv.Close)
 	e := &env{t: t, srv: srv, svc: svc, st: st, logs: logs, tokens: map[fleet.Role]string{}, secrets: secrets}
 	adminSecret, ok, err := svc.EnsureAdminToken(ctx)

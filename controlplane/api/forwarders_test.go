@@ -36,7 +36,7 @@ func newSealingEnv(t *testing.T) (*env, *seal.Key) {
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	gw, _ := wgkey.NewPrivate()
 	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Logger: log, Secrets: key})
-	srv := httptest.NewServer(api.New(svc, api.Options{Logger: log}))
+	srv := httptest.NewServer(api.New(svc, api.Config{Logger: log}))
 	t.Cleanup(srv.Close)
 	e := &env{t: t, srv: srv, svc: svc, logs: logs, tokens: map[fleet.Role]string{}}
 	adminSecret, _, err := svc.EnsureAdminToken(ctx)

@@ -31,7 +31,7 @@ func FuzzAPIHandlers(f *testing.F) {
 	f.Cleanup(func() { st.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", Logger: log})
-	h := api.New(svc, api.Options{Logger: log})
+	h := api.New(svc, api.Config{Logger: log})
 	admin, _, err := svc.EnsureAdminToken(ctx)
 	if err != nil {
 		f.Fatal(err)

@@ -239,7 +239,7 @@ func TestAttestRateLimited(t *testing.T) {
 	t.Cleanup(func() { st.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", Logger: log})
-	srv := httptest.NewServer(api.New(svc, api.Options{Logger: log, RateLimit: ratelimit.Config{PerSecond: 0.01, Burst: 3}}))
+	srv := httptest.NewServer(api.New(svc, api.Config{Logger: log, RateLimit: ratelimit.Config{PerSecond: 0.01, Burst: 3}}))
 	t.Cleanup(srv.Close)
 	codes := []int{}
 	for _, path := range []string{"/api/v1/attest/challenge", "/api/v1/attest/challenge", "/api/v1/attest/bootstrap", "/api/v1/attest/challenge", "/api/v1/attest/bootstrap"} {

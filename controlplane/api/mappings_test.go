@@ -30,7 +30,7 @@ func newRemoteEnv(t *testing.T) *env {
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	svc := controlplane.New(st, controlplane.Config{Logger: log, Remote: controlplane.RemotePolicy{Host: "remote.example", PortMin: 40000, PortMax: 40001,
 		MaxDuration: 2 * time.Hour, MaxConnections: 8, TLSFingerprint: "AB:CD"}})
-	srv := httptest.NewServer(api.New(svc, api.Options{Logger: log}))
+	srv := httptest.NewServer(api.New(svc, api.Config{Logger: log}))
 	t.Cleanup(srv.Close)
 	e := &env{t: t, srv: srv, svc: svc, logs: logs, tokens: map[fleet.Role]string{}}
 	secret, _, err := svc.EnsureAdminToken(ctx)

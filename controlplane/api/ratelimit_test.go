@@ -35,7 +35,7 @@ func TestBootstrapRateLimited(t *testing.T) {
 	t.Cleanup(func() { st.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", Logger: log})
-	srv := httptest.NewServer(api.New(svc, api.Options{Logger: log, RateLimit: ratelimit.Config{PerSecond: 0.01, Burst: 3},
+	srv := httptest.NewServer(api.New(svc, api.Config{Logger: log, RateLimit: ratelimit.Config{PerSecond: 0.01, Burst: 3},
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}))
 	t.Cleanup(srv.Close)
 	admin, _, err := svc.EnsureAdminToken(ctx)

@@ -68,8 +68,8 @@ const (
 
 const maxBody = 16 << 10
 
-// Options configures the handler.
-type Options struct {
+// Config configures the handler.
+type Config struct {
 	Logger *slog.Logger
 	// TrustedNetworks enables network-attested bootstrap from these
 	// source networks (for example a private APN's range).
@@ -103,12 +103,12 @@ type Handler struct {
 	log *slog.Logger
 	mux *http.ServeMux
 	now func() time.Time
-	opt Options
+	opt Config
 }
 
 // New returns the handler; mount it at "/v1/". It panics when
 // o.TokenSecret is set but shorter than MinTokenSecret.
-func New(svc *controlplane.Service, o Options) *Handler {
+func New(svc *controlplane.Service, o Config) *Handler {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

@@ -98,7 +98,7 @@ func TestArcFlow(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	gw, _ := wgkey.NewPrivate()
 	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", GatewayPublicKey: gw.Public, Logger: log})
-	srv := httptest.NewServer(arcapi.New(svc, arcapi.Options{Logger: log}))
+	srv := httptest.NewServer(arcapi.New(svc, arcapi.Config{Logger: log}))
 	defer srv.Close()
 
 	admin := controlplane.System

@@ -21,7 +21,7 @@ import (
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 
-func attestedServer(t *testing.T, o arcapi.Options) (*controlplane.Service, string) {
+func attestedServer(t *testing.T, o arcapi.Config) (*controlplane.Service, string) {
 	t.Helper()
 	st, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "fleet.db"))
 	if err != nil {
@@ -56,7 +56,7 @@ func attest(t *testing.T, base string, xff string) (int, session) {
 func TestAttestedBootstrap(t *testing.T) {
 	ctx := context.Background()
 	// The test client comes from 127.0.0.1: trust loopback.
-	svc, base := attestedServer(t, arcapi.Options{TrustedNetworks: []arcapi.TrustedNetwork{{Prefix: netip.MustParsePrefix("127.0.0.0/8"), Group: "apn"}}})
+	svc, base := attestedServer(t, arcapi.Config{TrustedNetworks: []arcapi.TrustedNetwork{{Prefix: netip.MustParsePrefix("127.0.0.0/8"), Group: "apn"}}})
 	// The group is resolved at bootstrap time: missing, the call fails.
 	if code, _ := attest(t, base, ""); code != 409 {
 		t.Fatalf("group missing: %d", code)
@@ -95,12 +95,12 @@ func TestAttestedBootstrap(t *testing.T) {
 
 func TestAttestedBootstrapRefusals(t *testing.T) {
 	// Loopback is not trusted: 403, even with a forged forwarding header.
-	_, base := attestedServer(t, arcapi.Options{TrustedNetworks: []arcapi.TrustedNetwork{{Prefix: netip.MustParsePrefix("203.0.113.0/24")}}})
+	_, base := attestedServer(t, arcapi.Config{TrustedNetworks: []arcapi.TrustedNetwork{{Prefix: netip.MustParsePrefix("203.0.113.0/24")}}})
 	if code, _ := attest(t, base, "203.0.113.9"); code != 403 {
 		t.Fatalf("untrusted source with forged header: %d", code)
 	}
 	// Behind a trusted proxy (loopback), the forwarded address counts.
-	_, base = attestedServer(t, arcapi.Options{
+	_, base = attestedServer(t, arcapi.Config{
 		TrustedNetworks: []arcapi.TrustedNetwork{{Prefix: netip.MustParsePrefix("203.0.113.0/24")}},
 		TrustedProxies:  []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 	})
@@ -120,7 +120,7 @@ func TestAttestedBootstrapRefusals(t *testing.T) {
 // networks; the caller changing its slice afterwards changes nothing.
 func TestOptionsCopied(t *testing.T) {
 	nets := []arcapi.TrustedNetwork{{Prefix: netip.MustParsePrefix("127.0.0.0/8")}}
-	_, base := attestedServer(t, arcapi.Options{TrustedNetworks: nets})
+	_, base := attestedServer(t, arcapi.Config{TrustedNetworks: nets})
 	nets[0].Prefix = netip.MustParsePrefix("192.0.2.0/24")
 	if code, _ := attest(t, base, ""); code != 200 {
 		t.Fatalf("trusted network changed behind the handler's back: %d", code)

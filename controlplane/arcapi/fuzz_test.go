@@ -30,7 +30,7 @@ func FuzzArcHandlers(f *testing.F) {
 	f.Cleanup(func() { st.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", Logger: log})
-	h := arcapi.New(svc, arcapi.Options{Logger: log, TokenSecret: testSecret})
+	h := arcapi.New(svc, arcapi.Config{Logger: log, TokenSecret: testSecret})
 	k, secret, err := svc.CreateAuthKey(ctx, controlplane.System, controlplane.AuthKeySpec{})
 	if err != nil {
 		f.Fatal(err)

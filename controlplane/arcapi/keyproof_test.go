@@ -49,7 +49,7 @@ func rekeyBody(t *testing.T, svc *controlplane.Service, priv wgkey.Private, simI
 // key: the whole group taken over with one stolen device.
 func TestSharedAuthKeyCannotTakeOverSIM(t *testing.T) {
 	ctx := context.Background()
-	svc, base := arcServer(t, arcapi.Options{TokenSecret: testSecret})
+	svc, base := arcServer(t, arcapi.Config{TokenSecret: testSecret})
 	g, err := svc.CreateGroup(ctx, controlplane.System, "fleet", fleet.GroupSettings{})
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +126,7 @@ func TestSharedAuthKeyCannotTakeOverSIM(t *testing.T) {
 // was given.
 func TestArcRekeyWithAuthKeySetting(t *testing.T) {
 	ctx := context.Background()
-	svc, base := arcServer(t, arcapi.Options{TokenSecret: testSecret})
+	svc, base := arcServer(t, arcapi.Config{TokenSecret: testSecret})
 	g, err := svc.CreateGroup(ctx, controlplane.System, "legacy", fleet.GroupSettings{ArcRekeyWithAuthKey: true})
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +159,7 @@ func TestArcRekeyWithAuthKeySetting(t *testing.T) {
 // The Arc decoder refuses trailing data and bodies that are not an object
 // (issue 14, item 10: it ignored what followed the first value).
 func TestArcDecoderStrict(t *testing.T) {
-	svc, base := arcServer(t, arcapi.Options{TokenSecret: testSecret})
+	svc, base := arcServer(t, arcapi.Config{TokenSecret: testSecret})
 	k, secret := newKey(t, svc, "", 0)
 	c := &arcClient{t: t, base: base}
 	for _, body := range []string{

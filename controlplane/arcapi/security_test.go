@@ -30,7 +30,7 @@ import (
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
 
-func arcServer(t *testing.T, o arcapi.Options) (*controlplane.Service, string) {
+func arcServer(t *testing.T, o arcapi.Config) (*controlplane.Service, string) {
 	t.Helper()
 	st, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "fleet.db"))
 	if err != nil {
@@ -89,7 +89,7 @@ func newKey(t *testing.T, svc *controlplane.Service, group string, maxUses int) 
 // construction), or with the hash as the secret, is refused; only the
 // installation's token secret makes valid tokens.
 func TestTokenNotForgeableFromDatabase(t *testing.T) {
-	svc, base := arcServer(t, arcapi.Options{TokenSecret: testSecret})
+	svc, base := arcServer(t, arcapi.Config{TokenSecret: testSecret})
 	k, secret := newKey(t, svc, "", 0)
 	code, c := login(t, base, k.ID, secret)
 	if code != 200 {
@@ -118,7 +118,7 @@ func TestTokenNotForgeableFromDatabase(t *testing.T) {
 		}
 	}
 	// A genuine token of another installation (another secret) is refused.
-	_, base2 := arcServer(t, arcapi.Options{TokenSecret: []byte(strings.Repeat("z", 32))})
+	_, base2 := arcServer(t, arcapi.Config{TokenSecret: []byte(strings.Repeat("z", 32))})
 	if code, _ := raw(t, base2, "GET", "/sims/"+vs.SimID, c.apiKey, c.token, ""); code != 401 {
 		t.Fatalf("token of another secret: %d", code)
 	}
@@ -166,7 +166,7 @@ func TestLoadOrCreateTokenSecret(t *testing.T) {
 // bootstrapped with its own auth key.
 func TestArcScopedToCreatingKey(t *testing.T) {
 	ctx := context.Background()
-	svc, base := arcServer(t, arcapi.Options{TokenSecret: testSecret})
+	svc, base := arcServer(t, arcapi.Config{TokenSecret: testSecret})
 	g, err := svc.CreateGroup(ctx, controlplane.System, "fleet", fleet.GroupSettings{})
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +235,7 @@ func TestArcScopedToCreatingKey(t *testing.T) {
 // its SIM no longer authenticates /v1/auth (its earlier token still reads
 // its own SIM).
 func TestArcExhaustedKeyOpensNoSession(t *testing.T) {
-	svc, base := arcServer(t, arcapi.Options{TokenSecret: testSecret})
+	svc, base := arcServer(t, arcapi.Config{TokenSecret: testSecret})
 	k, secret := newKey(t, svc, "", 1)
 	code, c := login(t, base, k.ID, secret)
 	if code != 200 {
@@ -258,7 +258,7 @@ func TestArcExhaustedKeyOpensNoSession(t *testing.T) {
 // token.
 func TestArcUniformDeny(t *testing.T) {
 	ctx := context.Background()
-	svc, base := arcServer(t, arcapi.Options{TokenSecret: testSecret})
+	svc, base := arcServer(t, arcapi.Config{TokenSecret: testSecret})
 	revoked, rs := newKey(t, svc, "", 0)
 	if err := svc.RevokeAuthKey(ctx, controlplane.System, revoked.ID); err != nil {
 		t.Fatal(err)
@@ -300,7 +300,7 @@ func TestArcUniformDeny(t *testing.T) {
 // TestArcRateLimited: /v1/auth and the attested bootstrap answer 429 with
 // Retry-After once a source spends its burst.
 func TestArcRateLimited(t *testing.T) {
-	_, base := arcServer(t, arcapi.Options{TokenSecret: testSecret, RateLimit: ratelimit.Config{PerSecond: 0.01, Burst: 2}})
+	_, base := arcServer(t, arcapi.Config{TokenSecret: testSecret, RateLimit: ratelimit.Config{PerSecond: 0.01, Burst: 2}})
 	check := func(path, body string, first int) {
 		t.Helper()
 		for i := 0; i < 2; i++ {

@@ -42,7 +42,7 @@ func newE2E(t *testing.T) *e2e {
 	if f.token, _, err = p.Service.EnsureAdminToken(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	f.api = httptest.NewServer(api.New(p.Service, api.Options{Logger: p.Logger, Connections: p.Gateway}))
+	f.api = httptest.NewServer(api.New(p.Service, api.Config{Logger: p.Logger, Connections: p.Gateway}))
 	t.Cleanup(f.api.Close)
 	return f
 }
