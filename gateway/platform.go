@@ -78,8 +78,7 @@ func (h *serviceHost) Reachable(ctx context.Context, from fleet.SIM, simID strin
 	if err := g.policies.ensure(ctx, g.st, target.GroupID); err != nil {
 		return fleet.SIM{}, false
 	}
-	src, dst := g.policies.get(from.GroupID), g.policies.get(target.GroupID)
-	if src == nil || dst == nil || !src.admits(dst) || !dst.admits(src) {
+	if !mutual(g.policies.get(from.GroupID), g.policies.get(target.GroupID)) {
 		return fleet.SIM{}, false
 	}
 	return target, true

@@ -114,6 +114,12 @@ func (c *policyCache) refreshAll(ctx context.Context, st store.Reader) {
 	}
 }
 
+// mutual reports whether two groups (nil: no group, or not loaded) each
+// admit the other: device-to-device needs both sides' consent.
+func mutual(src, dst *groupPolicy) bool {
+	return src != nil && dst != nil && src.admits(dst) && dst.admits(src)
+}
+
 // admits reports whether group p lets its devices exchange traffic with
 // devices of group other.
 func (p *groupPolicy) admits(other *groupPolicy) bool {
@@ -138,7 +144,7 @@ func (p *groupPolicy) portAllowed(dport uint16) bool {
 // source port (the reply of a service the other side was allowed to reach).
 // Devices without a group have no device-to-device traffic.
 func d2dAllowed(src, dst *groupPolicy, proto byte, sport, dport uint16) bool {
-	if src == nil || dst == nil || !src.admits(dst) || !dst.admits(src) {
+	if !mutual(src, dst) {
 		return false
 	}
 	if len(dst.ports) == 0 {

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -26,25 +28,40 @@ type listed struct {
 	GoFiles, TestGoFiles, XTestGoFiles, CgoFiles []string
 }
 
-// list runs go list over the module: every package with the packages it
-// links (Deps: imports, transitively; test files not counted).
+var (
+	listOnce sync.Once
+	pkgList  []listed
+	listErr  error
+)
+
+// list runs go list over the module, once for all the tests: every package
+// with the packages it links (Deps: imports, transitively; test files not
+// counted).
 func list(t *testing.T) []listed {
 	t.Helper()
+	listOnce.Do(func() { pkgList, listErr = goList(root(t)) })
+	if listErr != nil {
+		t.Fatal(listErr)
+	}
+	return pkgList
+}
+
+func goList(dir string) ([]listed, error) {
 	cmd := exec.Command("go", "list", "-json", module+"/...")
-	cmd.Dir = root(t)
+	cmd.Dir = dir
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("go list: %v", err)
+		return nil, fmt.Errorf("go list: %w", err)
 	}
 	var pkgs []listed
 	for dec := json.NewDecoder(bytes.NewReader(out)); dec.More(); {
 		var p listed
 		if err := dec.Decode(&p); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		pkgs = append(pkgs, p)
 	}
-	return pkgs
+	return pkgs, nil
 }
 
 func root(t *testing.T) string {
