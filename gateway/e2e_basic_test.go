@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/services/metadata"
 )
 
 // Two devices in a group with device-to-device on reach each other (ping,
@@ -91,7 +92,7 @@ func TestDeviceToDevice(t *testing.T) {
 		if err != nil || !strings.HasSuffix(out, "\n200") {
 			t.Fatalf("metadata for %s: %v %s", d.sim.ID, err, out)
 		}
-		var sub Subscriber
+		var sub metadata.Subscriber
 		if err := json.Unmarshal([]byte(strings.TrimSuffix(out, "\n200")), &sub); err != nil {
 			t.Fatal(err)
 		}

@@ -19,17 +19,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.zx2c4.com/wireguard/conn"
+
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway/monitor"
+	"github.com/wirefleet/wirefleet/gateway/monitor/response"
 	"github.com/wirefleet/wirefleet/gateway/monitor/webhook"
 	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/services/platform"
 	"github.com/wirefleet/wirefleet/wgkey"
-	"golang.zx2c4.com/wireguard/conn"
 )
 
 // Well-known platform service addresses (the ones SORACOM Arc devices use).
@@ -85,20 +87,21 @@ type Config struct {
 
 // Gateway is a running gateway.
 type Gateway struct {
-	cfg      Config
-	svc      *controlplane.Service
-	st       store.View
-	log      *slog.Logger
-	eng      *engine.Engine
-	pool     netip.Prefix
-	plat     netip.Prefix
-	zone     string
-	router   *router
-	svcs     *services
-	events   *eventRecorder
-	mon      *monitor.Monitor
-	alerts   alertCounts
-	webhooks *webhook.Sender
+	cfg       Config
+	svc       *controlplane.Service
+	st        store.View
+	log       *slog.Logger
+	eng       *engine.Engine
+	pool      netip.Prefix
+	plat      netip.Prefix
+	zone      string
+	router    *router
+	svcs      *services
+	events    *eventRecorder
+	mon       *monitor.Monitor
+	alerts    alertCounts
+	webhooks  *webhook.Sender
+	responder *response.Responder
 	// presence: session records to write (see presence.go).
 	presence       chan presenceOp
 	presenceChecks chan string
@@ -170,6 +173,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.router = newRouter(&g.policies, g.mon, g.plat, g.pool)
 	g.webhooks = webhook.New(cfg.Secrets, g.log)
+	g.responder = response.New(response.Config{Actions: monitorActions{svc: g.svc, st: g.st}, Webhooks: g.webhooks, Logger: g.log})
 	g.presence = make(chan presenceOp, 4096)
 	g.presenceChecks = make(chan string, 1024)
 	hooks := engine.Hooks{

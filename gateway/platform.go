@@ -9,8 +9,12 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/services/metadata"
 	"github.com/wirefleet/wirefleet/services/platform"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // serviceHost is the platform.Host the gateway gives its services: the
@@ -149,4 +153,33 @@ func (h *serviceHost) Listen(addr netip.Addr, tcpPorts, udpPorts []uint16) ([]ne
 		udp = append(udp, c)
 	}
 	return tcp, udp, nil
+}
+
+// deviceSelf is the metadata service's view of the control plane: the
+// calling device acting on its own SIM, with its tunnel as credential.
+type deviceSelf struct {
+	svc *controlplane.Service
+	st  store.View
+}
+
+var _ metadata.ControlPlane = deviceSelf{}
+
+func (d deviceSelf) actor(simID string) controlplane.Actor {
+	return controlplane.Actor{Kind: "sim", ID: simID, Role: fleet.RoleOperator}
+}
+
+// SIM implements metadata.ControlPlane.
+func (d deviceSelf) SIM(ctx context.Context, id string) (fleet.SIM, error) {
+	return d.st.SIM(ctx, id)
+}
+
+// SetTags implements metadata.ControlPlane.
+func (d deviceSelf) SetTags(ctx context.Context, simID string, tags map[string]string) (fleet.SIM, error) {
+	return d.svc.SetSIMTags(ctx, d.actor(simID), simID, tags)
+}
+
+// AnnounceKey implements metadata.ControlPlane.
+func (d deviceSelf) AnnounceKey(ctx context.Context, simID string, key wgkey.Public) (fleet.SIM, error) {
+	sim, _, err := d.svc.SetSIMKey(ctx, d.actor(simID), simID, controlplane.KeySpec{PublicKey: key, Next: true})
+	return sim, err
 }

@@ -4,7 +4,6 @@ package gateway
 
 import (
 	"encoding/binary"
-	"strings"
 	"testing"
 
 	"github.com/wirefleet/wirefleet/fleet"
@@ -47,22 +46,6 @@ func TestD2DAllowed(t *testing.T) {
 		}
 	}
 }
-
-func TestParseTags(t *testing.T) {
-	m, err := parseTags(stringsReader(`[{"tagName":"a","tagValue":"1"},{"tagName":"b","tagValue":""}]`))
-	if err != nil || m["a"] != "1" || len(m) != 2 {
-		t.Fatalf("Arc form: %v %v", m, err)
-	}
-	m, err = parseTags(stringsReader(`{"a":"2"}`))
-	if err != nil || m["a"] != "2" {
-		t.Fatalf("object form: %v %v", m, err)
-	}
-	if _, err := parseTags(stringsReader(`"a"`)); err == nil {
-		t.Fatal("a string accepted")
-	}
-}
-
-func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
 
 // decoded sets pkt's IPv4 total length to its size and decodes it, as the
 // engine does before the router sees a packet.

@@ -4,21 +4,21 @@ package gateway
 
 import (
 	"context"
-	"slices"
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway/monitor"
+	"github.com/wirefleet/wirefleet/gateway/monitor/response"
 )
 
 // monitorActor is who the audit trail names for the monitor's actions.
 var monitorActor = controlplane.Actor{Kind: "monitor", ID: "gateway", Role: fleet.RoleOperator}
 
-// respond carries out the SIM's group security profile for an alert:
-// quarantine or suspend the SIM, and notify the group's webhook. It runs
-// on its own goroutine (never the data path); webhooks go to the bounded
-// queue of gateway/monitor/webhook.
+// respond hands an alert and the SIM's group security profile to the
+// responder (gateway/monitor/response). It runs on its own goroutine,
+// never the data path.
 func (g *Gateway) respond(a monitor.Alert) {
 	groupID := g.simGroup(a.SIM)
 	if groupID == "" {
@@ -29,41 +29,7 @@ func (g *Gateway) respond(a monitor.Alert) {
 	if pol == nil {
 		return
 	}
-	sec := pol.settings.Security
-	actOn := sec.ActOn
-	if len(actOn) == 0 {
-		actOn = fleet.DefaultActOn
-	}
-	if (sec.Action == fleet.ActionQuarantine || sec.Action == fleet.ActionSuspend || sec.Action == fleet.ActionRotate) && slices.Contains(actOn, a.Kind) {
-		func() {
-			ctx, cancel := context.WithTimeout(g.ctx, 10*time.Second)
-			defer cancel()
-			var err error
-			switch sec.Action {
-			case fleet.ActionSuspend:
-				_, err = g.svc.SetSIMStatus(ctx, monitorActor, a.SIM, fleet.StatusSuspended)
-			case fleet.ActionRotate:
-				within := time.Duration(sec.RotateWithinHours) * time.Hour
-				if within == 0 {
-					within = 24 * time.Hour
-				}
-				_, err = g.svc.RequireKeyRotation(ctx, monitorActor, a.SIM, within)
-			case fleet.ActionQuarantine:
-				var q fleet.Group
-				if q, err = g.st.GroupByName(ctx, sec.QuarantineGroup); err == nil {
-					_, err = g.svc.SetSIMGroup(ctx, monitorActor, a.SIM, q.ID)
-				}
-			}
-			if err != nil {
-				g.log.Error("security action failed", "sim", a.SIM, "action", sec.Action, "err", err)
-				return
-			}
-			g.log.Warn("security action taken", "sim", a.SIM, "action", sec.Action, "alert", a.Kind)
-		}()
-	}
-	if sec.WebhookURL != "" {
-		g.webhooks.Send(sec.WebhookURL, sec.WebhookSecret, a)
-	}
+	g.responder.Respond(g.ctx, a, pol.settings.Security)
 }
 
 // simGroup returns the group of a SIM the gateway holds.
@@ -74,4 +40,35 @@ func (g *Gateway) simGroup(simID string) string {
 		return st.SIM().GroupID
 	}
 	return ""
+}
+
+// monitorActions are the responder's actions, taken through the control
+// plane as the monitor.
+type monitorActions struct {
+	svc *controlplane.Service
+	st  store.View
+}
+
+var _ response.Actions = monitorActions{}
+
+// Suspend implements response.Actions.
+func (m monitorActions) Suspend(ctx context.Context, simID string) error {
+	_, err := m.svc.SetSIMStatus(ctx, monitorActor, simID, fleet.StatusSuspended)
+	return err
+}
+
+// RequireRotation implements response.Actions.
+func (m monitorActions) RequireRotation(ctx context.Context, simID string, within time.Duration) error {
+	_, err := m.svc.RequireKeyRotation(ctx, monitorActor, simID, within)
+	return err
+}
+
+// Quarantine implements response.Actions.
+func (m monitorActions) Quarantine(ctx context.Context, simID, group string) error {
+	q, err := m.st.GroupByName(ctx, group)
+	if err != nil {
+		return err
+	}
+	_, err = m.svc.SetSIMGroup(ctx, monitorActor, simID, q.ID)
+	return err
 }

@@ -132,6 +132,12 @@ var rules = []struct {
 		from:      []string{"services"},
 		forbidden: []string{"gateway", "controlplane$", "controlplane/api", "controlplane/arcapi", "controlplane/audit", "engine", "cmd"},
 	},
+	{
+		who:       "the security monitor, its response and its webhooks",
+		why:       "the monitor sees observations, not packets or sessions, and the response acts through the narrow Actions interface the gateway implements",
+		from:      []string{"gateway/monitor"},
+		forbidden: []string{"gateway$", "controlplane", "engine", "services", "cmd"},
+	},
 }
 
 func TestLayers(t *testing.T) {

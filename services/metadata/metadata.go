@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package metadata is the platform's metadata service on the gateway's
+// in-tunnel stack (the SORACOM Arc shape, at 100.127.100.127:80): a device
+// reads its own SIM record and its group's user data, writes its own tags
+// when its group allows, and announces its next WireGuard key — with the
+// tunnel as its only credential. The caller is the SIM whose tunnel the
+// connection came through (the gateway has checked the source address).
+//
+//	GET /v1/subscriber       the caller's SIM (Subscriber)
+//	GET /v1/userdata         the group's user data, text/plain
+//	PUT /v1/subscriber/tags  merge tags: [{"tagName","tagValue"}] or {"name":"value"}
+//	PUT /v1/subscriber/key   {"publicKey"}: announce the next key
+package metadata
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/services/platform"
+	"github.com/wirefleet/wirefleet/wgkey"
+)
+
+// ControlPlane is what the service asks of the control plane, always about
+// the calling device's own SIM and acting as that device.
+type ControlPlane interface {
+	// SIM reads a SIM's stored record. It is read per request, not taken
+	// from the gateway's copy, so that a device reading right after its
+	// own tag write sees the write.
+	SIM(ctx context.Context, id string) (fleet.SIM, error)
+	// SetTags replaces the SIM's tags.
+	SetTags(ctx context.Context, simID string, tags map[string]string) (fleet.SIM, error)
+	// AnnounceKey makes key the SIM's next key (rotation): both keys are
+	// accepted until the first handshake with the next one.
+	AnnounceKey(ctx context.Context, simID string, key wgkey.Public) (fleet.SIM, error)
+}
+
+// Config configures the metadata service.
+type Config struct {
+	// Addr is the service's address; it serves HTTP on TCP port 80.
+	Addr netip.Addr
+	// ControlPlane reads and changes the caller's SIM. Required.
+	ControlPlane ControlPlane
+	// Logger receives logs; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Subscriber is what GET /v1/subscriber returns: the calling SIM's record.
+type Subscriber struct {
+	ID        string            `json:"id"`
+	IMSI      string            `json:"imsi"`
+	Name      string            `json:"name"`
+	IPAddress string            `json:"ipAddress"`
+	GroupID   string            `json:"groupId,omitempty"`
+	GroupName string            `json:"groupName,omitempty"`
+	Tags      map[string]string `json:"tags"`
+	Status    fleet.Status      `json:"status"`
+	// KeyRotationRequired tells the device to replace its key before
+	// RotateBy (the agent does, by announcing a next key).
+	KeyRotationRequired bool      `json:"keyRotationRequired,omitempty"`
+	RotateBy            time.Time `json:"rotateBy,omitzero"`
+}
+
+// Service is the metadata platform service.
+type Service struct {
+	cfg  Config
+	host platform.Host
+	srv  *http.Server
+	wg   sync.WaitGroup
+}
+
+var _ platform.Service = (*Service)(nil)
+
+// New returns the metadata service; the gateway starts it.
+func New(cfg Config) *Service {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Service{cfg: cfg}
+}
+
+// Addrs implements platform.Service.
+func (s *Service) Addrs() []netip.Addr { return []netip.Addr{s.cfg.Addr} }
+
+// Start implements platform.Service.
+func (s *Service) Start(host platform.Host) error {
+	if s.cfg.ControlPlane == nil {
+		return errors.New("metadata: no control plane")
+	}
+	lns, _, err := host.Listen(s.cfg.Addr, []uint16{80}, nil)
+	if err != nil {
+		return fmt.Errorf("metadata: %w", err)
+	}
+	s.host = host
+	s.srv = &http.Server{
+		Handler:           s.handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug),
+	}
+	s.wg.Add(1)
+	go func(ln net.Listener) {
+		defer s.wg.Done()
+		s.srv.Serve(ln)
+	}(lns[0])
+	return nil
+}
+
+// Close implements platform.Service.
+func (s *Service) Close() error {
+	if s.srv == nil {
+		return nil
+	}
+	err := s.srv.Close()
+	s.wg.Wait()
+	return err
+}
+
+// caller is the device behind a request: its stored SIM and its group.
+type caller struct {
+	sim       fleet.SIM
+	groupName string
+	group     fleet.GroupSettings
+	inGroup   bool
+}
+
+func (s *Service) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/subscriber", s.with(s.getSubscriber))
+	mux.HandleFunc("GET /v1/userdata", s.with(s.getUserData))
+	mux.HandleFunc("PUT /v1/subscriber/tags", s.with(s.putTags))
+	mux.HandleFunc("PUT /v1/subscriber/key", s.with(s.putKey))
+	return mux
+}
+
+// with resolves the caller and refuses requests from anything but a SIM's
+// own, checked, tunnel address.
+func (s *Service) with(fn func(w http.ResponseWriter, r *http.Request, c caller)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err != nil {
+			http.Error(w, "unknown caller", http.StatusForbidden)
+			return
+		}
+		addr := ap.Addr().Unmap()
+		pc, ok := s.host.Caller(r.Context(), addr)
+		if !ok {
+			http.Error(w, "unknown caller", http.StatusForbidden)
+			return
+		}
+		// The stored record: tags may have changed since the gateway's copy.
+		sim, err := s.cfg.ControlPlane.SIM(r.Context(), pc.SIM.ID)
+		if err != nil || sim.Address != addr {
+			http.Error(w, "unknown caller", http.StatusForbidden)
+			return
+		}
+		fn(w, r, caller{sim: sim, groupName: pc.GroupName, group: pc.Group, inGroup: sim.GroupID != ""})
+	}
+}
+
+func (s *Service) getSubscriber(w http.ResponseWriter, r *http.Request, c caller) {
+	writeSubscriber(w, c, c.sim)
+}
+
+func (s *Service) getUserData(w http.ResponseWriter, r *http.Request, c caller) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if c.inGroup {
+		io.WriteString(w, c.group.UserData)
+	}
+}
+
+func (s *Service) putTags(w http.ResponseWriter, r *http.Request, c caller) {
+	if !c.inGroup || !c.group.DevicesMayWriteTags {
+		http.Error(w, "this SIM's group does not let devices write tags", http.StatusForbidden)
+		return
+	}
+	set, err := parseTags(io.LimitReader(r.Body, 64<<10))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	tags := maps.Clone(c.sim.Tags)
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	maps.Copy(tags, set)
+	updated, err := s.cfg.ControlPlane.SetTags(r.Context(), c.sim.ID, tags)
+	if s.failed(w, err) {
+		return
+	}
+	writeSubscriber(w, c, updated)
+}
+
+// putKey is key rotation over the tunnel: the device announces its next
+// key, authenticated by the session of its current one (no API credential
+// on the device).
+func (s *Service) putKey(w http.ResponseWriter, r *http.Request, c caller) {
+	var body struct {
+		PublicKey wgkey.Public `json:"publicKey"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil || body.PublicKey.IsZero() {
+		http.Error(w, `want {"publicKey": "<base64 WireGuard public key>"}`, http.StatusBadRequest)
+		return
+	}
+	updated, err := s.cfg.ControlPlane.AnnounceKey(r.Context(), c.sim.ID, body.PublicKey)
+	if s.failed(w, err) {
+		return
+	}
+	writeSubscriber(w, c, updated)
+}
+
+// failed answers err, if any: a fleet error is the device's fault (409
+// for a conflict), anything else is ours and is logged, not shown.
+func (s *Service) failed(w http.ResponseWriter, err error) bool {
+	if err == nil {
+		return false
+	}
+	var fe *fleet.Error
+	if errors.As(err, &fe) {
+		code := http.StatusBadRequest
+		if fe.Code == fleet.CodeConflict {
+			code = http.StatusConflict
+		}
+		http.Error(w, fe.Error(), code)
+		return true
+	}
+	s.cfg.Logger.Error("metadata: control plane", "err", err)
+	http.Error(w, "internal error", http.StatusInternalServerError)
+	return true
+}
+
+func writeSubscriber(w http.ResponseWriter, c caller, sim fleet.SIM) {
+	sub := Subscriber{ID: sim.ID, IMSI: sim.IMSI, Name: sim.Name, IPAddress: sim.Address.String(), GroupID: sim.GroupID, Tags: sim.Tags, Status: sim.Status,
+		KeyRotationRequired: !sim.RotateBy.IsZero(), RotateBy: sim.RotateBy}
+	if c.inGroup {
+		sub.GroupName = c.groupName
+	}
+	if sub.Tags == nil {
+		sub.Tags = map[string]string{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(sub)
+}
+
+// parseTags reads the Arc form [{"tagName":…,"tagValue":…}] or an object.
+func parseTags(r io.Reader) (map[string]string, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	var list []struct {
+		Name  string `json:"tagName"`
+		Value string `json:"tagValue"`
+	}
+	if err := json.Unmarshal(b, &list); err == nil {
+		m := map[string]string{}
+		for _, t := range list {
+			m[t.Name] = t.Value
+		}
+		return m, nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, errors.New("want [{\"tagName\":…,\"tagValue\":…}] or {\"name\":\"value\"}")
+	}
+	return m, nil
+}

@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package metadata
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/services/platform"
+	"github.com/wirefleet/wirefleet/wgkey"
+)
+
+var (
+	addrA = netip.MustParseAddr("10.128.0.2")
+	addrB = netip.MustParseAddr("10.128.0.3")
+)
+
+// fakeHost knows the callers a (its group lets devices write tags) and b
+// (its group does not).
+type fakeHost struct{}
+
+func (fakeHost) Listen(netip.Addr, []uint16, []uint16) ([]net.Listener, []net.PacketConn, error) {
+	return nil, nil, nil
+}
+func (fakeHost) DialTCP(context.Context, netip.AddrPort) (net.Conn, error) { return nil, nil }
+func (fakeHost) Online(string) bool                                        { return true }
+func (fakeHost) Reachable(context.Context, fleet.SIM, string) (fleet.SIM, bool) {
+	return fleet.SIM{}, false
+}
+func (fakeHost) Caller(_ context.Context, a netip.Addr) (platform.Caller, bool) {
+	switch a {
+	case addrA:
+		return platform.Caller{SIM: fleet.SIM{ID: "sim_a", Address: addrA, GroupID: "g1"}, GroupName: "writers",
+			Group: fleet.GroupSettings{DevicesMayWriteTags: true, UserData: "hello"}}, true
+	case addrB:
+		return platform.Caller{SIM: fleet.SIM{ID: "sim_b", Address: addrB, GroupID: "g2"}, GroupName: "readers"}, true
+	}
+	return platform.Caller{}, false
+}
+
+// fakeControl stores SIMs; the gateway's copy (fakeHost) never changes,
+// so a read that sees a write proves the service reads the store.
+type fakeControl struct {
+	sims     map[string]fleet.SIM
+	announce error
+}
+
+func (c *fakeControl) SIM(_ context.Context, id string) (fleet.SIM, error) {
+	sim, ok := c.sims[id]
+	if !ok {
+		return sim, fleet.Errorf(fleet.CodeNotFound, "", "no such SIM")
+	}
+	return sim, nil
+}
+
+func (c *fakeControl) SetTags(_ context.Context, id string, tags map[string]string) (fleet.SIM, error) {
+	sim := c.sims[id]
+	sim.Tags = tags
+	c.sims[id] = sim
+	return sim, nil
+}
+
+func (c *fakeControl) AnnounceKey(_ context.Context, id string, key wgkey.Public) (fleet.SIM, error) {
+	if c.announce != nil {
+		return fleet.SIM{}, c.announce
+	}
+	sim := c.sims[id]
+	sim.NextPublicKey = key
+	c.sims[id] = sim
+	return sim, nil
+}
+
+func newTestService() (*Service, *fakeControl) {
+	cp := &fakeControl{sims: map[string]fleet.SIM{
+		"sim_a": {ID: "sim_a", Address: addrA, GroupID: "g1", Status: fleet.StatusActive, Tags: map[string]string{"site": "north"}},
+		"sim_b": {ID: "sim_b", Address: addrB, GroupID: "g2", Status: fleet.StatusActive},
+	}}
+	s := New(Config{Addr: netip.MustParseAddr("100.127.100.127"), ControlPlane: cp})
+	s.host = fakeHost{}
+	return s, cp
+}
+
+func do(t *testing.T, s *Service, from netip.Addr, method, path, body string) (int, string) {
+	t.Helper()
+	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	r.RemoteAddr = netip.AddrPortFrom(from, 40000).String()
+	w := httptest.NewRecorder()
+	s.handler().ServeHTTP(w, r)
+	return w.Code, w.Body.String()
+}
+
+// Only a SIM's own tunnel address is a caller, and only while the stored
+// record still has that address.
+func TestUnknownCallerRefused(t *testing.T) {
+	s, cp := newTestService()
+	for _, path := range []string{"/v1/subscriber", "/v1/userdata"} {
+		if code, _ := do(t, s, netip.MustParseAddr("10.128.0.9"), "GET", path, ""); code != http.StatusForbidden {
+			t.Errorf("GET %s from an unknown address: %d, want 403", path, code)
+		}
+	}
+	if code, _ := do(t, s, netip.MustParseAddr("10.128.0.9"), "PUT", "/v1/subscriber/tags", `{"a":"1"}`); code != http.StatusForbidden {
+		t.Errorf("tag write from an unknown address: %d, want 403", code)
+	}
+	sim := cp.sims["sim_a"]
+	sim.Address = netip.MustParseAddr("10.128.0.77") // re-addressed since the gateway's copy
+	cp.sims["sim_a"] = sim
+	if code, _ := do(t, s, addrA, "GET", "/v1/subscriber", ""); code != http.StatusForbidden {
+		t.Errorf("caller whose stored address moved: %d, want 403", code)
+	}
+}
+
+func TestSubscriberAndUserData(t *testing.T) {
+	s, _ := newTestService()
+	code, body := do(t, s, addrA, "GET", "/v1/subscriber", "")
+	var sub Subscriber
+	if code != 200 || json.Unmarshal([]byte(body), &sub) != nil {
+		t.Fatalf("GET /v1/subscriber: %d %s", code, body)
+	}
+	if sub.ID != "sim_a" || sub.GroupName != "writers" || sub.IPAddress != addrA.String() || sub.Tags["site"] != "north" {
+		t.Errorf("subscriber %+v", sub)
+	}
+	if code, body := do(t, s, addrA, "GET", "/v1/userdata", ""); code != 200 || body != "hello" {
+		t.Errorf("userdata: %d %q", code, body)
+	}
+	if code, body := do(t, s, addrB, "GET", "/v1/subscriber", ""); code != 200 || !strings.Contains(body, `"tags":{}`) {
+		t.Errorf("SIM without tags: %d %s, want an empty tags object", code, body)
+	}
+}
+
+// A tag write needs the group's permission; it merges, and the next read
+// sees it at once.
+func TestTagWrite(t *testing.T) {
+	s, cp := newTestService()
+	if code, _ := do(t, s, addrB, "PUT", "/v1/subscriber/tags", `{"fw":"1"}`); code != http.StatusForbidden {
+		t.Errorf("tag write where the group forbids it: %d, want 403", code)
+	}
+	if cp.sims["sim_b"].Tags != nil {
+		t.Errorf("refused write changed tags: %v", cp.sims["sim_b"].Tags)
+	}
+	if code, body := do(t, s, addrA, "PUT", "/v1/subscriber/tags", `not json`); code != http.StatusBadRequest {
+		t.Errorf("bad body: %d %s, want 400", code, body)
+	}
+	if code, body := do(t, s, addrA, "PUT", "/v1/subscriber/tags", `[{"tagName":"fw","tagValue":"1.2"}]`); code != 200 {
+		t.Fatalf("tag write: %d %s", code, body)
+	}
+	_, body := do(t, s, addrA, "GET", "/v1/subscriber", "")
+	if !strings.Contains(body, `"fw":"1.2"`) || !strings.Contains(body, `"site":"north"`) {
+		t.Errorf("read after write: %s, want both tags", body)
+	}
+}
+
+func newPublic(t *testing.T) wgkey.Public {
+	t.Helper()
+	k, err := wgkey.NewPrivate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.Public()
+}
+
+func TestKeyAnnounce(t *testing.T) {
+	s, cp := newTestService()
+	for _, body := range []string{``, `{}`, `{"publicKey":"x"}`, `{"publicKey":"` + newPublic(t).String() + `","extra":1}`} {
+		if code, _ := do(t, s, addrA, "PUT", "/v1/subscriber/key", body); code != http.StatusBadRequest {
+			t.Errorf("body %q: %d, want 400", body, code)
+		}
+	}
+	next := newPublic(t)
+	if code, body := do(t, s, addrA, "PUT", "/v1/subscriber/key", `{"publicKey":"`+next.String()+`"}`); code != 200 || cp.sims["sim_a"].NextPublicKey != next {
+		t.Fatalf("announce: %d %s", code, body)
+	}
+	cp.announce = fleet.Errorf(fleet.CodeConflict, "publicKey", "key in use")
+	if code, _ := do(t, s, addrA, "PUT", "/v1/subscriber/key", `{"publicKey":"`+next.String()+`"}`); code != http.StatusConflict {
+		t.Errorf("conflict: %d, want 409", code)
+	}
+}
+
+func TestParseTags(t *testing.T) {
+	m, err := parseTags(strings.NewReader(`[{"tagName":"a","tagValue":"1"},{"tagName":"b","tagValue":""}]`))
+	if err != nil || m["a"] != "1" || len(m) != 2 {
+		t.Fatalf("Arc form: %v %v", m, err)
+	}
+	m, err = parseTags(strings.NewReader(`{"a":"2"}`))
+	if err != nil || m["a"] != "2" {
+		t.Fatalf("object form: %v %v", m, err)
+	}
+	if _, err := parseTags(strings.NewReader(`"a"`)); err == nil {
+		t.Fatal("a string accepted")
+	}
+}
