@@ -26,24 +26,24 @@ import (
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 
-// clock is a settable time for challenge expiry.
-type clock struct{ ns atomic.Int64 }
+// settableClock is a settable time for challenge expiry.
+type settableClock struct{ ns atomic.Int64 }
 
-func (c *clock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *clock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+func (c *settableClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *settableClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
-func attestService(t *testing.T) (*controlplane.Service, *clock, *syncBuf) {
+func attestService(t *testing.T) (*controlplane.Service, *settableClock, *syncBuf) {
 	t.Helper()
 	st, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "fleet.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	c := &clock{}
+	c := &settableClock{}
 	c.ns.Store(time.Now().UnixNano())
 	logs := &syncBuf{}
 	gw, _ := wgkey.NewPrivate()
-	svc := controlplane.New(st, controlplane.Config{Endpoint: "gw.example:51820", GatewayPublicKey: gw.Public, Now: c.now,
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "gw.example:51820", GatewayPublicKey: gw.Public, Clock: c,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	return svc, c, logs
 }

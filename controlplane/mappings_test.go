@@ -14,6 +14,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/clock"
 )
 
 // TestMappingLifecycle: roles, IPv4-mapped sources written as IPv4,
@@ -28,8 +29,7 @@ func TestMappingLifecycle(t *testing.T) {
 	}
 	defer st.Close()
 	now := time.Now()
-	clock := func() time.Time { return now }
-	svc := controlplane.New(st, controlplane.Config{Logger: discard(), Now: func() time.Time { return clock() },
+	svc := controlplane.New(st, controlplane.Config{Logger: discard(), Clock: clock.Func(func() time.Time { return now }),
 		Remote: controlplane.RemotePolicy{Host: "h", PortMin: 40000, PortMax: 40000}})
 	admin := controlplane.System
 	viewer := controlplane.Actor{Kind: "token", ID: "tok_v", Role: fleet.RoleViewer}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/keyproof"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
@@ -43,8 +44,9 @@ type Config struct {
 	// gateway sets it, so it is read at each use.
 	GatewayPublicKey func() wgkey.Public
 	Logger           *slog.Logger
-	Now              func() time.Time
-	Remote           RemotePolicy // remote access (port mappings); zero: off
+	// Clock tells the time of records and expiries; default clock.Real.
+	Clock  clock.Clock
+	Remote RemotePolicy // remote access (port mappings); zero: off
 	// Secrets seals group settings' secrets (forwarder credentials) before
 	// they are stored; without it, settings holding secrets are refused.
 	Secrets fleet.SecretSealer
@@ -78,8 +80,8 @@ func New(st store.Store, cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
 	}
 	if cfg.GatewayPublicKey == nil {
 		cfg.GatewayPublicKey = func() wgkey.Public { return wgkey.Public{} }
@@ -110,7 +112,7 @@ type readOnly struct{ store.View }
 // Config returns the effective configuration.
 func (s *Service) Config() Config { return s.cfg }
 
-func (s *Service) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Microsecond) }
+func (s *Service) now() time.Time { return s.cfg.Clock.Now().UTC().Truncate(time.Microsecond) }
 
 // Actor is who performs an operation.
 type Actor struct {

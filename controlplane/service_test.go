@@ -20,6 +20,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/store/pgstore/pgtest"
 	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 
@@ -195,7 +196,7 @@ func TestBootstrapRules(t *testing.T) {
 	}
 	_, _, err = svc.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: secret, PublicKey: key})
 	wantCode(t, err, fleet.CodeUnauthorized, "authKey")
-	later := controlplane.New(controlplane.StoreOf(svc), controlplane.Config{Now: func() time.Time { return time.Now().Add(25 * time.Hour) }})
+	later := controlplane.New(controlplane.StoreOf(svc), controlplane.Config{Clock: clock.Func(func() time.Time { return time.Now().Add(25 * time.Hour) })})
 	_, _, err = later.Bootstrap(ctx, controlplane.BootstrapRequest{AuthKey: s2, PublicKey: pub(t)})
 	wantCode(t, err, fleet.CodeUnauthorized, "authKey")
 

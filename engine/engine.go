@@ -251,7 +251,7 @@ type identity struct {
 
 func newIdentity(ks keystore.Store, clk clock.Clock) *identity {
 	pub := ks.PublicKey()
-	return &identity{ks: ks, pub: pub, checker: cookie.NewChecker(pub, clk.Now)}
+	return &identity{ks: ks, pub: pub, checker: cookie.NewChecker(pub, clk)}
 }
 
 // PublicKey returns the engine's static public key.

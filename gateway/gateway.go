@@ -28,6 +28,7 @@ import (
 	"github.com/wirefleet/wirefleet/gateway/monitor"
 	"github.com/wirefleet/wirefleet/gateway/monitor/response"
 	"github.com/wirefleet/wirefleet/gateway/monitor/webhook"
+	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/services/platform"
@@ -91,12 +92,13 @@ type Gateway struct {
 	svc       *controlplane.Service
 	st        store.View
 	log       *slog.Logger
+	clk       clock.Clock // the control plane's: rotation deadlines and records on the fleet's time
 	eng       *engine.Engine
 	pool      netip.Prefix
 	plat      netip.Prefix
 	zone      string
 	router    *router
-	svcs      *services
+	stk       *stack
 	events    *eventRecorder
 	mon       *monitor.Monitor
 	alerts    alertCounts
@@ -160,6 +162,7 @@ func New(cfg Config) (*Gateway, error) {
 		svc:  cfg.ControlPlane,
 		st:   cfg.ControlPlane.View(),
 		log:  cfg.Logger,
+		clk:  cfg.ControlPlane.Config().Clock,
 		pool: cfg.ControlPlane.Config().Pool,
 		plat: cfg.ControlPlane.Config().PlatformRange,
 		zone: cfg.Zone,
@@ -211,12 +214,12 @@ func (g *Gateway) Port() uint16 { return g.eng.Port() }
 // Start brings up the platform services, subscribes to store changes and
 // opens the WireGuard port.
 func (g *Gateway) Start() error {
-	svcs, err := startServices(g)
+	stk, err := startStack(g)
 	if err != nil {
 		return err
 	}
-	g.svcs = svcs
-	g.router.local = svcs.inject
+	g.stk = stk
+	g.router.local = stk.inject
 	changes, cancel := g.st.Subscribe()
 	g.wg.Add(1)
 	go func() {
@@ -255,8 +258,8 @@ func (g *Gateway) Close() error {
 		g.cancel()
 		// Services first, while the engine still carries their last
 		// answers (a data-store write in flight is acknowledged).
-		if g.svcs != nil {
-			g.svcs.close()
+		if g.stk != nil {
+			g.stk.close()
 		}
 		g.closeErr = g.eng.Close()
 		g.wg.Wait()
@@ -289,12 +292,12 @@ func (g *Gateway) resolvePeer(ctx context.Context, key wgkey.Public, remote neti
 			return engine.PeerConfig{}, fmt.Errorf("gateway: reading SIM: %w", err)
 		}
 	}
-	if sim.Status != fleet.StatusActive || !keyOf(sim, key) {
+	if sim.Status != fleet.StatusActive || !keyOf(sim, key, g.clk.Now()) {
 		g.unregister(st)
 		reason := string(sim.Status)
 		switch {
 		case sim.Status != fleet.StatusActive:
-		case rotationOverdue(sim, time.Now()) && sim.PublicKey == key:
+		case rotationOverdue(sim, g.clk.Now()) && sim.PublicKey == key:
 			reason = "key-rotation-overdue"
 		default:
 			reason = "key-replaced" // the key changed while we resolved it
@@ -326,11 +329,11 @@ func (g *Gateway) resolvePeer(ctx context.Context, key wgkey.Public, remote neti
 
 // keyOf reports whether key may speak for sim now: its next key always,
 // its current key unless a required rotation is overdue.
-func keyOf(sim fleet.SIM, k wgkey.Public) bool {
+func keyOf(sim fleet.SIM, k wgkey.Public, now time.Time) bool {
 	if !sim.NextPublicKey.IsZero() && sim.NextPublicKey == k {
 		return true
 	}
-	return sim.PublicKey == k && !rotationOverdue(sim, time.Now())
+	return sim.PublicKey == k && !rotationOverdue(sim, now)
 }
 
 // register records st, or returns the live state already registered for
@@ -407,7 +410,7 @@ func (g *Gateway) onHandshake(ev engine.HandshakeEvent) {
 	}
 	g.router.setOnline(sim.Address, ev.Peer)
 	if st.online.CompareAndSwap(false, true) {
-		now := time.Now()
+		now := g.clk.Now()
 		st.onlineSince.Store(now.UnixNano())
 		g.events.record(st.id, "device.connected", map[string]any{"endpoint": ev.Endpoint.String()})
 		g.recordPresence(presenceOp{set: true, sim: st.id, endpoint: endpointString(ev.Endpoint), since: now})
@@ -555,7 +558,7 @@ func (g *Gateway) recheckSIM(id string) {
 		}
 	}
 	for _, st := range states {
-		if gone || sim.Status != fleet.StatusActive || !keyOf(sim, st.key) {
+		if gone || sim.Status != fleet.StatusActive || !keyOf(sim, st.key, g.clk.Now()) {
 			if !gone && sim.Status == fleet.StatusActive && st.online.Load() && g.mon != nil && g.keyReplaced(st, sim) {
 				g.wg.Add(1)
 				go g.reportKeyReplaced(id, st.key, sim.PublicKey)

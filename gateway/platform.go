@@ -20,7 +20,7 @@ import (
 // serviceHost is the platform.Host the gateway gives its services: the
 // in-tunnel stack and the identity behind a tunnel address.
 type serviceHost struct {
-	s *services
+	s *stack
 }
 
 var _ platform.Host = (*serviceHost)(nil)

@@ -42,6 +42,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/internal/jsonbody"
 	"github.com/wirefleet/wirefleet/internal/ratelimit"
 	"github.com/wirefleet/wirefleet/keyproof"
@@ -102,7 +103,7 @@ type Handler struct {
 	svc *controlplane.Service
 	log *slog.Logger
 	mux *http.ServeMux
-	now func() time.Time
+	clk clock.Clock // the control plane's, so tokens expire on the fleet's time
 	opt Config
 }
 
@@ -128,7 +129,7 @@ func New(svc *controlplane.Service, o Config) *Handler {
 	// later must not change what is trusted.
 	o.TrustedNetworks = slices.Clone(o.TrustedNetworks)
 	o.TrustedProxies = slices.Clone(o.TrustedProxies)
-	h := &Handler{svc: svc, log: o.Logger, mux: http.NewServeMux(), now: time.Now, opt: o}
+	h := &Handler{svc: svc, log: o.Logger, mux: http.NewServeMux(), clk: svc.Config().Clock, opt: o}
 	lim := ratelimit.New(o.RateLimit)
 	h.mux.Handle("POST /v1/auth", lim.Wrap(http.HandlerFunc(h.auth), o.TrustedProxies))
 	h.mux.HandleFunc("POST /v1/sims", h.withKey(h.createSIM))
@@ -167,7 +168,7 @@ func (h *Handler) tokenMAC(payload string) string {
 }
 
 func (h *Handler) issueToken(k fleet.AuthKey, ttl time.Duration) string {
-	payload := k.ID + "." + strconv.FormatInt(h.now().Add(ttl).Unix(), 10)
+	payload := k.ID + "." + strconv.FormatInt(h.clk.Now().Add(ttl).Unix(), 10)
 	return base64.RawURLEncoding.EncodeToString([]byte(payload)) + "." + h.tokenMAC(payload)
 }
 
@@ -193,7 +194,7 @@ func (h *Handler) checkToken(ctx context.Context, apiKey, token string) (fleet.A
 	if i < 0 || payload[:i] != keyID {
 		return fleet.AuthKey{}, deny
 	}
-	if e, err := strconv.ParseInt(payload[i+1:], 10, 64); err != nil || h.now().Unix() >= e {
+	if e, err := strconv.ParseInt(payload[i+1:], 10, 64); err != nil || h.clk.Now().Unix() >= e {
 		return fleet.AuthKey{}, deny
 	}
 	k, err := h.svc.UsableAuthKey(ctx, keyID)

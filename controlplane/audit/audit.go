@@ -17,6 +17,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 
@@ -37,7 +38,8 @@ type Finding struct {
 
 // Options tune the checks.
 type Options struct {
-	Now func() time.Time
+	// Clock is the audit's time; default clock.Real.
+	Clock clock.Clock
 	// LongLivedKey: a reusable auth key valid longer than this is a standing
 	// credential. Default 90 days.
 	LongLivedKey time.Duration
@@ -51,8 +53,8 @@ type Options struct {
 
 // Run reads the whole fleet page by page and returns the findings.
 func Run(ctx context.Context, st store.Reader, o Options) ([]Finding, error) {
-	if o.Now == nil {
-		o.Now = time.Now
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
 	}
 	if o.LongLivedKey == 0 {
 		o.LongLivedKey = 90 * 24 * time.Hour
@@ -60,7 +62,7 @@ func Run(ctx context.Context, st store.Reader, o Options) ([]Finding, error) {
 	if o.RetryWindow == 0 {
 		o.RetryWindow = 24 * time.Hour
 	}
-	now := o.Now()
+	now := o.Clock.Now()
 	var out []Finding
 	add := func(check, sev, obj, format string, args ...any) {
 		out = append(out, Finding{Check: check, Severity: sev, Object: obj, Detail: fmt.Sprintf(format, args...)})

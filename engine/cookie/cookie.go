@@ -13,10 +13,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wirefleet/wirefleet/engine/wire"
-	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.org/x/crypto/blake2s"
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/wirefleet/wirefleet/engine/wire"
+	"github.com/wirefleet/wirefleet/internal/clock"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // RefreshTime is how long a cookie secret (responder) and a received cookie
@@ -58,19 +60,20 @@ func macOffsets(msg []byte) (mac1, mac2 int) {
 type Checker struct {
 	mac1Key [32]byte
 	encKey  [32]byte
-	now     func() time.Time
+	clk     clock.Clock
 
 	mu        sync.RWMutex
 	secret    [32]byte
 	secretSet time.Time
 }
 
-// NewChecker returns a Checker for our static public key; now is the clock.
-func NewChecker(ours wgkey.Public, now func() time.Time) *Checker {
+// NewChecker returns a Checker for our static public key; clk times the
+// cookie secret's refresh.
+func NewChecker(ours wgkey.Public, clk clock.Clock) *Checker {
 	return &Checker{
 		mac1Key: labelledKey(labelMAC1, ours),
 		encKey:  labelledKey(labelCookie, ours),
-		now:     now,
+		clk:     clk,
 	}
 }
 
@@ -93,7 +96,7 @@ func (c *Checker) CheckMAC2(msg, src []byte) bool {
 		return false
 	}
 	c.mu.RLock()
-	if c.secretSet.IsZero() || c.now().Sub(c.secretSet) > RefreshTime {
+	if c.secretSet.IsZero() || c.clk.Now().Sub(c.secretSet) > RefreshTime {
 		c.mu.RUnlock()
 		return false
 	}
@@ -111,7 +114,7 @@ func (c *Checker) CheckMAC2(msg, src []byte) bool {
 func (c *Checker) MakeReply(msg []byte, receiver uint32, src []byte) (wire.CookieReply, error) {
 	r := wire.CookieReply{Receiver: receiver}
 	c.mu.Lock()
-	if now := c.now(); c.secretSet.IsZero() || now.Sub(c.secretSet) > RefreshTime {
+	if now := c.clk.Now(); c.secretSet.IsZero() || now.Sub(c.secretSet) > RefreshTime {
 		if _, err := rand.Read(c.secret[:]); err != nil {
 			c.mu.Unlock()
 			return r, err

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/engine/wire"
+	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 
@@ -17,7 +18,7 @@ func (c *fakeClock) now() time.Time { return c.t }
 func setup(t *testing.T) (*Checker, *Generator, *fakeClock) {
 	priv, _ := wgkey.NewPrivate()
 	clk := &fakeClock{t: time.Unix(1000, 0)}
-	c := NewChecker(priv.Public(), clk.now)
+	c := NewChecker(priv.Public(), clock.Func(clk.now))
 	g := new(Generator)
 	g.Init(priv.Public())
 	return c, g, clk

@@ -17,6 +17,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/wirefleet/wirefleet/internal/clock"
 )
 
 // Alert kinds.
@@ -76,8 +78,8 @@ type Config struct {
 	// Suppress is how long one (kind, SIM) stays quiet after an alert, so
 	// an incident is one alert. Default 10 minutes.
 	Suppress time.Duration
-	// Now is the clock; default time.Now.
-	Now func() time.Time
+	// Clock is the detectors' time; default clock.Real.
+	Clock clock.Clock
 	// Alert receives alerts; it must not block.
 	Alert func(Alert)
 }
@@ -138,8 +140,8 @@ func New(cfg Config) *Monitor {
 	if cfg.VolumeMinSamples == 0 {
 		cfg.VolumeMinSamples = 30
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
 	}
 	if cfg.Alert == nil {
 		cfg.Alert = func(Alert) {}
@@ -161,7 +163,7 @@ const maxHistory = 8
 // ObserveEndpoint records the outer endpoint a SIM's authenticated packets
 // (or handshake) came from. Call it on every change the engine reports.
 func (m *Monitor) ObserveEndpoint(sim string, ep netip.AddrPort) {
-	now := m.cfg.Now()
+	now := m.cfg.Clock.Now()
 	m.mu.Lock()
 	s := m.state(sim)
 	s.lastSeen = now
@@ -217,7 +219,7 @@ func (m *Monitor) ObserveEndpoint(sim string, ep netip.AddrPort) {
 // group asks for it), destinations are learned for LearnFor and a new one
 // after that raises a first-seen alert.
 func (m *Monitor) ObserveFlow(sim string, dst netip.AddrPort, firstSeen bool) {
-	now := m.cfg.Now()
+	now := m.cfg.Clock.Now()
 	m.mu.Lock()
 	s := m.state(sim)
 	s.lastSeen = now
@@ -278,7 +280,7 @@ func (m *Monitor) firstSeen(s *simState, sim string, dst netip.AddrPort, now tim
 // another endpoint than the one holding the session: CloneReplays of those
 // within CloneWindow are a cloned key.
 func (m *Monitor) ObserveReplay(sim string, from netip.AddrPort, stamp [12]byte) {
-	now := m.cfg.Now()
+	now := m.cfg.Clock.Now()
 	m.mu.Lock()
 	s := m.state(sim)
 	if !s.current.IsValid() || s.current == from || now.Sub(s.lastSeen) > m.cfg.CloneWindow {
@@ -352,7 +354,7 @@ func (m *Monitor) ObserveViolation(sim string, dst netip.AddrPort, blocked bool)
 // fire raises a, stamped now, unless its kind is suppressed for the SIM:
 // the detectors that need no state of their own beyond suppression.
 func (m *Monitor) fire(a Alert) {
-	a.Time = m.cfg.Now()
+	a.Time = m.cfg.Clock.Now()
 	m.mu.Lock()
 	s := m.state(a.SIM)
 	s.lastSeen = a.Time
@@ -375,7 +377,7 @@ func (m *Monitor) unsuppressed(s *simState, kind string, now time.Time) bool {
 
 // Forget drops SIMs not observed for idle, so state follows active SIMs.
 func (m *Monitor) Forget(idle time.Duration) int {
-	now := m.cfg.Now()
+	now := m.cfg.Clock.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := 0

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/wirefleet/wirefleet/internal/clock"
 )
 
 type harness struct {
@@ -17,7 +19,7 @@ type harness struct {
 
 func newHarness(cfg Config) *harness {
 	h := &harness{now: time.Unix(1_800_000_000, 0)}
-	cfg.Now = func() time.Time { return h.now }
+	cfg.Clock = clock.Func(func() time.Time { return h.now })
 	cfg.Alert = func(a Alert) { h.alerts = append(h.alerts, a) }
 	h.m = New(cfg)
 	return h

@@ -63,7 +63,7 @@ func (m *Monitor) ObserveVolume(sim, group string, v Volume, lim VolumeLimits) {
 	}
 	perMin := func(n uint64) uint64 { return uint64(float64(n) * float64(time.Minute) / float64(v.Interval)) }
 	bytes, packets := perMin(v.Bytes), perMin(v.Packets)
-	now := m.cfg.Now()
+	now := m.cfg.Clock.Now()
 	m.mu.Lock()
 	s := m.state(sim)
 	if v.Bytes > 0 {

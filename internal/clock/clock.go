@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 
-// Package clock gives the engine its notion of time, so tests can drive
-// every WireGuard timer with a fake clock instead of waiting.
+// Package clock is how a component is given the time: every component
+// whose decisions depend on the wall clock (WireGuard timers, cookie
+// secrets, expiry, rate limits, record timestamps, detector windows)
+// takes a Clock in its Config, so tests drive it with a Fake instead of
+// waiting. Deadlines on connections and measured durations use the time
+// package directly: they are about real time.
 package clock
 
 import (
@@ -13,6 +17,12 @@ import (
 type Clock interface {
 	Now() time.Time
 }
+
+// Func adapts a function to a Clock: for tests whose time is computed.
+type Func func() time.Time
+
+// Now implements Clock.
+func (f Func) Now() time.Time { return f() }
 
 // Real is the system clock.
 type Real struct{}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/clock"
 )
 
 // Defaults of Config.
@@ -47,7 +48,7 @@ type Config struct {
 type Limiter struct {
 	rate, burst float64
 	max         int
-	now         func() time.Time
+	clk         clock.Clock
 
 	mu      sync.Mutex
 	buckets map[netip.Addr]*bucket
@@ -72,7 +73,7 @@ func New(c Config) *Limiter {
 	if c.MaxSources <= 0 {
 		c.MaxSources = DefaultMaxSources
 	}
-	return &Limiter{rate: c.PerSecond, burst: float64(c.Burst), max: c.MaxSources, now: time.Now, buckets: map[netip.Addr]*bucket{}}
+	return &Limiter{rate: c.PerSecond, burst: float64(c.Burst), max: c.MaxSources, clk: clock.Real{}, buckets: map[netip.Addr]*bucket{}}
 }
 
 func sourceKey(a netip.Addr) netip.Addr {
@@ -91,7 +92,7 @@ func (l *Limiter) Allow(src netip.Addr) (bool, time.Duration) {
 		return true, 0
 	}
 	key := sourceKey(src)
-	now := l.now()
+	now := l.clk.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.buckets[key]

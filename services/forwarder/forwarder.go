@@ -25,6 +25,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/services/mqttbridge"
 	"github.com/wirefleet/wirefleet/services/platform"
@@ -81,8 +82,8 @@ type Config struct {
 	// MaxConns bounds the device connections held at once (0:
 	// DefaultMaxConns).
 	MaxConns int
-	// Now is the clock of timestamps (time.Now if nil).
-	Now func() time.Time
+	// Clock is the time of timestamps; default clock.Real.
+	Clock clock.Clock
 }
 
 // Service is the forwarder platform service (a platform.Service).
@@ -120,8 +121,8 @@ func New(cfg Config) *Service {
 	} else if cfg.Retries < 0 {
 		cfg.Retries = 0
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
 	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = DefaultMaxConns

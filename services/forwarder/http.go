@@ -58,7 +58,7 @@ func (s *Service) send(ctx context.Context, id Identity, o outbound) (*http.Resp
 		return nil, &failure{"tls", http.StatusBadGateway, err.Error()}
 	}
 	for attempt := 0; ; attempt++ {
-		ms := s.cfg.Now().UnixMilli()
+		ms := s.cfg.Clock.Now().UnixMilli()
 		actx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 		req, err := http.NewRequestWithContext(actx, o.method, o.url.String(), bytes.NewReader(o.body))
 		if err != nil {

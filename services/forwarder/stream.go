@@ -70,7 +70,7 @@ func (s *Service) relayTLS(c net.Conn, id Identity, route fleet.TCPForward, host
 			fail(f.reason, f.msg)
 			return
 		}
-		line = FirstLine(secret, id, s.cfg.Now().UnixMilli(), hostport)
+		line = FirstLine(secret, id, s.cfg.Clock.Now().UnixMilli(), hostport)
 	}
 	var up net.Conn
 	for attempt := 0; ; attempt++ {
@@ -294,7 +294,7 @@ func (s *Service) forwardDatagram(from net.Addr, ap netip.AddrPort, msg []byte) 
 	if err != nil {
 		return
 	}
-	body, _ := json.Marshal(UDPMessage{SIMID: id.SIMID, IMSI: id.IMSI, Group: id.Group, Timestamp: s.cfg.Now().UnixMilli(), Port: ap.Port(), Payload: msg})
+	body, _ := json.Marshal(UDPMessage{SIMID: id.SIMID, IMSI: id.IMSI, Group: id.Group, Timestamp: s.cfg.Clock.Now().UnixMilli(), Port: ap.Port(), Payload: msg})
 	answer, f := s.post(kindUDP, id, u, "application/json", body, route.Secret, route.Credential, route.CAPEM)
 	if f != nil {
 		s.udpFail(from, id, f)

@@ -82,7 +82,7 @@ func (s *Service) Message(ctx context.Context, transport string, from netip.Addr
 	if transport == "udp" {
 		r := caller.Group.Forwarders.UDP
 		raw, secret, cred, caPEM, ctype = r.URL, r.Secret, r.Credential, r.CAPEM, "application/json"
-		body, _ = json.Marshal(UDPMessage{SIMID: id.SIMID, IMSI: id.IMSI, Group: id.Group, Timestamp: s.cfg.Now().UnixMilli(), Port: from.Port(), Payload: msg})
+		body, _ = json.Marshal(UDPMessage{SIMID: id.SIMID, IMSI: id.IMSI, Group: id.Group, Timestamp: s.cfg.Clock.Now().UnixMilli(), Port: from.Port(), Payload: msg})
 	} else {
 		r := caller.Group.Forwarders.TCP
 		raw, secret, cred, caPEM, ctype = r.URL, r.Secret, r.Credential, r.CAPEM, "application/octet-stream"

@@ -103,7 +103,7 @@ func (l *portListener) admit(c net.Conn) {
 	switch {
 	case !l.m.Allows(src):
 		reason = DenySource
-	case !l.m.Live(time.Now()):
+	case !l.m.Live(l.s.cfg.Clock.Now()):
 		reason = DenyExpired
 	case !l.s.host.Online(l.m.SIMID):
 		reason = DenyOffline

@@ -28,6 +28,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/services/platform"
 )
 
@@ -66,6 +67,8 @@ type Config struct {
 	// Resync is how often the live mappings are re-read in full, besides
 	// the change feed (30 s when zero).
 	Resync time.Duration
+	// Clock decides whether a mapping is live; default clock.Real.
+	Clock  clock.Clock
 	Logger *slog.Logger
 	// ControlPlane is the fleet the mappings come from (required; a
 	// *controlplane.Service).
@@ -126,6 +129,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), listeners: map[string]*portListener{}, retry: map[string]bool{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -293,7 +299,7 @@ func (s *Service) simChanged(id string) {
 // goneReason says why a mapping left the store: expired (another
 // wirefleetd recorded it first) or deleted.
 func goneReason(l *portListener) string {
-	if !l.m.Live(time.Now()) {
+	if !l.m.Live(l.s.cfg.Clock.Now()) {
 		return "expired"
 	}
 	return "deleted"
@@ -320,7 +326,7 @@ func (s *Service) refresh(id string) {
 
 // apply opens the listener of a live mapping, or expires a dead one.
 func (s *Service) apply(m fleet.Mapping) {
-	if !m.Live(time.Now()) {
+	if !m.Live(s.cfg.Clock.Now()) {
 		s.expire(m.ID)
 		return
 	}

@@ -18,12 +18,12 @@ import (
 	"github.com/wirefleet/wirefleet/services/platform"
 )
 
-// servicesMTU is the MTU of the service stack: the WireGuard inner MTU.
-const servicesMTU = 1420
+// stackMTU is the MTU of the in-tunnel stack: the WireGuard inner MTU.
+const stackMTU = 1420
 
-// services is the gVisor userspace network stack hosting the platform
+// stack is the gVisor userspace network stack hosting the platform
 // services, with the servers on it.
-type services struct {
+type stack struct {
 	g   *Gateway
 	dev tun.Device
 	net *netstack.Net
@@ -32,16 +32,16 @@ type services struct {
 	wg  sync.WaitGroup
 }
 
-func startServices(g *Gateway) (*services, error) {
+func startStack(g *Gateway) (*stack, error) {
 	addrs, err := stackAddrs(g.cfg.Services)
 	if err != nil {
 		return nil, err
 	}
-	dev, tnet, err := netstack.CreateNetTUN(addrs, nil, servicesMTU)
+	dev, tnet, err := netstack.CreateNetTUN(addrs, nil, stackMTU)
 	if err != nil {
 		return nil, err
 	}
-	s := &services{g: g, dev: dev, net: tnet}
+	s := &stack{g: g, dev: dev, net: tnet}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -64,47 +64,47 @@ func startServices(g *Gateway) (*services, error) {
 }
 
 // inject hands packets from devices to the stack.
-func (s *services) inject(pkts [][]byte) error {
+func (s *stack) inject(pkts [][]byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, err := s.dev.Write(pkts, 0)
 	return err
 }
 
-// servicesBatch is how many packets the stack's output is gathered into
+// stackBatch is how many packets the stack's output is gathered into
 // before they go to the engine: a burst of TCP segments towards one device
 // (a forwarder's answer, a remote-access download) leaves in one sendmmsg
 // instead of one system call each.
-const servicesBatch = 64
+const stackBatch = 64
 
-var servicesBufs = sync.Pool{New: func() any { b := make([]byte, servicesMTU+64); return &b }}
+var stackBufs = sync.Pool{New: func() any { b := make([]byte, stackMTU+64); return &b }}
 
 // readLoop sends what the stack emits to the device owning the destination.
 // The stack hands out one packet per Read, so a reader goroutine queues
 // them and this loop takes whatever has queued up meanwhile as one batch,
 // consecutive packets to one device in one Send. An idle stack costs
 // nothing; a lone packet waits for no other.
-func (s *services) readLoop() {
-	queue := make(chan *[]byte, servicesBatch*4)
+func (s *stack) readLoop() {
+	queue := make(chan *[]byte, stackBatch*4)
 	go func() {
 		defer close(queue)
 		sizes, bufs := []int{0}, [][]byte{nil}
 		for {
-			b := servicesBufs.Get().(*[]byte)
+			b := stackBufs.Get().(*[]byte)
 			bufs[0] = *b
 			if _, err := s.dev.Read(bufs, sizes, 0); err != nil {
-				servicesBufs.Put(b)
+				stackBufs.Put(b)
 				return
 			}
 			*b = (*b)[:sizes[0]]
 			queue <- b
 		}
 	}()
-	batch := make([]*[]byte, 0, servicesBatch)
+	batch := make([]*[]byte, 0, stackBatch)
 	for b := range queue {
 		batch = append(batch[:0], b)
 	gather:
-		for len(batch) < servicesBatch {
+		for len(batch) < stackBatch {
 			select {
 			case b, ok := <-queue:
 				if !ok {
@@ -118,14 +118,14 @@ func (s *services) readLoop() {
 		s.sendBatch(batch)
 		for _, b := range batch {
 			*b = (*b)[:cap(*b)]
-			servicesBufs.Put(b)
+			stackBufs.Put(b)
 		}
 	}
 }
 
 // sendBatch hands the stack's packets to their devices, consecutive
 // packets to one device in one Send (the engine copies them).
-func (s *services) sendBatch(batch []*[]byte) {
+func (s *stack) sendBatch(batch []*[]byte) {
 	var (
 		to   *engine.Peer
 		pkts [][]byte
@@ -156,7 +156,7 @@ func (s *services) sendBatch(batch []*[]byte) {
 	flush()
 }
 
-func (s *services) close() {
+func (s *stack) close() {
 	for i := len(s.ext) - 1; i >= 0; i-- { // reverse start order: fronts before what they use
 		s.ext[i].Close()
 	}
@@ -166,7 +166,7 @@ func (s *services) close() {
 
 // callerSIM returns the SIM behind a tunnel source address: the router has
 // already checked that the address is the sending SIM's own.
-func (s *services) callerSIM(ctx context.Context, addr netip.Addr) (fleet.SIM, bool) {
+func (s *stack) callerSIM(ctx context.Context, addr netip.Addr) (fleet.SIM, bool) {
 	p := s.g.router.peerFor(addr.Unmap())
 	if p == nil {
 		return fleet.SIM{}, false
