@@ -217,20 +217,13 @@ func coreCommands() map[string]handler {
 		},
 
 		"groups list": func(c *command, rest []string) error {
-			limit := c.fs.Int("limit", 0, "page size")
-			cursor := c.fs.String("cursor", "", "next-page cursor")
+			page := addPageFlags(c, "")
 			if err := c.args(rest, 0, 0, "none"); err != nil {
 				return err
 			}
-			var p apiv1.Page[group]
-			if err := c.call("GET", "/api/v1/groups"+query("limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
-				return err
-			}
-			rows := [][]string{}
-			for _, g := range p.Items {
-				rows = append(rows, []string{g.ID, g.Name, compact(g.Settings)})
-			}
-			return c.show(p, []string{"ID", "NAME", "SETTINGS"}, rows, nextHint(p.Next))
+			return showPage(c, "/api/v1/groups"+page.query(), []string{"ID", "NAME", "SETTINGS"}, func(g group) []string {
+				return []string{g.ID, g.Name, compact(g.Settings)}
+			})
 		},
 		"groups get": func(c *command, rest []string) error {
 			if err := c.args(rest, 1, 1, "ID"); err != nil {
@@ -298,30 +291,17 @@ func coreCommands() map[string]handler {
 		},
 
 		"authkeys list": func(c *command, rest []string) error {
-			limit := c.fs.Int("limit", 0, "page size")
-			cursor := c.fs.String("cursor", "", "next-page cursor")
+			page := addPageFlags(c, "")
 			if err := c.args(rest, 0, 0, "none"); err != nil {
 				return err
 			}
-			var p apiv1.Page[fleet.AuthKey]
-			if err := c.call("GET", "/api/v1/authkeys"+query("limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
-				return err
-			}
-			rows := [][]string{}
-			for _, k := range p.Items {
-				rows = append(rows, authKeyRow(k))
-			}
-			return c.show(p, authKeyHeader, rows, nextHint(p.Next))
+			return showPage(c, "/api/v1/authkeys"+page.query(), authKeyHeader, authKeyRow)
 		},
 		"authkeys get": func(c *command, rest []string) error {
 			if err := c.args(rest, 1, 1, "ID"); err != nil {
 				return err
 			}
-			var k fleet.AuthKey
-			if err := c.call("GET", "/api/v1/authkeys/"+c.pos[0], nil, &k); err != nil {
-				return err
-			}
-			return c.show(k, authKeyHeader, [][]string{authKeyRow(k)})
+			return showOne(c, "/api/v1/authkeys/"+c.pos[0], authKeyHeader, authKeyRow)
 		},
 		"authkeys create": func(c *command, rest []string) error {
 			grp := c.fs.String("group", "", "group id of the SIMs it bootstraps")
@@ -354,15 +334,9 @@ func coreCommands() map[string]handler {
 			if err := c.args(rest, 0, 0, "none"); err != nil {
 				return err
 			}
-			var p apiv1.Page[fleet.Token]
-			if err := c.call("GET", "/api/v1/tokens", nil, &p); err != nil {
-				return err
-			}
-			rows := [][]string{}
-			for _, t := range p.Items {
-				rows = append(rows, []string{t.ID, string(t.Role), t.Description, ts(t.Created)})
-			}
-			return c.show(p, []string{"ID", "ROLE", "DESCRIPTION", "CREATED"}, rows, nextHint(p.Next))
+			return showPage(c, "/api/v1/tokens", []string{"ID", "ROLE", "DESCRIPTION", "CREATED"}, func(t fleet.Token) []string {
+				return []string{t.ID, string(t.Role), t.Description, ts(t.Created)}
+			})
 		},
 		"tokens create": func(c *command, rest []string) error {
 			role := c.fs.String("role", "", "admin, operator or viewer")
@@ -391,24 +365,18 @@ func coreCommands() map[string]handler {
 			actor := c.fs.String("actor", "", "actor, e.g. token:tok_…")
 			action := c.fs.String("action", "", "action, e.g. sim.suspend")
 			since := c.fs.String("since", "", "RFC 3339 time")
-			limit := c.fs.Int("limit", 0, "page size")
-			cursor := c.fs.String("cursor", "", "next-page cursor")
+			page := addPageFlags(c, "")
 			if err := c.args(rest, 0, 0, "none"); err != nil {
 				return err
 			}
-			var p apiv1.Page[fleet.Event]
-			if err := c.call("GET", "/api/v1/events"+query("objectId", *object, "actor", *actor, "action", *action, "since", *since, "limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
-				return err
-			}
-			rows := [][]string{}
-			for _, e := range p.Items {
-				d, _ := json.Marshal(e.Details)
-				if e.Details == nil {
-					d = nil
-				}
-				rows = append(rows, []string{strconv.FormatInt(e.ID, 10), ts(e.Time), e.Actor, e.Action, e.ObjectID, string(d)})
-			}
-			return c.show(p, []string{"ID", "TIME", "ACTOR", "ACTION", "OBJECT", "DETAILS"}, rows, nextHint(p.Next))
+			return showPage(c, "/api/v1/events"+page.query("objectId", *object, "actor", *actor, "action", *action, "since", *since),
+				[]string{"ID", "TIME", "ACTOR", "ACTION", "OBJECT", "DETAILS"}, func(e fleet.Event) []string {
+					d, _ := json.Marshal(e.Details)
+					if e.Details == nil {
+						d = nil
+					}
+					return []string{strconv.FormatInt(e.ID, 10), ts(e.Time), e.Actor, e.Action, e.ObjectID, string(d)}
+				})
 		},
 
 		"audit ": func(c *command, rest []string) error {

@@ -48,8 +48,7 @@ func addDataCommands(handlers map[string]handler) {
 		from := c.fs.String("from", "", "RFC 3339 time: records at or after it")
 		to := c.fs.String("to", "", "RFC 3339 time: records before it")
 		category := c.fs.String("category", "", "only this category")
-		limit := c.fs.Int("limit", 0, "page size (default 100, at most 1000)")
-		cursor := c.fs.String("cursor", "", "next-page cursor")
+		page := addPageFlags(c, "page size (default 100, at most 1000)")
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
@@ -60,15 +59,10 @@ func addDataCommands(handlers map[string]handler) {
 		if *groupID != "" {
 			path = "/api/v1/groups/" + *groupID + "/data"
 		}
-		var p apiv1.Page[apiv1.DataRecord]
-		if err := c.call("GET", path+query("from", *from, "to", *to, "category", *category, "limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
-			return err
-		}
-		rows := [][]string{}
-		for _, r := range p.Items {
-			rows = append(rows, []string{strconv.FormatInt(r.ID, 10), r.Time.UTC().Format(time.RFC3339Nano), r.SIMID, r.Category, r.ContentType, strconv.Itoa(r.Size), preview(r)})
-		}
-		return c.show(p, []string{"ID", "TIME", "SIM", "CATEGORY", "TYPE", "SIZE", "PAYLOAD"}, rows, nextHint(p.Next))
+		return showPage(c, path+page.query("from", *from, "to", *to, "category", *category),
+			[]string{"ID", "TIME", "SIM", "CATEGORY", "TYPE", "SIZE", "PAYLOAD"}, func(r apiv1.DataRecord) []string {
+				return []string{strconv.FormatInt(r.ID, 10), r.Time.UTC().Format(time.RFC3339Nano), r.SIMID, r.Category, r.ContentType, strconv.Itoa(r.Size), preview(r)}
+			})
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"strconv"
 
 	"github.com/wirefleet/wirefleet/attest"
-	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
 	"github.com/wirefleet/wirefleet/fleet"
 )
 
@@ -96,58 +95,32 @@ func addIdentityCommands(handlers map[string]handler) {
 		return c.show(b, batchHeader, [][]string{batchRow(b)}, fmt.Sprintf("%d keys registered", len(keys)))
 	}
 	handlers["identities batches"] = func(c *command, rest []string) error {
-		limit := c.fs.Int("limit", 0, "page size")
-		cursor := c.fs.String("cursor", "", "next-page cursor")
+		page := addPageFlags(c, "")
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
-		var p apiv1.Page[fleet.IdentityBatch]
-		if err := c.call("GET", "/api/v1/identity-batches"+query("limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
-			return err
-		}
-		rows := [][]string{}
-		for _, b := range p.Items {
-			rows = append(rows, batchRow(b))
-		}
-		return c.show(p, batchHeader, rows, nextHint(p.Next))
+		return showPage(c, "/api/v1/identity-batches"+page.query(), batchHeader, batchRow)
 	}
 	handlers["identities batch"] = func(c *command, rest []string) error {
 		if err := c.args(rest, 1, 1, "BATCH_ID"); err != nil {
 			return err
 		}
-		var b fleet.IdentityBatch
-		if err := c.call("GET", "/api/v1/identity-batches/"+c.pos[0], nil, &b); err != nil {
-			return err
-		}
-		return c.show(b, batchHeader, [][]string{batchRow(b)})
+		return showOne(c, "/api/v1/identity-batches/"+c.pos[0], batchHeader, batchRow)
 	}
 	handlers["identities list"] = func(c *command, rest []string) error {
 		batch := c.fs.String("batch", "", "only this batch")
 		status := c.fs.String("status", "", "only active, used or revoked")
-		limit := c.fs.Int("limit", 0, "page size")
-		cursor := c.fs.String("cursor", "", "next-page cursor")
+		page := addPageFlags(c, "")
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
-		var p apiv1.Page[fleet.Identity]
-		if err := c.call("GET", "/api/v1/identities"+query("batchId", *batch, "status", *status, "limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
-			return err
-		}
-		rows := [][]string{}
-		for _, i := range p.Items {
-			rows = append(rows, identityRow(i))
-		}
-		return c.show(p, identityHeader, rows, nextHint(p.Next))
+		return showPage(c, "/api/v1/identities"+page.query("batchId", *batch, "status", *status), identityHeader, identityRow)
 	}
 	handlers["identities get"] = func(c *command, rest []string) error {
 		if err := c.args(rest, 1, 1, "ID|PUBLIC_KEY"); err != nil {
 			return err
 		}
-		var i fleet.Identity
-		if err := c.call("GET", "/api/v1/identities/"+identityRef(c.pos[0]), nil, &i); err != nil {
-			return err
-		}
-		return c.show(i, identityHeader, [][]string{identityRow(i)})
+		return showOne(c, "/api/v1/identities/"+identityRef(c.pos[0]), identityHeader, identityRow)
 	}
 	handlers["identities revoke"] = func(c *command, rest []string) error {
 		if err := c.args(rest, 1, 1, "ID|PUBLIC_KEY"); err != nil {

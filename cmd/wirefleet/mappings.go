@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
 	"github.com/wirefleet/wirefleet/fleet"
 )
 
@@ -63,20 +62,11 @@ func addMappingCommands(handlers map[string]handler) {
 	}
 	handlers["mappings list"] = func(c *command, rest []string) error {
 		simID := c.fs.String("sim", "", "only this SIM's mappings")
-		limit := c.fs.Int("limit", 0, "page size")
-		cursor := c.fs.String("cursor", "", "next-page cursor")
+		page := addPageFlags(c, "")
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
-		var p apiv1.Page[fleet.MappingView]
-		if err := c.call("GET", "/api/v1/mappings"+query("simId", *simID, "limit", itoa(*limit), "cursor", *cursor), nil, &p); err != nil {
-			return err
-		}
-		rows := [][]string{}
-		for _, m := range p.Items {
-			rows = append(rows, mappingRow(m))
-		}
-		return c.show(p, mappingHeader, rows, nextHint(p.Next))
+		return showPage(c, "/api/v1/mappings"+page.query("simId", *simID), mappingHeader, mappingRow)
 	}
 	handlers["mappings get"] = func(c *command, rest []string) error {
 		if err := c.args(rest, 1, 1, "ID"); err != nil {

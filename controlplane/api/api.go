@@ -7,7 +7,6 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -137,7 +136,7 @@ type route struct {
 	request      string     // OpenAPI schema name of the body, "" for none
 	response     string     // schema name of the 2xx body
 	query        []string   // query parameters
-	handle       func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error)
+	handle       handler
 }
 
 type statusWriter struct {

@@ -16,20 +16,11 @@ import (
 // authKeyRoutes are the auth-key routes.
 func (h *Handler) authKeyRoutes() []route {
 	return []route{
-		{method: "GET", path: "/api/v1/authkeys", summary: "List auth keys (never their secrets).", role: fleet.RoleViewer, response: "AuthKeyPage", query: pageQuery, handle: h.listAuthKeys},
+		{method: "GET", path: "/api/v1/authkeys", summary: "List auth keys (never their secrets).", role: fleet.RoleViewer, response: "AuthKeyPage", query: pageQuery, handle: listed(h.svc.ListAuthKeys)},
 		{method: "POST", path: "/api/v1/authkeys", summary: "Create an auth key; its secret is in this answer only.", role: fleet.RoleOperator, request: "AuthKeyCreateRequest", response: "AuthKeySecret", handle: h.createAuthKey},
-		{method: "GET", path: "/api/v1/authkeys/{id}", summary: "Get an auth key.", role: fleet.RoleViewer, response: "AuthKey", handle: h.getAuthKey},
-		{method: "DELETE", path: "/api/v1/authkeys/{id}", summary: "Revoke an auth key.", role: fleet.RoleOperator, handle: h.revokeAuthKey},
+		{method: "GET", path: "/api/v1/authkeys/{id}", summary: "Get an auth key.", role: fleet.RoleViewer, response: "AuthKey", handle: byID(h.svc.GetAuthKey)},
+		{method: "DELETE", path: "/api/v1/authkeys/{id}", summary: "Revoke an auth key.", role: fleet.RoleOperator, handle: removeByID(h.svc.RevokeAuthKey)},
 	}
-}
-
-// listAuthKeys serves GET /api/v1/authkeys: list auth keys (never their secrets).
-func (h *Handler) listAuthKeys(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-	p, err := pageReq(r)
-	if err != nil {
-		return nil, err
-	}
-	return h.svc.ListAuthKeys(ctx, a, p)
 }
 
 // createAuthKey serves POST /api/v1/authkeys: create an auth key; its secret is in this answer only.
@@ -51,14 +42,4 @@ func (h *Handler) createAuthKey(ctx context.Context, a controlplane.Actor, r *ht
 	}
 	return created{authKeyResponse{Secret: apiv1.Secret[fleet.AuthKey]{Item: k, Secret: secret},
 		ArcAuthKeyID: arcapi.KeyIDPrefix + k.ID, ArcAuthKey: arcapi.SecretPrefix + secret}}, nil
-}
-
-// getAuthKey serves GET /api/v1/authkeys/{id}: get an auth key.
-func (h *Handler) getAuthKey(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-	return h.svc.GetAuthKey(ctx, a, r.PathValue("id"))
-}
-
-// revokeAuthKey serves DELETE /api/v1/authkeys/{id}: revoke an auth key.
-func (h *Handler) revokeAuthKey(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-	return nil, h.svc.RevokeAuthKey(ctx, a, r.PathValue("id"))
 }

@@ -13,21 +13,12 @@ import (
 // groupRoutes are the group routes.
 func (h *Handler) groupRoutes() []route {
 	return []route{
-		{method: "GET", path: "/api/v1/groups", summary: "List groups.", role: fleet.RoleViewer, response: "GroupPage", query: pageQuery, handle: h.listGroups},
+		{method: "GET", path: "/api/v1/groups", summary: "List groups.", role: fleet.RoleViewer, response: "GroupPage", query: pageQuery, handle: listed(h.svc.ListGroups)},
 		{method: "POST", path: "/api/v1/groups", summary: "Create a group.", role: fleet.RoleOperator, request: "GroupCreateRequest", response: "Group", handle: h.createGroup},
-		{method: "GET", path: "/api/v1/groups/{id}", summary: "Get a group.", role: fleet.RoleViewer, response: "Group", handle: h.getGroup},
+		{method: "GET", path: "/api/v1/groups/{id}", summary: "Get a group.", role: fleet.RoleViewer, response: "Group", handle: byID(h.svc.GetGroup)},
 		{method: "PATCH", path: "/api/v1/groups/{id}", summary: "Rename a group or replace its settings.", role: fleet.RoleOperator, request: "GroupPatchRequest", response: "Group", handle: h.patchGroup},
-		{method: "DELETE", path: "/api/v1/groups/{id}", summary: "Delete an empty group.", role: fleet.RoleOperator, handle: h.deleteGroup},
+		{method: "DELETE", path: "/api/v1/groups/{id}", summary: "Delete an empty group.", role: fleet.RoleOperator, handle: removeByID(h.svc.DeleteGroup)},
 	}
-}
-
-// listGroups serves GET /api/v1/groups: list groups.
-func (h *Handler) listGroups(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-	p, err := pageReq(r)
-	if err != nil {
-		return nil, err
-	}
-	return h.svc.ListGroups(ctx, a, p)
 }
 
 // createGroup serves POST /api/v1/groups: create a group.
@@ -43,11 +34,6 @@ func (h *Handler) createGroup(ctx context.Context, a controlplane.Actor, r *http
 	return created{g}, nil
 }
 
-// getGroup serves GET /api/v1/groups/{id}: get a group.
-func (h *Handler) getGroup(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-	return h.svc.GetGroup(ctx, a, r.PathValue("id"))
-}
-
 // patchGroup serves PATCH /api/v1/groups/{id}: rename a group or replace its settings.
 func (h *Handler) patchGroup(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
 	var req groupPatchRequest
@@ -55,9 +41,4 @@ func (h *Handler) patchGroup(ctx context.Context, a controlplane.Actor, r *http.
 		return nil, err
 	}
 	return h.svc.UpdateGroup(ctx, a, r.PathValue("id"), req.Name, req.Settings)
-}
-
-// deleteGroup serves DELETE /api/v1/groups/{id}: delete an empty group.
-func (h *Handler) deleteGroup(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-	return nil, h.svc.DeleteGroup(ctx, a, r.PathValue("id"))
 }

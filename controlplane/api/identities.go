@@ -86,14 +86,14 @@ func (h *Handler) identityRoutes() []route {
 	return []route{
 		{method: "POST", path: "/api/v1/attest/challenge", summary: "A device asks for a single-use challenge (60 s) to sign with its identity key.", response: "AttestChallenge", handle: h.attestChallenge},
 		{method: "POST", path: "/api/v1/attest/bootstrap", summary: "A device proves it holds a registered identity key and gets its SIM and session.", request: "AttestBootstrapRequest", response: "BootstrapResponse", handle: h.attestBootstrap},
-		{method: "GET", path: "/api/v1/identity-batches", summary: "List identity batches.", role: fleet.RoleViewer, response: "IdentityBatchPage", query: pageQuery, handle: h.listIdentityBatches},
+		{method: "GET", path: "/api/v1/identity-batches", summary: "List identity batches.", role: fleet.RoleViewer, response: "IdentityBatchPage", query: pageQuery, handle: listed(h.svc.ListIdentityBatches)},
 		{method: "POST", path: "/api/v1/identity-batches", summary: "Register a batch of device identity public keys from manufacturing, bound to a group (all or nothing).", role: fleet.RoleOperator, request: "IdentityBatchCreateRequest", response: "IdentityBatch", handle: h.createIdentityBatch},
-		{method: "GET", path: "/api/v1/identity-batches/{id}", summary: "Get an identity batch with its counts.", role: fleet.RoleViewer, response: "IdentityBatch", handle: h.getIdentityBatch},
+		{method: "GET", path: "/api/v1/identity-batches/{id}", summary: "Get an identity batch with its counts.", role: fleet.RoleViewer, response: "IdentityBatch", handle: byID(h.svc.GetIdentityBatch)},
 		{method: "POST", path: "/api/v1/identity-batches/{id}/identities", summary: "Add identity keys to a batch (large batches are sent in parts).", role: fleet.RoleOperator, request: "IdentityAddRequest", response: "IdentityBatch", handle: h.addIdentities},
-		{method: "DELETE", path: "/api/v1/identity-batches/{id}", summary: "Revoke an identity batch and every identity in it (their SIMs stay).", role: fleet.RoleOperator, handle: h.revokeIdentityBatch},
+		{method: "DELETE", path: "/api/v1/identity-batches/{id}", summary: "Revoke an identity batch and every identity in it (their SIMs stay).", role: fleet.RoleOperator, handle: removeByID(h.svc.RevokeIdentityBatch)},
 		{method: "GET", path: "/api/v1/identities", summary: "List device identities, by batch and status.", role: fleet.RoleViewer, response: "IdentityPage", query: []string{"limit", "cursor", "batchId", "status"}, handle: h.listIdentities},
-		{method: "GET", path: "/api/v1/identities/{id}", summary: "Get a device identity by fingerprint.", role: fleet.RoleViewer, response: "Identity", handle: h.getIdentity},
-		{method: "DELETE", path: "/api/v1/identities/{id}", summary: "Revoke a device identity (a SIM it created stays).", role: fleet.RoleOperator, handle: h.revokeIdentity},
+		{method: "GET", path: "/api/v1/identities/{id}", summary: "Get a device identity by fingerprint.", role: fleet.RoleViewer, response: "Identity", handle: byID(h.svc.GetIdentity)},
+		{method: "DELETE", path: "/api/v1/identities/{id}", summary: "Revoke a device identity (a SIM it created stays).", role: fleet.RoleOperator, handle: removeByID(h.svc.RevokeIdentity)},
 	}
 }
 
@@ -138,15 +138,6 @@ func (h *Handler) attestBootstrap(ctx context.Context, _ controlplane.Actor, r *
 	return apiv1.BootstrapResponse{SIM: sim, Session: sess}, nil
 }
 
-// listIdentityBatches serves GET /api/v1/identity-batches: list identity batches.
-func (h *Handler) listIdentityBatches(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-	p, err := pageReq(r)
-	if err != nil {
-		return nil, err
-	}
-	return h.svc.ListIdentityBatches(ctx, a, p)
-}
-
 // createIdentityBatch serves POST /api/v1/identity-batches: register a batch of device identity public keys from manufacturing, bound to a group (all or nothing).
 func (h *Handler) createIdentityBatch(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
 	var req identityBatchCreateRequest
@@ -162,11 +153,6 @@ func (h *Handler) createIdentityBatch(ctx context.Context, a controlplane.Actor,
 		return nil, err
 	}
 	return created{b}, nil
-}
-
-// getIdentityBatch serves GET /api/v1/identity-batches/{id}: get an identity batch with its counts.
-func (h *Handler) getIdentityBatch(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-	return h.svc.GetIdentityBatch(ctx, a, r.PathValue("id"))
 }
 
 // addIdentities serves POST /api/v1/identity-batches/{id}/identities: add identity keys to a batch (large batches are sent in parts).
@@ -186,11 +172,6 @@ func (h *Handler) addIdentities(ctx context.Context, a controlplane.Actor, r *ht
 	return created{b}, nil
 }
 
-// revokeIdentityBatch serves DELETE /api/v1/identity-batches/{id}: revoke an identity batch and every identity in it (their SIMs stay).
-func (h *Handler) revokeIdentityBatch(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-	return nil, h.svc.RevokeIdentityBatch(ctx, a, r.PathValue("id"))
-}
-
 // listIdentities serves GET /api/v1/identities: list device identities, by batch and status.
 func (h *Handler) listIdentities(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
 	p, err := pageReq(r)
@@ -199,14 +180,4 @@ func (h *Handler) listIdentities(ctx context.Context, a controlplane.Actor, r *h
 	}
 	q := r.URL.Query()
 	return h.svc.ListIdentities(ctx, a, store.IdentityFilter{PageRequest: p, BatchID: q.Get("batchId"), Status: fleet.IdentityStatus(q.Get("status"))})
-}
-
-// getIdentity serves GET /api/v1/identities/{id}: get a device identity by fingerprint.
-func (h *Handler) getIdentity(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-	return h.svc.GetIdentity(ctx, a, r.PathValue("id"))
-}
-
-// revokeIdentity serves DELETE /api/v1/identities/{id}: revoke a device identity (a SIM it created stays).
-func (h *Handler) revokeIdentity(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-	return nil, h.svc.RevokeIdentity(ctx, a, r.PathValue("id"))
 }

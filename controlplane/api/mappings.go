@@ -39,8 +39,8 @@ func (h *Handler) mappingRoutes() []route {
 	return []route{
 		{method: "GET", path: "/api/v1/mappings", summary: "List remote-access port mappings.", role: fleet.RoleViewer, response: "MappingPage", query: []string{"limit", "cursor", "simId"}, handle: h.listMappings},
 		{method: "POST", path: "/api/v1/mappings", summary: "Open remote access to a device's TCP port for a while, from the allowed sources; the answer names the public host and port.", role: fleet.RoleOperator, request: "MappingCreateRequest", response: "Mapping", handle: h.createMapping},
-		{method: "GET", path: "/api/v1/mappings/{id}", summary: "Get a port mapping.", role: fleet.RoleViewer, response: "Mapping", handle: h.getMapping},
-		{method: "DELETE", path: "/api/v1/mappings/{id}", summary: "End a port mapping: its port closes and its connections end.", role: fleet.RoleOperator, handle: h.deleteMapping},
+		{method: "GET", path: "/api/v1/mappings/{id}", summary: "Get a port mapping.", role: fleet.RoleViewer, response: "Mapping", handle: byID(h.svc.GetMapping)},
+		{method: "DELETE", path: "/api/v1/mappings/{id}", summary: "End a port mapping: its port closes and its connections end.", role: fleet.RoleOperator, handle: removeByID(h.svc.DeleteMapping)},
 	}
 }
 
@@ -81,14 +81,4 @@ func (h *Handler) createMapping(ctx context.Context, a controlplane.Actor, r *ht
 		return nil, err
 	}
 	return created{m}, nil
-}
-
-// getMapping serves GET /api/v1/mappings/{id}: get a port mapping.
-func (h *Handler) getMapping(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-	return h.svc.GetMapping(ctx, a, r.PathValue("id"))
-}
-
-// deleteMapping serves DELETE /api/v1/mappings/{id}: end a port mapping: its port closes and its connections end.
-func (h *Handler) deleteMapping(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-	return nil, h.svc.DeleteMapping(ctx, a, r.PathValue("id"))
 }

@@ -3,9 +3,11 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"slices"
 
+	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
 	"github.com/wirefleet/wirefleet/controlplane/audit"
 	"github.com/wirefleet/wirefleet/controlplane/store"
@@ -97,6 +99,38 @@ func pageReq(r *http.Request) (store.PageRequest, error) {
 }
 
 var pageQuery = []string{"limit", "cursor"}
+
+// handler is a route's operation: the answer is written as JSON (a
+// created value as 201), an error as the API's error body.
+type handler func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error)
+
+// The routes that only pass the request's page, or its {id}, to one
+// control-plane call share these adapters; the table names that call.
+
+// listed serves a plain list: the page from ?limit and ?cursor.
+func listed[T any](list func(context.Context, controlplane.Actor, store.PageRequest) (T, error)) handler {
+	return func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+		p, err := pageReq(r)
+		if err != nil {
+			return nil, err
+		}
+		return list(ctx, a, p)
+	}
+}
+
+// byID serves a read of the object named by the path's {id}.
+func byID[T any](get func(context.Context, controlplane.Actor, string) (T, error)) handler {
+	return func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+		return get(ctx, a, r.PathValue("id"))
+	}
+}
+
+// removeByID serves a delete or revocation of the path's {id} (204).
+func removeByID(remove func(context.Context, controlplane.Actor, string) error) handler {
+	return func(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+		return nil, remove(ctx, a, r.PathValue("id"))
+	}
+}
 
 // routes is the API's route table, one resource file each; it registers
 // the handlers and drives the OpenAPI document.

@@ -14,19 +14,10 @@ import (
 // tokenRoutes are the operator-token routes.
 func (h *Handler) tokenRoutes() []route {
 	return []route{
-		{method: "GET", path: "/api/v1/tokens", summary: "List operator tokens.", role: fleet.RoleAdmin, response: "TokenPage", query: pageQuery, handle: h.listTokens},
+		{method: "GET", path: "/api/v1/tokens", summary: "List operator tokens.", role: fleet.RoleAdmin, response: "TokenPage", query: pageQuery, handle: listed(h.svc.ListTokens)},
 		{method: "POST", path: "/api/v1/tokens", summary: "Create an operator token; its secret is in this answer only.", role: fleet.RoleAdmin, request: "TokenCreateRequest", response: "TokenSecret", handle: h.createToken},
-		{method: "DELETE", path: "/api/v1/tokens/{id}", summary: "Revoke an operator token.", role: fleet.RoleAdmin, handle: h.deleteToken},
+		{method: "DELETE", path: "/api/v1/tokens/{id}", summary: "Revoke an operator token.", role: fleet.RoleAdmin, handle: removeByID(h.svc.DeleteToken)},
 	}
-}
-
-// listTokens serves GET /api/v1/tokens: list operator tokens.
-func (h *Handler) listTokens(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-	p, err := pageReq(r)
-	if err != nil {
-		return nil, err
-	}
-	return h.svc.ListTokens(ctx, a, p)
 }
 
 // createToken serves POST /api/v1/tokens: create an operator token; its secret is in this answer only.
@@ -40,9 +31,4 @@ func (h *Handler) createToken(ctx context.Context, a controlplane.Actor, r *http
 		return nil, err
 	}
 	return created{apiv1.Secret[fleet.Token]{Item: t, Secret: secret}}, nil
-}
-
-// deleteToken serves DELETE /api/v1/tokens/{id}: revoke an operator token.
-func (h *Handler) deleteToken(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-	return nil, h.svc.DeleteToken(ctx, a, r.PathValue("id"))
 }

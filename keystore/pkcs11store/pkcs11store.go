@@ -372,12 +372,8 @@ func (t *Token) Generate(label string) (*Key, error) {
 
 // generateAny generates with the first key type the token accepts.
 func (t *Token) generateAny(sh pkcs11.SessionHandle, label string) (*Key, error) {
-	existing, err := t.find(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)})
-	if err != nil {
+	if err := t.labelFree(sh, label); err != nil {
 		return nil, err
-	}
-	if len(existing) > 0 {
-		return nil, fmt.Errorf("pkcs11store: %q on token %q: %w", label, t.label, ErrExists)
 	}
 	var errs []error
 	for _, kt := range []struct {
@@ -404,11 +400,40 @@ func (t *Token) generateAny(sh pkcs11.SessionHandle, label string) (*Key, error)
 }
 
 func (t *Token) generate(sh pkcs11.SessionHandle, label string, mech, keyType uint) (*Key, error) {
-	c := t.mod.ctx
-	id := make([]byte, 16)
-	if _, err := rand.Read(id); err != nil {
+	pubH, privH, err := t.newKeyPair(sh, label, mech, keyType, oidX25519, pkcs11.CKA_DERIVE)
+	if err != nil {
 		return nil, err
 	}
+	k, err := t.key(sh, label, privH, pubH)
+	if err := t.keepNewPair(sh, privH, pubH, err); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// labelFree returns ErrExists when any object on the token carries label,
+// so that a new key never shadows a namesake.
+func (t *Token) labelFree(sh pkcs11.SessionHandle, label string) error {
+	existing, err := t.find(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)})
+	if err != nil {
+		return err
+	}
+	if len(existing) > 0 {
+		return fmt.Errorf("pkcs11store: %q on token %q: %w", label, t.label, ErrExists)
+	}
+	return nil
+}
+
+// newKeyPair makes a key pair of keyType (curve params) on the token under
+// label with a fresh random CKA_ID. The private half is a private,
+// sensitive, non-extractable token object allowed exactly one use:
+// CKA_DERIVE (X25519) or CKA_SIGN (identity keys).
+func (t *Token) newKeyPair(sh pkcs11.SessionHandle, label string, mech, keyType uint, params []byte, use uint) (pubH, privH pkcs11.ObjectHandle, err error) {
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return 0, 0, err
+	}
+	sign := use == pkcs11.CKA_SIGN
 	pubTmpl := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, keyType),
@@ -416,7 +441,10 @@ func (t *Token) generate(sh pkcs11.SessionHandle, label string, mech, keyType ui
 		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
 		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
-		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, oidX25519),
+		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, params),
+	}
+	if sign {
+		pubTmpl = append(pubTmpl, pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true))
 	}
 	privTmpl := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
@@ -425,30 +453,30 @@ func (t *Token) generate(sh pkcs11.SessionHandle, label string, mech, keyType ui
 		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, !sign),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, sign),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
 		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
 	}
-	pubH, privH, err := c.GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}, pubTmpl, privTmpl)
-	if err != nil {
-		return nil, err
-	}
-	k, err := t.key(sh, label, privH, pubH)
+	return t.mod.ctx.GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}, pubTmpl, privTmpl)
+}
+
+// keepNewPair destroys a new key pair when err (wrapping it failed) is
+// set or the token made the private half extractable: a token may
+// silently ignore template attributes, and a key it would let out is not
+// the key we promised.
+func (t *Token) keepNewPair(sh pkcs11.SessionHandle, privH, pubH pkcs11.ObjectHandle, err error) error {
 	if err == nil {
-		// A token may silently ignore template attributes; a key it would
-		// let out is not the key we promised, so it does not survive.
 		var ne bool
 		if ne, err = t.nonExtractable(sh, privH); err == nil && !ne {
 			err = errors.New("the token made the key extractable despite the template")
 		}
 	}
 	if err != nil {
-		c.DestroyObject(sh, privH)
-		c.DestroyObject(sh, pubH)
-		return nil, err
+		t.mod.ctx.DestroyObject(sh, privH)
+		t.mod.ctx.DestroyObject(sh, pubH)
 	}
-	return k, nil
+	return err
 }
 
 // Open finds the key pair labelled label.
@@ -622,26 +650,36 @@ func (k *Key) handle() pkcs11.ObjectHandle {
 // after a new login). The ID makes sure a key deleted and replaced under
 // the same label is not silently swapped in.
 func (k *Key) refind(sh pkcs11.SessionHandle) error {
-	// Handles usually go stale because the token logged us out; private
-	// objects are invisible until we log in again.
-	if err := k.tok.ensureLogin(sh); err != nil {
-		return err
-	}
-	tmpl := labelled(pkcs11.CKO_PRIVATE_KEY, k.label)
-	if len(k.id) > 0 {
-		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_ID, k.id))
-	}
-	objs, err := k.tok.find(sh, tmpl)
+	h, err := k.tok.refindPrivate(sh, k.label, k.id)
 	if err != nil {
 		return err
 	}
-	if len(objs) != 1 {
-		return fmt.Errorf("pkcs11store: private key %q on token %q: %w", k.label, k.tok.label, ErrNotFound)
-	}
 	k.mu.Lock()
-	k.priv = objs[0]
+	k.priv = h
 	k.mu.Unlock()
 	return nil
+}
+
+// refindPrivate finds the one private key under label and id (any id when
+// empty) once a handle went stale.
+func (t *Token) refindPrivate(sh pkcs11.SessionHandle, label string, id []byte) (pkcs11.ObjectHandle, error) {
+	// Handles usually go stale because the token logged us out; private
+	// objects are invisible until we log in again.
+	if err := t.ensureLogin(sh); err != nil {
+		return 0, err
+	}
+	tmpl := labelled(pkcs11.CKO_PRIVATE_KEY, label)
+	if len(id) > 0 {
+		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_ID, id))
+	}
+	objs, err := t.find(sh, tmpl)
+	if err != nil {
+		return 0, err
+	}
+	if len(objs) != 1 {
+		return 0, fmt.Errorf("pkcs11store: private key %q on token %q: %w", label, t.label, ErrNotFound)
+	}
+	return objs[0], nil
 }
 
 // withKey runs fn with a session and the private key's handle, renewing

@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -58,56 +57,15 @@ func (t *Token) GenerateSigner(label string, alg attest.Algorithm) (*Signer, err
 	defer t.mu.Unlock()
 	var s *Signer
 	err := t.withSession(context.Background(), func(sh pkcs11.SessionHandle) error {
-		existing, err := t.find(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)})
-		if err != nil {
+		if err := t.labelFree(sh, label); err != nil {
 			return err
 		}
-		if len(existing) > 0 {
-			return fmt.Errorf("pkcs11store: %q on token %q: %w", label, t.label, ErrExists)
-		}
-		id := make([]byte, 16)
-		if _, err := rand.Read(id); err != nil {
-			return err
-		}
-		pubTmpl := []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, keyType),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false),
-			pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, id),
-			pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, params),
-		}
-		privTmpl := []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, keyType),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-			pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, id),
-		}
-		c := t.mod.ctx
-		pubH, privH, err := c.GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(genMech, nil)}, pubTmpl, privTmpl)
+		pubH, privH, err := t.newKeyPair(sh, label, genMech, keyType, params, pkcs11.CKA_SIGN)
 		if err != nil {
 			return fmt.Errorf("pkcs11store: generating %s key %q on token %q: %w", alg, label, t.label, err)
 		}
 		s, err = t.signer(sh, label, privH, pubH)
-		if err == nil {
-			var ne bool
-			if ne, err = t.nonExtractable(sh, privH); err == nil && !ne {
-				err = errors.New("the token made the key extractable despite the template")
-			}
-		}
-		if err != nil {
-			c.DestroyObject(sh, privH)
-			c.DestroyObject(sh, pubH)
-		}
-		return err
+		return t.keepNewPair(sh, privH, pubH, err)
 	})
 	return s, err
 }
@@ -272,19 +230,13 @@ func (s *Signer) withKey(ctx context.Context, fn func(pkcs11.SessionHandle, pkcs
 		if !staleHandle(err) {
 			return err
 		}
-		if err := s.tok.ensureLogin(sh); err != nil {
-			return err
-		}
-		objs, ferr := s.tok.find(sh, append(labelled(pkcs11.CKO_PRIVATE_KEY, s.label), pkcs11.NewAttribute(pkcs11.CKA_ID, s.id)))
+		h, ferr := s.tok.refindPrivate(sh, s.label, s.id)
 		if ferr != nil {
 			return ferr
 		}
-		if len(objs) != 1 {
-			return fmt.Errorf("pkcs11store: private key %q on token %q: %w", s.label, s.tok.label, ErrNotFound)
-		}
 		s.mu.Lock()
-		s.priv = objs[0]
+		s.priv = h
 		s.mu.Unlock()
-		return fn(sh, objs[0])
+		return fn(sh, h)
 	})
 }

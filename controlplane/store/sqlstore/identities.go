@@ -139,23 +139,3 @@ func (t *tx) DeleteExpiredChallenges(ctx context.Context, now time.Time) (int64,
 	}
 	return res.RowsAffected()
 }
-
-// IdentityBatch implements store.Reader on the read pool.
-func (s *Store) IdentityBatch(ctx context.Context, id string) (fleet.IdentityBatch, error) {
-	return s.r().IdentityBatch(ctx, id)
-}
-
-// ListIdentityBatches implements store.Reader on the read pool.
-func (s *Store) ListIdentityBatches(ctx context.Context, p store.PageRequest) (store.Page[fleet.IdentityBatch], error) {
-	return s.r().ListIdentityBatches(ctx, p)
-}
-
-// Identity implements store.Reader on the read pool.
-func (s *Store) Identity(ctx context.Context, id string) (fleet.Identity, error) {
-	return s.r().Identity(ctx, id)
-}
-
-// ListIdentities implements store.Reader on the read pool.
-func (s *Store) ListIdentities(ctx context.Context, f store.IdentityFilter) (store.Page[fleet.Identity], error) {
-	return s.r().ListIdentities(ctx, f)
-}

@@ -110,13 +110,3 @@ func (t *tx) DeleteExpiredMappingsOnPort(ctx context.Context, port int, now time
 	}
 	return ids, nil
 }
-
-// Mapping implements store.Reader on the read pool.
-func (s *Store) Mapping(ctx context.Context, id string) (fleet.Mapping, error) {
-	return s.r().Mapping(ctx, id)
-}
-
-// ListMappings implements store.Reader on the read pool.
-func (s *Store) ListMappings(ctx context.Context, f store.MappingFilter) (store.Page[fleet.Mapping], error) {
-	return s.r().ListMappings(ctx, f)
-}

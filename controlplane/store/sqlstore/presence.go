@@ -44,8 +44,3 @@ func (t *tx) ClearPresence(ctx context.Context, simID, gateway string) error {
 	_, err := t.exec(ctx, `DELETE FROM sim_presence WHERE sim_id = ? AND gateway = ?`, simID, gateway)
 	return err
 }
-
-// Presences implements store.PresenceReader.
-func (s *Store) Presences(ctx context.Context, simID string) ([]store.Presence, error) {
-	return s.r().Presences(ctx, simID)
-}

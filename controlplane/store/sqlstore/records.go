@@ -68,11 +68,6 @@ func (r reader) ListRecords(ctx context.Context, f store.RecordFilter) (store.Pa
 	return list(ctx, r, q+` ORDER BY time DESC, id DESC LIMIT ?`, args, limit(f.PageRequest), scanRecord, store.RecordCursor)
 }
 
-// ListRecords implements store.Reader on the read pool.
-func (s *Store) ListRecords(ctx context.Context, f store.RecordFilter) (store.Page[fleet.Record], error) {
-	return s.r().ListRecords(ctx, f)
-}
-
 // AppendRecords implements store.RecordWriter: one transaction on one
 // writer connection, bracketed by the dialect's durable-commit statements
 // (SQLite: synchronous=FULL, so the commit syncs the WAL).

@@ -52,6 +52,8 @@ type Dialect struct {
 // Store is a store.Store over database/sql.
 type Store struct {
 	store.Hub
+	// reader, on the read pool, serves every store.Reader method.
+	reader
 	write *sql.DB // used for Update; SQLite gives it one connection
 	read  *sql.DB // used for reads outside transactions
 	d     *Dialect
@@ -60,7 +62,7 @@ type Store struct {
 // New returns a Store writing through write and reading through read
 // (which may be the same pool). The schema must already be migrated.
 func New(write, read *sql.DB, d *Dialect) *Store {
-	return &Store{write: write, read: read, d: d}
+	return &Store{reader: reader{q: read, d: d}, write: write, read: read, d: d}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -486,7 +488,6 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	return nil
 }
 
-func (s *Store) r() reader { return reader{q: s.read, d: s.d} }
 
 // Close implements store.Store.
 func (s *Store) Close() error {
@@ -711,87 +712,4 @@ func (t *tx) AppendEvent(ctx context.Context, e fleet.Event) error {
 	}
 	_, err := t.exec(ctx, `INSERT INTO events (time, actor, action, object_type, object_id, details) VALUES (?, ?, ?, ?, ?, ?)`, nanos(e.Time), e.Actor, e.Action, e.ObjectType, e.ObjectID, details)
 	return err
-}
-
-// SIM implements store.Reader on the read pool.
-func (s *Store) SIM(ctx context.Context, id string) (fleet.SIM, error) { return s.r().SIM(ctx, id) }
-
-// CountSIMs implements store.Reader on the read pool.
-func (s *Store) CountSIMs(ctx context.Context) (map[fleet.Status]int64, error) {
-	return s.r().CountSIMs(ctx)
-}
-
-// SIMByPublicKey implements store.Reader on the read pool.
-func (s *Store) SIMByPublicKey(ctx context.Context, k wgkey.Public) (fleet.SIM, error) {
-	return s.r().SIMByPublicKey(ctx, k)
-}
-
-// SIMByIMSI implements store.Reader on the read pool.
-func (s *Store) SIMByIMSI(ctx context.Context, imsi string) (fleet.SIM, error) {
-	return s.r().SIMByIMSI(ctx, imsi)
-}
-
-// SIMByAddress implements store.Reader on the read pool.
-func (s *Store) SIMByAddress(ctx context.Context, a netip.Addr) (fleet.SIM, error) {
-	return s.r().SIMByAddress(ctx, a)
-}
-
-// ListSIMs implements store.Reader on the read pool.
-func (s *Store) ListSIMs(ctx context.Context, f store.SIMFilter) (store.Page[fleet.SIM], error) {
-	return s.r().ListSIMs(ctx, f)
-}
-
-// Group implements store.Reader on the read pool.
-func (s *Store) Group(ctx context.Context, id string) (fleet.Group, error) {
-	return s.r().Group(ctx, id)
-}
-
-// GroupByName implements store.Reader on the read pool.
-func (s *Store) GroupByName(ctx context.Context, n string) (fleet.Group, error) {
-	return s.r().GroupByName(ctx, n)
-}
-
-// ListGroups implements store.Reader on the read pool.
-func (s *Store) ListGroups(ctx context.Context, p store.PageRequest) (store.Page[fleet.Group], error) {
-	return s.r().ListGroups(ctx, p)
-}
-
-// AuthKey implements store.Reader on the read pool.
-func (s *Store) AuthKey(ctx context.Context, id string) (fleet.AuthKey, error) {
-	return s.r().AuthKey(ctx, id)
-}
-
-// AuthKeyByHash implements store.Reader on the read pool.
-func (s *Store) AuthKeyByHash(ctx context.Context, h string) (fleet.AuthKey, error) {
-	return s.r().AuthKeyByHash(ctx, h)
-}
-
-// ListAuthKeys implements store.Reader on the read pool.
-func (s *Store) ListAuthKeys(ctx context.Context, p store.PageRequest) (store.Page[fleet.AuthKey], error) {
-	return s.r().ListAuthKeys(ctx, p)
-}
-
-// Token implements store.Reader on the read pool.
-func (s *Store) Token(ctx context.Context, id string) (fleet.Token, error) {
-	return s.r().Token(ctx, id)
-}
-
-// TokenByHash implements store.Reader on the read pool.
-func (s *Store) TokenByHash(ctx context.Context, h string) (fleet.Token, error) {
-	return s.r().TokenByHash(ctx, h)
-}
-
-// ListTokens implements store.Reader on the read pool.
-func (s *Store) ListTokens(ctx context.Context, p store.PageRequest) (store.Page[fleet.Token], error) {
-	return s.r().ListTokens(ctx, p)
-}
-
-// SIMBinding implements store.Reader on the read pool.
-func (s *Store) SIMBinding(ctx context.Context, source string) (string, error) {
-	return s.r().SIMBinding(ctx, source)
-}
-
-// ListEvents implements store.Reader on the read pool.
-func (s *Store) ListEvents(ctx context.Context, f store.EventFilter) (store.Page[fleet.Event], error) {
-	return s.r().ListEvents(ctx, f)
 }
