@@ -488,7 +488,6 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	return nil
 }
 
-
 // Close implements store.Store.
 func (s *Store) Close() error {
 	s.CloseAll()
