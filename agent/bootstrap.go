@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
+	"github.com/wirefleet/wirefleet/controlplane/arcapi/arcwire"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/keyproof"
 	"github.com/wirefleet/wirefleet/wgkey"
@@ -128,17 +129,6 @@ func (o BootstrapOptions) saveAnswer(raw []byte) (*Config, error) {
 	return c, nil
 }
 
-// arcSession is the answer of the network-attested bootstrap route (the
-// SORACOM Arc shape).
-type arcSession struct {
-	ServerEndpoint   string   `json:"arcServerEndpoint"`
-	ServerPublicKey  string   `json:"arcServerPeerPublicKey"`
-	ClientIPAddress  string   `json:"arcClientPeerIpAddress"`
-	ClientPublicKey  string   `json:"arcClientPeerPublicKey"`
-	AllowedIPs       []string `json:"arcAllowedIPs"`
-	ClientPrivateKey string   `json:"arcClientPeerPrivateKey"`
-}
-
 // BootstrapNetwork obtains the SIM through the network-attested route: the
 // device's source address (in an operator-declared trusted network, such as
 // a private APN) is its credential, so no auth key is needed. The platform
@@ -180,7 +170,7 @@ func BootstrapNetwork(ctx context.Context, o BootstrapOptions) (*Config, error) 
 		}
 		return nil, fmt.Errorf("agent: network bootstrap refused: HTTP %d", resp.StatusCode)
 	}
-	var s arcSession
+	var s arcwire.Session // the network-attested route answers in the Arc shape
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return nil, fmt.Errorf("agent: network bootstrap answer: %w", err)
 	}

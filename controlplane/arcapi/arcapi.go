@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/arcapi/arcwire"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/internal/jsonbody"
@@ -220,15 +221,6 @@ func (h *Handler) withKey(fn func(w http.ResponseWriter, r *http.Request, k flee
 
 // ---- JSON shapes of the SORACOM API ----
 
-type arcSession struct {
-	ArcServerEndpoint       string   `json:"arcServerEndpoint"`
-	ArcServerPeerPublicKey  string   `json:"arcServerPeerPublicKey"`
-	ArcClientPeerIPAddress  string   `json:"arcClientPeerIpAddress"`
-	ArcClientPeerPublicKey  string   `json:"arcClientPeerPublicKey"`
-	ArcAllowedIPs           []string `json:"arcAllowedIPs"`
-	ArcClientPeerPrivateKey string   `json:"arcClientPeerPrivateKey,omitempty"`
-}
-
 type simProfile struct {
 	ICCID                   string `json:"iccid"`
 	PrimaryIMSI             string `json:"primaryImsi"`
@@ -240,14 +232,14 @@ type virtualSIM struct {
 	SIMID            string                `json:"simId"`
 	OperatorID       string                `json:"operatorId"`
 	Status           string                `json:"status"`
-	ArcSessionStatus *arcSession           `json:"arcSessionStatus,omitempty"`
+	ArcSessionStatus *arcwire.Session      `json:"arcSessionStatus,omitempty"`
 	Profiles         map[string]simProfile `json:"profiles"`
 	Tags             map[string]string     `json:"tags"`
 }
 
-func toSession(sim fleet.SIM, s fleet.Session) *arcSession {
-	return &arcSession{ArcServerEndpoint: s.Endpoint, ArcServerPeerPublicKey: s.GatewayPublicKey.String(), ArcClientPeerIPAddress: sim.Address.String(),
-		ArcClientPeerPublicKey: sim.PublicKey.String(), ArcAllowedIPs: s.AllowedIPs, ArcClientPeerPrivateKey: s.PrivateKey.Base64()}
+func toSession(sim fleet.SIM, s fleet.Session) *arcwire.Session {
+	return &arcwire.Session{ServerEndpoint: s.Endpoint, ServerPublicKey: s.GatewayPublicKey.String(), ClientIPAddress: sim.Address.String(),
+		ClientPublicKey: sim.PublicKey.String(), AllowedIPs: s.AllowedIPs, ClientPrivateKey: s.PrivateKey.Base64()}
 }
 
 // iccid derives a stable ICCID-shaped identifier from the IMSI: 89 (telecom),
@@ -256,8 +248,8 @@ func iccid(imsi string) string { return "89999" + imsi }
 
 func toVirtualSIM(sim fleet.SIM, s fleet.Session) virtualSIM {
 	sess := toSession(sim, s)
-	priv := sess.ArcClientPeerPrivateKey
-	sess.ArcClientPeerPrivateKey = ""
+	priv := sess.ClientPrivateKey
+	sess.ClientPrivateKey = ""
 	return virtualSIM{SIMID: sim.ID, OperatorID: OperatorID, Status: string(sim.Status), ArcSessionStatus: sess, Tags: sim.Tags,
 		Profiles: map[string]simProfile{sim.ID: {ICCID: iccid(sim.IMSI), PrimaryIMSI: sim.IMSI, ArcClientPeerPublicKey: sim.PublicKey.String(), ArcClientPeerPrivateKey: priv}}}
 }

@@ -118,12 +118,12 @@ var rules = []struct {
 		why:       "a device links no server package: the agent binary stays small and holds no platform code an attacker on a device could turn",
 		from:      []string{"agent", "cmd/wirefleet-agent"},
 		forbidden: []string{"controlplane", "gateway", "services", "cmd/wirefleetd"},
-		except:    []string{"controlplane/api/apiv1"}, // the API's wire types: server-free by design
+		except:    []string{"controlplane/api/apiv1", "controlplane/arcapi/arcwire"}, // the APIs' wire types: server-free by design
 	},
 	{
-		who:       "the API's wire types",
+		who:       "the APIs' wire types",
 		why:       "the CLI and the device agent share them with the server, so they must stay server-free",
-		from:      []string{"controlplane/api/apiv1"},
+		from:      []string{"controlplane/api/apiv1", "controlplane/arcapi/arcwire"},
 		forbidden: []string{"controlplane", "gateway", "services", "engine"},
 	},
 	{

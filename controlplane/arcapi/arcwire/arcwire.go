@@ -1,0 +1,19 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package arcwire holds the wire types of the SORACOM Arc-compatible
+// routes (/v1, package arcapi) that the device agent reads too, so that
+// neither side mirrors the other by hand. It links no server code.
+package arcwire
+
+// Session is the Arc session a bootstrap answers with (and a virtual
+// SIM's arcSessionStatus): where the gateway is, its key, the device's
+// address and routes, and — only when the platform generated the key —
+// the device's private key.
+type Session struct {
+	ServerEndpoint   string   `json:"arcServerEndpoint"`
+	ServerPublicKey  string   `json:"arcServerPeerPublicKey"`
+	ClientIPAddress  string   `json:"arcClientPeerIpAddress"`
+	ClientPublicKey  string   `json:"arcClientPeerPublicKey"`
+	AllowedIPs       []string `json:"arcAllowedIPs"`
+	ClientPrivateKey string   `json:"arcClientPeerPrivateKey,omitempty"`
+}
