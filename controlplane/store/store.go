@@ -64,6 +64,7 @@ type Reader interface {
 	IdentityReader
 	PresenceReader
 	MappingReader
+	RouteReader
 	RecordReader // the data store's records (records.go)
 }
 
@@ -73,6 +74,7 @@ type Tx interface {
 	Reader
 	IdentityTx
 	MappingWriter
+	RouteWriter
 
 	// NextIMSI returns a never-before-returned IMSI.
 	NextIMSI(ctx context.Context) (string, error)

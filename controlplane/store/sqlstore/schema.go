@@ -168,4 +168,22 @@ CREATE TABLE data_records (
 );
 CREATE INDEX data_records_sim ON data_records (sim_id, time, id);
 CREATE INDEX data_records_group ON data_records (group_id, time, id);
+`, `
+-- LAN routes behind SIMs (IPv4). reach_lo and reach_hi are the first and
+-- last address of the prefix the fleet sends to (the mapped one, or the
+-- LAN's own) as numbers, for the indexed overlap check.
+CREATE TABLE sim_routes (
+	sim_id TEXT NOT NULL,
+	prefix TEXT NOT NULL,
+	mapped TEXT NOT NULL,
+	reach_lo {int64} NOT NULL,
+	reach_hi {int64} NOT NULL,
+	status TEXT NOT NULL,
+	source TEXT NOT NULL,
+	created {int64} NOT NULL,
+	updated {int64} NOT NULL,
+	PRIMARY KEY (sim_id, prefix)
+);
+CREATE INDEX sim_routes_reach ON sim_routes (reach_lo);
+CREATE INDEX sim_routes_status ON sim_routes (status, sim_id, prefix);
 `}

@@ -45,6 +45,7 @@ func Run(t *testing.T, open Open) {
 		{"KeyAge", testKeyAge},
 		{"Presence", testPresence},
 		{"Mappings", testMappings},
+		{"Routes", testRoutes},
 		{"MappingPortRace", testMappingPortRace},
 		{"Records", testRecords}, // records.go
 	}

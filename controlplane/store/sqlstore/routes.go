@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package sqlstore
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/fleet"
+)
+
+// ---- LAN routes behind SIMs ----
+
+const routeCols = `sim_id, prefix, mapped, status, source, created, updated`
+
+func scanRoute(s scanner) (fleet.Route, error) {
+	var (
+		r                fleet.Route
+		prefix, mapped   string
+		status           string
+		created, updated int64
+	)
+	if err := s.Scan(&r.SIMID, &prefix, &mapped, &status, &r.Source, &created, &updated); err != nil {
+		return r, err
+	}
+	var err error
+	if r.Prefix, err = netip.ParsePrefix(prefix); err != nil {
+		return r, fmt.Errorf("route of %s: prefix: %w", r.SIMID, err)
+	}
+	if mapped != "" {
+		if r.Mapped, err = netip.ParsePrefix(mapped); err != nil {
+			return r, fmt.Errorf("route of %s: mapped prefix: %w", r.SIMID, err)
+		}
+	}
+	r.Status = fleet.RouteStatus(status)
+	r.Created, r.Updated = fromNanos(created), fromNanos(updated)
+	return r, nil
+}
+
+// bounds returns p's first and last IPv4 address as numbers.
+func bounds(p netip.Prefix) (lo, hi int64, err error) {
+	if !p.Addr().Is4() {
+		return 0, 0, fmt.Errorf("sqlstore: route prefix %s: only IPv4 routes are stored", p)
+	}
+	a := p.Masked().Addr().As4()
+	first := binary.BigEndian.Uint32(a[:])
+	last := first | uint32((uint64(1)<<(32-p.Bits()))-1)
+	return int64(first), int64(last), nil
+}
+
+func (r reader) routes(ctx context.Context, where string, args ...any) ([]fleet.Route, error) {
+	rows, err := r.q.QueryContext(ctx, r.rebind(`SELECT `+routeCols+` FROM sim_routes WHERE `+where), args...)
+	if err != nil {
+		return nil, r.mapErr(err)
+	}
+	defer rows.Close()
+	var out []fleet.Route
+	for rows.Next() {
+		rt, err := scanRoute(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rt)
+	}
+	return out, rows.Err()
+}
+
+func (r reader) SIMRoutes(ctx context.Context, simID string) ([]fleet.Route, error) {
+	return r.routes(ctx, `sim_id = ? ORDER BY prefix`, simID)
+}
+
+func (r reader) RoutesReaching(ctx context.Context, p netip.Prefix) ([]fleet.Route, error) {
+	lo, hi, err := bounds(p)
+	if err != nil {
+		return nil, err
+	}
+	return r.routes(ctx, `reach_lo <= ? AND reach_hi >= ?`, hi, lo)
+}
+
+// ListRoutes pages by "sim_id prefix": the cursor is the last row's key.
+func (r reader) ListRoutes(ctx context.Context, f store.RouteFilter) (store.Page[fleet.Route], error) {
+	sim, prefix, _ := strings.Cut(f.Cursor, " ")
+	q := `SELECT ` + routeCols + ` FROM sim_routes WHERE (sim_id > ? OR (sim_id = ? AND prefix > ?))`
+	args := []any{sim, sim, prefix}
+	if f.Status != "" {
+		q += ` AND status = ?`
+		args = append(args, string(f.Status))
+	}
+	return list(ctx, r, q+` ORDER BY sim_id, prefix LIMIT ?`, args, limit(f.PageRequest), scanRoute, func(rt fleet.Route) string { return rt.SIMID + " " + rt.Prefix.String() })
+}
+
+func (t *tx) PutRoute(ctx context.Context, rt fleet.Route) error {
+	lo, hi, err := bounds(rt.Reach())
+	if err != nil {
+		return err
+	}
+	if _, _, err := bounds(rt.Prefix); err != nil {
+		return err
+	}
+	mapped := ""
+	if rt.Mapped.IsValid() {
+		mapped = rt.Mapped.String()
+	}
+	if _, err := t.exec(ctx, `DELETE FROM sim_routes WHERE sim_id = ? AND prefix = ?`, rt.SIMID, rt.Prefix.String()); err != nil {
+		return err
+	}
+	_, err = t.exec(ctx, `INSERT INTO sim_routes (`+routeCols+`, reach_lo, reach_hi) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		rt.SIMID, rt.Prefix.String(), mapped, string(rt.Status), rt.Source, nanos(rt.Created), nanos(rt.Updated), lo, hi)
+	return err
+}
+
+func (t *tx) DeleteRoute(ctx context.Context, simID string, prefix netip.Prefix) error {
+	return affected(t.exec(ctx, `DELETE FROM sim_routes WHERE sim_id = ? AND prefix = ?`, simID, prefix.String()))
+}

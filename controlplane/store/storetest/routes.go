@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package storetest
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/fleet"
+)
+
+// testRoutes: routes round-trip (mapped or not), are listed per SIM and
+// page by page, replace on the same (SIM, prefix), are found by the
+// prefix they are reached by, and deletion is reported.
+func testRoutes(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	lan := netip.MustParsePrefix("192.168.1.0/24")
+	a := fleet.Route{SIMID: "sim_1", Prefix: lan, Mapped: netip.MustParsePrefix("10.64.1.0/24"), Status: fleet.RouteApproved, Source: fleet.RouteByOperator, Created: now, Updated: now}
+	b := fleet.Route{SIMID: "sim_2", Prefix: lan, Mapped: netip.MustParsePrefix("10.64.2.0/24"), Status: fleet.RouteApproved, Source: fleet.RouteByOperator, Created: now, Updated: now}
+	c := fleet.Route{SIMID: "sim_2", Prefix: netip.MustParsePrefix("172.20.0.0/16"), Status: fleet.RouteAdvertised, Source: fleet.RouteByDevice, Created: now, Updated: now}
+	mustUpdate(t, s, func(tx store.Tx) error {
+		for _, r := range []fleet.Route{a, b, c} {
+			if err := tx.PutRoute(ctx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	got, err := s.SIMRoutes(ctx, "sim_2")
+	if err != nil || !reflect.DeepEqual(got, []fleet.Route{c, b}) {
+		t.Fatalf("SIM routes:\n got %+v %v\nwant %+v", got, err, []fleet.Route{c, b})
+	}
+	if got, err := s.SIMRoutes(ctx, "sim_9"); err != nil || len(got) != 0 {
+		t.Fatalf("routes of a SIM without any: %+v %v", got, err)
+	}
+	// Found by what they are reached by: a's mapped prefix, c's own.
+	for _, tc := range []struct {
+		p    string
+		want []fleet.Route
+	}{
+		{"10.64.1.128/25", []fleet.Route{a}},
+		{"10.64.0.0/16", nil}, // both mapped ones (checked by count below)
+		{"172.20.5.0/24", []fleet.Route{c}},
+		{"192.168.0.0/16", []fleet.Route{}}, // the LANs' own prefix is not how a mapped route is reached
+	} {
+		got, err := s.RoutesReaching(ctx, netip.MustParsePrefix(tc.p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.want == nil {
+			if len(got) != 2 {
+				t.Errorf("reaching %s: %+v, want a and b", tc.p, got)
+			}
+			continue
+		}
+		if len(got) != len(tc.want) || (len(got) > 0 && !reflect.DeepEqual(got, tc.want)) {
+			t.Errorf("reaching %s: %+v, want %+v", tc.p, got, tc.want)
+		}
+	}
+	// Pages, and the approved filter.
+	page, err := s.ListRoutes(ctx, store.RouteFilter{PageRequest: store.PageRequest{Limit: 2}})
+	if err != nil || len(page.Items) != 2 || page.Next == "" || page.Items[0] != a {
+		t.Fatalf("first page: %+v %v", page, err)
+	}
+	page, err = s.ListRoutes(ctx, store.RouteFilter{PageRequest: store.PageRequest{Limit: 2, Cursor: page.Next}})
+	if err != nil || len(page.Items) != 1 || page.Items[0] != b || page.Next != "" {
+		t.Fatalf("second page: %+v %v", page, err)
+	}
+	page, err = s.ListRoutes(ctx, store.RouteFilter{Status: fleet.RouteApproved})
+	if err != nil || len(page.Items) != 2 {
+		t.Fatalf("approved routes: %+v %v", page, err)
+	}
+	// Approving replaces the row.
+	c.Status, c.Mapped = fleet.RouteApproved, netip.MustParsePrefix("10.65.0.0/16")
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.PutRoute(ctx, c) })
+	if got, err := s.RoutesReaching(ctx, netip.MustParsePrefix("172.20.0.0/16")); err != nil || len(got) != 0 {
+		t.Fatalf("old reach still found after the route was mapped: %+v %v", got, err)
+	}
+	if got, err := s.RoutesReaching(ctx, netip.MustParsePrefix("10.65.1.1/32")); err != nil || len(got) != 1 || got[0] != c {
+		t.Fatalf("new reach: %+v %v", got, err)
+	}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.DeleteRoute(ctx, "sim_1", lan) })
+	err = s.Update(ctx, func(tx store.Tx) error { return tx.DeleteRoute(ctx, "sim_1", lan) })
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("deleting a missing route: %v", err)
+	}
+	if err := s.Update(ctx, func(tx store.Tx) error {
+		return tx.PutRoute(ctx, fleet.Route{SIMID: "sim_1", Prefix: netip.MustParsePrefix("2001:db8::/64"), Status: fleet.RouteApproved})
+	}); err == nil {
+		t.Fatal("an IPv6 route was stored (IPv4 only until IPv6 inside the tunnel)")
+	}
+}
