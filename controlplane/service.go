@@ -32,12 +32,18 @@ import (
 var (
 	DefaultPool          = netip.MustParsePrefix("10.128.0.0/9")
 	DefaultPlatformRange = netip.MustParsePrefix("100.127.0.0/16")
+	// DefaultLANPool is where mapped prefixes of routes behind SIMs come
+	// from: beside the overlay pool, in neither it nor the platform range.
+	DefaultLANPool = netip.MustParsePrefix("10.64.0.0/10")
 )
 
 // Config configures a Service.
 type Config struct {
 	Pool          netip.Prefix // SIM overlay addresses; DefaultPool if unset
 	PlatformRange netip.Prefix // always in a device's AllowedIPs; DefaultPlatformRange if unset
+	// LANPool is where the mapped prefixes of routes behind SIMs are
+	// allocated from (DefaultLANPool if unset).
+	LANPool netip.Prefix
 	// Endpoint is the gateway's host:port devices connect to.
 	Endpoint string
 	// GatewayPublicKey returns the gateway's current public key; the
@@ -76,6 +82,9 @@ func New(st store.Store, cfg Config) *Service {
 	}
 	if !cfg.PlatformRange.IsValid() {
 		cfg.PlatformRange = DefaultPlatformRange
+	}
+	if !cfg.LANPool.IsValid() {
+		cfg.LANPool = DefaultLANPool
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -85,6 +85,9 @@ type GroupSettings struct {
 	DeviceToDevice D2DPolicy `json:"deviceToDevice"`
 	// DevicesMayWriteTags lets devices set their own tags.
 	DevicesMayWriteTags bool `json:"devicesMayWriteTags"`
+	// DevicesMayAdvertiseRoutes lets devices advertise the LAN prefixes
+	// behind them (they take effect once an operator approves them).
+	DevicesMayAdvertiseRoutes bool `json:"devicesMayAdvertiseRoutes,omitempty"`
 	// ArcRekeyWithAuthKey lets a holder of the auth key that bootstrapped
 	// a SIM replace its key through the Arc route without proving it holds
 	// the current key — the SORACOM behaviour. Off by default: the auth

@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package controlplane_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"testing"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/fleet"
+)
+
+func routeService(t *testing.T, lanPool string) (*controlplane.Service, store.Store) {
+	t.Helper()
+	st, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cfg := controlplane.Config{Logger: discard()}
+	if lanPool != "" {
+		cfg.LANPool = netip.MustParsePrefix(lanPool)
+	}
+	return controlplane.New(st, cfg), st
+}
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+func code(err error) string {
+	var fe *fleet.Error
+	if errors.As(err, &fe) {
+		return fe.Code
+	}
+	if err == nil {
+		return ""
+	}
+	return "not a fleet error: " + err.Error()
+}
+
+// Two SIMs with the same LAN are both routable once mapped; the platform
+// allocates mapped prefixes in order and skips the taken ones.
+func TestOverlappingLANsMapped(t *testing.T) {
+	ctx := context.Background()
+	svc, _ := routeService(t, "")
+	admin := controlplane.System
+	a, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true})
+	b, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true})
+	c, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true})
+	lan := pfx("192.168.1.0/24")
+	ra, err := svc.AddSIMRoute(ctx, admin, a.ID, controlplane.RouteSpec{Prefix: lan, Map: true})
+	if err != nil || ra.Mapped != pfx("10.64.0.0/24") || ra.Status != fleet.RouteApproved {
+		t.Fatalf("A: %+v %v", ra, err)
+	}
+	// The operator picks B's mapping; C's allocation skips it.
+	rb, err := svc.AddSIMRoute(ctx, admin, b.ID, controlplane.RouteSpec{Prefix: lan, Mapped: pfx("10.64.1.0/24")})
+	if err != nil || rb.Mapped != pfx("10.64.1.0/24") {
+		t.Fatalf("B: %+v %v", rb, err)
+	}
+	rc, err := svc.AddSIMRoute(ctx, admin, c.ID, controlplane.RouteSpec{Prefix: lan, Map: true})
+	if err != nil || rc.Mapped != pfx("10.64.2.0/24") {
+		t.Fatalf("C: %+v %v", rc, err)
+	}
+	// A wider LAN is aligned to its size.
+	rw, err := svc.AddSIMRoute(ctx, admin, c.ID, controlplane.RouteSpec{Prefix: pfx("172.16.0.0/22"), Map: true})
+	if err != nil || rw.Mapped != pfx("10.64.4.0/22") {
+		t.Fatalf("C's /22: %+v %v", rw, err)
+	}
+	// The audit trail names each change.
+	p, err := svc.ListEvents(ctx, admin, store.EventFilter{Action: "sim.route.add"})
+	if err != nil || len(p.Items) != 4 {
+		t.Fatalf("route events: %d %v", len(p.Items), err)
+	}
+	rs, err := svc.SIMRoutes(ctx, admin, c.ID)
+	if err != nil || len(rs) != 2 {
+		t.Fatalf("C's routes: %+v %v", rs, err)
+	}
+}
+
+// Bad routes are refused with a 4xx naming the field, and nothing is
+// written.
+func TestRouteRefusals(t *testing.T) {
+	ctx := context.Background()
+	svc, st := routeService(t, "")
+	admin := controlplane.System
+	a, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true})
+	b, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true})
+	if _, err := svc.AddSIMRoute(ctx, admin, a.ID, controlplane.RouteSpec{Prefix: pfx("192.168.1.0/24")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.AddSIMRoute(ctx, admin, a.ID, controlplane.RouteSpec{Prefix: pfx("172.16.0.0/24"), Mapped: pfx("10.64.9.0/24")}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := st.ListRoutes(ctx, store.RouteFilter{})
+	for _, tc := range []struct {
+		name string
+		sim  string
+		spec controlplane.RouteSpec
+		want string
+	}{
+		{"no prefix", b.ID, controlplane.RouteSpec{}, fleet.CodeRequired},
+		{"host bits", b.ID, controlplane.RouteSpec{Prefix: pfx("192.168.7.1/24")}, fleet.CodeInvalid},
+		{"IPv6", b.ID, controlplane.RouteSpec{Prefix: pfx("2001:db8::/64")}, fleet.CodeInvalid},
+		{"overlay pool", b.ID, controlplane.RouteSpec{Prefix: pfx("10.128.5.0/24")}, fleet.CodeInvalid},
+		{"platform range", b.ID, controlplane.RouteSpec{Prefix: pfx("100.127.1.0/24")}, fleet.CodeInvalid},
+		{"too wide", b.ID, controlplane.RouteSpec{Prefix: pfx("0.0.0.0/0")}, fleet.CodeInvalid},
+		{"another SIM's unmapped LAN", b.ID, controlplane.RouteSpec{Prefix: pfx("192.168.1.128/25")}, fleet.CodeConflict},
+		{"another SIM's mapped prefix, unmapped", b.ID, controlplane.RouteSpec{Prefix: pfx("10.64.9.0/24")}, fleet.CodeConflict},
+		{"another SIM's mapped prefix, as mapping", b.ID, controlplane.RouteSpec{Prefix: pfx("172.16.0.0/24"), Mapped: pfx("10.64.9.0/24")}, fleet.CodeConflict},
+		{"mapping the size of another", b.ID, controlplane.RouteSpec{Prefix: pfx("172.16.0.0/24"), Mapped: pfx("10.64.10.0/23")}, fleet.CodeInvalid},
+		{"mapping outside the pool", b.ID, controlplane.RouteSpec{Prefix: pfx("172.16.0.0/24"), Mapped: pfx("10.200.0.0/24")}, fleet.CodeInvalid},
+		{"mapping with host bits", b.ID, controlplane.RouteSpec{Prefix: pfx("172.16.0.0/24"), Mapped: pfx("10.64.10.5/24")}, fleet.CodeInvalid},
+		{"map and mapping", b.ID, controlplane.RouteSpec{Prefix: pfx("172.16.0.0/24"), Mapped: pfx("10.64.10.0/24"), Map: true}, fleet.CodeInvalid},
+		{"overlapping the same SIM's LAN", a.ID, controlplane.RouteSpec{Prefix: pfx("192.168.0.0/16"), Map: true}, fleet.CodeConflict},
+		{"unknown SIM", "sim_nope", controlplane.RouteSpec{Prefix: pfx("172.17.0.0/24")}, fleet.CodeNotFound},
+	} {
+		if _, err := svc.AddSIMRoute(ctx, admin, tc.sim, tc.spec); code(err) != tc.want {
+			t.Errorf("%s: %v, want %s", tc.name, err, tc.want)
+		}
+	}
+	viewer := controlplane.Actor{Kind: "token", ID: "tok_v", Role: fleet.RoleViewer}
+	if _, err := svc.AddSIMRoute(ctx, viewer, b.ID, controlplane.RouteSpec{Prefix: pfx("172.18.0.0/24")}); code(err) != fleet.CodeForbidden {
+		t.Errorf("a viewer added a route: %v", err)
+	}
+	if err := svc.DeleteSIMRoute(ctx, viewer, a.ID, pfx("192.168.1.0/24")); code(err) != fleet.CodeForbidden {
+		t.Errorf("a viewer deleted a route: %v", err)
+	}
+	// A bulk write with one bad entry writes nothing.
+	if _, err := svc.SetRoutes(ctx, admin, map[string]controlplane.RouteSpec{
+		b.ID: {Prefix: pfx("172.20.0.0/24")}, a.ID: {Prefix: pfx("10.128.0.0/24")},
+	}); code(err) != fleet.CodeInvalid {
+		t.Errorf("bulk with a bad entry: %v", err)
+	}
+	after, _ := st.ListRoutes(ctx, store.RouteFilter{})
+	if len(after.Items) != len(before.Items) {
+		t.Fatalf("refusals changed the routes: %d before, %d after", len(before.Items), len(after.Items))
+	}
+	// The limit.
+	for i := 0; i < fleet.MaxRoutesPerSIM; i++ {
+		_, err := svc.AddSIMRoute(ctx, admin, b.ID, controlplane.RouteSpec{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 30, byte(i), 0}), 24)})
+		if err != nil {
+			t.Fatalf("route %d: %v", i, err)
+		}
+	}
+	if _, err := svc.AddSIMRoute(ctx, admin, b.ID, controlplane.RouteSpec{Prefix: pfx("172.31.0.0/24")}); code(err) != fleet.CodeInvalid {
+		t.Errorf("route beyond the limit: %v", err)
+	}
+	if err := svc.DeleteSIMRoute(ctx, admin, a.ID, pfx("192.168.2.0/24")); code(err) != fleet.CodeNotFound {
+		t.Errorf("deleting a route that is not there: %v", err)
+	}
+}
+
+// A LAN pool that runs out says so.
+func TestLANPoolExhausted(t *testing.T) {
+	ctx := context.Background()
+	svc, _ := routeService(t, "10.64.0.0/23")
+	admin := controlplane.System
+	for i, want := range []string{"10.64.0.0/24", "10.64.1.0/24", ""} {
+		sim, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true})
+		r, err := svc.AddSIMRoute(ctx, admin, sim.ID, controlplane.RouteSpec{Prefix: pfx("192.168.1.0/24"), Map: true})
+		if want == "" {
+			if code(err) != fleet.CodeExhausted {
+				t.Fatalf("third mapping: %+v %v, want exhausted", r, err)
+			}
+			continue
+		}
+		if err != nil || r.Mapped != pfx(want) {
+			t.Fatalf("mapping %d: %+v %v, want %s", i, r, err, want)
+		}
+	}
+}
+
+// A device's advertised prefixes wait for an operator; only a group that
+// allows it may advertise, and only for the SIM itself.
+func TestAdvertisedRoutesWaitForApproval(t *testing.T) {
+	ctx := context.Background()
+	svc, _ := routeService(t, "")
+	admin := controlplane.System
+	open, _ := svc.CreateGroup(ctx, admin, "routers", fleet.GroupSettings{DevicesMayAdvertiseRoutes: true})
+	closed, _ := svc.CreateGroup(ctx, admin, "sensors", fleet.GroupSettings{})
+	r1, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true, GroupID: open.ID})
+	s1, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true, GroupID: closed.ID})
+	self := func(id string) controlplane.Actor { return controlplane.Actor{Kind: "sim", ID: id, Role: fleet.RoleOperator} }
+	lan := pfx("192.168.1.0/24")
+
+	if _, err := svc.AdvertiseRoutes(ctx, self(s1.ID), s1.ID, []netip.Prefix{lan}); code(err) != fleet.CodeForbidden {
+		t.Errorf("a group without permission advertised: %v", err)
+	}
+	if _, err := svc.AdvertiseRoutes(ctx, self(s1.ID), r1.ID, []netip.Prefix{lan}); code(err) != fleet.CodeForbidden {
+		t.Errorf("a device advertised for another SIM: %v", err)
+	}
+	if _, err := svc.AdvertiseRoutes(ctx, admin, r1.ID, []netip.Prefix{lan}); code(err) != fleet.CodeForbidden {
+		t.Errorf("an operator advertised in a device's name: %v", err)
+	}
+	rs, err := svc.AdvertiseRoutes(ctx, self(r1.ID), r1.ID, []netip.Prefix{lan, pfx("192.168.50.0/24")})
+	if err != nil || len(rs) != 2 || rs[0].Status != fleet.RouteAdvertised || rs[0].Source != fleet.RouteByDevice {
+		t.Fatalf("advertise: %+v %v", rs, err)
+	}
+	if _, err := svc.ApproveSIMRoute(ctx, admin, r1.ID, controlplane.RouteSpec{Prefix: pfx("10.9.0.0/24")}); code(err) != fleet.CodeNotFound {
+		t.Errorf("approving a prefix never advertised: %v", err)
+	}
+	ok, err := svc.ApproveSIMRoute(ctx, admin, r1.ID, controlplane.RouteSpec{Prefix: lan, Map: true})
+	if err != nil || ok.Status != fleet.RouteApproved || !ok.Mapped.IsValid() {
+		t.Fatalf("approve: %+v %v", ok, err)
+	}
+	if _, err := svc.ApproveSIMRoute(ctx, admin, r1.ID, controlplane.RouteSpec{Prefix: lan}); code(err) != fleet.CodeBadState {
+		t.Errorf("approving twice: %v", err)
+	}
+	// Advertising again without .50 drops the waiting one, keeps the
+	// approved one approved.
+	rs, err = svc.AdvertiseRoutes(ctx, self(r1.ID), r1.ID, []netip.Prefix{lan})
+	if err != nil || len(rs) != 1 || rs[0].Status != fleet.RouteApproved {
+		t.Fatalf("re-advertise: %+v %v", rs, err)
+	}
+	all, _ := svc.SIMRoutes(ctx, admin, r1.ID)
+	if len(all) != 1 {
+		t.Fatalf("routes after re-advertising: %+v", all)
+	}
+	p, _ := svc.ListEvents(ctx, admin, store.EventFilter{Action: "sim.route.approve"})
+	if len(p.Items) != 1 {
+		t.Errorf("approve events: %d", len(p.Items))
+	}
+}
