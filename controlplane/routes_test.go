@@ -184,7 +184,9 @@ func TestAdvertisedRoutesWaitForApproval(t *testing.T) {
 	closed, _ := svc.CreateGroup(ctx, admin, "sensors", fleet.GroupSettings{})
 	r1, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true, GroupID: open.ID})
 	s1, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true, GroupID: closed.ID})
-	self := func(id string) controlplane.Actor { return controlplane.Actor{Kind: "sim", ID: id, Role: fleet.RoleOperator} }
+	self := func(id string) controlplane.Actor {
+		return controlplane.Actor{Kind: "sim", ID: id, Role: fleet.RoleOperator}
+	}
 	lan := pfx("192.168.1.0/24")
 
 	if _, err := svc.AdvertiseRoutes(ctx, self(s1.ID), s1.ID, []netip.Prefix{lan}); code(err) != fleet.CodeForbidden {
