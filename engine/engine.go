@@ -353,11 +353,8 @@ func (e *Engine) newPeer(id *identity, pc PeerConfig, lazy bool, remote netip.Ad
 	p := &Peer{
 		e: e, key: pc.PublicKey, psk: pc.PresharedKey, identity: pc.Identity,
 		keepalive: pc.PersistentKeepalive, lazy: lazy, lastTS: pc.LastTimestamp,
-		allowed: append([]netip.Prefix(nil), pc.AllowedIPs...),
 	}
-	for i, a := range p.allowed {
-		p.allowed[i] = a.Masked()
-	}
+	p.allowed.Store(maskedPrefixes(pc.AllowedIPs))
 	if err := p.computeStaticStaticLocked(id, remote); err != nil {
 		return nil, err
 	}
@@ -371,6 +368,28 @@ func (e *Engine) newPeer(id *identity, pc PeerConfig, lazy bool, remote netip.Ad
 	}
 	p.lastActivity.Store(e.nanos())
 	return p, nil
+}
+
+// maskedPrefixes copies prefixes with their host bits cleared.
+func maskedPrefixes(prefixes []netip.Prefix) *[]netip.Prefix {
+	out := make([]netip.Prefix, len(prefixes))
+	for i, a := range prefixes {
+		out[i] = a.Masked()
+	}
+	return &out
+}
+
+// SetAllowedIPs replaces a peer's allowed IPs while its sessions go on (a
+// route added behind a device): packets from the new prefixes are accepted
+// from the next one on, packets from removed ones refused.
+func (e *Engine) SetAllowedIPs(p *Peer, prefixes []netip.Prefix) {
+	e.routes.mu.Lock()
+	defer e.routes.mu.Unlock()
+	e.routes.removeLocked(p) // harmless when the peer is gone meanwhile
+	p.allowed.Store(maskedPrefixes(prefixes))
+	if e.peers.get(p.key) == p {
+		e.routes.addLocked(p)
+	}
 }
 
 // RemovePeer drops a peer and all its sessions at once; packets on them are

@@ -415,3 +415,42 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// SetAllowedIPs changes what a peer may send from while its session goes
+// on: a LAN source refused before is delivered after, with no handshake.
+func TestSetAllowedIPsLive(t *testing.T) {
+	a, b, pb, _ := pair(t, nil, nil)
+	a.e.Send(pb, [][]byte{ping(addrB, addrA)})
+	recv(t, b.in, "legitimate packet")
+	lanHost := netip.MustParseAddr("192.168.1.10")
+	a.e.Send(pb, [][]byte{ping(addrB, lanHost)})
+	select {
+	case ev := <-b.drop:
+		if ev.Reason != DropSourceNotAllowed {
+			t.Fatalf("drop event %+v", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a LAN source was not refused before the change")
+	}
+	pa := b.e.Peer(a.e.PublicKey())
+	handshakes := b.e.Counters().HandshakesCompleted
+	b.e.SetAllowedIPs(pa, []netip.Prefix{netip.PrefixFrom(addrA, 32), netip.MustParsePrefix("192.168.1.77/24")})
+	if got := pa.AllowedIPs(); len(got) != 2 || got[1] != netip.MustParsePrefix("192.168.1.0/24") {
+		t.Fatalf("allowed IPs %v, want the masked prefix", got)
+	}
+	a.e.Send(pb, [][]byte{ping(addrB, lanHost)})
+	recv(t, b.in, "LAN packet after the change")
+	b.e.SetAllowedIPs(pa, []netip.Prefix{netip.PrefixFrom(addrA, 32)})
+	a.e.Send(pb, [][]byte{ping(addrB, lanHost)})
+	select {
+	case ev := <-b.drop:
+		if ev.Reason != DropSourceNotAllowed {
+			t.Fatalf("drop event %+v", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a LAN source was not refused after the route went")
+	}
+	if n := b.e.Counters().HandshakesCompleted; n != handshakes {
+		t.Fatalf("%d handshakes, want %d: the change must not need one", n, handshakes)
+	}
+}

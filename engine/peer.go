@@ -42,7 +42,7 @@ type Peer struct {
 	e         *Engine
 	key       wgkey.Public
 	psk       wgkey.Preshared
-	allowed   []netip.Prefix
+	allowed   atomic.Pointer[[]netip.Prefix] // replaced whole by SetAllowedIPs
 	identity  any
 	keepalive time.Duration
 	lazy      bool // resolved on demand: evicted when idle
@@ -92,7 +92,14 @@ func (p *Peer) PublicKey() wgkey.Public { return p.key }
 func (p *Peer) Identity() any { return p.identity }
 
 // AllowedIPs returns (a copy of) the inner source prefixes the peer may use.
-func (p *Peer) AllowedIPs() []netip.Prefix { return append([]netip.Prefix(nil), p.allowed...) }
+func (p *Peer) AllowedIPs() []netip.Prefix { return append([]netip.Prefix(nil), p.allowedIPs()...) }
+
+func (p *Peer) allowedIPs() []netip.Prefix {
+	if a := p.allowed.Load(); a != nil {
+		return *a
+	}
+	return nil
+}
 
 // Endpoint returns the peer's current outer address (zero if unknown).
 func (p *Peer) Endpoint() netip.AddrPort {
@@ -133,7 +140,7 @@ func (p *Peer) Stats() PeerStats {
 
 // allows reports whether src is inside the peer's allowed IPs.
 func (p *Peer) allows(src netip.Addr) bool {
-	for _, pfx := range p.allowed {
+	for _, pfx := range p.allowedIPs() {
 		if pfx.Contains(src) {
 			return true
 		}
@@ -144,7 +151,7 @@ func (p *Peer) allows(src netip.Addr) bool {
 // hasIPv6 reports whether any allowed IP is IPv6 (asked only on the path
 // of a refused packet).
 func (p *Peer) hasIPv6() bool {
-	for _, pfx := range p.allowed {
+	for _, pfx := range p.allowedIPs() {
 		if pfx.Addr().Is6() {
 			return true
 		}

@@ -26,10 +26,14 @@ type route struct {
 func (t *routeTable) add(p *Peer) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.addLocked(p)
+}
+
+func (t *routeTable) addLocked(p *Peer) {
 	if t.hosts == nil {
 		t.hosts = make(map[netip.Addr]*Peer)
 	}
-	for _, pfx := range p.allowed {
+	for _, pfx := range p.allowedIPs() {
 		if pfx.IsSingleIP() {
 			t.hosts[pfx.Addr()] = p
 			continue
@@ -42,7 +46,11 @@ func (t *routeTable) add(p *Peer) {
 func (t *routeTable) remove(p *Peer) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, pfx := range p.allowed {
+	t.removeLocked(p)
+}
+
+func (t *routeTable) removeLocked(p *Peer) {
+	for _, pfx := range p.allowedIPs() {
 		if pfx.IsSingleIP() && t.hosts[pfx.Addr()] == p {
 			delete(t.hosts, pfx.Addr())
 		}
