@@ -104,7 +104,7 @@ var rules = []struct {
 	{
 		who:       "the WireGuard engine and its parts",
 		why:       "the engine knows no SIMs, no store and no gateway: it is a WireGuard implementation any program could embed",
-		from:      []string{"engine", "wgkey", "internal/packet"},
+		from:      []string{"engine", "wgkey", "internal/packet", "internal/netmap"},
 		forbidden: []string{"fleet", "controlplane", "gateway", "services"},
 	},
 	{
