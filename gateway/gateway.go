@@ -104,6 +104,7 @@ type Gateway struct {
 	alerts    alertCounts
 	webhooks  *webhook.Sender
 	responder *response.Responder
+	lans      lanTable // every approved route behind a SIM
 	// presence: session records to write (see presence.go).
 	presence       chan presenceOp
 	presenceChecks chan string
@@ -174,7 +175,7 @@ func New(cfg Config) (*Gateway, error) {
 	if !cfg.NoMonitor {
 		g.mon = g.newMonitor(cfg.Monitor)
 	}
-	g.router = newRouter(&g.policies, g.mon, g.plat, g.pool)
+	g.router = newRouter(&g.policies, &g.lans, g.mon, g.plat, g.pool)
 	g.webhooks = webhook.New(cfg.Secrets, g.log)
 	g.responder = response.New(response.Config{Actions: monitorActions{svc: g.svc, st: g.st}, Webhooks: g.webhooks, Logger: g.log})
 	g.presence = make(chan presenceOp, 4096)
@@ -214,6 +215,9 @@ func (g *Gateway) Port() uint16 { return g.eng.Port() }
 // Start brings up the platform services, subscribes to store changes and
 // opens the WireGuard port.
 func (g *Gateway) Start() error {
+	if err := g.loadRoutes(g.ctx); err != nil {
+		return fmt.Errorf("gateway: reading the routes behind SIMs: %w", err)
+	}
 	stk, err := startStack(g)
 	if err != nil {
 		return err
@@ -270,7 +274,7 @@ func (g *Gateway) Close() error {
 // ---- peer resolution ----
 
 // resolvePeer is the engine's Resolver: only active SIMs complete a
-// handshake, with the SIM's overlay /32 as their only allowed source.
+// handshake, with the SIM's overlay /32 and its approved LANs as allowed sources.
 func (g *Gateway) resolvePeer(ctx context.Context, key wgkey.Public, remote netip.AddrPort) (engine.PeerConfig, error) {
 	// A change committed while we read could reach the watcher before we
 	// register, and be missed: the watcher bumps simGen before it looks, so
@@ -322,7 +326,7 @@ func (g *Gateway) resolvePeer(ctx context.Context, key wgkey.Public, remote neti
 	}
 	return engine.PeerConfig{
 		PublicKey:  key,
-		AllowedIPs: []netip.Prefix{netip.PrefixFrom(sim.Address, 32)},
+		AllowedIPs: g.allowedIPs(sim),
 		Identity:   st,
 	}, nil
 }
@@ -408,7 +412,7 @@ func (g *Gateway) onHandshake(ev engine.HandshakeEvent) {
 	if g.mon != nil {
 		g.mon.ObserveEndpoint(st.id, ev.Endpoint)
 	}
-	g.router.setOnline(sim.Address, ev.Peer)
+	g.router.setOnline(st.id, sim.Address, ev.Peer)
 	if st.online.CompareAndSwap(false, true) {
 		now := g.clk.Now()
 		st.onlineSince.Store(now.UnixNano())
@@ -457,7 +461,7 @@ func (g *Gateway) onSessionEnd(ev engine.SessionEvent) {
 	st := stateOf(ev.Peer)
 	if st != nil {
 		if ev.Reason != "expired" {
-			g.router.setOffline(st.SIM().Address, ev.Peer)
+			g.router.setOffline(st.id, st.SIM().Address, ev.Peer)
 			g.unregister(st)
 		}
 		if st.online.CompareAndSwap(true, false) {
@@ -512,6 +516,7 @@ func (g *Gateway) watch(changes <-chan fleet.Change, cancel func()) {
 			case fleet.ChangeSIM:
 				g.simGen.Add(1)
 				g.recheckSIM(c.ID)
+				g.refreshRoutes(c.ID)
 			case fleet.ChangeGroup:
 				g.policies.refresh(g.ctx, g.st, c.ID)
 			case fleet.ChangePresence:
@@ -530,6 +535,15 @@ func (g *Gateway) resync() {
 		}
 	}
 	g.policies.refreshAll(g.ctx, g.st)
+	if err := g.loadRoutes(g.ctx); err != nil {
+		g.log.Warn("re-reading the routes behind SIMs", "err", err)
+	}
+	for _, st := range g.allStates() {
+		p := g.eng.Peer(st.key)
+		if sim := st.SIM(); sim != nil && p != nil && stateOf(p) == st {
+			g.eng.SetAllowedIPs(p, g.allowedIPs(*sim))
+		}
+	}
 }
 
 // recheckSIM re-reads a SIM and revokes the states (and removes the peers)

@@ -9,7 +9,9 @@ import (
 	"sync"
 
 	"github.com/wirefleet/wirefleet/engine"
+	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway/monitor"
+	"github.com/wirefleet/wirefleet/internal/netmap"
 	"github.com/wirefleet/wirefleet/internal/packet"
 )
 
@@ -25,9 +27,12 @@ const (
 	dropServices   = "services"         // the service stack refused it
 	dropUnknownDst = "unknown-destination"
 	dropAllowList  = "outside-allow-list" // the group's security profile blocks it
+	// dropLANPlatform: a host on a LAN behind a SIM sent to the platform
+	// range; platform services know callers by their SIM's own address.
+	dropLANPlatform = "lan-source-to-platform"
 )
 
-var dropReasons = [...]string{dropSource, dropRevoked, dropPolicy, dropOffline, dropNoRoute, dropMalformed, dropServices, dropUnknownDst, dropAllowList, dropIPv6}
+var dropReasons = [...]string{dropSource, dropRevoked, dropPolicy, dropOffline, dropNoRoute, dropMalformed, dropServices, dropUnknownDst, dropAllowList, dropIPv6, dropLANPlatform}
 
 // router is the engine's Handler: it decides where each inner packet goes.
 // It holds what it needs as values, handed over by the gateway as each
@@ -35,6 +40,7 @@ var dropReasons = [...]string{dropSource, dropRevoked, dropPolicy, dropOffline, 
 type router struct {
 	eng      *engine.Engine
 	policies *policyCache
+	lans     *lanTable                 // the routes behind SIMs
 	mon      *monitor.Monitor          // nil without the monitor
 	plat     netip.Prefix              // the platform range: to the services' stack
 	pool     netip.Prefix              // the SIM pool: device to device
@@ -42,25 +48,41 @@ type router struct {
 
 	mu     sync.RWMutex
 	byAddr map[netip.Addr]*engine.Peer
+	byID   map[string]*engine.Peer // the same sessions by SIM id: where a SIM's LANs go
 	drops  dropCounters
 }
 
-func newRouter(policies *policyCache, mon *monitor.Monitor, plat, pool netip.Prefix) *router {
-	return &router{policies: policies, mon: mon, plat: plat, pool: pool, byAddr: map[netip.Addr]*engine.Peer{}}
+func newRouter(policies *policyCache, lans *lanTable, mon *monitor.Monitor, plat, pool netip.Prefix) *router {
+	return &router{policies: policies, lans: lans, mon: mon, plat: plat, pool: pool, byAddr: map[netip.Addr]*engine.Peer{}, byID: map[string]*engine.Peer{}}
 }
 
-func (r *router) setOnline(a netip.Addr, p *engine.Peer) {
+func (r *router) setOnline(id string, a netip.Addr, p *engine.Peer) {
 	r.mu.Lock()
 	r.byAddr[a] = p
+	r.byID[id] = p
 	r.mu.Unlock()
 }
 
-func (r *router) setOffline(a netip.Addr, p *engine.Peer) {
+func (r *router) setOffline(id string, a netip.Addr, p *engine.Peer) {
 	r.mu.Lock()
 	if r.byAddr[a] == p {
 		delete(r.byAddr, a)
 	}
+	if r.byID[id] == p {
+		delete(r.byID, id)
+	}
 	r.mu.Unlock()
+}
+
+// peerOf returns the peer serving SIM id, if it is still held.
+func (r *router) peerOf(id string) *engine.Peer {
+	r.mu.RLock()
+	p := r.byID[id]
+	r.mu.RUnlock()
+	if p == nil || r.eng.Peer(p.PublicKey()) != p {
+		return nil
+	}
+	return p
 }
 
 // peerFor returns the peer serving overlay address a, if it is still held.
@@ -111,9 +133,12 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 		}
 		dst := ip.Dst
 		sim := st.SIM()
+		var from *lanRoute // the LAN the packet comes out of; nil: the SIM itself
 		if ip.Src != sim.Address {
-			r.drops.add(dropSource)
-			continue
+			if from = r.lans.source(st.id, ip.Src); from == nil {
+				r.drops.add(dropSource)
+				continue
+			}
 		}
 		proto, sport, dport := ip.Proto, ip.SrcPort, ip.DstPort
 		pol := r.policies.get(sim.GroupID)
@@ -137,6 +162,10 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 		}
 		switch {
 		case r.plat.Contains(dst):
+			if from != nil {
+				r.drops.add(dropLANPlatform)
+				continue
+			}
 			local = append(local, pkt)
 		case r.pool.Contains(dst):
 			to := r.peerFor(dst)
@@ -159,19 +188,82 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 				r.drops.add(dropPolicy)
 				continue
 			}
+			r.out(pkt, ip, st.id, from)
 			if to != target {
 				flush()
 				target = to
 			}
 			pending = append(pending, pkt)
 		default:
-			r.drops.add(dropNoRoute)
+			lan := r.lans.lookup(dst)
+			if lan == nil {
+				r.drops.add(dropNoRoute)
+				continue
+			}
+			to := r.peerOf(lan.sim)
+			if to == nil {
+				reason := dropOffline
+				if pol == nil || pol.mode == fleet.D2DOff {
+					reason = dropPolicy
+				}
+				r.drops.add(reason)
+				lan.drops.add(reason)
+				if reason == dropOffline {
+					r.unreachable(in.Peer, pkt, ip)
+				}
+				continue
+			}
+			dstSt := stateOf(to)
+			if dstSt == nil || dstSt.revoked.Load() {
+				r.drops.add(dropOffline)
+				lan.drops.add(dropOffline)
+				continue
+			}
+			if !d2dAllowed(pol, r.policies.get(dstSt.SIM().GroupID), proto, sport, dport) {
+				r.drops.add(dropPolicy)
+				lan.drops.add(dropPolicy)
+				continue
+			}
+			r.out(pkt, ip, st.id, from)
+			if lan.mapped() {
+				netmap.Dst(pkt, ip, lan.in)
+			}
+			lan.inPackets.Add(1)
+			lan.inBytes.Add(uint64(len(pkt)))
+			if to != target {
+				flush()
+				target = to
+			}
+			pending = append(pending, pkt)
 		}
 	}
 	flush()
 	if len(local) > 0 && r.local != nil {
 		if err := r.local(local); err != nil {
 			r.drops.addN(dropServices, uint64(len(local)))
+		}
+	}
+}
+
+// out translates a packet leaving SIM sim for the fleet: a mapped LAN
+// source becomes its mapped address; an ICMP error from the SIM's own
+// address about a packet to one of its mapped LANs (a traceroute hop, a
+// "fragmentation needed" from the router) gets the quoted destination
+// mapped. Counted on the route it came out of.
+func (r *router) out(pkt []byte, ip *packet.Parsed, sim string, from *lanRoute) {
+	if from != nil {
+		if from.mapped() {
+			netmap.Src(pkt, ip, from.out)
+		}
+		from.outPackets.Add(1)
+		from.outBytes.Add(uint64(len(pkt)))
+		return
+	}
+	if netmap.IsICMPError(ip) {
+		for _, lr := range r.lans.ofSIM(sim) {
+			if lr.mapped() && netmap.QuotedDst(pkt, ip, lr.out) {
+				return
+			}
 		}
 	}
 }

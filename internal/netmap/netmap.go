@@ -72,9 +72,9 @@ func Src(pkt []byte, ip *packet.Parsed, m Map) {
 // QuotedDst rewrites, in an ICMP error, only the quoted packet's
 // destination when it is in m.From: the error a LAN router sends from its
 // own (untranslated) tunnel address about a packet to a mapped LAN host,
-// a traceroute's hop.
-func QuotedDst(pkt []byte, ip *packet.Parsed, m Map) {
-	quoted(pkt, ip, dstOff, m)
+// a traceroute's hop. It reports whether it translated.
+func QuotedDst(pkt []byte, ip *packet.Parsed, m Map) bool {
+	return quoted(pkt, ip, dstOff, m)
 }
 
 // IsICMPError reports whether ip is an ICMPv4 error message, which quotes
@@ -138,23 +138,23 @@ func transportSum(t []byte, proto uint8, old, new netip.Addr) (oldSum, newSum ui
 // quoted translates, in an ICMP error, the address at off (source or
 // destination) of the quoted IPv4 packet when it is in m.From, with the
 // quoted header's and transport's checksums, and the ICMP checksum for
-// every word it changed.
-func quoted(pkt []byte, ip *packet.Parsed, off int, m Map) {
+// every word it changed. It reports whether it translated.
+func quoted(pkt []byte, ip *packet.Parsed, off int, m Map) bool {
 	if !IsICMPError(ip) {
-		return
+		return false
 	}
 	icmp := pkt[ip.HeaderLen:ip.Length]
 	if len(icmp) < 8+packet.IPv4HeaderLen {
-		return
+		return false
 	}
 	in := icmp[8:]
 	ihl := int(in[0]&0x0f) * 4
 	if in[0]>>4 != 4 || ihl < packet.IPv4HeaderLen || len(in) < ihl {
-		return
+		return false
 	}
 	old := netip.AddrFrom4([4]byte(in[off : off+4]))
 	if !m.From.Contains(old) {
-		return
+		return false
 	}
 	addr := m.Addr(old)
 	a := addr.As4()
@@ -170,6 +170,7 @@ func quoted(pkt []byte, ip *packet.Parsed, off int, m Map) {
 		}
 	}
 	putSum(icmp[2:], icmpSum)
+	return true
 }
 
 func sumAt(b []byte) uint16     { return binary.BigEndian.Uint16(b) }

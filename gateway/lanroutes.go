@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package gateway
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/netmap"
+)
+
+// lanRoute is one approved route behind a SIM as the data path uses it.
+type lanRoute struct {
+	sim    string
+	prefix netip.Prefix // the LAN as the device sees it
+	reach  netip.Prefix // what the fleet sends to (mapped, or prefix)
+	in     netmap.Map   // reach → prefix, for destinations; invalid when unmapped
+	out    netmap.Map   // prefix → reach, for sources; invalid when unmapped
+	// Traffic through the route (packets and bytes toward the LAN, and
+	// from it), and packets dropped on the way to it by reason.
+	inPackets, inBytes, outPackets, outBytes atomic.Uint64
+	drops                                    dropCounters
+}
+
+func (r *lanRoute) mapped() bool { return r.in.Valid() }
+
+// lanTable holds every approved route the gateway knows, read on the data
+// path without a lock: a change builds a new snapshot.
+type lanTable struct {
+	mu   sync.Mutex // serialises writers
+	snap atomic.Pointer[lanSnapshot]
+}
+
+// lanSnapshot is one immutable state of the table.
+type lanSnapshot struct {
+	byReach map[netip.Prefix]*lanRoute // masked reach prefix
+	lengths []int                      // the reach prefix lengths present, longest first
+	bySIM   map[string][]*lanRoute
+}
+
+func (t *lanTable) load() *lanSnapshot {
+	if s := t.snap.Load(); s != nil {
+		return s
+	}
+	return &lanSnapshot{}
+}
+
+// lookup returns the route whose reach holds dst, longest prefix first.
+// Without routes it costs one load and a nil check.
+func (t *lanTable) lookup(dst netip.Addr) *lanRoute {
+	s := t.snap.Load()
+	if s == nil {
+		return nil
+	}
+	for _, bits := range s.lengths {
+		p, _ := dst.Prefix(bits)
+		if r := s.byReach[p]; r != nil {
+			return r
+		}
+	}
+	return nil
+}
+
+// source returns the route of SIM sim whose LAN holds src.
+func (t *lanTable) source(sim string, src netip.Addr) *lanRoute {
+	s := t.snap.Load()
+	if s == nil {
+		return nil
+	}
+	for _, r := range s.bySIM[sim] {
+		if r.prefix.Contains(src) {
+			return r
+		}
+	}
+	return nil
+}
+
+// ofSIM returns a SIM's routes.
+func (t *lanTable) ofSIM(sim string) []*lanRoute { return t.load().bySIM[sim] }
+
+// prefixes returns the LAN prefixes of a SIM (its tunnel's extra allowed
+// sources).
+func (t *lanTable) prefixes(sim string) []netip.Prefix {
+	rs := t.ofSIM(sim)
+	out := make([]netip.Prefix, len(rs))
+	for i, r := range rs {
+		out[i] = r.prefix
+	}
+	return out
+}
+
+// set replaces the approved routes of one SIM (routes may hold others,
+// which are skipped) and reports whether anything changed. Counters of
+// routes that stay are kept.
+func (t *lanTable) set(sim string, routes []fleet.Route) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.load()
+	var next []*lanRoute
+	for _, fr := range routes {
+		if fr.SIMID != sim || fr.Status != fleet.RouteApproved {
+			continue
+		}
+		if i := slices.IndexFunc(old.bySIM[sim], func(r *lanRoute) bool { return r.prefix == fr.Prefix && r.reach == fr.Reach() }); i >= 0 {
+			next = append(next, old.bySIM[sim][i])
+			continue
+		}
+		r := &lanRoute{sim: sim, prefix: fr.Prefix, reach: fr.Reach()}
+		if fr.Mapped.IsValid() {
+			r.in = netmap.Map{From: fr.Mapped, To: fr.Prefix}
+			r.out = r.in.Inverse()
+		}
+		next = append(next, r)
+	}
+	if slices.Equal(next, old.bySIM[sim]) {
+		return false
+	}
+	bySIM := make(map[string][]*lanRoute, len(old.bySIM)+1)
+	for id, rs := range old.bySIM {
+		if id != sim {
+			bySIM[id] = rs
+		}
+	}
+	if len(next) > 0 {
+		bySIM[sim] = next
+	}
+	t.snap.Store(build(bySIM))
+	return true
+}
+
+// replaceAll installs routes (every SIM's approved ones) as the whole table.
+func (t *lanTable) replaceAll(routes []fleet.Route) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	bySIM := map[string][]*lanRoute{}
+	for _, fr := range routes {
+		if fr.Status != fleet.RouteApproved {
+			continue
+		}
+		r := &lanRoute{sim: fr.SIMID, prefix: fr.Prefix, reach: fr.Reach()}
+		if fr.Mapped.IsValid() {
+			r.in = netmap.Map{From: fr.Mapped, To: fr.Prefix}
+			r.out = r.in.Inverse()
+		}
+		bySIM[fr.SIMID] = append(bySIM[fr.SIMID], r)
+	}
+	t.snap.Store(build(bySIM))
+}
+
+func build(bySIM map[string][]*lanRoute) *lanSnapshot {
+	s := &lanSnapshot{byReach: map[netip.Prefix]*lanRoute{}, bySIM: bySIM}
+	for _, rs := range bySIM {
+		for _, r := range rs {
+			s.byReach[r.reach.Masked()] = r
+			if !slices.Contains(s.lengths, r.reach.Bits()) {
+				s.lengths = append(s.lengths, r.reach.Bits())
+			}
+		}
+	}
+	slices.Sort(s.lengths)
+	slices.Reverse(s.lengths)
+	return s
+}
+
+// all returns every route, for metrics.
+func (t *lanTable) all() []*lanRoute {
+	s := t.load()
+	var out []*lanRoute
+	for _, rs := range s.bySIM {
+		out = append(out, rs...)
+	}
+	return out
+}
+
+// loadRoutes reads every approved route from the store into the table.
+func (g *Gateway) loadRoutes(ctx context.Context) error {
+	var all []fleet.Route
+	for cursor := ""; ; {
+		p, err := g.st.ListRoutes(ctx, store.RouteFilter{PageRequest: store.PageRequest{Limit: store.MaxLimit, Cursor: cursor}, Status: fleet.RouteApproved})
+		if err != nil {
+			return err
+		}
+		all = append(all, p.Items...)
+		if p.Next == "" {
+			break
+		}
+		cursor = p.Next
+	}
+	g.lans.replaceAll(all)
+	return nil
+}
+
+// refreshRoutes re-reads one SIM's routes after a change of the SIM (held
+// here or not: its LANs are routed to wherever it comes online), and gives
+// its held sessions the new LAN prefixes as allowed sources at once.
+func (g *Gateway) refreshRoutes(id string) {
+	ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
+	defer cancel()
+	rs, err := g.st.SIMRoutes(ctx, id)
+	if err != nil {
+		g.log.Warn("re-reading SIM routes after change", "sim", id, "err", err)
+		return
+	}
+	if !g.lans.set(id, rs) {
+		return
+	}
+	g.log.Info("SIM routes changed", "sim", id, "routes", len(g.lans.ofSIM(id)))
+	for _, st := range g.states(id) {
+		p := g.eng.Peer(st.key)
+		if sim := st.SIM(); sim != nil && p != nil && stateOf(p) == st {
+			g.eng.SetAllowedIPs(p, g.allowedIPs(*sim))
+		}
+	}
+}
+
+// allowedIPs are a SIM tunnel's allowed sources: its address and the LANs
+// behind it.
+func (g *Gateway) allowedIPs(sim fleet.SIM) []netip.Prefix {
+	return append([]netip.Prefix{netip.PrefixFrom(sim.Address, 32)}, g.lans.prefixes(sim.ID)...)
+}
