@@ -312,6 +312,12 @@ func TestRoleDenials(t *testing.T) {
 		{"DELETE", "/api/v1/mappings/x", nil, fleet.RoleOperator},
 		{"GET", "/api/v1/sims/x/data", nil, fleet.RoleViewer},
 		{"GET", "/api/v1/groups/x/data", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/routes", nil, fleet.RoleViewer},
+		{"PUT", "/api/v1/routes", map[string]any{"x": "192.168.1.0/24"}, fleet.RoleOperator},
+		{"GET", "/api/v1/sims/x/routes", nil, fleet.RoleViewer},
+		{"POST", "/api/v1/sims/x/routes", map[string]any{"prefix": "192.168.1.0/24"}, fleet.RoleOperator},
+		{"POST", "/api/v1/sims/x/routes/approve", map[string]any{"prefix": "192.168.1.0/24"}, fleet.RoleOperator},
+		{"DELETE", "/api/v1/sims/x/routes?prefix=192.168.1.0/24", nil, fleet.RoleOperator},
 	}
 	below := map[fleet.Role][]fleet.Role{fleet.RoleViewer: nil, fleet.RoleOperator: {fleet.RoleViewer}, fleet.RoleAdmin: {fleet.RoleViewer, fleet.RoleOperator}}
 	for _, c := range cases {
