@@ -23,12 +23,12 @@ type lanRouteRequest struct {
 func init() {
 	schemas["Route"] = obj(props{"simId": str(""), "prefix": str("the LAN's CIDR, as the device sees it"),
 		"mappedPrefix": str("the same-size CIDR the fleet reaches the LAN by; absent when unmapped"),
-		"status": enum(string(fleet.RouteApproved), string(fleet.RouteAdvertised)), "source": enum(fleet.RouteByOperator, fleet.RouteByDevice),
+		"status":       enum(string(fleet.RouteApproved), string(fleet.RouteAdvertised)), "source": enum(fleet.RouteByOperator, fleet.RouteByDevice),
 		"created": dateTime(), "updated": dateTime()})
 	schemas["RoutePage"] = page("Route")
 	schemas["RouteRequest"] = obj(props{"prefix": str("IPv4 CIDR of the LAN, host bits zero"),
 		"mappedPrefix": str("a same-size CIDR inside the LAN pool, to reach the LAN by"),
-		"map": boolean()}, "prefix")
+		"map":          boolean()}, "prefix")
 	schemas["RouteBulkRequest"] = map[string]any{"type": "object", "additionalProperties": str("CIDR behind the SIM"),
 		"description": `{"<simId>": "<CIDR>"}: one LAN per SIM, written all or nothing`}
 }
