@@ -225,5 +225,5 @@ func (s *Service) AttestBootstrap(ctx context.Context, req AttestRequest) (fleet
 	}
 	s.observeAttest("ok")
 	s.log.Info("sim attested bootstrap", "sim", sim.ID, "imsi", sim.IMSI, "address", sim.Address, "identity", idn)
-	return sim, s.session(sim, group), nil
+	return sim, s.session(ctx, sim, group), nil
 }

@@ -133,17 +133,18 @@ func (s *Service) bootstrap(ctx context.Context, req BootstrapRequest, lookup fu
 	if err != nil {
 		return fleet.SIM{}, fleet.Session{}, storeErr(err, "")
 	}
-	sess := s.session(sim, group)
+	sess := s.session(ctx, sim, group)
 	sess.PrivateKey = priv
 	s.log.Info("sim bootstrapped", "sim", sim.ID, "imsi", sim.IMSI, "address", sim.Address)
 	return sim, sess, nil
 }
 
-func (s *Service) session(sim fleet.SIM, g *fleet.Group) fleet.Session {
+func (s *Service) session(ctx context.Context, sim fleet.SIM, g *fleet.Group) fleet.Session {
 	allowed := []string{s.cfg.PlatformRange.String()}
 	if g != nil {
 		if g.Settings.DeviceToDevice.Mode != fleet.D2DOff {
 			allowed = append(allowed, s.cfg.Pool.String())
+			allowed = append(allowed, s.reachableLANs(ctx, sim, *g)...)
 		}
 		allowed = append(allowed, g.Settings.Routes...)
 	}
@@ -167,7 +168,7 @@ func (s *Service) SessionFor(ctx context.Context, a Actor, id string) (fleet.SIM
 		}
 		group = &g
 	}
-	return sim, s.session(sim, group), nil
+	return sim, s.session(ctx, sim, group), nil
 }
 
 // PrivateKeyPlaceholder stands for the device's private key in exported

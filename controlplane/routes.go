@@ -384,3 +384,52 @@ func v4bounds(p netip.Prefix) (lo, hi uint64) {
 	lo = uint64(binary.BigEndian.Uint32(a[:]))
 	return lo, lo | (uint64(1)<<(32-p.Bits()) - 1)
 }
+
+// maxSessionRoutes bounds the unmapped LANs one session names; past it a
+// device reaches the others by a route of its own (the gateway routes
+// them all the same).
+const maxSessionRoutes = 256
+
+// reachableLANs are the LAN destinations a SIM of group g may send into
+// its tunnel: the LAN pool (every mapped LAN) and the unmapped LANs of
+// other SIMs whose groups admit g, as the gateway's policy will. A store
+// error leaves the unmapped ones out (logged): a session is still given.
+func (s *Service) reachableLANs(ctx context.Context, sim fleet.SIM, g fleet.Group) []string {
+	out := []string{s.cfg.LANPool.String()}
+	groups := map[string]*fleet.Group{g.ID: &g}
+	groupOf := func(simID string) *fleet.Group {
+		owner, err := s.st.SIM(ctx, simID)
+		if err != nil || owner.GroupID == "" {
+			return nil
+		}
+		if og, ok := groups[owner.GroupID]; ok {
+			return og
+		}
+		og, err := s.st.Group(ctx, owner.GroupID)
+		if err != nil {
+			groups[owner.GroupID] = nil
+			return nil
+		}
+		groups[owner.GroupID] = &og
+		return &og
+	}
+	for cursor := ""; ; {
+		p, err := s.st.ListRoutes(ctx, store.RouteFilter{PageRequest: store.PageRequest{Limit: store.MaxLimit, Cursor: cursor}, Status: fleet.RouteApproved})
+		if err != nil {
+			s.log.Warn("listing routes for a session", "sim", sim.ID, "err", err)
+			return out
+		}
+		for _, r := range p.Items {
+			if r.SIMID == sim.ID || r.Mapped.IsValid() || len(out) > maxSessionRoutes {
+				continue
+			}
+			if og := groupOf(r.SIMID); og != nil && fleet.MutualD2D(g, *og) {
+				out = append(out, r.Prefix.String())
+			}
+		}
+		if p.Next == "" {
+			return out
+		}
+		cursor = p.Next
+	}
+}

@@ -227,3 +227,35 @@ func TestAdvertisedRoutesWaitForApproval(t *testing.T) {
 		t.Errorf("approve events: %d", len(p.Items))
 	}
 }
+
+// A session names the LAN pool and the unmapped LANs that device-to-device
+// policy lets the SIM reach — not its own, not another group's.
+func TestSessionCarriesReachableLANs(t *testing.T) {
+	ctx := context.Background()
+	svc, _ := routeService(t, "")
+	admin := controlplane.System
+	sites, _ := svc.CreateGroup(ctx, admin, "sites", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}})
+	others, _ := svc.CreateGroup(ctx, admin, "others", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}})
+	cloud, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true, GroupID: sites.ID})
+	router, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true, GroupID: sites.ID})
+	stranger, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true, GroupID: others.ID})
+	for sim, p := range map[string]string{cloud.ID: "10.200.0.0/24", router.ID: "172.16.0.0/24", stranger.ID: "172.17.0.0/24"} {
+		if _, err := svc.AddSIMRoute(ctx, admin, sim, controlplane.RouteSpec{Prefix: pfx(p)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := svc.AddSIMRoute(ctx, admin, router.ID, controlplane.RouteSpec{Prefix: pfx("192.168.1.0/24"), Map: true}); err != nil {
+		t.Fatal(err)
+	}
+	_, sess, err := svc.SessionFor(ctx, admin, cloud.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, a := range sess.AllowedIPs {
+		got[a] = true
+	}
+	if !got["10.64.0.0/10"] || !got["172.16.0.0/24"] || got["10.200.0.0/24"] || got["172.17.0.0/24"] || got["192.168.1.0/24"] {
+		t.Fatalf("cloud's allowed IPs %v: want the LAN pool and the router's unmapped LAN only", sess.AllowedIPs)
+	}
+}

@@ -150,7 +150,8 @@ func TestBootstrapRules(t *testing.T) {
 	if sess.Address != sim.Address.String()+"/32" || sess.Endpoint != "gw.example:51820" || sess.GatewayPublicKey.IsZero() || !sess.PrivateKey.IsZero() {
 		t.Fatalf("session %+v", sess)
 	}
-	if got := strings.Join(sess.AllowedIPs, ","); got != "100.127.0.0/16,10.128.0.0/9,192.168.10.0/24" {
+	// Platform range, SIM pool and LAN pool (device to device is on), the group's routes.
+	if got := strings.Join(sess.AllowedIPs, ","); got != "100.127.0.0/16,10.128.0.0/9,10.64.0.0/10,192.168.10.0/24" {
 		t.Fatalf("allowed IPs %s", got)
 	}
 	// Retrying with the same key, proving the device holds it, gets the

@@ -7,6 +7,7 @@ package fleet
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/wirefleet/wirefleet/wgkey"
@@ -190,6 +191,24 @@ type D2DPolicy struct {
 	Mode   string   `json:"mode"`
 	Groups []string `json:"groups,omitempty"` // group names, for mode "groups"
 	Ports  []uint16 `json:"ports,omitempty"`  // empty: all ports
+}
+
+// Admits reports whether the policy of group selfID lets its devices
+// exchange traffic with devices of the group otherID named otherName.
+// Traffic needs both groups to admit each other.
+func (p D2DPolicy) Admits(selfID, otherID, otherName string) bool {
+	switch p.Mode {
+	case D2DGroup:
+		return selfID == otherID
+	case D2DGroups:
+		return selfID == otherID || slices.Contains(p.Groups, otherName)
+	}
+	return false
+}
+
+// MutualD2D reports whether groups a and b admit each other.
+func MutualD2D(a, b Group) bool {
+	return a.Settings.DeviceToDevice.Admits(a.ID, b.ID, b.Name) && b.Settings.DeviceToDevice.Admits(b.ID, a.ID, a.Name)
 }
 
 // AuthKey is an operator-made bootstrap credential. Only the SHA-256 of its

@@ -43,11 +43,16 @@ var (
 	descDrops      = prometheus.NewDesc("wirefleet_gateway_dropped_packets_total", "Packets dropped, by where (router, engine) and reason.", []string{"where", "reason"}, nil)
 	descUnderLoad  = prometheus.NewDesc("wirefleet_gateway_under_load", "1 while the engine demands cookies from initiators.", nil, nil)
 	descAlerts     = prometheus.NewDesc("wirefleet_monitor_alerts_total", "Security alerts raised, by kind.", []string{"kind"}, nil)
+
+	routeLabels      = []string{"sim", "prefix", "direction"}
+	descRoutePackets = prometheus.NewDesc("wirefleet_gateway_route_packets_total", "Packets through a route behind a SIM, by direction (to_lan, from_lan).", routeLabels, nil)
+	descRouteBytes   = prometheus.NewDesc("wirefleet_gateway_route_bytes_total", "Bytes through a route behind a SIM, by direction (to_lan, from_lan).", routeLabels, nil)
+	descRouteDrops   = prometheus.NewDesc("wirefleet_gateway_route_dropped_packets_total", "Packets for a route behind a SIM dropped, by reason.", []string{"sim", "prefix", "reason"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSessions, descPeers, descHandshakes, descBytes, descDrops, descUnderLoad, descAlerts} {
+	for _, d := range []*prometheus.Desc{descSessions, descPeers, descHandshakes, descBytes, descDrops, descUnderLoad, descAlerts, descRoutePackets, descRouteBytes, descRouteDrops} {
 		ch <- d
 	}
 }
@@ -87,5 +92,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descUnderLoad, prometheus.GaugeValue, under)
 	for kind, n := range g.alerts.snapshot() {
 		ch <- prometheus.MustNewConstMetric(descAlerts, prometheus.CounterValue, float64(n), kind)
+	}
+	for _, r := range g.lans.all() {
+		p := r.prefix.String()
+		ch <- prometheus.MustNewConstMetric(descRoutePackets, prometheus.CounterValue, float64(r.inPackets.Load()), r.sim, p, "to_lan")
+		ch <- prometheus.MustNewConstMetric(descRoutePackets, prometheus.CounterValue, float64(r.outPackets.Load()), r.sim, p, "from_lan")
+		ch <- prometheus.MustNewConstMetric(descRouteBytes, prometheus.CounterValue, float64(r.inBytes.Load()), r.sim, p, "to_lan")
+		ch <- prometheus.MustNewConstMetric(descRouteBytes, prometheus.CounterValue, float64(r.outBytes.Load()), r.sim, p, "from_lan")
+		for _, reason := range dropReasons {
+			if n := r.drops.get(reason); n > 0 {
+				ch <- prometheus.MustNewConstMetric(descRouteDrops, prometheus.CounterValue, float64(n), r.sim, p, reason)
+			}
+		}
 	}
 }

@@ -123,13 +123,7 @@ func mutual(src, dst *groupPolicy) bool {
 // admits reports whether group p lets its devices exchange traffic with
 // devices of group other.
 func (p *groupPolicy) admits(other *groupPolicy) bool {
-	switch p.mode {
-	case fleet.D2DGroup:
-		return p.id == other.id
-	case fleet.D2DGroups:
-		return p.id == other.id || slices.Contains(p.groups, other.name)
-	}
-	return false
+	return fleet.D2DPolicy{Mode: p.mode, Groups: p.groups}.Admits(p.id, other.id, other.name)
 }
 
 // portAllowed reports whether a packet may enter a device of group p on
