@@ -239,7 +239,7 @@ func TestSessionCarriesReachableLANs(t *testing.T) {
 	cloud, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true, GroupID: sites.ID})
 	router, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true, GroupID: sites.ID})
 	stranger, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true, GroupID: others.ID})
-	for sim, p := range map[string]string{cloud.ID: "10.200.0.0/24", router.ID: "172.16.0.0/24", stranger.ID: "172.17.0.0/24"} {
+	for sim, p := range map[string]string{cloud.ID: "172.20.0.0/24", router.ID: "172.16.0.0/24", stranger.ID: "172.17.0.0/24"} {
 		if _, err := svc.AddSIMRoute(ctx, admin, sim, controlplane.RouteSpec{Prefix: pfx(p)}); err != nil {
 			t.Fatal(err)
 		}
@@ -255,7 +255,7 @@ func TestSessionCarriesReachableLANs(t *testing.T) {
 	for _, a := range sess.AllowedIPs {
 		got[a] = true
 	}
-	if !got["10.64.0.0/10"] || !got["172.16.0.0/24"] || got["10.200.0.0/24"] || got["172.17.0.0/24"] || got["192.168.1.0/24"] {
+	if !got["10.64.0.0/10"] || !got["172.16.0.0/24"] || got["172.20.0.0/24"] || got["172.17.0.0/24"] || got["192.168.1.0/24"] {
 		t.Fatalf("cloud's allowed IPs %v: want the LAN pool and the router's unmapped LAN only", sess.AllowedIPs)
 	}
 }
