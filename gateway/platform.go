@@ -178,6 +178,16 @@ func (d deviceSelf) SetTags(ctx context.Context, simID string, tags map[string]s
 	return d.svc.SetSIMTags(ctx, d.actor(simID), simID, tags)
 }
 
+// Routes implements metadata.ControlPlane.
+func (d deviceSelf) Routes(ctx context.Context, simID string) ([]fleet.Route, error) {
+	return d.st.SIMRoutes(ctx, simID)
+}
+
+// AdvertiseRoutes implements metadata.ControlPlane.
+func (d deviceSelf) AdvertiseRoutes(ctx context.Context, simID string, prefixes []netip.Prefix) ([]fleet.Route, error) {
+	return d.svc.AdvertiseRoutes(ctx, d.actor(simID), simID, prefixes)
+}
+
 // AnnounceKey implements metadata.ControlPlane.
 func (d deviceSelf) AnnounceKey(ctx context.Context, simID string, key wgkey.Public) (fleet.SIM, error) {
 	sim, _, err := d.svc.SetSIMKey(ctx, d.actor(simID), simID, controlplane.KeySpec{PublicKey: key, Next: true})

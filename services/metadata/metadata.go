@@ -11,6 +11,9 @@
 //	GET /v1/userdata         the group's user data, text/plain
 //	PUT /v1/subscriber/tags  merge tags: [{"tagName","tagValue"}] or {"name":"value"}
 //	PUT /v1/subscriber/key   {"publicKey"}: announce the next key
+//	GET /v1/subscriber/routes the LAN routes behind the SIM, approved or waiting
+//	PUT /v1/subscriber/routes {"prefixes": [CIDR…]}: advertise the LANs behind
+//	                          the device (they wait for an operator's approval)
 package metadata
 
 import (
@@ -44,6 +47,11 @@ type ControlPlane interface {
 	// AnnounceKey makes key the SIM's next key (rotation): both keys are
 	// accepted until the first handshake with the next one.
 	AnnounceKey(ctx context.Context, simID string, key wgkey.Public) (fleet.SIM, error)
+	// Routes lists the SIM's LAN routes.
+	Routes(ctx context.Context, simID string) ([]fleet.Route, error)
+	// AdvertiseRoutes records the prefixes the device says are behind it;
+	// the SIM's group must allow it.
+	AdvertiseRoutes(ctx context.Context, simID string, prefixes []netip.Prefix) ([]fleet.Route, error)
 }
 
 // Config configures the metadata service.
@@ -142,6 +150,8 @@ func (s *Service) handler() http.Handler {
 	mux.HandleFunc("GET /v1/userdata", s.with(s.getUserData))
 	mux.HandleFunc("PUT /v1/subscriber/tags", s.with(s.putTags))
 	mux.HandleFunc("PUT /v1/subscriber/key", s.with(s.putKey))
+	mux.HandleFunc("GET /v1/subscriber/routes", s.with(s.getRoutes))
+	mux.HandleFunc("PUT /v1/subscriber/routes", s.with(s.putRoutes))
 	return mux
 }
 
@@ -223,6 +233,58 @@ func (s *Service) putKey(w http.ResponseWriter, r *http.Request, c caller) {
 	writeSubscriber(w, c, updated)
 }
 
+// Routes is what the routes endpoints answer.
+type Routes struct {
+	Routes []fleet.Route `json:"routes"`
+}
+
+func (s *Service) getRoutes(w http.ResponseWriter, r *http.Request, c caller) {
+	rs, err := s.cfg.ControlPlane.Routes(r.Context(), c.sim.ID)
+	if s.failed(w, err) {
+		return
+	}
+	writeJSON(w, Routes{Routes: nonNil(rs)})
+}
+
+// putRoutes is a device advertising the LANs behind it.
+func (s *Service) putRoutes(w http.ResponseWriter, r *http.Request, c caller) {
+	var body struct {
+		Prefixes []string `json:"prefixes"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 16<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		http.Error(w, `want {"prefixes": ["192.168.1.0/24", …]}`, http.StatusBadRequest)
+		return
+	}
+	prefixes := make([]netip.Prefix, 0, len(body.Prefixes))
+	for _, p := range body.Prefixes {
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil {
+			http.Error(w, fmt.Sprintf("%q is not a CIDR prefix", p), http.StatusBadRequest)
+			return
+		}
+		prefixes = append(prefixes, pfx)
+	}
+	rs, err := s.cfg.ControlPlane.AdvertiseRoutes(r.Context(), c.sim.ID, prefixes)
+	if s.failed(w, err) {
+		return
+	}
+	writeJSON(w, Routes{Routes: nonNil(rs)})
+}
+
+func nonNil(rs []fleet.Route) []fleet.Route {
+	if rs == nil {
+		return []fleet.Route{}
+	}
+	return rs
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
 // failed answers err, if any: a fleet error is the device's fault (409
 // for a conflict), anything else is ours and is logged, not shown.
 func (s *Service) failed(w http.ResponseWriter, err error) bool {
@@ -232,8 +294,11 @@ func (s *Service) failed(w http.ResponseWriter, err error) bool {
 	var fe *fleet.Error
 	if errors.As(err, &fe) {
 		code := http.StatusBadRequest
-		if fe.Code == fleet.CodeConflict {
+		switch fe.Code {
+		case fleet.CodeConflict:
 			code = http.StatusConflict
+		case fleet.CodeForbidden:
+			code = http.StatusForbidden
 		}
 		http.Error(w, fe.Error(), code)
 		return true
@@ -252,8 +317,7 @@ func writeSubscriber(w http.ResponseWriter, c caller, sim fleet.SIM) {
 	if sub.Tags == nil {
 		sub.Tags = map[string]string{}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(sub)
+	writeJSON(w, sub)
 }
 
 // parseTags reads the Arc form [{"tagName":…,"tagValue":…}] or an object.

@@ -49,6 +49,7 @@ func (fakeHost) Caller(_ context.Context, a netip.Addr) (platform.Caller, bool) 
 // so a read that sees a write proves the service reads the store.
 type fakeControl struct {
 	sims     map[string]fleet.SIM
+	routes   map[string][]fleet.Route
 	announce error
 }
 
@@ -67,6 +68,23 @@ func (c *fakeControl) SetTags(_ context.Context, id string, tags map[string]stri
 	return sim, nil
 }
 
+func (c *fakeControl) Routes(_ context.Context, id string) ([]fleet.Route, error) {
+	return c.routes[id], nil
+}
+
+// AdvertiseRoutes lets sim_a advertise (its group allows it), not sim_b.
+func (c *fakeControl) AdvertiseRoutes(_ context.Context, id string, prefixes []netip.Prefix) ([]fleet.Route, error) {
+	if id != "sim_a" {
+		return nil, fleet.Errorf(fleet.CodeForbidden, "", "this SIM's group does not let devices advertise routes")
+	}
+	var rs []fleet.Route
+	for _, p := range prefixes {
+		rs = append(rs, fleet.Route{SIMID: id, Prefix: p, Status: fleet.RouteAdvertised, Source: fleet.RouteByDevice})
+	}
+	c.routes[id] = rs
+	return rs, nil
+}
+
 func (c *fakeControl) AnnounceKey(_ context.Context, id string, key wgkey.Public) (fleet.SIM, error) {
 	if c.announce != nil {
 		return fleet.SIM{}, c.announce
@@ -78,7 +96,7 @@ func (c *fakeControl) AnnounceKey(_ context.Context, id string, key wgkey.Public
 }
 
 func newTestService() (*Service, *fakeControl) {
-	cp := &fakeControl{sims: map[string]fleet.SIM{
+	cp := &fakeControl{routes: map[string][]fleet.Route{}, sims: map[string]fleet.SIM{
 		"sim_a": {ID: "sim_a", Address: addrA, GroupID: "g1", Status: fleet.StatusActive, Tags: map[string]string{"site": "north"}},
 		"sim_b": {ID: "sim_b", Address: addrB, GroupID: "g2", Status: fleet.StatusActive},
 	}}
@@ -193,5 +211,31 @@ func TestParseTags(t *testing.T) {
 	}
 	if _, err := parseTags(strings.NewReader(`"a"`)); err == nil {
 		t.Fatal("a string accepted")
+	}
+}
+
+// A device advertises the LANs behind it; a refusal by its group is 403,
+// a bad prefix 400; it reads back what it advertised.
+func TestAdvertiseRoutes(t *testing.T) {
+	s, cp := newTestService()
+	if code, body := do(t, s, addrA, "PUT", "/v1/subscriber/routes", `{"prefixes":["192.168.1.0/24"]}`); code != 200 || !strings.Contains(body, `"status":"advertised"`) {
+		t.Fatalf("advertise: %d %s", code, body)
+	}
+	if len(cp.routes["sim_a"]) != 1 {
+		t.Fatalf("routes %+v", cp.routes)
+	}
+	if code, body := do(t, s, addrA, "GET", "/v1/subscriber/routes", ""); code != 200 || !strings.Contains(body, "192.168.1.0/24") {
+		t.Errorf("read back: %d %s", code, body)
+	}
+	if code, _ := do(t, s, addrB, "PUT", "/v1/subscriber/routes", `{"prefixes":["192.168.1.0/24"]}`); code != http.StatusForbidden {
+		t.Errorf("advertising where the group forbids it: %d, want 403", code)
+	}
+	for _, body := range []string{`{"prefixes":["192.168.1/24"]}`, `{"prefixes":"x"}`, `{"routes":[]}`, `[]`} {
+		if code, _ := do(t, s, addrA, "PUT", "/v1/subscriber/routes", body); code != http.StatusBadRequest {
+			t.Errorf("body %s: %d, want 400", body, code)
+		}
+	}
+	if code, _ := do(t, s, netip.MustParseAddr("10.128.0.99"), "PUT", "/v1/subscriber/routes", `{"prefixes":[]}`); code != http.StatusForbidden {
+		t.Errorf("unknown caller: %d, want 403", code)
 	}
 }
