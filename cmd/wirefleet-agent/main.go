@@ -183,11 +183,16 @@ func up(args []string) error {
 	httpProxy := fs.String("http-proxy", "127.0.0.1:3128", "userspace: HTTP proxy listen address (empty: off)")
 	rotateEvery := fs.Duration("rotate-every", 0, "rotate the key this often (e.g. 720h; 0: only on 'wirefleet-agent rotate')")
 	checkRotation := fs.Duration("check-rotation-every", 10*time.Minute, "ask the platform this often whether it requires a key rotation, and rotate if so (0: never)")
+	advertise := fs.String("advertise-routes", "", "LAN prefixes behind this device, comma-separated (e.g. 192.168.1.0/24); routed once an operator approves them (the group must allow advertising; forward them yourself: ip_forward)")
 	var forwards, exposes multiFlag
 	fs.Var(&forwards, "forward", "userspace: LOCAL=REMOTE, a local TCP listener forwarded to a tunnel address (repeatable)")
 	fs.Var(&exposes, "expose", "userspace: REMOTE_PORT=LOCAL_ADDR, a tunnel port forwarded to a local service (repeatable)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	advertised, err := agent.ParsePrefixes(*advertise)
+	if err != nil {
+		return usageError{err}
 	}
 	cfg, err := agent.LoadConfig(*cfgPath)
 	if err != nil {
@@ -223,6 +228,9 @@ func up(args []string) error {
 		return err
 	}
 	agent.Notify("READY=1")
+	if len(advertised) > 0 {
+		go t.KeepAdvertising(ctx, advertised)
+	}
 	if iv := agent.WatchdogInterval(); iv > 0 {
 		go func() {
 			tk := time.NewTicker(iv)
