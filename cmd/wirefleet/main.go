@@ -71,6 +71,12 @@ Commands:
   mappings create SIM_ID --port P --allow CIDR... [--duration 1h] [--tls] [--max-conns N]
                                       remote access to a device port: answers the public host:port
   mappings list [--sim ID] | get ID | delete ID
+  routes add SIM_ID PREFIX [--map | --mapped PREFIX]
+                                      a LAN behind a SIM; --map reaches it by an allocated prefix of its
+                                      size (for LANs other SIMs have too: every site on 192.168.1.0/24)
+  routes approve SIM_ID PREFIX [--map | --mapped PREFIX]   approve a prefix the device advertised
+  routes list [--sim ID] [--status approved|advertised] | delete SIM_ID PREFIX
+  routes import FILE.json [--map]     {"<simId>": "<CIDR>", …}: one LAN per SIM, all or nothing
   data list (--sim ID | --group ID) [--from RFC3339] [--to RFC3339] [--category C] [--limit N] [--cursor C]
                                       data-store records, newest first (--json: payloads in full)
   data settings GROUP_ID [--enable | --disable] [--max-payload N] [--timestamp-pointer P] [--batch-pointer P]

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"encoding/json"
+	"net/url"
+	"os"
+
+	"github.com/wirefleet/wirefleet/fleet"
+)
+
+var routeHeader = []string{"SIM", "PREFIX", "MAPPED", "STATUS", "SOURCE"}
+
+func routeRow(r fleet.Route) []string {
+	mapped := "-"
+	if r.Mapped.IsValid() {
+		mapped = r.Mapped.String()
+	}
+	return []string{r.SIMID, r.Prefix.String(), mapped, string(r.Status), r.Source}
+}
+
+// addRouteCommands adds the routes-behind-SIMs commands to the table.
+func addRouteCommands(handlers map[string]handler) {
+	handlers["routes list"] = func(c *command, rest []string) error {
+		sim := c.fs.String("sim", "", "only this SIM's routes (approved and advertised)")
+		status := c.fs.String("status", "", "only approved or advertised routes")
+		page := addPageFlags(c, "")
+		if err := c.args(rest, 0, 0, "none"); err != nil {
+			return err
+		}
+		if *sim != "" {
+			return showPage(c, "/api/v1/sims/"+url.PathEscape(*sim)+"/routes", routeHeader, routeRow)
+		}
+		return showPage(c, "/api/v1/routes"+page.query("status", *status), routeHeader, routeRow)
+	}
+	// add and approve share their flags: the mapping.
+	withMapping := func(path string) handler {
+		return func(c *command, rest []string) error {
+			doMap := c.fs.Bool("map", false, "reach the LAN by a prefix of its size the platform allocates from its LAN pool (for LANs other SIMs have too)")
+			mapped := c.fs.String("mapped", "", "reach the LAN by this prefix of its size, inside the LAN pool")
+			if err := c.args(rest, 2, 2, "SIM_ID PREFIX"); err != nil {
+				return err
+			}
+			var r fleet.Route
+			body := map[string]any{"prefix": c.pos[1], "map": *doMap, "mappedPrefix": *mapped}
+			if err := c.call("POST", "/api/v1/sims/"+url.PathEscape(c.pos[0])+path, body, &r); err != nil {
+				return err
+			}
+			return c.show(r, routeHeader, [][]string{routeRow(r)})
+		}
+	}
+	handlers["routes add"] = withMapping("/routes")
+	handlers["routes approve"] = withMapping("/routes/approve")
+	handlers["routes delete"] = func(c *command, rest []string) error {
+		if err := c.args(rest, 2, 2, "SIM_ID PREFIX"); err != nil {
+			return err
+		}
+		return c.call("DELETE", "/api/v1/sims/"+url.PathEscape(c.pos[0])+"/routes"+query("prefix", c.pos[1]), nil, nil)
+	}
+	handlers["routes import"] = func(c *command, rest []string) error {
+		doMap := c.fs.Bool("map", false, "map every LAN into the LAN pool")
+		if err := c.args(rest, 1, 1, "FILE.json"); err != nil {
+			return err
+		}
+		raw, err := os.ReadFile(c.pos[0])
+		if err != nil {
+			return err
+		}
+		var bySIM map[string]string
+		if err := json.Unmarshal(raw, &bySIM); err != nil {
+			return usageErr("routes import: want {\"<simId>\": \"<CIDR>\", …}: %v", err)
+		}
+		path := "/api/v1/routes"
+		if *doMap {
+			path += "?map=true"
+		}
+		var p struct {
+			Items []fleet.Route `json:"items"`
+		}
+		if err := c.call("PUT", path, bySIM, &p); err != nil {
+			return err
+		}
+		rows := make([][]string, 0, len(p.Items))
+		for _, r := range p.Items {
+			rows = append(rows, routeRow(r))
+		}
+		return c.show(p, routeHeader, rows)
+	}
+}

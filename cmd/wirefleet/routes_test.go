@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/api"
+	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
+)
+
+// TestRoutesCLI: add mapped and unmapped, import the bulk shape, list,
+// refusals with their exit codes, delete.
+func TestRoutesCLI(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := controlplane.New(st, controlplane.Config{Logger: log})
+	srv := httptest.NewServer(api.New(svc, api.Config{Logger: log}))
+	defer srv.Close()
+	admin, _, err := svc.EnsureAdminToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cli{t: t, env: map[string]string{"WIREFLEET_URL": srv.URL, "WIREFLEET_TOKEN": admin}}
+	var a, b struct{ ID string }
+	json.Unmarshal([]byte(c.ok("sims", "create", "--generate-key", "--json")), &a)
+	json.Unmarshal([]byte(c.ok("sims", "create", "--generate-key", "--json")), &b)
+
+	if out := c.ok("routes", "add", a.ID, "192.168.1.0/24", "--map"); !strings.Contains(out, "10.64.0.0/24") || !strings.Contains(out, "approved") {
+		t.Fatalf("add --map:\n%s", out)
+	}
+	file := filepath.Join(t.TempDir(), "routes.json")
+	os.WriteFile(file, []byte(`{"`+b.ID+`": "192.168.1.0/24"}`), 0o600)
+	if out := c.ok("routes", "import", file, "--map"); !strings.Contains(out, "10.64.1.0/24") {
+		t.Fatalf("import:\n%s", out)
+	}
+	c.fails(exitInvalid, "routes", "add", a.ID, "192.168.1.0/33")
+	c.fails(exitInvalid, "routes", "add", a.ID, "10.128.0.0/24")                              // the SIM pool
+	c.fails(exitConflict, "routes", "add", b.ID, "172.16.0.0/24", "--mapped", "10.64.0.0/24") // A's mapping
+	c.fails(exitUsage, "routes", "add", a.ID)
+	c.fails(exitNotFound, "routes", "approve", a.ID, "172.16.9.0/24")
+	var list struct {
+		Items []struct{ SIMID, MappedPrefix string }
+	}
+	if err := json.Unmarshal([]byte(c.ok("routes", "list", "--json")), &list); err != nil || len(list.Items) != 2 {
+		t.Fatalf("list: %v %+v", err, list)
+	}
+	c.ok("routes", "delete", a.ID, "192.168.1.0/24")
+	if out := c.ok("routes", "list", "--sim", a.ID); strings.Contains(out, "192.168.1.0/24") {
+		t.Fatalf("after delete:\n%s", out)
+	}
+	if out := c.ok("events", "list", "--object", a.ID); !strings.Contains(out, "sim.route.add") || !strings.Contains(out, "sim.route.delete") {
+		t.Fatalf("events:\n%s", out)
+	}
+}
