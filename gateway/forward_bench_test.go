@@ -40,10 +40,16 @@ import (
 //     allowed IPs — the classic hub (wireguard-go + kernel forwarding) with
 //     the kernel replaced by the cheapest possible in-memory loop.
 //
+//   - wirefleet-lan: no monitor, A sends to a host on a LAN behind B
+//     (192.168.1.0/24, an unmapped route);
+//   - wirefleet-lan-mapped: the same LAN reached by its mapped prefix
+//     (10.64.0.0/24): every packet translated 1:1 (destination, checksums).
+//     Its ratio to wirefleet-lan is the translation's cost.
+//
 // The figure is inner Gbit/s delivered to B (b.N is ignored beyond one
 // measured window per iteration; run with -benchtime=1x).
 func BenchmarkForwarding(b *testing.B) {
-	for _, hub := range []string{"wirefleet", "wirefleet-nomonitor", "wggo-hub"} {
+	for _, hub := range []string{"wirefleet", "wirefleet-nomonitor", "wirefleet-lan", "wirefleet-lan-mapped", "wggo-hub"} {
 		b.Run(hub, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				gbps, loss := forwardOnce(b, hub, 3*time.Second)
@@ -64,10 +70,23 @@ func forwardOnce(b *testing.B, hub string, window time.Duration) (gbps, loss flo
 	keyB, _ := wgkey.NewPrivate()
 	var hubPub wgkey.Public
 	var hubPort uint16
+	dst := benchB
 	switch hub {
-	case "wirefleet", "wirefleet-nomonitor":
-		gw := benchGateway(b, map[netip.Addr]wgkey.Public{benchA: keyA.Public(), benchB: keyB.Public()}, hub == "wirefleet-nomonitor")
+	case "wirefleet", "wirefleet-nomonitor", "wirefleet-lan", "wirefleet-lan-mapped":
+		gw := benchGateway(b, map[netip.Addr]wgkey.Public{benchA: keyA.Public(), benchB: keyB.Public()}, hub != "wirefleet")
 		hubPub, hubPort = gw.Engine().PublicKey(), gw.Port()
+		if strings.HasPrefix(hub, "wirefleet-lan") {
+			sim, err := gw.st.SIMByAddress(context.Background(), benchB)
+			if err != nil {
+				b.Fatal(err)
+			}
+			spec := controlplane.RouteSpec{Prefix: netip.MustParsePrefix("192.168.1.0/24"), Map: hub == "wirefleet-lan-mapped"}
+			r, err := gw.svc.AddSIMRoute(context.Background(), controlplane.System, sim.ID, spec)
+			if err != nil {
+				b.Fatal(err)
+			}
+			dst = netip.AddrFrom4([4]byte{r.Reach().Addr().As4()[0], r.Reach().Addr().As4()[1], r.Reach().Addr().As4()[2], 10})
+		}
 	case "wggo-hub":
 		hubKey, _ := wgkey.NewPrivate()
 		lt := newLoopTun(1420, 128)
@@ -84,7 +103,7 @@ func forwardOnce(b *testing.B, hub string, window time.Duration) (gbps, loss flo
 		}
 		hubPub, hubPort = hubKey.Public(), listenPort(b, dev)
 	}
-	src := memtun.NewSource(memtun.UDPPacket(netip.AddrPortFrom(benchA, 9000), netip.AddrPortFrom(benchB, 9000), 1420), 1420, 0)
+	src := memtun.NewSource(memtun.UDPPacket(netip.AddrPortFrom(benchA, 9000), netip.AddrPortFrom(dst, 9000), 1420), 1420, 0)
 	sink := memtun.NewSink(1420, 0)
 	for _, d := range []struct {
 		key  wgkey.Private
@@ -93,7 +112,7 @@ func forwardOnce(b *testing.B, hub string, window time.Duration) (gbps, loss flo
 	}{{keyB, benchB, sink}, {keyA, benchA, src}} {
 		dev := wgdevice.NewDevice(d.tun, conn.NewStdNetBind(), wgdevice.NewLogger(wgdevice.LogLevelError, "dev: "))
 		b.Cleanup(dev.Close)
-		uapi := fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=10.128.0.0/9\npersistent_keepalive_interval=1\n",
+		uapi := fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=10.128.0.0/9\nallowed_ip=10.64.0.0/10\nallowed_ip=192.168.1.0/24\npersistent_keepalive_interval=1\n",
 			d.key[:], hubPub[:], hubPort)
 		if err := dev.IpcSet(uapi); err != nil {
 			b.Fatal(err)
