@@ -34,17 +34,13 @@ import (
 //
 //   - wirefleet: our gateway (engine + router + policy check), SIMs in
 //     SQLite, the security monitor with every detector on;
-//
 //   - wirefleet-nomonitor: the same without the monitor (Config.NoMonitor);
-//
 //   - wggo-hub: a golang.zx2c4.com/wireguard device whose TUN loops every
 //     packet it writes back into its reads, so it routes A's packets to B by
 //     allowed IPs — the classic hub (wireguard-go + kernel forwarding) with
-//     the kernel replaced by the cheapest possible in-memory loop.
-//
+//     the kernel replaced by the cheapest possible in-memory loop;
 //   - wirefleet-lan: no monitor, A sends to a host on a LAN behind B
 //     (192.168.1.0/24, an unmapped route);
-//
 //   - wirefleet-lan-mapped: the same LAN reached by its mapped prefix
 //     (10.64.0.0/24): every packet translated 1:1 (destination, checksums).
 //     Its ratio to wirefleet-lan is the translation's cost.
