@@ -259,3 +259,52 @@ func TestSessionCarriesReachableLANs(t *testing.T) {
 		t.Fatalf("cloud's allowed IPs %v: want the LAN pool and the router's unmapped LAN only", sess.AllowedIPs)
 	}
 }
+
+// Gate peers: an inner address from the SIM pool that no SIM gets, and
+// clear refusals.
+func TestGatePeers(t *testing.T) {
+	ctx := context.Background()
+	svc, _ := routeService(t, "")
+	admin := controlplane.System
+	g, err := svc.CreateGatePeer(ctx, admin, controlplane.GatePeerSpec{Name: "vpc", OuterAddress: mustAddr("192.0.2.10"), VNI: 10})
+	if err != nil || !controlplane.DefaultPool.Contains(g.InnerAddress) {
+		t.Fatalf("create: %+v %v", g, err)
+	}
+	sim, _, err := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true})
+	if err != nil || sim.Address == g.InnerAddress {
+		t.Fatalf("SIM after a Gate peer: %+v %v", sim, err)
+	}
+	if _, _, err := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true, Address: g.InnerAddress}); code(err) != fleet.CodeConflict {
+		t.Errorf("a SIM pinned on the Gate peer's address: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		spec controlplane.GatePeerSpec
+		want string
+	}{
+		{"no outer address", controlplane.GatePeerSpec{VNI: 1}, fleet.CodeRequired},
+		{"IPv6 outer", controlplane.GatePeerSpec{OuterAddress: mustAddr("2001:db8::1"), VNI: 1}, fleet.CodeInvalid},
+		{"outer in the SIM pool", controlplane.GatePeerSpec{OuterAddress: mustAddr("10.128.0.5"), VNI: 1}, fleet.CodeInvalid},
+		{"VNI 0", controlplane.GatePeerSpec{OuterAddress: mustAddr("192.0.2.11")}, fleet.CodeInvalid},
+		{"VNI beyond 24 bits", controlplane.GatePeerSpec{OuterAddress: mustAddr("192.0.2.11"), VNI: 1 << 24}, fleet.CodeInvalid},
+		{"same outer and VNI", controlplane.GatePeerSpec{OuterAddress: mustAddr("192.0.2.10"), VNI: 10}, fleet.CodeConflict},
+		{"unknown group", controlplane.GatePeerSpec{OuterAddress: mustAddr("192.0.2.12"), VNI: 1, GroupID: "grp_nope"}, fleet.CodeNotFound},
+	} {
+		if _, err := svc.CreateGatePeer(ctx, admin, tc.spec); code(err) != tc.want {
+			t.Errorf("%s: %v, want %s", tc.name, err, tc.want)
+		}
+	}
+	viewer := controlplane.Actor{Kind: "token", ID: "tok_v", Role: fleet.RoleViewer}
+	if _, err := svc.CreateGatePeer(ctx, viewer, controlplane.GatePeerSpec{OuterAddress: mustAddr("192.0.2.13"), VNI: 1}); code(err) != fleet.CodeForbidden {
+		t.Errorf("a viewer created a Gate peer: %v", err)
+	}
+	if err := svc.DeleteGatePeer(ctx, viewer, g.ID); code(err) != fleet.CodeForbidden {
+		t.Errorf("a viewer deleted a Gate peer: %v", err)
+	}
+	if err := svc.DeleteGatePeer(ctx, admin, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.GetGatePeer(ctx, admin, g.ID); code(err) != fleet.CodeNotFound {
+		t.Errorf("after delete: %v", err)
+	}
+}

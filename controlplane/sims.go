@@ -4,6 +4,7 @@ package controlplane
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"time"
 
@@ -64,6 +65,10 @@ func (s *Service) newSIM(ctx context.Context, tx store.Tx, sp SIMSpec, authKeyID
 		if addr, err = tx.AllocateAddress(ctx, s.cfg.Pool); err != nil {
 			return fleet.SIM{}, storeErr(err, "address")
 		}
+	} else if _, err := tx.GatePeerByInner(ctx, addr); err == nil {
+		return fleet.SIM{}, fleet.Errorf(fleet.CodeConflict, "address", "%s is a Gate peer's address", addr)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return fleet.SIM{}, err
 	}
 	now := s.now()
 	tags := sp.Tags

@@ -270,6 +270,8 @@ const (
 	ChangeGroup ChangeKind = "group"
 	// ChangePresence: a gateway recorded a session of the SIM (ID).
 	ChangePresence ChangeKind = "presence"
+	// ChangeGatePeer: a VXLAN Gate peer (ID) was added or removed.
+	ChangeGatePeer ChangeKind = "gate_peer"
 )
 
 // Change is published after a committed write that a gateway must react to.

@@ -53,3 +53,26 @@ func (r Route) Reach() netip.Prefix {
 	}
 	return r.Prefix
 }
+
+// GatePeer is a host outside the fleet joined to the device subnet over
+// VXLAN (the SORACOM Gate peer shape): the host configures a Linux vxlan
+// interface towards the gateway with plain `ip` commands; the gateway
+// answers ARP for device addresses on that segment and routes between it
+// and the tunnels, under its group's device-to-device policy.
+type GatePeer struct {
+	ID      string `json:"id"`
+	Name    string `json:"name,omitempty"`
+	GroupID string `json:"groupId,omitempty"`
+	// OuterAddress is the host's own (underlay) address: VXLAN packets
+	// from anywhere else are dropped.
+	OuterAddress netip.Addr `json:"outerAddress"`
+	// InnerAddress is the host's address on the device subnet, allocated
+	// from the SIM pool (never a SIM's).
+	InnerAddress netip.Addr `json:"innerAddress"`
+	// VNI is the VXLAN network identifier (1–16777215).
+	VNI     uint32    `json:"vni"`
+	Created time.Time `json:"created"`
+}
+
+// MaxVNI is the largest VXLAN network identifier (24 bits).
+const MaxVNI = 1<<24 - 1

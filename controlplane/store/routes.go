@@ -30,6 +30,22 @@ type RouteWriter interface {
 	DeleteRoute(ctx context.Context, simID string, prefix netip.Prefix) error
 }
 
+// GatePeerReader reads VXLAN Gate peers.
+type GatePeerReader interface {
+	GatePeer(ctx context.Context, id string) (fleet.GatePeer, error)
+	GatePeerByInner(ctx context.Context, addr netip.Addr) (fleet.GatePeer, error)
+	// ListGatePeers lists them by id.
+	ListGatePeers(ctx context.Context, p PageRequest) (Page[fleet.GatePeer], error)
+}
+
+// GatePeerWriter writes VXLAN Gate peers.
+type GatePeerWriter interface {
+	// InsertGatePeer stores g; an (outer address, VNI) or inner address
+	// already used is a *ConflictError.
+	InsertGatePeer(ctx context.Context, g fleet.GatePeer) error
+	DeleteGatePeer(ctx context.Context, id string) error
+}
+
 // RouteFilter selects routes.
 type RouteFilter struct {
 	PageRequest

@@ -65,6 +65,7 @@ type Reader interface {
 	PresenceReader
 	MappingReader
 	RouteReader
+	GatePeerReader
 	RecordReader // the data store's records (records.go)
 }
 
@@ -75,6 +76,7 @@ type Tx interface {
 	IdentityTx
 	MappingWriter
 	RouteWriter
+	GatePeerWriter
 
 	// NextIMSI returns a never-before-returned IMSI.
 	NextIMSI(ctx context.Context) (string, error)

@@ -116,3 +116,51 @@ func (t *tx) PutRoute(ctx context.Context, rt fleet.Route) error {
 func (t *tx) DeleteRoute(ctx context.Context, simID string, prefix netip.Prefix) error {
 	return affected(t.exec(ctx, `DELETE FROM sim_routes WHERE sim_id = ? AND prefix = ?`, simID, prefix.String()))
 }
+
+// ---- VXLAN Gate peers ----
+
+const gatePeerCols = `id, name, group_id, outer_address, inner_address, vni, created`
+
+func scanGatePeer(s scanner) (fleet.GatePeer, error) {
+	var (
+		g            fleet.GatePeer
+		outer, inner string
+		vni, created int64
+	)
+	if err := s.Scan(&g.ID, &g.Name, &g.GroupID, &outer, &inner, &vni, &created); err != nil {
+		return g, err
+	}
+	var err error
+	if g.OuterAddress, err = netip.ParseAddr(outer); err != nil {
+		return g, fmt.Errorf("gate peer %s: outer address: %w", g.ID, err)
+	}
+	if g.InnerAddress, err = netip.ParseAddr(inner); err != nil {
+		return g, fmt.Errorf("gate peer %s: inner address: %w", g.ID, err)
+	}
+	g.VNI, g.Created = uint32(vni), fromNanos(created)
+	return g, nil
+}
+
+func (r reader) GatePeer(ctx context.Context, id string) (fleet.GatePeer, error) {
+	g, err := scanGatePeer(r.q.QueryRowContext(ctx, r.rebind(`SELECT `+gatePeerCols+` FROM gate_peers WHERE id = ?`), id))
+	return g, r.mapErr(err)
+}
+
+func (r reader) GatePeerByInner(ctx context.Context, a netip.Addr) (fleet.GatePeer, error) {
+	g, err := scanGatePeer(r.q.QueryRowContext(ctx, r.rebind(`SELECT `+gatePeerCols+` FROM gate_peers WHERE inner_address = ?`), a.String()))
+	return g, r.mapErr(err)
+}
+
+func (r reader) ListGatePeers(ctx context.Context, p store.PageRequest) (store.Page[fleet.GatePeer], error) {
+	return list(ctx, r, `SELECT `+gatePeerCols+` FROM gate_peers WHERE id > ? ORDER BY id LIMIT ?`, []any{p.Cursor}, limit(p), scanGatePeer, func(g fleet.GatePeer) string { return g.ID })
+}
+
+func (t *tx) InsertGatePeer(ctx context.Context, g fleet.GatePeer) error {
+	_, err := t.exec(ctx, `INSERT INTO gate_peers (`+gatePeerCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		g.ID, g.Name, g.GroupID, g.OuterAddress.String(), g.InnerAddress.String(), int64(g.VNI), nanos(g.Created))
+	return err
+}
+
+func (t *tx) DeleteGatePeer(ctx context.Context, id string) error {
+	return affected(t.exec(ctx, `DELETE FROM gate_peers WHERE id = ?`, id))
+}

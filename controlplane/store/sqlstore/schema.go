@@ -186,4 +186,17 @@ CREATE TABLE sim_routes (
 );
 CREATE INDEX sim_routes_reach ON sim_routes (reach_lo);
 CREATE INDEX sim_routes_status ON sim_routes (status, sim_id, prefix);
+`, `
+-- VXLAN Gate peers: hosts joined to the device subnet. The inner address
+-- comes from the SIM pool's allocator, so no SIM is ever given it.
+CREATE TABLE gate_peers (
+	id TEXT PRIMARY KEY,
+	name TEXT NOT NULL,
+	group_id TEXT NOT NULL,
+	outer_address TEXT NOT NULL,
+	inner_address TEXT NOT NULL UNIQUE,
+	vni {int64} NOT NULL,
+	created {int64} NOT NULL,
+	UNIQUE (outer_address, vni)
+);
 `}

@@ -118,6 +118,10 @@ func (r reader) mapErr(err error) error {
 // constraint name (PostgreSQL) or the message listing columns (SQLite).
 func conflictField(msg string) string {
 	switch {
+	case strings.Contains(msg, "vni"):
+		return "vni" // a Gate peer's (outer address, VNI)
+	case strings.Contains(msg, "inner_address"):
+		return "innerAddress"
 	case strings.Contains(msg, "imsi"):
 		return "imsi"
 	case strings.Contains(msg, "address"):

@@ -96,3 +96,40 @@ func testRoutes(t *testing.T, s store.Store) {
 		t.Fatal("an IPv6 route was stored (IPv4 only until IPv6 inside the tunnel)")
 	}
 }
+
+// testGatePeers: Gate peers round-trip, are found by inner address, the
+// (outer address, VNI) pair and the inner address are unique, deletion is
+// reported.
+func testGatePeers(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	g := fleet.GatePeer{ID: "gp_1", Name: "vpc", GroupID: "grp_1", OuterAddress: netip.MustParseAddr("192.0.2.10"), InnerAddress: netip.MustParseAddr("10.128.0.9"), VNI: 10, Created: now}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertGatePeer(ctx, g) })
+	if got, err := s.GatePeer(ctx, "gp_1"); err != nil || got != g {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	if got, err := s.GatePeerByInner(ctx, g.InnerAddress); err != nil || got.ID != g.ID {
+		t.Fatalf("by inner address: %+v %v", got, err)
+	}
+	for _, tc := range []struct {
+		field string
+		peer  fleet.GatePeer
+	}{
+		{"vni", fleet.GatePeer{ID: "gp_2", OuterAddress: g.OuterAddress, InnerAddress: netip.MustParseAddr("10.128.0.10"), VNI: 10, Created: now}},
+		{"innerAddress", fleet.GatePeer{ID: "gp_3", OuterAddress: g.OuterAddress, InnerAddress: g.InnerAddress, VNI: 11, Created: now}},
+	} {
+		err := s.Update(ctx, func(tx store.Tx) error { return tx.InsertGatePeer(ctx, tc.peer) })
+		var ce *store.ConflictError
+		if !errors.As(err, &ce) || ce.Field != tc.field {
+			t.Errorf("duplicate %s: %v", tc.field, err)
+		}
+	}
+	p, err := s.ListGatePeers(ctx, store.PageRequest{})
+	if err != nil || len(p.Items) != 1 {
+		t.Fatalf("list: %+v %v", p, err)
+	}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.DeleteGatePeer(ctx, "gp_1") })
+	if err := s.Update(ctx, func(tx store.Tx) error { return tx.DeleteGatePeer(ctx, "gp_1") }); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("deleting twice: %v", err)
+	}
+}

@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package controlplane
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/fleet"
+)
+
+// GatePeerSpec is a VXLAN Gate peer to join to the device subnet.
+type GatePeerSpec struct {
+	Name    string
+	GroupID string
+	// OuterAddress is the host's own address the gateway receives its
+	// VXLAN packets from and sends them to.
+	OuterAddress netip.Addr
+	VNI          uint32
+}
+
+// CreateGatePeer registers a Gate peer; its inner address on the device
+// subnet is allocated from the SIM pool.
+func (s *Service) CreateGatePeer(ctx context.Context, a Actor, sp GatePeerSpec) (fleet.GatePeer, error) {
+	if err := require(a, fleet.RoleOperator); err != nil {
+		return fleet.GatePeer{}, err
+	}
+	if err := fleet.ValidateLabel("name", sp.Name, 128); err != nil {
+		return fleet.GatePeer{}, err
+	}
+	o := sp.OuterAddress
+	switch {
+	case !o.IsValid():
+		return fleet.GatePeer{}, fleet.Errorf(fleet.CodeRequired, "outerAddress", "the host's IPv4 address the gateway exchanges VXLAN with")
+	case !o.Is4() || o.IsUnspecified() || o.IsMulticast() || o.IsLoopback():
+		return fleet.GatePeer{}, fleet.Errorf(fleet.CodeInvalid, "outerAddress", "%s: a unicast IPv4 address", o)
+	case s.cfg.Pool.Contains(o) || s.cfg.PlatformRange.Contains(o) || s.cfg.LANPool.Contains(o):
+		return fleet.GatePeer{}, fleet.Errorf(fleet.CodeInvalid, "outerAddress", "%s is inside the fleet's own ranges: the outer address is the host's underlay address", o)
+	}
+	if sp.VNI == 0 || sp.VNI > fleet.MaxVNI {
+		return fleet.GatePeer{}, fleet.Errorf(fleet.CodeInvalid, "vni", "between 1 and %d", fleet.MaxVNI)
+	}
+	var g fleet.GatePeer
+	err := s.st.Update(ctx, func(tx store.Tx) error {
+		if err := useGroup(ctx, tx, sp.GroupID); err != nil {
+			return storeErr(err, "groupId")
+		}
+		inner, err := tx.AllocateAddress(ctx, s.cfg.Pool)
+		if err != nil {
+			return storeErr(err, "innerAddress")
+		}
+		now := s.now()
+		g = fleet.GatePeer{ID: newID("gp", now), Name: sp.Name, GroupID: sp.GroupID, OuterAddress: o, InnerAddress: inner, VNI: sp.VNI, Created: now}
+		if err := tx.InsertGatePeer(ctx, g); err != nil {
+			return storeErr(err, "")
+		}
+		tx.Publish(fleet.Change{Kind: fleet.ChangeGatePeer, ID: g.ID})
+		return s.event(ctx, tx, a, "gate_peer.create", "gate_peer", g.ID, map[string]any{"outerAddress": o.String(), "innerAddress": inner.String(), "vni": sp.VNI})
+	})
+	return g, storeErr(err, "")
+}
+
+// DeleteGatePeer removes a Gate peer; the gateway stops carrying its
+// traffic at once.
+func (s *Service) DeleteGatePeer(ctx context.Context, a Actor, id string) error {
+	if err := require(a, fleet.RoleOperator); err != nil {
+		return err
+	}
+	err := s.st.Update(ctx, func(tx store.Tx) error {
+		if err := tx.DeleteGatePeer(ctx, id); err != nil {
+			return storeErr(err, "id")
+		}
+		tx.Publish(fleet.Change{Kind: fleet.ChangeGatePeer, ID: id})
+		return s.event(ctx, tx, a, "gate_peer.delete", "gate_peer", id, nil)
+	})
+	return storeErr(err, "")
+}
+
+// GetGatePeer returns a Gate peer.
+func (s *Service) GetGatePeer(ctx context.Context, a Actor, id string) (fleet.GatePeer, error) {
+	if err := require(a, fleet.RoleViewer); err != nil {
+		return fleet.GatePeer{}, err
+	}
+	g, err := s.st.GatePeer(ctx, id)
+	return g, storeErr(err, "id")
+}
+
+// ListGatePeers lists Gate peers.
+func (s *Service) ListGatePeers(ctx context.Context, a Actor, p store.PageRequest) (store.Page[fleet.GatePeer], error) {
+	if err := require(a, fleet.RoleViewer); err != nil {
+		return store.Page[fleet.GatePeer]{}, err
+	}
+	pg, err := s.st.ListGatePeers(ctx, p)
+	return pg, storeErr(err, "")
+}
