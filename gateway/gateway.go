@@ -84,6 +84,9 @@ type Config struct {
 	// secret); without it, sealed webhook secrets cannot sign and such
 	// alerts are not sent to the webhook.
 	Secrets *seal.Key
+	// VXLANListen, if set, is the UDP address ("host:port", e.g. ":4789")
+	// VXLAN Gate peers send to; empty: no Gate peers.
+	VXLANListen string
 }
 
 // Gateway is a running gateway.
@@ -104,7 +107,8 @@ type Gateway struct {
 	alerts    alertCounts
 	webhooks  *webhook.Sender
 	responder *response.Responder
-	lans      lanTable // every approved route behind a SIM
+	lans      lanTable       // every approved route behind a SIM
+	vx        *vxlanEndpoint // nil without VXLANListen
 	// presence: session records to write (see presence.go).
 	presence       chan presenceOp
 	presenceChecks chan string
@@ -222,6 +226,13 @@ func (g *Gateway) Start() error {
 	if err != nil {
 		return err
 	}
+	if g.cfg.VXLANListen != "" {
+		if g.vx, err = startVXLAN(g, g.cfg.VXLANListen); err != nil {
+			stk.close()
+			return err
+		}
+		g.router.gates = g.vx
+	}
 	g.stk = stk
 	g.router.local = stk.inject
 	changes, cancel := g.st.Subscribe()
@@ -264,6 +275,9 @@ func (g *Gateway) Close() error {
 		// answers (a data-store write in flight is acknowledged).
 		if g.stk != nil {
 			g.stk.close()
+		}
+		if g.vx != nil {
+			g.vx.close()
 		}
 		g.closeErr = g.eng.Close()
 		g.wg.Wait()
@@ -521,6 +535,10 @@ func (g *Gateway) watch(changes <-chan fleet.Change, cancel func()) {
 				g.policies.refresh(g.ctx, g.st, c.ID)
 			case fleet.ChangePresence:
 				g.queuePresenceCheck(c.ID)
+			case fleet.ChangeGatePeer:
+				if g.vx != nil {
+					g.vx.reload()
+				}
 			}
 		}
 	}
@@ -537,6 +555,9 @@ func (g *Gateway) resync() {
 	g.policies.refreshAll(g.ctx, g.st)
 	if err := g.loadRoutes(g.ctx); err != nil {
 		g.log.Warn("re-reading the routes behind SIMs", "err", err)
+	}
+	if g.vx != nil {
+		g.vx.reload()
 	}
 	for _, st := range g.allStates() {
 		p := g.eng.Peer(st.key)

@@ -47,12 +47,13 @@ var (
 	routeLabels      = []string{"sim", "prefix", "direction"}
 	descRoutePackets = prometheus.NewDesc("wirefleet_gateway_route_packets_total", "Packets through a route behind a SIM, by direction (to_lan, from_lan).", routeLabels, nil)
 	descRouteBytes   = prometheus.NewDesc("wirefleet_gateway_route_bytes_total", "Bytes through a route behind a SIM, by direction (to_lan, from_lan).", routeLabels, nil)
+	descGatePackets  = prometheus.NewDesc("wirefleet_gateway_gate_peer_packets_total", "Packets of a VXLAN Gate peer, by direction (from_peer, to_peer).", []string{"gate_peer", "direction"}, nil)
 	descRouteDrops   = prometheus.NewDesc("wirefleet_gateway_route_dropped_packets_total", "Packets for a route behind a SIM dropped, by reason.", []string{"sim", "prefix", "reason"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSessions, descPeers, descHandshakes, descBytes, descDrops, descUnderLoad, descAlerts, descRoutePackets, descRouteBytes, descRouteDrops} {
+	for _, d := range []*prometheus.Desc{descSessions, descPeers, descHandshakes, descBytes, descDrops, descUnderLoad, descAlerts, descRoutePackets, descRouteBytes, descRouteDrops, descGatePackets} {
 		ch <- d
 	}
 }
@@ -92,6 +93,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descUnderLoad, prometheus.GaugeValue, under)
 	for kind, n := range g.alerts.snapshot() {
 		ch <- prometheus.MustNewConstMetric(descAlerts, prometheus.CounterValue, float64(n), kind)
+	}
+	if g.vx != nil {
+		for _, r := range []string{dropVXLANUnknown, dropVXLANMalformed, dropVXLANSource} {
+			ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(g.vx.drops.get(r)), "vxlan", r)
+		}
+		for _, p := range g.vx.table.Load().byInner {
+			ch <- prometheus.MustNewConstMetric(descGatePackets, prometheus.CounterValue, float64(p.rxPackets.Load()), p.ID, "from_peer")
+			ch <- prometheus.MustNewConstMetric(descGatePackets, prometheus.CounterValue, float64(p.txPackets.Load()), p.ID, "to_peer")
+		}
 	}
 	for _, r := range g.lans.all() {
 		p := r.prefix.String()

@@ -32,7 +32,8 @@ const (
 	dropLANPlatform = "lan-source-to-platform"
 )
 
-var dropReasons = [...]string{dropSource, dropRevoked, dropPolicy, dropOffline, dropNoRoute, dropMalformed, dropServices, dropUnknownDst, dropAllowList, dropIPv6, dropLANPlatform}
+var dropReasons = [...]string{dropSource, dropRevoked, dropPolicy, dropOffline, dropNoRoute, dropMalformed, dropServices, dropUnknownDst, dropAllowList, dropIPv6, dropLANPlatform,
+	dropVXLANUnknown, dropVXLANMalformed, dropVXLANSource}
 
 // router is the engine's Handler: it decides where each inner packet goes.
 // It holds what it needs as values, handed over by the gateway as each
@@ -41,6 +42,7 @@ type router struct {
 	eng      *engine.Engine
 	policies *policyCache
 	lans     *lanTable                 // the routes behind SIMs
+	gates    *vxlanEndpoint            // VXLAN Gate peers; nil without them
 	mon      *monitor.Monitor          // nil without the monitor
 	plat     netip.Prefix              // the platform range: to the services' stack
 	pool     netip.Prefix              // the SIM pool: device to device
@@ -170,6 +172,17 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 		case r.pool.Contains(dst):
 			to := r.peerFor(dst)
 			srcPol := pol
+			if to == nil && r.gates != nil {
+				if gp := r.gates.peerAt(dst); gp != nil {
+					if !d2dAllowed(srcPol, r.policies.get(gp.GroupID), proto, sport, dport) {
+						r.drops.add(dropPolicy)
+						continue
+					}
+					r.out(pkt, ip, st.id, from)
+					r.gates.toPeer(gp, pkt)
+					continue
+				}
+			}
 			if to == nil {
 				if srcPol == nil || srcPol.mode == "off" {
 					r.drops.add(dropPolicy)

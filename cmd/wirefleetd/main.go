@@ -65,6 +65,8 @@ type config struct {
 	dataDir    string
 	endpoint   string
 	pool       string
+	lanPool    string
+	vxlan      string
 	store      string
 	wgListen   string
 	zone       string
@@ -138,6 +140,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.dataDir, "data", "./wirefleet-data", "data directory (SQLite database, admin token, gateway key)")
 	fs.StringVar(&c.endpoint, "endpoint", "", "gateway endpoint HOST:PORT handed to devices (default: this host's name and the --wg-listen port)")
 	fs.StringVar(&c.pool, "pool", controlplane.DefaultPool.String(), "IPv4 prefix SIM overlay addresses come from")
+	fs.StringVar(&c.lanPool, "lan-pool", controlplane.DefaultLANPool.String(), "IPv4 prefix the mapped prefixes of LANs behind SIMs come from (overlapping LANs)")
+	fs.StringVar(&c.vxlan, "vxlan-listen", "", "UDP address VXLAN Gate peers send to, e.g. :4789 (empty: no Gate peers)")
 	fs.StringVar(&c.store, "store", "", "store DSN: postgres://… for PostgreSQL, or an SQLite file path; empty uses wirefleet.db in the data directory")
 	fs.StringVar(&c.store, "postgres", "", "alias of --store (PostgreSQL connection string)")
 	fs.StringVar(&c.wgListen, "wg-listen", ":51820", "WireGuard UDP address, :PORT (every address, IPv4 and IPv6; :0 picks a free port)")
@@ -221,6 +225,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if pool.Overlaps(controlplane.DefaultPlatformRange) {
 		return fmt.Errorf("--pool %s overlaps the platform range %s: SIMs would get platform services' addresses", pool, controlplane.DefaultPlatformRange)
 	}
+	lanPool, err := netip.ParsePrefix(c.lanPool)
+	if err != nil || !lanPool.Addr().Is4() || lanPool != lanPool.Masked() {
+		return fmt.Errorf("--lan-pool %q: want an IPv4 prefix without host bits", c.lanPool)
+	}
+	if lanPool.Overlaps(pool) || lanPool.Overlaps(controlplane.DefaultPlatformRange) {
+		return fmt.Errorf("--lan-pool %s overlaps the SIM pool %s or the platform range %s", lanPool, pool, controlplane.DefaultPlatformRange)
+	}
 	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
 		return err
 	}
@@ -264,7 +275,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("settings secrets: %w", err)
 	}
-	svc := controlplane.New(st, controlplane.Config{Pool: pool, Endpoint: c.endpoint, GatewayPublicKey: func() wgkey.Public { return gwPub }, Logger: log, Remote: remotePolicy, Secrets: settingsKey,
+	svc := controlplane.New(st, controlplane.Config{Pool: pool, LANPool: lanPool, Endpoint: c.endpoint, GatewayPublicKey: func() wgkey.Public { return gwPub }, Logger: log, Remote: remotePolicy, Secrets: settingsKey,
 		// Key-proof challenges verify on every node sharing the key file, and across restarts.
 		KeyProofSecret: settingsKey.Derive("key proof")})
 
@@ -312,7 +323,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		remote = remoteaccess.New(*remoteCfg)
 		services = append(services, remote)
 	}
-	gw, err := gateway.New(gateway.Config{ControlPlane: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services, Secrets: settingsKey})
+	gw, err := gateway.New(gateway.Config{ControlPlane: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services, Secrets: settingsKey, VXLANListen: c.vxlan})
 	if err != nil {
 		return err
 	}
