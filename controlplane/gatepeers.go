@@ -4,6 +4,8 @@ package controlplane
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/netip"
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
@@ -93,4 +95,20 @@ func (s *Service) ListGatePeers(ctx context.Context, a Actor, p store.PageReques
 	}
 	pg, err := s.st.ListGatePeers(ctx, p)
 	return pg, storeErr(err, "")
+}
+
+// GatePeerSetup is what the Gate peer host runs to join: plain ip
+// commands for a Linux vxlan interface (dev is the host's underlay
+// interface, as SORACOM's Gate peer instructions have it).
+func (s *Service) GatePeerSetup(g fleet.GatePeer, dev string) []string {
+	remote := "GATEWAY_ADDRESS"
+	if host, _, err := net.SplitHostPort(s.cfg.Endpoint); err == nil && host != "" {
+		remote = host
+	}
+	return []string{
+		fmt.Sprintf("ip link add vxlan0 type vxlan id %d local %s remote %s dstport 4789 dev %s", g.VNI, g.OuterAddress, remote, dev),
+		fmt.Sprintf("ip addr add %s dev vxlan0", netip.PrefixFrom(g.InnerAddress, s.cfg.Pool.Bits())),
+		"ip link set vxlan0 up",
+		fmt.Sprintf("ip route add %s via %s", s.cfg.LANPool, s.cfg.Pool.Masked().Addr().Next()),
+	}
 }

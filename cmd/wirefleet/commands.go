@@ -101,6 +101,7 @@ func commandTable() map[string]handler {
 	addIdentityCommands(t)
 	addMappingCommands(t)
 	addRouteCommands(t)
+	addGatePeerCommands(t)
 	return t
 }
 

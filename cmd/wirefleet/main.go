@@ -77,6 +77,9 @@ Commands:
   routes approve SIM_ID PREFIX [--map | --mapped PREFIX]   approve a prefix the device advertised
   routes list [--sim ID] [--status approved|advertised] | delete SIM_ID PREFIX
   routes import FILE.json [--map]     {"<simId>": "<CIDR>", …}: one LAN per SIM, all or nothing
+  gate-peers add --outer IP --vni N [--group ID] [--name N]
+                                      join a host to the device subnet over VXLAN (prints its ip commands)
+  gate-peers list | get ID | delete ID
   data list (--sim ID | --group ID) [--from RFC3339] [--to RFC3339] [--category C] [--limit N] [--cursor C]
                                       data-store records, newest first (--json: payloads in full)
   data settings GROUP_ID [--enable | --disable] [--max-payload N] [--timestamp-pointer P] [--batch-pointer P]

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"os"
+	"strconv"
 
 	"github.com/wirefleet/wirefleet/fleet"
 )
@@ -86,5 +87,58 @@ func addRouteCommands(handlers map[string]handler) {
 			rows = append(rows, routeRow(r))
 		}
 		return c.show(p, routeHeader, rows)
+	}
+}
+
+var gatePeerHeader = []string{"ID", "NAME", "GROUP", "OUTER", "INNER", "VNI"}
+
+func gatePeerRow(g fleet.GatePeer) []string {
+	return []string{g.ID, g.Name, g.GroupID, g.OuterAddress.String(), g.InnerAddress.String(), strconv.FormatUint(uint64(g.VNI), 10)}
+}
+
+// addGatePeerCommands adds the VXLAN Gate peer commands to the table.
+func addGatePeerCommands(handlers map[string]handler) {
+	handlers["gate-peers list"] = func(c *command, rest []string) error {
+		page := addPageFlags(c, "")
+		if err := c.args(rest, 0, 0, "none"); err != nil {
+			return err
+		}
+		return showPage(c, "/api/v1/gate-peers"+page.query(), gatePeerHeader, gatePeerRow)
+	}
+	handlers["gate-peers add"] = func(c *command, rest []string) error {
+		outer := c.fs.String("outer", "", "the host's own IPv4 address (required)")
+		vni := c.fs.Uint("vni", 0, "VXLAN network identifier, 1-16777215 (required)")
+		group := c.fs.String("group", "", "group whose device-to-device policy applies")
+		name := c.fs.String("name", "", "name")
+		if err := c.args(rest, 0, 0, "none"); err != nil {
+			return err
+		}
+		if *outer == "" || *vni == 0 {
+			return usageErr("gate-peers add: --outer and --vni are required")
+		}
+		var g struct {
+			fleet.GatePeer
+			Setup []string `json:"setup"`
+		}
+		if err := c.call("POST", "/api/v1/gate-peers", map[string]any{"outerAddress": *outer, "vni": *vni, "groupId": *group, "name": *name}, &g); err != nil {
+			return err
+		}
+		extra := []string{"on the Gate peer host (eth0: its own interface):"}
+		for _, cmd := range g.Setup {
+			extra = append(extra, "  "+cmd)
+		}
+		return c.show(g, gatePeerHeader, [][]string{gatePeerRow(g.GatePeer)}, extra...)
+	}
+	handlers["gate-peers get"] = func(c *command, rest []string) error {
+		if err := c.args(rest, 1, 1, "ID"); err != nil {
+			return err
+		}
+		return showOne(c, "/api/v1/gate-peers/"+url.PathEscape(c.pos[0]), gatePeerHeader, gatePeerRow)
+	}
+	handlers["gate-peers delete"] = func(c *command, rest []string) error {
+		if err := c.args(rest, 1, 1, "ID"); err != nil {
+			return err
+		}
+		return c.call("DELETE", "/api/v1/gate-peers/"+url.PathEscape(c.pos[0]), nil, nil)
 	}
 }

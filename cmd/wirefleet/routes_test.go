@@ -67,3 +67,34 @@ func TestRoutesCLI(t *testing.T) {
 		t.Fatalf("events:\n%s", out)
 	}
 }
+
+func TestGatePeersCLI(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := controlplane.New(st, controlplane.Config{Logger: log})
+	srv := httptest.NewServer(api.New(svc, api.Config{Logger: log}))
+	defer srv.Close()
+	admin, _, err := svc.EnsureAdminToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cli{t: t, env: map[string]string{"WIREFLEET_URL": srv.URL, "WIREFLEET_TOKEN": admin}}
+	out := c.ok("gate-peers", "add", "--outer", "192.0.2.10", "--vni", "10", "--name", "vpc")
+	if !strings.Contains(out, "type vxlan id 10 local 192.0.2.10") || !strings.Contains(out, "10.128.0.2") {
+		t.Fatalf("add:\n%s", out)
+	}
+	c.fails(exitUsage, "gate-peers", "add", "--outer", "192.0.2.11")
+	c.fails(exitInvalid, "gate-peers", "add", "--outer", "10.128.0.9", "--vni", "3")
+	c.fails(exitConflict, "gate-peers", "add", "--outer", "192.0.2.10", "--vni", "10")
+	var list struct{ Items []struct{ ID string } }
+	if err := json.Unmarshal([]byte(c.ok("gate-peers", "list", "--json")), &list); err != nil || len(list.Items) != 1 {
+		t.Fatalf("list: %v %+v", err, list)
+	}
+	c.ok("gate-peers", "delete", list.Items[0].ID)
+	c.fails(exitNotFound, "gate-peers", "get", list.Items[0].ID)
+}

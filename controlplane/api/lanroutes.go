@@ -152,3 +152,56 @@ func nonNil[T any](s []T) []T {
 	}
 	return s
 }
+
+// gatePeerCreated is a new Gate peer with the commands its host runs.
+type gatePeerCreated struct {
+	fleet.GatePeer
+	Setup []string `json:"setup"`
+}
+
+// gatePeerRequest registers a VXLAN Gate peer.
+type gatePeerRequest struct {
+	Name         string `json:"name"`
+	GroupID      string `json:"groupId"`
+	OuterAddress string `json:"outerAddress"`
+	VNI          uint32 `json:"vni"`
+}
+
+func init() {
+	schemas["GatePeer"] = obj(props{"id": str(""), "name": str(""), "groupId": str("its device-to-device policy applies"),
+		"outerAddress": str("the host's own (underlay) IPv4 address"), "innerAddress": str("its address on the device subnet, from the SIM pool"),
+		"vni": integer(), "created": dateTime()})
+	schemas["GatePeerPage"] = page("GatePeer")
+	schemas["GatePeerCreated"] = obj(props{"id": str(""), "name": str(""), "groupId": str(""), "outerAddress": str(""), "innerAddress": str(""),
+		"vni": integer(), "created": dateTime(), "setup": arr(str("a command the host runs (its underlay interface assumed eth0)"))})
+	schemas["GatePeerCreateRequest"] = obj(props{"name": str(""), "groupId": str(""), "outerAddress": str("IPv4 address"), "vni": integer()}, "outerAddress", "vni")
+}
+
+// gatePeerRoutes are the VXLAN Gate peer routes.
+func (h *Handler) gatePeerRoutes() []route {
+	return []route{
+		{method: "GET", path: "/api/v1/gate-peers", summary: "List VXLAN Gate peers.", role: fleet.RoleViewer, response: "GatePeerPage", query: pageQuery, handle: listed(h.svc.ListGatePeers)},
+		{method: "POST", path: "/api/v1/gate-peers", summary: "Join a host to the device subnet over VXLAN; the answer holds its inner address.", role: fleet.RoleOperator, request: "GatePeerCreateRequest", response: "GatePeerCreated", handle: h.createGatePeer},
+		{method: "GET", path: "/api/v1/gate-peers/{id}", summary: "Get a Gate peer.", role: fleet.RoleViewer, response: "GatePeer", handle: byID(h.svc.GetGatePeer)},
+		{method: "DELETE", path: "/api/v1/gate-peers/{id}", summary: "Remove a Gate peer: its traffic stops at once.", role: fleet.RoleOperator, handle: removeByID(h.svc.DeleteGatePeer)},
+	}
+}
+
+func (h *Handler) createGatePeer(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+	var req gatePeerRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	var outer netip.Addr
+	if req.OuterAddress != "" {
+		var err error
+		if outer, err = netip.ParseAddr(req.OuterAddress); err != nil {
+			return nil, errorf(fleet.CodeInvalid, "outerAddress", "%q is not an IP address", req.OuterAddress)
+		}
+	}
+	g, err := h.svc.CreateGatePeer(ctx, a, controlplane.GatePeerSpec{Name: req.Name, GroupID: req.GroupID, OuterAddress: outer, VNI: req.VNI})
+	if err != nil {
+		return nil, err
+	}
+	return created{gatePeerCreated{GatePeer: g, Setup: h.svc.GatePeerSetup(g, "eth0")}}, nil
+}

@@ -59,3 +59,22 @@ func TestLANRoutesAPI(t *testing.T) {
 		t.Fatalf("after delete: %+v", page)
 	}
 }
+
+func TestGatePeersAPI(t *testing.T) {
+	e := newEnv(t)
+	var g fleet.GatePeer
+	e.must("POST", "/api/v1/gate-peers", fleet.RoleOperator, map[string]any{"name": "vpc", "outerAddress": "192.0.2.10", "vni": 10}, 201, &g)
+	if !g.InnerAddress.IsValid() || g.VNI != 10 {
+		t.Fatalf("created %+v", g)
+	}
+	e.wantError("POST", "/api/v1/gate-peers", fleet.RoleOperator, map[string]any{"outerAddress": "nope", "vni": 10}, 400, fleet.CodeInvalid, "outerAddress")
+	e.wantError("POST", "/api/v1/gate-peers", fleet.RoleOperator, map[string]any{"outerAddress": "192.0.2.10", "vni": 10}, 409, fleet.CodeConflict, "vni")
+	e.wantError("POST", "/api/v1/gate-peers", fleet.RoleOperator, map[string]any{"outerAddress": "192.0.2.11"}, 400, fleet.CodeInvalid, "vni")
+	var page apiv1.Page[fleet.GatePeer]
+	e.must("GET", "/api/v1/gate-peers", fleet.RoleViewer, nil, 200, &page)
+	if len(page.Items) != 1 {
+		t.Fatalf("list %+v", page)
+	}
+	e.must("DELETE", "/api/v1/gate-peers/"+g.ID, fleet.RoleOperator, nil, http.StatusNoContent, nil)
+	e.wantError("GET", "/api/v1/gate-peers/"+g.ID, fleet.RoleViewer, nil, 404, fleet.CodeNotFound, "id")
+}
