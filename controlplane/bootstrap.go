@@ -182,7 +182,11 @@ func WireGuardConfig(sim fleet.SIM, sess fleet.Session) string {
 		priv = sess.PrivateKey.Base64()
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "# wirefleet SIM %s (IMSI %s)\n", sim.ID, sim.IMSI)
+	if sim.Kind == fleet.KindSite {
+		fmt.Fprintf(&b, "# wirefleet site %s (%s)\n", sim.ID, sim.Name)
+	} else {
+		fmt.Fprintf(&b, "# wirefleet SIM %s (IMSI %s)\n", sim.ID, sim.IMSI)
+	}
 	fmt.Fprintf(&b, "[Interface]\nPrivateKey = %s\nAddress = %s\n\n", priv, sess.Address)
 	fmt.Fprintf(&b, "[Peer]\nPublicKey = %s\n", sess.GatewayPublicKey)
 	if sess.Endpoint != "" {

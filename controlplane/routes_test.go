@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/wirefleet/wirefleet/controlplane"
@@ -306,5 +307,39 @@ func TestGatePeers(t *testing.T) {
 	}
 	if _, err := svc.GetGatePeer(ctx, admin, g.ID); code(err) != fleet.CodeNotFound {
 		t.Errorf("after delete: %v", err)
+	}
+}
+
+// A site is a SIM without an IMSI: any number of them, none found by an
+// IMSI lookup, its wg-quick file names it a site.
+func TestSites(t *testing.T) {
+	ctx := context.Background()
+	svc, st := routeService(t, "")
+	admin := controlplane.System
+	var sites []fleet.SIM
+	for i := 0; i < 2; i++ {
+		s, _, err := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{Name: "office", Kind: fleet.KindSite, GenerateKey: true})
+		if err != nil || s.IMSI != "" || s.Kind != fleet.KindSite {
+			t.Fatalf("site %d: %+v %v", i, s, err)
+		}
+		sites = append(sites, s)
+	}
+	got, err := st.SIM(ctx, sites[1].ID)
+	if err != nil || got.IMSI != "" || got.Kind != fleet.KindSite {
+		t.Fatalf("stored site: %+v %v", got, err)
+	}
+	if _, err := st.SIMByIMSI(ctx, "site:"+sites[0].ID); err == nil {
+		t.Error("a site was found by an IMSI lookup")
+	}
+	dev, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true})
+	if dev.IMSI == "" || dev.Kind != fleet.KindDevice {
+		t.Errorf("a device after sites: %+v", dev)
+	}
+	if _, _, err := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true, Kind: "router"}); code(err) != fleet.CodeInvalid {
+		t.Errorf("an unknown kind: %v", err)
+	}
+	sim, sess, _ := svc.SessionFor(ctx, admin, sites[0].ID)
+	if conf := controlplane.WireGuardConfig(sim, sess); !strings.Contains(conf, "# wirefleet site "+sim.ID) {
+		t.Errorf("site wg-quick file:\n%s", conf)
 	}
 }

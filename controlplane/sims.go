@@ -24,6 +24,9 @@ type SIMSpec struct {
 	// the pair instead and returns the private key once, never storing it.
 	PublicKey   wgkey.Public
 	GenerateKey bool
+	// Kind is fleet.KindDevice (default) or fleet.KindSite: a network
+	// joined as a WireGuard peer, given no IMSI.
+	Kind fleet.SIMKind
 }
 
 func (s *Service) validateSIMSpec(ctx context.Context, r store.Reader, sp *SIMSpec) error {
@@ -56,9 +59,16 @@ func (s *Service) newSIM(ctx context.Context, tx store.Tx, sp SIMSpec, authKeyID
 	if err := useGroup(ctx, tx, sp.GroupID); err != nil {
 		return fleet.SIM{}, storeErr(err, "groupId")
 	}
-	imsi, err := tx.NextIMSI(ctx)
-	if err != nil {
-		return fleet.SIM{}, storeErr(err, "imsi")
+	var imsi string
+	var err error
+	switch sp.Kind {
+	case fleet.KindDevice:
+		if imsi, err = tx.NextIMSI(ctx); err != nil {
+			return fleet.SIM{}, storeErr(err, "imsi")
+		}
+	case fleet.KindSite:
+	default:
+		return fleet.SIM{}, fleet.Errorf(fleet.CodeInvalid, "kind", "%q: \"\" (a device) or \"site\"", sp.Kind)
 	}
 	addr := sp.Address
 	if !addr.IsValid() {
@@ -75,7 +85,7 @@ func (s *Service) newSIM(ctx context.Context, tx store.Tx, sp SIMSpec, authKeyID
 	if tags == nil {
 		tags = map[string]string{}
 	}
-	sim := fleet.SIM{ID: newID("sim", now), IMSI: imsi, Name: sp.Name, Tags: tags, GroupID: sp.GroupID, Status: fleet.StatusActive,
+	sim := fleet.SIM{ID: newID("sim", now), Kind: sp.Kind, IMSI: imsi, Name: sp.Name, Tags: tags, GroupID: sp.GroupID, Status: fleet.StatusActive,
 		Address: addr, PublicKey: sp.PublicKey, Created: now, Updated: now, KeySet: now, AuthKeyID: authKeyID}
 	if err := tx.InsertSIM(ctx, sim); err != nil {
 		return fleet.SIM{}, storeErr(err, "")

@@ -29,9 +29,22 @@ func (s Status) Valid() bool {
 	return s == StatusActive || s == StatusSuspended || s == StatusTerminated
 }
 
-// SIM is a virtual SIM: the fleet identity of one device.
+// SIMKind says what stands behind a SIM's tunnel.
+type SIMKind string
+
+// SIM kinds. A site is a network outside the fleet (a server, a cloud
+// network's router, an office) joined as a standard WireGuard peer: its
+// own key and the prefixes behind it, no IMSI.
+const (
+	KindDevice SIMKind = ""
+	KindSite   SIMKind = "site"
+)
+
+// SIM is a virtual SIM: the fleet identity of one device (or one site).
 type SIM struct {
-	ID      string            `json:"id"`
+	ID   string  `json:"id"`
+	Kind SIMKind `json:"kind,omitempty"`
+	// IMSI is empty for a site.
 	IMSI    string            `json:"imsi"`
 	Name    string            `json:"name"`
 	Tags    map[string]string `json:"tags"`

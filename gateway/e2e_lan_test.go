@@ -116,8 +116,12 @@ func TestLANsBehindSIMs(t *testing.T) {
 	sites := f.group("sites", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}, DevicesMayAdvertiseRoutes: true})
 	others := f.group("others", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}})
 
-	// The site peer and the cloud network behind it, 172.31.0.0/24.
-	site := f.newDevice(sites.ID)
+	// The site peer (a SIM of kind site: no IMSI) and the cloud network
+	// behind it, 172.31.0.0/24.
+	site := f.newPeer(sites.ID, fleet.KindSite)
+	if site.sim.IMSI != "" {
+		t.Fatalf("a site with an IMSI: %+v", site.sim)
+	}
 	f.behind(site, "cloud", netip.MustParsePrefix("172.31.0.1/24"), netip.MustParsePrefix("172.31.0.5/24"),
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			host, _, _ := net.SplitHostPort(r.RemoteAddr)

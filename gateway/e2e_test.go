@@ -164,12 +164,18 @@ type device struct {
 // sees the private key) and configures the device from the API's export.
 func (f *fixture) newDevice(groupID string) *device {
 	f.t.Helper()
+	return f.newPeer(groupID, fleet.KindDevice)
+}
+
+// newPeer is newDevice for a SIM of any kind (a site peer: no IMSI).
+func (f *fixture) newPeer(groupID string, kind fleet.SIMKind) *device {
+	f.t.Helper()
 	f.nDev++
 	n := f.nDev
 	d := &device{f: f, ns: f.env.NewNS(fmt.Sprintf("d%d", n))}
 	d.gwLink, d.link = f.join(d.ns, netip.MustParsePrefix(fmt.Sprintf("10.230.%d.2/16", n)))
 	d.wg = d.ns.StartWireGuardGo("")
-	sim, _, err := f.svc.CreateSIM(context.Background(), f.admin, controlplane.SIMSpec{Name: fmt.Sprintf("dev%d", n), GroupID: groupID, PublicKey: d.wg.Public})
+	sim, _, err := f.svc.CreateSIM(context.Background(), f.admin, controlplane.SIMSpec{Name: fmt.Sprintf("dev%d", n), GroupID: groupID, PublicKey: d.wg.Public, Kind: kind})
 	if err != nil {
 		f.t.Fatal(err)
 	}

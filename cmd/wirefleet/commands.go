@@ -162,6 +162,7 @@ func coreCommands() map[string]handler {
 			addr := c.fs.String("address", "", "pin an overlay address")
 			pub := c.fs.String("public-key", "", "the device's WireGuard public key")
 			gen := c.fs.Bool("generate-key", false, "let the platform generate the key pair (private key shown once)")
+			site := c.fs.Bool("site", false, "a site peer: a network outside the fleet (server, cloud router, office) joined as a WireGuard peer, no IMSI; give it routes with 'routes add'")
 			var tagList multi
 			c.fs.Var(&tagList, "tag", "key=value (repeatable)")
 			if err := c.args(rest, 0, 0, "none"); err != nil {
@@ -174,7 +175,11 @@ func coreCommands() map[string]handler {
 			if *pub == "" && !*gen {
 				return usageErr("sims create: give --public-key or --generate-key")
 			}
-			return c.simCall("POST", "/api/v1/sims", map[string]any{"name": *name, "groupId": *grp, "address": *addr, "publicKey": *pub, "generateKey": *gen, "tags": t})
+			kind := fleet.KindDevice
+			if *site {
+				kind = fleet.KindSite
+			}
+			return c.simCall("POST", "/api/v1/sims", map[string]any{"name": *name, "groupId": *grp, "address": *addr, "publicKey": *pub, "generateKey": *gen, "tags": t, "kind": kind})
 		},
 		"sims suspend":   simStatus("suspend"),
 		"sims resume":    simStatus("resume"),

@@ -48,7 +48,7 @@ Usage: wirefleet [global flags] <command> [args] [flags]
 Commands:
   sims list [--status S] [--group ID] [--tag k=v]... [--limit N] [--cursor C] [--all]
   sims get ID|IMSI|ADDRESS|PUBLIC_KEY
-  sims create [--name N] [--group ID] [--tag k=v]... [--address A] [--public-key K | --generate-key]
+  sims create [--name N] [--group ID] [--tag k=v]... [--address A] [--public-key K | --generate-key] [--site]
   sims suspend|resume|terminate ID
   sims rename ID NAME
   sims set-group ID GROUP_ID          ("" for none)

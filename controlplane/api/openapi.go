@@ -14,7 +14,8 @@ var schemas = map[string]any{
 	"Error":                  obj(props{"code": str("Stable error code: invalid, required, bad_json, unknown_field, body_too_large, not_found, conflict, bad_state, unauthorized, forbidden, exhausted, method_not_allowed, internal."), "field": str("JSON path of the field at fault, if any."), "message": str("")}, "code", "message"),
 	"SIM":                    obj(simProps()),
 	"SIMWithKey":             obj(withProp(simProps(), "privateKey", str("only when the platform generated the key in this call; never stored"))),
-	"SIMCreateRequest":       obj(props{"name": str(""), "tags": strMap(), "groupId": str(""), "address": str("pin an address of the pool"), "publicKey": str("the device's key"), "generateKey": boolean()}),
+	"SIMCreateRequest":       obj(props{"name": str(""), "tags": strMap(), "groupId": str(""), "address": str("pin an address of the pool"), "publicKey": str("the device's key"), "generateKey": boolean(),
+		"kind": enum("", "site")}),
 	"SIMPatchRequest":        obj(props{"name": str(""), "tags": strMap(), "groupId": str("")}),
 	"SIMGroupRequest":        obj(props{"groupId": str("\"\" for none")}, "groupId"),
 	"SIMTagsRequest":         obj(props{"tags": strMap()}, "tags"),
@@ -57,7 +58,7 @@ var schemas = map[string]any{
 type props map[string]any
 
 func simProps() props {
-	return props{"id": str(""), "imsi": str("99999 + 10 digits"), "name": str(""), "tags": strMap(), "groupId": str(""),
+	return props{"id": str(""), "kind": enum("", "site"), "imsi": str("99999 + 10 digits; empty for a site"), "name": str(""), "tags": strMap(), "groupId": str(""),
 		"status": enum("active", "suspended", "terminated"), "address": str("overlay IPv4"), "publicKey": str("base64 WireGuard key"),
 		"nextPublicKey": str("announced next key during rotation"), "authKeyId": str("auth key the SIM was bootstrapped with; absent when an operator or a trusted network created it"), "created": dateTime(), "updated": dateTime(),
 		"keySet": dateTime(), "rotateBy": dateTime(),

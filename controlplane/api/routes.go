@@ -24,6 +24,7 @@ type simCreateRequest struct {
 	Address     string            `json:"address"`
 	PublicKey   string            `json:"publicKey"`
 	GenerateKey bool              `json:"generateKey"`
+	Kind        fleet.SIMKind     `json:"kind"`
 }
 
 type simPatchRequest struct {

@@ -80,7 +80,7 @@ func (h *Handler) createSIM(ctx context.Context, a controlplane.Actor, r *http.R
 			return nil, errorf(fleet.CodeInvalid, "address", "not an IPv4 address")
 		}
 	}
-	sim, priv, err := h.svc.CreateSIM(ctx, a, controlplane.SIMSpec{Name: req.Name, Tags: req.Tags, GroupID: req.GroupID, Address: addr, PublicKey: key, GenerateKey: req.GenerateKey})
+	sim, priv, err := h.svc.CreateSIM(ctx, a, controlplane.SIMSpec{Name: req.Name, Tags: req.Tags, GroupID: req.GroupID, Address: addr, PublicKey: key, GenerateKey: req.GenerateKey, Kind: req.Kind})
 	if err != nil {
 		return nil, err
 	}

@@ -199,4 +199,8 @@ CREATE TABLE gate_peers (
 	created {int64} NOT NULL,
 	UNIQUE (outer_address, vni)
 );
+`, `
+-- A SIM's kind: '' a device, 'site' a network joined as a WireGuard peer.
+-- A site has no IMSI; its imsi column holds 'site:' and its id, unique.
+ALTER TABLE sims ADD COLUMN kind TEXT NOT NULL DEFAULT '';
 `}

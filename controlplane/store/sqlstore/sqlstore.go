@@ -172,7 +172,7 @@ func limit(p store.PageRequest) int {
 
 // ---- SIMs ----
 
-const simCols = `id, imsi, name, tags, group_id, status, address, public_key, next_public_key, created, updated, auth_key_id, key_set, rotate_by`
+const simCols = `id, imsi, name, tags, group_id, status, address, public_key, next_public_key, created, updated, auth_key_id, key_set, rotate_by, kind`
 
 type scanner interface{ Scan(dst ...any) error }
 
@@ -183,9 +183,13 @@ func scanSIM(s scanner) (fleet.SIM, error) {
 		status              string
 		created, updated    int64
 		keySet, rotateBy    int64
+		kind                string
 	)
-	if err := s.Scan(&sim.ID, &sim.IMSI, &sim.Name, &tags, &sim.GroupID, &status, &addr, &pk, &npk, &created, &updated, &sim.AuthKeyID, &keySet, &rotateBy); err != nil {
+	if err := s.Scan(&sim.ID, &sim.IMSI, &sim.Name, &tags, &sim.GroupID, &status, &addr, &pk, &npk, &created, &updated, &sim.AuthKeyID, &keySet, &rotateBy, &kind); err != nil {
 		return sim, err
+	}
+	if sim.Kind = fleet.SIMKind(kind); sim.Kind == fleet.KindSite {
+		sim.IMSI = ""
 	}
 	sim.Status = fleet.Status(status)
 	if err := json.Unmarshal([]byte(tags), &sim.Tags); err != nil {
@@ -221,7 +225,7 @@ func (r reader) SIM(ctx context.Context, id string) (fleet.SIM, error) {
 }
 
 func (r reader) SIMByIMSI(ctx context.Context, imsi string) (fleet.SIM, error) {
-	return r.simWhere(ctx, `imsi = ?`, imsi)
+	return r.simWhere(ctx, `imsi = ? AND kind = ''`, imsi)
 }
 
 func (r reader) SIMByAddress(ctx context.Context, addr netip.Addr) (fleet.SIM, error) {
@@ -595,7 +599,11 @@ func simArgs(s fleet.SIM) []any {
 	if tags == nil {
 		tags = map[string]string{}
 	}
-	return []any{s.IMSI, s.Name, marshal(tags), s.GroupID, string(s.Status), s.Address.String(), s.PublicKey.String(), s.NextPublicKey.String(), nanos(s.Created), nanos(s.Updated), s.AuthKeyID, s.ID}
+	imsi := s.IMSI
+	if s.Kind == fleet.KindSite {
+		imsi = "site:" + s.ID // unique, and no IMSI lookup finds it
+	}
+	return []any{imsi, s.Name, marshal(tags), s.GroupID, string(s.Status), s.Address.String(), s.PublicKey.String(), s.NextPublicKey.String(), nanos(s.Created), nanos(s.Updated), s.AuthKeyID, s.ID}
 }
 
 // simUpdateArgs leaves out auth_key_id: it is fixed at creation. The
@@ -620,7 +628,7 @@ func (t *tx) InsertSIM(ctx context.Context, s fleet.SIM) error {
 	if keySet.IsZero() {
 		keySet = s.Created
 	}
-	if _, err := t.exec(ctx, `INSERT INTO sims (imsi, name, tags, group_id, status, address, public_key, next_public_key, created, updated, auth_key_id, id, key_set, rotate_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, append(simArgs(s), nanos(keySet), optNanos(s.RotateBy))...); err != nil {
+	if _, err := t.exec(ctx, `INSERT INTO sims (imsi, name, tags, group_id, status, address, public_key, next_public_key, created, updated, auth_key_id, id, key_set, rotate_by, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, append(simArgs(s), nanos(keySet), optNanos(s.RotateBy), string(s.Kind))...); err != nil {
 		return err
 	}
 	return t.putKeys(ctx, s)
