@@ -11,10 +11,10 @@ import (
 // schemas are the OpenAPI component schemas, by name. They describe the
 // JSON of the fleet types and request bodies above.
 var schemas = map[string]any{
-	"Error":                  obj(props{"code": str("Stable error code: invalid, required, bad_json, unknown_field, body_too_large, not_found, conflict, bad_state, unauthorized, forbidden, exhausted, method_not_allowed, internal."), "field": str("JSON path of the field at fault, if any."), "message": str("")}, "code", "message"),
-	"SIM":                    obj(simProps()),
-	"SIMWithKey":             obj(withProp(simProps(), "privateKey", str("only when the platform generated the key in this call; never stored"))),
-	"SIMCreateRequest":       obj(props{"name": str(""), "tags": strMap(), "groupId": str(""), "address": str("pin an address of the pool"), "publicKey": str("the device's key"), "generateKey": boolean(),
+	"Error":      obj(props{"code": str("Stable error code: invalid, required, bad_json, unknown_field, body_too_large, not_found, conflict, bad_state, unauthorized, forbidden, exhausted, method_not_allowed, internal."), "field": str("JSON path of the field at fault, if any."), "message": str("")}, "code", "message"),
+	"SIM":        obj(simProps()),
+	"SIMWithKey": obj(withProp(simProps(), "privateKey", str("only when the platform generated the key in this call; never stored"))),
+	"SIMCreateRequest": obj(props{"name": str(""), "tags": strMap(), "groupId": str(""), "address": str("pin an address of the pool"), "publicKey": str("the device's key"), "generateKey": boolean(),
 		"kind": enum("", "site")}),
 	"SIMPatchRequest":        obj(props{"name": str(""), "tags": strMap(), "groupId": str("")}),
 	"SIMGroupRequest":        obj(props{"groupId": str("\"\" for none")}, "groupId"),
