@@ -22,6 +22,9 @@ type RouteSpec struct {
 	// allocate one instead. Neither: the route is unmapped.
 	Mapped netip.Prefix
 	Map    bool
+	// Hosts names LAN hosts for the platform DNS (nil: keep a replaced
+	// route's names).
+	Hosts map[string]netip.Addr
 }
 
 // routesLock serialises route writes: the overlap check and the mapped
@@ -249,7 +252,7 @@ func (s *Service) putRouteLocked(ctx context.Context, tx store.Tx, sim fleet.SIM
 		if mustBeAdvertised && have[i].Status != fleet.RouteAdvertised {
 			return fleet.Route{}, fleet.Errorf(fleet.CodeBadState, "prefix", "%s is not waiting for approval", p)
 		}
-		r.Created, r.Source = have[i].Created, have[i].Source
+		r.Created, r.Source, r.Hosts = have[i].Created, have[i].Source, have[i].Hosts
 		if status == fleet.RouteAdvertised {
 			r.Status = have[i].Status // a device repeating itself approves nothing
 		}
@@ -286,6 +289,12 @@ func (s *Service) putRouteLocked(ctx context.Context, tx store.Tx, sim fleet.SIM
 		}
 		r.Mapped = m
 	}
+	if spec.Hosts != nil {
+		if err := checkHosts(p, spec.Hosts); err != nil {
+			return fleet.Route{}, err
+		}
+		r.Hosts = spec.Hosts
+	}
 	if r.Mapped.IsValid() {
 		if err := s.checkLANPrefix("mappedPrefix", r.Mapped); err != nil {
 			return fleet.Route{}, err // a LAN pool configured over the SIM pool
@@ -314,6 +323,58 @@ func (s *Service) putRouteLocked(ctx context.Context, tx store.Tx, sim fleet.SIM
 	}
 	tx.Publish(fleet.Change{Kind: fleet.ChangeSIM, ID: sim.ID})
 	return r, nil
+}
+
+// checkHosts refuses host names that are not DNS labels and addresses
+// outside the LAN.
+func checkHosts(lan netip.Prefix, hosts map[string]netip.Addr) error {
+	if len(hosts) > fleet.MaxHostsPerRoute {
+		return fleet.Errorf(fleet.CodeInvalid, "hosts", "at most %d hosts per route", fleet.MaxHostsPerRoute)
+	}
+	for name, a := range hosts {
+		if err := fleet.ValidateHostName("hosts", name); err != nil {
+			return err
+		}
+		if !lan.Contains(a) {
+			return fleet.Errorf(fleet.CodeInvalid, "hosts", "%s (%s) is not on the LAN %s", name, a, lan)
+		}
+	}
+	return nil
+}
+
+// SetRouteHosts replaces the named hosts of a SIM's route.
+func (s *Service) SetRouteHosts(ctx context.Context, a Actor, simID string, prefix netip.Prefix, hosts map[string]netip.Addr) (fleet.Route, error) {
+	if err := require(a, fleet.RoleOperator); err != nil {
+		return fleet.Route{}, err
+	}
+	if hosts == nil {
+		hosts = map[string]netip.Addr{}
+	}
+	var out fleet.Route
+	err := s.st.Update(ctx, func(tx store.Tx) error {
+		if err := tx.Lock(ctx, routesLock); err != nil {
+			return err
+		}
+		have, err := tx.SIMRoutes(ctx, simID)
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(have, func(r fleet.Route) bool { return r.Prefix == prefix.Masked() })
+		if i < 0 {
+			return fleet.Errorf(fleet.CodeNotFound, "prefix", "SIM %s has no route %s", simID, prefix)
+		}
+		if err := checkHosts(have[i].Prefix, hosts); err != nil {
+			return err
+		}
+		out = have[i]
+		out.Hosts, out.Updated = hosts, s.now()
+		if err := tx.PutRoute(ctx, out); err != nil {
+			return err
+		}
+		tx.Publish(fleet.Change{Kind: fleet.ChangeSIM, ID: simID})
+		return s.event(ctx, tx, a, "sim.route.hosts", "sim", simID, map[string]any{"prefix": out.Prefix.String(), "hosts": len(hosts)})
+	})
+	return out, storeErr(err, "")
 }
 
 // checkLANPrefix refuses what cannot be a LAN behind a SIM: not IPv4,

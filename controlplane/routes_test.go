@@ -343,3 +343,40 @@ func TestSites(t *testing.T) {
 		t.Errorf("site wg-quick file:\n%s", conf)
 	}
 }
+
+// Named LAN hosts: DNS labels on the LAN only; replaced whole.
+func TestRouteHosts(t *testing.T) {
+	ctx := context.Background()
+	svc, _ := routeService(t, "")
+	admin := controlplane.System
+	sim, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true})
+	lan := pfx("192.168.1.0/24")
+	r, err := svc.AddSIMRoute(ctx, admin, sim.ID, controlplane.RouteSpec{Prefix: lan, Map: true, Hosts: map[string]netip.Addr{"plc1": mustAddr("192.168.1.10")}})
+	if err != nil || r.Hosts["plc1"] != mustAddr("192.168.1.10") {
+		t.Fatalf("add with hosts: %+v %v", r, err)
+	}
+	for name, tc := range map[string]map[string]netip.Addr{
+		"off the LAN":    {"cam": mustAddr("192.168.2.1")},
+		"not a label":    {"Cam_1": mustAddr("192.168.1.11")},
+		"leading hyphen": {"-cam": mustAddr("192.168.1.11")},
+	} {
+		if _, err := svc.SetRouteHosts(ctx, admin, sim.ID, lan, tc); code(err) != fleet.CodeInvalid {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := svc.SetRouteHosts(ctx, admin, sim.ID, pfx("10.9.0.0/24"), nil); code(err) != fleet.CodeNotFound {
+		t.Errorf("hosts of a missing route: %v", err)
+	}
+	viewer := controlplane.Actor{Kind: "token", ID: "tok_v", Role: fleet.RoleViewer}
+	if _, err := svc.SetRouteHosts(ctx, viewer, sim.ID, lan, nil); code(err) != fleet.CodeForbidden {
+		t.Errorf("a viewer named hosts: %v", err)
+	}
+	r, err = svc.SetRouteHosts(ctx, admin, sim.ID, lan, map[string]netip.Addr{"meter": mustAddr("192.168.1.20")})
+	if err != nil || len(r.Hosts) != 1 || r.Hosts["meter"] != mustAddr("192.168.1.20") {
+		t.Fatalf("replace: %+v %v", r, err)
+	}
+	rs, _ := svc.SIMRoutes(ctx, admin, sim.ID)
+	if len(rs) != 1 || len(rs[0].Hosts) != 1 || !rs[0].Mapped.IsValid() {
+		t.Fatalf("stored: %+v", rs)
+	}
+}

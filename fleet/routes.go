@@ -24,8 +24,25 @@ const (
 )
 
 // MaxRoutesPerSIM bounds the prefixes behind one SIM (approved and
-// advertised together).
-const MaxRoutesPerSIM = 64
+// advertised together); MaxHostsPerRoute the named hosts of one route.
+const (
+	MaxRoutesPerSIM  = 64
+	MaxHostsPerRoute = 256
+)
+
+// ValidateHostName checks a LAN host's DNS label: letters, digits and
+// hyphens, not at either end, at most 63 characters.
+func ValidateHostName(field, name string) error {
+	if name == "" || len(name) > 63 || name[0] == '-' || name[len(name)-1] == '-' {
+		return Errorf(CodeInvalid, field, "%q: a DNS label of 1 to 63 letters, digits and inner hyphens", name)
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return Errorf(CodeInvalid, field, "%q: a DNS label of lower-case letters, digits and inner hyphens", name)
+		}
+	}
+	return nil
+}
 
 // Route is a LAN prefix behind a SIM: the gateway routes packets for it
 // into the SIM's tunnel and accepts packets from it out of that tunnel.
@@ -39,8 +56,12 @@ type Route struct {
 	Prefix netip.Prefix `json:"prefix"`
 	// Mapped is the prefix the fleet reaches the LAN by; zero for an
 	// unmapped route, reached by Prefix itself.
-	Mapped  netip.Prefix `json:"mappedPrefix,omitzero"`
-	Status  RouteStatus  `json:"status"`
+	Mapped netip.Prefix `json:"mappedPrefix,omitzero"`
+	// Hosts are LAN hosts the operator names (inside Prefix): the
+	// platform DNS answers <host>.<sim-id>.lan.<zone> with the address the
+	// fleet reaches them by.
+	Hosts   map[string]netip.Addr `json:"hosts,omitempty"`
+	Status  RouteStatus           `json:"status"`
 	Source  string       `json:"source"` // RouteByOperator or RouteByDevice
 	Created time.Time    `json:"created"`
 	Updated time.Time    `json:"updated"`

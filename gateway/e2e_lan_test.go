@@ -136,7 +136,8 @@ func TestLANsBehindSIMs(t *testing.T) {
 	routerA, routerB := f.newDevice(sites.ID), f.newDevice(sites.ID)
 	siteA := f.behind(routerA, "lana", netip.MustParsePrefix("192.168.1.1/24"), netip.MustParsePrefix("192.168.1.10/24"), siteHandler("site A"))
 	f.behind(routerB, "lanb", netip.MustParsePrefix("192.168.1.1/24"), netip.MustParsePrefix("192.168.1.10/24"), siteHandler("site B"))
-	ra, err := f.svc.AddSIMRoute(ctx, f.admin, routerA.sim.ID, controlplane.RouteSpec{Prefix: lan, Map: true})
+	ra, err := f.svc.AddSIMRoute(ctx, f.admin, routerA.sim.ID, controlplane.RouteSpec{Prefix: lan, Map: true,
+		Hosts: map[string]netip.Addr{"web": netip.MustParseAddr("192.168.1.10")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,6 +166,11 @@ func TestLANsBehindSIMs(t *testing.T) {
 		if got != want {
 			t.Fatalf("http://%s/ from the site peer: %q, want %q", host, got, want)
 		}
+	}
+	// The platform DNS names LAN host A by its mapped address.
+	name := "web." + routerA.sim.ID + ".lan." + DefaultZone + "."
+	if got, rcode, err := site.resolve(DNSAddrs[0].String(), name); err != nil || got != hostA {
+		t.Fatalf("%s: %v %v %v, want %s", name, got, rcode, err, hostA)
 	}
 	if err := site.ping(hostA.String(), 3, 2*time.Second); err != nil {
 		t.Fatalf("ping %s: %v", hostA, err)

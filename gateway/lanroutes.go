@@ -4,6 +4,7 @@ package gateway
 
 import (
 	"context"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -22,6 +23,7 @@ type lanRoute struct {
 	reach  netip.Prefix // what the fleet sends to (mapped, or prefix)
 	in     netmap.Map   // reach → prefix, for destinations; invalid when unmapped
 	out    netmap.Map   // prefix → reach, for sources; invalid when unmapped
+	hosts  atomic.Pointer[map[string]netip.Addr] // named LAN hosts (LAN addresses), for DNS
 	// Traffic through the route (packets and bytes toward the LAN, and
 	// from it), and packets dropped on the way to it by reason.
 	inPackets, inBytes, outPackets, outBytes atomic.Uint64
@@ -108,15 +110,15 @@ func (t *lanTable) set(sim string, routes []fleet.Route) bool {
 			continue
 		}
 		if i := slices.IndexFunc(old.bySIM[sim], func(r *lanRoute) bool { return r.prefix == fr.Prefix && r.reach == fr.Reach() }); i >= 0 {
-			next = append(next, old.bySIM[sim][i])
+			r := old.bySIM[sim][i]
+			if h := r.hosts.Load(); h == nil || !maps.Equal(*h, fr.Hosts) {
+				hosts := maps.Clone(fr.Hosts)
+				r.hosts.Store(&hosts) // names change in place: the routing does not
+			}
+			next = append(next, r)
 			continue
 		}
-		r := &lanRoute{sim: sim, prefix: fr.Prefix, reach: fr.Reach()}
-		if fr.Mapped.IsValid() {
-			r.in = netmap.Map{From: fr.Mapped, To: fr.Prefix}
-			r.out = r.in.Inverse()
-		}
-		next = append(next, r)
+		next = append(next, newLANRoute(fr))
 	}
 	if slices.Equal(next, old.bySIM[sim]) {
 		return false
@@ -143,14 +145,38 @@ func (t *lanTable) replaceAll(routes []fleet.Route) {
 		if fr.Status != fleet.RouteApproved {
 			continue
 		}
-		r := &lanRoute{sim: fr.SIMID, prefix: fr.Prefix, reach: fr.Reach()}
-		if fr.Mapped.IsValid() {
-			r.in = netmap.Map{From: fr.Mapped, To: fr.Prefix}
-			r.out = r.in.Inverse()
-		}
-		bySIM[fr.SIMID] = append(bySIM[fr.SIMID], r)
+		bySIM[fr.SIMID] = append(bySIM[fr.SIMID], newLANRoute(fr))
 	}
 	t.snap.Store(build(bySIM))
+}
+
+func newLANRoute(fr fleet.Route) *lanRoute {
+	r := &lanRoute{sim: fr.SIMID, prefix: fr.Prefix, reach: fr.Reach()}
+	if fr.Mapped.IsValid() {
+		r.in = netmap.Map{From: fr.Mapped, To: fr.Prefix}
+		r.out = r.in.Inverse()
+	}
+	hosts := maps.Clone(fr.Hosts)
+	r.hosts.Store(&hosts)
+	return r
+}
+
+// host returns the address the fleet reaches SIM sim's LAN host name by
+// (its mapped address on a mapped route), and its address on the LAN.
+func (t *lanTable) host(sim, name string) (reach, onLAN netip.Addr, ok bool) {
+	for _, r := range t.ofSIM(sim) {
+		h := r.hosts.Load()
+		if h == nil {
+			continue
+		}
+		if a, found := (*h)[name]; found {
+			if r.mapped() {
+				return r.out.Addr(a), a, true
+			}
+			return a, a, true
+		}
+	}
+	return netip.Addr{}, netip.Addr{}, false
 }
 
 func build(bySIM map[string][]*lanRoute) *lanSnapshot {

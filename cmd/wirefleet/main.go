@@ -76,6 +76,7 @@ Commands:
                                       size (for LANs other SIMs have too: every site on 192.168.1.0/24)
   routes approve SIM_ID PREFIX [--map | --mapped PREFIX]   approve a prefix the device advertised
   routes list [--sim ID] [--status approved|advertised] | delete SIM_ID PREFIX
+  routes hosts SIM_ID PREFIX [NAME=ADDRESS]...   name LAN hosts for the DNS: NAME.SIM_ID.lan.ZONE
   routes import FILE.json [--map]     {"<simId>": "<CIDR>", …}: one LAN per SIM, all or nothing
   gate-peers add --outer IP --vni N [--group ID] [--name N]
                                       join a host to the device subnet over VXLAN (prints its ip commands)

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/wirefleet/wirefleet/fleet"
 )
@@ -58,6 +59,32 @@ func addRouteCommands(handlers map[string]handler) {
 			return err
 		}
 		return c.call("DELETE", "/api/v1/sims/"+url.PathEscape(c.pos[0])+"/routes"+query("prefix", c.pos[1]), nil, nil)
+	}
+	handlers["routes hosts"] = func(c *command, rest []string) error {
+		if len(rest) < 2 {
+			return usageErr("routes hosts: SIM_ID PREFIX [NAME=ADDRESS]...")
+		}
+		if err := c.args(rest, 2, 2+fleet.MaxHostsPerRoute, "SIM_ID PREFIX [NAME=ADDRESS]..."); err != nil {
+			return err
+		}
+		hosts := map[string]string{}
+		for _, kv := range c.pos[2:] {
+			name, addr, ok := strings.Cut(kv, "=")
+			if !ok {
+				return usageErr("routes hosts: %q: want NAME=ADDRESS", kv)
+			}
+			hosts[name] = addr
+		}
+		var r fleet.Route
+		if err := c.call("PUT", "/api/v1/sims/"+url.PathEscape(c.pos[0])+"/routes/hosts", map[string]any{"prefix": c.pos[1], "hosts": hosts}, &r); err != nil {
+			return err
+		}
+		names := make([]string, 0, len(r.Hosts))
+		for n, a := range r.Hosts {
+			names = append(names, n+"="+a.String())
+		}
+		sortStrings(names)
+		return c.show(r, routeHeader, [][]string{routeRow(r)}, "hosts: "+strings.Join(names, " "))
 	}
 	handlers["routes import"] = func(c *command, rest []string) error {
 		doMap := c.fs.Bool("map", false, "map every LAN into the LAN pool")

@@ -59,6 +59,11 @@ func TestRoutesCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(c.ok("routes", "list", "--json")), &list); err != nil || len(list.Items) != 2 {
 		t.Fatalf("list: %v %+v", err, list)
 	}
+	if out := c.ok("routes", "hosts", a.ID, "192.168.1.0/24", "plc1=192.168.1.10"); !strings.Contains(out, "plc1=192.168.1.10") {
+		t.Fatalf("hosts:\n%s", out)
+	}
+	c.fails(exitUsage, "routes", "hosts", a.ID, "192.168.1.0/24", "plc1")
+	c.fails(exitInvalid, "routes", "hosts", a.ID, "192.168.1.0/24", "plc1=10.0.0.1")
 	c.ok("routes", "delete", a.ID, "192.168.1.0/24")
 	if out := c.ok("routes", "list", "--sim", a.ID); strings.Contains(out, "192.168.1.0/24") {
 		t.Fatalf("after delete:\n%s", out)

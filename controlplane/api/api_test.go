@@ -318,6 +318,7 @@ func TestRoleDenials(t *testing.T) {
 		{"POST", "/api/v1/sims/x/routes", map[string]any{"prefix": "192.168.1.0/24"}, fleet.RoleOperator},
 		{"POST", "/api/v1/sims/x/routes/approve", map[string]any{"prefix": "192.168.1.0/24"}, fleet.RoleOperator},
 		{"DELETE", "/api/v1/sims/x/routes?prefix=192.168.1.0/24", nil, fleet.RoleOperator},
+		{"PUT", "/api/v1/sims/x/routes/hosts", map[string]any{"prefix": "192.168.1.0/24", "hosts": map[string]string{}}, fleet.RoleOperator},
 		{"GET", "/api/v1/gate-peers", nil, fleet.RoleViewer},
 		{"GET", "/api/v1/gate-peers/x", nil, fleet.RoleViewer},
 		{"POST", "/api/v1/gate-peers", map[string]any{"outerAddress": "192.0.2.10", "vni": 10}, fleet.RoleOperator},

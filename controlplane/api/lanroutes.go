@@ -15,20 +15,43 @@ import (
 
 // lanRouteRequest puts a LAN prefix behind a SIM, or approves one.
 type lanRouteRequest struct {
-	Prefix       string `json:"prefix"`
-	MappedPrefix string `json:"mappedPrefix"`
-	Map          bool   `json:"map"`
+	Prefix       string            `json:"prefix"`
+	MappedPrefix string            `json:"mappedPrefix"`
+	Map          bool              `json:"map"`
+	Hosts        map[string]string `json:"hosts"`
+}
+
+// routeHostsRequest replaces a route's named hosts.
+type routeHostsRequest struct {
+	Prefix string            `json:"prefix"`
+	Hosts  map[string]string `json:"hosts"`
+}
+
+func parseHosts(in map[string]string) (map[string]netip.Addr, error) {
+	if in == nil {
+		return nil, nil
+	}
+	out := make(map[string]netip.Addr, len(in))
+	for name, s := range in {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, errorf(fleet.CodeInvalid, "hosts", "%s: %q is not an IP address", name, s)
+		}
+		out[name] = a
+	}
+	return out, nil
 }
 
 func init() {
 	schemas["Route"] = obj(props{"simId": str(""), "prefix": str("the LAN's CIDR, as the device sees it"),
 		"mappedPrefix": str("the same-size CIDR the fleet reaches the LAN by; absent when unmapped"),
-		"status":       enum(string(fleet.RouteApproved), string(fleet.RouteAdvertised)), "source": enum(fleet.RouteByOperator, fleet.RouteByDevice),
+		"hosts":        strMap(), "status": enum(string(fleet.RouteApproved), string(fleet.RouteAdvertised)), "source": enum(fleet.RouteByOperator, fleet.RouteByDevice),
 		"created": dateTime(), "updated": dateTime()})
 	schemas["RoutePage"] = page("Route")
 	schemas["RouteRequest"] = obj(props{"prefix": str("IPv4 CIDR of the LAN, host bits zero"),
 		"mappedPrefix": str("a same-size CIDR inside the LAN pool, to reach the LAN by"),
-		"map":          boolean()}, "prefix")
+		"map":          boolean(), "hosts": strMap()}, "prefix")
+	schemas["RouteHostsRequest"] = obj(props{"prefix": str("the route's CIDR"), "hosts": strMap()}, "prefix", "hosts")
 	schemas["RouteBulkRequest"] = map[string]any{"type": "object", "additionalProperties": str("CIDR behind the SIM"),
 		"description": `{"<simId>": "<CIDR>"}: one LAN per SIM, written all or nothing`}
 }
@@ -41,6 +64,7 @@ func (h *Handler) lanRouteRoutes() []route {
 		{method: "GET", path: "/api/v1/sims/{id}/routes", summary: "List a SIM's LAN routes, approved and advertised.", role: fleet.RoleViewer, response: "RoutePage", handle: h.listSIMRoutes},
 		{method: "POST", path: "/api/v1/sims/{id}/routes", summary: "Put a LAN prefix behind a SIM, unmapped or mapped (chosen, or allocated with map).", role: fleet.RoleOperator, request: "RouteRequest", response: "Route", handle: h.addSIMRoute},
 		{method: "POST", path: "/api/v1/sims/{id}/routes/approve", summary: "Approve a prefix the SIM's device advertised, mapped or not.", role: fleet.RoleOperator, request: "RouteRequest", response: "Route", handle: h.approveSIMRoute},
+		{method: "PUT", path: "/api/v1/sims/{id}/routes/hosts", summary: "Name the hosts on one of a SIM's LANs, for the platform DNS (<host>.<sim-id>.lan.<zone>); replaces the names.", role: fleet.RoleOperator, request: "RouteHostsRequest", response: "Route", handle: h.putRouteHosts},
 		{method: "DELETE", path: "/api/v1/sims/{id}/routes", summary: "Remove a SIM's route (?prefix=CIDR).", role: fleet.RoleOperator, query: []string{"prefix"}, handle: h.deleteSIMRoute},
 	}
 }
@@ -63,7 +87,11 @@ func (req lanRouteRequest) spec() (controlplane.RouteSpec, error) {
 		return controlplane.RouteSpec{}, err
 	}
 	m, err := parsePrefix("mappedPrefix", req.MappedPrefix)
-	return controlplane.RouteSpec{Prefix: p, Mapped: m, Map: req.Map}, err
+	if err != nil {
+		return controlplane.RouteSpec{}, err
+	}
+	hosts, err := parseHosts(req.Hosts)
+	return controlplane.RouteSpec{Prefix: p, Mapped: m, Map: req.Map, Hosts: hosts}, err
 }
 
 func (h *Handler) listLANRoutes(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
@@ -133,6 +161,25 @@ func (h *Handler) approveSIMRoute(ctx context.Context, a controlplane.Actor, r *
 		return nil, err
 	}
 	return h.svc.ApproveSIMRoute(ctx, a, r.PathValue("id"), spec)
+}
+
+func (h *Handler) putRouteHosts(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+	var req routeHostsRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	p, err := parsePrefix("prefix", req.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	if !p.IsValid() {
+		return nil, errorf(fleet.CodeRequired, "prefix", "the route's CIDR")
+	}
+	hosts, err := parseHosts(req.Hosts)
+	if err != nil {
+		return nil, err
+	}
+	return h.svc.SetRouteHosts(ctx, a, r.PathValue("id"), p, hosts)
 }
 
 func (h *Handler) deleteSIMRoute(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {

@@ -49,6 +49,12 @@ func TestLANRoutesAPI(t *testing.T) {
 	} {
 		e.wantError(c.method, c.path, fleet.RoleOperator, c.body, c.status, c.code, c.field) // stops at the first failing case
 	}
+	var named fleet.Route
+	e.must("PUT", "/api/v1/sims/"+a.ID+"/routes/hosts", fleet.RoleOperator, map[string]any{"prefix": "192.168.1.0/24", "hosts": map[string]string{"plc1": "192.168.1.10"}}, 200, &named)
+	if named.Hosts["plc1"].String() != "192.168.1.10" {
+		t.Fatalf("hosts: %+v", named)
+	}
+	e.wantError("PUT", "/api/v1/sims/"+a.ID+"/routes/hosts", fleet.RoleOperator, map[string]any{"prefix": "192.168.1.0/24", "hosts": map[string]string{"plc1": "ten"}}, 400, fleet.CodeInvalid, "hosts")
 	e.must("GET", "/api/v1/routes", fleet.RoleViewer, nil, 200, &page)
 	if len(page.Items) != 2 {
 		t.Fatalf("all routes: %+v", page)

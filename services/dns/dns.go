@@ -7,6 +7,10 @@
 //	<name>.<zone>       the platform services (Config.Names: dns, metadata)
 //	<sim-id>.sim.<zone> a SIM's overlay address, for the SIM itself and for
 //	                    SIMs device-to-device policy lets it reach
+//	<host>.<sim-id>.lan.<zone>
+//	                    a host an operator named on a LAN behind a SIM: the
+//	                    address the caller reaches it by (mapped, for a
+//	                    mapped LAN; its LAN address for the SIM itself)
 //
 // The caller is the SIM whose tunnel the query came through (the gateway
 // has checked the source address). Other names in the zone are NXDOMAIN;
@@ -39,6 +43,9 @@ type Config struct {
 	Addrs []netip.Addr
 	// Names are the platform's own names, by label ("dns", "metadata").
 	Names map[string]netip.Addr
+	// LANHost, if set, finds a named host on a LAN behind SIM simID: the
+	// address the fleet reaches it by and its address on the LAN.
+	LANHost func(simID, host string) (reach, onLAN netip.Addr, ok bool)
 }
 
 // Service is the DNS platform service.
@@ -165,6 +172,9 @@ func (s *Service) lookup(ctx context.Context, caller netip.Addr, label string) (
 	if a, ok := s.cfg.Names[label]; ok {
 		return a, true
 	}
+	if rest, ok := strings.CutSuffix(label, ".lan"); ok && s.cfg.LANHost != nil {
+		return s.lanHost(ctx, caller, rest)
+	}
 	simID, ok := strings.CutSuffix(label, ".sim")
 	if !ok || strings.Contains(simID, ".") {
 		return netip.Addr{}, false
@@ -182,4 +192,30 @@ func (s *Service) lookup(ctx context.Context, caller netip.Addr, label string) (
 		return netip.Addr{}, false
 	}
 	return target.Address, true
+}
+
+// lanHost resolves "<host>.<sim-id>" for caller: a LAN host of a SIM the
+// caller may reach (device-to-device policy), or of its own.
+func (s *Service) lanHost(ctx context.Context, caller netip.Addr, rest string) (netip.Addr, bool) {
+	host, simID, ok := strings.Cut(rest, ".")
+	if !ok || host == "" || strings.Contains(simID, ".") {
+		return netip.Addr{}, false
+	}
+	me, ok := s.host.Caller(ctx, caller)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	if simID != me.SIM.ID {
+		if _, ok := s.host.Reachable(ctx, me.SIM, simID); !ok {
+			return netip.Addr{}, false
+		}
+	}
+	reach, onLAN, ok := s.cfg.LANHost(simID, host)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	if simID == me.SIM.ID {
+		return onLAN, true // its own LAN, as it sees it
+	}
+	return reach, true
 }

@@ -5,6 +5,7 @@ package sqlstore
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -15,17 +16,22 @@ import (
 
 // ---- LAN routes behind SIMs ----
 
-const routeCols = `sim_id, prefix, mapped, status, source, created, updated`
+const routeCols = `sim_id, prefix, mapped, status, source, created, updated, hosts`
 
 func scanRoute(s scanner) (fleet.Route, error) {
 	var (
 		r                fleet.Route
 		prefix, mapped   string
-		status           string
+		status, hosts    string
 		created, updated int64
 	)
-	if err := s.Scan(&r.SIMID, &prefix, &mapped, &status, &r.Source, &created, &updated); err != nil {
+	if err := s.Scan(&r.SIMID, &prefix, &mapped, &status, &r.Source, &created, &updated, &hosts); err != nil {
 		return r, err
+	}
+	if hosts != "" && hosts != "{}" {
+		if err := json.Unmarshal([]byte(hosts), &r.Hosts); err != nil {
+			return r, fmt.Errorf("route of %s: hosts: %w", r.SIMID, err)
+		}
 	}
 	var err error
 	if r.Prefix, err = netip.ParsePrefix(prefix); err != nil {
@@ -108,8 +114,12 @@ func (t *tx) PutRoute(ctx context.Context, rt fleet.Route) error {
 	if _, err := t.exec(ctx, `DELETE FROM sim_routes WHERE sim_id = ? AND prefix = ?`, rt.SIMID, rt.Prefix.String()); err != nil {
 		return err
 	}
-	_, err = t.exec(ctx, `INSERT INTO sim_routes (`+routeCols+`, reach_lo, reach_hi) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		rt.SIMID, rt.Prefix.String(), mapped, string(rt.Status), rt.Source, nanos(rt.Created), nanos(rt.Updated), lo, hi)
+	hosts := "{}"
+	if len(rt.Hosts) > 0 {
+		hosts = marshal(rt.Hosts)
+	}
+	_, err = t.exec(ctx, `INSERT INTO sim_routes (`+routeCols+`, reach_lo, reach_hi) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		rt.SIMID, rt.Prefix.String(), mapped, string(rt.Status), rt.Source, nanos(rt.Created), nanos(rt.Updated), hosts, lo, hi)
 	return err
 }
 

@@ -203,4 +203,7 @@ CREATE TABLE gate_peers (
 -- A SIM's kind: '' a device, 'site' a network joined as a WireGuard peer.
 -- A site has no IMSI; its imsi column holds 'site:' and its id, unique.
 ALTER TABLE sims ADD COLUMN kind TEXT NOT NULL DEFAULT '';
+`, `
+-- Named hosts on a LAN behind a SIM (for the platform DNS), as JSON.
+ALTER TABLE sim_routes ADD COLUMN hosts TEXT NOT NULL DEFAULT '{}';
 `}

@@ -21,7 +21,8 @@ func testRoutes(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	lan := netip.MustParsePrefix("192.168.1.0/24")
-	a := fleet.Route{SIMID: "sim_1", Prefix: lan, Mapped: netip.MustParsePrefix("10.64.1.0/24"), Status: fleet.RouteApproved, Source: fleet.RouteByOperator, Created: now, Updated: now}
+	a := fleet.Route{SIMID: "sim_1", Prefix: lan, Mapped: netip.MustParsePrefix("10.64.1.0/24"), Status: fleet.RouteApproved, Source: fleet.RouteByOperator, Created: now, Updated: now,
+		Hosts: map[string]netip.Addr{"plc1": netip.MustParseAddr("192.168.1.10")}}
 	b := fleet.Route{SIMID: "sim_2", Prefix: lan, Mapped: netip.MustParsePrefix("10.64.2.0/24"), Status: fleet.RouteApproved, Source: fleet.RouteByOperator, Created: now, Updated: now}
 	c := fleet.Route{SIMID: "sim_2", Prefix: netip.MustParsePrefix("172.20.0.0/16"), Status: fleet.RouteAdvertised, Source: fleet.RouteByDevice, Created: now, Updated: now}
 	mustUpdate(t, s, func(tx store.Tx) error {
@@ -65,11 +66,11 @@ func testRoutes(t *testing.T, s store.Store) {
 	}
 	// Pages, and the approved filter.
 	page, err := s.ListRoutes(ctx, store.RouteFilter{PageRequest: store.PageRequest{Limit: 2}})
-	if err != nil || len(page.Items) != 2 || page.Next == "" || page.Items[0] != a {
+	if err != nil || len(page.Items) != 2 || page.Next == "" || !reflect.DeepEqual(page.Items[0], a) {
 		t.Fatalf("first page: %+v %v", page, err)
 	}
 	page, err = s.ListRoutes(ctx, store.RouteFilter{PageRequest: store.PageRequest{Limit: 2, Cursor: page.Next}})
-	if err != nil || len(page.Items) != 1 || page.Items[0] != b || page.Next != "" {
+	if err != nil || len(page.Items) != 1 || !reflect.DeepEqual(page.Items[0], b) || page.Next != "" {
 		t.Fatalf("second page: %+v %v", page, err)
 	}
 	page, err = s.ListRoutes(ctx, store.RouteFilter{Status: fleet.RouteApproved})
@@ -82,7 +83,7 @@ func testRoutes(t *testing.T, s store.Store) {
 	if got, err := s.RoutesReaching(ctx, netip.MustParsePrefix("172.20.0.0/16")); err != nil || len(got) != 0 {
 		t.Fatalf("old reach still found after the route was mapped: %+v %v", got, err)
 	}
-	if got, err := s.RoutesReaching(ctx, netip.MustParsePrefix("10.65.1.1/32")); err != nil || len(got) != 1 || got[0] != c {
+	if got, err := s.RoutesReaching(ctx, netip.MustParsePrefix("10.65.1.1/32")); err != nil || len(got) != 1 || !reflect.DeepEqual(got[0], c) {
 		t.Fatalf("new reach: %+v %v", got, err)
 	}
 	mustUpdate(t, s, func(tx store.Tx) error { return tx.DeleteRoute(ctx, "sim_1", lan) })
