@@ -62,9 +62,9 @@ type Route struct {
 	// fleet reaches them by.
 	Hosts   map[string]netip.Addr `json:"hosts,omitempty"`
 	Status  RouteStatus           `json:"status"`
-	Source  string       `json:"source"` // RouteByOperator or RouteByDevice
-	Created time.Time    `json:"created"`
-	Updated time.Time    `json:"updated"`
+	Source  string                `json:"source"` // RouteByOperator or RouteByDevice
+	Created time.Time             `json:"created"`
+	Updated time.Time             `json:"updated"`
 }
 
 // Reach is the prefix others send to: Mapped when set, else Prefix.

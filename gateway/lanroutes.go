@@ -19,10 +19,10 @@ import (
 // lanRoute is one approved route behind a SIM as the data path uses it.
 type lanRoute struct {
 	sim    string
-	prefix netip.Prefix // the LAN as the device sees it
-	reach  netip.Prefix // what the fleet sends to (mapped, or prefix)
-	in     netmap.Map   // reach → prefix, for destinations; invalid when unmapped
-	out    netmap.Map   // prefix → reach, for sources; invalid when unmapped
+	prefix netip.Prefix                          // the LAN as the device sees it
+	reach  netip.Prefix                          // what the fleet sends to (mapped, or prefix)
+	in     netmap.Map                            // reach → prefix, for destinations; invalid when unmapped
+	out    netmap.Map                            // prefix → reach, for sources; invalid when unmapped
 	hosts  atomic.Pointer[map[string]netip.Addr] // named LAN hosts (LAN addresses), for DNS
 	// Traffic through the route (packets and bytes toward the LAN, and
 	// from it), and packets dropped on the way to it by reason.
