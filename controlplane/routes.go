@@ -157,6 +157,9 @@ func (s *Service) AdvertiseRoutes(ctx context.Context, a Actor, simID string, pr
 		if err != nil {
 			return storeErr(err, "id")
 		}
+		if err := tx.Lock(ctx, routesLock); err != nil {
+			return err
+		}
 		allowed := false
 		if sim.GroupID != "" {
 			g, err := tx.Group(ctx, sim.GroupID)
@@ -168,9 +171,6 @@ func (s *Service) AdvertiseRoutes(ctx context.Context, a Actor, simID string, pr
 		if !allowed {
 			return fleet.Errorf(fleet.CodeForbidden, "", "this SIM's group does not let devices advertise routes")
 		}
-		if err := tx.Lock(ctx, routesLock); err != nil {
-			return err
-		}
 		have, err := tx.SIMRoutes(ctx, simID)
 		if err != nil {
 			return err
@@ -179,11 +179,13 @@ func (s *Service) AdvertiseRoutes(ctx context.Context, a Actor, simID string, pr
 		for _, p := range prefixes {
 			want[p] = true
 		}
+		changed := false
 		for _, r := range have {
 			if r.Status == fleet.RouteAdvertised && !want[r.Prefix] {
 				if err := tx.DeleteRoute(ctx, simID, r.Prefix); err != nil {
 					return err
 				}
+				changed = true
 			}
 		}
 		for _, p := range prefixes {
@@ -196,6 +198,10 @@ func (s *Service) AdvertiseRoutes(ctx context.Context, a Actor, simID string, pr
 				return err
 			}
 			out = append(out, r)
+			changed = true
+		}
+		if !changed {
+			return nil // a device repeating itself: no write, no event, no change on the feed
 		}
 		tx.Publish(fleet.Change{Kind: fleet.ChangeSIM, ID: simID})
 		return s.event(ctx, tx, a, "sim.route.advertise", "sim", simID, map[string]any{"prefixes": prefixes})
@@ -217,12 +223,12 @@ func routeDetails(r fleet.Route) map[string]any {
 // putRoute checks spec for simID and writes the route as status. With
 // mustBeAdvertised, the prefix must be one the device advertised.
 func (s *Service) putRoute(ctx context.Context, tx store.Tx, simID string, spec RouteSpec, source string, status fleet.RouteStatus, mustBeAdvertised bool) (fleet.Route, error) {
-	sim, err := tx.SIM(ctx, simID)
-	if err != nil {
-		return fleet.Route{}, storeErr(err, "simId")
-	}
 	if err := tx.Lock(ctx, routesLock); err != nil {
 		return fleet.Route{}, err
+	}
+	sim, err := tx.SIM(ctx, simID) // read under the lock: a termination deletes routes under it too
+	if err != nil {
+		return fleet.Route{}, storeErr(err, "simId")
 	}
 	return s.putRouteLocked(ctx, tx, sim, spec, source, status, mustBeAdvertised)
 }
@@ -239,6 +245,10 @@ func (s *Service) putRouteLocked(ctx context.Context, tx store.Tx, sim fleet.SIM
 	}
 	if spec.Map && spec.Mapped.IsValid() {
 		return fleet.Route{}, fleet.Errorf(fleet.CodeInvalid, "mappedPrefix", "give a mapped prefix or ask for one (map), not both")
+	}
+	if !spec.Map && !spec.Mapped.IsValid() && p.Overlaps(s.cfg.LANPool) {
+		// Reached as itself, it would take the pool's space from mapped LANs.
+		return fleet.Route{}, fleet.Errorf(fleet.CodeInvalid, "prefix", "%s overlaps the LAN pool %s: map it (map or mappedPrefix)", p, s.cfg.LANPool)
 	}
 	have, err := tx.SIMRoutes(ctx, sim.ID)
 	if err != nil {
@@ -300,9 +310,9 @@ func (s *Service) putRouteLocked(ctx context.Context, tx store.Tx, sim fleet.SIM
 			return fleet.Route{}, err // a LAN pool configured over the SIM pool
 		}
 	}
-	// What the fleet sends to must be one route's alone. An advertised
-	// route is not reached yet, but it is checked too, so that approving
-	// it cannot fail on a prefix that was taken meanwhile unnoticed.
+	// What the fleet sends to must be one approved route's alone.
+	// Advertised routes reserve nothing (a device could otherwise hold
+	// space nobody approved): approving one checks again and may conflict.
 	reach := r.Reach()
 	others, err := tx.RoutesReaching(ctx, reach)
 	if err != nil {
@@ -311,6 +321,9 @@ func (s *Service) putRouteLocked(ctx context.Context, tx store.Tx, sim fleet.SIM
 	for _, x := range others {
 		if x.SIMID == sim.ID && x.Prefix == p {
 			continue // the row being replaced
+		}
+		if x.Status == fleet.RouteAdvertised {
+			continue // waiting routes reserve nothing: approval checks again
 		}
 		field := "prefix"
 		if r.Mapped.IsValid() {
@@ -416,6 +429,9 @@ func allocateMapped(ctx context.Context, tx store.Tx, pool netip.Prefix, bits in
 	type span struct{ lo, hi uint64 }
 	spans := make([]span, 0, len(taken))
 	for _, r := range taken {
+		if r.Status == fleet.RouteAdvertised {
+			continue
+		}
 		lo, hi := v4bounds(r.Reach())
 		spans = append(spans, span{lo, hi})
 	}
@@ -457,13 +473,24 @@ const maxSessionRoutes = 256
 // error leaves the unmapped ones out (logged): a session is still given.
 func (s *Service) reachableLANs(ctx context.Context, sim fleet.SIM, g fleet.Group) []string {
 	out := []string{s.cfg.LANPool.String()}
+	own, err := s.st.SIMRoutes(ctx, sim.ID)
+	if err != nil {
+		s.log.Warn("listing a SIM's routes for its session", "sim", sim.ID, "err", err)
+		return out
+	}
 	groups := map[string]*fleet.Group{g.ID: &g}
+	owners := map[string]*fleet.Group{}
 	groupOf := func(simID string) *fleet.Group {
+		if og, ok := owners[simID]; ok {
+			return og
+		}
+		owners[simID] = nil
 		owner, err := s.st.SIM(ctx, simID)
 		if err != nil || owner.GroupID == "" {
 			return nil
 		}
 		if og, ok := groups[owner.GroupID]; ok {
+			owners[simID] = og
 			return og
 		}
 		og, err := s.st.Group(ctx, owner.GroupID)
@@ -472,7 +499,16 @@ func (s *Service) reachableLANs(ctx context.Context, sim fleet.SIM, g fleet.Grou
 			return nil
 		}
 		groups[owner.GroupID] = &og
+		owners[simID] = &og
 		return &og
+	}
+	overlapsOwn := func(p netip.Prefix) bool {
+		for _, r := range own {
+			if r.Prefix.Overlaps(p) {
+				return true // its own LAN: a route to the tunnel would shadow it
+			}
+		}
+		return false
 	}
 	for cursor := ""; ; {
 		p, err := s.st.ListRoutes(ctx, store.RouteFilter{PageRequest: store.PageRequest{Limit: store.MaxLimit, Cursor: cursor}, Status: fleet.RouteApproved})
@@ -481,7 +517,7 @@ func (s *Service) reachableLANs(ctx context.Context, sim fleet.SIM, g fleet.Grou
 			return out
 		}
 		for _, r := range p.Items {
-			if r.SIMID == sim.ID || r.Mapped.IsValid() || len(out) > maxSessionRoutes {
+			if r.SIMID == sim.ID || r.Mapped.IsValid() || len(out) > maxSessionRoutes || overlapsOwn(r.Prefix) {
 				continue
 			}
 			if og := groupOf(r.SIMID); og != nil && fleet.MutualD2D(g, *og) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -110,7 +111,8 @@ func TestRouteRefusals(t *testing.T) {
 		{"platform range", b.ID, controlplane.RouteSpec{Prefix: pfx("100.127.1.0/24")}, fleet.CodeInvalid},
 		{"too wide", b.ID, controlplane.RouteSpec{Prefix: pfx("0.0.0.0/0")}, fleet.CodeInvalid},
 		{"another SIM's unmapped LAN", b.ID, controlplane.RouteSpec{Prefix: pfx("192.168.1.128/25")}, fleet.CodeConflict},
-		{"another SIM's mapped prefix, unmapped", b.ID, controlplane.RouteSpec{Prefix: pfx("10.64.9.0/24")}, fleet.CodeConflict},
+		{"unmapped inside the LAN pool (another SIM's mapped prefix)", b.ID, controlplane.RouteSpec{Prefix: pfx("10.64.9.0/24")}, fleet.CodeInvalid},
+		{"unmapped LAN pool itself", b.ID, controlplane.RouteSpec{Prefix: pfx("10.64.0.0/10")}, fleet.CodeInvalid},
 		{"another SIM's mapped prefix, as mapping", b.ID, controlplane.RouteSpec{Prefix: pfx("172.16.0.0/24"), Mapped: pfx("10.64.9.0/24")}, fleet.CodeConflict},
 		{"mapping the size of another", b.ID, controlplane.RouteSpec{Prefix: pfx("172.16.0.0/24"), Mapped: pfx("10.64.10.0/23")}, fleet.CodeInvalid},
 		{"mapping outside the pool", b.ID, controlplane.RouteSpec{Prefix: pfx("172.16.0.0/24"), Mapped: pfx("10.200.0.0/24")}, fleet.CodeInvalid},
@@ -213,6 +215,15 @@ func TestAdvertisedRoutesWaitForApproval(t *testing.T) {
 	if _, err := svc.ApproveSIMRoute(ctx, admin, r1.ID, controlplane.RouteSpec{Prefix: lan}); code(err) != fleet.CodeBadState {
 		t.Errorf("approving twice: %v", err)
 	}
+	// Repeating the same advertisement writes nothing: no event.
+	before, _ := svc.ListEvents(ctx, admin, store.EventFilter{Action: "sim.route.advertise"})
+	if _, err := svc.AdvertiseRoutes(ctx, self(r1.ID), r1.ID, []netip.Prefix{lan, pfx("192.168.50.0/24")}); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := svc.ListEvents(ctx, admin, store.EventFilter{Action: "sim.route.advertise"})
+	if len(after.Items) != len(before.Items) {
+		t.Errorf("a repeated advertisement was audited again: %d → %d events", len(before.Items), len(after.Items))
+	}
 	// Advertising again without .50 drops the waiting one, keeps the
 	// approved one approved.
 	rs, err = svc.AdvertiseRoutes(ctx, self(r1.ID), r1.ID, []netip.Prefix{lan})
@@ -258,6 +269,22 @@ func TestSessionCarriesReachableLANs(t *testing.T) {
 	}
 	if !got["10.64.0.0/10"] || !got["172.16.0.0/24"] || got["172.20.0.0/24"] || got["172.17.0.0/24"] || got["192.168.1.0/24"] {
 		t.Fatalf("cloud's allowed IPs %v: want the LAN pool and the router's unmapped LAN only", sess.AllowedIPs)
+	}
+	// Another site with an unmapped 192.168.1.0/24: the cloud reaches it,
+	// the router (whose own mapped LAN is 192.168.1.0/24) is not given it.
+	office, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true, GroupID: sites.ID})
+	if _, err := svc.AddSIMRoute(ctx, admin, office.ID, controlplane.RouteSpec{Prefix: pfx("192.168.1.0/24")}); err != nil {
+		t.Fatal(err)
+	}
+	_, rsess, _ := svc.SessionFor(ctx, admin, router.ID)
+	for _, a := range rsess.AllowedIPs {
+		if a == "192.168.1.0/24" {
+			t.Fatalf("router's allowed IPs %v hold its own LAN's prefix", rsess.AllowedIPs)
+		}
+	}
+	_, csess, _ := svc.SessionFor(ctx, admin, cloud.ID)
+	if !slices.Contains(csess.AllowedIPs, "192.168.1.0/24") {
+		t.Fatalf("cloud's allowed IPs %v: want the office's LAN", csess.AllowedIPs)
 	}
 }
 
@@ -378,5 +405,39 @@ func TestRouteHosts(t *testing.T) {
 	rs, _ := svc.SIMRoutes(ctx, admin, sim.ID)
 	if len(rs) != 1 || len(rs[0].Hosts) != 1 || !rs[0].Mapped.IsValid() {
 		t.Fatalf("stored: %+v", rs)
+	}
+}
+
+// A device's advertisement reserves nothing: an operator may put the
+// same prefix behind another SIM, and approving the advertised one then
+// conflicts. A terminated SIM frees its LANs.
+func TestAdvertisedRoutesReserveNothing(t *testing.T) {
+	ctx := context.Background()
+	svc, _ := routeService(t, "")
+	admin := controlplane.System
+	routers, _ := svc.CreateGroup(ctx, admin, "routers", fleet.GroupSettings{DevicesMayAdvertiseRoutes: true})
+	dev, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true, GroupID: routers.ID})
+	other, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true})
+	self := controlplane.Actor{Kind: "sim", ID: dev.ID, Role: fleet.RoleOperator}
+	if _, err := svc.AdvertiseRoutes(ctx, self, dev.ID, []netip.Prefix{pfx("192.168.0.0/16")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.AdvertiseRoutes(ctx, self, dev.ID, []netip.Prefix{pfx("10.64.0.0/10")}); code(err) != fleet.CodeInvalid {
+		t.Errorf("advertising the LAN pool: %v", err)
+	}
+	if _, err := svc.AddSIMRoute(ctx, admin, other.ID, controlplane.RouteSpec{Prefix: pfx("192.168.1.0/24")}); err != nil {
+		t.Fatalf("a prefix inside a waiting advertisement: %v", err)
+	}
+	if _, err := svc.ApproveSIMRoute(ctx, admin, dev.ID, controlplane.RouteSpec{Prefix: pfx("192.168.0.0/16")}); code(err) != fleet.CodeConflict {
+		t.Errorf("approving an advertisement over an approved route: %v", err)
+	}
+	if _, err := svc.SetSIMStatus(ctx, admin, other.ID, fleet.StatusTerminated); err != nil {
+		t.Fatal(err)
+	}
+	if rs, _ := svc.SIMRoutes(ctx, admin, other.ID); len(rs) != 0 {
+		t.Errorf("a terminated SIM kept its routes: %+v", rs)
+	}
+	if _, err := svc.ApproveSIMRoute(ctx, admin, dev.ID, controlplane.RouteSpec{Prefix: pfx("192.168.0.0/16")}); err != nil {
+		t.Errorf("approving once the prefix is free: %v", err)
 	}
 }

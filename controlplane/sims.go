@@ -209,8 +209,24 @@ func (s *Service) SetSIMStatus(ctx context.Context, a Actor, id string, to fleet
 		return fleet.SIM{}, fleet.Errorf(fleet.CodeInvalid, "status", "must be active, suspended or terminated")
 	}
 	action := map[fleet.Status]string{fleet.StatusActive: "sim.resume", fleet.StatusSuspended: "sim.suspend", fleet.StatusTerminated: "sim.terminate"}[to]
-	return s.modifySIM(ctx, a, id, action, nil, func(_ store.Tx, sim *fleet.SIM) error {
+	return s.modifySIM(ctx, a, id, action, nil, func(tx store.Tx, sim *fleet.SIM) error {
 		sim.Status = to
+		if to == fleet.StatusTerminated {
+			// A terminated SIM keeps its address forever, not its LANs:
+			// their prefixes are free for other SIMs.
+			if err := tx.Lock(ctx, routesLock); err != nil {
+				return err
+			}
+			rs, err := tx.SIMRoutes(ctx, id)
+			if err != nil {
+				return err
+			}
+			for _, r := range rs {
+				if err := tx.DeleteRoute(ctx, id, r.Prefix); err != nil {
+					return err
+				}
+			}
+		}
 		return nil
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -219,15 +220,21 @@ func (g *Gateway) Port() uint16 { return g.eng.Port() }
 // Start brings up the platform services, subscribes to store changes and
 // opens the WireGuard port.
 func (g *Gateway) Start() error {
+	// Subscribe before reading routes and Gate peers: a change committed
+	// meanwhile waits in the feed and is applied after the read.
+	changes, cancel := g.st.Subscribe()
 	if err := g.loadRoutes(g.ctx); err != nil {
+		cancel()
 		return fmt.Errorf("gateway: reading the routes behind SIMs: %w", err)
 	}
 	stk, err := startStack(g)
 	if err != nil {
+		cancel()
 		return err
 	}
 	if g.cfg.VXLANListen != "" {
 		if g.vx, err = startVXLAN(g, g.cfg.VXLANListen); err != nil {
+			cancel()
 			stk.close()
 			return err
 		}
@@ -235,7 +242,6 @@ func (g *Gateway) Start() error {
 	}
 	g.stk = stk
 	g.router.local = stk.inject
-	changes, cancel := g.st.Subscribe()
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
@@ -425,6 +431,11 @@ func (g *Gateway) onHandshake(ev engine.HandshakeEvent) {
 	sim := st.SIM()
 	if g.mon != nil {
 		g.mon.ObserveEndpoint(st.id, ev.Endpoint)
+	}
+	// A route may have changed between resolving the peer and the engine
+	// holding it, when the change could not reach it yet.
+	if want := g.allowedIPs(*sim); !slices.Equal(want, ev.Peer.AllowedIPs()) {
+		g.eng.SetAllowedIPs(ev.Peer, want)
 	}
 	g.router.setOnline(st.id, sim.Address, ev.Peer)
 	if st.online.CompareAndSwap(false, true) {

@@ -75,7 +75,6 @@ type vxlanEndpoint struct {
 	table atomic.Pointer[gateTable]
 	drops dropCounters
 	wg    sync.WaitGroup
-	bufs  sync.Pool
 }
 
 func startVXLAN(g *Gateway, listen string) (*vxlanEndpoint, error) {
@@ -88,7 +87,6 @@ func startVXLAN(g *Gateway, listen string) (*vxlanEndpoint, error) {
 		return nil, fmt.Errorf("gateway: VXLAN: %w", err)
 	}
 	v := &vxlanEndpoint{g: g, conn: conn, inner: g.pool.Masked().Addr().Next()}
-	v.bufs.New = func() any { b := make([]byte, vxlanHdr+etherHdr+stackMTU+64); return &b }
 	v.table.Store(&gateTable{})
 	v.reload()
 	v.wg.Add(1)
@@ -275,9 +273,9 @@ func (v *vxlanEndpoint) fromPeer(peer *gatePeer, pkt []byte) {
 // toPeer sends an IPv4 packet from a SIM (or a LAN behind one) to a Gate
 // peer, framed for its segment.
 func (v *vxlanEndpoint) toPeer(peer *gatePeer, pkt []byte) {
-	bp := v.bufs.Get().(*[]byte)
-	defer v.bufs.Put(bp)
-	frame := (*bp)[:etherHdr+len(pkt)]
+	// Sized to the packet: an inner packet may be larger than an Ethernet
+	// MTU (a peer's own MTU decides; the kernel drops what it cannot take).
+	frame := make([]byte, etherHdr+len(pkt))
 	dst := broadcastMAC
 	if m := peer.mac.Load(); m != nil {
 		dst = *m
