@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -36,9 +37,10 @@ func TestKernelAgentsWithGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	type dev struct {
-		ns  *netns.NS
-		cfg *Config
-		tn  *Tunnel
+		ns     *netns.NS
+		cfg    *Config
+		tn     *Tunnel
+		ifname string
 	}
 	devs := make([]*dev, 2)
 	for i := range devs {
@@ -51,8 +53,9 @@ func TestKernelAgentsWithGateway(t *testing.T) {
 		// The device reaches the gateway through its uplink.
 		d.cfg.GatewayEndpoint = netip.AddrPortFrom(up.RootAddr(), uint16(p.port)).String()
 		ifname := env.Name(fmt.Sprintf("t%d", i))
+		d.ifname = ifname
 		d.ns.MustDo(func() (err error) {
-			d.tn, err = Up(ctx, d.cfg, UpOptions{TUNName: ifname, Logger: quiet})
+			d.tn, err = Up(ctx, d.cfg, UpOptions{TUNName: ifname, Logger: quiet, ConfigPath: path, Dial: dialIn(d.ns)})
 			return err
 		})
 		t.Cleanup(func() { d.tn.Close() })
@@ -101,5 +104,52 @@ func TestKernelAgentsWithGateway(t *testing.T) {
 	})
 	if got != b.cfg.Address.Addr() {
 		t.Fatalf("DNS answered %v for the other device, want %v", got, b.cfg.Address.Addr())
+	}
+
+	// A LAN approved behind b reaches a's running tunnel without a
+	// reconnect: the engine, the TUN's routes and the saved config.
+	lan := netip.MustParsePrefix("172.29.0.0/24")
+	if _, err := p.svc.AddSIMRoute(ctx, controlplane.System, b.cfg.SIMID, controlplane.RouteSpec{Prefix: lan}); err != nil {
+		t.Fatal(err)
+	}
+	// In the device's namespace: the TUN's routes are there (the Dial
+	// option takes the agent's requests there too).
+	refresh := func() (changed bool) {
+		t.Helper()
+		a.ns.MustDo(func() (err error) { changed, err = a.tn.RefreshAllowedIPs(ctx); return err })
+		return changed
+	}
+	changed := refresh()
+	if !changed || !slices.Contains(a.tn.gateway.AllowedIPs(), lan) {
+		t.Fatalf("after the refresh: changed %v, allowed IPs %v", changed, a.tn.gateway.AllowedIPs())
+	}
+	if out := a.ns.MustExec("ip", "route", "show", "dev", a.ifname); !strings.Contains(out, lan.String()) {
+		t.Fatalf("no route to the new LAN on %s:\n%s", a.ifname, out)
+	}
+	if saved, err := LoadConfig(filepath.Join(filepath.Dir(a.cfg.KeyRef[len("file:"):]), "agent.json")); err == nil && !slices.Contains(saved.AllowedIPs, lan) {
+		t.Errorf("the saved config does not name the new LAN: %v", saved.AllowedIPs)
+	}
+	if refresh() {
+		t.Error("a refresh without a change changed something")
+	}
+	if err := p.svc.DeleteSIMRoute(ctx, controlplane.System, b.cfg.SIMID, lan); err != nil {
+		t.Fatal(err)
+	}
+	changed = refresh()
+	if out := a.ns.MustExec("ip", "route", "show", "dev", a.ifname); !changed || strings.Contains(out, lan.String()) {
+		t.Fatalf("after the route went: changed %v, routes:\n%s", changed, out)
+	}
+}
+
+// dialIn dials inside ns: the agent's own requests into its tunnel must
+// leave from the device's namespace, not the test process's.
+func dialIn(ns *netns.NS) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := ns.Do(func() (err error) {
+			c, err = (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
 	}
 }

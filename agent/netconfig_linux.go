@@ -39,3 +39,40 @@ func configureInterface(name string, addr netip.Prefix, allowed []netip.Prefix) 
 func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
+
+// replaceRoutes moves the TUN's routes from old to next: routes to
+// prefixes only in next are added, those only in old removed. The
+// interface's own address is never routed.
+func replaceRoutes(name string, addr netip.Prefix, old, next []netip.Prefix) error {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("agent: finding %s: %w", name, err)
+	}
+	in := func(list []netip.Prefix, p netip.Prefix) bool {
+		for _, q := range list {
+			if q.Masked() == p.Masked() {
+				return true
+			}
+		}
+		return false
+	}
+	for _, p := range next {
+		if in(old, p) || p.Contains(addr.Addr()) && p.Bits() == addr.Bits() {
+			continue
+		}
+		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(p.Masked()), Scope: netlink.SCOPE_LINK}
+		if err := netlink.RouteReplace(r); err != nil {
+			return fmt.Errorf("agent: route %v via %s: %w", p, name, err)
+		}
+	}
+	for _, p := range old {
+		if in(next, p) || p.Contains(addr.Addr()) && p.Bits() == addr.Bits() {
+			continue
+		}
+		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(p.Masked()), Scope: netlink.SCOPE_LINK}
+		if err := netlink.RouteDel(r); err != nil {
+			return fmt.Errorf("agent: removing route %v via %s: %w", p, name, err)
+		}
+	}
+	return nil
+}

@@ -71,6 +71,8 @@ func (t *Tunnel) Rotate(ctx context.Context) (RotateResult, error) {
 	if t.opts.KeyStore == nil || t.opts.KeyStore != old {
 		CloseKeyStore(old)
 	}
+	t.cfgMu.Lock()
+	defer t.cfgMu.Unlock()
 	if rot.ref != t.cfg.KeyRef {
 		t.cfg.KeyRef = rot.ref
 		if t.opts.ConfigPath != "" {
@@ -108,8 +110,11 @@ func (t *Tunnel) announceKey(ctx context.Context, pub string) error {
 // (the userspace stack, or the kernel's routes to the TUN).
 func (t *Tunnel) tunnelHTTP() *http.Client {
 	dial := (&net.Dialer{Timeout: 10 * time.Second}).DialContext
-	if t.net != nil {
+	switch {
+	case t.net != nil:
 		dial = t.net.DialContext
+	case t.opts.Dial != nil:
+		dial = t.opts.Dial
 	}
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: dial}}
 }

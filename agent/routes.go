@@ -84,3 +84,76 @@ func (t *Tunnel) KeepAdvertising(ctx context.Context, prefixes []netip.Prefix) {
 		}
 	}
 }
+
+// RefreshAllowedIPs asks the platform, through the tunnel, what this
+// device's session routes into the tunnel now (a LAN approved behind
+// another SIM since the tunnel came up, a removed one) and applies a
+// change without a reconnect: the engine's allowed IPs, the TUN's routes
+// in kernel mode, and the saved config. It reports whether anything
+// changed.
+func (t *Tunnel) RefreshAllowedIPs(ctx context.Context) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, MetadataURL+"/v1/subscriber/session", nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := t.tunnelHTTP().Do(req)
+	if err != nil {
+		return false, fmt.Errorf("agent: reading the session: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("agent: reading the session: %d %s", resp.StatusCode, strings.TrimSpace(string(raw)))
+	}
+	var s struct {
+		AllowedIPs []string `json:"allowedIPs"`
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return false, fmt.Errorf("agent: reading the session: %w", err)
+	}
+	next := make([]netip.Prefix, 0, len(s.AllowedIPs))
+	for _, a := range s.AllowedIPs {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			return false, fmt.Errorf("agent: the session names %q, not a prefix", a)
+		}
+		next = append(next, p.Masked())
+	}
+	t.cfgMu.Lock()
+	defer t.cfgMu.Unlock()
+	old := t.cfg.AllowedIPs
+	if samePrefixes(old, next) {
+		return false, nil
+	}
+	if !t.opts.Userspace {
+		if err := replaceRoutes(t.opts.TUNName, t.cfg.Address, old, next); err != nil {
+			return false, err
+		}
+	}
+	t.eng.SetAllowedIPs(t.gateway, next)
+	t.cfg.AllowedIPs = next
+	if t.opts.ConfigPath != "" {
+		if err := t.cfg.Save(t.opts.ConfigPath); err != nil {
+			return true, fmt.Errorf("agent: the new routes are in use but the config could not be saved: %w", err)
+		}
+	}
+	t.log.Info("session routes changed", "allowed_ips", next)
+	return true, nil
+}
+
+// samePrefixes reports whether a and b hold the same prefixes, in any order.
+func samePrefixes(a, b []netip.Prefix) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := make(map[netip.Prefix]int, len(a))
+	for _, p := range a {
+		seen[p.Masked()]++
+	}
+	for _, p := range b {
+		if seen[p.Masked()]--; seen[p.Masked()] < 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -50,6 +50,10 @@ type UpOptions struct {
 	// Resolve turns the gateway's host:port into an address; default DNS
 	// through the system resolver.
 	Resolve func(ctx context.Context, hostport string) (netip.AddrPort, error)
+	// Dial opens the agent's own connections into the tunnel in kernel
+	// mode (metadata requests); default a net.Dialer. Tests that run the
+	// agent in another network namespace than the process set it.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Forward is LOCAL=REMOTE: a local TCP listener whose connections go to a
@@ -73,8 +77,10 @@ type Tunnel struct {
 	log     *slog.Logger
 	eng     *engine.Engine
 	gateway *engine.Peer
-	net     *netstack.Net // userspace mode only
-	ks      keystore.Store
+	// cfgMu guards writes of cfg (rotation, route refresh) and its saving.
+	cfgMu sync.Mutex
+	net   *netstack.Net // userspace mode only
+	ks    keystore.Store
 
 	ctx     context.Context
 	cancel  context.CancelFunc

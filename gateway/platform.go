@@ -178,6 +178,12 @@ func (d deviceSelf) SetTags(ctx context.Context, simID string, tags map[string]s
 	return d.svc.SetSIMTags(ctx, d.actor(simID), simID, tags)
 }
 
+// AllowedIPs implements metadata.ControlPlane.
+func (d deviceSelf) AllowedIPs(ctx context.Context, simID string) ([]string, error) {
+	_, sess, err := d.svc.SessionFor(ctx, d.actor(simID), simID)
+	return sess.AllowedIPs, err
+}
+
 // Routes implements metadata.ControlPlane.
 func (d deviceSelf) Routes(ctx context.Context, simID string) ([]fleet.Route, error) {
 	return d.st.SIMRoutes(ctx, simID)

@@ -183,6 +183,7 @@ func up(args []string) error {
 	httpProxy := fs.String("http-proxy", "127.0.0.1:3128", "userspace: HTTP proxy listen address (empty: off)")
 	rotateEvery := fs.Duration("rotate-every", 0, "rotate the key this often (e.g. 720h; 0: only on 'wirefleet-agent rotate')")
 	checkRotation := fs.Duration("check-rotation-every", 10*time.Minute, "ask the platform this often whether it requires a key rotation, and rotate if so (0: never)")
+	refreshRoutes := fs.Duration("refresh-routes-every", time.Minute, "ask the platform this often which destinations the session routes into the tunnel (LANs approved or removed since it came up) and apply a change without a reconnect (0: never)")
 	advertise := fs.String("advertise-routes", "", "LAN prefixes behind this device, comma-separated (e.g. 192.168.1.0/24); routed once an operator approves them (the group must allow advertising; forward them yourself: ip_forward)")
 	var forwards, exposes multiFlag
 	fs.Var(&forwards, "forward", "userspace: LOCAL=REMOTE, a local TCP listener forwarded to a tunnel address (repeatable)")
@@ -230,6 +231,22 @@ func up(args []string) error {
 	agent.Notify("READY=1")
 	if len(advertised) > 0 {
 		go t.KeepAdvertising(ctx, advertised)
+	}
+	if *refreshRoutes > 0 {
+		go func() {
+			tk := time.NewTicker(*refreshRoutes)
+			defer tk.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tk.C:
+					if _, err := t.RefreshAllowedIPs(ctx); err != nil {
+						o.Logger.Warn("refreshing the session's routes", "err", err)
+					}
+				}
+			}
+		}()
 	}
 	if iv := agent.WatchdogInterval(); iv > 0 {
 		go func() {

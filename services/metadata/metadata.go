@@ -11,6 +11,8 @@
 //	GET /v1/userdata         the group's user data, text/plain
 //	PUT /v1/subscriber/tags  merge tags: [{"tagName","tagValue"}] or {"name":"value"}
 //	PUT /v1/subscriber/key   {"publicKey"}: announce the next key
+//	GET /v1/subscriber/session {"allowedIPs"}: what the device routes into its
+//	                          tunnel now (LANs approved since it connected)
 //	GET /v1/subscriber/routes the LAN routes behind the SIM, approved or waiting
 //	PUT /v1/subscriber/routes {"prefixes": [CIDR…]}: advertise the LANs behind
 //	                          the device (they wait for an operator's approval)
@@ -47,6 +49,8 @@ type ControlPlane interface {
 	// AnnounceKey makes key the SIM's next key (rotation): both keys are
 	// accepted until the first handshake with the next one.
 	AnnounceKey(ctx context.Context, simID string, key wgkey.Public) (fleet.SIM, error)
+	// AllowedIPs are the destinations the SIM's session names now.
+	AllowedIPs(ctx context.Context, simID string) ([]string, error)
 	// Routes lists the SIM's LAN routes.
 	Routes(ctx context.Context, simID string) ([]fleet.Route, error)
 	// AdvertiseRoutes records the prefixes the device says are behind it;
@@ -150,6 +154,7 @@ func (s *Service) handler() http.Handler {
 	mux.HandleFunc("GET /v1/userdata", s.with(s.getUserData))
 	mux.HandleFunc("PUT /v1/subscriber/tags", s.with(s.putTags))
 	mux.HandleFunc("PUT /v1/subscriber/key", s.with(s.putKey))
+	mux.HandleFunc("GET /v1/subscriber/session", s.with(s.getSession))
 	mux.HandleFunc("GET /v1/subscriber/routes", s.with(s.getRoutes))
 	mux.HandleFunc("PUT /v1/subscriber/routes", s.with(s.putRoutes))
 	return mux
@@ -231,6 +236,22 @@ func (s *Service) putKey(w http.ResponseWriter, r *http.Request, c caller) {
 		return
 	}
 	writeSubscriber(w, c, updated)
+}
+
+// Session is what GET /v1/subscriber/session answers.
+type Session struct {
+	AllowedIPs []string `json:"allowedIPs"`
+}
+
+func (s *Service) getSession(w http.ResponseWriter, r *http.Request, c caller) {
+	a, err := s.cfg.ControlPlane.AllowedIPs(r.Context(), c.sim.ID)
+	if s.failed(w, err) {
+		return
+	}
+	if a == nil {
+		a = []string{}
+	}
+	writeJSON(w, Session{AllowedIPs: a})
 }
 
 // Routes is what the routes endpoints answer.

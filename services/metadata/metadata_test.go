@@ -68,6 +68,10 @@ func (c *fakeControl) SetTags(_ context.Context, id string, tags map[string]stri
 	return sim, nil
 }
 
+func (c *fakeControl) AllowedIPs(_ context.Context, id string) ([]string, error) {
+	return []string{"100.127.0.0/16", "10.64.0.0/10"}, nil
+}
+
 func (c *fakeControl) Routes(_ context.Context, id string) ([]fleet.Route, error) {
 	return c.routes[id], nil
 }
