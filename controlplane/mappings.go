@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
@@ -69,6 +70,9 @@ type MappingSpec struct {
 	TLS            bool
 	// MaxConnections: zero is the policy's maximum.
 	MaxConnections int
+	// Target, if set, is a host on one of the SIM's approved LANs, as the
+	// fleet reaches it (mapped address on a mapped LAN).
+	Target netip.Addr
 }
 
 func (s *Service) mappingView(m fleet.Mapping) fleet.MappingView {
@@ -124,7 +128,7 @@ func (s *Service) CreateMapping(ctx context.Context, a Actor, sp MappingSpec) (f
 		return fleet.MappingView{}, fleet.Errorf(fleet.CodeInvalid, "maxConnections", "must be between 1 and %d", pol.MaxConnections)
 	}
 	now := s.now()
-	m := fleet.Mapping{ID: newID("map", now), SIMID: sp.SIMID, Port: sp.Port, Host: pol.Host, AllowedSources: sources, TLS: sp.TLS,
+	m := fleet.Mapping{ID: newID("map", now), SIMID: sp.SIMID, Port: sp.Port, Target: sp.Target, Host: pol.Host, AllowedSources: sources, TLS: sp.TLS,
 		MaxConnections: sp.MaxConnections, Created: now, Expires: now.Add(sp.Duration), CreatedBy: a.String()}
 	err := s.st.Update(ctx, func(tx store.Tx) error {
 		sim, err := tx.SIM(ctx, sp.SIMID)
@@ -133,6 +137,15 @@ func (s *Service) CreateMapping(ctx context.Context, a Actor, sp MappingSpec) (f
 		}
 		if sim.Status != fleet.StatusActive {
 			return fleet.Errorf(fleet.CodeBadState, "simId", "the SIM is %s", sim.Status)
+		}
+		if sp.Target.IsValid() {
+			rs, err := tx.SIMRoutes(ctx, sim.ID)
+			if err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(rs, func(r fleet.Route) bool { return r.Status == fleet.RouteApproved && r.Reach().Contains(sp.Target) }) {
+				return fleet.Errorf(fleet.CodeInvalid, "target", "%s is on no approved LAN of SIM %s (give the address the fleet reaches it by)", sp.Target, sim.ID)
+			}
 		}
 		// Several wirefleetd may allocate at once (PostgreSQL).
 		if err := tx.Lock(ctx, "mappings"); err != nil {
@@ -170,7 +183,7 @@ func (s *Service) CreateMapping(ctx context.Context, a Actor, sp MappingSpec) (f
 		}
 		tx.Publish(fleet.Change{Kind: fleet.ChangeMapping, ID: m.ID})
 		return s.event(ctx, tx, a, "mapping.create", "mapping", m.ID, map[string]any{
-			"simId": m.SIMID, "port": m.Port, "publicPort": m.PublicPort, "allowedSources": prefixStrings(m.AllowedSources),
+			"simId": m.SIMID, "port": m.Port, "target": m.Target.String(), "publicPort": m.PublicPort, "allowedSources": prefixStrings(m.AllowedSources),
 			"tls": m.TLS, "expires": m.Expires.Format(time.RFC3339), "maxConnections": m.MaxConnections})
 	})
 	if err != nil {

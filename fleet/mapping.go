@@ -17,6 +17,10 @@ type Mapping struct {
 	SIMID string `json:"simId"`
 	// Port is the device's TCP port.
 	Port int `json:"port"`
+	// Target, when set, is a host on a LAN behind the SIM, as the fleet
+	// reaches it (its mapped address on a mapped LAN): connections go
+	// there instead of the SIM's own address.
+	Target netip.Addr `json:"target,omitzero"`
 	// Host and PublicPort are where operators connect.
 	Host       string `json:"host"`
 	PublicPort int    `json:"publicPort"`

@@ -47,6 +47,10 @@ type router struct {
 	plat     netip.Prefix              // the platform range: to the services' stack
 	pool     netip.Prefix              // the SIM pool: device to device
 	local    func(pkts [][]byte) error // the services' stack; nil before it starts
+	// dialSrc is the remote-access source address (zero without it): the
+	// one platform address a LAN host may answer, translated, since remote
+	// access is the one service that dials into LANs.
+	dialSrc netip.Addr
 
 	mu     sync.RWMutex
 	byAddr map[netip.Addr]*engine.Peer
@@ -165,8 +169,11 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 		switch {
 		case r.plat.Contains(dst):
 			if from != nil {
-				r.drops.add(dropLANPlatform)
-				continue
+				if dst != r.dialSrc || !r.dialSrc.IsValid() {
+					r.drops.add(dropLANPlatform)
+					continue
+				}
+				r.out(pkt, ip, st.id, from) // the answer of a remote-access connection, from its mapped address
 			}
 			local = append(local, pkt)
 		case r.pool.Contains(dst):

@@ -12,6 +12,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/netmap"
 	"github.com/wirefleet/wirefleet/internal/packet"
 	"github.com/wirefleet/wirefleet/services/dns"
 	"github.com/wirefleet/wirefleet/services/metadata"
@@ -42,6 +43,11 @@ func startStack(g *Gateway) (*stack, error) {
 		return nil, err
 	}
 	s := &stack{g: g, dev: dev, net: tnet}
+	for _, ps := range g.cfg.Services {
+		if d, ok := ps.(platform.Dialer); ok {
+			g.router.dialSrc = d.DialSource()
+		}
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -144,8 +150,12 @@ func (s *stack) sendBatch(batch []*[]byte) {
 		}
 		p := s.g.router.peerFor(dst)
 		if p == nil {
-			s.g.router.drops.add(dropUnknownDst)
-			continue
+			// A host on a LAN behind a SIM (remote access to it): the
+			// LAN's owner, the destination translated back on a mapped LAN.
+			if p = s.toLAN(pkt, dst); p == nil {
+				s.g.router.drops.add(dropUnknownDst)
+				continue
+			}
 		}
 		if p != to {
 			flush()
@@ -154,6 +164,31 @@ func (s *stack) sendBatch(batch []*[]byte) {
 		pkts = append(pkts, pkt)
 	}
 	flush()
+}
+
+// toLAN routes a packet from the stack to a LAN behind a SIM: the owner's
+// peer, with the destination translated on a mapped LAN; nil if none.
+func (s *stack) toLAN(pkt []byte, dst netip.Addr) *engine.Peer {
+	r := s.g.router
+	lan := r.lans.lookup(dst)
+	if lan == nil {
+		return nil
+	}
+	p := r.peerOf(lan.sim)
+	if p == nil {
+		lan.drops.add(dropOffline)
+		return nil
+	}
+	if lan.mapped() {
+		var ip packet.Parsed
+		if ip.Decode(pkt) != nil {
+			return nil
+		}
+		netmap.Dst(pkt[:ip.Length], &ip, lan.in)
+	}
+	lan.inPackets.Add(1)
+	lan.inBytes.Add(uint64(len(pkt)))
+	return p
 }
 
 func (s *stack) close() {

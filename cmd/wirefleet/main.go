@@ -68,7 +68,7 @@ Commands:
   identities list [--batch ID] [--status active|used|revoked] | get ID|KEY | revoke ID|KEY
   tokens list | delete ID
   tokens create --role admin|operator|viewer [--description D]
-  mappings create SIM_ID --port P --allow CIDR... [--duration 1h] [--tls] [--max-conns N]
+  mappings create SIM_ID --port P --allow CIDR... [--target LAN_HOST] [--duration 1h] [--tls] [--max-conns N]
                                       remote access to a device port: answers the public host:port
   mappings list [--sim ID] | get ID | delete ID
   routes add SIM_ID PREFIX [--map | --mapped PREFIX]

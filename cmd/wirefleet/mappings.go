@@ -35,6 +35,7 @@ func mappingExtra(m fleet.MappingView) []string {
 func addMappingCommands(handlers map[string]handler) {
 	handlers["mappings create"] = func(c *command, rest []string) error {
 		port := c.fs.Int("port", 0, "the device's TCP port (required)")
+		target := c.fs.String("target", "", "a host on a LAN behind the SIM, by the address the fleet reaches it by (its mapped address)")
 		dur := c.fs.Duration("duration", 0, "lifetime (default 1h; at most the platform's maximum, 8h unless configured)")
 		var sources multi
 		c.fs.Var(&sources, "allow", "source CIDR or address allowed to connect (repeatable, required; 0.0.0.0/0 for anyone)")
@@ -54,7 +55,7 @@ func addMappingCommands(handlers map[string]handler) {
 			list = append(list, strings.Split(s, ",")...)
 		}
 		var m fleet.MappingView
-		if err := c.call("POST", "/api/v1/mappings", map[string]any{"simId": c.pos[0], "port": *port, "durationSeconds": int64(dur.Seconds()),
+		if err := c.call("POST", "/api/v1/mappings", map[string]any{"simId": c.pos[0], "port": *port, "target": *target, "durationSeconds": int64(dur.Seconds()),
 			"allowedSources": list, "tls": *tls, "maxConnections": *maxConns}, &m); err != nil {
 			return err
 		}

@@ -17,6 +17,7 @@ import (
 type mappingCreateRequest struct {
 	SIMID           string   `json:"simId"`
 	Port            int      `json:"port"`
+	Target          string   `json:"target"`
 	DurationSeconds int64    `json:"durationSeconds"`
 	AllowedSources  []string `json:"allowedSources"`
 	TLS             bool     `json:"tls"`
@@ -24,13 +25,13 @@ type mappingCreateRequest struct {
 }
 
 func init() {
-	mapping := props{"id": str(""), "simId": str(""), "port": integer(), "host": str("public host operators connect to"),
+	mapping := props{"id": str(""), "simId": str(""), "port": integer(), "target": str("LAN host the mapping reaches, if not the SIM"), "host": str("public host operators connect to"),
 		"publicPort": integer(), "allowedSources": arr(str("CIDR")), "tls": boolean(), "maxConnections": integer(),
 		"created": dateTime(), "expires": dateTime(), "createdBy": str("actor"),
 		"tlsFingerprint": str("SHA-256 of the certificate served on the public port (TLS mappings)")}
 	schemas["Mapping"] = obj(mapping)
 	schemas["MappingPage"] = page("Mapping")
-	schemas["MappingCreateRequest"] = obj(props{"simId": str(""), "port": integer(), "durationSeconds": integer(),
+	schemas["MappingCreateRequest"] = obj(props{"simId": str(""), "port": integer(), "target": str("a host on one of the SIM's LANs, as the fleet reaches it (mapped address); absent: the SIM itself"), "durationSeconds": integer(),
 		"allowedSources": arr(str("CIDR; 0.0.0.0/0 to allow anyone")), "tls": boolean(), "maxConnections": integer()}, "simId", "port", "allowedSources")
 }
 
@@ -75,7 +76,14 @@ func (h *Handler) createMapping(ctx context.Context, a controlplane.Actor, r *ht
 		}
 		sources = append(sources, p)
 	}
-	m, err := h.svc.CreateMapping(ctx, a, controlplane.MappingSpec{SIMID: req.SIMID, Port: req.Port, Duration: time.Duration(req.DurationSeconds) * time.Second,
+	var target netip.Addr
+	if req.Target != "" {
+		var err error
+		if target, err = netip.ParseAddr(req.Target); err != nil {
+			return nil, errorf(fleet.CodeInvalid, "target", "%q is not an IP address", req.Target)
+		}
+	}
+	m, err := h.svc.CreateMapping(ctx, a, controlplane.MappingSpec{SIMID: req.SIMID, Port: req.Port, Target: target, Duration: time.Duration(req.DurationSeconds) * time.Second,
 		AllowedSources: sources, TLS: req.TLS, MaxConnections: req.MaxConnections})
 	if err != nil {
 		return nil, err

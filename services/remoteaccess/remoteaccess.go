@@ -418,7 +418,11 @@ func (s *Service) open(m fleet.Mapping) (*portListener, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newPortListener(s, m, sim.Address, ln), nil
+	target := sim.Address
+	if m.Target.IsValid() {
+		target = m.Target // a host on the SIM's LAN; the gateway routes and translates
+	}
+	return newPortListener(s, m, target, ln), nil
 }
 
 // Listening returns the mapping ids with an open listener (tests, status).

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
@@ -15,7 +16,7 @@ import (
 
 // ---- remote-access port mappings ----
 
-const mappingCols = `id, sim_id, port, host, public_port, allowed_sources, tls, max_connections, created, expires, created_by`
+const mappingCols = `id, sim_id, port, host, public_port, allowed_sources, tls, max_connections, created, expires, created_by, target`
 
 func scanMapping(s scanner) (fleet.Mapping, error) {
 	var (
@@ -23,9 +24,16 @@ func scanMapping(s scanner) (fleet.Mapping, error) {
 		sources          string
 		tls              int
 		created, expires int64
+		target           string
 	)
-	if err := s.Scan(&m.ID, &m.SIMID, &m.Port, &m.Host, &m.PublicPort, &sources, &tls, &m.MaxConnections, &created, &expires, &m.CreatedBy); err != nil {
+	if err := s.Scan(&m.ID, &m.SIMID, &m.Port, &m.Host, &m.PublicPort, &sources, &tls, &m.MaxConnections, &created, &expires, &m.CreatedBy, &target); err != nil {
 		return m, err
+	}
+	if target != "" {
+		var err error
+		if m.Target, err = netip.ParseAddr(target); err != nil {
+			return m, fmt.Errorf("mapping %s: target: %w", m.ID, err)
+		}
 	}
 	if err := json.Unmarshal([]byte(sources), &m.AllowedSources); err != nil {
 		return m, fmt.Errorf("mapping %s: allowed sources: %w", m.ID, err)
@@ -55,8 +63,12 @@ func (t *tx) InsertMapping(ctx context.Context, m fleet.Mapping) error {
 	if m.TLS {
 		tls = 1
 	}
-	_, err := t.exec(ctx, `INSERT INTO port_mappings (`+mappingCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		m.ID, m.SIMID, m.Port, m.Host, m.PublicPort, marshal(m.AllowedSources), tls, m.MaxConnections, nanos(m.Created), nanos(m.Expires), m.CreatedBy)
+	target := ""
+	if m.Target.IsValid() {
+		target = m.Target.String()
+	}
+	_, err := t.exec(ctx, `INSERT INTO port_mappings (`+mappingCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		m.ID, m.SIMID, m.Port, m.Host, m.PublicPort, marshal(m.AllowedSources), tls, m.MaxConnections, nanos(m.Created), nanos(m.Expires), m.CreatedBy, target)
 	if ce := (*store.ConflictError)(nil); errors.As(err, &ce) {
 		// The id is random: the unique column that collides is the port.
 		return &store.ConflictError{Field: "publicPort"}

@@ -206,4 +206,7 @@ ALTER TABLE sims ADD COLUMN kind TEXT NOT NULL DEFAULT '';
 `, `
 -- Named hosts on a LAN behind a SIM (for the platform DNS), as JSON.
 ALTER TABLE sim_routes ADD COLUMN hosts TEXT NOT NULL DEFAULT '{}';
+`, `
+-- A port mapping may reach a host on a LAN behind its SIM.
+ALTER TABLE port_mappings ADD COLUMN target TEXT NOT NULL DEFAULT '';
 `}
