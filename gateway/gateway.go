@@ -109,6 +109,7 @@ type Gateway struct {
 	webhooks  *webhook.Sender
 	responder *response.Responder
 	lans      lanTable       // every approved route behind a SIM
+	lanNames  lanNames       // names of SIMs with named LAN hosts, for DNS
 	vx        *vxlanEndpoint // nil without VXLANListen
 	// presence: session records to write (see presence.go).
 	presence       chan presenceOp

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -204,6 +205,79 @@ func (t *lanTable) all() []*lanRoute {
 	return out
 }
 
+// lanNames maps the names of SIMs with named LAN hosts to their ids, for
+// <host>.<sim-name>.lan.<zone>. SIM names are not unique: a name two such
+// SIMs share resolves to nothing (their ids still do).
+type lanNames struct {
+	mu     sync.Mutex
+	byID   map[string]string
+	byName map[string]map[string]bool
+}
+
+func (n *lanNames) set(id, name string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.byID == nil {
+		n.byID, n.byName = map[string]string{}, map[string]map[string]bool{}
+	}
+	if old, ok := n.byID[id]; ok {
+		delete(n.byName[old], id)
+	}
+	delete(n.byID, id)
+	name = strings.ToLower(name)
+	if name == "" || fleet.ValidateHostName("name", name) != nil {
+		return // not a DNS label: reachable by id only
+	}
+	n.byID[id] = name
+	if n.byName[name] == nil {
+		n.byName[name] = map[string]bool{}
+	}
+	n.byName[name][id] = true
+}
+
+// resolve returns the SIM id a name stands for, if exactly one.
+func (n *lanNames) resolve(name string) (string, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ids := n.byName[name]
+	if len(ids) != 1 {
+		return "", false
+	}
+	for id := range ids {
+		return id, true
+	}
+	return "", false
+}
+
+// lanHost is the DNS service's LANHost: ref is a SIM id, or the name of a
+// SIM with named hosts.
+func (g *Gateway) lanHost(ref, host string) (simID string, reach, onLAN netip.Addr, ok bool) {
+	if reach, onLAN, ok = g.lans.host(ref, host); ok {
+		return ref, reach, onLAN, true
+	}
+	id, found := g.lanNames.resolve(ref)
+	if !found {
+		return "", netip.Addr{}, netip.Addr{}, false
+	}
+	reach, onLAN, ok = g.lans.host(id, host)
+	return id, reach, onLAN, ok
+}
+
+// nameFor records the name of a SIM with named LAN hosts (or forgets it).
+func (g *Gateway) nameFor(ctx context.Context, id string, routes []fleet.Route) {
+	named := slices.ContainsFunc(routes, func(r fleet.Route) bool { return r.Status == fleet.RouteApproved && len(r.Hosts) > 0 })
+	if !named {
+		g.lanNames.set(id, "")
+		return
+	}
+	sim, err := g.st.SIM(ctx, id)
+	if err != nil {
+		g.log.Warn("reading the name of a SIM with named LAN hosts", "sim", id, "err", err)
+		return
+	}
+	g.lanNames.set(id, sim.Name)
+}
+
 // loadRoutes reads every approved route from the store into the table.
 func (g *Gateway) loadRoutes(ctx context.Context) error {
 	var all []fleet.Route
@@ -219,6 +293,13 @@ func (g *Gateway) loadRoutes(ctx context.Context) error {
 		cursor = p.Next
 	}
 	g.lans.replaceAll(all)
+	bySIM := map[string][]fleet.Route{}
+	for _, r := range all {
+		bySIM[r.SIMID] = append(bySIM[r.SIMID], r)
+	}
+	for id, rs := range bySIM {
+		g.nameFor(ctx, id, rs)
+	}
 	return nil
 }
 
@@ -233,6 +314,7 @@ func (g *Gateway) refreshRoutes(id string) {
 		g.log.Warn("re-reading SIM routes after change", "sim", id, "err", err)
 		return
 	}
+	g.nameFor(ctx, id, rs) // a rename is a change of the SIM too
 	if !g.lans.set(id, rs) {
 		return
 	}

@@ -101,3 +101,28 @@ func TestVXLANLargePacket(t *testing.T) {
 		t.Fatal("not sent")
 	}
 }
+
+// SIM names for LAN host DNS: a shared name resolves to nothing, a name
+// that is no DNS label is ignored, a rename moves it.
+func TestLANNames(t *testing.T) {
+	var n lanNames
+	n.set("sim_a", "Pump-Station")
+	if id, ok := n.resolve("pump-station"); !ok || id != "sim_a" {
+		t.Fatalf("resolve: %q %v", id, ok)
+	}
+	n.set("sim_b", "pump-station")
+	if _, ok := n.resolve("pump-station"); ok {
+		t.Error("a name two SIMs share resolved")
+	}
+	n.set("sim_b", "well 7") // not a DNS label
+	if id, ok := n.resolve("pump-station"); !ok || id != "sim_a" {
+		t.Errorf("after the other SIM's rename: %q %v", id, ok)
+	}
+	if _, ok := n.resolve("well 7"); ok {
+		t.Error("a name that is no DNS label resolved")
+	}
+	n.set("sim_a", "")
+	if _, ok := n.resolve("pump-station"); ok {
+		t.Error("a forgotten SIM's name resolved")
+	}
+}

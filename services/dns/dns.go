@@ -7,7 +7,7 @@
 //	<name>.<zone>       the platform services (Config.Names: dns, metadata)
 //	<sim-id>.sim.<zone> a SIM's overlay address, for the SIM itself and for
 //	                    SIMs device-to-device policy lets it reach
-//	<host>.<sim-id>.lan.<zone>
+//	<host>.<sim-id>.lan.<zone>, <host>.<sim-name>.lan.<zone>
 //	                    a host an operator named on a LAN behind a SIM: the
 //	                    address the caller reaches it by (mapped, for a
 //	                    mapped LAN; its LAN address for the SIM itself)
@@ -43,9 +43,11 @@ type Config struct {
 	Addrs []netip.Addr
 	// Names are the platform's own names, by label ("dns", "metadata").
 	Names map[string]netip.Addr
-	// LANHost, if set, finds a named host on a LAN behind SIM simID: the
-	// address the fleet reaches it by and its address on the LAN.
-	LANHost func(simID, host string) (reach, onLAN netip.Addr, ok bool)
+	// LANHost, if set, finds a named host on a LAN behind the SIM ref
+	// names (its id, or its name when one SIM with named hosts has it):
+	// the SIM's id, the address the fleet reaches the host by and its
+	// address on the LAN.
+	LANHost func(ref, host string) (simID string, reach, onLAN netip.Addr, ok bool)
 }
 
 // Service is the DNS platform service.
@@ -197,22 +199,22 @@ func (s *Service) lookup(ctx context.Context, caller netip.Addr, label string) (
 // lanHost resolves "<host>.<sim-id>" for caller: a LAN host of a SIM the
 // caller may reach (device-to-device policy), or of its own.
 func (s *Service) lanHost(ctx context.Context, caller netip.Addr, rest string) (netip.Addr, bool) {
-	host, simID, ok := strings.Cut(rest, ".")
-	if !ok || host == "" || strings.Contains(simID, ".") {
+	host, ref, ok := strings.Cut(rest, ".")
+	if !ok || host == "" || strings.Contains(ref, ".") {
 		return netip.Addr{}, false
 	}
 	me, ok := s.host.Caller(ctx, caller)
 	if !ok {
 		return netip.Addr{}, false
 	}
-	if simID != me.SIM.ID {
-		if _, ok := s.host.Reachable(ctx, me.SIM, simID); !ok {
-			return netip.Addr{}, false
-		}
-	}
-	reach, onLAN, ok := s.cfg.LANHost(simID, host)
+	simID, reach, onLAN, ok := s.cfg.LANHost(ref, host)
 	if !ok {
 		return netip.Addr{}, false
+	}
+	if simID != me.SIM.ID {
+		if _, ok := s.host.Reachable(ctx, me.SIM, simID); !ok {
+			return netip.Addr{}, false // the name does not exist for this caller
+		}
 	}
 	if simID == me.SIM.ID {
 		return onLAN, true // its own LAN, as it sees it

@@ -62,16 +62,19 @@ func query(t *testing.T, name string, typ dnsmessage.Type) []byte {
 func TestAnswers(t *testing.T) {
 	// Named LAN hosts: "plc" behind sim_b (mapped 10.64.1.0/24) and behind
 	// sim_a (its own), "cam" behind sim_c (not reachable for sim_a).
-	lanHost := func(sim, host string) (netip.Addr, netip.Addr, bool) {
-		switch {
-		case sim == "sim_b" && host == "plc":
-			return netip.MustParseAddr("10.64.1.10"), netip.MustParseAddr("192.168.1.10"), true
-		case sim == "sim_a" && host == "plc":
-			return netip.MustParseAddr("10.64.0.10"), netip.MustParseAddr("192.168.1.10"), true
-		case sim == "sim_c" && host == "cam":
-			return netip.MustParseAddr("10.64.2.5"), netip.MustParseAddr("192.168.1.5"), true
+	lanHost := func(ref, host string) (string, netip.Addr, netip.Addr, bool) {
+		if ref == "pump-station" { // sim_b's name
+			ref = "sim_b"
 		}
-		return netip.Addr{}, netip.Addr{}, false
+		switch {
+		case ref == "sim_b" && host == "plc":
+			return ref, netip.MustParseAddr("10.64.1.10"), netip.MustParseAddr("192.168.1.10"), true
+		case ref == "sim_a" && host == "plc":
+			return ref, netip.MustParseAddr("10.64.0.10"), netip.MustParseAddr("192.168.1.10"), true
+		case ref == "sim_c" && host == "cam":
+			return ref, netip.MustParseAddr("10.64.2.5"), netip.MustParseAddr("192.168.1.5"), true
+		}
+		return "", netip.Addr{}, netip.Addr{}, false
 	}
 	s := New(Config{Zone: "Fleet.Internal.", Addrs: []netip.Addr{netip.MustParseAddr("100.127.0.53")},
 		Names: map[string]netip.Addr{"dns": netip.MustParseAddr("100.127.0.53"), "metadata": netip.MustParseAddr("100.127.0.80")}, LANHost: lanHost})
@@ -91,9 +94,10 @@ func TestAnswers(t *testing.T) {
 		{simA.Address, "x.y.sim.fleet.internal.", dnsmessage.RCodeNameError, ""},
 		{simA.Address, "example.com.", dnsmessage.RCodeRefused, ""},
 		{netip.MustParseAddr("10.128.0.99"), "sim_b.sim.fleet.internal.", dnsmessage.RCodeNameError, ""},
-		{simA.Address, "plc.sim_b.lan.fleet.internal.", dnsmessage.RCodeSuccess, "10.64.1.10"},   // reachable: the mapped address
-		{simA.Address, "plc.sim_a.lan.fleet.internal.", dnsmessage.RCodeSuccess, "192.168.1.10"}, // its own LAN: as it sees it
-		{simA.Address, "cam.sim_c.lan.fleet.internal.", dnsmessage.RCodeNameError, ""},           // policy: does not exist for it
+		{simA.Address, "plc.sim_b.lan.fleet.internal.", dnsmessage.RCodeSuccess, "10.64.1.10"},        // reachable: the mapped address
+		{simA.Address, "plc.pump-station.lan.fleet.internal.", dnsmessage.RCodeSuccess, "10.64.1.10"}, // by the SIM's name
+		{simA.Address, "plc.sim_a.lan.fleet.internal.", dnsmessage.RCodeSuccess, "192.168.1.10"},      // its own LAN: as it sees it
+		{simA.Address, "cam.sim_c.lan.fleet.internal.", dnsmessage.RCodeNameError, ""},                // policy: does not exist for it
 		{simA.Address, "nope.sim_b.lan.fleet.internal.", dnsmessage.RCodeNameError, ""},
 		{simA.Address, "a.b.sim_b.lan.fleet.internal.", dnsmessage.RCodeNameError, ""},
 		{netip.MustParseAddr("10.128.0.99"), "plc.sim_b.lan.fleet.internal.", dnsmessage.RCodeNameError, ""},
