@@ -183,6 +183,13 @@ func TestLANsBehindSIMs(t *testing.T) {
 	if !strings.Contains(out, "Time to live exceeded") || !strings.Contains(out, routerA.addr()) {
 		t.Fatalf("TTL 1 to %s: want a time-exceeded from router A (%s):\n%s", hostA, routerA.addr(), out)
 	}
+	// traceroute (UDP probes): hop 1 is router A's tunnel address, hop 2
+	// the LAN host by its mapped address — its port-unreachable leaves
+	// translated, quote and all, or traceroute would not match it.
+	out, err = site.ns.Exec("traceroute", "-n", "-q", "1", "-w", "3", "-m", "4", hostA.String())
+	if err != nil || !strings.Contains(out, " 1  "+routerA.addr()) || !strings.Contains(out, " 2  "+hostA.String()) {
+		t.Fatalf("traceroute %s: %v\n%s", hostA, err, out)
+	}
 	// 10 MB, whole.
 	resp, err := httpIn(site.ns).Get("http://" + hostB.String() + "/big")
 	if err != nil {
