@@ -21,21 +21,7 @@ import (
 // TestRoutesCLI: add mapped and unmapped, import the bulk shape, list,
 // refusals with their exit codes, delete.
 func TestRoutesCLI(t *testing.T) {
-	ctx := context.Background()
-	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "fleet.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := controlplane.New(st, controlplane.Config{Logger: log})
-	srv := httptest.NewServer(api.New(svc, api.Config{Logger: log}))
-	defer srv.Close()
-	admin, _, err := svc.EnsureAdminToken(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cli{t: t, env: map[string]string{"WIREFLEET_URL": srv.URL, "WIREFLEET_TOKEN": admin}}
+	c := cliWithServer(t)
 	var a, b struct{ ID string }
 	json.Unmarshal([]byte(c.ok("sims", "create", "--generate-key", "--json")), &a)
 	json.Unmarshal([]byte(c.ok("sims", "create", "--generate-key", "--json")), &b)
@@ -74,21 +60,7 @@ func TestRoutesCLI(t *testing.T) {
 }
 
 func TestGatePeersCLI(t *testing.T) {
-	ctx := context.Background()
-	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "fleet.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := controlplane.New(st, controlplane.Config{Logger: log})
-	srv := httptest.NewServer(api.New(svc, api.Config{Logger: log}))
-	defer srv.Close()
-	admin, _, err := svc.EnsureAdminToken(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cli{t: t, env: map[string]string{"WIREFLEET_URL": srv.URL, "WIREFLEET_TOKEN": admin}}
+	c := cliWithServer(t)
 	out := c.ok("gate-peers", "add", "--outer", "192.0.2.10", "--vni", "10", "--name", "vpc")
 	if !strings.Contains(out, "type vxlan id 10 local 192.0.2.10") || !strings.Contains(out, "10.128.0.2") {
 		t.Fatalf("add:\n%s", out)
@@ -102,4 +74,25 @@ func TestGatePeersCLI(t *testing.T) {
 	}
 	c.ok("gate-peers", "delete", list.Items[0].ID)
 	c.fails(exitNotFound, "gate-peers", "get", list.Items[0].ID)
+}
+
+// cliWithServer is the CLI against a real API over a fresh SQLite store,
+// as the admin.
+func cliWithServer(t *testing.T) *cli {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := controlplane.New(st, controlplane.Config{Logger: log})
+	srv := httptest.NewServer(api.New(svc, api.Config{Logger: log}))
+	t.Cleanup(srv.Close)
+	admin, _, err := svc.EnsureAdminToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &cli{t: t, env: map[string]string{"WIREFLEET_URL": srv.URL, "WIREFLEET_TOKEN": admin}}
 }
