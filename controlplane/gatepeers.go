@@ -4,6 +4,7 @@ package controlplane
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -20,6 +21,10 @@ type GatePeerSpec struct {
 	// VXLAN packets from and sends them to.
 	OuterAddress netip.Addr
 	VNI          uint32
+	// InnerAddress pins the peer's address on the device subnet (inside
+	// the SIM pool, as SORACOM lets the customer choose it); zero
+	// allocates one.
+	InnerAddress netip.Addr
 }
 
 // CreateGatePeer registers a Gate peer; its inner address on the device
@@ -44,12 +49,21 @@ func (s *Service) CreateGatePeer(ctx context.Context, a Actor, sp GatePeerSpec) 
 		return fleet.GatePeer{}, fleet.Errorf(fleet.CodeInvalid, "vni", "between 1 and %d", fleet.MaxVNI)
 	}
 	var g fleet.GatePeer
-	err := s.st.Update(ctx, func(tx store.Tx) error {
+	err := s.st.Update(ctx, func(tx store.Tx) (err error) {
 		if err := useGroup(ctx, tx, sp.GroupID); err != nil {
 			return storeErr(err, "groupId")
 		}
-		inner, err := tx.AllocateAddress(ctx, s.cfg.Pool)
-		if err != nil {
+		inner := sp.InnerAddress
+		if inner.IsValid() {
+			if !inner.Is4() || !s.cfg.Pool.Contains(inner) || offset(s.cfg.Pool, inner) < 2 {
+				return fleet.Errorf(fleet.CodeInvalid, "innerAddress", "%s: an address of the SIM pool %s (not its first two)", inner, s.cfg.Pool)
+			}
+			if _, err := tx.SIMByAddress(ctx, inner); err == nil {
+				return fleet.Errorf(fleet.CodeConflict, "innerAddress", "%s is a SIM's address", inner)
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		} else if inner, err = tx.AllocateAddress(ctx, s.cfg.Pool); err != nil {
 			return storeErr(err, "innerAddress")
 		}
 		now := s.now()

@@ -329,6 +329,27 @@ func TestGatePeers(t *testing.T) {
 	if err := svc.DeleteGatePeer(ctx, viewer, g.ID); code(err) != fleet.CodeForbidden {
 		t.Errorf("a viewer deleted a Gate peer: %v", err)
 	}
+	// An inner address the operator chooses (as SORACOM lets customers):
+	// inside the pool, never a SIM's, and the allocator skips it after.
+	pinned, err := svc.CreateGatePeer(ctx, admin, controlplane.GatePeerSpec{OuterAddress: mustAddr("192.0.2.20"), VNI: 20, InnerAddress: mustAddr("10.128.0.50")})
+	if err != nil || pinned.InnerAddress != mustAddr("10.128.0.50") {
+		t.Fatalf("pinned inner address: %+v %v", pinned, err)
+	}
+	for name, inner := range map[string]string{"outside the pool": "10.127.0.5", "the pool's gateway address": "10.128.0.1", "a SIM's": sim.Address.String(), "another peer's": "10.128.0.50"} {
+		_, err := svc.CreateGatePeer(ctx, admin, controlplane.GatePeerSpec{OuterAddress: mustAddr("192.0.2.21"), VNI: 21, InnerAddress: mustAddr(inner)})
+		if c := code(err); c != fleet.CodeInvalid && c != fleet.CodeConflict {
+			t.Errorf("inner address %s: %v", name, err)
+		}
+	}
+	if _, _, err := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true, Address: mustAddr("10.128.0.50")}); code(err) != fleet.CodeConflict {
+		t.Errorf("a SIM pinned on a Gate peer's chosen address: %v", err)
+	}
+	for i := 0; i < 60; i++ { // past .50: the allocator skips the peer's address
+		s, _, err := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true})
+		if err != nil || s.Address == mustAddr("10.128.0.50") {
+			t.Fatalf("SIM %d: %+v %v", i, s.Address, err)
+		}
+	}
 	if err := svc.DeleteGatePeer(ctx, admin, g.ID); err != nil {
 		t.Fatal(err)
 	}

@@ -78,7 +78,7 @@ Commands:
   routes list [--sim ID] [--status approved|advertised] | delete SIM_ID PREFIX
   routes hosts SIM_ID PREFIX [NAME=ADDRESS]...   name LAN hosts for the DNS: NAME.SIM_ID.lan.ZONE
   routes import FILE.json [--map]     {"<simId>": "<CIDR>", …}: one LAN per SIM, all or nothing
-  gate-peers add --outer IP --vni N [--group ID] [--name N]
+  gate-peers add --outer IP --vni N [--inner IP] [--group ID] [--name N]
                                       join a host to the device subnet over VXLAN (prints its ip commands)
   gate-peers list | get ID | delete ID
   data list (--sim ID | --group ID) [--from RFC3339] [--to RFC3339] [--category C] [--limit N] [--cursor C]

@@ -136,6 +136,7 @@ func addGatePeerCommands(handlers map[string]handler) {
 		outer := c.fs.String("outer", "", "the host's own IPv4 address (required)")
 		vni := c.fs.Uint("vni", 0, "VXLAN network identifier, 1-16777215 (required)")
 		group := c.fs.String("group", "", "group whose device-to-device policy applies")
+		inner := c.fs.String("inner", "", "its address on the device subnet (inside the SIM pool); default: allocated")
 		name := c.fs.String("name", "", "name")
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
@@ -147,7 +148,7 @@ func addGatePeerCommands(handlers map[string]handler) {
 			fleet.GatePeer
 			Setup []string `json:"setup"`
 		}
-		if err := c.call("POST", "/api/v1/gate-peers", map[string]any{"outerAddress": *outer, "vni": *vni, "groupId": *group, "name": *name}, &g); err != nil {
+		if err := c.call("POST", "/api/v1/gate-peers", map[string]any{"outerAddress": *outer, "innerAddress": *inner, "vni": *vni, "groupId": *group, "name": *name}, &g); err != nil {
 			return err
 		}
 		extra := []string{"on the Gate peer host (eth0: its own interface):"}

@@ -211,6 +211,7 @@ type gatePeerRequest struct {
 	Name         string `json:"name"`
 	GroupID      string `json:"groupId"`
 	OuterAddress string `json:"outerAddress"`
+	InnerAddress string `json:"innerAddress"`
 	VNI          uint32 `json:"vni"`
 }
 
@@ -221,7 +222,8 @@ func init() {
 	schemas["GatePeerPage"] = page("GatePeer")
 	schemas["GatePeerCreated"] = obj(props{"id": str(""), "name": str(""), "groupId": str(""), "outerAddress": str(""), "innerAddress": str(""),
 		"vni": integer(), "created": dateTime(), "setup": arr(str("a command the host runs (its underlay interface assumed eth0)"))})
-	schemas["GatePeerCreateRequest"] = obj(props{"name": str(""), "groupId": str(""), "outerAddress": str("IPv4 address"), "vni": integer()}, "outerAddress", "vni")
+	schemas["GatePeerCreateRequest"] = obj(props{"name": str(""), "groupId": str(""), "outerAddress": str("IPv4 address"),
+		"innerAddress": str("its address on the device subnet, inside the SIM pool; absent: allocated"), "vni": integer()}, "outerAddress", "vni")
 }
 
 // gatePeerRoutes are the VXLAN Gate peer routes.
@@ -246,7 +248,14 @@ func (h *Handler) createGatePeer(ctx context.Context, a controlplane.Actor, r *h
 			return nil, errorf(fleet.CodeInvalid, "outerAddress", "%q is not an IP address", req.OuterAddress)
 		}
 	}
-	g, err := h.svc.CreateGatePeer(ctx, a, controlplane.GatePeerSpec{Name: req.Name, GroupID: req.GroupID, OuterAddress: outer, VNI: req.VNI})
+	var inner netip.Addr
+	if req.InnerAddress != "" {
+		var err error
+		if inner, err = netip.ParseAddr(req.InnerAddress); err != nil {
+			return nil, errorf(fleet.CodeInvalid, "innerAddress", "%q is not an IP address", req.InnerAddress)
+		}
+	}
+	g, err := h.svc.CreateGatePeer(ctx, a, controlplane.GatePeerSpec{Name: req.Name, GroupID: req.GroupID, OuterAddress: outer, InnerAddress: inner, VNI: req.VNI})
 	if err != nil {
 		return nil, err
 	}

@@ -570,9 +570,14 @@ func (t *tx) AllocateAddress(ctx context.Context, pool netip.Prefix) (netip.Addr
 		var a [4]byte
 		binary.BigEndian.PutUint32(a[:], base+uint32(n))
 		addr := netip.AddrFrom4(a)
-		// A pinned SIM may already hold it: skip, never share.
+		// A pinned SIM or a Gate peer given its address may already hold
+		// it: skip, never share.
 		if _, err := t.SIMByAddress(ctx, addr); errors.Is(err, store.ErrNotFound) {
-			return addr, nil
+			if _, err := t.GatePeerByInner(ctx, addr); errors.Is(err, store.ErrNotFound) {
+				return addr, nil
+			} else if err != nil {
+				return netip.Addr{}, err
+			}
 		} else if err != nil {
 			return netip.Addr{}, err
 		}
