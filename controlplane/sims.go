@@ -251,6 +251,13 @@ func (s *Service) SetSIMTags(ctx context.Context, a Actor, id string, tags map[s
 		tags = map[string]string{}
 	}
 	return s.modifySIM(ctx, a, id, "sim.set_tags", nil, func(_ store.Tx, sim *fleet.SIM) error {
+		if a.Kind == "sim" { // the device itself, over the metadata service
+			for _, k := range fleet.IdentityTags {
+				if tags[k] != sim.Tags[k] {
+					return fleet.Errorf(fleet.CodeForbidden, "tags", "the %q tag is signed as the device's identity: only an operator sets it", k)
+				}
+			}
+		}
 		sim.Tags = tags
 		return nil
 	})

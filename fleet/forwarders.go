@@ -61,6 +61,11 @@ type BeamSignature struct {
 	SecretSet bool     `json:"secretSet,omitempty"`
 }
 
+// IdentityTags are the tags the forwarder signs as the device's identity
+// (Beam-style imei and msisdn): only an operator sets them, never the
+// device itself, or one device could claim another's IMEI.
+var IdentityTags = []string{"imei", "msisdn"}
+
 // BeamFields are the identity fields of a Beam signature, in signing order.
 // The platform has no IMEI or MSISDN of its own: they come from the SIM's
 // tags "imei" and "msisdn".
