@@ -462,30 +462,3 @@ func TestAdvertisedRoutesReserveNothing(t *testing.T) {
 		t.Errorf("approving once the prefix is free: %v", err)
 	}
 }
-
-// A device writing its own tags may not set or change the identity tags
-// the forwarder signs (imei, msisdn); an operator may; other tags pass.
-func TestDeviceCannotWriteIdentityTags(t *testing.T) {
-	ctx := context.Background()
-	svc, _ := routeService(t, "")
-	admin := controlplane.System
-	sim, _, _ := svc.CreateSIM(ctx, admin, controlplane.SIMSpec{GenerateKey: true, Tags: map[string]string{"imei": "356938035643809"}})
-	self := controlplane.Actor{Kind: "sim", ID: sim.ID, Role: fleet.RoleOperator}
-	for name, tags := range map[string]map[string]string{
-		"another device's IMEI": {"imei": "490154203237518"},
-		"dropping the IMEI":     {},
-		"an MSISDN":             {"imei": "356938035643809", "msisdn": "819012345678"},
-	} {
-		if _, err := svc.SetSIMTags(ctx, self, sim.ID, tags); code(err) != fleet.CodeForbidden {
-			t.Errorf("device, %s: %v", name, err)
-		}
-	}
-	got, err := svc.SetSIMTags(ctx, self, sim.ID, map[string]string{"imei": "356938035643809", "fw": "1.2"})
-	if err != nil || got.Tags["fw"] != "1.2" {
-		t.Fatalf("device, other tags: %+v %v", got.Tags, err)
-	}
-	got, err = svc.SetSIMTags(ctx, admin, sim.ID, map[string]string{"imei": "490154203237518", "msisdn": "819012345678"})
-	if err != nil || got.Tags["imei"] != "490154203237518" {
-		t.Fatalf("operator: %+v %v", got.Tags, err)
-	}
-}

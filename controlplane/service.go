@@ -228,13 +228,29 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (Actor, error
 	if err != nil {
 		return Actor{}, err
 	}
+	if !t.Expires.IsZero() && !s.now().Before(t.Expires) {
+		return Actor{}, fleet.Errorf(fleet.CodeUnauthorized, "", "token expired")
+	}
 	return Actor{Kind: "token", ID: t.ID, Role: t.Role}, nil
 }
 
 // ---- tokens ----
 
-// CreateToken makes an operator token; the secret is returned once.
+// MaxTokenTTL is the longest lifetime an expiring token may be given.
+const MaxTokenTTL = 10 * 365 * 24 * time.Hour
+
+// CreateToken makes an operator token that never expires; the secret is
+// returned once.
 func (s *Service) CreateToken(ctx context.Context, a Actor, role fleet.Role, description string) (fleet.Token, string, error) {
+	return s.CreateExpiringToken(ctx, a, role, description, 0)
+}
+
+// CreateExpiringToken makes an operator token that stops working after
+// ttl (0: never); the secret is returned once.
+func (s *Service) CreateExpiringToken(ctx context.Context, a Actor, role fleet.Role, description string, ttl time.Duration) (fleet.Token, string, error) {
+	if ttl < 0 || ttl > MaxTokenTTL {
+		return fleet.Token{}, "", fleet.Errorf(fleet.CodeInvalid, "ttlSeconds", "between 1 and %d seconds, or 0 for never", int64(MaxTokenTTL/time.Second))
+	}
 	if err := require(a, fleet.RoleAdmin); err != nil {
 		return fleet.Token{}, "", err
 	}
@@ -247,6 +263,9 @@ func (s *Service) CreateToken(ctx context.Context, a Actor, role fleet.Role, des
 	secret := newSecret(TokenPrefix)
 	now := s.now()
 	t := fleet.Token{ID: newID("tok", now), Role: role, Description: description, Hash: HashSecret(secret), Created: now}
+	if ttl > 0 {
+		t.Expires = now.Add(ttl)
+	}
 	err := s.st.Update(ctx, func(tx store.Tx) error {
 		if err := tx.InsertToken(ctx, t); err != nil {
 			return err

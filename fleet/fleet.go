@@ -261,6 +261,8 @@ type Token struct {
 	Role        Role      `json:"role"`
 	Hash        string    `json:"-"`
 	Created     time.Time `json:"created"`
+	// Expires is when the token stops working; zero: never.
+	Expires time.Time `json:"expires,omitzero"`
 }
 
 // Event is one entry of the audit trail.

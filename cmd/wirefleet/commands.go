@@ -341,13 +341,18 @@ func coreCommands() map[string]handler {
 			if err := c.args(rest, 0, 0, "none"); err != nil {
 				return err
 			}
-			return showPage(c, "/api/v1/tokens", []string{"ID", "ROLE", "DESCRIPTION", "CREATED"}, func(t fleet.Token) []string {
-				return []string{t.ID, string(t.Role), t.Description, ts(t.Created)}
+			return showPage(c, "/api/v1/tokens", []string{"ID", "ROLE", "DESCRIPTION", "CREATED", "EXPIRES"}, func(t fleet.Token) []string {
+				expires := "never"
+				if !t.Expires.IsZero() {
+					expires = ts(t.Expires)
+				}
+				return []string{t.ID, string(t.Role), t.Description, ts(t.Created), expires}
 			})
 		},
 		"tokens create": func(c *command, rest []string) error {
 			role := c.fs.String("role", "", "admin, operator or viewer")
 			desc := c.fs.String("description", "", "description")
+			ttl := c.fs.Duration("ttl", 0, "lifetime, e.g. 720h (0: never expires)")
 			if err := c.args(rest, 0, 0, "none"); err != nil {
 				return err
 			}
@@ -355,7 +360,7 @@ func coreCommands() map[string]handler {
 				return usageErr("tokens create: --role is required")
 			}
 			var out apiv1.Secret[fleet.Token]
-			if err := c.call("POST", "/api/v1/tokens", map[string]any{"role": *role, "description": *desc}, &out); err != nil {
+			if err := c.call("POST", "/api/v1/tokens", map[string]any{"role": *role, "description": *desc, "ttlSeconds": int64(ttl.Seconds())}, &out); err != nil {
 				return err
 			}
 			return c.show(out, []string{"ID", "ROLE", "DESCRIPTION"}, [][]string{{out.Item.ID, string(out.Item.Role), out.Item.Description}}, "token (shown once): "+out.Secret)

@@ -67,7 +67,7 @@ Commands:
   identities batches | batch ID | revoke-batch ID
   identities list [--batch ID] [--status active|used|revoked] | get ID|KEY | revoke ID|KEY
   tokens list | delete ID
-  tokens create --role admin|operator|viewer [--description D]
+  tokens create --role admin|operator|viewer [--description D] [--ttl 720h]
   mappings create SIM_ID --port P --allow CIDR... [--target LAN_HOST] [--duration 1h] [--tls] [--max-conns N]
                                       remote access to a device port: answers the public host:port
   mappings list [--sim ID] | get ID | delete ID

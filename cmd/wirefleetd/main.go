@@ -61,19 +61,21 @@ func main() {
 
 // config is wirefleetd's configuration, from flags or WIREFLEET_<NAME>.
 type config struct {
-	apiListen  string
-	dataDir    string
-	endpoint   string
-	pool       string
-	lanPool    string
-	vxlan      string
-	store      string
-	wgListen   string
-	zone       string
-	resetAdmin bool
-	auditEvery time.Duration
-	logLevel   string
-	logFormat  string
+	apiListen     string
+	dataDir       string
+	endpoint      string
+	pool          string
+	lanPool       string
+	vxlan         string
+	store         string
+	wgListen      string
+	zone          string
+	resetAdmin    bool
+	auditEvery    time.Duration
+	metricsListen string
+	metricsToken  bool
+	logLevel      string
+	logFormat     string
 
 	// The data store (datastore.go).
 	dataCommitters int
@@ -146,6 +148,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.store, "postgres", "", "alias of --store (PostgreSQL connection string)")
 	fs.StringVar(&c.wgListen, "wg-listen", ":51820", "WireGuard UDP address, :PORT (every address, IPv4 and IPv6; :0 picks a free port)")
 	fs.BoolVar(&c.resetAdmin, "reset-admin-token", false, "create a new admin token, print it once and write it to <data>/admin.token (recovery when the old one is lost); the old tokens stay valid until deleted")
+	fs.StringVar(&c.metricsListen, "metrics-listen", "", "serve /metrics on this address of its own (e.g. 127.0.0.1:9090) instead of the API listener")
+	fs.BoolVar(&c.metricsToken, "metrics-token", false, "require an operator token (any role, Authorization: Bearer) on /metrics")
 	fs.DurationVar(&c.auditEvery, "audit-every", time.Hour, "run the configuration audit this often (findings in the log and the wirefleet_audit_findings metric; GET /api/v1/audit runs it on demand)")
 	fs.StringVar(&c.zone, "zone", gateway.DefaultZone, "DNS zone of in-tunnel names (<sim-id>.sim.<zone>, metadata.<zone>)")
 	fs.DurationVar(&c.forwardTimeout, "forward-timeout", 15*time.Second, "forwarders: how long one attempt at a destination may take (connect, send, answer headers) before the device gets 504")
@@ -352,7 +356,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	mux.Handle("/api/v1/", api.New(svc, api.Config{Logger: log, Registerer: reg, Connections: gw, TrustedProxies: c.trustedProxies.prefixes()}))
 	// SORACOM Arc-compatible routes, for soratun and other Arc clients.
 	mux.Handle("/v1/", arcapi.New(svc, arcapi.Config{Logger: log, TrustedNetworks: c.trustedNetworks.items, TrustedProxies: c.trustedProxies.prefixes(), TokenSecret: arcSecret}))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	var metrics http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	if c.metricsToken {
+		metrics = requireToken(svc, metrics)
+	}
+	var metricsSrv *http.Server
+	if c.metricsListen == "" {
+		mux.Handle("GET /metrics", metrics)
+	} else {
+		mln, err := net.Listen("tcp", c.metricsListen)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		mmux := http.NewServeMux()
+		mmux.Handle("GET /metrics", metrics)
+		metricsSrv = &http.Server{Handler: mmux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		log.Info("metrics listening", "addr", mln.Addr().String(), "token", c.metricsToken)
+		go metricsSrv.Serve(mln)
+		defer metricsSrv.Close()
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 
 	ln, err := net.Listen("tcp", c.apiListen)
@@ -410,4 +432,22 @@ func openStore(ctx context.Context, c config, log *slog.Logger) (store.Store, st
 	}
 	st, err := sqlitestore.Open(ctx, path)
 	return st, "sqlite " + path, err
+}
+
+// requireToken lets through requests bearing a valid operator token of
+// any role (a Prometheus scrape job's bearer token), 401 otherwise.
+func requireToken(svc *controlplane.Service, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="wirefleet metrics"`)
+			http.Error(w, "an operator token is required (Authorization: Bearer)", http.StatusUnauthorized)
+			return
+		}
+		if _, err := svc.Authenticate(r.Context(), secret); err != nil {
+			http.Error(w, "unknown or expired token", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -275,3 +275,32 @@ func TestPoolOverlappingPlatformRefused(t *testing.T) {
 		t.Fatalf("--pool 100.64.0.0/10: %v", err)
 	}
 }
+
+// /metrics can require an operator token and move to a listener of its
+// own: without a token it is 401, with one 200; with its own listener the
+// API listener no longer serves it.
+func TestMetricsAccess(t *testing.T) {
+	pc, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := pc.Addr().String()
+	pc.Close()
+	dir := t.TempDir()
+	base, _, _, stop := start(t, dir, map[string]string{"WIREFLEET_METRICS_TOKEN": "true", "WIREFLEET_METRICS_LISTEN": metricsAddr})
+	defer stop()
+	b, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
+	token := strings.TrimSpace(string(b))
+	if code, _ := get(t, base+"/metrics", token); code != 404 {
+		t.Errorf("/metrics on the API listener: %d, want 404", code)
+	}
+	if code, _ := get(t, "http://"+metricsAddr+"/metrics", ""); code != 401 {
+		t.Errorf("/metrics without a token: %d, want 401", code)
+	}
+	if code, _ := get(t, "http://"+metricsAddr+"/metrics", "wft_not-a-token"); code != 401 {
+		t.Errorf("/metrics with an unknown token: %d, want 401", code)
+	}
+	if code, body := get(t, "http://"+metricsAddr+"/metrics", token); code != 200 || !strings.Contains(body, "wirefleet_gateway_sessions") {
+		t.Errorf("/metrics with a token: %d", code)
+	}
+}

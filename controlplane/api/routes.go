@@ -68,6 +68,7 @@ type authKeyCreateRequest struct {
 type tokenCreateRequest struct {
 	Role        fleet.Role `json:"role"`
 	Description string     `json:"description"`
+	TTLSeconds  int64      `json:"ttlSeconds"`
 }
 
 type auditReport struct {

@@ -5,6 +5,7 @@ package api
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
@@ -26,7 +27,10 @@ func (h *Handler) createToken(ctx context.Context, a controlplane.Actor, r *http
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
-	t, secret, err := h.svc.CreateToken(ctx, a, req.Role, req.Description)
+	if req.TTLSeconds < 0 || req.TTLSeconds > int64(controlplane.MaxTokenTTL/time.Second) {
+		return nil, errorf(fleet.CodeInvalid, "ttlSeconds", "between 1 and %d, or 0 for never", int64(controlplane.MaxTokenTTL/time.Second))
+	}
+	t, secret, err := h.svc.CreateExpiringToken(ctx, a, req.Role, req.Description, time.Duration(req.TTLSeconds)*time.Second)
 	if err != nil {
 		return nil, err
 	}

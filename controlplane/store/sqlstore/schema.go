@@ -209,4 +209,7 @@ ALTER TABLE sim_routes ADD COLUMN hosts TEXT NOT NULL DEFAULT '{}';
 `, `
 -- A port mapping may reach a host on a LAN behind its SIM.
 ALTER TABLE port_mappings ADD COLUMN target TEXT NOT NULL DEFAULT '';
+`, `
+-- Operator tokens may expire (0: never).
+ALTER TABLE tokens ADD COLUMN expires {int64} NOT NULL DEFAULT 0;
 `}

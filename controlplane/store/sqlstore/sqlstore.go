@@ -376,18 +376,21 @@ func (r reader) ListAuthKeys(ctx context.Context, p store.PageRequest) (store.Pa
 
 // ---- tokens ----
 
-const tokenCols = `id, description, role, hash, created`
+const tokenCols = `id, description, role, hash, created, expires`
 
 func scanToken(s scanner) (fleet.Token, error) {
 	var (
 		t       fleet.Token
-		role    string
-		created int64
+		role             string
+		created, expires int64
 	)
-	if err := s.Scan(&t.ID, &t.Description, &role, &t.Hash, &created); err != nil {
+	if err := s.Scan(&t.ID, &t.Description, &role, &t.Hash, &created, &expires); err != nil {
 		return t, err
 	}
 	t.Role, t.Created = fleet.Role(role), fromNanos(created)
+	if expires != 0 {
+		t.Expires = fromNanos(expires)
+	}
 	return t, nil
 }
 
@@ -705,7 +708,7 @@ func (t *tx) RevokeAuthKey(ctx context.Context, id string) error {
 }
 
 func (t *tx) InsertToken(ctx context.Context, tk fleet.Token) error {
-	_, err := t.exec(ctx, `INSERT INTO tokens (id, description, role, hash, created) VALUES (?, ?, ?, ?, ?)`, tk.ID, tk.Description, string(tk.Role), tk.Hash, nanos(tk.Created))
+	_, err := t.exec(ctx, `INSERT INTO tokens (id, description, role, hash, created, expires) VALUES (?, ?, ?, ?, ?, ?)`, tk.ID, tk.Description, string(tk.Role), tk.Hash, nanos(tk.Created), optNanos(tk.Expires))
 	return err
 }
 
