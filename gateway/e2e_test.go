@@ -24,6 +24,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/egress"
 	"github.com/wirefleet/wirefleet/internal/netns"
 	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/keystore"
@@ -90,20 +91,22 @@ func newFixture(t *testing.T, opts ...func(*Config)) *fixture {
 		Logger:           log,
 		Secrets:          secrets,
 	})
-	cfg := Config{ControlPlane: f.svc, KeyStore: ks, ListenPort: gwPort, Logger: log, Secrets: secrets, EngineHooks: engine.Hooks{
-		HandshakeCompleted: func(ev engine.HandshakeEvent) {
-			id := stateOf(ev.Peer).id
-			f.hsMu.Lock()
-			if _, ok := f.hsSeen[id]; !ok {
-				f.hsSeen[id] = time.Now()
-			}
-			f.hsMu.Unlock()
-			select {
-			case f.hsCh <- id:
-			default:
-			}
-		},
-	}}
+	cfg := Config{ControlPlane: f.svc, KeyStore: ks, ListenPort: gwPort, Logger: log, Secrets: secrets,
+		Egress: egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, // webhook receivers on loopback
+		EngineHooks: engine.Hooks{
+			HandshakeCompleted: func(ev engine.HandshakeEvent) {
+				id := stateOf(ev.Peer).id
+				f.hsMu.Lock()
+				if _, ok := f.hsSeen[id]; !ok {
+					f.hsSeen[id] = time.Now()
+				}
+				f.hsMu.Unlock()
+				select {
+				case f.hsCh <- id:
+				default:
+				}
+			},
+		}}
 	for _, o := range opts {
 		o(&cfg)
 	}

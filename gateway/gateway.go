@@ -30,6 +30,7 @@ import (
 	"github.com/wirefleet/wirefleet/gateway/monitor/response"
 	"github.com/wirefleet/wirefleet/gateway/monitor/webhook"
 	"github.com/wirefleet/wirefleet/internal/clock"
+	"github.com/wirefleet/wirefleet/internal/egress"
 	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/services/platform"
@@ -85,6 +86,9 @@ type Config struct {
 	// secret); without it, sealed webhook secrets cannot sign and such
 	// alerts are not sent to the webhook.
 	Secrets *seal.Key
+	// Egress decides which addresses alert webhooks may reach (zero value:
+	// no private, local or reserved ones; see internal/egress).
+	Egress egress.Policy
 	// VXLANListen, if set, is the UDP address ("host:port", e.g. ":4789")
 	// VXLAN Gate peers send to; empty: no Gate peers.
 	VXLANListen string
@@ -182,7 +186,7 @@ func New(cfg Config) (*Gateway, error) {
 		g.mon = g.newMonitor(cfg.Monitor)
 	}
 	g.router = newRouter(&g.policies, &g.lans, g.mon, g.plat, g.pool)
-	g.webhooks = webhook.New(cfg.Secrets, g.log)
+	g.webhooks = webhook.New(cfg.Secrets, g.log, cfg.Egress)
 	g.responder = response.New(response.Config{Actions: monitorActions{svc: g.svc, st: g.st}, Webhooks: g.webhooks, Logger: g.log})
 	g.presence = make(chan presenceOp, 4096)
 	g.presenceChecks = make(chan string, 1024)

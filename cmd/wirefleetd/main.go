@@ -38,6 +38,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway"
+	"github.com/wirefleet/wirefleet/internal/egress"
 	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/services/forwarder"
@@ -86,6 +87,7 @@ type config struct {
 	// Network-attested Arc bootstrap.
 	trustedNetworks prefixList
 	trustedProxies  prefixList
+	egressAllow     prefixList
 	remote          remoteFlags
 
 	// Forwarders.
@@ -163,6 +165,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	c.trustedNetworks.values = true
 	fs.Var(&c.trustedNetworks, "arc-trusted-network", "CIDR[=GROUP_NAME] whose source addresses may use Arc network-attested bootstrap (repeatable, or comma-separated)")
 	c.remote.register(fs)
+	fs.Var(&c.egressAllow, "egress-allow", "CIDR forwarders, MQTT upstreams and webhooks may reach although private, local or reserved (refused by default: this host, private networks, the platform's ranges; repeatable, or comma-separated)")
 	fs.Var(&c.trustedProxies, "trusted-proxy", "CIDR of reverse proxies whose X-Forwarded-For is believed (repeatable, or comma-separated)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `wirefleetd — the wirefleet platform: REST API, WireGuard gateway, platform services.
@@ -315,7 +318,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		retries = -1 // forwarder.Config: 0 is the default, negative none
 	}
 	reg := prometheus.NewRegistry()
-	fwd := forwarder.New(forwarder.Config{Secrets: settingsKey, Logger: log, Timeout: c.forwardTimeout, Retries: retries})
+	egressPolicy := egress.Policy{Allow: c.egressAllow.prefixes()}
+	fwd := forwarder.New(forwarder.Config{Secrets: settingsKey, Logger: log, Timeout: c.forwardTimeout, Retries: retries, Egress: egressPolicy})
 	ds := newDataStore(c, st, backend, log, reg)
 	// The unified endpoint hands each message to the data store and the forwarders.
 	uni := unified.New(unified.Config{DataStore: ds, Forwarder: fwd, Logger: log})
@@ -327,7 +331,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		remote = remoteaccess.New(*remoteCfg)
 		services = append(services, remote)
 	}
-	gw, err := gateway.New(gateway.Config{ControlPlane: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services, Secrets: settingsKey, VXLANListen: c.vxlan})
+	gw, err := gateway.New(gateway.Config{ControlPlane: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services, Secrets: settingsKey, VXLANListen: c.vxlan, Egress: egressPolicy})
 	if err != nil {
 		return err
 	}

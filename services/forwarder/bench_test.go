@@ -77,7 +77,7 @@ func benchForwarder(b *testing.B, nDev, perDev int, target string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	fwd := New(Config{Secrets: key, Logger: log, Timeout: 30 * time.Second})
+	fwd := New(Config{Egress: testEgress, Secrets: key, Logger: log, Timeout: 30 * time.Second})
 	gw, err := gateway.New(gateway.Config{ControlPlane: svc, KeyStore: ks, Logger: log, Services: []platform.Service{fwd}})
 	if err != nil {
 		b.Fatal(err)

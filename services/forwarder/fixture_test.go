@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway"
+	"github.com/wirefleet/wirefleet/internal/egress"
 	"github.com/wirefleet/wirefleet/internal/gwtest"
 	"github.com/wirefleet/wirefleet/internal/netns"
 	"github.com/wirefleet/wirefleet/internal/seal"
@@ -73,6 +75,9 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	f.Platform = gwtest.Start(t, gwtest.Options{Subnet: 231, Secrets: key, Log: f.logs, Level: slog.LevelDebug,
 		Services: func(_ store.Store, log *slog.Logger) []platform.Service {
 			cfg.Secrets, cfg.Logger = key, log
+			if cfg.Egress.Allow == nil {
+				cfg.Egress = testEgress // the test's upstreams: loopback and its namespaces
+			}
 			f.fwd = New(cfg)
 			return []platform.Service{f.fwd}
 		}})
@@ -159,3 +164,8 @@ func (s *Service) openConns() int {
 	defer s.mu.Unlock()
 	return len(s.conns)
 }
+
+// testEgress lets the forwarder reach the tests' own upstreams: loopback
+// and the addresses of the namespaces they create (10.0.0.0/8). The
+// default policy refuses both (TestEgressRefused).
+var testEgress = egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8")}}

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wirefleet/wirefleet/internal/clock"
+	"github.com/wirefleet/wirefleet/internal/egress"
 	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/services/mqttbridge"
 	"github.com/wirefleet/wirefleet/services/platform"
@@ -82,6 +83,10 @@ type Config struct {
 	// MaxConns bounds the device connections held at once (0:
 	// DefaultMaxConns).
 	MaxConns int
+	// Egress decides which destinations may be reached; its zero value
+	// refuses private, local and reserved addresses (egress.Denied) and
+	// this host's own.
+	Egress egress.Policy
 	// Clock is the time of timestamps; default clock.Real.
 	Clock clock.Clock
 }
@@ -357,7 +362,7 @@ func (s *Service) client(caPEM string) (*http.Client, error) {
 	}
 	tr := &http.Transport{
 		Proxy:                 nil, // destinations are dialled directly, whatever the environment says
-		DialContext:           (&net.Dialer{Timeout: s.cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           s.cfg.Egress.Dialer(net.Dialer{Timeout: s.cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:       &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   s.cfg.Timeout,
 		ResponseHeaderTimeout: s.cfg.Timeout,
@@ -393,7 +398,10 @@ func classify(err error, timeout time.Duration) *failure {
 	var oe *net.OpError
 	var ce *tls.CertificateVerificationError
 	var re tls.RecordHeaderError
+	var de *egress.DeniedError
 	switch {
+	case errors.As(err, &de):
+		return &failure{"destination_forbidden", http.StatusForbidden, de.Error()}
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
 		return &failure{"timeout", http.StatusGatewayTimeout, fmt.Sprintf("the destination did not answer within %v", timeout)}
 	case errors.As(err, &ce) || errors.As(err, &re):
@@ -408,7 +416,8 @@ func classify(err error, timeout time.Duration) *failure {
 // retry cannot deliver twice).
 func dialError(err error) bool {
 	var oe *net.OpError
-	return errors.As(err, &oe) && oe.Op == "dial"
+	var de *egress.DeniedError
+	return errors.As(err, &oe) && oe.Op == "dial" && !errors.As(err, &de) // a refused destination stays refused
 }
 
 // backoff waits before retry number i (0-based), or returns false if ctx

@@ -36,7 +36,8 @@ func (s *Service) serveMQTT(c net.Conn) {
 		return
 	}
 	up := mqttbridge.Upstream{Addr: route.Broker, Username: route.Username, Password: password, ClientID: route.ClientID,
-		TopicTemplate: route.TopicTemplate, DialTimeout: s.cfg.Timeout, Logger: s.log, Stats: &s.mqttStats}
+		TopicTemplate: route.TopicTemplate, DialTimeout: s.cfg.Timeout, Logger: s.log, Stats: &s.mqttStats,
+		Dialer: s.cfg.Egress.Dialer(net.Dialer{})}
 	if route.TLS {
 		host, _, _ := net.SplitHostPort(route.Broker)
 		if up.TLS, err = s.tlsConfig(host, route.CAPEM); err != nil {

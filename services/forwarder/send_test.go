@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/egress"
 	"github.com/wirefleet/wirefleet/internal/seal"
 )
 
@@ -35,7 +37,7 @@ func TestSendTimeout(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
 	defer srv.Close()
 	defer close(release)
-	s := New(Config{Secrets: key, Timeout: 300 * time.Millisecond})
+	s := New(Config{Egress: testEgress, Secrets: key, Timeout: 300 * time.Millisecond})
 	u, _ := url.Parse(srv.URL)
 	start := time.Now()
 	_, f := s.send(context.Background(), Identity{SIMID: "s"}, outbound{kind: kindHTTP, method: "POST", url: u, secret: sealed(t, key, "sign-secret-0123456789")})
@@ -63,7 +65,7 @@ func TestSendRetriesUnreachable(t *testing.T) {
 		t.Cleanup(func() { srv.Close() })
 		srv.Serve(l)
 	}()
-	s := New(Config{Secrets: key, Timeout: 5 * time.Second, Retries: 4})
+	s := New(Config{Egress: testEgress, Secrets: key, Timeout: 5 * time.Second, Retries: 4})
 	u, _ := url.Parse("http://127.0.0.1:" + itoa(port) + "/")
 	resp, f := s.send(context.Background(), Identity{}, outbound{kind: kindHTTP, method: "POST", url: u, secret: sealed(t, key, "sign-secret-0123456789")})
 	if f != nil {
@@ -75,7 +77,7 @@ func TestSendRetriesUnreachable(t *testing.T) {
 		t.Fatalf("answer %q after %d hits", b, hits.Load())
 	}
 	// With the retries used up, refusal is a 502 with its reason.
-	s = New(Config{Secrets: key, Timeout: 5 * time.Second, Retries: -1})
+	s = New(Config{Egress: testEgress, Secrets: key, Timeout: 5 * time.Second, Retries: -1})
 	u, _ = url.Parse("http://127.0.0.1:" + itoa(freePort(t)) + "/")
 	if _, f := s.send(context.Background(), Identity{}, outbound{kind: kindHTTP, method: "POST", url: u}); f == nil || f.status != 502 || f.reason != "unreachable" {
 		t.Fatalf("failure %+v", f)
@@ -92,7 +94,7 @@ func TestSendNoRetryAfterSending(t *testing.T) {
 		c.Close() // dies mid-request
 	}))
 	defer srv.Close()
-	s := New(Config{Timeout: 5 * time.Second, Retries: 3})
+	s := New(Config{Egress: testEgress, Timeout: 5 * time.Second, Retries: 3})
 	u, _ := url.Parse(srv.URL)
 	_, f := s.send(context.Background(), Identity{}, outbound{kind: kindHTTP, method: "POST", url: u, body: []byte("x")})
 	if f == nil || f.status != 502 {
@@ -111,7 +113,7 @@ func TestSendWrongKey(t *testing.T) {
 	var hits atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 	defer srv.Close()
-	s := New(Config{Secrets: k2})
+	s := New(Config{Egress: testEgress, Secrets: k2})
 	u, _ := url.Parse(srv.URL)
 	_, f := s.send(context.Background(), Identity{}, outbound{kind: kindHTTP, method: "POST", url: u, secret: sealed(t, k1, "sign-secret-0123456789"),
 		cred: fleet.Credential{Type: fleet.CredentialBearer, Value: sealed(t, k1, "tok")}})
@@ -167,10 +169,35 @@ func TestSendUntrustedCertificate(t *testing.T) {
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 	defer srv.Close()
 	other := newTestCA(t) // the route trusts this CA, not the server's
-	s := New(Config{Timeout: 5 * time.Second})
+	s := New(Config{Egress: testEgress, Timeout: 5 * time.Second})
 	u, _ := url.Parse(srv.URL)
 	_, f := s.send(context.Background(), Identity{}, outbound{kind: kindHTTP, method: "POST", url: u, caPEM: other.pem})
 	if f == nil || f.status != http.StatusBadGateway || f.reason != "tls" || hits.Load() != 0 {
 		t.Fatalf("failure %+v, %d hits", f, hits.Load())
+	}
+}
+
+// By default a destination on this host, a private network or the
+// platform's own ranges is refused before any byte is sent — a group's
+// route to 127.0.0.1 must not let its devices read the host's own API —
+// and it is not retried.
+func TestEgressRefused(t *testing.T) {
+	key, _ := seal.GenerateKey()
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	s := New(Config{Secrets: key, Timeout: 2 * time.Second, Retries: 3}) // the default policy
+	u, _ := url.Parse(srv.URL)
+	_, f := s.send(context.Background(), Identity{SIMID: "s"}, outbound{kind: kindHTTP, method: "POST", url: u, secret: sealed(t, key, "sign-secret-0123456789")})
+	if f == nil || f.reason != "destination_forbidden" || f.status != http.StatusForbidden {
+		t.Fatalf("failure %+v, want 403 destination_forbidden", f)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the loopback server got %d requests", n)
+	}
+	// An admin's explicit allowance reaches it.
+	s = New(Config{Secrets: key, Timeout: 2 * time.Second, Egress: egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}})
+	if _, f := s.send(context.Background(), Identity{SIMID: "s"}, outbound{kind: kindHTTP, method: "POST", url: u, secret: sealed(t, key, "sign-secret-0123456789")}); f != nil || hits.Load() != 1 {
+		t.Fatalf("allowed: %+v, %d hits", f, hits.Load())
 	}
 }

@@ -74,7 +74,7 @@ func (s *Service) relayTLS(c net.Conn, id Identity, route fleet.TCPForward, host
 	}
 	var up net.Conn
 	for attempt := 0; ; attempt++ {
-		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: s.cfg.Timeout}, Config: tcfg}
+		d := &tls.Dialer{NetDialer: s.cfg.Egress.Dialer(net.Dialer{Timeout: s.cfg.Timeout}), Config: tcfg}
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
 		up, err = d.DialContext(ctx, "tcp", hostport)
 		cancel()

@@ -49,6 +49,9 @@ type Upstream struct {
 	// appends. Topics coming back to the device are mapped in reverse.
 	// {topic} must span whole topic levels.
 	TopicTemplate string
+	// Dialer connects to the broker; default a plain net.Dialer. The
+	// forwarder gives one that enforces its egress policy.
+	Dialer *net.Dialer
 	// DialTimeout bounds connecting to the broker, TLS handshake and
 	// CONNACK included (0: 10 s).
 	DialTimeout time.Duration

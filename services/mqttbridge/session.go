@@ -371,7 +371,10 @@ func (s *session) deviceConnack(bc *packets.Packet) *packets.Packet {
 func (s *session) dialBroker(ctx context.Context, up Upstream, uc *packets.Packet, timeout time.Duration) (*packets.Packet, error) {
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var d net.Dialer
+	d := up.Dialer
+	if d == nil {
+		d = &net.Dialer{}
+	}
 	c, err := d.DialContext(dctx, "tcp", up.Addr)
 	if err != nil {
 		return nil, err

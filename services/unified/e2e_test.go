@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/egress"
 	"github.com/wirefleet/wirefleet/internal/gwtest"
 	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/services/datastore"
@@ -39,7 +41,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	p := gwtest.Start(t, gwtest.Options{Subnet: 232, Secrets: key, Services: func(st store.Store, log *slog.Logger) []platform.Service {
 		ds := datastore.New(datastore.Config{Store: st, Logger: log})
-		fwd := forwarder.New(forwarder.Config{Secrets: key, Logger: log, Timeout: 5 * time.Second})
+		fwd := forwarder.New(forwarder.Config{Egress: egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8")}}, Secrets: key, Logger: log, Timeout: 5 * time.Second})
 		return []platform.Service{ds, fwd, New(Config{DataStore: ds, Forwarder: fwd, Logger: log})}
 	}})
 	return &fixture{Platform: p, t: t}

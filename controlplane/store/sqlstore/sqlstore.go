@@ -380,7 +380,7 @@ const tokenCols = `id, description, role, hash, created, expires`
 
 func scanToken(s scanner) (fleet.Token, error) {
 	var (
-		t       fleet.Token
+		t                fleet.Token
 		role             string
 		created, expires int64
 	)

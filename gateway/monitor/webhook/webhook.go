@@ -17,11 +17,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/wirefleet/wirefleet/gateway/monitor"
+	"github.com/wirefleet/wirefleet/internal/egress"
 	"github.com/wirefleet/wirefleet/internal/seal"
 )
 
@@ -58,12 +60,15 @@ type Sender struct {
 	q       chan job
 }
 
-// New returns a Sender; Run delivers what Send queues.
-func New(secrets *seal.Key, log *slog.Logger) *Sender {
+// New returns a Sender; Run delivers what Send queues. Deliveries, and
+// every redirect they follow, reach only what policy allows (a group's
+// webhook URL is written by operators below admin).
+func New(secrets *seal.Key, log *slog.Logger, policy egress.Policy) *Sender {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Sender{secrets: secrets, log: log, client: &http.Client{Timeout: 5 * time.Second}, q: make(chan job, QueueSize)}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DialContext: policy.Dialer(net.Dialer{Timeout: 5 * time.Second}).DialContext}}
+	return &Sender{secrets: secrets, log: log, client: client, q: make(chan job, QueueSize)}
 }
 
 // Send queues alert a for url, signed with secret (sealed or, from older

@@ -4,15 +4,19 @@ package webhook
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/wirefleet/wirefleet/gateway/monitor"
+	"github.com/wirefleet/wirefleet/internal/egress"
 	"github.com/wirefleet/wirefleet/internal/seal"
 )
 
@@ -45,7 +49,7 @@ func TestSealedSecretSigns(t *testing.T) {
 		t.Fatal(err)
 	}
 	url, got := receiver(t)
-	s := New(key, slog.New(slog.DiscardHandler))
+	s := New(key, slog.New(slog.DiscardHandler), loopback)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.Run(ctx)
@@ -74,10 +78,31 @@ func TestNoKeyNoAlert(t *testing.T) {
 		key    *seal.Key
 		queued int
 	}{{nil, 0}, {other, 0}, {key, 1}} {
-		s := New(c.key, slog.New(slog.DiscardHandler))
+		s := New(c.key, slog.New(slog.DiscardHandler), loopback)
 		s.Send("http://127.0.0.1:9/", sealed, monitor.Alert{SIM: "sim_1", Kind: "cloned-key"})
 		if len(s.q) != c.queued {
 			t.Fatalf("key %p: %d alerts queued, want %d", c.key, len(s.q), c.queued)
 		}
+	}
+}
+
+// loopback lets the tests' receivers (httptest, on 127.0.0.1) be reached.
+var loopback = egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+
+// By default a webhook URL on this host or a private network is refused
+// at the connection (a group's settings must not make the gateway call
+// its own host's services).
+func TestPrivateDestinationRefused(t *testing.T) {
+	url, got := receiver(t)
+	s := New(nil, slog.New(slog.DiscardHandler), egress.Policy{})
+	_, err := s.client.Post(url, "application/json", strings.NewReader("{}"))
+	var de *egress.DeniedError
+	if !errors.As(err, &de) {
+		t.Fatalf("posting to %s: %v, want a refusal", url, err)
+	}
+	select {
+	case <-got:
+		t.Fatal("the loopback receiver got a delivery")
+	default:
 	}
 }
