@@ -121,6 +121,10 @@ type readOnly struct{ store.View }
 // Config returns the effective configuration.
 func (s *Service) Config() Config { return s.cfg }
 
+// Ping reports whether the fleet database answers (store.ErrUnavailable
+// if not): for readiness checks.
+func (s *Service) Ping(ctx context.Context) error { return s.st.Ping(ctx) }
+
 func (s *Service) now() time.Time { return s.cfg.Clock.Now().UTC().Truncate(time.Microsecond) }
 
 // Actor is who performs an operation.

@@ -24,6 +24,9 @@ const (
 	// SIM's private key (package keyproof), and had none or a wrong one.
 	CodeKeyProof = "key_proof_required"
 	CodeInternal = "internal"
+	// CodeUnavailable: the fleet database cannot be reached; retry
+	// after the answer's Retry-After.
+	CodeUnavailable = "store_unavailable"
 )
 
 // Error is a failure the caller can act on: a stable code, the field at

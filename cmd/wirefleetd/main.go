@@ -379,7 +379,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		go metricsSrv.Serve(mln)
 		defer metricsSrv.Close()
 	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	// Liveness: the process serves (200 even while the database is away,
+	// so a supervisor does not restart it for an outage it cannot fix),
+	// and says how the store is. Readiness: 503 while the store is away.
+	storeState := func(r *http.Request) string {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := svc.Ping(ctx); err != nil {
+			return "unavailable"
+		}
+		return "ok"
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok\nstore "+storeState(r)+"\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if st := storeState(r); st != "ok" {
+			w.Header().Set("Retry-After", api.RetryAfter)
+			http.Error(w, "not ready: store "+st, http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
 
 	ln, err := net.Listen("tcp", c.apiListen)
 	if err != nil {

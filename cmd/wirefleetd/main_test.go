@@ -304,3 +304,41 @@ func TestMetricsAccess(t *testing.T) {
 		t.Errorf("/metrics with a token: %d", code)
 	}
 }
+
+// A PostgreSQL outage is an outage, not "unknown": the API answers 503
+// with Retry-After and the code store_unavailable (an authenticated call
+// too: its token cannot be read either), /readyz is 503, /healthz stays
+// 200 and says the store is unavailable.
+func TestStoreOutage(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	dir := t.TempDir()
+	base, _, _, stop := start(t, dir, map[string]string{"WIREFLEET_API_LISTEN": "127.0.0.1:0", "WIREFLEET_POSTGRES": dsn})
+	defer stop()
+	b, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
+	token := strings.TrimSpace(string(b))
+	if code, body := get(t, base+"/readyz", ""); code != 200 || !strings.Contains(body, "ready") {
+		t.Fatalf("/readyz with the store up: %d %s", code, body)
+	}
+	if code, body := get(t, base+"/healthz", ""); code != 200 || !strings.Contains(body, "store ok") {
+		t.Fatalf("/healthz with the store up: %d %s", code, body)
+	}
+	srv.Stop()
+	req, _ := http.NewRequest("GET", base+"/api/v1/sims", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), `"store_unavailable"`) {
+		t.Fatalf("API during the outage: %d %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if code, body := get(t, base+"/readyz", ""); code != 503 {
+		t.Fatalf("/readyz during the outage: %d %s", code, body)
+	}
+	if code, body := get(t, base+"/healthz", ""); code != 200 || !strings.Contains(body, "store unavailable") {
+		t.Fatalf("/healthz during the outage: %d %s", code, body)
+	}
+}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/jsonbody"
 	"github.com/wirefleet/wirefleet/internal/ratelimit"
@@ -236,6 +237,10 @@ var statusOf = map[string]int{
 	fleet.CodeUnauthorized: 401, fleet.CodeForbidden: 403, fleet.CodeKeyProof: 403,
 }
 
+// RetryAfter is what a 503 for an unreachable store tells clients to wait,
+// in seconds.
+const RetryAfter = "5"
+
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var fe *fleet.Error
 	if errors.As(err, &fe) {
@@ -243,6 +248,13 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 			writeError(w, code, fe)
 			return
 		}
+	}
+	if errors.Is(err, store.ErrUnavailable) {
+		// Not the caller's fault and not "not found": a database outage.
+		h.log.Warn("api: store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", RetryAfter)
+		writeError(w, http.StatusServiceUnavailable, fleet.Errorf(fleet.CodeUnavailable, "", "the fleet database is unavailable; retry shortly"))
+		return
 	}
 	h.log.Error("api internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, fleet.Errorf(fleet.CodeInternal, "", "internal error"))

@@ -42,6 +42,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/controlplane/arcapi/arcwire"
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/internal/jsonbody"
@@ -413,6 +414,12 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var fe *fleet.Error
 	if errors.As(err, &fe) && statusOf[fe.Code] != 0 {
 		writeErr(w, fe)
+		return
+	}
+	if errors.Is(err, store.ErrUnavailable) {
+		h.log.Warn("arc api: store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, fleet.Errorf(fleet.CodeUnavailable, "", "the fleet database is unavailable; retry shortly"))
 		return
 	}
 	h.log.Error("arc api internal error", "method", r.Method, "path", r.URL.Path, "err", err)

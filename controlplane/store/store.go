@@ -20,6 +20,11 @@ import (
 // ErrNotFound is returned when the named object does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrUnavailable wraps a failure to reach the database at all (it is down,
+// restarting, unreachable, or closed): the caller should retry later.
+// Callers answer it as 503 with Retry-After, never as "not found".
+var ErrUnavailable = errors.New("store unavailable")
+
 // ErrExhausted is returned when an address pool has no free address left.
 var ErrExhausted = errors.New("address pool exhausted")
 
@@ -141,6 +146,8 @@ type Store interface {
 	// subscribe again and re-read what it caches. cancel ends the
 	// subscription.
 	Subscribe() (changes <-chan fleet.Change, cancel func())
+	// Ping reports whether the database answers (ErrUnavailable if not).
+	Ping(ctx context.Context) error
 	Close() error
 }
 

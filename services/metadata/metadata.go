@@ -32,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/services/platform"
 	"github.com/wirefleet/wirefleet/wgkey"
@@ -177,6 +178,10 @@ func (s *Service) with(fn func(w http.ResponseWriter, r *http.Request, c caller)
 		}
 		// The stored record: tags may have changed since the gateway's copy.
 		sim, err := s.cfg.ControlPlane.SIM(r.Context(), pc.SIM.ID)
+		if errors.Is(err, store.ErrUnavailable) {
+			unavailable(w) // an outage, not an unknown device: it should retry
+			return
+		}
 		if err != nil || sim.Address != addr {
 			http.Error(w, "unknown caller", http.StatusForbidden)
 			return
@@ -324,9 +329,19 @@ func (s *Service) failed(w http.ResponseWriter, err error) bool {
 		http.Error(w, fe.Error(), code)
 		return true
 	}
+	if errors.Is(err, store.ErrUnavailable) {
+		unavailable(w)
+		return true
+	}
 	s.cfg.Logger.Error("metadata: control plane", "err", err)
 	http.Error(w, "internal error", http.StatusInternalServerError)
 	return true
+}
+
+// unavailable answers a store outage: 503, retry in a few seconds.
+func unavailable(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "5")
+	http.Error(w, "the fleet database is unavailable; retry shortly", http.StatusServiceUnavailable)
 }
 
 func writeSubscriber(w http.ResponseWriter, c caller, sim fleet.SIM) {

@@ -5,6 +5,7 @@ package metadata
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/services/platform"
 	"github.com/wirefleet/wirefleet/wgkey"
@@ -48,12 +50,16 @@ func (fakeHost) Caller(_ context.Context, a netip.Addr) (platform.Caller, bool) 
 // fakeControl stores SIMs; the gateway's copy (fakeHost) never changes,
 // so a read that sees a write proves the service reads the store.
 type fakeControl struct {
+	down     bool // the store is unreachable
 	sims     map[string]fleet.SIM
 	routes   map[string][]fleet.Route
 	announce error
 }
 
 func (c *fakeControl) SIM(_ context.Context, id string) (fleet.SIM, error) {
+	if c.down {
+		return fleet.SIM{}, fmt.Errorf("%w: dial tcp: connection refused", store.ErrUnavailable)
+	}
 	sim, ok := c.sims[id]
 	if !ok {
 		return sim, fleet.Errorf(fleet.CodeNotFound, "", "no such SIM")
@@ -241,5 +247,19 @@ func TestAdvertiseRoutes(t *testing.T) {
 	}
 	if code, _ := do(t, s, netip.MustParseAddr("10.128.0.99"), "PUT", "/v1/subscriber/routes", `{"prefixes":[]}`); code != http.StatusForbidden {
 		t.Errorf("unknown caller: %d, want 403", code)
+	}
+}
+
+// A store outage is told to the device as one — 503 with Retry-After —
+// not as "unknown caller", so it retries instead of giving up.
+func TestStoreOutage(t *testing.T) {
+	s, cp := newTestService()
+	cp.down = true
+	r := httptest.NewRequest("GET", "/v1/subscriber", nil)
+	r.RemoteAddr = netip.AddrPortFrom(addrA, 40000).String()
+	w := httptest.NewRecorder()
+	s.handler().ServeHTTP(w, r)
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("during an outage: %d %q %s", w.Code, w.Header().Get("Retry-After"), w.Body)
 	}
 }

@@ -9,13 +9,17 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
@@ -107,6 +111,9 @@ func (r reader) mapErr(err error) error {
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.ErrNotFound
+	}
+	if unavailable(err) {
+		return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
 	}
 	if msg, ok := r.d.UniqueViolation(err); ok {
 		return &store.ConflictError{Field: conflictField(msg)}
@@ -284,7 +291,7 @@ func list[T any](ctx context.Context, r reader, q string, args []any, n int, sca
 	page := store.Page[T]{Items: []T{}}
 	rows, err := r.q.QueryContext(ctx, r.rebind(q), append(args, n+1)...)
 	if err != nil {
-		return page, err
+		return page, r.mapErr(err)
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -466,6 +473,32 @@ func (r reader) SIMBinding(ctx context.Context, source string) (string, error) {
 	return id, r.mapErr(err)
 }
 
+// unavailable reports whether err means the database could not be
+// reached at all, rather than that a statement failed: a closed pool, a
+// dropped or refused connection (PostgreSQL down, restarting, or behind a
+// failed network).
+func unavailable(err error) bool {
+	var oe *net.OpError
+	switch {
+	case errors.Is(err, sql.ErrConnDone), errors.Is(err, driver.ErrBadConn), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.As(err, &oe):
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "sql: database is closed") || strings.Contains(msg, "conn closed") ||
+		strings.Contains(msg, "the database system is shutting down") || strings.Contains(msg, "the database system is starting up")
+}
+
+// Ping implements store.Store: both pools answer.
+func (s *Store) Ping(ctx context.Context) error {
+	for _, db := range []*sql.DB{s.write, s.read} {
+		if err := db.PingContext(ctx); err != nil {
+			return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+		}
+	}
+	return nil
+}
+
 // ---- transactions ----
 
 type tx struct {
@@ -477,7 +510,7 @@ type tx struct {
 func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	sqlTx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return s.mapErr(err)
 	}
 	t := &tx{reader: reader{q: sqlTx, d: s.d}}
 	if err := fn(t); err != nil {

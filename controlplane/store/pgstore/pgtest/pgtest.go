@@ -27,10 +27,24 @@ import (
 
 // Server is a running PostgreSQL server.
 type Server struct {
-	dir  string
-	sock string
-	cmd  *exec.Cmd
-	n    atomic.Int64
+	dir    string
+	sock   string
+	cmd    *exec.Cmd
+	n      atomic.Int64
+	exited chan struct{}
+}
+
+// Stop shuts the server down now (a database outage, for tests of what
+// clients do meanwhile) and waits for it to exit. Cleanup does nothing
+// more.
+func (s *Server) Stop() {
+	s.cmd.Process.Signal(syscall.SIGINT) // fast shutdown: connections are cut
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.exited
+	}
 }
 
 func binDir() string {
@@ -111,6 +125,7 @@ func start(t testing.TB, settings []string) *Server {
 		t.Fatalf("postgres: %v", err)
 	}
 	exited := make(chan struct{})
+	s.exited = exited
 	go func() { s.cmd.Wait(); logf.Close(); close(exited) }()
 	t.Cleanup(func() {
 		// SIGINT is PostgreSQL's fast shutdown; kill if it lingers.
