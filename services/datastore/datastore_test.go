@@ -86,6 +86,13 @@ func (e *loopEnv) device(n int, set fleet.DataStoreSettings) netip.Addr {
 
 func (e *loopEnv) post(from netip.Addr, contentType string, body []byte) (int, string) {
 	e.t.Helper()
+	code, b, _ := e.postHeader(from, contentType, body)
+	return code, b
+}
+
+// postHeader is post with the answer's headers.
+func (e *loopEnv) postHeader(from netip.Addr, contentType string, body []byte) (int, string, http.Header) {
+	e.t.Helper()
 	c := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: from.AsSlice()}}).DialContext}, Timeout: 20 * time.Second}
 	req, _ := http.NewRequest("POST", e.httpURL, bytes.NewReader(body))
 	if contentType != "" {
@@ -97,7 +104,7 @@ func (e *loopEnv) post(from netip.Addr, contentType string, body []byte) (int, s
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, string(b), resp.Header
 }
 
 func (e *loopEnv) sendTCP(from netip.Addr, body []byte) string {
@@ -477,9 +484,9 @@ func TestAnswerAfterCommit(t *testing.T) {
 	// A failing commit: 503 with the reason, nothing acknowledged.
 	gs.fail.Store(true)
 	releaseAll()
-	code, body := e.post(d, "application/json", []byte(`{"a":1}`))
-	if code != 503 || !strings.Contains(body, ReasonStore) {
-		t.Fatalf("failed commit: %d %s", code, body)
+	code, body, hdr := e.postHeader(d, "application/json", []byte(`{"a":1}`))
+	if code != 503 || !strings.Contains(body, ReasonStore) || hdr.Get("Retry-After") == "" {
+		t.Fatalf("failed commit: %d %s (Retry-After %q)", code, body, hdr.Get("Retry-After"))
 	}
 	if got := e.sendTCP(d, []byte("x")); !strings.HasPrefix(got, "503 store_error") {
 		t.Fatalf("failed commit over TCP: %q", got)

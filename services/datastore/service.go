@@ -334,6 +334,9 @@ func writeHTTP(w http.ResponseWriter, n int, err error) {
 		return
 	}
 	rj := asReject(err)
+	if rj.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5") // nothing was stored: send again shortly
+	}
 	w.WriteHeader(rj.Status)
 	json.NewEncoder(w).Encode(answer{Error: rj.Reason, Message: rj.Message})
 }
