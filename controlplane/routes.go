@@ -511,13 +511,15 @@ func (s *Service) reachableLANs(ctx context.Context, sim fleet.SIM, g fleet.Grou
 		return false
 	}
 	for cursor := ""; ; {
-		p, err := s.st.ListRoutes(ctx, store.RouteFilter{PageRequest: store.PageRequest{Limit: store.MaxLimit, Cursor: cursor}, Status: fleet.RouteApproved})
+		// Mapped LANs are all in the LAN pool already: only unmapped ones
+		// are read (a session is asked for at every agent refresh).
+		p, err := s.st.ListRoutes(ctx, store.RouteFilter{PageRequest: store.PageRequest{Limit: store.MaxLimit, Cursor: cursor}, Status: fleet.RouteApproved, Unmapped: true})
 		if err != nil {
 			s.log.Warn("listing routes for a session", "sim", sim.ID, "err", err)
 			return out
 		}
 		for _, r := range p.Items {
-			if r.SIMID == sim.ID || r.Mapped.IsValid() || len(out) > maxSessionRoutes || overlapsOwn(r.Prefix) {
+			if r.SIMID == sim.ID || len(out) > maxSessionRoutes || overlapsOwn(r.Prefix) {
 				continue
 			}
 			if og := groupOf(r.SIMID); og != nil && fleet.MutualD2D(g, *og) {

@@ -15,6 +15,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/netmap"
+	"github.com/wirefleet/wirefleet/internal/packet"
 )
 
 // lanRoute is one approved route behind a SIM as the data path uses it.
@@ -32,6 +33,16 @@ type lanRoute struct {
 }
 
 func (r *lanRoute) mapped() bool { return r.in.Valid() }
+
+// enter readies pkt (decoded as ip) for the LAN: its destination
+// translated on a mapped LAN, and counted.
+func (r *lanRoute) enter(pkt []byte, ip *packet.Parsed) {
+	if r.mapped() {
+		netmap.Dst(pkt, ip, r.in)
+	}
+	r.inPackets.Add(1)
+	r.inBytes.Add(uint64(len(pkt)))
+}
 
 // lanTable holds every approved route the gateway knows, read on the data
 // path without a lock: a change builds a new snapshot.
@@ -269,6 +280,12 @@ func (g *Gateway) nameFor(ctx context.Context, id string, routes []fleet.Route) 
 	if !named {
 		g.lanNames.set(id, "")
 		return
+	}
+	for _, st := range g.states(id) { // held here: recheckSIM has just refreshed its copy
+		if sim := st.SIM(); sim != nil && !st.stale.Load() {
+			g.lanNames.set(id, sim.Name)
+			return
+		}
 	}
 	sim, err := g.st.SIM(ctx, id)
 	if err != nil {

@@ -245,11 +245,7 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 				continue
 			}
 			r.out(pkt, ip, st.id, from)
-			if lan.mapped() {
-				netmap.Dst(pkt, ip, lan.in)
-			}
-			lan.inPackets.Add(1)
-			lan.inBytes.Add(uint64(len(pkt)))
+			lan.enter(pkt, ip)
 			if to != target {
 				flush()
 				target = to

@@ -12,7 +12,6 @@ import (
 
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/internal/netmap"
 	"github.com/wirefleet/wirefleet/internal/packet"
 	"github.com/wirefleet/wirefleet/services/dns"
 	"github.com/wirefleet/wirefleet/services/metadata"
@@ -179,15 +178,11 @@ func (s *stack) toLAN(pkt []byte, dst netip.Addr) *engine.Peer {
 		lan.drops.add(dropOffline)
 		return nil
 	}
-	if lan.mapped() {
-		var ip packet.Parsed
-		if ip.Decode(pkt) != nil {
-			return nil
-		}
-		netmap.Dst(pkt[:ip.Length], &ip, lan.in)
+	var ip packet.Parsed
+	if ip.Decode(pkt) != nil {
+		return nil
 	}
-	lan.inPackets.Add(1)
-	lan.inBytes.Add(uint64(len(pkt)))
+	lan.enter(pkt[:ip.Length], &ip)
 	return p
 }
 

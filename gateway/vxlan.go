@@ -15,7 +15,6 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/internal/netmap"
 	"github.com/wirefleet/wirefleet/internal/packet"
 )
 
@@ -196,7 +195,7 @@ func (v *vxlanEndpoint) arp(peer *gatePeer, a []byte) {
 		return
 	}
 	target := netip.AddrFrom4([4]byte(a[24:28]))
-	if target == peer.InnerAddress || !v.g.pool.Contains(target) || v.peerAt(target) != nil && target != v.inner {
+	if target == peer.InnerAddress || !v.g.pool.Contains(target) || v.peerAt(target) != nil {
 		return
 	}
 	out := make([]byte, etherHdr+arpLen)
@@ -261,11 +260,7 @@ func (v *vxlanEndpoint) fromPeer(peer *gatePeer, pkt []byte) {
 		return
 	}
 	if lan != nil {
-		if lan.mapped() {
-			netmap.Dst(pkt, &ip, lan.in)
-		}
-		lan.inPackets.Add(1)
-		lan.inBytes.Add(uint64(len(pkt)))
+		lan.enter(pkt, &ip)
 	}
 	r.eng.Send(to, [][]byte{pkt}) // the engine copies
 }

@@ -50,4 +50,6 @@ type GatePeerWriter interface {
 type RouteFilter struct {
 	PageRequest
 	Status fleet.RouteStatus // "" for all
+	// Unmapped keeps only routes reached by their own prefix.
+	Unmapped bool
 }

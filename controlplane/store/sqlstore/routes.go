@@ -96,6 +96,9 @@ func (r reader) ListRoutes(ctx context.Context, f store.RouteFilter) (store.Page
 		q += ` AND status = ?`
 		args = append(args, string(f.Status))
 	}
+	if f.Unmapped {
+		q += ` AND mapped = ''`
+	}
 	return list(ctx, r, q+` ORDER BY sim_id, prefix LIMIT ?`, args, limit(f.PageRequest), scanRoute, func(rt fleet.Route) string { return rt.SIMID + " " + rt.Prefix.String() })
 }
 

@@ -77,6 +77,10 @@ func testRoutes(t *testing.T, s store.Store) {
 	if err != nil || len(page.Items) != 2 {
 		t.Fatalf("approved routes: %+v %v", page, err)
 	}
+	page, err = s.ListRoutes(ctx, store.RouteFilter{Unmapped: true})
+	if err != nil || len(page.Items) != 1 || !reflect.DeepEqual(page.Items[0], c) {
+		t.Fatalf("unmapped routes: %+v %v, want c only", page, err)
+	}
 	// Approving replaces the row.
 	c.Status, c.Mapped = fleet.RouteApproved, netip.MustParsePrefix("10.65.0.0/16")
 	mustUpdate(t, s, func(tx store.Tx) error { return tx.PutRoute(ctx, c) })
