@@ -113,6 +113,11 @@ func (o BootstrapOptions) saveAnswer(raw []byte) (*Config, error) {
 	if c.Address, err = netip.ParsePrefix(ans.Session.Address); err != nil {
 		return nil, fmt.Errorf("agent: bootstrap answer: address %q: %w", ans.Session.Address, err)
 	}
+	if ans.Session.Address6 != "" {
+		if c.Address6, err = netip.ParsePrefix(ans.Session.Address6); err != nil {
+			return nil, fmt.Errorf("agent: bootstrap answer: address6 %q: %w", ans.Session.Address6, err)
+		}
+	}
 	for _, s := range ans.Session.AllowedIPs {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {

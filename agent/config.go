@@ -25,10 +25,13 @@ const DefaultConfigPath = "/etc/wirefleet/agent.json"
 // Config is what the agent knows about its SIM and session. It holds no
 // private key: KeyRef names the key store.
 type Config struct {
-	Server           string         `json:"server"`
-	SIMID            string         `json:"simId"`
-	IMSI             string         `json:"imsi"`
-	Address          netip.Prefix   `json:"address"`          // overlay address, /32
+	Server  string       `json:"server"`
+	SIMID   string       `json:"simId"`
+	IMSI    string       `json:"imsi"`
+	Address netip.Prefix `json:"address"` // overlay address, /32
+	// Address6 is the IPv6 overlay address, a /128 (absent when the
+	// fleet has no IPv6, or the session came from the Arc API).
+	Address6         netip.Prefix   `json:"address6,omitzero"`
 	GatewayEndpoint  string         `json:"gatewayEndpoint"`  // host:port, re-resolved on failure
 	GatewayPublicKey wgkey.Public   `json:"gatewayPublicKey"` // base64
 	AllowedIPs       []netip.Prefix `json:"allowedIPs"`
@@ -62,10 +65,20 @@ func (c *Config) validate() error {
 		return errors.New("no gatewayPublicKey")
 	case !c.Address.IsValid():
 		return errors.New("no address")
+	case c.Address6.IsValid() && (!c.Address6.Addr().Is6() || c.Address6.Addr().Is4In6()):
+		return fmt.Errorf("address6 %s is not an IPv6 address", c.Address6)
 	case c.KeyRef == "":
 		return errors.New("no keyRef")
 	}
 	return nil
+}
+
+// Addresses returns the tunnel's own addresses: IPv4, then IPv6 if any.
+func (c *Config) Addresses() []netip.Prefix {
+	if c.Address6.IsValid() {
+		return []netip.Prefix{c.Address, c.Address6}
+	}
+	return []netip.Prefix{c.Address}
 }
 
 // Save writes the config with mode 0600, atomically (write and rename), so a

@@ -70,6 +70,25 @@ func TestKernelAgentsWithGateway(t *testing.T) {
 	if !strings.Contains(resp, a.cfg.SIMID) || !strings.Contains(resp, a.cfg.IMSI) {
 		t.Fatalf("metadata answer:\n%s", resp)
 	}
+	// Both families: the TUN holds the IPv6 address too, and the peer and
+	// the platform answer over IPv6.
+	o6, err := p.svc.Overlay6(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := netip.PrefixFrom(o6.Addr(a.cfg.Address.Addr()), 128); a.cfg.Address6 != want {
+		t.Fatalf("bootstrap gave address6 %v, want %v", a.cfg.Address6, want)
+	}
+	if out := a.ns.MustExec("ip", "-6", "addr", "show", "dev", a.ifname); !strings.Contains(out, a.cfg.Address6.String()) {
+		t.Fatalf("the TUN lacks its IPv6 address %v:\n%s", a.cfg.Address6, out)
+	}
+	if out, err := a.ns.Exec("ping", "-c", "3", "-W", "5", b.cfg.Address6.Addr().String()); err != nil {
+		t.Fatalf("device to device over IPv6: %v\n%s", err, out)
+	}
+	resp = httpGetIn(t, a.ns, netip.AddrPortFrom(o6.Addr(gateway.MetadataAddr), 80).String(), "/v1/subscriber")
+	if !strings.Contains(resp, a.cfg.SIMID) || !strings.Contains(resp, " 200 ") {
+		t.Fatalf("metadata over IPv6:\n%s", resp)
+	}
 	// DNS: the other device's name resolves to its address.
 	var got netip.Addr
 	a.ns.MustDo(func() error {

@@ -5,14 +5,19 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/controlplane/api"
@@ -21,7 +26,6 @@ import (
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
-	"golang.org/x/net/dns/dnsmessage"
 )
 
 // platform is a real control plane and gateway on loopback, in this
@@ -354,5 +358,56 @@ func TestRotationRequired(t *testing.T) {
 			t.Fatalf("still required after the rotation: %v %v", req, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// The agent in userspace mode with both families, against the real
+// gateway: the stack holds both addresses, and the platform answers over
+// IPv6 as over IPv4, knowing the device (metadata, DNS AAAA).
+func TestUserspaceDualStack(t *testing.T) {
+	p := newPlatform(t)
+	ctx := context.Background()
+	cfg, _ := p.bootstrapAgent(t)
+	o6, err := p.svc.Overlay6(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Address6.IsValid() || cfg.Address6.Addr() != o6.Addr(cfg.Address.Addr()) {
+		t.Fatalf("bootstrap gave address6 %v for %v", cfg.Address6, cfg.Address)
+	}
+	tn, err := Up(ctx, cfg, UpOptions{Userspace: true, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tn.Close()
+	meta6 := netip.AddrPortFrom(o6.Addr(gateway.MetadataAddr), 80)
+	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: tn.Net().DialContext}}
+	var body []byte
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := client.Get("http://" + meta6.String() + "/v1/subscriber")
+		if err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metadata over IPv6 from the userspace stack: %v %s", err, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(string(body), cfg.SIMID) {
+		t.Fatalf("metadata over IPv6 answered for another caller: %s", body)
+	}
+	addrs, err := (&net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return tn.Net().DialContext(ctx, "udp", netip.AddrPortFrom(o6.Addr(gateway.DNSAddrs[0]), 53).String())
+	}}).LookupNetIP(ctx, "ip6", cfg.SIMID+".sim."+gateway.DefaultZone)
+	if err != nil || len(addrs) != 1 || addrs[0] != cfg.Address6.Addr() {
+		t.Fatalf("AAAA for the device's own name over IPv6 DNS: %v %v, want %v", addrs, err, cfg.Address6.Addr())
+	}
+	if st := tn.Status(); st.Address6 != cfg.Address6 {
+		t.Fatalf("status address6 %v, want %v", st.Address6, cfg.Address6)
 	}
 }

@@ -126,7 +126,7 @@ func (t *Tunnel) RefreshAllowedIPs(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	if !t.opts.Userspace {
-		if err := replaceRoutes(t.opts.TUNName, t.cfg.Address, old, next); err != nil {
+		if err := replaceRoutes(t.opts.TUNName, t.cfg.Addresses(), old, next); err != nil {
 			return false, err
 		}
 	}

@@ -135,7 +135,11 @@ func Up(ctx context.Context, cfg *Config, o UpOptions) (t *Tunnel, err error) {
 
 	var dev tun.Device
 	if o.Userspace {
-		dev, t.net, err = netstack.CreateNetTUN([]netip.Addr{cfg.Address.Addr()}, PlatformDNS, o.MTU)
+		var addrs []netip.Addr
+		for _, a := range cfg.Addresses() {
+			addrs = append(addrs, a.Addr())
+		}
+		dev, t.net, err = netstack.CreateNetTUN(addrs, PlatformDNS, o.MTU)
 		if err != nil {
 			return nil, fmt.Errorf("agent: userspace network stack: %w", err)
 		}
@@ -158,7 +162,7 @@ func Up(ctx context.Context, cfg *Config, o UpOptions) (t *Tunnel, err error) {
 		return nil, err
 	}
 	if !o.Userspace {
-		if err = configureInterface(o.TUNName, cfg.Address, cfg.AllowedIPs); err != nil {
+		if err = configureInterface(o.TUNName, cfg.Addresses(), cfg.AllowedIPs, o.Logger); err != nil {
 			return nil, err
 		}
 	}
@@ -185,7 +189,7 @@ func Up(ctx context.Context, cfg *Config, o UpOptions) (t *Tunnel, err error) {
 	t.wg.Add(1)
 	go t.watch()
 	t.log.Info("tunnel up", "mode", map[bool]string{true: "userspace", false: "kernel"}[o.Userspace],
-		"address", cfg.Address, "gateway", cfg.GatewayEndpoint, "sim", cfg.SIMID)
+		"address", cfg.Address, "address6", cfg.Address6, "gateway", cfg.GatewayEndpoint, "sim", cfg.SIMID)
 	return t, nil
 }
 
@@ -270,6 +274,7 @@ type Status struct {
 	SIMID         string         `json:"simId"`
 	IMSI          string         `json:"imsi"`
 	Address       netip.Prefix   `json:"address"`
+	Address6      netip.Prefix   `json:"address6,omitzero"`
 	Gateway       string         `json:"gateway"`
 	Endpoint      netip.AddrPort `json:"endpoint"`
 	Connected     bool           `json:"connected"`
@@ -287,7 +292,7 @@ type Status struct {
 func (t *Tunnel) Status() Status {
 	s := t.gateway.Stats()
 	return Status{
-		SIMID: t.cfg.SIMID, IMSI: t.cfg.IMSI, Address: t.cfg.Address,
+		SIMID: t.cfg.SIMID, IMSI: t.cfg.IMSI, Address: t.cfg.Address, Address6: t.cfg.Address6,
 		Gateway: t.cfg.GatewayEndpoint, Endpoint: s.Endpoint, Connected: s.HasSession,
 		LastHandshake: s.LastHandshake, RxBytes: s.RxBytes, TxBytes: s.TxBytes,
 		KeyStore: t.cfg.KeyRef, PublicKey: t.eng.PublicKey().String(), Mode: map[bool]string{true: "userspace", false: "kernel"}[t.opts.Userspace],

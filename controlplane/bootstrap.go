@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -139,16 +140,34 @@ func (s *Service) bootstrap(ctx context.Context, req BootstrapRequest, lookup fu
 	return sim, sess, nil
 }
 
+// session is what sim's device needs: both address families when the
+// fleet has its IPv6 plan, each overlay range with its IPv6 twin.
 func (s *Service) session(ctx context.Context, sim fleet.SIM, g *fleet.Group) fleet.Session {
+	o6, err := s.Overlay6(ctx)
+	if err != nil {
+		// The device still gets its IPv4 session; IPv6 comes with the next.
+		s.log.Warn("session without IPv6", "sim", sim.ID, "err", err)
+	}
 	allowed := []string{s.cfg.PlatformRange.String()}
+	var allowed6 []string
+	if o6.Enabled() {
+		allowed6 = append(allowed6, o6.PrefixOf(s.cfg.PlatformRange).String())
+	}
 	if g != nil {
 		if g.Settings.DeviceToDevice.Mode != fleet.D2DOff {
 			allowed = append(allowed, s.cfg.Pool.String())
 			allowed = append(allowed, s.reachableLANs(ctx, sim, *g)...)
+			if o6.Enabled() {
+				allowed6 = append(allowed6, o6.PrefixOf(s.cfg.Pool).String())
+			}
 		}
 		allowed = append(allowed, g.Settings.Routes...)
 	}
-	return fleet.Session{Endpoint: s.cfg.Endpoint, GatewayPublicKey: s.cfg.GatewayPublicKey(), Address: sim.Address.String() + "/32", AllowedIPs: allowed}
+	sess := fleet.Session{Endpoint: s.cfg.Endpoint, GatewayPublicKey: s.cfg.GatewayPublicKey(), Address: sim.Address.String() + "/32", AllowedIPs: append(allowed, allowed6...)}
+	if a6 := o6.Addr(sim.Address); a6.IsValid() {
+		sess.Address6 = netip.PrefixFrom(a6, 128).String()
+	}
+	return sess
 }
 
 // SessionFor returns a SIM's session, for exports such as wg-quick files.
@@ -187,7 +206,11 @@ func WireGuardConfig(sim fleet.SIM, sess fleet.Session) string {
 	} else {
 		fmt.Fprintf(&b, "# wirefleet SIM %s (IMSI %s)\n", sim.ID, sim.IMSI)
 	}
-	fmt.Fprintf(&b, "[Interface]\nPrivateKey = %s\nAddress = %s\n\n", priv, sess.Address)
+	addr := sess.Address
+	if sess.Address6 != "" {
+		addr += ", " + sess.Address6
+	}
+	fmt.Fprintf(&b, "[Interface]\nPrivateKey = %s\nAddress = %s\n\n", priv, addr)
 	fmt.Fprintf(&b, "[Peer]\nPublicKey = %s\n", sess.GatewayPublicKey)
 	if sess.Endpoint != "" {
 		fmt.Fprintf(&b, "Endpoint = %s\n", sess.Endpoint)

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
@@ -44,6 +45,9 @@ type Config struct {
 	// LANPool is where the mapped prefixes of routes behind SIMs are
 	// allocated from (DefaultLANPool if unset).
 	LANPool netip.Prefix
+	// ULA is the fleet's IPv6 prefix, for a new installation; zero: drawn
+	// at random (see Service.Overlay6).
+	ULA fleet.Overlay6
 	// Endpoint is the gateway's host:port devices connect to.
 	Endpoint string
 	// GatewayPublicKey returns the gateway's current public key; the
@@ -72,6 +76,10 @@ type Service struct {
 
 	attestObserver func(outcome string) // ObserveAttest
 	proofs         *keyproof.Issuer
+	ula            struct {
+		mu sync.Mutex
+		v  fleet.Overlay6
+	}
 }
 
 // New returns a Service over st. It panics when cfg.KeyProofSecret is

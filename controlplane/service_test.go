@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -150,9 +151,18 @@ func TestBootstrapRules(t *testing.T) {
 	if sess.Address != sim.Address.String()+"/32" || sess.Endpoint != "gw.example:51820" || sess.GatewayPublicKey.IsZero() || !sess.PrivateKey.IsZero() {
 		t.Fatalf("session %+v", sess)
 	}
-	// Platform range, SIM pool and LAN pool (device to device is on), the group's routes.
-	if got := strings.Join(sess.AllowedIPs, ","); got != "100.127.0.0/16,10.128.0.0/9,10.64.0.0/10,192.168.10.0/24" {
-		t.Fatalf("allowed IPs %s", got)
+	// Platform range, SIM pool and LAN pool (device to device is on), the
+	// group's routes; then the IPv6 twins of the platform range and the pool.
+	o6, err := svc.Overlay6(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "100.127.0.0/16,10.128.0.0/9,10.64.0.0/10,192.168.10.0/24," + o6.PrefixOf(netip.MustParsePrefix("100.127.0.0/16")).String() + "," + o6.PrefixOf(netip.MustParsePrefix("10.128.0.0/9")).String()
+	if got := strings.Join(sess.AllowedIPs, ","); got != want {
+		t.Fatalf("allowed IPs %s, want %s", got, want)
+	}
+	if want := netip.PrefixFrom(o6.Addr(sim.Address), 128).String(); sess.Address6 != want {
+		t.Fatalf("session address6 %q, want %q", sess.Address6, want)
 	}
 	// Retrying with the same key, proving the device holds it, gets the
 	// same SIM and does not use the key; without the proof, the auth key

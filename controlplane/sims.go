@@ -146,11 +146,23 @@ func (s *Service) FindSIM(ctx context.Context, a Actor, ref string) (fleet.SIM, 
 	if fleet.ValidIMSI(ref) {
 		sim, err = s.st.SIMByIMSI(ctx, ref)
 	} else if addr, perr := netip.ParseAddr(ref); perr == nil {
+		if addr.Is6() {
+			// An IPv6 overlay address stands for its IPv4 twin.
+			o6, oerr := s.Overlay6(ctx)
+			if oerr != nil {
+				return sim, oerr
+			}
+			a4, ok := o6.V4(addr)
+			if !ok {
+				return sim, fleet.Errorf(fleet.CodeNotFound, "ref", "%s is outside the fleet's IPv6 overlay %s", addr, o6.View())
+			}
+			addr = a4
+		}
 		sim, err = s.st.SIMByAddress(ctx, addr)
 	} else if key, perr := wgkey.ParsePublic(ref); perr == nil {
 		sim, err = s.st.SIMByPublicKey(ctx, key)
 	} else {
-		return sim, fleet.Errorf(fleet.CodeInvalid, "ref", "not an IMSI, an IPv4 address or a public key")
+		return sim, fleet.Errorf(fleet.CodeInvalid, "ref", "not an IMSI, an overlay address (IPv4 or IPv6) or a public key")
 	}
 	return sim, storeErr(err, "ref")
 }

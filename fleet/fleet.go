@@ -311,7 +311,10 @@ type Session struct {
 	Endpoint         string       `json:"endpoint"`
 	GatewayPublicKey wgkey.Public `json:"gatewayPublicKey"`
 	Address          string       `json:"address"` // overlay address as a /32
-	AllowedIPs       []string     `json:"allowedIPs"`
+	// Address6 is the SIM's IPv6 overlay address as a /128 (empty in a
+	// fleet without IPv6); AllowedIPs hold both families.
+	Address6   string   `json:"address6,omitempty"`
+	AllowedIPs []string `json:"allowedIPs"`
 	// PrivateKey is set only in the answer to the call that generated it.
 	PrivateKey wgkey.Private `json:"privateKey,omitzero"`
 }

@@ -205,14 +205,15 @@ func (d *device) configure() {
 		t.Fatalf("wireguard-config: %d %s", resp.StatusCode, body)
 	}
 	var conf strings.Builder
-	var address string
-	var allowed []string
+	var addresses, allowed []string
 	for _, line := range strings.Split(string(body), "\n") {
 		k, v, _ := strings.Cut(line, "=")
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 		switch k {
 		case "Address":
-			address = v
+			for _, a := range strings.Split(v, ",") {
+				addresses = append(addresses, strings.TrimSpace(a))
+			}
 			continue
 		case "PrivateKey":
 			if v != controlplane.PrivateKeyPlaceholder {
@@ -231,7 +232,9 @@ func (d *device) configure() {
 		return
 	}
 	d.configured = true
-	d.wg.AddAddr(netip.MustParsePrefix(address))
+	for _, a := range addresses {
+		d.wg.AddAddr(netip.MustParsePrefix(a))
+	}
 	d.wg.Up()
 	for _, a := range allowed {
 		d.f.env.AddRoute(d.ns, a, "dev", d.wg.Name)
@@ -304,9 +307,15 @@ func (d *device) listen(port int) net.Listener {
 
 // resolve asks the platform DNS server at server for name's A record.
 func (d *device) resolve(server, name string) (netip.Addr, dnsmessage.RCode, error) {
+	return d.resolveType(server, name, dnsmessage.TypeA)
+}
+
+// resolveType asks the platform DNS server at server for name's A or AAAA
+// record.
+func (d *device) resolveType(server, name string, typ dnsmessage.Type) (netip.Addr, dnsmessage.RCode, error) {
 	q := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 4242, RecursionDesired: true})
 	q.StartQuestions()
-	q.Question(dnsmessage.Question{Name: dnsmessage.MustNewName(name), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET})
+	q.Question(dnsmessage.Question{Name: dnsmessage.MustNewName(name), Type: typ, Class: dnsmessage.ClassINET})
 	msg, _ := q.Finish()
 	var c net.Conn
 	if err := d.ns.Do(func() (err error) {
@@ -335,8 +344,11 @@ func (d *device) resolve(server, name string) (netip.Addr, dnsmessage.RCode, err
 			if err != nil {
 				return netip.Addr{}, h.RCode, nil
 			}
-			if r, ok := a.Body.(*dnsmessage.AResource); ok {
+			switch r := a.Body.(type) {
+			case *dnsmessage.AResource:
 				return netip.AddrFrom4(r.A), h.RCode, nil
+			case *dnsmessage.AAAAResource:
+				return netip.AddrFrom16(r.AAAA), h.RCode, nil
 			}
 		}
 	}

@@ -104,6 +104,7 @@ type Gateway struct {
 	eng       *engine.Engine
 	pool      netip.Prefix
 	plat      netip.Prefix
+	o6        fleet.Overlay6 // the fleet's IPv6 plan, read at Start
 	zone      string
 	router    *router
 	stk       *stack
@@ -227,6 +228,11 @@ func (g *Gateway) Port() uint16 { return g.eng.Port() }
 func (g *Gateway) Start() error {
 	// Subscribe before reading routes and Gate peers: a change committed
 	// meanwhile waits in the feed and is applied after the read.
+	o6, err := g.svc.Overlay6(g.ctx)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	g.o6, g.router.o6 = o6, o6
 	changes, cancel := g.st.Subscribe()
 	if err := g.loadRoutes(g.ctx); err != nil {
 		cancel()

@@ -347,5 +347,9 @@ func (g *Gateway) refreshRoutes(id string) {
 // allowedIPs are a SIM tunnel's allowed sources: its address and the LANs
 // behind it.
 func (g *Gateway) allowedIPs(sim fleet.SIM) []netip.Prefix {
-	return append([]netip.Prefix{netip.PrefixFrom(sim.Address, 32)}, g.lans.prefixes(sim.ID)...)
+	own := []netip.Prefix{netip.PrefixFrom(sim.Address, 32)}
+	if a6 := g.o6.Addr(sim.Address); a6.IsValid() {
+		own = append(own, netip.PrefixFrom(a6, 128))
+	}
+	return append(own, g.lans.prefixes(sim.ID)...)
 }

@@ -37,6 +37,15 @@ func (h *serviceHost) DialTCP(ctx context.Context, to netip.AddrPort) (net.Conn,
 // (tags, group, status) within milliseconds: no database read per request.
 func (h *serviceHost) Caller(ctx context.Context, addr netip.Addr) (platform.Caller, bool) {
 	addr = addr.Unmap()
+	if addr.Is6() {
+		// A SIM's IPv6 twin: the same SIM (the router checked the
+		// source against the twin of the sender's IPv4 address).
+		a4, ok := h.s.g.o6.V4(addr)
+		if !ok {
+			return platform.Caller{}, false
+		}
+		addr = a4
+	}
 	p := h.s.g.router.peerFor(addr)
 	if p == nil {
 		return platform.Caller{}, false
@@ -138,17 +147,38 @@ func (h *serviceHost) Listen(addr netip.Addr, tcpPorts, udpPorts []uint16) ([]ne
 		}
 		return nil, nil, err
 	}
+	// An IPv4 platform address is served on its IPv6 twin too, through
+	// the same listener (duallisten.go).
+	twin := h.s.g.o6.Addr(addr)
 	for _, p := range tcpPorts {
+		var l net.Listener
 		l, err := h.s.net.ListenTCPAddrPort(netip.AddrPortFrom(addr, p))
 		if err != nil {
 			return undo(fmt.Errorf("listening on %s TCP %d: %w", addr, p, err))
 		}
+		if twin.IsValid() {
+			l6, err := h.s.net.ListenTCPAddrPort(netip.AddrPortFrom(twin, p))
+			if err != nil {
+				l.Close()
+				return undo(fmt.Errorf("listening on %s TCP %d: %w", twin, p, err))
+			}
+			l = newDualListener(l, l6)
+		}
 		tcp = append(tcp, l)
 	}
 	for _, p := range udpPorts {
+		var c net.PacketConn
 		c, err := h.s.net.ListenUDPAddrPort(netip.AddrPortFrom(addr, p))
 		if err != nil {
 			return undo(fmt.Errorf("listening on %s UDP %d: %w", addr, p, err))
+		}
+		if twin.IsValid() {
+			c6, err := h.s.net.ListenUDPAddrPort(netip.AddrPortFrom(twin, p))
+			if err != nil {
+				c.Close()
+				return undo(fmt.Errorf("listening on %s UDP %d: %w", twin, p, err))
+			}
+			c = newDualPacketConn(c, c6)
 		}
 		udp = append(udp, c)
 	}

@@ -46,6 +46,7 @@ type router struct {
 	mon      *monitor.Monitor          // nil without the monitor
 	plat     netip.Prefix              // the platform range: to the services' stack
 	pool     netip.Prefix              // the SIM pool: device to device
+	o6       fleet.Overlay6            // the IPv6 view of both (zero: no IPv6)
 	local    func(pkts [][]byte) error // the services' stack; nil before it starts
 	// dialSrc is the remote-access source address (zero without it): the
 	// one platform address a LAN host may answer, translated, since remote
@@ -128,23 +129,39 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 			continue
 		}
 		ip := &in.IP
-		switch ip.Version {
-		case 4:
-		case 6:
-			r.drops.add(dropIPv6)
-			continue
-		default:
-			r.drops.add(dropMalformed)
-			continue
-		}
 		dst := ip.Dst
 		sim := st.SIM()
 		var from *lanRoute // the LAN the packet comes out of; nil: the SIM itself
-		if ip.Src != sim.Address {
-			if from = r.lans.source(st.id, ip.Src); from == nil {
+		switch ip.Version {
+		case 4:
+			if ip.Src != sim.Address {
+				if from = r.lans.source(st.id, ip.Src); from == nil {
+					r.drops.add(dropSource)
+					continue
+				}
+			}
+		case 6:
+			// The IPv6 view of the overlay: from the SIM's own twin to the
+			// twin of a platform or SIM address. Policy, the monitor and
+			// the route lookups below see the IPv4 twins, so one rule
+			// governs both families.
+			if !r.o6.Enabled() {
+				r.drops.add(dropIPv6)
+				continue
+			}
+			if ip.Src != r.o6.Addr(sim.Address) {
 				r.drops.add(dropSource)
 				continue
 			}
+			d4, ok := r.o6.V4(dst)
+			if !ok || !r.plat.Contains(d4) && !r.pool.Contains(d4) {
+				r.drops.add(dropNoRoute)
+				continue
+			}
+			dst = d4
+		default:
+			r.drops.add(dropMalformed)
+			continue
 		}
 		proto, sport, dport := ip.Proto, ip.SrcPort, ip.DstPort
 		pol := r.policies.get(sim.GroupID)
@@ -179,7 +196,7 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 		case r.pool.Contains(dst):
 			to := r.peerFor(dst)
 			srcPol := pol
-			if to == nil && r.gates != nil {
+			if to == nil && r.gates != nil && ip.Version == 4 { // Gate peers are IPv4 hosts
 				if gp := r.gates.peerAt(dst); gp != nil {
 					if !d2dAllowed(srcPol, r.policies.get(gp.GroupID), proto, sport, dport) {
 						r.drops.add(dropPolicy)
@@ -294,16 +311,21 @@ func startsFlow(ip *packet.Parsed) bool {
 	switch ip.Proto {
 	case packet.TCP:
 		return ip.IsTCPSyn()
-	case packet.ICMP:
+	case packet.ICMP, packet.ICMPv6:
 		return ip.IsEchoRequest()
 	}
 	return true
 }
 
 // unreachable answers pkt (decoded as ip) with an ICMP host-unreachable
-// from RouterAddr. ICMP errors are not answered with ICMP errors (RFC 1122),
-// nor are echo replies.
+// from RouterAddr (an ICMPv6 address-unreachable from its twin). ICMP
+// errors are not answered with ICMP errors (RFC 1122, RFC 4443), nor are
+// echo replies.
 func (r *router) unreachable(p *engine.Peer, pkt []byte, ip *packet.Parsed) {
+	if ip.Version == 6 {
+		r.unreachable6(p, pkt, ip)
+		return
+	}
 	if ip.Proto == packet.ICMP && ip.HasTransport && ip.ICMPType != packet.ICMPEchoRequest {
 		return
 	}
@@ -321,5 +343,28 @@ func (r *router) unreachable(p *engine.Peer, pkt []byte, ip *packet.Parsed) {
 	icmp[0], icmp[1] = packet.ICMPUnreachable, packet.ICMPHostUnreachable
 	copy(icmp[8:], pkt[:quote])
 	binary.BigEndian.PutUint16(icmp[2:], packet.Checksum(icmp))
+	r.eng.Send(p, [][]byte{out})
+}
+
+// unreachable6 is unreachable for IPv6 (RFC 4443 §3.1, code 3): as much
+// of the packet quoted as keeps the answer within the IPv6 minimum MTU.
+func (r *router) unreachable6(p *engine.Peer, pkt []byte, ip *packet.Parsed) {
+	if ip.Proto == packet.ICMPv6 && (!ip.HasTransport || ip.ICMPType != packet.ICMPv6EchoRequest) {
+		return
+	}
+	src := r.o6.Addr(RouterAddr)
+	quote := min(ip.Length, len(pkt), packet.IPv6MinMTU-packet.IPv6HeaderLen-8)
+	out := make([]byte, packet.IPv6HeaderLen+8+quote)
+	out[0] = 0x60
+	binary.BigEndian.PutUint16(out[4:], uint16(8+quote))
+	out[6] = packet.ICMPv6
+	out[7] = 64
+	s16, d16 := src.As16(), ip.Src.As16()
+	copy(out[8:24], s16[:])
+	copy(out[24:40], d16[:])
+	icmp := out[packet.IPv6HeaderLen:]
+	icmp[0], icmp[1] = packet.ICMPv6Unreachable, packet.ICMPv6AddressUnreachable
+	copy(icmp[8:], pkt[:quote])
+	binary.BigEndian.PutUint16(icmp[2:], packet.TransportChecksum(packet.ICMPv6, src, ip.Src, icmp))
 	r.eng.Send(p, [][]byte{out})
 }

@@ -37,6 +37,12 @@ func startStack(g *Gateway) (*stack, error) {
 	if err != nil {
 		return nil, err
 	}
+	if g.o6.Enabled() {
+		// Every platform address has its IPv6 twin, in the same order.
+		for _, a := range addrs[:len(addrs):len(addrs)] {
+			addrs = append(addrs, g.o6.Addr(a))
+		}
+	}
 	dev, tnet, err := netstack.CreateNetTUN(addrs, nil, stackMTU)
 	if err != nil {
 		return nil, err
@@ -55,7 +61,7 @@ func startStack(g *Gateway) (*stack, error) {
 	host := &serviceHost{s: s}
 	// DNS and metadata are platform services like the others, always there.
 	builtin := []platform.Service{
-		dns.New(dns.Config{Zone: g.zone, Addrs: DNSAddrs, Names: map[string]netip.Addr{"dns": DNSAddrs[0], "metadata": MetadataAddr}, LANHost: g.lanHost}),
+		dns.New(dns.Config{Zone: g.zone, Addrs: DNSAddrs, Names: map[string]netip.Addr{"dns": DNSAddrs[0], "metadata": MetadataAddr}, LANHost: g.lanHost, Overlay6: g.o6}),
 		metadata.New(metadata.Config{Addr: MetadataAddr, ControlPlane: deviceSelf{svc: g.svc, st: g.st}, Logger: g.log}),
 	}
 	for _, ps := range append(builtin, g.cfg.Services...) {
@@ -144,7 +150,25 @@ func (s *stack) sendBatch(batch []*[]byte) {
 	for _, b := range batch {
 		pkt := *b
 		dst, ok := packet.Destination(pkt)
-		if !ok || !dst.Is4() {
+		if !ok {
+			continue
+		}
+		if dst.Is6() {
+			// To a SIM's IPv6 twin: the SIM at the IPv4 one.
+			if dst, ok = s.g.o6.V4(dst); !ok || !s.g.pool.Contains(dst) {
+				s.g.router.drops.add(dropUnknownDst)
+				continue
+			}
+			p := s.g.router.peerFor(dst)
+			if p == nil {
+				s.g.router.drops.add(dropUnknownDst)
+				continue
+			}
+			if p != to {
+				flush()
+				to = p
+			}
+			pkts = append(pkts, pkt)
 			continue
 		}
 		p := s.g.router.peerFor(dst)
@@ -197,7 +221,7 @@ func (s *stack) close() {
 // callerSIM returns the SIM behind a tunnel source address: the router has
 // already checked that the address is the sending SIM's own.
 func (s *stack) callerSIM(ctx context.Context, addr netip.Addr) (fleet.SIM, bool) {
-	p := s.g.router.peerFor(addr.Unmap())
+	p := s.g.router.peerFor(addr)
 	if p == nil {
 		return fleet.SIM{}, false
 	}
@@ -207,7 +231,7 @@ func (s *stack) callerSIM(ctx context.Context, addr netip.Addr) (fleet.SIM, bool
 	}
 	// Read the stored record: tags may have changed since the handshake.
 	sim, err := s.g.st.SIM(ctx, st.id)
-	if err != nil || sim.Address != addr.Unmap() {
+	if err != nil || sim.Address != addr {
 		return fleet.SIM{}, false
 	}
 	return sim, true

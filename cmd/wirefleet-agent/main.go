@@ -13,8 +13,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -163,7 +165,7 @@ func bootstrap(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("SIM %s (IMSI %s), address %s, gateway %s; config written to %s\n", c.SIMID, c.IMSI, c.Address, c.GatewayEndpoint, *cfgPath)
+	fmt.Printf("SIM %s (IMSI %s), address %s, gateway %s; config written to %s\n", c.SIMID, c.IMSI, joinPrefixes(c.Addresses()), c.GatewayEndpoint, *cfgPath)
 	return nil
 }
 
@@ -367,7 +369,7 @@ func printStatus(w io.Writer, st agent.Status) {
 		hs = fmt.Sprintf("%s (%s ago)", st.LastHandshake.Format(time.RFC3339), time.Since(st.LastHandshake).Round(time.Second))
 	}
 	rows := [][2]string{
-		{"SIM", st.SIMID}, {"IMSI", st.IMSI}, {"address", st.Address.String()},
+		{"SIM", st.SIMID}, {"IMSI", st.IMSI}, {"address", joinPrefixes(slices.DeleteFunc([]netip.Prefix{st.Address, st.Address6}, func(p netip.Prefix) bool { return !p.IsValid() }))},
 		{"gateway", fmt.Sprintf("%s (%s)", st.Gateway, st.Endpoint)}, {"connected", fmt.Sprint(st.Connected)},
 		{"last handshake", hs}, {"received", fmt.Sprintf("%d bytes", st.RxBytes)}, {"sent", fmt.Sprintf("%d bytes", st.TxBytes)},
 		{"key store", st.KeyStore}, {"public key", st.PublicKey}, {"mode", st.Mode},
@@ -420,7 +422,7 @@ PublicKey = %s
 Endpoint = %s
 AllowedIPs = %s
 PersistentKeepalive = 25
-`, c.SIMID, c.IMSI, ks.PublicKey(), c.KeyRef, privLine, c.Address, c.GatewayPublicKey, c.GatewayEndpoint, strings.Join(ips, ", "))
+`, c.SIMID, c.IMSI, ks.PublicKey(), c.KeyRef, privLine, joinPrefixes(c.Addresses()), c.GatewayPublicKey, c.GatewayEndpoint, strings.Join(ips, ", "))
 	return nil
 }
 
@@ -485,4 +487,13 @@ func keyd(args []string) error {
 		return err
 	}
 	return nil
+}
+
+// joinPrefixes lists prefixes as wg-quick writes them.
+func joinPrefixes(ps []netip.Prefix) string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return strings.Join(out, ", ")
 }

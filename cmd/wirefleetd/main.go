@@ -67,6 +67,7 @@ type config struct {
 	endpoint      string
 	pool          string
 	lanPool       string
+	ulaPrefix     string
 	vxlan         string
 	store         string
 	wgListen      string
@@ -145,6 +146,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.endpoint, "endpoint", "", "gateway endpoint HOST:PORT handed to devices (default: this host's name and the --wg-listen port)")
 	fs.StringVar(&c.pool, "pool", controlplane.DefaultPool.String(), "IPv4 prefix SIM overlay addresses come from")
 	fs.StringVar(&c.lanPool, "lan-pool", controlplane.DefaultLANPool.String(), "IPv4 prefix the mapped prefixes of LANs behind SIMs come from (overlapping LANs)")
+	fs.StringVar(&c.ulaPrefix, "ula-prefix", "", "the fleet's IPv6 prefix, a /48 of fd00::/8, for a new installation (empty: drawn at random once and kept in the store); every SIM's IPv6 address is in it")
 	fs.StringVar(&c.vxlan, "vxlan-listen", "", "UDP address VXLAN Gate peers send to, e.g. :4789 (empty: no Gate peers)")
 	fs.StringVar(&c.store, "store", "", "store DSN: postgres://… for PostgreSQL, or an SQLite file path; empty uses wirefleet.db in the data directory")
 	fs.StringVar(&c.store, "postgres", "", "alias of --store (PostgreSQL connection string)")
@@ -239,6 +241,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if lanPool.Overlaps(pool) || lanPool.Overlaps(controlplane.DefaultPlatformRange) {
 		return fmt.Errorf("--lan-pool %s overlaps the SIM pool %s or the platform range %s", lanPool, pool, controlplane.DefaultPlatformRange)
 	}
+	var ula fleet.Overlay6
+	if c.ulaPrefix != "" {
+		if ula, err = fleet.ParseOverlay6("--ula-prefix", c.ulaPrefix); err != nil {
+			return err
+		}
+	}
 	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
 		return err
 	}
@@ -282,9 +290,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("settings secrets: %w", err)
 	}
-	svc := controlplane.New(st, controlplane.Config{Pool: pool, LANPool: lanPool, Endpoint: c.endpoint, GatewayPublicKey: func() wgkey.Public { return gwPub }, Logger: log, Remote: remotePolicy, Secrets: settingsKey,
+	svc := controlplane.New(st, controlplane.Config{Pool: pool, LANPool: lanPool, ULA: ula, Endpoint: c.endpoint, GatewayPublicKey: func() wgkey.Public { return gwPub }, Logger: log, Remote: remotePolicy, Secrets: settingsKey,
 		// Key-proof challenges verify on every node sharing the key file, and across restarts.
 		KeyProofSecret: settingsKey.Derive("key proof")})
+
+	o6, err := svc.Overlay6(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("IPv6 overlay", "ula", o6.String(), "sims", o6.PrefixOf(pool).String(), "platform", o6.PrefixOf(controlplane.DefaultPlatformRange).String())
 
 	secret, created, err := svc.EnsureAdminToken(ctx)
 	if err != nil {

@@ -7,6 +7,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -56,9 +57,13 @@ type ConnectionSource interface {
 	Connection(simID string) fleet.Connection
 }
 
-// view is sim with its live connection state, when known.
-func (h *Handler) view(sim fleet.SIM) apiv1.SIM {
+// view is sim with its IPv6 address and its live connection state, when
+// known.
+func (h *Handler) view(ctx context.Context, sim fleet.SIM) apiv1.SIM {
 	v := apiv1.SIM{SIM: sim}
+	if o6, err := h.svc.Overlay6(ctx); err == nil {
+		v.Address6 = o6.Addr(sim.Address)
+	}
 	if h.conns != nil {
 		c := h.conns.Connection(sim.ID)
 		v.Connection = &c

@@ -41,7 +41,7 @@ var schemas = map[string]any{
 	"TokenCreateRequest":   obj(props{"role": enum("admin", "operator", "viewer"), "description": str(""), "ttlSeconds": integer()}, "role"),
 	"TokenSecret":          obj(props{"item": ref("Token"), "secret": str("shown once")}),
 	"Event":                obj(props{"id": integer(), "time": dateTime(), "actor": str(""), "action": str(""), "objectType": str(""), "objectId": str(""), "details": map[string]any{"type": "object"}}),
-	"Session":              obj(props{"endpoint": str("host:port"), "gatewayPublicKey": str(""), "address": str("overlay /32"), "allowedIPs": arr(str("CIDR")), "privateKey": str("only if generateKey")}),
+	"Session":              obj(props{"endpoint": str("host:port"), "gatewayPublicKey": str(""), "address": str("overlay /32"), "address6": str("IPv6 overlay /128 (absent without IPv6)"), "allowedIPs": arr(str("CIDR, both families")), "privateKey": str("only if generateKey")}),
 	"BootstrapRequest": obj(props{"authKey": str(""), "publicKey": str(""), "generateKey": boolean(), "name": str(""),
 		"keyProof": obj(props{"nonce": str("from POST /api/v1/key-proof/challenge, base64"), "proof": str("base64 HMAC-SHA256; required when publicKey is already registered (docs/control-plane.md)")}, "nonce", "proof")}, "authKey"),
 	"KeyChallenge":      obj(props{"nonce": str("32 random bytes, base64; single use"), "serverKey": str("the challenge's ephemeral X25519 public key, base64"), "expires": dateTime()}, "nonce", "serverKey", "expires"),
@@ -59,7 +59,7 @@ type props map[string]any
 
 func simProps() props {
 	return props{"id": str(""), "kind": enum("", "site"), "imsi": str("99999 + 10 digits; empty for a site"), "name": str(""), "tags": strMap(), "groupId": str(""),
-		"status": enum("active", "suspended", "terminated"), "address": str("overlay IPv4"), "publicKey": str("base64 WireGuard key"),
+		"status": enum("active", "suspended", "terminated"), "address": str("overlay IPv4"), "address6": str("IPv6 overlay address, the twin of address in the fleet's ULA prefix"), "publicKey": str("base64 WireGuard key"),
 		"nextPublicKey": str("announced next key during rotation"), "authKeyId": str("auth key the SIM was bootstrapped with; absent when an operator or a trusted network created it"), "created": dateTime(), "updated": dateTime(),
 		"keySet": dateTime(), "rotateBy": dateTime(),
 		"connection": obj(props{"online": boolean(), "endpoint": str("the device's current outer address"), "lastHandshake": dateTime(),

@@ -59,7 +59,7 @@ func (h *Handler) listSIMs(ctx context.Context, a controlplane.Actor, r *http.Re
 	}
 	out := store.Page[apiv1.SIM]{Items: make([]apiv1.SIM, len(page.Items)), Next: page.Next}
 	for i, sim := range page.Items {
-		out.Items[i] = h.view(sim)
+		out.Items[i] = h.view(ctx, sim)
 	}
 	return out, nil
 }
@@ -84,7 +84,9 @@ func (h *Handler) createSIM(ctx context.Context, a controlplane.Actor, r *http.R
 	if err != nil {
 		return nil, err
 	}
-	return created{apiv1.SIM{SIM: sim, PrivateKey: priv}}, nil
+	v := h.view(ctx, sim)
+	v.PrivateKey = priv
+	return created{v}, nil
 }
 
 // findSIM serves GET /api/v1/sims/find: find a SIM by IMSI, overlay address or public key (?ref=).
@@ -93,7 +95,7 @@ func (h *Handler) findSIM(ctx context.Context, a controlplane.Actor, r *http.Req
 	if err != nil {
 		return nil, err
 	}
-	return h.view(sim), nil
+	return h.view(ctx, sim), nil
 }
 
 // getSIM serves GET /api/v1/sims/{id}: get a SIM.
@@ -102,7 +104,7 @@ func (h *Handler) getSIM(ctx context.Context, a controlplane.Actor, r *http.Requ
 	if err != nil {
 		return nil, err
 	}
-	return h.view(sim), nil
+	return h.view(ctx, sim), nil
 }
 
 // patchSIM serves PATCH /api/v1/sims/{id}: change a SIM's name, tags or group.
@@ -146,7 +148,9 @@ func (h *Handler) setSIMKey(ctx context.Context, a controlplane.Actor, r *http.R
 	if err != nil {
 		return nil, err
 	}
-	return apiv1.SIM{SIM: sim, PrivateKey: priv}, nil
+	v := h.view(ctx, sim)
+	v.PrivateKey = priv
+	return v, nil
 }
 
 // requireRotation serves POST /api/v1/sims/{id}/require-rotation: require the device to replace its key within a time (e.g. "24h"); after it the gateway refuses the current key.

@@ -238,9 +238,25 @@ type virtualSIM struct {
 	Tags             map[string]string     `json:"tags"`
 }
 
+// toSession is the Arc form of a session: IPv4 only. An Arc session has
+// one client address, which soratun configures with a 4-byte mask (an IPv6
+// one would be a /32), and soratun exits when an IPv6 route cannot be
+// added (a TUN without IPv6, macOS where it adds routes without -inet6):
+// an IPv6 allowed IP could take a working IPv4 tunnel down.
 func toSession(sim fleet.SIM, s fleet.Session) *arcwire.Session {
 	return &arcwire.Session{ServerEndpoint: s.Endpoint, ServerPublicKey: s.GatewayPublicKey.String(), ClientIPAddress: sim.Address.String(),
-		ClientPublicKey: sim.PublicKey.String(), AllowedIPs: s.AllowedIPs, ClientPrivateKey: s.PrivateKey.Base64()}
+		ClientPublicKey: sim.PublicKey.String(), AllowedIPs: ipv4Only(s.AllowedIPs), ClientPrivateKey: s.PrivateKey.Base64()}
+}
+
+// ipv4Only keeps the IPv4 prefixes of a session's allowed IPs.
+func ipv4Only(prefixes []string) []string {
+	out := make([]string, 0, len(prefixes))
+	for _, p := range prefixes {
+		if pp, err := netip.ParsePrefix(p); err == nil && pp.Addr().Is4() {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // iccid derives a stable ICCID-shaped identifier from the IMSI: 89 (telecom),

@@ -65,6 +65,9 @@ type Reader interface {
 	// SIMBinding returns the id of the SIM bound to a source (for
 	// network-attested bootstrap: the device's address in a trusted network).
 	SIMBinding(ctx context.Context, source string) (string, error)
+	// Installation returns a value fixed once for the installation
+	// (InitInstallation); ErrNotFound when it was never set.
+	Installation(ctx context.Context, name string) (string, error)
 
 	IdentityReader
 	PresenceReader
@@ -105,6 +108,11 @@ type Tx interface {
 
 	InsertToken(ctx context.Context, t fleet.Token) error
 	DeleteToken(ctx context.Context, id string) error
+
+	// InitInstallation sets an installation value unless it is already
+	// set, and returns the value it holds: the first writer wins, on every
+	// node of a shared database.
+	InitInstallation(ctx context.Context, name, value string) (string, error)
 
 	// BindSIM binds source to a SIM; a source is bound at most once.
 	BindSIM(ctx context.Context, source, simID string) error

@@ -189,14 +189,15 @@ func (p *Platform) Device(groupID string, tags map[string]string) *Device {
 func (p *Platform) configure(d *Device, export string) {
 	t := p.T
 	var conf strings.Builder
-	var address string
-	var allowed []string
+	var addresses, allowed []string
 	for _, line := range strings.Split(export, "\n") {
 		k, v, _ := strings.Cut(line, "=")
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 		switch k {
 		case "Address":
-			address = v
+			for _, a := range strings.Split(v, ",") {
+				addresses = append(addresses, strings.TrimSpace(a))
+			}
 			continue
 		case "DNS":
 			continue
@@ -213,7 +214,9 @@ func (p *Platform) configure(d *Device, export string) {
 		conf.WriteString(line + "\n")
 	}
 	d.WG.SetConf(conf.String())
-	d.WG.AddAddr(netip.MustParsePrefix(address))
+	for _, a := range addresses {
+		d.WG.AddAddr(netip.MustParsePrefix(a))
+	}
 	d.WG.Up()
 	for _, a := range allowed {
 		p.Env.AddRoute(d.NS, a, "dev", d.WG.Name)

@@ -424,7 +424,11 @@ func (l *Link) exec(name string, args ...string) string {
 // AddAddr adds an address to the link.
 func (l *Link) AddAddr(p netip.Prefix) {
 	l.env.t.Helper()
-	l.exec("ip", "addr", "add", p.String(), "dev", l.Name)
+	args := []string{"addr", "add", p.String(), "dev", l.Name}
+	if p.Addr().Is6() {
+		args = append(args, "nodad") // usable at once: the test owns the link
+	}
+	l.exec("ip", args...)
 	l.mu.Lock()
 	l.addrs = append(l.addrs, p)
 	l.mu.Unlock()

@@ -40,12 +40,19 @@ const (
 	ICMPHostUnreachable = 1 // a code of ICMPUnreachable
 	ICMPEchoRequest     = 8
 	ICMPv6EchoRequest   = 128
+	// ICMPv6Unreachable is destination unreachable; ICMPv6AddressUnreachable
+	// its code for a destination that does not answer (RFC 4443 §3.1).
+	ICMPv6Unreachable        = 1
+	ICMPv6AddressUnreachable = 3
 )
 
 // Fixed header lengths.
 const (
 	IPv4HeaderLen = 20
 	IPv6HeaderLen = 40
+	// IPv6MinMTU is the link MTU every IPv6 path carries (RFC 8200 §5):
+	// ICMPv6 errors fit in it.
+	IPv6MinMTU = 1280
 )
 
 // maxIPv6ExtensionChain bounds the extension headers Decode walks: no

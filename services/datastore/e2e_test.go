@@ -176,3 +176,52 @@ func TestEndToEnd(t *testing.T) {
 func b64(s string) string {
 	return base64.StdEncoding.EncodeToString([]byte(s))
 }
+
+// TestOverIPv6: a device writes over IPv6 to the data store's IPv6 twin
+// address (HTTP, TCP, UDP), and the records are its SIM's, as over IPv4.
+func TestOverIPv6(t *testing.T) {
+	f := newE2E(t)
+	ctx := context.Background()
+	o6, err := f.Service.Overlay6(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	on, err := f.Service.CreateGroup(ctx, controlplane.System, "sensors6", fleet.GroupSettings{DataStore: fleet.DataStoreSettings{Enabled: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, other := f.device(on.ID), f.device(on.ID)
+	ds6 := o6.Addr(Addr).String()
+	var out string
+	for try := 0; try < 10; try++ {
+		if out, err = a.Sh("curl -sS --max-time 5 -w '\\n%{http_code}' --data 'six over http' http://[" + ds6 + "]/"); err == nil {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err != nil || !strings.HasSuffix(out, "\n201") {
+		t.Fatalf("curl over IPv6: %v %q", err, out)
+	}
+	if out, err = a.Sh("printf 'six over tcp' | nc -N -w 10 " + ds6 + " 8514"); err != nil || out != "201 stored 1\n" {
+		t.Fatalf("nc TCP over IPv6: %v %q", err, out)
+	}
+	if out, err = a.Sh("printf 'six over udp' | nc -u -w 3 " + ds6 + " 8514"); err != nil || out != "201 stored 1\n" {
+		t.Fatalf("nc UDP over IPv6: %v %q", err, out)
+	}
+	var page struct{ Items []apiv1.DataRecord }
+	if code := f.call("GET", "/api/v1/sims/"+a.SIM.ID+"/data", &page); code != 200 || len(page.Items) != 3 {
+		t.Fatalf("GET data: %d, %d records: %+v", code, len(page.Items), page.Items)
+	}
+	for _, want := range []string{"six over http", "six over tcp", "six over udp"} {
+		found := false
+		for _, r := range page.Items {
+			found = found || r.PayloadBase64 == b64(want) && r.SIMID == a.SIM.ID
+		}
+		if !found {
+			t.Fatalf("record %q is not SIM %s's: %+v", want, a.SIM.ID, page.Items)
+		}
+	}
+	if code := f.call("GET", "/api/v1/sims/"+other.SIM.ID+"/data", &page); code != 200 || len(page.Items) != 0 {
+		t.Fatalf("the other device has records: %d %+v", code, page.Items)
+	}
+}

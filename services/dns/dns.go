@@ -28,6 +28,7 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 
+	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/services/platform"
 )
 
@@ -48,6 +49,9 @@ type Config struct {
 	// the SIM's id, the address the fleet reaches the host by and its
 	// address on the LAN.
 	LANHost func(ref, host string) (simID string, reach, onLAN netip.Addr, ok bool)
+	// Overlay6 is the fleet's IPv6 plan: platform names and SIM names get
+	// an AAAA record, their addresses' twins (zero: A records only).
+	Overlay6 fleet.Overlay6
 }
 
 // Service is the DNS platform service.
@@ -136,7 +140,7 @@ func (s *Service) answer(ctx context.Context, caller netip.Addr, msg []byte) []b
 	}
 	rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired}
 	name := strings.ToLower(q.Name.String())
-	var addr netip.Addr
+	var rec record
 	switch {
 	case h.OpCode != 0 || q.Class != dnsmessage.ClassINET:
 		rh.RCode = dnsmessage.RCodeNotImplemented
@@ -145,7 +149,7 @@ func (s *Service) answer(ctx context.Context, caller netip.Addr, msg []byte) []b
 	default:
 		label := strings.TrimSuffix(strings.TrimSuffix(name, s.zone), ".")
 		var found bool
-		addr, found = s.lookup(ctx, caller, label)
+		rec, found = s.lookup(ctx, caller, label)
 		if !found && label != "" {
 			rh.RCode = dnsmessage.RCodeNameError
 		}
@@ -155,8 +159,11 @@ func (s *Service) answer(ctx context.Context, caller netip.Addr, msg []byte) []b
 	b.StartQuestions()
 	b.Question(q)
 	b.StartAnswers()
-	if addr.IsValid() && q.Type == dnsmessage.TypeA {
-		b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: TTL}, dnsmessage.AResource{A: addr.As4()})
+	switch {
+	case rec.a.IsValid() && q.Type == dnsmessage.TypeA:
+		b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: TTL}, dnsmessage.AResource{A: rec.a.As4()})
+	case rec.aaaa.IsValid() && q.Type == dnsmessage.TypeAAAA:
+		b.AAAAResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: TTL}, dnsmessage.AAAAResource{AAAA: rec.aaaa.As16()})
 	}
 	out, err := b.Finish()
 	if err != nil {
@@ -165,17 +172,28 @@ func (s *Service) answer(ctx context.Context, caller netip.Addr, msg []byte) []b
 	return out
 }
 
+// record is what a name has: an IPv4 address, and its IPv6 one.
+type record struct{ a, aaaa netip.Addr }
+
 // lookup resolves a name relative to the zone for caller. found is true
-// for a name that exists (it may have no A record).
-func (s *Service) lookup(ctx context.Context, caller netip.Addr, label string) (netip.Addr, bool) {
+// for a name that exists (it may have no record of the asked type).
+func (s *Service) lookup(ctx context.Context, caller netip.Addr, label string) (record, bool) {
 	if label == "" {
-		return netip.Addr{}, true
-	}
-	if a, ok := s.cfg.Names[label]; ok {
-		return a, true
+		return record{}, true
 	}
 	if rest, ok := strings.CutSuffix(label, ".lan"); ok && s.cfg.LANHost != nil {
-		return s.lanHost(ctx, caller, rest)
+		// A LAN host is IPv4; its IPv6 view comes with 4via6.
+		a, ok := s.lanHost(ctx, caller, rest)
+		return record{a: a}, ok
+	}
+	a, ok := s.overlay(ctx, caller, label)
+	return record{a: a, aaaa: s.cfg.Overlay6.Addr(a)}, ok
+}
+
+// overlay resolves a platform name or a SIM name to its IPv4 address.
+func (s *Service) overlay(ctx context.Context, caller netip.Addr, label string) (netip.Addr, bool) {
+	if a, ok := s.cfg.Names[label]; ok {
+		return a, true
 	}
 	simID, ok := strings.CutSuffix(label, ".sim")
 	if !ok || strings.Contains(simID, ".") {

@@ -182,7 +182,7 @@ func (s *Service) with(fn func(w http.ResponseWriter, r *http.Request, c caller)
 			unavailable(w) // an outage, not an unknown device: it should retry
 			return
 		}
-		if err != nil || sim.Address != addr {
+		if err != nil || sim.Address != pc.SIM.Address { // the caller's IPv4 address, or the one its IPv6 address twins
 			http.Error(w, "unknown caller", http.StatusForbidden)
 			return
 		}

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"mime"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -34,6 +35,9 @@ type Secret[T any] struct {
 // gateway knows it, and, once, the private key the platform generated.
 type SIM struct {
 	fleet.SIM
+	// Address6 is the SIM's IPv6 overlay address, the twin of Address
+	// (fleet.Overlay6); absent in a fleet without IPv6.
+	Address6   netip.Addr        `json:"address6,omitzero"`
 	PrivateKey wgkey.Private     `json:"privateKey,omitzero"`
 	Connection *fleet.Connection `json:"connection,omitempty"`
 }

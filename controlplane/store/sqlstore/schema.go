@@ -212,4 +212,7 @@ ALTER TABLE port_mappings ADD COLUMN target TEXT NOT NULL DEFAULT '';
 `, `
 -- Operator tokens may expire (0: never).
 ALTER TABLE tokens ADD COLUMN expires {int64} NOT NULL DEFAULT 0;
+`, `
+-- Values fixed once per installation (the fleet's IPv6 ULA prefix).
+CREATE TABLE installation (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 `}

@@ -473,6 +473,12 @@ func (r reader) SIMBinding(ctx context.Context, source string) (string, error) {
 	return id, r.mapErr(err)
 }
 
+func (r reader) Installation(ctx context.Context, name string) (string, error) {
+	var v string
+	err := r.q.QueryRowContext(ctx, r.rebind(`SELECT value FROM installation WHERE name = ?`), name).Scan(&v)
+	return v, r.mapErr(err)
+}
+
 // unavailable reports whether err means the database could not be
 // reached at all, rather than that a statement failed: a closed pool, a
 // dropped or refused connection (PostgreSQL down, restarting, or behind a
@@ -752,6 +758,13 @@ func (t *tx) DeleteToken(ctx context.Context, id string) error {
 func (t *tx) BindSIM(ctx context.Context, source, simID string) error {
 	_, err := t.exec(ctx, `INSERT INTO sim_bindings (source, sim_id) VALUES (?, ?)`, source, simID)
 	return err
+}
+
+func (t *tx) InitInstallation(ctx context.Context, name, value string) (string, error) {
+	if _, err := t.exec(ctx, `INSERT INTO installation (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`, name, value); err != nil {
+		return "", err
+	}
+	return t.Installation(ctx, name)
 }
 
 func (t *tx) AppendEvent(ctx context.Context, e fleet.Event) error {

@@ -49,6 +49,7 @@ func Run(t *testing.T, open Open) {
 		{"GatePeers", testGatePeers},
 		{"MappingPortRace", testMappingPortRace},
 		{"Records", testRecords}, // records.go
+		{"Installation", testInstallation},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -604,5 +605,29 @@ func testSIMAuthKey(t *testing.T, s store.Store) {
 	other := insertSIM(t, s)
 	if got, err := s.SIM(ctx, other.ID); err != nil || got.AuthKeyID != "" {
 		t.Fatalf("operator SIM: %+v %v", got, err)
+	}
+}
+
+// testInstallation: a value set once stays: the first writer wins, a
+// later InitInstallation returns it unchanged; an unset name is not found.
+func testInstallation(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if _, err := s.Installation(ctx, "ula_prefix"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unset value: %v, want ErrNotFound", err)
+	}
+	var got string
+	mustUpdate(t, s, func(tx store.Tx) (err error) {
+		got, err = tx.InitInstallation(ctx, "ula_prefix", "fd01::/48")
+		return err
+	})
+	if got != "fd01::/48" {
+		t.Fatalf("first write returned %q", got)
+	}
+	mustUpdate(t, s, func(tx store.Tx) (err error) {
+		got, err = tx.InitInstallation(ctx, "ula_prefix", "fd02::/48")
+		return err
+	})
+	if v, err := s.Installation(ctx, "ula_prefix"); err != nil || v != "fd01::/48" || got != "fd01::/48" {
+		t.Fatalf("after a second write: stored %q (%v), returned %q; want the first", v, err, got)
 	}
 }
