@@ -118,6 +118,9 @@ type GroupSettings struct {
 	Forwarders Forwarders `json:"forwarders,omitzero"`
 	// DataStore says whether and how devices store data (fleet/datastore.go).
 	DataStore DataStoreSettings `json:"dataStore,omitzero"`
+	// Egress says where devices may send beyond the fleet, and whether
+	// such traffic leaves through the gateway (fleet/egress.go).
+	Egress EgressSettings `json:"egress,omitzero"`
 }
 
 // Security actions taken on an alert about a SIM.
@@ -129,7 +132,7 @@ const (
 )
 
 // AlertKinds are the kinds of the monitor's alerts (package monitor).
-var AlertKinds = []string{"cloned-key", "fan-out", "outside-allow-list", "first-seen", "volume", "unexpected-listener", "key-replaced"}
+var AlertKinds = []string{"cloned-key", "fan-out", "outside-allow-list", "first-seen", "volume", "unexpected-listener", "key-replaced", "egress-denied"}
 
 // DefaultActOn is the alert kinds a security action answers by default.
 var DefaultActOn = []string{"cloned-key"}

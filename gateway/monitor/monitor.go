@@ -33,6 +33,9 @@ const (
 	// by someone other than the device's own rotation (an operator, or an
 	// auth key where the group allows Arc re-keys without proof).
 	KindKeyReplaced = "key-replaced"
+	// KindEgressDenied: the SIM tried to reach a destination outside the
+	// fleet that its group's egress rules deny.
+	KindEgressDenied = "egress-denied"
 )
 
 // Alert is one detected incident.
@@ -348,6 +351,17 @@ func (m *Monitor) ObserveViolation(sim string, dst netip.AddrPort, blocked bool)
 		Kind: KindAllowList, SIM: sim, Severity: "medium",
 		Detail:   "the SIM sent to a destination outside its group's allow-list",
 		Evidence: map[string]any{"destination": dst.String(), "blocked": blocked},
+	})
+}
+
+// ObserveEgressDenied reports a flow its group's egress rules refused
+// (rule is the deciding rule's index, -1 when none matched): an alert, at
+// most one per suppression period per SIM, with the destination.
+func (m *Monitor) ObserveEgressDenied(sim string, dst netip.AddrPort, proto uint8, rule int) {
+	m.fire(Alert{
+		Kind: KindEgressDenied, SIM: sim, Severity: "low",
+		Detail:   "the SIM tried to reach a destination its group's egress rules deny",
+		Evidence: map[string]any{"destination": dst.String(), "protocol": proto, "rule": rule},
 	})
 }
 
