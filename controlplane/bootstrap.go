@@ -162,6 +162,14 @@ func (s *Service) session(ctx context.Context, sim fleet.SIM, g *fleet.Group) fl
 			}
 		}
 		allowed = append(allowed, g.Settings.Routes...)
+		if g.Settings.Egress.Breakout {
+			// Destinations beyond the fleet go through the tunnel: the
+			// gateway's egress rules decide, not the device's routes.
+			allowed = append(allowed, "0.0.0.0/0")
+			if o6.Enabled() {
+				allowed6 = append(allowed6, "::/0")
+			}
+		}
 	}
 	sess := fleet.Session{Endpoint: s.cfg.Endpoint, GatewayPublicKey: s.cfg.GatewayPublicKey(), Address: sim.Address.String() + "/32", AllowedIPs: append(allowed, allowed6...)}
 	if a6 := o6.Addr(sim.Address); a6.IsValid() {

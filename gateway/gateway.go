@@ -89,6 +89,13 @@ type Config struct {
 	// Egress decides which addresses alert webhooks may reach (zero value:
 	// no private, local or reserved ones; see internal/egress).
 	Egress egress.Policy
+	// Outside is how traffic beyond the fleet leaves this host (groups with
+	// breakout, DNS upstream queries); zero: this host's network.
+	Outside Outside
+	// DNSUpstreams are the resolvers the in-tunnel DNS asks for names
+	// beyond the zone, for devices whose group has breakout; empty: such
+	// names are refused.
+	DNSUpstreams []netip.AddrPort
 	// VXLANListen, if set, is the UDP address ("host:port", e.g. ":4789")
 	// VXLAN Gate peers send to; empty: no Gate peers.
 	VXLANListen string
@@ -116,6 +123,10 @@ type Gateway struct {
 	lans      lanTable       // every approved route behind a SIM
 	lanNames  lanNames       // names of SIMs with named LAN hosts, for DNS
 	vx        *vxlanEndpoint // nil without VXLANListen
+	outside   Outside        // Config.Outside with its defaults
+	bo        *breakout      // traffic beyond the fleet
+	grants    grantTable     // addresses DNS answers granted (FQDN egress rules)
+	egressDNS egressDNS
 	// presence: session records to write (see presence.go).
 	presence       chan presenceOp
 	presenceChecks chan string
@@ -187,6 +198,9 @@ func New(cfg Config) (*Gateway, error) {
 		g.mon = g.newMonitor(cfg.Monitor)
 	}
 	g.router = newRouter(&g.policies, &g.lans, g.mon, g.plat, g.pool)
+	g.router.grants, g.router.clk = &g.grants, g.clk
+	g.egressDNS.g = g
+	g.outside = cfg.Outside.withDefaults()
 	g.webhooks = webhook.New(cfg.Secrets, g.log, cfg.Egress)
 	g.responder = response.New(response.Config{Actions: monitorActions{svc: g.svc, st: g.st}, Webhooks: g.webhooks, Logger: g.log})
 	g.presence = make(chan presenceOp, 4096)
@@ -253,6 +267,12 @@ func (g *Gateway) Start() error {
 	}
 	g.stk = stk
 	g.router.local = stk.inject
+	if g.bo, err = startBreakout(g, g.outside); err != nil {
+		cancel()
+		g.Close()
+		return err
+	}
+	g.router.breakout = g.bo
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
@@ -277,7 +297,8 @@ func (g *Gateway) Start() error {
 		g.Close()
 		return err
 	}
-	g.wg.Add(3)
+	g.wg.Add(4)
+	go g.sweepGrants()
 	go g.writePresences() // after Up: the default id holds the port
 	go g.checkPresences()
 	go g.watchFlood()
@@ -290,6 +311,9 @@ func (g *Gateway) Close() error {
 		g.cancel()
 		// Services first, while the engine still carries their last
 		// answers (a data-store write in flight is acknowledged).
+		if g.bo != nil {
+			g.bo.close()
+		}
 		if g.stk != nil {
 			g.stk.close()
 		}
@@ -499,6 +523,9 @@ func (g *Gateway) onSessionEnd(ev engine.SessionEvent) {
 		if ev.Reason != "expired" {
 			g.router.setOffline(st.id, st.SIM().Address, ev.Peer)
 			g.unregister(st)
+			if !g.simOnline(st.id) {
+				g.grants.forget(st.id)
+			}
 		}
 		if st.online.CompareAndSwap(true, false) {
 			g.events.record(st.id, "device.disconnected", map[string]any{"reason": ev.Reason})

@@ -3,6 +3,7 @@
 package gateway
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"sync"
 	"time"
@@ -64,8 +65,17 @@ func (g *Gateway) newMonitor(cfg monitor.Config) *monitor.Monitor {
 // not the SIM's last flow again: bulk traffic to one destination costs one
 // atomic load per packet, a scan one map update per new destination.
 func (r *router) observeFlow(st *simState, pol *groupPolicy, dst netip.Addr, proto uint8, dport uint16) {
-	d := dst.As4()
-	key := uint64(d[0])<<56 | uint64(d[1])<<48 | uint64(d[2])<<40 | uint64(d[3])<<32 | uint64(dport)<<8 | uint64(proto)
+	var key uint64
+	if dst.Is4() {
+		d := dst.As4()
+		key = uint64(d[0])<<56 | uint64(d[1])<<48 | uint64(d[2])<<40 | uint64(d[3])<<32 | uint64(dport)<<8 | uint64(proto)
+	} else {
+		// An IPv6 destination beyond the fleet: its low 64 bits folded
+		// with the high ones (a repeat of the last flow is what counts;
+		// a rare collision only reports a flow twice or once less).
+		d := dst.As16()
+		key = (binary.BigEndian.Uint64(d[:8])*0x9e3779b97f4a7c15 ^ binary.BigEndian.Uint64(d[8:])) + uint64(dport)<<8 + uint64(proto)
+	}
 	if st.lastFlow.Load() == key {
 		return
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway/monitor"
+	"github.com/wirefleet/wirefleet/internal/egressrules"
 	"github.com/wirefleet/wirefleet/internal/packet"
 )
 
@@ -30,6 +31,12 @@ type groupPolicy struct {
 	checkListeners bool
 	listenPorts    []uint16
 	volume         monitor.VolumeLimits
+	// Egress beyond the fleet: breakout on, the compiled rules (nil: none,
+	// so nothing is allowed), and whether DNS resolves only names the
+	// rules allow.
+	breakout           bool
+	egress             *egressrules.Table
+	resolveAllowedOnly bool
 }
 
 // watchesVolume reports whether the group has a volume rule.
@@ -96,6 +103,12 @@ func (c *policyCache) refresh(ctx context.Context, st store.Reader, id string) e
 	p.firstSeen = sec.FirstSeen
 	p.checkListeners, p.listenPorts = sec.CheckListeners, sec.ListenPorts
 	p.volume = monitor.VolumeLimits{MaxBytes: sec.MaxBytesPerMinute, MaxPackets: sec.MaxPacketsPerMinute, Factor: sec.VolumeFactor}
+	p.breakout, p.resolveAllowedOnly = g.Settings.Egress.Breakout, g.Settings.Egress.ResolveAllowedOnly
+	if p.egress, err = g.Settings.Egress.Compile(); err != nil {
+		// Stored settings were checked when written: this is a rule the
+		// running code no longer takes. Nothing leaves (no table).
+		p.egress = nil
+	}
 	c.mu.Lock()
 	c.groups[id] = p
 	c.mu.Unlock()

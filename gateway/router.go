@@ -11,6 +11,8 @@ import (
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway/monitor"
+	"github.com/wirefleet/wirefleet/internal/clock"
+	"github.com/wirefleet/wirefleet/internal/egressrules"
 	"github.com/wirefleet/wirefleet/internal/netmap"
 	"github.com/wirefleet/wirefleet/internal/packet"
 )
@@ -27,12 +29,13 @@ const (
 	dropServices   = "services"         // the service stack refused it
 	dropUnknownDst = "unknown-destination"
 	dropAllowList  = "outside-allow-list" // the group's security profile blocks it
+	dropEgress     = "egress-denied"      // beyond the fleet, and the group's egress rules refuse it
 	// dropLANPlatform: a host on a LAN behind a SIM sent to the platform
 	// range; platform services know callers by their SIM's own address.
 	dropLANPlatform = "lan-source-to-platform"
 )
 
-var dropReasons = [...]string{dropSource, dropRevoked, dropPolicy, dropOffline, dropNoRoute, dropMalformed, dropServices, dropUnknownDst, dropAllowList, dropIPv6, dropLANPlatform,
+var dropReasons = [...]string{dropSource, dropRevoked, dropPolicy, dropOffline, dropNoRoute, dropMalformed, dropServices, dropUnknownDst, dropAllowList, dropIPv6, dropLANPlatform, dropEgress,
 	dropVXLANUnknown, dropVXLANMalformed, dropVXLANSource}
 
 // router is the engine's Handler: it decides where each inner packet goes.
@@ -41,12 +44,15 @@ var dropReasons = [...]string{dropSource, dropRevoked, dropPolicy, dropOffline, 
 type router struct {
 	eng      *engine.Engine
 	policies *policyCache
-	lans     *lanTable                 // the routes behind SIMs
-	gates    *vxlanEndpoint            // VXLAN Gate peers; nil without them
-	mon      *monitor.Monitor          // nil without the monitor
-	plat     netip.Prefix              // the platform range: to the services' stack
-	pool     netip.Prefix              // the SIM pool: device to device
-	o6       fleet.Overlay6            // the IPv6 view of both (zero: no IPv6)
+	lans     *lanTable        // the routes behind SIMs
+	gates    *vxlanEndpoint   // VXLAN Gate peers; nil without them
+	mon      *monitor.Monitor // nil without the monitor
+	plat     netip.Prefix     // the platform range: to the services' stack
+	pool     netip.Prefix     // the SIM pool: device to device
+	o6       fleet.Overlay6   // the IPv6 view of both (zero: no IPv6)
+	breakout *breakout        // traffic beyond the fleet; nil before it starts
+	grants   *grantTable      // what the DNS answered each SIM (FQDN rules)
+	clk      clock.Clock
 	local    func(pkts [][]byte) error // the services' stack; nil before it starts
 	// dialSrc is the remote-access source address (zero without it): the
 	// one platform address a LAN host may answer, translated, since remote
@@ -153,12 +159,15 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 				r.drops.add(dropSource)
 				continue
 			}
-			d4, ok := r.o6.V4(dst)
-			if !ok || !r.plat.Contains(d4) && !r.pool.Contains(d4) {
-				r.drops.add(dropNoRoute)
-				continue
+			// Outside the view, an IPv6 destination is beyond the fleet
+			// (egress, below).
+			if d4, ok := r.o6.V4(dst); ok {
+				if !r.plat.Contains(d4) && !r.pool.Contains(d4) {
+					r.drops.add(dropNoRoute)
+					continue
+				}
+				dst = d4
 			}
-			dst = d4
 		default:
 			r.drops.add(dropMalformed)
 			continue
@@ -232,8 +241,14 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 			}
 			pending = append(pending, pkt)
 		default:
-			lan := r.lans.lookup(dst)
+			var lan *lanRoute
+			if ip.Version == 4 {
+				lan = r.lans.lookup(dst)
+			}
 			if lan == nil {
+				if from == nil && r.outside(st, pol, pkt, ip) {
+					continue
+				}
 				r.drops.add(dropNoRoute)
 				continue
 			}
@@ -276,6 +291,34 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 			r.drops.addN(dropServices, uint64(len(local)))
 		}
 	}
+}
+
+// outside takes a packet to a destination beyond the fleet (not the
+// platform, another SIM or a LAN behind one): through the breakout when
+// the SIM's group has it and its egress rules allow the packet. It
+// reports whether it took the packet — sent, or dropped as egress-denied;
+// false leaves it to no-route (no breakout).
+func (r *router) outside(st *simState, pol *groupPolicy, pkt []byte, ip *packet.Parsed) bool {
+	if pol == nil || !pol.breakout || r.breakout == nil {
+		return false
+	}
+	v := egressrules.Verdict{Rule: -1}
+	if pol.egress != nil {
+		var names []string
+		if pol.egress.HasNames() {
+			names = r.grants.names(st.id, ip.Dst, r.clk.Now())
+		}
+		v = pol.egress.Match(ip.Dst, ip.Proto, ip.DstPort, names)
+	}
+	if !v.Allow {
+		r.drops.add(dropEgress)
+		if r.mon != nil && startsFlow(ip) {
+			r.mon.ObserveEgressDenied(st.id, netip.AddrPortFrom(ip.Dst, ip.DstPort), ip.Proto, v.Rule)
+		}
+		return true
+	}
+	r.breakout.inject(pkt, ip)
+	return true
 }
 
 // out translates a packet leaving SIM sim for the fleet: a mapped LAN

@@ -335,6 +335,10 @@ func (t *Table) static(dst netip.Addr, class uint8, port uint16) int {
 	return d.other
 }
 
+// HasNames reports whether the table has FQDN rules: without them a
+// lookup needs no grants.
+func (t *Table) HasNames() bool { return len(t.names) > 0 }
+
 // Len returns the number of rules.
 func (t *Table) Len() int { return len(t.rules) }
 

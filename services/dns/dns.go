@@ -52,6 +52,9 @@ type Config struct {
 	// Overlay6 is the fleet's IPv6 plan: platform names and SIM names get
 	// an AAAA record, their addresses' twins (zero: A records only).
 	Overlay6 fleet.Overlay6
+	// Outside, if set, answers names beyond the zone for callers it lets
+	// (outside.go); nil: such names are REFUSED.
+	Outside Outside
 }
 
 // Service is the DNS platform service.
@@ -60,6 +63,7 @@ type Service struct {
 	zone string // lower case, with the trailing dot
 	host platform.Host
 	pcs  []net.PacketConn
+	fwd  forwarder
 	wg   sync.WaitGroup
 }
 
@@ -118,13 +122,39 @@ func (s *Service) serve(pc net.PacketConn) {
 			continue
 		}
 		caller, _ := netip.AddrFromSlice(ua.IP)
+		caller = caller.Unmap()
+		if s.outsideQuery(pc, from, caller, buf[:n]) {
+			continue // answered, or being answered, by the upstream
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		resp := s.answer(ctx, caller.Unmap(), buf[:n])
+		resp := s.answer(ctx, caller, buf[:n])
 		cancel()
 		if resp != nil {
 			pc.WriteTo(resp, from)
 		}
 	}
+}
+
+// outsideQuery hands a standard query for a name beyond the zone to the
+// forwarder; false when it is not one (the zone's own, or not forwarded).
+func (s *Service) outsideQuery(pc net.PacketConn, from net.Addr, caller netip.Addr, msg []byte) bool {
+	if s.cfg.Outside == nil {
+		return false
+	}
+	var p dnsmessage.Parser
+	h, err := p.Start(msg)
+	if err != nil || h.Response || h.OpCode != 0 {
+		return false
+	}
+	q, err := p.Question()
+	if err != nil || q.Class != dnsmessage.ClassINET {
+		return false
+	}
+	name := strings.ToLower(q.Name.String())
+	if name == s.zone || strings.HasSuffix(name, "."+s.zone) {
+		return false
+	}
+	return s.forward(pc, from, caller, msg, q, h)
 }
 
 // answer builds the response to one query message (nil: no answer).

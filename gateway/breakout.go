@@ -1,0 +1,424 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package gateway
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	gvipv4 "gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	gvipv6 "gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/wirefleet/wirefleet/internal/egress"
+	"github.com/wirefleet/wirefleet/internal/packet"
+)
+
+// Outside is how breakout traffic leaves the gateway host. The zero value
+// is this host's network: connections from its own address, ICMP echo
+// through unprivileged ping sockets (net.ipv4.ping_group_range must hold
+// the process's group; root may always).
+type Outside struct {
+	// Dial opens a TCP or UDP connection to an outside destination.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
+	// ListenICMP opens an ICMP echo socket, "udp4" or "udp6" (icmp.ListenPacket).
+	ListenICMP func(network string) (net.PacketConn, error)
+}
+
+// Breakout figures: how long an idle outside flow is kept, how many may
+// be opening at once (a SYN flood to the outside costs bounded memory).
+const (
+	breakoutTCPDial    = 10 * time.Second
+	breakoutUDPIdle    = 60 * time.Second
+	breakoutPingWait   = 5 * time.Second
+	breakoutInFlight   = 1024 // TCP connections being set up
+	breakoutMaxPings   = 256  // echo requests waiting for their reply
+	breakoutTCPWindow  = 0    // the stack's default receive window
+	breakoutQueueDepth = 1024
+)
+
+// breakout terminates devices' flows to outside destinations on a gVisor
+// stack of its own (promiscuous: it accepts any destination; spoofing: it
+// answers from it) and opens the same flow from the gateway host, so the
+// outside sees the host's address — in userspace, with no root and no
+// NAT rules. TCP is spliced stream to stream, UDP datagram to datagram
+// per flow; ICMP echo never enters the stack (it would answer every ping
+// itself) and goes through a ping socket instead.
+type breakout struct {
+	g      *Gateway
+	out    Outside
+	policy egress.Policy
+	log    *slog.Logger
+	stk    *gvstack.Stack
+	ep     *channel.Endpoint
+	queue  chan *[]byte
+	pings  chan struct{} // a slot per echo request in flight
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex // serialises writes into the stack
+
+	// Counters (metrics): flows opened and refused by the outside.
+	tcpFlows, udpFlows, pingsSent, dialFailed atomic.Uint64
+}
+
+// withDefaults fills what is unset with this host's network.
+func (out Outside) withDefaults() Outside {
+	if out.Dial == nil {
+		out.Dial = (&net.Dialer{}).DialContext
+	}
+	if out.ListenICMP == nil {
+		out.ListenICMP = func(network string) (net.PacketConn, error) {
+			if network == "udp6" {
+				return icmp.ListenPacket(network, "::")
+			}
+			return icmp.ListenPacket(network, "0.0.0.0")
+		}
+	}
+	return out
+}
+
+func startBreakout(g *Gateway, out Outside) (*breakout, error) {
+	b := &breakout{g: g, out: out, policy: g.cfg.Egress, log: g.log, queue: make(chan *[]byte, breakoutQueueDepth), pings: make(chan struct{}, breakoutMaxPings)}
+	b.ctx, b.cancel = context.WithCancel(g.ctx)
+	b.stk = gvstack.New(gvstack.Options{
+		NetworkProtocols:   []gvstack.NetworkProtocolFactory{gvipv4.NewProtocol, gvipv6.NewProtocol},
+		TransportProtocols: []gvstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
+	})
+	sack := tcpip.TCPSACKEnabled(true)
+	b.stk.SetTransportProtocolOption(tcp.ProtocolNumber, &sack)
+	b.ep = channel.New(breakoutQueueDepth, stackMTU, "")
+	b.ep.AddNotify(b)
+	if err := b.stk.CreateNIC(1, b.ep); err != nil {
+		return nil, errors.New("gateway: breakout stack: " + err.String())
+	}
+	b.stk.SetPromiscuousMode(1, true)
+	b.stk.SetSpoofing(1, true)
+	b.stk.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: 1}, {Destination: header.IPv6EmptySubnet, NIC: 1}})
+	tcpFwd := tcp.NewForwarder(b.stk, breakoutTCPWindow, breakoutInFlight, b.handleTCP)
+	b.stk.SetTransportProtocolHandler(tcp.ProtocolNumber, tcpFwd.HandlePacket)
+	udpFwd := udp.NewForwarder(b.stk, b.handleUDP)
+	b.stk.SetTransportProtocolHandler(udp.ProtocolNumber, udpFwd.HandlePacket)
+	b.wg.Add(1)
+	go b.sendLoop()
+	return b, nil
+}
+
+// inject hands a device's packet (already allowed by its egress rules)
+// to the stack, or its echo request to a ping socket.
+func (b *breakout) inject(pkt []byte, ip *packet.Parsed) {
+	if ip.IsEchoRequest() {
+		b.ping(pkt, ip)
+		return
+	}
+	if ip.Proto != packet.TCP && ip.Proto != packet.UDP {
+		return // only TCP, UDP and echo leave
+	}
+	proto := header.IPv4ProtocolNumber
+	if ip.Version == 6 {
+		proto = header.IPv6ProtocolNumber
+	}
+	pkb := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{Payload: buffer.MakeWithData(pkt[:ip.Length])})
+	b.mu.Lock()
+	b.ep.InjectInbound(proto, pkb)
+	b.mu.Unlock()
+	pkb.DecRef()
+}
+
+// WriteNotify implements channel.Notification: a packet from the stack to
+// a device is queued for sendLoop.
+func (b *breakout) WriteNotify() {
+	pkt := b.ep.Read()
+	if pkt == nil {
+		return
+	}
+	v := pkt.ToView()
+	pkt.DecRef()
+	buf := stackBufs.Get().(*[]byte)
+	n, _ := v.Read(*buf)
+	v.Release()
+	*buf = (*buf)[:n]
+	select {
+	case b.queue <- buf:
+	default:
+		stackBufs.Put(buf) // the devices' side is behind: TCP resends
+	}
+}
+
+// sendLoop hands the stack's packets to their devices in batches.
+func (b *breakout) sendLoop() {
+	defer b.wg.Done()
+	batch := make([]*[]byte, 0, stackBatch)
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case p := <-b.queue:
+			batch = append(batch[:0], p)
+		}
+	gather:
+		for len(batch) < stackBatch {
+			select {
+			case p := <-b.queue:
+				batch = append(batch, p)
+			default:
+				break gather
+			}
+		}
+		b.g.stk.sendBatch(batch)
+		for _, p := range batch {
+			*p = (*p)[:cap(*p)]
+			stackBufs.Put(p)
+		}
+	}
+}
+
+// dial opens a flow from the gateway host under the platform's own
+// egress policy: private, local and reserved destinations (the host
+// itself, its networks, cloud metadata at 169.254.169.254) stay out of
+// reach whatever a group's rules say, unless wirefleetd --egress-allow
+// names them.
+func (b *breakout) dial(ctx context.Context, network string, dst netip.AddrPort) (net.Conn, error) {
+	if err := b.policy.Check(dst.Addr()); err != nil {
+		return nil, err
+	}
+	return b.out.Dial(ctx, network, dst.String())
+}
+
+func addrOf(a tcpip.Address) netip.Addr {
+	ip, _ := netip.AddrFromSlice(a.AsSlice())
+	return ip
+}
+
+// handleTCP answers a device's SYN: the outside connection first, so that a
+// refused one is a reset to the device, not an accepted connection that
+// dies.
+func (b *breakout) handleTCP(r *tcp.ForwarderRequest) {
+	id := r.ID()
+	dst := netip.AddrPortFrom(addrOf(id.LocalAddress), id.LocalPort)
+	ctx, cancel := context.WithTimeout(b.ctx, breakoutTCPDial)
+	out, err := b.dial(ctx, "tcp", dst)
+	cancel()
+	if err != nil {
+		b.dialFailed.Add(1)
+		b.log.Debug("breakout: dialling out", "dst", dst, "err", err)
+		r.Complete(true)
+		return
+	}
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		r.Complete(true)
+		out.Close()
+		return
+	}
+	r.Complete(false)
+	b.tcpFlows.Add(1)
+	in := gonet.NewTCPConn(&wq, ep)
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		splice(b.ctx, in, out)
+	}()
+}
+
+// splice copies both ways until both sides are done (or ctx ends), half
+// closing each direction as it finishes.
+func splice(ctx context.Context, a, c net.Conn) {
+	done := make(chan struct{}, 2)
+	copyHalf := func(dst, src net.Conn) {
+		io.Copy(dst, src)
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		} else {
+			dst.Close()
+		}
+		done <- struct{}{}
+	}
+	go copyHalf(a, c)
+	go copyHalf(c, a)
+	for n := 0; n < 2; n++ {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			n = 2
+		}
+	}
+	a.Close()
+	c.Close()
+}
+
+// handleUDP starts a flow at a device's first datagram: an endpoint on the
+// stack for the device's side, a connected socket outside, datagrams
+// relayed until the flow idles.
+func (b *breakout) handleUDP(r *udp.ForwarderRequest) {
+	id := r.ID()
+	dst := netip.AddrPortFrom(addrOf(id.LocalAddress), id.LocalPort)
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		return
+	}
+	in := gonet.NewUDPConn(&wq, ep)
+	b.udpFlows.Add(1)
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer in.Close()
+		ctx, cancel := context.WithTimeout(b.ctx, breakoutTCPDial)
+		out, err := b.dial(ctx, "udp", dst)
+		cancel()
+		if err != nil {
+			b.dialFailed.Add(1)
+			b.log.Debug("breakout: UDP out", "dst", dst, "err", err)
+			return
+		}
+		defer out.Close()
+		relay := func(dst, src net.Conn) {
+			buf := make([]byte, 65535)
+			for {
+				src.SetReadDeadline(time.Now().Add(breakoutUDPIdle))
+				n, err := src.Read(buf)
+				if err != nil {
+					return
+				}
+				dst.Write(buf[:n])
+			}
+		}
+		done := make(chan struct{})
+		go func() { relay(in, out); close(done) }()
+		relay(out, in)
+		out.Close()
+		in.Close()
+		<-done
+	}()
+}
+
+// ping sends a device's echo request from a ping socket and answers the
+// device with the reply, its identifier and sequence as the device sent
+// them (the kernel gives the socket an identifier of its own).
+func (b *breakout) ping(pkt []byte, ip *packet.Parsed) {
+	if !ip.HasTransport || ip.IsFragment() || ip.Length < ip.HeaderLen+8 {
+		return
+	}
+	dst := ip.Dst
+	if err := b.policy.Check(dst); err != nil {
+		b.dialFailed.Add(1)
+		return
+	}
+	select {
+	case b.pings <- struct{}{}:
+	default:
+		return // too many outstanding: dropped, as a busy router would
+	}
+	msg := append([]byte(nil), pkt[ip.HeaderLen:ip.Length]...)
+	src, v6 := ip.Src, ip.Version == 6
+	b.pingsSent.Add(1)
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer func() { <-b.pings }()
+		network, proto, replyType := "udp4", 1, icmp.Type(ipv4.ICMPTypeEchoReply)
+		if v6 {
+			network, proto, replyType = "udp6", 58, ipv6.ICMPTypeEchoReply
+		}
+		pc, err := b.out.ListenICMP(network)
+		if err != nil {
+			b.log.Debug("breakout: ping socket", "err", err)
+			return
+		}
+		defer pc.Close()
+		id, seq := binary.BigEndian.Uint16(msg[4:]), binary.BigEndian.Uint16(msg[6:])
+		if _, err := pc.WriteTo(msg, &net.UDPAddr{IP: dst.AsSlice()}); err != nil {
+			return
+		}
+		pc.SetReadDeadline(time.Now().Add(breakoutPingWait))
+		buf := make([]byte, 65535)
+		for {
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			m, err := icmp.ParseMessage(proto, buf[:n])
+			if err != nil || m.Type != replyType {
+				continue
+			}
+			echo, ok := m.Body.(*icmp.Echo)
+			if !ok || uint16(echo.Seq) != seq {
+				continue
+			}
+			b.answerEcho(dst, src, v6, id, seq, echo.Data)
+			return
+		}
+	}()
+}
+
+// answerEcho sends an echo reply from dst to the device at src.
+func (b *breakout) answerEcho(from, to netip.Addr, v6 bool, id, seq uint16, data []byte) {
+	var out []byte
+	if v6 {
+		out = make([]byte, packet.IPv6HeaderLen+8+len(data))
+		out[0] = 0x60
+		binary.BigEndian.PutUint16(out[4:], uint16(8+len(data)))
+		out[6], out[7] = packet.ICMPv6, 64
+		f, t := from.As16(), to.As16()
+		copy(out[8:24], f[:])
+		copy(out[24:40], t[:])
+		m := out[packet.IPv6HeaderLen:]
+		m[0] = 129 // echo reply
+		binary.BigEndian.PutUint16(m[4:], id)
+		binary.BigEndian.PutUint16(m[6:], seq)
+		copy(m[8:], data)
+		binary.BigEndian.PutUint16(m[2:], packet.TransportChecksum(packet.ICMPv6, from, to, m))
+	} else {
+		out = make([]byte, packet.IPv4HeaderLen+8+len(data))
+		out[0] = 0x45
+		binary.BigEndian.PutUint16(out[2:], uint16(len(out)))
+		out[8], out[9] = 64, packet.ICMP
+		f, t := from.As4(), to.As4()
+		copy(out[12:16], f[:])
+		copy(out[16:20], t[:])
+		binary.BigEndian.PutUint16(out[10:], packet.Checksum(out[:20]))
+		m := out[packet.IPv4HeaderLen:]
+		m[0] = packet.ICMPEchoReply
+		binary.BigEndian.PutUint16(m[4:], id)
+		binary.BigEndian.PutUint16(m[6:], seq)
+		copy(m[8:], data)
+		binary.BigEndian.PutUint16(m[2:], packet.Checksum(m))
+	}
+	buf := stackBufs.Get().(*[]byte)
+	if len(out) > cap(*buf) {
+		stackBufs.Put(buf)
+		return
+	}
+	*buf = append((*buf)[:0], out...)
+	b.g.stk.sendBatch([]*[]byte{buf})
+	*buf = (*buf)[:cap(*buf)]
+	stackBufs.Put(buf)
+}
+
+func (b *breakout) close() {
+	b.cancel()
+	b.stk.Close()
+	b.wg.Wait()
+	b.stk.Wait()
+}
