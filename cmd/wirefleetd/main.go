@@ -68,6 +68,7 @@ type config struct {
 	pool          string
 	lanPool       string
 	ulaPrefix     string
+	dnsUpstream   string
 	vxlan         string
 	store         string
 	wgListen      string
@@ -147,6 +148,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.pool, "pool", controlplane.DefaultPool.String(), "IPv4 prefix SIM overlay addresses come from")
 	fs.StringVar(&c.lanPool, "lan-pool", controlplane.DefaultLANPool.String(), "IPv4 prefix the mapped prefixes of LANs behind SIMs come from (overlapping LANs)")
 	fs.StringVar(&c.ulaPrefix, "ula-prefix", "", "the fleet's IPv6 prefix, a /48 of fd00::/8, for a new installation (empty: drawn at random once and kept in the store); every SIM's IPv6 address is in it")
+	fs.StringVar(&c.dnsUpstream, "dns-upstream", "auto", "resolvers the in-tunnel DNS asks for names beyond its zone, for devices whose group has breakout: auto (this host's resolv.conf), none, or IP[:port],…")
 	fs.StringVar(&c.vxlan, "vxlan-listen", "", "UDP address VXLAN Gate peers send to, e.g. :4789 (empty: no Gate peers)")
 	fs.StringVar(&c.store, "store", "", "store DSN: postgres://… for PostgreSQL, or an SQLite file path; empty uses wirefleet.db in the data directory")
 	fs.StringVar(&c.store, "postgres", "", "alias of --store (PostgreSQL connection string)")
@@ -167,7 +169,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	c.trustedNetworks.values = true
 	fs.Var(&c.trustedNetworks, "arc-trusted-network", "CIDR[=GROUP_NAME] whose source addresses may use Arc network-attested bootstrap (repeatable, or comma-separated)")
 	c.remote.register(fs)
-	fs.Var(&c.egressAllow, "egress-allow", "CIDR forwarders, MQTT upstreams and webhooks may reach although private, local or reserved (refused by default: this host, private networks, the platform's ranges; repeatable, or comma-separated)")
+	fs.Var(&c.egressAllow, "egress-allow", "CIDR forwarders, MQTT upstreams, webhooks and groups with breakout may reach although private, local or reserved (refused by default: this host, private networks, the platform's ranges; repeatable, or comma-separated)")
 	fs.Var(&c.trustedProxies, "trusted-proxy", "CIDR of reverse proxies whose X-Forwarded-For is believed (repeatable, or comma-separated)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `wirefleetd — the wirefleet platform: REST API, WireGuard gateway, platform services.
@@ -345,7 +347,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		remote = remoteaccess.New(*remoteCfg)
 		services = append(services, remote)
 	}
-	gw, err := gateway.New(gateway.Config{ControlPlane: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services, Secrets: settingsKey, VXLANListen: c.vxlan, Egress: egressPolicy})
+	upstreams, err := dnsUpstreams(c.dnsUpstream)
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(gateway.Config{ControlPlane: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services, Secrets: settingsKey, VXLANListen: c.vxlan, Egress: egressPolicy,
+		DNSUpstreams: upstreams})
 	if err != nil {
 		return err
 	}
@@ -353,7 +360,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("gateway: %w", err)
 	}
 	defer gw.Close()
-	log.Info("gateway up", "wg_port", gw.Port(), "zone", c.zone)
+	log.Info("gateway up", "wg_port", gw.Port(), "zone", c.zone, "dns_upstreams", fmt.Sprint(upstreams))
 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newSIMCollector(st, log), gw.Collector())
 	reg.MustRegister(fwd.Collector())

@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -340,5 +341,33 @@ func TestStoreOutage(t *testing.T) {
 	}
 	if code, body := get(t, base+"/healthz", ""); code != 200 || !strings.Contains(body, "store unavailable") {
 		t.Fatalf("/healthz during the outage: %d %s", code, body)
+	}
+}
+
+// A ULA prefix that is not a /48 of fd00::/8, and a bad resolver list,
+// stop wirefleetd at start with the reason.
+func TestIPv6AndEgressFlagsRefused(t *testing.T) {
+	for _, c := range []struct{ flag, value, says string }{
+		{"--ula-prefix", "fd00:1::/64", "is a /64"},
+		{"--ula-prefix", "2001:db8:1::/48", "not a unique local prefix"},
+		{"--ula-prefix", "fd00:1:2:3::/48", "did you mean fd00:1:2::/48"},
+		{"--dns-upstream", "resolver.example", "want auto, none"},
+	} {
+		err := run(context.Background(), []string{"--data", t.TempDir(), c.flag, c.value, "--wg-listen", ":0", "--api-listen", "127.0.0.1:0"},
+			func(string) string { return "" }, io.Discard, io.Discard, func(net.Addr) {})
+		if err == nil || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%s %s: %v, want an error saying %q", c.flag, c.value, err, c.says)
+		}
+	}
+	for in, want := range map[string]string{"none": "[]", "192.0.2.53": "[192.0.2.53:53]", "192.0.2.53:5353, [2001:db8::53]:53": "[192.0.2.53:5353 [2001:db8::53]:53]"} {
+		got, err := dnsUpstreams(in)
+		if err != nil || fmt.Sprint(got) != want {
+			t.Errorf("--dns-upstream %q: %v %v, want %s", in, got, err, want)
+		}
+	}
+	conf := filepath.Join(t.TempDir(), "resolv.conf")
+	os.WriteFile(conf, []byte("# comment\nnameserver 127.0.0.53\nnameserver fe80::1%eth0\nsearch example\nnameserver 2001:db8::53\n"), 0o644)
+	if got, err := readResolvConf(conf); err != nil || fmt.Sprint(got) != "[127.0.0.53:53 [2001:db8::53]:53]" {
+		t.Errorf("resolv.conf: %v %v", got, err)
 	}
 }
