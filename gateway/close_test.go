@@ -45,7 +45,7 @@ func TestCloseTwice(t *testing.T) {
 
 // The alert kinds a profile may name (fleet.AlertKinds) are the monitor's.
 func TestAlertKindsMatchMonitor(t *testing.T) {
-	want := []string{monitor.KindClonedKey, monitor.KindFanout, monitor.KindAllowList, monitor.KindFirstSeen, monitor.KindVolume, monitor.KindListener, monitor.KindKeyReplaced}
+	want := []string{monitor.KindClonedKey, monitor.KindFanout, monitor.KindAllowList, monitor.KindFirstSeen, monitor.KindVolume, monitor.KindListener, monitor.KindKeyReplaced, monitor.KindEgressDenied}
 	if !slices.Equal(fleet.AlertKinds, want) {
 		t.Fatalf("fleet.AlertKinds %v, monitor's kinds %v", fleet.AlertKinds, want)
 	}

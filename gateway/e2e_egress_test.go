@@ -14,6 +14,8 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/net/icmp"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway/monitor"
 	"github.com/wirefleet/wirefleet/internal/inettest"
@@ -124,6 +126,28 @@ func TestEgressBreakout(t *testing.T) {
 	waitFor(t, "an egress-denied alert", func() bool { return contains(f.alerts(a.sim.ID), monitor.KindEgressDenied) })
 	if pol := f.gw.policies.get(grp.ID); pol == nil || func() bool { hits, _ := pol.egress.Hits(); return hits[0] == 0 || hits[1] == 0 }() {
 		t.Fatal("the deciding rules' counters did not move")
+	}
+
+	// The same counters, as Prometheus sees them.
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(f.gw.Collector())
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := map[string]float64{}
+	for _, fam := range families {
+		for _, m := range fam.GetMetric() {
+			name := fam.GetName()
+			for _, l := range m.GetLabel() {
+				name += "/" + l.GetValue()
+			}
+			metrics[name] = m.GetCounter().GetValue()
+		}
+	}
+	if metrics["wirefleet_gateway_egress_rule_packets_total/deny/breakout/0"] == 0 || metrics["wirefleet_gateway_egress_rule_packets_total/allow/breakout/1"] == 0 ||
+		metrics["wirefleet_gateway_breakout_flows_total/tcp"] < 2 || metrics["wirefleet_gateway_dropped_packets_total/egress-denied/router"] == 0 {
+		t.Fatalf("egress metrics: %v", metrics)
 	}
 
 	// UDP and ICMP echo under their rules.

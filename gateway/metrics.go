@@ -3,11 +3,13 @@
 package gateway
 
 import (
+	"strconv"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wirefleet/wirefleet/engine"
+	"github.com/wirefleet/wirefleet/fleet"
 )
 
 // dropCounters counts router drops by reason without locks on the data path.
@@ -49,11 +51,18 @@ var (
 	descRouteBytes   = prometheus.NewDesc("wirefleet_gateway_route_bytes_total", "Bytes through a route behind a SIM, by direction (to_lan, from_lan).", routeLabels, nil)
 	descGatePackets  = prometheus.NewDesc("wirefleet_gateway_gate_peer_packets_total", "Packets of a VXLAN Gate peer, by direction (from_peer, to_peer).", []string{"gate_peer", "direction"}, nil)
 	descRouteDrops   = prometheus.NewDesc("wirefleet_gateway_route_dropped_packets_total", "Packets for a route behind a SIM dropped, by reason.", []string{"sim", "prefix", "reason"}, nil)
+
+	descEgressRule      = prometheus.NewDesc("wirefleet_gateway_egress_rule_packets_total", "Packets beyond the fleet decided by a group's egress rule (its index), since the rules last changed.", []string{"group", "rule", "action"}, nil)
+	descEgressUnmatched = prometheus.NewDesc("wirefleet_gateway_egress_unmatched_packets_total", "Packets beyond the fleet no egress rule of the group matched (denied), since the rules last changed.", []string{"group"}, nil)
+	descBreakoutFlows   = prometheus.NewDesc("wirefleet_gateway_breakout_flows_total", "Flows opened from the gateway host for devices (breakout), by protocol.", []string{"protocol"}, nil)
+	descBreakoutFailed  = prometheus.NewDesc("wirefleet_gateway_breakout_failed_total", "Breakout flows the outside refused or the platform's egress policy kept from leaving.", nil, nil)
+	descGrantsRefused   = prometheus.NewDesc("wirefleet_gateway_egress_grants_refused_total", "DNS answers that granted nothing because the SIM held the most name grants.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSessions, descPeers, descHandshakes, descBytes, descDrops, descUnderLoad, descAlerts, descRoutePackets, descRouteBytes, descRouteDrops, descGatePackets} {
+	for _, d := range []*prometheus.Desc{descSessions, descPeers, descHandshakes, descBytes, descDrops, descUnderLoad, descAlerts, descRoutePackets, descRouteBytes, descRouteDrops, descGatePackets,
+		descEgressRule, descEgressUnmatched, descBreakoutFlows, descBreakoutFailed, descGrantsRefused} {
 		ch <- d
 	}
 }
@@ -103,6 +112,29 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descGatePackets, prometheus.CounterValue, float64(p.txPackets.Load()), p.ID, "to_peer")
 		}
 	}
+	g.policies.each(func(p *groupPolicy) {
+		if p.egress == nil {
+			return
+		}
+		hits, miss := p.egress.Hits()
+		for i, n := range hits {
+			if n > 0 {
+				action := fleet.EgressDeny
+				if p.settings.Egress.Rules[i].Action == fleet.EgressAllow {
+					action = fleet.EgressAllow
+				}
+				ch <- prometheus.MustNewConstMetric(descEgressRule, prometheus.CounterValue, float64(n), p.name, strconv.Itoa(i), action)
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(descEgressUnmatched, prometheus.CounterValue, float64(miss), p.name)
+	})
+	if b := g.bo; b != nil {
+		ch <- prometheus.MustNewConstMetric(descBreakoutFlows, prometheus.CounterValue, float64(b.tcpFlows.Load()), "tcp")
+		ch <- prometheus.MustNewConstMetric(descBreakoutFlows, prometheus.CounterValue, float64(b.udpFlows.Load()), "udp")
+		ch <- prometheus.MustNewConstMetric(descBreakoutFlows, prometheus.CounterValue, float64(b.pingsSent.Load()), "icmp")
+		ch <- prometheus.MustNewConstMetric(descBreakoutFailed, prometheus.CounterValue, float64(b.dialFailed.Load()))
+	}
+	ch <- prometheus.MustNewConstMetric(descGrantsRefused, prometheus.CounterValue, float64(g.egressDNS.refusedGrants.Load()))
 	for _, r := range g.lans.all() {
 		p := r.prefix.String()
 		ch <- prometheus.MustNewConstMetric(descRoutePackets, prometheus.CounterValue, float64(r.inPackets.Load()), r.sim, p, "to_lan")

@@ -71,6 +71,19 @@ func (c *policyCache) get(id string) *groupPolicy {
 	return p
 }
 
+// each calls f with every cached group.
+func (c *policyCache) each(f func(*groupPolicy)) {
+	c.mu.RLock()
+	all := make([]*groupPolicy, 0, len(c.groups))
+	for _, p := range c.groups {
+		all = append(all, p)
+	}
+	c.mu.RUnlock()
+	for _, p := range all {
+		f(p)
+	}
+}
+
 func (c *policyCache) ensure(ctx context.Context, st store.Reader, id string) error {
 	if id == "" || c.get(id) != nil {
 		return nil
