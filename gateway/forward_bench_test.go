@@ -44,11 +44,14 @@ import (
 //   - wirefleet-lan-mapped: the same LAN reached by its mapped prefix
 //     (10.64.0.0/24): every packet translated 1:1 (destination, checksums).
 //     Its ratio to wirefleet-lan is the translation's cost.
+//   - wirefleet-ipv6: no monitor, A sends to B's IPv6 address (the twin
+//     of its IPv4 one), 1420-byte IPv6 packets. Its ratio to
+//     wirefleet-nomonitor is what IPv6 costs the gateway.
 //
 // The figure is inner Gbit/s delivered to B (b.N is ignored beyond one
 // measured window per iteration; run with -benchtime=1x).
 func BenchmarkForwarding(b *testing.B) {
-	for _, hub := range []string{"wirefleet", "wirefleet-nomonitor", "wirefleet-lan", "wirefleet-lan-mapped", "wggo-hub"} {
+	for _, hub := range []string{"wirefleet", "wirefleet-nomonitor", "wirefleet-ipv6", "wirefleet-lan", "wirefleet-lan-mapped", "wggo-hub"} {
 		b.Run(hub, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				gbps, loss := forwardOnce(b, hub, 3*time.Second)
@@ -69,11 +72,16 @@ func forwardOnce(b *testing.B, hub string, window time.Duration) (gbps, loss flo
 	keyB, _ := wgkey.NewPrivate()
 	var hubPub wgkey.Public
 	var hubPort uint16
-	dst := benchB
+	src, dst := benchA, benchB
+	extraAllowed := ""
 	switch hub {
-	case "wirefleet", "wirefleet-nomonitor", "wirefleet-lan", "wirefleet-lan-mapped":
+	case "wirefleet", "wirefleet-nomonitor", "wirefleet-ipv6", "wirefleet-lan", "wirefleet-lan-mapped":
 		gw := benchGateway(b, map[netip.Addr]wgkey.Public{benchA: keyA.Public(), benchB: keyB.Public()}, hub != "wirefleet")
 		hubPub, hubPort = gw.Engine().PublicKey(), gw.Port()
+		if hub == "wirefleet-ipv6" {
+			src, dst = gw.o6.Addr(benchA), gw.o6.Addr(benchB)
+			extraAllowed = "allowed_ip=" + gw.o6.View().String() + "\n"
+		}
 		if strings.HasPrefix(hub, "wirefleet-lan") {
 			sim, err := gw.st.SIMByAddress(context.Background(), benchB)
 			if err != nil {
@@ -102,17 +110,17 @@ func forwardOnce(b *testing.B, hub string, window time.Duration) (gbps, loss flo
 		}
 		hubPub, hubPort = hubKey.Public(), listenPort(b, dev)
 	}
-	src := memtun.NewSource(memtun.UDPPacket(netip.AddrPortFrom(benchA, 9000), netip.AddrPortFrom(dst, 9000), 1420), 1420, 0)
+	source := memtun.NewSource(memtun.UDPPacket(netip.AddrPortFrom(src, 9000), netip.AddrPortFrom(dst, 9000), 1420), 1420, 0)
 	sink := memtun.NewSink(1420, 0)
 	for _, d := range []struct {
 		key  wgkey.Private
 		addr netip.Addr
 		tun  tun.Device
-	}{{keyB, benchB, sink}, {keyA, benchA, src}} {
+	}{{keyB, benchB, sink}, {keyA, benchA, source}} {
 		dev := wgdevice.NewDevice(d.tun, conn.NewStdNetBind(), wgdevice.NewLogger(wgdevice.LogLevelError, "dev: "))
 		b.Cleanup(dev.Close)
-		uapi := fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=10.128.0.0/9\nallowed_ip=10.64.0.0/10\nallowed_ip=192.168.1.0/24\npersistent_keepalive_interval=1\n",
-			d.key[:], hubPub[:], hubPort)
+		uapi := fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=10.128.0.0/9\nallowed_ip=10.64.0.0/10\nallowed_ip=192.168.1.0/24\n%spersistent_keepalive_interval=1\n",
+			d.key[:], hubPub[:], hubPort, extraAllowed)
 		if err := dev.IpcSet(uapi); err != nil {
 			b.Fatal(err)
 		}
@@ -131,11 +139,11 @@ func forwardOnce(b *testing.B, hub string, window time.Duration) (gbps, loss flo
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(time.Second) // warm-up
-	b0, g0, t0 := sink.Written.Bytes(), src.Generated.Packets(), time.Now()
+	b0, g0, t0 := sink.Written.Bytes(), source.Generated.Packets(), time.Now()
 	p0 := sink.Written.Packets()
 	time.Sleep(window)
 	el := time.Since(t0).Seconds()
-	gen := src.Generated.Packets() - g0
+	gen := source.Generated.Packets() - g0
 	got := sink.Written.Packets() - p0
 	gbps = float64(sink.Written.Bytes()-b0) * 8 / el / 1e9
 	if gen > 0 && gen > got {

@@ -287,12 +287,16 @@ func (c *Chan) Write(bufs [][]byte, offset int) (int, error) {
 	return len(bufs), nil
 }
 
-// UDPPacket builds an IPv4/UDP packet of exactly size bytes (at least 28) from
-// src to dst, with a valid IPv4 header checksum, no UDP checksum (allowed over
-// IPv4), and a payload of 0, 1, 2, ... (mod 256).
+// UDPPacket builds a UDP packet of exactly size bytes from src to dst, with
+// a payload of 0, 1, 2, ... (mod 256): over IPv4 (at least 28 bytes) with a
+// valid header checksum and no UDP checksum (allowed over IPv4), over IPv6
+// (at least 48 bytes) with the UDP checksum IPv6 requires.
 func UDPPacket(src, dst netip.AddrPort, size int) []byte {
+	if src.Addr().Is6() && dst.Addr().Is6() {
+		return udpPacket6(src, dst, size)
+	}
 	if !src.Addr().Is4() || !dst.Addr().Is4() {
-		panic("memtun: UDPPacket needs IPv4 addresses")
+		panic("memtun: UDPPacket needs two addresses of one family")
 	}
 	if size < 28 || size > 0xffff {
 		panic("memtun: UDPPacket size out of range")
@@ -312,6 +316,29 @@ func UDPPacket(src, dst netip.AddrPort, size int) []byte {
 	for i := 28; i < size; i++ {
 		p[i] = byte(i - 28)
 	}
+	return p
+}
+
+// udpPacket6 is UDPPacket for IPv6 (where the UDP checksum is required).
+func udpPacket6(src, dst netip.AddrPort, size int) []byte {
+	if size < 48 || size > 0xffff {
+		panic("memtun: UDPPacket size out of range")
+	}
+	p := make([]byte, size)
+	p[0] = 0x60
+	binary.BigEndian.PutUint16(p[4:], uint16(size-40))
+	p[6], p[7] = packet.UDP, 64
+	s, d := src.Addr().As16(), dst.Addr().As16()
+	copy(p[8:24], s[:])
+	copy(p[24:40], d[:])
+	u := p[40:]
+	binary.BigEndian.PutUint16(u[0:], src.Port())
+	binary.BigEndian.PutUint16(u[2:], dst.Port())
+	binary.BigEndian.PutUint16(u[4:], uint16(len(u)))
+	for i := 8; i < len(u); i++ {
+		u[i] = byte(i - 8)
+	}
+	binary.BigEndian.PutUint16(u[6:], packet.TransportChecksum(packet.UDP, src.Addr(), dst.Addr(), u))
 	return p
 }
 
