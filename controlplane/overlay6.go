@@ -4,7 +4,6 @@ package controlplane
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
@@ -21,24 +20,45 @@ const installationULA = "ula_prefix"
 // silent renumbering of every SIM. Read once, then held.
 func (s *Service) Overlay6(ctx context.Context) (fleet.Overlay6, error) {
 	s.ula.mu.Lock()
-	defer s.ula.mu.Unlock()
-	if s.ula.v.Enabled() {
-		return s.ula.v, nil
+	held := s.ula.v
+	s.ula.mu.Unlock()
+	if held.Enabled() {
+		return held, nil
 	}
-	stored, err := s.st.Installation(ctx, installationULA)
-	if errors.Is(err, store.ErrNotFound) {
-		want := s.cfg.ULA
-		if !want.Enabled() {
-			if want, err = fleet.GenerateOverlay6(nil); err != nil {
-				return fleet.Overlay6{}, err
-			}
+	var o fleet.Overlay6
+	// Two first callers at once both ask the store; the first writer's
+	// value is what both read back.
+	err := s.st.Update(ctx, func(tx store.Tx) (err error) {
+		o, err = s.overlay6In(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return fleet.Overlay6{}, err
+	}
+	s.ula.mu.Lock()
+	s.ula.v = o // committed: only now is it the installation's
+	s.ula.mu.Unlock()
+	return o, nil
+}
+
+// overlay6In is Overlay6 inside a transaction already open (a write that
+// needs the plan must not open a second one: SQLite has one writer). What
+// it reads or draws is not held: the transaction may still roll back.
+func (s *Service) overlay6In(ctx context.Context, tx store.Tx) (fleet.Overlay6, error) {
+	s.ula.mu.Lock()
+	held := s.ula.v
+	s.ula.mu.Unlock()
+	if held.Enabled() {
+		return held, nil
+	}
+	want := s.cfg.ULA
+	if !want.Enabled() {
+		var err error
+		if want, err = fleet.GenerateOverlay6(nil); err != nil {
+			return fleet.Overlay6{}, err
 		}
-		err = s.st.Update(ctx, func(tx store.Tx) error {
-			v, err := tx.InitInstallation(ctx, installationULA, want.String())
-			stored = v
-			return err
-		})
 	}
+	stored, err := tx.InitInstallation(ctx, installationULA, want.String())
 	if err != nil {
 		return fleet.Overlay6{}, fmt.Errorf("controlplane: reading the fleet's ULA prefix: %w", err)
 	}
@@ -49,6 +69,5 @@ func (s *Service) Overlay6(ctx context.Context) (fleet.Overlay6, error) {
 	if s.cfg.ULA.Enabled() && s.cfg.ULA != o {
 		return fleet.Overlay6{}, fmt.Errorf("controlplane: this installation's ULA prefix is %s, not the configured %s: changing it would renumber every SIM's IPv6 address; leave the setting out or give %s", o, s.cfg.ULA, o)
 	}
-	s.ula.v = o
 	return o, nil
 }

@@ -240,7 +240,14 @@ func (s *Service) putRouteLocked(ctx context.Context, tx store.Tx, sim fleet.SIM
 		return fleet.Route{}, fleet.Errorf(fleet.CodeBadState, "status", "SIM is terminated")
 	}
 	p := spec.Prefix
-	if err := s.checkLANPrefix("prefix", p); err != nil {
+	if p.Addr().Is6() && !p.Addr().Is4In6() {
+		if err := s.checkLAN6(ctx, tx, p); err != nil {
+			return fleet.Route{}, err
+		}
+		if spec.Map || spec.Mapped.IsValid() {
+			return fleet.Route{}, fleet.Errorf(fleet.CodeInvalid, "map", "%s: IPv6 LANs are routed as they are; overlapping IPv4 LANs reach IPv6 clients by their 4via6 view", p)
+		}
+	} else if err := s.checkLANPrefix("prefix", p); err != nil {
 		return fleet.Route{}, err
 	}
 	if spec.Map && spec.Mapped.IsValid() {
@@ -398,7 +405,7 @@ func (s *Service) checkLANPrefix(field string, p netip.Prefix) error {
 	case !p.IsValid():
 		return fleet.Errorf(fleet.CodeRequired, field, "a CIDR prefix, e.g. 192.168.1.0/24")
 	case !p.Addr().Is4() || p.Addr().Is4In6():
-		return fleet.Errorf(fleet.CodeInvalid, field, "%s: only IPv4 LANs are routed yet", p)
+		return fleet.Errorf(fleet.CodeInvalid, field, "%s: an IPv4 prefix", p)
 	case p != p.Masked():
 		return fleet.Errorf(fleet.CodeInvalid, field, "%s has host bits set (want %s)", p, p.Masked())
 	case p.Bits() < 8:
@@ -407,6 +414,35 @@ func (s *Service) checkLANPrefix(field string, p netip.Prefix) error {
 		return fleet.Errorf(fleet.CodeInvalid, field, "%s overlaps the SIM address pool %s", p, s.cfg.Pool)
 	case p.Overlaps(s.cfg.PlatformRange):
 		return fleet.Errorf(fleet.CodeInvalid, field, "%s overlaps the platform range %s", p, s.cfg.PlatformRange)
+	}
+	return nil
+}
+
+// Where an IPv6 LAN cannot be: the unspecified, loopback and mapped
+// range, link-local (every link has its own), multicast.
+var notLAN6 = []netip.Prefix{netip.MustParsePrefix("::/8"), netip.MustParsePrefix("fe80::/10"), netip.MustParsePrefix("ff00::/8")}
+
+// checkLAN6 refuses what cannot be an IPv6 LAN behind a SIM: host bits
+// set, wider than /32, a reserved range, or overlapping the fleet's own
+// ULA prefix (the overlay, its platform and 4via6 views).
+func (s *Service) checkLAN6(ctx context.Context, tx store.Tx, p netip.Prefix) error {
+	switch {
+	case p != p.Masked():
+		return fleet.Errorf(fleet.CodeInvalid, "prefix", "%s has host bits set (want %s)", p, p.Masked())
+	case p.Bits() < 32:
+		return fleet.Errorf(fleet.CodeInvalid, "prefix", "%s is wider than /32", p)
+	}
+	for _, r := range notLAN6 {
+		if r.Overlaps(p) {
+			return fleet.Errorf(fleet.CodeInvalid, "prefix", "%s is in %s, which no LAN is in", p, r)
+		}
+	}
+	o6, err := s.overlay6In(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if o6.Prefix().Overlaps(p) {
+		return fleet.Errorf(fleet.CodeInvalid, "prefix", "%s overlaps the fleet's ULA prefix %s", p, o6)
 	}
 	return nil
 }

@@ -97,6 +97,15 @@ func TestRouteRefusals(t *testing.T) {
 	if _, err := svc.AddSIMRoute(ctx, admin, a.ID, controlplane.RouteSpec{Prefix: pfx("172.16.0.0/24"), Mapped: pfx("10.64.9.0/24")}); err != nil {
 		t.Fatal(err)
 	}
+	// An IPv6 LAN is routed as it is (no mapping); another SIM's may not
+	// overlap it.
+	if _, err := svc.AddSIMRoute(ctx, admin, a.ID, controlplane.RouteSpec{Prefix: pfx("2001:db8:1::/64")}); err != nil {
+		t.Fatalf("an IPv6 LAN: %v", err)
+	}
+	o6, err := svc.Overlay6(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	before, _ := st.ListRoutes(ctx, store.RouteFilter{})
 	for _, tc := range []struct {
 		name string
@@ -106,7 +115,13 @@ func TestRouteRefusals(t *testing.T) {
 	}{
 		{"no prefix", b.ID, controlplane.RouteSpec{}, fleet.CodeRequired},
 		{"host bits", b.ID, controlplane.RouteSpec{Prefix: pfx("192.168.7.1/24")}, fleet.CodeInvalid},
-		{"IPv6", b.ID, controlplane.RouteSpec{Prefix: pfx("2001:db8::/64")}, fleet.CodeInvalid},
+		{"IPv6 host bits", b.ID, controlplane.RouteSpec{Prefix: pfx("2001:db8::1/64")}, fleet.CodeInvalid},
+		{"IPv6 too wide", b.ID, controlplane.RouteSpec{Prefix: pfx("2001:db8::/31")}, fleet.CodeInvalid},
+		{"IPv6 link-local", b.ID, controlplane.RouteSpec{Prefix: pfx("fe80::/64")}, fleet.CodeInvalid},
+		{"IPv6 multicast", b.ID, controlplane.RouteSpec{Prefix: pfx("ff05::/64")}, fleet.CodeInvalid},
+		{"IPv6 inside the fleet's ULA", b.ID, controlplane.RouteSpec{Prefix: netip.PrefixFrom(o6.Prefix().Addr(), 64)}, fleet.CodeInvalid},
+		{"IPv6 mapped", b.ID, controlplane.RouteSpec{Prefix: pfx("2001:db8:7::/64"), Map: true}, fleet.CodeInvalid},
+		{"IPv6, another SIM's", b.ID, controlplane.RouteSpec{Prefix: pfx("2001:db8:1:0:8000::/65")}, fleet.CodeConflict},
 		{"overlay pool", b.ID, controlplane.RouteSpec{Prefix: pfx("10.128.5.0/24")}, fleet.CodeInvalid},
 		{"platform range", b.ID, controlplane.RouteSpec{Prefix: pfx("100.127.1.0/24")}, fleet.CodeInvalid},
 		{"too wide", b.ID, controlplane.RouteSpec{Prefix: pfx("0.0.0.0/0")}, fleet.CodeInvalid},

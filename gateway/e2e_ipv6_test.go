@@ -5,9 +5,12 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -143,5 +146,54 @@ func TestIPv6Overlay(t *testing.T) {
 	})
 	if n := f.gw.router.drops.get(dropIPv6); n != 0 {
 		t.Fatalf("%d IPv6 packets dropped as ipv6-not-enabled in a fleet with IPv6", n)
+	}
+}
+
+// An IPv6 LAN behind a SIM (routed as it is): a device of the group
+// reaches a host on it over HTTP, and resolves its name to an AAAA record;
+// a device of another group is refused, and the LAN host's answers come
+// back through the router's tunnel with their own source.
+func TestIPv6LANBehindSIM(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	grp := f.group("sites6", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}})
+	other := f.group("outsiders6", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}})
+	router, client, outsider := f.newDevice(grp.ID), f.newDevice(grp.ID), f.newDevice(other.ID)
+
+	lanPfx := netip.MustParsePrefix("2001:db8:77::/64")
+	host := netip.MustParseAddr("2001:db8:77::10")
+	lan := f.env.NewNS("lan6")
+	f.env.Veth(router.ns, netip.MustParsePrefix("2001:db8:77::1/64"), lan, netip.PrefixFrom(host, 64))
+	lan.MustExec("ip", "-6", "route", "add", "default", "via", "2001:db8:77::1")
+	router.ns.MustExec("sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1")
+	var ln net.Listener
+	lan.MustDo(func() (err error) { ln, err = net.Listen("tcp", netip.AddrPortFrom(host, 80).String()); return err })
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "site six, for %s", r.RemoteAddr) })}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	if _, err := f.svc.AddSIMRoute(ctx, f.admin, router.sim.ID, controlplane.RouteSpec{Prefix: lanPfx, Hosts: map[string]netip.Addr{"plc": host}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the router's tunnel to accept the LAN's sources", func() bool {
+		p := f.gw.Engine().Peer(router.wg.Public)
+		return p != nil && slices.Contains(p.AllowedIPs(), lanPfx)
+	})
+	o6, _ := f.svc.Overlay6(ctx)
+	client.allowMore(lanPfx.String())
+	body, err := getIn(client.ns, "http://["+host.String()+"]/")
+	if want := "site six, for [" + o6.Addr(client.sim.Address).String() + "]:"; err != nil || !strings.HasPrefix(body, want) {
+		t.Fatalf("the IPv6 LAN host from a device of the group: %v %q, want %q…", err, body, want)
+	}
+	name := "plc." + router.sim.ID + ".lan." + DefaultZone + "."
+	if ip, _, err := client.resolveType(DNSAddrs[0].String(), name, dnsmessage.TypeAAAA); err != nil || ip != host {
+		t.Fatalf("AAAA %s: %v %v", name, ip, err)
+	}
+	outsider.allowMore(lanPfx.String())
+	if _, err := getIn(outsider.ns, "http://["+host.String()+"]/"); err == nil {
+		t.Fatal("a device of another group reached the IPv6 LAN")
+	}
+	if r := f.gw.lans.lookup(host); r == nil || r.drops.get(dropPolicy) == 0 || r.inPackets.Load() == 0 || r.outPackets.Load() == 0 {
+		t.Fatalf("the route's counters: %+v", r)
 	}
 }

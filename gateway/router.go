@@ -156,8 +156,10 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 				continue
 			}
 			if ip.Src != r.o6.Addr(sim.Address) {
-				r.drops.add(dropSource)
-				continue
+				if from = r.lans.source(st.id, ip.Src); from == nil { // an IPv6 LAN behind the SIM
+					r.drops.add(dropSource)
+					continue
+				}
 			}
 			// Outside the view, an IPv6 destination is beyond the fleet
 			// (egress, below).
@@ -241,10 +243,7 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 			}
 			pending = append(pending, pkt)
 		default:
-			var lan *lanRoute
-			if ip.Version == 4 {
-				lan = r.lans.lookup(dst)
-			}
+			lan := r.lans.lookup(dst)
 			if lan == nil {
 				if from == nil && r.outside(st, pol, pkt, ip) {
 					continue

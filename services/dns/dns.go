@@ -212,8 +212,11 @@ func (s *Service) lookup(ctx context.Context, caller netip.Addr, label string) (
 		return record{}, true
 	}
 	if rest, ok := strings.CutSuffix(label, ".lan"); ok && s.cfg.LANHost != nil {
-		// A LAN host is IPv4; its IPv6 view comes with 4via6.
+		// A LAN host has the family of its LAN.
 		a, ok := s.lanHost(ctx, caller, rest)
+		if a.Is6() {
+			return record{aaaa: a}, ok
+		}
 		return record{a: a}, ok
 	}
 	a, ok := s.overlay(ctx, caller, label)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
@@ -49,8 +50,11 @@ func scanRoute(s scanner) (fleet.Route, error) {
 
 // bounds returns p's first and last IPv4 address as numbers.
 func bounds(p netip.Prefix) (lo, hi int64, err error) {
+	if p.Addr().Is6() && !p.Addr().Is4In6() {
+		return bounds6(p), bounds6(lastOf6(p)), nil
+	}
 	if !p.Addr().Is4() {
-		return 0, 0, fmt.Errorf("sqlstore: route prefix %s: only IPv4 routes are stored", p)
+		return 0, 0, fmt.Errorf("sqlstore: route prefix %s: not an IP prefix", p)
 	}
 	a := p.Masked().Addr().As4()
 	first := binary.BigEndian.Uint32(a[:])
@@ -84,7 +88,31 @@ func (r reader) RoutesReaching(ctx context.Context, p netip.Prefix) ([]fleet.Rou
 	if err != nil {
 		return nil, err
 	}
-	return r.routes(ctx, `reach_lo <= ? AND reach_hi >= ?`, hi, lo)
+	rs, err := r.routes(ctx, `reach_lo <= ? AND reach_hi >= ?`, hi, lo)
+	if err != nil || p.Addr().Is4() {
+		return rs, err
+	}
+	// IPv6 bounds are /63 coarse: keep the routes that overlap exactly.
+	return slices.DeleteFunc(rs, func(x fleet.Route) bool { return !x.Reach().Overlaps(p) }), nil
+}
+
+// bounds6 places an IPv6 prefix's first address on the same int64 line
+// as IPv4 numbers, below them: its top 63 bits, offset to the negative
+// half. Order is kept, so the indexed range query finds every overlap;
+// prefixes longer than /63 may be found that do not overlap, and
+// RoutesReaching drops them.
+func bounds6(p netip.Prefix) int64 {
+	a := p.Masked().Addr().As16()
+	return int64(binary.BigEndian.Uint64(a[:8])>>1) - 1<<62 - 1<<62
+}
+
+// lastOf6 returns the /128 of a prefix's last address.
+func lastOf6(p netip.Prefix) netip.Prefix {
+	a := p.Masked().Addr().As16()
+	for i := p.Bits(); i < 128; i++ {
+		a[i/8] |= 0x80 >> (i % 8)
+	}
+	return netip.PrefixFrom(netip.AddrFrom16(a), 128)
 }
 
 // ListRoutes pages by "sim_id prefix": the cursor is the last row's key.

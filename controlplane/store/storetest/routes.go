@@ -7,6 +7,8 @@ import (
 	"errors"
 	"net/netip"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,9 +98,9 @@ func testRoutes(t *testing.T, s store.Store) {
 		t.Fatalf("deleting a missing route: %v", err)
 	}
 	if err := s.Update(ctx, func(tx store.Tx) error {
-		return tx.PutRoute(ctx, fleet.Route{SIMID: "sim_1", Prefix: netip.MustParsePrefix("2001:db8::/64"), Status: fleet.RouteApproved})
+		return tx.PutRoute(ctx, fleet.Route{SIMID: "sim_1", Prefix: netip.MustParsePrefix("::ffff:10.0.0.0/104"), Status: fleet.RouteApproved})
 	}); err == nil {
-		t.Fatal("an IPv6 route was stored (IPv4 only until IPv6 inside the tunnel)")
+		t.Fatal("an IPv4-mapped IPv6 prefix was stored as a route")
 	}
 }
 
@@ -136,5 +138,45 @@ func testGatePeers(t *testing.T, s store.Store) {
 	mustUpdate(t, s, func(tx store.Tx) error { return tx.DeleteGatePeer(ctx, "gp_1") })
 	if err := s.Update(ctx, func(tx store.Tx) error { return tx.DeleteGatePeer(ctx, "gp_1") }); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("deleting twice: %v", err)
+	}
+}
+
+// testRoutes6: IPv6 routes are stored and found by what overlaps them,
+// exactly: a neighbour in the same /63 is not an overlap, an address
+// inside is, and IPv4 and IPv6 never find each other.
+func testRoutes6(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	a := fleet.Route{SIMID: "sim_1", Prefix: netip.MustParsePrefix("2001:db8:1::/64"), Status: fleet.RouteApproved, Source: fleet.RouteByOperator, Created: now, Updated: now}
+	b := fleet.Route{SIMID: "sim_2", Prefix: netip.MustParsePrefix("2001:db8:2::/48"), Status: fleet.RouteApproved, Source: fleet.RouteByOperator, Created: now, Updated: now}
+	v4 := fleet.Route{SIMID: "sim_3", Prefix: netip.MustParsePrefix("0.0.0.0/8"), Status: fleet.RouteApproved, Source: fleet.RouteByOperator, Created: now, Updated: now}
+	mustUpdate(t, s, func(tx store.Tx) error {
+		for _, r := range []fleet.Route{a, b, v4} {
+			if err := tx.PutRoute(ctx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for p, want := range map[string][]fleet.Route{
+		"2001:db8:1::/64":        {a},
+		"2001:db8:1::5/128":      {a},
+		"2001:db8:1:1::/64":      {}, // the same /63, not overlapping
+		"2001:db8:2:ffff::/64":   {b},
+		"2001:db8::/32":          {a, b},
+		"::/0":                   {a, b},
+		"2001:db8:3::/48":        {},
+		"0.0.0.0/0":              {v4},
+		"ffff:ffff::/32":         {},
+		"2001:db8:1:0:8000::/65": {a},
+	} {
+		got, err := s.RoutesReaching(ctx, netip.MustParsePrefix(p))
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		slices.SortFunc(got, func(x, y fleet.Route) int { return strings.Compare(x.SIMID, y.SIMID) })
+		if len(got) != len(want) || len(got) > 0 && !reflect.DeepEqual(got, want) {
+			t.Errorf("reaching %s: %+v, want %+v", p, got, want)
+		}
 	}
 }

@@ -46,6 +46,7 @@ func Run(t *testing.T, open Open) {
 		{"Presence", testPresence},
 		{"Mappings", testMappings},
 		{"Routes", testRoutes},
+		{"Routes6", testRoutes6},
 		{"GatePeers", testGatePeers},
 		{"MappingPortRace", testMappingPortRace},
 		{"Records", testRecords}, // records.go
