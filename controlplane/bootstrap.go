@@ -158,7 +158,8 @@ func (s *Service) session(ctx context.Context, sim fleet.SIM, g *fleet.Group) fl
 			allowed = append(allowed, s.cfg.Pool.String())
 			allowed = append(allowed, s.reachableLANs(ctx, sim, *g)...)
 			if o6.Enabled() {
-				allowed6 = append(allowed6, o6.PrefixOf(s.cfg.Pool).String())
+				// The pool's twin, and the 4via6 view of IPv4 LANs.
+				allowed6 = append(allowed6, o6.PrefixOf(s.cfg.Pool).String(), o6.Via6().String())
 			}
 		}
 		allowed = append(allowed, g.Settings.Routes...)

@@ -152,12 +152,13 @@ func TestBootstrapRules(t *testing.T) {
 		t.Fatalf("session %+v", sess)
 	}
 	// Platform range, SIM pool and LAN pool (device to device is on), the
-	// group's routes; then the IPv6 twins of the platform range and the pool.
+	// group's routes; then the IPv6 twins of the platform range and the
+	// pool, and the 4via6 view of IPv4 LANs.
 	o6, err := svc.Overlay6(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "100.127.0.0/16,10.128.0.0/9,10.64.0.0/10,192.168.10.0/24," + o6.PrefixOf(netip.MustParsePrefix("100.127.0.0/16")).String() + "," + o6.PrefixOf(netip.MustParsePrefix("10.128.0.0/9")).String()
+	want := "100.127.0.0/16,10.128.0.0/9,10.64.0.0/10,192.168.10.0/24," + o6.PrefixOf(netip.MustParsePrefix("100.127.0.0/16")).String() + "," + o6.PrefixOf(netip.MustParsePrefix("10.128.0.0/9")).String() + "," + o6.Via6().String()
 	if got := strings.Join(sess.AllowedIPs, ","); got != want {
 		t.Fatalf("allowed IPs %s, want %s", got, want)
 	}

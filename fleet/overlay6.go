@@ -119,3 +119,49 @@ func (o Overlay6) V4(a6 netip.Addr) (netip.Addr, bool) {
 	a := a6.As16()
 	return netip.AddrFrom4([4]byte(a[12:])), true
 }
+
+// Via6 returns the 4via6 view of the fleet: P:1::/64, where the IPv4 LANs
+// behind SIMs have IPv6 addresses that embed the SIM's IPv4 address as its
+// site number and the LAN host's IPv4 address: P:1:<SIM>:<host>. IPv6
+// clients reach overlapping IPv4 LANs this way without a mapped prefix.
+func (o Overlay6) Via6() netip.Prefix {
+	if !o.Enabled() {
+		return netip.Prefix{}
+	}
+	a := o.prefix.Addr().As16()
+	a[7] = 1
+	return netip.PrefixFrom(netip.AddrFrom16(a), 64)
+}
+
+// Via6Addr returns the 4via6 address of host (IPv4, on a LAN behind the
+// SIM at site).
+func (o Overlay6) Via6Addr(site, host netip.Addr) netip.Addr {
+	if !o.Enabled() || !site.Is4() || !host.Is4() {
+		return netip.Addr{}
+	}
+	a := o.Via6().Addr().As16()
+	s, h := site.As4(), host.As4()
+	copy(a[8:12], s[:])
+	copy(a[12:], h[:])
+	return netip.AddrFrom16(a)
+}
+
+// Via6Prefix returns the 4via6 view of a LAN prefix behind the SIM at
+// site.
+func (o Overlay6) Via6Prefix(site netip.Addr, lan netip.Prefix) netip.Prefix {
+	a := o.Via6Addr(site, lan.Masked().Addr())
+	if !a.IsValid() {
+		return netip.Prefix{}
+	}
+	return netip.PrefixFrom(a, 96+lan.Bits())
+}
+
+// SplitVia6 returns the site and host a 4via6 address names; false when
+// a6 is outside the view.
+func (o Overlay6) SplitVia6(a6 netip.Addr) (site, host netip.Addr, ok bool) {
+	if !o.Enabled() || !o.Via6().Contains(a6) {
+		return netip.Addr{}, netip.Addr{}, false
+	}
+	a := a6.As16()
+	return netip.AddrFrom4([4]byte(a[8:12])), netip.AddrFrom4([4]byte(a[12:])), true
+}

@@ -79,3 +79,24 @@ func TestGenerateOverlay6(t *testing.T) {
 		t.Fatal("a short random source gave a prefix")
 	}
 }
+
+func TestVia6(t *testing.T) {
+	o, _ := ParseOverlay6("", "fd3c:91e2:7a10::/48")
+	site, host := netip.MustParseAddr("10.128.0.7"), netip.MustParseAddr("192.168.1.10")
+	a := o.Via6Addr(site, host)
+	if a != netip.MustParseAddr("fd3c:91e2:7a10:1:a80:7:c0a8:10a") {
+		t.Fatalf("4via6 address: %s", a)
+	}
+	if s, h, ok := o.SplitVia6(a); !ok || s != site || h != host {
+		t.Fatalf("split: %s %s %v", s, h, ok)
+	}
+	if p := o.Via6Prefix(site, netip.MustParsePrefix("192.168.1.0/24")); p.String() != "fd3c:91e2:7a10:1:a80:7:c0a8:100/120" || !p.Contains(a) {
+		t.Fatalf("4via6 prefix: %s", p)
+	}
+	if o.Via6().Overlaps(o.View()) {
+		t.Fatal("the 4via6 view overlaps the overlay's view")
+	}
+	if _, _, ok := o.SplitVia6(o.Addr(site)); ok {
+		t.Fatal("an overlay address split as 4via6")
+	}
+}

@@ -197,3 +197,72 @@ func TestIPv6LANBehindSIM(t *testing.T) {
 		t.Fatalf("the route's counters: %+v", r)
 	}
 }
+
+// 4via6: two routers with the same IPv4 LAN (192.168.1.0/24, a host at
+// .10 serving its own answer) are each reached by an IPv6 client at
+// P:1:<router>:<host> — no mapped prefix — over HTTP and ping6; the LAN
+// host sees the client's own IPv4 address; a device of another group is
+// refused.
+func TestVia6(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	o6, err := f.svc.Overlay6(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sites := f.group("sites", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}})
+	others := f.group("others", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}})
+	routerA, routerB := f.newDevice(sites.ID), f.newDevice(sites.ID)
+	lan := netip.MustParsePrefix("192.168.1.0/24")
+	for _, r := range []struct {
+		d    *device
+		ns   string
+		name string
+		mapd bool
+	}{{routerA, "lana", "site A", false}, {routerB, "lanb", "site B", true}} {
+		name := r.name
+		f.behind(r.d, r.ns, netip.MustParsePrefix("192.168.1.1/24"), netip.MustParsePrefix("192.168.1.10/24"),
+			http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { fmt.Fprintf(w, "%s, for %s", name, req.RemoteAddr) }))
+		if _, err := f.svc.AddSIMRoute(ctx, f.admin, r.d.sim.ID, controlplane.RouteSpec{Prefix: lan, Map: r.mapd}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The client comes after the routes: its wg-quick file names the
+	// 4via6 view (the pool's twin and P:1::/64 with device-to-device on).
+	client, outsider := f.newDevice(sites.ID), f.newDevice(others.ID)
+	if out := client.ns.MustExec("ip", "-6", "route", "show", "dev", client.wg.Name); !strings.Contains(out, o6.Via6().String()) {
+		t.Fatalf("the client's routes lack the 4via6 view %s:\n%s", o6.Via6(), out)
+	}
+	host := netip.MustParseAddr("192.168.1.10")
+	for _, r := range []struct {
+		d    *device
+		want string
+	}{{routerA, "site A"}, {routerB, "site B"}} {
+		via := o6.Via6Addr(r.d.sim.Address, host)
+		var body string
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if body, err = getIn(client.ns, "http://["+via.String()+"]/"); err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if want := r.want + ", for " + client.sim.Address.String() + ":"; err != nil || !strings.HasPrefix(body, want) {
+			t.Fatalf("%s by 4via6 %s: %v %q, want %q…", r.want, via, err, body, want)
+		}
+		if err := client.ping(via.String(), 2, 3*time.Second); err != nil {
+			t.Fatalf("ping6 to %s's host by 4via6: %v", r.want, err)
+		}
+	}
+	before := f.gw.router.drops.get(dropPolicy)
+	if _, err := getIn(outsider.ns, "http://["+o6.Via6Addr(routerA.sim.Address, host).String()+"]/"); err == nil {
+		t.Fatal("a device of another group reached a LAN by 4via6")
+	}
+	if f.gw.router.drops.get(dropPolicy) == before {
+		t.Fatal("the refused 4via6 packets are not counted")
+	}
+	// A host on no LAN of the SIM.
+	if err := client.ping(o6.Via6Addr(routerA.sim.Address, netip.MustParseAddr("172.16.0.1")).String(), 1, 1*time.Second); err == nil {
+		t.Fatal("a 4via6 address outside the SIM's LANs answered")
+	}
+}

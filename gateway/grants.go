@@ -125,7 +125,8 @@ func (t *grantTable) sweep(now time.Time) {
 	})
 }
 
-// sweepGrants drops dead grants every grantIdle, until the gateway closes.
+// sweepGrants drops dead grants (and idle 4via6 flows) every grantIdle,
+// until the gateway closes.
 func (g *Gateway) sweepGrants() {
 	defer g.wg.Done()
 	t := time.NewTicker(grantIdle)
@@ -136,6 +137,7 @@ func (g *Gateway) sweepGrants() {
 			return
 		case <-t.C:
 			g.grants.sweep(g.clk.Now())
+			g.router.via6.sweep(g.clk.Now())
 		}
 	}
 }

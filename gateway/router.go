@@ -30,12 +30,14 @@ const (
 	dropUnknownDst = "unknown-destination"
 	dropAllowList  = "outside-allow-list" // the group's security profile blocks it
 	dropEgress     = "egress-denied"      // beyond the fleet, and the group's egress rules refuse it
+	dropVia6       = "via6-unsupported"   // a 4via6 packet the translation does not take (fragments, extension headers, ICMP errors)
+	dropVia6Full   = "via6-flows-full"    // the 4via6 flow table (or the client's share) is full
 	// dropLANPlatform: a host on a LAN behind a SIM sent to the platform
 	// range; platform services know callers by their SIM's own address.
 	dropLANPlatform = "lan-source-to-platform"
 )
 
-var dropReasons = [...]string{dropSource, dropRevoked, dropPolicy, dropOffline, dropNoRoute, dropMalformed, dropServices, dropUnknownDst, dropAllowList, dropIPv6, dropLANPlatform, dropEgress,
+var dropReasons = [...]string{dropSource, dropRevoked, dropPolicy, dropOffline, dropNoRoute, dropMalformed, dropServices, dropUnknownDst, dropAllowList, dropIPv6, dropLANPlatform, dropEgress, dropVia6, dropVia6Full,
 	dropVXLANUnknown, dropVXLANMalformed, dropVXLANSource}
 
 // router is the engine's Handler: it decides where each inner packet goes.
@@ -52,6 +54,7 @@ type router struct {
 	o6       fleet.Overlay6   // the IPv6 view of both (zero: no IPv6)
 	breakout *breakout        // traffic beyond the fleet; nil before it starts
 	grants   *grantTable      // what the DNS answered each SIM (FQDN rules)
+	via6     via6Table        // flows of IPv6 clients to IPv4 LAN hosts
 	clk      clock.Clock
 	local    func(pkts [][]byte) error // the services' stack; nil before it starts
 	// dialSrc is the remote-access source address (zero without it): the
@@ -137,7 +140,8 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 		ip := &in.IP
 		dst := ip.Dst
 		sim := st.SIM()
-		var from *lanRoute // the LAN the packet comes out of; nil: the SIM itself
+		var from *lanRoute     // the LAN the packet comes out of; nil: the SIM itself
+		var viaSite netip.Addr // a 4via6 destination's SIM (dst is then the LAN host)
 		switch ip.Version {
 		case 4:
 			if ip.Src != sim.Address {
@@ -161,9 +165,14 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 					continue
 				}
 			}
+			if site, host, ok := r.o6.SplitVia6(dst); ok {
+				// A host on an IPv4 LAN behind a SIM, by its 4via6 address:
+				// policy and the monitor see the host's IPv4 address.
+				viaSite, dst = site, host
+			}
 			// Outside the view, an IPv6 destination is beyond the fleet
 			// (egress, below).
-			if d4, ok := r.o6.V4(dst); ok {
+			if d4, ok := r.o6.V4(dst); ok && !viaSite.IsValid() {
 				if !r.plat.Contains(d4) && !r.pool.Contains(d4) {
 					r.drops.add(dropNoRoute)
 					continue
@@ -193,6 +202,19 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 				r.drops.add(dropAllowList)
 				continue
 			}
+		}
+		if viaSite.IsValid() {
+			to, out, reason := r.toVia6(st, pol, pkt, ip, viaSite, dst, from)
+			if reason != "" {
+				r.drops.add(reason)
+				continue
+			}
+			if to != target {
+				flush()
+				target = to
+			}
+			pending = append(pending, out)
+			continue
 		}
 		switch {
 		case r.plat.Contains(dst):
@@ -235,6 +257,17 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 			if !d2dAllowed(srcPol, r.policies.get(dstSt.SIM().GroupID), proto, sport, dport) {
 				r.drops.add(dropPolicy)
 				continue
+			}
+			if from != nil && ip.Version == 4 {
+				// A LAN host answering a 4via6 client: back to IPv6.
+				if out6 := r.fromVia6(st, pkt, ip, from); out6 != nil {
+					if to != target {
+						flush()
+						target = to
+					}
+					pending = append(pending, out6)
+					continue
+				}
 			}
 			r.out(pkt, ip, st.id, from)
 			if to != target {
