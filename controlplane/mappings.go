@@ -70,7 +70,8 @@ type MappingSpec struct {
 	TLS            bool
 	// MaxConnections: zero is the policy's maximum.
 	MaxConnections int
-	// Target, if set, is a host on one of the SIM's approved LANs, as the
+	// Target, if set, is the SIM's own IPv6 address, or a host on one of
+	// the SIM's approved LANs (either family), as the
 	// fleet reaches it (mapped address on a mapped LAN).
 	Target netip.Addr
 }
@@ -143,7 +144,12 @@ func (s *Service) CreateMapping(ctx context.Context, a Actor, sp MappingSpec) (f
 			if err != nil {
 				return err
 			}
-			if !slices.ContainsFunc(rs, func(r fleet.Route) bool { return r.Status == fleet.RouteApproved && r.Reach().Contains(sp.Target) }) {
+			o6, err := s.overlay6In(ctx, tx)
+			if err != nil {
+				return err
+			}
+			own6 := sp.Target == o6.Addr(sim.Address) // the device itself, over IPv6
+			if !own6 && !slices.ContainsFunc(rs, func(r fleet.Route) bool { return r.Status == fleet.RouteApproved && r.Reach().Contains(sp.Target) }) {
 				return fleet.Errorf(fleet.CodeInvalid, "target", "%s is on no approved LAN of SIM %s (give the address the fleet reaches it by)", sp.Target, sim.ID)
 			}
 		}

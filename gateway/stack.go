@@ -154,12 +154,14 @@ func (s *stack) sendBatch(batch []*[]byte) {
 			continue
 		}
 		if dst.Is6() {
-			// To a SIM's IPv6 twin: the SIM at the IPv4 one.
-			if dst, ok = s.g.o6.V4(dst); !ok || !s.g.pool.Contains(dst) {
-				s.g.router.drops.add(dropUnknownDst)
-				continue
+			// To a SIM's IPv6 twin: the SIM at the IPv4 one; else a host
+			// on an IPv6 LAN behind a SIM (remote access to it).
+			var p *engine.Peer
+			if d4, ok := s.g.o6.V4(dst); ok && s.g.pool.Contains(d4) {
+				p = s.g.router.peerFor(d4)
+			} else {
+				p = s.toLAN(pkt, dst)
 			}
-			p := s.g.router.peerFor(dst)
 			if p == nil {
 				s.g.router.drops.add(dropUnknownDst)
 				continue

@@ -199,6 +199,26 @@ func TestForwardersEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("over IPv6, the same identity", func(t *testing.T) {
+		o6, err := f.svc.Overlay6(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := len(cloud.requests())
+		out, err := dev.ns.Exec("curl", "-sS", "--max-time", "15", "-w", "\n%{http_code}", "-H", "Content-Type: text/plain", "-d", "temp=6",
+			"http://["+o6.Addr(Addr).String()+"]:8888/cloud/readings")
+		if err != nil || !strings.HasSuffix(out, "\n200") || !strings.Contains(out, "ok from cloud: temp=6") {
+			t.Fatalf("curl over IPv6: %v %q", err, out)
+		}
+		reqs := cloud.requests()
+		if len(reqs) != n+1 {
+			t.Fatalf("destination got %d requests, want %d", len(reqs), n+1)
+		}
+		if h := reqs[n].header; h.Get(HeaderSIMID) != dev.sim.ID || h.Get(HeaderIMSI) != dev.sim.IMSI || h.Get(HeaderGroup) != "meters" {
+			t.Fatalf("identity headers over IPv6 %v, want SIM %s", h, dev.sim.ID)
+		}
+	})
+
 	t.Run("destination down gives 502 with a reason", func(t *testing.T) {
 		out, _ := dev.ns.Exec("curl", "-sS", "--max-time", "15", "-w", "\n%{http_code}", "http://100.127.127.100:8888/down/anything")
 		if !strings.HasSuffix(out, "\n502") || !strings.Contains(out, "unreachable") || !strings.Contains(out, "refused") {

@@ -98,3 +98,67 @@ func TestRemoteAccessToLANHost(t *testing.T) {
 		t.Fatalf("echo through the LAN: %v", err)
 	}
 }
+
+// A mapping to the device's own IPv6 address: an operator's connection
+// reaches a service the device offers on IPv6 alone, from the IPv6 twin
+// of the remote-access source; the mapping's check names the field for
+// an IPv6 address that is not the SIM's.
+func TestRemoteAccessOverIPv6(t *testing.T) {
+	f := newFixture(t, controlplane.RemotePolicy{})
+	ctx := context.Background()
+	d := f.newDevice()
+	o6, err := f.svc.Overlay6(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a6 := o6.Addr(d.sim.Address)
+	d.wg.AddAddr(netip.PrefixFrom(a6, 128))
+	seen := make(chan netip.AddrPort, 4)
+	var ln net.Listener
+	d.ns.MustDo(func() (err error) {
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(a6, 7023).String())
+		return err
+	})
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			seen <- netip.MustParseAddrPort(c.RemoteAddr().String())
+			go func() {
+				defer c.Close()
+				io.WriteString(c, greeting)
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	op := f.newOperator(1)
+	if _, err := f.svc.CreateMapping(ctx, f.admin, controlplane.MappingSpec{SIMID: d.sim.ID, Port: 7023, Target: o6.Addr(netip.MustParseAddr("10.128.255.1")),
+		AllowedSources: []netip.Prefix{netip.PrefixFrom(op.addr, 32)}}); !isCode(err, fleet.CodeInvalid, "target") {
+		t.Fatalf("another SIM's IPv6 address as target: %v", err)
+	}
+	m, err := f.svc.CreateMapping(ctx, f.admin, controlplane.MappingSpec{SIMID: d.sim.ID, Port: 7023, Target: a6,
+		AllowedSources: []netip.Prefix{netip.PrefixFrom(op.addr, 32)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.waitListening(m.ID, true)
+	c, err := op.dial(m.PublicPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if g, err := readGreeting(c); err != nil || g != greeting {
+		t.Fatalf("greeting over IPv6: %q %v", g, err)
+	}
+	select {
+	case src := <-seen:
+		if want := o6.Addr(remoteaccess.DefaultSource); src.Addr() != want {
+			t.Fatalf("the device saw %s, want %s", src, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the device saw no connection")
+	}
+}

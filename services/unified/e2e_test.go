@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -194,6 +195,20 @@ func TestUnifiedEndpoint(t *testing.T) {
 	}
 	if got := f.records(c.SIM.ID); len(got) != 0 {
 		t.Fatalf("stored for a group without the data store: %q", got)
+	}
+
+	// Over IPv6, at the endpoint's IPv6 twin: the same SIM.
+	o6, err := f.Service.Overlay6(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out6, err := a.Sh(fmt.Sprintf(`curl -sS --max-time 10 -H 'Content-Type: application/json' --data '{"temp":6}' -w '\n%%{http_code}' http://[%s]/six`, o6.Addr(Addr)))
+	// (The destination is gone by now: the data store's part answers.)
+	if err != nil || !strings.Contains(out6, `"dataStore":{"status":201,"stored":1}`) {
+		t.Fatalf("over IPv6: %v %s", err, out6)
+	}
+	if got := f.records(a.SIM.ID); !slices.Contains(got, `{"temp":6}`) {
+		t.Fatalf("the record written over IPv6 is not SIM %s's: %q", a.SIM.ID, got)
 	}
 }
 
