@@ -4,6 +4,7 @@ package controlplane_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -77,5 +78,34 @@ func TestFindSIMByIPv6(t *testing.T) {
 	}
 	if _, err := svc.FindSIM(ctx, controlplane.System, "2001:db8::1"); err == nil || !strings.Contains(err.Error(), "outside the fleet's IPv6 overlay") {
 		t.Fatalf("an address outside the overlay: %v", err)
+	}
+}
+
+// A group change with a bad egress rule is refused with the rule's field,
+// and changes nothing.
+func TestEgressRulesRefusedWhole(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	good := fleet.GroupSettings{Egress: fleet.EgressSettings{Breakout: true, Rules: []fleet.EgressRule{{Action: "allow", Prefix: "203.0.113.0/24"}}}}
+	g, err := svc.CreateGroup(ctx, controlplane.System, "out", good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, rules := range map[string][]fleet.EgressRule{
+		"bad port":    {{Action: "allow", Prefix: "198.51.100.0/24"}, {Action: "allow", Prefix: "192.0.2.0/24", Protocol: "tcp", Ports: "70000"}},
+		"bad pattern": {{Action: "allow", FQDN: "*.*.example.com"}},
+		"too many":    make([]fleet.EgressRule, fleet.MaxEgressRules+1),
+	} {
+		bad := good
+		bad.Egress.Rules = rules
+		_, err := svc.UpdateGroup(ctx, controlplane.System, g.ID, nil, &bad)
+		var fe *fleet.Error
+		if !errors.As(err, &fe) || fe.Code != fleet.CodeInvalid || !strings.Contains(fe.Field, "egress.rules") {
+			t.Errorf("%s: %v, want an invalid egress.rules error", name, err)
+		}
+	}
+	now, err := svc.GetGroup(ctx, controlplane.System, g.ID)
+	if err != nil || len(now.Settings.Egress.Rules) != 1 || now.Settings.Egress.Rules[0].Prefix != "203.0.113.0/24" {
+		t.Fatalf("the group after refused changes: %+v %v", now.Settings.Egress, err)
 	}
 }
