@@ -153,27 +153,12 @@ func (s *stack) sendBatch(batch []*[]byte) {
 		if !ok {
 			continue
 		}
-		if dst.Is6() {
-			// To a SIM's IPv6 twin: the SIM at the IPv4 one; else a host
-			// on an IPv6 LAN behind a SIM (remote access to it).
-			var p *engine.Peer
-			if d4, ok := s.g.o6.V4(dst); ok && s.g.pool.Contains(d4) {
-				p = s.g.router.peerFor(d4)
-			} else {
-				p = s.toLAN(pkt, dst)
-			}
-			if p == nil {
-				s.g.router.drops.add(dropUnknownDst)
-				continue
-			}
-			if p != to {
-				flush()
-				to = p
-			}
-			pkts = append(pkts, pkt)
-			continue
+		// A SIM by its address (an IPv6 twin stands for its IPv4 one).
+		sim := dst
+		if d4, ok := s.g.o6.V4(dst); ok && s.g.pool.Contains(d4) {
+			sim = d4
 		}
-		p := s.g.router.peerFor(dst)
+		p := s.g.router.peerFor(sim)
 		if p == nil {
 			// A host on a LAN behind a SIM (remote access to it): the
 			// LAN's owner, the destination translated back on a mapped LAN.
