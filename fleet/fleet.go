@@ -121,6 +121,9 @@ type GroupSettings struct {
 	// Egress says where devices may send beyond the fleet, and whether
 	// such traffic leaves through the gateway (fleet/egress.go).
 	Egress EgressSettings `json:"egress,omitzero"`
+	// Mirroring copies every packet of the group's SIMs to mirror peers
+	// (fleet/mirror.go).
+	Mirroring Mirroring `json:"mirroring,omitzero"`
 }
 
 // Security actions taken on an alert about a SIM.

@@ -145,6 +145,9 @@ func (s *GroupSettings) Normalize(prefix string) error {
 	if err := s.Egress.Normalize(prefix + ".egress"); err != nil {
 		return err
 	}
+	if err := s.Mirroring.Normalize(prefix + ".mirroring"); err != nil {
+		return err
+	}
 	sec := &s.Security
 	sec.WebhookSecretSet = false // derived, never stored
 	switch sec.Action {

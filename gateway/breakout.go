@@ -42,6 +42,9 @@ type Outside struct {
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 	// ListenICMP opens an ICMP echo socket, "udp4" or "udp6" (icmp.ListenPacket).
 	ListenICMP func(network string) (net.PacketConn, error)
+	// ListenPacket opens the sockets mirrored packets leave by:
+	// "ip4:gre", "ip6:gre" (raw: CAP_NET_RAW) or "udp" (net.ListenPacket).
+	ListenPacket func(network, address string) (net.PacketConn, error)
 }
 
 // Breakout figures: how long an idle outside flow is kept, how many may
@@ -93,6 +96,9 @@ func (out Outside) withDefaults() Outside {
 			}
 			return icmp.ListenPacket(network, "0.0.0.0")
 		}
+	}
+	if out.ListenPacket == nil {
+		out.ListenPacket = net.ListenPacket
 	}
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,15 +16,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wirefleet/wirefleet/controlplane"
-	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
-	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/internal/memtun"
-	"github.com/wirefleet/wirefleet/keystore"
-	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.zx2c4.com/wireguard/conn"
 	wgdevice "golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/egress"
+	"github.com/wirefleet/wirefleet/internal/memtun"
+	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // BenchmarkForwarding measures device-to-device forwarding through a hub:
@@ -44,6 +47,10 @@ import (
 //   - wirefleet-lan-mapped: the same LAN reached by its mapped prefix
 //     (10.64.0.0/24): every packet translated 1:1 (destination, checksums).
 //     Its ratio to wirefleet-lan is the translation's cost.
+//   - wirefleet-mirror: no monitor, the group mirrored (GRE in UDP, no
+//     rate cap) to a socket on loopback that never reads: its ratio to
+//     wirefleet-nomonitor is what mirroring costs (each packet is
+//     mirrored twice, leaving A and reaching B).
 //   - wirefleet-ipv6: no monitor, A sends to B's IPv6 address (the twin
 //     of its IPv4 one), 1420-byte IPv6 packets. Its ratio to
 //     wirefleet-nomonitor is what IPv6 costs the gateway.
@@ -51,7 +58,7 @@ import (
 // The figure is inner Gbit/s delivered to B (b.N is ignored beyond one
 // measured window per iteration; run with -benchtime=1x).
 func BenchmarkForwarding(b *testing.B) {
-	for _, hub := range []string{"wirefleet", "wirefleet-nomonitor", "wirefleet-ipv6", "wirefleet-lan", "wirefleet-lan-mapped", "wggo-hub"} {
+	for _, hub := range []string{"wirefleet", "wirefleet-nomonitor", "wirefleet-mirror", "wirefleet-ipv6", "wirefleet-lan", "wirefleet-lan-mapped", "wggo-hub"} {
 		b.Run(hub, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				gbps, loss := forwardOnce(b, hub, 3*time.Second)
@@ -75,9 +82,16 @@ func forwardOnce(b *testing.B, hub string, window time.Duration) (gbps, loss flo
 	src, dst := benchA, benchB
 	extraAllowed := ""
 	switch hub {
-	case "wirefleet", "wirefleet-nomonitor", "wirefleet-ipv6", "wirefleet-lan", "wirefleet-lan-mapped":
+	case "wirefleet", "wirefleet-nomonitor", "wirefleet-mirror", "wirefleet-ipv6", "wirefleet-lan", "wirefleet-lan-mapped":
 		gw := benchGateway(b, map[netip.Addr]wgkey.Public{benchA: keyA.Public(), benchB: keyB.Public()}, hub != "wirefleet")
 		hubPub, hubPort = gw.Engine().PublicKey(), gw.Port()
+		if hub == "wirefleet-mirror" {
+			benchMirror(b, gw)
+			defer func() {
+				b.ReportMetric(float64(gw.mirror.sent.Load()), "mirrored")
+				b.ReportMetric(float64(gw.mirror.dropped.Load()), "mirror-dropped")
+			}()
+		}
 		if hub == "wirefleet-ipv6" {
 			src, dst = gw.o6.Addr(benchA), gw.o6.Addr(benchB)
 			extraAllowed = "allowed_ip=" + gw.o6.View().String() + "\n"
@@ -180,7 +194,9 @@ func benchGateway(b *testing.B, sims map[netip.Addr]wgkey.Public, noMonitor bool
 			b.Fatal(err)
 		}
 	}
-	gw, err := New(Config{ControlPlane: svc, KeyStore: ks, Logger: log, NoMonitor: noMonitor})
+	gw, err := New(Config{ControlPlane: svc, KeyStore: ks, Logger: log, NoMonitor: noMonitor,
+		Egress:                 egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, // the mirror sink
+		MirrorPacketsPerSecond: 10_000_000})                                                                // the whole cost of mirroring, not the cap's
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -189,6 +205,36 @@ func benchGateway(b *testing.B, sims map[netip.Addr]wgkey.Public, noMonitor bool
 	}
 	b.Cleanup(func() { gw.Close() })
 	return gw
+}
+
+// benchMirror turns mirroring on for the bench group, to a UDP socket on
+// loopback that never reads.
+func benchMirror(b *testing.B, gw *Gateway) {
+	sink, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Never read: the peer is another host, whose reading is not the
+	// gateway's cost (the kernel drops what overflows the socket).
+	b.Cleanup(func() { sink.Close() })
+	ctx := context.Background()
+	g, err := gw.st.GroupByName(ctx, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	g.Settings.Mirroring = fleet.Mirroring{Peers: []fleet.MirrorPeer{{IPAddress: "127.0.0.1", Protocol: fleet.MirrorGREUDP, Port: uint16(sink.LocalAddr().(*net.UDPAddr).Port), Enabled: true}}}
+	if _, err := gw.svc.UpdateGroup(ctx, controlplane.System, g.ID, nil, &g.Settings); err != nil {
+		b.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if p := gw.policies.get(g.ID); p != nil && len(p.mirrors) == 1 || time.Now().After(deadline) {
+			return
+		}
+		if err := gw.policies.refresh(ctx, gw.st, g.ID); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 func listenPort(b *testing.B, dev *wgdevice.Device) uint16 {

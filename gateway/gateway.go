@@ -96,6 +96,10 @@ type Config struct {
 	// beyond the zone, for devices whose group has breakout; empty: such
 	// names are refused.
 	DNSUpstreams []netip.AddrPort
+	// MirrorPacketsPerSecond caps the copies sent to each mirror peer
+	// (0: 20,000, about 230 Mbit/s of 1420-byte packets); copies beyond it
+	// are dropped and counted.
+	MirrorPacketsPerSecond int
 	// VXLANListen, if set, is the UDP address ("host:port", e.g. ":4789")
 	// VXLAN Gate peers send to; empty: no Gate peers.
 	VXLANListen string
@@ -127,6 +131,7 @@ type Gateway struct {
 	bo        *breakout      // traffic beyond the fleet
 	grants    grantTable     // addresses DNS answers granted (FQDN egress rules)
 	egressDNS egressDNS
+	mirror    *mirror // copies to groups' mirror peers
 	// presence: session records to write (see presence.go).
 	presence       chan presenceOp
 	presenceChecks chan string
@@ -201,6 +206,9 @@ func New(cfg Config) (*Gateway, error) {
 	g.router.grants, g.router.clk = &g.grants, g.clk
 	g.egressDNS.g = g
 	g.outside = cfg.Outside.withDefaults()
+	g.mirror = newMirror(g)
+	g.router.mirror = g.mirror
+	g.policies.compileMirrors = func(m fleet.Mirroring) []*mirrorTarget { return mirrorTargets(m, g) }
 	g.webhooks = webhook.New(cfg.Secrets, g.log, cfg.Egress)
 	g.responder = response.New(response.Config{Actions: monitorActions{svc: g.svc, st: g.st}, Webhooks: g.webhooks, Logger: g.log})
 	g.presence = make(chan presenceOp, 4096)
@@ -297,7 +305,8 @@ func (g *Gateway) Start() error {
 		g.Close()
 		return err
 	}
-	g.wg.Add(4)
+	g.wg.Add(5)
+	go g.mirror.run(g.ctx)
 	go g.sweepGrants()
 	go g.writePresences() // after Up: the default id holds the port
 	go g.checkPresences()

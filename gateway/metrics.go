@@ -56,13 +56,14 @@ var (
 	descEgressUnmatched = prometheus.NewDesc("wirefleet_gateway_egress_unmatched_packets_total", "Packets beyond the fleet no egress rule of the group matched (denied), since the rules last changed.", []string{"group"}, nil)
 	descBreakoutFlows   = prometheus.NewDesc("wirefleet_gateway_breakout_flows_total", "Flows opened from the gateway host for devices (breakout), by protocol.", []string{"protocol"}, nil)
 	descBreakoutFailed  = prometheus.NewDesc("wirefleet_gateway_breakout_failed_total", "Breakout flows the outside refused or the platform's egress policy kept from leaving.", nil, nil)
+	descMirror          = prometheus.NewDesc("wirefleet_gateway_mirror_packets_total", "Copies of packets for mirror peers, by result: sent, dropped (queue full, rate cap, socket), denied (the platform's egress policy refuses the peer).", []string{"result"}, nil)
 	descGrantsRefused   = prometheus.NewDesc("wirefleet_gateway_egress_grants_refused_total", "DNS answers that granted nothing because the SIM held the most name grants.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessions, descPeers, descHandshakes, descBytes, descDrops, descUnderLoad, descAlerts, descRoutePackets, descRouteBytes, descRouteDrops, descGatePackets,
-		descEgressRule, descEgressUnmatched, descBreakoutFlows, descBreakoutFailed, descGrantsRefused} {
+		descEgressRule, descEgressUnmatched, descBreakoutFlows, descBreakoutFailed, descGrantsRefused, descMirror} {
 		ch <- d
 	}
 }
@@ -134,6 +135,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBreakoutFlows, prometheus.CounterValue, float64(b.pingsSent.Load()), "icmp")
 		ch <- prometheus.MustNewConstMetric(descBreakoutFailed, prometheus.CounterValue, float64(b.dialFailed.Load()))
 	}
+	ch <- prometheus.MustNewConstMetric(descMirror, prometheus.CounterValue, float64(g.mirror.sent.Load()), "sent")
+	ch <- prometheus.MustNewConstMetric(descMirror, prometheus.CounterValue, float64(g.mirror.dropped.Load()), "dropped")
+	ch <- prometheus.MustNewConstMetric(descMirror, prometheus.CounterValue, float64(g.mirror.denied.Load()), "denied")
 	ch <- prometheus.MustNewConstMetric(descGrantsRefused, prometheus.CounterValue, float64(g.egressDNS.refusedGrants.Load()))
 	for _, r := range g.lans.all() {
 		p := r.prefix.String()

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
@@ -37,6 +38,8 @@ type groupPolicy struct {
 	breakout           bool
 	egress             *egressrules.Table
 	resolveAllowedOnly bool
+	// mirrors are the enabled mirror peers.
+	mirrors []*mirrorTarget
 }
 
 // watchesVolume reports whether the group has a volume rule.
@@ -59,6 +62,13 @@ func (p *groupPolicy) allows(dst netip.Addr) bool {
 type policyCache struct {
 	mu     sync.RWMutex
 	groups map[string]*groupPolicy
+	// mirrored counts the cached groups with mirror peers: the send path
+	// reads it before anything else, so mirroring costs nothing when no
+	// group has it.
+	mirrored atomic.Int32
+	// compileMirrors turns a group's peers into targets (the gateway's,
+	// for its egress policy); nil: no mirroring.
+	compileMirrors func(fleet.Mirroring) []*mirrorTarget
 }
 
 func (c *policyCache) get(id string) *groupPolicy {
@@ -96,6 +106,7 @@ func (c *policyCache) refresh(ctx context.Context, st store.Reader, id string) e
 	if errors.Is(err, store.ErrNotFound) {
 		c.mu.Lock()
 		delete(c.groups, id)
+		c.recountMirrored()
 		c.mu.Unlock()
 		return nil
 	}
@@ -122,10 +133,25 @@ func (c *policyCache) refresh(ctx context.Context, st store.Reader, id string) e
 		// running code no longer takes. Nothing leaves (no table).
 		p.egress = nil
 	}
+	if c.compileMirrors != nil {
+		p.mirrors = c.compileMirrors(g.Settings.Mirroring)
+	}
 	c.mu.Lock()
 	c.groups[id] = p
+	c.recountMirrored()
 	c.mu.Unlock()
 	return nil
+}
+
+// recountMirrored sets mirrored (c.mu held).
+func (c *policyCache) recountMirrored() {
+	n := int32(0)
+	for _, g := range c.groups {
+		if len(g.mirrors) > 0 {
+			n++
+		}
+	}
+	c.mirrored.Store(n)
 }
 
 func (c *policyCache) refreshAll(ctx context.Context, st store.Reader) {

@@ -54,6 +54,7 @@ type router struct {
 	o6       fleet.Overlay6   // the IPv6 view of both (zero: no IPv6)
 	breakout *breakout        // traffic beyond the fleet; nil before it starts
 	grants   *grantTable      // what the DNS answered each SIM (FQDN rules)
+	mirror   *mirror          // copies to mirror peers; nil before it starts
 	via6     via6Table        // flows of IPv6 clients to IPv4 LAN hosts
 	clk      clock.Clock
 	local    func(pkts [][]byte) error // the services' stack; nil before it starts
@@ -122,7 +123,7 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 	)
 	flush := func() {
 		if len(pending) > 0 {
-			r.eng.Send(target, pending)
+			r.eng.Send(target, pending) // mirrored as they were appended (mirrorTo)
 			pending = pending[:0]
 		}
 	}
@@ -185,6 +186,9 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 		}
 		proto, sport, dport := ip.Proto, ip.SrcPort, ip.DstPort
 		pol := r.policies.get(sim.GroupID)
+		if pol != nil && len(pol.mirrors) > 0 && r.mirror != nil {
+			r.mirror.copy(pol.mirrors, pkt[:ip.Length]) // what the device sent, as it sent it
+		}
 		if r.mon != nil {
 			if startsFlow(ip) {
 				r.observeFlow(st, pol, dst, proto, dport)
@@ -209,6 +213,7 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 				r.drops.add(reason)
 				continue
 			}
+			r.mirrorTo(to, nil, out) // translated: another packet than the one copied in
 			if to != target {
 				flush()
 				target = to
@@ -265,11 +270,17 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 						flush()
 						target = to
 					}
+					r.mirrorTo(to, nil, out6)
 					pending = append(pending, out6)
 					continue
 				}
 			}
 			r.out(pkt, ip, st.id, from)
+			if from == nil || !from.mapped() {
+				r.mirrorTo(to, pol, pkt) // unchanged on its way: copied once if both ends mirror to the same peers
+			} else {
+				r.mirrorTo(to, nil, pkt)
+			}
 			if to != target {
 				flush()
 				target = to
@@ -314,6 +325,7 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 				flush()
 				target = to
 			}
+			r.mirrorTo(to, nil, pkt)
 			pending = append(pending, pkt)
 		}
 	}
@@ -418,7 +430,7 @@ func (r *router) unreachable(p *engine.Peer, pkt []byte, ip *packet.Parsed) {
 	icmp[0], icmp[1] = packet.ICMPUnreachable, packet.ICMPHostUnreachable
 	copy(icmp[8:], pkt[:quote])
 	binary.BigEndian.PutUint16(icmp[2:], packet.Checksum(icmp))
-	r.eng.Send(p, [][]byte{out})
+	r.send(p, [][]byte{out})
 }
 
 // unreachable6 is unreachable for IPv6 (RFC 4443 §3.1, code 3): as much
@@ -441,5 +453,5 @@ func (r *router) unreachable6(p *engine.Peer, pkt []byte, ip *packet.Parsed) {
 	icmp[0], icmp[1] = packet.ICMPv6Unreachable, packet.ICMPv6AddressUnreachable
 	copy(icmp[8:], pkt[:quote])
 	binary.BigEndian.PutUint16(icmp[2:], packet.TransportChecksum(packet.ICMPv6, src, ip.Src, icmp))
-	r.eng.Send(p, [][]byte{out})
+	r.send(p, [][]byte{out})
 }

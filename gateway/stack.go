@@ -143,7 +143,7 @@ func (s *stack) sendBatch(batch []*[]byte) {
 	)
 	flush := func() {
 		if len(pkts) > 0 {
-			s.g.eng.Send(to, pkts)
+			s.g.router.send(to, pkts)
 			pkts = pkts[:0]
 		}
 	}

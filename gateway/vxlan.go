@@ -262,7 +262,7 @@ func (v *vxlanEndpoint) fromPeer(peer *gatePeer, pkt []byte) {
 	if lan != nil {
 		lan.enter(pkt, &ip)
 	}
-	r.eng.Send(to, [][]byte{pkt}) // the engine copies
+	r.send(to, [][]byte{pkt}) // the engine copies
 }
 
 // toPeer sends an IPv4 packet from a SIM (or a LAN behind one) to a Gate
