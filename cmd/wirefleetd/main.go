@@ -69,6 +69,7 @@ type config struct {
 	lanPool       string
 	ulaPrefix     string
 	dnsUpstream   string
+	mirrorPPS     int
 	vxlan         string
 	store         string
 	wgListen      string
@@ -149,6 +150,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.lanPool, "lan-pool", controlplane.DefaultLANPool.String(), "IPv4 prefix the mapped prefixes of LANs behind SIMs come from (overlapping LANs)")
 	fs.StringVar(&c.ulaPrefix, "ula-prefix", "", "the fleet's IPv6 prefix, a /48 of fd00::/8, for a new installation (empty: drawn at random once and kept in the store); every SIM's IPv6 address is in it")
 	fs.StringVar(&c.dnsUpstream, "dns-upstream", "auto", "resolvers the in-tunnel DNS asks for names beyond its zone, for devices whose group has breakout: auto (this host's resolv.conf), none, or IP[:port],…")
+	fs.IntVar(&c.mirrorPPS, "mirror-pps", 20000, "packets per second at most copied to each mirror peer (groups' mirroring); the rest is dropped and counted")
 	fs.StringVar(&c.vxlan, "vxlan-listen", "", "UDP address VXLAN Gate peers send to, e.g. :4789 (empty: no Gate peers)")
 	fs.StringVar(&c.store, "store", "", "store DSN: postgres://… for PostgreSQL, or an SQLite file path; empty uses wirefleet.db in the data directory")
 	fs.StringVar(&c.store, "postgres", "", "alias of --store (PostgreSQL connection string)")
@@ -352,7 +354,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	gw, err := gateway.New(gateway.Config{ControlPlane: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services, Secrets: settingsKey, VXLANListen: c.vxlan, Egress: egressPolicy,
-		DNSUpstreams: upstreams})
+		DNSUpstreams: upstreams, MirrorPacketsPerSecond: c.mirrorPPS})
 	if err != nil {
 		return err
 	}
