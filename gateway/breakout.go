@@ -57,6 +57,11 @@ const (
 	breakoutMaxPings   = 256  // echo requests waiting for their reply
 	breakoutTCPWindow  = 0    // the stack's default receive window
 	breakoutQueueDepth = 1024
+	// One device's share: flows open at once, and TCP connections being
+	// set up (a device dialling unreachable hosts holds a slot for
+	// breakoutTCPDial each) — so one device cannot take every slot.
+	breakoutFlowsPerDevice   = 512
+	breakoutDialingPerDevice = 64
 )
 
 // breakout terminates devices' flows to outside destinations on a gVisor
@@ -80,8 +85,61 @@ type breakout struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex // serialises writes into the stack
 
-	// Counters (metrics): flows opened and refused by the outside.
-	tcpFlows, udpFlows, pingsSent, dialFailed atomic.Uint64
+	// Counters (metrics): flows opened and refused by the outside, and
+	// flows refused because their device had its share open.
+	tcpFlows, udpFlows, pingsSent, dialFailed, overShare atomic.Uint64
+
+	shareMu sync.Mutex
+	shares  map[netip.Addr]*deviceShare // by the device's IPv4 address
+}
+
+// deviceShare is what one device holds of the breakout.
+type deviceShare struct{ flows, dialing int }
+
+// take reserves a flow for the device at addr (a TCP one being dialled
+// when dialing); false when it has its share.
+func (b *breakout) take(addr netip.Addr, dialing bool) bool {
+	if a4, ok := b.g.o6.V4(addr); ok {
+		addr = a4 // a SIM's two addresses share one share
+	}
+	b.shareMu.Lock()
+	defer b.shareMu.Unlock()
+	s := b.shares[addr]
+	if s == nil {
+		s = &deviceShare{}
+		b.shares[addr] = s
+	}
+	if s.flows >= breakoutFlowsPerDevice || dialing && s.dialing >= breakoutDialingPerDevice {
+		b.overShare.Add(1)
+		return false
+	}
+	s.flows++
+	if dialing {
+		s.dialing++
+	}
+	return true
+}
+
+// give returns a flow (dialed: only the setup slot) of the device at addr.
+func (b *breakout) give(addr netip.Addr, flow, dialing bool) {
+	if a4, ok := b.g.o6.V4(addr); ok {
+		addr = a4
+	}
+	b.shareMu.Lock()
+	defer b.shareMu.Unlock()
+	s := b.shares[addr]
+	if s == nil {
+		return
+	}
+	if flow {
+		s.flows--
+	}
+	if dialing {
+		s.dialing--
+	}
+	if s.flows <= 0 && s.dialing <= 0 {
+		delete(b.shares, addr)
+	}
 }
 
 // withDefaults fills what is unset with this host's network.
@@ -104,7 +162,7 @@ func (out Outside) withDefaults() Outside {
 }
 
 func startBreakout(g *Gateway, out Outside) (*breakout, error) {
-	b := &breakout{g: g, out: out, policy: g.cfg.Egress, log: g.log, queue: make(chan *[]byte, breakoutQueueDepth), pings: make(chan struct{}, breakoutMaxPings)}
+	b := &breakout{g: g, out: out, policy: g.cfg.Egress, log: g.log, queue: make(chan *[]byte, breakoutQueueDepth), pings: make(chan struct{}, breakoutMaxPings), shares: map[netip.Addr]*deviceShare{}}
 	b.ctx, b.cancel = context.WithCancel(g.ctx)
 	b.stk = gvstack.New(gvstack.Options{
 		NetworkProtocols:   []gvstack.NetworkProtocolFactory{gvipv4.NewProtocol, gvipv6.NewProtocol},
@@ -221,10 +279,17 @@ func addrOf(a tcpip.Address) netip.Addr {
 func (b *breakout) handleTCP(r *tcp.ForwarderRequest) {
 	id := r.ID()
 	dst := netip.AddrPortFrom(addrOf(id.LocalAddress), id.LocalPort)
+	device := addrOf(id.RemoteAddress)
+	if !b.take(device, true) {
+		r.Complete(true)
+		return
+	}
 	ctx, cancel := context.WithTimeout(b.ctx, breakoutTCPDial)
 	out, err := b.dial(ctx, "tcp", dst)
 	cancel()
+	b.give(device, false, true)
 	if err != nil {
+		b.give(device, true, false)
 		b.dialFailed.Add(1)
 		b.log.Debug("breakout: dialling out", "dst", dst, "err", err)
 		r.Complete(true)
@@ -233,6 +298,7 @@ func (b *breakout) handleTCP(r *tcp.ForwarderRequest) {
 	var wq waiter.Queue
 	ep, terr := r.CreateEndpoint(&wq)
 	if terr != nil {
+		b.give(device, true, false)
 		r.Complete(true)
 		out.Close()
 		return
@@ -243,6 +309,7 @@ func (b *breakout) handleTCP(r *tcp.ForwarderRequest) {
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
+		defer b.give(device, true, false)
 		splice(b.ctx, in, out)
 	}()
 }
@@ -279,9 +346,14 @@ func splice(ctx context.Context, a, c net.Conn) {
 func (b *breakout) handleUDP(r *udp.ForwarderRequest) {
 	id := r.ID()
 	dst := netip.AddrPortFrom(addrOf(id.LocalAddress), id.LocalPort)
+	device := addrOf(id.RemoteAddress)
+	if !b.take(device, false) {
+		return // the datagram is dropped; the device's next one may find room
+	}
 	var wq waiter.Queue
 	ep, terr := r.CreateEndpoint(&wq)
 	if terr != nil {
+		b.give(device, true, false)
 		return
 	}
 	in := gonet.NewUDPConn(&wq, ep)
@@ -289,6 +361,7 @@ func (b *breakout) handleUDP(r *udp.ForwarderRequest) {
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
+		defer b.give(device, true, false)
 		defer in.Close()
 		ctx, cancel := context.WithTimeout(b.ctx, breakoutTCPDial)
 		out, err := b.dial(ctx, "udp", dst)

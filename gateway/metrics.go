@@ -52,18 +52,19 @@ var (
 	descGatePackets  = prometheus.NewDesc("wirefleet_gateway_gate_peer_packets_total", "Packets of a VXLAN Gate peer, by direction (from_peer, to_peer).", []string{"gate_peer", "direction"}, nil)
 	descRouteDrops   = prometheus.NewDesc("wirefleet_gateway_route_dropped_packets_total", "Packets for a route behind a SIM dropped, by reason.", []string{"sim", "prefix", "reason"}, nil)
 
-	descEgressRule      = prometheus.NewDesc("wirefleet_gateway_egress_rule_packets_total", "Packets beyond the fleet decided by a group's egress rule (its index), since the rules last changed.", []string{"group", "rule", "action"}, nil)
-	descEgressUnmatched = prometheus.NewDesc("wirefleet_gateway_egress_unmatched_packets_total", "Packets beyond the fleet no egress rule of the group matched (denied), since the rules last changed.", []string{"group"}, nil)
-	descBreakoutFlows   = prometheus.NewDesc("wirefleet_gateway_breakout_flows_total", "Flows opened from the gateway host for devices (breakout), by protocol.", []string{"protocol"}, nil)
-	descBreakoutFailed  = prometheus.NewDesc("wirefleet_gateway_breakout_failed_total", "Breakout flows the outside refused or the platform's egress policy kept from leaving.", nil, nil)
-	descMirror          = prometheus.NewDesc("wirefleet_gateway_mirror_packets_total", "Copies of packets for mirror peers, by result: sent, dropped (queue full, rate cap, socket), denied (the platform's egress policy refuses the peer).", []string{"result"}, nil)
-	descGrantsRefused   = prometheus.NewDesc("wirefleet_gateway_egress_grants_refused_total", "DNS answers that granted nothing because the SIM held the most name grants.", nil, nil)
+	descEgressRule        = prometheus.NewDesc("wirefleet_gateway_egress_rule_packets_total", "Packets beyond the fleet decided by a group's egress rule (its index), since the rules last changed.", []string{"group", "rule", "action"}, nil)
+	descEgressUnmatched   = prometheus.NewDesc("wirefleet_gateway_egress_unmatched_packets_total", "Packets beyond the fleet no egress rule of the group matched (denied), since the rules last changed.", []string{"group"}, nil)
+	descBreakoutFlows     = prometheus.NewDesc("wirefleet_gateway_breakout_flows_total", "Flows opened from the gateway host for devices (breakout), by protocol.", []string{"protocol"}, nil)
+	descBreakoutFailed    = prometheus.NewDesc("wirefleet_gateway_breakout_failed_total", "Breakout flows the outside refused or the platform's egress policy kept from leaving.", nil, nil)
+	descMirror            = prometheus.NewDesc("wirefleet_gateway_mirror_packets_total", "Copies of packets for mirror peers, by result: sent, dropped (queue full, rate cap, socket), denied (the platform's egress policy refuses the peer).", []string{"result"}, nil)
+	descBreakoutOverShare = prometheus.NewDesc("wirefleet_gateway_breakout_refused_total", "Breakout flows refused because their device had its share open (512 flows, 64 TCP connections being set up).", nil, nil)
+	descGrantsRefused     = prometheus.NewDesc("wirefleet_gateway_egress_grants_refused_total", "DNS answers that granted nothing because the SIM held the most name grants.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessions, descPeers, descHandshakes, descBytes, descDrops, descUnderLoad, descAlerts, descRoutePackets, descRouteBytes, descRouteDrops, descGatePackets,
-		descEgressRule, descEgressUnmatched, descBreakoutFlows, descBreakoutFailed, descGrantsRefused, descMirror} {
+		descEgressRule, descEgressUnmatched, descBreakoutFlows, descBreakoutFailed, descGrantsRefused, descMirror, descBreakoutOverShare} {
 		ch <- d
 	}
 }
@@ -134,6 +135,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBreakoutFlows, prometheus.CounterValue, float64(b.udpFlows.Load()), "udp")
 		ch <- prometheus.MustNewConstMetric(descBreakoutFlows, prometheus.CounterValue, float64(b.pingsSent.Load()), "icmp")
 		ch <- prometheus.MustNewConstMetric(descBreakoutFailed, prometheus.CounterValue, float64(b.dialFailed.Load()))
+		ch <- prometheus.MustNewConstMetric(descBreakoutOverShare, prometheus.CounterValue, float64(b.overShare.Load()))
 	}
 	ch <- prometheus.MustNewConstMetric(descMirror, prometheus.CounterValue, float64(g.mirror.sent.Load()), "sent")
 	ch <- prometheus.MustNewConstMetric(descMirror, prometheus.CounterValue, float64(g.mirror.dropped.Load()), "dropped")
