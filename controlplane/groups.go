@@ -4,6 +4,7 @@ package controlplane
 
 import (
 	"context"
+	"errors"
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
@@ -30,6 +31,9 @@ func (s *Service) CreateGroup(ctx context.Context, a Actor, name string, setting
 	now := s.now()
 	g := fleet.Group{ID: newID("grp", now), Name: name, Settings: settings, Created: now, Updated: now}
 	err := s.st.Update(ctx, func(tx store.Tx) error {
+		if err := checkRedirection(ctx, tx, settings.Redirection); err != nil {
+			return err
+		}
 		if err := tx.InsertGroup(ctx, g); err != nil {
 			return err
 		}
@@ -89,6 +93,9 @@ func (s *Service) UpdateGroup(ctx context.Context, a Actor, id string, name *str
 				sec.WebhookSecret, kept = g.Settings.Security.WebhookSecret, true
 			}
 			if err := settings.Normalize("settings"); err != nil {
+				return err
+			}
+			if err := checkRedirection(ctx, tx, settings.Redirection); err != nil {
 				return err
 			}
 			if err := settings.Forwarders.SealSecrets("settings.forwarders", &g.Settings.Forwarders, s.cfg.Secrets); err != nil {
@@ -172,4 +179,16 @@ func (s *Service) sealWebhookSecret(sec *fleet.SecurityProfile) error {
 	}
 	sec.WebhookSecret = sealed
 	return nil
+}
+
+// checkRedirection refuses a redirection whose next hop is no Gate peer.
+func checkRedirection(ctx context.Context, tx store.Tx, r fleet.Redirection) error {
+	if r.GatePeerID == "" {
+		return nil
+	}
+	_, err := tx.GatePeer(ctx, r.GatePeerID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fleet.Errorf(fleet.CodeInvalid, "settings.redirection.gatePeerId", "%q is no Gate peer", r.GatePeerID)
+	}
+	return err
 }

@@ -124,6 +124,9 @@ type GroupSettings struct {
 	// Mirroring copies every packet of the group's SIMs to mirror peers
 	// (fleet/mirror.go).
 	Mirroring Mirroring `json:"mirroring,omitzero"`
+	// Redirection routes the group's traffic through an operator's host
+	// (fleet/mirror.go).
+	Redirection Redirection `json:"redirection,omitzero"`
 }
 
 // Security actions taken on an alert about a SIM.

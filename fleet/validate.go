@@ -148,6 +148,9 @@ func (s *GroupSettings) Normalize(prefix string) error {
 	if err := s.Mirroring.Normalize(prefix + ".mirroring"); err != nil {
 		return err
 	}
+	if err := s.Redirection.Normalize(prefix + ".redirection"); err != nil {
+		return err
+	}
 	sec := &s.Security
 	sec.WebhookSecretSet = false // derived, never stored
 	switch sec.Action {

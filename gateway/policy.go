@@ -40,6 +40,11 @@ type groupPolicy struct {
 	resolveAllowedOnly bool
 	// mirrors are the enabled mirror peers.
 	mirrors []*mirrorTarget
+	// redirectVia is the Gate peer the group's traffic goes to instead
+	// of its destination ("": none); redirectPlatform: its platform
+	// traffic too.
+	redirectVia      string
+	redirectPlatform bool
 }
 
 // watchesVolume reports whether the group has a volume rule.
@@ -132,6 +137,9 @@ func (c *policyCache) refresh(ctx context.Context, st store.Reader, id string) e
 		// Stored settings were checked when written: this is a rule the
 		// running code no longer takes. Nothing leaves (no table).
 		p.egress = nil
+	}
+	if rd := g.Settings.Redirection; rd.Enabled {
+		p.redirectVia, p.redirectPlatform = rd.GatePeerID, rd.IncludePlatform
 	}
 	if c.compileMirrors != nil {
 		p.mirrors = c.compileMirrors(g.Settings.Mirroring)

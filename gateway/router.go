@@ -32,12 +32,13 @@ const (
 	dropEgress     = "egress-denied"      // beyond the fleet, and the group's egress rules refuse it
 	dropVia6       = "via6-unsupported"   // a 4via6 packet the translation does not take (fragments, extension headers, ICMP errors)
 	dropVia6Full   = "via6-flows-full"    // the 4via6 flow table (or the client's share) is full
+	dropRedirect   = "redirect-no-peer"   // the group redirects to a Gate peer that is not there
 	// dropLANPlatform: a host on a LAN behind a SIM sent to the platform
 	// range; platform services know callers by their SIM's own address.
 	dropLANPlatform = "lan-source-to-platform"
 )
 
-var dropReasons = [...]string{dropSource, dropRevoked, dropPolicy, dropOffline, dropNoRoute, dropMalformed, dropServices, dropUnknownDst, dropAllowList, dropIPv6, dropLANPlatform, dropEgress, dropVia6, dropVia6Full,
+var dropReasons = [...]string{dropSource, dropRevoked, dropPolicy, dropOffline, dropNoRoute, dropMalformed, dropServices, dropUnknownDst, dropAllowList, dropIPv6, dropLANPlatform, dropEgress, dropVia6, dropVia6Full, dropRedirect,
 	dropVXLANUnknown, dropVXLANMalformed, dropVXLANSource}
 
 // router is the engine's Handler: it decides where each inner packet goes.
@@ -188,6 +189,20 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 		pol := r.policies.get(sim.GroupID)
 		if pol != nil && len(pol.mirrors) > 0 && r.mirror != nil {
 			r.mirror.copy(pol.mirrors, pkt[:ip.Length]) // what the device sent, as it sent it
+		}
+		if pol != nil && pol.redirectVia != "" && ip.Version == 4 && from == nil && (pol.redirectPlatform || !r.plat.Contains(dst)) {
+			// Redirected: to the operator's host instead of the
+			// destination, unchanged; the host forwards or answers.
+			var gp *gatePeer
+			if r.gates != nil {
+				gp = r.gates.peerByID(pol.redirectVia)
+			}
+			if gp == nil {
+				r.drops.add(dropRedirect) // never around the operator's host
+				continue
+			}
+			r.gates.toPeer(gp, pkt[:ip.Length])
+			continue
 		}
 		if r.mon != nil {
 			if startsFlow(ip) {

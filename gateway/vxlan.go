@@ -61,6 +61,7 @@ type gateKey struct {
 type gateTable struct {
 	byOuter map[gateKey]*gatePeer
 	byInner map[netip.Addr]*gatePeer
+	byID    map[string]*gatePeer
 }
 
 // vxlanEndpoint joins Gate peers' VXLAN segments to the device subnet: it
@@ -105,7 +106,7 @@ func (v *vxlanEndpoint) reload() {
 	ctx, cancel := context.WithTimeout(v.g.ctx, 5*time.Second)
 	defer cancel()
 	old := v.table.Load()
-	next := &gateTable{byOuter: map[gateKey]*gatePeer{}, byInner: map[netip.Addr]*gatePeer{}}
+	next := &gateTable{byOuter: map[gateKey]*gatePeer{}, byInner: map[netip.Addr]*gatePeer{}, byID: map[string]*gatePeer{}}
 	for cursor := ""; ; {
 		p, err := v.g.st.ListGatePeers(ctx, store.PageRequest{Limit: store.MaxLimit, Cursor: cursor})
 		if err != nil {
@@ -122,6 +123,7 @@ func (v *vxlanEndpoint) reload() {
 			}
 			next.byOuter[gateKey{gp.OuterAddress, gp.VNI}] = peer
 			next.byInner[gp.InnerAddress] = peer
+			next.byID[gp.ID] = peer
 		}
 		if p.Next == "" {
 			break
@@ -133,6 +135,9 @@ func (v *vxlanEndpoint) reload() {
 
 // peerAt returns the Gate peer whose inner address is a.
 func (v *vxlanEndpoint) peerAt(a netip.Addr) *gatePeer { return v.table.Load().byInner[a] }
+
+// peerByID returns the Gate peer id, if registered.
+func (v *vxlanEndpoint) peerByID(id string) *gatePeer { return v.table.Load().byID[id] }
 
 func (v *vxlanEndpoint) readLoop() {
 	defer v.wg.Done()
@@ -225,9 +230,22 @@ func (v *vxlanEndpoint) fromPeer(peer *gatePeer, pkt []byte) {
 		return
 	}
 	pkt = pkt[:ip.Length]
+	// A host that is a group's redirection next hop answers for the
+	// destinations it stands in for: to that group's SIMs, any source,
+	// and no device-to-device rule (it is the group's path, not a peer).
+	returning := false
 	if ip.Src != peer.InnerAddress {
-		v.drops.add(dropVXLANSource)
-		return
+		if to := r.peerFor(ip.Dst); to != nil {
+			if st := stateOf(to); st != nil {
+				if p := r.policies.get(st.SIM().GroupID); p != nil && p.redirectVia == peer.ID {
+					returning = true
+				}
+			}
+		}
+		if !returning {
+			v.drops.add(dropVXLANSource)
+			return
+		}
 	}
 	pol := r.policies.get(peer.GroupID)
 	var (
@@ -252,7 +270,7 @@ func (v *vxlanEndpoint) fromPeer(peer *gatePeer, pkt []byte) {
 		return
 	}
 	dstSt := stateOf(to)
-	if dstSt == nil || dstSt.revoked.Load() || !d2dAllowed(pol, r.policies.get(dstSt.SIM().GroupID), ip.Proto, ip.SrcPort, ip.DstPort) {
+	if dstSt == nil || dstSt.revoked.Load() || !returning && !d2dAllowed(pol, r.policies.get(dstSt.SIM().GroupID), ip.Proto, ip.SrcPort, ip.DstPort) {
 		r.drops.add(dropPolicy)
 		if lan != nil {
 			lan.drops.add(dropPolicy)
