@@ -9,6 +9,7 @@ package controlplane
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -76,6 +77,7 @@ type Service struct {
 
 	attestObserver func(outcome string) // ObserveAttest
 	proofs         *keyproof.Issuer
+	captureURLKey  []byte // signs capture download URLs (captures.go)
 	ula            struct {
 		mu sync.Mutex
 		v  fleet.Overlay6
@@ -114,7 +116,9 @@ func New(st store.Store, cfg Config) *Service {
 	if err != nil {
 		panic("controlplane: " + err.Error())
 	}
-	return &Service{st: st, cfg: cfg, log: cfg.Logger, proofs: proofs}
+	urlKey := hmac.New(sha256.New, secret)
+	urlKey.Write([]byte("wirefleet capture download URLs"))
+	return &Service{st: st, cfg: cfg, log: cfg.Logger, proofs: proofs, captureURLKey: urlKey.Sum(nil)}
 }
 
 // View returns the store's reads and change feed, for the platform's own

@@ -121,7 +121,7 @@ func newFixture(t *testing.T, opts ...func(*Config)) *fixture {
 		t.Fatal(err)
 	}
 	f.token = secret
-	f.api = httptest.NewServer(api.New(f.svc, api.Config{Logger: log, Connections: f.gw}))
+	f.api = httptest.NewServer(api.New(f.svc, api.Config{Logger: log, Connections: f.gw, CaptureDir: cfg.CaptureDir}))
 	t.Cleanup(f.api.Close)
 	return f
 }

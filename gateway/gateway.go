@@ -100,6 +100,9 @@ type Config struct {
 	// (0: 20,000, about 230 Mbit/s of 1420-byte packets); copies beyond it
 	// are dropped and counted.
 	MirrorPacketsPerSecond int
+	// CaptureDir is where packet capture sessions' files are written
+	// (CaptureFile); empty: sessions fail with that reason.
+	CaptureDir string
 	// VXLANListen, if set, is the UDP address ("host:port", e.g. ":4789")
 	// VXLAN Gate peers send to; empty: no Gate peers.
 	VXLANListen string
@@ -131,7 +134,8 @@ type Gateway struct {
 	bo        *breakout      // traffic beyond the fleet
 	grants    grantTable     // addresses DNS answers granted (FQDN egress rules)
 	egressDNS egressDNS
-	mirror    *mirror // copies to groups' mirror peers
+	mirror    *mirror   // copies to groups' mirror peers
+	caps      *captures // packet capture sessions
 	// presence: session records to write (see presence.go).
 	presence       chan presenceOp
 	presenceChecks chan string
@@ -206,6 +210,8 @@ func New(cfg Config) (*Gateway, error) {
 	g.router.grants, g.router.clk = &g.grants, g.clk
 	g.egressDNS.g = g
 	g.outside = cfg.Outside.withDefaults()
+	g.caps = &captures{g: g, dir: cfg.CaptureDir}
+	g.router.caps = g.caps
 	g.mirror = newMirror(g)
 	g.router.mirror = g.mirror
 	g.policies.compileMirrors = func(m fleet.Mirroring) []*mirrorTarget { return mirrorTargets(m, g) }
@@ -301,6 +307,7 @@ func (g *Gateway) Start() error {
 		g.wg.Add(1)
 		go g.watchVolumes(every)
 	}
+	g.caps.load(g.ctx)
 	if err := g.eng.Up(); err != nil {
 		g.Close()
 		return err
@@ -593,6 +600,8 @@ func (g *Gateway) watch(changes <-chan fleet.Change, cancel func()) {
 				g.policies.refresh(g.ctx, g.st, c.ID)
 			case fleet.ChangePresence:
 				g.queuePresenceCheck(c.ID)
+			case fleet.ChangeCapture:
+				g.caps.changed(g.ctx, c.ID)
 			case fleet.ChangeGatePeer:
 				if g.vx != nil {
 					g.vx.reload()

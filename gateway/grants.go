@@ -138,6 +138,7 @@ func (g *Gateway) sweepGrants() {
 		case <-t.C:
 			g.grants.sweep(g.clk.Now())
 			g.router.via6.sweep(g.clk.Now())
+			g.caps.sweep(g.ctx, g.clk.Now())
 		}
 	}
 }

@@ -231,11 +231,12 @@ func (m *mirror) flush(c *outConn) {
 // unchanged: if it mirrors to the same peers (one group), the copy made
 // on the way in is the same packet, and none is made again.
 func (r *router) mirrorTo(p *engine.Peer, from *groupPolicy, pkt []byte) {
-	if r.mirror == nil || r.policies.mirrored.Load() == 0 {
-		return
-	}
 	st := stateOf(p)
 	if st == nil {
+		return
+	}
+	r.captureTap(st, pkt, true)
+	if r.mirror == nil || r.policies.mirrored.Load() == 0 {
 		return
 	}
 	pol := r.policies.get(st.SIM().GroupID)
@@ -248,6 +249,11 @@ func (r *router) mirrorTo(p *engine.Peer, from *groupPolicy, pkt []byte) {
 // send hands packets to a device's peer, mirroring them first when the
 // SIM's group has mirror peers: every path to devices goes through here.
 func (r *router) send(p *engine.Peer, pkts [][]byte) {
+	if st := stateOf(p); st != nil {
+		for _, pkt := range pkts {
+			r.captureTap(st, pkt, true)
+		}
+	}
 	if r.mirror != nil && r.policies.mirrored.Load() > 0 {
 		if st := stateOf(p); st != nil {
 			if pol := r.policies.get(st.SIM().GroupID); pol != nil && len(pol.mirrors) > 0 {

@@ -56,6 +56,7 @@ type router struct {
 	breakout *breakout        // traffic beyond the fleet; nil before it starts
 	grants   *grantTable      // what the DNS answered each SIM (FQDN rules)
 	mirror   *mirror          // copies to mirror peers; nil before it starts
+	caps     *captures        // packet capture sessions
 	via6     via6Table        // flows of IPv6 clients to IPv4 LAN hosts
 	clk      clock.Clock
 	local    func(pkts [][]byte) error // the services' stack; nil before it starts
@@ -190,6 +191,7 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 		if pol != nil && len(pol.mirrors) > 0 && r.mirror != nil {
 			r.mirror.copy(pol.mirrors, pkt[:ip.Length]) // what the device sent, as it sent it
 		}
+		r.captureTap(st, pkt[:ip.Length], false)
 		if pol != nil && pol.redirectVia != "" && ip.Version == 4 && from == nil && (pol.redirectPlatform || !r.plat.Contains(dst)) {
 			// Redirected: to the operator's host instead of the
 			// destination, unchanged; the host forwards or answers.

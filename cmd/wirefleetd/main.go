@@ -354,7 +354,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	gw, err := gateway.New(gateway.Config{ControlPlane: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services, Secrets: settingsKey, VXLANListen: c.vxlan, Egress: egressPolicy,
-		DNSUpstreams: upstreams, MirrorPacketsPerSecond: c.mirrorPPS})
+		DNSUpstreams: upstreams, MirrorPacketsPerSecond: c.mirrorPPS, CaptureDir: filepath.Join(c.dataDir, "captures")})
 	if err != nil {
 		return err
 	}
@@ -380,7 +380,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer auditing.Wait() // before the store closes (deferred earlier, so it runs later)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/api/v1/", api.New(svc, api.Config{Logger: log, Registerer: reg, Connections: gw, TrustedProxies: c.trustedProxies.prefixes()}))
+	mux.Handle("/api/v1/", api.New(svc, api.Config{Logger: log, Registerer: reg, Connections: gw, TrustedProxies: c.trustedProxies.prefixes(), CaptureDir: filepath.Join(c.dataDir, "captures")}))
 	// SORACOM Arc-compatible routes, for soratun and other Arc clients.
 	mux.Handle("/v1/", arcapi.New(svc, arcapi.Config{Logger: log, TrustedNetworks: c.trustedNetworks.items, TrustedProxies: c.trustedProxies.prefixes(), TokenSecret: arcSecret}))
 	var metrics http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})

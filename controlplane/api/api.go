@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +51,9 @@ type Config struct {
 	// Connections, if set, adds each SIM's live tunnel state ("connection")
 	// to the SIM answers of GET /api/v1/sims, /sims/{id} and /sims/find.
 	Connections ConnectionSource
+	// CaptureDir is where the gateway writes capture sessions' files
+	// (gateway.CaptureFile); empty: downloads are refused.
+	CaptureDir string
 }
 
 // ConnectionSource reports the live state of SIMs' tunnels (the gateway).
@@ -81,6 +85,8 @@ type Handler struct {
 	limit    *ratelimit.Limiter
 	proxies  []netip.Prefix
 	conns    ConnectionSource
+	// captureDir holds capture sessions' files (Config.CaptureDir).
+	captureDir string
 }
 
 // New returns the API handler over svc.
@@ -88,7 +94,7 @@ func New(svc *controlplane.Service, o Config) *Handler {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	h := &Handler{svc: svc, log: o.Logger, mux: http.NewServeMux(), limit: ratelimit.New(o.RateLimit), proxies: slices.Clone(o.TrustedProxies), conns: o.Connections,
+	h := &Handler{svc: svc, log: o.Logger, mux: http.NewServeMux(), limit: ratelimit.New(o.RateLimit), proxies: slices.Clone(o.TrustedProxies), conns: o.Connections, captureDir: o.CaptureDir,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wirefleet_api_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wirefleet_api_request_seconds", Help: "API request latency by route.", Buckets: prometheus.DefBuckets}, []string{"route"}),
 	}
@@ -212,6 +218,8 @@ func (h *Handler) wrap(rt route) http.Handler {
 		case text:
 			sw.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			io.WriteString(sw, string(v))
+		case fileBody:
+			v.serve(sw, r)
 		case created:
 			writeJSON(sw, http.StatusCreated, v.v)
 		default:
@@ -222,6 +230,27 @@ func (h *Handler) wrap(rt route) http.Handler {
 
 // text is a plain-text response body.
 type text string
+
+// fileBody is a file as the response body (ranges and conditional
+// requests honoured), offered for download.
+type fileBody struct{ path, name, contentType string }
+
+func (f fileBody) serve(w http.ResponseWriter, r *http.Request) {
+	fh, err := os.Open(f.path)
+	if err != nil {
+		writeError(w, http.StatusNotFound, fleet.Errorf(fleet.CodeNotFound, "id", "the file is gone"))
+		return
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, fleet.Errorf(fleet.CodeInternal, "", "reading the file"))
+		return
+	}
+	w.Header().Set("Content-Type", f.contentType)
+	w.Header().Set("Content-Disposition", `attachment; filename="`+f.name+`"`)
+	http.ServeContent(w, r, f.name, st.ModTime(), fh)
+}
 
 // created wraps a 201 response body.
 type created struct{ v any }

@@ -271,6 +271,13 @@ func TestRoleDenials(t *testing.T) {
 		min          fleet.Role
 	}{
 		{"GET", "/api/v1/sims", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/captures", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/captures/x", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/captures/x/file", nil, fleet.RoleViewer},
+		{"POST", "/api/v1/captures/x/url", nil, fleet.RoleViewer},
+		{"POST", "/api/v1/captures", map[string]any{"duration": 60}, fleet.RoleOperator},
+		{"POST", "/api/v1/captures/x/stop", nil, fleet.RoleOperator},
+		{"DELETE", "/api/v1/captures/x", nil, fleet.RoleOperator},
 		{"GET", "/api/v1/sims/find?ref=x", nil, fleet.RoleViewer},
 		{"GET", "/api/v1/sims/x", nil, fleet.RoleViewer},
 		{"GET", "/api/v1/sims/x/wireguard-config", nil, fleet.RoleViewer},

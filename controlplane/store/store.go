@@ -74,7 +74,8 @@ type Reader interface {
 	MappingReader
 	RouteReader
 	GatePeerReader
-	RecordReader // the data store's records (records.go)
+	CaptureReader // packet capture sessions (captures.go)
+	RecordReader  // the data store's records (records.go)
 }
 
 // Tx is one transaction. Every write of one API call goes through a single
@@ -85,6 +86,7 @@ type Tx interface {
 	MappingWriter
 	RouteWriter
 	GatePeerWriter
+	CaptureWriter
 
 	// NextIMSI returns a never-before-returned IMSI.
 	NextIMSI(ctx context.Context) (string, error)

@@ -215,4 +215,7 @@ ALTER TABLE tokens ADD COLUMN expires {int64} NOT NULL DEFAULT 0;
 `, `
 -- Values fixed once per installation (the fleet's IPv6 ULA prefix).
 CREATE TABLE installation (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+`, `
+-- Packet capture sessions (fleet.Capture as JSON: read by id, few).
+CREATE TABLE captures (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 `}
