@@ -100,6 +100,7 @@ func commandTable() map[string]handler {
 	addDataCommands(t)
 	addIdentityCommands(t)
 	addMappingCommands(t)
+	addCaptureCommands(t)
 	addRouteCommands(t)
 	addGatePeerCommands(t)
 	return t

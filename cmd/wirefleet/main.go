@@ -71,6 +71,9 @@ Commands:
   mappings create SIM_ID --port P --allow CIDR... [--target LAN_HOST] [--duration 1h] [--tls] [--max-conns N]
                                       remote access to a device port: answers the public host:port
   mappings list [--sim ID] | get ID | delete ID
+  captures start (--sim ID | --group ID) [--duration 5m] [--prefix CIDR] [--protocol tcp|udp|icmp] [--port P] [--max-bytes N]
+                                      a packet capture session: the inner packets, both directions, to pcapng
+  captures list | get ID | stop ID | delete ID | download ID [-o FILE]
   routes add SIM_ID PREFIX [--map | --mapped PREFIX]
                                       a LAN behind a SIM; --map reaches it by an allocated prefix of its
                                       size (for LANs other SIMs have too: every site on 192.168.1.0/24)
