@@ -59,12 +59,13 @@ var (
 	descMirror            = prometheus.NewDesc("wirefleet_gateway_mirror_packets_total", "Copies of packets for mirror peers, by result: sent, dropped (queue full, rate cap, socket), denied (the platform's egress policy refuses the peer).", []string{"result"}, nil)
 	descBreakoutOverShare = prometheus.NewDesc("wirefleet_gateway_breakout_refused_total", "Breakout flows refused because their device had its share open (512 flows, 64 TCP connections being set up).", nil, nil)
 	descGrantsRefused     = prometheus.NewDesc("wirefleet_gateway_egress_grants_refused_total", "DNS answers that granted nothing because the SIM held the most name grants.", nil, nil)
+	descCaptures          = prometheus.NewDesc("wirefleet_gateway_capture_sessions", "Packet capture sessions writing on this gateway.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessions, descPeers, descHandshakes, descBytes, descDrops, descUnderLoad, descAlerts, descRoutePackets, descRouteBytes, descRouteDrops, descGatePackets,
-		descEgressRule, descEgressUnmatched, descBreakoutFlows, descBreakoutFailed, descGrantsRefused, descMirror, descBreakoutOverShare} {
+		descEgressRule, descEgressUnmatched, descBreakoutFlows, descBreakoutFailed, descGrantsRefused, descMirror, descBreakoutOverShare, descCaptures} {
 		ch <- d
 	}
 }
@@ -140,6 +141,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descMirror, prometheus.CounterValue, float64(g.mirror.sent.Load()), "sent")
 	ch <- prometheus.MustNewConstMetric(descMirror, prometheus.CounterValue, float64(g.mirror.dropped.Load()), "dropped")
 	ch <- prometheus.MustNewConstMetric(descMirror, prometheus.CounterValue, float64(g.mirror.denied.Load()), "denied")
+	ch <- prometheus.MustNewConstMetric(descCaptures, prometheus.GaugeValue, float64(len(g.caps.running())))
 	ch <- prometheus.MustNewConstMetric(descGrantsRefused, prometheus.CounterValue, float64(g.egressDNS.refusedGrants.Load()))
 	for _, r := range g.lans.all() {
 		p := r.prefix.String()
