@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -51,11 +50,13 @@ type Outside struct {
 // be opening at once (a SYN flood to the outside costs bounded memory).
 const (
 	breakoutTCPDial    = 10 * time.Second
+	breakoutTCPIdle    = 15 * time.Minute // both directions silent: the flow ends
 	breakoutUDPIdle    = 60 * time.Second
 	breakoutPingWait   = 5 * time.Second
-	breakoutInFlight   = 1024 // TCP connections being set up
-	breakoutMaxPings   = 256  // echo requests waiting for their reply
-	breakoutTCPWindow  = 0    // the stack's default receive window
+	breakoutInFlight   = 4096  // TCP connections being set up
+	breakoutMaxFlows   = 65536 // flows open at once, all devices
+	breakoutMaxPings   = 256   // echo requests waiting for their reply
+	breakoutTCPWindow  = 0     // the stack's default receive window
 	breakoutQueueDepth = 1024
 	// One device's share: flows open at once, and TCP connections being
 	// set up (a device dialling unreachable hosts holds a slot for
@@ -91,6 +92,8 @@ type breakout struct {
 
 	shareMu sync.Mutex
 	shares  map[netip.Addr]*deviceShare // by the device's IPv4 address
+	total   int                         // flows open, all devices
+	closed  bool                        // close has begun: no new flows
 }
 
 // deviceShare is what one device holds of the breakout.
@@ -104,15 +107,22 @@ func (b *breakout) take(addr netip.Addr, dialing bool) bool {
 	}
 	b.shareMu.Lock()
 	defer b.shareMu.Unlock()
+	if b.closed {
+		return false
+	}
 	s := b.shares[addr]
 	if s == nil {
 		s = &deviceShare{}
 		b.shares[addr] = s
 	}
-	if s.flows >= breakoutFlowsPerDevice || dialing && s.dialing >= breakoutDialingPerDevice {
+	if s.flows >= breakoutFlowsPerDevice || dialing && s.dialing >= breakoutDialingPerDevice || b.total >= breakoutMaxFlows {
 		b.overShare.Add(1)
 		return false
 	}
+	// The flow's goroutine is counted under the same lock as closed, so
+	// close never waits while one is being added.
+	b.wg.Add(1)
+	b.total++
 	s.flows++
 	if dialing {
 		s.dialing++
@@ -133,6 +143,8 @@ func (b *breakout) give(addr netip.Addr, flow, dialing bool) {
 	}
 	if flow {
 		s.flows--
+		b.total--
+		defer b.wg.Done()
 	}
 	if dialing {
 		s.dialing--
@@ -217,14 +229,14 @@ func (b *breakout) WriteNotify() {
 	}
 	v := pkt.ToView()
 	pkt.DecRef()
-	buf := stackBufs.Get().(*[]byte)
+	buf := getBuf()
 	n, _ := v.Read(*buf)
 	v.Release()
 	*buf = (*buf)[:n]
 	select {
 	case b.queue <- buf:
 	default:
-		stackBufs.Put(buf) // the devices' side is behind: TCP resends
+		putBuf(buf) // the devices' side is behind: TCP resends
 	}
 }
 
@@ -251,18 +263,18 @@ func (b *breakout) sendLoop() {
 		b.g.stk.sendBatch(batch)
 		for _, p := range batch {
 			*p = (*p)[:cap(*p)]
-			stackBufs.Put(p)
+			putBuf(p)
 		}
 	}
 }
 
 // dial opens a flow from the gateway host under the platform's own
 // egress policy: private, local and reserved destinations (the host
-// itself, its networks, cloud metadata at 169.254.169.254) stay out of
-// reach whatever a group's rules say, unless wirefleetd --egress-allow
-// names them.
+// itself, the networks its interfaces are on, cloud metadata at
+// 169.254.169.254) stay out of reach whatever a group's rules say, unless
+// wirefleetd --egress-allow names them.
 func (b *breakout) dial(ctx context.Context, network string, dst netip.AddrPort) (net.Conn, error) {
-	if err := b.policy.Check(dst.Addr()); err != nil {
+	if err := b.policy.CheckOnLink(dst.Addr()); err != nil {
 		return nil, err
 	}
 	return b.out.Dial(ctx, network, dst.String())
@@ -306,10 +318,8 @@ func (b *breakout) handleTCP(r *tcp.ForwarderRequest) {
 	r.Complete(false)
 	b.tcpFlows.Add(1)
 	in := gonet.NewTCPConn(&wq, ep)
-	b.wg.Add(1)
 	go func() {
-		defer b.wg.Done()
-		defer b.give(device, true, false)
+		defer b.give(device, true, false) // and the flow's wg count
 		splice(b.ctx, in, out)
 	}()
 }
@@ -318,8 +328,29 @@ func (b *breakout) handleTCP(r *tcp.ForwarderRequest) {
 // closing each direction as it finishes.
 func splice(ctx context.Context, a, c net.Conn) {
 	done := make(chan struct{}, 2)
+	// Idle in both directions for breakoutTCPIdle ends the flow: a device
+	// gone (disconnected, revoked) leaves no connection behind for ever.
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
 	copyHalf := func(dst, src net.Conn) {
-		io.Copy(dst, src)
+		buf := make([]byte, 32<<10)
+		for {
+			src.SetReadDeadline(time.Now().Add(breakoutTCPIdle))
+			n, err := src.Read(buf)
+			if n > 0 {
+				last.Store(time.Now().UnixNano())
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() && time.Since(time.Unix(0, last.Load())) < breakoutTCPIdle {
+					continue // the other direction is busy: not idle
+				}
+				break
+			}
+		}
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		} else {
@@ -358,9 +389,7 @@ func (b *breakout) handleUDP(r *udp.ForwarderRequest) {
 	}
 	in := gonet.NewUDPConn(&wq, ep)
 	b.udpFlows.Add(1)
-	b.wg.Add(1)
 	go func() {
-		defer b.wg.Done()
 		defer b.give(device, true, false)
 		defer in.Close()
 		ctx, cancel := context.WithTimeout(b.ctx, breakoutTCPDial)
@@ -400,21 +429,24 @@ func (b *breakout) ping(pkt []byte, ip *packet.Parsed) {
 		return
 	}
 	dst := ip.Dst
-	if err := b.policy.Check(dst); err != nil {
+	if err := b.policy.CheckOnLink(dst); err != nil {
 		b.dialFailed.Add(1)
+		return
+	}
+	src, v6 := ip.Src, ip.Version == 6
+	if !b.take(src, false) { // an echo waiting for its reply is one of the device's flows
 		return
 	}
 	select {
 	case b.pings <- struct{}{}:
 	default:
+		b.give(src, true, false)
 		return // too many outstanding: dropped, as a busy router would
 	}
 	msg := append([]byte(nil), pkt[ip.HeaderLen:ip.Length]...)
-	src, v6 := ip.Src, ip.Version == 6
 	b.pingsSent.Add(1)
-	b.wg.Add(1)
 	go func() {
-		defer b.wg.Done()
+		defer b.give(src, true, false)
 		defer func() { <-b.pings }()
 		network, proto, replyType := "udp4", 1, icmp.Type(ipv4.ICMPTypeEchoReply)
 		if v6 {
@@ -484,18 +516,21 @@ func (b *breakout) answerEcho(from, to netip.Addr, v6 bool, id, seq uint16, data
 		copy(m[8:], data)
 		binary.BigEndian.PutUint16(m[2:], packet.Checksum(m))
 	}
-	buf := stackBufs.Get().(*[]byte)
+	buf := getBuf()
 	if len(out) > cap(*buf) {
-		stackBufs.Put(buf)
+		putBuf(buf)
 		return
 	}
 	*buf = append((*buf)[:0], out...)
 	b.g.stk.sendBatch([]*[]byte{buf})
 	*buf = (*buf)[:cap(*buf)]
-	stackBufs.Put(buf)
+	putBuf(buf)
 }
 
 func (b *breakout) close() {
+	b.shareMu.Lock()
+	b.closed = true // no flow is added from here on
+	b.shareMu.Unlock()
 	b.cancel()
 	b.stk.Close()
 	b.wg.Wait()

@@ -110,9 +110,9 @@ func (cs *captures) tap(sim, group string, pkt []byte, out bool) {
 			if !s.matches(&ip) {
 				continue
 			}
-			buf := stackBufs.Get().(*[]byte)
+			buf := getBuf()
 			if ip.Length > cap(*buf) {
-				stackBufs.Put(buf)
+				putBuf(buf)
 				s.dropped.Add(1)
 				continue
 			}
@@ -120,7 +120,7 @@ func (cs *captures) tap(sim, group string, pkt []byte, out bool) {
 			select {
 			case s.in <- capturedPacket{t: now, dir: dir, pkt: buf}:
 			default:
-				stackBufs.Put(buf)
+				putBuf(buf)
 				s.dropped.Add(1)
 			}
 		}
@@ -261,11 +261,11 @@ loop:
 			n := int64(pcapng.RecordLen(len(*p.pkt)))
 			if size+n > s.c.MaxBytes {
 				reason = fmt.Sprintf("size cap of %d bytes reached", s.c.MaxBytes)
-				stackBufs.Put(p.pkt)
+				putBuf(p.pkt)
 				break loop
 			}
 			err := w.WritePacket(p.t, p.dir, *p.pkt)
-			stackBufs.Put(p.pkt)
+			putBuf(p.pkt)
 			if err != nil {
 				status, reason = fleet.CaptureFailed, "writing the file: "+err.Error()
 				break loop

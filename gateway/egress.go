@@ -56,9 +56,18 @@ func (e *egressDNS) Answered(c platform.Caller, name string, addrs []netip.Addr,
 // turn, from the gateway host.
 func (e *egressDNS) Exchange(ctx context.Context, query []byte) ([]byte, error) {
 	err := errors.New("no upstream resolver")
-	for _, up := range e.g.cfg.DNSUpstreams {
+	ups := e.g.cfg.DNSUpstreams
+	for i, up := range ups {
+		// Each resolver gets its share of what time is left, so one that
+		// does not answer leaves the next one time to.
+		uctx, cancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok {
+			uctx, cancel = context.WithTimeout(ctx, time.Until(dl)/time.Duration(len(ups)-i))
+		}
 		var resp []byte
-		if resp, err = e.exchange(ctx, up, query); err == nil {
+		resp, err = e.exchange(uctx, up, query)
+		cancel()
+		if err == nil {
 			return resp, nil
 		}
 	}

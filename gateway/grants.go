@@ -22,6 +22,10 @@ const (
 	// grantsPerSIM bounds the addresses one SIM holds grants for: a device
 	// resolving names in a loop costs bounded memory.
 	grantsPerSIM = 4096
+	// namesPerAddress bounds the names one address is granted for: a
+	// wildcard zone answers any name with the same address, and each
+	// packet to it walks its names.
+	namesPerAddress = 16
 )
 
 // grantTable holds every SIM's grants.
@@ -45,7 +49,8 @@ func (g nameGrant) live(now time.Time) bool {
 }
 
 // add grants addrs to sim for name until now+ttl. It reports false when
-// the SIM holds too many grants already (after dropping dead ones).
+// the SIM holds too many grants already, or an address too many names
+// (after dropping dead ones).
 func (t *grantTable) add(sim, name string, addrs []netip.Addr, ttl time.Duration, now time.Time) bool {
 	ttl = min(ttl, grantMaxTTL)
 	v, _ := t.sims.LoadOrStore(sim, &simGrants{byAddr: map[netip.Addr][]nameGrant{}})
@@ -63,6 +68,12 @@ func (t *grantTable) add(sim, name string, addrs []netip.Addr, ttl time.Duration
 		}
 		i := slices.IndexFunc(gs, func(g nameGrant) bool { return g.name == name })
 		if i < 0 {
+			if len(gs) >= namesPerAddress {
+				gs = slices.DeleteFunc(gs, func(g nameGrant) bool { return !g.live(now) })
+			}
+			if len(gs) >= namesPerAddress {
+				return false
+			}
 			gs = append(gs, nameGrant{name: name})
 			i = len(gs) - 1
 		}

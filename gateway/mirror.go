@@ -85,9 +85,9 @@ func newMirror(g *Gateway) *mirror {
 
 // copy queues pkt for the targets; it never blocks.
 func (m *mirror) copy(to []*mirrorTarget, pkt []byte) {
-	b := stackBufs.Get().(*[]byte)
+	b := getBuf()
 	if len(pkt) > cap(*b) {
-		stackBufs.Put(b)
+		putBuf(b)
 		m.dropped.Add(uint64(len(to)))
 		return
 	}
@@ -95,7 +95,7 @@ func (m *mirror) copy(to []*mirrorTarget, pkt []byte) {
 	select {
 	case m.queue <- mirrorCopy{to: to, pkt: b}:
 	default:
-		stackBufs.Put(b)
+		putBuf(b)
 		m.dropped.Add(uint64(len(to)))
 	}
 }
@@ -164,7 +164,7 @@ func (m *mirror) run(ctx context.Context) {
 				m.queueFor(t, b)
 			}
 			*c.pkt = (*c.pkt)[:cap(*c.pkt)]
-			stackBufs.Put(c.pkt)
+			putBuf(c.pkt)
 		}
 		for _, c := range m.conns {
 			m.flush(c)

@@ -32,7 +32,7 @@ const (
 	dropEgress     = "egress-denied"      // beyond the fleet, and the group's egress rules refuse it
 	dropVia6       = "via6-unsupported"   // a 4via6 packet the translation does not take (fragments, extension headers, ICMP errors)
 	dropVia6Full   = "via6-flows-full"    // the 4via6 flow table (or the client's share) is full
-	dropRedirect   = "redirect-no-peer"   // the group redirects to a Gate peer that is not there
+	dropRedirect   = "redirect-no-peer"   // the group redirects, and this packet cannot go (its Gate peer is gone; IPv6; a LAN source)
 	// dropLANPlatform: a host on a LAN behind a SIM sent to the platform
 	// range; platform services know callers by their SIM's own address.
 	dropLANPlatform = "lan-source-to-platform"
@@ -192,20 +192,6 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 			r.mirror.copy(pol.mirrors, pkt[:ip.Length]) // what the device sent, as it sent it
 		}
 		r.captureTap(st, pkt[:ip.Length], false)
-		if pol != nil && pol.redirectVia != "" && ip.Version == 4 && from == nil && (pol.redirectPlatform || !r.plat.Contains(dst)) {
-			// Redirected: to the operator's host instead of the
-			// destination, unchanged; the host forwards or answers.
-			var gp *gatePeer
-			if r.gates != nil {
-				gp = r.gates.peerByID(pol.redirectVia)
-			}
-			if gp == nil {
-				r.drops.add(dropRedirect) // never around the operator's host
-				continue
-			}
-			r.gates.toPeer(gp, pkt[:ip.Length])
-			continue
-		}
 		if r.mon != nil {
 			if startsFlow(ip) {
 				r.observeFlow(st, pol, dst, proto, dport)
@@ -223,6 +209,22 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 				r.drops.add(dropAllowList)
 				continue
 			}
+		}
+		if pol != nil && pol.redirectVia != "" && (pol.redirectPlatform || !r.plat.Contains(dst)) {
+			// Redirected: to the operator's host instead of the
+			// destination, unchanged; the host forwards or answers. What
+			// cannot go there (IPv6, LAN sources: the host is an IPv4
+			// peer answering SIMs) is dropped, never sent around it.
+			var gp *gatePeer
+			if r.gates != nil && ip.Version == 4 && from == nil {
+				gp = r.gates.peerByID(pol.redirectVia)
+			}
+			if gp == nil {
+				r.drops.add(dropRedirect)
+				continue
+			}
+			r.gates.toPeer(gp, pkt[:ip.Length])
+			continue
 		}
 		if viaSite.IsValid() {
 			to, out, reason := r.toVia6(st, pol, pkt, ip, viaSite, dst, from)
@@ -342,7 +344,11 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 				flush()
 				target = to
 			}
-			r.mirrorTo(to, nil, pkt)
+			if lan.mapped() || from != nil && from.mapped() {
+				r.mirrorTo(to, nil, pkt) // translated on its way: another packet than the one copied in
+			} else {
+				r.mirrorTo(to, pol, pkt)
+			}
 			pending = append(pending, pkt)
 		}
 	}

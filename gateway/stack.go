@@ -90,6 +90,20 @@ const stackBatch = 64
 
 var stackBufs = sync.Pool{New: func() any { b := make([]byte, stackMTU+64); return &b }}
 
+// getBuf returns a packet buffer of its full size; putBuf gives it back
+// whatever length it was cut to, so the next user never reads into a
+// buffer shortened by the last packet.
+func getBuf() *[]byte {
+	b := stackBufs.Get().(*[]byte)
+	*b = (*b)[:cap(*b)]
+	return b
+}
+
+func putBuf(b *[]byte) {
+	*b = (*b)[:cap(*b)]
+	stackBufs.Put(b)
+}
+
 // readLoop sends what the stack emits to the device owning the destination.
 // The stack hands out one packet per Read, so a reader goroutine queues
 // them and this loop takes whatever has queued up meanwhile as one batch,
@@ -101,10 +115,10 @@ func (s *stack) readLoop() {
 		defer close(queue)
 		sizes, bufs := []int{0}, [][]byte{nil}
 		for {
-			b := stackBufs.Get().(*[]byte)
+			b := getBuf()
 			bufs[0] = *b
 			if _, err := s.dev.Read(bufs, sizes, 0); err != nil {
-				stackBufs.Put(b)
+				putBuf(b)
 				return
 			}
 			*b = (*b)[:sizes[0]]
@@ -129,7 +143,7 @@ func (s *stack) readLoop() {
 		s.sendBatch(batch)
 		for _, b := range batch {
 			*b = (*b)[:cap(*b)]
-			stackBufs.Put(b)
+			putBuf(b)
 		}
 	}
 }

@@ -26,7 +26,7 @@ import (
 
 // Flow-table bounds and idle times.
 const (
-	via6MaxFlows       = 65536
+	via6MaxFlows       = 262144
 	via6MaxFlowsPerSIM = 4096
 	via6TCPIdle        = 10 * time.Minute
 	via6Idle           = 2 * time.Minute // UDP, ICMP echo

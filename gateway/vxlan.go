@@ -235,9 +235,11 @@ func (v *vxlanEndpoint) fromPeer(peer *gatePeer, pkt []byte) {
 	// and no device-to-device rule (it is the group's path, not a peer).
 	returning := false
 	if ip.Src != peer.InnerAddress {
-		if to := r.peerFor(ip.Dst); to != nil {
+		// Not as another SIM, nor as the platform unless the group sends
+		// its platform traffic there too.
+		if to := r.peerFor(ip.Dst); to != nil && !r.pool.Contains(ip.Src) {
 			if st := stateOf(to); st != nil {
-				if p := r.policies.get(st.SIM().GroupID); p != nil && p.redirectVia == peer.ID {
+				if p := r.policies.get(st.SIM().GroupID); p != nil && p.redirectVia == peer.ID && (p.redirectPlatform || !r.plat.Contains(ip.Src)) {
 					returning = true
 				}
 			}

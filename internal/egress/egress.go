@@ -47,6 +47,9 @@ type Policy struct {
 	Allow []netip.Prefix
 	// HostAddrs returns this host's addresses; default: the interfaces'.
 	HostAddrs func() []netip.Addr
+	// HostPrefixes returns the networks this host is on (CheckOnLink);
+	// default: the interfaces' prefixes.
+	HostPrefixes func() []netip.Prefix
 }
 
 // DeniedError is a destination the policy refuses.
@@ -98,6 +101,50 @@ func (p Policy) Control(network, address string, _ syscall.RawConn) error {
 func (p Policy) Dialer(d net.Dialer) *net.Dialer {
 	d.Control = p.Control
 	return &d
+}
+
+// CheckOnLink is Check, and also refuses the networks this host is on
+// (its interfaces' prefixes): for traffic the platform carries for
+// devices (breakout), which must not reach the hosts beside the gateway
+// — a cloud VPC's public IPv6 subnet, say — that trust it as local,
+// unless Allow names them.
+func (p Policy) CheckOnLink(a netip.Addr) error {
+	if err := p.Check(a); err != nil {
+		return err
+	}
+	a = a.Unmap()
+	for _, pfx := range p.Allow {
+		if pfx.Contains(a) {
+			return nil
+		}
+	}
+	nets := p.HostPrefixes
+	if nets == nil {
+		nets = interfacePrefixes
+	}
+	for _, n := range nets() {
+		if n.Contains(a) {
+			return &DeniedError{Addr: a}
+		}
+	}
+	return nil
+}
+
+func interfacePrefixes() []netip.Prefix {
+	as, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	out := make([]netip.Prefix, 0, len(as))
+	for _, a := range as {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				ones, _ := n.Mask.Size()
+				out = append(out, netip.PrefixFrom(ip.Unmap(), ones-(len(n.Mask)*8-ip.Unmap().BitLen())).Masked())
+			}
+		}
+	}
+	return out
 }
 
 func interfaceAddrs() []netip.Addr {

@@ -56,3 +56,29 @@ func TestRedirectRefused(t *testing.T) {
 		t.Fatalf("redirect to loopback: %v", err)
 	}
 }
+
+// Breakout's check refuses the networks the host is on (a public subnet
+// beside the gateway), unless allowed.
+func TestCheckOnLink(t *testing.T) {
+	p := Policy{HostAddrs: func() []netip.Addr { return nil }, HostPrefixes: func() []netip.Prefix {
+		return []netip.Prefix{netip.MustParsePrefix("2001:db8:5::/64"), netip.MustParsePrefix("203.0.113.0/24")}
+	}}
+	for _, a := range []string{"2001:db8:5::9", "203.0.113.77"} {
+		if err := p.CheckOnLink(netip.MustParseAddr(a)); err == nil {
+			t.Errorf("%s on the host's network was allowed", a)
+		}
+		if err := p.Check(netip.MustParseAddr(a)); err != nil {
+			t.Errorf("%s refused by the plain check: %v", a, err)
+		}
+	}
+	if err := p.CheckOnLink(netip.MustParseAddr("198.51.100.1")); err != nil {
+		t.Errorf("an address off the host's networks: %v", err)
+	}
+	p.Allow = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/25")}
+	if err := p.CheckOnLink(netip.MustParseAddr("203.0.113.77")); err != nil {
+		t.Errorf("an allowed on-link address: %v", err)
+	}
+	if got := interfacePrefixes(); len(got) == 0 {
+		t.Error("no interface prefixes read (loopback at least)")
+	}
+}

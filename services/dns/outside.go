@@ -32,7 +32,7 @@ type Outside interface {
 // Forwarding bounds: an upstream that is slow must not hold up the zone's
 // answers, and one device must not hold every forwarding slot.
 const (
-	maxForwarding       = 256
+	maxForwarding       = 1024
 	maxForwardingPerSIM = 16
 	forwardTimeout      = 3 * time.Second
 )
