@@ -51,6 +51,9 @@ import (
 //     rate cap) to a socket on loopback that never reads: its ratio to
 //     wirefleet-nomonitor is what mirroring costs (each packet is
 //     mirrored twice, leaving A and reaching B).
+//   - wirefleet-capture: no monitor, a capture session on B (every packet
+//     it receives written to a pcapng file in the test's directory): its
+//     ratio to wirefleet-nomonitor is what a capture costs.
 //   - wirefleet-ipv6: no monitor, A sends to B's IPv6 address (the twin
 //     of its IPv4 one), 1420-byte IPv6 packets. Its ratio to
 //     wirefleet-nomonitor is what IPv6 costs the gateway.
@@ -58,7 +61,7 @@ import (
 // The figure is inner Gbit/s delivered to B (b.N is ignored beyond one
 // measured window per iteration; run with -benchtime=1x).
 func BenchmarkForwarding(b *testing.B) {
-	for _, hub := range []string{"wirefleet", "wirefleet-nomonitor", "wirefleet-mirror", "wirefleet-ipv6", "wirefleet-lan", "wirefleet-lan-mapped", "wggo-hub"} {
+	for _, hub := range []string{"wirefleet", "wirefleet-nomonitor", "wirefleet-mirror", "wirefleet-capture", "wirefleet-ipv6", "wirefleet-lan", "wirefleet-lan-mapped", "wggo-hub"} {
 		b.Run(hub, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				gbps, loss := forwardOnce(b, hub, 3*time.Second)
@@ -82,9 +85,16 @@ func forwardOnce(b *testing.B, hub string, window time.Duration) (gbps, loss flo
 	src, dst := benchA, benchB
 	extraAllowed := ""
 	switch hub {
-	case "wirefleet", "wirefleet-nomonitor", "wirefleet-mirror", "wirefleet-ipv6", "wirefleet-lan", "wirefleet-lan-mapped":
+	case "wirefleet", "wirefleet-nomonitor", "wirefleet-mirror", "wirefleet-capture", "wirefleet-ipv6", "wirefleet-lan", "wirefleet-lan-mapped":
 		gw := benchGateway(b, map[netip.Addr]wgkey.Public{benchA: keyA.Public(), benchB: keyB.Public()}, hub != "wirefleet")
 		hubPub, hubPort = gw.Engine().PublicKey(), gw.Port()
+		if hub == "wirefleet-capture" {
+			id := benchCapture(b, gw)
+			defer func() {
+				b.ReportMetric(float64(gw.caps.running()[id].packets.Load()), "captured")
+				b.ReportMetric(float64(gw.caps.running()[id].dropped.Load()), "capture-dropped")
+			}()
+		}
 		if hub == "wirefleet-mirror" {
 			benchMirror(b, gw)
 			defer func() {
@@ -196,7 +206,8 @@ func benchGateway(b *testing.B, sims map[netip.Addr]wgkey.Public, noMonitor bool
 	}
 	gw, err := New(Config{ControlPlane: svc, KeyStore: ks, Logger: log, NoMonitor: noMonitor,
 		Egress:                 egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, // the mirror sink
-		MirrorPacketsPerSecond: 10_000_000})                                                                // the whole cost of mirroring, not the cap's
+		MirrorPacketsPerSecond: 10_000_000,
+		CaptureDir:             b.TempDir()}) // the whole cost of mirroring, not the cap's
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -235,6 +246,26 @@ func benchMirror(b *testing.B, gw *Gateway) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// benchCapture starts a capture session on B and waits until it writes.
+func benchCapture(b *testing.B, gw *Gateway) string {
+	ctx := context.Background()
+	sim, err := gw.st.SIMByAddress(ctx, benchB)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := gw.svc.CreateCapture(ctx, controlplane.System, controlplane.CaptureSpec{SIMID: sim.ID, Duration: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); gw.caps.running()[c.ID] == nil; {
+		if time.Now().After(deadline) {
+			b.Fatal("the capture did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return c.ID
 }
 
 func listenPort(b *testing.B, dev *wgdevice.Device) uint16 {
