@@ -127,6 +127,9 @@ type GroupSettings struct {
 	// Redirection routes the group's traffic through an operator's host
 	// (fleet/mirror.go).
 	Redirection Redirection `json:"redirection,omitzero"`
+	// Inspection measures the group's traffic per interval
+	// (fleet/inspection.go).
+	Inspection Inspection `json:"inspection,omitzero"`
 }
 
 // Security actions taken on an alert about a SIM.

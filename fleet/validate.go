@@ -151,6 +151,11 @@ func (s *GroupSettings) Normalize(prefix string) error {
 	if err := s.Redirection.Normalize(prefix + ".redirection"); err != nil {
 		return err
 	}
+	if s.Inspection.Enabled || s.Inspection.IntervalSeconds != 0 {
+		if err := s.Inspection.Normalize(prefix + ".inspection"); err != nil {
+			return err
+		}
+	}
 	sec := &s.Security
 	sec.WebhookSecretSet = false // derived, never stored
 	switch sec.Action {

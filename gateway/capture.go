@@ -340,6 +340,23 @@ func (cs *captures) sweep(ctx context.Context, now time.Time) {
 	}
 }
 
+// tapOut offers a packet going to the SIM behind st to its capture
+// sessions and its group's inspection — unless the packet came from a SIM
+// of that same group unchanged (from), which counted it on its way in.
+func (r *router) tapOut(st *simState, from *groupPolicy, pkt []byte) {
+	r.captureTap(st, pkt, true)
+	if r.insp == nil || r.policies.inspected.Load() == 0 {
+		return
+	}
+	group := st.SIM().GroupID
+	if pol := r.policies.get(group); pol != nil && pol.inspectEvery > 0 && pol != from {
+		var ip packet.Parsed
+		if ip.Decode(pkt) == nil {
+			r.insp.account(group, pkt, &ip)
+		}
+	}
+}
+
 // captureTap offers a packet of the SIM behind state st to its sessions.
 func (r *router) captureTap(st *simState, pkt []byte, out bool) {
 	if r.caps == nil {

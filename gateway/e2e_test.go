@@ -91,7 +91,7 @@ func newFixture(t *testing.T, opts ...func(*Config)) *fixture {
 		Logger:           log,
 		Secrets:          secrets,
 	})
-	cfg := Config{ControlPlane: f.svc, KeyStore: ks, ListenPort: gwPort, Logger: log, Secrets: secrets,
+	cfg := Config{ControlPlane: f.svc, KeyStore: ks, ListenPort: gwPort, Logger: log, Secrets: secrets, Records: st,
 		Egress: egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, // webhook receivers on loopback
 		EngineHooks: engine.Hooks{
 			HandshakeCompleted: func(ev engine.HandshakeEvent) {

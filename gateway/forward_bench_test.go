@@ -51,6 +51,8 @@ import (
 //     rate cap) to a socket on loopback that never reads: its ratio to
 //     wirefleet-nomonitor is what mirroring costs (each packet is
 //     mirrored twice, leaving A and reaching B).
+//   - wirefleet-inspect: no monitor, inspection on for the group (every
+//     packet counted, flows tracked and classified).
 //   - wirefleet-capture: no monitor, a capture session on B (every packet
 //     it receives written to a pcapng file in the test's directory): its
 //     ratio to wirefleet-nomonitor is what a capture costs.
@@ -61,7 +63,7 @@ import (
 // The figure is inner Gbit/s delivered to B (b.N is ignored beyond one
 // measured window per iteration; run with -benchtime=1x).
 func BenchmarkForwarding(b *testing.B) {
-	for _, hub := range []string{"wirefleet", "wirefleet-nomonitor", "wirefleet-mirror", "wirefleet-capture", "wirefleet-ipv6", "wirefleet-lan", "wirefleet-lan-mapped", "wggo-hub"} {
+	for _, hub := range []string{"wirefleet", "wirefleet-nomonitor", "wirefleet-mirror", "wirefleet-capture", "wirefleet-inspect", "wirefleet-ipv6", "wirefleet-lan", "wirefleet-lan-mapped", "wggo-hub"} {
 		b.Run(hub, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				gbps, loss := forwardOnce(b, hub, 3*time.Second)
@@ -85,9 +87,13 @@ func forwardOnce(b *testing.B, hub string, window time.Duration) (gbps, loss flo
 	src, dst := benchA, benchB
 	extraAllowed := ""
 	switch hub {
-	case "wirefleet", "wirefleet-nomonitor", "wirefleet-mirror", "wirefleet-capture", "wirefleet-ipv6", "wirefleet-lan", "wirefleet-lan-mapped":
+	case "wirefleet", "wirefleet-nomonitor", "wirefleet-mirror", "wirefleet-capture", "wirefleet-inspect", "wirefleet-ipv6", "wirefleet-lan", "wirefleet-lan-mapped":
 		gw := benchGateway(b, map[netip.Addr]wgkey.Public{benchA: keyA.Public(), benchB: keyB.Public()}, hub != "wirefleet")
 		hubPub, hubPort = gw.Engine().PublicKey(), gw.Port()
+		if hub == "wirefleet-inspect" {
+			benchSettings(b, gw, func(s *fleet.GroupSettings) { s.Inspection = fleet.Inspection{Enabled: true, IntervalSeconds: 60} },
+				func(p *groupPolicy) bool { return p.inspectEvery > 0 })
+		}
 		if hub == "wirefleet-capture" {
 			id := benchCapture(b, gw)
 			defer func() {
@@ -207,7 +213,8 @@ func benchGateway(b *testing.B, sims map[netip.Addr]wgkey.Public, noMonitor bool
 	gw, err := New(Config{ControlPlane: svc, KeyStore: ks, Logger: log, NoMonitor: noMonitor,
 		Egress:                 egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, // the mirror sink
 		MirrorPacketsPerSecond: 10_000_000,
-		CaptureDir:             b.TempDir()}) // the whole cost of mirroring, not the cap's
+		CaptureDir:             b.TempDir(),
+		Records:                st}) // the whole cost of mirroring, not the cap's
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -240,6 +247,28 @@ func benchMirror(b *testing.B, gw *Gateway) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if p := gw.policies.get(g.ID); p != nil && len(p.mirrors) == 1 || time.Now().After(deadline) {
+			return
+		}
+		if err := gw.policies.refresh(ctx, gw.st, g.ID); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchSettings changes the bench group's settings and waits until the
+// gateway holds them (applied reports it).
+func benchSettings(b *testing.B, gw *Gateway, change func(*fleet.GroupSettings), applied func(*groupPolicy) bool) {
+	ctx := context.Background()
+	g, err := gw.st.GroupByName(ctx, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	change(&g.Settings)
+	if _, err := gw.svc.UpdateGroup(ctx, controlplane.System, g.ID, nil, &g.Settings); err != nil {
+		b.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if p := gw.policies.get(g.ID); p != nil && applied(p) || time.Now().After(deadline) {
 			return
 		}
 		if err := gw.policies.refresh(ctx, gw.st, g.ID); err != nil {

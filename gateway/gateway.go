@@ -100,6 +100,9 @@ type Config struct {
 	// (0: 20,000, about 230 Mbit/s of 1420-byte packets); copies beyond it
 	// are dropped and counted.
 	MirrorPacketsPerSecond int
+	// Records stores groups' inspection records (the data store's
+	// writer); nil: inspection measures and stores nothing.
+	Records store.RecordWriter
 	// CaptureDir is where packet capture sessions' files are written
 	// (CaptureFile); empty: sessions fail with that reason.
 	CaptureDir string
@@ -134,8 +137,9 @@ type Gateway struct {
 	bo        *breakout      // traffic beyond the fleet
 	grants    grantTable     // addresses DNS answers granted (FQDN egress rules)
 	egressDNS egressDNS
-	mirror    *mirror   // copies to groups' mirror peers
-	caps      *captures // packet capture sessions
+	mirror    *mirror    // copies to groups' mirror peers
+	caps      *captures  // packet capture sessions
+	insp      *inspector // nil without Config.Records
 	// presence: session records to write (see presence.go).
 	presence       chan presenceOp
 	presenceChecks chan string
@@ -211,6 +215,10 @@ func New(cfg Config) (*Gateway, error) {
 	g.egressDNS.g = g
 	g.outside = cfg.Outside.withDefaults()
 	g.caps = &captures{g: g, dir: cfg.CaptureDir}
+	if cfg.Records != nil {
+		g.insp = &inspector{g: g, groups: map[string]*groupStats{}}
+		g.router.insp = g.insp
+	}
 	g.router.caps = g.caps
 	g.mirror = newMirror(g)
 	g.router.mirror = g.mirror
@@ -311,6 +319,10 @@ func (g *Gateway) Start() error {
 	if err := g.eng.Up(); err != nil {
 		g.Close()
 		return err
+	}
+	if g.insp != nil {
+		g.wg.Add(1)
+		go g.insp.run(g.cfg.Records)
 	}
 	g.wg.Add(5)
 	go g.mirror.run(g.ctx)

@@ -235,7 +235,7 @@ func (r *router) mirrorTo(p *engine.Peer, from *groupPolicy, pkt []byte) {
 	if st == nil {
 		return
 	}
-	r.captureTap(st, pkt, true)
+	r.tapOut(st, from, pkt)
 	if r.mirror == nil || r.policies.mirrored.Load() == 0 {
 		return
 	}
@@ -251,7 +251,7 @@ func (r *router) mirrorTo(p *engine.Peer, from *groupPolicy, pkt []byte) {
 func (r *router) send(p *engine.Peer, pkts [][]byte) {
 	if st := stateOf(p); st != nil {
 		for _, pkt := range pkts {
-			r.captureTap(st, pkt, true)
+			r.tapOut(st, nil, pkt)
 		}
 	}
 	if r.mirror != nil && r.policies.mirrored.Load() > 0 {

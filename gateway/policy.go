@@ -45,6 +45,8 @@ type groupPolicy struct {
 	// traffic too.
 	redirectVia      string
 	redirectPlatform bool
+	// inspectEvery is the inspection interval in seconds (0: off).
+	inspectEvery int
 }
 
 // watchesVolume reports whether the group has a volume rule.
@@ -71,6 +73,8 @@ type policyCache struct {
 	// reads it before anything else, so mirroring costs nothing when no
 	// group has it.
 	mirrored atomic.Int32
+	// inspected counts the cached groups with inspection on.
+	inspected atomic.Int32
 	// compileMirrors turns a group's peers into targets (the gateway's,
 	// for its egress policy); nil: no mirroring.
 	compileMirrors func(fleet.Mirroring) []*mirrorTarget
@@ -138,6 +142,12 @@ func (c *policyCache) refresh(ctx context.Context, st store.Reader, id string) e
 		// running code no longer takes. Nothing leaves (no table).
 		p.egress = nil
 	}
+	if in := g.Settings.Inspection; in.Enabled {
+		p.inspectEvery = in.IntervalSeconds
+		if p.inspectEvery == 0 {
+			p.inspectEvery = fleet.DefaultInspectionInterval
+		}
+	}
 	if rd := g.Settings.Redirection; rd.Enabled {
 		p.redirectVia, p.redirectPlatform = rd.GatePeerID, rd.IncludePlatform
 	}
@@ -160,6 +170,13 @@ func (c *policyCache) recountMirrored() {
 		}
 	}
 	c.mirrored.Store(n)
+	n = 0
+	for _, g := range c.groups {
+		if g.inspectEvery > 0 {
+			n++
+		}
+	}
+	c.inspected.Store(n)
 }
 
 func (c *policyCache) refreshAll(ctx context.Context, st store.Reader) {

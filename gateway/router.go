@@ -57,6 +57,7 @@ type router struct {
 	grants   *grantTable      // what the DNS answered each SIM (FQDN rules)
 	mirror   *mirror          // copies to mirror peers; nil before it starts
 	caps     *captures        // packet capture sessions
+	insp     *inspector       // traffic statistics of groups with inspection
 	via6     via6Table        // flows of IPv6 clients to IPv4 LAN hosts
 	clk      clock.Clock
 	local    func(pkts [][]byte) error // the services' stack; nil before it starts
@@ -192,6 +193,9 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 			r.mirror.copy(pol.mirrors, pkt[:ip.Length]) // what the device sent, as it sent it
 		}
 		r.captureTap(st, pkt[:ip.Length], false)
+		if pol != nil && pol.inspectEvery > 0 && r.insp != nil {
+			r.insp.account(sim.GroupID, pkt, ip)
+		}
 		if r.mon != nil {
 			if startsFlow(ip) {
 				r.observeFlow(st, pol, dst, proto, dport)

@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/fleet"
+)
+
+// Inspection of a group with standard devices: a device's DNS queries,
+// an HTTP fetch, a TLS ClientHello with a server name and an MQTT CONNECT
+// (to the platform and to another device of the group) come out, one
+// interval later, as a record in the data store that names each protocol
+// with counts no lower than the traffic made, the HTTP host and the TLS
+// server name.
+func TestInspection(t *testing.T) {
+	f := newFixture(t)
+	grp := f.group("inspected", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}, Inspection: fleet.Inspection{Enabled: true, IntervalSeconds: 10}})
+	a, b := f.newDevice(grp.ID), f.newDevice(grp.ID)
+	if err := a.pingUntil(b.addr(), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// b accepts TLS and MQTT connections, reads the first message, hangs up.
+	for _, port := range []int{8443, 1883} {
+		ln := b.listen(port)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					c.SetReadDeadline(time.Now().Add(3 * time.Second))
+					c.Read(make([]byte, 4096))
+					c.Close()
+				}()
+			}
+		}()
+	}
+	for i := 0; i < 3; i++ {
+		if ip, _, err := a.resolve(DNSAddrs[0].String(), "metadata."+DefaultZone+"."); err != nil || ip != MetadataAddr {
+			t.Fatalf("DNS: %v %v", ip, err)
+		}
+	}
+	if out, err := a.curl("http://" + MetadataAddr.String() + "/v1/subscriber"); err != nil || !strings.HasSuffix(out, "\n200") {
+		t.Fatalf("HTTP: %v %q", err, out)
+	}
+	a.ns.Exec("curl", "-sk", "--max-time", "3", "--resolve", "iot.example.test:8443:"+b.addr(), "https://iot.example.test:8443/")
+	a.ns.Exec("mosquitto_pub", "-h", b.addr(), "-p", "1883", "-t", "t", "-m", "m", "-q", "0")
+
+	var rec inspectionRecord
+	waitForWithin(t, 30*time.Second, "an inspection record", func() bool {
+		p, err := f.st.ListRecords(context.Background(), store.RecordFilter{GroupID: grp.ID, Category: fleet.InspectionCategory, PageRequest: store.PageRequest{Limit: 10}})
+		if err != nil || len(p.Items) == 0 {
+			return false
+		}
+		// The interval holding the traffic: the one with HTTP in it.
+		for _, r := range p.Items {
+			var x inspectionRecord
+			if json.Unmarshal(r.Payload, &x) == nil && len(x.HTTPHosts) > 0 {
+				rec = x
+				return true
+			}
+		}
+		return false
+	})
+	protos := map[string]detectedProto{}
+	for _, p := range rec.Detected.Protos {
+		protos[p.Name] = p
+	}
+	for name, minFlows := range map[string]int64{"DNS": 3, "HTTP": 1, "TLS": 1, "MQTT": 1} {
+		if p := protos[name]; p.Flows < minFlows || p.Packets < 2*minFlows || p.Bytes == 0 {
+			t.Errorf("%s: %+v, want at least %d flows (record %+v)", name, p, minFlows, rec.Detected.Protos)
+		}
+	}
+	st := rec.Traffic.Statistics
+	if st.UDP < 6 || st.TCP < 10 || st.Packets != st.TCP+st.UDP+st.ICMP+st.Other || st.Flows < 6 || rec.Group != "inspected" {
+		t.Errorf("statistics: %+v", st)
+	}
+	var sized int64
+	for _, n := range st.Sizes {
+		sized += n
+	}
+	if sized != st.Packets {
+		t.Errorf("size buckets hold %d packets of %d", sized, st.Packets)
+	}
+	if rec.HTTPHosts[MetadataAddr.String()] == 0 || rec.TLSNames["iot.example.test"] == 0 {
+		t.Errorf("hosts %v, TLS names %v", rec.HTTPHosts, rec.TLSNames)
+	}
+}
