@@ -2,6 +2,11 @@
 
 package fleet
 
+import (
+	"fmt"
+	"net/netip"
+)
+
 // Inspection says whether the gateway measures a group's traffic and
 // delivers a statistics record per interval (SORACOM Junction's
 // inspection).
@@ -9,6 +14,9 @@ type Inspection struct {
 	Enabled bool `json:"enabled"`
 	// IntervalSeconds is the record's interval: 10 to 3600, default 60.
 	IntervalSeconds int `json:"intervalSeconds,omitempty"`
+	// IPFIXCollectors receive the interval's flows as IPFIX (RFC 7011)
+	// over UDP: "IP:port", at most 4.
+	IPFIXCollectors []string `json:"ipfixCollectors,omitempty"`
 }
 
 // DefaultInspectionInterval is the interval when none is given.
@@ -21,6 +29,16 @@ func (i *Inspection) Normalize(prefix string) error {
 	}
 	if i.IntervalSeconds < 10 || i.IntervalSeconds > 3600 {
 		return Errorf(CodeInvalid, prefix+".intervalSeconds", "between 10 and 3600 seconds")
+	}
+	if len(i.IPFIXCollectors) > 4 {
+		return Errorf(CodeInvalid, prefix+".ipfixCollectors", "at most 4 collectors")
+	}
+	for k, c := range i.IPFIXCollectors {
+		ap, err := netip.ParseAddrPort(c)
+		if err != nil || ap.Port() == 0 || ap.Addr().IsUnspecified() || ap.Addr().IsMulticast() {
+			return Errorf(CodeInvalid, fmt.Sprintf("%s.ipfixCollectors[%d]", prefix, k), "%q: a collector's IP:port (e.g. 192.0.2.5:4739)", c)
+		}
+		i.IPFIXCollectors[k] = ap.String()
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +23,18 @@ import (
 // server name.
 func TestInspection(t *testing.T) {
 	f := newFixture(t)
-	grp := f.group("inspected", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}, Inspection: fleet.Inspection{Enabled: true, IntervalSeconds: 10}})
+	// A real IPFIX collector on loopback: nfdump's nfcapd, printing what it decodes.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	pc.Close()
+	nfDir := t.TempDir()
+	// Line-buffered: nfcapd's decodes reach us as they come.
+	nfcapd := f.env.Start(nil, nil, "stdbuf", "-oL", "nfcapd", "-E", "-b", "127.0.0.1", "-p", strconv.Itoa(port), "-w", nfDir, "-t", "60")
+	grp := f.group("inspected", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup},
+		Inspection: fleet.Inspection{Enabled: true, IntervalSeconds: 10, IPFIXCollectors: []string{"127.0.0.1:" + strconv.Itoa(port)}}})
 	a, b := f.newDevice(grp.ID), f.newDevice(grp.ID)
 	if err := a.pingUntil(b.addr(), 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -93,4 +106,15 @@ func TestInspection(t *testing.T) {
 	if rec.HTTPHosts[MetadataAddr.String()] == 0 || rec.TLSNames["iot.example.test"] == 0 {
 		t.Errorf("hosts %v, TLS names %v", rec.HTTPHosts, rec.TLSNames)
 	}
+	// The same interval's flows, decoded by the collector: the device's
+	// MQTT connection to the other device is among them.
+	defer func() {
+		if t.Failed() {
+			t.Logf("nfcapd:\n%s", nfcapd.Output())
+		}
+	}()
+	waitForWithin(t, 15*time.Second, "nfcapd to decode the flows", func() bool {
+		out := nfcapd.Output()
+		return strings.Contains(out, a.addr()) && strings.Contains(out, b.addr()) && strings.Contains(out, "1883")
+	})
 }

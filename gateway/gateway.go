@@ -31,6 +31,7 @@ import (
 	"github.com/wirefleet/wirefleet/gateway/monitor/webhook"
 	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/internal/egress"
+	"github.com/wirefleet/wirefleet/internal/ipfix"
 	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/services/platform"
@@ -216,7 +217,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.outside = cfg.Outside.withDefaults()
 	g.caps = &captures{g: g, dir: cfg.CaptureDir}
 	if cfg.Records != nil {
-		g.insp = &inspector{g: g, groups: map[string]*groupStats{}}
+		g.insp = &inspector{g: g, groups: map[string]*groupStats{}, exporters: map[string]*ipfix.Exporter{}}
 		g.router.insp = g.insp
 	}
 	g.router.caps = g.caps

@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"hash/fnv"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/ipfix"
 	"github.com/wirefleet/wirefleet/internal/packet"
 )
 
@@ -53,9 +56,11 @@ func flowOf(ip *packet.Parsed) flowKey {
 }
 
 type flowStat struct {
-	app     string
-	packets int64
-	bytes   int64
+	app         string
+	packets     int64
+	bytes       int64
+	src, dst    netip.AddrPort // as its first packet went
+	first, last time.Time
 }
 
 // groupStats is one group's interval.
@@ -75,9 +80,47 @@ func newGroupStats(now time.Time) *groupStats {
 
 // inspector holds every inspected group's interval.
 type inspector struct {
-	g      *Gateway
-	mu     sync.Mutex
-	groups map[string]*groupStats
+	g         *Gateway
+	mu        sync.Mutex
+	groups    map[string]*groupStats
+	exporters map[string]*ipfix.Exporter // by group
+}
+
+// exportIPFIX sends a group's interval flows to its collectors (UDP, from
+// the gateway host, under the platform's egress policy).
+func (in *inspector) exportIPFIX(groupID string, flows []ipfix.Flow, now time.Time) {
+	pol := in.g.policies.get(groupID)
+	if pol == nil || len(pol.settings.Inspection.IPFIXCollectors) == 0 {
+		return
+	}
+	e := in.exporters[groupID]
+	if e == nil {
+		h := fnv.New32a()
+		h.Write([]byte(groupID))
+		e = &ipfix.Exporter{Domain: h.Sum32()}
+		in.exporters[groupID] = e
+	}
+	msgs := e.Messages(flows, now)
+	for _, c := range pol.settings.Inspection.IPFIXCollectors {
+		ap, err := netip.ParseAddrPort(c)
+		if err != nil {
+			continue
+		}
+		if err := in.g.cfg.Egress.Check(ap.Addr()); err != nil {
+			in.g.log.Warn("inspection: IPFIX collector refused by the egress policy (--egress-allow)", "collector", c)
+			continue
+		}
+		pc, err := in.g.outside.ListenPacket("udp", ":0")
+		if err != nil {
+			in.g.log.Warn("inspection: IPFIX socket", "err", err)
+			continue
+		}
+		to := net.UDPAddrFromAddrPort(ap)
+		for _, m := range msgs {
+			pc.WriteTo(m, to)
+		}
+		pc.Close()
+	}
 }
 
 // account adds one packet of a group with inspection on.
@@ -121,11 +164,12 @@ func (in *inspector) account(groupID string, pkt []byte, ip *packet.Parsed) {
 		if len(gs.flows) >= inspectedFlows {
 			return
 		}
-		f = &flowStat{}
+		f = &flowStat{src: netip.AddrPortFrom(ip.Src, ip.SrcPort), dst: netip.AddrPortFrom(ip.Dst, ip.DstPort), first: time.Now()}
 		gs.flows[k] = f
 	}
 	f.packets++
 	f.bytes += n
+	f.last = time.Now()
 	if f.app == "" || f.app == "Unknown" && f.packets <= 8 {
 		var payload []byte
 		if ip.HasTransport && ip.HeaderLen < ip.Length {
@@ -318,12 +362,12 @@ var breeds = map[string]string{"TLS": "Safe", "MQTT-TLS": "Safe", "SSH": "Accept
 	"HTTP": "Acceptable", "MQTT": "Acceptable", "CoAP": "Acceptable", "Modbus": "Acceptable", "ICMP": "Acceptable", "Unknown": "Unrated"}
 
 // record builds a group's record and starts its next interval.
-func (in *inspector) take(groupID string, now time.Time) (inspectionRecord, bool) {
+func (in *inspector) take(groupID string, now time.Time) (inspectionRecord, []ipfix.Flow, bool) {
 	in.mu.Lock()
 	gs := in.groups[groupID]
 	if gs == nil {
 		in.mu.Unlock()
-		return inspectionRecord{}, false
+		return inspectionRecord{}, nil, false
 	}
 	in.groups[groupID] = newGroupStats(now)
 	in.mu.Unlock()
@@ -339,7 +383,10 @@ func (in *inspector) take(groupID string, now time.Time) (inspectionRecord, bool
 		st.Sizes[sizeNames[i]] = n
 	}
 	byApp := map[string]*detectedProto{}
-	for _, f := range gs.flows {
+	flows := make([]ipfix.Flow, 0, len(gs.flows))
+	for k, f := range gs.flows {
+		flows = append(flows, ipfix.Flow{Src: f.src.Addr(), Dst: f.dst.Addr(), SrcPort: f.src.Port(), DstPort: f.dst.Port(), Proto: k.proto,
+			Packets: uint64(f.packets), Bytes: uint64(f.bytes), Start: f.first, End: f.last})
 		d := byApp[f.app]
 		if d == nil {
 			d = &detectedProto{Name: f.app, Breed: breeds[f.app]}
@@ -360,7 +407,7 @@ func (in *inspector) take(groupID string, now time.Time) (inspectionRecord, bool
 	if len(gs.snis) > 0 {
 		r.TLSNames = gs.snis
 	}
-	return r, true
+	return r, flows, true
 }
 
 // run delivers each inspected group's record at its interval, until the
@@ -388,10 +435,11 @@ func (in *inspector) run(records store.RecordWriter) {
 			}
 			in.mu.Unlock()
 			for _, id := range due {
-				r, ok := in.take(id, now)
+				r, flows, ok := in.take(id, now)
 				if !ok {
 					continue
 				}
+				in.exportIPFIX(id, flows, now)
 				if pol := in.g.policies.get(id); pol == nil || pol.inspectEvery == 0 {
 					in.mu.Lock()
 					delete(in.groups, id)
