@@ -81,8 +81,8 @@ type captures struct {
 }
 
 type captureSnap struct {
-	byID    map[string]*captureSession
-	byTaget map[string][]*captureSession // SIM id or group id
+	byID     map[string]*captureSession
+	byTarget map[string][]*captureSession // SIM id or group id
 }
 
 // tap offers one packet of SIM sim (of group group) to the sessions on
@@ -92,7 +92,7 @@ func (cs *captures) tap(sim, group string, pkt []byte, out bool) {
 	if snap == nil || len(snap.byID) == 0 {
 		return
 	}
-	a, b := snap.byTaget[sim], snap.byTaget[group]
+	a, b := snap.byTarget[sim], snap.byTarget[group]
 	if len(a) == 0 && (group == "" || len(b) == 0) {
 		return
 	}
@@ -129,13 +129,13 @@ func (cs *captures) tap(sim, group string, pkt []byte, out bool) {
 
 // publish rebuilds the snapshot (cs.mu held).
 func (cs *captures) publish(byID map[string]*captureSession) {
-	next := &captureSnap{byID: byID, byTaget: map[string][]*captureSession{}}
+	next := &captureSnap{byID: byID, byTarget: map[string][]*captureSession{}}
 	for _, s := range byID {
 		t := s.c.SIMID
 		if t == "" {
 			t = s.c.GroupID
 		}
-		next.byTaget[t] = append(next.byTaget[t], s)
+		next.byTarget[t] = append(next.byTarget[t], s)
 	}
 	cs.snap.Store(next)
 }
