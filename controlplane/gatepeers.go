@@ -84,6 +84,26 @@ func (s *Service) DeleteGatePeer(ctx context.Context, a Actor, id string) error 
 		return err
 	}
 	err := s.st.Update(ctx, func(tx store.Tx) error {
+		// Serialised with groups naming it as their redirection's next
+		// hop (checkRedirection): no group is left redirecting nowhere.
+		if err := tx.Lock(ctx, gatePeersLock); err != nil {
+			return err
+		}
+		for cursor := ""; ; {
+			p, err := tx.ListGroups(ctx, store.PageRequest{Limit: store.MaxLimit, Cursor: cursor})
+			if err != nil {
+				return err
+			}
+			for _, g := range p.Items {
+				if g.Settings.Redirection.GatePeerID == id {
+					return fleet.Errorf(fleet.CodeConflict, "id", "group %s (%s) redirects its traffic to this Gate peer: change its settings.redirection first", g.Name, g.ID)
+				}
+			}
+			if p.Next == "" {
+				break
+			}
+			cursor = p.Next
+		}
 		if err := tx.DeleteGatePeer(ctx, id); err != nil {
 			return storeErr(err, "id")
 		}
@@ -92,6 +112,9 @@ func (s *Service) DeleteGatePeer(ctx context.Context, a Actor, id string) error 
 	})
 	return storeErr(err, "")
 }
+
+// gatePeersLock serialises deleting Gate peers with groups naming one.
+const gatePeersLock = "gate_peers"
 
 // GetGatePeer returns a Gate peer.
 func (s *Service) GetGatePeer(ctx context.Context, a Actor, id string) (fleet.GatePeer, error) {

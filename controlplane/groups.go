@@ -186,6 +186,9 @@ func checkRedirection(ctx context.Context, tx store.Tx, r fleet.Redirection) err
 	if r.GatePeerID == "" {
 		return nil
 	}
+	if err := tx.Lock(ctx, gatePeersLock); err != nil {
+		return err
+	}
 	_, err := tx.GatePeer(ctx, r.GatePeerID)
 	if errors.Is(err, store.ErrNotFound) {
 		return fleet.Errorf(fleet.CodeInvalid, "settings.redirection.gatePeerId", "%q is no Gate peer", r.GatePeerID)

@@ -80,6 +80,11 @@ func TestRedirection(t *testing.T) {
 		t.Fatalf("metadata while redirected: %v %q", err, out)
 	}
 
+	// Its next hop cannot be deleted while the group names it.
+	if err := f.svc.DeleteGatePeer(ctx, f.admin, gp.ID); !errors.As(err, &fe) || fe.Code != fleet.CodeConflict {
+		t.Fatalf("deleting the next hop of a redirection: %v", err)
+	}
+
 	off := grp.Settings
 	if _, err := f.svc.UpdateGroup(ctx, f.admin, grp.ID, nil, &off); err != nil {
 		t.Fatal(err)
