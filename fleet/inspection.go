@@ -14,6 +14,9 @@ type Inspection struct {
 	Enabled bool `json:"enabled"`
 	// IntervalSeconds is the record's interval: 10 to 3600, default 60.
 	IntervalSeconds int `json:"intervalSeconds,omitempty"`
+	// Webhook also posts each record to the group's webhook
+	// (security.webhookUrl), signed with its secret like alerts.
+	Webhook bool `json:"webhook,omitempty"`
 	// IPFIXCollectors receive the interval's flows as IPFIX (RFC 7011)
 	// over UDP: "IP:port", at most 4.
 	IPFIXCollectors []string `json:"ipfixCollectors,omitempty"`

@@ -5,7 +5,10 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/gateway/monitor/webhook"
 )
 
 // Inspection of a group with standard devices: a device's DNS queries,
@@ -33,8 +37,23 @@ func TestInspection(t *testing.T) {
 	nfDir := t.TempDir()
 	// Line-buffered: nfcapd's decodes reach us as they come.
 	nfcapd := f.env.Start(nil, nil, "stdbuf", "-oL", "nfcapd", "-E", "-b", "127.0.0.1", "-p", strconv.Itoa(port), "-w", nfDir, "-t", "60")
+	// The group's webhook, on loopback: records come signed like alerts.
+	const secret = "inspection-webhook-secret-0123456789"
+	hooked := make(chan []byte, 16)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		ts, _ := strconv.ParseInt(r.Header.Get(webhook.TimestampHeader), 10, 64)
+		if r.Header.Get(webhook.SignatureHeader) == webhook.Sign(secret, ts, body) {
+			select {
+			case hooked <- body:
+			default:
+			}
+		}
+	}))
+	defer hook.Close()
 	grp := f.group("inspected", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup},
-		Inspection: fleet.Inspection{Enabled: true, IntervalSeconds: 10, IPFIXCollectors: []string{"127.0.0.1:" + strconv.Itoa(port)}}})
+		Security:   fleet.SecurityProfile{WebhookURL: hook.URL, WebhookSecret: secret},
+		Inspection: fleet.Inspection{Enabled: true, IntervalSeconds: 10, Webhook: true, IPFIXCollectors: []string{"127.0.0.1:" + strconv.Itoa(port)}}})
 	a, b := f.newDevice(grp.ID), f.newDevice(grp.ID)
 	if err := a.pingUntil(b.addr(), 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -105,6 +124,16 @@ func TestInspection(t *testing.T) {
 	}
 	if rec.HTTPHosts[MetadataAddr.String()] == 0 || rec.TLSNames["iot.example.test"] == 0 {
 		t.Errorf("hosts %v, TLS names %v", rec.HTTPHosts, rec.TLSNames)
+	}
+	// The records reach the webhook too, signed.
+	select {
+	case body := <-hooked:
+		var x inspectionRecord
+		if err := json.Unmarshal(body, &x); err != nil || x.Kind != "inspection" || x.GroupID != grp.ID {
+			t.Fatalf("webhook body: %v %s", err, body)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no signed inspection record at the webhook")
 	}
 	// The same interval's flows, decoded by the collector: the device's
 	// MQTT connection to the other device is among them.

@@ -325,6 +325,8 @@ func tlsServerName(p []byte) string {
 
 // inspectionRecord is one interval of a group, as JSON.
 type inspectionRecord struct {
+	// Kind is "inspection": webhook receivers tell it from alerts by it.
+	Kind    string    `json:"kind"`
 	Group   string    `json:"group"`
 	GroupID string    `json:"groupId"`
 	Start   time.Time `json:"start"`
@@ -373,7 +375,7 @@ func (in *inspector) take(groupID string, now time.Time) (inspectionRecord, []ip
 	in.mu.Unlock()
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
-	var r inspectionRecord
+	r := inspectionRecord{Kind: "inspection"}
 	r.GroupID, r.Start, r.End = groupID, gs.start.UTC(), now.UTC()
 	st := &r.Traffic.Statistics
 	st.Bytes, st.Packets, st.Flows = gs.bytes, gs.packets, len(gs.flows)
@@ -449,6 +451,9 @@ func (in *inspector) run(records store.RecordWriter) {
 					r.Group = pol.name
 				}
 				body, _ := json.Marshal(r)
+				if pol := in.g.policies.get(id); pol != nil && pol.settings.Inspection.Webhook && pol.settings.Security.WebhookURL != "" {
+					in.g.webhooks.SendJSON(pol.settings.Security.WebhookURL, pol.settings.Security.WebhookSecret, "inspection of "+id, body)
+				}
 				if records == nil {
 					continue
 				}

@@ -49,7 +49,8 @@ func Sign(secret string, ts int64, body []byte) string {
 
 type job struct {
 	url, secret string
-	alert       monitor.Alert
+	body        []byte
+	what        string // for logs: the alert's SIM and kind, or the record's
 }
 
 // Sender queues and delivers alerts.
@@ -74,6 +75,13 @@ func New(secrets *seal.Key, log *slog.Logger, policy egress.Policy) *Sender {
 // Send queues alert a for url, signed with secret (sealed or, from older
 // settings, clear). It never blocks: a full queue drops the alert.
 func (s *Sender) Send(url, secret string, a monitor.Alert) {
+	body, _ := json.Marshal(a)
+	s.SendJSON(url, secret, "alert "+a.Kind+" of "+a.SIM, body)
+}
+
+// SendJSON queues a JSON body for url, signed like alerts (what names it
+// in logs). It never blocks: a full queue drops it.
+func (s *Sender) SendJSON(url, secret, what string, body []byte) {
 	if seal.IsSealed(secret) {
 		var err error
 		if s.secrets == nil {
@@ -82,14 +90,14 @@ func (s *Sender) Send(url, secret string, a monitor.Alert) {
 			secret, err = s.secrets.Open(secret)
 		}
 		if err != nil {
-			s.log.Error("webhook secret cannot be opened; alert not delivered", "sim", a.SIM, "kind", a.Kind, "err", err)
+			s.log.Error("webhook secret cannot be opened; not delivered", "what", what, "err", err)
 			return
 		}
 	}
 	select {
-	case s.q <- job{url: url, secret: secret, alert: a}:
+	case s.q <- job{url: url, secret: secret, body: body, what: what}:
 	default:
-		s.log.Warn("webhook queue full; alert not delivered", "sim", a.SIM, "kind", a.Kind)
+		s.log.Warn("webhook queue full; not delivered", "what", what)
 	}
 }
 
@@ -103,7 +111,7 @@ func (s *Sender) Run(ctx context.Context) {
 			return
 		case h = <-s.q:
 		}
-		body, _ := json.Marshal(h.alert)
+		body := h.body
 		backoff := time.Second
 		for attempt := 1; ; attempt++ {
 			ts := time.Now().Unix()
@@ -124,7 +132,7 @@ func (s *Sender) Run(ctx context.Context) {
 				err = fmt.Errorf("HTTP %d", resp.StatusCode)
 			}
 			if attempt == 4 {
-				s.log.Error("webhook not delivered", "sim", h.alert.SIM, "kind", h.alert.Kind, "err", err)
+				s.log.Error("webhook not delivered", "what", h.what, "err", err)
 				break
 			}
 			select {
