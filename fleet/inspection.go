@@ -14,6 +14,8 @@ type Inspection struct {
 	Enabled bool `json:"enabled"`
 	// IntervalSeconds is the record's interval: 10 to 3600, default 60.
 	IntervalSeconds int `json:"intervalSeconds,omitempty"`
+	// PerSIM makes a record per SIM of the group, instead of one for it.
+	PerSIM bool `json:"perSim,omitempty"`
 	// Webhook also posts each record to the group's webhook
 	// (security.webhookUrl), signed with its secret like alerts.
 	Webhook bool `json:"webhook,omitempty"`

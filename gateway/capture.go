@@ -352,7 +352,7 @@ func (r *router) tapOut(st *simState, from *groupPolicy, pkt []byte) {
 	if pol := r.policies.get(group); pol != nil && pol.inspectEvery > 0 && pol != from {
 		var ip packet.Parsed
 		if ip.Decode(pkt) == nil {
-			r.insp.account(group, pkt, &ip)
+			r.insp.account(pol.inspectKey(st.id), pkt, &ip)
 		}
 	}
 }

@@ -217,7 +217,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.outside = cfg.Outside.withDefaults()
 	g.caps = &captures{g: g, dir: cfg.CaptureDir}
 	if cfg.Records != nil {
-		g.insp = &inspector{g: g, groups: map[string]*groupStats{}, exporters: map[string]*ipfix.Exporter{}}
+		g.insp = &inspector{g: g, groups: map[statsKey]*groupStats{}, exporters: map[statsKey]*ipfix.Exporter{}}
 		g.router.insp = g.insp
 	}
 	g.router.caps = g.caps

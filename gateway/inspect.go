@@ -78,27 +78,39 @@ func newGroupStats(now time.Time) *groupStats {
 	return &groupStats{start: now, flows: map[flowKey]*flowStat{}, hosts: map[string]int64{}, snis: map[string]int64{}}
 }
 
-// inspector holds every inspected group's interval.
+// statsKey names one record's subject: a group, or one SIM of it (a
+// group with perSim).
+type statsKey struct{ group, sim string }
+
+// inspectKey is the subject a packet of SIM sim counts for.
+func (p *groupPolicy) inspectKey(sim string) statsKey {
+	if p.settings.Inspection.PerSIM {
+		return statsKey{group: p.id, sim: sim}
+	}
+	return statsKey{group: p.id}
+}
+
+// inspector holds every inspected group's (or SIM's) interval.
 type inspector struct {
 	g         *Gateway
 	mu        sync.Mutex
-	groups    map[string]*groupStats
-	exporters map[string]*ipfix.Exporter // by group
+	groups    map[statsKey]*groupStats
+	exporters map[statsKey]*ipfix.Exporter
 }
 
 // exportIPFIX sends a group's interval flows to its collectors (UDP, from
 // the gateway host, under the platform's egress policy).
-func (in *inspector) exportIPFIX(groupID string, flows []ipfix.Flow, now time.Time) {
-	pol := in.g.policies.get(groupID)
+func (in *inspector) exportIPFIX(k statsKey, flows []ipfix.Flow, now time.Time) {
+	pol := in.g.policies.get(k.group)
 	if pol == nil || len(pol.settings.Inspection.IPFIXCollectors) == 0 {
 		return
 	}
-	e := in.exporters[groupID]
+	e := in.exporters[k]
 	if e == nil {
 		h := fnv.New32a()
-		h.Write([]byte(groupID))
+		h.Write([]byte(k.group + "/" + k.sim))
 		e = &ipfix.Exporter{Domain: h.Sum32()}
-		in.exporters[groupID] = e
+		in.exporters[k] = e
 	}
 	msgs := e.Messages(flows, now)
 	for _, c := range pol.settings.Inspection.IPFIXCollectors {
@@ -124,12 +136,12 @@ func (in *inspector) exportIPFIX(groupID string, flows []ipfix.Flow, now time.Ti
 }
 
 // account adds one packet of a group with inspection on.
-func (in *inspector) account(groupID string, pkt []byte, ip *packet.Parsed) {
+func (in *inspector) account(k statsKey, pkt []byte, ip *packet.Parsed) {
 	in.mu.Lock()
-	gs := in.groups[groupID]
+	gs := in.groups[k]
 	if gs == nil {
 		gs = newGroupStats(time.Now())
-		in.groups[groupID] = gs
+		in.groups[k] = gs
 	}
 	in.mu.Unlock()
 	n := int64(ip.Length)
@@ -158,14 +170,14 @@ func (in *inspector) account(groupID string, pkt []byte, ip *packet.Parsed) {
 		}
 	}
 	gs.sizes[b]++
-	k := flowOf(ip)
-	f := gs.flows[k]
+	fk := flowOf(ip)
+	f := gs.flows[fk]
 	if f == nil {
 		if len(gs.flows) >= inspectedFlows {
 			return
 		}
 		f = &flowStat{src: netip.AddrPortFrom(ip.Src, ip.SrcPort), dst: netip.AddrPortFrom(ip.Dst, ip.DstPort), first: time.Now()}
-		gs.flows[k] = f
+		gs.flows[fk] = f
 	}
 	f.packets++
 	f.bytes += n
@@ -329,6 +341,7 @@ type inspectionRecord struct {
 	Kind    string    `json:"kind"`
 	Group   string    `json:"group"`
 	GroupID string    `json:"groupId"`
+	SIMID   string    `json:"simId,omitempty"` // a group with perSim
 	Start   time.Time `json:"start"`
 	End     time.Time `json:"end"`
 	Traffic struct {
@@ -364,19 +377,19 @@ var breeds = map[string]string{"TLS": "Safe", "MQTT-TLS": "Safe", "SSH": "Accept
 	"HTTP": "Acceptable", "MQTT": "Acceptable", "CoAP": "Acceptable", "Modbus": "Acceptable", "ICMP": "Acceptable", "Unknown": "Unrated"}
 
 // record builds a group's record and starts its next interval.
-func (in *inspector) take(groupID string, now time.Time) (inspectionRecord, []ipfix.Flow, bool) {
+func (in *inspector) take(k statsKey, now time.Time) (inspectionRecord, []ipfix.Flow, bool) {
 	in.mu.Lock()
-	gs := in.groups[groupID]
+	gs := in.groups[k]
 	if gs == nil {
 		in.mu.Unlock()
 		return inspectionRecord{}, nil, false
 	}
-	in.groups[groupID] = newGroupStats(now)
+	in.groups[k] = newGroupStats(now)
 	in.mu.Unlock()
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
 	r := inspectionRecord{Kind: "inspection"}
-	r.GroupID, r.Start, r.End = groupID, gs.start.UTC(), now.UTC()
+	r.GroupID, r.SIMID, r.Start, r.End = k.group, k.sim, gs.start.UTC(), now.UTC()
 	st := &r.Traffic.Statistics
 	st.Bytes, st.Packets, st.Flows = gs.bytes, gs.packets, len(gs.flows)
 	st.TCP, st.UDP, st.ICMP, st.Other, st.Fragmented = gs.tcp, gs.udp, gs.icmp, gs.other, gs.frags
@@ -386,8 +399,8 @@ func (in *inspector) take(groupID string, now time.Time) (inspectionRecord, []ip
 	}
 	byApp := map[string]*detectedProto{}
 	flows := make([]ipfix.Flow, 0, len(gs.flows))
-	for k, f := range gs.flows {
-		flows = append(flows, ipfix.Flow{Src: f.src.Addr(), Dst: f.dst.Addr(), SrcPort: f.src.Port(), DstPort: f.dst.Port(), Proto: k.proto,
+	for fk, f := range gs.flows {
+		flows = append(flows, ipfix.Flow{Src: f.src.Addr(), Dst: f.dst.Addr(), SrcPort: f.src.Port(), DstPort: f.dst.Port(), Proto: fk.proto,
 			Packets: uint64(f.packets), Bytes: uint64(f.bytes), Start: f.first, End: f.last})
 		d := byApp[f.app]
 		if d == nil {
@@ -424,9 +437,9 @@ func (in *inspector) run(records store.RecordWriter) {
 			return
 		case now := <-t.C:
 			in.mu.Lock()
-			var due []string
+			var due []statsKey
 			for id, gs := range in.groups {
-				pol := in.g.policies.get(id)
+				pol := in.g.policies.get(id.group)
 				if pol == nil || pol.inspectEvery == 0 {
 					due = append(due, id) // turned off: its last interval, then no more
 					continue
@@ -442,26 +455,26 @@ func (in *inspector) run(records store.RecordWriter) {
 					continue
 				}
 				in.exportIPFIX(id, flows, now)
-				if pol := in.g.policies.get(id); pol == nil || pol.inspectEvery == 0 {
+				if pol := in.g.policies.get(id.group); pol == nil || pol.inspectEvery == 0 {
 					in.mu.Lock()
 					delete(in.groups, id)
 					in.mu.Unlock()
 				}
-				if pol := in.g.policies.get(id); pol != nil {
+				if pol := in.g.policies.get(id.group); pol != nil {
 					r.Group = pol.name
 				}
 				body, _ := json.Marshal(r)
-				if pol := in.g.policies.get(id); pol != nil && pol.settings.Inspection.Webhook && pol.settings.Security.WebhookURL != "" {
-					in.g.webhooks.SendJSON(pol.settings.Security.WebhookURL, pol.settings.Security.WebhookSecret, "inspection of "+id, body)
+				if pol := in.g.policies.get(id.group); pol != nil && pol.settings.Inspection.Webhook && pol.settings.Security.WebhookURL != "" {
+					in.g.webhooks.SendJSON(pol.settings.Security.WebhookURL, pol.settings.Security.WebhookSecret, "inspection of "+id.group+" "+id.sim, body)
 				}
 				if records == nil {
 					continue
 				}
 				ctx, cancel := context.WithTimeout(in.g.ctx, 10*time.Second)
-				err := records.AppendRecords(ctx, []fleet.Record{{GroupID: id, Time: r.End, Received: now.UTC(), Category: fleet.InspectionCategory, ContentType: "application/json", Payload: body}})
+				err := records.AppendRecords(ctx, []fleet.Record{{GroupID: id.group, SIMID: id.sim, Time: r.End, Received: now.UTC(), Category: fleet.InspectionCategory, ContentType: "application/json", Payload: body}})
 				cancel()
 				if err != nil {
-					in.g.log.Warn("inspection: storing the record", "group", id, "err", err)
+					in.g.log.Warn("inspection: storing the record", "group", id.group, "sim", id.sim, "err", err)
 				}
 			}
 		}

@@ -5,8 +5,12 @@ package gateway
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/ipfix"
+	"github.com/wirefleet/wirefleet/internal/memtun"
+	"github.com/wirefleet/wirefleet/internal/packet"
 )
 
 // A peer that cannot keep up costs the data path nothing: copies beyond
@@ -55,5 +59,32 @@ func TestBreakoutShares(t *testing.T) {
 	b.give(a, true, false)
 	if !b.take(a, false) {
 		t.Fatal("a flow given back made no room")
+	}
+}
+
+// Inspection per SIM: a group with perSim keeps one interval per SIM,
+// each record naming its SIM; without it, one for the group.
+func TestInspectionPerSIM(t *testing.T) {
+	in := &inspector{g: &Gateway{}, groups: map[statsKey]*groupStats{}, exporters: map[statsKey]*ipfix.Exporter{}}
+	perSIM := &groupPolicy{id: "grp_a", settings: fleet.GroupSettings{Inspection: fleet.Inspection{Enabled: true, PerSIM: true}}}
+	whole := &groupPolicy{id: "grp_b", settings: fleet.GroupSettings{Inspection: fleet.Inspection{Enabled: true}}}
+	pkt := memtun.UDPPacket(netip.MustParseAddrPort("10.128.0.5:5000"), netip.MustParseAddrPort("100.127.0.53:53"), 60)
+	var ip packet.Parsed
+	if err := ip.Decode(pkt); err != nil {
+		t.Fatal(err)
+	}
+	for _, sim := range []string{"sim_1", "sim_2", "sim_2"} {
+		in.account(perSIM.inspectKey(sim), pkt, &ip)
+		in.account(whole.inspectKey(sim), pkt, &ip)
+	}
+	now := time.Now()
+	for k, want := range map[statsKey]int64{{"grp_a", "sim_1"}: 1, {"grp_a", "sim_2"}: 2, {"grp_b", ""}: 3} {
+		r, flows, ok := in.take(k, now)
+		if !ok || r.SIMID != k.sim || r.GroupID != k.group || r.Traffic.Statistics.Packets != want || len(flows) != 1 || r.Detected.Protos[0].Name != "DNS" {
+			t.Errorf("%v: %+v %v, want %d packets", k, r, ok, want)
+		}
+	}
+	if len(in.groups) != 3 {
+		t.Fatalf("%d intervals held", len(in.groups))
 	}
 }

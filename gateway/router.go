@@ -194,7 +194,7 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 		}
 		r.captureTap(st, pkt[:ip.Length], false)
 		if pol != nil && pol.inspectEvery > 0 && r.insp != nil {
-			r.insp.account(sim.GroupID, pkt, ip)
+			r.insp.account(pol.inspectKey(st.id), pkt, ip)
 		}
 		if r.mon != nil {
 			if startsFlow(ip) {
