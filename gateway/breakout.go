@@ -262,7 +262,6 @@ func (b *breakout) sendLoop() {
 		}
 		b.g.stk.sendBatch(batch)
 		for _, p := range batch {
-			*p = (*p)[:cap(*p)]
 			putBuf(p)
 		}
 	}
@@ -523,7 +522,6 @@ func (b *breakout) answerEcho(from, to netip.Addr, v6 bool, id, seq uint16, data
 	}
 	*buf = append((*buf)[:0], out...)
 	b.g.stk.sendBatch([]*[]byte{buf})
-	*buf = (*buf)[:cap(*buf)]
 	putBuf(buf)
 }
 

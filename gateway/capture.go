@@ -359,12 +359,7 @@ func (r *router) tapOut(st *simState, from *groupPolicy, pkt []byte) {
 
 // captureTap offers a packet of the SIM behind state st to its sessions.
 func (r *router) captureTap(st *simState, pkt []byte, out bool) {
-	if r.caps == nil {
-		return
+	if r.caps != nil {
+		r.caps.tap(st.id, st.SIM().GroupID, pkt, out) // one load and a length check when none runs
 	}
-	if s := r.caps.snap.Load(); s == nil || len(s.byID) == 0 {
-		return
-	}
-	sim := st.SIM()
-	r.caps.tap(st.id, sim.GroupID, pkt, out)
 }

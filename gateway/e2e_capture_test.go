@@ -4,6 +4,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -182,5 +183,14 @@ func TestCaptureSessions(t *testing.T) {
 	waitFor(t, "the file to go", func() bool { _, err := os.Stat(CaptureFile(dir, main.ID)); return os.IsNotExist(err) })
 	if code, _ := f.apiCall("GET", "/api/v1/captures/"+main.ID, nil); code != 404 {
 		t.Fatalf("a deleted session: %d", code)
+	}
+
+	// Seven days after its end, a session and its file are gone.
+	f.gw.caps.sweep(context.Background(), f.capture(capped.ID).Expires.Add(time.Second))
+	if code, _ := f.apiCall("GET", "/api/v1/captures/"+capped.ID, nil); code != 404 {
+		t.Fatalf("an expired session: %d", code)
+	}
+	if _, err := os.Stat(CaptureFile(dir, capped.ID)); !os.IsNotExist(err) {
+		t.Fatalf("an expired session's file: %v", err)
 	}
 }

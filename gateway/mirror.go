@@ -163,7 +163,6 @@ func (m *mirror) run(ctx context.Context) {
 				bufs[len(bufs)-1] = b
 				m.queueFor(t, b)
 			}
-			*c.pkt = (*c.pkt)[:cap(*c.pkt)]
 			putBuf(c.pkt)
 		}
 		for _, c := range m.conns {
@@ -246,22 +245,12 @@ func (r *router) mirrorTo(p *engine.Peer, from *groupPolicy, pkt []byte) {
 	r.mirror.copy(pol.mirrors, pkt)
 }
 
-// send hands packets to a device's peer, mirroring them first when the
-// SIM's group has mirror peers: every path to devices goes through here.
+// send hands packets to a device's peer, taps first (mirror, capture,
+// inspection; mirrorTo): every path to devices but the router's own
+// batches goes through here.
 func (r *router) send(p *engine.Peer, pkts [][]byte) {
-	if st := stateOf(p); st != nil {
-		for _, pkt := range pkts {
-			r.tapOut(st, nil, pkt)
-		}
-	}
-	if r.mirror != nil && r.policies.mirrored.Load() > 0 {
-		if st := stateOf(p); st != nil {
-			if pol := r.policies.get(st.SIM().GroupID); pol != nil && len(pol.mirrors) > 0 {
-				for _, pkt := range pkts {
-					r.mirror.copy(pol.mirrors, pkt)
-				}
-			}
-		}
+	for _, pkt := range pkts {
+		r.mirrorTo(p, nil, pkt)
 	}
 	r.eng.Send(p, pkts)
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/ipfix"
 	"github.com/wirefleet/wirefleet/internal/memtun"
@@ -87,4 +89,18 @@ func TestInspectionPerSIM(t *testing.T) {
 	if len(in.groups) != 3 {
 		t.Fatalf("%d intervals held", len(in.groups))
 	}
+}
+
+// A peer's rate cap: copies beyond it are dropped and counted, not sent.
+func TestMirrorRateCap(t *testing.T) {
+	m := newMirror(&Gateway{outside: Outside{}.withDefaults()})
+	// GRE in UDP to loopback; nothing is flushed, so nothing is sent.
+	tg := &mirrorTarget{addr: netip.MustParseAddr("127.0.0.1"), udp: true, port: 9, limiter: rate.NewLimiter(0, 3)} // a burst of 3, no refill
+	for i := 0; i < 5; i++ {
+		m.queueFor(tg, []byte{0, 0, 8, 0})
+	}
+	if m.dropped.Load() != 2 || len(m.conns["udp"].pending) != 3 {
+		t.Fatalf("%d copies dropped past the cap, %d queued; want 2 and 3", m.dropped.Load(), len(m.conns["udp"].pending))
+	}
+	m.conns["udp"].pc.Close()
 }

@@ -126,9 +126,19 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 	)
 	flush := func() {
 		if len(pending) > 0 {
-			r.eng.Send(target, pending) // mirrored as they were appended (mirrorTo)
+			r.eng.Send(target, pending) // tapped as they were queued
 			pending = pending[:0]
 		}
+	}
+	// queue adds a packet for peer to, tapped for its SIM (mirrorTo;
+	// same is the sender's group when the packet leaves unchanged).
+	queue := func(to *engine.Peer, same *groupPolicy, pkt []byte) {
+		r.mirrorTo(to, same, pkt)
+		if to != target {
+			flush()
+			target = to
+		}
+		pending = append(pending, pkt)
 	}
 	for _, in := range batch {
 		pkt := in.Data
@@ -236,12 +246,7 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 				r.drops.add(reason)
 				continue
 			}
-			r.mirrorTo(to, nil, out) // translated: another packet than the one copied in
-			if to != target {
-				flush()
-				target = to
-			}
-			pending = append(pending, out)
+			queue(to, nil, out) // translated: another packet than the one tapped in
 			continue
 		}
 		switch {
@@ -289,26 +294,16 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 			if from != nil && ip.Version == 4 {
 				// A LAN host answering a 4via6 client: back to IPv6.
 				if out6 := r.fromVia6(st, pkt, ip, from); out6 != nil {
-					if to != target {
-						flush()
-						target = to
-					}
-					r.mirrorTo(to, nil, out6)
-					pending = append(pending, out6)
+					queue(to, nil, out6)
 					continue
 				}
 			}
 			r.out(pkt, ip, st.id, from)
 			if from == nil || !from.mapped() {
-				r.mirrorTo(to, pol, pkt) // unchanged on its way: copied once if both ends mirror to the same peers
+				queue(to, pol, pkt) // unchanged on its way: tapped once if both ends are of one group
 			} else {
-				r.mirrorTo(to, nil, pkt)
+				queue(to, nil, pkt)
 			}
-			if to != target {
-				flush()
-				target = to
-			}
-			pending = append(pending, pkt)
 		default:
 			lan := r.lans.lookup(dst)
 			if lan == nil {
@@ -344,16 +339,11 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 			}
 			r.out(pkt, ip, st.id, from)
 			lan.enter(pkt, ip)
-			if to != target {
-				flush()
-				target = to
-			}
 			if lan.mapped() || from != nil && from.mapped() {
-				r.mirrorTo(to, nil, pkt) // translated on its way: another packet than the one copied in
+				queue(to, nil, pkt) // translated on its way: another packet than the one tapped in
 			} else {
-				r.mirrorTo(to, pol, pkt)
+				queue(to, pol, pkt)
 			}
-			pending = append(pending, pkt)
 		}
 	}
 	flush()

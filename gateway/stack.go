@@ -142,7 +142,6 @@ func (s *stack) readLoop() {
 		}
 		s.sendBatch(batch)
 		for _, b := range batch {
-			*b = (*b)[:cap(*b)]
 			putBuf(b)
 		}
 	}

@@ -8,18 +8,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
 )
-
-// captureView is a capture session as the API shows it.
-type captureView struct {
-	fleet.Capture
-	Duration int64 `json:"duration"`
-}
 
 var captureHeader = []string{"ID", "TARGET", "STATUS", "PACKETS", "BYTES", "STARTED", "ENDED", "REASON"}
 
-func captureRow(c captureView) []string {
+func captureRow(c apiv1.Capture) []string {
 	target := c.SIMID
 	if target == "" {
 		target = "group " + c.GroupID
@@ -40,7 +34,7 @@ func addCaptureCommands(handlers map[string]handler) {
 		if err := c.args(rest, 0, 0, "none"); err != nil {
 			return err
 		}
-		var v captureView
+		var v apiv1.Capture
 		if err := c.call("POST", "/api/v1/captures", map[string]any{"simId": *sim, "groupId": *group, "duration": int64(dur.Seconds()),
 			"prefix": *prefix, "protocol": *proto, "port": *port, "maxBytes": *maxBytes}, &v); err != nil {
 			return err
@@ -63,7 +57,7 @@ func addCaptureCommands(handlers map[string]handler) {
 			if verb == "stop" {
 				method, path = "POST", path+"/stop"
 			}
-			var v captureView
+			var v apiv1.Capture
 			if err := c.call(method, path, nil, &v); err != nil {
 				return err
 			}

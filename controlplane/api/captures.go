@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 )
 
@@ -41,16 +43,6 @@ func init() {
 	schemas["CaptureURL"] = obj(props{"url": str("path with expiry and signature, no token needed"), "expires": dateTime()})
 }
 
-// captureView is a capture as the API shows it: its duration in seconds.
-type captureView struct {
-	fleet.Capture
-	Duration int64 `json:"duration"`
-}
-
-func viewCapture(c fleet.Capture) captureView {
-	return captureView{Capture: c, Duration: int64(c.Duration / time.Second)}
-}
-
 // captureRoutes are the packet capture routes.
 func (h *Handler) captureRoutes() []route {
 	return []route{
@@ -74,12 +66,9 @@ func (h *Handler) listCaptures(ctx context.Context, a controlplane.Actor, r *htt
 	if err != nil {
 		return nil, err
 	}
-	out := struct {
-		Items []captureView `json:"items"`
-		Next  string        `json:"next,omitempty"`
-	}{Items: make([]captureView, len(page.Items)), Next: page.Next}
+	out := store.Page[apiv1.Capture]{Items: make([]apiv1.Capture, len(page.Items)), Next: page.Next}
 	for i, c := range page.Items {
-		out.Items[i] = viewCapture(c)
+		out.Items[i] = apiv1.CaptureOf(c)
 	}
 	return out, nil
 }
@@ -108,17 +97,17 @@ func (h *Handler) createCapture(ctx context.Context, a controlplane.Actor, r *ht
 	if err != nil {
 		return nil, err
 	}
-	return created{viewCapture(c)}, nil
+	return created{apiv1.CaptureOf(c)}, nil
 }
 
 func (h *Handler) getCapture(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
 	c, err := h.svc.GetCapture(ctx, a, r.PathValue("id"))
-	return viewCapture(c), err
+	return apiv1.CaptureOf(c), err
 }
 
 func (h *Handler) stopCapture(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
 	c, err := h.svc.StopCapture(ctx, a, r.PathValue("id"))
-	return viewCapture(c), err
+	return apiv1.CaptureOf(c), err
 }
 
 func (h *Handler) captureURL(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {

@@ -47,8 +47,8 @@ type Policy struct {
 	Allow []netip.Prefix
 	// HostAddrs returns this host's addresses; default: the interfaces'.
 	HostAddrs func() []netip.Addr
-	// HostPrefixes returns the networks this host is on (CheckOnLink);
-	// default: the interfaces' prefixes.
+	// HostPrefixes returns this host's addresses with their networks'
+	// lengths (CheckOnLink); default: the interfaces'.
 	HostPrefixes func() []netip.Prefix
 }
 
@@ -109,6 +109,22 @@ func (p Policy) Dialer(d net.Dialer) *net.Dialer {
 // — a cloud VPC's public IPv6 subnet, say — that trust it as local,
 // unless Allow names them.
 func (p Policy) CheckOnLink(a netip.Addr) error {
+	nets := p.HostPrefixes
+	if nets == nil {
+		nets = interfacePrefixes
+	}
+	ns := nets()
+	if p.HostAddrs == nil {
+		// One read of the interfaces serves both checks: the host's own
+		// addresses are its prefixes' addresses.
+		p.HostAddrs = func() []netip.Addr {
+			out := make([]netip.Addr, len(ns))
+			for i, n := range ns {
+				out[i] = n.Addr()
+			}
+			return out
+		}
+	}
 	if err := p.Check(a); err != nil {
 		return err
 	}
@@ -118,12 +134,8 @@ func (p Policy) CheckOnLink(a netip.Addr) error {
 			return nil
 		}
 	}
-	nets := p.HostPrefixes
-	if nets == nil {
-		nets = interfacePrefixes
-	}
-	for _, n := range nets() {
-		if n.Contains(a) {
+	for _, n := range ns {
+		if n.Masked().Contains(a) {
 			return &DeniedError{Addr: a}
 		}
 	}
@@ -140,7 +152,7 @@ func interfacePrefixes() []netip.Prefix {
 		if n, ok := a.(*net.IPNet); ok {
 			if ip, ok := netip.AddrFromSlice(n.IP); ok {
 				ones, _ := n.Mask.Size()
-				out = append(out, netip.PrefixFrom(ip.Unmap(), ones-(len(n.Mask)*8-ip.Unmap().BitLen())).Masked())
+				out = append(out, netip.PrefixFrom(ip.Unmap(), ones-(len(n.Mask)*8-ip.Unmap().BitLen()))) // the interface's address, with its network's length
 			}
 		}
 	}

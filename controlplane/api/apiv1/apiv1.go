@@ -85,3 +85,15 @@ func NewDataRecord(r fleet.Record) DataRecord {
 	}
 	return d
 }
+
+// Capture is a packet capture session as the API shows it: its duration
+// in seconds.
+type Capture struct {
+	fleet.Capture
+	Duration int64 `json:"duration"`
+}
+
+// CaptureOf is c as the API shows it.
+func CaptureOf(c fleet.Capture) Capture {
+	return Capture{Capture: c, Duration: int64(c.Duration / time.Second)}
+}
