@@ -31,6 +31,7 @@ import (
 	"github.com/wirefleet/wirefleet/gateway/monitor/webhook"
 	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/internal/egress"
+	"github.com/wirefleet/wirefleet/internal/fairshare"
 	"github.com/wirefleet/wirefleet/internal/ipfix"
 	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/keystore"
@@ -83,6 +84,10 @@ type Config struct {
 	VolumeInterval time.Duration
 	// Services are further platform services on the in-tunnel stack.
 	Services []platform.Service
+	// ServiceShare is each SIM's share of every in-tunnel service
+	// (connections, requests a second, bytes in flight; zero value: the
+	// fairshare defaults), so one device cannot take another's.
+	ServiceShare fairshare.Limits
 	// Secrets opens the sealed secrets of group settings (the webhook
 	// secret); without it, sealed webhook secrets cannot sign and such
 	// alerts are not sent to the webhook.
@@ -138,9 +143,10 @@ type Gateway struct {
 	bo        *breakout      // traffic beyond the fleet
 	grants    grantTable     // addresses DNS answers granted (FQDN egress rules)
 	egressDNS egressDNS
-	mirror    *mirror    // copies to groups' mirror peers
-	caps      *captures  // packet capture sessions
-	insp      *inspector // nil without Config.Records
+	shares    *fairshare.Metrics // the services' shares, collected with the gateway's metrics
+	mirror    *mirror            // copies to groups' mirror peers
+	caps      *captures          // packet capture sessions
+	insp      *inspector         // nil without Config.Records
 	// presence: session records to write (see presence.go).
 	presence       chan presenceOp
 	presenceChecks chan string
@@ -194,7 +200,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	g := &Gateway{
+	g := &Gateway{shares: fairshare.NewMetrics(nil),
 		cfg:  cfg,
 		svc:  cfg.ControlPlane,
 		st:   cfg.ControlPlane.View(),

@@ -68,11 +68,13 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		descEgressRule, descEgressUnmatched, descBreakoutFlows, descBreakoutFailed, descGrantsRefused, descMirror, descBreakoutOverShare, descCaptures} {
 		ch <- d
 	}
+	(*Gateway)(c).shares.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	g := (*Gateway)(c)
+	g.shares.Collect(ch)
 	counters := g.eng.Counters()
 	var sessions int
 	var rx, tx uint64

@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path"
+	"reflect"
 	"slices"
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/fairshare"
 	"github.com/wirefleet/wirefleet/services/metadata"
 	"github.com/wirefleet/wirefleet/services/platform"
 	"github.com/wirefleet/wirefleet/wgkey"
@@ -21,6 +24,42 @@ import (
 // in-tunnel stack and the identity behind a tunnel address.
 type serviceHost struct {
 	s *stack
+	// share is the service's, one account per SIM: every connection and
+	// datagram it is handed counts against its sender's (fairshare).
+	share *fairshare.Share
+}
+
+// hostFor returns the host of service ps, with a share of its own named
+// after its package (forwarder, datastore, dns, ...).
+func (s *stack) hostFor(ps platform.Service) *serviceHost {
+	name := "service"
+	if t := reflect.TypeOf(ps); t != nil {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		name = path.Base(t.PkgPath())
+	}
+	return &serviceHost{s: s, share: fairshare.New(name, s.g.cfg.ServiceShare, s.g.shares)}
+}
+
+// shareKey names the SIM behind a source address for the shares: its
+// IPv4 and IPv6 addresses and the hosts of its LANs are one account.
+func (s *stack) shareKey(a netip.Addr) string {
+	a = a.Unmap()
+	if a.Is6() {
+		if a4, ok := s.g.o6.V4(a); ok {
+			a = a4
+		}
+	}
+	if p := s.g.router.peerFor(a); p != nil {
+		if st := stateOf(p); st != nil {
+			return st.id
+		}
+	}
+	if r := s.g.lans.lookup(a); r != nil {
+		return r.sim
+	}
+	return a.String()
 }
 
 var _ platform.Host = (*serviceHost)(nil)
@@ -164,7 +203,7 @@ func (h *serviceHost) Listen(addr netip.Addr, tcpPorts, udpPorts []uint16) ([]ne
 			}
 			l = newDualListener(l, l6)
 		}
-		tcp = append(tcp, l)
+		tcp = append(tcp, h.share.Listener(l, h.s.shareKey))
 	}
 	for _, p := range udpPorts {
 		var c net.PacketConn
@@ -180,7 +219,7 @@ func (h *serviceHost) Listen(addr netip.Addr, tcpPorts, udpPorts []uint16) ([]ne
 			}
 			c = newDualPacketConn(c, c6)
 		}
-		udp = append(udp, c)
+		udp = append(udp, h.share.PacketConn(c, h.s.shareKey))
 	}
 	return tcp, udp, nil
 }

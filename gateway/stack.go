@@ -58,14 +58,13 @@ func startStack(g *Gateway) (*stack, error) {
 		defer s.wg.Done()
 		s.readLoop()
 	}()
-	host := &serviceHost{s: s}
 	// DNS and metadata are platform services like the others, always there.
 	builtin := []platform.Service{
 		dns.New(dns.Config{Zone: g.zone, Addrs: DNSAddrs, Names: map[string]netip.Addr{"dns": DNSAddrs[0], "metadata": MetadataAddr}, LANHost: g.lanHost, Overlay6: g.o6, Outside: &g.egressDNS}),
 		metadata.New(metadata.Config{Addr: MetadataAddr, ControlPlane: deviceSelf{svc: g.svc, st: g.st}, Logger: g.log}),
 	}
 	for _, ps := range append(builtin, g.cfg.Services...) {
-		if err := ps.Start(host); err != nil {
+		if err := ps.Start(s.hostFor(ps)); err != nil {
 			s.close()
 			return nil, err
 		}

@@ -39,6 +39,7 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/internal/egress"
+	"github.com/wirefleet/wirefleet/internal/fairshare"
 	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/services/forwarder"
@@ -70,6 +71,7 @@ type config struct {
 	ulaPrefix     string
 	dnsUpstream   string
 	mirrorPPS     int
+	share         fairshare.Limits
 	vxlan         string
 	store         string
 	wgListen      string
@@ -150,6 +152,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.lanPool, "lan-pool", controlplane.DefaultLANPool.String(), "IPv4 prefix the mapped prefixes of LANs behind SIMs come from (overlapping LANs)")
 	fs.StringVar(&c.ulaPrefix, "ula-prefix", "", "the fleet's IPv6 prefix, a /48 of fd00::/8, for a new installation (empty: drawn at random once and kept in the store); every SIM's IPv6 address is in it")
 	fs.StringVar(&c.dnsUpstream, "dns-upstream", "auto", "resolvers the in-tunnel DNS asks for names beyond its zone, for devices whose group has breakout: auto (this host's resolv.conf), none, or IP[:port],…")
+	fs.IntVar(&c.share.Conns, "sim-service-conns", fairshare.DefaultConns, "connections each SIM may hold open to each in-tunnel service (data store, forwarders, metadata, unified endpoint); negative: no cap")
+	fs.IntVar(&c.share.MaxConns, "service-max-conns", fairshare.DefaultMaxConns, "device connections each in-tunnel service holds in all; when full, a SIM holding fewer gets in by closing the oldest connection of the SIM holding most")
+	fs.Float64Var(&c.share.PerSecond, "sim-service-rate", fairshare.DefaultPerSecond, "requests (connections, HTTP requests, stream messages, datagrams) a second each SIM may make of each in-tunnel service; negative: no limit")
+	fs.IntVar(&c.share.Burst, "sim-service-burst", fairshare.DefaultBurst, "requests a SIM may make at once above its rate, per service")
+	fs.Int64Var(&c.share.InFlight, "sim-service-inflight", fairshare.DefaultInFlight, "bytes of one SIM's requests each in-tunnel service may be handling at once; negative: no limit")
 	fs.IntVar(&c.mirrorPPS, "mirror-pps", 20000, "packets per second at most copied to each mirror peer (groups' mirroring); the rest is dropped and counted")
 	fs.StringVar(&c.vxlan, "vxlan-listen", "", "UDP address VXLAN Gate peers send to, e.g. :4789 (empty: no Gate peers)")
 	fs.StringVar(&c.store, "store", "", "store DSN: postgres://… for PostgreSQL, or an SQLite file path; empty uses wirefleet.db in the data directory")
@@ -354,7 +361,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	gw, err := gateway.New(gateway.Config{ControlPlane: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services, Secrets: settingsKey, VXLANListen: c.vxlan, Egress: egressPolicy,
-		DNSUpstreams: upstreams, MirrorPacketsPerSecond: c.mirrorPPS, Records: st, CaptureDir: filepath.Join(c.dataDir, "captures")})
+		DNSUpstreams: upstreams, MirrorPacketsPerSecond: c.mirrorPPS, ServiceShare: c.share, Records: st, CaptureDir: filepath.Join(c.dataDir, "captures")})
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway"
+	"github.com/wirefleet/wirefleet/internal/fairshare"
 	"github.com/wirefleet/wirefleet/internal/netns"
 	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/keystore"
@@ -55,6 +56,8 @@ type Options struct {
 	Log io.Writer
 	// Level is the log level (default Info).
 	Level slog.Level
+	// Share is each SIM's share of the services (zero: the defaults).
+	Share fairshare.Limits
 }
 
 // Platform is a running gateway and control plane.
@@ -114,7 +117,7 @@ func Start(t testing.TB, o Options) *Platform {
 	if o.Services != nil {
 		services = o.Services(st, p.Logger)
 	}
-	p.Gateway, err = gateway.New(gateway.Config{ControlPlane: p.Service, KeyStore: ks, ListenPort: Port, Logger: p.Logger, Services: services, Secrets: o.Secrets})
+	p.Gateway, err = gateway.New(gateway.Config{ControlPlane: p.Service, KeyStore: ks, ListenPort: Port, Logger: p.Logger, Services: services, Secrets: o.Secrets, ServiceShare: o.Share})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/internal/clock"
+	"github.com/wirefleet/wirefleet/internal/fairshare"
 	"github.com/wirefleet/wirefleet/internal/ratelimit"
 	"github.com/wirefleet/wirefleet/services/platform"
 )
@@ -157,7 +158,7 @@ func (s *Service) Start(host platform.Host) error {
 	}
 	s.started = true
 	s.host = host
-	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, WriteTimeout: 60 * time.Second,
+	s.http = &http.Server{Handler: fairshare.Handler(s.Handler()), ConnContext: fairshare.ConnContext, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, WriteTimeout: 60 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	s.closers = append(s.closers, tcpL)
 	s.udpConn = udpC

@@ -25,6 +25,7 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/internal/egress"
+	"github.com/wirefleet/wirefleet/internal/fairshare"
 	"github.com/wirefleet/wirefleet/internal/gwtest"
 	"github.com/wirefleet/wirefleet/internal/netns"
 	"github.com/wirefleet/wirefleet/internal/seal"
@@ -67,12 +68,17 @@ type fixture struct {
 func (f *fixture) closeGateway() error { return f.gw.Close() }
 
 func newFixture(t *testing.T, cfg Config) *fixture {
+	return newFixtureShare(t, cfg, fairshare.Limits{})
+}
+
+// newFixtureShare is newFixture with each SIM's share of the services.
+func newFixtureShare(t *testing.T, cfg Config, share fairshare.Limits) *fixture {
 	key, err := seal.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &fixture{t: t, logs: &lockedLog{t: t}}
-	f.Platform = gwtest.Start(t, gwtest.Options{Subnet: 231, Secrets: key, Log: f.logs, Level: slog.LevelDebug,
+	f.Platform = gwtest.Start(t, gwtest.Options{Subnet: 231, Secrets: key, Log: f.logs, Level: slog.LevelDebug, Share: share,
 		Services: func(_ store.Store, log *slog.Logger) []platform.Service {
 			cfg.Secrets, cfg.Logger = key, log
 			if cfg.Egress.Allow == nil {

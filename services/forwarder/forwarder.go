@@ -27,6 +27,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/internal/egress"
+	"github.com/wirefleet/wirefleet/internal/fairshare"
 	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/services/mqttbridge"
 	"github.com/wirefleet/wirefleet/services/platform"
@@ -61,8 +62,11 @@ const (
 	// TCP and MQTT together); beyond it new ones are closed at once
 	// ("busy").
 	DefaultMaxConns = 4096
-	// maxUDPInFlight bounds datagrams being forwarded at once.
-	maxUDPInFlight = 256
+	// maxUDPInFlight bounds datagrams being forwarded at once, all SIMs.
+	maxUDPInFlight = 1024
+	// udpCharge is what one datagram in flight costs its SIM's share of
+	// bytes in flight (fairshare): the largest datagram.
+	udpCharge = MaxMessage
 )
 
 // Config configures a Service.
@@ -154,7 +158,7 @@ func (s *Service) Start(host platform.Host) error {
 	hl, tl, ml := tcp[0], tcp[1], tcp[2]
 	s.lns = append(s.lns, tcp...)
 	s.udp = udp[0]
-	s.httpSrv = &http.Server{Handler: http.HandlerFunc(s.serveHTTP), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+	s.httpSrv = &http.Server{Handler: fairshare.Handler(http.HandlerFunc(s.serveHTTP)), ConnContext: fairshare.ConnContext, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		WriteTimeout: 2*s.cfg.Timeout*time.Duration(1+s.cfg.Retries) + 30*time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug), BaseContext: func(net.Listener) context.Context { return s.ctx }}
 	s.wg.Add(4)
@@ -285,6 +289,10 @@ type httpConn struct {
 	s    *Service
 	once sync.Once
 }
+
+// NetConn returns the connection inside (fairshare finds its account
+// through it).
+func (c *httpConn) NetConn() net.Conn { return c.Conn }
 
 func (c *httpConn) Close() error {
 	err := c.Conn.Close()

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/fairshare"
 )
 
 // serveTCP forwards one device connection to port 23080.
@@ -196,7 +197,20 @@ func (s *Service) postMessages(c net.Conn, id Identity, route fleet.TCPForward, 
 		}
 		start := time.Now()
 		s.m.request(kindTCPHTTP)
+		// Each message is a request of the SIM's share (over its rate
+		// the stream waits: TCP slows the device down), and its bytes
+		// are in flight until the destination answers.
+		acct := fairshare.ConnAccount(c)
+		if acct.Wait(s.ctx) != nil {
+			return
+		}
+		release, ok := acct.Hold(int64(n))
+		if !ok {
+			s.m.fail(kindTCPHTTP, "rate_limited")
+			return
+		}
 		answer, f := s.post(kindTCPHTTP, id, u, "application/octet-stream", buf[:n], route.Secret, route.Credential, route.CAPEM)
+		release()
 		if f != nil {
 			s.m.fail(kindTCPHTTP, f.reason)
 			s.log.Warn("forward failed", "kind", kindTCPHTTP, "sim", id.SIMID, "group", id.Group, "reason", f.reason, "msg", f.msg)
@@ -262,17 +276,26 @@ func (s *Service) serveUDP() {
 			s.udpFail(from, Identity{}, &failure{"too_large", http.StatusRequestEntityTooLarge, "datagrams are limited to 64 KiB"})
 			continue
 		}
+		// A datagram in flight costs its SIM a whole datagram's worth of
+		// its budget (the share's default allows 64 at once), so one
+		// device with a slow destination cannot hold every slot.
+		release, ok := fairshare.PacketAccount(s.udp, from).Hold(udpCharge)
+		if !ok {
+			s.udpFail(from, Identity{}, &failure{"rate_limited", http.StatusTooManyRequests, "too many datagrams in flight from this SIM; retry"})
+			continue
+		}
 		msg := append([]byte(nil), buf[:n]...)
 		select {
 		case s.udpSem <- struct{}{}:
 		default:
+			release()
 			s.udpFail(from, Identity{}, &failure{"busy", http.StatusServiceUnavailable, "too many datagrams in flight; retry"})
 			continue
 		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer func() { <-s.udpSem }()
+			defer func() { <-s.udpSem; release() }()
 			s.forwardDatagram(from, ap, msg)
 		}()
 	}

@@ -34,6 +34,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/fairshare"
 	"github.com/wirefleet/wirefleet/services/platform"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
@@ -117,7 +118,8 @@ func (s *Service) Start(host platform.Host) error {
 	}
 	s.host = host
 	s.srv = &http.Server{
-		Handler:           s.handler(),
+		Handler:           fairshare.Handler(s.handler()),
+		ConnContext:       fairshare.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wirefleet/wirefleet/internal/fairshare"
 	"github.com/wirefleet/wirefleet/services/datastore"
 	"github.com/wirefleet/wirefleet/services/forwarder"
 	"github.com/wirefleet/wirefleet/services/platform"
@@ -107,7 +109,7 @@ func (s *Service) Start(host platform.Host) error {
 	}
 	hl := tcp[0]
 	s.tcp, s.udp = tcp[1], udp[0]
-	s.httpS = &http.Server{Handler: http.HandlerFunc(s.serveHTTP), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute}
+	s.httpS = &http.Server{Handler: fairshare.Handler(http.HandlerFunc(s.serveHTTP)), ConnContext: fairshare.ConnContext, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute}
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.httpS.Serve(hl) }()
 	go func() { defer s.wg.Done(); s.serveTCP() }()
