@@ -31,6 +31,17 @@ const (
 	// itself under load and starts asking for cookies.
 	underLoadQueue  = defaultHandshakeQueue / 8
 	underLoadLinger = time.Second
+	// Under load, each source address (an IPv6 /64) may have this many
+	// handshake messages a second looked at (MAC1, MAC2, a cookie reply);
+	// the rest are dropped before any cryptography. Generous, for the
+	// many devices one carrier NAT puts behind an address: each needs
+	// about one a RekeyTimeout.
+	sourceHandshakeRate  = 1000
+	sourceHandshakeBurst = 2000
+	maxSources           = 65536
+	// cookieReplyRate bounds the cookie replies sent a second in all, so
+	// a flood from many (spoofed) sources is not reflected at full rate.
+	cookieReplyRate = 20000
 	maxStaged       = 128 // packets held per peer while its handshake runs
 	// bufSize fits the largest UDP datagram, which GRO may hand us.
 	bufSize = 65535

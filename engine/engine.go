@@ -30,15 +30,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/ratelimiter"
+	"golang.zx2c4.com/wireguard/tun"
+
 	"github.com/wirefleet/wirefleet/engine/cookie"
 	"github.com/wirefleet/wirefleet/engine/tai64n"
 	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/internal/packet"
+	"github.com/wirefleet/wirefleet/internal/tokenbucket"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
-	"golang.zx2c4.com/wireguard/conn"
-	"golang.zx2c4.com/wireguard/ratelimiter"
-	"golang.zx2c4.com/wireguard/tun"
 )
 
 // Resolver finds the configuration of a peer the engine does not hold, at
@@ -158,6 +160,10 @@ type Engine struct {
 	evicted *evictedTimestamps
 	routes  routeTable
 	limiter ratelimiter.Ratelimiter
+	// Under load: handshake messages per source before any cryptography,
+	// and cookie replies in all (constants.go).
+	sources *tokenbucket.Set[netip.Addr]
+	cookies cookieBudget
 
 	cryptoQ chan cryptoJob
 	hsQ     chan *hsJob
@@ -169,7 +175,7 @@ type Engine struct {
 	forceUnderLoad bool
 
 	handshakesOK atomic.Uint64
-	rejects      [RejectResolverError + 1]atomic.Uint64
+	rejects      [numRejectReasons]atomic.Uint64
 	drops        [len(dropNames)]atomic.Uint64
 
 	ctx    context.Context
@@ -226,10 +232,12 @@ func New(cfg Config) (*Engine, error) {
 		indices:        newIndexTable(),
 		cryptoQ:        make(chan cryptoJob, 1024),
 		hsQ:            make(chan *hsJob, defaultHandshakeQueue),
+		sources:        tokenbucket.NewSet[netip.Addr](sourceHandshakeRate, sourceHandshakeBurst, maxSources),
 		initQ:          make(chan *Peer, defaultHandshakeQueue),
 		outQ:           make(chan *outBatch, 256),
 		forceUnderLoad: cfg.ForceUnderLoad,
 	}
+	e.sources.SetClock(e.clk)
 	e.id.Store(newIdentity(cfg.KeyStore, e.clk))
 	e.mtu = cfg.MTU
 	if e.mtu == 0 && cfg.TUN != nil {

@@ -27,6 +27,13 @@ const (
 	RejectKeyStore      // the key store refused or failed the DH
 	RejectUnexpected    // a response or cookie reply for no pending handshake
 	RejectResolverError // the resolver failed (its store is away), not the peer's fault
+	// RejectSourceFlood: under load, the source sent more handshake
+	// messages than its share; dropped before any cryptography.
+	RejectSourceFlood
+	// RejectCookieBudget: under load, cookie replies beyond the engine's
+	// budget are not sent (the message is dropped).
+	RejectCookieBudget
+	numRejectReasons
 )
 
 var rejectNames = [...]string{
@@ -41,6 +48,8 @@ var rejectNames = [...]string{
 	RejectKeyStore:          "key-store",
 	RejectUnexpected:        "unexpected",
 	RejectResolverError:     "resolver-error",
+	RejectSourceFlood:       "source-flood",
+	RejectCookieBudget:      "cookie-budget",
 }
 
 // String returns the reason's stable name, used in logs and metrics.

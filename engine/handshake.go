@@ -11,12 +11,14 @@ import (
 	"sync"
 	"time"
 
+	"golang.zx2c4.com/wireguard/conn"
+
 	"github.com/wirefleet/wirefleet/engine/noise"
 	"github.com/wirefleet/wirefleet/engine/tai64n"
 	"github.com/wirefleet/wirefleet/engine/wire"
+	"github.com/wirefleet/wirefleet/internal/tokenbucket"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
-	"golang.zx2c4.com/wireguard/conn"
 )
 
 // hsJob is one handshake message waiting for a handshake worker.
@@ -42,6 +44,12 @@ func (e *Engine) queueHandshake(typ uint32, msg []byte, ep conn.Endpoint) {
 		// here: a spray of them never reaches the queue.
 		e.handleCookieReply(msg)
 		return
+	}
+	if e.UnderLoad() {
+		if ok, _ := e.sources.Allow(sourceKey(ep)); !ok {
+			e.rejects[RejectSourceFlood].Add(1) // no event per packet: a flood would make one each
+			return
+		}
 	}
 	if !e.id.Load().checker.CheckMAC1(msg) {
 		e.reject(RejectBadMAC1, unknownKey, endpointAddr(ep), "")
@@ -96,6 +104,36 @@ func (e *Engine) handshakeWorker() {
 	}
 }
 
+// sourceKey is the address a source's handshake share is kept under: an
+// IPv6 host usually holds a whole /64.
+func sourceKey(ep conn.Endpoint) netip.Addr {
+	a := endpointAddr(ep).Addr().Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
+}
+
+// cookieBudget is a token bucket of cookie replies (cookieReplyRate),
+// full at the start.
+type cookieBudget struct {
+	mu      sync.Mutex
+	started bool
+	b       tokenbucket.Bucket
+}
+
+func (c *cookieBudget) take(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.started {
+		c.b.Fill(now, cookieReplyRate)
+		c.started = true
+	}
+	ok, _ := c.b.Take(now, cookieReplyRate, cookieReplyRate)
+	return ok
+}
+
 // admit applies the under-load rules to a handshake message: without a
 // valid MAC2 it is answered with a cookie; with one, its source is rate
 // limited.
@@ -106,6 +144,10 @@ func (e *Engine) admit(msg []byte, sender uint32, ep conn.Endpoint) bool {
 	src := ep.DstToBytes()
 	checker := e.id.Load().checker
 	if !checker.CheckMAC2(msg, src) {
+		if !e.cookies.take(e.clk.Now()) {
+			e.rejects[RejectCookieBudget].Add(1)
+			return false
+		}
 		reply, err := checker.MakeReply(msg, sender, src)
 		if err == nil {
 			var b [wire.CookieReplySize]byte

@@ -43,7 +43,7 @@ const gwPort = 51820 // the gateway has a namespace of its own
 // store, the REST API on loopback, and devices made of Debian wireguard-go
 // in namespaces of their own, configured from the API's wg-quick export.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	env    *netns.Env
 	gwNS   *netns.NS
 	bridge string // in gwNS, holding gwAddr
@@ -60,7 +60,7 @@ type fixture struct {
 }
 
 // newFixture builds the fixture; opts adjust the gateway's Config.
-func newFixture(t *testing.T, opts ...func(*Config)) *fixture {
+func newFixture(t testing.TB, opts ...func(*Config)) *fixture {
 	env := netns.New(t)
 	f := &fixture{t: t, env: env, gwNS: env.NewNS("gw"), admin: controlplane.System, hsSeen: map[string]time.Time{}, hsCh: make(chan string, 64)}
 	f.bridge = env.Name("br")
@@ -126,7 +126,7 @@ func newFixture(t *testing.T, opts ...func(*Config)) *fixture {
 	return f
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))

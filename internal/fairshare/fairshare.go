@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/internal/clock"
+	"github.com/wirefleet/wirefleet/internal/tokenbucket"
 )
 
 // Defaults of Limits.
@@ -136,8 +137,7 @@ type Account struct {
 	key string
 	// Guarded by s.mu.
 	conns    []*conn // oldest first
-	tokens   float64
-	last     time.Time
+	bucket   tokenbucket.Bucket
 	inFlight int64
 }
 
@@ -151,7 +151,8 @@ func (s *Share) account(key string) *Account {
 		if len(s.accounts) >= s.sweepAt {
 			s.sweep()
 		}
-		a = &Account{s: s, key: key, tokens: float64(s.lim.Burst), last: s.clk.Now()}
+		a = &Account{s: s, key: key}
+		a.bucket.Fill(s.clk.Now(), float64(s.lim.Burst))
 		s.accounts[key] = a
 	}
 	return a
@@ -180,16 +181,7 @@ func (a *Account) idle(now time.Time) bool {
 	if len(a.conns) > 0 || a.inFlight > 0 {
 		return false
 	}
-	return a.s.lim.PerSecond < 0 || a.refill(now) >= float64(a.s.lim.Burst)
-}
-
-// refill brings the bucket to now and returns its tokens. s.mu is held.
-func (a *Account) refill(now time.Time) float64 {
-	if el := now.Sub(a.last).Seconds(); el > 0 {
-		a.tokens = min(float64(a.s.lim.Burst), a.tokens+el*a.s.lim.PerSecond)
-		a.last = now
-	}
-	return a.tokens
+	return a.s.lim.PerSecond < 0 || a.bucket.Full(now, a.s.lim.PerSecond, float64(a.s.lim.Burst))
 }
 
 // take takes a token; when none is left it returns how long until one
@@ -198,11 +190,7 @@ func (a *Account) take() (bool, time.Duration) {
 	if a.s.lim.PerSecond < 0 {
 		return true, 0
 	}
-	if t := a.refill(a.s.clk.Now()); t >= 1 {
-		a.tokens--
-		return true, 0
-	}
-	return false, time.Duration((1 - a.tokens) / a.s.lim.PerSecond * float64(time.Second))
+	return a.bucket.Take(a.s.clk.Now(), a.s.lim.PerSecond, float64(a.s.lim.Burst))
 }
 
 // Request takes one request token. Over the SIM's rate it returns false,

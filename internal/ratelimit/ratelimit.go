@@ -13,11 +13,10 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/internal/clock"
+	"github.com/wirefleet/wirefleet/internal/tokenbucket"
 )
 
 // Defaults of Config.
@@ -46,17 +45,7 @@ type Config struct {
 // swept and, if none is idle, an arbitrary one is dropped. It is safe for
 // concurrent use. A nil *Limiter allows everything.
 type Limiter struct {
-	rate, burst float64
-	max         int
-	clk         clock.Clock
-
-	mu      sync.Mutex
-	buckets map[netip.Addr]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
+	set *tokenbucket.Set[netip.Addr]
 }
 
 // New returns a limiter for c, or nil when c disables limiting.
@@ -73,7 +62,7 @@ func New(c Config) *Limiter {
 	if c.MaxSources <= 0 {
 		c.MaxSources = DefaultMaxSources
 	}
-	return &Limiter{rate: c.PerSecond, burst: float64(c.Burst), max: c.MaxSources, clk: clock.Real{}, buckets: map[netip.Addr]*bucket{}}
+	return &Limiter{set: tokenbucket.NewSet[netip.Addr](c.PerSecond, float64(c.Burst), c.MaxSources)}
 }
 
 func sourceKey(a netip.Addr) netip.Addr {
@@ -91,47 +80,7 @@ func (l *Limiter) Allow(src netip.Addr) (bool, time.Duration) {
 	if l == nil {
 		return true, 0
 	}
-	key := sourceKey(src)
-	now := l.clk.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.buckets[key]
-	if b == nil {
-		if len(l.buckets) >= l.max {
-			l.sweep(now)
-		}
-		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[key] = b
-	}
-	if el := now.Sub(b.last).Seconds(); el > 0 {
-		b.tokens = math.Min(l.burst, b.tokens+el*l.rate)
-		b.last = now
-	}
-	if b.tokens >= 1 {
-		b.tokens--
-		return true, 0
-	}
-	return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
-}
-
-// sweep forgets buckets that have refilled (they are the same as new
-// ones); if none has, it drops one so the map stays bounded.
-func (l *Limiter) sweep(now time.Time) {
-	full := time.Duration(l.burst / l.rate * float64(time.Second))
-	for k, b := range l.buckets {
-		if now.Sub(b.last) >= full {
-			delete(l.buckets, k)
-		}
-	}
-	if len(l.buckets) < l.max {
-		return
-	}
-	for k := range l.buckets {
-		delete(l.buckets, k)
-		if len(l.buckets) < l.max {
-			return
-		}
-	}
+	return l.set.Allow(sourceKey(src))
 }
 
 // Len reports how many sources are tracked.
@@ -139,9 +88,7 @@ func (l *Limiter) Len() int {
 	if l == nil {
 		return 0
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.buckets)
+	return l.set.Len()
 }
 
 // Wrap returns next limited per source address, as found by

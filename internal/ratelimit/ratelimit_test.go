@@ -18,7 +18,7 @@ import (
 func TestBucket(t *testing.T) {
 	l := New(Config{PerSecond: 2, Burst: 3})
 	now := time.Unix(1000, 0)
-	l.clk = clock.Func(func() time.Time { return now })
+	l.set.SetClock(clock.Func(func() time.Time { return now }))
 	a := netip.MustParseAddr("192.0.2.1")
 	for i := 0; i < 3; i++ {
 		if ok, _ := l.Allow(a); !ok {
@@ -50,7 +50,7 @@ func TestBucket(t *testing.T) {
 func TestBounded(t *testing.T) {
 	l := New(Config{PerSecond: 1, Burst: 5, MaxSources: 100})
 	now := time.Unix(1000, 0)
-	l.clk = clock.Func(func() time.Time { return now })
+	l.set.SetClock(clock.Func(func() time.Time { return now }))
 	for i := 0; i < 1000; i++ {
 		l.Allow(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}))
 		if l.Len() > 100 {
