@@ -98,6 +98,17 @@ func (r *eventRecorder) rejected(sim string, key wgkey.Public, status string, re
 
 // unknown logs a handshake from a key no SIM has (rate-limited). It has no
 // SIM to attribute an audit event to, so it is a log line and a metric.
+// storeAway logs, at most once a minute per key like unknown, a handshake
+// refused because the store could not be read: WireGuard has no message
+// to tell the device why, so the operator must see it here (and in
+// wirefleet_gateway_handshakes_total{result="resolver-error"}); the
+// device retries on its own and connects once the store is back.
+func (r *eventRecorder) storeAway(key wgkey.Public, remote netip.AddrPort, detail string) {
+	if r.allow(key) {
+		r.log.Warn("handshake refused: the store is unavailable; the device will retry", "key", key.Short(), "remote", remote.String(), "err", detail)
+	}
+}
+
 func (r *eventRecorder) unknown(key wgkey.Public, remote netip.AddrPort) {
 	if r.allow(key) {
 		r.log.Info("handshake from unknown key", "key", key.Short(), "remote", remote.String())

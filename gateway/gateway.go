@@ -534,6 +534,8 @@ func (g *Gateway) onReject(ev engine.RejectEvent) {
 		g.events.unknown(ev.Key, ev.Remote)
 	case engine.RejectReplayedTimestamp:
 		g.onReplay(ev)
+	case engine.RejectResolverError:
+		g.events.storeAway(ev.Key, ev.Remote, ev.Detail)
 	}
 	if f := g.cfg.EngineHooks.HandshakeRejected; f != nil {
 		f(ev)
