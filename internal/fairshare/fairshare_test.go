@@ -290,3 +290,32 @@ func TestIdleAccountsForgotten(t *testing.T) {
 func contextWith(r *http.Request, a *Account) context.Context {
 	return context.WithValue(r.Context(), ctxKey{}, a)
 }
+
+// Wait takes a token, waiting for one when the bucket is empty, and gives
+// up when its context ends; a wait is counted once.
+func TestWait(t *testing.T) {
+	s := New("t", Limits{PerSecond: 20, Burst: 1}, nil)
+	a := s.Account("a")
+	if err := a.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := a.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited < 20*time.Millisecond {
+		t.Fatalf("an empty bucket let a request through after %v (a token takes 50 ms)", waited)
+	}
+	if s.Refused(ReasonRate) != 1 {
+		t.Fatalf("waits counted: %d", s.Refused(ReasonRate))
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := a.Wait(ctx); err == nil {
+		t.Fatal("a wait with an ended context returned a token")
+	}
+	var none *Account
+	if err := none.Wait(ctx); err != nil {
+		t.Fatal("a nil account waited")
+	}
+}

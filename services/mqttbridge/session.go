@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/wirefleet/wirefleet/internal/fairshare"
 )
 
 // connectWait is how long a device has to send its CONNECT (a variable
@@ -418,7 +420,7 @@ func (s *session) run(ctx context.Context) error {
 	ends := make(chan error, 2)
 	var wg sync.WaitGroup
 	wg.Add(3)
-	go func() { defer wg.Done(); ends <- s.fromDevice() }()
+	go func() { defer wg.Done(); ends <- s.fromDevice(ctx) }()
 	go func() { defer wg.Done(); ends <- s.fromBroker() }()
 	stopPing := make(chan struct{})
 	go func() { defer wg.Done(); s.pingBroker(stopPing) }()
@@ -472,7 +474,7 @@ func (s *session) pingBroker(stop chan struct{}) {
 }
 
 // fromDevice relays the device's packets to the broker.
-func (s *session) fromDevice() error {
+func (s *session) fromDevice(ctx context.Context) error {
 	for {
 		if err := s.flushUnlessMore(s.devR, &s.broMu, s.broW, s.bro); err != nil {
 			return brokerLost(err)
@@ -486,6 +488,12 @@ func (s *session) fromDevice() error {
 		}
 		switch pk.FixedHeader.Type {
 		case packets.Publish:
+			// A PUBLISH is a request of the SIM's share of the service
+			// (fairshare): over its rate the bridge reads on only when a
+			// token is there, and TCP slows the device down.
+			if err := fairshare.ConnAccount(s.dev).Wait(ctx); err != nil {
+				return err
+			}
 			if err := s.publishUp(pk); err != nil {
 				return err
 			}
