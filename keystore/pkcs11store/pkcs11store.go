@@ -509,34 +509,51 @@ func (t *Token) open1(sh pkcs11.SessionHandle, label string) (*Key, error) {
 	return t.key(sh, label, priv[0], pub[0])
 }
 
-// key reads and checks what Key needs from the two halves.
-func (t *Token) key(sh pkcs11.SessionHandle, label string, priv, pub pkcs11.ObjectHandle) (*Key, error) {
+// halves reads what Key and Signer need of a key pair: the private
+// half's key type and CKA_ID, the public half's curve and point.
+type halves struct {
+	keyType       uint
+	id            []byte
+	params, point []byte
+}
+
+func (t *Token) readHalves(sh pkcs11.SessionHandle, label string, priv, pub pkcs11.ObjectHandle) (halves, error) {
 	c := t.mod.ctx
 	attrs, err := c.GetAttributeValue(sh, priv, []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, nil),
 		pkcs11.NewAttribute(pkcs11.CKA_ID, nil),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("pkcs11store: reading the key type of %q: %w", label, err)
+		return halves{}, fmt.Errorf("pkcs11store: reading the key type of %q: %w", label, err)
 	}
-	keyType := attrUint(attrs[0].Value)
-	id := attrs[1].Value
-	if keyType != ckkECMontgomery && keyType != ckkECEdwards {
-		return nil, fmt.Errorf("pkcs11store: %q has key type %#x, not an X25519 key", label, keyType)
-	}
+	h := halves{keyType: attrUint(attrs[0].Value), id: attrs[1].Value}
 	attrs, err = c.GetAttributeValue(sh, pub, []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, nil),
 		pkcs11.NewAttribute(pkcs11.CKA_EC_POINT, nil),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("pkcs11store: reading the public key %q: %w", label, err)
+		return halves{}, fmt.Errorf("pkcs11store: reading the public key %q: %w", label, err)
+	}
+	h.params, h.point = attrs[0].Value, attrs[1].Value
+	return h, nil
+}
+
+// key reads and checks what Key needs from the two halves.
+func (t *Token) key(sh pkcs11.SessionHandle, label string, priv, pub pkcs11.ObjectHandle) (*Key, error) {
+	h, err := t.readHalves(sh, label, priv, pub)
+	if err != nil {
+		return nil, err
+	}
+	keyType, id := h.keyType, h.id
+	if keyType != ckkECMontgomery && keyType != ckkECEdwards {
+		return nil, fmt.Errorf("pkcs11store: %q has key type %#x, not an X25519 key", label, keyType)
 	}
 	// An Edwards-typed key may be Ed25519 (OID 1.3.101.112), which cannot
 	// do X25519: only the X25519 curve is accepted.
-	if p := attrs[0].Value; !bytes.Equal(p, oidX25519) && !bytes.Equal(p, curve25519Name) {
+	if p := h.params; !bytes.Equal(p, oidX25519) && !bytes.Equal(p, curve25519Name) {
 		return nil, fmt.Errorf("pkcs11store: %q has CKA_EC_PARAMS %x, not X25519", label, p)
 	}
-	pk, err := parseECPoint(attrs[1].Value)
+	pk, err := parseECPoint(h.point)
 	if err != nil {
 		return nil, fmt.Errorf("pkcs11store: %q: %w", label, err)
 	}

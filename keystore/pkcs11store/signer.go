@@ -98,23 +98,11 @@ func (t *Token) OpenSigner(label string) (*Signer, error) {
 
 // signer reads and checks what Signer needs from the two halves.
 func (t *Token) signer(sh pkcs11.SessionHandle, label string, priv, pub pkcs11.ObjectHandle) (*Signer, error) {
-	c := t.mod.ctx
-	attrs, err := c.GetAttributeValue(sh, priv, []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, nil),
-		pkcs11.NewAttribute(pkcs11.CKA_ID, nil),
-	})
+	h, err := t.readHalves(sh, label, priv, pub)
 	if err != nil {
-		return nil, fmt.Errorf("pkcs11store: reading the key type of %q: %w", label, err)
+		return nil, err
 	}
-	keyType, id := attrUint(attrs[0].Value), attrs[1].Value
-	attrs, err = c.GetAttributeValue(sh, pub, []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, nil),
-		pkcs11.NewAttribute(pkcs11.CKA_EC_POINT, nil),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("pkcs11store: reading the public key %q: %w", label, err)
-	}
-	params, point := attrs[0].Value, attrs[1].Value
+	keyType, id, params, point := h.keyType, h.id, h.params, h.point
 	var raw []byte
 	switch {
 	case keyType == ckkECEdwards && (bytes.Equal(params, oidEd25519) || bytes.Equal(params, edwards25519)):

@@ -16,39 +16,17 @@ import (
 func Migrate(ctx context.Context, db *sql.DB, migrations []string, lockSQL string, numbered bool) error {
 	// Even "IF NOT EXISTS" races in PostgreSQL's catalog when two
 	// processes start at once: create the table under the lock too.
-	err := func() error {
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback()
-		if lockSQL != "" {
-			if _, err := tx.ExecContext(ctx, lockSQL); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied BIGINT NOT NULL)`); err != nil {
-			return err
-		}
-		return tx.Commit()
-	}()
+	err := lockedTx(ctx, db, lockSQL, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied BIGINT NOT NULL)`)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	r := reader{d: &Dialect{NumberedPlaceholders: numbered}}
 	for i, m := range migrations {
 		v := i + 1
-		err := func() error {
-			tx, err := db.BeginTx(ctx, nil)
-			if err != nil {
-				return err
-			}
-			defer tx.Rollback()
-			if lockSQL != "" {
-				if _, err := tx.ExecContext(ctx, lockSQL); err != nil {
-					return err
-				}
-			}
+		err := lockedTx(ctx, db, lockSQL, func(tx *sql.Tx) error {
 			var n int
 			if err := tx.QueryRowContext(ctx, r.rebind(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), v).Scan(&n); err != nil {
 				return err
@@ -59,14 +37,31 @@ func Migrate(ctx context.Context, db *sql.DB, migrations []string, lockSQL strin
 			if _, err := tx.ExecContext(ctx, m); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, r.rebind(`INSERT INTO schema_migrations (version, applied) VALUES (?, ?)`), v, time.Now().UnixNano()); err != nil {
-				return err
-			}
-			return tx.Commit()
-		}()
+			_, err := tx.ExecContext(ctx, r.rebind(`INSERT INTO schema_migrations (version, applied) VALUES (?, ?)`), v, time.Now().UnixNano())
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("migration %d: %w", v, err)
 		}
 	}
 	return nil
+}
+
+// lockedTx runs fn in a transaction that first takes lockSQL (none when
+// empty), and commits when fn succeeds.
+func lockedTx(ctx context.Context, db *sql.DB, lockSQL string, fn func(*sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if lockSQL != "" {
+		if _, err := tx.ExecContext(ctx, lockSQL); err != nil {
+			return err
+		}
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
