@@ -517,3 +517,22 @@ func checkTemplate(field, t string, topic bool) error {
 	}
 	return nil
 }
+
+// MatchHTTPRoute returns the route of routes for path — the one with the
+// longest PathPrefix that path is, or is below — and the rest of path
+// after the prefix; nil when none is.
+func MatchHTTPRoute(routes []HTTPForward, path string) (*HTTPForward, string) {
+	var best *HTTPForward
+	var rest string
+	for i := range routes {
+		r := &routes[i]
+		p := strings.TrimSuffix(r.PathPrefix, "/")
+		if path != p && !strings.HasPrefix(path, p+"/") {
+			continue
+		}
+		if best == nil || len(r.PathPrefix) > len(best.PathPrefix) {
+			best, rest = r, strings.TrimPrefix(path, p)
+		}
+	}
+	return best, rest
+}

@@ -5,6 +5,7 @@ package fleet
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 )
 
 // Inspection says whether the gateway measures a group's traffic and
@@ -22,6 +23,10 @@ type Inspection struct {
 	// IPFIXCollectors receive the interval's flows as IPFIX (RFC 7011)
 	// over UDP: "IP:port", at most 4.
 	IPFIXCollectors []string `json:"ipfixCollectors,omitempty"`
+	// ForwardPath, if set, also posts each record along the group's HTTP
+	// forwarder route for this path (forwarders.http), as a device's POST
+	// there would go: the route's destination, credential and signature.
+	ForwardPath string `json:"forwardPath,omitempty"`
 }
 
 // DefaultInspectionInterval is the interval when none is given.
@@ -44,6 +49,9 @@ func (i *Inspection) Normalize(prefix string) error {
 			return Errorf(CodeInvalid, fmt.Sprintf("%s.ipfixCollectors[%d]", prefix, k), "%q: a collector's IP:port (e.g. 192.0.2.5:4739)", c)
 		}
 		i.IPFIXCollectors[k] = ap.String()
+	}
+	if p := i.ForwardPath; p != "" && (!strings.HasPrefix(p, "/") || strings.Contains(p, "..") || strings.ContainsAny(p, "\\\x00?#") || len(p) > 256) {
+		return Errorf(CodeInvalid, prefix+".forwardPath", "%q: a path starting with '/' (no '..', '?', '#' or backslash)", p)
 	}
 	return nil
 }

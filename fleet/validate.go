@@ -151,9 +151,14 @@ func (s *GroupSettings) Normalize(prefix string) error {
 	if err := s.Redirection.Normalize(prefix + ".redirection"); err != nil {
 		return err
 	}
-	if s.Inspection.Enabled || s.Inspection.IntervalSeconds != 0 {
+	if s.Inspection.Enabled || s.Inspection.IntervalSeconds != 0 || s.Inspection.ForwardPath != "" {
 		if err := s.Inspection.Normalize(prefix + ".inspection"); err != nil {
 			return err
+		}
+		if p := s.Inspection.ForwardPath; p != "" {
+			if r, _ := MatchHTTPRoute(s.Forwarders.HTTP, p); r == nil {
+				return Errorf(CodeInvalid, prefix+".inspection.forwardPath", "%q: no forwarders.http route takes this path", p)
+			}
 		}
 	}
 	sec := &s.Security

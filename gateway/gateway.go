@@ -109,6 +109,10 @@ type Config struct {
 	// Records stores groups' inspection records (the data store's
 	// writer); nil: inspection measures and stores nothing.
 	Records store.RecordWriter
+	// RecordForwarder posts inspection records along a group's HTTP
+	// forwarder route (inspection.forwardPath; the forwarder service);
+	// nil: such records are not forwarded.
+	RecordForwarder RecordForwarder
 	// CaptureDir is where packet capture sessions' files are written
 	// (CaptureFile); empty: sessions fail with that reason.
 	CaptureDir string
@@ -223,7 +227,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.outside = cfg.Outside.withDefaults()
 	g.caps = &captures{g: g, dir: cfg.CaptureDir}
 	if cfg.Records != nil {
-		g.insp = &inspector{g: g, groups: map[statsKey]*groupStats{}, exporters: map[statsKey]*ipfix.Exporter{}}
+		g.insp = &inspector{g: g, groups: map[statsKey]*groupStats{}, exporters: map[statsKey]*ipfix.Exporter{}, forwarding: make(chan struct{}, forwardsInFlight)}
 		g.router.insp = g.insp
 	}
 	g.router.caps = g.caps

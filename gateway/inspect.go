@@ -96,6 +96,8 @@ type inspector struct {
 	mu        sync.Mutex
 	groups    map[statsKey]*groupStats
 	exporters map[statsKey]*ipfix.Exporter
+	// forwarding holds a token per record being forwarded.
+	forwarding chan struct{}
 }
 
 // exportIPFIX sends a group's interval flows to its collectors (UDP, from
@@ -427,6 +429,50 @@ func (in *inspector) take(k statsKey, now time.Time) (inspectionRecord, []ipfix.
 
 // run delivers each inspected group's record at its interval, until the
 // gateway closes.
+// RecordForwarder posts a record along a group's HTTP forwarder route, as
+// forwarder.Service.ForwardRecord does.
+type RecordForwarder interface {
+	ForwardRecord(ctx context.Context, groupName string, routes []fleet.HTTPForward, sim *fleet.SIM, path, contentType string, body []byte) error
+}
+
+// forwardsInFlight bounds the records being forwarded at once: a slow
+// destination must not hold up the next interval's records of others.
+const forwardsInFlight = 16
+
+// forward posts a record along its group's route for inspection.forwardPath
+// in the background; with forwardsInFlight under way it is dropped, logged.
+func (in *inspector) forward(id statsKey, pol *groupPolicy, body []byte) {
+	fw := in.g.cfg.RecordForwarder
+	if fw == nil {
+		return
+	}
+	select {
+	case in.forwarding <- struct{}{}:
+	default:
+		in.g.log.Warn("inspection: record not forwarded, too many under way", "group", id.group, "sim", id.sim)
+		return
+	}
+	in.g.wg.Add(1)
+	go func() {
+		defer in.g.wg.Done()
+		defer func() { <-in.forwarding }()
+		ctx, cancel := context.WithTimeout(in.g.ctx, time.Minute)
+		defer cancel()
+		var sim *fleet.SIM
+		if id.sim != "" {
+			s, err := in.g.st.SIM(ctx, id.sim)
+			if err != nil {
+				in.g.log.Warn("inspection: reading the SIM of a record to forward", "sim", id.sim, "err", err)
+				return
+			}
+			sim = &s
+		}
+		if err := fw.ForwardRecord(ctx, pol.name, pol.settings.Forwarders.HTTP, sim, pol.settings.Inspection.ForwardPath, "application/json", body); err != nil {
+			in.g.log.Warn("inspection: forwarding the record", "group", id.group, "sim", id.sim, "err", err)
+		}
+	}()
+}
+
 func (in *inspector) run(records store.RecordWriter) {
 	defer in.g.wg.Done()
 	t := time.NewTicker(time.Second)
@@ -466,6 +512,9 @@ func (in *inspector) run(records store.RecordWriter) {
 				body, _ := json.Marshal(r)
 				if pol := in.g.policies.get(id.group); pol != nil && pol.settings.Inspection.Webhook && pol.settings.Security.WebhookURL != "" {
 					in.g.webhooks.SendJSON(pol.settings.Security.WebhookURL, pol.settings.Security.WebhookSecret, "inspection of "+id.group+" "+id.sim, body)
+				}
+				if pol := in.g.policies.get(id.group); pol != nil && pol.settings.Inspection.ForwardPath != "" {
+					in.forward(id, pol, body)
 				}
 				if records == nil {
 					continue

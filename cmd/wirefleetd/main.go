@@ -361,7 +361,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	gw, err := gateway.New(gateway.Config{ControlPlane: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services, Secrets: settingsKey, VXLANListen: c.vxlan, Egress: egressPolicy,
-		DNSUpstreams: upstreams, MirrorPacketsPerSecond: c.mirrorPPS, ServiceShare: c.share, Records: st, CaptureDir: filepath.Join(c.dataDir, "captures")})
+		DNSUpstreams: upstreams, MirrorPacketsPerSecond: c.mirrorPPS, ServiceShare: c.share, Records: st, RecordForwarder: fwd, CaptureDir: filepath.Join(c.dataDir, "captures")})
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,7 @@ var schemas = map[string]any{
 		"mirroring": obj(props{"peers": arr(obj(props{"ipAddress": str("unicast IPv4 or IPv6"), "protocol": enum("gre", "gre-udp"),
 			"port": integer(), "enabled": boolean(), "description": str("")}, "ipAddress"))}),
 		"redirection": obj(props{"enabled": boolean(), "gatePeerId": str("a Gate peer, the next hop"), "includePlatform": boolean()}),
-		"inspection":  obj(props{"enabled": boolean(), "intervalSeconds": integer(), "perSim": boolean(), "webhook": boolean(), "ipfixCollectors": arr(str("IP:port"))})}),
+		"inspection":  obj(props{"enabled": boolean(), "intervalSeconds": integer(), "perSim": boolean(), "webhook": boolean(), "ipfixCollectors": arr(str("IP:port")), "forwardPath": str("a forwarders.http route's path")})}),
 	"Group":              obj(props{"id": str(""), "name": str(""), "settings": ref("GroupSettings"), "created": dateTime(), "updated": dateTime()}),
 	"GroupCreateRequest": obj(props{"name": str(""), "settings": ref("GroupSettings")}, "name"),
 	"GroupPatchRequest":  obj(props{"name": str(""), "settings": ref("GroupSettings")}),

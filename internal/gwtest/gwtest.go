@@ -58,6 +58,9 @@ type Options struct {
 	Level slog.Level
 	// Share is each SIM's share of the services (zero: the defaults).
 	Share fairshare.Limits
+	// Inspect lets the gateway inspect groups' traffic (records in the
+	// store, forwarded through the first service that can).
+	Inspect bool
 }
 
 // Platform is a running gateway and control plane.
@@ -117,7 +120,17 @@ func Start(t testing.TB, o Options) *Platform {
 	if o.Services != nil {
 		services = o.Services(st, p.Logger)
 	}
-	p.Gateway, err = gateway.New(gateway.Config{ControlPlane: p.Service, KeyStore: ks, ListenPort: Port, Logger: p.Logger, Services: services, Secrets: o.Secrets, ServiceShare: o.Share})
+	gcfg := gateway.Config{ControlPlane: p.Service, KeyStore: ks, ListenPort: Port, Logger: p.Logger, Services: services, Secrets: o.Secrets, ServiceShare: o.Share}
+	if o.Inspect {
+		gcfg.Records = st
+		for _, s := range services {
+			if rf, ok := s.(gateway.RecordForwarder); ok {
+				gcfg.RecordForwarder = rf
+				break
+			}
+		}
+	}
+	p.Gateway, err = gateway.New(gcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

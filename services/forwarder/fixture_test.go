@@ -67,18 +67,22 @@ type fixture struct {
 // closeGateway closes the gateway (a test's own close, before cleanup's).
 func (f *fixture) closeGateway() error { return f.gw.Close() }
 
-func newFixture(t *testing.T, cfg Config) *fixture {
-	return newFixtureShare(t, cfg, fairshare.Limits{})
-}
+func newFixture(t *testing.T, cfg Config) *fixture { return newFixtureWith(t, cfg, gwtest.Options{}) }
 
 // newFixtureShare is newFixture with each SIM's share of the services.
 func newFixtureShare(t *testing.T, cfg Config, share fairshare.Limits) *fixture {
+	return newFixtureWith(t, cfg, gwtest.Options{Share: share})
+}
+
+// newFixtureWith is newFixture with the platform's options o (its
+// subnet, secrets, logs and services are the fixture's).
+func newFixtureWith(t *testing.T, cfg Config, o gwtest.Options) *fixture {
 	key, err := seal.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &fixture{t: t, logs: &lockedLog{t: t}}
-	f.Platform = gwtest.Start(t, gwtest.Options{Subnet: 231, Secrets: key, Log: f.logs, Level: slog.LevelDebug, Share: share,
+	f.Platform = gwtest.Start(t, gwtest.Options{Subnet: 231, Secrets: key, Log: f.logs, Level: slog.LevelDebug, Share: o.Share, Inspect: o.Inspect,
 		Services: func(_ store.Store, log *slog.Logger) []platform.Service {
 			cfg.Secrets, cfg.Logger = key, log
 			if cfg.Egress.Allow == nil {

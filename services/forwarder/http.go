@@ -128,19 +128,7 @@ func (c cancelOnClose) Close() error {
 // segment boundaries: "/t" matches "/t" and "/t/x", not "/tx") and the
 // rest of the path after it.
 func matchHTTP(routes []fleet.HTTPForward, path string) (*fleet.HTTPForward, string) {
-	var best *fleet.HTTPForward
-	var rest string
-	for i := range routes {
-		r := &routes[i]
-		p := strings.TrimSuffix(r.PathPrefix, "/")
-		if path != p && !strings.HasPrefix(path, p+"/") {
-			continue
-		}
-		if best == nil || len(r.PathPrefix) > len(best.PathPrefix) {
-			best, rest = r, strings.TrimPrefix(path, p)
-		}
-	}
-	return best, rest
+	return fleet.MatchHTTPRoute(routes, path)
 }
 
 // badPath reports whether a (decoded) request path could climb out of

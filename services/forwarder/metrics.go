@@ -17,6 +17,7 @@ const (
 	kindTCPHTTP = "tcp_http" // TCP messages posted to HTTP(S)
 	kindUDP     = "udp"
 	kindMQTT    = "mqtt"
+	kindRecord  = "record" // records the platform made (inspection), posted along an HTTP route
 )
 
 type metrics struct {
