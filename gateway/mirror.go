@@ -4,13 +4,17 @@ package gateway
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 
 	"github.com/wirefleet/wirefleet/engine"
@@ -114,6 +118,13 @@ type outConn struct {
 	pc      net.PacketConn
 	batch   batchWriter
 	pending []ipv4.Message
+	// gso: a UDP socket that may send runs of equal-sized copies to one
+	// peer as one UDP GSO super-datagram (UDP_SEGMENT): one pass through
+	// the kernel's stack for up to gsoSegments copies. Off for good when
+	// the kernel refuses it.
+	gso     bool
+	gsoBufs [][]byte
+	gsoOut  []ipv4.Message
 }
 
 // run sends until ctx ends: it takes what has queued up (up to a batch),
@@ -200,6 +211,8 @@ func (m *mirror) queueFor(t *mirrorTarget, gre []byte) {
 			return
 		}
 		c = &outConn{pc: pc}
+		_, c.gso = pc.(*net.UDPConn)
+		c.gso = c.gso && network == "udp"
 		if network == "ip6:gre" {
 			c.batch = ipv6.NewPacketConn(pc)
 		} else {
@@ -212,6 +225,13 @@ func (m *mirror) queueFor(t *mirrorTarget, gre []byte) {
 
 // flush writes a socket's batch; what the kernel does not take is dropped.
 func (m *mirror) flush(c *outConn) {
+	if c.gso && len(c.pending) > 1 {
+		if m.flushGSO(c) {
+			return
+		}
+		c.gso = false
+		m.g.log.Info("mirroring: the kernel refuses UDP GSO; sending copies one by one")
+	}
 	all, rest := c.pending, c.pending
 	for len(rest) > 0 {
 		n, err := c.batch.WriteBatch(rest, 0)
@@ -223,6 +243,89 @@ func (m *mirror) flush(c *outConn) {
 		rest = rest[n:]
 	}
 	c.pending = all[:0]
+}
+
+// UDP GSO limits: segments per super-datagram (the kernel's UDP_MAX_SEGMENTS
+// is 64) and its payload size.
+const (
+	gsoSegments = 64
+	gsoMaxBytes = 65000
+)
+
+// flushGSO writes c's batch with runs of equal-sized copies to one peer
+// (the last of a run may be shorter) joined into UDP GSO super-datagrams.
+// It reports false, having sent nothing, when the kernel refuses GSO.
+func (m *mirror) flushGSO(c *outConn) bool {
+	c.gsoOut = c.gsoOut[:0]
+	used := 0
+	segs := make([]int, 0, len(c.pending)) // copies in each message of gsoOut
+	for i := 0; i < len(c.pending); {
+		first := c.pending[i].Buffers[0]
+		to := c.pending[i].Addr
+		j := i + 1
+		total := len(first)
+		for j < len(c.pending) && j-i < gsoSegments {
+			b := c.pending[j].Buffers[0]
+			if !sameUDPAddr(c.pending[j].Addr, to) || len(b) > len(first) || total+len(b) > gsoMaxBytes || len(c.pending[j-1].Buffers[0]) != len(first) {
+				break
+			}
+			total += len(b)
+			j++
+		}
+		if j-i == 1 {
+			c.gsoOut = append(c.gsoOut, c.pending[i])
+			segs = append(segs, 1)
+			i = j
+			continue
+		}
+		if used == len(c.gsoBufs) {
+			c.gsoBufs = append(c.gsoBufs, make([]byte, 0, gsoMaxBytes))
+		}
+		buf := c.gsoBufs[used][:0]
+		used++
+		for k := i; k < j; k++ {
+			buf = append(buf, c.pending[k].Buffers[0]...)
+		}
+		c.gsoBufs[used-1] = buf
+		c.gsoOut = append(c.gsoOut, ipv4.Message{Buffers: [][]byte{buf}, Addr: to, OOB: udpSegment(len(first))})
+		segs = append(segs, j-i)
+		i = j
+	}
+	rest, restSegs := c.gsoOut, segs
+	for len(rest) > 0 {
+		n, err := c.batch.WriteBatch(rest, 0)
+		if err != nil && errors.Is(err, unix.EIO) && len(rest) == len(c.gsoOut) {
+			return false // no GSO here (EIO is the kernel's answer); nothing was sent
+		}
+		if err != nil || n == 0 {
+			for _, s := range restSegs {
+				m.dropped.Add(uint64(s))
+			}
+			break
+		}
+		for _, s := range restSegs[:n] {
+			m.sent.Add(uint64(s))
+		}
+		rest, restSegs = rest[n:], restSegs[n:]
+	}
+	c.pending = c.pending[:0]
+	return true
+}
+
+// udpSegment is the control message asking for UDP GSO in segments of size.
+func udpSegment(size int) []byte {
+	b := make([]byte, unix.CmsgSpace(2))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(2))
+	binary.NativeEndian.PutUint16(b[unix.CmsgLen(0):], uint16(size))
+	return b
+}
+
+func sameUDPAddr(a, b net.Addr) bool {
+	x, ok1 := a.(*net.UDPAddr)
+	y, ok2 := b.(*net.UDPAddr)
+	return ok1 && ok2 && x.Port == y.Port && x.IP.Equal(y.IP)
 }
 
 // mirrorTo copies a packet the router forwards to peer p, when p's group

@@ -3,10 +3,14 @@
 package gateway
 
 import (
+	"bytes"
+	"log/slog"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
 
+	"golang.org/x/net/ipv4"
 	"golang.org/x/time/rate"
 
 	"github.com/wirefleet/wirefleet/fleet"
@@ -103,4 +107,64 @@ func TestMirrorRateCap(t *testing.T) {
 		t.Fatalf("%d copies dropped past the cap, %d queued; want 2 and 3", m.dropped.Load(), len(m.conns["udp"].pending))
 	}
 	m.conns["udp"].pc.Close()
+}
+
+// Runs of equal-sized copies to one peer go out as UDP GSO super-datagrams
+// and arrive as the datagrams they were, in order: sizes that change, a
+// shorter last one, another peer and runs longer than gsoSegments each
+// start a new message.
+func TestMirrorGSO(t *testing.T) {
+	var rx [2]*net.UDPConn
+	for i := range rx {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetReadBuffer(4 << 20)
+		rx[i] = c
+	}
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	m := newMirror(&Gateway{log: slog.New(slog.DiscardHandler)})
+	c := &outConn{pc: pc, batch: ipv4.NewPacketConn(pc), gso: true}
+	var want [2][][]byte
+	sizes := []int{}
+	for i := 0; i < 70; i++ {
+		sizes = append(sizes, 1424) // longer than one message holds
+	}
+	sizes = append(sizes, 600, 1424, 1424, 900, 900, 300)
+	for i, n := range sizes {
+		peer := 0
+		if i == len(sizes)-2 {
+			peer = 1
+		}
+		b := make([]byte, n)
+		b[0], b[1] = byte(i), byte(i>>8)
+		want[peer] = append(want[peer], b)
+		c.pending = append(c.pending, ipv4.Message{Buffers: [][]byte{b}, Addr: rx[peer].LocalAddr()})
+	}
+	m.flush(c)
+	if !c.gso {
+		t.Skip("this kernel refuses UDP GSO: the copies went one by one")
+	}
+	if got := m.sent.Load(); got != uint64(len(sizes)) {
+		t.Fatalf("sent %d, want %d (dropped %d)", got, len(sizes), m.dropped.Load())
+	}
+	buf := make([]byte, 65536)
+	for peer := range rx {
+		for k, w := range want[peer] {
+			rx[peer].SetReadDeadline(time.Now().Add(2 * time.Second))
+			n, err := rx[peer].Read(buf)
+			if err != nil {
+				t.Fatalf("peer %d datagram %d: %v", peer, k, err)
+			}
+			if !bytes.Equal(buf[:n], w) {
+				t.Fatalf("peer %d datagram %d: %d bytes starting %x, want %d starting %x", peer, k, n, buf[:2], len(w), w[:2])
+			}
+		}
+	}
 }
