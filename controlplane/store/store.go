@@ -28,6 +28,10 @@ var ErrUnavailable = errors.New("store unavailable")
 // ErrExhausted is returned when an address pool has no free address left.
 var ErrExhausted = errors.New("address pool exhausted")
 
+// ErrStale is returned by a compare-and-set write whose expected value
+// is no longer there (another writer came first).
+var ErrStale = errors.New("changed meanwhile")
+
 // ConflictError is returned when a write would break a uniqueness rule.
 type ConflictError struct {
 	Field string // the fleet field whose value is taken: "imsi", "address", "publicKey", "name"
@@ -76,6 +80,7 @@ type Reader interface {
 	GatePeerReader
 	CaptureReader // packet capture sessions (captures.go)
 	RecordReader  // the data store's records (records.go)
+	SIMCardReader // physical SIM cards (simcards.go)
 }
 
 // Tx is one transaction. Every write of one API call goes through a single
@@ -87,6 +92,7 @@ type Tx interface {
 	RouteWriter
 	GatePeerWriter
 	CaptureWriter
+	SIMCardWriter
 
 	// NextIMSI returns a never-before-returned IMSI.
 	NextIMSI(ctx context.Context) (string, error)

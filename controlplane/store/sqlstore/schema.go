@@ -218,4 +218,19 @@ CREATE TABLE installation (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 `, `
 -- Packet capture sessions (fleet.Capture as JSON: read by id, few).
 CREATE TABLE captures (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+`, `
+-- Physical SIM cards: their keys sealed with the settings key, the
+-- network's SQN for each (compare-and-set: never reused).
+CREATE TABLE sim_cards (
+	iccid TEXT PRIMARY KEY,
+	imsi TEXT NOT NULL UNIQUE,
+	ki_sealed TEXT NOT NULL,
+	opc_sealed TEXT NOT NULL,
+	sqn {int64} NOT NULL,
+	status TEXT NOT NULL,
+	group_id TEXT NOT NULL,
+	sim_id TEXT NOT NULL,
+	created {int64} NOT NULL,
+	updated {int64} NOT NULL
+);
 `}

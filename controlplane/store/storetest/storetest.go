@@ -51,6 +51,7 @@ func Run(t *testing.T, open Open) {
 		{"MappingPortRace", testMappingPortRace},
 		{"Records", testRecords}, // records.go
 		{"Installation", testInstallation},
+		{"SIMCards", testSIMCards}, // simcards.go
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
