@@ -119,8 +119,11 @@ func ParseCardCSV(r io.Reader) ([]CardKeys, error) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		if err != nil {
+		var pe *csv.ParseError
+		if errors.As(err, &pe) {
 			return nil, Errorf(CodeInvalid, "csv", "%v", err)
+		} else if err != nil {
+			return nil, err // reading failed (a body over its bound): not the file's fault
 		}
 		line, _ := cr.FieldPos(0)
 		field := func(name string) string {

@@ -149,6 +149,7 @@ type route struct {
 	response     string     // schema name of the 2xx body
 	query        []string   // query parameters
 	handle       handler
+	maxBody      int64 // the body's bound when larger than MaxBody (a bulk import)
 }
 
 type statusWriter struct {
@@ -173,7 +174,7 @@ func (h *Handler) wrap(rt route) http.Handler {
 			// Never the body nor the Authorization header: they carry secrets.
 			h.log.Info("api", "method", r.Method, "route", rt.path, "status", sw.code, "actor", a.String(), "dur", time.Since(start).Round(time.Microsecond))
 		}()
-		r.Body = http.MaxBytesReader(sw, r.Body, MaxBody)
+		r.Body = http.MaxBytesReader(sw, r.Body, max(MaxBody, rt.maxBody))
 		if rt.role == "" && h.limit != nil {
 			// Unauthenticated: limited per source before any work.
 			src, ok := ratelimit.ClientAddr(r, h.proxies)

@@ -330,6 +330,11 @@ func TestRoleDenials(t *testing.T) {
 		{"GET", "/api/v1/gate-peers/x", nil, fleet.RoleViewer},
 		{"POST", "/api/v1/gate-peers", map[string]any{"outerAddress": "192.0.2.10", "vni": 10}, fleet.RoleOperator},
 		{"DELETE", "/api/v1/gate-peers/x", nil, fleet.RoleOperator},
+		{"GET", "/api/v1/sim-cards", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/sim-cards/x", nil, fleet.RoleViewer},
+		{"POST", "/api/v1/sim-cards/import", nil, fleet.RoleAdmin},
+		{"PATCH", "/api/v1/sim-cards/x", map[string]any{"status": "suspended"}, fleet.RoleOperator},
+		{"DELETE", "/api/v1/sim-cards/x", nil, fleet.RoleAdmin},
 	}
 	below := map[fleet.Role][]fleet.Role{fleet.RoleViewer: nil, fleet.RoleOperator: {fleet.RoleViewer}, fleet.RoleAdmin: {fleet.RoleViewer, fleet.RoleOperator}}
 	for _, c := range cases {
