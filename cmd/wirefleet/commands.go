@@ -103,6 +103,7 @@ func commandTable() map[string]handler {
 	addCaptureCommands(t)
 	addRouteCommands(t)
 	addGatePeerCommands(t)
+	addSIMCardCommands(t)
 	return t
 }
 

@@ -66,6 +66,10 @@ Commands:
                                       (PEM blocks, a JSON array, or one PEM/hex/base64 key per line)
   identities batches | batch ID | revoke-batch ID
   identities list [--batch ID] [--status active|used|revoked] | get ID|KEY | revoke ID|KEY
+  sim-cards import FILE.csv [--group ID]
+                                      physical SIM cards from the vendor's CSV (ICCID, IMSI, Ki, OPc), for
+                                      bootstrap by SIM card; admins only; keys sealed, never shown again
+  sim-cards list | get ICCID | suspend ICCID | resume ICCID | set-group ICCID GROUP_ID | delete ICCID
   tokens list | delete ID
   tokens create --role admin|operator|viewer [--description D] [--ttl 720h]
   mappings create SIM_ID --port P --allow CIDR... [--target LAN_HOST] [--duration 1h] [--tls] [--max-conns N]
@@ -278,12 +282,17 @@ func (c *command) call(method, path string, body, out any) error {
 		return err
 	}
 	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
+	ctype := "application/json"
+	switch b := body.(type) {
+	case nil:
+	case rawBody:
+		rd, ctype = bytes.NewReader(b.data), b.contentType
+	default:
+		js, err := json.Marshal(body)
 		if err != nil {
 			return err
 		}
-		rd = bytes.NewReader(b)
+		rd = bytes.NewReader(js)
 	}
 	req, err := http.NewRequest(method, base+path, rd)
 	if err != nil {
@@ -293,7 +302,7 @@ func (c *command) call(method, path string, body, out any) error {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", ctype)
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
 	resp, err := client.Do(req)
