@@ -168,3 +168,17 @@ func ParseCardCSV(r io.Reader) ([]CardKeys, error) {
 
 // String keeps the keys out of logs and %v.
 func (k CardKeys) String() string { return fmt.Sprintf("card %s (IMSI %s)", k.ICCID, k.IMSI) }
+
+// CardKey is a key the platform and a SIM card derived by AKA: its id
+// (Krypton's keyId), the card, the expected answer's hash, and the cipher
+// key CK (sealed) the device signs later requests with. Unverified, it
+// lives minutes; verified (the card's RES matched), an hour.
+type CardKey struct {
+	ID       string
+	ICCID    string
+	XRESHash string // hex SHA-256 of XRES: RES is compared, never stored
+	CKSealed string
+	Verified bool
+	Expires  time.Time
+	Created  time.Time
+}

@@ -233,4 +233,23 @@ CREATE TABLE sim_cards (
 	created {int64} NOT NULL,
 	updated {int64} NOT NULL
 );
+-- Keys of SIM cards' AKA exchanges (Krypton's keyId): XRES only hashed,
+-- CK sealed; and the signatures accepted with them, each once.
+CREATE TABLE card_keys (
+	id TEXT PRIMARY KEY,
+	iccid TEXT NOT NULL,
+	xres_hash TEXT NOT NULL,
+	ck_sealed TEXT NOT NULL,
+	verified INTEGER NOT NULL,
+	expires {int64} NOT NULL,
+	created {int64} NOT NULL
+);
+CREATE INDEX card_keys_expires ON card_keys (expires);
+CREATE TABLE card_signatures (
+	key_id TEXT NOT NULL,
+	ts {int64} NOT NULL,
+	expires {int64} NOT NULL,
+	PRIMARY KEY (key_id, ts)
+);
+CREATE INDEX card_signatures_expires ON card_signatures (expires);
 `}

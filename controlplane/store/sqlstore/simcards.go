@@ -4,6 +4,7 @@ package sqlstore
 
 import (
 	"context"
+	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
@@ -70,4 +71,58 @@ func (t *tx) AdvanceCardSQN(ctx context.Context, iccid string, prev, next uint64
 
 func (t *tx) DeleteSIMCard(ctx context.Context, iccid string) error {
 	return affected(t.exec(ctx, `DELETE FROM sim_cards WHERE iccid = ?`, iccid))
+}
+
+func (r reader) CardKey(ctx context.Context, id string) (fleet.CardKey, error) {
+	var (
+		k                fleet.CardKey
+		verified         int
+		expires, created int64
+	)
+	err := r.q.QueryRowContext(ctx, r.rebind(`SELECT id, iccid, xres_hash, ck_sealed, verified, expires, created FROM card_keys WHERE id = ?`), id).
+		Scan(&k.ID, &k.ICCID, &k.XRESHash, &k.CKSealed, &verified, &expires, &created)
+	k.Verified, k.Expires, k.Created = verified != 0, fromNanos(expires), fromNanos(created)
+	return k, r.mapErr(err)
+}
+
+func (t *tx) InsertCardKey(ctx context.Context, k fleet.CardKey) error {
+	_, err := t.exec(ctx, `INSERT INTO card_keys (id, iccid, xres_hash, ck_sealed, verified, expires, created) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		k.ID, k.ICCID, k.XRESHash, k.CKSealed, boolInt(k.Verified), nanos(k.Expires), nanos(k.Created))
+	return err
+}
+
+func (t *tx) UpdateCardKey(ctx context.Context, k fleet.CardKey) error {
+	return affected(t.exec(ctx, `UPDATE card_keys SET verified = ?, expires = ? WHERE id = ?`, boolInt(k.Verified), nanos(k.Expires), k.ID))
+}
+
+func (t *tx) DeleteCardKey(ctx context.Context, id string) error {
+	return affected(t.exec(ctx, `DELETE FROM card_keys WHERE id = ?`, id))
+}
+
+func (t *tx) UseCardSignature(ctx context.Context, keyID string, ts int64, expires time.Time) error {
+	_, err := t.exec(ctx, `INSERT INTO card_signatures (key_id, ts, expires) VALUES (?, ?, ?)`, keyID, ts, nanos(expires))
+	if ce, ok := err.(*store.ConflictError); ok {
+		ce.Field = "signature"
+	}
+	return err
+}
+
+func (t *tx) DeleteExpiredCardKeys(ctx context.Context, now time.Time) (int64, error) {
+	var n int64
+	for _, q := range []string{`DELETE FROM card_keys WHERE expires <= ?`, `DELETE FROM card_signatures WHERE expires <= ?`} {
+		res, err := t.exec(ctx, q, nanos(now))
+		if err != nil {
+			return n, err
+		}
+		m, _ := res.RowsAffected()
+		n += m
+	}
+	return n, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

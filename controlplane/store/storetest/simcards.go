@@ -69,6 +69,28 @@ func testSIMCards(t *testing.T, s store.Store) {
 	if err != nil || len(p.Items) != 1 || p.Items[0].ICCID != card(3).ICCID {
 		t.Fatalf("second page: %+v %v", p, err)
 	}
+	// AKA keys: round-trip, verify, a signature accepted once, expiry.
+	k := fleet.CardKey{ID: "ck_1", ICCID: card(2).ICCID, XRESHash: "ab", CKSealed: "sealed-ck", Expires: now.Add(time.Minute), Created: now}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertCardKey(ctx, k) })
+	k.Verified, k.Expires = true, now.Add(time.Hour)
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.UpdateCardKey(ctx, k) })
+	if got, err := s.CardKey(ctx, "ck_1"); err != nil || got != k {
+		t.Fatalf("card key: %+v %v, want %+v", got, err, k)
+	}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.UseCardSignature(ctx, "ck_1", 1700000000000, now.Add(time.Minute)) })
+	err = s.Update(ctx, func(tx store.Tx) error { return tx.UseCardSignature(ctx, "ck_1", 1700000000000, now.Add(time.Minute)) })
+	var ce *store.ConflictError
+	if !errors.As(err, &ce) {
+		t.Fatalf("a signature accepted twice: %v", err)
+	}
+	var n int64
+	mustUpdate(t, s, func(tx store.Tx) (err error) {
+		n, err = tx.DeleteExpiredCardKeys(ctx, now.Add(2*time.Hour))
+		return err
+	})
+	if _, err := s.CardKey(ctx, "ck_1"); !errors.Is(err, store.ErrNotFound) || n != 2 {
+		t.Fatalf("after expiry: %v, %d removed", err, n)
+	}
 	mustUpdate(t, s, func(tx store.Tx) error { return tx.DeleteSIMCard(ctx, card(3).ICCID) })
 	if _, err := s.SIMCard(ctx, card(3).ICCID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("deleted card: %v", err)

@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package controlplane_test
+
+import (
+	"context"
+	"encoding/hex"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/milenage"
+	"github.com/wirefleet/wirefleet/internal/seal"
+)
+
+// softCard is the card's side of AKA, as a USIM does it: MAC-A checked,
+// SQN fresh in its window, AUTS when not.
+type softCard struct {
+	c   *milenage.Cipher
+	win milenage.Window
+}
+
+func (s *softCard) answer(rand, autn []byte) (res, auts []byte, err error) {
+	a, err := s.c.Authenticate(rand, autn)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !s.win.Accept(a.SQN) {
+		return nil, s.c.AUTS(rand, s.win.Highest()), nil
+	}
+	return a.RES, nil, nil
+}
+
+func cardService(t *testing.T) (*controlplane.Service, store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	key, _ := seal.GenerateKey()
+	svc := controlplane.New(st, controlplane.Config{Logger: discard(), Secrets: key})
+	if _, err := svc.ImportSIMCards(ctx, admin, strings.NewReader(cardsCSV), ""); err != nil {
+		t.Fatal(err)
+	}
+	return svc, st
+}
+
+// AKA against the platform: a genuine card's RES verifies its key; a card
+// whose SQN is ahead answers AUTS and the next challenge, after resync,
+// succeeds; a wrong RES burns the key; a card with another Ki refuses the
+// challenge (MAC-A); an unknown IMSI and a suspended card get nothing;
+// no SQN is used twice.
+func TestCardAKA(t *testing.T) {
+	ctx := context.Background()
+	svc, st := cardService(t)
+	c1, _ := milenage.New(mustHex("465b5ce8b199b49faa5f0a2ee238a6bc"), mustHex("cd63cb71954a9f4e48a5994e37a02baf"))
+	card := &softCard{c: c1}
+	const imsi = "001010000000001"
+
+	ch, err := svc.ChallengeCard(ctx, imsi, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, auts, err := card.answer(ch.RAND, ch.AUTN)
+	if err != nil || auts != nil {
+		t.Fatalf("the card refused a fresh challenge: %v %x", err, auts)
+	}
+	if err := svc.VerifyCardKey(ctx, ch.KeyID, res); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.VerifyCardKey(ctx, ch.KeyID, res); code(err) != fleet.CodeNotFound {
+		t.Fatalf("a key verified twice: %v", err)
+	}
+
+	// The card has been used elsewhere: its SQN is far ahead.
+	for i := range card.win.Seqs {
+		card.win.Seqs[i] = 5000
+	}
+	ch, _ = svc.ChallengeCard(ctx, imsi, nil, nil)
+	_, auts, _ = card.answer(ch.RAND, ch.AUTN)
+	if auts == nil {
+		t.Fatal("the card accepted a SQN behind its own")
+	}
+	ch2, err := svc.ChallengeCard(ctx, imsi, ch.RAND, auts)
+	if err != nil {
+		t.Fatalf("resync: %v", err)
+	}
+	res, auts, err = card.answer(ch2.RAND, ch2.AUTN)
+	if err != nil || auts != nil {
+		t.Fatalf("after resync the card still refuses: %v %x", err, auts)
+	}
+	if err := svc.VerifyCardKey(ctx, ch2.KeyID, res); err != nil {
+		t.Fatal(err)
+	}
+	// A forged AUTS (another card's keys) is refused.
+	c2, _ := milenage.New(mustHex("0396eb317b6d1c36f19c1c84cd6ffd16"), mustHex("53c15671c60a4b731c55b4a441c0bde2"))
+	if _, err := svc.ChallengeCard(ctx, imsi, ch.RAND, c2.AUTS(ch.RAND, milenage.MakeSQN(1, 1))); code(err) != fleet.CodeInvalid {
+		t.Fatalf("a forged AUTS: %v", err)
+	}
+
+	// A wrong RES: refused, and the key is gone.
+	ch, _ = svc.ChallengeCard(ctx, imsi, nil, nil)
+	if err := svc.VerifyCardKey(ctx, ch.KeyID, make([]byte, 8)); code(err) != fleet.CodeUnauthorized {
+		t.Fatalf("a wrong RES: %v", err)
+	}
+	res, _, _ = card.answer(ch.RAND, ch.AUTN)
+	if err := svc.VerifyCardKey(ctx, ch.KeyID, res); code(err) != fleet.CodeNotFound {
+		t.Fatalf("the right RES after a wrong one: %v", err)
+	}
+	// A card with another Ki: the network is not genuine to it.
+	if _, err := (&softCard{c: c2}).c.Authenticate(ch.RAND, ch.AUTN); err != milenage.ErrMAC {
+		t.Fatalf("another card's check of MAC-A: %v", err)
+	}
+
+	// Unknown, suspended.
+	if _, err := svc.ChallengeCard(ctx, "001019999999999", nil, nil); code(err) != fleet.CodeNotFound {
+		t.Fatalf("unknown IMSI: %v", err)
+	}
+	suspended := fleet.CardSuspended
+	sc, _ := st.SIMCardByIMSI(ctx, "001010000000002")
+	svc.UpdateSIMCard(ctx, admin, sc.ICCID, controlplane.SIMCardUpdate{Status: &suspended})
+	if _, err := svc.ChallengeCard(ctx, "001010000000002", nil, nil); code(err) != fleet.CodeNotFound {
+		t.Fatalf("suspended card: %v", err)
+	}
+
+	// Concurrent challenges never share a SQN.
+	seen := map[milenage.SQN]bool{}
+	type got struct {
+		ch  controlplane.CardChallenge
+		err error
+	}
+	out := make(chan got, 8)
+	for range 8 {
+		go func() {
+			ch, err := svc.ChallengeCard(ctx, imsi, nil, nil)
+			out <- got{ch, err}
+		}()
+	}
+	for range 8 {
+		g := <-out
+		if g.err != nil {
+			t.Fatal(g.err)
+		}
+		a, err := c1.Authenticate(g.ch.RAND, g.ch.AUTN)
+		if err != nil || seen[a.SQN] {
+			t.Fatalf("SQN %v reused or challenge bad: %v", a.SQN, err)
+		}
+		seen[a.SQN] = true
+	}
+}
+
+func mustHex(s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
