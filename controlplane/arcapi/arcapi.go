@@ -47,6 +47,7 @@ import (
 	"github.com/wirefleet/wirefleet/internal/clock"
 	"github.com/wirefleet/wirefleet/internal/jsonbody"
 	"github.com/wirefleet/wirefleet/internal/ratelimit"
+	"github.com/wirefleet/wirefleet/internal/tokenbucket"
 	"github.com/wirefleet/wirefleet/keyproof"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
@@ -107,6 +108,8 @@ type Handler struct {
 	mux *http.ServeMux
 	clk clock.Clock // the control plane's, so tokens expire on the fleet's time
 	opt Config
+	// imsiLimit bounds SIM-card challenges per IMSI (cardkeys.go).
+	imsiLimit *tokenbucket.Set[string]
 }
 
 // New returns the handler; mount it at "/v1/". It panics when
@@ -131,7 +134,7 @@ func New(svc *controlplane.Service, o Config) *Handler {
 	// later must not change what is trusted.
 	o.TrustedNetworks = slices.Clone(o.TrustedNetworks)
 	o.TrustedProxies = slices.Clone(o.TrustedProxies)
-	h := &Handler{svc: svc, log: o.Logger, mux: http.NewServeMux(), clk: svc.Config().Clock, opt: o}
+	h := &Handler{svc: svc, log: o.Logger, mux: http.NewServeMux(), clk: svc.Config().Clock, opt: o, imsiLimit: newIMSILimit()}
 	lim := ratelimit.New(o.RateLimit)
 	h.mux.Handle("POST /v1/auth", lim.Wrap(http.HandlerFunc(h.auth), o.TrustedProxies))
 	h.mux.HandleFunc("POST /v1/sims", h.withKey(h.createSIM))
@@ -139,6 +142,8 @@ func New(svc *controlplane.Service, o Config) *Handler {
 	h.mux.HandleFunc("POST /v1/sims/{id}/sessions/arc", h.withKey(h.session))
 	h.mux.HandleFunc("PUT /v1/sims/{id}/credentials/arc", h.withKey(h.credentials))
 	h.mux.Handle("POST /v1/provisioning/soracom/arc/bootstrap", lim.Wrap(http.HandlerFunc(h.attested), o.TrustedProxies))
+	h.mux.Handle("POST /v1/keys", lim.Wrap(http.HandlerFunc(h.keys), o.TrustedProxies))
+	h.mux.Handle("POST /v1/keys/{keyId}/verify", lim.Wrap(http.HandlerFunc(h.verifyKey), o.TrustedProxies))
 	h.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, fleet.Errorf(fleet.CodeNotFound, "", "no such route: %s %s", r.Method, r.URL.Path))
 	})
