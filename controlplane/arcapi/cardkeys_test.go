@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package arcapi_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/arcapi"
+	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/internal/milenage"
+	"github.com/wirefleet/wirefleet/internal/ratelimit"
+	"github.com/wirefleet/wirefleet/internal/seal"
+)
+
+const cardCSV = "ICCID,IMSI,Ki,OPc\n898110000000000001,001010000000001,465b5ce8b199b49faa5f0a2ee238a6bc,cd63cb71954a9f4e48a5994e37a02baf\n"
+
+func cardServer(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	key, _ := seal.GenerateKey()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := controlplane.New(st, controlplane.Config{Endpoint: "127.0.0.1:51820", Logger: quiet, Secrets: key})
+	if _, err := svc.ImportSIMCards(ctx, controlplane.System, strings.NewReader(cardCSV), ""); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(arcapi.New(svc, arcapi.Config{TokenSecret: testSecret, Logger: quiet, RateLimit: ratelimit.Config{PerSecond: -1}}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// Krypton's keys API with a software card: a challenge the card checks,
+// its RES verifying the key; a wrong RES refused (401), malformed base64
+// (400), an unknown IMSI (404), a flood of challenges for one IMSI (429).
+func TestCardKeysAPI(t *testing.T) {
+	base := cardServer(t)
+	ki, _ := hex.DecodeString("465b5ce8b199b49faa5f0a2ee238a6bc")
+	opc, _ := hex.DecodeString("cd63cb71954a9f4e48a5994e37a02baf")
+	card, _ := milenage.New(ki, opc)
+	challenge := func() (string, []byte, []byte) {
+		code, body := raw(t, base, "POST", "/keys", "", "", `{"imsi":"001010000000001"}`)
+		if code != 200 {
+			t.Fatalf("challenge: %d %s", code, body)
+		}
+		var r struct{ KeyID, Rand, Autn string }
+		json.Unmarshal([]byte(body), &r)
+		rnd, _ := base64.StdEncoding.DecodeString(r.Rand)
+		autn, _ := base64.StdEncoding.DecodeString(r.Autn)
+		return r.KeyID, rnd, autn
+	}
+	id, rnd, autn := challenge()
+	a, err := card.Authenticate(rnd, autn)
+	if err != nil {
+		t.Fatalf("the card refused the network: %v", err)
+	}
+	res := base64.StdEncoding.EncodeToString(a.RES)
+	if code, body := raw(t, base, "POST", "/keys/"+id+"/verify", "", "", fmt.Sprintf(`{"res":%q}`, res)); code != 200 {
+		t.Fatalf("verify: %d %s", code, body)
+	}
+	id, _, _ = challenge()
+	if code, body := raw(t, base, "POST", "/keys/"+id+"/verify", "", "", `{"res":"AAAAAAAAAAA="}`); code != 401 || !strings.Contains(body, "unauthorized") {
+		t.Fatalf("wrong RES: %d %s", code, body)
+	}
+	if code, body := raw(t, base, "POST", "/keys/"+id+"/verify", "", "", `{"res":"%%%"}`); code != 400 {
+		t.Fatalf("bad base64: %d %s", code, body)
+	}
+	if code, body := raw(t, base, "POST", "/keys", "", "", `{"imsi":"001019999999999"}`); code != 404 {
+		t.Fatalf("unknown IMSI: %d %s", code, body)
+	}
+	if code, body := raw(t, base, "POST", "/keys", "", "", `{"imsi":"001010000000001","rand":"AAAA","auts":"AAAA"}`); code != 400 {
+		t.Fatalf("short rand/auts: %d %s", code, body)
+	}
+	limited := false
+	for i := 0; i < 20 && !limited; i++ {
+		code, _ := raw(t, base, "POST", "/keys", "", "", `{"imsi":"001010000000001"}`)
+		limited = code == 429
+	}
+	if !limited {
+		t.Fatal("20 challenges for one IMSI at once were all answered")
+	}
+}
