@@ -4,16 +4,19 @@ package controlplane
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/milenage"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // Bootstrap by SIM card: the platform is the card's authentication
@@ -192,4 +195,139 @@ func randBytes(n int) []byte {
 	b := make([]byte, n)
 	rand.Read(b)
 	return b
+}
+
+// CardSignatureWindow is how far a signed request's timestamp may be from
+// the platform's clock.
+const CardSignatureWindow = 5 * time.Minute
+
+// SignatureForm is how a device signed a provisioning request with CK.
+type SignatureForm int
+
+// The signature forms.
+const (
+	// SignatureSORACOM is Krypton's: SHA-256(body ‖ timestamp ‖ CK), a
+	// keyed hash, not an HMAC.
+	SignatureSORACOM SignatureForm = iota
+	// SignatureHMAC is ours: HMAC-SHA256 keyed by CK over body ‖ timestamp.
+	SignatureHMAC
+)
+
+// CheckCardSignature checks a request signed with a verified key's CK:
+// the timestamp (Unix milliseconds, as sent) within CardSignatureWindow,
+// the signature compared in constant time, and each (keyId, timestamp)
+// accepted once. It returns the card of the key.
+func (s *Service) CheckCardSignature(ctx context.Context, keyID string, body []byte, timestamp string, sig []byte, form SignatureForm) (fleet.SIMCard, error) {
+	ms, err := strconv.ParseInt(timestamp, 10, 64)
+	if err != nil || ms <= 0 {
+		return fleet.SIMCard{}, fleet.Errorf(fleet.CodeInvalid, "timestamp", "Unix milliseconds")
+	}
+	now := s.now()
+	if d := now.Sub(time.UnixMilli(ms)); d > CardSignatureWindow || d < -CardSignatureWindow {
+		return fleet.SIMCard{}, fleet.Errorf(fleet.CodeUnauthorized, "timestamp", "more than %v from the server's clock", CardSignatureWindow)
+	}
+	k, err := s.st.CardKey(ctx, keyID)
+	if errors.Is(err, store.ErrNotFound) || err == nil && (!k.Verified || !now.Before(k.Expires)) {
+		return fleet.SIMCard{}, fleet.Errorf(fleet.CodeUnauthorized, "keyId", "no verified key with this id (unknown, expired, or its card never answered)")
+	} else if err != nil {
+		return fleet.SIMCard{}, storeErr(err, "")
+	}
+	box, ok := s.cfg.Secrets.(secretBox)
+	if !ok {
+		return fleet.SIMCard{}, fleet.Errorf(fleet.CodeBadState, "", "no settings key")
+	}
+	ckHex, err := box.Open(k.CKSealed)
+	if err != nil {
+		return fleet.SIMCard{}, err
+	}
+	ck, _ := hex.DecodeString(ckHex)
+	var want []byte
+	switch form {
+	case SignatureHMAC:
+		m := hmac.New(sha256.New, ck)
+		m.Write(body)
+		m.Write([]byte(timestamp))
+		want = m.Sum(nil)
+	default:
+		h := sha256.New()
+		h.Write(body)
+		h.Write([]byte(timestamp))
+		h.Write(ck)
+		want = h.Sum(nil)
+	}
+	if subtle.ConstantTimeCompare(want, sig) != 1 {
+		s.cardAttempt(ctx, "", k.ICCID, "bad_signature")
+		return fleet.SIMCard{}, fleet.Errorf(fleet.CodeUnauthorized, "signature", "the signature does not match")
+	}
+	var card fleet.SIMCard
+	err = s.st.Update(ctx, func(tx store.Tx) error {
+		if err := tx.UseCardSignature(ctx, keyID, ms, now.Add(2*CardSignatureWindow)); err != nil {
+			var ce *store.ConflictError
+			if errors.As(err, &ce) {
+				return fleet.Errorf(fleet.CodeUnauthorized, "signature", "this signed request was already accepted (a replay)")
+			}
+			return err
+		}
+		card, err = tx.SIMCard(ctx, k.ICCID)
+		if err == nil && card.Status != fleet.CardActive {
+			return fleet.Errorf(fleet.CodeForbidden, "", "the SIM card is %s", card.Status)
+		}
+		return err
+	})
+	if err != nil {
+		return fleet.SIMCard{}, storeErr(err, "")
+	}
+	return card, nil
+}
+
+// CardBootstrap makes or re-keys the virtual SIM of a card that has just
+// signed a request (CheckCardSignature): a first bootstrap creates it in
+// the card's group and links it; a later one gives it a new key — the
+// card's answer proves the device as the SIM's own key would. It returns
+// the SIM and its Arc session with the new private key.
+func (s *Service) CardBootstrap(ctx context.Context, card fleet.SIMCard) (fleet.SIM, fleet.Session, error) {
+	priv, err := wgkey.NewPrivate()
+	if err != nil {
+		return fleet.SIM{}, fleet.Session{}, err
+	}
+	pub := priv.Public()
+	a := Actor{Kind: "sim_card", ID: card.ICCID}
+	var sim fleet.SIM
+	err = s.st.Update(ctx, func(tx store.Tx) error {
+		c, err := tx.SIMCard(ctx, card.ICCID)
+		if err != nil {
+			return err
+		}
+		if c.SIMID == "" {
+			if sim, err = s.newSIM(ctx, tx, SIMSpec{Name: "card-" + c.ICCID, PublicKey: pub, GroupID: c.GroupID, Tags: map[string]string{"iccid": c.ICCID}}, ""); err != nil {
+				return err
+			}
+			c.SIMID, c.Updated = sim.ID, s.now()
+			if err := tx.UpdateSIMCard(ctx, c); err != nil {
+				return err
+			}
+			return s.event(ctx, tx, a, "sim.bootstrap", "sim", sim.ID, map[string]any{"imsi": sim.IMSI, "address": sim.Address.String(), "simCard": c.ICCID})
+		}
+		if sim, err = tx.SIM(ctx, c.SIMID); err != nil {
+			return err
+		}
+		if sim.Status != fleet.StatusActive {
+			return fleet.Errorf(fleet.CodeBadState, "status", "the card's virtual SIM is %s", sim.Status)
+		}
+		sim.PublicKey, sim.NextPublicKey = pub, wgkey.Public{}
+		sim.Updated = s.now()
+		sim.KeySet, sim.RotateBy = sim.Updated, time.Time{}
+		if err := tx.UpdateSIM(ctx, sim); err != nil {
+			return err
+		}
+		tx.Publish(fleet.Change{Kind: fleet.ChangeSIM, ID: sim.ID})
+		return s.event(ctx, tx, a, "sim.set_key", "sim", sim.ID, map[string]any{"publicKey": pub.String(), "simCard": c.ICCID})
+	})
+	if err != nil {
+		return fleet.SIM{}, fleet.Session{}, storeErr(err, "")
+	}
+	s.log.Info("sim card bootstrap", "sim", sim.ID, "iccid", card.ICCID)
+	sim, sess, err := s.SessionFor(ctx, System, sim.ID)
+	sess.PrivateKey = priv
+	return sim, sess, err
 }

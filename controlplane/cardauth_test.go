@@ -4,10 +4,14 @@ package controlplane_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/hex"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/controlplane/store"
@@ -161,4 +165,66 @@ func mustHex(s string) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// Signed provisioning with a verified key: both forms accepted once, a
+// replay, a stale timestamp, a forged signature and an unverified key
+// refused; the card's first bootstrap makes its virtual SIM, the next
+// re-keys the same one.
+func TestCardSignedBootstrap(t *testing.T) {
+	ctx := context.Background()
+	svc, st := cardService(t)
+	c1, _ := milenage.New(mustHex("465b5ce8b199b49faa5f0a2ee238a6bc"), mustHex("cd63cb71954a9f4e48a5994e37a02baf"))
+	ch, _ := svc.ChallengeCard(ctx, "001010000000001", nil, nil)
+	a, _ := c1.Authenticate(ch.RAND, ch.AUTN)
+	pending, _ := svc.ChallengeCard(ctx, "001010000000001", nil, nil)
+	if err := svc.VerifyCardKey(ctx, ch.KeyID, a.RES); err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"keyId":"` + ch.KeyID + `"}`)
+	sign := func(ts string, form controlplane.SignatureForm) []byte {
+		if form == controlplane.SignatureHMAC {
+			m := hmac.New(sha256.New, a.CK)
+			m.Write(body)
+			m.Write([]byte(ts))
+			return m.Sum(nil)
+		}
+		h := sha256.Sum256(append(append(append([]byte{}, body...), ts...), a.CK...))
+		return h[:]
+	}
+	ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	card, err := svc.CheckCardSignature(ctx, ch.KeyID, body, ts, sign(ts, controlplane.SignatureSORACOM), controlplane.SignatureSORACOM)
+	if err != nil || card.IMSI != "001010000000001" {
+		t.Fatalf("a good signature: %+v %v", card, err)
+	}
+	if _, err := svc.CheckCardSignature(ctx, ch.KeyID, body, ts, sign(ts, controlplane.SignatureSORACOM), controlplane.SignatureSORACOM); code(err) != fleet.CodeUnauthorized {
+		t.Fatalf("a replay: %v", err)
+	}
+	old := strconv.FormatInt(time.Now().Add(-10*time.Minute).UnixMilli(), 10)
+	if _, err := svc.CheckCardSignature(ctx, ch.KeyID, body, old, sign(old, controlplane.SignatureSORACOM), controlplane.SignatureSORACOM); code(err) != fleet.CodeUnauthorized {
+		t.Fatalf("a stale timestamp: %v", err)
+	}
+	ts2 := strconv.FormatInt(time.Now().UnixMilli()+1, 10)
+	if _, err := svc.CheckCardSignature(ctx, ch.KeyID, body, ts2, make([]byte, 32), controlplane.SignatureSORACOM); code(err) != fleet.CodeUnauthorized {
+		t.Fatalf("a forged signature: %v", err)
+	}
+	if _, err := svc.CheckCardSignature(ctx, ch.KeyID, body, ts2, sign(ts2, controlplane.SignatureHMAC), controlplane.SignatureHMAC); err != nil {
+		t.Fatalf("the HMAC form: %v", err)
+	}
+	ts3 := strconv.FormatInt(time.Now().UnixMilli()+2, 10)
+	if _, err := svc.CheckCardSignature(ctx, pending.KeyID, body, ts3, sign(ts3, controlplane.SignatureSORACOM), controlplane.SignatureSORACOM); code(err) != fleet.CodeUnauthorized {
+		t.Fatalf("an unverified key: %v", err)
+	}
+	sim, sess, err := svc.CardBootstrap(ctx, card)
+	if err != nil || sess.PrivateKey.IsZero() || sim.PublicKey != sess.PrivateKey.Public() {
+		t.Fatalf("first bootstrap: %+v %v", sim, err)
+	}
+	linked, _ := st.SIMCard(ctx, card.ICCID)
+	if linked.SIMID != sim.ID {
+		t.Fatalf("card links %q, SIM is %s", linked.SIMID, sim.ID)
+	}
+	again, sess2, err := svc.CardBootstrap(ctx, card)
+	if err != nil || again.ID != sim.ID || again.PublicKey == sim.PublicKey || again.PublicKey != sess2.PrivateKey.Public() {
+		t.Fatalf("second bootstrap: %+v %v", again, err)
+	}
 }
