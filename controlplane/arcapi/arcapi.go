@@ -389,6 +389,10 @@ func (h *Handler) clientAddr(r *http.Request) (netip.Addr, bool) {
 }
 
 func (h *Handler) attested(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get(headerSignature) != "" || r.Header.Get(headerHMAC) != "" {
+		h.cardBootstrap(w, r) // signed with a SIM card's key (cardkeys.go)
+		return
+	}
 	var req struct{}
 	if err := decodeOptional(r, &req); err != nil {
 		h.fail(w, r, err)

@@ -3,10 +3,15 @@
 package arcapi
 
 import (
+	"bytes"
 	"encoding/base64"
+	"io"
 	"net/http"
+	"strings"
 
+	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/jsonbody"
 	"github.com/wirefleet/wirefleet/internal/tokenbucket"
 )
 
@@ -104,4 +109,60 @@ func (h *Handler) verifyKey(w http.ResponseWriter, r *http.Request) {
 func writeErr429(w http.ResponseWriter, msg string) {
 	w.Header().Set("Retry-After", "5")
 	writeJSON(w, http.StatusTooManyRequests, fleet.Errorf(fleet.CodeRateLimited, "", "%s", msg))
+}
+
+// Headers of a request signed with a SIM card's CK.
+const (
+	headerTimestamp = "X-Soracom-Timestamp"        // Unix milliseconds
+	headerDigest    = "X-Soracom-Digest-Algorithm" // "SHA-256"
+	headerSignature = "X-Soracom-Signature"        // base64(SHA-256(body ‖ timestamp ‖ CK))
+	headerHMAC      = "X-Wirefleet-Signature"      // base64(HMAC-SHA256(CK, body ‖ timestamp)), our agent's form
+)
+
+// signedRequest is the body of a signed provisioning request.
+type signedRequest struct {
+	KeyID             string         `json:"keyId"`
+	RequestParameters map[string]any `json:"requestParameters,omitempty"`
+}
+
+// signedCard reads a signed provisioning request and returns its card.
+func (h *Handler) signedCard(r *http.Request) (fleet.SIMCard, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return fleet.SIMCard{}, fleet.Errorf(fleet.CodeTooLarge, "", "body larger than %d bytes", maxBody)
+	}
+	var req signedRequest
+	if err := jsonbody.Decode(bytes.NewReader(body), &req, maxBody); err != nil {
+		return fleet.SIMCard{}, err
+	}
+	if req.KeyID == "" {
+		return fleet.SIMCard{}, fleet.Errorf(fleet.CodeRequired, "keyId", "the key from POST /v1/keys")
+	}
+	form, sigB64 := controlplane.SignatureSORACOM, r.Header.Get(headerSignature)
+	if v := r.Header.Get(headerHMAC); v != "" {
+		form, sigB64 = controlplane.SignatureHMAC, v
+	} else if alg := r.Header.Get(headerDigest); alg != "" && !strings.EqualFold(alg, "SHA-256") {
+		return fleet.SIMCard{}, fleet.Errorf(fleet.CodeInvalid, "x-soracom-digest-algorithm", "%q: only SHA-256", alg)
+	}
+	sig, err := base64.StdEncoding.DecodeString(sigB64)
+	if err != nil || len(sig) != 32 {
+		return fleet.SIMCard{}, fleet.Errorf(fleet.CodeInvalid, "signature", "32 bytes in standard base64")
+	}
+	return h.svc.CheckCardSignature(r.Context(), req.KeyID, body, r.Header.Get(headerTimestamp), sig, form)
+}
+
+// cardBootstrap serves a signed POST /v1/provisioning/soracom/arc/bootstrap:
+// the card's virtual SIM and its Arc session.
+func (h *Handler) cardBootstrap(w http.ResponseWriter, r *http.Request) {
+	card, err := h.signedCard(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	sim, sess, err := h.svc.CardBootstrap(r.Context(), card)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toSession(sim, sess))
 }

@@ -4,16 +4,20 @@ package arcapi_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/controlplane/arcapi"
@@ -72,6 +76,36 @@ func TestCardKeysAPI(t *testing.T) {
 	if code, body := raw(t, base, "POST", "/keys/"+id+"/verify", "", "", fmt.Sprintf(`{"res":%q}`, res)); code != 200 {
 		t.Fatalf("verify: %d %s", code, body)
 	}
+	// A signed Arc bootstrap with the verified key: the card's virtual SIM
+	// and its session; the same request again is a replay.
+	body := fmt.Sprintf(`{"keyId":%q}`, id)
+	ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	sum := sha256.Sum256(append(append([]byte(body), ts...), a.CK...))
+	signed := func(sig string) (int, string) {
+		req, _ := http.NewRequest("POST", base+"/v1/provisioning/soracom/arc/bootstrap", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Soracom-Timestamp", ts)
+		req.Header.Set("X-Soracom-Digest-Algorithm", "SHA-256")
+		req.Header.Set("X-Soracom-Signature", sig)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, b := signed(base64.StdEncoding.EncodeToString(make([]byte, 32))); code != 401 {
+		t.Fatalf("a forged signature: %d %s", code, b)
+	}
+	code, b := signed(base64.StdEncoding.EncodeToString(sum[:]))
+	if code != 200 || !strings.Contains(b, "arcClientPeerPrivateKey") || !strings.Contains(b, "arcClientPeerIpAddress") {
+		t.Fatalf("signed bootstrap: %d %s", code, b)
+	}
+	if code, b := signed(base64.StdEncoding.EncodeToString(sum[:])); code != 401 || !strings.Contains(b, "replay") {
+		t.Fatalf("a replay: %d %s", code, b)
+	}
+
 	id, _, _ = challenge()
 	if code, body := raw(t, base, "POST", "/keys/"+id+"/verify", "", "", `{"res":"AAAAAAAAAAA="}`); code != 401 || !strings.Contains(body, "unauthorized") {
 		t.Fatalf("wrong RES: %d %s", code, body)
