@@ -133,6 +133,12 @@ var rules = []struct {
 		forbidden: []string{"gateway", "controlplane$", "controlplane/api", "controlplane/arcapi", "controlplane/audit", "engine", "cmd"},
 	},
 	{
+		who:       "everything shipped",
+		why:       "the software USIM holds a card's Ki in memory and answers any challenge made with it: it is for tests, never in a binary",
+		from:      []string{"cmd", "agent", "controlplane", "gateway", "services", "usim", "fleet", "engine", "keystore", "keyproof", "attest", "wgkey"},
+		forbidden: []string{"internal/softusim"},
+	},
+	{
 		who:       "the security monitor, its response and its webhooks",
 		why:       "the monitor sees observations, not packets or sessions, and the response acts through the narrow Actions interface the gateway implements",
 		from:      []string{"gateway/monitor"},

@@ -166,3 +166,17 @@ func (w *Window) Accept(sqn SQN) bool {
 	w.Seqs[ind] = seq
 	return true
 }
+
+// KcSize is the length of the GSM cipher key.
+const KcSize = 8
+
+// Kc is conversion function c3 (TS 33.102 §6.8.1.2): the GSM cipher key a
+// USIM also returns from a 3G AUTHENTICATE, CK1 ⊕ CK2 ⊕ IK1 ⊕ IK2 of the
+// keys' 64-bit halves.
+func Kc(ck, ik []byte) []byte {
+	kc := make([]byte, KcSize)
+	for i := range kc {
+		kc[i] = ck[i] ^ ck[i+KcSize] ^ ik[i] ^ ik[i+KcSize]
+	}
+	return kc
+}

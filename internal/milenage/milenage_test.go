@@ -134,3 +134,13 @@ func BenchmarkVector(b *testing.B) {
 		c.NewVector(rand, MakeSQN(1, 1), []byte{0x80, 0})
 	}
 }
+
+// TestKc checks conversion c3 against test set 1 (TS 55.205 lists the
+// GSM Kc of the same inputs: eae4be823af9a08b).
+func TestKc(t *testing.T) {
+	ck, _ := hex.DecodeString("b40ba9a3c58b2a05bbf0d987b21bf8cb")
+	ik, _ := hex.DecodeString("f769bcd751044604127672711c6d3441")
+	if got := hex.EncodeToString(Kc(ck, ik)); got != "eae4be823af9a08b" {
+		t.Fatalf("Kc = %s, want eae4be823af9a08b", got)
+	}
+}
