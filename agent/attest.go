@@ -154,9 +154,18 @@ func BootstrapAttest(ctx context.Context, o BootstrapOptions, identityRef string
 // postJSON posts body to the API path and decodes a want-status answer.
 func postJSON(ctx context.Context, o BootstrapOptions, path string, body any, want int, out any) error {
 	b, _ := json.Marshal(body)
+	return post(ctx, o, path, b, nil, want, out)
+}
+
+// post sends a JSON body with extra headers and decodes a want answer
+// into out; another status is an error naming the platform's code.
+func post(ctx context.Context, o BootstrapOptions, path string, b []byte, hdr http.Header, want int, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(o.Server, "/")+path, bytes.NewReader(b))
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := o.Client.Do(req)

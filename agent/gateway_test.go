@@ -21,9 +21,11 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/controlplane/api"
+	"github.com/wirefleet/wirefleet/controlplane/arcapi"
 	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/gateway"
+	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
@@ -58,11 +60,15 @@ func newPlatform(t *testing.T) *platform {
 	pc.Close()
 	gwKS, _ := keystore.GenerateMemory()
 	gwPub := gwKS.PublicKey()
-	svc := controlplane.New(st, controlplane.Config{Endpoint: fmt.Sprintf("127.0.0.1:%d", port), GatewayPublicKey: func() wgkey.Public { return gwPub }, Logger: quiet})
+	secrets, _ := seal.GenerateKey() // SIM cards' keys are sealed with it
+	svc := controlplane.New(st, controlplane.Config{Endpoint: fmt.Sprintf("127.0.0.1:%d", port), GatewayPublicKey: func() wgkey.Public { return gwPub }, Logger: quiet, Secrets: secrets})
 	p := &platform{svc: svc, rejects: make(chan engine.RejectEvent, 64), gwKS: gwKS, port: port}
 	p.startGateway(t)
 	t.Cleanup(func() { p.gw.Close() })
-	srv := httptest.NewServer(api.New(svc, api.Config{Logger: quiet}))
+	mux := http.NewServeMux()
+	mux.Handle("/", api.New(svc, api.Config{Logger: quiet}))
+	mux.Handle("/v1/", arcapi.New(svc, arcapi.Config{Logger: quiet})) // Krypton's keys API, for SIM cards
+	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	p.api = srv.URL
 	return p

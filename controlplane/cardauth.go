@@ -4,7 +4,6 @@ package controlplane
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -13,9 +12,11 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/milenage"
+	"github.com/wirefleet/wirefleet/keyproof"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 
@@ -209,15 +210,27 @@ const (
 	// SignatureSORACOM is Krypton's: SHA-256(body ‖ timestamp ‖ CK), a
 	// keyed hash, not an HMAC.
 	SignatureSORACOM SignatureForm = iota
-	// SignatureHMAC is ours: HMAC-SHA256 keyed by CK over body ‖ timestamp.
+	// SignatureHMAC is ours: apiv1.CardSignature (HMAC-SHA256 keyed by CK
+	// over path, timestamp and body).
 	SignatureHMAC
 )
 
+// CardSignedRequest is a request signed with a verified key's CK.
+type CardSignedRequest struct {
+	KeyID     string
+	Path      string // the request's path: our form signs it
+	Timestamp string // Unix milliseconds, as sent
+	Body      []byte
+	Signature []byte
+	Form      SignatureForm
+}
+
 // CheckCardSignature checks a request signed with a verified key's CK:
-// the timestamp (Unix milliseconds, as sent) within CardSignatureWindow,
-// the signature compared in constant time, and each (keyId, timestamp)
-// accepted once. It returns the card of the key.
-func (s *Service) CheckCardSignature(ctx context.Context, keyID string, body []byte, timestamp string, sig []byte, form SignatureForm) (fleet.SIMCard, error) {
+// the timestamp within CardSignatureWindow, the signature compared in
+// constant time, and each (keyId, timestamp) accepted once. It returns
+// the card of the key.
+func (s *Service) CheckCardSignature(ctx context.Context, r CardSignedRequest) (fleet.SIMCard, error) {
+	keyID, body, timestamp, sig := r.KeyID, r.Body, r.Timestamp, r.Signature
 	ms, err := strconv.ParseInt(timestamp, 10, 64)
 	if err != nil || ms <= 0 {
 		return fleet.SIMCard{}, fleet.Errorf(fleet.CodeInvalid, "timestamp", "Unix milliseconds")
@@ -242,12 +255,9 @@ func (s *Service) CheckCardSignature(ctx context.Context, keyID string, body []b
 	}
 	ck, _ := hex.DecodeString(ckHex)
 	var want []byte
-	switch form {
+	switch r.Form {
 	case SignatureHMAC:
-		m := hmac.New(sha256.New, ck)
-		m.Write(body)
-		m.Write([]byte(timestamp))
-		want = m.Sum(nil)
+		want = apiv1.CardSignature(ck, r.Path, timestamp, body)
 	default:
 		h := sha256.New()
 		h.Write(body)
@@ -280,26 +290,66 @@ func (s *Service) CheckCardSignature(ctx context.Context, keyID string, body []b
 	return card, nil
 }
 
+// CardBootstrapRequest is what a device asks of CardBootstrap.
+type CardBootstrapRequest struct {
+	// PublicKey is the device's own key; zero: the platform makes one and
+	// returns its private half (Krypton's Arc bootstrap).
+	PublicKey wgkey.Public
+	// KeyProof proves the device holds PublicKey (optional, checked when
+	// given, as for the auth-key bootstrap).
+	KeyProof *keyproof.Reply
+	Name     string // a first bootstrap's SIM name (default card-<ICCID>)
+}
+
 // CardBootstrap makes or re-keys the virtual SIM of a card that has just
 // signed a request (CheckCardSignature): a first bootstrap creates it in
-// the card's group and links it; a later one gives it a new key — the
+// the card's group and links it; a later one gives it the new key — the
 // card's answer proves the device as the SIM's own key would. It returns
-// the SIM and its Arc session with the new private key.
-func (s *Service) CardBootstrap(ctx context.Context, card fleet.SIMCard) (fleet.SIM, fleet.Session, error) {
-	priv, err := wgkey.NewPrivate()
-	if err != nil {
+// the SIM and its session, with the private key when the platform made it.
+func (s *Service) CardBootstrap(ctx context.Context, card fleet.SIMCard, req CardBootstrapRequest) (fleet.SIM, fleet.Session, error) {
+	var priv wgkey.Private
+	pub := req.PublicKey
+	if pub.IsZero() {
+		var err error
+		if priv, err = wgkey.NewPrivate(); err != nil {
+			return fleet.SIM{}, fleet.Session{}, err
+		}
+		pub = priv.Public()
+	} else if err := fleet.ValidatePublicKey("publicKey", pub); err != nil {
 		return fleet.SIM{}, fleet.Session{}, err
 	}
-	pub := priv.Public()
+	if err := fleet.ValidateLabel("name", req.Name, 128); err != nil {
+		return fleet.SIM{}, fleet.Session{}, err
+	}
+	name := req.Name
+	if name == "" {
+		name = "card-" + card.ICCID
+	}
 	a := Actor{Kind: "sim_card", ID: card.ICCID}
 	var sim fleet.SIM
-	err = s.st.Update(ctx, func(tx store.Tx) error {
+	err := s.st.Update(ctx, func(tx store.Tx) error {
 		c, err := tx.SIMCard(ctx, card.ICCID)
 		if err != nil {
 			return err
 		}
+		if req.KeyProof != nil {
+			if err := s.checkKeyProof(ctx, tx, req.KeyProof, keyproof.Statement{Purpose: keyproof.Bootstrap, Key: pub}); err != nil {
+				return err
+			}
+		}
+		if other, err := tx.SIMByPublicKey(ctx, pub); err == nil && other.ID != c.SIMID {
+			return fleet.Errorf(fleet.CodeConflict, "publicKey", "key belongs to another SIM")
+		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		} else if err == nil {
+			sim = other // this card's SIM already has this key: nothing to change
+			if sim.Status != fleet.StatusActive {
+				return fleet.Errorf(fleet.CodeBadState, "status", "the card's virtual SIM is %s", sim.Status)
+			}
+			return nil
+		}
 		if c.SIMID == "" {
-			if sim, err = s.newSIM(ctx, tx, SIMSpec{Name: "card-" + c.ICCID, PublicKey: pub, GroupID: c.GroupID, Tags: map[string]string{"iccid": c.ICCID}}, ""); err != nil {
+			if sim, err = s.newSIM(ctx, tx, SIMSpec{Name: name, PublicKey: pub, GroupID: c.GroupID, Tags: map[string]string{"iccid": c.ICCID}}, ""); err != nil {
 				return err
 			}
 			c.SIMID, c.Updated = sim.ID, s.now()
@@ -328,6 +378,6 @@ func (s *Service) CardBootstrap(ctx context.Context, card fleet.SIMCard) (fleet.
 	}
 	s.log.Info("sim card bootstrap", "sim", sim.ID, "iccid", card.ICCID)
 	sim, sess, err := s.SessionFor(ctx, System, sim.ID)
-	sess.PrivateKey = priv
+	sess.PrivateKey = priv // zero when the device brought its key
 	return sim, sess, err
 }

@@ -4,7 +4,6 @@ package controlplane_test
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"path/filepath"
@@ -14,11 +13,13 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/milenage"
 	"github.com/wirefleet/wirefleet/internal/seal"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // softCard is the card's side of AKA, as a USIM does it: MAC-A checked,
@@ -184,38 +185,35 @@ func TestCardSignedBootstrap(t *testing.T) {
 	body := []byte(`{"keyId":"` + ch.KeyID + `"}`)
 	sign := func(ts string, form controlplane.SignatureForm) []byte {
 		if form == controlplane.SignatureHMAC {
-			m := hmac.New(sha256.New, a.CK)
-			m.Write(body)
-			m.Write([]byte(ts))
-			return m.Sum(nil)
+			return apiv1.CardSignature(a.CK, "/test", ts, body)
 		}
 		h := sha256.Sum256(append(append(append([]byte{}, body...), ts...), a.CK...))
 		return h[:]
 	}
 	ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
-	card, err := svc.CheckCardSignature(ctx, ch.KeyID, body, ts, sign(ts, controlplane.SignatureSORACOM), controlplane.SignatureSORACOM)
+	card, err := svc.CheckCardSignature(ctx, controlplane.CardSignedRequest{KeyID: ch.KeyID, Path: "/test", Timestamp: ts, Body: body, Signature: sign(ts, controlplane.SignatureSORACOM), Form: controlplane.SignatureSORACOM})
 	if err != nil || card.IMSI != "001010000000001" {
 		t.Fatalf("a good signature: %+v %v", card, err)
 	}
-	if _, err := svc.CheckCardSignature(ctx, ch.KeyID, body, ts, sign(ts, controlplane.SignatureSORACOM), controlplane.SignatureSORACOM); code(err) != fleet.CodeUnauthorized {
+	if _, err := svc.CheckCardSignature(ctx, controlplane.CardSignedRequest{KeyID: ch.KeyID, Path: "/test", Timestamp: ts, Body: body, Signature: sign(ts, controlplane.SignatureSORACOM), Form: controlplane.SignatureSORACOM}); code(err) != fleet.CodeUnauthorized {
 		t.Fatalf("a replay: %v", err)
 	}
 	old := strconv.FormatInt(time.Now().Add(-10*time.Minute).UnixMilli(), 10)
-	if _, err := svc.CheckCardSignature(ctx, ch.KeyID, body, old, sign(old, controlplane.SignatureSORACOM), controlplane.SignatureSORACOM); code(err) != fleet.CodeUnauthorized {
+	if _, err := svc.CheckCardSignature(ctx, controlplane.CardSignedRequest{KeyID: ch.KeyID, Path: "/test", Timestamp: old, Body: body, Signature: sign(old, controlplane.SignatureSORACOM), Form: controlplane.SignatureSORACOM}); code(err) != fleet.CodeUnauthorized {
 		t.Fatalf("a stale timestamp: %v", err)
 	}
 	ts2 := strconv.FormatInt(time.Now().UnixMilli()+1, 10)
-	if _, err := svc.CheckCardSignature(ctx, ch.KeyID, body, ts2, make([]byte, 32), controlplane.SignatureSORACOM); code(err) != fleet.CodeUnauthorized {
+	if _, err := svc.CheckCardSignature(ctx, controlplane.CardSignedRequest{KeyID: ch.KeyID, Path: "/test", Timestamp: ts2, Body: body, Signature: make([]byte, 32), Form: controlplane.SignatureSORACOM}); code(err) != fleet.CodeUnauthorized {
 		t.Fatalf("a forged signature: %v", err)
 	}
-	if _, err := svc.CheckCardSignature(ctx, ch.KeyID, body, ts2, sign(ts2, controlplane.SignatureHMAC), controlplane.SignatureHMAC); err != nil {
+	if _, err := svc.CheckCardSignature(ctx, controlplane.CardSignedRequest{KeyID: ch.KeyID, Path: "/test", Timestamp: ts2, Body: body, Signature: sign(ts2, controlplane.SignatureHMAC), Form: controlplane.SignatureHMAC}); err != nil {
 		t.Fatalf("the HMAC form: %v", err)
 	}
 	ts3 := strconv.FormatInt(time.Now().UnixMilli()+2, 10)
-	if _, err := svc.CheckCardSignature(ctx, pending.KeyID, body, ts3, sign(ts3, controlplane.SignatureSORACOM), controlplane.SignatureSORACOM); code(err) != fleet.CodeUnauthorized {
+	if _, err := svc.CheckCardSignature(ctx, controlplane.CardSignedRequest{KeyID: pending.KeyID, Path: "/test", Timestamp: ts3, Body: body, Signature: sign(ts3, controlplane.SignatureSORACOM), Form: controlplane.SignatureSORACOM}); code(err) != fleet.CodeUnauthorized {
 		t.Fatalf("an unverified key: %v", err)
 	}
-	sim, sess, err := svc.CardBootstrap(ctx, card)
+	sim, sess, err := svc.CardBootstrap(ctx, card, controlplane.CardBootstrapRequest{})
 	if err != nil || sess.PrivateKey.IsZero() || sim.PublicKey != sess.PrivateKey.Public() {
 		t.Fatalf("first bootstrap: %+v %v", sim, err)
 	}
@@ -223,8 +221,30 @@ func TestCardSignedBootstrap(t *testing.T) {
 	if linked.SIMID != sim.ID {
 		t.Fatalf("card links %q, SIM is %s", linked.SIMID, sim.ID)
 	}
-	again, sess2, err := svc.CardBootstrap(ctx, card)
+	again, sess2, err := svc.CardBootstrap(ctx, card, controlplane.CardBootstrapRequest{})
 	if err != nil || again.ID != sim.ID || again.PublicKey == sim.PublicKey || again.PublicKey != sess2.PrivateKey.Public() {
 		t.Fatalf("second bootstrap: %+v %v", again, err)
+	}
+	// The device's own key: no private key comes back; asking again with
+	// it changes nothing; a key another SIM holds is refused.
+	own, _ := wgkey.NewPrivate()
+	mine, sess3, err := svc.CardBootstrap(ctx, card, controlplane.CardBootstrapRequest{PublicKey: own.Public()})
+	if err != nil || mine.ID != sim.ID || mine.PublicKey != own.Public() || !sess3.PrivateKey.IsZero() {
+		t.Fatalf("bootstrap with the device's key: %+v %v", mine, err)
+	}
+	if same, _, err := svc.CardBootstrap(ctx, card, controlplane.CardBootstrapRequest{PublicKey: own.Public()}); err != nil || same.ID != sim.ID {
+		t.Fatalf("the same key again: %+v %v", same, err)
+	}
+	otherKey, _ := wgkey.NewPrivate()
+	if _, _, err := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: "other", PublicKey: otherKey.Public()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := svc.CardBootstrap(ctx, card, controlplane.CardBootstrapRequest{PublicKey: otherKey.Public()}); code(err) != fleet.CodeConflict {
+		t.Fatalf("another SIM's key: %v, want conflict", err)
+	}
+	// Our form signs the path: moved to another route it does not match.
+	ts4 := strconv.FormatInt(time.Now().UnixMilli()+3, 10)
+	if _, err := svc.CheckCardSignature(ctx, controlplane.CardSignedRequest{KeyID: ch.KeyID, Path: "/elsewhere", Timestamp: ts4, Body: body, Signature: sign(ts4, controlplane.SignatureHMAC), Form: controlplane.SignatureHMAC}); code(err) != fleet.CodeUnauthorized {
+		t.Fatalf("a signature moved to another path: %v", err)
 	}
 }

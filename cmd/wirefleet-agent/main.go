@@ -43,6 +43,11 @@ Usage:
       server's challenge with its identity key (REF: pkcs11:token=…;object=…
       on its secure element, or file:<path> for development), which
       manufacturing registered with 'wirefleet identities import'.
+  wirefleet-agent bootstrap --server URL --sim-card REF [--key REF]
+      By SIM card: no auth key. The platform, which holds the card's Ki and
+      OPc, challenges the card (3GPP AKA); the card's answer signs the
+      request. REF: at:/dev/ttyUSB2[?baud=115200] (a modem's AT+CSIM) or
+      pcsc:[reader] (a PC/SC reader through pcscd).
   wirefleet-agent identity --attest REF [--generate ed25519|p256] [--format key|pem|fingerprint|json]
       Print the identity public key for manufacturing to register; with
       --generate, make it first (on the token: non-extractable).
@@ -142,12 +147,13 @@ func bootstrap(args []string) error {
 	keyRef := fs.String("key", "", "WireGuard key store reference: file:<path>, pkcs11:… or agent:… (default: file agent.key next to the config)")
 	network := fs.Bool("network", false, "network-attested bootstrap: the source address (a trusted network such as a private APN) is the credential; no auth key")
 	attestRef := fs.String("attest", "", "attestation bootstrap: sign the server's challenge with this identity key (pkcs11:… or file:…); no auth key")
+	cardRef := fs.String("sim-card", "", "SIM-card bootstrap: the card answers the platform's challenge; at:<serial port>[?baud=N] (a modem's AT+CSIM) or pcsc:[reader]; no auth key")
 	cfgPath := configFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *server == "" || (*authKey == "" && !*network && *attestRef == "") {
-		return usageError{errors.New("bootstrap needs --server and --authkey (or --network, or --attest)")}
+	if *server == "" || (*authKey == "" && !*network && *attestRef == "" && *cardRef == "") {
+		return usageError{errors.New("bootstrap needs --server and --authkey (or --network, --attest, or --sim-card)")}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -159,6 +165,15 @@ func bootstrap(args []string) error {
 	case *attestRef != "":
 		do = func(ctx context.Context, o agent.BootstrapOptions) (*agent.Config, error) {
 			return agent.BootstrapAttest(ctx, o, *attestRef)
+		}
+	case *cardRef != "":
+		do = func(ctx context.Context, o agent.BootstrapOptions) (*agent.Config, error) {
+			card, err := agent.OpenCard(*cardRef)
+			if err != nil {
+				return nil, err
+			}
+			defer card.Close()
+			return agent.BootstrapCard(ctx, o, card)
 		}
 	}
 	c, err := do(ctx, o)

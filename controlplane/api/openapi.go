@@ -51,6 +51,8 @@ var schemas = map[string]any{
 	"Session":              obj(props{"endpoint": str("host:port"), "gatewayPublicKey": str(""), "address": str("overlay /32"), "address6": str("IPv6 overlay /128 (absent without IPv6)"), "allowedIPs": arr(str("CIDR, both families")), "privateKey": str("only if generateKey")}),
 	"BootstrapRequest": obj(props{"authKey": str(""), "publicKey": str(""), "generateKey": boolean(), "name": str(""),
 		"keyProof": obj(props{"nonce": str("from POST /api/v1/key-proof/challenge, base64"), "proof": str("base64 HMAC-SHA256; required when publicKey is already registered (docs/control-plane.md)")}, "nonce", "proof")}, "authKey"),
+	"CardBootstrapRequest": obj(props{"keyId": str("a key verified with POST /v1/keys/{keyId}/verify"), "publicKey": str("the device's WireGuard public key"), "name": str("the SIM's name on a first bootstrap"),
+		"keyProof": obj(props{"nonce": str("from POST /api/v1/key-proof/challenge, base64"), "proof": str("base64 HMAC-SHA256")}, "nonce", "proof")}, "keyId", "publicKey"),
 	"KeyChallenge":      obj(props{"nonce": str("32 random bytes, base64; single use"), "serverKey": str("the challenge's ephemeral X25519 public key, base64"), "expires": dateTime()}, "nonce", "serverKey", "expires"),
 	"BootstrapResponse": obj(props{"sim": ref("SIM"), "session": ref("Session")}),
 	"SIMPage":           page("SIM"),

@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
 	"github.com/wirefleet/wirefleet/controlplane/arcapi/arcwire"
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
@@ -389,7 +390,7 @@ func (h *Handler) clientAddr(r *http.Request) (netip.Addr, bool) {
 }
 
 func (h *Handler) attested(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get(headerSignature) != "" || r.Header.Get(headerHMAC) != "" {
+	if r.Header.Get(headerSignature) != "" || r.Header.Get(apiv1.HeaderCardSignature) != "" {
 		h.cardBootstrap(w, r) // signed with a SIM card's key (cardkeys.go)
 		return
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
+	"github.com/wirefleet/wirefleet/controlplane/arcapi/arcwire"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/jsonbody"
 	"github.com/wirefleet/wirefleet/internal/tokenbucket"
@@ -19,22 +21,6 @@ import (
 // for a challenge for its card's IMSI, the card answers it, and the key
 // both derive (CK) signs the device's later provisioning requests. The
 // platform's side of AKA is controlplane.ChallengeCard / VerifyCardKey.
-
-type keysRequest struct {
-	IMSI string `json:"imsi"`
-	RAND string `json:"rand,omitempty"` // with AUTS: the challenge it answers
-	AUTS string `json:"auts,omitempty"`
-}
-
-type keysResponse struct {
-	KeyID string `json:"keyId"`
-	RAND  string `json:"rand"`
-	AUTN  string `json:"autn"`
-}
-
-type verifyRequest struct {
-	RES string `json:"res"`
-}
 
 // imsiLimit bounds challenges per IMSI (on top of the per-source limit):
 // a card answers a few a minute; a flood for one IMSI would only burn
@@ -52,7 +38,7 @@ func b64(field, s string, n int) ([]byte, error) {
 // keys serves POST /v1/keys: a challenge for the card of an IMSI, or —
 // with rand and auts — the next one after resynchronising to the card.
 func (h *Handler) keys(w http.ResponseWriter, r *http.Request) {
-	var req keysRequest
+	var req arcwire.KeysRequest
 	if err := decode(r, &req); err != nil {
 		h.fail(w, r, err)
 		return
@@ -82,12 +68,12 @@ func (h *Handler) keys(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, keysResponse{KeyID: ch.KeyID, RAND: base64.StdEncoding.EncodeToString(ch.RAND), AUTN: base64.StdEncoding.EncodeToString(ch.AUTN)})
+	writeJSON(w, http.StatusOK, arcwire.KeysResponse{KeyID: ch.KeyID, RAND: base64.StdEncoding.EncodeToString(ch.RAND), AUTN: base64.StdEncoding.EncodeToString(ch.AUTN)})
 }
 
 // verifyKey serves POST /v1/keys/{keyId}/verify: the card's RES.
 func (h *Handler) verifyKey(w http.ResponseWriter, r *http.Request) {
-	var req verifyRequest
+	var req arcwire.VerifyRequest
 	if err := decode(r, &req); err != nil {
 		h.fail(w, r, err)
 		return
@@ -116,7 +102,6 @@ const (
 	headerTimestamp = "X-Soracom-Timestamp"        // Unix milliseconds
 	headerDigest    = "X-Soracom-Digest-Algorithm" // "SHA-256"
 	headerSignature = "X-Soracom-Signature"        // base64(SHA-256(body ‖ timestamp ‖ CK))
-	headerHMAC      = "X-Wirefleet-Signature"      // base64(HMAC-SHA256(CK, body ‖ timestamp)), our agent's form
 )
 
 // signedRequest is the body of a signed provisioning request.
@@ -138,9 +123,12 @@ func (h *Handler) signedCard(r *http.Request) (fleet.SIMCard, error) {
 	if req.KeyID == "" {
 		return fleet.SIMCard{}, fleet.Errorf(fleet.CodeRequired, "keyId", "the key from POST /v1/keys")
 	}
-	form, sigB64 := controlplane.SignatureSORACOM, r.Header.Get(headerSignature)
-	if v := r.Header.Get(headerHMAC); v != "" {
+	form, sigB64, ts := controlplane.SignatureSORACOM, r.Header.Get(headerSignature), r.Header.Get(headerTimestamp)
+	if v := r.Header.Get(apiv1.HeaderCardSignature); v != "" { // our form (apiv1.CardSignature)
 		form, sigB64 = controlplane.SignatureHMAC, v
+		if t := r.Header.Get(apiv1.HeaderCardTimestamp); t != "" {
+			ts = t
+		}
 	} else if alg := r.Header.Get(headerDigest); alg != "" && !strings.EqualFold(alg, "SHA-256") {
 		return fleet.SIMCard{}, fleet.Errorf(fleet.CodeInvalid, "x-soracom-digest-algorithm", "%q: only SHA-256", alg)
 	}
@@ -148,7 +136,7 @@ func (h *Handler) signedCard(r *http.Request) (fleet.SIMCard, error) {
 	if err != nil || len(sig) != 32 {
 		return fleet.SIMCard{}, fleet.Errorf(fleet.CodeInvalid, "signature", "32 bytes in standard base64")
 	}
-	return h.svc.CheckCardSignature(r.Context(), req.KeyID, body, r.Header.Get(headerTimestamp), sig, form)
+	return h.svc.CheckCardSignature(r.Context(), controlplane.CardSignedRequest{KeyID: req.KeyID, Path: r.URL.Path, Timestamp: ts, Body: body, Signature: sig, Form: form})
 }
 
 // cardBootstrap serves a signed POST /v1/provisioning/soracom/arc/bootstrap:
@@ -159,7 +147,7 @@ func (h *Handler) cardBootstrap(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	sim, sess, err := h.svc.CardBootstrap(r.Context(), card)
+	sim, sess, err := h.svc.CardBootstrap(r.Context(), card, controlplane.CardBootstrapRequest{})
 	if err != nil {
 		h.fail(w, r, err)
 		return

@@ -6,6 +6,8 @@
 package apiv1
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"mime"
@@ -51,6 +53,34 @@ type BootstrapRequest struct {
 	GenerateKey bool            `json:"generateKey"`
 	Name        string          `json:"name"`
 	KeyProof    *keyproof.Reply `json:"keyProof"`
+}
+
+// CardBootstrapRequest is the body of POST /api/v1/bootstrap/sim-card: the
+// agent's bootstrap by SIM card, signed with the card's CK (CardSignature).
+// PublicKey is the device's own key (it may live in a secure element);
+// KeyProof proves it holds it.
+type CardBootstrapRequest struct {
+	KeyID     string          `json:"keyId"`
+	PublicKey string          `json:"publicKey"`
+	Name      string          `json:"name,omitempty"`
+	KeyProof  *keyproof.Reply `json:"keyProof,omitempty"`
+}
+
+// Headers of a request signed with a SIM card's CK in our form.
+const (
+	HeaderCardTimestamp = "X-Wirefleet-Timestamp" // Unix milliseconds
+	HeaderCardSignature = "X-Wirefleet-Signature" // base64 of CardSignature
+)
+
+// CardSignature is our form of a request's signature with a SIM card's CK:
+// HMAC-SHA256 keyed by CK over the path, the timestamp and the body, each
+// part ended by a newline but the body. Unlike Krypton's keyed hash
+// (SHA-256 of body ‖ timestamp ‖ CK) it is a MAC, and it binds the route.
+func CardSignature(ck []byte, path, timestamp string, body []byte) []byte {
+	m := hmac.New(sha256.New, ck)
+	m.Write([]byte(path + "\n" + timestamp + "\n"))
+	m.Write(body)
+	return m.Sum(nil)
 }
 
 // BootstrapResponse answers a bootstrap (auth key or attestation).

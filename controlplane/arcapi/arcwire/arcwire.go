@@ -17,3 +17,25 @@ type Session struct {
 	AllowedIPs       []string `json:"arcAllowedIPs"`
 	ClientPrivateKey string   `json:"arcClientPeerPrivateKey,omitempty"`
 }
+
+// KeysRequest is the body of POST /v1/keys (SORACOM Krypton's keys API):
+// a challenge for the card of IMSI, or, with RAND and AUTS (base64), the
+// next one after resynchronising to the card.
+type KeysRequest struct {
+	IMSI string `json:"imsi"`
+	RAND string `json:"rand,omitempty"`
+	AUTS string `json:"auts,omitempty"`
+}
+
+// KeysResponse is a challenge: the key's id and RAND and AUTN (base64).
+type KeysResponse struct {
+	KeyID string `json:"keyId"`
+	RAND  string `json:"rand"`
+	AUTN  string `json:"autn"`
+}
+
+// VerifyRequest is the body of POST /v1/keys/{keyId}/verify: the card's
+// RES (base64).
+type VerifyRequest struct {
+	RES string `json:"res"`
+}
