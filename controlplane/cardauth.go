@@ -119,7 +119,7 @@ func (s *Service) ChallengeCard(ctx context.Context, imsi string, rnd, auts []by
 		}
 		now := s.now()
 		h := sha256.Sum256(v.XRES)
-		key := fleet.CardKey{ID: "ck_" + hex.EncodeToString(randBytes(16)), ICCID: card.ICCID, XRESHash: hex.EncodeToString(h[:]), CKSealed: ck, Expires: now.Add(CardKeyPending), Created: now}
+		key := fleet.CardKey{ID: "ck-" + hex.EncodeToString(randBytes(16)), ICCID: card.ICCID, XRESHash: hex.EncodeToString(h[:]), CKSealed: ck, Expires: now.Add(CardKeyPending), Created: now}
 		err = s.st.Update(ctx, func(tx store.Tx) error {
 			if err := tx.AdvanceCardSQN(ctx, card.ICCID, card.SQN, uint64(next)); err != nil {
 				return err
@@ -290,6 +290,39 @@ func (s *Service) CheckCardSignature(ctx context.Context, r CardSignedRequest) (
 	return card, nil
 }
 
+// CardSubscriber returns what a card that has just signed a request
+// (CheckCardSignature) may read of itself: its virtual SIM (zero before
+// its first bootstrap) and the group whose settings apply — the SIM's, or
+// the card's until there is a SIM (zero when neither has one).
+func (s *Service) CardSubscriber(ctx context.Context, card fleet.SIMCard) (fleet.SIM, fleet.Group, error) {
+	c, err := s.st.SIMCard(ctx, card.ICCID)
+	if err != nil {
+		return fleet.SIM{}, fleet.Group{}, storeErr(err, "")
+	}
+	var sim fleet.SIM
+	gid := c.GroupID
+	if c.SIMID != "" {
+		switch sim, err = s.st.SIM(ctx, c.SIMID); {
+		case errors.Is(err, store.ErrNotFound):
+			sim = fleet.SIM{} // deleted since: the card makes a new one next time
+		case err != nil:
+			return fleet.SIM{}, fleet.Group{}, storeErr(err, "")
+		default:
+			gid = sim.GroupID
+		}
+	}
+	if gid == "" {
+		return sim, fleet.Group{}, nil
+	}
+	group, err := s.st.Group(ctx, gid)
+	if errors.Is(err, store.ErrNotFound) {
+		return sim, fleet.Group{}, nil
+	} else if err != nil {
+		return fleet.SIM{}, fleet.Group{}, storeErr(err, "")
+	}
+	return sim, group, nil
+}
+
 // CardBootstrapRequest is what a device asks of CardBootstrap.
 type CardBootstrapRequest struct {
 	// PublicKey is the device's own key; zero: the platform makes one and
@@ -331,6 +364,13 @@ func (s *Service) CardBootstrap(ctx context.Context, card fleet.SIMCard, req Car
 		c, err := tx.SIMCard(ctx, card.ICCID)
 		if err != nil {
 			return err
+		}
+		if c.SIMID != "" { // its SIM deleted since: the card makes a new one
+			if _, err := tx.SIM(ctx, c.SIMID); errors.Is(err, store.ErrNotFound) {
+				c.SIMID = ""
+			} else if err != nil {
+				return err
+			}
 		}
 		if req.KeyProof != nil {
 			if err := s.checkKeyProof(ctx, tx, req.KeyProof, keyproof.Statement{Purpose: keyproof.Bootstrap, Key: pub}); err != nil {

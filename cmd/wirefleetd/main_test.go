@@ -41,12 +41,18 @@ func (s *syncBuf) String() string {
 // waits for the graceful shutdown and reports run's error.
 func start(t *testing.T, dataDir string, env map[string]string) (base string, stdout, stderr *syncBuf, stop func() error) {
 	t.Helper()
+	return startArgs(t, dataDir, env, "--endpoint", "127.0.0.1:51820", "--wg-listen", ":0")
+}
+
+// startArgs is start with other flags after --data.
+func startArgs(t *testing.T, dataDir string, env map[string]string, args ...string) (base string, stdout, stderr *syncBuf, stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stdout, stderr = &syncBuf{}, &syncBuf{}
 	addrc := make(chan net.Addr, 1)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- run(ctx, []string{"--data", dataDir, "--endpoint", "127.0.0.1:51820", "--wg-listen", ":0"}, func(k string) string { return env[k] }, stdout, stderr, func(a net.Addr) { addrc <- a })
+		errc <- run(ctx, append([]string{"--data", dataDir}, args...), func(k string) string { return env[k] }, stdout, stderr, func(a net.Addr) { addrc <- a })
 	}()
 	select {
 	case a := <-addrc:

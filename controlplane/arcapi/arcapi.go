@@ -143,6 +143,8 @@ func New(svc *controlplane.Service, o Config) *Handler {
 	h.mux.HandleFunc("POST /v1/sims/{id}/sessions/arc", h.withKey(h.session))
 	h.mux.HandleFunc("PUT /v1/sims/{id}/credentials/arc", h.withKey(h.credentials))
 	h.mux.Handle("POST /v1/provisioning/soracom/arc/bootstrap", lim.Wrap(http.HandlerFunc(h.attested), o.TrustedProxies))
+	h.mux.Handle("POST /v1/provisioning/soracom/air/subscriber_metadata", lim.Wrap(http.HandlerFunc(h.cardSubscriberMetadata), o.TrustedProxies))
+	h.mux.Handle("POST /v1/provisioning/soracom/air/userdata", lim.Wrap(http.HandlerFunc(h.cardUserData), o.TrustedProxies))
 	h.mux.Handle("POST /v1/keys", lim.Wrap(http.HandlerFunc(h.keys), o.TrustedProxies))
 	h.mux.Handle("POST /v1/keys/{keyId}/verify", lim.Wrap(http.HandlerFunc(h.verifyKey), o.TrustedProxies))
 	h.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {

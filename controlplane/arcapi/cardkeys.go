@@ -5,6 +5,7 @@ package arcapi
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -132,6 +133,9 @@ func (h *Handler) signedCard(r *http.Request) (fleet.SIMCard, error) {
 	} else if alg := r.Header.Get(headerDigest); alg != "" && !strings.EqualFold(alg, "SHA-256") {
 		return fleet.SIMCard{}, fleet.Errorf(fleet.CodeInvalid, "x-soracom-digest-algorithm", "%q: only SHA-256", alg)
 	}
+	if sigB64 == "" {
+		return fleet.SIMCard{}, fleet.Errorf(fleet.CodeUnauthorized, "signature", "the request is not signed (%s)", headerSignature)
+	}
 	sig, err := base64.StdEncoding.DecodeString(sigB64)
 	if err != nil || len(sig) != 32 {
 		return fleet.SIMCard{}, fleet.Errorf(fleet.CodeInvalid, "signature", "32 bytes in standard base64")
@@ -139,18 +143,85 @@ func (h *Handler) signedCard(r *http.Request) (fleet.SIMCard, error) {
 	return h.svc.CheckCardSignature(r.Context(), controlplane.CardSignedRequest{KeyID: req.KeyID, Path: r.URL.Path, Timestamp: ts, Body: body, Signature: sig, Form: form})
 }
 
+// failSigned answers a signed provisioning request's failure. Krypton's
+// client takes any status up to 400 as success (it prints the body as the
+// result), so a refusal there is never 400: a malformed request is 422.
+func (h *Handler) failSigned(w http.ResponseWriter, r *http.Request, err error) {
+	var fe *fleet.Error
+	if errors.As(err, &fe) && statusOf[fe.Code] == http.StatusBadRequest {
+		writeJSON(w, http.StatusUnprocessableEntity, fe)
+		return
+	}
+	h.fail(w, r, err)
+}
+
 // cardBootstrap serves a signed POST /v1/provisioning/soracom/arc/bootstrap:
 // the card's virtual SIM and its Arc session.
 func (h *Handler) cardBootstrap(w http.ResponseWriter, r *http.Request) {
 	card, err := h.signedCard(r)
 	if err != nil {
-		h.fail(w, r, err)
+		h.failSigned(w, r, err)
 		return
 	}
 	sim, sess, err := h.svc.CardBootstrap(r.Context(), card, controlplane.CardBootstrapRequest{})
 	if err != nil {
-		h.fail(w, r, err)
+		h.failSigned(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, toSession(sim, sess))
+}
+
+// cardSubscriber is the answer of subscriber_metadata: the card, and its
+// virtual SIM once it has one. (SORACOM answers with the card's Air
+// subscriber; ours has no Air record, so the card and the SIM it made.)
+type cardSubscriber struct {
+	IMSI      string            `json:"imsi"`
+	ICCID     string            `json:"iccid"`
+	Status    fleet.CardStatus  `json:"status"`
+	GroupID   string            `json:"groupId,omitempty"`
+	SIMID     string            `json:"simId,omitempty"`
+	Name      string            `json:"name,omitempty"`
+	IPAddress string            `json:"ipAddress,omitempty"`
+	Tags      map[string]string `json:"tags"`
+}
+
+// cardSubscriberMetadata serves a signed POST
+// /v1/provisioning/soracom/air/subscriber_metadata.
+func (h *Handler) cardSubscriberMetadata(w http.ResponseWriter, r *http.Request) {
+	card, err := h.signedCard(r)
+	if err != nil {
+		h.failSigned(w, r, err)
+		return
+	}
+	sim, _, err := h.svc.CardSubscriber(r.Context(), card)
+	if err != nil {
+		h.failSigned(w, r, err)
+		return
+	}
+	out := cardSubscriber{IMSI: card.IMSI, ICCID: card.ICCID, Status: card.Status, GroupID: card.GroupID, Tags: map[string]string{}}
+	if sim.ID != "" {
+		out.SIMID, out.Name, out.IPAddress, out.GroupID = sim.ID, sim.Name, sim.Address.String(), sim.GroupID
+		if sim.Tags != nil {
+			out.Tags = sim.Tags
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// cardUserData serves a signed POST /v1/provisioning/soracom/air/userdata:
+// the user data of the group the card's SIM is in (text, as the in-tunnel
+// metadata's GET /v1/userdata).
+func (h *Handler) cardUserData(w http.ResponseWriter, r *http.Request) {
+	card, err := h.signedCard(r)
+	if err != nil {
+		h.failSigned(w, r, err)
+		return
+	}
+	_, group, err := h.svc.CardSubscriber(r.Context(), card)
+	if err != nil {
+		h.failSigned(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, group.Settings.UserData)
 }

@@ -52,6 +52,9 @@ func NewModem(card *Card, imei string) (*Modem, error) {
 		return nil, err
 	}
 	m := &Modem{Path: slave.Name(), card: card, imei: imei, master: master, slave: slave, done: make(chan struct{})}
+	// A modem selects the USIM when the card powers up: AT+CSIM's basic
+	// channel starts there, and clients (Krypton's) AUTHENTICATE at once.
+	card.Transmit(append([]byte{0x00, 0xA4, 0x04, 0x0C, byte(len(USIMAID))}, USIMAID...))
 	go m.serve()
 	return m, nil
 }
@@ -132,31 +135,65 @@ func (m *Modem) serve() {
 // succeeded.
 func (m *Modem) run(cmd string, echo *bool) ([]string, bool) {
 	u := strings.ToUpper(cmd)
-	switch {
-	case u == "AT", u == "ATZ", u == "AT&F", u == "ATV1", strings.HasPrefix(u, "AT+CMEE="):
-		return nil, true
-	case u == "ATE0":
-		*echo = false
-		return nil, true
-	case u == "ATE1":
-		*echo = true
-		return nil, true
-	case u == "ATI":
-		return []string{"wirefleet software modem"}, true
-	case u == "AT+CGSN":
+	if !strings.HasPrefix(u, "AT") {
+		return nil, false
+	}
+	switch body := u[2:]; {
+	case body == "+CGSN":
 		return []string{m.imei}, true
-	case u == "AT+CIMI":
+	case body == "+CIMI":
 		return []string{m.imsi()}, true
-	case u == "AT+CCID", u == "AT+ICCID", u == "AT+QCCID":
+	case body == "+CCID", body == "+ICCID", body == "+QCCID":
 		return []string{"+CCID: " + m.iccid()}, true
-	case strings.HasPrefix(u, "AT+CSIM="):
+	case strings.HasPrefix(body, "+CMEE="):
+		return nil, true
+	case strings.HasPrefix(body, "+CSIM="):
 		rsp, err := m.csim(cmd[len("AT+CSIM="):])
 		if err != nil {
 			return nil, false
 		}
 		return []string{rsp}, true
+	case strings.HasPrefix(body, "+"):
+		return nil, false
+	default:
+		return basic(body, echo)
 	}
-	return nil, false
+}
+
+// basic runs a string of basic commands (V.250: "E0V1", "Z", "&F"): echo
+// (E), verbose answers (V1 only), and a few that change nothing here.
+func basic(s string, echo *bool) ([]string, bool) {
+	var info []string
+	for len(s) > 0 {
+		c := s[0]
+		s = s[1:]
+		if c == '&' {
+			if s == "" {
+				return nil, false
+			}
+			c, s = s[0], s[1:] // &F, &C, &D: accepted
+		}
+		n := 0
+		for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+			n++
+		}
+		arg := s[:n]
+		s = s[n:]
+		switch c {
+		case 'E':
+			*echo = arg != "0"
+		case 'V':
+			if arg == "0" {
+				return nil, false // numeric answers: not served
+			}
+		case 'I':
+			info = append(info, "wirefleet software modem")
+		case 'Z', 'Q', 'X', 'F', 'C', 'D', 'S':
+		default:
+			return nil, false
+		}
+	}
+	return info, true
 }
 
 // csim runs AT+CSIM=<length>,"<command>" (TS 27.007 §8.17): length is the
