@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -92,9 +91,7 @@ func TestCardBootstrap(t *testing.T) {
 	})
 
 	t.Run("PC/SC, card ahead", func(t *testing.T) {
-		if os.Geteuid() != 0 {
-			t.Skip("pcscd in a mount namespace of its own needs root")
-		}
+		softusim.RequirePCSCD(t)
 		sc := softCard(t, cardKi, 5000) // used elsewhere since: its SQN is ahead of the platform's
 		d, err := softusim.StartPCSCD(sc, t.TempDir())
 		if err != nil {

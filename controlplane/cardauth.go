@@ -88,6 +88,7 @@ func (s *Service) ChallengeCard(ctx context.Context, imsi string, rnd, auts []by
 		card, err := s.st.SIMCardByIMSI(ctx, imsi)
 		if errors.Is(err, store.ErrNotFound) || err == nil && card.Status != fleet.CardActive {
 			s.cardAttempt(ctx, imsi, "", "unknown_card")
+			s.observeCard("challenge", "unknown_card")
 			return CardChallenge{}, errUnknownCard
 		} else if err != nil {
 			return CardChallenge{}, storeErr(err, "")
@@ -104,6 +105,7 @@ func (s *Service) ChallengeCard(ctx context.Context, imsi string, rnd, auts []by
 			ms, err := c.Resync(rnd, auts)
 			if err != nil {
 				s.cardAttempt(ctx, imsi, card.ICCID, "bad_auts")
+				s.observeCard("challenge", "bad_auts")
 				return CardChallenge{}, fleet.Errorf(fleet.CodeInvalid, "auts", "the AUTS is not this card's")
 			}
 			if ms > last {
@@ -138,6 +140,7 @@ func (s *Service) ChallengeCard(ctx context.Context, imsi string, rnd, auts []by
 		if err != nil {
 			return CardChallenge{}, storeErr(err, "")
 		}
+		s.observeCard("challenge", "ok")
 		return CardChallenge{KeyID: key.ID, RAND: v.RAND, AUTN: v.AUTN}, nil
 	}
 }
@@ -177,12 +180,31 @@ func (s *Service) VerifyCardKey(ctx context.Context, keyID string, res []byte) e
 			return s.event(ctx, tx, System, "sim_card.verify_failed", "sim_card", iccid, nil)
 		})
 		s.log.Warn("SIM card answered a wrong RES", "iccid", iccid)
+		s.observeCard("verify", "wrong_res")
 		return fleet.Errorf(fleet.CodeUnauthorized, "res", "the card's answer does not match")
+	}
+	switch fe := (*fleet.Error)(nil); {
+	case err == nil:
+		s.observeCard("verify", "ok")
+	case errors.As(err, &fe) && fe.Code == fleet.CodeNotFound:
+		s.observeCard("verify", "unknown_key")
 	}
 	return storeErr(err, "")
 }
 
 var errWrongRES = errors.New("wrong RES")
+
+// ObserveCard sets a function told each SIM-card authentication step's
+// outcome (step challenge, verify or signature; outcome "ok" or the
+// refusal), for metrics: a run of wrong answers or bad signatures is
+// someone probing. Set it before serving.
+func (s *Service) ObserveCard(fn func(step, outcome string)) { s.cardObserver = fn }
+
+func (s *Service) observeCard(step, outcome string) {
+	if s.cardObserver != nil {
+		s.cardObserver(step, outcome)
+	}
+}
 
 // cardAttempt records a refused attempt that touched no key (an unknown
 // IMSI) so attempts are audited too.
@@ -237,10 +259,12 @@ func (s *Service) CheckCardSignature(ctx context.Context, r CardSignedRequest) (
 	}
 	now := s.now()
 	if d := now.Sub(time.UnixMilli(ms)); d > CardSignatureWindow || d < -CardSignatureWindow {
+		s.observeCard("signature", "stale_timestamp")
 		return fleet.SIMCard{}, fleet.Errorf(fleet.CodeUnauthorized, "timestamp", "more than %v from the server's clock", CardSignatureWindow)
 	}
 	k, err := s.st.CardKey(ctx, keyID)
 	if errors.Is(err, store.ErrNotFound) || err == nil && (!k.Verified || !now.Before(k.Expires)) {
+		s.observeCard("signature", "unknown_key")
 		return fleet.SIMCard{}, fleet.Errorf(fleet.CodeUnauthorized, "keyId", "no verified key with this id (unknown, expired, or its card never answered)")
 	} else if err != nil {
 		return fleet.SIMCard{}, storeErr(err, "")
@@ -267,6 +291,7 @@ func (s *Service) CheckCardSignature(ctx context.Context, r CardSignedRequest) (
 	}
 	if subtle.ConstantTimeCompare(want, sig) != 1 {
 		s.cardAttempt(ctx, "", k.ICCID, "bad_signature")
+		s.observeCard("signature", "bad_signature")
 		return fleet.SIMCard{}, fleet.Errorf(fleet.CodeUnauthorized, "signature", "the signature does not match")
 	}
 	var card fleet.SIMCard
@@ -274,6 +299,7 @@ func (s *Service) CheckCardSignature(ctx context.Context, r CardSignedRequest) (
 		if err := tx.UseCardSignature(ctx, keyID, ms, now.Add(2*CardSignatureWindow)); err != nil {
 			var ce *store.ConflictError
 			if errors.As(err, &ce) {
+				s.observeCard("signature", "replay")
 				return fleet.Errorf(fleet.CodeUnauthorized, "signature", "this signed request was already accepted (a replay)")
 			}
 			return err
@@ -287,6 +313,7 @@ func (s *Service) CheckCardSignature(ctx context.Context, r CardSignedRequest) (
 	if err != nil {
 		return fleet.SIMCard{}, storeErr(err, "")
 	}
+	s.observeCard("signature", "ok")
 	return card, nil
 }
 

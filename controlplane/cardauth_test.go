@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,6 +65,9 @@ func cardService(t *testing.T) (*controlplane.Service, store.Store) {
 func TestCardAKA(t *testing.T) {
 	ctx := context.Background()
 	svc, st := cardService(t)
+	var mu sync.Mutex
+	seenSteps := map[string]int{}
+	svc.ObserveCard(func(step, outcome string) { mu.Lock(); seenSteps[step+"/"+outcome]++; mu.Unlock() })
 	c1, _ := milenage.New(mustHex("465b5ce8b199b49faa5f0a2ee238a6bc"), mustHex("cd63cb71954a9f4e48a5994e37a02baf"))
 	card := &softCard{c: c1}
 	const imsi = "001010000000001"
@@ -133,6 +137,15 @@ func TestCardAKA(t *testing.T) {
 	if _, err := svc.ChallengeCard(ctx, "001010000000002", nil, nil); code(err) != fleet.CodeNotFound {
 		t.Fatalf("suspended card: %v", err)
 	}
+
+	// Every step was counted (for the metric), refusals by reason.
+	mu.Lock()
+	for k, want := range map[string]int{"challenge/ok": 4, "challenge/bad_auts": 1, "verify/ok": 2, "verify/wrong_res": 1, "verify/unknown_key": 2} {
+		if seenSteps[k] != want {
+			t.Errorf("observed %s %d times, want %d (all: %v)", k, seenSteps[k], want, seenSteps)
+		}
+	}
+	mu.Unlock()
 
 	// Concurrent challenges never share a SQN.
 	seen := map[milenage.SQN]bool{}

@@ -75,7 +75,8 @@ type Service struct {
 	cfg Config
 	log *slog.Logger
 
-	attestObserver func(outcome string) // ObserveAttest
+	attestObserver func(outcome string)       // ObserveAttest
+	cardObserver   func(step, outcome string) // ObserveCard
 	proofs         *keyproof.Issuer
 	captureURLKey  []byte // signs capture download URLs (captures.go)
 	ula            struct {

@@ -5,7 +5,6 @@
 package usim_test
 
 import (
-	"os"
 	"testing"
 
 	"github.com/wirefleet/wirefleet/internal/softusim"
@@ -15,9 +14,7 @@ import (
 // TestPCSCDialogue runs the card dialogue through a real pcscd, the card
 // in a vpcd reader.
 func TestPCSCDialogue(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("pcscd in a mount namespace of its own needs root")
-	}
+	softusim.RequirePCSCD(t)
 	card := newCard(t, 10)
 	d, err := softusim.StartPCSCD(card, t.TempDir())
 	if err != nil {

@@ -120,6 +120,9 @@ func TestKryptonClients(t *testing.T) {
 	if out := strings.TrimSpace(string(krypton("getUserData"))); out != "hello from the group" {
 		t.Fatalf("getUserData printed %q", out)
 	}
+	if code, m := get(t, base+"/metrics", ""); code != 200 || !strings.Contains(m, `wirefleet_sim_card_auth_total{outcome="ok",step="signature"} 3`) || !strings.Contains(m, `wirefleet_sim_card_auth_total{outcome="ok",step="verify"} 1`) {
+		t.Fatalf("metrics after one AKA and three signed calls: %d\n%s", code, grepLines(m, "wirefleet_sim_card"))
+	}
 	if card.Authentications != 1 {
 		t.Fatalf("the later calls ran AKA again (%d authentications): the key's CK should sign them", card.Authentications)
 	}
@@ -172,4 +175,14 @@ func sawPrefix(lines []string, prefix string) bool {
 		}
 	}
 	return false
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -376,7 +376,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if remote != nil {
 		reg.MustRegister(remote.Collector())
 	}
-	reg.MustRegister(attestCounter(svc))
+	reg.MustRegister(attestCounter(svc), cardCounter(svc))
 	if c.auditEvery > 0 {
 		var auditing sync.WaitGroup
 		auditing.Add(1)

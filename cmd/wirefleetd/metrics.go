@@ -57,3 +57,14 @@ func attestCounter(svc *controlplane.Service) prometheus.Collector {
 	svc.ObserveAttest(func(o string) { c.WithLabelValues(o).Inc() })
 	return c
 }
+
+// cardCounter counts SIM-card authentication steps by outcome.
+func cardCounter(svc *controlplane.Service) prometheus.Collector {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wirefleet_sim_card_auth_total", Help: "SIM-card authentication steps (challenge, verify, signature) by outcome: ok, or the reason of the refusal."}, []string{"step", "outcome"})
+	for _, so := range [][2]string{{"challenge", "ok"}, {"challenge", "unknown_card"}, {"challenge", "bad_auts"}, {"verify", "ok"}, {"verify", "wrong_res"}, {"verify", "unknown_key"},
+		{"signature", "ok"}, {"signature", "bad_signature"}, {"signature", "stale_timestamp"}, {"signature", "unknown_key"}, {"signature", "replay"}} {
+		c.WithLabelValues(so[0], so[1]) // present at 0 from the start
+	}
+	svc.ObserveCard(func(step, outcome string) { c.WithLabelValues(step, outcome).Inc() })
+	return c
+}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -28,6 +29,35 @@ type PCSCD struct {
 	cmd   *exec.Cmd
 	viccs []*VICC
 }
+
+// RequirePCSCD skips t when this machine cannot run StartPCSCD (not root,
+// or pcscd or the vpcd driver missing) — but fails it under CI=true,
+// where .ci/apt-packages installs them and a skip would hide a broken
+// setup.
+func RequirePCSCD(t testing.TB) {
+	t.Helper()
+	why := ""
+	switch {
+	case os.Geteuid() != 0:
+		why = "pcscd in a mount namespace of its own needs root"
+	case !found("pcscd"):
+		why = "no pcscd (Debian: pcscd)"
+	case !exists(VPCDDriver):
+		why = "no vpcd driver (Debian: vsmartcard-vpcd)"
+	case !found("unshare"):
+		why = "no unshare (Debian: util-linux)"
+	default:
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal(why)
+	}
+	t.Skip(why)
+}
+
+func found(bin string) bool { _, err := exec.LookPath(bin); return err == nil }
+
+func exists(path string) bool { _, err := os.Stat(path); return err == nil }
 
 // VPCDDriver is where Debian's vsmartcard-vpcd installs the reader driver.
 const VPCDDriver = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so"
