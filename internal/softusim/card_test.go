@@ -4,6 +4,7 @@ package softusim
 
 import (
 	"encoding/hex"
+	"strings"
 	"testing"
 )
 
@@ -53,6 +54,22 @@ func FuzzTransmit(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r := c.Transmit(b); len(r) < 2 {
 			t.Fatalf("%x → %x", b, r)
+		}
+	})
+}
+
+// FuzzModemCommand: any command line gets OK or ERROR, never a panic,
+// and echo changes only with E.
+func FuzzModemCommand(f *testing.F) {
+	for _, s := range []string{"ATE0V1", "AT+CSIM=14,\"00A40004023F00\"", "AT+CIMI", "AT&F&C1E1", "ATV0", "AT+CSIM=4,\"00\"", "ATS0=0", "AT"} {
+		f.Add(s)
+	}
+	m := &Modem{card: testCard(f), imei: "490154203237518"}
+	f.Fuzz(func(t *testing.T, cmd string) {
+		echo := true
+		m.run(cmd, &echo)
+		if !echo && !strings.Contains(strings.ToUpper(cmd), "E") {
+			t.Fatalf("%q turned echo off", cmd)
 		}
 	})
 }
