@@ -84,46 +84,57 @@ func (s *Service) ChallengeCard(ctx context.Context, imsi string, rnd, auts []by
 	if err := fleet.ValidateCardIMSI(imsi); err != nil {
 		return CardChallenge{}, err
 	}
+	card, err := s.st.SIMCardByIMSI(ctx, imsi)
+	if errors.Is(err, store.ErrNotFound) || err == nil && card.Status != fleet.CardActive {
+		s.cardAttempt(ctx, imsi, "", "unknown_card")
+		s.observeCard("challenge", "unknown_card")
+		return CardChallenge{}, errUnknownCard
+	} else if err != nil {
+		return CardChallenge{}, storeErr(err, "")
+	}
+	c, err := s.cardCipher(card)
+	if err != nil {
+		return CardChallenge{}, err
+	}
+	var cardSQN milenage.SQN // the card's own, from a resync
+	if auts != nil {
+		if len(rnd) != milenage.RANDSize || len(auts) != milenage.AUTSSize {
+			return CardChallenge{}, fleet.Errorf(fleet.CodeInvalid, "auts", "AUTS is 14 bytes, with the 16-byte RAND it answers")
+		}
+		ms, err := c.Resync(rnd, auts)
+		if err != nil {
+			s.cardAttempt(ctx, imsi, card.ICCID, "bad_auts")
+			s.observeCard("challenge", "bad_auts")
+			return CardChallenge{}, fleet.Errorf(fleet.CodeInvalid, "auts", "the AUTS is not this card's")
+		}
+		cardSQN = ms
+	}
+	box := s.cfg.Secrets.(secretBox)
 	for attempt := 0; ; attempt++ {
-		card, err := s.st.SIMCardByIMSI(ctx, imsi)
-		if errors.Is(err, store.ErrNotFound) || err == nil && card.Status != fleet.CardActive {
-			s.cardAttempt(ctx, imsi, "", "unknown_card")
-			s.observeCard("challenge", "unknown_card")
-			return CardChallenge{}, errUnknownCard
-		} else if err != nil {
-			return CardChallenge{}, storeErr(err, "")
-		}
-		c, err := s.cardCipher(card)
-		if err != nil {
-			return CardChallenge{}, err
-		}
-		last := milenage.SQN(card.SQN)
-		if auts != nil {
-			if len(rnd) != milenage.RANDSize || len(auts) != milenage.AUTSSize {
-				return CardChallenge{}, fleet.Errorf(fleet.CodeInvalid, "auts", "AUTS is 14 bytes, with the 16-byte RAND it answers")
-			}
-			ms, err := c.Resync(rnd, auts)
-			if err != nil {
-				s.cardAttempt(ctx, imsi, card.ICCID, "bad_auts")
-				s.observeCard("challenge", "bad_auts")
-				return CardChallenge{}, fleet.Errorf(fleet.CodeInvalid, "auts", "the AUTS is not this card's")
-			}
-			if ms > last {
-				last = ms // the card is ahead: continue after it
-			}
-		}
-		next := last.Next()
-		v := c.NewVector(randBytes(milenage.RANDSize), next, cardAMF)
-		box := s.cfg.Secrets.(secretBox)
-		ck, err := box.Seal(hex.EncodeToString(v.CK))
-		if err != nil {
-			return CardChallenge{}, err
-		}
-		now := s.now()
-		h := sha256.Sum256(v.XRES)
-		key := fleet.CardKey{ID: "ck-" + hex.EncodeToString(randBytes(16)), ICCID: card.ICCID, XRESHash: hex.EncodeToString(h[:]), CKSealed: ck, Expires: now.Add(CardKeyPending), Created: now}
+		var key fleet.CardKey
+		var v milenage.Vector
+		// The SQN is read and advanced in one transaction (compare and
+		// set), so concurrent challenges on this node or another never
+		// carry one SQN; a lost race reads again and takes the next.
 		err = s.st.Update(ctx, func(tx store.Tx) error {
-			if err := tx.AdvanceCardSQN(ctx, card.ICCID, card.SQN, uint64(next)); err != nil {
+			cur, err := tx.SIMCard(ctx, card.ICCID)
+			if err != nil {
+				return err
+			}
+			if cur.Status != fleet.CardActive {
+				return store.ErrNotFound
+			}
+			last := max(milenage.SQN(cur.SQN), cardSQN) // a card ahead: continue after it
+			next := last.Next()
+			v = c.NewVector(randBytes(milenage.RANDSize), next, cardAMF)
+			ck, err := box.Seal(hex.EncodeToString(v.CK))
+			if err != nil {
+				return err
+			}
+			now := s.now()
+			h := sha256.Sum256(v.XRES)
+			key = fleet.CardKey{ID: "ck-" + hex.EncodeToString(randBytes(16)), ICCID: card.ICCID, XRESHash: hex.EncodeToString(h[:]), CKSealed: ck, Expires: now.Add(CardKeyPending), Created: now}
+			if err := tx.AdvanceCardSQN(ctx, card.ICCID, cur.SQN, uint64(next)); err != nil {
 				return err
 			}
 			if _, err := tx.DeleteExpiredCardKeys(ctx, now); err != nil {
@@ -134,8 +145,19 @@ func (s *Service) ChallengeCard(ctx context.Context, imsi string, rnd, auts []by
 			}
 			return s.event(ctx, tx, System, "sim_card.challenge", "sim_card", card.ICCID, map[string]any{"resync": auts != nil})
 		})
-		if errors.Is(err, store.ErrStale) && attempt < 5 {
-			continue // another challenge took this SQN first: take the next
+		if errors.Is(err, store.ErrStale) && attempt < 50 {
+			// Another node's transaction won (PostgreSQL read committed):
+			// back off a little, at random, so racers spread out.
+			select {
+			case <-ctx.Done():
+				return CardChallenge{}, ctx.Err()
+			case <-time.After(time.Duration(1+randBytes(1)[0]%8) * time.Millisecond):
+			}
+			continue
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			s.observeCard("challenge", "unknown_card")
+			return CardChallenge{}, errUnknownCard // deleted or suspended meanwhile
 		}
 		if err != nil {
 			return CardChallenge{}, storeErr(err, "")

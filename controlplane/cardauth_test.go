@@ -16,6 +16,8 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
 	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/controlplane/store/pgstore"
+	"github.com/wirefleet/wirefleet/controlplane/store/pgstore/pgtest"
 	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/milenage"
@@ -148,29 +150,64 @@ func TestCardAKA(t *testing.T) {
 	mu.Unlock()
 
 	// Concurrent challenges never share a SQN.
-	seen := map[milenage.SQN]bool{}
+	concurrentChallenges(t, c1, svc, svc)
+}
+
+// concurrentChallenges runs 16 challenges at once for card c's IMSI,
+// alternating between two services (two nodes when they share a
+// database), and fails if any two carry one SQN.
+func concurrentChallenges(t *testing.T, c *milenage.Cipher, a, b *controlplane.Service) {
+	t.Helper()
 	type got struct {
 		ch  controlplane.CardChallenge
 		err error
 	}
-	out := make(chan got, 8)
-	for range 8 {
+	out := make(chan got, 16)
+	for i := range 16 {
+		svc := a
+		if i%2 == 1 {
+			svc = b
+		}
 		go func() {
-			ch, err := svc.ChallengeCard(ctx, imsi, nil, nil)
+			ch, err := svc.ChallengeCard(context.Background(), "001010000000001", nil, nil)
 			out <- got{ch, err}
 		}()
 	}
-	for range 8 {
+	seen := map[milenage.SQN]bool{}
+	for range 16 {
 		g := <-out
 		if g.err != nil {
 			t.Fatal(g.err)
 		}
-		a, err := c1.Authenticate(g.ch.RAND, g.ch.AUTN)
-		if err != nil || seen[a.SQN] {
-			t.Fatalf("SQN %v reused or challenge bad: %v", a.SQN, err)
+		r, err := c.Authenticate(g.ch.RAND, g.ch.AUTN)
+		if err != nil || seen[r.SQN] {
+			t.Fatalf("SQN %v reused or challenge bad: %v", r.SQN, err)
 		}
-		seen[a.SQN] = true
+		seen[r.SQN] = true
 	}
+}
+
+// Two nodes sharing PostgreSQL challenge one card at once: the SQN's
+// compare-and-set keeps every challenge's SQN its own.
+func TestCardChallengesPostgres(t *testing.T) {
+	srv := pgtest.Start(t)
+	ctx := context.Background()
+	dsn := srv.NewDatabase(t)
+	key, _ := seal.GenerateKey()
+	var nodes [2]*controlplane.Service
+	for i := range nodes {
+		st, err := pgstore.Open(ctx, dsn, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		nodes[i] = controlplane.New(st, controlplane.Config{Logger: discard(), Secrets: key})
+	}
+	if _, err := nodes[0].ImportSIMCards(ctx, admin, strings.NewReader(cardsCSV), ""); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := milenage.New(mustHex("465b5ce8b199b49faa5f0a2ee238a6bc"), mustHex("cd63cb71954a9f4e48a5994e37a02baf"))
+	concurrentChallenges(t, c, nodes[0], nodes[1])
 }
 
 func mustHex(s string) []byte {
