@@ -4,6 +4,7 @@
 // machine with one harness (package enginebench):
 //
 //	go run ./cmd/wirefleet-bench engine [--json] [--duration 10s] [--peers 10000,100000]
+//	go run ./cmd/wirefleet-bench gateway [--json] [--rounds 3] [--duration 5s] [--hubs ours,latest,debian]
 //
 // Progress goes to stderr, the table or JSON to stdout. Subjects are listed in
 // subjects below; our engine joins as enginebench.Ours.
@@ -40,10 +41,15 @@ var makers = map[string]enginebench.InitiationMaker{
 
 func usage() {
 	fmt.Fprintf(os.Stderr, `usage: wirefleet-bench engine [flags]
+       wirefleet-bench gateway [flags]
 
-Compares WireGuard engines in this process over loopback UDP: bulk throughput,
-responder handshakes per second, memory per peer and per active session
-(each peer count in a fresh child process).
+engine: compares WireGuard engines in this process over loopback UDP: bulk
+throughput, responder handshakes per second, memory per peer and per active
+session (each peer count in a fresh child process).
+
+gateway: end to end in network namespaces (root): device-to-device TCP through
+wirefleet's gateway and through wireguard-go hubs (the latest and Debian's),
+with each hub's CPU-seconds per gigabit.
 
 `)
 }
@@ -56,6 +62,10 @@ func main() {
 	switch os.Args[1] {
 	case "engine":
 		os.Exit(engine(os.Args[2:]))
+	case "gateway":
+		os.Exit(gatewayBench(os.Args[2:]))
+	case wggoCommand: // hidden: the gateway bench's latest-wireguard-go hub
+		os.Exit(runWireGuardGo(os.Args[2:]))
 	case enginebench.MemoryChildCommand: // hidden: re-executed by the memory step
 		if err := enginebench.RunMemoryChild(subjects, os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, err)

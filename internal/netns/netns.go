@@ -50,7 +50,7 @@ var Tools = []string{"ip", "wg", "wireguard-go", "ping"}
 // Require skips t unless the process runs as root and every tool in Tools is
 // on PATH, and TUN is available. With CI=true in the environment it fails t
 // instead of skipping: in CI a missing prerequisite is a broken setup.
-func Require(t testing.TB) {
+func Require(t T) {
 	t.Helper()
 	var missing []string
 	if os.Geteuid() != 0 {
@@ -74,10 +74,26 @@ func Require(t testing.TB) {
 	t.Skip(msg)
 }
 
+// T is what an Env needs of its test: testing.TB has it, and so can a
+// benchmark command (wirefleet-bench) that builds the same topologies
+// outside `go test`.
+type T interface {
+	Helper()
+	Cleanup(func())
+	Errorf(format string, args ...any)
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Skip(args ...any)
+	TempDir() string
+}
+
+var _ T = testing.TB(nil)
+
 // Env is the set of namespaces, links and processes of one test. Create it with
 // New; everything it made is removed when the test ends.
 type Env struct {
-	t      testing.TB
+	t      T
 	prefix string
 
 	mu        sync.Mutex
@@ -90,7 +106,7 @@ type Env struct {
 // New calls Require and SweepStale, then returns an empty Env whose names start with a fresh
 // prefix: "wf" + two base-36 digits of the PID + three random base-36 digits
 // (7 characters), which leaves 8 characters for a suffix in interface names.
-func New(t testing.TB) *Env {
+func New(t T) *Env {
 	t.Helper()
 	Require(t)
 	if swept := SweepStale(); len(swept) > 0 {

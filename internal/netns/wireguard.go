@@ -38,6 +38,16 @@ type WireGuard struct {
 // address: use SetConf/Set, AddAddr and Up. Cleanup ends the process by PID and
 // removes the socket file if the process left it behind.
 func (n *NS) StartWireGuardGo(suffix string) *WireGuard {
+	n.env.t.Helper()
+	return n.StartWireGuardProgram(suffix, "wireguard-go", "-f")
+}
+
+// StartWireGuardProgram is StartWireGuardGo with another userspace
+// WireGuard that behaves as wireguard-go does: run in the foreground as
+// `bin args... <name>`, make the TUN <name> and the UAPI socket
+// UAPIDir/<name>.sock, and take `wg` configuration there (wirefleet-bench
+// runs the latest golang.zx2c4.com/wireguard so).
+func (n *NS) StartWireGuardProgram(suffix, bin string, args ...string) *WireGuard {
 	t := n.env.t
 	t.Helper()
 	var name string
@@ -52,17 +62,17 @@ func (n *NS) StartWireGuardGo(suffix string) *WireGuard {
 	}
 	// Registered before the process so it runs after the process is ended.
 	n.env.addCleanup(func() { _ = os.Remove(sock) })
-	p := n.Start(wireguardGoEnv, "wireguard-go", "-f", name)
+	p := n.Start(wireguardGoEnv, bin, append(args, name)...)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := os.Stat(sock); err == nil {
 			break
 		}
 		if p.Exited() {
-			t.Fatalf("netns: wireguard-go %s exited before creating %s: %v\n%s", name, sock, p.Wait(), p.Output())
+			t.Fatalf("netns: %s %s exited before creating %s: %v\n%s", bin, name, sock, p.Wait(), p.Output())
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("netns: wireguard-go %s: no UAPI socket after 10s\n%s", name, p.Output())
+			t.Fatalf("netns: %s %s: no UAPI socket after 10s\n%s", bin, name, p.Output())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
