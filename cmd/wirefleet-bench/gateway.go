@@ -46,10 +46,12 @@ const (
 
 type gwSubject struct {
 	name   string
+	tag    string // its name in --hubs
 	a, b   *netns.NS
 	bAddr  netip.Addr // B's overlay address, iperf3's target
 	cpu    func() time.Duration
 	server *netns.Process
+	hub    fleetHub
 }
 
 type gwRound struct {
@@ -72,6 +74,10 @@ type gwReport struct {
 	// Ratios are ours over each baseline: throughput (>1 is faster) and
 	// CPU per gigabit (<1 is cheaper).
 	Ratios map[string]map[string]float64 `json:"ratios"`
+	// Fleet is the simulated fleet's figures per hub; FleetRatios ours
+	// over each baseline (<1 is cheaper, for every figure).
+	Fleet       []fleetFigure                 `json:"fleet,omitempty"`
+	FleetRatios map[string]map[string]float64 `json:"fleetRatios,omitempty"`
 }
 
 func gatewayBench(args []string) (code int) {
@@ -80,12 +86,20 @@ func gatewayBench(args []string) (code int) {
 	dur := fs.Duration("duration", 5*time.Second, "length of each iperf3 run")
 	hubs := fs.String("hubs", "ours,latest,debian", "hubs to measure: ours (wirefleet's gateway), latest (golang.zx2c4.com/wireguard of go.mod), debian (Debian's wireguard-go)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	sessions := fs.Int("fleet", 10000, "sessions of the simulated fleet (0: skip it)")
+	fleetHubs := fs.String("fleet-hubs", "ours,latest", "hubs the simulated fleet is measured on")
+	keepalive := fs.Duration("keepalive", 25*time.Second, "the simulated fleet's keepalive interval")
+	idle := fs.Duration("idle", 30*time.Second, "how long the idle fleet's CPU is read")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, `usage: wirefleet-bench gateway [flags]
 
 End to end, real devices in network namespaces (needs root, wireguard-go,
 wg, iproute2 and iperf3): device-to-device TCP through each hub, and the
-hub's CPU-seconds per gigabit carried. Progress on stderr.
+hub's CPU-seconds per gigabit carried. Then a simulated fleet (--fleet
+sessions from one process, each with its own loopback source address)
+connects to each of --fleet-hubs at once and idles with keepalives: the
+hub's CPU per connected session, its CPU while idle, its memory per
+session. Progress on stderr.
 
 `)
 		fs.PrintDefaults()
@@ -121,9 +135,13 @@ hub's CPU-seconds per gigabit carried. Progress on stderr.
 			if err != nil {
 				t.Fatal(err)
 			}
-			subjects = append(subjects, wireguardHub(t, env, "l", "latest wireguard-go", func(n *netns.NS) *netns.WireGuard { return n.StartWireGuardProgram("", exe, wggoCommand) }))
+			s := wireguardHub(t, env, "l", "latest wireguard-go", func(n *netns.NS) *netns.WireGuard { return n.StartWireGuardProgram("", exe, wggoCommand) })
+			s.tag = "latest"
+			subjects = append(subjects, s)
 		case "debian":
-			subjects = append(subjects, wireguardHub(t, env, "d", "Debian wireguard-go", func(n *netns.NS) *netns.WireGuard { return n.StartWireGuardGo("") }))
+			s := wireguardHub(t, env, "d", "Debian wireguard-go", func(n *netns.NS) *netns.WireGuard { return n.StartWireGuardGo("") })
+			s.tag = "debian"
+			subjects = append(subjects, s)
 		default:
 			fmt.Fprintf(os.Stderr, "wirefleet-bench gateway: unknown hub %q\n", h)
 			return 2
@@ -140,6 +158,25 @@ hub's CPU-seconds per gigabit carried. Progress on stderr.
 		}
 	}
 	rep := gwReport{Test: "device to device, TCP, 1 stream", Duration: dur.String(), Figures: figs, Ratios: map[string]map[string]float64{}}
+	if *sessions > 0 {
+		for _, s := range subjects {
+			if slices.Contains(strings.Split(*fleetHubs, ","), s.tag) {
+				rep.Fleet = append(rep.Fleet, s.fleet(t, *sessions, *keepalive, *idle))
+			}
+		}
+		if len(rep.Fleet) > 1 && rep.Fleet[0].Subject == oursName {
+			rep.FleetRatios = map[string]map[string]float64{}
+			o := rep.Fleet[0]
+			for _, f := range rep.Fleet[1:] {
+				rep.FleetRatios[f.Subject] = map[string]float64{
+					"connectSeconds": ratio(o.ConnectSeconds, f.ConnectSeconds),
+					"connectCpu":     ratio(o.ConnectCPUms, f.ConnectCPUms),
+					"idleCpu":        ratio(o.IdleCore, f.IdleCore),
+					"rssPerSession":  ratio(o.RSSPerSessionKB, f.RSSPerSessionKB),
+				}
+			}
+		}
+	}
 	for i := range figs {
 		figs[i].Gbps = median(figs[i].Rounds, func(r gwRound) float64 { return r.Gbps })
 		figs[i].CPUPerGbit = median(figs[i].Rounds, func(r gwRound) float64 { return r.CPUPerGbit })
@@ -168,7 +205,29 @@ hub's CPU-seconds per gigabit carried. Progress on stderr.
 		}
 	}
 	fmt.Println()
+	if len(rep.Fleet) > 0 {
+		fmt.Printf("\nsimulated fleet: %d sessions connecting at once, then idle with keepalives every %s\n\n", *sessions, *keepalive)
+		fmt.Printf("%-22s %12s %12s %14s %14s %12s\n", "hub", "connect s", "cookies", "CPU ms/conn", "idle % core", "KB/session")
+		for _, f := range rep.Fleet {
+			fmt.Printf("%-22s %12.2f %12d %14.3f %14.1f %12.2f\n", f.Subject, f.ConnectSeconds, f.CookieReplies, f.ConnectCPUms, f.IdleCore*100, f.RSSPerSessionKB)
+		}
+		for _, f := range rep.Fleet[1:] {
+			if r, ok := rep.FleetRatios[f.Subject]; ok {
+				fmt.Printf("\nours / %s: connect time %.2f×, CPU per connect %.2f×, idle CPU %.2f×, memory per session %.2f×", f.Subject,
+					r["connectSeconds"], r["connectCpu"], r["idleCpu"], r["rssPerSession"])
+			}
+		}
+		fmt.Println()
+	}
 	return 0
+}
+
+// ratio is a/b to three places, 0 when b is.
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return round3(a / b)
 }
 
 const oursName = "wirefleet gateway"
@@ -259,7 +318,10 @@ func ourGateway(t *runT, env *netns.Env) *gwSubject {
 		}
 		bAddr = sim.Address
 	}
-	return newSubject(t, oursName, a, b, bAddr, selfCPU)
+	s := newSubject(t, oursName, a, b, bAddr, selfCPU)
+	s.tag = "ours"
+	s.hub = fleetHub{ns: hub, key: ks.PublicKey(), addPeers: ourFleetPeers(t, st), rss: func() int64 { return procRSS(os.Getpid()) }, before: selfRSS}
+	return s
 }
 
 func wireguardHub(t *runT, env *netns.Env, tag, name string, start func(*netns.NS) *netns.WireGuard) *gwSubject {
@@ -279,7 +341,10 @@ func wireguardHub(t *runT, env *netns.Env, tag, name string, start func(*netns.N
 	hw.AddAddr(overlay)
 	hw.Up()
 	pid := hw.Process.PID
-	return newSubject(t, name, a, b, netip.AddrFrom4([4]byte{10, 99, 0, 3}), func() time.Duration { return procCPU(t, pid) })
+	s := newSubject(t, name, a, b, netip.AddrFrom4([4]byte{10, 99, 0, 3}), func() time.Duration { return procCPU(t, pid) })
+	rss := func() int64 { return procRSS(pid) }
+	s.hub = fleetHub{ns: hub, key: hw.Public, addPeers: hubFleetPeers(hw), rss: rss, before: rss}
+	return s
 }
 
 // newSubject waits until A reaches B through the hub and starts B's

@@ -64,6 +64,8 @@ func main() {
 		os.Exit(engine(os.Args[2:]))
 	case "gateway":
 		os.Exit(gatewayBench(os.Args[2:]))
+	case fleetSimCommand: // hidden: the gateway bench's simulated fleet
+		os.Exit(runFleetSim(os.Args[2:]))
 	case wggoCommand: // hidden: the gateway bench's latest-wireguard-go hub
 		os.Exit(runWireGuardGo(os.Args[2:]))
 	case enginebench.MemoryChildCommand: // hidden: re-executed by the memory step
