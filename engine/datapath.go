@@ -278,6 +278,7 @@ func (e *Engine) deliver(batch *inBatch, out []InboundPacket, tunBufs [][]byte) 
 		}
 		if p.keepaliveDue.Load() == 0 {
 			p.keepaliveDue.Store(now) // data to acknowledge
+			e.wheel.arm(p, now+int64(KeepaliveTimeout))
 		}
 		plain := (*el.buf)[wire.TransportHeaderSize : wire.TransportHeaderSize+el.n]
 		var ip packet.Parsed
@@ -393,6 +394,7 @@ func (e *Engine) sendBufs(p *Peer, bufs []*[]byte, ns []int) {
 		p.txPackets.Add(uint64(len(b.elems)))
 		if p.newHandshakeDue.Load() == 0 {
 			p.newHandshakeDue.Store(now)
+			e.wheel.arm(p, now+int64(KeepaliveTimeout+RekeyTimeout))
 		}
 	}
 	// Either side renews a session that carried RekeyAfterMessages; only

@@ -112,8 +112,9 @@ type Config struct {
 	Hooks Hooks
 	// Clock drives every timer decision; default the real clock.
 	Clock clock.Clock
-	// TimerInterval is how often the timer sweeper runs (default 100 ms);
-	// negative disables it (tests then call RunTimers).
+	// TimerInterval is the timer wheel's tick: how late at most a timer
+	// fires (default 100 ms); negative stops the timer loop (tests then
+	// call RunTimers, the wheel ticking at the default).
 	TimerInterval time.Duration
 	// Workers is the number of crypto workers (default GOMAXPROCS).
 	Workers int
@@ -155,11 +156,18 @@ type Engine struct {
 	log      *slog.Logger
 	cfg      Config
 
-	peers   *peerTable
-	indices *indexTable
-	evicted *evictedTimestamps
-	routes  routeTable
-	limiter ratelimiter.Ratelimiter
+	peers *peerTable
+	wheel *timerWheel // each peer at its next timer deadline
+
+	timerMu  sync.Mutex // one RunTimers at a time
+	timerBuf []*Peer    // RunTimers' due peers, reused
+	// timerEvals counts peers whose timers were evaluated (idle peers
+	// should add nothing).
+	timerEvals atomic.Uint64
+	indices    *indexTable
+	evicted    *evictedTimestamps
+	routes     routeTable
+	limiter    ratelimiter.Ratelimiter
 	// Under load: handshake messages per source before any cryptography,
 	// and cookie replies in all (constants.go).
 	sources *tokenbucket.Set[netip.Addr]
@@ -228,6 +236,7 @@ func New(cfg Config) (*Engine, error) {
 		log:            cfg.Logger,
 		cfg:            cfg,
 		peers:          newPeerTable(),
+		wheel:          newTimerWheel(wheelTick(cfg.TimerInterval), cfg.Clock.Now().UnixNano()),
 		evicted:        newEvictedTimestamps(cfg.EvictedTimestamps),
 		indices:        newIndexTable(),
 		cryptoQ:        make(chan cryptoJob, 1024),
@@ -351,6 +360,7 @@ func (e *Engine) AddPeer(pc PeerConfig) (*Peer, error) {
 		return nil, fmt.Errorf("engine: peer %s already present", pc.PublicKey.Short())
 	}
 	e.routes.add(p)
+	e.wheel.arm(p, e.nanos()) // its timers (a persistent keepalive) start now
 	return p, nil
 }
 

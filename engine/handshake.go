@@ -215,6 +215,7 @@ func (e *Engine) handleInitiation(msg []byte, ep conn.Endpoint) {
 			} else {
 				e.routes.add(p)
 			}
+			e.wheel.arm(p, e.nanos()) // eviction once idle
 		}
 		p.mu.Lock()
 		if p.removed {
@@ -268,6 +269,7 @@ func (e *Engine) handleInitiation(msg []byte, ep conn.Endpoint) {
 	p.mu.Unlock()
 	p.setEndpoint(ep)
 	p.lastActivity.Store(now)
+	e.wheel.arm(p, now) // a session in waiting: its deadlines from now
 
 	var b [wire.ResponseSize]byte
 	resp.Marshal(b[:])
@@ -389,6 +391,7 @@ func (e *Engine) sessionStarted(p *Peer, ep conn.Endpoint, initiator bool, now i
 	p.lastHandshake.Store(now)
 	p.lastActivity.Store(now)
 	p.expiredReported.Store(false)
+	e.wheel.arm(p, now) // the new session's expiry, and what else is due
 	e.handshakesOK.Add(1)
 	if e.hooks.HandshakeCompleted != nil {
 		e.hooks.HandshakeCompleted(HandshakeEvent{Peer: p, Endpoint: endpointAddr(ep), Initiator: initiator, Time: time.Unix(0, now)})
@@ -499,7 +502,9 @@ func (e *Engine) sendInitiation(p *Peer) {
 	p.initiator, p.initIndex, p.initFor = st, idx, id
 	p.initSentAt = now.UnixNano() + int64(rand.N(RekeyTimeoutJitterMax))
 	p.attempts++
+	retryAt := p.initSentAt + int64(RekeyTimeout)
 	p.mu.Unlock()
+	e.wheel.arm(p, retryAt)
 	var b [wire.InitiationSize]byte
 	m.Marshal(b[:])
 	p.cookies.AddMACs(b[:], now)

@@ -75,6 +75,7 @@ type Peer struct {
 	lastTraversal   atomic.Int64 // any authenticated packet, either way
 	lastActivity    atomic.Int64
 	expiredReported atomic.Bool
+	wheelSlot       atomic.Int64 // the timer wheel slot p is armed at, 0 if none
 
 	rxBytes, txBytes     atomic.Uint64
 	rxPackets, txPackets atomic.Uint64

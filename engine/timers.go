@@ -7,30 +7,110 @@ import (
 )
 
 // WireGuard's timers, evaluated lazily: the data path only stores
-// timestamps (throttled atomics), and one sweeper goroutine decides, for
-// every held peer, what is due. No timer object, no goroutine per peer; a
-// fake clock plus RunTimers drives everything in tests.
+// timestamps (throttled atomics), and each peer waits in a timer wheel at
+// its earliest deadline; one goroutine evaluates the peers whose slot has
+// come, each of which works out its next deadline and is armed again. No
+// timer object, no goroutine per peer, no sweep over idle ones; a fake
+// clock plus RunTimers drives everything in tests.
+
+// backstopEvery is how often the timer loop arms every held peer anyway:
+// should an event ever fail to arm a peer, its timers are late by this
+// much at worst, never lost. 100,000 peers cost a few milliseconds here.
+const backstopEvery = time.Minute
+
+// wheelTick is the wheel's slot width for a TimerInterval.
+func wheelTick(interval time.Duration) int64 {
+	if interval <= 0 {
+		interval = 100 * time.Millisecond
+	}
+	return int64(interval)
+}
 
 func (e *Engine) timerLoop() {
 	t := time.NewTicker(e.cfg.TimerInterval)
 	defer t.Stop()
+	lastBackstop := e.nanos()
 	for {
 		select {
 		case <-e.ctx.Done():
 			return
 		case <-t.C:
 			e.RunTimers()
+			if now := e.nanos(); now-lastBackstop >= int64(backstopEvery) {
+				lastBackstop = now
+				e.peers.each(func(p *Peer) { e.wheel.arm(p, now) })
+			}
 		}
 	}
 }
 
-// RunTimers evaluates every peer's timers once against the engine's clock.
+// RunTimers evaluates, against the engine's clock, the timers of every
+// peer with a deadline due by now.
 func (e *Engine) RunTimers() {
+	e.timerMu.Lock()
+	defer e.timerMu.Unlock()
 	now := e.nanos()
-	e.peers.each(func(p *Peer) { e.peerTimers(p, now) })
+	e.timerBuf = e.wheel.due(now, e.timerBuf[:0])
+	e.timerEvals.Add(uint64(len(e.timerBuf)))
+	for i, p := range e.timerBuf {
+		if next := e.peerTimers(p, now); next != 0 {
+			e.wheel.arm(p, next)
+		}
+		e.timerBuf[i] = nil
+	}
 }
 
-func (e *Engine) peerTimers(p *Peer, now int64) {
+// peerTimers does what is due for p at now and returns p's next deadline
+// (0: none until an event arms it).
+func (e *Engine) peerTimers(p *Peer, now int64) (next int64) {
+	soonest := func(t int64) {
+		if next == 0 || t < next {
+			next = t
+		}
+	}
+	p.mu.Lock()
+	removed := p.removed
+	p.mu.Unlock()
+	if removed {
+		return 0
+	}
+	defer func() {
+		// Deadlines as they stand after what was done here.
+		p.mu.Lock()
+		if p.initIndex != 0 && !p.initQueued {
+			soonest(p.initSentAt + int64(RekeyTimeout))
+		}
+		hasNext, removed := p.next != nil, p.removed
+		p.mu.Unlock()
+		if removed {
+			next = 0
+			return
+		}
+		if due := p.keepaliveDue.Load(); due != 0 {
+			soonest(due + int64(KeepaliveTimeout))
+		}
+		if due := p.newHandshakeDue.Load(); due != 0 {
+			soonest(due + int64(KeepaliveTimeout+RekeyTimeout))
+		}
+		if p.keepalive > 0 {
+			soonest(p.lastTraversal.Load() + int64(p.keepalive))
+		}
+		kp := p.current.Load()
+		if kp != nil && !p.expiredReported.Load() {
+			soonest(kp.created + int64(RejectAfterTime))
+		}
+		if lh := p.lastHandshake.Load(); lh != 0 && (kp != nil || hasNext) {
+			soonest(lh + int64(3*RejectAfterTime))
+		}
+		if p.lazy {
+			// Eviction; once past it, a peer that may not go yet (an
+			// initiation pending) is looked at again once a second.
+			soonest(max(p.lastActivity.Load()+int64(RejectAfterTime), now+int64(time.Second)))
+		}
+		if next != 0 && next <= now {
+			next = now + 1 // due again at once (e.g. a clock step): next tick
+		}
+	}()
 	// Handshake retransmission, and giving up after RekeyAttemptTime.
 	p.mu.Lock()
 	pending := p.initIndex != 0 && !p.initQueued
@@ -85,6 +165,7 @@ func (e *Engine) peerTimers(p *Peer, now int64) {
 	if p.lazy && expired && !pending && now-p.lastActivity.Load() >= int64(RejectAfterTime) {
 		e.dropPeer(p, "evicted")
 	}
+	return 0 // the deferred function works out the next deadline
 }
 
 func (p *Peer) hasNext() bool {
