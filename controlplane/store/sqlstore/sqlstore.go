@@ -60,13 +60,15 @@ type Store struct {
 	reader
 	write *sql.DB // used for Update; SQLite gives it one connection
 	read  *sql.DB // used for reads outside transactions
+	stmts *stmtCache
 	d     *Dialect
 }
 
 // New returns a Store writing through write and reading through read
 // (which may be the same pool). The schema must already be migrated.
 func New(write, read *sql.DB, d *Dialect) *Store {
-	return &Store{reader: reader{q: read, d: d}, write: write, read: read, d: d}
+	stmts := newStmtCache(read)
+	return &Store{reader: reader{q: stmts, d: d}, write: write, read: read, stmts: stmts, d: d}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -541,6 +543,7 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 // Close implements store.Store.
 func (s *Store) Close() error {
 	s.CloseAll()
+	s.stmts.close()
 	err := s.write.Close()
 	if s.read != s.write {
 		if err2 := s.read.Close(); err == nil {
