@@ -42,6 +42,45 @@ func (s *Service) SetPresence(ctx context.Context, p store.Presence) error {
 	})
 }
 
+// PresenceWrite is one change of a gateway's session records: the
+// session set, or (Clear) the SIM's session on Presence.Gateway ended.
+type PresenceWrite struct {
+	Presence store.Presence
+	Clear    bool
+}
+
+// WritePresences applies a gateway's session changes in one transaction
+// (a reconnecting fleet is one commit per batch, not per device). Should
+// the batch fail, each change is tried on its own, so one bad change does
+// not lose the others; the first error is returned.
+func (s *Service) WritePresences(ctx context.Context, ws []PresenceWrite) error {
+	apply := func(tx store.Tx, w PresenceWrite) error {
+		if w.Clear {
+			return tx.ClearPresence(ctx, w.Presence.SIMID, w.Presence.Gateway)
+		}
+		tx.Publish(fleet.Change{Kind: fleet.ChangePresence, ID: w.Presence.SIMID})
+		return tx.SetPresence(ctx, w.Presence)
+	}
+	err := s.st.Update(ctx, func(tx store.Tx) error {
+		for _, w := range ws {
+			if err := apply(tx, w); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil || len(ws) == 1 || ctx.Err() != nil {
+		return err
+	}
+	var first error
+	for _, w := range ws {
+		if err := s.st.Update(ctx, func(tx store.Tx) error { return apply(tx, w) }); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
 // ClearPresence removes a SIM's session on a gateway; simID "" removes all
 // of that gateway's, as a gateway does when it starts.
 func (s *Service) ClearPresence(ctx context.Context, simID, gateway string) error {

@@ -242,6 +242,50 @@ func (s *Service) RecordDeviceEvent(ctx context.Context, simID, action string, d
 	return storeErr(err, "simId")
 }
 
+// DeviceEvent is one event a gateway records of a device.
+type DeviceEvent struct {
+	SIMID, Action string
+	Details       map[string]any
+}
+
+// RecordDeviceEvents records a gateway's device events in one transaction.
+// An event of a SIM deleted meanwhile is skipped; an invalid action fails
+// the call before anything is written. Should the batch fail, each event
+// is tried on its own; the first error is returned.
+func (s *Service) RecordDeviceEvents(ctx context.Context, evs []DeviceEvent) error {
+	for _, ev := range evs {
+		if !strings.HasPrefix(ev.Action, "device.") || len(ev.Action) > 64 {
+			return fleet.Errorf(fleet.CodeInvalid, "action", "device event actions start with \"device.\" (at most 64 bytes)")
+		}
+	}
+	apply := func(tx store.Tx, ev DeviceEvent) error {
+		if _, err := tx.SIM(ctx, ev.SIMID); errors.Is(err, store.ErrNotFound) {
+			return nil // the SIM is gone: nothing to record it against
+		} else if err != nil {
+			return err
+		}
+		return s.event(ctx, tx, Actor{Kind: "sim", ID: ev.SIMID}, ev.Action, "sim", ev.SIMID, ev.Details)
+	}
+	err := s.st.Update(ctx, func(tx store.Tx) error {
+		for _, ev := range evs {
+			if err := apply(tx, ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil || len(evs) == 1 || ctx.Err() != nil {
+		return err
+	}
+	var first error
+	for _, ev := range evs {
+		if err := s.st.Update(ctx, func(tx store.Tx) error { return apply(tx, ev) }); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
 // PromoteNextKey completes a key rotation: called (by the gateway) when the
 // device first completes a handshake with its announced next key, it makes
 // that key current and retires the old one. A key that is not the SIM's

@@ -38,26 +38,61 @@ type deviceEvent struct {
 }
 
 func newEventRecorder(ctx context.Context, svc *controlplane.Service, log *slog.Logger) *eventRecorder {
-	return &eventRecorder{ctx: ctx, svc: svc, log: log, q: make(chan deviceEvent, 4096), lastSeen: map[wgkey.Public]time.Time{}}
+	return &eventRecorder{ctx: ctx, svc: svc, log: log, q: make(chan deviceEvent, 16384), lastSeen: map[wgkey.Public]time.Time{}}
 }
+
+// eventBatch is the most events written in one transaction.
+const eventBatch = 500
 
 func (r *eventRecorder) start(wg *sync.WaitGroup) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		batch := make([]controlplane.DeviceEvent, 0, eventBatch)
 		for {
 			select {
 			case <-r.ctx.Done():
+				// What is queued is written before Close returns.
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				for len(r.q) > 0 {
+					r.write(ctx, r.drain(batch[:0]))
+				}
+				cancel()
 				return
 			case ev := <-r.q:
-				ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
-				if err := r.svc.RecordDeviceEvent(ctx, ev.sim, ev.action, ev.details); err != nil && r.ctx.Err() == nil {
-					r.log.Warn("recording device event", "sim", ev.sim, "action", ev.action, "err", err)
-				}
+				// Not cut short by shutdown: a batch taken is written.
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 10*time.Second)
+				r.write(ctx, r.drain(append(batch[:0], ev.event())))
 				cancel()
 			}
 		}
 	}()
+}
+
+// drain adds what is queued, up to a batch.
+func (r *eventRecorder) drain(batch []controlplane.DeviceEvent) []controlplane.DeviceEvent {
+	for len(batch) < eventBatch {
+		select {
+		case ev := <-r.q:
+			batch = append(batch, ev.event())
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (r *eventRecorder) write(ctx context.Context, batch []controlplane.DeviceEvent) {
+	if len(batch) == 0 {
+		return
+	}
+	if err := r.svc.RecordDeviceEvents(ctx, batch); err != nil {
+		r.log.Warn("recording device events", "events", len(batch), "first_sim", batch[0].SIMID, "first_action", batch[0].Action, "err", err)
+	}
+}
+
+func (ev deviceEvent) event() controlplane.DeviceEvent {
+	return controlplane.DeviceEvent{SIMID: ev.sim, Action: ev.action, Details: ev.details}
 }
 
 func (r *eventRecorder) record(sim, action string, details map[string]any) {

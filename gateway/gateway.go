@@ -152,7 +152,7 @@ type Gateway struct {
 	caps      *captures          // packet capture sessions
 	insp      *inspector         // nil without Config.Records
 	// presence: session records to write (see presence.go).
-	presence       chan presenceOp
+	presence       *presenceQueue
 	presenceChecks chan string
 
 	// registry: the SIM states handed to the engine, by SIM id then key.
@@ -236,7 +236,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.policies.compileMirrors = func(m fleet.Mirroring) []*mirrorTarget { return mirrorTargets(m, g) }
 	g.webhooks = webhook.New(cfg.Secrets, g.log, cfg.Egress)
 	g.responder = response.New(response.Config{Actions: monitorActions{svc: g.svc, st: g.st}, Webhooks: g.webhooks, Logger: g.log})
-	g.presence = make(chan presenceOp, 4096)
+	g.presence = newPresenceQueue()
 	g.presenceChecks = make(chan string, 1024)
 	hooks := engine.Hooks{
 		HandshakeCompleted: g.onHandshake,

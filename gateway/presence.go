@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"sync"
 	"time"
 
+	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/controlplane/store"
 )
 
@@ -38,16 +40,64 @@ func (g *Gateway) gatewayID() string {
 	return fmt.Sprintf("%s:%d", host, g.eng.Port())
 }
 
-// recordPresence queues a presence write (never blocks the engine's hooks).
-func (g *Gateway) recordPresence(op presenceOp) {
+// presenceQueue holds the session changes still to write, the latest per
+// SIM: a burst of reconnecting devices is never dropped (memory is bounded
+// by the SIMs, not by the changes), and a SIM that came and went before
+// the writer looked costs one write, its last state.
+type presenceQueue struct {
+	mu      sync.Mutex
+	pending map[string]presenceOp
+	wake    chan struct{} // one wake-up pending at most
+}
+
+func newPresenceQueue() *presenceQueue {
+	return &presenceQueue{pending: map[string]presenceOp{}, wake: make(chan struct{}, 1)}
+}
+
+func (q *presenceQueue) put(op presenceOp) {
+	q.mu.Lock()
+	q.pending[op.sim] = op
+	q.mu.Unlock()
+	q.poke()
+}
+
+// poke wakes the writer.
+func (q *presenceQueue) poke() {
 	select {
-	case g.presence <- op:
+	case q.wake <- struct{}{}:
 	default:
-		g.log.Warn("presence queue full; a session is not recorded", "sim", op.sim)
 	}
 }
 
-// writePresences serves the presence queue.
+// take returns what is pending and empties the queue.
+func (q *presenceQueue) take() map[string]presenceOp {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	m := q.pending
+	q.pending = map[string]presenceOp{}
+	return m
+}
+
+// putBack returns ops whose write failed, unless a newer change of the
+// same SIM came meanwhile.
+func (q *presenceQueue) putBack(ops []presenceOp) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, op := range ops {
+		if _, newer := q.pending[op.sim]; !newer {
+			q.pending[op.sim] = op
+		}
+	}
+}
+
+// presenceBatch is the most session changes written in one transaction.
+const presenceBatch = 1000
+
+// recordPresence queues a presence write (never blocks the engine's hooks).
+func (g *Gateway) recordPresence(op presenceOp) { g.presence.put(op) }
+
+// writePresences serves the presence queue, in batches; at shutdown it
+// writes what is still queued before it returns (Close waits for it).
 func (g *Gateway) writePresences() {
 	defer g.wg.Done()
 	id := g.gatewayID()
@@ -57,21 +107,55 @@ func (g *Gateway) writePresences() {
 	for {
 		select {
 		case <-g.ctx.Done():
-			return
-		case op := <-g.presence:
-			ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
-			var err error
-			if op.set {
-				err = g.svc.SetPresence(ctx, store.Presence{SIMID: op.sim, Gateway: id, Endpoint: op.endpoint, Since: op.since})
-			} else {
-				err = g.svc.ClearPresence(ctx, op.sim, id)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if n := g.flushPresences(ctx, id); n > 0 {
+				g.log.Warn("session records not written at shutdown", "count", n)
 			}
 			cancel()
-			if err != nil && g.ctx.Err() == nil {
-				g.log.Warn("recording presence", "sim", op.sim, "err", err)
+			return
+		case <-g.presence.wake:
+			if n := g.flushPresences(g.ctx, id); n > 0 && g.ctx.Err() == nil {
+				// The store is away: what failed is queued again; try
+				// again in a second, without spinning.
+				select {
+				case <-g.ctx.Done():
+				case <-time.After(time.Second):
+				}
+				g.presence.poke()
 			}
 		}
 	}
+}
+
+// flushPresences writes every queued change and returns how many could
+// not be written (queued again).
+func (g *Gateway) flushPresences(ctx context.Context, id string) (failed int) {
+	m := g.presence.take()
+	ops := make([]presenceOp, 0, len(m))
+	for _, op := range m {
+		ops = append(ops, op)
+	}
+	for len(ops) > 0 {
+		batch := ops[:min(len(ops), presenceBatch)]
+		ops = ops[len(batch):]
+		ws := make([]controlplane.PresenceWrite, len(batch))
+		for i, op := range batch {
+			ws[i] = controlplane.PresenceWrite{Presence: store.Presence{SIMID: op.sim, Gateway: id, Endpoint: op.endpoint, Since: op.since}, Clear: !op.set}
+		}
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := g.svc.WritePresences(wctx, ws)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				g.log.Warn("recording presence", "sessions", len(batch), "err", err)
+			}
+			// The rest would fail alike: all of it waits for the next try.
+			g.presence.putBack(batch)
+			g.presence.putBack(ops)
+			return len(batch) + len(ops)
+		}
+	}
+	return 0
 }
 
 // queuePresenceCheck hands a presence change to the checker: the change
