@@ -8,8 +8,18 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/egressrules"
 	"github.com/wirefleet/wirefleet/internal/seal"
 )
+
+// normalizeSettings checks a group's settings whole: the model's own
+// checks, then the egress rules'.
+func normalizeSettings(settings *fleet.GroupSettings) error {
+	if err := settings.Normalize("settings"); err != nil {
+		return err
+	}
+	return egressrules.Normalize(&settings.Egress, "settings.egress")
+}
 
 // CreateGroup creates a group.
 func (s *Service) CreateGroup(ctx context.Context, a Actor, name string, settings fleet.GroupSettings) (fleet.Group, error) {
@@ -19,7 +29,7 @@ func (s *Service) CreateGroup(ctx context.Context, a Actor, name string, setting
 	if err := fleet.ValidateName("name", name); err != nil {
 		return fleet.Group{}, err
 	}
-	if err := settings.Normalize("settings"); err != nil {
+	if err := normalizeSettings(&settings); err != nil {
 		return fleet.Group{}, err
 	}
 	if err := settings.Forwarders.SealSecrets("settings.forwarders", nil, s.cfg.Secrets); err != nil {
@@ -92,7 +102,7 @@ func (s *Service) UpdateGroup(ctx context.Context, a Actor, id string, name *str
 			if sec := &settings.Security; sec.WebhookSecret == "" && sec.WebhookURL != "" && sec.WebhookURL == g.Settings.Security.WebhookURL {
 				sec.WebhookSecret, kept = g.Settings.Security.WebhookSecret, true
 			}
-			if err := settings.Normalize("settings"); err != nil {
+			if err := normalizeSettings(settings); err != nil {
 				return err
 			}
 			if err := checkRedirection(ctx, tx, settings.Redirection); err != nil {

@@ -85,8 +85,9 @@ func ValidateTags(field string, tags map[string]string) error {
 // MaxRotateWithinHours bounds the time a required key rotation may allow.
 const MaxRotateWithinHours = 2160
 
-// Normalize fills defaults and validates settings. Field paths are given
-// under prefix (for example "settings").
+// Normalize fills defaults and validates settings, all but the egress
+// rules (egressrules.Normalize: the control plane calls both). Field
+// paths are given under prefix (for example "settings").
 func (s *GroupSettings) Normalize(prefix string) error {
 	if s.Version == 0 {
 		s.Version = SettingsVersion
@@ -140,9 +141,6 @@ func (s *GroupSettings) Normalize(prefix string) error {
 		return err
 	}
 	if err := s.DataStore.Normalize(prefix + ".dataStore"); err != nil {
-		return err
-	}
-	if err := s.Egress.Normalize(prefix + ".egress"); err != nil {
 		return err
 	}
 	if err := s.Mirroring.Normalize(prefix + ".mirroring"); err != nil {

@@ -137,7 +137,7 @@ func (c *policyCache) refresh(ctx context.Context, st store.Reader, id string) e
 	p.checkListeners, p.listenPorts = sec.CheckListeners, sec.ListenPorts
 	p.volume = monitor.VolumeLimits{MaxBytes: sec.MaxBytesPerMinute, MaxPackets: sec.MaxPacketsPerMinute, Factor: sec.VolumeFactor}
 	p.breakout, p.resolveAllowedOnly = g.Settings.Egress.Breakout, g.Settings.Egress.ResolveAllowedOnly
-	if p.egress, err = g.Settings.Egress.Compile(); err != nil {
+	if p.egress, err = egressrules.FromSettings(g.Settings.Egress); err != nil {
 		// Stored settings were checked when written: this is a rule the
 		// running code no longer takes. Nothing leaves (no table).
 		p.egress = nil
