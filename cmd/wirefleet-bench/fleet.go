@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -60,6 +61,26 @@ type fleetHub struct {
 	rss, before func() int64
 }
 
+// profileDir, when set (--profile), gets CPU profiles of our gateway
+// (this process) while the fleet connects and while it idles.
+var profileDir string
+
+// profile starts a CPU profile of this process into profileDir/name, when
+// asked and the subject is ours; the returned func stops it.
+func (s *gwSubject) profile(t *runT, name string) func() {
+	if profileDir == "" || s.tag != "ours" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(profileDir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		t.Fatal(err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
 func (s *gwSubject) fleet(t *runT, n int, keepalive, idle time.Duration) fleetFigure {
 	h := s.hub
 	exe, err := os.Executable()
@@ -89,6 +110,7 @@ func (s *gwSubject) fleet(t *runT, n int, keepalive, idle time.Duration) fleetFi
 	defer p.Stop()
 	waitEvent(t, p, "ready", 5*time.Minute, nil)
 	progress("fleet: %s: %d sessions connecting at once", s.name, n)
+	stop := s.profile(t, "connect.pprof")
 	cpu0 := s.cpu()
 	if err := syscall.Kill(p.PID, syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
@@ -101,13 +123,16 @@ func (s *gwSubject) fleet(t *runT, n int, keepalive, idle time.Duration) fleetFi
 		}
 	})
 	cpu1 := s.cpu()
+	stop()
 	f := fleetFigure{Subject: s.name, Sessions: n, ConnectSeconds: round3(done.Seconds), Initiations: done.Initiations,
 		CookieReplies: done.CookieReplies, ConnectCPUms: round3(float64((cpu1 - cpu0).Microseconds()) / 1000 / float64(n)), Keepalive: keepalive.String()}
 	progress("fleet: %s: all connected in %.1f s; idle for %s", s.name, done.Seconds, idle)
 	time.Sleep(3 * time.Second) // what connecting left behind settles
+	stop = s.profile(t, "idle.pprof")
 	cpuA := s.cpu()
 	time.Sleep(idle)
 	f.IdleCore = round3((s.cpu() - cpuA).Seconds() / idle.Seconds())
+	stop()
 	f.RSSPerSessionKB = round3(float64(h.rss()-rss0) / 1000 / float64(n))
 	if p.Exited() {
 		t.Fatalf("fleet: the simulator ended: %s", p.Output())

@@ -26,6 +26,7 @@ import (
 	"github.com/wirefleet/wirefleet/internal/netns"
 	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/services/platform"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 
@@ -52,19 +53,27 @@ type gwSubject struct {
 	cpu    func() time.Duration
 	server *netns.Process
 	hub    fleetHub
+	flow   string // the TCP flow service's address:port, from A
 }
 
 type gwRound struct {
 	Gbps       float64 `json:"gbps"`
 	CPUSeconds float64 `json:"cpuSeconds"`
 	CPUPerGbit float64 `json:"cpuSecondsPerGbit"`
+	// ServiceUp and ServiceDown are one TCP flow between device A and a
+	// service on the hub (ours: on the in-tunnel stack; the baselines: on
+	// the kernel's TCP in the hub's namespace), Gbit/s.
+	ServiceUp   float64 `json:"serviceUpGbps"`
+	ServiceDown float64 `json:"serviceDownGbps"`
 }
 
 type gwFigure struct {
-	Subject    string    `json:"subject"`
-	Rounds     []gwRound `json:"rounds"`
-	Gbps       float64   `json:"gbpsMedian"`
-	CPUPerGbit float64   `json:"cpuSecondsPerGbitMedian"`
+	Subject     string    `json:"subject"`
+	Rounds      []gwRound `json:"rounds"`
+	Gbps        float64   `json:"gbpsMedian"`
+	CPUPerGbit  float64   `json:"cpuSecondsPerGbitMedian"`
+	ServiceUp   float64   `json:"serviceUpGbpsMedian"`
+	ServiceDown float64   `json:"serviceDownGbpsMedian"`
 }
 
 type gwReport struct {
@@ -90,12 +99,15 @@ func gatewayBench(args []string) (code int) {
 	fleetHubs := fs.String("fleet-hubs", "ours,latest", "hubs the simulated fleet is measured on")
 	keepalive := fs.Duration("keepalive", 25*time.Second, "the simulated fleet's keepalive interval")
 	idle := fs.Duration("idle", 30*time.Second, "how long the idle fleet's CPU is read")
+	fs.StringVar(&profileDir, "profile", "", "write CPU profiles of our gateway during the fleet's connect and idle phases (connect.pprof, idle.pprof) to this folder")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, `usage: wirefleet-bench gateway [flags]
 
 End to end, real devices in network namespaces (needs root, wireguard-go,
 wg, iproute2 and iperf3): device-to-device TCP through each hub, and the
-hub's CPU-seconds per gigabit carried. Then a simulated fleet (--fleet
+hub's CPU-seconds per gigabit carried; one TCP flow each way between a
+device and a service on the hub (ours: on its in-tunnel stack; the
+baselines: on the kernel's TCP in the hub's namespace). Then a simulated fleet (--fleet
 sessions from one process, each with its own loopback source address)
 connects to each of --fleet-hubs at once and idles with keepalives: the
 hub's CPU per connected session, its CPU while idle, its memory per
@@ -180,12 +192,16 @@ session. Progress on stderr.
 	for i := range figs {
 		figs[i].Gbps = median(figs[i].Rounds, func(r gwRound) float64 { return r.Gbps })
 		figs[i].CPUPerGbit = median(figs[i].Rounds, func(r gwRound) float64 { return r.CPUPerGbit })
+		figs[i].ServiceUp = median(figs[i].Rounds, func(r gwRound) float64 { return r.ServiceUp })
+		figs[i].ServiceDown = median(figs[i].Rounds, func(r gwRound) float64 { return r.ServiceDown })
 	}
 	if len(figs) > 1 && subjects[0].name == oursName {
 		for _, f := range figs[1:] {
 			rep.Ratios[f.Subject] = map[string]float64{
 				"throughput":    round3(figs[0].Gbps / f.Gbps),
 				"cpuPerGigabit": round3(figs[0].CPUPerGbit / f.CPUPerGbit),
+				"serviceUp":     ratio(figs[0].ServiceUp, f.ServiceUp),
+				"serviceDown":   ratio(figs[0].ServiceDown, f.ServiceDown),
 			}
 		}
 	}
@@ -195,13 +211,14 @@ session. Progress on stderr.
 		return 0
 	}
 	fmt.Printf("%s, %s per run, %d rounds (medians), end to end in namespaces\n\n", rep.Test, rep.Duration, *rounds)
-	fmt.Printf("%-22s %10s %18s\n", "hub", "Gbit/s", "CPU s per Gbit")
+	fmt.Printf("%-22s %10s %18s %16s %18s\n", "hub", "Gbit/s", "CPU s per Gbit", "service up", "service down")
 	for _, f := range figs {
-		fmt.Printf("%-22s %10.2f %18.3f\n", f.Subject, f.Gbps, f.CPUPerGbit)
+		fmt.Printf("%-22s %10.2f %18.3f %16.2f %18.2f\n", f.Subject, f.Gbps, f.CPUPerGbit, f.ServiceUp, f.ServiceDown)
 	}
 	for _, f := range figs[1:] {
 		if r, ok := rep.Ratios[f.Subject]; ok {
-			fmt.Printf("\nours / %s: throughput %.2f×, CPU per gigabit %.2f×", f.Subject, r["throughput"], r["cpuPerGigabit"])
+			fmt.Printf("\nours / %s: throughput %.2f×, CPU per gigabit %.2f×, service flow up %.2f×, down %.2f×", f.Subject,
+				r["throughput"], r["cpuPerGigabit"], r["serviceUp"], r["serviceDown"])
 		}
 	}
 	fmt.Println()
@@ -280,7 +297,8 @@ func ourGateway(t *runT, env *netns.Env) *gwSubject {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	svc := controlplane.New(st, controlplane.Config{Endpoint: fmt.Sprintf("%s:%d", netip.MustParsePrefix(hubLAN).Addr(), benchPort),
 		GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Logger: log, Secrets: secrets})
-	gw, err := gateway.New(gateway.Config{ControlPlane: svc, KeyStore: ks, ListenPort: benchPort, Logger: log, Secrets: secrets, Records: st})
+	gw, err := gateway.New(gateway.Config{ControlPlane: svc, KeyStore: ks, ListenPort: benchPort, Logger: log, Secrets: secrets, Records: st,
+		Services: []platform.Service{&flowService{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,6 +338,7 @@ func ourGateway(t *runT, env *netns.Env) *gwSubject {
 	}
 	s := newSubject(t, oursName, a, b, bAddr, selfCPU)
 	s.tag = "ours"
+	s.flow = netip.AddrPortFrom(flowAddr, flowPort).String()
 	s.hub = fleetHub{ns: hub, key: ks.PublicKey(), addPeers: ourFleetPeers(t, st), rss: func() int64 { return procRSS(os.Getpid()) }, before: selfRSS}
 	return s
 }
@@ -341,7 +360,13 @@ func wireguardHub(t *runT, env *netns.Env, tag, name string, start func(*netns.N
 	hw.AddAddr(overlay)
 	hw.Up()
 	pid := hw.Process.PID
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := newSubject(t, name, a, b, netip.AddrFrom4([4]byte{10, 99, 0, 3}), func() time.Duration { return procCPU(t, pid) })
+	s.flow = netip.AddrPortFrom(overlay.Addr(), flowPort).String()
+	hub.Start(nil, exe, sinkCommand, s.flow)
 	rss := func() int64 { return procRSS(pid) }
 	s.hub = fleetHub{ns: hub, key: hw.Public, addPeers: hubFleetPeers(hw), rss: rss, before: rss}
 	return s
@@ -387,7 +412,26 @@ func (s *gwSubject) run(t *runT, d time.Duration) gwRound {
 	gbit := res.End.SumReceived.Bytes * 8 / 1e9
 	r := gwRound{Gbps: round3(gbit / res.End.SumReceived.Seconds), CPUSeconds: round3(cpu.Seconds())}
 	r.CPUPerGbit = round3(cpu.Seconds() / gbit)
+	r.ServiceUp, r.ServiceDown = s.serviceFlow(t, "u", d), s.serviceFlow(t, "d", d)
 	return r
+}
+
+// serviceFlow runs one TCP flow from device A to the hub's flow service,
+// Gbit/s.
+func (s *gwSubject) serviceFlow(t *runT, mode string, d time.Duration) float64 {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.a.Exec(exe, flowCommand, mode, s.flow, d.String())
+	if err != nil {
+		t.Fatalf("%s: service flow %s: %v\n%s", s.name, mode, err, out)
+	}
+	var r flowResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Seconds == 0 {
+		t.Fatalf("%s: service flow %s: %v\n%s", s.name, mode, err, out)
+	}
+	return round3(float64(r.Bytes) * 8 / 1e9 / r.Seconds)
 }
 
 // selfCPU is this process's CPU time: our gateway's, the bench idle

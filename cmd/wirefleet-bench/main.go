@@ -64,6 +64,10 @@ func main() {
 		os.Exit(engine(os.Args[2:]))
 	case "gateway":
 		os.Exit(gatewayBench(os.Args[2:]))
+	case flowCommand: // hidden: the gateway bench's service flow, device side
+		os.Exit(runFlow(os.Args[2:]))
+	case sinkCommand: // hidden: the service behind a baseline hub
+		os.Exit(runSink(os.Args[2:]))
 	case fleetSimCommand: // hidden: the gateway bench's simulated fleet
 		os.Exit(runFleetSim(os.Args[2:]))
 	case wggoCommand: // hidden: the gateway bench's latest-wireguard-go hub
