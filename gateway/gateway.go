@@ -158,6 +158,10 @@ type Gateway struct {
 	// registry: the SIM states handed to the engine, by SIM id then key.
 	regMu sync.Mutex
 	reg   map[string]map[wgkey.Public]*simState
+	// rotating holds the registered states whose SIM has a required
+	// rotation deadline: the rotation check looks at these only, not at
+	// every held session (regMu).
+	rotating map[*simState]struct{}
 
 	policies policyCache
 	// simGen counts SIM changes seen on the feed (see resolvePeer).
@@ -418,6 +422,7 @@ func (g *Gateway) resolvePeer(ctx context.Context, key wgkey.Public, remote neti
 			break
 		}
 	}
+	g.trackRotation(st)
 	return engine.PeerConfig{
 		PublicKey:  key,
 		AllowedIPs: g.allowedIPs(sim),
@@ -454,12 +459,43 @@ func (g *Gateway) register(st *simState) *simState {
 func (g *Gateway) unregister(st *simState) {
 	g.regMu.Lock()
 	defer g.regMu.Unlock()
+	delete(g.rotating, st)
 	if m := g.reg[st.id]; m != nil && m[st.key] == st {
 		delete(m, st.key)
 		if len(m) == 0 {
 			delete(g.reg, st.id)
 		}
 	}
+}
+
+// trackRotation files st among the states the rotation check looks at
+// when its SIM (as st now holds it) has a deadline; call it after every
+// change of st.sim.
+func (g *Gateway) trackRotation(st *simState) {
+	sim := st.SIM()
+	g.regMu.Lock()
+	defer g.regMu.Unlock()
+	if sim == nil || sim.RotateBy.IsZero() || st.revoked.Load() {
+		delete(g.rotating, st)
+		return
+	}
+	if m := g.reg[st.id]; m != nil && m[st.key] == st {
+		if g.rotating == nil {
+			g.rotating = map[*simState]struct{}{}
+		}
+		g.rotating[st] = struct{}{}
+	}
+}
+
+// rotatingStates returns the states with a rotation deadline.
+func (g *Gateway) rotatingStates() []*simState {
+	g.regMu.Lock()
+	defer g.regMu.Unlock()
+	out := make([]*simState, 0, len(g.rotating))
+	for st := range g.rotating {
+		out = append(out, st)
+	}
+	return out
 }
 
 // states returns the registered states of a SIM.
@@ -708,6 +744,7 @@ func (g *Gateway) recheckSIM(id string) {
 		s := sim
 		st.sim.Store(&s)
 		st.stale.Store(false)
+		g.trackRotation(st)
 	}
 }
 
