@@ -81,6 +81,23 @@ func (s *gwSubject) profile(t *runT, name string) func() {
 	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
+// heapProfile writes our gateway's heap (this process) to
+// profileDir/heap.pprof, when asked.
+func (s *gwSubject) heapProfile(t *runT) {
+	if profileDir == "" || s.tag != "ours" {
+		return
+	}
+	f, err := os.Create(filepath.Join(profileDir, "heap.pprof"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (s *gwSubject) fleet(t *runT, n int, keepalive, idle time.Duration) fleetFigure {
 	h := s.hub
 	exe, err := os.Executable()
@@ -134,6 +151,7 @@ func (s *gwSubject) fleet(t *runT, n int, keepalive, idle time.Duration) fleetFi
 	f.IdleCore = round3((s.cpu() - cpuA).Seconds() / idle.Seconds())
 	stop()
 	f.RSSPerSessionKB = round3(float64(h.rss()-rss0) / 1000 / float64(n))
+	s.heapProfile(t)
 	if p.Exited() {
 		t.Fatalf("fleet: the simulator ended: %s", p.Output())
 	}

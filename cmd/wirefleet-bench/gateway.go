@@ -99,7 +99,7 @@ func gatewayBench(args []string) (code int) {
 	fleetHubs := fs.String("fleet-hubs", "ours,latest", "hubs the simulated fleet is measured on")
 	keepalive := fs.Duration("keepalive", 25*time.Second, "the simulated fleet's keepalive interval")
 	idle := fs.Duration("idle", 30*time.Second, "how long the idle fleet's CPU is read")
-	fs.StringVar(&profileDir, "profile", "", "write CPU profiles of our gateway during the fleet's connect and idle phases (connect.pprof, idle.pprof) to this folder")
+	fs.StringVar(&profileDir, "profile", "", "write CPU profiles of our gateway during the fleet's connect and idle phases (connect.pprof, idle.pprof) and its heap once idle (heap.pprof) to this folder")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, `usage: wirefleet-bench gateway [flags]
 

@@ -58,9 +58,9 @@ type Store struct {
 	store.Hub
 	// reader, on the read pool, serves every store.Reader method.
 	reader
-	write *sql.DB // used for Update; SQLite gives it one connection
-	read  *sql.DB // used for reads outside transactions
-	stmts *stmtCache
+	write *sql.DB    // used for Update; SQLite gives it one connection
+	read  *sql.DB    // used for reads outside transactions
+	stmts *stmtCache // the read pool's prepared statements
 	d     *Dialect
 }
 
