@@ -157,7 +157,7 @@ type Gateway struct {
 
 	// registry: the SIM states handed to the engine, by SIM id then key.
 	regMu sync.Mutex
-	reg   map[string]map[wgkey.Public]*simState
+	reg   map[string][]*simState // by SIM: one state per key held (a SIM rotating has two)
 	// rotating holds the registered states whose SIM has a required
 	// rotation deadline: the rotation check looks at these only, not at
 	// every held session (regMu).
@@ -217,7 +217,7 @@ func New(cfg Config) (*Gateway, error) {
 		pool: cfg.ControlPlane.Config().Pool,
 		plat: cfg.ControlPlane.Config().PlatformRange,
 		zone: cfg.Zone,
-		reg:  map[string]map[wgkey.Public]*simState{},
+		reg:  map[string][]*simState{},
 	}
 	g.policies.groups = map[string]*groupPolicy{}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
@@ -444,15 +444,18 @@ func keyOf(sim fleet.SIM, k wgkey.Public, now time.Time) bool {
 func (g *Gateway) register(st *simState) *simState {
 	g.regMu.Lock()
 	defer g.regMu.Unlock()
-	m := g.reg[st.id]
-	if m == nil {
-		m = map[wgkey.Public]*simState{}
-		g.reg[st.id] = m
+	states := g.reg[st.id]
+	for i, old := range states {
+		if old.key == st.key {
+			if !old.revoked.Load() {
+				return old
+			}
+			delete(g.rotating, old)
+			states[i] = st
+			return st
+		}
 	}
-	if old := m[st.key]; old != nil && !old.revoked.Load() {
-		return old
-	}
-	m[st.key] = st
+	g.reg[st.id] = append(states, st)
 	return st
 }
 
@@ -460,12 +463,21 @@ func (g *Gateway) unregister(st *simState) {
 	g.regMu.Lock()
 	defer g.regMu.Unlock()
 	delete(g.rotating, st)
-	if m := g.reg[st.id]; m != nil && m[st.key] == st {
-		delete(m, st.key)
-		if len(m) == 0 {
+	states := g.reg[st.id]
+	if i := slices.Index(states, st); i >= 0 {
+		states = slices.Delete(states, i, i+1)
+		if len(states) == 0 {
 			delete(g.reg, st.id)
+		} else {
+			g.reg[st.id] = states
 		}
 	}
+}
+
+// registered reports whether st is the state registered for its SIM and
+// key (regMu held).
+func (g *Gateway) registered(st *simState) bool {
+	return slices.Contains(g.reg[st.id], st)
 }
 
 // trackRotation files st among the states the rotation check looks at
@@ -479,7 +491,7 @@ func (g *Gateway) trackRotation(st *simState) {
 		delete(g.rotating, st)
 		return
 	}
-	if m := g.reg[st.id]; m != nil && m[st.key] == st {
+	if g.registered(st) {
 		if g.rotating == nil {
 			g.rotating = map[*simState]struct{}{}
 		}
@@ -513,10 +525,8 @@ func (g *Gateway) allStates() []*simState {
 	g.regMu.Lock()
 	defer g.regMu.Unlock()
 	var out []*simState
-	for _, m := range g.reg {
-		for _, st := range m {
-			out = append(out, st)
-		}
+	for _, states := range g.reg {
+		out = append(out, states...)
 	}
 	return out
 }
