@@ -61,20 +61,27 @@ func (s *Service) WritePresences(ctx context.Context, ws []PresenceWrite) error 
 		tx.Publish(fleet.Change{Kind: fleet.ChangePresence, ID: w.Presence.SIMID})
 		return tx.SetPresence(ctx, w.Presence)
 	}
-	err := s.st.Update(ctx, func(tx store.Tx) error {
-		for _, w := range ws {
-			if err := apply(tx, w); err != nil {
+	return updateBatch(ctx, s.st, ws, apply)
+}
+
+// updateBatch applies every item in one transaction; should that fail,
+// each item in a transaction of its own, so one bad item does not lose
+// the others (the first error is returned). A gateway's batches go so.
+func updateBatch[T any](ctx context.Context, st store.Store, items []T, apply func(store.Tx, T) error) error {
+	err := st.Update(ctx, func(tx store.Tx) error {
+		for _, it := range items {
+			if err := apply(tx, it); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	if err == nil || len(ws) == 1 || ctx.Err() != nil {
+	if err == nil || len(items) == 1 || ctx.Err() != nil {
 		return err
 	}
 	var first error
-	for _, w := range ws {
-		if err := s.st.Update(ctx, func(tx store.Tx) error { return apply(tx, w) }); err != nil && first == nil {
+	for _, it := range items {
+		if err := st.Update(ctx, func(tx store.Tx) error { return apply(tx, it) }); err != nil && first == nil {
 			first = err
 		}
 	}

@@ -264,24 +264,7 @@ func (s *Service) RecordDeviceEvents(ctx context.Context, evs []DeviceEvent) err
 	apply := func(tx store.Tx, ev DeviceEvent) error {
 		return s.event(ctx, tx, Actor{Kind: "sim", ID: ev.SIMID}, ev.Action, "sim", ev.SIMID, ev.Details)
 	}
-	err := s.st.Update(ctx, func(tx store.Tx) error {
-		for _, ev := range evs {
-			if err := apply(tx, ev); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err == nil || len(evs) == 1 || ctx.Err() != nil {
-		return err
-	}
-	var first error
-	for _, ev := range evs {
-		if err := s.st.Update(ctx, func(tx store.Tx) error { return apply(tx, ev) }); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	return updateBatch(ctx, s.st, evs, apply)
 }
 
 // PromoteNextKey completes a key rotation: called (by the gateway) when the

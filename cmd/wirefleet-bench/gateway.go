@@ -99,7 +99,7 @@ func gatewayBench(args []string) (code int) {
 	fleetHubs := fs.String("fleet-hubs", "ours,latest", "hubs the simulated fleet is measured on")
 	keepalive := fs.Duration("keepalive", 25*time.Second, "the simulated fleet's keepalive interval")
 	idle := fs.Duration("idle", 30*time.Second, "how long the idle fleet's CPU is read")
-	fs.StringVar(&profileDir, "profile", "", "write CPU profiles of our gateway during the fleet's connect and idle phases (connect.pprof, idle.pprof) and its heap once idle (heap.pprof) to this folder")
+	fs.StringVar(&profileDir, "profile", "", "write CPU profiles of our gateway during the fleet's connect and idle phases (connect.pprof, idle.pprof), its heap once idle (heap.pprof), and its CPU during device-to-device runs (d2d.pprof) to this folder")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, `usage: wirefleet-bench gateway [flags]
 
@@ -392,9 +392,11 @@ func newSubject(t *runT, name string, a, b *netns.NS, bAddr netip.Addr, cpu func
 }
 
 func (s *gwSubject) run(t *runT, d time.Duration) gwRound {
+	stop := s.profile(t, "d2d.pprof") // each round's overwrites the last
 	before := s.cpu()
 	out, err := s.a.Exec("iperf3", "-c", s.bAddr.String(), "-t", strconv.Itoa(int(math.Ceil(d.Seconds()))), "-J")
 	cpu := s.cpu() - before
+	stop()
 	if err != nil {
 		t.Fatalf("%s: iperf3: %v\n%s", s.name, err, out)
 	}
