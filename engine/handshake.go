@@ -466,6 +466,7 @@ func (e *Engine) requestHandshake(p *Peer, retry bool) {
 		p.mu.Lock()
 		p.initQueued = false
 		p.mu.Unlock()
+		e.wheel.arm(p, e.nanos()) // the queue is full: a retry is tried again next tick
 	}
 }
 

@@ -36,7 +36,7 @@ func (e *Engine) timerLoop() {
 			return
 		case <-t.C:
 			e.RunTimers()
-			if now := e.nanos(); now-lastBackstop >= int64(backstopEvery) {
+			if now := e.nanos(); now-lastBackstop >= int64(backstopEvery) || now < lastBackstop {
 				lastBackstop = now
 				e.peers.each(func(p *Peer) { e.wheel.arm(p, now) })
 			}

@@ -68,6 +68,12 @@ func (w *timerWheel) due(now int64, buf []*Peer) []*Peer {
 	target := now / w.tick
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if target+1 < w.cursor {
+		// The clock stepped back (the engine's clock is the wall clock):
+		// every armed peer is looked at now, against the new time, and
+		// arms itself again from it — else all would wait out the step.
+		w.cursor = target - wheelSlots + 1
+	}
 	for n := 0; w.cursor <= target && n < wheelSlots; n++ {
 		i := w.cursor & (wheelSlots - 1)
 		entries := w.slots[i]

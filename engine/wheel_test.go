@@ -79,6 +79,20 @@ func TestTimerWheel(t *testing.T) {
 	if got := dueSet(w, now+int64(5*wheelSlots)*tick+2*tick); !got[a] {
 		t.Fatal("armed after a jump: not fired")
 	}
+
+	// The clock stepped back an hour: what was armed comes out at once
+	// (to be armed again from the new time), and new deadlines fire at
+	// their time, not an hour late.
+	later := now + int64(5*wheelSlots)*tick + 10*tick
+	w.arm(b, later+50*tick)
+	back := later - int64(time.Hour)
+	if got := dueSet(w, back); len(got) != 1 || !got[b] {
+		t.Fatalf("after a step back: %v", got)
+	}
+	w.arm(c, back+3*tick)
+	if got := dueSet(w, back+3*tick); len(got) != 1 || !got[c] {
+		t.Fatalf("armed after a step back: %v", got)
+	}
 }
 
 // Idle peers cost the timer loop nothing: 500 peers with a 25 s

@@ -52,13 +52,7 @@ func (r *eventRecorder) start(wg *sync.WaitGroup) {
 		for {
 			select {
 			case <-r.ctx.Done():
-				// What is queued is written before Close returns.
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				for len(r.q) > 0 {
-					r.write(ctx, r.drain(batch[:0]))
-				}
-				cancel()
-				return
+				return // what is left is written by flush, from Close
 			case ev := <-r.q:
 				// Not cut short by shutdown: a batch taken is written.
 				ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 10*time.Second)
@@ -67,6 +61,14 @@ func (r *eventRecorder) start(wg *sync.WaitGroup) {
 			}
 		}
 	}()
+}
+
+// flush writes everything queued (at shutdown, once nothing records).
+func (r *eventRecorder) flush(ctx context.Context) {
+	batch := make([]controlplane.DeviceEvent, 0, eventBatch)
+	for len(r.q) > 0 && ctx.Err() == nil {
+		r.write(ctx, r.drain(batch[:0]))
+	}
 }
 
 // drain adds what is queued, up to a batch.

@@ -365,6 +365,7 @@ func (g *Gateway) Close() error {
 		}
 		g.closeErr = g.eng.Close()
 		g.wg.Wait()
+		g.finalFlush()
 	})
 	return g.closeErr
 }
@@ -484,9 +485,11 @@ func (g *Gateway) registered(st *simState) bool {
 // when its SIM (as st now holds it) has a deadline; call it after every
 // change of st.sim.
 func (g *Gateway) trackRotation(st *simState) {
-	sim := st.SIM()
 	g.regMu.Lock()
 	defer g.regMu.Unlock()
+	// Read under the lock: of two updates racing, the one that takes
+	// the lock last sees the last record stored.
+	sim := st.SIM()
 	if sim == nil || sim.RotateBy.IsZero() || st.revoked.Load() {
 		delete(g.rotating, st)
 		return

@@ -96,8 +96,9 @@ const presenceBatch = 1000
 // recordPresence queues a presence write (never blocks the engine's hooks).
 func (g *Gateway) recordPresence(op presenceOp) { g.presence.put(op) }
 
-// writePresences serves the presence queue, in batches; at shutdown it
-// writes what is still queued before it returns (Close waits for it).
+// writePresences serves the presence queue, in batches. At shutdown,
+// Close writes what is still queued once the engine is closed, so the
+// session ends of the last moments are written too (finalFlush).
 func (g *Gateway) writePresences() {
 	defer g.wg.Done()
 	id := g.gatewayID()
@@ -107,12 +108,7 @@ func (g *Gateway) writePresences() {
 	for {
 		select {
 		case <-g.ctx.Done():
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if n := g.flushPresences(ctx, id); n > 0 {
-				g.log.Warn("session records not written at shutdown", "count", n)
-			}
-			cancel()
-			return
+			return // Close writes what is left, once the engine is down
 		case <-g.presence.wake:
 			if n := g.flushPresences(g.ctx, id); n > 0 && g.ctx.Err() == nil {
 				// The store is away: what failed is queued again; try
@@ -269,4 +265,15 @@ func endpointString(ap netip.AddrPort) string {
 		return ""
 	}
 	return ap.String()
+}
+
+// finalFlush writes the session records and device events still queued;
+// Close calls it once the engine and the writers have stopped.
+func (g *Gateway) finalFlush() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if n := g.flushPresences(ctx, g.gatewayID()); n > 0 {
+		g.log.Warn("session records not written at shutdown", "count", n)
+	}
+	g.events.flush(ctx)
 }

@@ -18,9 +18,10 @@ const maxCachedStmts = 512
 // lookup at every handshake — then skip parsing and planning; database/sql
 // prepares a statement again on each connection it lands on by itself.
 type stmtCache struct {
-	db    *sql.DB
-	mu    sync.RWMutex
-	stmts map[string]*sql.Stmt
+	db     *sql.DB
+	mu     sync.RWMutex
+	stmts  map[string]*sql.Stmt
+	closed bool
 }
 
 func newStmtCache(db *sql.DB) *stmtCache {
@@ -38,15 +39,22 @@ func (c *stmtCache) stmt(ctx context.Context, q string) *sql.Stmt {
 	if ok || n >= maxCachedStmts {
 		return st
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if st, ok := c.stmts[q]; ok {
-		return st
-	}
-	// Prepared apart from ctx: the statement outlives this call.
-	st, err := c.db.PrepareContext(context.WithoutCancel(ctx), q)
+	// Prepared outside the lock, with the caller's context (database/sql
+	// uses it for the preparing only): a read waiting for a connection
+	// holds up no other read.
+	st, err := c.db.PrepareContext(ctx, q)
 	if err != nil {
 		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		st.Close()
+		return nil
+	}
+	if won, ok := c.stmts[q]; ok {
+		st.Close() // another caller prepared it meanwhile
+		return won
 	}
 	c.stmts[q] = st
 	return st
@@ -77,6 +85,7 @@ func (c *stmtCache) QueryRowContext(ctx context.Context, q string, args ...any) 
 func (c *stmtCache) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
 	for q, st := range c.stmts {
 		st.Close()
 		delete(c.stmts, q)
