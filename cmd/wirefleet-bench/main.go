@@ -5,6 +5,7 @@
 //
 //	go run ./cmd/wirefleet-bench engine [--json] [--duration 10s] [--peers 10000,100000]
 //	go run ./cmd/wirefleet-bench gateway [--json] [--rounds 3] [--duration 5s] [--hubs ours,latest,debian]
+//	        [--fleet 10000] [--fleet-hubs ours,latest] [--keepalive 25s] [--idle 30s] [--profile DIR]
 //
 // Progress goes to stderr, the table or JSON to stdout. Subjects are listed in
 // subjects below; our engine joins as enginebench.Ours.
@@ -49,7 +50,9 @@ session (each peer count in a fresh child process).
 
 gateway: end to end in network namespaces (root): device-to-device TCP through
 wirefleet's gateway and through wireguard-go hubs (the latest and Debian's),
-with each hub's CPU-seconds per gigabit.
+with each hub's CPU-seconds per gigabit; one TCP flow each way to a service on
+each hub; and a simulated fleet (10,000 sessions by default) connecting at once
+and idling: CPU per connect, idle CPU, memory per session.
 
 `)
 }
