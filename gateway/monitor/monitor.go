@@ -155,7 +155,7 @@ func New(cfg Config) *Monitor {
 func (m *Monitor) state(sim string) *simState {
 	s := m.sims[sim]
 	if s == nil {
-		s = &simState{quietTil: map[string]time.Time{}}
+		s = &simState{} // maps made at first use: most SIMs never raise an alert
 		m.sims[sim] = s
 	}
 	return s
@@ -384,6 +384,9 @@ func (m *Monitor) fire(a Alert) {
 func (m *Monitor) unsuppressed(s *simState, kind string, now time.Time) bool {
 	if now.Before(s.quietTil[kind]) {
 		return false
+	}
+	if s.quietTil == nil {
+		s.quietTil = map[string]time.Time{}
 	}
 	s.quietTil[kind] = now.Add(m.cfg.Suppress)
 	return true
