@@ -33,15 +33,6 @@ func (s *Service) SIMRecord(ctx context.Context, id string) (fleet.SIM, error) {
 	return s.st.SIM(ctx, id)
 }
 
-// SetPresence records a SIM's live session on a gateway, and tells the
-// other gateways sharing the store (a change of kind presence).
-func (s *Service) SetPresence(ctx context.Context, p store.Presence) error {
-	return s.st.Update(ctx, func(tx store.Tx) error {
-		tx.Publish(fleet.Change{Kind: fleet.ChangePresence, ID: p.SIMID})
-		return tx.SetPresence(ctx, p)
-	})
-}
-
 // PresenceWrite is one change of a gateway's session records: the
 // session set, or (Clear) the SIM's session on Presence.Gateway ended.
 type PresenceWrite struct {
@@ -50,7 +41,9 @@ type PresenceWrite struct {
 }
 
 // WritePresences applies a gateway's session changes in one transaction
-// (a reconnecting fleet is one commit per batch, not per device). Should
+// (a reconnecting fleet is one commit per batch, not per device); each
+// session set tells the other gateways sharing the store (a change of
+// kind presence). Should
 // the batch fail, each change is tried on its own, so one bad change does
 // not lose the others; the first error is returned.
 func (s *Service) WritePresences(ctx context.Context, ws []PresenceWrite) error {

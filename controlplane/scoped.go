@@ -230,8 +230,8 @@ func fmtGroupErr(name string, err error) error {
 // trail, attributed to the SIM. Actions must start with "device." so they
 // can never be mistaken for operator actions.
 func (s *Service) RecordDeviceEvent(ctx context.Context, simID, action string, details map[string]any) error {
-	if !strings.HasPrefix(action, "device.") || len(action) > 64 {
-		return fleet.Errorf(fleet.CodeInvalid, "action", "device event actions start with \"device.\" (at most 64 bytes)")
+	if err := checkDeviceAction(action); err != nil {
+		return err
 	}
 	err := s.st.Update(ctx, func(tx store.Tx) error {
 		if _, err := tx.SIM(ctx, simID); err != nil {
@@ -240,6 +240,14 @@ func (s *Service) RecordDeviceEvent(ctx context.Context, simID, action string, d
 		return s.event(ctx, tx, Actor{Kind: "sim", ID: simID}, action, "sim", simID, details)
 	})
 	return storeErr(err, "simId")
+}
+
+// checkDeviceAction refuses what is not a device event's action.
+func checkDeviceAction(action string) error {
+	if !strings.HasPrefix(action, "device.") || len(action) > 64 {
+		return fleet.Errorf(fleet.CodeInvalid, "action", "device event actions start with \"device.\" (at most 64 bytes)")
+	}
+	return nil
 }
 
 // DeviceEvent is one event a gateway records of a device.
@@ -257,8 +265,8 @@ type DeviceEvent struct {
 // first error is returned.
 func (s *Service) RecordDeviceEvents(ctx context.Context, evs []DeviceEvent) error {
 	for _, ev := range evs {
-		if !strings.HasPrefix(ev.Action, "device.") || len(ev.Action) > 64 {
-			return fleet.Errorf(fleet.CodeInvalid, "action", "device event actions start with \"device.\" (at most 64 bytes)")
+		if err := checkDeviceAction(ev.Action); err != nil {
+			return err
 		}
 	}
 	apply := func(tx store.Tx, ev DeviceEvent) error {

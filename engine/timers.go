@@ -53,64 +53,22 @@ func (e *Engine) RunTimers() {
 	e.timerBuf = e.wheel.due(now, e.timerBuf[:0])
 	e.timerEvals.Add(uint64(len(e.timerBuf)))
 	for i, p := range e.timerBuf {
-		if next := e.peerTimers(p, now); next != 0 {
+		e.peerTimers(p, now)
+		if next := p.nextDeadline(now); next != 0 {
 			e.wheel.arm(p, next)
 		}
 		e.timerBuf[i] = nil
 	}
 }
 
-// peerTimers does what is due for p at now and returns p's next deadline
-// (0: none until an event arms it).
-func (e *Engine) peerTimers(p *Peer, now int64) (next int64) {
-	soonest := func(t int64) {
-		if next == 0 || t < next {
-			next = t
-		}
-	}
+// peerTimers does what is due for p at now.
+func (e *Engine) peerTimers(p *Peer, now int64) {
 	p.mu.Lock()
 	removed := p.removed
 	p.mu.Unlock()
 	if removed {
-		return 0
+		return
 	}
-	defer func() {
-		// Deadlines as they stand after what was done here.
-		p.mu.Lock()
-		if p.initIndex != 0 && !p.initQueued {
-			soonest(p.initSentAt + int64(RekeyTimeout))
-		}
-		hasNext, removed := p.next != nil, p.removed
-		p.mu.Unlock()
-		if removed {
-			next = 0
-			return
-		}
-		if due := p.keepaliveDue.Load(); due != 0 {
-			soonest(due + int64(KeepaliveTimeout))
-		}
-		if due := p.newHandshakeDue.Load(); due != 0 {
-			soonest(due + int64(KeepaliveTimeout+RekeyTimeout))
-		}
-		if p.keepalive > 0 {
-			soonest(p.lastTraversal.Load() + int64(p.keepalive))
-		}
-		kp := p.current.Load()
-		if kp != nil && !p.expiredReported.Load() {
-			soonest(kp.created + int64(RejectAfterTime))
-		}
-		if lh := p.lastHandshake.Load(); lh != 0 && (kp != nil || hasNext) {
-			soonest(lh + int64(3*RejectAfterTime))
-		}
-		if p.lazy {
-			// Eviction; once past it, a peer that may not go yet (an
-			// initiation pending) is looked at again once a second.
-			soonest(max(p.lastActivity.Load()+int64(RejectAfterTime), now+int64(time.Second)))
-		}
-		if next != 0 && next <= now {
-			next = now + 1 // due again at once (e.g. a clock step): next tick
-		}
-	}()
 	// Handshake retransmission, and giving up after RekeyAttemptTime.
 	p.mu.Lock()
 	pending := p.initIndex != 0 && !p.initQueued
@@ -165,7 +123,51 @@ func (e *Engine) peerTimers(p *Peer, now int64) (next int64) {
 	if p.lazy && expired && !pending && now-p.lastActivity.Load() >= int64(RejectAfterTime) {
 		e.dropPeer(p, "evicted")
 	}
-	return 0 // the deferred function works out the next deadline
+}
+
+// nextDeadline is the earliest time at which one of p's timers falls due,
+// as p stands now (0: none until an event arms it; a removed peer has
+// none).
+func (p *Peer) nextDeadline(now int64) (next int64) {
+	soonest := func(t int64) {
+		if next == 0 || t < next {
+			next = t
+		}
+	}
+	p.mu.Lock()
+	if p.initIndex != 0 && !p.initQueued {
+		soonest(p.initSentAt + int64(RekeyTimeout))
+	}
+	hasNext, removed := p.next != nil, p.removed
+	p.mu.Unlock()
+	if removed {
+		return 0
+	}
+	if due := p.keepaliveDue.Load(); due != 0 {
+		soonest(due + int64(KeepaliveTimeout))
+	}
+	if due := p.newHandshakeDue.Load(); due != 0 {
+		soonest(due + int64(KeepaliveTimeout+RekeyTimeout))
+	}
+	if p.keepalive > 0 {
+		soonest(p.lastTraversal.Load() + int64(p.keepalive))
+	}
+	kp := p.current.Load()
+	if kp != nil && !p.expiredReported.Load() {
+		soonest(kp.created + int64(RejectAfterTime))
+	}
+	if lh := p.lastHandshake.Load(); lh != 0 && (kp != nil || hasNext) {
+		soonest(lh + int64(3*RejectAfterTime))
+	}
+	if p.lazy {
+		// Eviction; once past it, a peer that may not go yet (an
+		// initiation pending) is looked at again once a second.
+		soonest(max(p.lastActivity.Load()+int64(RejectAfterTime), now+int64(time.Second)))
+	}
+	if next != 0 && next <= now {
+		next = now + 1 // due again at once (e.g. a clock step): next tick
+	}
+	return next
 }
 
 func (p *Peer) hasNext() bool {

@@ -209,15 +209,16 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.Logger = slog.Default()
 	}
 	g := &Gateway{shares: fairshare.NewMetrics(nil),
-		cfg:  cfg,
-		svc:  cfg.ControlPlane,
-		st:   cfg.ControlPlane.View(),
-		log:  cfg.Logger,
-		clk:  cfg.ControlPlane.Config().Clock,
-		pool: cfg.ControlPlane.Config().Pool,
-		plat: cfg.ControlPlane.Config().PlatformRange,
-		zone: cfg.Zone,
-		reg:  map[string][]*simState{},
+		cfg:      cfg,
+		svc:      cfg.ControlPlane,
+		st:       cfg.ControlPlane.View(),
+		log:      cfg.Logger,
+		clk:      cfg.ControlPlane.Config().Clock,
+		pool:     cfg.ControlPlane.Config().Pool,
+		plat:     cfg.ControlPlane.Config().PlatformRange,
+		zone:     cfg.Zone,
+		reg:      map[string][]*simState{},
+		rotating: map[*simState]struct{}{},
 	}
 	g.policies.groups = map[string]*groupPolicy{}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
@@ -475,12 +476,6 @@ func (g *Gateway) unregister(st *simState) {
 	}
 }
 
-// registered reports whether st is the state registered for its SIM and
-// key (regMu held).
-func (g *Gateway) registered(st *simState) bool {
-	return slices.Contains(g.reg[st.id], st)
-}
-
 // trackRotation files st among the states the rotation check looks at
 // when its SIM (as st now holds it) has a deadline; call it after every
 // change of st.sim.
@@ -494,10 +489,7 @@ func (g *Gateway) trackRotation(st *simState) {
 		delete(g.rotating, st)
 		return
 	}
-	if g.registered(st) {
-		if g.rotating == nil {
-			g.rotating = map[*simState]struct{}{}
-		}
+	if slices.Contains(g.reg[st.id], st) { // still registered
 		g.rotating[st] = struct{}{}
 	}
 }

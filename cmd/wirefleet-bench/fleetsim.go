@@ -7,6 +7,7 @@ import (
 	"crypto/cipher"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -251,19 +252,7 @@ func (f *fleetSim) write(b []byte, src netip.Addr) {
 }
 
 func isNoBuffer(err error) bool {
-	var se syscall.Errno
-	for e := err; e != nil; {
-		if x, ok := e.(syscall.Errno); ok {
-			se = x
-			break
-		}
-		u, ok := e.(interface{ Unwrap() error })
-		if !ok {
-			break
-		}
-		e = u.Unwrap()
-	}
-	return se == syscall.ENOBUFS || se == syscall.EAGAIN
+	return errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.EAGAIN)
 }
 
 // read takes the gateway's answers; each handshake response's DH work
