@@ -277,6 +277,16 @@ type Token struct {
 	Expires time.Time `json:"expires,omitzero"`
 }
 
+// ConsoleSession is one sign-in to the web console: the hash of its
+// secret (the cookie's value, never stored), the operator token it acts as
+// (its role is read from the token on every request), and when it ends.
+type ConsoleSession struct {
+	Hash    string
+	TokenID string
+	Created time.Time
+	Expires time.Time
+}
+
 // Event is one entry of the audit trail.
 type Event struct {
 	ID         int64          `json:"id"`
@@ -316,6 +326,16 @@ type Connection struct {
 	LastHandshake time.Time `json:"lastHandshake,omitzero"`
 	RxBytes       uint64    `json:"rxBytes"` // inner bytes from the device
 	TxBytes       uint64    `json:"txBytes"` // inner bytes to the device
+}
+
+// GatewayStats is a gateway's state at a glance (the console's overview).
+type GatewayStats struct {
+	Sessions   int    `json:"sessions"`   // SIMs with a live WireGuard session
+	Peers      int    `json:"peers"`      // peers held (sessions and recently active)
+	Handshakes uint64 `json:"handshakes"` // completed since start
+	RxBytes    uint64 `json:"rxBytes"`    // inner bytes from devices, of held peers
+	TxBytes    uint64 `json:"txBytes"`    // inner bytes to devices, of held peers
+	UnderLoad  bool   `json:"underLoad"`  // demanding cookies from initiators
 }
 
 // Session is what a device needs to bring its tunnel up.

@@ -35,6 +35,22 @@ func (d *dropCounters) get(reason string) uint64     { return d.c[d.index(reason
 // (router and engine), under-load state.
 func (g *Gateway) Collector() prometheus.Collector { return (*collector)(g) }
 
+// Stats returns the gateway's state at a glance. It walks every held
+// peer: callers share one reading rather than asking per viewer.
+func (g *Gateway) Stats() fleet.GatewayStats {
+	c := g.eng.Counters()
+	st := fleet.GatewayStats{Peers: int(c.ActivePeers), Handshakes: c.HandshakesCompleted, UnderLoad: c.UnderLoad}
+	g.eng.EachPeer(func(p *engine.Peer) {
+		s := p.Stats()
+		if s.HasSession {
+			st.Sessions++
+		}
+		st.RxBytes += s.RxBytes
+		st.TxBytes += s.TxBytes
+	})
+	return st
+}
+
 type collector Gateway
 
 var (

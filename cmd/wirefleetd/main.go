@@ -34,6 +34,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/api"
 	"github.com/wirefleet/wirefleet/controlplane/arcapi"
 	"github.com/wirefleet/wirefleet/controlplane/audit"
+	"github.com/wirefleet/wirefleet/controlplane/console"
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/fleet"
@@ -390,6 +391,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	mux.Handle("/api/v1/", api.New(svc, api.Config{Logger: log, Registerer: reg, Connections: gw, TrustedProxies: c.trustedProxies.prefixes(), CaptureDir: filepath.Join(c.dataDir, "captures")}))
 	// SORACOM Arc-compatible routes, for soratun and other Arc clients.
 	mux.Handle("/v1/", arcapi.New(svc, arcapi.Config{Logger: log, TrustedNetworks: c.trustedNetworks.items, TrustedProxies: c.trustedProxies.prefixes(), TokenSecret: arcSecret}))
+	// The web console: every path the routes above leave.
+	con, err := console.New(svc, console.Config{Logger: log, Gateway: gw, TrustedProxies: c.trustedProxies.prefixes()})
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	mux.Handle("/", con)
 	var metrics http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	if c.metricsToken {
 		metrics = requireToken(svc, metrics)
@@ -438,6 +445,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv.RegisterOnShutdown(con.Shutdown) // live views end, so shutdown does not wait for them
 	log.Info("api listening", "addr", ln.Addr().String(), "endpoint", c.endpoint, "gateway_public_key", gwPub.String(), "data", c.dataDir)
 	if onListen != nil {
 		onListen(ln.Addr())

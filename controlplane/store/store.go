@@ -78,9 +78,10 @@ type Reader interface {
 	MappingReader
 	RouteReader
 	GatePeerReader
-	CaptureReader // packet capture sessions (captures.go)
-	RecordReader  // the data store's records (records.go)
-	SIMCardReader // physical SIM cards (simcards.go)
+	CaptureReader        // packet capture sessions (captures.go)
+	RecordReader         // the data store's records (records.go)
+	SIMCardReader        // physical SIM cards (simcards.go)
+	ConsoleSessionReader // web console sign-ins (consolesessions.go)
 }
 
 // Tx is one transaction. Every write of one API call goes through a single
@@ -93,6 +94,7 @@ type Tx interface {
 	GatePeerWriter
 	CaptureWriter
 	SIMCardWriter
+	ConsoleSessionWriter
 
 	// NextIMSI returns a never-before-returned IMSI.
 	NextIMSI(ctx context.Context) (string, error)
@@ -115,6 +117,8 @@ type Tx interface {
 	RevokeAuthKey(ctx context.Context, id string) error
 
 	InsertToken(ctx context.Context, t fleet.Token) error
+	// DeleteToken removes a token and every console session signed in
+	// with it.
 	DeleteToken(ctx context.Context, id string) error
 
 	// InitInstallation sets an installation value unless it is already

@@ -170,14 +170,9 @@ type Device struct {
 func (p *Platform) Device(groupID string, tags map[string]string) *Device {
 	t := p.T
 	t.Helper()
-	p.nDev++
-	n := p.nDev
-	d := &Device{NS: p.Env.NewNS(fmt.Sprintf("d%d", n))}
-	gwEnd, _ := p.Env.Veth(p.NS, netip.Prefix{}, d.NS, netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.2/16", p.subnet, n)))
-	p.NS.MustExec("ip", "link", "set", gwEnd.Name, "master", p.Bridge)
-	d.WG = d.NS.StartWireGuardGo("")
+	d := p.newDevice()
 	ctx := context.Background()
-	sim, _, err := p.Service.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: fmt.Sprintf("dev%d", n), GroupID: groupID, Tags: tags, PublicKey: d.WG.Public})
+	sim, _, err := p.Service.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: fmt.Sprintf("dev%d", p.nDev), GroupID: groupID, Tags: tags, PublicKey: d.WG.Public})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,12 +181,49 @@ func (p *Platform) Device(groupID string, tags map[string]string) *Device {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.connect(d, sim, sess)
+	return d
+}
+
+// BootstrapDevice is Device for a device that bootstraps itself with an
+// auth key, as the agent does: its own key, the SIM the key's group and
+// tags give.
+func (p *Platform) BootstrapDevice(authKey, name string) *Device {
+	t := p.T
+	t.Helper()
+	d := p.newDevice()
+	sim, sess, err := p.Service.Bootstrap(context.Background(), controlplane.BootstrapRequest{AuthKey: authKey, PublicKey: d.WG.Public, Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.SIM = sim
+	p.connect(d, sim, sess)
+	return d
+}
+
+// newDevice makes a device's namespace on the bridge and its wireguard-go.
+func (p *Platform) newDevice() *Device {
+	p.nDev++
+	n := p.nDev
+	d := &Device{NS: p.Env.NewNS(fmt.Sprintf("d%d", n))}
+	gwEnd, _ := p.Env.Veth(p.NS, netip.Prefix{}, d.NS, netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.2/16", p.subnet, n)))
+	p.NS.MustExec("ip", "link", "set", gwEnd.Name, "master", p.Bridge)
+	d.WG = d.NS.StartWireGuardGo("")
+	return d
+}
+
+// connect configures the device from its SIM's wg-quick export and waits
+// until the tunnel carries traffic.
+func (p *Platform) connect(d *Device, sim fleet.SIM, sess fleet.Session) {
+	t := p.T
+	t.Helper()
+	n := p.nDev
 	p.configure(d, controlplane.WireGuardConfig(sim, sess))
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		out, err := d.NS.Exec("curl", "-sS", "--max-time", "2", "-o", "/dev/null", "-w", "%{http_code}", "http://"+gateway.MetadataAddr.String()+"/")
 		if err == nil && out != "000" {
-			return d
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("device %d: the tunnel carries nothing after 20 s: %v %s", n, err, out)

@@ -252,4 +252,15 @@ CREATE TABLE card_signatures (
 	PRIMARY KEY (key_id, ts)
 );
 CREATE INDEX card_signatures_expires ON card_signatures (expires);
+`, `
+-- Web console sign-ins: only the hash of the session secret (the cookie),
+-- the operator token it acts as, and when it ends.
+CREATE TABLE console_sessions (
+	hash TEXT PRIMARY KEY,
+	token_id TEXT NOT NULL,
+	created {int64} NOT NULL,
+	expires {int64} NOT NULL
+);
+CREATE INDEX console_sessions_expires ON console_sessions (expires);
+CREATE INDEX console_sessions_token ON console_sessions (token_id);
 `}

@@ -755,7 +755,11 @@ func (t *tx) InsertToken(ctx context.Context, tk fleet.Token) error {
 }
 
 func (t *tx) DeleteToken(ctx context.Context, id string) error {
-	return affected(t.exec(ctx, `DELETE FROM tokens WHERE id = ?`, id))
+	if err := affected(t.exec(ctx, `DELETE FROM tokens WHERE id = ?`, id)); err != nil {
+		return err
+	}
+	_, err := t.exec(ctx, `DELETE FROM console_sessions WHERE token_id = ?`, id)
+	return err
 }
 
 func (t *tx) BindSIM(ctx context.Context, source, simID string) error {

@@ -51,7 +51,8 @@ func Run(t *testing.T, open Open) {
 		{"MappingPortRace", testMappingPortRace},
 		{"Records", testRecords}, // records.go
 		{"Installation", testInstallation},
-		{"SIMCards", testSIMCards}, // simcards.go
+		{"SIMCards", testSIMCards},               // simcards.go
+		{"ConsoleSessions", testConsoleSessions}, // consolesessions.go
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

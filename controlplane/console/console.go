@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package console serves the web console on wirefleetd's API listener:
+// server-rendered HTML (html/template) that works as plain forms, made
+// live by a vendored htmx and Server-Sent Events. Operators sign in with
+// the operator tokens the API takes; a token becomes a server-side session
+// (an HttpOnly, SameSite=Strict cookie), and every page and action goes
+// through the control plane's service layer with that token's role, so
+// the console can do exactly what the API lets the same token do, and
+// leaves the same audit trail.
+package console
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/base64"
+	"errors"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/ratelimit"
+)
+
+//go:embed assets templates
+var files embed.FS
+
+// CookieName is the session cookie's name.
+const CookieName = "wirefleet_session"
+
+// ContentSecurityPolicy is sent with every console answer: scripts and
+// styles only from the console's own embedded files (no inline script, no
+// eval), nothing framed, forms posted only to the console itself.
+const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// maxForm bounds a posted form (the largest is a bulk action on a page
+// of SIMs).
+const maxForm = 64 << 10
+
+// MaxLiveStreams bounds the Server-Sent Events streams open at once, over
+// all sessions: each costs a goroutine and a reading every few seconds.
+const MaxLiveStreams = 256
+
+// Gateway is what the console reads from the local gateway.
+type Gateway interface {
+	Connection(simID string) fleet.Connection
+	Stats() fleet.GatewayStats
+}
+
+// Config configures a Handler.
+type Config struct {
+	Logger *slog.Logger
+	// Gateway, if set, gives live tunnel states and traffic.
+	Gateway Gateway
+	// TrustedProxies are reverse proxies whose X-Forwarded-For names the
+	// client for sign-in rate limiting.
+	TrustedProxies []netip.Prefix
+	// SignInLimit limits sign-in attempts per source address; the zero
+	// value allows a burst of 10, then one every 6 s.
+	SignInLimit ratelimit.Config
+	// LiveInterval is how often live parts are refreshed; 0: 2 s.
+	LiveInterval time.Duration
+}
+
+// Handler serves the console.
+type Handler struct {
+	svc     *controlplane.Service
+	log     *slog.Logger
+	gw      Gateway
+	proxies []netip.Prefix
+	limit   *ratelimit.Limiter
+	every   time.Duration
+	mux     *http.ServeMux
+	pages   map[string]*template.Template
+	assets  http.Handler
+
+	streams chan struct{} // a token per open live stream
+	done    chan struct{} // closed by Shutdown: live streams end
+	once    sync.Once
+	stats   statsCache
+}
+
+// New returns the console over svc.
+func New(svc *controlplane.Service, c Config) (*Handler, error) {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.SignInLimit == (ratelimit.Config{}) {
+		c.SignInLimit = ratelimit.Config{PerSecond: 1.0 / 6, Burst: 10}
+	}
+	if c.LiveInterval <= 0 {
+		c.LiveInterval = 2 * time.Second
+	}
+	h := &Handler{svc: svc, log: c.Logger, gw: c.Gateway, proxies: slices.Clone(c.TrustedProxies), limit: ratelimit.New(c.SignInLimit), every: c.LiveInterval,
+		mux: http.NewServeMux(), streams: make(chan struct{}, MaxLiveStreams), done: make(chan struct{})}
+	h.stats.gw = c.Gateway
+	if err := h.parseTemplates(); err != nil {
+		return nil, err
+	}
+	assets, err := fs.Sub(files, "assets")
+	if err != nil {
+		return nil, err
+	}
+	h.assets = http.StripPrefix("/assets/", http.FileServerFS(assets))
+	h.routes()
+	return h, nil
+}
+
+// Shutdown ends the live streams, so that the HTTP server's graceful
+// shutdown is not held up by them (http.Server.RegisterOnShutdown).
+func (h *Handler) Shutdown() { h.once.Do(func() { close(h.done) }) }
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Content-Security-Policy", ContentSecurityPolicy)
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Referrer-Policy", "same-origin")
+	hd.Set("X-Frame-Options", "DENY")
+	h.mux.ServeHTTP(w, r)
+}
+
+// page is what every page template gets.
+type page struct {
+	Title  string
+	Nav    string // the nav entry to mark current
+	Actor  controlplane.Actor
+	CSRF   string
+	Flash  string
+	Error  string
+	Data   any
+	Signed bool
+}
+
+// CanOperate says whether the signed-in token may change things.
+func (p page) CanOperate() bool { return controlplane.Require(p.Actor, fleet.RoleOperator) == nil }
+
+// IsAdmin says whether the signed-in token is an admin's.
+func (p page) IsAdmin() bool { return controlplane.Require(p.Actor, fleet.RoleAdmin) == nil }
+
+// session is a signed-in request's actor and CSRF token.
+type session struct {
+	actor  controlplane.Actor
+	secret string
+	csrf   string
+}
+
+type sessionKey struct{}
+
+func sessionOf(r *http.Request) session { s, _ := r.Context().Value(sessionKey{}).(session); return s }
+
+// csrfToken derives the session's CSRF token from its secret, so any node
+// sharing the store can check it without storing it.
+func csrfToken(secret string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte("wirefleet console csrf"))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// signedIn wraps a page: without a live session, GETs go to sign-in with
+// the page remembered and everything else answers 401. State changes
+// also need the CSRF token and a same-origin request.
+func (h *Handler) signedIn(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, err := r.Cookie(CookieName)
+		var a controlplane.Actor
+		if err == nil {
+			a, err = h.svc.ConsoleActor(r.Context(), c.Value)
+		}
+		if err != nil {
+			if errors.Is(err, store.ErrUnavailable) {
+				h.unavailable(w)
+				return
+			}
+			h.toSignIn(w, r)
+			return
+		}
+		s := session{actor: a, secret: c.Value, csrf: csrfToken(c.Value)}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+			if err := r.ParseForm(); err != nil {
+				http.Error(w, "the form could not be read: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			if !sameOrigin(r) {
+				http.Error(w, "cross-site request refused", http.StatusForbidden)
+				return
+			}
+			got := r.Header.Get("X-CSRF-Token")
+			if got == "" {
+				got = r.PostFormValue("csrf")
+			}
+			if subtle.ConstantTimeCompare([]byte(got), []byte(s.csrf)) != 1 {
+				http.Error(w, "the form is out of date or was not sent by this console (CSRF token); reload the page and try again", http.StatusForbidden)
+				return
+			}
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)))
+	}
+}
+
+// sameOrigin refuses requests a browser marks as cross-site; requests
+// without the headers (scripts, old browsers) rely on the CSRF token.
+func sameOrigin(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+	default:
+		return false
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "null" {
+		u, err := url.Parse(o)
+		if err != nil || u.Host != r.Host {
+			return false
+		}
+	}
+	return true
+}
+
+// toSignIn sends a request without a session to the sign-in page, with
+// the page it asked for kept for afterwards.
+func (h *Handler) toSignIn(w http.ResponseWriter, r *http.Request) {
+	target := "/signin"
+	if r.Method == http.MethodGet && r.URL.Path != "/" {
+		target += "?next=" + url.QueryEscape(r.URL.RequestURI())
+	}
+	if r.Header.Get("HX-Request") != "" {
+		w.Header().Set("HX-Redirect", target)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	if r.Method != http.MethodGet {
+		http.Error(w, "not signed in, or the session has ended", http.StatusUnauthorized)
+		return
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// localPath is next if it is a path on this console, "/" otherwise: a
+// sign-in link must not send the operator elsewhere.
+func localPath(next string) string {
+	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+		return "/"
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Host != "" || u.Scheme != "" {
+		return "/"
+	}
+	return next
+}
+
+func (h *Handler) unavailable(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "5")
+	http.Error(w, "the fleet database is unavailable; retry shortly", http.StatusServiceUnavailable)
+}
+
+// statsCache shares one gateway reading among all viewers for a second:
+// reading walks every held peer.
+type statsCache struct {
+	gw   Gateway
+	mu   sync.Mutex
+	at   time.Time
+	last fleet.GatewayStats
+}
+
+func (c *statsCache) get() (fleet.GatewayStats, bool) {
+	if c.gw == nil {
+		return fleet.GatewayStats{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) > time.Second {
+		c.last, c.at = c.gw.Stats(), time.Now()
+	}
+	return c.last, true
+}

@@ -1,0 +1,448 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package console_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/console"
+	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/clock"
+	"github.com/wirefleet/wirefleet/internal/ratelimit"
+	"github.com/wirefleet/wirefleet/wgkey"
+)
+
+// site is a console over a fresh SQLite store, served on loopback.
+type site struct {
+	t     *testing.T
+	svc   *controlplane.Service
+	st    store.Store
+	clock *clock.Fake
+	url   string
+	h     *console.Handler
+}
+
+func newSite(t *testing.T, c console.Config) *site {
+	t.Helper()
+	st, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "wf.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	clk := clock.NewFake(time.Now())
+	svc := controlplane.New(st, controlplane.Config{Clock: clk, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Endpoint: "127.0.0.1:51820",
+		GatewayPublicKey: func() wgkey.Public { return wgkey.Public{1} }})
+	c.Logger = slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	h, err := console.New(svc, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &site{t: t, svc: svc, st: st, clock: clk, url: srv.URL, h: h}
+}
+
+// token makes an operator token of role.
+func (s *site) token(role fleet.Role) (fleet.Token, string) {
+	s.t.Helper()
+	tok, secret, err := s.svc.CreateToken(context.Background(), controlplane.System, role, "test "+string(role))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok, secret
+}
+
+// browser is an HTTP client with a cookie jar that does not follow
+// redirects (the tests look at them).
+func browser(t *testing.T) *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Timeout: 10 * time.Second}
+}
+
+func do(t *testing.T, c *http.Client, method, u string, form url.Values, hdr map[string]string) (*http.Response, string) {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, u, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// signIn signs c in with secret and returns the session cookie.
+func (s *site) signIn(c *http.Client, secret string) *http.Cookie {
+	s.t.Helper()
+	resp, body := do(s.t, c, "POST", s.url+"/signin", url.Values{"token": {secret}, "next": {"/"}}, nil)
+	if resp.StatusCode != http.StatusSeeOther {
+		s.t.Fatalf("sign-in: %d %s", resp.StatusCode, body)
+	}
+	for _, ck := range resp.Cookies() {
+		if ck.Name == console.CookieName {
+			return ck
+		}
+	}
+	s.t.Fatal("sign-in set no session cookie")
+	return nil
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// csrf reads the CSRF token from a page the client is signed in to.
+func (s *site) csrf(c *http.Client) string {
+	s.t.Helper()
+	_, body := do(s.t, c, "GET", s.url+"/sims", nil, nil)
+	m := csrfRE.FindStringSubmatch(body)
+	if m == nil {
+		s.t.Fatalf("no CSRF token on the page: %s", body)
+	}
+	return m[1]
+}
+
+func TestSignInSessionSignOut(t *testing.T) {
+	s := newSite(t, console.Config{})
+	_, secret := s.token(fleet.RoleOperator)
+	c := browser(t)
+
+	// Not signed in: pages send to sign-in, remembering where they were.
+	resp, _ := do(t, c, "GET", s.url+"/sims?status=suspended", nil, nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/signin?next="+url.QueryEscape("/sims?status=suspended") {
+		t.Fatalf("unsigned GET /sims: %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp, body := do(t, c, "GET", s.url+"/signin?next="+url.QueryEscape("/sims?status=suspended"), nil, nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, `name="next" value="/sims?status=suspended"`) {
+		t.Fatalf("sign-in page does not keep the page asked for: %d %s", resp.StatusCode, body)
+	}
+
+	// A wrong token: refused, audited with the source, no cookie.
+	resp, body = do(t, c, "POST", s.url+"/signin", url.Values{"token": {"wft_nottherightone"}}, nil)
+	if resp.StatusCode != http.StatusUnauthorized || len(resp.Cookies()) != 0 || !strings.Contains(body, "not valid") {
+		t.Fatalf("bad token: %d cookies %v", resp.StatusCode, resp.Cookies())
+	}
+	ev, err := s.st.ListEvents(context.Background(), store.EventFilter{Action: "console.signin_failed"})
+	if err != nil || len(ev.Items) != 1 || ev.Items[0].Details["source"] != "127.0.0.1" {
+		t.Fatalf("failed sign-in audit: %+v %v", ev.Items, err)
+	}
+	if strings.Contains(fmt.Sprint(ev.Items), "wft_nottherightone") {
+		t.Fatal("the audit trail holds the token that was tried")
+	}
+
+	// The right one: a session cookie with every protection, to the page asked for.
+	resp, _ = do(t, c, "POST", s.url+"/signin", url.Values{"token": {secret}, "next": {"/sims?status=suspended"}}, nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/sims?status=suspended" {
+		t.Fatalf("sign-in: %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	var ck *http.Cookie
+	for _, k := range resp.Cookies() {
+		if k.Name == console.CookieName {
+			ck = k
+		}
+	}
+	if ck == nil || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || ck.Path != "/" || !strings.HasPrefix(ck.Value, controlplane.ConsoleSessionPrefix) {
+		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Strict, Path=/", ck)
+	}
+	if set := resp.Header.Get("Set-Cookie"); strings.Contains(set, "Secure") {
+		t.Fatalf("plain HTTP cookie marked Secure (the browser would drop it): %s", set)
+	}
+	resp, body = do(t, c, "GET", s.url+"/sims", nil, nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, "Sign out") {
+		t.Fatalf("signed in GET /sims: %d", resp.StatusCode)
+	}
+	// Only the hash is stored.
+	if _, err := s.st.ConsoleSession(context.Background(), ck.Value); err == nil {
+		t.Fatal("the session secret is stored as is")
+	}
+
+	// Sign out revokes the session on the server: the old cookie is dead.
+	tokCSRF := s.csrf(c)
+	resp, _ = do(t, c, "POST", s.url+"/signout", url.Values{"csrf": {tokCSRF}}, nil)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign out: %d", resp.StatusCode)
+	}
+	stale := browser(t)
+	u, _ := url.Parse(s.url)
+	stale.Jar.SetCookies(u, []*http.Cookie{{Name: console.CookieName, Value: ck.Value}})
+	resp, _ = do(t, stale, "GET", s.url+"/sims", nil, nil)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("a signed-out session still reads pages: %d", resp.StatusCode)
+	}
+}
+
+func TestSessionEnds(t *testing.T) {
+	s := newSite(t, console.Config{})
+	tok, secret := s.token(fleet.RoleViewer)
+	c := browser(t)
+	s.signIn(c, secret)
+	if resp, _ := do(t, c, "GET", s.url+"/", nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("signed in: %d", resp.StatusCode)
+	}
+	// The server's expiry, whatever the cookie says.
+	s.clock.Advance(controlplane.ConsoleSessionTTL)
+	resp, _ := do(t, c, "GET", s.url+"/audit", nil, nil)
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/signin?next=") {
+		t.Fatalf("expired session: %d %q, want back to sign-in with the page kept", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// An htmx request is told where to go.
+	resp, _ = do(t, c, "GET", s.url+"/live/overview", nil, map[string]string{"HX-Request": "true"})
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("HX-Redirect") == "" {
+		t.Fatalf("expired session, htmx: %d HX-Redirect %q", resp.StatusCode, resp.Header.Get("HX-Redirect"))
+	}
+
+	// Deleting the token ends its sessions at once.
+	s.clock.Advance(time.Minute)
+	s.signIn(c, secret)
+	if err := s.svc.DeleteToken(context.Background(), controlplane.System, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := do(t, c, "GET", s.url+"/", nil, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the session of a deleted token still reads: %d", resp.StatusCode)
+	}
+}
+
+func TestCSRFAndOrigin(t *testing.T) {
+	s := newSite(t, console.Config{})
+	_, secret := s.token(fleet.RoleOperator)
+	c := browser(t)
+	s.signIn(c, secret)
+	token := s.csrf(c)
+	groups := func() int {
+		pg, err := s.st.ListGroups(context.Background(), store.PageRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(pg.Items)
+	}
+	for _, tc := range []struct {
+		name string
+		form url.Values
+		hdr  map[string]string
+	}{
+		{"no token", url.Values{"name": {"g1"}}, nil},
+		{"wrong token", url.Values{"name": {"g1"}, "csrf": {"x" + token}}, nil},
+		{"cross-site", url.Values{"name": {"g1"}, "csrf": {token}}, map[string]string{"Sec-Fetch-Site": "cross-site"}},
+		{"other origin", url.Values{"name": {"g1"}, "csrf": {token}}, map[string]string{"Origin": "http://evil.example"}},
+	} {
+		resp, _ := do(t, c, "POST", s.url+"/groups", tc.form, tc.hdr)
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: %d, want 403", tc.name, resp.StatusCode)
+		}
+	}
+	if n := groups(); n != 0 {
+		t.Fatalf("%d groups created by refused requests", n)
+	}
+	resp, _ := do(t, c, "POST", s.url+"/groups", url.Values{"name": {"g1"}, "csrf": {token}}, map[string]string{"Sec-Fetch-Site": "same-origin"})
+	if resp.StatusCode != http.StatusSeeOther || groups() != 1 {
+		t.Fatalf("a real form: %d, %d groups", resp.StatusCode, groups())
+	}
+	// The header form of the token (htmx requests).
+	resp, _ = do(t, c, "POST", s.url+"/groups", url.Values{"name": {"g2"}}, map[string]string{"X-CSRF-Token": token})
+	if resp.StatusCode != http.StatusSeeOther || groups() != 2 {
+		t.Fatalf("token in the header: %d, %d groups", resp.StatusCode, groups())
+	}
+	// Another session's token is no good.
+	other := browser(t)
+	s.signIn(other, secret)
+	resp, _ = do(t, other, "POST", s.url+"/groups", url.Values{"name": {"g3"}, "csrf": {token}}, nil)
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("another session's CSRF token: %d, want 403", resp.StatusCode)
+	}
+}
+
+func TestViewerSeesNoWriteControls(t *testing.T) {
+	s := newSite(t, console.Config{})
+	ctx := context.Background()
+	g, err := s.svc.CreateGroup(ctx, controlplane.System, "plant", fleet.GroupSettings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim, _, err := s.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: "pump", GroupID: g.ID, GenerateKey: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := s.svc.CreateAuthKey(ctx, controlplane.System, controlplane.AuthKeySpec{GroupID: g.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret := s.token(fleet.RoleViewer)
+	c := browser(t)
+	s.signIn(c, secret)
+	writeForm := regexp.MustCompile(`<form method="post" action="/(sims|groups|authkeys)`)
+	for _, p := range []string{"/", "/sims", "/sims/" + sim.ID, "/groups", "/authkeys", "/audit"} {
+		resp, body := do(t, c, "GET", s.url+p, nil, nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("viewer GET %s: %d", p, resp.StatusCode)
+		}
+		if m := writeForm.FindString(body); m != "" {
+			t.Errorf("viewer's %s shows a write control: %s", p, m)
+		}
+	}
+	// Forged writes, with the viewer's own valid CSRF token: refused by role.
+	token := s.csrf(c)
+	for _, f := range []struct {
+		path string
+		form url.Values
+	}{
+		{"/groups", url.Values{"name": {"forged"}}},
+		{"/authkeys", url.Values{"group": {g.ID}}},
+		{"/authkeys/" + key.ID + "/revoke", url.Values{}},
+		{"/sims/" + sim.ID + "/suspend", url.Values{}},
+		{"/sims/bulk", url.Values{"action": {"suspend"}, "id": {sim.ID}}},
+	} {
+		f.form.Set("csrf", token)
+		resp, _ := do(t, c, "POST", s.url+f.path, f.form, nil)
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("viewer POST %s: %d, want 403", f.path, resp.StatusCode)
+		}
+	}
+	got, _ := s.svc.GetSIM(ctx, controlplane.System, sim.ID)
+	k, _ := s.svc.GetAuthKey(ctx, controlplane.System, key.ID)
+	gs, _ := s.st.ListGroups(ctx, store.PageRequest{})
+	if got.Status != fleet.StatusActive || k.Revoked || len(gs.Items) != 1 {
+		t.Fatalf("a forged write took effect: sim %s, key revoked %v, %d groups", got.Status, k.Revoked, len(gs.Items))
+	}
+}
+
+func TestSignInRateLimited(t *testing.T) {
+	s := newSite(t, console.Config{SignInLimit: ratelimit.Config{PerSecond: 0.01, Burst: 3}})
+	_, secret := s.token(fleet.RoleAdmin)
+	c := browser(t)
+	for i := range 3 {
+		if resp, _ := do(t, c, "POST", s.url+"/signin", url.Values{"token": {"wft_guess"}}, nil); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("attempt %d: %d", i, resp.StatusCode)
+		}
+	}
+	resp, body := do(t, c, "POST", s.url+"/signin", url.Values{"token": {secret}}, nil)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || len(resp.Cookies()) != 0 {
+		t.Fatalf("attempt past the limit: %d Retry-After %q: %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+}
+
+// xss is a payload for every field an operator or a device can fill.
+const xss = `<script>alert(1)</script><img src=x onerror=alert(2)>"'`
+
+func TestUserDataEscaped(t *testing.T) {
+	s := newSite(t, console.Config{})
+	ctx := context.Background()
+	g, err := s.svc.CreateGroup(ctx, controlplane.System, "g1", fleet.GroupSettings{}) // names are letters and digits
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim, _, err := s.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: "n" + xss, GroupID: g.ID, Tags: map[string]string{"t": "v" + xss}, GenerateKey: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.svc.CreateAuthKey(ctx, controlplane.System, controlplane.AuthKeySpec{Description: "d" + xss, GroupID: g.ID}); err != nil {
+		t.Fatal(err)
+	}
+	_, secret := s.token(fleet.RoleAdmin)
+	c := browser(t)
+	s.signIn(c, secret)
+	for _, p := range []string{"/", "/sims", "/sims/" + sim.ID, "/groups", "/authkeys", "/audit", "/sims?q=" + url.QueryEscape(xss), "/audit?object=" + url.QueryEscape(xss)} {
+		_, body := do(t, c, "GET", s.url+p, nil, nil)
+		if strings.Contains(body, "<script>alert") || strings.Contains(body, "<img src=x") {
+			t.Errorf("%s renders the payload as markup", p)
+		}
+	}
+	_, body := do(t, c, "GET", s.url+"/sims", nil, nil)
+	if !strings.Contains(body, "n&lt;script&gt;alert(1)&lt;/script&gt;") {
+		t.Errorf("the SIM's name is not shown escaped")
+	}
+}
+
+func TestSecurityHeaders(t *testing.T) {
+	s := newSite(t, console.Config{})
+	c := browser(t)
+	for _, p := range []string{"/signin", "/", "/assets/console.js", "/nope"} {
+		resp, _ := do(t, c, "GET", s.url+p, nil, nil)
+		csp := resp.Header.Get("Content-Security-Policy")
+		if csp != console.ContentSecurityPolicy || resp.Header.Get("X-Frame-Options") != "DENY" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: CSP %q, frame %q", p, csp, resp.Header.Get("X-Frame-Options"))
+		}
+	}
+	for _, want := range []string{"script-src 'self'", "default-src 'none'", "frame-ancestors 'none'", "form-action 'self'"} {
+		if !strings.Contains(console.ContentSecurityPolicy, want) {
+			t.Errorf("CSP lacks %s", want)
+		}
+	}
+	if strings.Contains(console.ContentSecurityPolicy, "unsafe") {
+		t.Errorf("CSP allows unsafe sources: %s", console.ContentSecurityPolicy)
+	}
+}
+
+func TestSignInNextStaysLocal(t *testing.T) {
+	s := newSite(t, console.Config{})
+	_, secret := s.token(fleet.RoleAdmin)
+	for _, next := range []string{"https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)", "/sims\r\nSet-Cookie: x=y"} {
+		c := browser(t)
+		resp, _ := do(t, c, "POST", s.url+"/signin", url.Values{"token": {secret}, "next": {next}}, nil)
+		if loc := resp.Header.Get("Location"); loc != "/" {
+			t.Errorf("next %q: sent to %q, want /", next, loc)
+		}
+	}
+}
+
+func TestLiveStreamEndsOnShutdown(t *testing.T) {
+	s := newSite(t, console.Config{LiveInterval: 50 * time.Millisecond})
+	_, secret := s.token(fleet.RoleViewer)
+	c := browser(t)
+	s.signIn(c, secret)
+	req, _ := http.NewRequest("GET", s.url+"/live/overview", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("live view Content-Type %q", ct)
+	}
+	buf := make([]byte, 4096)
+	n, _ := resp.Body.Read(buf)
+	if !strings.Contains(string(buf[:n]), "event: overview\ndata: ") {
+		t.Fatalf("first event: %q", buf[:n])
+	}
+	done := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, resp.Body); done <- err }()
+	s.h.Shutdown()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the live stream did not end on Shutdown")
+	}
+}
+
+// testWriter sends log lines to the test's log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}

@@ -1,0 +1,552 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package console
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/ratelimit"
+)
+
+func asFleet(err error, fe **fleet.Error) bool { return errors.As(err, fe) }
+func isUnavailable(err error) bool             { return errors.Is(err, store.ErrUnavailable) }
+
+// pageSize is how many rows a list page shows.
+const pageSize = 50
+
+func (h *Handler) routes() {
+	m := h.mux
+	m.Handle("GET /assets/", h.assetsHandler())
+	m.HandleFunc("GET /signin", h.signInPage)
+	m.HandleFunc("POST /signin", h.signIn)
+	m.HandleFunc("POST /signout", h.signedIn(h.signOut))
+	m.HandleFunc("GET /{$}", h.signedIn(h.overview))
+	m.HandleFunc("GET /sims", h.signedIn(h.sims))
+	m.HandleFunc("POST /sims/bulk", h.signedIn(h.simsBulk))
+	m.HandleFunc("GET /sims/{id}", h.signedIn(h.sim))
+	m.HandleFunc("POST /sims/{id}/{action}", h.signedIn(h.simAction))
+	m.HandleFunc("GET /groups", h.signedIn(h.groups))
+	m.HandleFunc("POST /groups", h.signedIn(h.createGroup))
+	m.HandleFunc("GET /authkeys", h.signedIn(h.authKeys))
+	m.HandleFunc("POST /authkeys", h.signedIn(h.createAuthKey))
+	m.HandleFunc("POST /authkeys/{id}/revoke", h.signedIn(h.revokeAuthKey))
+	m.HandleFunc("GET /audit", h.signedIn(h.audit))
+	m.HandleFunc("GET /live/overview", h.signedIn(h.liveOverview))
+	m.HandleFunc("GET /live/sims", h.signedIn(h.liveSIMs))
+	m.HandleFunc("GET /live/sims/{id}", h.signedIn(h.liveSIM))
+}
+
+func (h *Handler) assetsHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Names carry their versions (htmx-2.0.11.min.js): cache for long.
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		h.assets.ServeHTTP(w, r)
+	})
+}
+
+// ---- sign-in ----
+
+type signInData struct {
+	Next  string
+	Token string
+}
+
+func (h *Handler) signInPage(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(CookieName); err == nil {
+		if _, err := h.svc.ConsoleActor(r.Context(), c.Value); err == nil {
+			http.Redirect(w, r, localPath(r.URL.Query().Get("next")), http.StatusSeeOther)
+			return
+		}
+	}
+	h.render(w, r, http.StatusOK, "signin", page{Title: "Sign in", Data: signInData{Next: localPath(r.URL.Query().Get("next"))}})
+}
+
+func (h *Handler) signIn(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	next := localPath(r.PostFormValue("next"))
+	if !sameOrigin(r) {
+		http.Error(w, "cross-site request refused", http.StatusForbidden)
+		return
+	}
+	src, ok := ratelimit.ClientAddr(r, h.proxies)
+	if ok {
+		if allowed, wait := h.limit.Allow(src); !allowed {
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+			h.render(w, r, http.StatusTooManyRequests, "signin", page{Title: "Sign in", Error: "Too many sign-in attempts from your address; wait a little and try again.", Data: signInData{Next: next}})
+			return
+		}
+	}
+	secret, _, expires, err := h.svc.SignIn(r.Context(), strings.TrimSpace(r.PostFormValue("token")), src.String())
+	if err != nil {
+		code, _, msg := h.errorText(err)
+		if code == http.StatusUnauthorized {
+			msg = "That token is not valid (unknown, expired or mistyped)."
+		}
+		h.render(w, r, code, "signin", page{Title: "Sign in", Error: msg, Data: signInData{Next: next}})
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: secret, Path: "/", Expires: expires, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (h *Handler) signOut(w http.ResponseWriter, r *http.Request) {
+	s := sessionOf(r)
+	if err := h.svc.SignOut(r.Context(), s.actor, s.secret); err != nil {
+		code, _, msg := h.errorText(err)
+		http.Error(w, msg, code)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/signin", http.StatusSeeOther)
+}
+
+// ---- overview ----
+
+type overviewData struct {
+	Counts  map[string]int64 // SIMs by status
+	Total   int64
+	Gateway fleet.GatewayStats
+	HasGW   bool
+	Events  []fleet.Event
+}
+
+func (h *Handler) overviewData(r *http.Request) (overviewData, error) {
+	var d overviewData
+	counts, err := h.svc.View().CountSIMs(r.Context())
+	if err != nil {
+		return d, err
+	}
+	d.Counts = make(map[string]int64, len(counts))
+	for st, n := range counts {
+		d.Counts[string(st)] = n
+		d.Total += n
+	}
+	d.Gateway, d.HasGW = h.stats.get()
+	return d, nil
+}
+
+func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
+	d, err := h.overviewData(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	ev, err := h.svc.ListEvents(r.Context(), sessionOf(r).actor, store.EventFilter{PageRequest: store.PageRequest{Limit: 10}})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	d.Events = ev.Items
+	h.render(w, r, http.StatusOK, "overview", page{Title: "Overview", Nav: "overview", Data: d})
+}
+
+// fail renders err as a page of its own.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code, _, msg := h.errorText(err)
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+	}
+	h.render(w, r, code, "error", page{Title: http.StatusText(code), Error: msg})
+}
+
+// ---- SIMs ----
+
+// simRow is a SIM with what the list shows beside it.
+type simRow struct {
+	fleet.SIM
+	Group string
+	Conn  fleet.Connection
+}
+
+type simsData struct {
+	Rows    []simRow
+	Groups  []fleet.Group
+	Q       string
+	Status  string
+	GroupID string
+	Tag     string
+	Next    string // the next page's query string, "" on the last page
+	IDs     string // the shown SIMs' ids, for the live stream
+}
+
+func (h *Handler) groupNames(r *http.Request) ([]fleet.Group, map[string]string, error) {
+	pg, err := h.svc.ListGroups(r.Context(), sessionOf(r).actor, store.PageRequest{Limit: store.MaxLimit})
+	if err != nil {
+		return nil, nil, err
+	}
+	names := make(map[string]string, len(pg.Items))
+	for _, g := range pg.Items {
+		names[g.ID] = g.Name
+	}
+	return pg.Items, names, nil
+}
+
+func (h *Handler) conn(id string) fleet.Connection {
+	if h.gw == nil {
+		return fleet.Connection{}
+	}
+	return h.gw.Connection(id)
+}
+
+// parseTag reads "key=value" (or "key" alone: the empty value).
+func parseTag(s string) (map[string]string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	k, v, _ := strings.Cut(s, "=")
+	if k = strings.TrimSpace(k); k == "" {
+		return nil, fleet.Errorf(fleet.CodeInvalid, "tag", "a tag is key=value")
+	}
+	return map[string]string{k: strings.TrimSpace(v)}, nil
+}
+
+func (h *Handler) sims(w http.ResponseWriter, r *http.Request) {
+	a := sessionOf(r).actor
+	q := r.URL.Query()
+	d := simsData{Q: strings.TrimSpace(q.Get("q")), Status: q.Get("status"), GroupID: q.Get("group"), Tag: q.Get("tag")}
+	groups, names, err := h.groupNames(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	d.Groups = groups
+	var sims []fleet.SIM
+	var pageErr string
+	if d.Q != "" {
+		// A search names one SIM: by id, IMSI, overlay address or key.
+		var sim fleet.SIM
+		if strings.HasPrefix(d.Q, "sim_") {
+			sim, err = h.svc.GetSIM(r.Context(), a, d.Q)
+		} else {
+			sim, err = h.svc.FindSIM(r.Context(), a, d.Q)
+		}
+		switch code, _, msg := h.errorText(err); {
+		case err == nil:
+			sims = []fleet.SIM{sim}
+		case code == http.StatusNotFound || code == http.StatusBadRequest:
+			pageErr = "No SIM matches “" + d.Q + "”: " + msg
+		default:
+			h.fail(w, r, err)
+			return
+		}
+	} else {
+		tags, err := parseTag(d.Tag)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		pg, err := h.svc.ListSIMs(r.Context(), a, store.SIMFilter{PageRequest: store.PageRequest{Limit: pageSize, Cursor: q.Get("cursor")}, Status: fleet.Status(d.Status), GroupID: d.GroupID, Tags: tags})
+		if err != nil {
+			code, _, msg := h.errorText(err)
+			if code != http.StatusBadRequest {
+				h.fail(w, r, err)
+				return
+			}
+			pageErr = msg
+		}
+		sims = pg.Items
+		if pg.Next != "" {
+			nq := url.Values{"cursor": {pg.Next}}
+			for _, k := range []string{"status", "group", "tag"} {
+				if v := q.Get(k); v != "" {
+					nq.Set(k, v)
+				}
+			}
+			d.Next = nq.Encode()
+		}
+	}
+	ids := make([]string, 0, len(sims))
+	for _, s := range sims {
+		d.Rows = append(d.Rows, simRow{SIM: s, Group: names[s.GroupID], Conn: h.conn(s.ID)})
+		ids = append(ids, s.ID)
+	}
+	d.IDs = strings.Join(ids, ",")
+	code := http.StatusOK
+	if pageErr != "" && d.Q == "" {
+		code = http.StatusBadRequest
+	}
+	h.render(w, r, code, "sims", page{Title: "SIMs", Nav: "sims", Data: d, Error: pageErr, Flash: r.URL.Query().Get("done")})
+}
+
+// simsBulk applies one action to the SIMs ticked on the list page. Each
+// SIM is its own service call (and audit event); failures are reported
+// per SIM, and the rest still happen.
+func (h *Handler) simsBulk(w http.ResponseWriter, r *http.Request) {
+	a := sessionOf(r).actor
+	if err := controlplane.Require(a, fleet.RoleOperator); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	ids := r.PostForm["id"]
+	if len(ids) == 0 {
+		http.Redirect(w, r, "/sims?done="+url.QueryEscape("Nothing was selected."), http.StatusSeeOther)
+		return
+	}
+	if len(ids) > store.MaxLimit {
+		h.fail(w, r, fleet.Errorf(fleet.CodeInvalid, "id", "at most %d SIMs at once", store.MaxLimit))
+		return
+	}
+	action := r.PostFormValue("action")
+	var do func(id string) error
+	switch action {
+	case "suspend", "resume":
+		to := fleet.StatusSuspended
+		if action == "resume" {
+			to = fleet.StatusActive
+		}
+		do = func(id string) error { _, err := h.svc.SetSIMStatus(r.Context(), a, id, to); return err }
+	case "group":
+		g := r.PostFormValue("group")
+		do = func(id string) error { _, err := h.svc.SetSIMGroup(r.Context(), a, id, g); return err }
+	case "tag":
+		tag, err := parseTag(r.PostFormValue("tag"))
+		if err != nil || tag == nil {
+			h.fail(w, r, fleet.Errorf(fleet.CodeInvalid, "tag", "a tag is key=value"))
+			return
+		}
+		do = func(id string) error {
+			sim, err := h.svc.GetSIM(r.Context(), a, id)
+			if err != nil {
+				return err
+			}
+			tags := make(map[string]string, len(sim.Tags)+1)
+			for k, v := range sim.Tags {
+				tags[k] = v
+			}
+			for k, v := range tag {
+				tags[k] = v
+			}
+			_, err = h.svc.SetSIMTags(r.Context(), a, id, tags)
+			return err
+		}
+	default:
+		h.fail(w, r, fleet.Errorf(fleet.CodeInvalid, "action", "suspend, resume, group or tag"))
+		return
+	}
+	var ok int
+	var failed []string
+	for _, id := range ids {
+		if err := do(id); err != nil {
+			_, _, msg := h.errorText(err)
+			failed = append(failed, id+": "+msg)
+			continue
+		}
+		ok++
+	}
+	msg := strconv.Itoa(ok) + " SIM(s): " + action + " done."
+	if len(failed) > 0 {
+		msg += " Failed: " + strings.Join(failed, "; ")
+	}
+	http.Redirect(w, r, "/sims?done="+url.QueryEscape(msg), http.StatusSeeOther)
+}
+
+type simData struct {
+	SIM    fleet.SIM
+	Group  string
+	Conn   fleet.Connection
+	Events []fleet.Event
+}
+
+func (h *Handler) sim(w http.ResponseWriter, r *http.Request) {
+	a := sessionOf(r).actor
+	sim, err := h.svc.GetSIM(r.Context(), a, r.PathValue("id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	d := simData{SIM: sim, Conn: h.conn(sim.ID)}
+	if sim.GroupID != "" {
+		if g, err := h.svc.GetGroup(r.Context(), a, sim.GroupID); err == nil {
+			d.Group = g.Name
+		}
+	}
+	ev, err := h.svc.ListEvents(r.Context(), a, store.EventFilter{PageRequest: store.PageRequest{Limit: 20}, ObjectID: sim.ID})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	d.Events = ev.Items
+	h.render(w, r, http.StatusOK, "sim", page{Title: "SIM " + sim.IMSI, Nav: "sims", Data: d, Flash: r.URL.Query().Get("done")})
+}
+
+func (h *Handler) simAction(w http.ResponseWriter, r *http.Request) {
+	a := sessionOf(r).actor
+	id := r.PathValue("id")
+	var err error
+	switch r.PathValue("action") {
+	case "suspend":
+		_, err = h.svc.SetSIMStatus(r.Context(), a, id, fleet.StatusSuspended)
+	case "resume":
+		_, err = h.svc.SetSIMStatus(r.Context(), a, id, fleet.StatusActive)
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/sims/"+url.PathEscape(id)+"?done="+url.QueryEscape(r.PathValue("action")+" done"), http.StatusSeeOther)
+}
+
+// ---- groups ----
+
+type groupsData struct {
+	Groups []fleet.Group
+	Next   string
+	Name   string // the create form's value, kept on an error
+	Field  string // the field an error is about
+}
+
+func (h *Handler) groupsPage(w http.ResponseWriter, r *http.Request, code int, p page, d groupsData) {
+	pg, err := h.svc.ListGroups(r.Context(), sessionOf(r).actor, store.PageRequest{Limit: pageSize, Cursor: r.URL.Query().Get("cursor")})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	d.Groups, d.Next = pg.Items, pg.Next
+	p.Title, p.Nav, p.Data = "Groups", "groups", d
+	h.render(w, r, code, "groups", p)
+}
+
+func (h *Handler) groups(w http.ResponseWriter, r *http.Request) {
+	h.groupsPage(w, r, http.StatusOK, page{Flash: r.URL.Query().Get("done")}, groupsData{})
+}
+
+func (h *Handler) createGroup(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimSpace(r.PostFormValue("name"))
+	g, err := h.svc.CreateGroup(r.Context(), sessionOf(r).actor, name, fleet.GroupSettings{})
+	if err != nil {
+		code, field, msg := h.errorText(err)
+		if code == http.StatusForbidden {
+			h.fail(w, r, err)
+			return
+		}
+		h.groupsPage(w, r, code, page{Error: msg}, groupsData{Name: name, Field: field})
+		return
+	}
+	http.Redirect(w, r, "/groups?done="+url.QueryEscape("Group “"+g.Name+"” created."), http.StatusSeeOther)
+}
+
+// ---- auth keys ----
+
+type authKeysData struct {
+	Keys   []fleet.AuthKey
+	Groups []fleet.Group
+	Names  map[string]string
+	Next   string
+	// Secret is a key just created: shown in this answer only.
+	Secret  string
+	Created fleet.AuthKey
+	Form    url.Values
+	Field   string
+}
+
+func (h *Handler) authKeysPage(w http.ResponseWriter, r *http.Request, code int, p page, d authKeysData) {
+	a := sessionOf(r).actor
+	pg, err := h.svc.ListAuthKeys(r.Context(), a, store.PageRequest{Limit: pageSize, Cursor: r.URL.Query().Get("cursor")})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	groups, names, err := h.groupNames(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	d.Keys, d.Next, d.Groups, d.Names = pg.Items, pg.Next, groups, names
+	if d.Form == nil {
+		d.Form = url.Values{}
+	}
+	p.Title, p.Nav, p.Data = "Auth keys", "authkeys", d
+	h.render(w, r, code, "authkeys", p)
+}
+
+func (h *Handler) authKeys(w http.ResponseWriter, r *http.Request) {
+	h.authKeysPage(w, r, http.StatusOK, page{Flash: r.URL.Query().Get("done")}, authKeysData{})
+}
+
+func (h *Handler) createAuthKey(w http.ResponseWriter, r *http.Request) {
+	a := sessionOf(r).actor
+	f := r.PostForm
+	sp := controlplane.AuthKeySpec{Description: strings.TrimSpace(f.Get("description")), GroupID: f.Get("group")}
+	bad := func(field, msg string) {
+		h.authKeysPage(w, r, http.StatusBadRequest, page{Error: msg}, authKeysData{Form: f, Field: field})
+	}
+	if v := strings.TrimSpace(f.Get("hours")); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			bad("hours", "hours: a whole number above 0")
+			return
+		}
+		sp.TTL = time.Duration(n) * time.Hour
+	}
+	if v := strings.TrimSpace(f.Get("maxUses")); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			bad("maxUses", "uses: a whole number, 0 for unlimited")
+			return
+		}
+		sp.MaxUses = n
+	}
+	k, secret, err := h.svc.CreateAuthKey(r.Context(), a, sp)
+	if err != nil {
+		code, field, msg := h.errorText(err)
+		if code == http.StatusForbidden {
+			h.fail(w, r, err)
+			return
+		}
+		h.authKeysPage(w, r, code, page{Error: msg}, authKeysData{Form: f, Field: field})
+		return
+	}
+	// The secret is rendered into this answer (no-store) and nowhere else.
+	h.authKeysPage(w, r, http.StatusCreated, page{}, authKeysData{Secret: secret, Created: k})
+}
+
+func (h *Handler) revokeAuthKey(w http.ResponseWriter, r *http.Request) {
+	if err := h.svc.RevokeAuthKey(r.Context(), sessionOf(r).actor, r.PathValue("id")); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/authkeys?done="+url.QueryEscape("Auth key "+r.PathValue("id")+" revoked."), http.StatusSeeOther)
+}
+
+// ---- audit ----
+
+type auditData struct {
+	Events []fleet.Event
+	Next   string
+	Object string
+	Action string
+}
+
+func (h *Handler) audit(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	d := auditData{Object: strings.TrimSpace(q.Get("object")), Action: strings.TrimSpace(q.Get("action"))}
+	pg, err := h.svc.ListEvents(r.Context(), sessionOf(r).actor, store.EventFilter{PageRequest: store.PageRequest{Limit: pageSize, Cursor: q.Get("cursor")}, ObjectID: d.Object, Action: d.Action})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	d.Events = pg.Items
+	if pg.Next != "" {
+		nq := url.Values{"cursor": {pg.Next}}
+		if d.Object != "" {
+			nq.Set("object", d.Object)
+		}
+		if d.Action != "" {
+			nq.Set("action", d.Action)
+		}
+		d.Next = nq.Encode()
+	}
+	h.render(w, r, http.StatusOK, "audit", page{Title: "Audit log", Nav: "audit", Data: d})
+}

@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package console
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/wirefleet/wirefleet/fleet"
+)
+
+// funcs are the template helpers.
+var funcs = template.FuncMap{
+	"iso": func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339)
+	},
+	"ago":      ago,
+	"statuses": func() []string { return []string{"active", "suspended", "terminated"} },
+	"bytes":    humanBytes,
+	"tags": func(m map[string]string) []string {
+		out := make([]string, 0, len(m))
+		for k, v := range m {
+			out = append(out, k+"="+v)
+		}
+		sort.Strings(out)
+		return out
+	},
+	"details": func(m map[string]any) string {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var b strings.Builder
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteString(" ")
+			}
+			fmt.Fprintf(&b, "%s=%v", k, m[k])
+		}
+		return b.String()
+	},
+	"short": func(s string) string {
+		if len(s) > 12 {
+			return s[:12] + "…"
+		}
+		return s
+	},
+}
+
+// parseTemplates builds one template set per page: the layout, the
+// shared fragments, and the page.
+func (h *Handler) parseTemplates() error {
+	base, err := template.New("").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/fragments.html")
+	if err != nil {
+		return err
+	}
+	names, err := fs.Glob(files, "templates/page-*.html")
+	if err != nil {
+		return err
+	}
+	h.pages = map[string]*template.Template{}
+	for _, n := range names {
+		t, err := template.Must(base.Clone()).ParseFS(files, n)
+		if err != nil {
+			return err
+		}
+		h.pages[strings.TrimSuffix(strings.TrimPrefix(path.Base(n), "page-"), ".html")] = t
+	}
+	h.pages["fragments"] = base
+	return nil
+}
+
+// render writes a whole page (the layout around the page's "content").
+func (h *Handler) render(w http.ResponseWriter, r *http.Request, code int, name string, p page) {
+	s := sessionOf(r)
+	p.Actor, p.CSRF, p.Signed = s.actor, s.csrf, s.secret != ""
+	h.execute(w, code, h.pages[name], "layout", p)
+}
+
+// fragment writes one named fragment (an htmx or SSE swap).
+func (h *Handler) fragmentHTML(name string, data any) (string, error) {
+	var b bytes.Buffer
+	err := h.pages["fragments"].ExecuteTemplate(&b, name, data)
+	return b.String(), err
+}
+
+func (h *Handler) execute(w http.ResponseWriter, code int, t *template.Template, name string, data any) {
+	// Rendered to a buffer first: a template error becomes a 500, not half a page.
+	var b bytes.Buffer
+	if err := t.ExecuteTemplate(&b, name, data); err != nil {
+		h.log.Error("console: rendering", "template", name, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	w.Write(b.Bytes())
+}
+
+// ago is a short age ("3 s", "5 min", "2 h", "4 d"); "never" for zero.
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := time.Since(t)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%d s ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%d min ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d h ago", int(d.Hours()))
+	default:
+		return fmt.Sprintf("%d d ago", int(d.Hours()/24))
+	}
+}
+
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// errorText is what an operator is shown for err: the service's own
+// message for its errors, a generic one for the rest (logged).
+func (h *Handler) errorText(err error) (code int, field, msg string) {
+	var fe *fleet.Error
+	if asFleet(err, &fe) {
+		switch fe.Code {
+		case fleet.CodeForbidden:
+			return http.StatusForbidden, fe.Field, fe.Message
+		case fleet.CodeNotFound:
+			return http.StatusNotFound, fe.Field, fe.Message
+		case fleet.CodeConflict, fleet.CodeBadState, fleet.CodeExhausted:
+			return http.StatusConflict, fe.Field, fe.Message
+		case fleet.CodeUnauthorized:
+			return http.StatusUnauthorized, fe.Field, fe.Message
+		}
+		return http.StatusBadRequest, fe.Field, fe.Message
+	}
+	if isUnavailable(err) {
+		return http.StatusServiceUnavailable, "", "the fleet database is unavailable; retry shortly"
+	}
+	h.log.Error("console: internal error", "err", err)
+	return http.StatusInternalServerError, "", "internal error"
+}
