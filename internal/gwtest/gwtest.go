@@ -170,7 +170,7 @@ type Device struct {
 func (p *Platform) Device(groupID string, tags map[string]string) *Device {
 	t := p.T
 	t.Helper()
-	d := p.newDevice()
+	d := p.NewDevice()
 	ctx := context.Background()
 	sim, _, err := p.Service.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: fmt.Sprintf("dev%d", p.nDev), GroupID: groupID, Tags: tags, PublicKey: d.WG.Public})
 	if err != nil {
@@ -181,28 +181,13 @@ func (p *Platform) Device(groupID string, tags map[string]string) *Device {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.connect(d, sim, sess)
+	p.Connect(d, sim, sess)
 	return d
 }
 
-// BootstrapDevice is Device for a device that bootstraps itself with an
-// auth key, as the agent does: its own key, the SIM the key's group and
-// tags give.
-func (p *Platform) BootstrapDevice(authKey, name string) *Device {
-	t := p.T
-	t.Helper()
-	d := p.newDevice()
-	sim, sess, err := p.Service.Bootstrap(context.Background(), controlplane.BootstrapRequest{AuthKey: authKey, PublicKey: d.WG.Public, Name: name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.SIM = sim
-	p.connect(d, sim, sess)
-	return d
-}
-
-// newDevice makes a device's namespace on the bridge and its wireguard-go.
-func (p *Platform) newDevice() *Device {
+// NewDevice makes a device's namespace on the bridge and its wireguard-go,
+// with no SIM yet and its tunnel down (Connect brings it up).
+func (p *Platform) NewDevice() *Device {
 	p.nDev++
 	n := p.nDev
 	d := &Device{NS: p.Env.NewNS(fmt.Sprintf("d%d", n))}
@@ -212,9 +197,9 @@ func (p *Platform) newDevice() *Device {
 	return d
 }
 
-// connect configures the device from its SIM's wg-quick export and waits
+// Connect configures the device from its SIM's wg-quick export and waits
 // until the tunnel carries traffic.
-func (p *Platform) connect(d *Device, sim fleet.SIM, sess fleet.Session) {
+func (p *Platform) Connect(d *Device, sim fleet.SIM, sess fleet.Session) {
 	t := p.T
 	t.Helper()
 	n := p.nDev
