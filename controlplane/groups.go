@@ -4,7 +4,11 @@ package controlplane
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
@@ -78,6 +82,14 @@ func (s *Service) ListGroups(ctx context.Context, a Actor, p store.PageRequest) 
 
 // UpdateGroup renames a group and/or replaces its settings (nil: keep).
 func (s *Service) UpdateGroup(ctx context.Context, a Actor, id string, name *string, settings *fleet.GroupSettings) (fleet.Group, error) {
+	return s.UpdateGroupIfUnchanged(ctx, a, id, name, settings, "")
+}
+
+// UpdateGroupIfUnchanged is UpdateGroup that refuses, with a conflict on
+// "version" and nothing written, when the group is no longer as the caller
+// read it: read is GroupVersion of what it read ("" skips the check). A
+// form edited while someone else saved the group cannot overwrite them.
+func (s *Service) UpdateGroupIfUnchanged(ctx context.Context, a Actor, id string, name *string, settings *fleet.GroupSettings, read string) (fleet.Group, error) {
 	if err := require(a, fleet.RoleOperator); err != nil {
 		return fleet.Group{}, err
 	}
@@ -91,6 +103,13 @@ func (s *Service) UpdateGroup(ctx context.Context, a Actor, id string, name *str
 		var err error
 		if g, err = tx.Group(ctx, id); err != nil {
 			return storeErr(err, "id")
+		}
+		if read != "" {
+			cur := g
+			cur.Settings = g.Settings.Redacted()
+			if GroupVersion(cur) != read {
+				return fleet.Errorf(fleet.CodeConflict, "version", "the group was changed (at %s) after this form was loaded: nothing was saved; reload to see the changes", g.Updated.Format(time.RFC3339))
+			}
 		}
 		if name != nil {
 			g.Name = *name
@@ -129,6 +148,22 @@ func (s *Service) UpdateGroup(ctx context.Context, a Actor, id string, name *str
 	})
 	g.Settings = g.Settings.Redacted()
 	return g, storeErr(err, "")
+}
+
+// GroupVersion names the content of a group as GetGroup answers it (its
+// name and redacted settings): equal versions, equal groups. It is what
+// UpdateGroupIfUnchanged compares — content, not a timestamp, so two
+// saves within one clock tick still conflict.
+func GroupVersion(g fleet.Group) string {
+	b, err := json.Marshal(struct {
+		Name     string
+		Settings fleet.GroupSettings
+	}{g.Name, g.Settings})
+	if err != nil {
+		panic(err) // settings always marshal
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:16])
 }
 
 // DeleteGroup deletes an empty group.

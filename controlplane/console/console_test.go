@@ -296,7 +296,7 @@ func TestViewerSeesNoWriteControls(t *testing.T) {
 	c := browser(t)
 	s.signIn(c, secret)
 	writeForm := regexp.MustCompile(`<form method="post" action="/(sims|groups|authkeys)`)
-	for _, p := range []string{"/", "/sims", "/sims/" + sim.ID, "/groups", "/authkeys", "/audit"} {
+	for _, p := range []string{"/", "/sims", "/sims/" + sim.ID, "/groups", "/groups/" + g.ID, "/authkeys", "/audit"} {
 		resp, body := do(t, c, "GET", s.url+p, nil, nil)
 		if resp.StatusCode != 200 {
 			t.Fatalf("viewer GET %s: %d", p, resp.StatusCode)
@@ -316,6 +316,9 @@ func TestViewerSeesNoWriteControls(t *testing.T) {
 		{"/authkeys/" + key.ID + "/revoke", url.Values{}},
 		{"/sims/" + sim.ID + "/suspend", url.Values{}},
 		{"/sims/bulk", url.Values{"action": {"suspend"}, "id": {sim.ID}}},
+		{"/groups/" + g.ID + "/settings", url.Values{"d2dMode": {"group"}, "version": {controlplane.GroupVersion(g)}}},
+		{"/groups/" + g.ID + "/json", url.Values{"json": {`{"version":1,"deviceToDevice":{"mode":"group"}}`}, "version": {controlplane.GroupVersion(g)}}},
+		{"/groups/" + g.ID + "/delete", url.Values{}},
 	} {
 		f.form.Set("csrf", token)
 		resp, _ := do(t, c, "POST", s.url+f.path, f.form, nil)
@@ -326,7 +329,7 @@ func TestViewerSeesNoWriteControls(t *testing.T) {
 	got, _ := s.svc.GetSIM(ctx, controlplane.System, sim.ID)
 	k, _ := s.svc.GetAuthKey(ctx, controlplane.System, key.ID)
 	gs, _ := s.st.ListGroups(ctx, store.PageRequest{})
-	if got.Status != fleet.StatusActive || k.Revoked || len(gs.Items) != 1 {
+	if got.Status != fleet.StatusActive || k.Revoked || len(gs.Items) != 1 || gs.Items[0].Settings.DeviceToDevice.Mode == fleet.D2DGroup {
 		t.Fatalf("a forged write took effect: sim %s, key revoked %v, %d groups", got.Status, k.Revoked, len(gs.Items))
 	}
 }
@@ -445,4 +448,77 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
 	return len(b), nil
+}
+
+var versionRE = regexp.MustCompile(`name="version" value="([^"]+)"`)
+
+// TestGroupPolicyEditor: both editors save through the service; a bad
+// value is shown next to its field and nothing is written; a form loaded
+// before someone else saved gets a conflict and overwrites nothing.
+func TestGroupPolicyEditor(t *testing.T) {
+	s := newSite(t, console.Config{})
+	ctx := context.Background()
+	g, err := s.svc.CreateGroup(ctx, controlplane.System, "line-3", fleet.GroupSettings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret := s.token(fleet.RoleOperator)
+	c := browser(t)
+	s.signIn(c, secret)
+	load := func() (csrf, updated string) {
+		t.Helper()
+		resp, body := do(t, c, "GET", s.url+"/groups/"+g.ID, nil, nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("group page: %d", resp.StatusCode)
+		}
+		return csrfRE.FindStringSubmatch(body)[1], versionRE.FindStringSubmatch(body)[1]
+	}
+	stored := func() fleet.GroupSettings {
+		t.Helper()
+		got, err := s.svc.GetGroup(ctx, controlplane.System, g.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Settings
+	}
+	csrf, updated := load()
+
+	// A route with host bits: refused, said beside the routes field.
+	resp, body := do(t, c, "POST", s.url+"/groups/"+g.ID+"/settings", url.Values{"csrf": {csrf}, "version": {updated}, "d2dMode": {"group"}, "routes": {"10.50.0.0/16\n10.60.0.1/16"}}, nil)
+	if resp.StatusCode != http.StatusBadRequest || !regexp.MustCompile(`id="routes"[^>]*aria-invalid="true"`).MatchString(body) || !strings.Contains(body, `id="err-routes">prefix has host bits set`) {
+		t.Fatalf("bad route: %d, no error beside the field:\n%s", resp.StatusCode, body)
+	}
+	if !strings.Contains(body, "10.60.0.1/16</textarea>") {
+		t.Error("the refused form lost what the operator typed")
+	}
+	if st := stored(); st.DeviceToDevice.Mode == fleet.D2DGroup || len(st.Routes) != 0 {
+		t.Fatalf("a refused form wrote %+v", st)
+	}
+	// The raw editor: strict decoding, the error beside the text.
+	resp, body = do(t, c, "POST", s.url+"/groups/"+g.ID+"/json", url.Values{"csrf": {csrf}, "version": {updated}, "json": {`{"version":1,"deviceToDevice":{"mode":"group"},"colour":"red"}`}}, nil)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `id="err-json"`) || !strings.Contains(body, "colour") {
+		t.Fatalf("unknown field in the JSON: %d\n%s", resp.StatusCode, body)
+	}
+	// A good save through the form.
+	resp, _ = do(t, c, "POST", s.url+"/groups/"+g.ID+"/settings", url.Values{"csrf": {csrf}, "version": {updated}, "d2dMode": {"group"}, "d2dPorts": {"22, 443"}, "routes": {"10.50.0.0/16"}, "devicesMayWriteTags": {"on"}, "userData": {"<b>hi</b>"}}, nil)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("good form: %d", resp.StatusCode)
+	}
+	st := stored()
+	if st.DeviceToDevice.Mode != fleet.D2DGroup || fmt.Sprint(st.DeviceToDevice.Ports) != "[22 443]" || fmt.Sprint(st.Routes) != "[10.50.0.0/16]" || !st.DevicesMayWriteTags || st.UserData != "<b>hi</b>" {
+		t.Fatalf("saved %+v", st)
+	}
+	// The same (now stale) form sent again from the JSON editor: a conflict, nothing overwritten.
+	resp, body = do(t, c, "POST", s.url+"/groups/"+g.ID+"/json", url.Values{"csrf": {csrf}, "version": {updated}, "json": {`{"version":1,"deviceToDevice":{"mode":"off"}}`}}, nil)
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "after this form was loaded") {
+		t.Fatalf("stale form: %d\n%s", resp.StatusCode, body)
+	}
+	if st := stored(); st.DeviceToDevice.Mode != fleet.D2DGroup {
+		t.Fatalf("a stale form overwrote the settings: %+v", st)
+	}
+	// Reloaded, the user data shows as text in the editor.
+	_, body = do(t, c, "GET", s.url+"/groups/"+g.ID, nil, nil)
+	if strings.Contains(body, "<b>hi</b>") || !strings.Contains(body, "&lt;b&gt;hi&lt;/b&gt;</textarea>") {
+		t.Error("user data is not escaped in the policy editor")
+	}
 }
