@@ -243,12 +243,15 @@ func (s *Service) SetSIMStatus(ctx context.Context, a Actor, id string, to fleet
 	})
 }
 
-// SetSIMGroup moves a SIM to a group ("" for none).
+// SetSIMGroup moves a SIM to a group ("" for none). The event names the
+// group it came from ("from"), so that a quarantine can be undone.
 func (s *Service) SetSIMGroup(ctx context.Context, a Actor, id, groupID string) (fleet.SIM, error) {
-	return s.modifySIM(ctx, a, id, "sim.set_group", map[string]any{"groupId": groupID}, func(tx store.Tx, sim *fleet.SIM) error {
+	details := map[string]any{"groupId": groupID}
+	return s.modifySIM(ctx, a, id, "sim.set_group", details, func(tx store.Tx, sim *fleet.SIM) error {
 		if err := useGroup(ctx, tx, groupID); err != nil {
 			return storeErr(err, "groupId")
 		}
+		details["from"] = sim.GroupID
 		sim.GroupID = groupID
 		return nil
 	})

@@ -522,3 +522,75 @@ func TestGroupPolicyEditor(t *testing.T) {
 		t.Error("user data is not escaped in the policy editor")
 	}
 }
+
+// TestAlerts: a monitor alert is listed; a viewer sees no action and a
+// forged acknowledgement fails; an operator acknowledges it (once, in
+// the audit trail), quarantines the SIM and releases it back to its
+// group, resumed.
+func TestAlerts(t *testing.T) {
+	s := newSite(t, console.Config{})
+	ctx := context.Background()
+	home, _ := s.svc.CreateGroup(ctx, controlplane.System, "home", fleet.GroupSettings{})
+	jail, _ := s.svc.CreateGroup(ctx, controlplane.System, "jail", fleet.GroupSettings{})
+	sim, _, err := s.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: "cam", GroupID: home.ID, GenerateKey: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.svc.RecordDeviceEvent(ctx, sim.ID, controlplane.AlertAction, map[string]any{"kind": "cloned-key", "severity": "high", "detail": "endpoints taking turns <b>x</b>"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.svc.SetSIMStatus(ctx, controlplane.System, sim.ID, fleet.StatusSuspended); err != nil {
+		t.Fatal(err)
+	}
+	pg, err := s.svc.ListAlerts(ctx, controlplane.System, store.PageRequest{})
+	if err != nil || len(pg.Items) != 1 {
+		t.Fatalf("alerts: %+v %v", pg, err)
+	}
+	alert := fmt.Sprint(pg.Items[0].ID)
+
+	_, viewerSecret := s.token(fleet.RoleViewer)
+	v := browser(t)
+	s.signIn(v, viewerSecret)
+	_, body := do(t, v, "GET", s.url+"/alerts", nil, nil)
+	if !strings.Contains(body, "cloned-key") || strings.Contains(body, "<b>x</b>") || strings.Contains(body, `action="/alerts/`) || strings.Contains(body, "/quarantine") {
+		t.Fatalf("viewer's alerts page:\n%s", body)
+	}
+	vcsrf := s.csrf(v)
+	for _, path := range []string{"/alerts/" + alert + "/acknowledge", "/sims/" + sim.ID + "/quarantine", "/sims/" + sim.ID + "/release"} {
+		if resp, _ := do(t, v, "POST", s.url+path, url.Values{"csrf": {vcsrf}, "group": {jail.ID}}, nil); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("viewer POST %s: %d, want 403", path, resp.StatusCode)
+		}
+	}
+
+	_, opSecret := s.token(fleet.RoleOperator)
+	c := browser(t)
+	s.signIn(c, opSecret)
+	csrf := s.csrf(c)
+	for range 2 {
+		if resp, _ := do(t, c, "POST", s.url+"/alerts/"+alert+"/acknowledge", url.Values{"csrf": {csrf}}, nil); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("acknowledge: %d", resp.StatusCode)
+		}
+	}
+	acks, _ := s.st.ListEvents(ctx, store.EventFilter{Action: controlplane.AlertAckAction})
+	if len(acks.Items) != 1 || !strings.HasPrefix(acks.Items[0].Actor, "token:") {
+		t.Fatalf("acknowledgements in the audit trail: %+v", acks.Items)
+	}
+	_, body = do(t, c, "GET", s.url+"/alerts", nil, nil)
+	if !strings.Contains(body, "acknowledged by token:") || strings.Contains(body, `class="ack"`) {
+		t.Fatalf("acknowledged alert still shown as new:\n%s", body)
+	}
+	if resp, _ := do(t, c, "POST", s.url+"/alerts/999999/acknowledge", url.Values{"csrf": {csrf}}, nil); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("acknowledging no alert: %d, want 404", resp.StatusCode)
+	}
+	resp, _ := do(t, c, "POST", s.url+"/sims/"+sim.ID+"/quarantine", url.Values{"csrf": {csrf}, "group": {jail.ID}, "back": {"/alerts"}}, nil)
+	if got, _ := s.svc.GetSIM(ctx, controlplane.System, sim.ID); resp.StatusCode != http.StatusSeeOther || got.GroupID != jail.ID {
+		t.Fatalf("quarantine: %d, group %s", resp.StatusCode, got.GroupID)
+	}
+	resp, _ = do(t, c, "POST", s.url+"/sims/"+sim.ID+"/release", url.Values{"csrf": {csrf}, "back": {"/alerts"}}, nil)
+	if got, _ := s.svc.GetSIM(ctx, controlplane.System, sim.ID); resp.StatusCode != http.StatusSeeOther || got.GroupID != home.ID || got.Status != fleet.StatusActive {
+		t.Fatalf("release: %d, group %s status %s; want back home, active", resp.StatusCode, got.GroupID, got.Status)
+	}
+	if resp, _ := do(t, c, "GET", s.url+"/alerts?cursor=x", nil, nil); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a bad cursor: %d, want 400", resp.StatusCode)
+	}
+}

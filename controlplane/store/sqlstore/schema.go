@@ -263,4 +263,7 @@ CREATE TABLE console_sessions (
 );
 CREATE INDEX console_sessions_expires ON console_sessions (expires);
 CREATE INDEX console_sessions_token ON console_sessions (token_id);
+`, `
+-- Events by action (monitor alerts, failed sign-ins) without a scan.
+CREATE INDEX events_action ON events (action, id);
 `}
