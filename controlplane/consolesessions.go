@@ -5,6 +5,8 @@ package controlplane
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
@@ -22,16 +24,27 @@ const ConsoleSessionTTL = 12 * time.Hour
 // secret (for the cookie, returned once; only its hash is stored), the
 // actor it acts as, and when it ends. A failed sign-in is written to the
 // audit trail with the source, and answers unauthorized.
-func (s *Service) SignIn(ctx context.Context, tokenSecret, source string) (secret string, a Actor, expires time.Time, err error) {
+// previous, if it is a session secret, is ended with the new sign-in (a
+// browser signing in again does not leave its old session alive).
+func (s *Service) SignIn(ctx context.Context, tokenSecret, source, previous string) (secret string, a Actor, expires time.Time, err error) {
 	a, err = s.Authenticate(ctx, tokenSecret)
 	if err != nil {
 		var fe *fleet.Error
 		if errors.As(err, &fe) && fe.Code == fleet.CodeUnauthorized {
-			s.log.Warn("console sign-in refused", "source", source, "reason", fe.Message)
-			if aerr := s.st.Update(ctx, func(tx store.Tx) error {
-				return s.event(ctx, tx, Actor{Kind: "anonymous"}, "console.signin_failed", "console", "", map[string]any{"source": source, "reason": fe.Message})
-			}); aerr != nil {
-				s.log.Error("auditing a failed console sign-in", "err", aerr)
+			// Anyone can fail: the writes (and log lines) are bounded for
+			// all sources together, and the ones left out are counted in
+			// the next one written.
+			if ok, suppressed := s.signInAudit.allow(s.now()); ok {
+				s.log.Warn("console sign-in refused", "source", source, "reason", fe.Message, "suppressed_before", suppressed)
+				details := map[string]any{"source": source, "reason": fe.Message}
+				if suppressed > 0 {
+					details["suppressed"] = suppressed
+				}
+				if aerr := s.st.Update(ctx, func(tx store.Tx) error {
+					return s.event(ctx, tx, Actor{Kind: "anonymous"}, "console.signin_failed", "console", "", details)
+				}); aerr != nil {
+					s.log.Error("auditing a failed console sign-in", "err", aerr)
+				}
 			}
 		}
 		return "", Actor{}, time.Time{}, err
@@ -43,6 +56,11 @@ func (s *Service) SignIn(ctx context.Context, tokenSecret, source string) (secre
 		// Sweep as we go: sign-ins are rare, and the index makes it cheap.
 		if _, err := tx.DeleteExpiredConsoleSessions(ctx, now); err != nil {
 			return err
+		}
+		if strings.HasPrefix(previous, ConsoleSessionPrefix) {
+			if err := tx.DeleteConsoleSession(ctx, HashSecret(previous)); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
 		}
 		if err := tx.InsertConsoleSession(ctx, cs); err != nil {
 			return err
@@ -60,7 +78,7 @@ func (s *Service) SignIn(ctx context.Context, tokenSecret, source string) (secre
 // (deleted or expired) and never outlives ConsoleSessionTTL.
 func (s *Service) ConsoleActor(ctx context.Context, secret string) (Actor, error) {
 	const msg = "not signed in, or the session has ended"
-	if len(secret) < len(ConsoleSessionPrefix) || secret[:len(ConsoleSessionPrefix)] != ConsoleSessionPrefix {
+	if !strings.HasPrefix(secret, ConsoleSessionPrefix) {
 		return Actor{}, fleet.Errorf(fleet.CodeUnauthorized, "", msg)
 	}
 	cs, err := s.st.ConsoleSession(ctx, HashSecret(secret))
@@ -100,4 +118,41 @@ func (s *Service) SignOut(ctx context.Context, a Actor, secret string) error {
 		return nil
 	}
 	return storeErr(err, "")
+}
+
+// Failed sign-ins audited: a burst of signInAuditBurst, then one each
+// signInAuditEvery, for every source together.
+const (
+	signInAuditBurst = 20
+	signInAuditEvery = time.Second
+)
+
+// signInAudit is a token bucket over all failed sign-ins, counting the
+// ones it leaves out.
+type signInAudit struct {
+	mu         sync.Mutex
+	tokens     float64
+	last       time.Time
+	suppressed int
+}
+
+// allow takes a token at now; when there is one it also returns how many
+// failures went unwritten since the last one written.
+func (b *signInAudit) allow(now time.Time) (bool, int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.last.IsZero() {
+		b.tokens = signInAuditBurst
+	} else {
+		b.tokens = min(signInAuditBurst, b.tokens+float64(now.Sub(b.last))/float64(signInAuditEvery))
+	}
+	b.last = now
+	if b.tokens < 1 {
+		b.suppressed++
+		return false, 0
+	}
+	b.tokens--
+	n := b.suppressed
+	b.suppressed = 0
+	return true, n
 }

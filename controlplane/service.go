@@ -78,7 +78,8 @@ type Service struct {
 	attestObserver func(outcome string)       // ObserveAttest
 	cardObserver   func(step, outcome string) // ObserveCard
 	proofs         *keyproof.Issuer
-	captureURLKey  []byte // signs capture download URLs (captures.go)
+	captureURLKey  []byte      // signs capture download URLs (captures.go)
+	signInAudit    signInAudit // bounds the audit writes of failed console sign-ins
 	ula            struct {
 		mu sync.Mutex
 		v  fleet.Overlay6

@@ -278,6 +278,28 @@ func (s *Service) SetSIMTags(ctx context.Context, a Actor, id string, tags map[s
 	})
 }
 
+// AddSIMTags sets the given tags on a SIM and keeps its others, in one
+// transaction (a device writing its own tags meanwhile loses nothing).
+func (s *Service) AddSIMTags(ctx context.Context, a Actor, id string, tags map[string]string) (fleet.SIM, error) {
+	if err := fleet.ValidateTags("tags", tags); err != nil {
+		return fleet.SIM{}, err
+	}
+	return s.modifySIM(ctx, a, id, "sim.add_tags", map[string]any{"tags": tags}, func(tx store.Tx, sim *fleet.SIM) error {
+		merged := make(map[string]string, len(sim.Tags)+len(tags))
+		for k, v := range sim.Tags {
+			merged[k] = v
+		}
+		for k, v := range tags {
+			merged[k] = v
+		}
+		if err := fleet.ValidateTags("tags", merged); err != nil {
+			return err
+		}
+		sim.Tags = merged
+		return nil
+	})
+}
+
 // SetSIMName renames a SIM.
 func (s *Service) SetSIMName(ctx context.Context, a Actor, id, name string) (fleet.SIM, error) {
 	if err := fleet.ValidateLabel("name", name, 128); err != nil {

@@ -74,6 +74,10 @@ func (h *Handler) quarantine(w http.ResponseWriter, r *http.Request) {
 // and resumes it if it is suspended (the monitor's other response).
 func (h *Handler) release(w http.ResponseWriter, r *http.Request) {
 	a := sessionOf(r).actor
+	if err := controlplane.Require(a, fleet.RoleOperator); err != nil {
+		h.fail(w, r, err) // before anything, so a viewer is told no rather than "nothing to do"
+		return
+	}
 	id := r.PathValue("id")
 	from, moved, err := h.svc.QuarantineOrigin(r.Context(), a, id)
 	if err != nil {

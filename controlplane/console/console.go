@@ -24,6 +24,8 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"path"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -38,8 +40,13 @@ import (
 //go:embed assets templates
 var files embed.FS
 
-// CookieName is the session cookie's name.
-const CookieName = "wirefleet_session"
+// The session cookie's names: with the __Host- prefix when it is Secure
+// (HTTPS, directly or through a trusted proxy), so that no other host or
+// path can set one for the console; without it on plain HTTP.
+const (
+	CookieName       = "wirefleet_session"
+	SecureCookieName = "__Host-wirefleet_session"
+)
 
 // ContentSecurityPolicy is sent with every console answer: scripts and
 // styles only from the console's own embedded files (no inline script, no
@@ -87,10 +94,13 @@ type Handler struct {
 	pages   map[string]*template.Template
 	assets  http.Handler
 
-	streams chan struct{} // a token per open live stream
-	done    chan struct{} // closed by Shutdown: live streams end
-	once    sync.Once
-	stats   statsCache
+	streams      chan struct{} // a token per open live stream
+	perSessionMu sync.Mutex
+	perSession   map[string]int // open live streams by session
+	done         chan struct{}  // closed by Shutdown: live streams end
+	once         sync.Once
+	stats        statsCache
+	counts       countsCache
 }
 
 // New returns the console over svc.
@@ -105,7 +115,7 @@ func New(svc *controlplane.Service, c Config) (*Handler, error) {
 		c.LiveInterval = 2 * time.Second
 	}
 	h := &Handler{svc: svc, log: c.Logger, gw: c.Gateway, proxies: slices.Clone(c.TrustedProxies), limit: ratelimit.New(c.SignInLimit), every: c.LiveInterval,
-		mux: http.NewServeMux(), streams: make(chan struct{}, MaxLiveStreams), done: make(chan struct{})}
+		mux: http.NewServeMux(), streams: make(chan struct{}, MaxLiveStreams), perSession: map[string]int{}, done: make(chan struct{})}
 	h.stats.gw = c.Gateway
 	if err := h.parseTemplates(); err != nil {
 		return nil, err
@@ -175,11 +185,8 @@ func csrfToken(secret string) string {
 // also need the CSRF token and a same-origin request.
 func (h *Handler) signedIn(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		c, err := r.Cookie(CookieName)
-		var a controlplane.Actor
-		if err == nil {
-			a, err = h.svc.ConsoleActor(r.Context(), c.Value)
-		}
+		secret := h.sessionCookie(r)
+		a, err := h.svc.ConsoleActor(r.Context(), secret)
 		if err != nil {
 			if errors.Is(err, store.ErrUnavailable) {
 				h.unavailable(w)
@@ -188,14 +195,14 @@ func (h *Handler) signedIn(next http.HandlerFunc) http.HandlerFunc {
 			h.toSignIn(w, r)
 			return
 		}
-		s := session{actor: a, secret: c.Value, csrf: csrfToken(c.Value)}
+		s := session{actor: a, secret: secret, csrf: csrfToken(secret)}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 			if err := r.ParseForm(); err != nil {
 				http.Error(w, "the form could not be read: "+err.Error(), http.StatusBadRequest)
 				return
 			}
-			if !sameOrigin(r) {
+			if !h.sameOrigin(r) {
 				http.Error(w, "cross-site request refused", http.StatusForbidden)
 				return
 			}
@@ -214,19 +221,69 @@ func (h *Handler) signedIn(next http.HandlerFunc) http.HandlerFunc {
 
 // sameOrigin refuses requests a browser marks as cross-site; requests
 // without the headers (scripts, old browsers) rely on the CSRF token.
-func sameOrigin(r *http.Request) bool {
+// Behind a trusted proxy the origin may be the host it forwards for.
+func (h *Handler) sameOrigin(r *http.Request) bool {
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "", "same-origin", "none":
 	default:
 		return false
 	}
-	if o := r.Header.Get("Origin"); o != "" && o != "null" {
-		u, err := url.Parse(o)
-		if err != nil || u.Host != r.Host {
-			return false
+	o := r.Header.Get("Origin")
+	if o == "" || o == "null" {
+		return true
+	}
+	u, err := url.Parse(o)
+	if err != nil {
+		return false
+	}
+	if u.Host == r.Host {
+		return true
+	}
+	fwd := r.Header.Get("X-Forwarded-Host")
+	return fwd != "" && u.Host == fwd && h.fromTrustedProxy(r)
+}
+
+// fromTrustedProxy says whether the request's peer is a trusted proxy.
+func (h *Handler) fromTrustedProxy(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	for _, p := range h.proxies {
+		if p.Contains(ap.Addr().Unmap()) {
+			return true
 		}
 	}
-	return true
+	return false
+}
+
+// secureRequest says whether the browser reached the console over HTTPS:
+// directly, or through a trusted proxy that says so.
+func (h *Handler) secureRequest(r *http.Request) bool {
+	return r.TLS != nil || (strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") && h.fromTrustedProxy(r))
+}
+
+// sessionCookie is the session secret the request carries ("" for none).
+func (h *Handler) sessionCookie(r *http.Request) string {
+	if h.secureRequest(r) {
+		if c, err := r.Cookie(SecureCookieName); err == nil {
+			return c.Value
+		}
+		return ""
+	}
+	if c, err := r.Cookie(CookieName); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+// setSessionCookie sets (or, with maxAge < 0, clears) the session cookie.
+func (h *Handler) setSessionCookie(w http.ResponseWriter, r *http.Request, value string, expires time.Time, maxAge int) {
+	c := &http.Cookie{Name: CookieName, Value: value, Path: "/", Expires: expires, MaxAge: maxAge, HttpOnly: true, SameSite: http.SameSiteStrictMode}
+	if h.secureRequest(r) {
+		c.Name, c.Secure = SecureCookieName, true
+	}
+	http.SetCookie(w, c)
 }
 
 // toSignIn sends a request without a session to the sign-in page, with
@@ -248,14 +305,18 @@ func (h *Handler) toSignIn(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
+// localPathRE is what a followed "next" may look like: a path on this
+// console and a plain query; no backslash, no scheme, no host.
+var localPathRE = regexp.MustCompile(`^/[A-Za-z0-9/_.~%-]*(\?[A-Za-z0-9/_.~%=&+,:@-]*)?$`)
+
 // localPath is next if it is a path on this console, "/" otherwise: a
 // sign-in link must not send the operator elsewhere.
 func localPath(next string) string {
-	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+	if !localPathRE.MatchString(next) {
 		return "/"
 	}
 	u, err := url.Parse(next)
-	if err != nil || u.Host != "" || u.Scheme != "" {
+	if err != nil || u.Host != "" || u.Scheme != "" || strings.HasPrefix(path.Clean(u.Path), "//") {
 		return "/"
 	}
 	return next
@@ -264,6 +325,28 @@ func localPath(next string) string {
 func (h *Handler) unavailable(w http.ResponseWriter) {
 	w.Header().Set("Retry-After", "5")
 	http.Error(w, "the fleet database is unavailable; retry shortly", http.StatusServiceUnavailable)
+}
+
+// countsCache shares one count of SIMs by status among all viewers for
+// two seconds: it is an aggregate over the SIMs table.
+type countsCache struct {
+	mu   sync.Mutex
+	at   time.Time
+	last map[fleet.Status]int64
+}
+
+func (c *countsCache) get(read func() (map[fleet.Status]int64, error)) (map[fleet.Status]int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.last != nil && time.Since(c.at) < 2*time.Second {
+		return c.last, nil
+	}
+	m, err := read()
+	if err != nil {
+		return nil, err
+	}
+	c.last, c.at = m, time.Now()
+	return m, nil
 }
 
 // statsCache shares one gateway reading among all viewers for a second:

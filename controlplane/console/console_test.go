@@ -5,11 +5,13 @@ package console_test
 import (
 	"context"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -404,12 +406,22 @@ func TestSecurityHeaders(t *testing.T) {
 func TestSignInNextStaysLocal(t *testing.T) {
 	s := newSite(t, console.Config{})
 	_, secret := s.token(fleet.RoleAdmin)
-	for _, next := range []string{"https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)", "/sims\r\nSet-Cookie: x=y"} {
+	for _, next := range []string{"https://evil.example/", "//evil.example/x", "/\\evil.example", "/./\\evil.example", "/a/../\\evil.example", "/.//evil.example", "javascript:alert(1)", "/sims\r\nSet-Cookie: x=y"} {
 		c := browser(t)
 		resp, _ := do(t, c, "POST", s.url+"/signin", url.Values{"token": {secret}, "next": {next}}, nil)
-		if loc := resp.Header.Get("Location"); loc != "/" {
-			t.Errorf("next %q: sent to %q, want /", next, loc)
+		if loc := resp.Header.Get("Location"); loc != "/" && (strings.HasPrefix(loc, "//") || strings.Contains(loc, "\\") || strings.Contains(loc, ":")) {
+			t.Errorf("next %q: sent to %q", next, loc)
 		}
+		// Signed in already, the sign-in page follows next at once: the same rule.
+		resp, _ = do(t, c, "GET", s.url+"/signin?next="+url.QueryEscape(next), nil, nil)
+		if loc := resp.Header.Get("Location"); strings.HasPrefix(loc, "//") || strings.Contains(loc, "\\") || strings.Contains(loc, ":") {
+			t.Errorf("GET /signin next %q: sent to %q", next, loc)
+		}
+	}
+	c := browser(t)
+	resp, _ := do(t, c, "POST", s.url+"/signin", url.Values{"token": {secret}, "next": {"/sims?status=active&group=g1"}}, nil)
+	if loc := resp.Header.Get("Location"); loc != "/sims?status=active&group=g1" {
+		t.Errorf("a local next: sent to %q", loc)
 	}
 }
 
@@ -592,5 +604,174 @@ func TestAlerts(t *testing.T) {
 	}
 	if resp, _ := do(t, c, "GET", s.url+"/alerts?cursor=x", nil, nil); resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("a bad cursor: %d, want 400", resp.StatusCode)
+	}
+}
+
+// TestSecureCookieBehindProxy: over HTTPS (here a trusted proxy saying
+// so) the cookie is Secure and __Host- prefixed; a plain-HTTP request
+// does not read it, and an untrusted peer's X-Forwarded-Proto counts for
+// nothing.
+func TestSecureCookieBehindProxy(t *testing.T) {
+	s := newSite(t, console.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	_, secret := s.token(fleet.RoleViewer)
+	c := browser(t)
+	https := map[string]string{"X-Forwarded-Proto": "https", "X-Forwarded-For": "192.0.2.7"}
+	resp, _ := do(t, c, "POST", s.url+"/signin", url.Values{"token": {secret}}, https)
+	var ck *http.Cookie
+	for _, k := range resp.Cookies() {
+		ck = k
+	}
+	if resp.StatusCode != http.StatusSeeOther || ck == nil || ck.Name != console.SecureCookieName || !ck.Secure || !ck.HttpOnly || ck.Path != "/" || ck.Domain != "" {
+		t.Fatalf("behind an HTTPS proxy: %d cookie %+v", resp.StatusCode, ck)
+	}
+	req := func(hdr map[string]string) int {
+		r, _ := http.NewRequest("GET", s.url+"/sims", nil)
+		r.AddCookie(&http.Cookie{Name: ck.Name, Value: ck.Value})
+		for k, v := range hdr {
+			r.Header.Set(k, v)
+		}
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := req(https); code != 200 {
+		t.Fatalf("the secure cookie over HTTPS: %d", code)
+	}
+	if code := req(nil); code != http.StatusSeeOther {
+		t.Fatalf("the secure cookie read over plain HTTP: %d, want a redirect to sign-in", code)
+	}
+
+	untrusted := newSite(t, console.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
+	_, secret = untrusted.token(fleet.RoleViewer)
+	resp, _ = do(t, browser(t), "POST", untrusted.url+"/signin", url.Values{"token": {secret}}, https)
+	for _, k := range resp.Cookies() {
+		if k.Name != console.CookieName || k.Secure {
+			t.Fatalf("an untrusted peer's X-Forwarded-Proto changed the cookie: %+v", k)
+		}
+	}
+}
+
+// TestFailedSignInAuditBounded: failed sign-ins from anywhere write at
+// most a burst of audit events, and the next one written counts the ones
+// left out.
+func TestFailedSignInAuditBounded(t *testing.T) {
+	s := newSite(t, console.Config{SignInLimit: ratelimit.Config{PerSecond: 1000, Burst: 1000}})
+	c := browser(t)
+	for range 50 {
+		do(t, c, "POST", s.url+"/signin", url.Values{"token": {"wft_guess"}}, nil)
+	}
+	count := func() []fleet.Event {
+		ev, err := s.st.ListEvents(context.Background(), store.EventFilter{Action: "console.signin_failed", PageRequest: store.PageRequest{Limit: 1000}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev.Items
+	}
+	if n := len(count()); n != 20 {
+		t.Fatalf("%d failed sign-ins audited of 50 at once, want the burst of 20", n)
+	}
+	s.clock.Advance(5 * time.Second)
+	do(t, c, "POST", s.url+"/signin", url.Values{"token": {"wft_guess"}}, nil)
+	evs := count()
+	if len(evs) != 21 || fmt.Sprint(evs[0].Details["suppressed"]) != "30" {
+		t.Fatalf("after a pause: %d events, the last %v; want 21, saying 30 were left out", len(evs), evs[0].Details)
+	}
+}
+
+// TestSignInAgainEndsOldSession: signing in again from the same browser
+// ends the session it had.
+func TestSignInAgainEndsOldSession(t *testing.T) {
+	s := newSite(t, console.Config{})
+	_, secret := s.token(fleet.RoleViewer)
+	c := browser(t)
+	old := s.signIn(c, secret)
+	s.signIn(c, secret)
+	if _, err := s.svc.ConsoleActor(context.Background(), old.Value); err == nil {
+		t.Fatal("the first session outlived a second sign-in")
+	}
+}
+
+// TestSIMsPagesAndBulk: the next-page link keeps the filter and shows the
+// rest; bulk moves need an explicit group and tags merge.
+func TestSIMsPagesAndBulk(t *testing.T) {
+	s := newSite(t, console.Config{})
+	ctx := context.Background()
+	g, _ := s.svc.CreateGroup(ctx, controlplane.System, "bulk", fleet.GroupSettings{})
+	var ids []string
+	for i := range 60 {
+		sim, _, err := s.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: fmt.Sprintf("s%d", i), GroupID: g.ID, Tags: map[string]string{"keep": "yes"}, GenerateKey: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, sim.ID)
+	}
+	_, secret := s.token(fleet.RoleOperator)
+	c := browser(t)
+	s.signIn(c, secret)
+	_, body := do(t, c, "GET", s.url+"/sims?status=active", nil, nil)
+	m := regexp.MustCompile(`<a href="([^"]+)" rel="next">`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatal("no next-page link on a full page")
+	}
+	next := html.UnescapeString(m[1])
+	if !strings.Contains(next, "status=active") || !strings.Contains(next, "cursor=") {
+		t.Fatalf("next link %q loses the filter", next)
+	}
+	_, body = do(t, c, "GET", s.url+next, nil, nil)
+	if rows := strings.Count(body, "<tr data-sim="); rows != 10 {
+		t.Fatalf("page 2 shows %d SIMs, want the last 10", rows)
+	}
+	csrf := s.csrf(c)
+	resp, _ := do(t, c, "POST", s.url+"/sims/bulk", url.Values{"csrf": {csrf}, "action": {"group"}, "id": ids[:2]}, nil)
+	if got, _ := s.svc.GetSIM(ctx, controlplane.System, ids[0]); resp.StatusCode != http.StatusBadRequest || got.GroupID != g.ID {
+		t.Fatalf("a move with no group chosen: %d, group %q", resp.StatusCode, got.GroupID)
+	}
+	do(t, c, "POST", s.url+"/sims/bulk", url.Values{"csrf": {csrf}, "action": {"group"}, "group": {"-"}, "id": ids[:2]}, nil)
+	if got, _ := s.svc.GetSIM(ctx, controlplane.System, ids[0]); got.GroupID != "" {
+		t.Fatalf("'no group' left the SIM in %q", got.GroupID)
+	}
+	do(t, c, "POST", s.url+"/sims/bulk", url.Values{"csrf": {csrf}, "action": {"tag"}, "tag": {"site=b7"}, "id": ids[:3]}, nil)
+	if got, _ := s.svc.GetSIM(ctx, controlplane.System, ids[2]); got.Tags["site"] != "b7" || got.Tags["keep"] != "yes" {
+		t.Fatalf("tags after add: %v", got.Tags)
+	}
+}
+
+// TestLiveStreamLimits: a session holds at most MaxStreamsPerSession live
+// views; HEAD holds none.
+func TestLiveStreamLimits(t *testing.T) {
+	s := newSite(t, console.Config{LiveInterval: time.Hour})
+	_, secret := s.token(fleet.RoleViewer)
+	c := browser(t)
+	s.signIn(c, secret)
+	var open []*http.Response
+	defer func() {
+		for _, r := range open {
+			r.Body.Close()
+		}
+	}()
+	for i := range console.MaxStreamsPerSession {
+		resp, err := c.Get(s.url + "/live/overview")
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("stream %d: %v %v", i, resp.Status, err)
+		}
+		open = append(open, resp)
+	}
+	resp, _ := do(t, c, "GET", s.url+"/live/overview", nil, nil)
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("stream past the session's share: %d, want 429", resp.StatusCode)
+	}
+	other := browser(t)
+	s.signIn(other, secret)
+	o, err := other.Get(s.url + "/live/overview")
+	if err != nil || o.StatusCode != 200 {
+		t.Fatalf("another session's stream: %v %v", o.Status, err)
+	}
+	o.Body.Close()
+	resp, _ = do(t, c, "HEAD", s.url+"/live/overview", nil, nil)
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("HEAD on a live view: %d, want 405", resp.StatusCode)
 	}
 }

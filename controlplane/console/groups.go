@@ -78,6 +78,10 @@ func (h *Handler) group(w http.ResponseWriter, r *http.Request) {
 // otherwise shows the form again with the error beside its field.
 func (h *Handler) saveGroup(w http.ResponseWriter, r *http.Request, settings *fleet.GroupSettings, d groupData) {
 	a := sessionOf(r).actor
+	if err := controlplane.Require(a, fleet.RoleOperator); err != nil {
+		h.fail(w, r, err) // a viewer is refused, whatever the form holds
+		return
+	}
 	id := r.PathValue("id")
 	read := r.PostFormValue("version")
 	if read == "" {

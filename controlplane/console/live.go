@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -25,7 +26,14 @@ const (
 	maxLiveSIMs = 100
 	// graphSamples is how many readings the traffic graph shows.
 	graphSamples = 60
+	// MaxStreamsPerSession bounds one session's share of MaxLiveStreams,
+	// so that one signed-in viewer cannot take the live views of all.
+	MaxStreamsPerSession = 8
 )
+
+// simIDRE is what a SIM id looks like (controlplane's newID): it goes
+// into an event name, so nothing else may.
+var simIDRE = regexp.MustCompile(`^[a-z]{2,8}_[0-9a-f]{4,40}$`)
 
 // sse writes one event; data may hold newlines.
 func sse(w io.Writer, event, data string) error {
@@ -33,6 +41,7 @@ func sse(w io.Writer, event, data string) error {
 	b.WriteString("event: ")
 	b.WriteString(event)
 	b.WriteByte('\n')
+	data = strings.ReplaceAll(strings.ReplaceAll(data, "\r\n", "\n"), "\r", "\n")
 	for line := range strings.SplitSeq(data, "\n") {
 		b.WriteString("data: ")
 		b.WriteString(line)
@@ -47,14 +56,6 @@ func sse(w io.Writer, event, data string) error {
 // stream until the client goes, the session ends, or the console shuts
 // down. tick returns the events to send, by name.
 func (h *Handler) stream(w http.ResponseWriter, r *http.Request, tick func() ([][2]string, error)) {
-	select {
-	case h.streams <- struct{}{}:
-		defer func() { <-h.streams }()
-	default:
-		w.Header().Set("Retry-After", "10")
-		http.Error(w, "too many live views open", http.StatusServiceUnavailable)
-		return
-	}
 	rc := http.NewResponseController(w)
 	hd := w.Header()
 	hd.Set("Content-Type", "text/event-stream")
@@ -102,6 +103,11 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, tick func() ([]
 }
 
 func (h *Handler) liveOverview(w http.ResponseWriter, r *http.Request) {
+	release, ok := h.liveSlot(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	h.stream(w, r, func() ([][2]string, error) {
 		d, err := h.overviewData(r)
 		if err != nil {
@@ -112,11 +118,49 @@ func (h *Handler) liveOverview(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// liveSlot takes a live stream's place, before any work is done for it:
+// one of MaxLiveStreams, and one of the session's MaxStreamsPerSession.
+// release gives it back; ok is false (and the answer written) when there
+// is none.
+func (h *Handler) liveSlot(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		http.Error(w, "live views are GET only", http.StatusMethodNotAllowed)
+		return nil, false
+	}
+	key := sessionOf(r).csrf // per session, and not the secret itself
+	h.perSessionMu.Lock()
+	if h.perSession[key] >= MaxStreamsPerSession {
+		h.perSessionMu.Unlock()
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "too many live views open in this session; close some tabs", http.StatusTooManyRequests)
+		return nil, false
+	}
+	select {
+	case h.streams <- struct{}{}:
+	default:
+		h.perSessionMu.Unlock()
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "too many live views open", http.StatusServiceUnavailable)
+		return nil, false
+	}
+	h.perSession[key]++
+	h.perSessionMu.Unlock()
+	return func() {
+		<-h.streams
+		h.perSessionMu.Lock()
+		if h.perSession[key]--; h.perSession[key] <= 0 {
+			delete(h.perSession, key)
+		}
+		h.perSessionMu.Unlock()
+	}, true
+}
+
 // liveIDs reads the ids a stream follows.
 func liveIDs(r *http.Request) []string {
 	var ids []string
 	for id := range strings.SplitSeq(r.URL.Query().Get("ids"), ",") {
-		if id = strings.TrimSpace(id); id != "" && len(id) <= 64 && len(ids) < maxLiveSIMs {
+		if id = strings.TrimSpace(id); simIDRE.MatchString(id) && len(ids) < maxLiveSIMs {
 			ids = append(ids, id)
 		}
 	}
@@ -126,6 +170,11 @@ func liveIDs(r *http.Request) []string {
 // liveSIMs follows the online state of the SIMs on a list page, sending
 // a SIM's cell only when it changes.
 func (h *Handler) liveSIMs(w http.ResponseWriter, r *http.Request) {
+	release, ok := h.liveSlot(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	ids := liveIDs(r)
 	last := make(map[string]fleet.Connection, len(ids))
 	first := true
@@ -151,6 +200,11 @@ func (h *Handler) liveSIMs(w http.ResponseWriter, r *http.Request) {
 // liveSIM follows one SIM: its tunnel state and a graph of its traffic
 // since the page opened.
 func (h *Handler) liveSIM(w http.ResponseWriter, r *http.Request) {
+	release, ok := h.liveSlot(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	id := r.PathValue("id")
 	if _, err := h.svc.GetSIM(r.Context(), sessionOf(r).actor, id); err != nil {
 		code, _, msg := h.errorText(err)

@@ -4,6 +4,7 @@ package console
 
 import (
 	"errors"
+	"html/template"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -68,8 +69,8 @@ type signInData struct {
 }
 
 func (h *Handler) signInPage(w http.ResponseWriter, r *http.Request) {
-	if c, err := r.Cookie(CookieName); err == nil {
-		if _, err := h.svc.ConsoleActor(r.Context(), c.Value); err == nil {
+	if secret := h.sessionCookie(r); secret != "" {
+		if _, err := h.svc.ConsoleActor(r.Context(), secret); err == nil {
 			http.Redirect(w, r, localPath(r.URL.Query().Get("next")), http.StatusSeeOther)
 			return
 		}
@@ -80,19 +81,22 @@ func (h *Handler) signInPage(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) signIn(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	next := localPath(r.PostFormValue("next"))
-	if !sameOrigin(r) {
+	if !h.sameOrigin(r) {
 		http.Error(w, "cross-site request refused", http.StatusForbidden)
 		return
 	}
 	src, ok := ratelimit.ClientAddr(r, h.proxies)
-	if ok {
-		if allowed, wait := h.limit.Allow(src); !allowed {
-			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-			h.render(w, r, http.StatusTooManyRequests, "signin", page{Title: "Sign in", Error: "Too many sign-in attempts from your address; wait a little and try again.", Data: signInData{Next: next}})
-			return
-		}
+	if !ok {
+		// A trusted proxy that names no address: no bucket to charge.
+		http.Error(w, "the client address is unknown (X-Forwarded-For from a trusted proxy)", http.StatusBadRequest)
+		return
 	}
-	secret, _, expires, err := h.svc.SignIn(r.Context(), strings.TrimSpace(r.PostFormValue("token")), src.String())
+	if allowed, wait := h.limit.Allow(src); !allowed {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		h.render(w, r, http.StatusTooManyRequests, "signin", page{Title: "Sign in", Error: "Too many sign-in attempts from your address; wait a little and try again.", Data: signInData{Next: next}})
+		return
+	}
+	secret, _, expires, err := h.svc.SignIn(r.Context(), strings.TrimSpace(r.PostFormValue("token")), src.String(), h.sessionCookie(r))
 	if err != nil {
 		code, _, msg := h.errorText(err)
 		if code == http.StatusUnauthorized {
@@ -101,7 +105,7 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request) {
 		h.render(w, r, code, "signin", page{Title: "Sign in", Error: msg, Data: signInData{Next: next}})
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: secret, Path: "/", Expires: expires, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	h.setSessionCookie(w, r, secret, expires, 0)
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
@@ -112,7 +116,7 @@ func (h *Handler) signOut(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, code)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	h.setSessionCookie(w, r, "", time.Time{}, -1)
 	http.Redirect(w, r, "/signin", http.StatusSeeOther)
 }
 
@@ -128,7 +132,7 @@ type overviewData struct {
 
 func (h *Handler) overviewData(r *http.Request) (overviewData, error) {
 	var d overviewData
-	counts, err := h.svc.View().CountSIMs(r.Context())
+	counts, err := h.counts.get(func() (map[fleet.Status]int64, error) { return h.svc.View().CountSIMs(r.Context()) })
 	if err != nil {
 		return d, err
 	}
@@ -181,8 +185,8 @@ type simsData struct {
 	Status  string
 	GroupID string
 	Tag     string
-	Next    string // the next page's query string, "" on the last page
-	IDs     string // the shown SIMs' ids, for the live stream
+	Next    template.URL // the next page's address, "" on the last page
+	IDs     string       // the shown SIMs' ids, for the live stream
 }
 
 func (h *Handler) groupNames(r *http.Request) ([]fleet.Group, map[string]string, error) {
@@ -269,7 +273,7 @@ func (h *Handler) sims(w http.ResponseWriter, r *http.Request) {
 					nq.Set(k, v)
 				}
 			}
-			d.Next = nq.Encode()
+			d.Next = template.URL("/sims?" + nq.Encode()) // encoded here: a safe URL
 		}
 	}
 	ids := make([]string, 0, len(sims))
@@ -313,7 +317,15 @@ func (h *Handler) simsBulk(w http.ResponseWriter, r *http.Request) {
 		}
 		do = func(id string) error { _, err := h.svc.SetSIMStatus(r.Context(), a, id, to); return err }
 	case "group":
+		// An explicit choice: "-" takes the SIMs out of every group.
 		g := r.PostFormValue("group")
+		if g == "" {
+			h.fail(w, r, fleet.Errorf(fleet.CodeRequired, "group", "choose the group to move the SIMs to"))
+			return
+		}
+		if g == "-" {
+			g = ""
+		}
 		do = func(id string) error { _, err := h.svc.SetSIMGroup(r.Context(), a, id, g); return err }
 	case "tag":
 		tag, err := parseTag(r.PostFormValue("tag"))
@@ -321,21 +333,7 @@ func (h *Handler) simsBulk(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, fleet.Errorf(fleet.CodeInvalid, "tag", "a tag is key=value"))
 			return
 		}
-		do = func(id string) error {
-			sim, err := h.svc.GetSIM(r.Context(), a, id)
-			if err != nil {
-				return err
-			}
-			tags := make(map[string]string, len(sim.Tags)+1)
-			for k, v := range sim.Tags {
-				tags[k] = v
-			}
-			for k, v := range tag {
-				tags[k] = v
-			}
-			_, err = h.svc.SetSIMTags(r.Context(), a, id, tags)
-			return err
-		}
+		do = func(id string) error { _, err := h.svc.AddSIMTags(r.Context(), a, id, tag); return err }
 	default:
 		h.fail(w, r, fleet.Errorf(fleet.CodeInvalid, "action", "suspend, resume, group or tag"))
 		return
@@ -352,7 +350,12 @@ func (h *Handler) simsBulk(w http.ResponseWriter, r *http.Request) {
 	}
 	msg := strconv.Itoa(ok) + " SIM(s): " + action + " done."
 	if len(failed) > 0 {
-		msg += " Failed: " + strings.Join(failed, "; ")
+		// A few reasons, not all: the message travels in the redirect.
+		shown := failed[:min(len(failed), 3)]
+		msg += " " + strconv.Itoa(len(failed)) + " failed: " + strings.Join(shown, "; ")
+		if len(failed) > len(shown) {
+			msg += "; …"
+		}
 	}
 	http.Redirect(w, r, "/sims?done="+url.QueryEscape(msg), http.StatusSeeOther)
 }
@@ -492,8 +495,8 @@ func (h *Handler) createAuthKey(w http.ResponseWriter, r *http.Request) {
 	}
 	if v := strings.TrimSpace(f.Get("hours")); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			bad("hours", "hours: a whole number above 0")
+		if maxHours := int(controlplane.MaxAuthKeyTTL / time.Hour); err != nil || n <= 0 || n > maxHours {
+			bad("hours", "hours: a whole number from 1 to "+strconv.Itoa(maxHours))
 			return
 		}
 		sp.TTL = time.Duration(n) * time.Hour
@@ -532,7 +535,7 @@ func (h *Handler) revokeAuthKey(w http.ResponseWriter, r *http.Request) {
 
 type auditData struct {
 	Events []fleet.Event
-	Next   string
+	Next   template.URL
 	Object string
 	Action string
 }
@@ -554,7 +557,7 @@ func (h *Handler) audit(w http.ResponseWriter, r *http.Request) {
 		if d.Action != "" {
 			nq.Set("action", d.Action)
 		}
-		d.Next = nq.Encode()
+		d.Next = template.URL("/audit?" + nq.Encode())
 	}
 	h.render(w, r, http.StatusOK, "audit", page{Title: "Audit log", Nav: "audit", Data: d})
 }
