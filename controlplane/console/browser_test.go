@@ -168,7 +168,7 @@ func (c *chrome) signIn(base, token string) {
 func TestConsoleInChromium(t *testing.T) {
 	netns.Require(t)
 	c := newChrome(t)
-	p := gwtest.Start(t, gwtest.Options{Subnet: 234})
+	p := gwtest.Start(t, gwtest.Options{Subnet: 234, Remote: controlplane.RemotePolicy{Host: "127.0.0.1", PortMin: 40000, PortMax: 40010}})
 	ctx := context.Background()
 	h, err := console.New(p.Service, console.Config{Logger: p.Logger, Gateway: p.Gateway, LiveInterval: 300 * time.Millisecond})
 	if err != nil {
@@ -276,6 +276,39 @@ func TestConsoleInChromium(t *testing.T) {
 	traffic.Wait()
 	c.screenshot("sim")
 
+	// Open a port of the device, see how to connect, close it.
+	c.do("open a port mapping",
+		chromedp.SendKeys(css(`#mapping-form input[name="port"]`), "22"),
+		chromedp.Click(css(`#open-mapping`)),
+		chromedp.WaitVisible(css(`table.mappings tr[data-mapping] code`)),
+	)
+	if cmd := get(c, "read the connect command", chromedp.Text(css(`table.mappings tr[data-mapping] code`))); !strings.HasPrefix(cmd, "ssh -p 400") {
+		t.Fatalf("the mapping shows %q to connect with", cmd)
+	}
+	c.do("close it",
+		chromedp.Click(css(`table.mappings button.close-mapping`)),
+		chromedp.WaitVisible(css(`p.flash`)),
+		chromedp.WaitNotPresent(css(`table.mappings tr[data-mapping]`)),
+	)
+	if ms, _ := p.Service.ListMappings(ctx, controlplane.System, store.MappingFilter{SIMID: sim.ID}); len(ms.Items) != 0 {
+		t.Fatal("the mapping closed in the browser is still in the store")
+	}
+
+	// An alert on it: acknowledged from the alerts page.
+	if err := p.Service.RecordDeviceEvent(ctx, sim.ID, controlplane.AlertAction, map[string]any{"kind": "fan-out", "severity": "medium", "detail": "40 new destinations in 10 s"}); err != nil {
+		t.Fatal(err)
+	}
+	c.do("acknowledge the alert",
+		chromedp.Navigate(base+"/alerts"),
+		chromedp.Click(css(`#alerts button.ack`)),
+		chromedp.WaitVisible(css(`p.flash`)),
+	)
+	if st := get(c, "the alert's state", chromedp.Text(css(`#alerts [data-cell="state"]`))); !strings.HasPrefix(st, "acknowledged by token:") {
+		t.Fatalf("after Acknowledge the alert is %q", st)
+	}
+	c.screenshot("alerts")
+	c.do("back to the SIM", chromedp.Navigate(base+"/sims/"+sim.ID), chromedp.WaitVisible(css(`#sim-live`)))
+
 	// Suspend it: the gateway drops it, and the page says so.
 	c.do("suspend",
 		chromedp.Click(css(`#suspend`)),
@@ -331,9 +364,9 @@ func TestConsoleInChromium(t *testing.T) {
 
 	// A viewer: no write controls anywhere, and a forged write fails.
 	c.signIn(base, viewerSecret)
-	for _, path := range []string{"/", "/sims", "/sims/" + sim.ID, "/groups", "/authkeys"} {
+	for _, path := range []string{"/", "/sims", "/sims/" + sim.ID, "/groups", "/groups/" + g.ID, "/authkeys", "/alerts", "/mappings"} {
 		c.do("viewer "+path, chromedp.Navigate(base+path), chromedp.WaitReady(css(`main`)))
-		writes := js[int](c, "count write controls", `[...document.querySelectorAll("form[method=post]")].filter(f => f.getAttribute("action") !== "/signout").length + document.querySelectorAll("#suspend, #resume, #select-all").length`)
+		writes := js[int](c, "count write controls", `[...document.querySelectorAll("form[method=post]")].filter(f => f.getAttribute("action") !== "/signout").length + document.querySelectorAll("#suspend, #resume, #select-all, button.ack, button.quarantine, button.close-mapping").length`)
 		if writes != 0 {
 			t.Errorf("the viewer's %s shows %d write controls", path, writes)
 		}

@@ -39,7 +39,7 @@ type site struct {
 	h     *console.Handler
 }
 
-func newSite(t *testing.T, c console.Config) *site {
+func newSite(t *testing.T, c console.Config, cpOpts ...func(*controlplane.Config)) *site {
 	t.Helper()
 	st, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "wf.db"))
 	if err != nil {
@@ -47,8 +47,12 @@ func newSite(t *testing.T, c console.Config) *site {
 	}
 	t.Cleanup(func() { st.Close() })
 	clk := clock.NewFake(time.Now())
-	svc := controlplane.New(st, controlplane.Config{Clock: clk, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Endpoint: "127.0.0.1:51820",
-		GatewayPublicKey: func() wgkey.Public { return wgkey.Public{1} }})
+	cfg := controlplane.Config{Clock: clk, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Endpoint: "127.0.0.1:51820",
+		GatewayPublicKey: func() wgkey.Public { return wgkey.Public{1} }}
+	for _, o := range cpOpts {
+		o(&cfg)
+	}
+	svc := controlplane.New(st, cfg)
 	c.Logger = slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	h, err := console.New(svc, c)
 	if err != nil {
@@ -297,8 +301,8 @@ func TestViewerSeesNoWriteControls(t *testing.T) {
 	_, secret := s.token(fleet.RoleViewer)
 	c := browser(t)
 	s.signIn(c, secret)
-	writeForm := regexp.MustCompile(`<form method="post" action="/(sims|groups|authkeys)`)
-	for _, p := range []string{"/", "/sims", "/sims/" + sim.ID, "/groups", "/groups/" + g.ID, "/authkeys", "/audit"} {
+	writeForm := regexp.MustCompile(`<form method="post" action="/(sims|groups|authkeys|alerts|mappings)`)
+	for _, p := range []string{"/", "/sims", "/sims/" + sim.ID, "/groups", "/groups/" + g.ID, "/authkeys", "/audit", "/alerts", "/mappings"} {
 		resp, body := do(t, c, "GET", s.url+p, nil, nil)
 		if resp.StatusCode != 200 {
 			t.Fatalf("viewer GET %s: %d", p, resp.StatusCode)
@@ -321,6 +325,8 @@ func TestViewerSeesNoWriteControls(t *testing.T) {
 		{"/groups/" + g.ID + "/settings", url.Values{"d2dMode": {"group"}, "version": {controlplane.GroupVersion(g)}}},
 		{"/groups/" + g.ID + "/json", url.Values{"json": {`{"version":1,"deviceToDevice":{"mode":"group"}}`}, "version": {controlplane.GroupVersion(g)}}},
 		{"/groups/" + g.ID + "/delete", url.Values{}},
+		{"/sims/" + sim.ID + "/mappings", url.Values{"port": {"22"}, "sources": {"127.0.0.1/32"}}},
+		{"/mappings/map_0123456789abcdef/close", url.Values{}},
 	} {
 		f.form.Set("csrf", token)
 		resp, _ := do(t, c, "POST", s.url+f.path, f.form, nil)
@@ -773,5 +779,56 @@ func TestLiveStreamLimits(t *testing.T) {
 	resp, _ = do(t, c, "HEAD", s.url+"/live/overview", nil, nil)
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("HEAD on a live view: %d, want 405", resp.StatusCode)
+	}
+}
+
+// TestPortMappings: an operator opens a port of a device from its page
+// (the allowed source offered is their own address), sees the command to
+// connect, and closes it; a refused create says why beside the form.
+func TestPortMappings(t *testing.T) {
+	s := newSite(t, console.Config{}, func(c *controlplane.Config) {
+		c.Remote = controlplane.RemotePolicy{Host: "gw.example", PortMin: 40000, PortMax: 40010}
+	})
+	ctx := context.Background()
+	sim, _, err := s.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: "plc", GenerateKey: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret := s.token(fleet.RoleOperator)
+	c := browser(t)
+	s.signIn(c, secret)
+	_, body := do(t, c, "GET", s.url+"/sims/"+sim.ID, nil, nil)
+	if !strings.Contains(body, `name="sources" value="127.0.0.1/32"`) {
+		t.Fatalf("the mapping form does not offer the operator's own address:\n%s", body)
+	}
+	csrf := s.csrf(c)
+	resp, body := do(t, c, "POST", s.url+"/sims/"+sim.ID+"/mappings", url.Values{"csrf": {csrf}, "port": {"70000"}, "sources": {"127.0.0.1/32"}}, nil)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `id="err-mapping"`) || !strings.Contains(body, `value="70000"`) {
+		t.Fatalf("a bad port: %d\n%s", resp.StatusCode, body)
+	}
+	resp, _ = do(t, c, "POST", s.url+"/sims/"+sim.ID+"/mappings", url.Values{"csrf": {csrf}, "port": {"22"}, "minutes": {"30"}, "sources": {"127.0.0.1/32, 192.0.2.0/24"}}, nil)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("open a port: %d", resp.StatusCode)
+	}
+	ms, err := s.svc.ListMappings(ctx, controlplane.System, store.MappingFilter{SIMID: sim.ID})
+	if err != nil || len(ms.Items) != 1 {
+		t.Fatalf("mappings: %+v %v", ms.Items, err)
+	}
+	m := ms.Items[0]
+	if m.Port != 22 || len(m.AllowedSources) != 2 || m.Expires.Sub(m.Created) != 30*time.Minute {
+		t.Fatalf("mapping %+v", m)
+	}
+	want := fmt.Sprintf("ssh -p %d gw.example", m.PublicPort)
+	for _, p := range []string{"/sims/" + sim.ID, "/mappings"} {
+		if _, body := do(t, c, "GET", s.url+p, nil, nil); !strings.Contains(body, want) {
+			t.Errorf("%s does not show %q", p, want)
+		}
+	}
+	resp, _ = do(t, c, "POST", s.url+"/mappings/"+m.ID+"/close", url.Values{"csrf": {csrf}, "back": {"/mappings"}}, nil)
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/mappings?") {
+		t.Fatalf("close: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if ms, _ := s.svc.ListMappings(ctx, controlplane.System, store.MappingFilter{SIMID: sim.ID}); len(ms.Items) != 0 {
+		t.Fatal("the closed mapping is still there")
 	}
 }

@@ -34,6 +34,9 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /sims/bulk", h.signedIn(h.simsBulk))
 	m.HandleFunc("GET /sims/{id}", h.signedIn(h.sim))
 	m.HandleFunc("POST /sims/{id}/quarantine", h.signedIn(h.quarantine))
+	m.HandleFunc("POST /sims/{id}/mappings", h.signedIn(h.createMapping))
+	m.HandleFunc("GET /mappings", h.signedIn(h.mappings))
+	m.HandleFunc("POST /mappings/{id}/close", h.signedIn(h.closeMapping))
 	m.HandleFunc("POST /sims/{id}/release", h.signedIn(h.release))
 	m.HandleFunc("POST /sims/{id}/{action}", h.signedIn(h.simAction))
 	m.HandleFunc("GET /alerts", h.signedIn(h.alerts))
@@ -361,20 +364,30 @@ func (h *Handler) simsBulk(w http.ResponseWriter, r *http.Request) {
 }
 
 type simData struct {
-	SIM    fleet.SIM
-	Group  string
-	Conn   fleet.Connection
-	Events []fleet.Event
+	SIM      fleet.SIM
+	Group    string
+	Conn     fleet.Connection
+	Events   []fleet.Event
+	Mappings []mappingRow
+	Form     mappingForm
 }
 
 func (h *Handler) sim(w http.ResponseWriter, r *http.Request) {
+	h.simPage(w, r, http.StatusOK, page{Flash: r.URL.Query().Get("done")}, mappingForm{})
+}
+
+// simPage renders a SIM's page; form is its mapping form as it was sent.
+func (h *Handler) simPage(w http.ResponseWriter, r *http.Request, code int, p page, form mappingForm) {
 	a := sessionOf(r).actor
 	sim, err := h.svc.GetSIM(r.Context(), a, r.PathValue("id"))
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	d := simData{SIM: sim, Conn: h.conn(sim.ID)}
+	if form.Values == nil {
+		form.Values = url.Values{"sources": {h.clientSource(r)}, "minutes": {"60"}}
+	}
+	d := simData{SIM: sim, Conn: h.conn(sim.ID), Form: form}
 	if sim.GroupID != "" {
 		if g, err := h.svc.GetGroup(r.Context(), a, sim.GroupID); err == nil {
 			d.Group = g.Name
@@ -386,7 +399,14 @@ func (h *Handler) sim(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.Events = ev.Items
-	h.render(w, r, http.StatusOK, "sim", page{Title: "SIM " + sim.IMSI, Nav: "sims", Data: d, Flash: r.URL.Query().Get("done")})
+	ms, err := h.svc.ListMappings(r.Context(), a, store.MappingFilter{PageRequest: store.PageRequest{Limit: 20}, SIMID: sim.ID})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	d.Mappings = mappingRows(ms.Items)
+	p.Title, p.Nav, p.Data = "SIM "+sim.IMSI, "sims", d
+	h.render(w, r, code, "sim", p)
 }
 
 func (h *Handler) simAction(w http.ResponseWriter, r *http.Request) {

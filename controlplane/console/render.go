@@ -50,6 +50,21 @@ var funcs = template.FuncMap{
 		}
 		return b.String()
 	},
+	// dict passes several values to a shared fragment.
+	"dict": func(kv ...any) (map[string]any, error) {
+		if len(kv)%2 != 0 {
+			return nil, fmt.Errorf("dict: odd number of arguments")
+		}
+		m := make(map[string]any, len(kv)/2)
+		for i := 0; i < len(kv); i += 2 {
+			k, ok := kv[i].(string)
+			if !ok {
+				return nil, fmt.Errorf("dict: key %v is not a string", kv[i])
+			}
+			m[k] = kv[i+1]
+		}
+		return m, nil
+	},
 	"short": func(s string) string {
 		if len(s) > 12 {
 			return s[:12] + "…"

@@ -61,6 +61,9 @@ type Options struct {
 	// Inspect lets the gateway inspect groups' traffic (records in the
 	// store, forwarded through the first service that can).
 	Inspect bool
+	// Remote is the control plane's remote-access policy (mappings are
+	// refused without one).
+	Remote controlplane.RemotePolicy
 }
 
 // Platform is a running gateway and control plane.
@@ -111,6 +114,7 @@ func Start(t testing.TB, o Options) *Platform {
 		Endpoint:         netip.AddrPortFrom(p.Addr, Port).String(),
 		GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() },
 		Logger:           p.Logger,
+		Remote:           o.Remote,
 	}
 	if o.Secrets != nil { // never a nil *seal.Key inside the interface
 		cfg.Secrets = o.Secrets
