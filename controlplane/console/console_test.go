@@ -832,3 +832,48 @@ func TestPortMappings(t *testing.T) {
 		t.Fatal("the closed mapping is still there")
 	}
 }
+
+// TestWireGuardConfigAndRekey: the wg-quick file carries no private key;
+// re-keying needs an operator and a confirmation, and shows the complete
+// file (whose key is the SIM's new one) with a QR code, once.
+func TestWireGuardConfigAndRekey(t *testing.T) {
+	s := newSite(t, console.Config{})
+	ctx := context.Background()
+	sim, _, err := s.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: "phone", GenerateKey: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, vsecret := s.token(fleet.RoleViewer)
+	v := browser(t)
+	s.signIn(v, vsecret)
+	resp, body := do(t, v, "GET", s.url+"/sims/"+sim.ID+"/wg-quick.conf", nil, nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, "PrivateKey = "+controlplane.PrivateKeyPlaceholder) || !strings.Contains(resp.Header.Get("Content-Disposition"), "attachment") {
+		t.Fatalf("wg-quick file: %d %q\n%s", resp.StatusCode, resp.Header.Get("Content-Disposition"), body)
+	}
+	if resp, _ := do(t, v, "POST", s.url+"/sims/"+sim.ID+"/rekey-config", url.Values{"csrf": {s.csrf(v)}, "confirm": {"on"}}, nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("viewer re-key: %d, want 403", resp.StatusCode)
+	}
+	_, secret := s.token(fleet.RoleOperator)
+	c := browser(t)
+	s.signIn(c, secret)
+	csrf := s.csrf(c)
+	if resp, _ := do(t, c, "POST", s.url+"/sims/"+sim.ID+"/rekey-config", url.Values{"csrf": {csrf}}, nil); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("re-key without the confirmation: %d, want 400", resp.StatusCode)
+	}
+	if got, _ := s.svc.GetSIM(ctx, controlplane.System, sim.ID); got.PublicKey != sim.PublicKey {
+		t.Fatal("re-keyed without the confirmation")
+	}
+	resp, body = do(t, c, "POST", s.url+"/sims/"+sim.ID+"/rekey-config", url.Values{"csrf": {csrf}, "confirm": {"on"}}, nil)
+	// The page escapes '+' as &#43;: read the text, not the markup.
+	m := regexp.MustCompile(`PrivateKey = ([A-Za-z0-9+/]{43}=)`).FindStringSubmatch(html.UnescapeString(body))
+	if resp.StatusCode != 200 || m == nil || !strings.Contains(body, `<svg class="qr"`) || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("re-key: %d\n%s", resp.StatusCode, body)
+	}
+	priv, err := wgkey.ParsePrivate(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.svc.GetSIM(ctx, controlplane.System, sim.ID); got.PublicKey != priv.Public() || got.PublicKey == sim.PublicKey {
+		t.Fatal("the key shown is not the SIM's new key")
+	}
+}

@@ -35,6 +35,8 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /sims/{id}", h.signedIn(h.sim))
 	m.HandleFunc("POST /sims/{id}/quarantine", h.signedIn(h.quarantine))
 	m.HandleFunc("POST /sims/{id}/mappings", h.signedIn(h.createMapping))
+	m.HandleFunc("GET /sims/{id}/wg-quick.conf", h.signedIn(h.wgQuickFile))
+	m.HandleFunc("POST /sims/{id}/rekey-config", h.signedIn(h.rekeyConfig))
 	m.HandleFunc("GET /mappings", h.signedIn(h.mappings))
 	m.HandleFunc("POST /mappings/{id}/close", h.signedIn(h.closeMapping))
 	m.HandleFunc("POST /sims/{id}/release", h.signedIn(h.release))
