@@ -877,3 +877,54 @@ func TestWireGuardConfigAndRekey(t *testing.T) {
 		t.Fatal("the key shown is not the SIM's new key")
 	}
 }
+
+// TestOperatorTokens: admins list, create (secret once) and revoke
+// tokens, and a revoked token's console sessions end; an operator gets
+// 403 for the page and for a forged create, and no link to it.
+func TestOperatorTokens(t *testing.T) {
+	s := newSite(t, console.Config{})
+	ctx := context.Background()
+	_, opSecret := s.token(fleet.RoleOperator)
+	op := browser(t)
+	s.signIn(op, opSecret)
+	if _, body := do(t, op, "GET", s.url+"/", nil, nil); strings.Contains(body, `href="/tokens"`) {
+		t.Error("an operator is shown the tokens link")
+	}
+	if resp, _ := do(t, op, "GET", s.url+"/tokens", nil, nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("operator GET /tokens: %d, want 403", resp.StatusCode)
+	}
+	if resp, _ := do(t, op, "POST", s.url+"/tokens", url.Values{"csrf": {s.csrf(op)}, "role": {"admin"}}, nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("operator POST /tokens: %d, want 403", resp.StatusCode)
+	}
+
+	_, adminSecret := s.token(fleet.RoleAdmin)
+	c := browser(t)
+	s.signIn(c, adminSecret)
+	csrf := s.csrf(c)
+	resp, body := do(t, c, "POST", s.url+"/tokens", url.Values{"csrf": {csrf}, "role": {"viewer"}, "description": {"grafana"}, "days": {"30"}}, nil)
+	m := regexp.MustCompile(`id="token-secret">([^<]+)<`).FindStringSubmatch(body)
+	if resp.StatusCode != http.StatusCreated || m == nil {
+		t.Fatalf("create: %d\n%s", resp.StatusCode, body)
+	}
+	newSecret := html.UnescapeString(m[1])
+	a, err := s.svc.Authenticate(ctx, newSecret)
+	if err != nil || a.Role != fleet.RoleViewer {
+		t.Fatalf("the token shown does not authenticate as a viewer: %+v %v", a, err)
+	}
+	if _, body := do(t, c, "GET", s.url+"/tokens", nil, nil); strings.Contains(body, newSecret) {
+		t.Fatal("the token's secret is shown again")
+	}
+	if resp, _ := do(t, c, "POST", s.url+"/tokens", url.Values{"csrf": {csrf}, "role": {"root"}}, nil); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a bad role: %d, want 400", resp.StatusCode)
+	}
+	// Its console session ends when it is revoked.
+	v := browser(t)
+	s.signIn(v, newSecret)
+	resp, _ = do(t, c, "POST", s.url+"/tokens/"+a.ID+"/revoke", url.Values{"csrf": {csrf}}, nil)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("revoke: %d", resp.StatusCode)
+	}
+	if resp, _ := do(t, v, "GET", s.url+"/sims", nil, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the revoked token's session still reads: %d", resp.StatusCode)
+	}
+}

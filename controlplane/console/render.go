@@ -26,6 +26,7 @@ var funcs = template.FuncMap{
 	},
 	"ago":      ago,
 	"statuses": func() []string { return []string{"active", "suspended", "terminated"} },
+	"roles":    func() []string { return []string{"viewer", "operator", "admin"} },
 	"bytes":    humanBytes,
 	"tags": func(m map[string]string) []string {
 		out := make([]string, 0, len(m))
