@@ -302,6 +302,8 @@ func TestRoleDenials(t *testing.T) {
 		{"POST", "/api/v1/tokens", map[string]any{"role": "viewer"}, fleet.RoleAdmin},
 		{"DELETE", "/api/v1/tokens/x", nil, fleet.RoleAdmin},
 		{"GET", "/api/v1/events", nil, fleet.RoleViewer},
+		{"GET", "/api/v1/alerts", nil, fleet.RoleViewer},
+		{"POST", "/api/v1/alerts/x/acknowledge", nil, fleet.RoleOperator},
 		{"GET", "/api/v1/audit", nil, fleet.RoleViewer},
 		{"GET", "/api/v1/groups", nil, fleet.RoleViewer},
 		{"GET", "/api/v1/authkeys", nil, fleet.RoleViewer},

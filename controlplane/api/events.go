@@ -19,7 +19,18 @@ func (h *Handler) eventRoutes() []route {
 	return []route{
 		{method: "GET", path: "/api/v1/audit", summary: "Audit the fleet's configuration now: findings with severity.", role: fleet.RoleViewer, response: "AuditReport", handle: h.runAudit},
 		{method: "GET", path: "/api/v1/events", summary: "The audit trail, newest first.", role: fleet.RoleViewer, response: "EventPage", query: []string{"limit", "cursor", "objectId", "actor", "action", "since"}, handle: h.listEvents},
+		{method: "GET", path: "/api/v1/alerts", summary: "The security monitor's alerts (device.alert events), newest first, each with its acknowledgement.", role: fleet.RoleViewer, response: "AlertPage", query: pageQuery, handle: listed(h.svc.ListAlerts)},
+		{method: "POST", path: "/api/v1/alerts/{id}/acknowledge", summary: "Acknowledge an alert (once; a second time is a no-op).", role: fleet.RoleOperator, handle: h.acknowledgeAlert},
 	}
+}
+
+// acknowledgeAlert serves POST /api/v1/alerts/{id}/acknowledge: acknowledge an alert (once; a second time is a no-op).
+func (h *Handler) acknowledgeAlert(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return nil, errorf(fleet.CodeNotFound, "id", "no such alert")
+	}
+	return nil, h.svc.AcknowledgeAlert(ctx, a, id)
 }
 
 // runAudit serves GET /api/v1/audit: audit the fleet's configuration now: findings with severity.

@@ -60,6 +60,9 @@ var schemas = map[string]any{
 	"AuthKeyPage":       page("AuthKey"),
 	"TokenPage":         page("Token"),
 	"EventPage":         page("Event"),
+	"Alert": obj(props{"id": integer(), "time": dateTime(), "actor": str("sim:<id>"), "action": str("device.alert"), "objectType": str("sim"), "objectId": str("the SIM"),
+		"details": obj(props{"kind": str(""), "severity": enum("low", "medium", "high"), "detail": str(""), "evidence": map[string]any{"type": "object"}}), "acknowledged": ref("Event")}),
+	"AlertPage": page("Alert"),
 	"AuditReport": obj(props{"findings": arr(obj(props{"check": str("the check that found it"), "severity": enum("high", "medium", "low"),
 		"object": str("SIM, auth key or group id"), "detail": str("")}))}),
 }
