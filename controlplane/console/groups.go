@@ -99,22 +99,19 @@ func (h *Handler) saveGroup(w http.ResponseWriter, r *http.Request, settings *fl
 		http.Redirect(w, r, "/groups/"+url.PathEscape(id)+"?done="+url.QueryEscape("Settings saved."), http.StatusSeeOther)
 		return
 	}
-	code, field, msg := h.errorText(err)
-	if code == http.StatusForbidden || code == http.StatusNotFound || code >= 500 {
-		h.fail(w, r, err)
-		return
-	}
-	g, gerr := h.svc.GetGroup(r.Context(), a, id)
-	if gerr != nil {
-		h.fail(w, r, gerr)
-		return
-	}
-	d.Field, d.Message = field, msg
-	if code == http.StatusConflict {
-		// Show what is stored now; the operator's edit is not kept over it.
-		d = groupData{Field: field, Message: msg, Editor: d.Editor}
-	}
-	h.groupPage(w, r, code, page{Error: msg}, g, d)
+	h.refused(w, r, err, func(code int, field, msg string) {
+		g, gerr := h.svc.GetGroup(r.Context(), a, id)
+		if gerr != nil {
+			h.fail(w, r, gerr)
+			return
+		}
+		d.Field, d.Message = field, msg
+		if code == http.StatusConflict {
+			// Show what is stored now; the operator's edit is not kept over it.
+			d = groupData{Field: field, Message: msg, Editor: d.Editor}
+		}
+		h.groupPage(w, r, code, page{Error: msg}, g, d)
+	})
 }
 
 // groupSettingsForm saves the structured form: the fields it shows,

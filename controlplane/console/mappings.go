@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
@@ -66,27 +65,24 @@ func (h *Handler) createMapping(w http.ResponseWriter, r *http.Request) {
 	f := r.PostForm
 	sp := controlplane.MappingSpec{SIMID: id, TLS: f.Get("tls") == "on"}
 	fail := func(err error) {
-		code, field, msg := h.errorText(err)
-		if code == http.StatusForbidden || code == http.StatusNotFound || code >= 500 {
-			h.fail(w, r, err)
-			return
-		}
-		h.simPage(w, r, code, page{Error: msg}, mappingForm{Values: f, Field: field, Message: msg})
+		h.refused(w, r, err, func(code int, field, msg string) {
+			h.simPage(w, r, code, page{Error: msg}, mappingForm{Values: f, Field: field, Message: msg})
+		})
 	}
-	port, err := strconv.Atoi(strings.TrimSpace(f.Get("port")))
+	var err error
+	if sp.Port, _, err = formInt(f, "port", "device port", 1, 65535); err == nil && sp.Port == 0 {
+		err = fleet.Errorf(fleet.CodeRequired, "port", "device port: required")
+	}
 	if err != nil {
-		fail(fleet.Errorf(fleet.CodeInvalid, "port", "a TCP port, 1 to 65535"))
+		fail(err)
 		return
 	}
-	sp.Port = port
-	if v := strings.TrimSpace(f.Get("minutes")); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 || n > 365*24*60 {
-			fail(fleet.Errorf(fleet.CodeInvalid, "durationSeconds", "minutes: a whole number above 0"))
-			return
-		}
-		sp.Duration = time.Duration(n) * time.Minute
+	minutes, _, err := formInt(f, "minutes", "minutes", 1, 365*24*60)
+	if err != nil {
+		fail(err)
+		return
 	}
+	sp.Duration = time.Duration(minutes) * time.Minute
 	for _, v := range splitList(f.Get("sources")) {
 		p, err := netip.ParsePrefix(v)
 		if err != nil {

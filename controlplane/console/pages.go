@@ -462,12 +462,9 @@ func (h *Handler) createGroup(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimSpace(r.PostFormValue("name"))
 	g, err := h.svc.CreateGroup(r.Context(), sessionOf(r).actor, name, fleet.GroupSettings{})
 	if err != nil {
-		code, field, msg := h.errorText(err)
-		if code == http.StatusForbidden {
-			h.fail(w, r, err)
-			return
-		}
-		h.groupsPage(w, r, code, page{Error: msg}, groupsData{Name: name, Field: field})
+		h.refused(w, r, err, func(code int, field, msg string) {
+			h.groupsPage(w, r, code, page{Error: msg}, groupsData{Name: name, Field: field})
+		})
 		return
 	}
 	http.Redirect(w, r, "/groups?done="+url.QueryEscape("Group “"+g.Name+"” created."), http.StatusSeeOther)
@@ -515,33 +512,23 @@ func (h *Handler) createAuthKey(w http.ResponseWriter, r *http.Request) {
 	a := sessionOf(r).actor
 	f := r.PostForm
 	sp := controlplane.AuthKeySpec{Description: strings.TrimSpace(f.Get("description")), GroupID: f.Get("group")}
-	bad := func(field, msg string) {
-		h.authKeysPage(w, r, http.StatusBadRequest, page{Error: msg}, authKeysData{Form: f, Field: field})
-	}
-	if v := strings.TrimSpace(f.Get("hours")); v != "" {
-		n, err := strconv.Atoi(v)
-		if maxHours := int(controlplane.MaxAuthKeyTTL / time.Hour); err != nil || n <= 0 || n > maxHours {
-			bad("hours", "hours: a whole number from 1 to "+strconv.Itoa(maxHours))
-			return
-		}
-		sp.TTL = time.Duration(n) * time.Hour
-	}
-	if v := strings.TrimSpace(f.Get("maxUses")); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			bad("maxUses", "uses: a whole number, 0 for unlimited")
-			return
-		}
-		sp.MaxUses = n
-	}
-	k, secret, err := h.svc.CreateAuthKey(r.Context(), a, sp)
-	if err != nil {
-		code, field, msg := h.errorText(err)
-		if code == http.StatusForbidden {
-			h.fail(w, r, err)
-			return
-		}
+	again := func(code int, field, msg string) {
 		h.authKeysPage(w, r, code, page{Error: msg}, authKeysData{Form: f, Field: field})
+	}
+	hours, set, err := formInt(f, "hours", "hours", 1, int(controlplane.MaxAuthKeyTTL/time.Hour))
+	if set {
+		sp.TTL = time.Duration(hours) * time.Hour
+	}
+	if err == nil {
+		sp.MaxUses, _, err = formInt(f, "maxUses", "uses (0: unlimited)", 0, 1<<30)
+	}
+	var k fleet.AuthKey
+	var secret string
+	if err == nil {
+		k, secret, err = h.svc.CreateAuthKey(r.Context(), a, sp)
+	}
+	if err != nil {
+		h.refused(w, r, err, again)
 		return
 	}
 	// The secret is rendered into this answer (no-store) and nowhere else.

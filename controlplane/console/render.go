@@ -8,8 +8,10 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -178,4 +180,30 @@ func (h *Handler) errorText(err error) (code int, field, msg string) {
 	}
 	h.log.Error("console: internal error", "err", err)
 	return http.StatusInternalServerError, "", "internal error"
+}
+
+// refused answers a refused form: a denial, a missing object or an outage
+// gets a page of its own (h.fail); anything else is the operator's input,
+// and again shows the form with the error beside its field.
+func (h *Handler) refused(w http.ResponseWriter, r *http.Request, err error, again func(code int, field, msg string)) {
+	code, field, msg := h.errorText(err)
+	if code == http.StatusForbidden || code == http.StatusNotFound || code >= 500 {
+		h.fail(w, r, err)
+		return
+	}
+	again(code, field, msg)
+}
+
+// formInt reads a whole number from lo to hi from a form field ("" is
+// unset); the error names the field, as the service's do.
+func formInt(f url.Values, name, label string, lo, hi int) (n int, set bool, err error) {
+	v := strings.TrimSpace(f.Get(name))
+	if v == "" {
+		return 0, false, nil
+	}
+	n, err = strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, false, fleet.Errorf(fleet.CodeInvalid, name, "%s: a whole number from %d to %d", label, lo, hi)
+	}
+	return n, true, nil
 }

@@ -5,7 +5,6 @@ package console
 import (
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -49,23 +48,16 @@ func (h *Handler) tokens(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) {
 	a := sessionOf(r).actor
 	f := r.PostForm
-	var ttl time.Duration
-	if v := strings.TrimSpace(f.Get("days")); v != "" {
-		n, err := strconv.Atoi(v)
-		if maxDays := int(controlplane.MaxTokenTTL / (24 * time.Hour)); err != nil || n <= 0 || n > maxDays {
-			h.tokensPage(w, r, http.StatusBadRequest, page{Error: "days: a whole number from 1 to " + strconv.Itoa(maxDays) + ", or empty for never"}, tokensData{Form: f, Field: "days"})
-			return
-		}
-		ttl = time.Duration(n) * 24 * time.Hour
+	days, _, err := formInt(f, "days", "days (empty: never)", 1, int(controlplane.MaxTokenTTL/(24*time.Hour)))
+	var t fleet.Token
+	var secret string
+	if err == nil {
+		t, secret, err = h.svc.CreateExpiringToken(r.Context(), a, fleet.Role(f.Get("role")), strings.TrimSpace(f.Get("description")), time.Duration(days)*24*time.Hour)
 	}
-	t, secret, err := h.svc.CreateExpiringToken(r.Context(), a, fleet.Role(f.Get("role")), strings.TrimSpace(f.Get("description")), ttl)
 	if err != nil {
-		code, field, msg := h.errorText(err)
-		if code == http.StatusForbidden {
-			h.fail(w, r, err)
-			return
-		}
-		h.tokensPage(w, r, code, page{Error: msg}, tokensData{Form: f, Field: field})
+		h.refused(w, r, err, func(code int, field, msg string) {
+			h.tokensPage(w, r, code, page{Error: msg}, tokensData{Form: f, Field: field})
+		})
 		return
 	}
 	h.tokensPage(w, r, http.StatusCreated, page{}, tokensData{Secret: secret, Created: t})
