@@ -22,10 +22,10 @@ const ConsoleSessionTTL = 12 * time.Hour
 
 // SignIn exchanges an operator token for a console session: the session's
 // secret (for the cookie, returned once; only its hash is stored), the
-// actor it acts as, and when it ends. A failed sign-in is written to the
-// audit trail with the source, and answers unauthorized.
-// previous, if it is a session secret, is ended with the new sign-in (a
-// browser signing in again does not leave its old session alive).
+// actor it acts as, and when it ends. A failed sign-in answers
+// unauthorized and is written to the audit trail with the source. previous
+// is the browser's current session secret, if any: it ends with the new
+// sign-in, so signing in again leaves no old session alive.
 func (s *Service) SignIn(ctx context.Context, tokenSecret, source, previous string) (secret string, a Actor, expires time.Time, err error) {
 	a, err = s.Authenticate(ctx, tokenSecret)
 	if err != nil {

@@ -140,8 +140,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Referrer-Policy", "same-origin")
 	hd.Set("X-Frame-Options", "DENY")
-	h.mux.ServeHTTP(w, r)
+	if strings.HasPrefix(r.URL.Path, "/assets/") {
+		h.mux.ServeHTTP(w, r)
+		return
+	}
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+	h.mux.ServeHTTP(sw, r)
+	// The path only: queries may hold search terms, never secrets, but
+	// they add nothing to an access log; bodies and cookies never.
+	h.log.Info("console", "method", r.Method, "path", r.URL.Path, "status", sw.code, "dur", time.Since(start).Round(time.Microsecond))
 }
+
+// statusWriter keeps the status code of an answer; Unwrap lets
+// http.ResponseController reach the connection (flushes for live views).
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // page is what every page template gets.
 type page struct {
