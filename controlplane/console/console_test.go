@@ -4,6 +4,8 @@ package console_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"fmt"
 	"html"
 	"io"
@@ -926,5 +928,57 @@ func TestOperatorTokens(t *testing.T) {
 	}
 	if resp, _ := do(t, v, "GET", s.url+"/sims", nil, nil); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("the revoked token's session still reads: %d", resp.StatusCode)
+	}
+}
+
+// TestIdentities: an operator imports a batch of identity keys (a bad
+// line refused beside the field, nothing imported), sees its identities
+// and revokes one; a viewer sees them and gets 403 for an import.
+func TestIdentities(t *testing.T) {
+	s := newSite(t, console.Config{})
+	ctx := context.Background()
+	var keys []string
+	for range 3 {
+		pub, _, err := ed25519.GenerateKey(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, "ed25519:"+base64.StdEncoding.EncodeToString(pub))
+	}
+	_, secret := s.token(fleet.RoleOperator)
+	c := browser(t)
+	s.signIn(c, secret)
+	csrf := s.csrf(c)
+	resp, body := do(t, c, "POST", s.url+"/identities", url.Values{"csrf": {csrf}, "name": {"lot-7"}, "keys": {keys[0] + "\nnot-a-key\n" + keys[1]}}, nil)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `id="err-import">publicKeys[1]`) {
+		t.Fatalf("a bad key: %d\n%s", resp.StatusCode, body)
+	}
+	if pg, _ := s.svc.ListIdentityBatches(ctx, controlplane.System, store.PageRequest{}); len(pg.Items) != 0 {
+		t.Fatal("a refused import left a batch")
+	}
+	resp, _ = do(t, c, "POST", s.url+"/identities", url.Values{"csrf": {csrf}, "name": {"lot-7"}, "keys": {strings.Join(keys, "\n")}}, nil)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("import: %d", resp.StatusCode)
+	}
+	_, body = do(t, c, "GET", s.url+resp.Header.Get("Location"), nil, nil)
+	if n := strings.Count(body, "<tr data-identity="); n != 3 {
+		t.Fatalf("the batch page lists %d identities, want 3", n)
+	}
+	ids, _ := s.svc.ListIdentities(ctx, controlplane.System, store.IdentityFilter{})
+	id := ids.Items[0]
+	do(t, c, "POST", s.url+"/identities/"+id.ID+"/revoke", url.Values{"csrf": {csrf}, "batch": {id.BatchID}}, nil)
+	if got, _ := s.svc.GetIdentity(ctx, controlplane.System, id.ID); got.Status != fleet.IdentityRevoked {
+		t.Fatalf("after revoke: %s", got.Status)
+	}
+	_, vsecret := s.token(fleet.RoleViewer)
+	v := browser(t)
+	s.signIn(v, vsecret)
+	if _, body := do(t, v, "GET", s.url+"/identities?batch="+id.BatchID, nil, nil); strings.Contains(body, `<form method="post" action="/identities`) || !strings.Contains(body, "lot-7") {
+		t.Fatal("the viewer's identities page is wrong")
+	}
+	for _, path := range []string{"/identities", "/identities/" + id.ID + "/revoke", "/identities/batches/" + id.BatchID + "/revoke"} {
+		if resp, _ := do(t, v, "POST", s.url+path, url.Values{"csrf": {s.csrf(v)}, "name": {"x"}, "keys": {keys[2]}}, nil); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("viewer POST %s: %d, want 403", path, resp.StatusCode)
+		}
 	}
 }
