@@ -53,6 +53,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /authkeys", h.signedIn(h.createAuthKey))
 	m.HandleFunc("POST /authkeys/{id}/revoke", h.signedIn(h.revokeAuthKey))
 	m.HandleFunc("GET /audit", h.signedIn(h.audit))
+	m.HandleFunc("GET /data", h.signedIn(h.data))
 	m.HandleFunc("GET /identities", h.signedIn(h.identities))
 	m.HandleFunc("POST /identities", h.signedIn(h.importIdentities))
 	m.HandleFunc("POST /identities/batches/{id}/revoke", h.signedIn(h.revokeIdentityBatch))
