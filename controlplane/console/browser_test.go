@@ -351,6 +351,37 @@ func TestConsoleInChromium(t *testing.T) {
 		}
 	}
 
+	// Every control on every page has an accessible name, every page one
+	// h1 and a main landmark, and tab order reaches the controls (no
+	// positive tabindex, nothing focusable hidden from assistive tech).
+	for _, path := range []string{"/", "/sims", "/sims/" + sim.ID, "/groups", "/groups/" + g.ID, "/authkeys", "/alerts", "/mappings", "/identities", "/data?sim=" + sim.ID, "/audit", "/signin"} {
+		c.do("load "+path, chromedp.Navigate(base+path), chromedp.WaitReady(css(`main`)))
+		problems := js[[]string](c, "check "+path, `(() => {
+			const out = [];
+			const name = e => (e.labels && e.labels.length && [...e.labels].map(l => l.textContent.trim()).join(" ")) ||
+				e.getAttribute("aria-label") || (e.getAttribute("aria-labelledby") && document.getElementById(e.getAttribute("aria-labelledby"))?.textContent.trim()) ||
+				(e.tagName === "BUTTON" || e.tagName === "A" ? e.textContent.trim() : "") || e.getAttribute("title") || "";
+			for (const e of document.querySelectorAll('input:not([type=hidden]), select, textarea, button, a[href]')) {
+				if (!name(e)) out.push("unnamed " + e.outerHTML.slice(0, 80));
+				if (e.tabIndex > 0) out.push("positive tabindex " + e.outerHTML.slice(0, 80));
+				if (e.closest('[aria-hidden="true"]')) out.push("focusable inside aria-hidden " + e.outerHTML.slice(0, 80));
+			}
+			for (const e of document.querySelectorAll('[aria-describedby]')) {
+				if (!document.getElementById(e.getAttribute("aria-describedby"))) out.push("aria-describedby names nothing " + e.outerHTML.slice(0, 80));
+			}
+			for (const e of document.querySelectorAll('svg[role=img]')) {
+				if (!e.getAttribute("aria-label")) out.push("unlabelled image " + e.outerHTML.slice(0, 80));
+			}
+			if (document.querySelectorAll("h1").length !== 1) out.push("h1 count " + document.querySelectorAll("h1").length);
+			if (!document.querySelector("main")) out.push("no main landmark");
+			if (!document.documentElement.lang) out.push("no lang");
+			return out;
+		})()`)
+		if len(problems) > 0 {
+			t.Errorf("%s: accessibility: %s", path, strings.Join(problems, "; "))
+		}
+	}
+
 	// Sign out: back to sign-in, and the pages are closed again.
 	c.do("sign out",
 		chromedp.Click(css(`form.signout button`)),
