@@ -1020,3 +1020,64 @@ func TestDataExplorer(t *testing.T) {
 		t.Fatalf("an unknown SIM: %d, want 404", resp.StatusCode)
 	}
 }
+
+// TestSIMRoutesAndRotation: from a SIM's page an operator adds a LAN
+// route, approves one the device advertised, removes one, and requires a
+// key rotation; a bad prefix is said on the page; a viewer gets 403.
+func TestSIMRoutesAndRotation(t *testing.T) {
+	s := newSite(t, console.Config{})
+	ctx := context.Background()
+	g, _ := s.svc.CreateGroup(ctx, controlplane.System, "sites", fleet.GroupSettings{DevicesMayAdvertiseRoutes: true})
+	sim, _, err := s.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: "router", GroupID: g.ID, GenerateKey: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.svc.AdvertiseRoutes(ctx, controlplane.Actor{Kind: "sim", ID: sim.ID, Role: fleet.RoleViewer}, sim.ID, []netip.Prefix{netip.MustParsePrefix("192.168.7.0/24")}); err != nil {
+		t.Fatalf("advertise: %v", err)
+	}
+	_, vsecret := s.token(fleet.RoleViewer)
+	v := browser(t)
+	s.signIn(v, vsecret)
+	for _, path := range []string{"/sims/" + sim.ID + "/routes/add", "/sims/" + sim.ID + "/routes/approve", "/sims/" + sim.ID + "/require-rotation"} {
+		if resp, _ := do(t, v, "POST", s.url+path, url.Values{"csrf": {s.csrf(v)}, "prefix": {"192.168.7.0/24"}}, nil); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("viewer POST %s: %d, want 403", path, resp.StatusCode)
+		}
+	}
+	_, secret := s.token(fleet.RoleOperator)
+	c := browser(t)
+	s.signIn(c, secret)
+	csrf := s.csrf(c)
+	_, body := do(t, c, "GET", s.url+"/sims/"+sim.ID, nil, nil)
+	if !strings.Contains(body, `class="approve-route"`) {
+		t.Fatal("an advertised route offers no Approve")
+	}
+	post := func(path string, form url.Values) int {
+		form.Set("csrf", csrf)
+		resp, _ := do(t, c, "POST", s.url+path, form, nil)
+		return resp.StatusCode
+	}
+	if code := post("/sims/"+sim.ID+"/routes/approve", url.Values{"prefix": {"192.168.7.0/24"}}); code != http.StatusSeeOther {
+		t.Fatalf("approve: %d", code)
+	}
+	if code := post("/sims/"+sim.ID+"/routes/add", url.Values{"prefix": {"10.9.0.0/16"}}); code != http.StatusSeeOther {
+		t.Fatalf("add: %d", code)
+	}
+	if code := post("/sims/"+sim.ID+"/routes/add", url.Values{"prefix": {"banana"}}); code != http.StatusBadRequest {
+		t.Fatalf("a bad prefix: %d, want 400", code)
+	}
+	routes, _ := s.svc.SIMRoutes(ctx, controlplane.System, sim.ID)
+	if len(routes) != 2 || routes[0].Status != fleet.RouteApproved || routes[1].Status != fleet.RouteApproved {
+		t.Fatalf("routes: %+v", routes)
+	}
+	post("/sims/"+sim.ID+"/routes/remove", url.Values{"prefix": {"10.9.0.0/16"}})
+	if routes, _ := s.svc.SIMRoutes(ctx, controlplane.System, sim.ID); len(routes) != 1 {
+		t.Fatalf("after remove: %+v", routes)
+	}
+	if code := post("/sims/"+sim.ID+"/require-rotation", url.Values{"hours": {"6"}}); code != http.StatusSeeOther {
+		t.Fatalf("require rotation: %d", code)
+	}
+	got, _ := s.svc.GetSIM(ctx, controlplane.System, sim.ID)
+	if d := got.RotateBy.Sub(s.clock.Now()); got.RotateBy.IsZero() || d > 6*time.Hour+time.Second || d < 6*time.Hour-time.Second {
+		t.Fatalf("rotate by %v, want 6 h from now", got.RotateBy)
+	}
+}

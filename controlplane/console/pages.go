@@ -35,6 +35,8 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /sims/{id}", h.signedIn(h.sim))
 	m.HandleFunc("POST /sims/{id}/quarantine", h.signedIn(h.quarantine))
 	m.HandleFunc("POST /sims/{id}/mappings", h.signedIn(h.createMapping))
+	m.HandleFunc("POST /sims/{id}/routes/{action}", h.signedIn(h.simRouteAction))
+	m.HandleFunc("POST /sims/{id}/require-rotation", h.signedIn(h.requireRotation))
 	m.HandleFunc("GET /sims/{id}/wg-quick.conf", h.signedIn(h.wgQuickFile))
 	m.HandleFunc("POST /sims/{id}/rekey-config", h.signedIn(h.rekeyConfig))
 	m.HandleFunc("GET /mappings", h.signedIn(h.mappings))
@@ -379,6 +381,7 @@ type simData struct {
 	Conn     fleet.Connection
 	Events   []fleet.Event
 	Mappings []mappingRow
+	Routes   []fleet.Route
 	Form     mappingForm
 }
 
@@ -415,6 +418,10 @@ func (h *Handler) simPage(w http.ResponseWriter, r *http.Request, code int, p pa
 		return
 	}
 	d.Mappings = mappingRows(ms.Items)
+	if d.Routes, err = h.svc.SIMRoutes(r.Context(), a, sim.ID); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	p.Title, p.Nav, p.Data = "SIM "+sim.IMSI, "sims", d
 	h.render(w, r, code, "sim", p)
 }

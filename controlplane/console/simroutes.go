@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package console
+
+import (
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/fleet"
+)
+
+// A SIM's LAN routes and key rotation, from its page.
+
+// simRouteAction adds, approves or removes a route behind the SIM.
+func (h *Handler) simRouteAction(w http.ResponseWriter, r *http.Request) {
+	a := sessionOf(r).actor
+	id := r.PathValue("id")
+	action := r.PathValue("action")
+	again := func(code int, field, msg string) {
+		h.simPage(w, r, code, page{Error: "LAN route: " + msg}, mappingForm{})
+	}
+	prefix, err := netip.ParsePrefix(strings.TrimSpace(r.PostFormValue("prefix")))
+	if err != nil {
+		h.refused(w, r, fleet.Errorf(fleet.CodeInvalid, "prefix", "not a CIDR prefix"), again)
+		return
+	}
+	spec := controlplane.RouteSpec{Prefix: prefix, Map: r.PostFormValue("map") == "on"}
+	switch action {
+	case "add":
+		_, err = h.svc.AddSIMRoute(r.Context(), a, id, spec)
+	case "approve":
+		_, err = h.svc.ApproveSIMRoute(r.Context(), a, id, spec)
+	case "remove":
+		err = h.svc.DeleteSIMRoute(r.Context(), a, id, prefix)
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	if err != nil {
+		h.refused(w, r, err, again)
+		return
+	}
+	http.Redirect(w, r, "/sims/"+url.PathEscape(id)+"?done="+url.QueryEscape("Route "+prefix.String()+": "+action+" done."), http.StatusSeeOther)
+}
+
+// requireRotation gives the device a deadline to replace its key.
+func (h *Handler) requireRotation(w http.ResponseWriter, r *http.Request) {
+	a := sessionOf(r).actor
+	id := r.PathValue("id")
+	hours, set, err := formInt(r.PostForm, "hours", "within (hours)", 1, 24*365)
+	if err == nil && !set {
+		hours = 24
+	}
+	if err == nil {
+		_, err = h.svc.RequireKeyRotation(r.Context(), a, id, time.Duration(hours)*time.Hour)
+	}
+	if err != nil {
+		h.refused(w, r, err, func(code int, field, msg string) {
+			h.simPage(w, r, code, page{Error: "Rotation: " + msg}, mappingForm{})
+		})
+		return
+	}
+	http.Redirect(w, r, "/sims/"+url.PathEscape(id)+"?done="+url.QueryEscape("The device must replace its key within "+strconv.Itoa(hours)+" h."), http.StatusSeeOther)
+}
