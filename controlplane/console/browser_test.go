@@ -245,6 +245,7 @@ func TestConsoleInChromium(t *testing.T) {
 	js[bool](c, "mark the page", `window.__sameLoad = true`)
 	p.Connect(d, sim, sess)
 	c.waitJS("the SIM turns online without a reload", fmt.Sprintf(`document.querySelector(%q)?.dataset.online === "true" && window.__sameLoad === true`, row))
+	c.waitJS("its endpoint and handshake show without a reload", fmt.Sprintf(`document.querySelector('tr[data-sim=%q] [data-cell="endpoint"]')?.textContent.trim().startsWith("10.234.") && document.querySelector('tr[data-sim=%q] [data-cell="handshake"] time') !== null`, sim.ID, sim.ID))
 	c.screenshot("sims")
 
 	// Its page: traffic moves on the graph.

@@ -182,15 +182,18 @@ func (h *Handler) liveSIMs(w http.ResponseWriter, r *http.Request) {
 		var evs [][2]string
 		for _, id := range ids {
 			c := h.conn(id)
-			if old, ok := last[id]; ok && !first && old.Online == c.Online && old.Endpoint == c.Endpoint {
+			if old, ok := last[id]; ok && !first && old.Online == c.Online && old.Endpoint == c.Endpoint && old.LastHandshake.Equal(c.LastHandshake) {
 				continue
 			}
 			last[id] = c
-			html, err := h.fragmentHTML("sim-online", c)
-			if err != nil {
-				return nil, err
+			// The row's three live cells: tunnel, last handshake, endpoint.
+			for _, part := range [][2]string{{"sim-", "sim-online"}, {"hs-", "sim-handshake"}, {"ep-", "sim-endpoint"}} {
+				html, err := h.fragmentHTML(part[1], c)
+				if err != nil {
+					return nil, err
+				}
+				evs = append(evs, [2]string{part[0] + id, html})
 			}
-			evs = append(evs, [2]string{"sim-" + id, html})
 		}
 		first = false
 		return evs, nil
