@@ -33,7 +33,7 @@ import (
 
 // site is a console over a fresh SQLite store, served on loopback.
 type site struct {
-	t     *testing.T
+	t     testing.TB
 	svc   *controlplane.Service
 	st    store.Store
 	clock *clock.Fake
@@ -41,7 +41,7 @@ type site struct {
 	h     *console.Handler
 }
 
-func newSite(t *testing.T, c console.Config, cpOpts ...func(*controlplane.Config)) *site {
+func newSite(t testing.TB, c console.Config, cpOpts ...func(*controlplane.Config)) *site {
 	t.Helper()
 	st, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "wf.db"))
 	if err != nil {
@@ -77,12 +77,12 @@ func (s *site) token(role fleet.Role) (fleet.Token, string) {
 
 // browser is an HTTP client with a cookie jar that does not follow
 // redirects (the tests look at them).
-func browser(t *testing.T) *http.Client {
+func browser(t testing.TB) *http.Client {
 	jar, _ := cookiejar.New(nil)
 	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Timeout: 10 * time.Second}
 }
 
-func do(t *testing.T, c *http.Client, method, u string, form url.Values, hdr map[string]string) (*http.Response, string) {
+func do(t testing.TB, c *http.Client, method, u string, form url.Values, hdr map[string]string) (*http.Response, string) {
 	t.Helper()
 	var body io.Reader
 	if form != nil {
@@ -463,7 +463,7 @@ func TestLiveStreamEndsOnShutdown(t *testing.T) {
 }
 
 // testWriter sends log lines to the test's log.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
