@@ -256,12 +256,11 @@ func (h *Handler) sims(w http.ResponseWriter, r *http.Request) {
 		} else {
 			sim, err = h.svc.FindSIM(r.Context(), a, d.Q)
 		}
-		switch code, _, msg := h.errorText(err); {
-		case err == nil:
+		if err == nil {
 			sims = []fleet.SIM{sim}
-		case code == http.StatusNotFound || code == http.StatusBadRequest:
+		} else if code, _, msg := h.errorText(err); code == http.StatusNotFound || code == http.StatusBadRequest {
 			pageErr = "No SIM matches “" + d.Q + "”: " + msg
-		default:
+		} else {
 			h.fail(w, r, err)
 			return
 		}

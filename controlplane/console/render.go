@@ -161,6 +161,9 @@ func humanBytes(n uint64) string {
 // errorText is what an operator is shown for err: the service's own
 // message for its errors, a generic one for the rest (logged).
 func (h *Handler) errorText(err error) (code int, field, msg string) {
+	if err == nil {
+		return http.StatusOK, "", ""
+	}
 	var fe *fleet.Error
 	if asFleet(err, &fe) {
 		switch fe.Code {
