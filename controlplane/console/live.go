@@ -167,8 +167,8 @@ func liveIDs(r *http.Request) []string {
 	return ids
 }
 
-// liveSIMs follows the online state of the SIMs on a list page, sending
-// a SIM's cell only when it changes.
+// liveSIMs follows the tunnels of the SIMs on a list page, sending a
+// SIM's live cells (state, last handshake, endpoint) only when they change.
 func (h *Handler) liveSIMs(w http.ResponseWriter, r *http.Request) {
 	release, ok := h.liveSlot(w, r)
 	if !ok {
