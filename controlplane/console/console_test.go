@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +40,7 @@ type site struct {
 	clock *clock.Fake
 	url   string
 	h     *console.Handler
+	logs  *testWriter // what the console logged
 }
 
 func newSite(t testing.TB, c console.Config, cpOpts ...func(*controlplane.Config)) *site {
@@ -55,14 +57,15 @@ func newSite(t testing.TB, c console.Config, cpOpts ...func(*controlplane.Config
 		o(&cfg)
 	}
 	svc := controlplane.New(st, cfg)
-	c.Logger = slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	logs := &testWriter{t: t}
+	c.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	h, err := console.New(svc, c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &site{t: t, svc: svc, st: st, clock: clk, url: srv.URL, h: h}
+	return &site{t: t, svc: svc, st: st, clock: clk, url: srv.URL, h: h, logs: logs}
 }
 
 // token makes an operator token of role.
@@ -389,6 +392,13 @@ func TestUserDataEscaped(t *testing.T) {
 	if !strings.Contains(body, "n&lt;script&gt;alert(1)&lt;/script&gt;") {
 		t.Errorf("the SIM's name is not shown escaped")
 	}
+	// A search that finds its SIM is no error, in the page or the log.
+	if resp, body := do(t, c, "GET", s.url+"/sims?q="+sim.IMSI, nil, nil); resp.StatusCode != 200 || strings.Count(body, "<tr data-sim=") != 1 {
+		t.Fatalf("search by IMSI: %d", resp.StatusCode)
+	}
+	if logs := s.logs.String(); strings.Contains(logs, "level=ERROR") {
+		t.Fatalf("the console logged errors for good requests:\n%s", logs)
+	}
 }
 
 func TestSecurityHeaders(t *testing.T) {
@@ -462,12 +472,25 @@ func TestLiveStreamEndsOnShutdown(t *testing.T) {
 	}
 }
 
-// testWriter sends log lines to the test's log.
-type testWriter struct{ t testing.TB }
+// testWriter sends log lines to the test's log, and keeps them.
+type testWriter struct {
+	t  testing.TB
+	mu sync.Mutex
+	b  strings.Builder
+}
 
-func (w testWriter) Write(b []byte) (int, error) {
+func (w *testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
+	w.mu.Lock()
+	w.b.Write(b)
+	w.mu.Unlock()
 	return len(b), nil
+}
+
+func (w *testWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
 
 var versionRE = regexp.MustCompile(`name="version" value="([^"]+)"`)
