@@ -20,35 +20,29 @@ const (
 	maxAlertsPerQuery = 100
 )
 
-// Alert is a monitor alert with its acknowledgement, if any.
-type Alert struct {
-	fleet.Event
-	Ack *fleet.Event `json:"acknowledged,omitempty"`
-}
-
 // ListAlerts pages the monitor's alerts, newest first, each with its
 // acknowledgement.
-func (s *Service) ListAlerts(ctx context.Context, a Actor, p store.PageRequest) (store.Page[Alert], error) {
+func (s *Service) ListAlerts(ctx context.Context, a Actor, p store.PageRequest) (store.Page[fleet.Alert], error) {
 	if err := require(a, fleet.RoleViewer); err != nil {
-		return store.Page[Alert]{}, err
+		return store.Page[fleet.Alert]{}, err
 	}
 	if p.Limit <= 0 || p.Limit > maxAlertsPerQuery {
 		p.Limit = maxAlertsPerQuery
 	}
 	if _, err := strconv.ParseInt(p.Cursor, 10, 64); p.Cursor != "" && err != nil {
-		return store.Page[Alert]{}, fleet.Errorf(fleet.CodeInvalid, "cursor", "not a cursor of this list")
+		return store.Page[fleet.Alert]{}, fleet.Errorf(fleet.CodeInvalid, "cursor", "not a cursor of this list")
 	}
 	evs, err := s.st.ListEvents(ctx, store.EventFilter{PageRequest: p, Action: AlertAction})
 	if err != nil {
-		return store.Page[Alert]{}, err
+		return store.Page[fleet.Alert]{}, err
 	}
-	out := store.Page[Alert]{Items: make([]Alert, len(evs.Items)), Next: evs.Next}
+	out := store.Page[fleet.Alert]{Items: make([]fleet.Alert, len(evs.Items)), Next: evs.Next}
 	for i, e := range evs.Items {
 		out.Items[i].Event = e
 		// One indexed lookup per alert on the page (events by object).
 		acks, err := s.st.ListEvents(ctx, store.EventFilter{PageRequest: store.PageRequest{Limit: 1}, ObjectID: alertObjectID(e.ID), Action: AlertAckAction})
 		if err != nil {
-			return store.Page[Alert]{}, err
+			return store.Page[fleet.Alert]{}, err
 		}
 		if len(acks.Items) > 0 {
 			out.Items[i].Ack = &acks.Items[0]

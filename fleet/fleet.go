@@ -298,6 +298,13 @@ type Event struct {
 	Details    map[string]any `json:"details,omitempty"`
 }
 
+// Alert is a security monitor alert (a "device.alert" event on its SIM)
+// with its acknowledgement, if any.
+type Alert struct {
+	Event
+	Ack *Event `json:"acknowledged,omitempty"`
+}
+
 // ChangeKind says what kind of object a Change is about.
 type ChangeKind string
 

@@ -393,6 +393,26 @@ func coreCommands() map[string]handler {
 				})
 		},
 
+		"alerts list": func(c *command, rest []string) error {
+			page := addPageFlags(c, "")
+			if err := c.args(rest, 0, 0, "none"); err != nil {
+				return err
+			}
+			return showPage(c, "/api/v1/alerts"+page.query(), []string{"ID", "TIME", "SIM", "KIND", "SEVERITY", "DETAIL", "ACKNOWLEDGED"}, func(a fleet.Alert) []string {
+				ack := "no"
+				if a.Ack != nil {
+					ack = a.Ack.Actor + " " + ts(a.Ack.Time)
+				}
+				return []string{strconv.FormatInt(a.ID, 10), ts(a.Time), a.ObjectID, fmt.Sprint(a.Details["kind"]), fmt.Sprint(a.Details["severity"]), fmt.Sprint(a.Details["detail"]), ack}
+			})
+		},
+		"alerts ack": func(c *command, rest []string) error {
+			if err := c.args(rest, 1, 1, "ID"); err != nil {
+				return err
+			}
+			return c.call("POST", "/api/v1/alerts/"+c.pos[0]+"/acknowledge", nil, nil)
+		},
+
 		"audit ": func(c *command, rest []string) error {
 			if err := c.args(rest, 0, 0, "none"); err != nil {
 				return err

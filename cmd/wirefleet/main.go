@@ -93,6 +93,8 @@ Commands:
   data settings GROUP_ID [--enable | --disable] [--max-payload N] [--timestamp-pointer P] [--batch-pointer P]
                          [--category C] [--retention 30d]   show or change a group's data store
   events list [--object ID] [--actor A] [--action A] [--since RFC3339] [--limit N] [--cursor C]
+  alerts list [--limit N] [--cursor C] | ack ID
+                                      the security monitor's alerts; acknowledge one
   audit                               audit the fleet now: shared or low-order keys, standing auth keys,
                                       wide-open groups, refused SIMs still trying
   config ID [--generate-key]          wg-quick file of a SIM (generate: re-key, full file)

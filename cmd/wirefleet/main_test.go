@@ -11,12 +11,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/controlplane/api"
 	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/fleet"
 )
 
 type cli struct {
@@ -160,6 +162,24 @@ func TestCLI(t *testing.T) {
 	if out := c.ok("events", "list", "--object", id); !strings.Contains(out, "sim.suspend") || !strings.Contains(out, "sim.create") {
 		t.Fatalf("events:\n%s", out)
 	}
+	// The monitor's alerts: listed, acknowledged once.
+	if err := svc.RecordDeviceEvent(ctx, id, controlplane.AlertAction, map[string]any{"kind": "cloned-key", "severity": "high", "detail": "endpoints taking turns"}); err != nil {
+		t.Fatal(err)
+	}
+	var alerts struct {
+		Items []fleet.Alert `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(c.ok("alerts", "list", "--json")), &alerts); err != nil || len(alerts.Items) != 1 || alerts.Items[0].Ack != nil {
+		t.Fatalf("alerts list --json: %+v %v", alerts, err)
+	}
+	if out := c.ok("alerts", "list"); !strings.Contains(out, "cloned-key") || !strings.Contains(out, "ACKNOWLEDGED") {
+		t.Fatalf("alerts list:\n%s", out)
+	}
+	c.ok("alerts", "ack", strconv.FormatInt(alerts.Items[0].ID, 10))
+	if out := c.ok("alerts", "list"); !strings.Contains(out, "token:") {
+		t.Fatalf("after ack:\n%s", out)
+	}
+	c.fails(exitUsage, "alerts", "ack")
 
 	// The viewer token, from a flag this time, may read but not write.
 	c.ok("sims", "list", "--token", tok.Secret)

@@ -24,7 +24,7 @@ func TestAlertsAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	var page struct {
-		Items []controlplane.Alert `json:"items"`
+		Items []fleet.Alert `json:"items"`
 	}
 	e.must("GET", "/api/v1/alerts", fleet.RoleViewer, nil, 200, &page)
 	if len(page.Items) != 1 || page.Items[0].ObjectID != sim.ID || page.Items[0].Details["kind"] != "cloned-key" || page.Items[0].Ack != nil {

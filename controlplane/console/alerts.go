@@ -13,7 +13,7 @@ import (
 )
 
 type alertsData struct {
-	Alerts []controlplane.Alert
+	Alerts []fleet.Alert
 	Groups []fleet.Group
 	Next   string
 }
