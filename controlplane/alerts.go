@@ -29,8 +29,8 @@ func (s *Service) ListAlerts(ctx context.Context, a Actor, p store.PageRequest) 
 	if p.Limit <= 0 || p.Limit > maxAlertsPerQuery {
 		p.Limit = maxAlertsPerQuery
 	}
-	if _, err := strconv.ParseInt(p.Cursor, 10, 64); p.Cursor != "" && err != nil {
-		return store.Page[fleet.Alert]{}, fleet.Errorf(fleet.CodeInvalid, "cursor", "not a cursor of this list")
+	if err := checkEventCursor(p.Cursor); err != nil {
+		return store.Page[fleet.Alert]{}, err
 	}
 	evs, err := s.st.ListEvents(ctx, store.EventFilter{PageRequest: p, Action: AlertAction})
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -385,9 +386,22 @@ func (s *Service) DeleteToken(ctx context.Context, a Actor, id string) error {
 // ---- events ----
 
 // ListEvents lists the audit trail, newest first.
+// A cursor that is not one of its pages' answers is invalid input, not an
+// internal error.
 func (s *Service) ListEvents(ctx context.Context, a Actor, f store.EventFilter) (store.Page[fleet.Event], error) {
 	if err := require(a, fleet.RoleViewer); err != nil {
 		return store.Page[fleet.Event]{}, err
 	}
+	if err := checkEventCursor(f.Cursor); err != nil {
+		return store.Page[fleet.Event]{}, err
+	}
 	return s.st.ListEvents(ctx, f)
+}
+
+// checkEventCursor accepts "" or an event id (the store's event cursors).
+func checkEventCursor(c string) error {
+	if _, err := strconv.ParseInt(c, 10, 64); c != "" && err != nil {
+		return fleet.Errorf(fleet.CodeInvalid, "cursor", "not a cursor this API returned")
+	}
+	return nil
 }

@@ -99,8 +99,8 @@ type Handler struct {
 	perSession   map[string]int // open live streams by session
 	done         chan struct{}  // closed by Shutdown: live streams end
 	once         sync.Once
-	stats        statsCache
-	counts       countsCache
+	stats        cached[fleet.GatewayStats]     // the gateway's totals, for a second
+	counts       cached[map[fleet.Status]int64] // SIMs by status, for two seconds
 }
 
 // New returns the console over svc.
@@ -116,7 +116,7 @@ func New(svc *controlplane.Service, c Config) (*Handler, error) {
 	}
 	h := &Handler{svc: svc, log: c.Logger, gw: c.Gateway, proxies: slices.Clone(c.TrustedProxies), limit: ratelimit.New(c.SignInLimit), every: c.LiveInterval,
 		mux: http.NewServeMux(), streams: make(chan struct{}, MaxLiveStreams), perSession: map[string]int{}, done: make(chan struct{})}
-	h.stats.gw = c.Gateway
+	h.stats.ttl, h.counts.ttl = time.Second, 2*time.Second
 	if err := h.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -350,45 +350,29 @@ func (h *Handler) unavailable(w http.ResponseWriter) {
 	http.Error(w, "the fleet database is unavailable; retry shortly", http.StatusServiceUnavailable)
 }
 
-// countsCache shares one count of SIMs by status among all viewers for
-// two seconds: it is an aggregate over the SIMs table.
-type countsCache struct {
+// cached shares one reading among all viewers for ttl: the SIM counts (an
+// aggregate over the SIMs table) and the gateway's totals (a walk over
+// every held peer). The lock is held while reading, so viewers arriving
+// meanwhile wait for that reading rather than making their own.
+type cached[T any] struct {
+	ttl  time.Duration
 	mu   sync.Mutex
 	at   time.Time
-	last map[fleet.Status]int64
+	ok   bool
+	last T
 }
 
-func (c *countsCache) get(read func() (map[fleet.Status]int64, error)) (map[fleet.Status]int64, error) {
+func (c *cached[T]) get(read func() (T, error)) (T, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.last != nil && time.Since(c.at) < 2*time.Second {
+	if c.ok && time.Since(c.at) < c.ttl {
 		return c.last, nil
 	}
-	m, err := read()
+	v, err := read()
 	if err != nil {
-		return nil, err
+		var zero T
+		return zero, err
 	}
-	c.last, c.at = m, time.Now()
-	return m, nil
-}
-
-// statsCache shares one gateway reading among all viewers for a second:
-// reading walks every held peer.
-type statsCache struct {
-	gw   Gateway
-	mu   sync.Mutex
-	at   time.Time
-	last fleet.GatewayStats
-}
-
-func (c *statsCache) get() (fleet.GatewayStats, bool) {
-	if c.gw == nil {
-		return fleet.GatewayStats{}, false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if time.Since(c.at) > time.Second {
-		c.last, c.at = c.gw.Stats(), time.Now()
-	}
-	return c.last, true
+	c.last, c.at, c.ok = v, time.Now(), true
+	return v, nil
 }

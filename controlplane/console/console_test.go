@@ -537,6 +537,7 @@ func TestGroupPolicyEditor(t *testing.T) {
 	if st := stored(); st.DeviceToDevice.Mode == fleet.D2DGroup || len(st.Routes) != 0 {
 		t.Fatalf("a refused form wrote %+v", st)
 	}
+
 	// The raw editor: strict decoding, the error beside the text.
 	resp, body = do(t, c, "POST", s.url+"/groups/"+g.ID+"/json", url.Values{"csrf": {csrf}, "version": {updated}, "json": {`{"version":1,"deviceToDevice":{"mode":"group"},"colour":"red"}`}}, nil)
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `id="err-json"`) || !strings.Contains(body, "colour") {
@@ -563,6 +564,22 @@ func TestGroupPolicyEditor(t *testing.T) {
 	_, body = do(t, c, "GET", s.url+"/groups/"+g.ID, nil, nil)
 	if strings.Contains(body, "<b>hi</b>") || !strings.Contains(body, "&lt;b&gt;hi&lt;/b&gt;</textarea>") {
 		t.Error("user data is not escaped in the policy editor")
+	}
+	// A form refused for bad input, while someone else saved meanwhile,
+	// comes back at the version it was loaded at: sent again, it conflicts.
+	_, loaded := load()
+	other := fleet.GroupSettings{Version: fleet.SettingsVersion, DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DOff}, UserData: "theirs"}
+	if _, err := s.svc.UpdateGroup(ctx, controlplane.System, g.ID, nil, &other); err != nil {
+		t.Fatal(err)
+	}
+	// (A port the console itself refuses, before the service sees the form.)
+	resp, body = do(t, c, "POST", s.url+"/groups/"+g.ID+"/settings", url.Values{"csrf": {csrf}, "version": {loaded}, "d2dMode": {"group"}, "d2dPorts": {"99999"}}, nil)
+	if got := versionRE.FindStringSubmatch(body)[1]; resp.StatusCode != http.StatusBadRequest || got != loaded {
+		t.Fatalf("refused form: %d, version %s, want 400 and the loaded %s", resp.StatusCode, got, loaded)
+	}
+	resp, _ = do(t, c, "POST", s.url+"/groups/"+g.ID+"/settings", url.Values{"csrf": {csrf}, "version": {versionRE.FindStringSubmatch(body)[1]}, "d2dMode": {"group"}, "routes": {"10.60.0.0/16"}}, nil)
+	if st := stored(); resp.StatusCode != http.StatusConflict || st.UserData != "theirs" {
+		t.Fatalf("the corrected form sent again: %d, user data %q; want a conflict and theirs kept", resp.StatusCode, st.UserData)
 	}
 }
 
@@ -633,8 +650,10 @@ func TestAlerts(t *testing.T) {
 	if got, _ := s.svc.GetSIM(ctx, controlplane.System, sim.ID); resp.StatusCode != http.StatusSeeOther || got.GroupID != home.ID || got.Status != fleet.StatusActive {
 		t.Fatalf("release: %d, group %s status %s; want back home, active", resp.StatusCode, got.GroupID, got.Status)
 	}
-	if resp, _ := do(t, c, "GET", s.url+"/alerts?cursor=x", nil, nil); resp.StatusCode != http.StatusBadRequest {
-		t.Fatalf("a bad cursor: %d, want 400", resp.StatusCode)
+	for _, p := range []string{"/alerts?cursor=x", "/audit?cursor=x"} {
+		if resp, _ := do(t, c, "GET", s.url+p, nil, nil); resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("%s: %d, want 400", p, resp.StatusCode)
+		}
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
-	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -92,15 +91,7 @@ func (h *Handler) data(w http.ResponseWriter, r *http.Request) {
 	if d.Field != "" {
 		d.Chart = chartSVG(d.Field, points)
 	}
-	if pg.Next != "" {
-		nq := url.Values{"cursor": {pg.Next}}
-		for _, k := range []string{"sim", "group", "category", "field"} {
-			if v := q.Get(k); v != "" {
-				nq.Set(k, v)
-			}
-		}
-		d.Next = template.URL("/data?" + nq.Encode())
-	}
+	d.Next = nextURL("/data", pg.Next, q, "sim", "group", "category", "field")
 	p.Data = d
 	h.render(w, r, http.StatusOK, "data", p)
 }

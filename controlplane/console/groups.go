@@ -46,7 +46,9 @@ func (h *Handler) groupPage(w http.ResponseWriter, r *http.Request, code int, p 
 		return
 	}
 	d.Group, d.SIMs, d.MoreSIM = g, sims.Items, sims.Next != ""
-	d.Version = controlplane.GroupVersion(g)
+	if d.Version == "" {
+		d.Version = controlplane.GroupVersion(g)
+	}
 	if d.JSON == "" {
 		b, _ := json.MarshalIndent(g.Settings, "", "  ")
 		d.JSON = string(b)
@@ -105,9 +107,12 @@ func (h *Handler) saveGroup(w http.ResponseWriter, r *http.Request, settings *fl
 			h.fail(w, r, gerr)
 			return
 		}
-		d.Field, d.Message = field, msg
+		// A form shown again keeps the version it was loaded at: sent again
+		// after someone else saved, it still conflicts.
+		d.Field, d.Message, d.Version = field, msg, read
 		if code == http.StatusConflict {
-			// Show what is stored now; the operator's edit is not kept over it.
+			// Show what is stored now (and its version); the operator's
+			// edit is not kept over it.
 			d = groupData{Field: field, Message: msg, Editor: d.Editor}
 		}
 		h.groupPage(w, r, code, page{Error: msg}, g, d)

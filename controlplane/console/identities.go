@@ -58,9 +58,6 @@ func (h *Handler) identitiesPage(w http.ResponseWriter, r *http.Request, code in
 		}
 		d.Batch, d.Identities, d.IdentNext = &b, ids.Items, ids.Next
 	}
-	if d.Form == nil {
-		d.Form = url.Values{}
-	}
 	p.Title, p.Nav, p.Data = "Hardware identities", "identities", d
 	h.render(w, r, code, "identities", p)
 }

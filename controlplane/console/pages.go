@@ -3,7 +3,6 @@
 package console
 
 import (
-	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -16,9 +15,6 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/ratelimit"
 )
-
-func asFleet(err error, fe **fleet.Error) bool { return errors.As(err, fe) }
-func isUnavailable(err error) bool             { return errors.Is(err, store.ErrUnavailable) }
 
 // pageSize is how many rows a list page shows.
 const pageSize = 50
@@ -76,11 +72,25 @@ func (h *Handler) assetsHandler() http.Handler {
 	})
 }
 
+// nextURL is the address of a list's next page: path with the cursor and
+// the filters named in keep as they are in q; "" on the last page.
+func nextURL(path, cursor string, q url.Values, keep ...string) template.URL {
+	if cursor == "" {
+		return ""
+	}
+	nq := url.Values{"cursor": {cursor}}
+	for _, k := range keep {
+		if v := q.Get(k); v != "" {
+			nq.Set(k, v)
+		}
+	}
+	return template.URL(path + "?" + nq.Encode()) // every value encoded here: a safe URL
+}
+
 // ---- sign-in ----
 
 type signInData struct {
-	Next  string
-	Token string
+	Next string
 }
 
 func (h *Handler) signInPage(w http.ResponseWriter, r *http.Request) {
@@ -156,7 +166,10 @@ func (h *Handler) overviewData(r *http.Request) (overviewData, error) {
 		d.Counts[string(st)] = n
 		d.Total += n
 	}
-	d.Gateway, d.HasGW = h.stats.get()
+	if h.gw != nil {
+		d.HasGW = true
+		d.Gateway, _ = h.stats.get(func() (fleet.GatewayStats, error) { return h.gw.Stats(), nil })
+	}
 	return d, nil
 }
 
@@ -280,15 +293,7 @@ func (h *Handler) sims(w http.ResponseWriter, r *http.Request) {
 			pageErr = msg
 		}
 		sims = pg.Items
-		if pg.Next != "" {
-			nq := url.Values{"cursor": {pg.Next}}
-			for _, k := range []string{"status", "group", "tag"} {
-				if v := q.Get(k); v != "" {
-					nq.Set(k, v)
-				}
-			}
-			d.Next = template.URL("/sims?" + nq.Encode()) // encoded here: a safe URL
-		}
+		d.Next = nextURL("/sims", pg.Next, q, "status", "group", "tag")
 	}
 	ids := make([]string, 0, len(sims))
 	for _, s := range sims {
@@ -508,9 +513,6 @@ func (h *Handler) authKeysPage(w http.ResponseWriter, r *http.Request, code int,
 		return
 	}
 	d.Keys, d.Next, d.Groups, d.Names = pg.Items, pg.Next, groups, names
-	if d.Form == nil {
-		d.Form = url.Values{}
-	}
 	p.Title, p.Nav, p.Data = "Auth keys", "authkeys", d
 	h.render(w, r, code, "authkeys", p)
 }
@@ -572,15 +574,6 @@ func (h *Handler) audit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.Events = pg.Items
-	if pg.Next != "" {
-		nq := url.Values{"cursor": {pg.Next}}
-		if d.Object != "" {
-			nq.Set("object", d.Object)
-		}
-		if d.Action != "" {
-			nq.Set("action", d.Action)
-		}
-		d.Next = template.URL("/audit?" + nq.Encode())
-	}
+	d.Next = nextURL("/audit", pg.Next, q, "object", "action")
 	h.render(w, r, http.StatusOK, "audit", page{Title: "Audit log", Nav: "audit", Data: d})
 }

@@ -4,6 +4,7 @@ package console
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 )
 
@@ -165,7 +167,7 @@ func (h *Handler) errorText(err error) (code int, field, msg string) {
 		return http.StatusOK, "", ""
 	}
 	var fe *fleet.Error
-	if asFleet(err, &fe) {
+	if errors.As(err, &fe) {
 		switch fe.Code {
 		case fleet.CodeForbidden:
 			return http.StatusForbidden, fe.Field, fe.Message
@@ -178,7 +180,7 @@ func (h *Handler) errorText(err error) (code int, field, msg string) {
 		}
 		return http.StatusBadRequest, fe.Field, fe.Message
 	}
-	if isUnavailable(err) {
+	if errors.Is(err, store.ErrUnavailable) {
 		return http.StatusServiceUnavailable, "", "the fleet database is unavailable; retry shortly"
 	}
 	h.log.Error("console: internal error", "err", err)

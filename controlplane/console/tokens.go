@@ -34,9 +34,6 @@ func (h *Handler) tokensPage(w http.ResponseWriter, r *http.Request, code int, p
 		return
 	}
 	d.Tokens, d.Next, d.Self = pg.Items, pg.Next, a.ID
-	if d.Form == nil {
-		d.Form = url.Values{}
-	}
 	p.Title, p.Nav, p.Data = "Operator tokens", "tokens", d
 	h.render(w, r, code, "tokens", p)
 }
