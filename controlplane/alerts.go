@@ -32,7 +32,26 @@ func (s *Service) ListAlerts(ctx context.Context, a Actor, p store.PageRequest) 
 	if err := checkEventCursor(p.Cursor); err != nil {
 		return store.Page[fleet.Alert]{}, err
 	}
-	evs, err := s.st.ListEvents(ctx, store.EventFilter{PageRequest: p, Action: AlertAction})
+	return s.listAlerts(ctx, store.EventFilter{PageRequest: p, Action: AlertAction})
+}
+
+// SIMAlerts pages the alerts about one SIM, newest first.
+func (s *Service) SIMAlerts(ctx context.Context, a Actor, simID string, p store.PageRequest) (store.Page[fleet.Alert], error) {
+	if err := require(a, fleet.RoleViewer); err != nil {
+		return store.Page[fleet.Alert]{}, err
+	}
+	if p.Limit <= 0 || p.Limit > maxAlertsPerQuery {
+		p.Limit = maxAlertsPerQuery
+	}
+	if err := checkEventCursor(p.Cursor); err != nil {
+		return store.Page[fleet.Alert]{}, err
+	}
+	return s.listAlerts(ctx, store.EventFilter{PageRequest: p, Action: AlertAction, ObjectID: simID})
+}
+
+// listAlerts reads the alert events f selects, with their acknowledgements.
+func (s *Service) listAlerts(ctx context.Context, f store.EventFilter) (store.Page[fleet.Alert], error) {
+	evs, err := s.st.ListEvents(ctx, f)
 	if err != nil {
 		return store.Page[fleet.Alert]{}, err
 	}

@@ -417,3 +417,13 @@ func (s *Service) RequireKeyRotation(ctx context.Context, a Actor, id string, wi
 		return nil
 	})
 }
+
+// SIMSessions lists the live sessions of a SIM: one per gateway node
+// holding it, with the device's outer endpoint there (presence).
+func (s *Service) SIMSessions(ctx context.Context, a Actor, simID string) ([]store.Presence, error) {
+	if err := require(a, fleet.RoleViewer); err != nil {
+		return nil, err
+	}
+	ps, err := s.st.Presences(ctx, simID)
+	return ps, storeErr(err, "id")
+}

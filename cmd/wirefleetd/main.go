@@ -17,9 +17,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,6 +85,8 @@ type config struct {
 	metricsToken  bool
 	logLevel      string
 	logFormat     string
+	// settings are the flags for the console's settings page.
+	settings []console.Setting
 
 	// The data store (datastore.go).
 	dataCommitters int
@@ -211,7 +215,34 @@ example WIREFLEET_API_LISTEN=127.0.0.1:8080; a flag on the command line wins.
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
+	// What the console's settings page shows admins: every flag as it is
+	// now, with the one that can hold a password (the store DSN) redacted.
+	fs.VisitAll(func(f *flag.Flag) {
+		v := f.Value.String()
+		if f.Name == "store" || f.Name == "postgres" {
+			v = redactDSN(v)
+		}
+		c.settings = append(c.settings, console.Setting{Name: f.Name, Value: v, Default: f.DefValue, Usage: f.Usage})
+	})
 	return c, nil
+}
+
+// dsnPasswordRE finds a password in a key=value connection string
+// (password=secret, password='a secret').
+var dsnPasswordRE = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// redactDSN is a store DSN without its password: a URL's user password
+// and password= parameter, or a key=value string's password.
+func redactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.Redacted()
+	}
+	return dsnPasswordRE.ReplaceAllString(dsn, "${1}xxxxx")
 }
 
 func newLogger(c config, w io.Writer) (*slog.Logger, error) {
@@ -392,7 +423,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// SORACOM Arc-compatible routes, for soratun and other Arc clients.
 	mux.Handle("/v1/", arcapi.New(svc, arcapi.Config{Logger: log, TrustedNetworks: c.trustedNetworks.items, TrustedProxies: c.trustedProxies.prefixes(), TokenSecret: arcSecret}))
 	// The web console: every path the routes above leave.
-	con, err := console.New(svc, console.Config{Logger: log, Gateway: gw, TrustedProxies: c.trustedProxies.prefixes()})
+	con, err := console.New(svc, console.Config{Logger: log, Gateway: gw, TrustedProxies: c.trustedProxies.prefixes(), Settings: c.settings})
 	if err != nil {
 		return fmt.Errorf("console: %w", err)
 	}

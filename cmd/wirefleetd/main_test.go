@@ -377,3 +377,35 @@ func TestIPv6AndEgressFlagsRefused(t *testing.T) {
 		t.Errorf("resolv.conf: %v %v", got, err)
 	}
 }
+
+func TestRedactDSN(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"postgres://wf:s3cret@db.example:5432/wf?sslmode=require", "postgres://wf:xxxxx@db.example:5432/wf?sslmode=require"},
+		{"postgres://wf@db/wf?password=s3cret&sslmode=disable", "postgres://wf@db/wf?password=xxxxx&sslmode=disable"},
+		{"host=db user=wf password=s3cret dbname=wf", "host=db user=wf password=xxxxx dbname=wf"},
+		{"host=db password = 'a s3cret\\' here' dbname=wf", "host=db password = xxxxx dbname=wf"},
+		{"/var/lib/wirefleet/wirefleet.db", "/var/lib/wirefleet/wirefleet.db"},
+	} {
+		got := redactDSN(c.in)
+		if got != c.want || strings.Contains(got, "s3cret") {
+			t.Errorf("redactDSN(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestSettingsRedactTheStore(t *testing.T) {
+	c, err := parseFlags([]string{"--store", "postgres://wf:s3cret@127.0.0.1/wf"}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range c.settings {
+		if strings.Contains(s.Value, "s3cret") {
+			t.Errorf("--%s shows the password: %q", s.Name, s.Value)
+		}
+		found = found || s.Name == "api-listen"
+	}
+	if !found {
+		t.Fatal("the settings lack --api-listen")
+	}
+}

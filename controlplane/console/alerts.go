@@ -4,7 +4,6 @@ package console
 
 import (
 	"net/http"
-	"net/url"
 	"strconv"
 
 	"github.com/wirefleet/wirefleet/controlplane"
@@ -50,7 +49,11 @@ func (h *Handler) acknowledgeAlert(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	http.Redirect(w, r, "/alerts?done="+url.QueryEscape("Alert "+r.PathValue("id")+" acknowledged."), http.StatusSeeOther)
+	back := "/alerts"
+	if b := r.PostFormValue("back"); b != "" {
+		back = localPath(b)
+	}
+	http.Redirect(w, r, withDone(back, "Alert "+r.PathValue("id")+" acknowledged."), http.StatusSeeOther)
 }
 
 // quarantine moves a SIM to the group chosen (typically one whose policy
@@ -67,7 +70,7 @@ func (h *Handler) quarantine(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	http.Redirect(w, r, localPath(r.PostFormValue("back"))+"?done="+url.QueryEscape("SIM "+sim.IMSI+" quarantined."), http.StatusSeeOther)
+	http.Redirect(w, r, withDone(localPath(r.PostFormValue("back")), "SIM "+sim.IMSI+" quarantined."), http.StatusSeeOther)
 }
 
 // release sends a SIM back to the group it was in before its last move,
@@ -95,5 +98,5 @@ func (h *Handler) release(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	http.Redirect(w, r, localPath(r.PostFormValue("back"))+"?done="+url.QueryEscape("SIM "+sim.IMSI+" released."), http.StatusSeeOther)
+	http.Redirect(w, r, withDone(localPath(r.PostFormValue("back")), "SIM "+sim.IMSI+" released."), http.StatusSeeOther)
 }

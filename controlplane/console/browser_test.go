@@ -352,10 +352,41 @@ func TestConsoleInChromium(t *testing.T) {
 		}
 	}
 
+	// A packet capture of the device and a Gate peer, started from their
+	// pages; the policy editor and the settings page, for the screenshots.
+	c.do("start a capture",
+		chromedp.Navigate(base+"/captures?sim="+sim.ID),
+		chromedp.WaitVisible(css(`#capture-form`)),
+		chromedp.SetValue(css(`#capture-form select[name=protocol]`), "icmp"),
+		chromedp.Submit(css(`#capture-form input[name=duration]`)),
+		chromedp.WaitVisible(css(`p.flash`)),
+	)
+	if n := js[int](c, "count captures", `document.querySelectorAll("tr[data-capture]").length`); n != 1 {
+		t.Fatalf("the captures page lists %d captures after one was started", n)
+	}
+	c.screenshot("captures")
+	c.do("register a Gate peer",
+		chromedp.Navigate(base+"/gatepeers"),
+		chromedp.SendKeys(css(`#gatepeer-form input[name=name]`), "plc-lan"),
+		chromedp.SendKeys(css(`#gatepeer-form input[name=outer]`), "192.0.2.10"),
+		chromedp.SendKeys(css(`#gatepeer-form input[name=vni]`), "42"),
+		chromedp.Submit(css(`#gatepeer-form input[name=vni]`)),
+		chromedp.WaitVisible(css(`p.flash`)),
+	)
+	if !js[bool](c, "the setup is shown", `[...document.querySelectorAll("details[open] pre")].some(p => p.textContent.includes("type vxlan id 42"))`) {
+		t.Fatal("the new Gate peer's setup is not shown open")
+	}
+	c.screenshot("gatepeers")
+	c.do("the group's policy", chromedp.Navigate(base+"/groups/"+g.ID), chromedp.WaitVisible(css(`#settings-form`)))
+	c.screenshot("group")
+	c.do("settings", chromedp.Navigate(base+"/settings"), chromedp.WaitVisible(css(`#platform-settings`)))
+	c.screenshot("settings")
+
 	// Every control on every page has an accessible name, every page one
 	// h1 and a main landmark, and tab order reaches the controls (no
 	// positive tabindex, nothing focusable hidden from assistive tech).
-	for _, path := range []string{"/", "/sims", "/sims/" + sim.ID, "/groups", "/groups/" + g.ID, "/authkeys", "/alerts", "/mappings", "/identities", "/data?sim=" + sim.ID, "/audit", "/signin"} {
+	for _, path := range []string{"/", "/sims", "/sims/" + sim.ID, "/groups", "/groups/" + g.ID, "/authkeys", "/alerts", "/mappings", "/identities", "/data?sim=" + sim.ID, "/audit",
+		"/routes", "/gatepeers", "/captures", "/inspection?group=" + g.ID, "/simcards", "/settings", "/signin"} {
 		c.do("load "+path, chromedp.Navigate(base+path), chromedp.WaitReady(css(`main`)))
 		problems := js[[]string](c, "check "+path, `(() => {
 			const out = [];
@@ -372,6 +403,33 @@ func TestConsoleInChromium(t *testing.T) {
 			}
 			for (const e of document.querySelectorAll('svg[role=img]')) {
 				if (!e.getAttribute("aria-label")) out.push("unlabelled image " + e.outerHTML.slice(0, 80));
+			}
+			// Text contrast, WCAG 2 AA: 4.5:1, or 3:1 for large text, against
+			// the first opaque background up the tree.
+			const rgb = c => (c.match(/[\d.]+/g) || []).map(Number);
+			const lum = ([r, g, b]) => [r, g, b].map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4 })
+				.reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+			const background = e => {
+				for (; e; e = e.parentElement) {
+					const b = rgb(getComputedStyle(e).backgroundColor);
+					if (b.length === 3 || (b.length === 4 && b[3] === 1)) return b.slice(0, 3);
+				}
+				return [255, 255, 255];
+			};
+			const seen = new Set();
+			for (const e of document.querySelectorAll("body *")) {
+				if (![...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+				const st = getComputedStyle(e);
+				if (st.visibility === "hidden" || st.display === "none" || e.closest(".sr, .skip, svg")) continue;
+				const fg = rgb(st.color), bg = background(e);
+				const [hi, lo] = [lum(fg.slice(0, 3)), lum(bg)].sort((a, b) => b - a);
+				const ratio = (hi + 0.05) / (lo + 0.05);
+				const size = parseFloat(st.fontSize), large = size >= 24 || (size >= 18.66 && Number(st.fontWeight) >= 700);
+				const key = e.tagName + "." + e.className + " " + st.color + " on " + bg;
+				if (ratio < (large ? 3 : 4.5) && !seen.has(key)) {
+					seen.add(key);
+					out.push("contrast " + ratio.toFixed(2) + " " + key + " (" + e.textContent.trim().slice(0, 30) + ")");
+				}
 			}
 			if (document.querySelectorAll("h1").length !== 1) out.push("h1 count " + document.querySelectorAll("h1").length);
 			if (!document.querySelector("main")) out.push("no main landmark");
@@ -396,9 +454,10 @@ func TestConsoleInChromium(t *testing.T) {
 
 	// A viewer: no write controls anywhere, and a forged write fails.
 	c.signIn(base, viewerSecret)
-	for _, path := range []string{"/", "/sims", "/sims/" + sim.ID, "/groups", "/groups/" + g.ID, "/authkeys", "/alerts", "/mappings"} {
+	for _, path := range []string{"/", "/sims", "/sims/" + sim.ID, "/groups", "/groups/" + g.ID, "/authkeys", "/alerts", "/mappings",
+		"/routes", "/gatepeers", "/captures", "/simcards", "/identities", "/settings"} {
 		c.do("viewer "+path, chromedp.Navigate(base+path), chromedp.WaitReady(css(`main`)))
-		writes := js[int](c, "count write controls", `[...document.querySelectorAll("form[method=post]")].filter(f => f.getAttribute("action") !== "/signout").length + document.querySelectorAll("#suspend, #resume, #select-all, button.ack, button.quarantine, button.close-mapping").length`)
+		writes := js[int](c, "count write controls", `[...document.querySelectorAll("form[method=post]")].filter(f => f.getAttribute("action") !== "/signout").length + document.querySelectorAll("#suspend, #resume, #select-all, button.ack, button.quarantine, button.close-mapping, button.set-hosts, #node-flags").length`)
 		if writes != 0 {
 			t.Errorf("the viewer's %s shows %d write controls", path, writes)
 		}

@@ -21,6 +21,7 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -54,8 +55,11 @@ const (
 const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 // maxForm bounds a posted form (the largest is a bulk action on a page
-// of SIMs).
-const maxForm = 64 << 10
+// of SIMs); maxImport a file import (a vendor's CSV of some 50,000 cards).
+const (
+	maxForm   = 64 << 10
+	maxImport = 8 << 20
+)
 
 // MaxLiveStreams bounds the Server-Sent Events streams open at once, over
 // all sessions: each costs a goroutine and a reading every few seconds.
@@ -80,6 +84,9 @@ type Config struct {
 	SignInLimit ratelimit.Config
 	// LiveInterval is how often live parts are refreshed; 0: 2 s.
 	LiveInterval time.Duration
+	// Settings are the node's flags, shown to admins on the settings
+	// page; the caller removes secrets from them.
+	Settings []Setting
 }
 
 // Handler serves the console.
@@ -93,6 +100,7 @@ type Handler struct {
 	mux     *http.ServeMux
 	pages   map[string]*template.Template
 	assets  http.Handler
+	flags   []Setting
 
 	streams      chan struct{} // a token per open live stream
 	perSessionMu sync.Mutex
@@ -115,7 +123,7 @@ func New(svc *controlplane.Service, c Config) (*Handler, error) {
 		c.LiveInterval = 2 * time.Second
 	}
 	h := &Handler{svc: svc, log: c.Logger, gw: c.Gateway, proxies: slices.Clone(c.TrustedProxies), limit: ratelimit.New(c.SignInLimit), every: c.LiveInterval,
-		mux: http.NewServeMux(), streams: make(chan struct{}, MaxLiveStreams), perSession: map[string]int{}, done: make(chan struct{})}
+		mux: http.NewServeMux(), streams: make(chan struct{}, MaxLiveStreams), perSession: map[string]int{}, done: make(chan struct{}), flags: slices.Clone(c.Settings)}
 	h.stats.ttl, h.counts.ttl = time.Second, 2*time.Second
 	if err := h.parseTemplates(); err != nil {
 		return nil, err
@@ -207,6 +215,12 @@ func csrfToken(secret string) string {
 // the page remembered and everything else answers 401. State changes
 // also need the CSRF token and a same-origin request.
 func (h *Handler) signedIn(next http.HandlerFunc) http.HandlerFunc {
+	return h.signedInUpTo(maxForm, next)
+}
+
+// signedInUpTo is signedIn for forms of up to limit bytes (file imports);
+// a multipart form is read whole, within the limit.
+func (h *Handler) signedInUpTo(limit int64, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		secret := h.sessionCookie(r)
 		a, err := h.svc.ConsoleActor(r.Context(), secret)
@@ -220,8 +234,17 @@ func (h *Handler) signedIn(next http.HandlerFunc) http.HandlerFunc {
 		}
 		s := session{actor: a, secret: secret, csrf: csrfToken(secret)}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
-			if err := r.ParseForm(); err != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
+			var err error
+			if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+				err = r.ParseMultipartForm(limit)
+				if r.MultipartForm != nil {
+					defer r.MultipartForm.RemoveAll()
+				}
+			} else {
+				err = r.ParseForm()
+			}
+			if err != nil {
 				http.Error(w, "the form could not be read: "+err.Error(), http.StatusBadRequest)
 				return
 			}

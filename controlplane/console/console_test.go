@@ -306,8 +306,9 @@ func TestViewerSeesNoWriteControls(t *testing.T) {
 	_, secret := s.token(fleet.RoleViewer)
 	c := browser(t)
 	s.signIn(c, secret)
-	writeForm := regexp.MustCompile(`<form method="post" action="/(sims|groups|authkeys|alerts|mappings)`)
-	for _, p := range []string{"/", "/sims", "/sims/" + sim.ID, "/groups", "/groups/" + g.ID, "/authkeys", "/audit", "/alerts", "/mappings"} {
+	writeForm := regexp.MustCompile(`<form method="post" action="/(sims|groups|authkeys|alerts|mappings|gatepeers|captures|simcards|identities|tokens)`)
+	for _, p := range []string{"/", "/sims", "/sims/" + sim.ID, "/groups", "/groups/" + g.ID, "/authkeys", "/audit", "/alerts", "/mappings",
+		"/routes", "/gatepeers", "/captures", "/inspection?group=" + g.ID, "/simcards", "/identities", "/data?sim=" + sim.ID, "/settings"} {
 		resp, body := do(t, c, "GET", s.url+p, nil, nil)
 		if resp.StatusCode != 200 {
 			t.Fatalf("viewer GET %s: %d", p, resp.StatusCode)
@@ -332,6 +333,10 @@ func TestViewerSeesNoWriteControls(t *testing.T) {
 		{"/groups/" + g.ID + "/delete", url.Values{}},
 		{"/sims/" + sim.ID + "/mappings", url.Values{"port": {"22"}, "sources": {"127.0.0.1/32"}}},
 		{"/mappings/map_0123456789abcdef/close", url.Values{}},
+		{"/sims/" + sim.ID + "/routes/hosts", url.Values{"prefix": {"192.168.1.0/24"}}},
+		{"/gatepeers", url.Values{"name": {"gp"}, "outer": {"192.0.2.1"}, "vni": {"1"}}},
+		{"/captures", url.Values{"sim": {sim.ID}, "duration": {"60"}}},
+		{"/simcards/898110000000000001/update", url.Values{"status": {"suspended"}}},
 	} {
 		f.form.Set("csrf", token)
 		resp, _ := do(t, c, "POST", s.url+f.path, f.form, nil)
@@ -342,6 +347,11 @@ func TestViewerSeesNoWriteControls(t *testing.T) {
 	got, _ := s.svc.GetSIM(ctx, controlplane.System, sim.ID)
 	k, _ := s.svc.GetAuthKey(ctx, controlplane.System, key.ID)
 	gs, _ := s.st.ListGroups(ctx, store.PageRequest{})
+	gps, _ := s.svc.ListGatePeers(ctx, controlplane.System, store.PageRequest{})
+	caps, _ := s.svc.ListCaptures(ctx, controlplane.System, store.PageRequest{})
+	if len(gps.Items) != 0 || len(caps.Items) != 0 {
+		t.Fatalf("a forged write took effect: %d Gate peers, %d captures", len(gps.Items), len(caps.Items))
+	}
 	if got.Status != fleet.StatusActive || k.Revoked || len(gs.Items) != 1 || gs.Items[0].Settings.DeviceToDevice.Mode == fleet.D2DGroup {
 		t.Fatalf("a forged write took effect: sim %s, key revoked %v, %d groups", got.Status, k.Revoked, len(gs.Items))
 	}
@@ -379,10 +389,24 @@ func TestUserDataEscaped(t *testing.T) {
 	if _, _, err := s.svc.CreateAuthKey(ctx, controlplane.System, controlplane.AuthKeySpec{Description: "d" + xss, GroupID: g.ID}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := s.svc.CreateGatePeer(ctx, controlplane.System, controlplane.GatePeerSpec{Name: "gp" + xss, GroupID: g.ID, OuterAddress: netip.MustParseAddr("192.0.2.1"), VNI: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.svc.CreateCapture(ctx, controlplane.System, controlplane.CaptureSpec{SIMID: sim.ID, Duration: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.svc.RecordDeviceEvent(ctx, sim.ID, controlplane.AlertAction, map[string]any{"kind": "k" + xss, "severity": "s" + xss, "detail": "d" + xss}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.st.AppendRecords(ctx, []fleet.Record{{SIMID: sim.ID, GroupID: g.ID, Time: time.Now(), Received: time.Now(), Category: fleet.InspectionCategory, ContentType: "application/json",
+		Payload: []byte(`{"detected":{"protos":[{"name":"p` + strings.ReplaceAll(xss, `"`, `\"`) + `","bytes":5}]},"tlsServerNames":{"t` + strings.ReplaceAll(xss, `"`, `\"`) + `":1}}`)}}); err != nil {
+		t.Fatal(err)
+	}
 	_, secret := s.token(fleet.RoleAdmin)
 	c := browser(t)
 	s.signIn(c, secret)
-	for _, p := range []string{"/", "/sims", "/sims/" + sim.ID, "/groups", "/authkeys", "/audit", "/sims?q=" + url.QueryEscape(xss), "/audit?object=" + url.QueryEscape(xss)} {
+	for _, p := range []string{"/", "/sims", "/sims/" + sim.ID, "/groups", "/authkeys", "/audit", "/sims?q=" + url.QueryEscape(xss), "/audit?object=" + url.QueryEscape(xss),
+		"/gatepeers", "/captures", "/captures?sim=" + url.QueryEscape(xss), "/alerts", "/inspection?group=" + g.ID, "/inspection?sim=" + url.QueryEscape(xss), "/data?sim=" + sim.ID, "/routes", "/settings"} {
 		_, body := do(t, c, "GET", s.url+p, nil, nil)
 		if strings.Contains(body, "<script>alert") || strings.Contains(body, "<img src=x") {
 			t.Errorf("%s renders the payload as markup", p)
@@ -391,6 +415,12 @@ func TestUserDataEscaped(t *testing.T) {
 	_, body := do(t, c, "GET", s.url+"/sims", nil, nil)
 	if !strings.Contains(body, "n&lt;script&gt;alert(1)&lt;/script&gt;") {
 		t.Errorf("the SIM's name is not shown escaped")
+	}
+	// The payloads are on the pages (escaped), not dropped on the way.
+	for p, want := range map[string]string{"/inspection?group=" + g.ID: "p&lt;script&gt;", "/gatepeers": "gp&lt;script&gt;", "/alerts": "d&lt;script&gt;"} {
+		if _, body := do(t, c, "GET", s.url+p, nil, nil); !strings.Contains(body, want) {
+			t.Errorf("%s does not show %q", p, want)
+		}
 	}
 	// A search that finds its SIM is no error, in the page or the log.
 	if resp, body := do(t, c, "GET", s.url+"/sims?q="+sim.IMSI, nil, nil); resp.StatusCode != 200 || strings.Count(body, "<tr data-sim=") != 1 {

@@ -71,16 +71,12 @@ func (h *Handler) data(w http.ResponseWriter, r *http.Request) {
 	for _, rec := range pg.Items {
 		row := recordRow{Record: rec, Text: payloadText(rec)}
 		d.Rows = append(d.Rows, row)
-		var obj map[string]any
-		if json.Unmarshal(rec.Payload, &obj) != nil {
-			continue
-		}
-		for k, v := range obj {
-			if f, ok := v.(float64); ok {
+		for k, f := range numericFields(rec.Payload) {
+			if len(fields) < maxChartFields || fields[k] {
 				fields[k] = true
-				if k == d.Field {
-					points = append(points, point{rec.Time, f})
-				}
+			}
+			if k == d.Field {
+				points = append(points, point{rec.Time, f})
 			}
 		}
 	}
@@ -94,6 +90,36 @@ func (h *Handler) data(w http.ResponseWriter, r *http.Request) {
 	d.Next = nextURL("/data", pg.Next, q, "sim", "group", "category", "field")
 	p.Data = d
 	h.render(w, r, http.StatusOK, "data", p)
+}
+
+// maxChartFields bounds the fields offered to chart: a device's payload
+// shapes are its own, and a page lists them all.
+const maxChartFields = 64
+
+// numericFields are a JSON object payload's numbers by path ("bytes",
+// "traffic.statistics.bytes"), three objects deep at most; nil for any
+// other payload.
+func numericFields(payload []byte) map[string]float64 {
+	var obj map[string]any
+	if json.Unmarshal(payload, &obj) != nil {
+		return nil
+	}
+	out := map[string]float64{}
+	var walk func(prefix string, m map[string]any, depth int)
+	walk = func(prefix string, m map[string]any, depth int) {
+		for k, v := range m {
+			switch v := v.(type) {
+			case float64:
+				out[prefix+k] = v
+			case map[string]any:
+				if depth < 3 {
+					walk(prefix+k+".", v, depth+1)
+				}
+			}
+		}
+	}
+	walk("", obj, 1)
+	return out
 }
 
 // payloadText shows a payload as text: JSON indented, other UTF-8 as it

@@ -151,6 +151,16 @@ func (h *Handler) groupSettingsForm(w http.ResponseWriter, r *http.Request) {
 	s.DevicesMayWriteTags = f.Get("devicesMayWriteTags") == "on"
 	s.DevicesMayAdvertiseRoutes = f.Get("devicesMayAdvertiseRoutes") == "on"
 	s.UserData = strings.ReplaceAll(f.Get("userData"), "\r\n", "\n")
+	// Inspection's collectors and forward path stay as stored: the JSON
+	// editor sets them.
+	s.Inspection.Enabled = f.Get("inspect") == "on"
+	s.Inspection.PerSIM = f.Get("inspectPerSIM") == "on"
+	s.Inspection.Webhook = f.Get("inspectWebhook") == "on"
+	if n, set, err := formInt(f, "inspectEvery", "interval (seconds)", 10, 3600); err != nil && d.Field == "" {
+		d.Field, d.Message = "settings.inspection.intervalSeconds", err.(*fleet.Error).Message // formInt's errors are fleet errors
+	} else if set {
+		s.Inspection.IntervalSeconds = n
+	}
 	if d.Field != "" {
 		h.saveGroup(w, r, nil, d)
 		return

@@ -108,7 +108,7 @@ func (h *Handler) closeMapping(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	http.Redirect(w, r, localPath(r.PostFormValue("back"))+"?done="+url.QueryEscape("Mapping closed."), http.StatusSeeOther)
+	http.Redirect(w, r, withDone(localPath(r.PostFormValue("back")), "Mapping closed."), http.StatusSeeOther)
 }
 
 // mappingForm is the SIM page's mapping form: what was typed, and the

@@ -5,6 +5,7 @@ package console
 import (
 	"html/template"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -59,6 +60,21 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /tokens", h.signedIn(h.tokens))
 	m.HandleFunc("POST /tokens", h.signedIn(h.createToken))
 	m.HandleFunc("POST /tokens/{id}/revoke", h.signedIn(h.deleteToken))
+	m.HandleFunc("GET /routes", h.signedIn(h.lanRoutes))
+	m.HandleFunc("GET /gatepeers", h.signedIn(h.gatePeers))
+	m.HandleFunc("POST /gatepeers", h.signedIn(h.createGatePeer))
+	m.HandleFunc("POST /gatepeers/{id}/delete", h.signedIn(h.deleteGatePeer))
+	m.HandleFunc("GET /captures", h.signedIn(h.captures))
+	m.HandleFunc("POST /captures", h.signedIn(h.createCapture))
+	m.HandleFunc("POST /captures/{id}/stop", h.signedIn(h.stopCapture))
+	m.HandleFunc("POST /captures/{id}/delete", h.signedIn(h.deleteCapture))
+	m.HandleFunc("GET /captures/{id}/download", h.signedIn(h.downloadCapture))
+	m.HandleFunc("GET /inspection", h.signedIn(h.inspection))
+	m.HandleFunc("GET /simcards", h.signedIn(h.simCards))
+	m.HandleFunc("POST /simcards", h.signedInUpTo(maxImport, h.importSIMCards))
+	m.HandleFunc("POST /simcards/{iccid}/update", h.signedIn(h.updateSIMCard))
+	m.HandleFunc("POST /simcards/{iccid}/delete", h.signedIn(h.deleteSIMCard))
+	m.HandleFunc("GET /settings", h.signedIn(h.settings))
 	m.HandleFunc("GET /live/overview", h.signedIn(h.liveOverview))
 	m.HandleFunc("GET /live/sims", h.signedIn(h.liveSIMs))
 	m.HandleFunc("GET /live/sims/{id}", h.signedIn(h.liveSIM))
@@ -85,6 +101,19 @@ func nextURL(path, cursor string, q url.Values, keep ...string) template.URL {
 		}
 	}
 	return template.URL(path + "?" + nq.Encode()) // every value encoded here: a safe URL
+}
+
+// withDone is a local path with the flash message to show there, in
+// place of one the path may carry already.
+func withDone(path, msg string) string {
+	u, err := url.Parse(path)
+	if err != nil {
+		u = &url.URL{Path: "/"}
+	}
+	q := u.Query()
+	q.Set("done", msg)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // ---- sign-in ----
@@ -387,7 +416,15 @@ type simData struct {
 	Mappings []mappingRow
 	Routes   []fleet.Route
 	Form     mappingForm
+	// Address6 is the SIM's IPv6 address (invalid when the fleet has none).
+	Address6 netip.Addr
+	Sessions []store.Presence
+	Alerts   []fleet.Alert
+	Records  []recordRow // the newest few
 }
+
+// simRecords is how many of a SIM's newest records its page shows.
+const simRecords = 5
 
 func (h *Handler) sim(w http.ResponseWriter, r *http.Request) {
 	h.simPage(w, r, http.StatusOK, page{Flash: r.URL.Query().Get("done")}, mappingForm{})
@@ -425,6 +462,27 @@ func (h *Handler) simPage(w http.ResponseWriter, r *http.Request, code int, p pa
 	if d.Routes, err = h.svc.SIMRoutes(r.Context(), a, sim.ID); err != nil {
 		h.fail(w, r, err)
 		return
+	}
+	if d.Sessions, err = h.svc.SIMSessions(r.Context(), a, sim.ID); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	al, err := h.svc.SIMAlerts(r.Context(), a, sim.ID, store.PageRequest{Limit: 10})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	d.Alerts = al.Items
+	recs, err := h.svc.ListRecords(r.Context(), a, store.RecordFilter{PageRequest: store.PageRequest{Limit: simRecords}, SIMID: sim.ID})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	for _, rec := range recs.Items {
+		d.Records = append(d.Records, recordRow{Record: rec, Text: payloadText(rec)})
+	}
+	if o, err := h.svc.Overlay6(r.Context()); err == nil && o.Enabled() && sim.Address.IsValid() {
+		d.Address6 = o.Addr(sim.Address)
 	}
 	p.Title, p.Nav, p.Data = "SIM "+sim.IMSI, "sims", d
 	h.render(w, r, code, "sim", p)

@@ -31,7 +31,7 @@ var funcs = template.FuncMap{
 	"ago":      ago,
 	"statuses": func() []string { return []string{"active", "suspended", "terminated"} },
 	"roles":    func() []string { return []string{"viewer", "operator", "admin"} },
-	"bytes":    humanBytes,
+	"bytes":    anyBytes,
 	"tags": func(m map[string]string) []string {
 		out := make([]string, 0, len(m))
 		for k, v := range m {
@@ -145,6 +145,20 @@ func ago(t time.Time) string {
 	default:
 		return fmt.Sprintf("%d d ago", int(d.Hours()/24))
 	}
+}
+
+// anyBytes is humanBytes for the counters' two types (the gateway's
+// uint64, the store's int64).
+func anyBytes(n any) (string, error) {
+	switch v := n.(type) {
+	case uint64:
+		return humanBytes(v), nil
+	case int64:
+		return humanBytes(uint64(max(v, 0))), nil
+	case int:
+		return humanBytes(uint64(max(v, 0))), nil
+	}
+	return "", fmt.Errorf("bytes: %T is not a count", n)
 }
 
 func humanBytes(n uint64) string {

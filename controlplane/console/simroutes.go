@@ -37,6 +37,11 @@ func (h *Handler) simRouteAction(w http.ResponseWriter, r *http.Request) {
 		_, err = h.svc.ApproveSIMRoute(r.Context(), a, id, spec)
 	case "remove":
 		err = h.svc.DeleteSIMRoute(r.Context(), a, id, prefix)
+	case "hosts":
+		var hosts map[string]netip.Addr
+		if hosts, err = parseHosts(r.PostFormValue("hosts")); err == nil {
+			_, err = h.svc.SetRouteHosts(r.Context(), a, id, prefix, hosts)
+		}
 	default:
 		http.NotFound(w, r)
 		return
@@ -45,7 +50,31 @@ func (h *Handler) simRouteAction(w http.ResponseWriter, r *http.Request) {
 		h.refused(w, r, err, again)
 		return
 	}
-	http.Redirect(w, r, "/sims/"+url.PathEscape(id)+"?done="+url.QueryEscape("Route "+prefix.String()+": "+action+" done."), http.StatusSeeOther)
+	back := "/sims/" + url.PathEscape(id)
+	if b := r.PostFormValue("back"); b != "" {
+		back = localPath(b)
+	}
+	http.Redirect(w, r, withDone(back, "Route "+prefix.String()+": "+action+" done."), http.StatusSeeOther)
+}
+
+// parseHosts reads a route's named hosts, "name=address" a line or
+// separated by commas; the service checks the names and that each
+// address is inside the route.
+func parseHosts(s string) (map[string]netip.Addr, error) {
+	hosts := map[string]netip.Addr{}
+	for _, item := range strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == ',' }) {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, addr, ok := strings.Cut(item, "=")
+		a, err := netip.ParseAddr(strings.TrimSpace(addr))
+		if !ok || err != nil {
+			return nil, fleet.Errorf(fleet.CodeInvalid, "hosts", "%q: want name=address", item)
+		}
+		hosts[strings.TrimSpace(name)] = a
+	}
+	return hosts, nil
 }
 
 // requireRotation gives the device a deadline to replace its key.
