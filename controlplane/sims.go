@@ -175,6 +175,14 @@ func (s *Service) ListSIMs(ctx context.Context, a Actor, f store.SIMFilter) (sto
 	if f.Status != "" && !f.Status.Valid() {
 		return store.Page[fleet.SIM]{}, fleet.Errorf(fleet.CodeInvalid, "status", "must be active, suspended or terminated")
 	}
+	if f.NamePrefix != "" {
+		if err := fleet.ValidateLabel("name", f.NamePrefix, 128); err != nil {
+			return store.Page[fleet.SIM]{}, err
+		}
+		if _, _, err := store.ParseSIMNameCursor(f.Cursor); f.Cursor != "" && err != nil {
+			return store.Page[fleet.SIM]{}, fleet.Errorf(fleet.CodeInvalid, "cursor", "not a cursor of a list by name")
+		}
+	}
 	return s.st.ListSIMs(ctx, f)
 }
 

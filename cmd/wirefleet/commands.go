@@ -114,6 +114,7 @@ func coreCommands() map[string]handler {
 		"sims list": func(c *command, rest []string) error {
 			status := c.fs.String("status", "", "active, suspended or terminated")
 			grp := c.fs.String("group", "", "group id")
+			name := c.fs.String("name", "", "only SIMs whose name starts with this (case-sensitive), listed by name")
 			limit := c.fs.Int("limit", 0, "page size")
 			cursor := c.fs.String("cursor", "", "next-page cursor")
 			all := c.fs.Bool("all", false, "follow cursors and list every matching SIM")
@@ -124,7 +125,7 @@ func coreCommands() map[string]handler {
 			}
 			var p apiv1.Page[apiv1.SIM]
 			for next := *cursor; ; {
-				path := "/api/v1/sims" + query("status", *status, "groupId", *grp, "limit", itoa(*limit), "cursor", next)
+				path := "/api/v1/sims" + query("status", *status, "groupId", *grp, "name", *name, "limit", itoa(*limit), "cursor", next)
 				for _, kv := range tagList {
 					sep := "?"
 					if strings.Contains(path, "?") {

@@ -100,6 +100,12 @@ func TestCLI(t *testing.T) {
 	if out := c.ok("sims", "list", "--status", "suspended"); !strings.Contains(out, id) || !strings.HasPrefix(out, "ID") {
 		t.Fatalf("list suspended:\n%s", out)
 	}
+	if out := c.ok("sims", "list", "--name", "cam-"); !strings.Contains(out, id) {
+		t.Fatalf("list --name cam-:\n%s", out)
+	}
+	if out := c.ok("sims", "list", "--name", "Cam"); strings.Contains(out, id) {
+		t.Fatalf("list --name Cam (case-sensitive) lists cam-1:\n%s", out)
+	}
 	c.ok("sims", "resume", id)
 	if out := c.ok("sims", "require-rotation", id, "--within", "2h", "--json"); !strings.Contains(out, `"rotateBy"`) {
 		t.Fatalf("require-rotation: %s", out)

@@ -18,7 +18,7 @@ import (
 // simRoutes are the SIM routes.
 func (h *Handler) simRoutes() []route {
 	return []route{
-		{method: "GET", path: "/api/v1/sims", summary: "List SIMs.", role: fleet.RoleViewer, response: "SIMPage", query: []string{"limit", "cursor", "status", "groupId", "tag"}, handle: h.listSIMs},
+		{method: "GET", path: "/api/v1/sims", summary: "List SIMs (by id; with name, those whose name starts with it, by name).", role: fleet.RoleViewer, response: "SIMPage", query: []string{"limit", "cursor", "status", "groupId", "tag", "name"}, handle: h.listSIMs},
 		{method: "POST", path: "/api/v1/sims", summary: "Create a SIM.", role: fleet.RoleOperator, request: "SIMCreateRequest", response: "SIMWithKey", handle: h.createSIM},
 		{method: "GET", path: "/api/v1/sims/find", summary: "Find a SIM by IMSI, overlay address or public key (?ref=).", role: fleet.RoleViewer, response: "SIM", query: []string{"ref"}, handle: h.findSIM},
 		{method: "GET", path: "/api/v1/sims/{id}", summary: "Get a SIM.", role: fleet.RoleViewer, response: "SIM", handle: h.getSIM},
@@ -53,7 +53,7 @@ func (h *Handler) listSIMs(ctx context.Context, a controlplane.Actor, r *http.Re
 		}
 		tags[k] = v
 	}
-	page, err := h.svc.ListSIMs(ctx, a, store.SIMFilter{PageRequest: p, Status: fleet.Status(q.Get("status")), GroupID: q.Get("groupId"), Tags: tags})
+	page, err := h.svc.ListSIMs(ctx, a, store.SIMFilter{PageRequest: p, Status: fleet.Status(q.Get("status")), GroupID: q.Get("groupId"), Tags: tags, NamePrefix: q.Get("name")})
 	if err != nil {
 		return nil, err
 	}

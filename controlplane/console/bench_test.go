@@ -34,7 +34,8 @@ func benchSIMs(b *testing.B) int {
 
 // BenchmarkConsoleAtScale serves the console's pages over a SQLite store
 // holding benchSIMs SIMs: the first SIMs page, a page deep in the list by
-// cursor, a page filtered by group and status, a search by IMSI, a SIM's
+// cursor, a page filtered by group and status, a search by IMSI, searches
+// by name (narrow, matching every SIM, and deep in that list), a SIM's
 // page, and the SIM counts behind the overview uncached (the overview
 // itself caches them for 2 s for all viewers). In process, over loopback
 // HTTP: the console's own cost, no browser.
@@ -89,6 +90,9 @@ func BenchmarkConsoleAtScale(b *testing.B) {
 		{"sims-deep", "/sims?cursor=" + deep.ID},
 		{"sims-group-suspended", "/sims?group=" + g.ID + "&status=suspended"},
 		{"search-imsi", "/sims?q=" + last.IMSI},
+		{"search-name-narrow", "/sims?q=dev-4999"}, // 1,111 names at 1M: a page of them
+		{"search-name-broad", "/sims?q=dev-"},      // every name: the first page
+		{"search-name-deep", "/sims?q=dev-&cursor=" + store.SIMNameCursor(deep)},
 		{"sim", "/sims/" + deep.ID},
 	}
 	for _, p := range pages {

@@ -109,6 +109,7 @@ type Handler struct {
 	once         sync.Once
 	stats        cached[fleet.GatewayStats]     // the gateway's totals, for a second
 	counts       cached[map[fleet.Status]int64] // SIMs by status, for two seconds
+	sent         submitted                      // create forms answered with a secret
 }
 
 // New returns the console over svc.

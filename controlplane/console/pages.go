@@ -15,6 +15,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/ratelimit"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // pageSize is how many rows a list page shows.
@@ -290,7 +291,7 @@ func (h *Handler) sims(w http.ResponseWriter, r *http.Request) {
 	d.Groups = groups
 	var sims []fleet.SIM
 	var pageErr string
-	if d.Q != "" {
+	if isSIMRef(d.Q) {
 		// A search names one SIM: by id, IMSI, overlay address or key.
 		var sim fleet.SIM
 		if strings.HasPrefix(d.Q, "sim_") {
@@ -312,7 +313,8 @@ func (h *Handler) sims(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, err)
 			return
 		}
-		pg, err := h.svc.ListSIMs(r.Context(), a, store.SIMFilter{PageRequest: store.PageRequest{Limit: pageSize, Cursor: q.Get("cursor")}, Status: fleet.Status(d.Status), GroupID: d.GroupID, Tags: tags})
+		// Anything else is the start of names, with the filters.
+		pg, err := h.svc.ListSIMs(r.Context(), a, store.SIMFilter{PageRequest: store.PageRequest{Limit: pageSize, Cursor: q.Get("cursor")}, Status: fleet.Status(d.Status), GroupID: d.GroupID, Tags: tags, NamePrefix: d.Q})
 		if err != nil {
 			code, _, msg := h.errorText(err)
 			if code != http.StatusBadRequest {
@@ -322,7 +324,7 @@ func (h *Handler) sims(w http.ResponseWriter, r *http.Request) {
 			pageErr = msg
 		}
 		sims = pg.Items
-		d.Next = nextURL("/sims", pg.Next, q, "status", "group", "tag")
+		d.Next = nextURL("/sims", pg.Next, q, "q", "status", "group", "tag")
 	}
 	ids := make([]string, 0, len(sims))
 	for _, s := range sims {
@@ -331,10 +333,23 @@ func (h *Handler) sims(w http.ResponseWriter, r *http.Request) {
 	}
 	d.IDs = strings.Join(ids, ",")
 	code := http.StatusOK
-	if pageErr != "" && d.Q == "" {
+	if pageErr != "" && !isSIMRef(d.Q) {
 		code = http.StatusBadRequest
 	}
 	h.render(w, r, code, "sims", page{Title: "SIMs", Nav: "sims", Data: d, Error: pageErr, Flash: r.URL.Query().Get("done")})
+}
+
+// isSIMRef says whether a search names one SIM (its id, IMSI, overlay
+// address or public key) rather than the start of names.
+func isSIMRef(q string) bool {
+	if strings.HasPrefix(q, "sim_") || fleet.ValidIMSI(q) {
+		return true
+	}
+	if _, err := netip.ParseAddr(q); err == nil {
+		return true
+	}
+	_, err := wgkey.ParsePublic(q)
+	return err == nil
 }
 
 // simsBulk applies one action to the SIMs ticked on the list page. Each
@@ -556,6 +571,7 @@ type authKeysData struct {
 	Created fleet.AuthKey
 	Form    url.Values
 	Field   string
+	Nonce   string // the create form's (submitted)
 }
 
 func (h *Handler) authKeysPage(w http.ResponseWriter, r *http.Request, code int, p page, d authKeysData) {
@@ -570,7 +586,7 @@ func (h *Handler) authKeysPage(w http.ResponseWriter, r *http.Request, code int,
 		h.fail(w, r, err)
 		return
 	}
-	d.Keys, d.Next, d.Groups, d.Names = pg.Items, pg.Next, groups, names
+	d.Keys, d.Next, d.Groups, d.Names, d.Nonce = pg.Items, pg.Next, groups, names, newNonce()
 	p.Title, p.Nav, p.Data = "Auth keys", "authkeys", d
 	h.render(w, r, code, "authkeys", p)
 }
@@ -586,6 +602,11 @@ func (h *Handler) createAuthKey(w http.ResponseWriter, r *http.Request) {
 	again := func(code int, field, msg string) {
 		h.authKeysPage(w, r, code, page{Error: msg}, authKeysData{Form: f, Field: field})
 	}
+	key, prev, first := h.sentBefore(r)
+	if !first {
+		h.authKeysPage(w, r, http.StatusOK, page{Flash: sentAgain("auth key", prev)}, authKeysData{})
+		return
+	}
 	hours, set, err := formInt(f, "hours", "hours", 1, int(controlplane.MaxAuthKeyTTL/time.Hour))
 	if set {
 		sp.TTL = time.Duration(hours) * time.Hour
@@ -599,9 +620,11 @@ func (h *Handler) createAuthKey(w http.ResponseWriter, r *http.Request) {
 		k, secret, err = h.svc.CreateAuthKey(r.Context(), a, sp)
 	}
 	if err != nil {
+		h.sent.forget(key)
 		h.refused(w, r, err, again)
 		return
 	}
+	h.sent.done(key, k.ID)
 	// The secret is rendered into this answer (no-store) and nowhere else.
 	h.authKeysPage(w, r, http.StatusCreated, page{}, authKeysData{Secret: secret, Created: k})
 }

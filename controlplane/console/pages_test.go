@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -427,5 +428,99 @@ func TestDataExplorerNestedFields(t *testing.T) {
 	_, body := do(t, v, "GET", s.url+"/data?sim="+sim.ID+"&field=env.air.temp", nil, nil)
 	if !strings.Contains(body, ">env.air.temp</a>") || !strings.Contains(body, `data-points="4"`) || strings.Contains(body, ">env.air.deep.x</a>") {
 		t.Fatalf("nested fields:\n%s", body)
+	}
+}
+
+// TestSIMSearchByName: a search that names no single SIM is the start of
+// names (case-sensitive), listed by name, paged with the search kept, and
+// combined with the filters.
+func TestSIMSearchByName(t *testing.T) {
+	s := newSite(t, console.Config{})
+	ctx := context.Background()
+	for i := range 60 {
+		name := fmt.Sprintf("pump-%02d", i)
+		if i%2 == 1 {
+			name = fmt.Sprintf("valve-%02d", i)
+		}
+		if _, _, err := s.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: name, GenerateKey: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, _ := s.signedIn(fleet.RoleViewer)
+	_, body := do(t, v, "GET", s.url+"/sims?q=pump-0", nil, nil)
+	if n := strings.Count(body, "<tr data-sim="); n != 5 || strings.Contains(body, "valve-") || strings.Index(body, "pump-00") > strings.Index(body, "pump-08") {
+		t.Fatalf("pump-0: %d rows\n%s", n, body)
+	}
+	if _, body := do(t, v, "GET", s.url+"/sims?q=Pump", nil, nil); strings.Contains(body, "<tr data-sim=") {
+		t.Fatal("the search is not case-sensitive as documented")
+	}
+	// 30 pumps: a page of 50 is not needed, so page by the valves too.
+	all := 0
+	next := "/sims?q=" + url.QueryEscape("valve-")
+	for range 5 {
+		_, body := do(t, v, "GET", s.url+next, nil, nil)
+		all += strings.Count(body, "<tr data-sim=")
+		if strings.Contains(body, "pump-") {
+			t.Fatal("a later page lost the search")
+		}
+		m := regexp.MustCompile(`href="(/sims\?[^"]+)" rel="next"`).FindStringSubmatch(body)
+		if m == nil {
+			break
+		}
+		next = html.UnescapeString(m[1])
+	}
+	if all != 30 {
+		t.Fatalf("valves over the pages: %d, want 30", all)
+	}
+	if resp, body := do(t, v, "GET", s.url+"/sims?q=valve-&cursor=junk", nil, nil); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "cursor") {
+		t.Fatalf("a bad cursor: %d", resp.StatusCode)
+	}
+}
+
+// TestCreateFormSentTwice: an auth-key or token form sent again (a
+// reload of the answer) makes nothing more and shows no secret; a form
+// refused may be sent again once corrected.
+func TestCreateFormSentTwice(t *testing.T) {
+	s := newSite(t, console.Config{})
+	ctx := context.Background()
+	c, csrf := s.signedIn(fleet.RoleAdmin)
+	nonceRE := regexp.MustCompile(`name="nonce" value="([^"]+)"`)
+	_, body := do(t, c, "GET", s.url+"/authkeys", nil, nil)
+	m := nonceRE.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatal("the auth-key form has no nonce")
+	}
+	if code, _, _ := post(t, s, c, csrf, "/authkeys", url.Values{"nonce": {m[1]}, "hours": {"0"}}); code != http.StatusBadRequest {
+		t.Fatalf("a refused form: %d", code)
+	}
+	code, first, _ := post(t, s, c, csrf, "/authkeys", url.Values{"nonce": {m[1]}})
+	if code != http.StatusCreated || !strings.Contains(first, `id="authkey-secret"`) {
+		t.Fatalf("the corrected form: %d", code)
+	}
+	code, again, _ := post(t, s, c, csrf, "/authkeys", url.Values{"nonce": {m[1]}})
+	if code != http.StatusOK || strings.Contains(again, `id="authkey-secret"`) || !strings.Contains(again, "This form was sent already") {
+		t.Fatalf("the form sent again: %d\n%s", code, again)
+	}
+	if pg, _ := s.svc.ListAuthKeys(ctx, controlplane.System, store.PageRequest{}); len(pg.Items) != 1 {
+		t.Fatalf("%d auth keys after one form sent twice, want 1", len(pg.Items))
+	}
+	// A new form (a new nonce) makes a new key.
+	_, body = do(t, c, "GET", s.url+"/authkeys", nil, nil)
+	if m2 := nonceRE.FindStringSubmatch(body); m2 == nil || m2[1] == m[1] {
+		t.Fatal("the form's nonce does not change")
+	} else if code, _, _ := post(t, s, c, csrf, "/authkeys", url.Values{"nonce": {m2[1]}}); code != http.StatusCreated {
+		t.Fatalf("a second form: %d", code)
+	}
+	_, body = do(t, c, "GET", s.url+"/tokens", nil, nil)
+	tm := nonceRE.FindStringSubmatch(body)
+	if tm == nil {
+		t.Fatal("the token form has no nonce")
+	}
+	before, _ := s.svc.ListTokens(ctx, controlplane.System, store.PageRequest{})
+	for range 2 {
+		post(t, s, c, csrf, "/tokens", url.Values{"nonce": {tm[1]}, "role": {"viewer"}})
+	}
+	if after, _ := s.svc.ListTokens(ctx, controlplane.System, store.PageRequest{}); len(after.Items) != len(before.Items)+1 {
+		t.Fatalf("tokens: %d then %d, want one more", len(before.Items), len(after.Items))
 	}
 }

@@ -24,6 +24,7 @@ type tokensData struct {
 	Created fleet.Token
 	Form    url.Values
 	Field   string
+	Nonce   string // the create form's (submitted)
 }
 
 func (h *Handler) tokensPage(w http.ResponseWriter, r *http.Request, code int, p page, d tokensData) {
@@ -33,7 +34,7 @@ func (h *Handler) tokensPage(w http.ResponseWriter, r *http.Request, code int, p
 		h.fail(w, r, err)
 		return
 	}
-	d.Tokens, d.Next, d.Self = pg.Items, pg.Next, a.ID
+	d.Tokens, d.Next, d.Self, d.Nonce = pg.Items, pg.Next, a.ID, newNonce()
 	p.Title, p.Nav, p.Data = "Operator tokens", "tokens", d
 	h.render(w, r, code, "tokens", p)
 }
@@ -45,6 +46,11 @@ func (h *Handler) tokens(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) {
 	a := sessionOf(r).actor
 	f := r.PostForm
+	key, prev, first := h.sentBefore(r)
+	if !first {
+		h.tokensPage(w, r, http.StatusOK, page{Flash: sentAgain("token", prev)}, tokensData{})
+		return
+	}
 	days, _, err := formInt(f, "days", "days (empty: never)", 1, int(controlplane.MaxTokenTTL/(24*time.Hour)))
 	var t fleet.Token
 	var secret string
@@ -52,11 +58,13 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) {
 		t, secret, err = h.svc.CreateExpiringToken(r.Context(), a, fleet.Role(f.Get("role")), strings.TrimSpace(f.Get("description")), time.Duration(days)*24*time.Hour)
 	}
 	if err != nil {
+		h.sent.forget(key)
 		h.refused(w, r, err, func(code int, field, msg string) {
 			h.tokensPage(w, r, code, page{Error: msg}, tokensData{Form: f, Field: field})
 		})
 		return
 	}
+	h.sent.done(key, t.ID)
 	h.tokensPage(w, r, http.StatusCreated, page{}, tokensData{Secret: secret, Created: t})
 }
 

@@ -9,9 +9,13 @@ package store
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/netip"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/wgkey"
@@ -196,6 +200,46 @@ type SIMFilter struct {
 	GroupID string
 	// Tags selects SIMs having all these tags with these values.
 	Tags map[string]string
+	// NamePrefix, when set, selects SIMs whose name starts with it (byte
+	// for byte, so case-sensitive), listed by name and then id; the page's
+	// cursor is then a SIMNameCursor.
+	NamePrefix string
+}
+
+// SIMNameCursor is the cursor after s in a list by name:
+// "<base64url name>.<id>".
+func SIMNameCursor(s fleet.SIM) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(s.Name)) + "." + s.ID
+}
+
+// ParseSIMNameCursor parses a cursor SIMNameCursor made.
+func ParseSIMNameCursor(c string) (name, id string, err error) {
+	n, id, ok := strings.Cut(c, ".")
+	b, derr := base64.RawURLEncoding.DecodeString(n)
+	if !ok || derr != nil || id == "" || !utf8.Valid(b) {
+		return "", "", fmt.Errorf("bad SIM name cursor %q", c)
+	}
+	return string(b), id, nil
+}
+
+// PrefixEnd is the least string greater than every string starting with
+// prefix, in byte order ("" when there is none): prefix with its last
+// character replaced by the next one, so still valid UTF-8. A range
+// name >= prefix AND name < PrefixEnd(prefix) uses an index, unlike LIKE.
+func PrefixEnd(prefix string) string {
+	rs := []rune(prefix)
+	for i := len(rs) - 1; i >= 0; i-- {
+		switch r := rs[i]; {
+		case r == utf8.MaxRune:
+			continue // no next character: carry to the one before
+		case r == 0xd7ff:
+			rs[i] = 0xe000 // over the surrogates, which UTF-8 cannot hold
+		default:
+			rs[i] = r + 1
+		}
+		return string(rs[:i+1])
+	}
+	return ""
 }
 
 // EventFilter selects events, newest first.

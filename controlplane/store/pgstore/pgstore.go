@@ -59,7 +59,7 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	s := &Store{done: make(chan struct{})}
-	s.Store = sqlstore.New(db, db, &sqlstore.Dialect{Strpos: "strpos", LockSQL: `SELECT pg_advisory_xact_lock(hashtext(?))`, LockSharedSQL: `SELECT pg_advisory_xact_lock_shared(hashtext(?))`, NumberedPlaceholders: true, UniqueViolation: uniqueViolation, Notify: notify,
+	s.Store = sqlstore.New(db, db, &sqlstore.Dialect{Strpos: "strpos", Bytewise: sqlstore.PostgresTypes.Bytewise, LockSQL: `SELECT pg_advisory_xact_lock(hashtext(?))`, LockSharedSQL: `SELECT pg_advisory_xact_lock_shared(hashtext(?))`, NumberedPlaceholders: true, UniqueViolation: uniqueViolation, Notify: notify,
 		// Data-store batches are acknowledged to devices as stored: commit
 		// them synchronously even where the server's default is not.
 		DurableBegin: "SET synchronous_commit = on", DurableEnd: "RESET synchronous_commit"})

@@ -64,7 +64,7 @@ func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
 		return nil, err
 	}
 	read.SetMaxOpenConns(4)
-	return sqlstore.New(write, read, &sqlstore.Dialect{Strpos: "instr", UniqueViolation: uniqueViolation,
+	return sqlstore.New(write, read, &sqlstore.Dialect{Strpos: "instr", Bytewise: sqlstore.SQLiteTypes.Bytewise, UniqueViolation: uniqueViolation,
 		// Control-plane commits use synchronous=NORMAL (durable across a
 		// crash of the process, not of the machine); data-store batches,
 		// acknowledged to devices as stored, sync the WAL (FULL).

@@ -10,18 +10,21 @@ type SchemaTypes struct {
 	Int64  string // a 64-bit integer (times are Unix nanoseconds)
 	Serial string // an auto-incrementing 64-bit primary key
 	Bytes  string // a byte string
+	// Bytewise is the collation that orders text byte by byte (UTF-8
+	// code point order), whatever the database's locale.
+	Bytewise string
 }
 
 // SQLiteTypes and PostgresTypes are the two dialects' column types.
 var (
-	SQLiteTypes   = SchemaTypes{Int64: "INTEGER", Serial: "INTEGER PRIMARY KEY AUTOINCREMENT", Bytes: "BLOB"}
-	PostgresTypes = SchemaTypes{Int64: "BIGINT", Serial: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", Bytes: "BYTEA"}
+	SQLiteTypes   = SchemaTypes{Int64: "INTEGER", Serial: "INTEGER PRIMARY KEY AUTOINCREMENT", Bytes: "BLOB", Bytewise: "BINARY"}
+	PostgresTypes = SchemaTypes{Int64: "BIGINT", Serial: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", Bytes: "BYTEA", Bytewise: `"C"`}
 )
 
 // Migrations returns the schema versions, oldest first, in the dialect of
 // types. There is one list for both databases, so that they cannot drift.
 func Migrations(types SchemaTypes) []string {
-	r := strings.NewReplacer("{int64}", types.Int64, "{serial}", types.Serial, "{bytes}", types.Bytes)
+	r := strings.NewReplacer("{int64}", types.Int64, "{serial}", types.Serial, "{bytes}", types.Bytes, "{bytewise}", types.Bytewise)
 	out := make([]string, len(schema))
 	for i, m := range schema {
 		out[i] = r.Replace(m)
@@ -266,4 +269,7 @@ CREATE INDEX console_sessions_token ON console_sessions (token_id);
 `, `
 -- Events by action (monitor alerts, failed sign-ins) without a scan.
 CREATE INDEX events_action ON events (action, id);
+`, `
+-- SIMs by name prefix (the console's search), in byte order on both databases.
+CREATE INDEX sims_name_id ON sims (name COLLATE {bytewise}, id);
 `}

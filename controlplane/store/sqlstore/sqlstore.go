@@ -38,6 +38,8 @@ type Dialect struct {
 	// substring, 0 if absent (SQLite instr, PostgreSQL strpos), both
 	// case-sensitive, unlike SQLite's LIKE.
 	Strpos string
+	// Bytewise is the collation ordering text byte by byte (SchemaTypes).
+	Bytewise string
 	// LockSQL takes a transaction-scoped lock named by its one argument;
 	// empty when transactions are serialised anyway (SQLite).
 	LockSQL string
@@ -251,6 +253,30 @@ func (r reader) SIMByPublicKey(ctx context.Context, key wgkey.Public) (fleet.SIM
 func (r reader) ListSIMs(ctx context.Context, f store.SIMFilter) (store.Page[fleet.SIM], error) {
 	q := `SELECT ` + simCols + ` FROM sims WHERE id > ?`
 	args := []any{f.Cursor}
+	order, cursor := ` ORDER BY id LIMIT ?`, func(s fleet.SIM) string { return s.ID }
+	if f.NamePrefix != "" {
+		// A range on the sims_name_id index, in its collation, starting at
+		// the cursor: one lower bound (given two, SQLite ranges on one).
+		name := `name COLLATE ` + r.d.Bytewise
+		from, after, afterID := f.NamePrefix, "", ""
+		if f.Cursor != "" {
+			var err error
+			if after, afterID, err = store.ParseSIMNameCursor(f.Cursor); err != nil {
+				return store.Page[fleet.SIM]{}, err
+			}
+			from = max(from, after)
+		}
+		q, args = `SELECT `+simCols+` FROM sims WHERE `+name+` >= ?`, []any{from}
+		if end := store.PrefixEnd(f.NamePrefix); end != "" {
+			q += ` AND ` + name + ` < ?`
+			args = append(args, end)
+		}
+		if f.Cursor != "" {
+			q += ` AND (` + name + ` > ? OR id > ?)`
+			args = append(args, after, afterID)
+		}
+		order, cursor = ` ORDER BY `+name+`, id LIMIT ?`, store.SIMNameCursor
+	}
 	if f.Status != "" {
 		q += ` AND status = ?`
 		args = append(args, string(f.Status))
@@ -266,7 +292,7 @@ func (r reader) ListSIMs(ctx context.Context, f store.SIMFilter) (store.Page[fle
 		q += ` AND ` + r.d.Strpos + `(tags, ?) > 0`
 		args = append(args, strings.TrimSuffix(strings.TrimPrefix(marshal(map[string]string{k: v}), "{"), "}"))
 	}
-	return list(ctx, r, q+` ORDER BY id LIMIT ?`, args, limit(f.PageRequest), scanSIM, func(s fleet.SIM) string { return s.ID })
+	return list(ctx, r, q+order, args, limit(f.PageRequest), scanSIM, cursor)
 }
 
 func (r reader) CountSIMs(ctx context.Context) (map[fleet.Status]int64, error) {

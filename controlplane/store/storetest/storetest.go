@@ -36,6 +36,7 @@ func Run(t *testing.T, open Open) {
 		{"ConcurrentAllocation", testConcurrentAllocation},
 		{"AuthKeyUseLimit", testAuthKeyUseLimit},
 		{"Pagination", testPagination},
+		{"NamePrefix", testNamePrefix}, // names.go
 		{"GroupsTokensEvents", testGroupsTokensEvents},
 		{"Subscribe", testSubscribe},
 		{"Bindings", testBindings},
