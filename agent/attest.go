@@ -168,6 +168,7 @@ func post(ctx context.Context, o BootstrapOptions, path string, b []byte, hdr ht
 		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", UserAgent())
 	resp, err := o.Client.Do(req)
 	if err != nil {
 		return fmt.Errorf("agent: %s: %w", path, err)

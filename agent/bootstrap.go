@@ -67,6 +67,7 @@ func Bootstrap(ctx context.Context, o BootstrapOptions) (*Config, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", UserAgent())
 	resp, err := o.Client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("agent: bootstrap: %w", err)
@@ -159,6 +160,7 @@ func BootstrapNetwork(ctx context.Context, o BootstrapOptions) (*Config, error) 
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", UserAgent())
 	resp, err := o.Client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("agent: network bootstrap: %w", err)

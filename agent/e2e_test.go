@@ -158,6 +158,14 @@ func TestKernelAgentsWithGateway(t *testing.T) {
 	if out := a.ns.MustExec("ip", "route", "show", "dev", a.ifname); !changed || strings.Contains(out, lan.String()) {
 		t.Fatalf("after the route went: changed %v, routes:\n%s", changed, out)
 	}
+
+	// The agent's requests through the tunnel name its version, which the
+	// platform keeps as the SIM's agent.
+	a.ns.MustDo(func() error { return a.tn.CheckIn(ctx) })
+	sim, err := p.svc.GetSIM(ctx, controlplane.System, a.cfg.SIMID)
+	if want := "wirefleet-agent/" + Version(); err != nil || sim.Agent != want || sim.AgentSeen.IsZero() {
+		t.Fatalf("the SIM's agent after a check-in: %q (seen %v, %v), want %q", sim.Agent, sim.AgentSeen, err, want)
+	}
 }
 
 // dialIn dials inside ns: the agent's own requests into its tunnel must

@@ -116,7 +116,26 @@ func (t *Tunnel) tunnelHTTP() *http.Client {
 	case t.opts.Dial != nil:
 		dial = t.opts.Dial
 	}
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: dial}}
+	return &http.Client{Timeout: 30 * time.Second, Transport: userAgentTransport{&http.Transport{DialContext: dial}}}
+}
+
+// CheckIn reads the SIM's record through the tunnel once, so that the
+// platform learns which agent version the device runs (UserAgent).
+func (t *Tunnel) CheckIn(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, MetadataURL+"/v1/subscriber", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := t.tunnelHTTP().Do(req)
+	if err != nil {
+		return fmt.Errorf("agent: checking in: %w", err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("agent: checking in: %d", resp.StatusCode)
+	}
+	return nil
 }
 
 // RotationRequired asks the metadata service, through the tunnel, whether

@@ -242,6 +242,33 @@ func (s *Service) RecordDeviceEvent(ctx context.Context, simID, action string, d
 	return storeErr(err, "simId")
 }
 
+// ReportAgent records the software a device says it runs (the product of
+// its metadata requests' User-Agent), with a "device.agent" event when it
+// changes; the same report again writes nothing. A report that is not a
+// short printable label is refused.
+func (s *Service) ReportAgent(ctx context.Context, simID, agent string) error {
+	if agent == "" {
+		return nil
+	}
+	if err := fleet.ValidateLabel("agent", agent, fleet.MaxAgentLen); err != nil {
+		return err
+	}
+	err := s.st.Update(ctx, func(tx store.Tx) error {
+		sim, err := tx.SIM(ctx, simID)
+		if err != nil {
+			return storeErr(err, "simId")
+		}
+		if sim.Agent == agent {
+			return nil
+		}
+		if err := tx.SetSIMAgent(ctx, simID, agent, s.now()); err != nil {
+			return err
+		}
+		return s.event(ctx, tx, Actor{Kind: "sim", ID: simID}, "device.agent", "sim", simID, map[string]any{"agent": agent, "from": sim.Agent})
+	})
+	return storeErr(err, "simId")
+}
+
 // checkDeviceAction refuses what is not a device event's action.
 func checkDeviceAction(action string) error {
 	if !strings.HasPrefix(action, "device.") || len(action) > 64 {

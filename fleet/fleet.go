@@ -70,7 +70,17 @@ type SIM struct {
 	// accepted, and its first handshake completes the rotation. A new key
 	// clears it.
 	RotateBy time.Time `json:"rotateBy,omitzero"`
+	// Agent is the software the device last reported itself as: the
+	// product of the User-Agent of its requests to the metadata service
+	// ("wirefleet-agent/v1.4.0"); empty until it makes one. The device's
+	// own word, for operators' eyes: never a basis for a decision.
+	Agent string `json:"agent,omitempty"`
+	// AgentSeen is when the device first reported Agent.
+	AgentSeen time.Time `json:"agentSeen,omitzero"`
 }
+
+// MaxAgentLen bounds SIM.Agent.
+const MaxAgentLen = 64
 
 // Group is a set of SIMs sharing settings.
 type Group struct {

@@ -263,6 +263,11 @@ func (d deviceSelf) AdvertiseRoutes(ctx context.Context, simID string, prefixes 
 	return d.svc.AdvertiseRoutes(ctx, d.actor(simID), simID, prefixes)
 }
 
+// ReportAgent implements metadata.ControlPlane.
+func (d deviceSelf) ReportAgent(ctx context.Context, simID, agent string) error {
+	return d.svc.ReportAgent(ctx, simID, agent)
+}
+
 // AnnounceKey implements metadata.ControlPlane.
 func (d deviceSelf) AnnounceKey(ctx context.Context, simID string, key wgkey.Public) (fleet.SIM, error) {
 	sim, _, err := d.svc.SetSIMKey(ctx, d.actor(simID), simID, controlplane.KeySpec{PublicKey: key, Next: true})

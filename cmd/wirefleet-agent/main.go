@@ -70,6 +70,9 @@ Usage:
       The running tunnel: SIM, address, gateway, last handshake, bytes.
   wirefleet-agent config [--config PATH] [--with-private-key]
       The session as a wg-quick file (without the private key unless asked).
+  wirefleet-agent version
+      The agent's version (also sent as its User-Agent: the console and
+      'wirefleet sims show' name it for each device).
 
 Exit codes: 0 ok, 1 failure, 2 usage.
 Run 'wirefleet-agent COMMAND --help' for a command's flags.
@@ -81,6 +84,10 @@ func main() {
 		if len(os.Args) < 2 {
 			os.Exit(2)
 		}
+		return
+	}
+	if os.Args[1] == "version" || os.Args[1] == "--version" {
+		fmt.Println(agent.UserAgent())
 		return
 	}
 	cmds := map[string]func([]string) error{"bootstrap": bootstrap, "up": up, "rotate": rotate, "status": status, "config": config, "keyd": keyd, "identity": identity}
@@ -246,6 +253,13 @@ func up(args []string) error {
 		return err
 	}
 	agent.Notify("READY=1")
+	go func() {
+		// The platform learns the agent's version from this (and any later)
+		// request through the tunnel; a failure costs nothing but that.
+		if err := t.CheckIn(ctx); err != nil && ctx.Err() == nil {
+			o.Logger.Debug("checking in with the platform", "err", err)
+		}
+	}()
 	if len(advertised) > 0 {
 		go t.KeepAdvertising(ctx, advertised)
 	}

@@ -65,6 +65,9 @@ func (c *command) showSIM(s apiv1.SIM) error {
 	if !s.NextPublicKey.IsZero() {
 		extra += "\nnext public key: " + s.NextPublicKey.String()
 	}
+	if s.Agent != "" {
+		extra += "\nagent: " + s.Agent + " (reported since " + ts(s.AgentSeen) + ")"
+	}
 	if c := s.Connection; c != nil {
 		extra += "\ntunnel: " + connState(c)
 		if c.Endpoint != "" {

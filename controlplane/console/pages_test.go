@@ -524,3 +524,23 @@ func TestCreateFormSentTwice(t *testing.T) {
 		t.Fatalf("tokens: %d then %d, want one more", len(before.Items), len(after.Items))
 	}
 }
+
+// TestAgentShown: the software a device reported is on the SIMs list and
+// the SIM's page; a SIM without a report says so.
+func TestAgentShown(t *testing.T) {
+	s := newSite(t, console.Config{})
+	ctx := context.Background()
+	a, _, _ := s.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: "with-agent", GenerateKey: true})
+	s.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: "plain", GenerateKey: true})
+	if err := s.svc.ReportAgent(ctx, a.ID, "wirefleet-agent/v1.4.0"); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := s.signedIn(fleet.RoleViewer)
+	_, body := do(t, v, "GET", s.url+"/sims", nil, nil)
+	if !strings.Contains(body, `<td class="agent">wirefleet-agent/v1.4.0</td>`) || !strings.Contains(body, "none reported") {
+		t.Fatalf("the SIMs list's agents:\n%s", body)
+	}
+	if _, body := do(t, v, "GET", s.url+"/sims/"+a.ID, nil, nil); !strings.Contains(body, "wirefleet-agent/v1.4.0, reported since") {
+		t.Fatal("the SIM's page lacks its agent")
+	}
+}

@@ -109,6 +109,9 @@ type Tx interface {
 
 	InsertSIM(ctx context.Context, s fleet.SIM) error
 	UpdateSIM(ctx context.Context, s fleet.SIM) error
+	// SetSIMAgent records the software the device reported (SIM.Agent);
+	// UpdateSIM leaves it as it is.
+	SetSIMAgent(ctx context.Context, id, agent string, seen time.Time) error
 
 	InsertGroup(ctx context.Context, g fleet.Group) error
 	UpdateGroup(ctx context.Context, g fleet.Group) error

@@ -29,6 +29,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,6 +59,8 @@ type ControlPlane interface {
 	// AdvertiseRoutes records the prefixes the device says are behind it;
 	// the SIM's group must allow it.
 	AdvertiseRoutes(ctx context.Context, simID string, prefixes []netip.Prefix) ([]fleet.Route, error)
+	// ReportAgent records the software the device says it runs (SIM.Agent).
+	ReportAgent(ctx context.Context, simID, agent string) error
 }
 
 // Config configures the metadata service.
@@ -188,8 +191,31 @@ func (s *Service) with(fn func(w http.ResponseWriter, r *http.Request, c caller)
 			http.Error(w, "unknown caller", http.StatusForbidden)
 			return
 		}
+		if a := agentOf(r.UserAgent()); a != "" && a != sim.Agent {
+			// The device's word about itself, for operators: a report the
+			// store cannot take costs the request nothing.
+			if err := s.cfg.ControlPlane.ReportAgent(r.Context(), sim.ID, a); err != nil {
+				s.cfg.Logger.Debug("metadata: recording the device's agent", "sim", sim.ID, "err", err)
+			}
+		}
 		fn(w, r, caller{sim: sim, groupName: pc.GroupName, group: pc.Group, inGroup: sim.GroupID != ""})
 	}
+}
+
+// agentOf is the first product of a User-Agent ("wirefleet-agent/v1.4.0",
+// "curl/8.5.0"), cut to fleet.MaxAgentLen at a character; "" for none or
+// for one that is not printable ASCII.
+func agentOf(ua string) string {
+	p, _, _ := strings.Cut(strings.TrimSpace(ua), " ")
+	if len(p) > fleet.MaxAgentLen {
+		p = p[:fleet.MaxAgentLen]
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < 0x21 || p[i] > 0x7e {
+			return ""
+		}
+	}
+	return p
 }
 
 func (s *Service) getSubscriber(w http.ResponseWriter, r *http.Request, c caller) {

@@ -54,6 +54,15 @@ type fakeControl struct {
 	sims     map[string]fleet.SIM
 	routes   map[string][]fleet.Route
 	announce error
+	agents   []string // ReportAgent calls, "sim agent"
+}
+
+func (c *fakeControl) ReportAgent(_ context.Context, id, agent string) error {
+	c.agents = append(c.agents, id+" "+agent)
+	sim := c.sims[id]
+	sim.Agent = agent
+	c.sims[id] = sim
+	return nil
 }
 
 func (c *fakeControl) SIM(_ context.Context, id string) (fleet.SIM, error) {
@@ -117,7 +126,17 @@ func newTestService() (*Service, *fakeControl) {
 
 func do(t *testing.T, s *Service, from netip.Addr, method, path, body string) (int, string) {
 	t.Helper()
+	return doAs(t, s, from, "", method, path, body)
+}
+
+// doAs is do with a User-Agent ("" sends none).
+func doAs(t *testing.T, s *Service, from netip.Addr, ua, method, path, body string) (int, string) {
+	t.Helper()
 	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	r.Header.Del("User-Agent")
+	if ua != "" {
+		r.Header.Set("User-Agent", ua)
+	}
 	r.RemoteAddr = netip.AddrPortFrom(from, 40000).String()
 	w := httptest.NewRecorder()
 	s.handler().ServeHTTP(w, r)
@@ -261,5 +280,26 @@ func TestStoreOutage(t *testing.T) {
 	s.handler().ServeHTTP(w, r)
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("during an outage: %d %q %s", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+}
+
+// A device's User-Agent is recorded as its agent when it changes: its
+// first product only, printable ASCII only, and never for another SIM.
+func TestAgentRecorded(t *testing.T) {
+	s, cp := newTestService()
+	for _, ua := range []string{"wirefleet-agent/v1.2.3 (linux; arm64)", "wirefleet-agent/v1.2.3", "", "agent\x1b[31m/1", "é/1"} {
+		if code, _ := doAs(t, s, addrA, ua, "GET", "/v1/subscriber", ""); code != 200 {
+			t.Fatalf("GET with %q: %d", ua, code)
+		}
+	}
+	if code, _ := doAs(t, s, netip.MustParseAddr("10.128.0.9"), "intruder/1", "GET", "/v1/subscriber", ""); code != http.StatusForbidden {
+		t.Fatalf("an unknown caller: %d", code)
+	}
+	doAs(t, s, addrA, "curl/8.5.0", "GET", "/v1/userdata", "")
+	long := strings.Repeat("x", 100)
+	doAs(t, s, addrB, long, "GET", "/v1/subscriber", "")
+	want := []string{"sim_a wirefleet-agent/v1.2.3", "sim_a curl/8.5.0", "sim_b " + long[:fleet.MaxAgentLen]}
+	if strings.Join(cp.agents, "|") != strings.Join(want, "|") {
+		t.Fatalf("reports %q, want %q", cp.agents, want)
 	}
 }

@@ -272,4 +272,9 @@ CREATE INDEX events_action ON events (action, id);
 `, `
 -- SIMs by name prefix (the console's search), in byte order on both databases.
 CREATE INDEX sims_name_id ON sims (name COLLATE {bytewise}, id);
+`, `
+-- The software a device last reported itself as (its metadata requests'
+-- User-Agent), and since when.
+ALTER TABLE sims ADD COLUMN agent TEXT NOT NULL DEFAULT '';
+ALTER TABLE sims ADD COLUMN agent_seen {int64} NOT NULL DEFAULT 0;
 `}

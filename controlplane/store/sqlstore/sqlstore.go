@@ -183,7 +183,7 @@ func limit(p store.PageRequest) int {
 
 // ---- SIMs ----
 
-const simCols = `id, imsi, name, tags, group_id, status, address, public_key, next_public_key, created, updated, auth_key_id, key_set, rotate_by, kind`
+const simCols = `id, imsi, name, tags, group_id, status, address, public_key, next_public_key, created, updated, auth_key_id, key_set, rotate_by, kind, agent, agent_seen`
 
 type scanner interface{ Scan(dst ...any) error }
 
@@ -195,8 +195,9 @@ func scanSIM(s scanner) (fleet.SIM, error) {
 		created, updated    int64
 		keySet, rotateBy    int64
 		kind                string
+		agentSeen           int64
 	)
-	if err := s.Scan(&sim.ID, &sim.IMSI, &sim.Name, &tags, &sim.GroupID, &status, &addr, &pk, &npk, &created, &updated, &sim.AuthKeyID, &keySet, &rotateBy, &kind); err != nil {
+	if err := s.Scan(&sim.ID, &sim.IMSI, &sim.Name, &tags, &sim.GroupID, &status, &addr, &pk, &npk, &created, &updated, &sim.AuthKeyID, &keySet, &rotateBy, &kind, &sim.Agent, &agentSeen); err != nil {
 		return sim, err
 	}
 	if sim.Kind = fleet.SIMKind(kind); sim.Kind == fleet.KindSite {
@@ -222,6 +223,9 @@ func scanSIM(s scanner) (fleet.SIM, error) {
 	}
 	if rotateBy != 0 {
 		sim.RotateBy = fromNanos(rotateBy)
+	}
+	if agentSeen != 0 {
+		sim.AgentSeen = fromNanos(agentSeen)
 	}
 	return sim, nil
 }
@@ -716,6 +720,13 @@ func (t *tx) UpdateSIM(ctx context.Context, s fleet.SIM) error {
 		return err
 	}
 	return t.putKeys(ctx, s)
+}
+
+// SetSIMAgent is a statement of its own: UpdateSIM, whose callers read
+// the SIM before, never writes the agent back over a newer report.
+func (t *tx) SetSIMAgent(ctx context.Context, id, agent string, seen time.Time) error {
+	res, err := t.exec(ctx, `UPDATE sims SET agent = ?, agent_seen = ? WHERE id = ?`, agent, nanos(seen), id)
+	return affected(res, err)
 }
 
 func affected(res sql.Result, err error) error {

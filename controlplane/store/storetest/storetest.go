@@ -36,7 +36,8 @@ func Run(t *testing.T, open Open) {
 		{"ConcurrentAllocation", testConcurrentAllocation},
 		{"AuthKeyUseLimit", testAuthKeyUseLimit},
 		{"Pagination", testPagination},
-		{"NamePrefix", testNamePrefix}, // names.go
+		{"NamePrefix", testNamePrefix}, // simfields.go
+		{"SIMAgent", testSIMAgent},     // simfields.go
 		{"GroupsTokensEvents", testGroupsTokensEvents},
 		{"Subscribe", testSubscribe},
 		{"Bindings", testBindings},

@@ -4,9 +4,11 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
@@ -69,5 +71,31 @@ func testNamePrefix(t *testing.T, s store.Store) {
 	}
 	if _, err := s.ListSIMs(ctx, store.SIMFilter{PageRequest: store.PageRequest{Cursor: "not-a-cursor"}, NamePrefix: "pump"}); err == nil || !strings.Contains(err.Error(), "cursor") {
 		t.Fatalf("a bad cursor: %v", err)
+	}
+}
+
+// testSIMAgent: the agent a device reported is kept by its own statement;
+// an UpdateSIM from a copy read before does not write it back.
+func testSIMAgent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	sim := insertSIM(t, s)
+	if got, _ := s.SIM(ctx, sim.ID); got.Agent != "" || !got.AgentSeen.IsZero() {
+		t.Fatalf("a new SIM has agent %q seen %v", got.Agent, got.AgentSeen)
+	}
+	seen := sim.Created.Add(time.Minute)
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.SetSIMAgent(ctx, sim.ID, "wirefleet-agent/v1.2.3", seen) })
+	sim.Name = "renamed" // a copy read before the report
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.UpdateSIM(ctx, sim) })
+	got, err := s.SIM(ctx, sim.ID)
+	if err != nil || got.Agent != "wirefleet-agent/v1.2.3" || !got.AgentSeen.Equal(seen) || got.Name != "renamed" {
+		t.Fatalf("after the report and an update: %+v %v", got, err)
+	}
+	p, _ := s.ListSIMs(ctx, store.SIMFilter{NamePrefix: "renamed"})
+	if len(p.Items) != 1 || p.Items[0].Agent != "wirefleet-agent/v1.2.3" {
+		t.Fatalf("a list lacks the agent: %+v", p.Items)
+	}
+	err = s.Update(ctx, func(tx store.Tx) error { return tx.SetSIMAgent(ctx, "sim_nope", "x", seen) })
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an unknown SIM: %v", err)
 	}
 }

@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package controlplane_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
+	"github.com/wirefleet/wirefleet/fleet"
+)
+
+// TestReportAgent: a device's report is kept with one device.agent event
+// per change (the same report again writes nothing); a report that is
+// not a short printable label is refused and changes nothing.
+func TestReportAgent(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	svc := controlplane.New(st, controlplane.Config{})
+	sim, _, err := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{GenerateKey: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"wirefleet-agent/v1", "wirefleet-agent/v1", "wirefleet-agent/v2"} {
+		if err := svc.ReportAgent(ctx, sim.ID, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, bad := range []string{"line\nbreak", string(make([]byte, fleet.MaxAgentLen+1))} {
+		if err := svc.ReportAgent(ctx, sim.ID, bad); err == nil {
+			t.Errorf("report %q accepted", bad)
+		}
+	}
+	if err := svc.ReportAgent(ctx, "sim_nope", "x/1"); err == nil {
+		t.Error("a report for no SIM accepted")
+	}
+	got, _ := svc.GetSIM(ctx, controlplane.System, sim.ID)
+	if got.Agent != "wirefleet-agent/v2" || got.AgentSeen.IsZero() {
+		t.Fatalf("agent %q seen %v", got.Agent, got.AgentSeen)
+	}
+	evs, _ := svc.ListEvents(ctx, controlplane.System, store.EventFilter{ObjectID: sim.ID, Action: "device.agent"})
+	if len(evs.Items) != 2 || evs.Items[0].Details["from"] != "wirefleet-agent/v1" {
+		t.Fatalf("device.agent events: %+v", evs.Items)
+	}
+}
