@@ -6,16 +6,19 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/clock"
 )
 
 // TestReportAgent: a device's report is kept with one device.agent event
-// per change (the same report again writes nothing); a report that is
-// not a short printable label is refused and changes nothing.
+// per change (the same report again writes nothing, a change within
+// AgentChangeEvery of the last waits); a report that is not a short
+// printable label is refused and changes nothing.
 func TestReportAgent(t *testing.T) {
 	ctx := context.Background()
 	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "fleet.db"))
@@ -23,16 +26,27 @@ func TestReportAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	svc := controlplane.New(st, controlplane.Config{})
+	clk := clock.NewFake(time.Now())
+	svc := controlplane.New(st, controlplane.Config{Clock: clk})
 	sim, _, err := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{GenerateKey: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []string{"wirefleet-agent/v1", "wirefleet-agent/v1", "wirefleet-agent/v2"} {
+	report := func(a string) {
+		t.Helper()
 		if err := svc.ReportAgent(ctx, sim.ID, a); err != nil {
 			t.Fatal(err)
 		}
 	}
+	report("wirefleet-agent/v1")
+	report("wirefleet-agent/v1")
+	clk.Advance(controlplane.AgentChangeEvery - time.Second)
+	report("curl/8.5.0") // a flip within the window: not recorded
+	if got, _ := svc.GetSIM(ctx, controlplane.System, sim.ID); got.Agent != "wirefleet-agent/v1" {
+		t.Fatalf("a change within the window was recorded: %q", got.Agent)
+	}
+	clk.Advance(2 * time.Second)
+	report("wirefleet-agent/v2")
 	for _, bad := range []string{"line\nbreak", string(make([]byte, fleet.MaxAgentLen+1))} {
 		if err := svc.ReportAgent(ctx, sim.ID, bad); err == nil {
 			t.Errorf("report %q accepted", bad)

@@ -242,10 +242,16 @@ func (s *Service) RecordDeviceEvent(ctx context.Context, simID, action string, d
 	return storeErr(err, "simId")
 }
 
+// AgentChangeEvery is the least time between two changes of a SIM's
+// agent: a device flipping its User-Agent on every request makes one
+// write and one event in this time, not one a request.
+const AgentChangeEvery = 10 * time.Minute
+
 // ReportAgent records the software a device says it runs (the product of
 // its metadata requests' User-Agent), with a "device.agent" event when it
-// changes; the same report again writes nothing. A report that is not a
-// short printable label is refused.
+// changes; the same report again writes nothing, nor does a change within
+// AgentChangeEvery of the last (the device's next request after it tells
+// again). A report that is not a short printable label is refused.
 func (s *Service) ReportAgent(ctx context.Context, simID, agent string) error {
 	if agent == "" {
 		return nil
@@ -253,12 +259,23 @@ func (s *Service) ReportAgent(ctx context.Context, simID, agent string) error {
 	if err := fleet.ValidateLabel("agent", agent, fleet.MaxAgentLen); err != nil {
 		return err
 	}
-	err := s.st.Update(ctx, func(tx store.Tx) error {
+	settled := func(sim fleet.SIM) bool {
+		return sim.Agent == agent || sim.Agent != "" && s.now().Sub(sim.AgentSeen) < AgentChangeEvery
+	}
+	// Read first, outside a write transaction: most reports change nothing.
+	sim, err := s.st.SIM(ctx, simID)
+	if err != nil {
+		return storeErr(err, "simId")
+	}
+	if settled(sim) {
+		return nil
+	}
+	err = s.st.Update(ctx, func(tx store.Tx) error {
 		sim, err := tx.SIM(ctx, simID)
 		if err != nil {
 			return storeErr(err, "simId")
 		}
-		if sim.Agent == agent {
+		if settled(sim) {
 			return nil
 		}
 		if err := tx.SetSIMAgent(ctx, simID, agent, s.now()); err != nil {
