@@ -537,7 +537,7 @@ func TestAgentShown(t *testing.T) {
 	}
 	v, _ := s.signedIn(fleet.RoleViewer)
 	_, body := do(t, v, "GET", s.url+"/sims", nil, nil)
-	if !strings.Contains(body, `<td class="agent">wirefleet-agent/v1.4.0</td>`) || !strings.Contains(body, "none reported") {
+	if !strings.Contains(body, `<td class="agent">wirefleet-agent/v1.4.0</td>`) || !strings.Contains(body, `title="no agent has reported`) {
 		t.Fatalf("the SIMs list's agents:\n%s", body)
 	}
 	if _, body := do(t, v, "GET", s.url+"/sims/"+a.ID, nil, nil); !strings.Contains(body, "wirefleet-agent/v1.4.0, reported since") {
