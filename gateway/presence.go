@@ -31,6 +31,10 @@ type presenceOp struct {
 	since    time.Time
 }
 
+// ID is this gateway's name in presence records and the node registry:
+// Config.ID, or this host's name and the WireGuard port.
+func (g *Gateway) ID() string { return g.gatewayID() }
+
 // gatewayID names this gateway in presence records.
 func (g *Gateway) gatewayID() string {
 	if g.cfg.ID != "" {

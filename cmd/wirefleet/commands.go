@@ -107,6 +107,7 @@ func commandTable() map[string]handler {
 	addRouteCommands(t)
 	addGatePeerCommands(t)
 	addSIMCardCommands(t)
+	addNodeCommands(t)
 	return t
 }
 

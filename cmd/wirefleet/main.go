@@ -70,6 +70,8 @@ Commands:
                                       physical SIM cards from the vendor's CSV (ICCID, IMSI, Ki, OPc), for
                                       bootstrap by SIM card; admins only; keys sealed, never shown again
   sim-cards list | get ICCID | suspend ICCID | resume ICCID | set-group ICCID GROUP_ID | delete ICCID
+  nodes list | forget NAME            the wirefleetd nodes sharing the store: version, load, health, up or down;
+                                      forget a retired node (admins; refused while it is up)
   tokens list | delete ID
   tokens create --role admin|operator|viewer [--description D] [--ttl 720h]
   mappings create SIM_ID --port P --allow CIDR... [--target LAN_HOST] [--duration 1h] [--tls] [--max-conns N]

@@ -106,6 +106,9 @@ func TestCLI(t *testing.T) {
 	if out := c.ok("sims", "list", "--name", "Cam"); strings.Contains(out, id) {
 		t.Fatalf("list --name Cam (case-sensitive) lists cam-1:\n%s", out)
 	}
+	if out := c.ok("nodes", "list"); !strings.HasPrefix(out, "NAME") {
+		t.Fatalf("nodes list:\n%s", out)
+	}
 	c.ok("sims", "resume", id)
 	if out := c.ok("sims", "require-rotation", id, "--within", "2h", "--json"); !strings.Contains(out, `"rotateBy"`) {
 		t.Fatalf("require-rotation: %s", out)

@@ -41,6 +41,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway"
+	"github.com/wirefleet/wirefleet/internal/buildinfo"
 	"github.com/wirefleet/wirefleet/internal/egress"
 	"github.com/wirefleet/wirefleet/internal/fairshare"
 	"github.com/wirefleet/wirefleet/internal/seal"
@@ -79,6 +80,7 @@ type config struct {
 	store         string
 	wgListen      string
 	zone          string
+	nodeName      string
 	resetAdmin    bool
 	auditEvery    time.Duration
 	metricsListen string
@@ -171,6 +173,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.metricsListen, "metrics-listen", "", "serve /metrics on this address of its own (e.g. 127.0.0.1:9090) instead of the API listener")
 	fs.BoolVar(&c.metricsToken, "metrics-token", false, "require an operator token (any role, Authorization: Bearer) on /metrics")
 	fs.DurationVar(&c.auditEvery, "audit-every", time.Hour, "run the configuration audit this often (findings in the log and the wirefleet_audit_findings metric; GET /api/v1/audit runs it on demand)")
+	fs.StringVar(&c.nodeName, "node-name", "", "this node's name in the node registry and in presence records (default: this host's name and the WireGuard port)")
 	fs.StringVar(&c.zone, "zone", gateway.DefaultZone, "DNS zone of in-tunnel names (<sim-id>.sim.<zone>, metadata.<zone>)")
 	fs.DurationVar(&c.forwardTimeout, "forward-timeout", 15*time.Second, "forwarders: how long one attempt at a destination may take (connect, send, answer headers) before the device gets 504")
 	fs.IntVar(&c.forwardRetries, "forward-retries", 2, "forwarders: further attempts at a destination that refused or could not be reached (never once a request was sent)")
@@ -290,6 +293,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
+	if c.nodeName != "" {
+		if err := controlplane.CheckNodeName(c.nodeName); err != nil {
+			return fmt.Errorf("--node-name: %w", err)
+		}
+	}
 	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
 		return err
 	}
@@ -336,6 +344,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	svc := controlplane.New(st, controlplane.Config{Pool: pool, LANPool: lanPool, ULA: ula, Endpoint: c.endpoint, GatewayPublicKey: func() wgkey.Public { return gwPub }, Logger: log, Remote: remotePolicy, Secrets: settingsKey,
 		// Key-proof challenges verify on every node sharing the key file, and across restarts.
 		KeyProofSecret: settingsKey.Derive("key proof")})
+
+	// Every node of an installation serves one WireGuard identity and opens
+	// the secrets the others sealed: a node with other keys refuses to start.
+	if err := svc.CheckNodeIdentity(ctx, gwPub, settingsKCV(settingsKey)); err != nil {
+		return err
+	}
 
 	o6, err := svc.Overlay6(ctx)
 	if err != nil {
@@ -392,7 +406,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	gw, err := gateway.New(gateway.Config{ControlPlane: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services, Secrets: settingsKey, VXLANListen: c.vxlan, Egress: egressPolicy,
+	gw, err := gateway.New(gateway.Config{ID: c.nodeName, ControlPlane: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services, Secrets: settingsKey, VXLANListen: c.vxlan, Egress: egressPolicy,
 		DNSUpstreams: upstreams, MirrorPacketsPerSecond: c.mirrorPPS, ServiceShare: c.share, Records: st, RecordForwarder: fwd, CaptureDir: filepath.Join(c.dataDir, "captures")})
 	if err != nil {
 		return err
@@ -478,6 +492,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	srv.RegisterOnShutdown(con.Shutdown) // live views end, so shutdown does not wait for them
 	log.Info("api listening", "addr", ln.Addr().String(), "endpoint", c.endpoint, "gateway_public_key", gwPub.String(), "data", c.dataDir)
+	stopHeartbeat := startHeartbeat(ctx, svc, fleet.Node{Name: gw.ID(), Endpoint: c.endpoint, API: ln.Addr().String(), Version: buildinfo.Version()}, gw.Stats, log)
+	defer stopHeartbeat() // before the gateway and the store close (deferred earlier, so they run later)
 	if onListen != nil {
 		onListen(ln.Addr())
 	}

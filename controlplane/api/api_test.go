@@ -337,6 +337,8 @@ func TestRoleDenials(t *testing.T) {
 		{"POST", "/api/v1/sim-cards/import", nil, fleet.RoleAdmin},
 		{"PATCH", "/api/v1/sim-cards/x", map[string]any{"status": "suspended"}, fleet.RoleOperator},
 		{"DELETE", "/api/v1/sim-cards/x", nil, fleet.RoleAdmin},
+		{"GET", "/api/v1/nodes", nil, fleet.RoleViewer},
+		{"DELETE", "/api/v1/nodes/x", nil, fleet.RoleAdmin},
 	}
 	below := map[fleet.Role][]fleet.Role{fleet.RoleViewer: nil, fleet.RoleOperator: {fleet.RoleViewer}, fleet.RoleAdmin: {fleet.RoleViewer, fleet.RoleOperator}}
 	for _, c := range cases {

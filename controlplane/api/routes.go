@@ -138,5 +138,5 @@ func removeByID(remove func(context.Context, controlplane.Actor, string) error) 
 // the handlers and drives the OpenAPI document.
 func (h *Handler) routes() []route {
 	return slices.Concat(h.mappingRoutes(), h.bootstrapRoutes(), h.simRoutes(), h.groupRoutes(), h.authKeyRoutes(), h.tokenRoutes(),
-		h.eventRoutes(), h.identityRoutes(), h.dataRoutes(), h.lanRouteRoutes(), h.gatePeerRoutes(), h.captureRoutes(), h.simCardRoutes())
+		h.eventRoutes(), h.identityRoutes(), h.dataRoutes(), h.lanRouteRoutes(), h.gatePeerRoutes(), h.captureRoutes(), h.simCardRoutes(), h.nodeRoutes())
 }

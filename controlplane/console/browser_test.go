@@ -386,7 +386,7 @@ func TestConsoleInChromium(t *testing.T) {
 	// h1 and a main landmark, and tab order reaches the controls (no
 	// positive tabindex, nothing focusable hidden from assistive tech).
 	for _, path := range []string{"/", "/sims", "/sims/" + sim.ID, "/groups", "/groups/" + g.ID, "/authkeys", "/alerts", "/mappings", "/identities", "/data?sim=" + sim.ID, "/audit",
-		"/routes", "/gatepeers", "/captures", "/inspection?group=" + g.ID, "/simcards", "/settings", "/signin"} {
+		"/routes", "/gatepeers", "/captures", "/inspection?group=" + g.ID, "/simcards", "/settings", "/nodes", "/signin"} {
 		c.do("load "+path, chromedp.Navigate(base+path), chromedp.WaitReady(css(`main`)))
 		problems := js[[]string](c, "check "+path, `(() => {
 			const out = [];
@@ -455,7 +455,7 @@ func TestConsoleInChromium(t *testing.T) {
 	// A viewer: no write controls anywhere, and a forged write fails.
 	c.signIn(base, viewerSecret)
 	for _, path := range []string{"/", "/sims", "/sims/" + sim.ID, "/groups", "/groups/" + g.ID, "/authkeys", "/alerts", "/mappings",
-		"/routes", "/gatepeers", "/captures", "/simcards", "/identities", "/settings"} {
+		"/routes", "/gatepeers", "/captures", "/simcards", "/identities", "/settings", "/nodes"} {
 		c.do("viewer "+path, chromedp.Navigate(base+path), chromedp.WaitReady(css(`main`)))
 		writes := js[int](c, "count write controls", `[...document.querySelectorAll("form[method=post]")].filter(f => f.getAttribute("action") !== "/signout").length + document.querySelectorAll("#suspend, #resume, #select-all, button.ack, button.quarantine, button.close-mapping, button.set-hosts, #node-flags").length`)
 		if writes != 0 {

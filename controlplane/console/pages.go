@@ -76,6 +76,8 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /simcards/{iccid}/update", h.signedIn(h.updateSIMCard))
 	m.HandleFunc("POST /simcards/{iccid}/delete", h.signedIn(h.deleteSIMCard))
 	m.HandleFunc("GET /settings", h.signedIn(h.settings))
+	m.HandleFunc("GET /nodes", h.signedIn(h.nodes))
+	m.HandleFunc("POST /nodes/{name}/forget", h.signedIn(h.forgetNode))
 	m.HandleFunc("GET /live/overview", h.signedIn(h.liveOverview))
 	m.HandleFunc("GET /live/sims", h.signedIn(h.liveSIMs))
 	m.HandleFunc("GET /live/sims/{id}", h.signedIn(h.liveSIM))

@@ -544,3 +544,34 @@ func TestAgentShown(t *testing.T) {
 		t.Fatal("the SIM's page lacks its agent")
 	}
 }
+
+// TestNodesPage: every role sees the nodes, up and down; only an admin
+// may forget one, and only one that is down.
+func TestNodesPage(t *testing.T) {
+	s := newSite(t, console.Config{})
+	ctx := context.Background()
+	now := s.clock.Now().UTC()
+	s.svc.Heartbeat(ctx, fleet.Node{Name: "node-a:51820", Version: "v1", Sessions: 4, Started: now, Seen: now})
+	s.svc.Heartbeat(ctx, fleet.Node{Name: "node-b:51820", Version: "v1", Started: now, Seen: now.Add(-time.Hour), Degraded: "stopped"})
+	v, vcsrf := s.signedIn(fleet.RoleViewer)
+	_, body := do(t, v, "GET", s.url+"/nodes", nil, nil)
+	if strings.Count(body, "<tr data-node=") != 2 || !strings.Contains(body, `<span class="badge on">up</span>`) || !strings.Contains(body, `<span class="badge off">down</span>`) || strings.Contains(body, "/forget") {
+		t.Fatalf("the viewer's nodes page:\n%s", body)
+	}
+	if code, _, _ := post(t, s, v, vcsrf, "/nodes/node-b:51820/forget", url.Values{}); code != http.StatusForbidden {
+		t.Fatalf("viewer forget: %d", code)
+	}
+	a, acsrf := s.signedIn(fleet.RoleAdmin)
+	if _, body := do(t, a, "GET", s.url+"/nodes", nil, nil); strings.Count(body, "/forget") != 1 {
+		t.Fatal("the admin is not offered Forget for the node down only")
+	}
+	if code, _, _ := post(t, s, a, acsrf, "/nodes/node-a:51820/forget", url.Values{}); code != http.StatusConflict {
+		t.Fatalf("forgetting a node up: %d, want 409", code)
+	}
+	if code, _, _ := post(t, s, a, acsrf, "/nodes/node-b:51820/forget", url.Values{}); code != http.StatusSeeOther {
+		t.Fatalf("forgetting a node down: %d", code)
+	}
+	if ns, _ := s.svc.ListNodes(ctx, controlplane.System); len(ns) != 1 {
+		t.Fatalf("nodes after forgetting: %+v", ns)
+	}
+}

@@ -86,6 +86,7 @@ type Reader interface {
 	RecordReader         // the data store's records (records.go)
 	SIMCardReader        // physical SIM cards (simcards.go)
 	ConsoleSessionReader // web console sign-ins (consolesessions.go)
+	NodeReader           // the node registry (nodes.go)
 }
 
 // Tx is one transaction. Every write of one API call goes through a single
@@ -99,6 +100,7 @@ type Tx interface {
 	CaptureWriter
 	SIMCardWriter
 	ConsoleSessionWriter
+	NodeWriter
 
 	// NextIMSI returns a never-before-returned IMSI.
 	NextIMSI(ctx context.Context) (string, error)

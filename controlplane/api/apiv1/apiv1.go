@@ -127,3 +127,11 @@ type Capture struct {
 func CaptureOf(c fleet.Capture) Capture {
 	return Capture{Capture: c, Duration: int64(c.Duration / time.Second)}
 }
+
+// Node is a wirefleetd node of the installation as GET /api/v1/nodes
+// answers it: its registry record, and whether it is up now (heartbeat
+// seen within fleet.NodeStaleAfter).
+type Node struct {
+	fleet.Node
+	Up bool `json:"up"`
+}

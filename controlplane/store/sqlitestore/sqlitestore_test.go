@@ -5,6 +5,7 @@ package sqlitestore_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"net/netip"
 	"path/filepath"
 	"testing"
@@ -103,5 +104,32 @@ func TestMigrationUpgrade(t *testing.T) {
 	}
 	if err := s.Update(ctx, func(tx store.Tx) error { return tx.BindSIM(ctx, "10.9.0.1", sim.ID) }); err != nil {
 		t.Fatalf("version 2 table after upgrade: %v", err)
+	}
+}
+
+// TestNewerSchemaRefused: a database a newer wirefleetd migrated (a
+// version this binary does not know) is refused with a clear error, and
+// left as it is.
+func TestNewerSchemaRefused(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "fleet.db")
+	s, err := sqlitestore.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := len(sqlitestore.Migrations) + 1
+	if _, err := db.Exec(`INSERT INTO schema_migrations (version, applied) VALUES (?, 0)`, newer); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, err = sqlitestore.Open(ctx, path)
+	var ne *sqlstore.NewerSchemaError
+	if !errors.As(err, &ne) || ne.Database != newer || ne.Known != len(sqlitestore.Migrations) {
+		t.Fatalf("opening a newer schema: %v", err)
 	}
 }

@@ -24,6 +24,15 @@ func Migrate(ctx context.Context, db *sql.DB, migrations []string, lockSQL strin
 		return fmt.Errorf("migrate: %w", err)
 	}
 	r := reader{d: &Dialect{NumberedPlaceholders: numbered}}
+	// A database a newer wirefleetd migrated has tables and meanings this
+	// one does not know: refuse rather than serve it half-understood.
+	var newest sql.NullInt64
+	if err := db.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&newest); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if newest.Valid && newest.Int64 > int64(len(migrations)) {
+		return &NewerSchemaError{Database: int(newest.Int64), Known: len(migrations)}
+	}
 	for i, m := range migrations {
 		v := i + 1
 		err := lockedTx(ctx, db, lockSQL, func(tx *sql.Tx) error {
@@ -64,4 +73,11 @@ func lockedTx(ctx context.Context, db *sql.DB, lockSQL string, fn func(*sql.Tx) 
 		return err
 	}
 	return tx.Commit()
+}
+
+// NewerSchemaError is a database whose schema is newer than this binary's.
+type NewerSchemaError struct{ Database, Known int }
+
+func (e *NewerSchemaError) Error() string {
+	return fmt.Sprintf("the database's schema is version %d, newer than this wirefleetd knows (%d): a newer wirefleetd migrated it; run that version on this node too", e.Database, e.Known)
 }

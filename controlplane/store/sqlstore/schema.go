@@ -277,4 +277,16 @@ CREATE INDEX sims_name_id ON sims (name COLLATE {bytewise}, id);
 -- User-Agent), and since when.
 ALTER TABLE sims ADD COLUMN agent TEXT NOT NULL DEFAULT '';
 ALTER TABLE sims ADD COLUMN agent_seen {int64} NOT NULL DEFAULT 0;
+`, `
+-- The wirefleetd nodes sharing this store, each refreshing its own row.
+CREATE TABLE nodes (
+	name TEXT PRIMARY KEY,
+	endpoint TEXT NOT NULL,
+	api TEXT NOT NULL,
+	version TEXT NOT NULL,
+	sessions {int64} NOT NULL,
+	started {int64} NOT NULL,
+	seen {int64} NOT NULL,
+	degraded TEXT NOT NULL
+);
 `}

@@ -38,6 +38,7 @@ func Run(t *testing.T, open Open) {
 		{"Pagination", testPagination},
 		{"NamePrefix", testNamePrefix}, // simfields.go
 		{"SIMAgent", testSIMAgent},     // simfields.go
+		{"Nodes", testNodes},           // nodes.go
 		{"GroupsTokensEvents", testGroupsTokensEvents},
 		{"Subscribe", testSubscribe},
 		{"Bindings", testBindings},

@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/seal"
+)
+
+// settingsKCV is the check value of the settings key the store keeps to
+// tell a node with another key: derived from it, so it reveals nothing of
+// it.
+func settingsKCV(k *seal.Key) string {
+	return hex.EncodeToString(k.Derive("key check value")[:8])
+}
+
+// startHeartbeat registers this node in the store's node registry and
+// refreshes its record (load, health) every fleet.NodeHeartbeat. The
+// function it returns stops it and marks the node stopped, so the others
+// and the operators see it down at once rather than after
+// fleet.NodeStaleAfter.
+func startHeartbeat(ctx context.Context, svc *controlplane.Service, n fleet.Node, stats func() fleet.GatewayStats, log *slog.Logger) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	n.Started = time.Now().UTC()
+	beat := func(ctx context.Context) {
+		st := stats()
+		n.Seen, n.Sessions, n.Degraded = time.Now().UTC(), st.Sessions, ""
+		if st.UnderLoad {
+			n.Degraded = "under load: handshakes must show a cookie"
+		}
+		if err := svc.Heartbeat(ctx, n); err != nil && ctx.Err() == nil {
+			log.Warn("node registry: heartbeat", "node", n.Name, "err", err)
+		}
+	}
+	// The first beat before serving: a node that answers is registered.
+	beat(ctx)
+	log.Info("node registered", "node", n.Name, "version", n.Version)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(fleet.NodeHeartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				beat(ctx)
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		wg.Wait()
+		stop, done := context.WithTimeout(context.Background(), 2*time.Second)
+		defer done()
+		n.Seen, n.Degraded = time.Now().UTC().Add(-fleet.NodeStaleAfter), "stopped"
+		if err := svc.Heartbeat(stop, n); err != nil {
+			log.Warn("node registry: marking this node stopped", "node", n.Name, "err", err)
+		}
+	}
+}

@@ -1,0 +1,34 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package fleet
+
+import "time"
+
+// Node is one wirefleetd of an installation, as it registers itself in
+// the shared store: every node serves the same WireGuard identity, and
+// any node accepts any SIM.
+type Node struct {
+	Name string `json:"name"`
+	// Endpoint is the WireGuard endpoint it hands to devices; API is its
+	// REST API listener.
+	Endpoint string `json:"endpoint,omitempty"`
+	API      string `json:"api,omitempty"`
+	Version  string `json:"version"`
+	// Sessions is how many devices it holds a session of (its load).
+	Sessions int       `json:"sessions"`
+	Started  time.Time `json:"started"`
+	// Seen is its last heartbeat: a node unseen for NodeStaleAfter is down.
+	Seen time.Time `json:"seen"`
+	// Degraded names what does not work on it ("" when all does).
+	Degraded string `json:"degraded,omitempty"`
+}
+
+// NodeHeartbeat is how often a node refreshes its record, and
+// NodeStaleAfter how long after its last one it counts as down.
+const (
+	NodeHeartbeat  = 10 * time.Second
+	NodeStaleAfter = 3 * NodeHeartbeat
+)
+
+// Up says whether the node has been seen within NodeStaleAfter of now.
+func (n Node) Up(now time.Time) bool { return now.Sub(n.Seen) < NodeStaleAfter }
