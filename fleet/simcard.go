@@ -109,7 +109,8 @@ func ParseCardCSV(r io.Reader) ([]CardKeys, error) {
 					return nil, Errorf(CodeInvalid, "csv", "line 1: the file has OP, not OPc: derive each card's OPc (E_K(OP) ⊕ OP) before importing")
 				}
 			}
-			return nil, Errorf(CodeInvalid, "csv", "line 1: no %s column (header %q)", want, strings.Join(header, ","))
+			// The row is not quoted: without a header it is a card, keys and all.
+			return nil, Errorf(CodeInvalid, "csv", "line 1: no %s column in the header (%d columns; the first row must name ICCID, IMSI, Ki and OPc)", want, len(header))
 		}
 	}
 	var out []CardKeys

@@ -230,19 +230,23 @@ example WIREFLEET_API_LISTEN=127.0.0.1:8080; a flag on the command line wins.
 	return c, nil
 }
 
-// dsnPasswordRE finds a password in a key=value connection string
-// (password=secret, password='a secret').
-var dsnPasswordRE = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+// dsnPasswordRE finds a password in a key=value connection string: any
+// key ending in "password" (password, sslpassword), its value quoted or
+// with backslash escapes.
+var dsnPasswordRE = regexp.MustCompile(`(?i)(\b[a-z_]*password\s*=\s*)('(?:[^'\\]|\\.)*'|(?:\\.|\S)+)`)
 
-// redactDSN is a store DSN without its password: a URL's user password
-// and password= parameter, or a key=value string's password.
+// redactDSN is a store DSN without its passwords: a URL's user password
+// and every parameter whose name ends in "password", or a key=value
+// string's.
 func redactDSN(dsn string) string {
 	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
 		q := u.Query()
-		if q.Has("password") {
-			q.Set("password", "xxxxx")
-			u.RawQuery = q.Encode()
+		for k := range q {
+			if strings.HasSuffix(strings.ToLower(k), "password") {
+				q.Set(k, "xxxxx")
+			}
 		}
+		u.RawQuery = q.Encode()
 		return u.Redacted()
 	}
 	return dsnPasswordRE.ReplaceAllString(dsn, "${1}xxxxx")

@@ -384,6 +384,9 @@ func TestRedactDSN(t *testing.T) {
 		{"postgres://wf@db/wf?password=s3cret&sslmode=disable", "postgres://wf@db/wf?password=xxxxx&sslmode=disable"},
 		{"host=db user=wf password=s3cret dbname=wf", "host=db user=wf password=xxxxx dbname=wf"},
 		{"host=db password = 'a s3cret\\' here' dbname=wf", "host=db password = xxxxx dbname=wf"},
+		{"postgres://wf@db/wf?sslpassword=s3cret", "postgres://wf@db/wf?sslpassword=xxxxx"},
+		{"host=db sslpassword=s3cret dbname=wf", "host=db sslpassword=xxxxx dbname=wf"},
+		{`host=db password=my\ s3cret dbname=wf`, "host=db password=xxxxx dbname=wf"},
 		{"/var/lib/wirefleet/wirefleet.db", "/var/lib/wirefleet/wirefleet.db"},
 	} {
 		got := redactDSN(c.in)
