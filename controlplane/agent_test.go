@@ -5,6 +5,7 @@ package controlplane_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,7 +48,7 @@ func TestReportAgent(t *testing.T) {
 	}
 	clk.Advance(2 * time.Second)
 	report("wirefleet-agent/v2")
-	for _, bad := range []string{"line\nbreak", string(make([]byte, fleet.MaxAgentLen+1))} {
+	for _, bad := range []string{"line\nbreak", strings.Repeat("x", fleet.MaxAgentLen+1)} {
 		if err := svc.ReportAgent(ctx, sim.ID, bad); err == nil {
 			t.Errorf("report %q accepted", bad)
 		}

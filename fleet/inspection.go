@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 )
 
 // Inspection says whether the gateway measures a group's traffic and
@@ -58,3 +59,43 @@ func (i *Inspection) Normalize(prefix string) error {
 
 // InspectionCategory is the data-store category of inspection records.
 const InspectionCategory = "inspection"
+
+// InspectionRecord is one interval of a group's (or, with perSim, a
+// SIM's) inspection, as the gateway writes it (JSON, in the data store's
+// inspection category and to webhooks) and the console reads it.
+type InspectionRecord struct {
+	// Kind is "inspection": webhook receivers tell it from alerts by it.
+	Kind    string    `json:"kind"`
+	Group   string    `json:"group"`
+	GroupID string    `json:"groupId"`
+	SIMID   string    `json:"simId,omitempty"` // a group with perSim
+	Start   time.Time `json:"start"`
+	End     time.Time `json:"end"`
+	Traffic struct {
+		Statistics struct {
+			Bytes      int64            `json:"bytes"`
+			Packets    int64            `json:"packets"`
+			Flows      int              `json:"flows"`
+			TCP        int64            `json:"tcp"`
+			UDP        int64            `json:"udp"`
+			ICMP       int64            `json:"icmp"`
+			Other      int64            `json:"other"`
+			Fragmented int64            `json:"fragmented"`
+			Sizes      map[string]int64 `json:"sizes"`
+		} `json:"statistics"`
+	} `json:"traffic"`
+	Detected struct {
+		Protos []DetectedProtocol `json:"protos"`
+	} `json:"detected"`
+	HTTPHosts map[string]int64 `json:"httpHosts,omitempty"`
+	TLSNames  map[string]int64 `json:"tlsServerNames,omitempty"`
+}
+
+// DetectedProtocol is one protocol nDPI recognised in an interval.
+type DetectedProtocol struct {
+	Name    string `json:"name"`
+	Breed   string `json:"breed"`
+	Packets int64  `json:"packets"`
+	Bytes   int64  `json:"bytes"`
+	Flows   int64  `json:"flows"`
+}

@@ -86,7 +86,7 @@ func TestInspection(t *testing.T) {
 	a.ns.Exec("curl", "-sk", "--max-time", "3", "--resolve", "iot.example.test:8443:"+b.addr(), "https://iot.example.test:8443/")
 	a.ns.Exec("mosquitto_pub", "-h", b.addr(), "-p", "1883", "-t", "t", "-m", "m", "-q", "0")
 
-	var rec inspectionRecord
+	var rec fleet.InspectionRecord
 	waitForWithin(t, 30*time.Second, "an inspection record", func() bool {
 		p, err := f.st.ListRecords(context.Background(), store.RecordFilter{GroupID: grp.ID, Category: fleet.InspectionCategory, PageRequest: store.PageRequest{Limit: 10}})
 		if err != nil || len(p.Items) == 0 {
@@ -94,7 +94,7 @@ func TestInspection(t *testing.T) {
 		}
 		// The interval holding the traffic: the one with HTTP in it.
 		for _, r := range p.Items {
-			var x inspectionRecord
+			var x fleet.InspectionRecord
 			if json.Unmarshal(r.Payload, &x) == nil && len(x.HTTPHosts) > 0 {
 				rec = x
 				return true
@@ -102,7 +102,7 @@ func TestInspection(t *testing.T) {
 		}
 		return false
 	})
-	protos := map[string]detectedProto{}
+	protos := map[string]fleet.DetectedProtocol{}
 	for _, p := range rec.Detected.Protos {
 		protos[p.Name] = p
 	}
@@ -128,7 +128,7 @@ func TestInspection(t *testing.T) {
 	// The records reach the webhook too, signed.
 	select {
 	case body := <-hooked:
-		var x inspectionRecord
+		var x fleet.InspectionRecord
 		if err := json.Unmarshal(body, &x); err != nil || x.Kind != "inspection" || x.GroupID != grp.ID {
 			t.Fatalf("webhook body: %v %s", err, body)
 		}

@@ -337,60 +337,23 @@ func tlsServerName(p []byte) string {
 	return ""
 }
 
-// inspectionRecord is one interval of a group, as JSON.
-type inspectionRecord struct {
-	// Kind is "inspection": webhook receivers tell it from alerts by it.
-	Kind    string    `json:"kind"`
-	Group   string    `json:"group"`
-	GroupID string    `json:"groupId"`
-	SIMID   string    `json:"simId,omitempty"` // a group with perSim
-	Start   time.Time `json:"start"`
-	End     time.Time `json:"end"`
-	Traffic struct {
-		Statistics struct {
-			Bytes      int64            `json:"bytes"`
-			Packets    int64            `json:"packets"`
-			Flows      int              `json:"flows"`
-			TCP        int64            `json:"tcp"`
-			UDP        int64            `json:"udp"`
-			ICMP       int64            `json:"icmp"`
-			Other      int64            `json:"other"`
-			Fragmented int64            `json:"fragmented"`
-			Sizes      map[string]int64 `json:"sizes"`
-		} `json:"statistics"`
-	} `json:"traffic"`
-	Detected struct {
-		Protos []detectedProto `json:"protos"`
-	} `json:"detected"`
-	HTTPHosts map[string]int64 `json:"httpHosts,omitempty"`
-	TLSNames  map[string]int64 `json:"tlsServerNames,omitempty"`
-}
-
-type detectedProto struct {
-	Name    string `json:"name"`
-	Breed   string `json:"breed"`
-	Packets int64  `json:"packets"`
-	Bytes   int64  `json:"bytes"`
-	Flows   int64  `json:"flows"`
-}
-
 // breeds are nDPI's: what a protocol is to a network operator.
 var breeds = map[string]string{"TLS": "Safe", "MQTT-TLS": "Safe", "SSH": "Acceptable", "QUIC": "Acceptable", "DNS": "Acceptable", "NTP": "Acceptable",
 	"HTTP": "Acceptable", "MQTT": "Acceptable", "CoAP": "Acceptable", "Modbus": "Acceptable", "ICMP": "Acceptable", "Unknown": "Unrated"}
 
 // record builds a group's record and starts its next interval.
-func (in *inspector) take(k statsKey, now time.Time) (inspectionRecord, []ipfix.Flow, bool) {
+func (in *inspector) take(k statsKey, now time.Time) (fleet.InspectionRecord, []ipfix.Flow, bool) {
 	in.mu.Lock()
 	gs := in.groups[k]
 	if gs == nil {
 		in.mu.Unlock()
-		return inspectionRecord{}, nil, false
+		return fleet.InspectionRecord{}, nil, false
 	}
 	in.groups[k] = newGroupStats(now)
 	in.mu.Unlock()
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
-	r := inspectionRecord{Kind: "inspection"}
+	r := fleet.InspectionRecord{Kind: "inspection"}
 	r.GroupID, r.SIMID, r.Start, r.End = k.group, k.sim, gs.start.UTC(), now.UTC()
 	st := &r.Traffic.Statistics
 	st.Bytes, st.Packets, st.Flows = gs.bytes, gs.packets, len(gs.flows)
@@ -399,25 +362,25 @@ func (in *inspector) take(k statsKey, now time.Time) (inspectionRecord, []ipfix.
 	for i, n := range gs.sizes {
 		st.Sizes[sizeNames[i]] = n
 	}
-	byApp := map[string]*detectedProto{}
+	byApp := map[string]*fleet.DetectedProtocol{}
 	flows := make([]ipfix.Flow, 0, len(gs.flows))
 	for fk, f := range gs.flows {
 		flows = append(flows, ipfix.Flow{Src: f.src.Addr(), Dst: f.dst.Addr(), SrcPort: f.src.Port(), DstPort: f.dst.Port(), Proto: fk.proto,
 			Packets: uint64(f.packets), Bytes: uint64(f.bytes), Start: f.first, End: f.last})
 		d := byApp[f.app]
 		if d == nil {
-			d = &detectedProto{Name: f.app, Breed: breeds[f.app]}
+			d = &fleet.DetectedProtocol{Name: f.app, Breed: breeds[f.app]}
 			byApp[f.app] = d
 		}
 		d.Packets += f.packets
 		d.Bytes += f.bytes
 		d.Flows++
 	}
-	r.Detected.Protos = []detectedProto{}
+	r.Detected.Protos = []fleet.DetectedProtocol{}
 	for _, d := range byApp {
 		r.Detected.Protos = append(r.Detected.Protos, *d)
 	}
-	slices.SortFunc(r.Detected.Protos, func(a, b detectedProto) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(r.Detected.Protos, func(a, b fleet.DetectedProtocol) int { return strings.Compare(a.Name, b.Name) })
 	if len(gs.hosts) > 0 {
 		r.HTTPHosts = gs.hosts
 	}

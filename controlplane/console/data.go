@@ -57,13 +57,8 @@ func (h *Handler) data(w http.ResponseWriter, r *http.Request) {
 	d.Asked = true
 	pg, err := h.svc.ListRecords(r.Context(), a, store.RecordFilter{PageRequest: store.PageRequest{Limit: dataPage, Cursor: q.Get("cursor")}, SIMID: d.SIM, GroupID: d.Group, Category: d.Category})
 	if err != nil {
-		code, _, msg := h.errorText(err)
-		if code == http.StatusForbidden || code >= 500 {
-			h.fail(w, r, err)
-			return
-		}
-		p.Error, p.Data = msg, d
-		h.render(w, r, code, "data", p)
+		p.Data = d
+		h.recordsRefused(w, r, err, "data", p)
 		return
 	}
 	fields := map[string]bool{}
@@ -120,6 +115,19 @@ func numericFields(payload []byte) map[string]float64 {
 	}
 	walk("", obj, 1)
 	return out
+}
+
+// recordsRefused answers a records query the service refused: a denial
+// or an outage is a page of its own, anything else (an unknown SIM, a bad
+// cursor) is said on the page asked for, its form kept.
+func (h *Handler) recordsRefused(w http.ResponseWriter, r *http.Request, err error, name string, p page) {
+	code, _, msg := h.errorText(err)
+	if code == http.StatusForbidden || code >= 500 {
+		h.fail(w, r, err)
+		return
+	}
+	p.Error = msg
+	h.render(w, r, code, name, p)
 }
 
 // payloadText shows a payload as text: JSON indented, other UTF-8 as it

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
@@ -20,36 +19,8 @@ import (
 // settings.inspection on (docs/inspection.md), an interval a row, with
 // the traffic charted.
 
-// inspectionRecord is what the page reads of a record: the fields of the
-// gateway's JSON (docs/inspection.md names them all).
-type inspectionRecord struct {
-	SIMID   string    `json:"simId"`
-	Start   time.Time `json:"start"`
-	End     time.Time `json:"end"`
-	Traffic struct {
-		Statistics struct {
-			Bytes   int64 `json:"bytes"`
-			Packets int64 `json:"packets"`
-			Flows   int   `json:"flows"`
-			TCP     int64 `json:"tcp"`
-			UDP     int64 `json:"udp"`
-			ICMP    int64 `json:"icmp"`
-		} `json:"statistics"`
-	} `json:"traffic"`
-	Detected struct {
-		Protos []detectedProto `json:"protos"`
-	} `json:"detected"`
-	TLSNames  map[string]int64 `json:"tlsServerNames"`
-	HTTPHosts map[string]int64 `json:"httpHosts"`
-}
-
-type detectedProto struct {
-	Name  string `json:"name"`
-	Bytes int64  `json:"bytes"`
-}
-
 type inspectionRow struct {
-	inspectionRecord
+	fleet.InspectionRecord
 	Protocols string // the busiest detected protocols, by bytes
 	Names     string // the most seen TLS server names and HTTP hosts
 }
@@ -84,22 +55,17 @@ func (h *Handler) inspection(w http.ResponseWriter, r *http.Request) {
 		d.Asked = true
 		pg, err := h.svc.ListRecords(r.Context(), a, store.RecordFilter{PageRequest: store.PageRequest{Limit: dataPage, Cursor: q.Get("cursor")}, GroupID: d.Group, SIMID: d.SIM, Category: fleet.InspectionCategory})
 		if err != nil {
-			code, _, msg := h.errorText(err)
-			if code == http.StatusForbidden || code >= 500 {
-				h.fail(w, r, err)
-				return
-			}
-			p.Error, p.Data = msg, d
-			h.render(w, r, code, "inspection", p)
+			p.Data = d
+			h.recordsRefused(w, r, err, "inspection", p)
 			return
 		}
 		var pts []point
 		for _, rec := range pg.Items {
-			var ir inspectionRecord
+			var ir fleet.InspectionRecord
 			if json.Unmarshal(rec.Payload, &ir) != nil {
 				continue // not the gateway's: a device may not write this category, but old data may differ
 			}
-			d.Rows = append(d.Rows, inspectionRow{inspectionRecord: ir, Protocols: topProtocols(ir), Names: topNames(ir)})
+			d.Rows = append(d.Rows, inspectionRow{InspectionRecord: ir, Protocols: topProtocols(ir), Names: topNames(ir)})
 			pts = append(pts, point{rec.Time, float64(ir.Traffic.Statistics.Bytes)})
 		}
 		if len(pts) > 0 {
@@ -112,9 +78,9 @@ func (h *Handler) inspection(w http.ResponseWriter, r *http.Request) {
 }
 
 // topProtocols names the three busiest detected protocols.
-func topProtocols(ir inspectionRecord) string {
+func topProtocols(ir fleet.InspectionRecord) string {
 	ps := slices.Clone(ir.Detected.Protos)
-	slices.SortFunc(ps, func(a, b detectedProto) int { return cmp.Compare(b.Bytes, a.Bytes) })
+	slices.SortFunc(ps, func(a, b fleet.DetectedProtocol) int { return cmp.Compare(b.Bytes, a.Bytes) })
 	var out []string
 	for i, p := range ps {
 		if i == 3 {
@@ -126,7 +92,7 @@ func topProtocols(ir inspectionRecord) string {
 }
 
 // topNames names the three most seen TLS server names and HTTP hosts.
-func topNames(ir inspectionRecord) string {
+func topNames(ir fleet.InspectionRecord) string {
 	all := map[string]int64{}
 	maps.Copy(all, ir.HTTPHosts)
 	for k, v := range ir.TLSNames {
