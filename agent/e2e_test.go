@@ -159,8 +159,8 @@ func TestKernelAgentsWithGateway(t *testing.T) {
 		t.Fatalf("after the route went: changed %v, routes:\n%s", changed, out)
 	}
 
-	// The agent's requests through the tunnel name its version, which the
-	// platform keeps as the SIM's agent.
+	// The agent's check-in through the tunnel names its version, which
+	// the platform keeps as the SIM's agent.
 	a.ns.MustDo(func() error { return a.tn.CheckIn(ctx) })
 	sim, err := p.svc.GetSIM(ctx, controlplane.System, a.cfg.SIMID)
 	if want := "wirefleet-agent/" + Version(); err != nil || sim.Agent != want || sim.AgentSeen.IsZero() {

@@ -119,20 +119,21 @@ func (t *Tunnel) tunnelHTTP() *http.Client {
 	return &http.Client{Timeout: 30 * time.Second, Transport: userAgentTransport{&http.Transport{DialContext: dial}}}
 }
 
-// CheckIn reads the SIM's record through the tunnel once, so that the
-// platform learns which agent version the device runs (UserAgent).
+// CheckIn tells the platform, through the tunnel, which agent version the
+// device runs (PUT /v1/subscriber/agent): operators see it on the SIM.
 func (t *Tunnel) CheckIn(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, MetadataURL+"/v1/subscriber", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, MetadataURL+"/v1/subscriber/agent", strings.NewReader(Product()))
 	if err != nil {
 		return err
 	}
+	req.Header.Set("Content-Type", "text/plain")
 	resp, err := t.tunnelHTTP().Do(req)
 	if err != nil {
 		return fmt.Errorf("agent: checking in: %w", err)
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != http.StatusNoContent {
 		return fmt.Errorf("agent: checking in: %d", resp.StatusCode)
 	}
 	return nil

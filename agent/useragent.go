@@ -12,11 +12,14 @@ import (
 // Version is the agent's version (buildinfo.Version).
 func Version() string { return buildinfo.Version() }
 
-// UserAgent is what the agent's requests say it is: the platform records
-// the product part as the SIM's agent (fleet.SIM.Agent), so operators see
+// Product is the agent's name and version, "wirefleet-agent/v1.4.0": what
+// CheckIn reports as the SIM's agent (fleet.SIM.Agent), so operators see
 // which devices run which version.
+func Product() string { return "wirefleet-agent/" + Version() }
+
+// UserAgent is what the agent's requests say it is.
 func UserAgent() string {
-	return "wirefleet-agent/" + Version() + " (" + runtime.GOOS + "; " + runtime.GOARCH + ")"
+	return Product() + " (" + runtime.GOOS + "; " + runtime.GOARCH + ")"
 }
 
 // userAgentTransport sets UserAgent on every request it carries.

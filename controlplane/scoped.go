@@ -243,12 +243,12 @@ func (s *Service) RecordDeviceEvent(ctx context.Context, simID, action string, d
 }
 
 // AgentChangeEvery is the least time between two changes of a SIM's
-// agent: a device flipping its User-Agent on every request makes one
-// write and one event in this time, not one a request.
+// agent: a device flipping its report on every request makes one write
+// and one event in this time, not one a request.
 const AgentChangeEvery = 10 * time.Minute
 
-// ReportAgent records the software a device says it runs (the product of
-// its metadata requests' User-Agent), with a "device.agent" event when it
+// ReportAgent records the software a device says it runs (its metadata
+// report, PUT /v1/subscriber/agent), with a "device.agent" event when it
 // changes; the same report again writes nothing, nor does a change within
 // AgentChangeEvery of the last (the device's next request after it tells
 // again). A report that is not a short printable label is refused.

@@ -80,6 +80,10 @@ func allDigits(s string) bool {
 	return true
 }
 
+// MaxCardCSV bounds a SIM-card import's CSV (about 100,000 cards): the
+// API and the console refuse a larger one.
+const MaxCardCSV = 16 << 20
+
 // ParseCardCSV reads the CSV SIM vendors ship: a header row naming the
 // columns ICCID, IMSI, Ki and OPc (in any order and case; other columns
 // are ignored; OP instead of OPc is refused: OPc is derived per card and

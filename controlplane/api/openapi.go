@@ -73,7 +73,7 @@ func simProps() props {
 	return props{"id": str(""), "kind": enum("", "site"), "imsi": str("99999 + 10 digits; empty for a site"), "name": str(""), "tags": strMap(), "groupId": str(""),
 		"status": enum("active", "suspended", "terminated"), "address": str("overlay IPv4"), "address6": str("IPv6 overlay address, the twin of address in the fleet's ULA prefix"), "publicKey": str("base64 WireGuard key"),
 		"nextPublicKey": str("announced next key during rotation"), "authKeyId": str("auth key the SIM was bootstrapped with; absent when an operator or a trusted network created it"), "created": dateTime(), "updated": dateTime(),
-		"keySet": dateTime(), "rotateBy": dateTime(), "agent": str("the software the device last reported itself as (its metadata requests' User-Agent product), e.g. wirefleet-agent/v1.4.0"), "agentSeen": dateTime(),
+		"keySet": dateTime(), "rotateBy": dateTime(), "agent": str("the software the device last reported itself as (metadata PUT /v1/subscriber/agent), e.g. wirefleet-agent/v1.4.0"), "agentSeen": dateTime(),
 		"connection": obj(props{"online": boolean(), "endpoint": str("the device's current outer address"), "lastHandshake": dateTime(),
 			"rxBytes": integer(), "txBytes": integer()})}
 }

@@ -11,9 +11,6 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 )
 
-// MaxCardCSV bounds a SIM-card import's CSV (about 100,000 cards).
-const MaxCardCSV = 16 << 20
-
 func init() {
 	schemas["SIMCard"] = obj(props{"iccid": str(""), "imsi": str(""), "status": enum("active", "suspended"), "groupId": str("the group its virtual SIM joins"),
 		"simId": str("the virtual SIM it bootstrapped"), "created": dateTime(), "updated": dateTime()})
@@ -27,7 +24,7 @@ func (h *Handler) simCardRoutes() []route {
 	return []route{
 		{method: "GET", path: "/api/v1/sim-cards", summary: "List SIM cards (never their keys).", role: fleet.RoleViewer, response: "SIMCardPage", query: pageQuery, handle: listed(h.svc.ListSIMCards)},
 		{method: "POST", path: "/api/v1/sim-cards/import", summary: "Import SIM cards from the vendor's CSV (text/csv: ICCID, IMSI, Ki, OPc), all or nothing; keys sealed at rest. Admins only.",
-			role: fleet.RoleAdmin, response: "SIMCardImport", query: []string{"groupId"}, handle: h.importSIMCards, maxBody: MaxCardCSV},
+			role: fleet.RoleAdmin, response: "SIMCardImport", query: []string{"groupId"}, handle: h.importSIMCards, maxBody: fleet.MaxCardCSV},
 		{method: "GET", path: "/api/v1/sim-cards/{id}", summary: "Get a SIM card by ICCID.", role: fleet.RoleViewer, response: "SIMCard", handle: byID(h.svc.GetSIMCard)},
 		{method: "PATCH", path: "/api/v1/sim-cards/{id}", summary: "Suspend or reactivate a SIM card, or change the group its virtual SIM joins.", role: fleet.RoleOperator, request: "SIMCardUpdate", response: "SIMCard", handle: h.updateSIMCard},
 		{method: "DELETE", path: "/api/v1/sim-cards/{id}", summary: "Forget a SIM card and its keys (its virtual SIM stays). Admins only.", role: fleet.RoleAdmin, handle: removeByID(h.svc.DeleteSIMCard)},
@@ -38,7 +35,7 @@ func (h *Handler) importSIMCards(ctx context.Context, a controlplane.Actor, r *h
 	res, err := h.svc.ImportSIMCards(ctx, a, r.Body, r.URL.Query().Get("groupId"))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		return nil, errorf(fleet.CodeInvalid, "csv", "larger than %d bytes: import in parts", MaxCardCSV)
+		return nil, errorf(fleet.CodeInvalid, "csv", "larger than %d bytes: import in parts", fleet.MaxCardCSV)
 	}
 	if err != nil {
 		return nil, err

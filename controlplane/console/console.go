@@ -18,6 +18,7 @@ import (
 	"embed"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -55,10 +56,11 @@ const (
 const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 // maxForm bounds a posted form (the largest is a bulk action on a page
-// of SIMs); maxImport a file import (a vendor's CSV of some 50,000 cards).
+// of SIMs); maxImport a file import: the API's bound on a SIM-card CSV
+// (about 100,000 cards) with room for the form around it.
 const (
 	maxForm   = 64 << 10
-	maxImport = 8 << 20
+	maxImport = fleet.MaxCardCSV + 64<<10
 )
 
 // MaxLiveStreams bounds the Server-Sent Events streams open at once, over
@@ -216,12 +218,14 @@ func csrfToken(secret string) string {
 // the page remembered and everything else answers 401. State changes
 // also need the CSRF token and a same-origin request.
 func (h *Handler) signedIn(next http.HandlerFunc) http.HandlerFunc {
-	return h.signedInUpTo(maxForm, next)
+	return h.signedInUpTo(maxForm, "", next)
 }
 
 // signedInUpTo is signedIn for forms of up to limit bytes (file imports);
-// a multipart form is read whole, within the limit.
-func (h *Handler) signedInUpTo(limit int64, next http.HandlerFunc) http.HandlerFunc {
+// a multipart form is read whole, within the limit. A role other than ""
+// is checked before the body is read: a large upload is not read (nor
+// spooled to disk) for an operator who may not make it.
+func (h *Handler) signedInUpTo(limit int64, role fleet.Role, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		secret := h.sessionCookie(r)
 		a, err := h.svc.ConsoleActor(r.Context(), secret)
@@ -235,6 +239,15 @@ func (h *Handler) signedInUpTo(limit int64, next http.HandlerFunc) http.HandlerF
 		}
 		s := session{actor: a, secret: secret, csrf: csrfToken(secret)}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if role != "" {
+				if err := controlplane.Require(a, role); err != nil {
+					// The body is left unread: the connection closes
+					// rather than draining a large upload.
+					w.Header().Set("Connection", "close")
+					http.Error(w, err.Error(), http.StatusForbidden)
+					return
+				}
+			}
 			r.Body = http.MaxBytesReader(w, r.Body, limit)
 			var err error
 			if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
@@ -244,6 +257,11 @@ func (h *Handler) signedInUpTo(limit int64, next http.HandlerFunc) http.HandlerF
 				}
 			} else {
 				err = r.ParseForm()
+			}
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				http.Error(w, fmt.Sprintf("the form is larger than %d bytes: send it in parts", limit), http.StatusRequestEntityTooLarge)
+				return
 			}
 			if err != nil {
 				http.Error(w, "the form could not be read: "+err.Error(), http.StatusBadRequest)

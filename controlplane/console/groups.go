@@ -156,9 +156,12 @@ func (h *Handler) groupSettingsForm(w http.ResponseWriter, r *http.Request) {
 	s.Inspection.Enabled = f.Get("inspect") == "on"
 	s.Inspection.PerSIM = f.Get("inspectPerSIM") == "on"
 	s.Inspection.Webhook = f.Get("inspectWebhook") == "on"
-	if n, set, err := formInt(f, "inspectEvery", "interval (seconds)", 10, 3600); err != nil && d.Field == "" {
+	// The field shows the stored interval, so an empty one was emptied:
+	// back to the default (0, which the service makes
+	// fleet.DefaultInspectionInterval).
+	if n, _, err := formInt(f, "inspectEvery", "interval (seconds)", 10, 3600); err != nil && d.Field == "" {
 		d.Field, d.Message = "settings.inspection.intervalSeconds", err.(*fleet.Error).Message // formInt's errors are fleet errors
-	} else if set {
+	} else if err == nil {
 		s.Inspection.IntervalSeconds = n
 	}
 	if d.Field != "" {

@@ -39,6 +39,11 @@ func (h *Handler) inspection(w http.ResponseWriter, r *http.Request) {
 	a := sessionOf(r).actor
 	q := r.URL.Query()
 	d := inspectionData{Group: q.Get("group"), SIM: strings.TrimSpace(q.Get("sim"))}
+	if d.SIM != "" {
+		// A SIM is the narrower ask (the group chooser may still hold an
+		// earlier choice): its records, whatever its group.
+		d.Group = ""
+	}
 	groups, _, err := h.groupNames(r)
 	if err != nil {
 		h.fail(w, r, err)

@@ -72,7 +72,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /captures/{id}/download", h.signedIn(h.downloadCapture))
 	m.HandleFunc("GET /inspection", h.signedIn(h.inspection))
 	m.HandleFunc("GET /simcards", h.signedIn(h.simCards))
-	m.HandleFunc("POST /simcards", h.signedInUpTo(maxImport, h.importSIMCards))
+	m.HandleFunc("POST /simcards", h.signedInUpTo(maxImport, fleet.RoleAdmin, h.importSIMCards))
 	m.HandleFunc("POST /simcards/{iccid}/update", h.signedIn(h.updateSIMCard))
 	m.HandleFunc("POST /simcards/{iccid}/delete", h.signedIn(h.deleteSIMCard))
 	m.HandleFunc("GET /settings", h.signedIn(h.settings))
@@ -604,7 +604,11 @@ func (h *Handler) createAuthKey(w http.ResponseWriter, r *http.Request) {
 	again := func(code int, field, msg string) {
 		h.authKeysPage(w, r, code, page{Error: msg}, authKeysData{Form: f, Field: field})
 	}
-	key, prev, first := h.sentBefore(r)
+	key, prev, first, err := h.sentBefore(r)
+	if err != nil {
+		again(http.StatusBadRequest, "", err.Error())
+		return
+	}
 	if !first {
 		h.authKeysPage(w, r, http.StatusOK, page{Flash: sentAgain("auth key", prev)}, authKeysData{})
 		return

@@ -7,12 +7,14 @@ import (
 	"context"
 	"fmt"
 	"html"
+	"io"
 	"mime/multipart"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,6 +180,66 @@ func upload(t *testing.T, s *site, c *http.Client, path string, fields map[strin
 	return r.StatusCode, html.UnescapeString(out.String())
 }
 
+// countingReader counts what the server read of a request body.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// TestSIMCardImportBounds: an operator's import is refused before its
+// body is read (a large upload costs the server nothing), an admin's
+// larger than the API's bound is refused with that bound named, and one
+// up to it is read whole.
+func TestSIMCardImportBounds(t *testing.T) {
+	key, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSite(t, console.Config{}, func(c *controlplane.Config) { c.Secrets = key })
+	send := func(c *http.Client, csrf string, size int) (int, string, int64) {
+		var b bytes.Buffer
+		mw := multipart.NewWriter(&b)
+		mw.WriteField("csrf", csrf)
+		fw, _ := mw.CreateFormFile("file", "cards.csv")
+		fw.Write([]byte(cardsCSV))
+		fw.Write(bytes.Repeat([]byte("\n"), size-len(cardsCSV)))
+		mw.Close()
+		total := int64(b.Len())
+		body := &countingReader{r: &b}
+		req, _ := http.NewRequest("POST", s.url+"/simcards", body)
+		req.ContentLength = total
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		r, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("the upload of %d bytes: %v", size, err)
+		}
+		defer r.Body.Close()
+		out, _ := io.ReadAll(r.Body)
+		return r.StatusCode, string(out), total - body.n.Load()
+	}
+	op, ocsrf := s.signedIn(fleet.RoleOperator)
+	code, msg, unread := send(op, ocsrf, 4*fleet.MaxCardCSV)
+	if code != http.StatusForbidden || !strings.Contains(msg, "admin") {
+		t.Fatalf("an operator's large import: %d %q, want 403 naming the role", code, msg)
+	}
+	if unread < int64(fleet.MaxCardCSV) {
+		t.Errorf("the server read all but %d bytes of a refused operator's upload", unread)
+	}
+	admin, acsrf := s.signedIn(fleet.RoleAdmin)
+	if code, msg, _ := send(admin, acsrf, fleet.MaxCardCSV+128<<10); code != http.StatusRequestEntityTooLarge || !strings.Contains(msg, "send it in parts") {
+		t.Fatalf("an admin's import over the bound: %d %q, want 413", code, msg)
+	}
+	if code, msg, _ := send(admin, acsrf, fleet.MaxCardCSV-1<<10); code != http.StatusSeeOther {
+		t.Fatalf("an admin's import at the bound: %d %q, want it read whole and imported", code, msg)
+	}
+}
+
 // TestSIMCards: an admin imports a vendor's CSV as a file (a bad one is
 // refused whole, its text not echoed); the page never shows a key; an
 // operator suspends a card and sets its group but cannot import or
@@ -274,6 +336,9 @@ func TestLANRoutesPage(t *testing.T) {
 	if code, body, _ := post(t, s, c, csrf, "/sims/"+sim.ID+"/routes/hosts", url.Values{"prefix": {"192.168.7.0/24"}, "hosts": {"plc=192.168.7.20\nhmi"}}); code != http.StatusBadRequest || !strings.Contains(body, `"hmi": want name=address`) {
 		t.Fatalf("a bad hosts line: %d", code)
 	}
+	if code, body, _ := post(t, s, c, csrf, "/sims/"+sim.ID+"/routes/hosts", url.Values{"prefix": {"192.168.7.0/24"}, "hosts": {"plc=192.168.7.20\nplc=192.168.7.21"}}); code != http.StatusBadRequest || !strings.Contains(body, `"plc" is named twice`) {
+		t.Fatalf("one name twice: %d\n%s", code, body)
+	}
 	if code, body, _ := post(t, s, c, csrf, "/sims/"+sim.ID+"/routes/hosts", url.Values{"prefix": {"192.168.7.0/24"}, "hosts": {"plc=10.1.1.1"}}); code != http.StatusBadRequest {
 		t.Fatalf("a host outside the route: %d %s", code, body)
 	}
@@ -314,6 +379,14 @@ func TestInspection(t *testing.T) {
 	if in := g.Settings.Inspection; !in.Enabled || in.IntervalSeconds != 30 || !in.PerSIM || in.Webhook {
 		t.Fatalf("inspection settings: %+v", in)
 	}
+	// The interval emptied goes back to the default; the rest stays.
+	if code, _, _ := post(t, s, c, csrf, "/groups/"+g.ID+"/settings", url.Values{"d2dMode": {"off"}, "inspect": {"on"}, "inspectEvery": {""}, "inspectPerSIM": {"on"}, "version": {controlplane.GroupVersion(g)}}); code != http.StatusSeeOther {
+		t.Fatalf("clear the interval: %d", code)
+	}
+	g, _ = s.svc.GetGroup(ctx, controlplane.System, g.ID)
+	if in := g.Settings.Inspection; !in.Enabled || in.IntervalSeconds != fleet.DefaultInspectionInterval || !in.PerSIM {
+		t.Fatalf("inspection settings with the interval emptied: %+v", in)
+	}
 	now := time.Now().UTC().Truncate(time.Second)
 	var recs []fleet.Record
 	for i := range 3 {
@@ -324,17 +397,24 @@ func TestInspection(t *testing.T) {
 		recs = append(recs, fleet.Record{GroupID: g.ID, Time: start.Add(30 * time.Second), Received: now, Category: fleet.InspectionCategory, ContentType: "application/json", Payload: []byte(body)})
 	}
 	recs = append(recs, fleet.Record{GroupID: g.ID, Time: now, Received: now, Category: "telemetry", ContentType: "application/json", Payload: []byte(`{"temp":3}`)})
+	cam, _, _ := s.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: "cam-1", GroupID: g.ID, GenerateKey: true})
+	recs = append(recs, fleet.Record{SIMID: cam.ID, GroupID: g.ID, Time: now, Received: now, Category: fleet.InspectionCategory, ContentType: "application/json", Payload: recs[0].Payload})
 	if err := s.st.AppendRecords(ctx, recs); err != nil {
 		t.Fatal(err)
 	}
 	v, _ := s.signedIn(fleet.RoleViewer)
 	resp, raw := do(t, v, "GET", s.url+"/inspection?group="+g.ID, nil, nil)
 	body = html.UnescapeString(raw)
-	if resp.StatusCode != 200 || strings.Count(body, `<tr class="inspection-row">`) != 3 || !strings.Contains(raw, `data-points="3"`) {
+	if resp.StatusCode != 200 || strings.Count(body, `<tr class="inspection-row">`) != 4 || !strings.Contains(raw, `data-points="4"`) {
 		t.Fatalf("inspection page: %d\n%s", resp.StatusCode, body)
 	}
 	if !strings.Contains(body, "TLS 8.8 KiB, DNS 300 B") || !strings.Contains(body, "api.example.com") || strings.Contains(raw, "<b>x</b>") {
 		t.Fatal("the rows lack the busiest protocols or names, or render a name as markup")
+	}
+	// A SIM asked for with a group still chosen: the SIM's records.
+	other, _ := s.svc.CreateGroup(ctx, controlplane.System, "other", fleet.GroupSettings{})
+	if resp, body := do(t, v, "GET", s.url+"/inspection?group="+other.ID+"&sim="+cam.ID, nil, nil); resp.StatusCode != 200 || strings.Count(body, `<tr class="inspection-row">`) != 1 {
+		t.Fatalf("a SIM's records with a group chosen too: %d\n%s", resp.StatusCode, body)
 	}
 	if _, body := do(t, v, "GET", s.url+"/inspection", nil, nil); strings.Contains(body, "inspection-row") {
 		t.Fatal("records shown before a group is chosen")
@@ -490,6 +570,19 @@ func TestCreateFormSentTwice(t *testing.T) {
 	m := nonceRE.FindStringSubmatch(body)
 	if m == nil {
 		t.Fatal("the auth-key form has no nonce")
+	}
+	// A nonce the console did not make (too long, not base64url) is
+	// refused and makes nothing: nothing a client chooses is held.
+	for _, n := range []string{strings.Repeat("A", 32<<10), m[1] + "A", "!!!!!!!!!!!!!!!!!!!!!!", m[1][:21] + "B"} {
+		if code, body, _ := post(t, s, c, csrf, "/authkeys", url.Values{"nonce": {n}}); code != http.StatusBadRequest || !strings.Contains(body, "reload the page") {
+			t.Fatalf("a nonce of %d bytes not made here: %d", len(n), code)
+		}
+		if code, _, _ := post(t, s, c, csrf, "/tokens", url.Values{"nonce": {n}, "role": {"viewer"}}); code != http.StatusBadRequest {
+			t.Fatalf("a token form's nonce of %d bytes not made here: %d", len(n), code)
+		}
+	}
+	if pg, _ := s.svc.ListAuthKeys(ctx, controlplane.System, store.PageRequest{}); len(pg.Items) != 0 {
+		t.Fatal("a form with a bad nonce made an auth key")
 	}
 	if code, _, _ := post(t, s, c, csrf, "/authkeys", url.Values{"nonce": {m[1]}, "hours": {"0"}}); code != http.StatusBadRequest {
 		t.Fatalf("a refused form: %d", code)

@@ -72,7 +72,13 @@ func parseHosts(s string) (map[string]netip.Addr, error) {
 		if !ok || err != nil {
 			return nil, fleet.Errorf(fleet.CodeInvalid, "hosts", "%q: want name=address", item)
 		}
-		hosts[strings.TrimSpace(name)] = a
+		name = strings.TrimSpace(name)
+		if prev, dup := hosts[name]; dup {
+			// One name, two lines: keeping either would drop the other
+			// without a word.
+			return nil, fleet.Errorf(fleet.CodeInvalid, "hosts", "%q is named twice (%s and %s): one address a name", name, prev, a)
+		}
+		hosts[name] = a
 	}
 	return hosts, nil
 }

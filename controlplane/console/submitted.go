@@ -4,7 +4,9 @@ package console
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -17,8 +19,12 @@ import (
 // secret is not shown again. Held in memory: a form sent again to another
 // node of a cluster is not caught, which costs one spare key, revocable.
 type submitted struct {
-	mu   sync.Mutex
-	made map[string]submission
+	mu sync.Mutex
+	// bySession holds each session's forms, by a hash of the session's
+	// CSRF token; a form by a hash of its path and nonce, so nothing a
+	// client sends is kept as sent.
+	bySession map[[32]byte]map[[32]byte]submission
+	n         int // forms held over all sessions
 }
 
 type submission struct {
@@ -29,83 +35,157 @@ type submission struct {
 const (
 	// submittedFor is how long a form's nonce is remembered.
 	submittedFor = time.Hour
-	// maxSubmitted bounds the nonces held.
-	maxSubmitted = 10_000
+	// maxSubmitted bounds the forms held over all sessions, and
+	// maxSubmittedPerSession those of one session: one operator sending
+	// forms in a loop pushes out only their own oldest.
+	maxSubmitted           = 10_000
+	maxSubmittedPerSession = 64
+	// nonceBytes is a nonce's size; its text is base64url without padding.
+	nonceBytes = 16
 )
 
 // newNonce is a fresh form nonce.
 func newNonce() string {
-	b := make([]byte, 16)
+	b := make([]byte, nonceBytes)
 	rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// take claims the form key: ("", true) the first time, after which the
-// caller creates and calls done or forget; (id, false) when it was sent
-// before, id being what that sending made ("" if it is still under way).
-func (s *submitted) take(key string) (string, bool) {
+// validNonce says whether n has the form newNonce gives.
+func validNonce(n string) bool {
+	if len(n) != base64.RawURLEncoding.EncodedLen(nonceBytes) {
+		return false
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(n)
+	return err == nil && len(b) == nonceBytes
+}
+
+// formKey names a form of a session; held is false for a request without
+// a nonce, for which done and forget do nothing.
+type formKey struct {
+	session, form [32]byte
+	held          bool
+}
+
+// take claims the form: ("", true) the first time, after which the caller
+// creates and calls done or forget; (id, false) when it was sent before,
+// id being what that sending made ("" if it is still under way).
+func (s *submitted) take(k formKey) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	if s.made == nil {
-		s.made = map[string]submission{}
+	if s.bySession == nil {
+		s.bySession = map[[32]byte]map[[32]byte]submission{}
 	}
-	if len(s.made) >= maxSubmitted {
-		s.prune(now)
-	}
-	if m, ok := s.made[key]; ok && now.Sub(m.at) < submittedFor {
+	if m, ok := s.bySession[k.session][k.form]; ok && now.Sub(m.at) < submittedFor {
 		return m.id, false
 	}
-	s.made[key] = submission{at: now}
+	if s.n >= maxSubmitted {
+		s.prune(now) // first: it may drop this session's forms whole
+	}
+	forms := s.bySession[k.session]
+	if forms == nil {
+		forms = map[[32]byte]submission{}
+		s.bySession[k.session] = forms
+	}
+	if _, ok := forms[k.form]; ok { // held but expired
+		delete(forms, k.form)
+		s.n--
+	}
+	if len(forms) >= maxSubmittedPerSession {
+		s.dropOldest(forms)
+	}
+	s.n++
+	forms[k.form] = submission{at: now}
 	return "", true
 }
 
-// prune drops the expired nonces and, if that is not enough, others
-// until half the bound is held (a flood of forms from a signed-in
-// operator must not grow memory without end).
-func (s *submitted) prune(now time.Time) {
-	for k, m := range s.made {
-		if now.Sub(m.at) >= submittedFor {
-			delete(s.made, k)
+// dropOldest drops a session's oldest form.
+func (s *submitted) dropOldest(forms map[[32]byte]submission) {
+	var oldest [32]byte
+	var at time.Time
+	for f, m := range forms {
+		if at.IsZero() || m.at.Before(at) {
+			oldest, at = f, m.at
 		}
 	}
-	for k := range s.made {
-		if len(s.made) <= maxSubmitted/2 {
+	delete(forms, oldest)
+	s.n--
+}
+
+// prune drops the expired forms and, if that is not enough, whole
+// sessions' until half the bound is held (a flood of sessions each
+// sending forms must not grow memory without end).
+func (s *submitted) prune(now time.Time) {
+	for sess, forms := range s.bySession {
+		for f, m := range forms {
+			if now.Sub(m.at) >= submittedFor {
+				delete(forms, f)
+				s.n--
+			}
+		}
+		if len(forms) == 0 {
+			delete(s.bySession, sess)
+		}
+	}
+	for sess, forms := range s.bySession {
+		if s.n <= maxSubmitted/2 {
 			break
 		}
-		delete(s.made, k)
+		s.n -= len(forms)
+		delete(s.bySession, sess)
 	}
 }
 
 // done records what the form made.
-func (s *submitted) done(key, id string) {
+func (s *submitted) done(k formKey, id string) {
+	if !k.held {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if m, ok := s.made[key]; ok {
+	if m, ok := s.bySession[k.session][k.form]; ok {
 		m.id = id
-		s.made[key] = m
+		s.bySession[k.session][k.form] = m
 	}
 }
 
 // forget lets the form be sent again: the create was refused.
-func (s *submitted) forget(key string) {
+func (s *submitted) forget(k formKey) {
+	if !k.held {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.made, key)
+	forms := s.bySession[k.session]
+	if _, ok := forms[k.form]; ok {
+		delete(forms, k.form)
+		s.n--
+		if len(forms) == 0 {
+			delete(s.bySession, k.session)
+		}
+	}
 }
 
 // sentBefore claims the request's form (by its nonce, for this session
-// and path): key is what to call done or forget with ("" when the form
-// has no nonce: a script, which gets no such protection); first is false
+// and path). A form without a nonce (a script) gets no such protection;
+// one with a nonce the console cannot have made is refused. first is false
 // when the form was sent before, and prev is then what it made.
-func (h *Handler) sentBefore(r *http.Request) (key, prev string, first bool) {
+func (h *Handler) sentBefore(r *http.Request) (k formKey, prev string, first bool, err error) {
 	n := r.PostFormValue("nonce")
 	if n == "" {
-		return "", "", true
+		return formKey{}, "", true, nil
 	}
-	key = sessionOf(r).csrf + " " + r.URL.Path + " " + n
-	prev, first = h.sent.take(key)
-	return key, prev, first
+	if !validNonce(n) {
+		return formKey{}, "", false, errors.New("this form was not made by this console (its nonce); reload the page and try again")
+	}
+	k = formKey{
+		session: sha256.Sum256([]byte(sessionOf(r).csrf)),
+		form:    sha256.Sum256([]byte(r.URL.Path + " " + n)),
+		held:    true,
+	}
+	prev, first = h.sent.take(k)
+	return k, prev, first, nil
 }
 
 // sentAgain is what a form sent again is told.

@@ -46,7 +46,11 @@ func (h *Handler) tokens(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) {
 	a := sessionOf(r).actor
 	f := r.PostForm
-	key, prev, first := h.sentBefore(r)
+	key, prev, first, err := h.sentBefore(r)
+	if err != nil {
+		h.tokensPage(w, r, http.StatusBadRequest, page{Error: err.Error()}, tokensData{Form: f})
+		return
+	}
 	if !first {
 		h.tokensPage(w, r, http.StatusOK, page{Flash: sentAgain("token", prev)}, tokensData{})
 		return

@@ -16,6 +16,8 @@
 //	GET /v1/subscriber/routes the LAN routes behind the SIM, approved or waiting
 //	PUT /v1/subscriber/routes {"prefixes": [CIDR…]}: advertise the LANs behind
 //	                          the device (they wait for an operator's approval)
+//	PUT /v1/subscriber/agent  the software the device runs, one product as text
+//	                          ("wirefleet-agent/v1.4.0"), shown to operators
 package metadata
 
 import (
@@ -161,6 +163,7 @@ func (s *Service) handler() http.Handler {
 	mux.HandleFunc("PUT /v1/subscriber/tags", s.with(s.putTags))
 	mux.HandleFunc("PUT /v1/subscriber/key", s.with(s.putKey))
 	mux.HandleFunc("GET /v1/subscriber/session", s.with(s.getSession))
+	mux.HandleFunc("PUT /v1/subscriber/agent", s.with(s.putAgent))
 	mux.HandleFunc("GET /v1/subscriber/routes", s.with(s.getRoutes))
 	mux.HandleFunc("PUT /v1/subscriber/routes", s.with(s.putRoutes))
 	return mux
@@ -191,31 +194,49 @@ func (s *Service) with(fn func(w http.ResponseWriter, r *http.Request, c caller)
 			http.Error(w, "unknown caller", http.StatusForbidden)
 			return
 		}
-		if a := agentOf(r.UserAgent()); a != "" && a != sim.Agent {
-			// The device's word about itself, for operators: a report the
-			// store cannot take costs the request nothing.
-			if err := s.cfg.ControlPlane.ReportAgent(r.Context(), sim.ID, a); err != nil {
-				s.cfg.Logger.Debug("metadata: recording the device's agent", "sim", sim.ID, "err", err)
-			}
-		}
 		fn(w, r, caller{sim: sim, groupName: pc.GroupName, group: pc.Group, inGroup: sim.GroupID != ""})
 	}
 }
 
-// agentOf is the first product of a User-Agent ("wirefleet-agent/v1.4.0",
-// "curl/8.5.0"), cut to fleet.MaxAgentLen at a character; "" for none or
-// for one that is not printable ASCII.
-func agentOf(ua string) string {
-	p, _, _ := strings.Cut(strings.TrimSpace(ua), " ")
-	if len(p) > fleet.MaxAgentLen {
-		p = p[:fleet.MaxAgentLen]
+// putAgent records the software the device says it runs: the body is one
+// product ("wirefleet-agent/v1.4.0"), printable ASCII without spaces, at
+// most fleet.MaxAgentLen bytes. Only this explicit report is recorded (not
+// every request's User-Agent), so a script on the device calling the
+// metadata service does not overwrite what its agent reported.
+func (s *Service) putAgent(w http.ResponseWriter, r *http.Request, c caller) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, fleet.MaxAgentLen+2))
+	if err != nil {
+		http.Error(w, "the report could not be read", http.StatusBadRequest)
+		return
 	}
-	for i := 0; i < len(p); i++ {
-		if p[i] < 0x21 || p[i] > 0x7e {
-			return ""
+	a := strings.TrimSpace(string(b))
+	if !validAgent(a) {
+		http.Error(w, fmt.Sprintf("the agent is one product, e.g. wirefleet-agent/v1.4.0: printable ASCII without spaces, 1 to %d bytes", fleet.MaxAgentLen), http.StatusBadRequest)
+		return
+	}
+	if a != c.sim.Agent {
+		if err := s.cfg.ControlPlane.ReportAgent(r.Context(), c.sim.ID, a); errors.Is(err, store.ErrUnavailable) {
+			unavailable(w)
+			return
+		} else if err != nil {
+			http.Error(w, "the report was not recorded: "+err.Error(), http.StatusBadRequest)
+			return
 		}
 	}
-	return p
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// validAgent says whether a is one product, as putAgent takes it.
+func validAgent(a string) bool {
+	if a == "" || len(a) > fleet.MaxAgentLen {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if a[i] < 0x21 || a[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Service) getSubscriber(w http.ResponseWriter, r *http.Request, c caller) {

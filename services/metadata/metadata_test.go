@@ -283,23 +283,34 @@ func TestStoreOutage(t *testing.T) {
 	}
 }
 
-// A device's User-Agent is recorded as its agent when it changes: its
-// first product only, printable ASCII only, and never for another SIM.
+// A device's agent is what it reports with PUT /v1/subscriber/agent: one
+// product of printable ASCII, never for another SIM; other requests'
+// User-Agent (a script on the device) changes nothing.
 func TestAgentRecorded(t *testing.T) {
 	s, cp := newTestService()
-	for _, ua := range []string{"wirefleet-agent/v1.2.3 (linux; arm64)", "wirefleet-agent/v1.2.3", "", "agent\x1b[31m/1", "é/1"} {
-		if code, _ := doAs(t, s, addrA, ua, "GET", "/v1/subscriber", ""); code != 200 {
-			t.Fatalf("GET with %q: %d", ua, code)
+	if code, _ := doAs(t, s, addrA, "wirefleet-agent/v1.2.3", "PUT", "/v1/subscriber/agent", "wirefleet-agent/v1.2.3\n"); code != http.StatusNoContent {
+		t.Fatalf("the agent's report: %d", code)
+	}
+	for _, path := range []string{"/v1/subscriber", "/v1/userdata", "/v1/subscriber/session"} {
+		doAs(t, s, addrA, "curl/8.5.0", "GET", path, "")
+	}
+	doAs(t, s, addrA, "", "PUT", "/v1/subscriber/agent", "wirefleet-agent/v1.2.3") // the same again: nothing to record
+	long := strings.Repeat("x", fleet.MaxAgentLen+1)
+	for _, bad := range []string{"", "  ", "wirefleet-agent/v1 (linux)", "agent\x1b[31m/1", "é/1", long} {
+		if code, body := do(t, s, addrA, "PUT", "/v1/subscriber/agent", bad); code != http.StatusBadRequest || !strings.Contains(body, "one product") {
+			t.Errorf("a report of %q: %d %q, want 400", bad, code, body)
 		}
 	}
-	if code, _ := doAs(t, s, netip.MustParseAddr("10.128.0.9"), "intruder/1", "GET", "/v1/subscriber", ""); code != http.StatusForbidden {
+	if code, _ := do(t, s, netip.MustParseAddr("10.128.0.9"), "PUT", "/v1/subscriber/agent", "intruder/1"); code != http.StatusForbidden {
 		t.Fatalf("an unknown caller: %d", code)
 	}
-	doAs(t, s, addrA, "curl/8.5.0", "GET", "/v1/userdata", "")
-	long := strings.Repeat("x", 100)
-	doAs(t, s, addrB, long, "GET", "/v1/subscriber", "")
-	want := []string{"sim_a wirefleet-agent/v1.2.3", "sim_a curl/8.5.0", "sim_b " + long[:fleet.MaxAgentLen]}
+	do(t, s, addrB, "PUT", "/v1/subscriber/agent", long[:fleet.MaxAgentLen])
+	want := []string{"sim_a wirefleet-agent/v1.2.3", "sim_b " + long[:fleet.MaxAgentLen]}
 	if strings.Join(cp.agents, "|") != strings.Join(want, "|") {
 		t.Fatalf("reports %q, want %q", cp.agents, want)
+	}
+	cp.down = true
+	if code, _ := do(t, s, addrA, "PUT", "/v1/subscriber/agent", "wirefleet-agent/v2"); code != http.StatusServiceUnavailable {
+		t.Fatalf("a report while the store is down: %d, want 503", code)
 	}
 }
