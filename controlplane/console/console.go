@@ -111,6 +111,7 @@ type Handler struct {
 	once         sync.Once
 	stats        cached[fleet.GatewayStats]     // the gateway's totals, for a second
 	counts       cached[map[fleet.Status]int64] // SIMs by status, for two seconds
+	health       cached[fleetHealth]            // nodes and alerts, for two seconds
 	sent         submitted                      // create forms answered with a secret
 }
 
@@ -127,7 +128,7 @@ func New(svc *controlplane.Service, c Config) (*Handler, error) {
 	}
 	h := &Handler{svc: svc, log: c.Logger, gw: c.Gateway, proxies: slices.Clone(c.TrustedProxies), limit: ratelimit.New(c.SignInLimit), every: c.LiveInterval,
 		mux: http.NewServeMux(), streams: make(chan struct{}, MaxLiveStreams), perSession: map[string]int{}, done: make(chan struct{}), flags: slices.Clone(c.Settings)}
-	h.stats.ttl, h.counts.ttl = time.Second, 2*time.Second
+	h.stats.ttl, h.counts.ttl, h.health.ttl = time.Second, 2*time.Second, 2*time.Second
 	if err := h.parseTemplates(); err != nil {
 		return nil, err
 	}

@@ -184,7 +184,56 @@ type overviewData struct {
 	Total   int64
 	Gateway fleet.GatewayStats
 	HasGW   bool
+	Fleet   fleetHealth
 	Events  []fleet.Event
+}
+
+// fleetHealth is the overview's reading of the nodes and the monitor's
+// alerts, shared among viewers like the counts.
+type fleetHealth struct {
+	Nodes, NodesUp int
+	Degraded       []string // "node: why", of the nodes up
+	Alerts         int      // in the last day, of the newest overviewAlerts
+	Unacknowledged int
+	More           bool // overviewAlerts or more in the last day
+}
+
+// overviewAlerts bounds the alerts the overview reads: a count beyond it
+// says "or more" rather than scan the audit log.
+const overviewAlerts = 100
+
+func (h *Handler) readFleetHealth(r *http.Request) (fleetHealth, error) {
+	var f fleetHealth
+	a := sessionOf(r).actor
+	ns, err := h.svc.ListNodes(r.Context(), a)
+	if err != nil {
+		return f, err
+	}
+	now := time.Now()
+	for _, n := range ns {
+		f.Nodes++
+		if n.Up(now) {
+			f.NodesUp++
+			if n.Degraded != "" {
+				f.Degraded = append(f.Degraded, n.Name+": "+n.Degraded)
+			}
+		}
+	}
+	al, err := h.svc.ListAlerts(r.Context(), a, store.PageRequest{Limit: overviewAlerts})
+	if err != nil {
+		return f, err
+	}
+	for _, x := range al.Items {
+		if now.Sub(x.Time) > 24*time.Hour {
+			break // newest first
+		}
+		f.Alerts++
+		if x.Ack == nil {
+			f.Unacknowledged++
+		}
+	}
+	f.More = f.Alerts == overviewAlerts && al.Next != ""
+	return f, nil
 }
 
 func (h *Handler) overviewData(r *http.Request) (overviewData, error) {
@@ -197,6 +246,9 @@ func (h *Handler) overviewData(r *http.Request) (overviewData, error) {
 	for st, n := range counts {
 		d.Counts[string(st)] = n
 		d.Total += n
+	}
+	if d.Fleet, err = h.health.get(func() (fleetHealth, error) { return h.readFleetHealth(r) }); err != nil {
+		return d, err
 	}
 	if h.gw != nil {
 		d.HasGW = true

@@ -669,3 +669,53 @@ func TestNodesPage(t *testing.T) {
 		t.Fatalf("nodes after forgetting: %+v", ns)
 	}
 }
+
+// TestOverviewFleetHealth: the overview counts the nodes up (and names
+// the degraded ones) and the last day's alerts, unacknowledged apart,
+// live too.
+func TestOverviewFleetHealth(t *testing.T) {
+	s := newSite(t, console.Config{})
+	ctx := context.Background()
+	now := time.Now().UTC()
+	s.svc.Heartbeat(ctx, fleet.Node{Name: "node-a:51820", Version: "v1", Started: now, Seen: now})
+	s.svc.Heartbeat(ctx, fleet.Node{Name: "node-b:51820", Version: "v1", Started: now, Seen: now, Degraded: "store <b>slow</b>"})
+	s.svc.Heartbeat(ctx, fleet.Node{Name: "node-c:51820", Version: "v1", Started: now, Seen: now.Add(-time.Hour), Degraded: "stopped"})
+	sim, _, _ := s.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: "m", GenerateKey: true})
+	for range 3 {
+		if err := s.svc.RecordDeviceEvent(ctx, sim.ID, controlplane.AlertAction, map[string]any{"kind": "fan-out", "severity": "medium"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	al, _ := s.svc.ListAlerts(ctx, controlplane.System, store.PageRequest{})
+	if err := s.svc.AcknowledgeAlert(ctx, controlplane.System, al.Items[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := s.signedIn(fleet.RoleViewer)
+	for _, path := range []string{"/", "/live/overview"} {
+		req, _ := http.NewRequest("GET", s.url+path, nil)
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := v.Do(req.WithContext(ctx))
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64<<10)
+		var raw []byte
+		for !bytes.Contains(raw, []byte(`data-stat="alerts"`)) || !bytes.Contains(raw, []byte("</dl>")) {
+			n, err := resp.Body.Read(buf)
+			raw = append(raw, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		resp.Body.Close()
+		cancel()
+		body := string(raw)
+		if !strings.Contains(body, `<a href="/nodes">2 of 3</a>`) || !strings.Contains(body, "node-b:51820: store &lt;b&gt;slow&lt;/b&gt;") || strings.Contains(body, "node-c:51820") {
+			t.Fatalf("%s: the nodes:\n%s", path, body)
+		}
+		if !strings.Contains(body, `<a href="/alerts">3</a>, 2 unacknowledged`) {
+			t.Fatalf("%s: the alerts:\n%s", path, body)
+		}
+	}
+}
