@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
@@ -84,13 +85,31 @@ func (s *Service) Heartbeat(ctx context.Context, n fleet.Node) error {
 }
 
 // ListNodes lists the installation's nodes by name, up or not
-// (fleet.Node.Up).
+// (fleet.Node.Up), each with the cluster-wide jobs it runs.
 func (s *Service) ListNodes(ctx context.Context, a Actor) ([]fleet.Node, error) {
 	if err := require(a, fleet.RoleViewer); err != nil {
 		return nil, err
 	}
 	ns, err := s.st.ListNodes(ctx)
-	return ns, storeErr(err, "")
+	if err != nil {
+		return nil, storeErr(err, "")
+	}
+	ls, err := s.st.ListLeases(ctx)
+	if err != nil {
+		return nil, storeErr(err, "")
+	}
+	now := s.now()
+	for _, l := range ls {
+		if !now.Before(l.Until) {
+			continue // lapsed: no one runs it until a node takes it
+		}
+		for i := range ns {
+			if ns[i].Name == l.Holder {
+				ns[i].Jobs = append(ns[i].Jobs, l.Job)
+			}
+		}
+	}
+	return ns, nil
 }
 
 // ForgetNode removes a node that is down from the registry (one retired
@@ -116,4 +135,37 @@ func (s *Service) ForgetNode(ctx context.Context, a Actor, name string) error {
 		return s.event(ctx, tx, a, "node.forget", "node", name, nil)
 	})
 	return storeErr(err, "name")
+}
+
+// TakeLease gives this node (holder) the lease of a cluster-wide job for
+// ttl from now, if it is free, lapsed or already this node's, and says
+// whether the node holds it (the caller is the node itself: no actor).
+// Nodes' clocks are compared through the lease's end, so they are to be
+// kept within a fraction of ttl of each other (NTP).
+func (s *Service) TakeLease(ctx context.Context, job, holder string, ttl time.Duration) (bool, error) {
+	if err := CheckNodeName(holder); err != nil {
+		return false, err
+	}
+	var held bool
+	now := s.now()
+	err := s.st.Update(ctx, func(tx store.Tx) (err error) {
+		held, err = tx.TakeLease(ctx, job, holder, now, now.Add(ttl))
+		return err
+	})
+	return held, err
+}
+
+// ReleaseLease gives up this node's lease of a job (a clean stop), so
+// another node takes the job over at once rather than when it lapses.
+func (s *Service) ReleaseLease(ctx context.Context, job, holder string) error {
+	return s.st.Update(ctx, func(tx store.Tx) error { return tx.ReleaseLease(ctx, job, holder) })
+}
+
+// ListLeases lists the cluster-wide jobs' leases: which node runs which.
+func (s *Service) ListLeases(ctx context.Context, a Actor) ([]fleet.Lease, error) {
+	if err := require(a, fleet.RoleViewer); err != nil {
+		return nil, err
+	}
+	ls, err := s.st.ListLeases(ctx)
+	return ls, storeErr(err, "")
 }

@@ -21,6 +21,9 @@ type Node struct {
 	Seen time.Time `json:"seen"`
 	// Degraded names what does not work on it ("" when all does).
 	Degraded string `json:"degraded,omitempty"`
+	// Jobs are the cluster-wide jobs it runs (the leases it holds), by
+	// name; not part of its heartbeat.
+	Jobs []string `json:"jobs,omitempty"`
 }
 
 // NodeHeartbeat is how often a node refreshes its record, and
@@ -32,3 +35,11 @@ const (
 
 // Up says whether the node has been seen within NodeStaleAfter of now.
 func (n Node) Up(now time.Time) bool { return now.Sub(n.Seen) < NodeStaleAfter }
+
+// Lease is a cluster-wide job's lease: the node that holds it runs the
+// job, until Until unless it renews. A node that stops releases it.
+type Lease struct {
+	Job    string    `json:"job"`
+	Holder string    `json:"holder"`
+	Until  time.Time `json:"until"`
+}

@@ -5,20 +5,21 @@ package main
 import (
 	"fmt"
 	"net/url"
+	"strings"
 
 	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
 )
 
 // The wirefleetd nodes sharing the store (docs/control-plane.md).
 
-var nodeHeader = []string{"NAME", "STATE", "VERSION", "SESSIONS", "ENDPOINT", "API", "STARTED", "SEEN", "DEGRADED"}
+var nodeHeader = []string{"NAME", "STATE", "VERSION", "SESSIONS", "ENDPOINT", "API", "STARTED", "SEEN", "JOBS", "DEGRADED"}
 
 func nodeRow(n apiv1.Node) []string {
 	state := "down"
 	if n.Up {
 		state = "up"
 	}
-	return []string{n.Name, state, n.Version, fmt.Sprint(n.Sessions), n.Endpoint, n.API, ts(n.Started), ts(n.Seen), n.Degraded}
+	return []string{n.Name, state, n.Version, fmt.Sprint(n.Sessions), n.Endpoint, n.API, ts(n.Started), ts(n.Seen), strings.Join(n.Jobs, ","), n.Degraded}
 }
 
 func addNodeCommands(handlers map[string]handler) {

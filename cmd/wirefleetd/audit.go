@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wirefleet/wirefleet/controlplane/audit"
@@ -46,19 +45,4 @@ func (a *auditor) run(ctx context.Context) {
 		a.gauge.WithLabelValues(sev).Set(float64(n))
 	}
 	a.log.Info("audit done", "findings", len(findings))
-}
-
-// every runs the audit now and then every interval until ctx ends.
-func (a *auditor) every(ctx context.Context, interval time.Duration) {
-	a.run(ctx)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			a.run(ctx)
-		}
-	}
 }

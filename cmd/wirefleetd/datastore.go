@@ -14,8 +14,9 @@ import (
 )
 
 // newDataStore makes the data store at 100.127.111.111, hosted by the
-// gateway; each group switches it on in its settings.
-func newDataStore(c config, st store.Store, backend string, log *slog.Logger, reg prometheus.Registerer) *datastore.Service {
+// gateway; each group switches it on in its settings. retentionHeld says
+// whether this node runs the cluster-wide retention sweep.
+func newDataStore(c config, st store.Store, backend string, log *slog.Logger, reg prometheus.Registerer, retentionHeld func() bool) *datastore.Service {
 	n := c.dataCommitters
 	if n <= 0 {
 		n = 1 // SQLite: one writer connection anyway
@@ -32,6 +33,6 @@ func newDataStore(c config, st store.Store, backend string, log *slog.Logger, re
 	if every <= 0 {
 		every = -1
 	}
-	return datastore.New(datastore.Config{Store: st, Logger: log, Registerer: reg, Committers: n, RetentionEvery: every,
+	return datastore.New(datastore.Config{Store: st, Logger: log, Registerer: reg, Committers: n, RetentionEvery: every, RetentionHeld: retentionHeld,
 		Rate: ratelimit.Config{PerSecond: c.dataRate, Burst: c.dataBurst}})
 }

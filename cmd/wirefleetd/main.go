@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,6 +38,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/arcapi"
 	"github.com/wirefleet/wirefleet/controlplane/audit"
 	"github.com/wirefleet/wirefleet/controlplane/console"
+	"github.com/wirefleet/wirefleet/controlplane/jobs"
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 	"github.com/wirefleet/wirefleet/fleet"
@@ -395,7 +397,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg := prometheus.NewRegistry()
 	egressPolicy := egress.Policy{Allow: c.egressAllow.prefixes()}
 	fwd := forwarder.New(forwarder.Config{Secrets: settingsKey, Logger: log, Timeout: c.forwardTimeout, Retries: retries, Egress: egressPolicy})
-	ds := newDataStore(c, st, backend, log, reg)
+	// The cluster-wide jobs run on the node holding each one's lease
+	// (package jobs); the leases are taken once the node has its name.
+	var retentionLease atomic.Pointer[jobs.Lease]
+	ds := newDataStore(c, st, backend, log, reg, func() bool { l := retentionLease.Load(); return l != nil && l.Held() })
 	// The unified endpoint hands each message to the data store and the forwarders.
 	uni := unified.New(unified.Config{DataStore: ds, Forwarder: fwd, Logger: log})
 	reg.MustRegister(uni.Collector())
@@ -427,12 +432,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		reg.MustRegister(remote.Collector())
 	}
 	reg.MustRegister(attestCounter(svc), cardCounter(svc))
+	clusterJobs := jobs.New(jobs.Config{Leases: svc, Node: gw.ID(), Logger: log, Registerer: reg})
+	defer clusterJobs.Close() // before the gateway and the store close: the leases are released for another node
+	retentionLease.Store(clusterJobs.Hold(JobRetention))
 	if c.auditEvery > 0 {
+		auditLease := clusterJobs.Hold(JobAudit)
 		var auditing sync.WaitGroup
 		auditing.Add(1)
 		go func() {
 			defer auditing.Done()
-			newAuditor(st, audit.Options{MaxMappingDuration: remotePolicy.MaxDuration}, log, reg).every(ctx, c.auditEvery)
+			auditLease.Every(ctx, c.auditEvery, newAuditor(st, audit.Options{MaxMappingDuration: remotePolicy.MaxDuration}, log, reg).run)
 		}()
 		defer auditing.Wait() // before the store closes (deferred earlier, so it runs later)
 	}

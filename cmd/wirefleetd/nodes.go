@@ -68,3 +68,10 @@ func startHeartbeat(ctx context.Context, svc *controlplane.Service, n fleet.Node
 		}
 	}
 }
+
+// The cluster-wide jobs, by their lease's name: of the nodes sharing a
+// store, the one holding a job's lease runs it.
+const (
+	JobRetention = "datastore-retention"
+	JobAudit     = "config-audit"
+)

@@ -14,7 +14,8 @@ import (
 
 func init() {
 	schemas["Node"] = obj(props{"name": str(""), "endpoint": str("the WireGuard endpoint it hands to devices"), "api": str("its API listener"), "version": str(""),
-		"sessions": integer(), "started": dateTime(), "seen": dateTime(), "degraded": str("what does not work on it; empty when all does"), "up": boolean()})
+		"sessions": integer(), "started": dateTime(), "seen": dateTime(), "degraded": str("what does not work on it; empty when all does"), "up": boolean(),
+		"jobs": arr(str("a cluster-wide job it runs (holds the lease of): datastore-retention, config-audit"))})
 	schemas["NodeList"] = page("Node")
 }
 

@@ -46,7 +46,10 @@ type loopEnv struct {
 	callers map[netip.Addr]platform.Caller
 }
 
-func newLoopEnv(t *testing.T) *loopEnv {
+func newLoopEnv(t *testing.T) *loopEnv { t.Helper(); return newLoopEnvWith(t, nil) }
+
+// newLoopEnvWith is newLoopEnv with the service's config changed by opt.
+func newLoopEnvWith(t *testing.T, opt func(*Config)) *loopEnv {
 	t.Helper()
 	st, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "wirefleet.db"))
 	if err != nil {
@@ -54,7 +57,11 @@ func newLoopEnv(t *testing.T) *loopEnv {
 	}
 	t.Cleanup(func() { st.Close() })
 	e := &loopEnv{t: t, st: st, reg: prometheus.NewRegistry(), clk: clock.NewFake(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)), callers: map[netip.Addr]platform.Caller{}}
-	e.svc = New(Config{Store: st, Registerer: e.reg, Clock: e.clk, RetentionEvery: -1})
+	cfg := Config{Store: st, Registerer: e.reg, Clock: e.clk, RetentionEvery: -1}
+	if opt != nil {
+		opt(&cfg)
+	}
+	e.svc = New(cfg)
 	hl, _ := net.Listen("tcp", "127.0.0.1:0")
 	tl, _ := net.Listen("tcp", "127.0.0.1:0")
 	ul, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -344,6 +351,43 @@ func TestGroupCommit(t *testing.T) {
 	t.Logf("%d writes in %v commits", devices*each, commits)
 	if commits >= devices*each {
 		t.Fatalf("no group commit: %v commits for %d writes", commits, devices*each)
+	}
+}
+
+// TestRetentionOnTheLeaseHolder: the scheduled sweep runs only while this
+// node holds the cluster-wide job (RetentionHeld): of several nodes on one
+// store, one sweeps.
+func TestRetentionOnTheLeaseHolder(t *testing.T) {
+	var held atomic.Bool
+	e := newLoopEnvWith(t, func(c *Config) { c.RetentionEvery, c.RetentionHeld = 10*time.Millisecond, held.Load })
+	ctx := context.Background()
+	g := fleet.Group{ID: "grp_short", Name: "short", Settings: fleet.GroupSettings{DataStore: fleet.DataStoreSettings{Enabled: true, Retention: "1h"}}}
+	if err := g.Settings.Normalize("settings"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.Update(ctx, func(tx store.Tx) error { return tx.InsertGroup(ctx, g) }); err != nil {
+		t.Fatal(err)
+	}
+	old := e.clk.Now().Add(-2 * time.Hour)
+	if err := e.st.AppendRecords(ctx, []fleet.Record{{SIMID: "sim_a", GroupID: g.ID, Time: old, Received: old, Category: "c", ContentType: ContentBinary, Payload: []byte{1}}}); err != nil {
+		t.Fatal(err)
+	}
+	left := func() int {
+		p, err := e.st.ListRecords(ctx, store.RecordFilter{GroupID: g.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(p.Items)
+	}
+	time.Sleep(200 * time.Millisecond) // some twenty ticks
+	if left() != 1 {
+		t.Fatal("a node not holding the retention job swept")
+	}
+	held.Store(true)
+	for end := time.Now().Add(5 * time.Second); left() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the node holding the retention job did not sweep")
+		}
 	}
 }
 

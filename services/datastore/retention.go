@@ -57,6 +57,9 @@ func (s *Service) sweepEvery(every time.Duration) {
 			return
 		case <-t.C:
 		}
+		if s.cfg.RetentionHeld != nil && !s.cfg.RetentionHeld() {
+			continue // another node sweeps
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), every)
 		n, err := s.Sweep(ctx)
 		cancel()

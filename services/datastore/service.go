@@ -71,6 +71,10 @@ type Config struct {
 	// RetentionEvery is how often expired records are deleted (default a
 	// minute; negative: never, for tests calling Sweep).
 	RetentionEvery time.Duration
+	// RetentionHeld, if set, says whether this node runs the retention
+	// sweep now (it holds the cluster-wide job's lease): of several nodes
+	// on one store, one sweeps.
+	RetentionHeld func() bool
 	// Rate bounds each SIM's messages (a batch is one message): PerSecond
 	// 0 means DefaultRate, Burst 0 DefaultBurst; PerSecond negative turns
 	// the limit off. Messages over it are refused with 429.

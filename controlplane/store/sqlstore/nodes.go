@@ -4,6 +4,7 @@ package sqlstore
 
 import (
 	"context"
+	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
 )
@@ -38,4 +39,45 @@ ON CONFLICT (name) DO UPDATE SET endpoint = excluded.endpoint, api = excluded.ap
 
 func (t *tx) DeleteNode(ctx context.Context, name string) error {
 	return affected(t.exec(ctx, `DELETE FROM nodes WHERE name = ?`, name))
+}
+
+// ---- the cluster-wide jobs' leases ----
+
+func (r reader) ListLeases(ctx context.Context) ([]fleet.Lease, error) {
+	rows, err := r.q.QueryContext(ctx, `SELECT job, holder, until FROM leases ORDER BY job`)
+	if err != nil {
+		return nil, r.mapErr(err)
+	}
+	defer rows.Close()
+	out := []fleet.Lease{}
+	for rows.Next() {
+		var l fleet.Lease
+		var until int64
+		if err := rows.Scan(&l.Job, &l.Holder, &until); err != nil {
+			return nil, err
+		}
+		l.Until = fromNanos(until)
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+// TakeLease is one statement: the upsert's condition is checked under the
+// row's lock (PostgreSQL) or the single writer (SQLite), so of two nodes
+// taking a lapsed lease at once one updates the row and the other finds
+// it held.
+func (t *tx) TakeLease(ctx context.Context, job, holder string, now, until time.Time) (bool, error) {
+	res, err := t.exec(ctx, `INSERT INTO leases (job, holder, until) VALUES (?, ?, ?)
+ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, until = excluded.until
+WHERE leases.holder = excluded.holder OR leases.until <= ?`, job, holder, nanos(until), nanos(now))
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+func (t *tx) ReleaseLease(ctx context.Context, job, holder string) error {
+	_, err := t.exec(ctx, `DELETE FROM leases WHERE job = ? AND holder = ?`, job, holder)
+	return err
 }

@@ -289,4 +289,12 @@ CREATE TABLE nodes (
 	seen {int64} NOT NULL,
 	degraded TEXT NOT NULL
 );
+`, `
+-- Leases of the cluster-wide jobs (retention, the configuration audit):
+-- the holder runs the job; another node takes it once it lapses.
+CREATE TABLE leases (
+	job TEXT PRIMARY KEY,
+	holder TEXT NOT NULL,
+	until {int64} NOT NULL
+);
 `}

@@ -39,3 +39,50 @@ func testNodes(t *testing.T, s store.Store) {
 		t.Fatalf("forgetting an unknown node: %v", err)
 	}
 }
+
+// testLeases: a lease goes to the first taker; another cannot take it
+// while it runs, the holder renews it, anyone takes it once it lapsed; a
+// release lets the next taker in at once, and only the holder releases.
+func testLeases(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	take := func(job, holder string, at time.Time) bool {
+		t.Helper()
+		var ok bool
+		mustUpdate(t, s, func(tx store.Tx) (err error) {
+			ok, err = tx.TakeLease(ctx, job, holder, at, at.Add(30*time.Second))
+			return err
+		})
+		return ok
+	}
+	if !take("retention", "node-a", now) {
+		t.Fatal("a free lease was not taken")
+	}
+	if take("retention", "node-b", now.Add(time.Second)) {
+		t.Fatal("a held lease was taken by another node")
+	}
+	if !take("audit", "node-b", now) {
+		t.Fatal("another job's lease was not free")
+	}
+	if !take("retention", "node-a", now.Add(20*time.Second)) {
+		t.Fatal("the holder could not renew")
+	}
+	if take("retention", "node-b", now.Add(40*time.Second)) {
+		t.Fatal("the renewed lease was taken before it lapsed")
+	}
+	if !take("retention", "node-b", now.Add(50*time.Second)) {
+		t.Fatal("a lapsed lease was not taken")
+	}
+	ls, err := s.ListLeases(ctx)
+	if err != nil || len(ls) != 2 || ls[0].Job != "audit" || ls[1].Holder != "node-b" || !ls[1].Until.Equal(now.Add(80*time.Second)) {
+		t.Fatalf("leases: %+v %v", ls, err)
+	}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.ReleaseLease(ctx, "retention", "node-a") }) // not the holder: nothing
+	if take("retention", "node-a", now.Add(51*time.Second)) {
+		t.Fatal("a release by a node that does not hold the lease freed it")
+	}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.ReleaseLease(ctx, "retention", "node-b") })
+	if !take("retention", "node-a", now.Add(52*time.Second)) {
+		t.Fatal("a released lease was not free")
+	}
+}

@@ -39,6 +39,7 @@ func Run(t *testing.T, open Open) {
 		{"NamePrefix", testNamePrefix}, // simfields.go
 		{"SIMAgent", testSIMAgent},     // simfields.go
 		{"Nodes", testNodes},           // nodes.go
+		{"Leases", testLeases},         // nodes.go
 		{"GroupsTokensEvents", testGroupsTokensEvents},
 		{"Subscribe", testSubscribe},
 		{"Bindings", testBindings},
