@@ -30,6 +30,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wirefleet/wirefleet/engine/udpbind"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/ratelimiter"
 	"golang.zx2c4.com/wireguard/tun"
@@ -97,7 +98,8 @@ func (f HandlerFunc) HandleInbound(b []InboundPacket) { f(b) }
 type Config struct {
 	// KeyStore holds our static key. Required.
 	KeyStore keystore.Store
-	// Bind is the UDP layer; default conn.NewStdNetBind().
+	// Bind is the UDP layer; default udpbind.New() (replies from the
+	// address each peer sent to).
 	Bind conn.Bind
 	// ListenPort is the UDP port (0: any free port).
 	ListenPort uint16
@@ -206,7 +208,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, errors.New("engine: set exactly one of Config.Handler and Config.TUN")
 	}
 	if cfg.Bind == nil {
-		cfg.Bind = conn.NewStdNetBind()
+		cfg.Bind = udpbind.New()
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}

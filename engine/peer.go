@@ -84,6 +84,7 @@ type Peer struct {
 type endpointBox struct {
 	ep   conn.Endpoint
 	addr netip.AddrPort
+	src  netip.Addr // the local address its datagrams arrived on
 }
 
 // PublicKey returns the peer's static public key.
@@ -162,13 +163,20 @@ func (p *Peer) hasIPv6() bool {
 
 // setEndpoint records the outer address of an authenticated packet and
 // reports a change (roaming).
+//
+// A change of the local address alone (the peer now sends to another of
+// this host's addresses) is kept too, without an event: replies leave
+// from the address the peer last sent to.
 func (p *Peer) setEndpoint(ep conn.Endpoint) {
-	addr := endpointAddr(ep)
+	addr, src := endpointAddr(ep), ep.SrcIP()
 	old := p.endpoint.Load()
 	if old != nil && old.addr == addr {
+		if old.src != src {
+			p.endpoint.Store(&endpointBox{ep: ep, addr: addr, src: src})
+		}
 		return
 	}
-	p.endpoint.Store(&endpointBox{ep: ep, addr: addr})
+	p.endpoint.Store(&endpointBox{ep: ep, addr: addr, src: src})
 	if old != nil && p.e.hooks.EndpointChanged != nil {
 		p.e.hooks.EndpointChanged(EndpointEvent{Peer: p, Old: old.addr, New: addr, Time: p.e.now()})
 	}

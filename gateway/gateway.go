@@ -56,7 +56,7 @@ type Config struct {
 	ControlPlane *controlplane.Service
 	// KeyStore holds the gateway's static key. Required.
 	KeyStore keystore.Store
-	// Bind is the UDP layer; default conn.NewStdNetBind().
+	// Bind is the UDP layer; default the engine's (udpbind.New()).
 	Bind conn.Bind
 	// ListenPort is the WireGuard UDP port (0: any free port).
 	ListenPort uint16

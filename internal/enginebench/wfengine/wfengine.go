@@ -14,7 +14,6 @@ import (
 	"github.com/wirefleet/wirefleet/internal/enginebench"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
-	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/tun"
 )
 
@@ -33,8 +32,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 func newEngine(priv wgkey.Private, t tun.Device, res engine.Resolver) (*engine.Engine, error) {
 	e, err := engine.New(engine.Config{
 		KeyStore: keystore.NewMemory(priv),
-		Bind:     conn.NewStdNetBind(),
-		TUN:      t,
+		TUN:      t, // the engine's own bind, as shipped (udpbind)
 		Resolver: res,
 		Logger:   quiet,
 	})
