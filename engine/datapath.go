@@ -223,6 +223,7 @@ func (e *Engine) classify(pkt []byte, ep conn.Endpoint, cache *indexCache) (el i
 		ent, found := e.indices.lookup(h.Receiver)
 		if !found || ent.kp == nil {
 			e.drops[DropNoSession].Add(1)
+			e.unplaced(ep)
 			return el, false
 		}
 		cache.idx, cache.ent = h.Receiver, ent

@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"golang.zx2c4.com/wireguard/conn"
 	"net/netip"
 	"time"
 
@@ -149,4 +150,10 @@ type Hooks struct {
 	EndpointChanged    func(EndpointEvent)
 	SessionExpired     func(SessionEvent)
 	PacketDropped      func(DropEvent)
+	// UnplacedTransport reports a transport datagram whose receiver index
+	// no session here holds, from remote (ep with the local address it
+	// arrived on): a device whose session was on another node. Called on
+	// the receive path for every such datagram, floods included: it must
+	// be cheap (InitiateTo is for later, off that path).
+	UnplacedTransport func(remote netip.AddrPort, ep conn.Endpoint)
 }

@@ -126,6 +126,7 @@ type Gateway struct {
 	cfg       Config
 	svc       *controlplane.Service
 	st        store.View
+	takeover  *takeover // devices whose session was on another node
 	log       *slog.Logger
 	clk       clock.Clock // the control plane's: rotation deadlines and records on the fleet's time
 	eng       *engine.Engine
@@ -250,6 +251,8 @@ func New(cfg Config) (*Gateway, error) {
 		SessionExpired:     g.onSessionEnd,
 		PacketDropped:      g.onDrop,
 	}
+	g.takeover = newTakeover(g)
+	hooks.UnplacedTransport = g.takeover.offer
 	eng, err := engine.New(engine.Config{
 		KeyStore:   cfg.KeyStore,
 		Bind:       cfg.Bind,
@@ -340,7 +343,8 @@ func (g *Gateway) Start() error {
 		g.wg.Add(1)
 		go g.insp.run(g.cfg.Records)
 	}
-	g.wg.Add(5)
+	g.wg.Add(6)
+	go g.takeover.run()
 	go g.mirror.run(g.ctx)
 	go g.sweepGrants()
 	go g.writePresences() // after Up: the default id holds the port

@@ -76,12 +76,13 @@ var (
 	descBreakoutOverShare = prometheus.NewDesc("wirefleet_gateway_breakout_refused_total", "Breakout flows refused because their device had its share open (512 flows, 64 TCP connections being set up).", nil, nil)
 	descGrantsRefused     = prometheus.NewDesc("wirefleet_gateway_egress_grants_refused_total", "DNS answers that granted nothing because the SIM held the most name grants.", nil, nil)
 	descCaptures          = prometheus.NewDesc("wirefleet_gateway_capture_sessions", "Packet capture sessions writing on this gateway.", nil, nil)
+	descTakeovers         = prometheus.NewDesc("wirefleet_gateway_takeovers_total", "Devices sending packets of a session another node held, by what this node did: initiated a handshake, no-presence (no node had a session at that endpoint), refused (the SIM may not connect, or is held here elsewhere), store-error, dropped (over the rate or the queue).", []string{"result"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessions, descPeers, descHandshakes, descBytes, descDrops, descUnderLoad, descAlerts, descRoutePackets, descRouteBytes, descRouteDrops, descGatePackets,
-		descEgressRule, descEgressUnmatched, descBreakoutFlows, descBreakoutFailed, descGrantsRefused, descMirror, descBreakoutOverShare, descCaptures} {
+		descEgressRule, descEgressUnmatched, descBreakoutFlows, descBreakoutFailed, descGrantsRefused, descMirror, descBreakoutOverShare, descCaptures, descTakeovers} {
 		ch <- d
 	}
 	(*Gateway)(c).shares.Describe(ch)
@@ -91,6 +92,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	g := (*Gateway)(c)
 	g.shares.Collect(ch)
+	for i, r := range takeoverResults {
+		ch <- prometheus.MustNewConstMetric(descTakeovers, prometheus.CounterValue, float64(g.takeover.results[i].Load()), r)
+	}
 	counters := g.eng.Counters()
 	var sessions int
 	var rx, tx uint64

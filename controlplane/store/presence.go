@@ -21,6 +21,10 @@ type Presence struct {
 type PresenceReader interface {
 	// Presences lists the gateways recording a live session of simID.
 	Presences(ctx context.Context, simID string) ([]Presence, error)
+	// PresencesAt lists the sessions recorded from one device endpoint
+	// ("addr:port"), newest first: which SIM a gateway that receives
+	// packets it cannot place from there had a session elsewhere.
+	PresencesAt(ctx context.Context, endpoint string) ([]Presence, error)
 }
 
 // PresenceWriter records presences.

@@ -10,7 +10,16 @@ import (
 
 // Presences implements store.PresenceReader.
 func (r reader) Presences(ctx context.Context, simID string) ([]store.Presence, error) {
-	rows, err := r.q.QueryContext(ctx, r.rebind(`SELECT sim_id, gateway, endpoint, since FROM sim_presence WHERE sim_id = ? ORDER BY since`), simID)
+	return r.presences(ctx, `SELECT sim_id, gateway, endpoint, since FROM sim_presence WHERE sim_id = ? ORDER BY since`, simID)
+}
+
+// PresencesAt implements store.PresenceReader.
+func (r reader) PresencesAt(ctx context.Context, endpoint string) ([]store.Presence, error) {
+	return r.presences(ctx, `SELECT sim_id, gateway, endpoint, since FROM sim_presence WHERE endpoint = ? ORDER BY since DESC LIMIT 16`, endpoint)
+}
+
+func (r reader) presences(ctx context.Context, query, arg string) ([]store.Presence, error) {
+	rows, err := r.q.QueryContext(ctx, r.rebind(query), arg)
 	if err != nil {
 		return nil, err
 	}

@@ -297,4 +297,8 @@ CREATE TABLE leases (
 	holder TEXT NOT NULL,
 	until {int64} NOT NULL
 );
+`, `
+-- Presences by the device's endpoint: a node receiving packets it cannot
+-- place (the device's session was on a node that died) finds the SIM.
+CREATE INDEX sim_presence_endpoint ON sim_presence (endpoint);
 `}

@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package gateway
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/internal/memtun"
+	"github.com/wirefleet/wirefleet/wgkey"
+	"golang.zx2c4.com/wireguard/conn"
+	wgdevice "golang.zx2c4.com/wireguard/device"
+)
+
+// TestTakeoverFromAnotherNode: a standard device whose packets move from
+// one node to another mid-session (its node died, or a load balancer
+// moved its flow) keeps sending transport packets of the old session. The
+// node receiving them finds the SIM in the presence records and initiates
+// the handshake itself: the device is back well before the ~15 s after
+// which it would have initiated. Packets from an endpoint no node had a
+// session at start nothing.
+func TestTakeoverFromAnotherNode(t *testing.T) {
+	tg := newTwoGateways(t)
+	ctx := context.Background()
+	key, _ := wgkey.NewPrivate()
+	sim, _, err := tg.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{PublicKey: key.Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tunDev := memtun.NewChan(1420, 0, 64)
+	dev := wgdevice.NewDevice(tunDev, conn.NewStdNetBind(), wgdevice.NewLogger(wgdevice.LogLevelError, "dev: "))
+	peer := func(gw int) string {
+		return fmt.Sprintf("public_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.127.0.0/16\n", tg.gwKey[:], tg.gws[gw].Port())
+	}
+	if err := dev.IpcSet(fmt.Sprintf("private_key=%x\nlisten_port=0\n", key[:]) + peer(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.Up(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dev.Close)
+	replies := make(chan struct{}, 1024)
+	go func() {
+		for range tunDev.Out() {
+			select {
+			case replies <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	send := func() { tunDev.Send(echoRequest(sim.Address, MetadataAddr)) }
+	waitFor(t, "the device on gw1", func() bool { send(); return tg.gws[0].Connection(sim.ID).Online })
+	waitFor(t, "gw1's presence recorded", func() bool {
+		ps, _ := tg.svc.View().Presences(ctx, sim.ID)
+		return len(ps) == 1 && ps[0].Gateway == "gw1"
+	})
+	if got := tg.gws[1].takeover.results[0].Load(); got != 0 {
+		t.Fatalf("gw2 initiated %d handshakes before the device came", got)
+	}
+
+	// The device's packets now reach gw2 (its endpoint is set there, as a
+	// virtual address moving would do): same session, same source port.
+	if err := dev.IpcSet(peer(1)); err != nil {
+		t.Fatal(err)
+	}
+	moved := time.Now()
+	for len(replies) > 0 {
+		<-replies
+	}
+	deadline := moved.Add(10 * time.Second) // the device alone: ~15 s at least
+	for {
+		send()
+		select {
+		case <-replies:
+		case <-time.After(100 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatalf("no answer through gw2 %s after the move; takeovers %v", time.Since(moved), tg.gws[1].takeoverCounts())
+			}
+			continue
+		}
+		if tg.gws[1].Connection(sim.ID).Online {
+			break
+		}
+	}
+	t.Logf("answered through gw2 %s after the move", time.Since(moved).Round(time.Millisecond))
+	if c := tg.gws[1].takeoverCounts(); c["initiated"] != 1 {
+		t.Fatalf("gw2's takeovers %v, want one initiated", c)
+	}
+	if p := tg.gws[1].eng.Peer(key.Public()); p == nil || p.Endpoint() != tg.gws[0].eng.Peer(key.Public()).Endpoint() {
+		t.Fatal("gw2 does not hold the device at the endpoint gw1 had it at")
+	}
+
+	// A transport packet from where no node had a session: looked up,
+	// nothing sent; the same again at once is not even looked up.
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), tg.gws[1].Port())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	stray := make([]byte, 32)
+	binary.LittleEndian.PutUint32(stray, 4) // transport, to a receiver index no one holds
+	binary.LittleEndian.PutUint32(stray[4:], 0xdeadbeef)
+	for range 3 {
+		c.Write(stray)
+	}
+	waitFor(t, "the stray packet looked up", func() bool { return tg.gws[1].takeoverCounts()["no-presence"] == 1 })
+	time.Sleep(200 * time.Millisecond)
+	if got := tg.gws[1].takeoverCounts(); got["no-presence"] != 1 || got["initiated"] != 1 {
+		t.Fatalf("after stray packets: %v, want one lookup and no initiation", got)
+	}
+}
+
+// takeoverCounts is the takeover outcomes by name.
+func (g *Gateway) takeoverCounts() map[string]uint64 {
+	out := map[string]uint64{}
+	for i, r := range takeoverResults {
+		out[r] = g.takeover.results[i].Load()
+	}
+	return out
+}
