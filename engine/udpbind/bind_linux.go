@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -28,7 +29,10 @@ const (
 	// socketBuffer is the receive and send buffer asked of the kernel:
 	// bursts from thousands of devices land between two reads.
 	socketBuffer = 7 << 20
-	oobSize      = 64 // PKTINFO (IPv6's is the larger) and a GRO/GSO size, with headers
+	// oobSize holds PKTINFO (IPv6's is the larger, 40 bytes with its
+	// header) and a GRO or GSO size (24), with room to spare: a control
+	// message cut short would be lost silently.
+	oobSize = 128
 )
 
 // Bind is the engine's UDP layer on Linux (see the package comment).
@@ -43,11 +47,7 @@ type Bind struct {
 func New() conn.Bind {
 	b := &Bind{}
 	b.msgsPool.New = func() any {
-		ms := make([]ipv6.Message, batchSize)
-		for i := range ms {
-			ms[i].Buffers = make([][]byte, 1)
-			ms[i].OOB = make([]byte, 0, oobSize)
-		}
+		ms := newMessages(batchSize)
 		return &ms
 	}
 	return b
@@ -58,9 +58,8 @@ type socket struct {
 	c   *net.UDPConn
 	pc  *ipv6.PacketConn // its batch calls (the same for IPv4: one message type)
 	is6 bool
-	mu  sync.Mutex
-	gro bool // the kernel coalesces what it receives
-	gso bool // the kernel takes coalesced writes (guarded by mu)
+	gro bool        // the kernel coalesces what it receives
+	gso atomic.Bool // the kernel takes coalesced writes
 }
 
 // Open listens on port (0: any) on IPv4 and, where the host has it, IPv6,
@@ -73,7 +72,7 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	}
 	var v4, v6 *socket
 	var err error
-	for tries := 0; tries < 100; tries++ {
+	for tries := 0; ; tries++ {
 		v4, err = listen("udp4", port)
 		if err != nil && !errors.Is(err, syscall.EAFNOSUPPORT) {
 			return nil, 0, err
@@ -83,9 +82,10 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 			p = portOf(v4.c)
 		}
 		v6, err = listen("udp6", p)
-		if port == 0 && v4 != nil && errors.Is(err, syscall.EADDRINUSE) {
+		if port == 0 && v4 != nil && errors.Is(err, syscall.EADDRINUSE) && tries < 100 {
 			// The port the kernel gave IPv4 is taken on IPv6: another.
 			v4.c.Close()
+			v4 = nil
 			continue
 		}
 		if err != nil && !errors.Is(err, syscall.EAFNOSUPPORT) {
@@ -105,7 +105,14 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 			continue
 		}
 		if b.mark != 0 {
-			setMark(s, b.mark)
+			if err := setMark(s, b.mark); err != nil {
+				for _, c := range []*socket{v4, v6} {
+					if c != nil {
+						c.c.Close()
+					}
+				}
+				return nil, 0, fmt.Errorf("udpbind: setting the firewall mark: %w", err)
+			}
 		}
 		fns = append(fns, b.receiver(s))
 		port = portOf(s.c)
@@ -134,7 +141,7 @@ func listen(network string, port uint16) (*socket, error) {
 			}
 			s.gro = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
 			_, gsoErr := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
-			s.gso = gsoErr == nil
+			s.gso.Store(gsoErr == nil)
 		})
 		if err != nil {
 			return err
@@ -209,12 +216,27 @@ func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) { return ParseEndp
 // receiver reads a batch of datagrams. With GRO on, a read may return a
 // coalesced datagram of many; reads then go into the batch's last few
 // slots and their datagrams are split forward into the others (each
-// keeping the local address it arrived on).
+// keeping the local address it arrived on). What does not fit (a read of
+// more segments than the slots before it: the kernel's bound is 64 or 128
+// segments a datagram) is kept, in order, and handed out first by the
+// next call. The engine calls each receive function from one goroutine.
 func (b *Bind) receiver(s *socket) conn.ReceiveFunc {
+	var left leftover
 	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-		msgsp := b.msgsPool.Get().(*[]ipv6.Message)
-		defer b.msgsPool.Put(msgsp)
-		msgs := (*msgsp)[:len(bufs)]
+		if len(bufs) == 0 {
+			return 0, nil
+		}
+		if n := left.take(bufs, sizes, eps); n > 0 {
+			return n, nil
+		}
+		var msgs []ipv6.Message
+		if len(bufs) <= batchSize {
+			msgsp := b.msgsPool.Get().(*[]ipv6.Message)
+			defer b.putMessages(msgsp)
+			msgs = (*msgsp)[:len(bufs)]
+		} else {
+			msgs = newMessages(len(bufs))
+		}
 		at := 0
 		if s.gro {
 			at = len(bufs) - max(1, len(bufs)/maxSegments)
@@ -238,30 +260,83 @@ func (b *Bind) receiver(s *socket) conn.ReceiveFunc {
 			seg := parseControl(m.OOB[:m.NN], ep)
 			data := bufs[i][:m.N]
 			if seg <= 0 || seg >= m.N {
-				if out != i {
-					copy(bufs[out], data)
-				}
-				sizes[out], eps[out] = m.N, ep
-				out++
-				continue
+				seg = m.N
 			}
 			for start := 0; start < len(data); start += seg {
+				end := min(start+seg, len(data))
 				// A segment goes to a slot before its datagram's (or to
 				// that slot, which is then read past: copy moves forward
 				// within it safely), never to a slot still holding an
-				// unread datagram. With the batch the engine uses (128,
-				// reads into the last 2) that never binds.
-				if out >= len(bufs) || out > i && out < at+n {
-					break
+				// unread datagram; once one does not fit, it and all
+				// after it wait for the next call, in order.
+				if left.any() || out >= len(bufs) || out > i && out < at+n {
+					left.keep(data[start:end], ep)
+					continue
 				}
-				end := min(start+seg, len(data))
-				copy(bufs[out], data[start:end])
-				sizes[out], eps[out] = end-start, ep
+				c := copy(bufs[out], data[start:end])
+				sizes[out], eps[out] = c, ep
 				out++
 			}
 		}
 		return out, nil
 	}
+}
+
+// leftover holds, in order, the datagrams a read split into more than
+// the batch had room for.
+type leftover struct {
+	data []byte // their bytes, one after the other
+	ends []int  // where each ends in data
+	eps  []*Endpoint
+	next int // the next to hand out
+}
+
+func (l *leftover) any() bool { return l.next < len(l.ends) }
+
+func (l *leftover) keep(d []byte, ep *Endpoint) {
+	l.data = append(l.data, d...)
+	l.ends = append(l.ends, len(l.data))
+	l.eps = append(l.eps, ep)
+}
+
+// take hands out as many held datagrams as bufs has room for.
+func (l *leftover) take(bufs [][]byte, sizes []int, eps []conn.Endpoint) int {
+	n := 0
+	for ; l.any() && n < len(bufs); n++ {
+		start := 0
+		if l.next > 0 {
+			start = l.ends[l.next-1]
+		}
+		sizes[n] = copy(bufs[n], l.data[start:l.ends[l.next]])
+		eps[n] = l.eps[l.next]
+		l.next++
+	}
+	if !l.any() { // all handed out: start afresh, keeping the memory
+		l.data, l.ends, l.next = l.data[:0], l.ends[:0], 0
+		clear(l.eps)
+		l.eps = l.eps[:0]
+	}
+	return n
+}
+
+// newMessages makes n messages, each with one buffer and an OOB buffer.
+func newMessages(n int) []ipv6.Message {
+	ms := make([]ipv6.Message, n)
+	for i := range ms {
+		ms[i].Buffers = make([][]byte, 1)
+		ms[i].OOB = make([]byte, 0, oobSize)
+	}
+	return ms
+}
+
+// putMessages returns messages to the pool, holding on to no caller's
+// buffer or address.
+func (b *Bind) putMessages(msgsp *[]ipv6.Message) {
+	for i := range *msgsp {
+		m := &(*msgsp)[i]
+		m.Buffers[0], m.Addr, m.N, m.NN = nil, nil, 0, 0
+	}
+	b.msgsPool.Put(msgsp)
 }
 
 // parseControl reads a received datagram's control messages: its local
@@ -296,7 +371,9 @@ func parseControl(oob []byte, ep *Endpoint) int {
 }
 
 // Send writes bufs to ep, from the local address ep arrived on. Runs of
-// equal-sized datagrams go as GSO writes where the kernel takes them.
+// equal-sized datagrams go as GSO writes where the kernel takes them,
+// joined in the first one's spare capacity: bufs must not share memory
+// beyond their lengths (as with conn.StdNetBind).
 func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	e, ok := ep.(*Endpoint)
 	if !ok {
@@ -313,23 +390,29 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	}
 	ua := net.UDPAddrFromAddrPort(e.Dst)
 	msgsp := b.msgsPool.Get().(*[]ipv6.Message)
-	defer b.msgsPool.Put(msgsp)
-	s.mu.Lock()
-	gso := s.gso
-	s.mu.Unlock()
-	for {
-		n := b.fill(*msgsp, bufs, ua, e, gso)
-		err := write(s, (*msgsp)[:n])
-		switch {
-		case err != nil && gso && errors.Is(err, unix.EIO):
-			// The kernel cannot segment for this route (no checksum
-			// offload): plain datagrams from now on.
-			s.mu.Lock()
-			s.gso = false
-			s.mu.Unlock()
-			gso = false
+	defer b.putMessages(msgsp)
+	var w batch
+	gso := s.gso.Load()
+	for len(bufs) > 0 {
+		n := w.fill(*msgsp, bufs, ua, e, gso)
+		sent, err := write(s, (*msgsp)[:n])
+		bufs = bufs[w.starts[sent]:] // what was sent is not sent again
+		if err == nil {
 			continue
-		case err != nil && e.Src.IsValid() && (errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EADDRNOTAVAIL)):
+		}
+		joined := sent < n && w.segs[sent] > 1
+		switch {
+		case joined && errors.Is(err, unix.EIO):
+			// The kernel cannot segment for this socket (no checksum
+			// offload): plain datagrams from now on.
+			s.gso.Store(false)
+			gso = false
+		case joined && (errors.Is(err, unix.EMSGSIZE) || errors.Is(err, unix.EINVAL)):
+			// Segments larger than the path's MTU (one datagram alone
+			// would be fragmented; a joined write is refused whole): this
+			// call's datagrams one by one.
+			gso = false
+		case e.Src.IsValid() && (errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EADDRNOTAVAIL)):
 			// The address the peer sent to is no longer this host's (a
 			// virtual address moved away; Linux answers ENETUNREACH for
 			// IPv4, EINVAL or EADDRNOTAVAIL for IPv6): from the address
@@ -337,28 +420,37 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 			// otherwise. (A true ENETUNREACH costs one more try.) A copy:
 			// the endpoint is shared with the peer's readers.
 			e = &Endpoint{Dst: e.Dst}
-			continue
+		default:
+			return err
 		}
-		return err
 	}
+	return nil
 }
 
-// fill makes the messages for bufs: with gso, each run of datagrams of one
-// size (the last may be shorter) joined in its first buffer's spare
-// capacity, with a UDP_SEGMENT size.
-func (b *Bind) fill(msgs []ipv6.Message, bufs [][]byte, ua *net.UDPAddr, e *Endpoint, gso bool) int {
-	n := 0
-	for i := 0; i < len(bufs); {
-		if n == len(msgs) {
-			break // cannot happen: bufs come in batches of at most batchSize
-		}
+// batch is what fill made of a run of buffers: for message i, the index of
+// its first buffer (starts[i]; starts[n] is how many it took) and how many
+// datagrams it joins.
+type batch struct {
+	starts [batchSize + 1]int
+	segs   [batchSize]int
+}
+
+// fill makes up to len(msgs) messages from bufs: with gso, each run of
+// datagrams of one size (the last may be shorter) joined in its first
+// buffer's spare capacity, with a UDP_SEGMENT size. It returns how many
+// messages it made; w says which buffers each holds.
+func (w *batch) fill(msgs []ipv6.Message, bufs [][]byte, ua *net.UDPAddr, e *Endpoint, gso bool) int {
+	n, i := 0, 0
+	for i < len(bufs) && n < len(msgs) && n < batchSize {
 		m := &msgs[n]
 		m.Addr = ua
 		m.OOB = appendSrc(m.OOB[:0], e)
+		w.starts[n] = i
 		buf := bufs[i]
 		i++
+		segs := 1
 		if gso {
-			size, segs := len(buf), 1
+			size := len(buf)
 			for i < len(bufs) && segs < maxSegments && len(bufs[i]) <= size && len(buf)+len(bufs[i]) <= min(cap(buf), maxCoalesced) && !within(buf, bufs[i]) {
 				buf = append(buf, bufs[i]...)
 				segs++
@@ -372,22 +464,25 @@ func (b *Bind) fill(msgs []ipv6.Message, bufs [][]byte, ua *net.UDPAddr, e *Endp
 				m.OOB = appendSegment(m.OOB, size)
 			}
 		}
+		w.segs[n] = segs
 		m.Buffers[0] = buf
 		n++
 	}
+	w.starts[n] = i
 	return n
 }
 
-// write sends all of msgs.
-func write(s *socket, msgs []ipv6.Message) error {
-	for len(msgs) > 0 {
-		n, err := s.pc.WriteBatch(msgs, 0)
+// write sends msgs, and says how many went before an error.
+func write(s *socket, msgs []ipv6.Message) (int, error) {
+	sent := 0
+	for sent < len(msgs) {
+		n, err := s.pc.WriteBatch(msgs[sent:], 0)
 		if err != nil {
-			return err
+			return sent, err
 		}
-		msgs = msgs[n:]
+		sent += n
 	}
-	return nil
+	return sent, nil
 }
 
 // appendSrc adds the PKTINFO that makes the kernel send from e.Src (the
@@ -431,6 +526,8 @@ func cmsg(oob []byte, level, typ, n int) ([]byte, []byte) {
 
 // within says whether next starts in buf's spare capacity (two datagrams
 // cut from one array): joining would overwrite it before it is copied.
+// Only the next buffer is checked, for the cost; Send's contract is that
+// its buffers do not share memory beyond their lengths.
 func within(buf, next []byte) bool {
 	if len(next) == 0 || cap(buf) == 0 {
 		return false

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wirefleet/wirefleet/internal/netns"
 	"golang.zx2c4.com/wireguard/conn"
 )
 
@@ -36,12 +37,18 @@ type got struct {
 // receiveN reads n datagrams with fn (its family's receive function).
 func receiveN(t *testing.T, fn conn.ReceiveFunc, n int) []got {
 	t.Helper()
-	bufs := make([][]byte, batchSize)
+	return receiveNIn(t, fn, n, batchSize)
+}
+
+// receiveNIn is receiveN with batches of size.
+func receiveNIn(t *testing.T, fn conn.ReceiveFunc, n, size int) []got {
+	t.Helper()
+	bufs := make([][]byte, size)
 	for i := range bufs {
 		bufs[i] = make([]byte, 1<<16)
 	}
-	sizes := make([]int, batchSize)
-	eps := make([]conn.Endpoint, batchSize)
+	sizes := make([]int, size)
+	eps := make([]conn.Endpoint, size)
 	var out []got
 	done := make(chan error, 1)
 	go func() {
@@ -171,5 +178,90 @@ func TestIPv6(t *testing.T) {
 	}
 	if back := receiveN(t, fa[1], 1); string(back[0].data) != "back" {
 		t.Fatalf("got %q", back[0].data)
+	}
+}
+
+// datagrams makes n datagrams of size bytes (the last of last bytes),
+// each filled with its index, in buffers with room to join.
+func datagrams(n, size, last int) [][]byte {
+	var bufs [][]byte
+	for i := range n {
+		l := size
+		if i == n-1 {
+			l = last
+		}
+		buf := make([]byte, l, 1<<16)
+		for j := range buf {
+			buf[j] = byte(i)
+		}
+		bufs = append(bufs, buf)
+	}
+	return bufs
+}
+
+// checkInOrder fails unless in holds want's datagrams, in order.
+func checkInOrder(t *testing.T, in []got, want [][]byte) {
+	t.Helper()
+	if len(in) != len(want) {
+		t.Fatalf("%d datagrams, want %d", len(in), len(want))
+	}
+	for i, g := range in {
+		if !bytes.Equal(g.data, want[i]) {
+			t.Fatalf("datagram %d: %d bytes starting %d, want %d bytes of %d", i, len(g.data), g.data[0], len(want[i]), i)
+		}
+	}
+}
+
+// TestSplitBeyondTheBatch: a coalesced read of more datagrams than the
+// batch has room for loses none: the rest come, in order, with the next
+// calls.
+func TestSplitBeyondTheBatch(t *testing.T) {
+	a, _, _, fb, _, pb := pair(t)
+	to, _ := ParseEndpoint(fmt.Sprintf("127.0.0.1:%d", pb))
+	bufs := datagrams(10, 1000, 1000)
+	want := make([][]byte, len(bufs))
+	for i, b := range bufs {
+		want[i] = bytes.Clone(b)
+	}
+	if err := a.Send(bufs, to); err != nil {
+		t.Fatal(err)
+	}
+	checkInOrder(t, receiveNIn(t, fb[0], 10, 8), want)
+}
+
+// TestJoinedBeyondTheMTU: datagrams joined for GSO that are larger than
+// the route's MTU (a path MTU learnt from the network) are refused whole
+// by the kernel; they go one by one instead (each fragmented), and
+// nothing is lost.
+func TestJoinedBeyondTheMTU(t *testing.T) {
+	env := netns.New(t)
+	ns := env.NewNS("mtu")
+	ns.MustExec("ip", "link", "set", "lo", "up")
+	ns.MustExec("ip", "route", "add", "127.0.0.3/32", "dev", "lo", "mtu", "lock", "1400", "table", "local")
+	var a, b conn.Bind
+	var fb []conn.ReceiveFunc
+	var pb uint16
+	ns.MustDo(func() (err error) {
+		a, b = New(), New()
+		if _, _, err = a.Open(0); err != nil {
+			return err
+		}
+		fb, pb, err = b.Open(0)
+		return err
+	})
+	defer a.Close()
+	defer b.Close()
+	to, _ := ParseEndpoint(fmt.Sprintf("127.0.0.3:%d", pb))
+	bufs := datagrams(4, 1452, 1452)
+	want := make([][]byte, len(bufs))
+	for i, b := range bufs {
+		want[i] = bytes.Clone(b)
+	}
+	if err := a.Send(bufs, to); err != nil {
+		t.Fatalf("a joined write beyond the MTU: %v", err)
+	}
+	checkInOrder(t, receiveN(t, fb[0], 4), want)
+	if !a.(*Bind).v4.gso.Load() {
+		t.Fatal("one path's MTU turned GSO off for the whole socket")
 	}
 }
