@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,150 +62,70 @@ func nsClient(ns *netns.NS) *http.Client {
 	}}}
 }
 
-// TestFailoverKeepalived: two wirefleetd nodes on one PostgreSQL behind a
-// virtual address that keepalived (VRRP) moves between them, each node's
-// keepalived tracking its node's /readyz. A standard WireGuard device
-// (Debian wireguard-go) pings through the virtual address; its node is
-// killed with SIGKILL. The virtual address moves, the surviving node
-// receives packets of a session it never had and initiates the handshake
-// itself (from the virtual address: the device keeps that endpoint), and
-// the pings come back — well before the ~15 s after which the device
-// alone would have started a handshake.
-func TestFailoverKeepalived(t *testing.T) {
-	requireTool(t, "keepalived")
-	requireTool(t, "curl")
-	_, bin := buildWirefleetd(t)
-	env := netns.New(t)
-	srv := pgtest.Start(t)
-	dsn := srv.NewDatabase(t) // a Unix socket: reachable from every namespace
+// failoverNode is one wirefleetd of a failover test, in its namespace.
+type failoverNode struct {
+	name string
+	ns   *netns.NS
+	addr string // on its LAN
+	link string // its LAN interface
+	dir  string
+	proc *netns.Process
+}
 
-	lan := env.NewNS("lan")
-	br := env.Name("br")
-	lan.MustExec("ip", "link", "add", br, "type", "bridge")
-	lan.MustExec("ip", "link", "set", br, "up")
-	attach := func(ns *netns.NS, addr string) string {
-		l, peer := env.Veth(ns, netip.MustParsePrefix(addr), lan, netip.Prefix{})
-		lan.MustExec("ip", "link", "set", peer.Name, "master", br)
-		return l.Name
-	}
-	vip := netip.MustParseAddr("10.213.0.100")
-	type node struct {
-		name string
-		ns   *netns.NS
-		addr string
-		link string
-		dir  string
-		proc *netns.Process
-		ka   *netns.Process
-	}
-	nodes := []*node{{name: "n1", addr: "10.213.0.11"}, {name: "n2", addr: "10.213.0.12"}}
-	for _, n := range nodes {
-		n.ns = env.NewNS(n.name)
-		n.link = attach(n.ns, n.addr+"/24")
+// startNodes starts wirefleetd on each node, on one PostgreSQL and one
+// identity (the first node's keys copied to the others), all handing out
+// endpoint; apiListen is where each node's API listens in its namespace.
+func startNodes(t *testing.T, env *netns.Env, bin, dsn string, endpoint netip.AddrPort, apiListen string, nodes []*failoverNode) {
+	t.Helper()
+	apiPort := apiListen[strings.LastIndexByte(apiListen, ':')+1:]
+	for i, n := range nodes {
 		dir, err := os.MkdirTemp("", "wirefleetd-"+n.name+"-")
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { os.RemoveAll(dir) })
 		n.dir = dir
-	}
-	dev := env.NewNS("dev")
-	attach(dev, "10.213.0.2/24")
-
-	ready := func(n *node) {
-		t.Helper()
-		c := nsClient(n.ns)
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			resp, err := c.Get("http://127.0.0.1:18080/readyz")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					return
+		if i > 0 {
+			for _, f := range []string{"gateway.key", seal.KeyFile} {
+				b, err := os.ReadFile(filepath.Join(nodes[0].dir, f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+					t.Fatal(err)
 				}
 			}
-			if time.Now().After(deadline) || n.proc.Exited() {
-				t.Fatalf("%s did not come up: %v\n%s", n.name, err, n.proc.Output())
+		}
+		n.proc = env.Start(n.ns, []string{"WIREFLEET_POSTGRES=" + dsn}, bin, "--data", dir, "--api-listen", apiListen,
+			"--wg-listen", ":51820", "--endpoint", endpoint.String(), "--node-name", n.name)
+		c := nsClient(n.ns)
+		waitUntil(t, 30*time.Second, n.name+" ready", func() bool {
+			resp, err := c.Get("http://127.0.0.1:" + apiPort + "/readyz")
+			if err != nil {
+				return n.proc.Exited()
 			}
-			time.Sleep(100 * time.Millisecond)
+			resp.Body.Close()
+			return resp.StatusCode == 200 || n.proc.Exited()
+		}, n.proc.Output)
+		if n.proc.Exited() {
+			t.Fatalf("%s exited:\n%s", n.name, n.proc.Output())
 		}
 	}
-	start := func(n *node) {
-		n.proc = env.Start(n.ns, []string{"WIREFLEET_POSTGRES=" + dsn}, bin, "--data", n.dir, "--api-listen", "127.0.0.1:18080",
-			"--wg-listen", ":51820", "--endpoint", netip.AddrPortFrom(vip, 51820).String(), "--node-name", n.name)
-		ready(n)
-	}
-	start(nodes[0])
-	for _, f := range []string{"gateway.key", seal.KeyFile} { // one identity
-		b, err := os.ReadFile(filepath.Join(nodes[0].dir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(nodes[1].dir, f), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	start(nodes[1])
+}
 
-	// keepalived on each node: n1 is preferred; each tracks its node's
-	// readiness, so a dead wirefleetd gives the address up.
-	for i, n := range nodes {
-		other := nodes[1-i]
-		state, prio := "BACKUP", 100
-		if i == 0 {
-			state, prio = "MASTER", 150
-		}
-		conf := fmt.Sprintf(`global_defs {
-	router_id %[1]s
-	script_user root
-	enable_script_security
-}
-vrrp_script wirefleetd_ready {
-	script "/usr/bin/curl -sf -m 1 -o /dev/null http://127.0.0.1:18080/readyz"
-	interval 1
-	fall 1
-	rise 2
-}
-vrrp_instance wirefleet {
-	state %[2]s
-	interface %[3]s
-	virtual_router_id 51
-	priority %[4]d
-	advert_int 1
-	unicast_src_ip %[5]s
-	unicast_peer {
-		%[6]s
-	}
-	virtual_ipaddress {
-		%[7]s/24 dev %[3]s
-	}
-	track_script {
-		wirefleetd_ready
-	}
-}
-`, n.name, state, n.link, prio, n.addr, other.addr, vip)
-		path := filepath.Join(n.dir, "keepalived.conf")
-		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		n.ka = env.Start(n.ns, nil, "keepalived", "--dont-fork", "--log-console", "--log-detail", "--vrrp", "--use-file", path,
-			"--pid", filepath.Join(n.dir, "keepalived.pid"), "--vrrp_pid", filepath.Join(n.dir, "vrrp.pid"))
-	}
-	holds := func(n *node) bool {
-		out, _ := n.ns.Exec("ip", "-4", "-o", "addr", "show", "dev", n.link)
-		return strings.Contains(out, " "+vip.String()+"/")
-	}
-	waitUntil(t, 20*time.Second, "n1 holds the virtual address", func() bool { return holds(nodes[0]) && !holds(nodes[1]) }, func() string { return nodes[0].ka.Output() })
-
-	// A device of the fleet, configured from its wg-quick export.
-	token, err := os.ReadFile(filepath.Join(nodes[0].dir, "admin.token"))
+// failoverDevice makes a SIM through node's API and brings up Debian's
+// wireguard-go in dev with its wg-quick export (the endpoint the platform
+// hands out); it returns the device and the gateway's key.
+func failoverDevice(t *testing.T, env *netns.Env, dev *netns.NS, node *failoverNode, apiPort string) (*netns.WireGuard, wgkey.Public) {
+	t.Helper()
+	token, err := os.ReadFile(filepath.Join(node.dir, "admin.token"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := nsClient(nodes[0].ns)
+	api := nsClient(node.ns)
 	call := func(method, path, body string) []byte {
 		t.Helper()
-		req, _ := http.NewRequest(method, "http://127.0.0.1:18080"+path, strings.NewReader(body))
+		req, _ := http.NewRequest(method, "http://127.0.0.1:"+apiPort+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := api.Do(req)
@@ -251,22 +172,29 @@ vrrp_instance wirefleet {
 			env.AddRoute(dev, a, "dev", wg.Name)
 		}
 	}
-	// Pings to the metadata address, answered by whichever node holds the
-	// device's session; -D stamps each reply.
-	ping := env.Start(dev, nil, "ping", "-n", "-D", "-i", "0.2", "-W", "1", "100.127.100.127")
-	waitUntil(t, 20*time.Second, "pings answered through n1", func() bool { return len(replyTimes(ping.Output())) >= 5 }, ping.Output)
-	gwPub := wgPeerKey(t, export)
-	if ep := wg.PeerEndpoint(gwPub); ep != netip.AddrPortFrom(vip, 51820) {
-		t.Fatalf("the device's endpoint is %v before the failover, want the virtual address", ep)
-	}
+	return wg, wgPeerKey(t, export)
+}
 
+// killAndMeasure has the device ping the metadata address every 0.2 s,
+// kills victim with SIGKILL (its PID only) and waits for the answers to
+// come back through survivor. It fails unless survivor took the device
+// over (it initiated the handshake) well before the ~15 s after which the
+// device would have, and the device's endpoint is still endpoint; it
+// returns how long pings went unanswered.
+func killAndMeasure(t *testing.T, env *netns.Env, dev *netns.NS, wg *netns.WireGuard, gwPub wgkey.Public, endpoint netip.AddrPort, victim, survivor *failoverNode, why func() string) time.Duration {
+	t.Helper()
+	ping := env.Start(dev, nil, "ping", "-n", "-D", "-i", "0.2", "-W", "1", "100.127.100.127")
+	waitUntil(t, 20*time.Second, "pings answered through "+victim.name, func() bool { return len(replyTimes(ping.Output())) >= 5 }, ping.Output)
+	if ep := wg.PeerEndpoint(gwPub); ep != endpoint {
+		t.Fatalf("the device's endpoint is %v before the failover, want %v", ep, endpoint)
+	}
 	time.Sleep(time.Second)
 	killed := time.Now()
-	if err := syscall.Kill(nodes[0].proc.PID, syscall.SIGKILL); err != nil { // its PID only
+	if err := syscall.Kill(victim.proc.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	var back time.Time
-	waitUntil(t, 20*time.Second, "pings answered after n1 was killed", func() bool {
+	waitUntil(t, 25*time.Second, "pings answered after "+victim.name+" was killed", func() bool {
 		for _, r := range replyTimes(ping.Output()) {
 			if r.After(killed) {
 				back = r
@@ -275,7 +203,7 @@ vrrp_instance wirefleet {
 		}
 		return false
 	}, func() string {
-		return "ping:\n" + ping.Output() + "\nn2:\n" + nodes[1].proc.Output() + "\nkeepalived n2:\n" + nodes[1].ka.Output()
+		return "ping:\n" + ping.Output() + "\n" + survivor.name + ":\n" + survivor.proc.Output() + "\n" + why()
 	})
 	var last time.Time
 	for _, r := range replyTimes(ping.Output()) {
@@ -283,19 +211,189 @@ vrrp_instance wirefleet {
 			last = r
 		}
 	}
-	t.Logf("pings lost for %s (last answer before the kill to the first after); answered again %s after the kill", back.Sub(last).Round(time.Millisecond), back.Sub(killed).Round(time.Millisecond))
-	if !holds(nodes[1]) {
-		t.Fatal("n2 does not hold the virtual address")
-	}
-	if !strings.Contains(nodes[1].proc.Output(), "taking over a device from another node") {
-		t.Fatalf("n2 did not take the device over (it handshook on its own?):\n%s", nodes[1].proc.Output())
+	lost := back.Sub(last)
+	t.Logf("pings lost for %s (last answer before the kill to the first after); answered again %s after the kill", lost.Round(time.Millisecond), back.Sub(killed).Round(time.Millisecond))
+	if !strings.Contains(survivor.proc.Output(), "taking over a device from another node") {
+		t.Fatalf("%s did not take the device over (it handshook on its own?):\n%s", survivor.name, survivor.proc.Output())
 	}
 	if back.Sub(killed) > 12*time.Second {
 		t.Fatalf("answers came back %s after the kill: the device's own handshake, not the takeover", back.Sub(killed))
 	}
-	if ep := wg.PeerEndpoint(gwPub); ep != netip.AddrPortFrom(vip, 51820) {
-		t.Fatalf("the device's endpoint is %v after the failover, want the virtual address (n2 answered from its own)", ep)
+	if ep := wg.PeerEndpoint(gwPub); ep != endpoint {
+		t.Fatalf("the device's endpoint is %v after the failover, want %v (%s answered from another address)", ep, endpoint, survivor.name)
 	}
+	return lost
+}
+
+// TestFailoverKeepalived: two wirefleetd nodes on one PostgreSQL behind a
+// virtual address that keepalived (VRRP) moves between them, each node's
+// keepalived tracking its node's /readyz. A standard WireGuard device
+// (Debian wireguard-go) pings through the virtual address; its node is
+// killed with SIGKILL. The virtual address moves, the surviving node
+// receives packets of a session it never had and initiates the handshake
+// itself (from the virtual address: the device keeps that endpoint), and
+// the pings come back — well before the ~15 s after which the device
+// alone would have started a handshake.
+func TestFailoverKeepalived(t *testing.T) {
+	requireTool(t, "keepalived")
+	requireTool(t, "curl")
+	_, bin := buildWirefleetd(t)
+	env := netns.New(t)
+	dsn := pgtest.Start(t).NewDatabase(t) // a Unix socket: reachable from every namespace
+
+	lan := env.NewNS("lan")
+	br := env.Name("br")
+	lan.MustExec("ip", "link", "add", br, "type", "bridge")
+	lan.MustExec("ip", "link", "set", br, "up")
+	attach := func(ns *netns.NS, addr string) string {
+		l, peer := env.Veth(ns, netip.MustParsePrefix(addr), lan, netip.Prefix{})
+		lan.MustExec("ip", "link", "set", peer.Name, "master", br)
+		return l.Name
+	}
+	vip := netip.MustParseAddr("10.213.0.100")
+	endpoint := netip.AddrPortFrom(vip, 51820)
+	nodes := []*failoverNode{{name: "n1", addr: "10.213.0.11"}, {name: "n2", addr: "10.213.0.12"}}
+	for _, n := range nodes {
+		n.ns = env.NewNS(n.name)
+		n.link = attach(n.ns, n.addr+"/24")
+	}
+	dev := env.NewNS("dev")
+	attach(dev, "10.213.0.2/24")
+	startNodes(t, env, bin, dsn, endpoint, "127.0.0.1:18080", nodes)
+
+	// keepalived on each node: n1 is preferred; each tracks its node's
+	// readiness, so a dead wirefleetd gives the address up.
+	kas := make([]*netns.Process, len(nodes))
+	for i, n := range nodes {
+		other := nodes[1-i]
+		state, prio := "BACKUP", 100
+		if i == 0 {
+			state, prio = "MASTER", 150
+		}
+		conf := fmt.Sprintf(`global_defs {
+	router_id %[1]s
+	script_user root
+	enable_script_security
+}
+vrrp_script wirefleetd_ready {
+	script "/usr/bin/curl -sf -m 1 -o /dev/null http://127.0.0.1:18080/readyz"
+	interval 1
+	fall 1
+	rise 2
+}
+vrrp_instance wirefleet {
+	state %[2]s
+	interface %[3]s
+	virtual_router_id 51
+	priority %[4]d
+	advert_int 1
+	unicast_src_ip %[5]s
+	unicast_peer {
+		%[6]s
+	}
+	virtual_ipaddress {
+		%[7]s/24 dev %[3]s
+	}
+	track_script {
+		wirefleetd_ready
+	}
+}
+`, n.name, state, n.link, prio, n.addr, other.addr, vip)
+		path := filepath.Join(n.dir, "keepalived.conf")
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		kas[i] = env.Start(n.ns, nil, "keepalived", "--dont-fork", "--log-console", "--log-detail", "--vrrp", "--use-file", path,
+			"--pid", filepath.Join(n.dir, "keepalived.pid"), "--vrrp_pid", filepath.Join(n.dir, "vrrp.pid"))
+	}
+	holds := func(n *failoverNode) bool {
+		out, _ := n.ns.Exec("ip", "-4", "-o", "addr", "show", "dev", n.link)
+		return strings.Contains(out, " "+vip.String()+"/")
+	}
+	waitUntil(t, 20*time.Second, "n1 holds the virtual address", func() bool { return holds(nodes[0]) && !holds(nodes[1]) }, kas[0].Output)
+
+	wg, gwPub := failoverDevice(t, env, dev, nodes[0], "18080")
+	killAndMeasure(t, env, dev, wg, gwPub, endpoint, nodes[0], nodes[1], func() string { return "keepalived n2:\n" + kas[1].Output() })
+	if !holds(nodes[1]) {
+		t.Fatal("n2 does not hold the virtual address")
+	}
+}
+
+// TestFailoverNftablesBalancer: two wirefleetd nodes behind a stateless
+// nftables UDP balancer with source affinity (docs/failover: the ruleset
+// and its health checker, as documented), the devices on one side, the
+// nodes on the other. The device's node is killed with SIGKILL; the
+// checker points its hash bucket at the other node, which takes the device
+// over; the device keeps the balancer's address as its endpoint.
+func TestFailoverNftablesBalancer(t *testing.T) {
+	requireTool(t, "nft")
+	requireTool(t, "curl")
+	_, bin := buildWirefleetd(t)
+	env := netns.New(t)
+	dsn := pgtest.Start(t).NewDatabase(t)
+
+	lb, dev := env.NewNS("lb"), env.NewNS("dev")
+	env.Veth(lb, netip.MustParsePrefix("10.214.0.1/24"), dev, netip.MustParsePrefix("10.214.0.2/24"))
+	vip := netip.MustParseAddr("10.214.0.100")
+	lb.MustExec("ip", "addr", "add", vip.String()+"/32", "dev", "lo")
+	lb.MustExec("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+	env.AddRoute(dev, "default", "via", "10.214.0.1")
+	br := env.Name("br")
+	lb.MustExec("ip", "link", "add", br, "type", "bridge")
+	lb.MustExec("ip", "addr", "add", "10.214.1.1/24", "dev", br)
+	lb.MustExec("ip", "link", "set", br, "up")
+	nodes := []*failoverNode{{name: "n1", addr: "10.214.1.11"}, {name: "n2", addr: "10.214.1.12"}}
+	for _, n := range nodes {
+		n.ns = env.NewNS(n.name)
+		l, peer := env.Veth(n.ns, netip.MustParsePrefix(n.addr+"/24"), lb, netip.Prefix{})
+		lb.MustExec("ip", "link", "set", peer.Name, "master", br)
+		n.link = l.Name
+		env.AddRoute(n.ns, "default", "via", "10.214.1.1")
+	}
+	endpoint := netip.AddrPortFrom(vip, 51820)
+	startNodes(t, env, bin, dsn, endpoint, "0.0.0.0:18080", nodes)
+
+	docs := filepath.Join("..", "..", "docs", "failover")
+	lb.MustExec("nft", "-D", "VIP="+vip.String(), "-D", "N1="+nodes[0].addr, "-D", "N2="+nodes[1].addr, "-f", filepath.Join(docs, "nftables-lb.nft"))
+	health := env.Start(lb, nil, "sh", filepath.Join(docs, "lb-health.sh"), "18080", nodes[0].addr, nodes[1].addr)
+	waitUntil(t, 10*time.Second, "the health checker's first pass", func() bool { return strings.Contains(health.Output(), "buckets ->") }, health.Output)
+
+	wg, gwPub := failoverDevice(t, env, dev, nodes[0], "18080")
+	// The device's bucket: whichever node its session is on.
+	token, err := os.ReadFile(filepath.Join(nodes[0].dir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var victim, survivor *failoverNode
+	probe := env.Start(dev, nil, "ping", "-n", "-i", "0.2", "100.127.100.127")
+	waitUntil(t, 20*time.Second, "the device's session on a node", func() bool {
+		for i, n := range nodes {
+			if nodeHolds(n, strings.TrimSpace(string(token)), wg) {
+				victim, survivor = n, nodes[1-i]
+				return true
+			}
+		}
+		return false
+	}, func() string { return "ping:\n" + probe.Output() + "\nhealth checker:\n" + health.Output() })
+	probe.Stop()
+	killAndMeasure(t, env, dev, wg, gwPub, endpoint, victim, survivor, health.Output)
+}
+
+// nodeHolds says whether n has a live session of wg's SIM (its API's
+// connection state; token is the installation's admin token).
+func nodeHolds(n *failoverNode, token string, wg *netns.WireGuard) bool {
+	req, _ := http.NewRequest("GET", "http://127.0.0.1:18080/api/v1/sims/find?ref="+url.QueryEscape(wg.Public.String()), nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := nsClient(n.ns).Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var sim struct {
+		Connection struct{ Online bool } `json:"connection"`
+	}
+	json.NewDecoder(resp.Body).Decode(&sim)
+	return sim.Connection.Online
 }
 
 // replyTimes reads the times of the echo replies in ping -D output.
