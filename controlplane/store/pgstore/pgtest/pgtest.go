@@ -113,6 +113,16 @@ func start(t testing.TB, settings []string) *Server {
 	// only way in.
 	s.cmd = exec.Command(filepath.Join(bin, "postgres"), append([]string{"-D", data, "-k", dir, "-c", "listen_addresses=", "-c", "max_connections=300"}, settings...)...)
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
+	s.run(t, data)
+	return s
+}
+
+// run starts s.cmd, logging to the server's directory, stops it when t
+// ends, and waits until it answers.
+func (s *Server) run(t testing.TB, data string) {
+	t.Helper()
+	dir := s.dir
+	cred := s.cmd.SysProcAttr.Credential
 	logf, err := os.Create(filepath.Join(dir, "server.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +155,7 @@ func start(t testing.TB, settings []string) *Server {
 			db.Close()
 		}
 		if err == nil {
-			return s
+			return
 		}
 		select {
 		case <-exited:

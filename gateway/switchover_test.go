@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/store/pgstore"
+	"github.com/wirefleet/wirefleet/controlplane/store/pgstore/pgtest"
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/memtun"
+	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/wgkey"
+	"golang.zx2c4.com/wireguard/conn"
+	wgdevice "golang.zx2c4.com/wireguard/device"
+)
+
+// TestPostgresSwitchover: a gateway on a primary with a synchronous
+// standby, through a multi-host connection string with
+// target_session_attrs=read-write. The primary is lost (SIGKILL to all its
+// processes) and the standby promoted: writes resume on the new primary,
+// every write acknowledged before the loss is there, the change feed
+// reconnects (a SIM suspended afterwards is cut off), and a device keeps
+// its session and its answers throughout.
+func TestPostgresSwitchover(t *testing.T) {
+	ctx := context.Background()
+	primary := pgtest.StartDurable(t) // synchronous_commit on: the standby has each commit before it is acknowledged
+	dsn := primary.NewDatabase(t)
+	standby := pgtest.StartStandby(t, primary, true)
+	dbname := dsn[strings.Index(dsn, "dbname=")+len("dbname="):]
+	dbname = dbname[:strings.IndexByte(dbname, ' ')]
+	multi := fmt.Sprintf("host=%s,%s user=wirefleet dbname=%s sslmode=disable target_session_attrs=read-write connect_timeout=2", primary.Socket(), standby.Socket(), dbname)
+
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := pgstore.Open(ctx, multi, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ks, _ := keystore.GenerateMemory()
+	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: ks.PublicKey, Logger: log})
+	gw, err := New(Config{ControlPlane: svc, KeyStore: ks, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+
+	devKey, _ := wgkey.NewPrivate()
+	sim, _, err := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{PublicKey: devKey.Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tunDev := memtun.NewChan(1420, 0, 64)
+	dev := wgdevice.NewDevice(tunDev, conn.NewStdNetBind(), wgdevice.NewLogger(wgdevice.LogLevelError, "dev: "))
+	defer dev.Close()
+	gwPub := ks.PublicKey()
+	if err := dev.IpcSet(fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.127.0.0/16\n", devKey[:], gwPub[:], gw.Port())); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.Up(); err != nil {
+		t.Fatal(err)
+	}
+	// The device pings every 100 ms for the whole test; replies counted.
+	var sent, answered atomic.Int64
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for range tunDev.Out() {
+			answered.Add(1)
+		}
+	}()
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+				tunDev.Send(echoRequest(sim.Address, MetadataAddr))
+				sent.Add(1)
+			}
+		}
+	}()
+	waitForWithin(t, 15*time.Second, "the device answered", func() bool { return answered.Load() > 3 })
+
+	// Writes acknowledged before the loss.
+	var acked []string
+	for i := range 30 {
+		s, _, err := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: fmt.Sprintf("before-%d", i), GenerateKey: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked = append(acked, s.ID)
+	}
+	handshakes := gw.Engine().Counters().HandshakesCompleted
+	answeredBefore := answered.Load()
+
+	lost := time.Now()
+	primary.Crash()
+	standby.Promote(t)
+	promoted := time.Now()
+	var resumed time.Time
+	for {
+		_, _, err := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: "after", GenerateKey: true})
+		if err == nil {
+			resumed = time.Now()
+			break
+		}
+		if time.Since(promoted) > 30*time.Second {
+			t.Fatalf("writes did not resume within 30 s of the promotion: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("primary lost; standby promoted after %s; writes resumed %s after the promotion", promoted.Sub(lost).Round(time.Millisecond), resumed.Sub(promoted).Round(time.Millisecond))
+	for _, id := range acked {
+		if _, err := svc.GetSIM(ctx, controlplane.System, id); err != nil {
+			t.Fatalf("SIM %s, acknowledged before the primary was lost: %v", id, err)
+		}
+	}
+
+	// The change feed follows the new primary: a suspension cuts the
+	// device off (the gateway learns it only through the feed).
+	waitForWithin(t, 10*time.Second, "answers after the switchover", func() bool { return answered.Load() > answeredBefore+10 })
+	if got := gw.Engine().Counters().HandshakesCompleted; got != handshakes {
+		t.Fatalf("the device shook hands again during the switchover (%d → %d handshakes): its session did not survive", handshakes, got)
+	}
+	if s, a := sent.Load(), answered.Load(); s-a > 5 {
+		t.Logf("%d of %d pings unanswered", s-a, s)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := svc.SetSIMStatus(ctx, controlplane.System, sim.ID, fleet.StatusSuspended); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitForWithin(t, 20*time.Second, "the suspended device cut off (the change feed reconnected)", func() bool { return gw.Engine().Peer(devKey.Public()) == nil })
+}
