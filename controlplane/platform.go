@@ -49,6 +49,7 @@ type PresenceWrite struct {
 func (s *Service) WritePresences(ctx context.Context, ws []PresenceWrite) error {
 	apply := func(tx store.Tx, w PresenceWrite) error {
 		if w.Clear {
+			tx.Publish(fleet.Change{Kind: fleet.ChangePresence, ID: w.Presence.SIMID})
 			return tx.ClearPresence(ctx, w.Presence.SIMID, w.Presence.Gateway)
 		}
 		tx.Publish(fleet.Change{Kind: fleet.ChangePresence, ID: w.Presence.SIMID})

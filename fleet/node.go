@@ -2,7 +2,11 @@
 
 package fleet
 
-import "time"
+import (
+	"time"
+
+	"github.com/wirefleet/wirefleet/wgkey"
+)
 
 // Node is one wirefleetd of an installation, as it registers itself in
 // the shared store: every node serves the same WireGuard identity, and
@@ -21,6 +25,11 @@ type Node struct {
 	Seen time.Time `json:"seen"`
 	// Degraded names what does not work on it ("" when all does).
 	Degraded string `json:"degraded,omitempty"`
+	// MeshKey and MeshEndpoint are how other nodes reach it over the
+	// inter-node mesh (a key of its own, not the installation's); zero
+	// and "" for a node without one.
+	MeshKey      wgkey.Public `json:"meshKey,omitzero"`
+	MeshEndpoint string       `json:"meshEndpoint,omitempty"`
 	// Jobs are the cluster-wide jobs it runs (the leases it holds), by
 	// name; not part of its heartbeat.
 	Jobs []string `json:"jobs,omitempty"`

@@ -119,6 +119,10 @@ type Config struct {
 	// VXLANListen, if set, is the UDP address ("host:port", e.g. ":4789")
 	// VXLAN Gate peers send to; empty: no Gate peers.
 	VXLANListen string
+	// Mesh, if set, joins this node to the inter-node mesh (device to
+	// device across nodes, mesh.go); nil: packets for devices whose
+	// sessions are on other nodes are dropped as target-offline.
+	Mesh *MeshConfig
 }
 
 // Gateway is a running gateway.
@@ -127,6 +131,7 @@ type Gateway struct {
 	svc       *controlplane.Service
 	st        store.View
 	takeover  *takeover // devices whose session was on another node
+	mesh      *mesh     // the inter-node mesh; nil without one
 	log       *slog.Logger
 	clk       clock.Clock // the control plane's: rotation deadlines and records on the fleet's time
 	eng       *engine.Engine
@@ -269,7 +274,31 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.eng = eng
 	g.router.eng = eng
+	if cfg.Mesh != nil {
+		if g.mesh, err = newMesh(g, *cfg.Mesh); err != nil {
+			eng.Close()
+			return nil, err
+		}
+		g.router.mesh = g.mesh
+	}
 	return g, nil
+}
+
+// MeshKey is this node's mesh key and MeshPort its mesh port (zero
+// without a mesh), for the node registry.
+func (g *Gateway) MeshKey() wgkey.Public {
+	if g.mesh == nil {
+		return wgkey.Public{}
+	}
+	return g.mesh.publicKey()
+}
+
+// MeshPort is the mesh's UDP port (after Start; 0 without a mesh).
+func (g *Gateway) MeshPort() uint16 {
+	if g.mesh == nil {
+		return 0
+	}
+	return g.mesh.eng.Port()
 }
 
 // Engine returns the WireGuard engine (for tests and metrics).
@@ -350,6 +379,12 @@ func (g *Gateway) Start() error {
 	go g.writePresences() // after Up: the default id holds the port
 	go g.checkPresences()
 	go g.watchFlood()
+	if g.mesh != nil {
+		if err := g.mesh.start(); err != nil {
+			g.Close()
+			return err
+		}
+	}
 	return nil
 }
 
@@ -369,6 +404,9 @@ func (g *Gateway) Close() error {
 			g.vx.close()
 		}
 		g.closeErr = g.eng.Close()
+		if g.mesh != nil {
+			g.mesh.close()
+		}
 		g.wg.Wait()
 		g.finalFlush()
 	})
@@ -670,6 +708,9 @@ func (g *Gateway) watch(changes <-chan fleet.Change, cancel func()) {
 				g.policies.refresh(g.ctx, g.st, c.ID)
 			case fleet.ChangePresence:
 				g.queuePresenceCheck(c.ID)
+				if g.mesh != nil {
+					g.mesh.forget(c.ID)
+				}
 			case fleet.ChangeCapture:
 				g.caps.changed(g.ctx, c.ID)
 			case fleet.ChangeGatePeer:

@@ -76,13 +76,17 @@ var (
 	descBreakoutOverShare = prometheus.NewDesc("wirefleet_gateway_breakout_refused_total", "Breakout flows refused because their device had its share open (512 flows, 64 TCP connections being set up).", nil, nil)
 	descGrantsRefused     = prometheus.NewDesc("wirefleet_gateway_egress_grants_refused_total", "DNS answers that granted nothing because the SIM held the most name grants.", nil, nil)
 	descCaptures          = prometheus.NewDesc("wirefleet_gateway_capture_sessions", "Packet capture sessions writing on this gateway.", nil, nil)
+	descMeshPackets       = prometheus.NewDesc("wirefleet_mesh_packets_total", "Device-to-device packets over the inter-node mesh: forwarded (to the node holding the destination's session) or delivered (from another node to a session here).", []string{"direction"}, nil)
+	descMeshDrops         = prometheus.NewDesc("wirefleet_mesh_dropped_packets_total", "Mesh packets dropped, by reason (target-not-here, not-a-sim, lookup-queue-full).", []string{"reason"}, nil)
+	descMeshHandshakes    = prometheus.NewDesc("wirefleet_mesh_handshakes_total", "Mesh handshake messages by result (ok, or the reason of the rejection: unknown-key is a node not in the registry).", []string{"result"}, nil)
+	descMeshPeers         = prometheus.NewDesc("wirefleet_mesh_peers", "Other nodes held as mesh peers.", nil, nil)
 	descTakeovers         = prometheus.NewDesc("wirefleet_gateway_takeovers_total", "Devices sending packets of a session another node held, by what this node did: initiated a handshake, no-presence (no node had a session at that endpoint), refused (the SIM may not connect, or is held here elsewhere), store-error, dropped (over the rate or the queue).", []string{"result"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSessions, descPeers, descHandshakes, descBytes, descDrops, descUnderLoad, descAlerts, descRoutePackets, descRouteBytes, descRouteDrops, descGatePackets,
-		descEgressRule, descEgressUnmatched, descBreakoutFlows, descBreakoutFailed, descGrantsRefused, descMirror, descBreakoutOverShare, descCaptures, descTakeovers} {
+		descEgressRule, descEgressUnmatched, descBreakoutFlows, descBreakoutFailed, descGrantsRefused, descMirror, descBreakoutOverShare, descCaptures, descTakeovers, descMeshPackets, descMeshDrops, descMeshHandshakes, descMeshPeers} {
 		ch <- d
 	}
 	(*Gateway)(c).shares.Describe(ch)
@@ -94,6 +98,22 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	g.shares.Collect(ch)
 	for i, r := range takeoverResults {
 		ch <- prometheus.MustNewConstMetric(descTakeovers, prometheus.CounterValue, float64(g.takeover.results[i].Load()), r)
+	}
+	if m := g.mesh; m != nil {
+		ch <- prometheus.MustNewConstMetric(descMeshPackets, prometheus.CounterValue, float64(m.forwarded.Load()), "forwarded")
+		ch <- prometheus.MustNewConstMetric(descMeshPackets, prometheus.CounterValue, float64(m.delivered.Load()), "delivered")
+		for i, r := range meshDropReasons {
+			ch <- prometheus.MustNewConstMetric(descMeshDrops, prometheus.CounterValue, float64(m.drops[i].Load()), r)
+		}
+		mc := m.eng.Counters()
+		ch <- prometheus.MustNewConstMetric(descMeshHandshakes, prometheus.CounterValue, float64(mc.HandshakesCompleted), "ok")
+		for r, n := range mc.HandshakesRejected {
+			ch <- prometheus.MustNewConstMetric(descMeshHandshakes, prometheus.CounterValue, float64(n), r)
+		}
+		m.mu.RLock()
+		n := len(m.peers)
+		m.mu.RUnlock()
+		ch <- prometheus.MustNewConstMetric(descMeshPeers, prometheus.GaugeValue, float64(n))
 	}
 	counters := g.eng.Counters()
 	var sessions int

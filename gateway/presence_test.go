@@ -31,7 +31,7 @@ type twoGateways struct {
 	gwKey wgkey.Public
 }
 
-func newTwoGateways(t *testing.T) *twoGateways {
+func newTwoGateways(t *testing.T, opts ...func(i int, c *Config)) *twoGateways {
 	srv := pgtest.Start(t)
 	dsn := srv.NewDatabase(t)
 	ctx := context.Background()
@@ -48,7 +48,11 @@ func newTwoGateways(t *testing.T) *twoGateways {
 		if i == 0 {
 			tg.svc = svc
 		}
-		gw, err := New(Config{ControlPlane: svc, KeyStore: ks, Logger: log, ID: fmt.Sprintf("gw%d", i+1), SecondGatewayWindow: 2 * time.Second})
+		cfg := Config{ControlPlane: svc, KeyStore: ks, Logger: log, ID: fmt.Sprintf("gw%d", i+1), SecondGatewayWindow: 2 * time.Second}
+		for _, o := range opts {
+			o(i, &cfg)
+		}
+		gw, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -58,6 +58,7 @@ type router struct {
 	mirror   *mirror          // copies to mirror peers; nil before it starts
 	caps     *captures        // packet capture sessions
 	insp     *inspector       // traffic statistics of groups with inspection
+	mesh     *mesh            // devices whose sessions are on other nodes; nil without a mesh
 	via6     via6Table        // flows of IPv6 clients to IPv4 LAN hosts
 	clk      clock.Clock
 	local    func(pkts [][]byte) error // the services' stack; nil before it starts
@@ -270,6 +271,18 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 					}
 					r.out(pkt, ip, st.id, from)
 					r.gates.toPeer(gp, pkt)
+					continue
+				}
+			}
+			if to == nil && r.mesh != nil && ip.Version == 4 && from == nil {
+				// On another node: the policy is decided here, once.
+				if mp, dstGroup, ok := r.mesh.route(dst); ok {
+					if !d2dAllowed(srcPol, r.policies.get(dstGroup), proto, sport, dport) {
+						r.drops.add(dropPolicy)
+						continue
+					}
+					flush()
+					r.mesh.send(mp, [][]byte{pkt})
 					continue
 				}
 			}

@@ -70,6 +70,7 @@ type failoverNode struct {
 	link string // its LAN interface
 	dir  string
 	proc *netns.Process
+	args []string // more flags of its own
 }
 
 // startNodes starts wirefleetd on each node, on one PostgreSQL and one
@@ -86,7 +87,7 @@ func startNodes(t *testing.T, env *netns.Env, bin, dsn string, endpoint netip.Ad
 		t.Cleanup(func() { os.RemoveAll(dir) })
 		n.dir = dir
 		if i > 0 {
-			for _, f := range []string{"gateway.key", seal.KeyFile} {
+			for _, f := range []string{"gateway.key", seal.KeyFile, "admin.token"} { // one identity; the token is the store's
 				b, err := os.ReadFile(filepath.Join(nodes[0].dir, f))
 				if err != nil {
 					t.Fatal(err)
@@ -96,8 +97,8 @@ func startNodes(t *testing.T, env *netns.Env, bin, dsn string, endpoint netip.Ad
 				}
 			}
 		}
-		n.proc = env.Start(n.ns, []string{"WIREFLEET_POSTGRES=" + dsn}, bin, "--data", dir, "--api-listen", apiListen,
-			"--wg-listen", ":51820", "--endpoint", endpoint.String(), "--node-name", n.name)
+		n.proc = env.Start(n.ns, []string{"WIREFLEET_POSTGRES=" + dsn}, bin, append([]string{"--data", dir, "--api-listen", apiListen,
+			"--wg-listen", ":51820", "--endpoint", endpoint.String(), "--node-name", n.name}, n.args...)...)
 		c := nsClient(n.ns)
 		waitUntil(t, 30*time.Second, n.name+" ready", func() bool {
 			resp, err := c.Get("http://127.0.0.1:" + apiPort + "/readyz")
@@ -116,7 +117,7 @@ func startNodes(t *testing.T, env *netns.Env, bin, dsn string, endpoint netip.Ad
 // failoverDevice makes a SIM through node's API and brings up Debian's
 // wireguard-go in dev with its wg-quick export (the endpoint the platform
 // hands out); it returns the device and the gateway's key.
-func failoverDevice(t *testing.T, env *netns.Env, dev *netns.NS, node *failoverNode, apiPort string) (*netns.WireGuard, wgkey.Public) {
+func failoverDevice(t *testing.T, env *netns.Env, dev *netns.NS, node *failoverNode, apiPort, group string) (*netns.WireGuard, wgkey.Public, netip.Addr) {
 	t.Helper()
 	token, err := os.ReadFile(filepath.Join(node.dir, "admin.token"))
 	if err != nil {
@@ -140,8 +141,11 @@ func failoverDevice(t *testing.T, env *netns.Env, dev *netns.NS, node *failoverN
 		return b
 	}
 	wg := dev.StartWireGuardGo("")
-	var sim struct{ ID string }
-	json.Unmarshal(call("POST", "/api/v1/sims", fmt.Sprintf(`{"name":"pinger","publicKey":%q}`, wg.Public)), &sim)
+	var sim struct {
+		ID      string
+		Address netip.Addr `json:"address"`
+	}
+	json.Unmarshal(call("POST", "/api/v1/sims", fmt.Sprintf(`{"name":%q,"publicKey":%q,"groupId":%q}`, dev.Name, wg.Public, group)), &sim)
 	export := string(call("GET", "/api/v1/sims/"+sim.ID+"/wireguard-config", ""))
 	var conf strings.Builder
 	var addrs, allowed []string
@@ -172,7 +176,7 @@ func failoverDevice(t *testing.T, env *netns.Env, dev *netns.NS, node *failoverN
 			env.AddRoute(dev, a, "dev", wg.Name)
 		}
 	}
-	return wg, wgPeerKey(t, export)
+	return wg, wgPeerKey(t, export), sim.Address
 }
 
 // killAndMeasure has the device ping the metadata address every 0.2 s,
@@ -312,7 +316,7 @@ vrrp_instance wirefleet {
 	}
 	waitUntil(t, 20*time.Second, "n1 holds the virtual address", func() bool { return holds(nodes[0]) && !holds(nodes[1]) }, kas[0].Output)
 
-	wg, gwPub := failoverDevice(t, env, dev, nodes[0], "18080")
+	wg, gwPub, _ := failoverDevice(t, env, dev, nodes[0], "18080", "")
 	killAndMeasure(t, env, dev, wg, gwPub, endpoint, nodes[0], nodes[1], func() string { return "keepalived n2:\n" + kas[1].Output() })
 	if !holds(nodes[1]) {
 		t.Fatal("n2 does not hold the virtual address")
@@ -358,7 +362,7 @@ func TestFailoverNftablesBalancer(t *testing.T) {
 	health := env.Start(lb, nil, "sh", filepath.Join(docs, "lb-health.sh"), "18080", nodes[0].addr, nodes[1].addr)
 	waitUntil(t, 10*time.Second, "the health checker's first pass", func() bool { return strings.Contains(health.Output(), "buckets ->") }, health.Output)
 
-	wg, gwPub := failoverDevice(t, env, dev, nodes[0], "18080")
+	wg, gwPub, _ := failoverDevice(t, env, dev, nodes[0], "18080", "")
 	// The device's bucket: whichever node its session is on.
 	token, err := os.ReadFile(filepath.Join(nodes[0].dir, "admin.token"))
 	if err != nil {
@@ -437,5 +441,66 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool, why
 		if time.Now().After(end) {
 			t.Fatalf("%s: not within %s\n%s", what, d, why())
 		}
+	}
+}
+
+// TestMeshAcrossNodes: two wirefleetd nodes on one PostgreSQL, each with
+// --mesh-endpoint; device A (Debian wireguard-go) connects to the first,
+// device B to the second, both in a group that allows device-to-device.
+// A pings B: the packets cross the inter-node mesh both ways.
+func TestMeshAcrossNodes(t *testing.T) {
+	_, bin := buildWirefleetd(t)
+	env := netns.New(t)
+	dsn := pgtest.Start(t).NewDatabase(t)
+	lan := env.NewNS("lan")
+	br := env.Name("br")
+	lan.MustExec("ip", "link", "add", br, "type", "bridge")
+	lan.MustExec("ip", "link", "set", br, "up")
+	attach := func(ns *netns.NS, addr string) {
+		_, peer := env.Veth(ns, netip.MustParsePrefix(addr), lan, netip.Prefix{})
+		lan.MustExec("ip", "link", "set", peer.Name, "master", br)
+	}
+	nodes := []*failoverNode{{name: "n1", addr: "10.215.0.11"}, {name: "n2", addr: "10.215.0.12"}}
+	for _, n := range nodes {
+		n.ns = env.NewNS(n.name)
+		attach(n.ns, n.addr+"/24")
+		n.args = []string{"--endpoint", n.addr + ":51820", "--mesh-endpoint", n.addr + ":51821"}
+	}
+	devA, devB := env.NewNS("a"), env.NewNS("b")
+	attach(devA, "10.215.0.2/24")
+	attach(devB, "10.215.0.3/24")
+	startNodes(t, env, bin, dsn, netip.MustParseAddrPort("10.215.0.11:51820"), "127.0.0.1:18080", nodes)
+
+	token, err := os.ReadFile(filepath.Join(nodes[0].dir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", "http://127.0.0.1:18080/api/v1/groups", strings.NewReader(`{"name":"plant","settings":{"deviceToDevice":{"mode":"group"}}}`))
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := nsClient(nodes[0].ns).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grp struct{ ID string }
+	json.NewDecoder(resp.Body).Decode(&grp)
+	resp.Body.Close()
+	if grp.ID == "" {
+		t.Fatalf("creating the group: %d", resp.StatusCode)
+	}
+	// Each node registers its mesh key and endpoint at start; each holds
+	// the others from its next registry read (every 10 s).
+	_, _, addrA := failoverDevice(t, env, devA, nodes[0], "18080", grp.ID)
+	_, _, addrB := failoverDevice(t, env, devB, nodes[1], "18080", grp.ID)
+	// B's session starts with its first packet; then A pings B.
+	devB.Exec("ping", "-c", "1", "-W", "2", "100.127.100.127")
+	devA.Exec("ping", "-c", "1", "-W", "2", "100.127.100.127")
+	var out string
+	waitUntil(t, 40*time.Second, "A's pings answered by B across the mesh", func() bool {
+		out, err = devA.Exec("ping", "-c", "2", "-i", "0.2", "-W", "1", addrB.String())
+		return err == nil
+	}, func() string { return out + "\nn1:\n" + nodes[0].proc.Output() + "\nn2:\n" + nodes[1].proc.Output() })
+	if out, err := devB.Exec("ping", "-c", "2", "-i", "0.2", "-W", "2", addrA.String()); err != nil {
+		t.Fatalf("B's pings to A: %v\n%s", err, out)
 	}
 }

@@ -79,6 +79,8 @@ type config struct {
 	mirrorPPS     int
 	share         fairshare.Limits
 	vxlan         string
+	meshEndpoint  string
+	meshListen    string
 	store         string
 	wgListen      string
 	zone          string
@@ -168,6 +170,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.Int64Var(&c.share.InFlight, "sim-service-inflight", fairshare.DefaultInFlight, "bytes of one SIM's requests each in-tunnel service may be handling at once; negative: no limit")
 	fs.IntVar(&c.mirrorPPS, "mirror-pps", 20000, "packets per second at most copied to each mirror peer (groups' mirroring); the rest is dropped and counted")
 	fs.StringVar(&c.vxlan, "vxlan-listen", "", "UDP address VXLAN Gate peers send to, e.g. :4789 (empty: no Gate peers)")
+	fs.StringVar(&c.meshEndpoint, "mesh-endpoint", "", "this node's address for the other nodes of the inter-node mesh, HOST:PORT (device to device across nodes; its key is <data>/mesh.key); empty: no mesh")
+	fs.StringVar(&c.meshListen, "mesh-listen", "", "the mesh's UDP address, :PORT (default: the port of --mesh-endpoint)")
 	fs.StringVar(&c.store, "store", "", "store DSN: postgres://… for PostgreSQL, or an SQLite file path; empty uses wirefleet.db in the data directory")
 	fs.StringVar(&c.store, "postgres", "", "alias of --store (PostgreSQL connection string)")
 	fs.StringVar(&c.wgListen, "wg-listen", ":51820", "WireGuard UDP address, :PORT (every address, IPv4 and IPv6; :0 picks a free port)")
@@ -415,7 +419,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	gw, err := gateway.New(gateway.Config{ID: c.nodeName, ControlPlane: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services, Secrets: settingsKey, VXLANListen: c.vxlan, Egress: egressPolicy,
+	var meshCfg *gateway.MeshConfig
+	if c.meshEndpoint != "" {
+		mc, err := meshConfig(c)
+		if err != nil {
+			return err
+		}
+		meshCfg = mc
+	}
+	gw, err := gateway.New(gateway.Config{ID: c.nodeName, Mesh: meshCfg, ControlPlane: svc, KeyStore: gwKey, ListenPort: wgPort, Zone: c.zone, Logger: log, Services: services, Secrets: settingsKey, VXLANListen: c.vxlan, Egress: egressPolicy,
 		DNSUpstreams: upstreams, MirrorPacketsPerSecond: c.mirrorPPS, ServiceShare: c.share, Records: st, RecordForwarder: fwd, CaptureDir: filepath.Join(c.dataDir, "captures")})
 	if err != nil {
 		return err
@@ -505,7 +517,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	srv.RegisterOnShutdown(con.Shutdown) // live views end, so shutdown does not wait for them
 	log.Info("api listening", "addr", ln.Addr().String(), "endpoint", c.endpoint, "gateway_public_key", gwPub.String(), "data", c.dataDir)
-	stopHeartbeat := startHeartbeat(ctx, svc, fleet.Node{Name: gw.ID(), Endpoint: c.endpoint, API: ln.Addr().String(), Version: buildinfo.Version()}, gw.Stats, log)
+	stopHeartbeat := startHeartbeat(ctx, svc, fleet.Node{Name: gw.ID(), Endpoint: c.endpoint, API: ln.Addr().String(), Version: buildinfo.Version(),
+		MeshKey: gw.MeshKey(), MeshEndpoint: c.meshEndpoint}, gw.Stats, log)
 	defer stopHeartbeat() // before the gateway and the store close (deferred earlier, so they run later)
 	if onListen != nil {
 		onListen(ln.Addr())

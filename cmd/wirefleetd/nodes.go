@@ -5,13 +5,20 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/gateway"
 	"github.com/wirefleet/wirefleet/internal/seal"
+	"github.com/wirefleet/wirefleet/keystore"
 )
 
 // settingsKCV is the check value of the settings key the store keeps to
@@ -75,3 +82,26 @@ const (
 	JobRetention = "datastore-retention"
 	JobAudit     = "config-audit"
 )
+
+// meshConfig is the gateway's mesh from the flags: the node's own mesh
+// key (created on first start in the data directory), the port.
+func meshConfig(c config) (*gateway.MeshConfig, error) {
+	ep, err := netip.ParseAddrPort(c.meshEndpoint)
+	if err != nil {
+		return nil, fmt.Errorf("--mesh-endpoint %q: want HOST:PORT with an IP address: %w", c.meshEndpoint, err)
+	}
+	port := ep.Port()
+	if c.meshListen != "" {
+		_, p, err := net.SplitHostPort(c.meshListen)
+		n, err2 := strconv.ParseUint(p, 10, 16)
+		if err != nil || err2 != nil {
+			return nil, fmt.Errorf("--mesh-listen %q: want :PORT", c.meshListen)
+		}
+		port = uint16(n)
+	}
+	ks, err := keystore.LoadOrCreateFile(filepath.Join(c.dataDir, "mesh.key"))
+	if err != nil {
+		return nil, fmt.Errorf("mesh key: %w", err)
+	}
+	return &gateway.MeshConfig{KeyStore: ks, ListenPort: port, Endpoint: c.meshEndpoint}, nil
+}

@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // ---- the node registry ----
 
 func (r reader) ListNodes(ctx context.Context) ([]fleet.Node, error) {
-	rows, err := r.q.QueryContext(ctx, `SELECT name, endpoint, api, version, sessions, started, seen, degraded FROM nodes ORDER BY name`)
+	rows, err := r.q.QueryContext(ctx, `SELECT name, endpoint, api, version, sessions, started, seen, degraded, mesh_key, mesh_endpoint FROM nodes ORDER BY name`)
 	if err != nil {
 		return nil, r.mapErr(err)
 	}
@@ -21,8 +22,14 @@ func (r reader) ListNodes(ctx context.Context) ([]fleet.Node, error) {
 	for rows.Next() {
 		var n fleet.Node
 		var started, seen int64
-		if err := rows.Scan(&n.Name, &n.Endpoint, &n.API, &n.Version, &n.Sessions, &started, &seen, &n.Degraded); err != nil {
+		var meshKey string
+		if err := rows.Scan(&n.Name, &n.Endpoint, &n.API, &n.Version, &n.Sessions, &started, &seen, &n.Degraded, &meshKey, &n.MeshEndpoint); err != nil {
 			return nil, err
+		}
+		if meshKey != "" {
+			if k, err := wgkey.ParsePublic(meshKey); err == nil {
+				n.MeshKey = k
+			}
 		}
 		n.Started, n.Seen = fromNanos(started), fromNanos(seen)
 		out = append(out, n)
@@ -31,9 +38,13 @@ func (r reader) ListNodes(ctx context.Context) ([]fleet.Node, error) {
 }
 
 func (t *tx) PutNode(ctx context.Context, n fleet.Node) error {
-	_, err := t.exec(ctx, `INSERT INTO nodes (name, endpoint, api, version, sessions, started, seen, degraded) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (name) DO UPDATE SET endpoint = excluded.endpoint, api = excluded.api, version = excluded.version, sessions = excluded.sessions, started = excluded.started, seen = excluded.seen, degraded = excluded.degraded`,
-		n.Name, n.Endpoint, n.API, n.Version, n.Sessions, nanos(n.Started), nanos(n.Seen), n.Degraded)
+	meshKey := ""
+	if !n.MeshKey.IsZero() {
+		meshKey = n.MeshKey.String()
+	}
+	_, err := t.exec(ctx, `INSERT INTO nodes (name, endpoint, api, version, sessions, started, seen, degraded, mesh_key, mesh_endpoint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET endpoint = excluded.endpoint, api = excluded.api, version = excluded.version, sessions = excluded.sessions, started = excluded.started, seen = excluded.seen, degraded = excluded.degraded, mesh_key = excluded.mesh_key, mesh_endpoint = excluded.mesh_endpoint`,
+		n.Name, n.Endpoint, n.API, n.Version, n.Sessions, nanos(n.Started), nanos(n.Seen), n.Degraded, meshKey, n.MeshEndpoint)
 	return err
 }
 

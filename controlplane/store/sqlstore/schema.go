@@ -301,4 +301,8 @@ CREATE TABLE leases (
 -- Presences by the device's endpoint: a node receiving packets it cannot
 -- place (the device's session was on a node that died) finds the SIM.
 CREATE INDEX sim_presence_endpoint ON sim_presence (endpoint);
+`, `
+-- How the other nodes reach a node over the inter-node mesh.
+ALTER TABLE nodes ADD COLUMN mesh_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE nodes ADD COLUMN mesh_endpoint TEXT NOT NULL DEFAULT '';
 `}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/wgkey"
 )
 
 // testNodes: a node registers and refreshes its one row; the list is by
@@ -21,13 +22,14 @@ func testNodes(t *testing.T, s store.Store) {
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	b := fleet.Node{Name: "node-b", Endpoint: "192.0.2.2:51820", API: ":8080", Version: "v1", Sessions: 3, Started: now, Seen: now}
-	a := fleet.Node{Name: "node-a", Endpoint: "192.0.2.1:51820", API: ":8080", Version: "v1", Started: now, Seen: now, Degraded: "mesh peer node-b down"}
+	a := fleet.Node{Name: "node-a", Endpoint: "192.0.2.1:51820", API: ":8080", Version: "v1", Started: now, Seen: now, Degraded: "mesh peer node-b down",
+		MeshKey: wgkey.Public{7, 7, 7}, MeshEndpoint: "10.0.0.1:51821"}
 	mustUpdate(t, s, func(tx store.Tx) error { return tx.PutNode(ctx, b) })
 	mustUpdate(t, s, func(tx store.Tx) error { return tx.PutNode(ctx, a) })
 	b.Sessions, b.Seen = 7, now.Add(10*time.Second)
 	mustUpdate(t, s, func(tx store.Tx) error { return tx.PutNode(ctx, b) })
 	ns, err := s.ListNodes(ctx)
-	if err != nil || len(ns) != 2 || ns[0].Name != "node-a" || ns[0].Degraded != a.Degraded || ns[1].Sessions != 7 || !ns[1].Seen.Equal(b.Seen) || !ns[1].Started.Equal(now) {
+	if err != nil || len(ns) != 2 || ns[0].Name != "node-a" || ns[0].Degraded != a.Degraded || ns[0].MeshKey != a.MeshKey || ns[0].MeshEndpoint != a.MeshEndpoint || !ns[1].MeshKey.IsZero() || ns[1].Sessions != 7 || !ns[1].Seen.Equal(b.Seen) || !ns[1].Started.Equal(now) {
 		t.Fatalf("nodes: %+v %v", ns, err)
 	}
 	mustUpdate(t, s, func(tx store.Tx) error { return tx.DeleteNode(ctx, "node-a") })

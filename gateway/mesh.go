@@ -1,0 +1,355 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane/store"
+	"github.com/wirefleet/wirefleet/engine"
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/wgkey"
+)
+
+// The inter-node mesh: device-to-device traffic between devices whose
+// sessions live on different nodes. Each node runs a second engine of
+// ours on a port of its own, with a key of its own (not the
+// installation's: a node's mesh key opens nothing a device could use),
+// and holds the other nodes of the registry as static peers. A packet
+// from a device here to a SIM whose session is on another node is
+// checked against the policy here, at the ingress node, and goes to that
+// node over the mesh; the node there hands it to the device's session
+// without a second policy decision. Where a SIM's session is comes from
+// the store's presence records, cached and forgotten on each presence
+// change the change feed brings. A mesh packet from a key that is not a
+// registered node's is refused at the handshake (counted by the mesh
+// engine); one for a SIM that has no session there is dropped and
+// counted.
+//
+// Only SIM addresses (IPv4) cross the mesh in this version: LANs behind
+// SIMs, IPv6 and the taps of the destination's group (mirror, capture,
+// inspection) at the egress node are not done yet.
+
+// MeshConfig joins a gateway to the inter-node mesh.
+type MeshConfig struct {
+	// KeyStore holds this node's mesh key.
+	KeyStore keystore.Store
+	// ListenPort is the mesh's UDP port (0: any).
+	ListenPort uint16
+	// Endpoint is how the other nodes reach this one ("host:port"),
+	// registered in the node registry.
+	Endpoint string
+}
+
+const (
+	meshPeerSync    = 10 * time.Second // the registry read again
+	meshLocTTL      = 30 * time.Second // a location kept (a presence change forgets it sooner)
+	meshMissTTL     = 2 * time.Second  // "no session elsewhere" kept
+	meshLookupQueue = 256
+	meshKeepalive   = 25 * time.Second
+)
+
+// Mesh drop reasons (wirefleet_mesh_dropped_packets_total).
+const (
+	meshDropNotHere  = "target-not-here"   // a packet from a node for a SIM with no session here
+	meshDropNotInner = "not-a-sim"         // a packet from a node not addressed to a SIM
+	meshDropLookup   = "lookup-queue-full" // too many locations being looked up
+)
+
+var meshDropReasons = [...]string{meshDropNotHere, meshDropNotInner, meshDropLookup}
+
+type mesh struct {
+	g   *Gateway
+	cfg MeshConfig
+	eng *engine.Engine
+
+	mu      sync.RWMutex
+	loc     map[netip.Addr]meshLoc // a SIM's address → where its session is
+	peers   map[string]*engine.Peer
+	lookups chan netip.Addr
+	asked   map[netip.Addr]bool // lookups under way (guarded by mu)
+
+	forwarded, delivered atomic.Uint64
+	lastSync             atomic.Int64 // unix nanoseconds of the last registry read
+	drops                [len(meshDropReasons)]atomic.Uint64
+}
+
+type meshLoc struct {
+	sim   string
+	group string
+	node  string
+	peer  *engine.Peer // nil: no session on another node
+	until time.Time
+}
+
+func newMesh(g *Gateway, cfg MeshConfig) (*mesh, error) {
+	m := &mesh{g: g, cfg: cfg, loc: map[netip.Addr]meshLoc{}, peers: map[string]*engine.Peer{}, lookups: make(chan netip.Addr, meshLookupQueue), asked: map[netip.Addr]bool{}}
+	eng, err := engine.New(engine.Config{
+		KeyStore:   cfg.KeyStore,
+		ListenPort: cfg.ListenPort,
+		Handler:    engine.HandlerFunc(m.deliver),
+		Logger:     g.log.With("part", "mesh"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: the mesh engine: %w", err)
+	}
+	m.eng = eng
+	return m, nil
+}
+
+func (m *mesh) drop(reason string) {
+	for i, r := range meshDropReasons {
+		if r == reason {
+			m.drops[i].Add(1)
+		}
+	}
+}
+
+// start brings the mesh engine up and keeps its peers and lookups going.
+func (m *mesh) start() error {
+	if err := m.eng.Up(); err != nil {
+		return fmt.Errorf("gateway: the mesh engine: %w", err)
+	}
+	m.syncPeers()
+	m.g.wg.Add(2)
+	go func() {
+		defer m.g.wg.Done()
+		t := time.NewTicker(meshPeerSync)
+		defer t.Stop()
+		for {
+			select {
+			case <-m.g.ctx.Done():
+				return
+			case <-t.C:
+				m.syncPeers()
+			}
+		}
+	}()
+	go func() {
+		defer m.g.wg.Done()
+		for {
+			select {
+			case <-m.g.ctx.Done():
+				return
+			case a := <-m.lookups:
+				m.lookup(a)
+			}
+		}
+	}()
+	return nil
+}
+
+// PublicKey is this node's mesh key.
+func (m *mesh) publicKey() wgkey.Public { return m.eng.PublicKey() }
+
+// syncPeers holds every other registered node that is up and has a mesh
+// key as a peer, and lets go of the others.
+func (m *mesh) syncPeers() {
+	m.lastSync.Store(time.Now().UnixNano())
+	ctx, cancel := context.WithTimeout(m.g.ctx, 5*time.Second)
+	defer cancel()
+	nodes, err := m.g.st.ListNodes(ctx)
+	if err != nil {
+		m.g.log.Warn("mesh: reading the node registry", "err", err)
+		return
+	}
+	me := m.g.gatewayID()
+	now := time.Now()
+	want := map[string]fleet.Node{}
+	for _, n := range nodes {
+		if n.Name != me && n.Up(now) && !n.MeshKey.IsZero() && n.MeshEndpoint != "" && n.MeshKey != m.publicKey() {
+			want[n.Name] = n
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, p := range m.peers {
+		if n, ok := want[name]; !ok || n.MeshKey != p.PublicKey() {
+			m.eng.RemovePeer(p.PublicKey())
+			delete(m.peers, name)
+			m.g.log.Info("mesh: node left", "node", name)
+		}
+	}
+	for name, n := range want {
+		ep, err := netip.ParseAddrPort(n.MeshEndpoint)
+		if err != nil {
+			m.g.log.Warn("mesh: a node's endpoint", "node", name, "endpoint", n.MeshEndpoint, "err", err)
+			continue
+		}
+		if p := m.peers[name]; p != nil {
+			if p.Endpoint() != ep {
+				m.eng.SetEndpoint(p, ep)
+			}
+			continue
+		}
+		p, err := m.eng.AddPeer(engine.PeerConfig{PublicKey: n.MeshKey, Endpoint: ep, AllowedIPs: []netip.Prefix{m.g.router.pool}, Identity: name, PersistentKeepalive: meshKeepalive})
+		if err != nil {
+			m.g.log.Warn("mesh: adding a node", "node", name, "err", err)
+			continue
+		}
+		m.peers[name] = p
+		m.g.log.Info("mesh: node joined", "node", name, "endpoint", ep)
+	}
+	// Locations at a node that left are no longer good.
+	for a, l := range m.loc {
+		if l.peer != nil && m.peers[l.node] != l.peer {
+			delete(m.loc, a)
+		}
+	}
+}
+
+// route says where a packet to SIM address dst goes when no session of it
+// is here: the mesh peer of the node holding it and the SIM's group, or
+// ok false (unknown yet: a lookup starts, and this packet is dropped; or
+// no node has it).
+func (m *mesh) route(dst netip.Addr) (*engine.Peer, string, bool) {
+	now := time.Now()
+	m.mu.RLock()
+	l, found := m.loc[dst]
+	asked := m.asked[dst]
+	m.mu.RUnlock()
+	if found && now.Before(l.until) {
+		return l.peer, l.group, l.peer != nil
+	}
+	if !asked {
+		m.mu.Lock()
+		if !m.asked[dst] {
+			select {
+			case m.lookups <- dst:
+				m.asked[dst] = true
+			default:
+				m.drop(meshDropLookup)
+			}
+		}
+		m.mu.Unlock()
+	}
+	return nil, "", false
+}
+
+// lookup finds which node holds a session of the SIM at address a.
+func (m *mesh) lookup(a netip.Addr) {
+	defer func() {
+		m.mu.Lock()
+		delete(m.asked, a)
+		m.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(m.g.ctx, 5*time.Second)
+	defer cancel()
+	miss := meshLoc{until: time.Now().Add(meshMissTTL)}
+	sim, err := m.g.st.SIMByAddress(ctx, a)
+	if errors.Is(err, store.ErrNotFound) {
+		m.set(a, miss)
+		return
+	}
+	if err != nil {
+		return // the store away: asked again at the next packet
+	}
+	ps, err := m.g.st.Presences(ctx, sim.ID)
+	if err != nil {
+		return
+	}
+	if sim.GroupID != "" {
+		if err := m.g.policies.ensure(ctx, m.g.st, sim.GroupID); err != nil {
+			return
+		}
+	}
+	me := m.g.gatewayID()
+	// A session on a node not held yet (one that joined since the last
+	// registry read): read the registry now, at most every few seconds.
+	m.mu.RLock()
+	unknown := false
+	for _, p := range ps {
+		if p.Gateway != me && m.peers[p.Gateway] == nil {
+			unknown = true
+		}
+	}
+	m.mu.RUnlock()
+	if unknown && time.Since(time.Unix(0, m.lastSync.Load())) > meshMissTTL {
+		m.syncPeers()
+	}
+	m.mu.RLock()
+	var best *store.Presence
+	for i, p := range ps {
+		if p.Gateway != me && m.peers[p.Gateway] != nil && (best == nil || p.Since.After(best.Since)) {
+			best = &ps[i]
+		}
+	}
+	var l meshLoc
+	if best != nil {
+		l = meshLoc{sim: sim.ID, group: sim.GroupID, node: best.Gateway, peer: m.peers[best.Gateway], until: time.Now().Add(meshLocTTL)}
+	}
+	m.mu.RUnlock()
+	if best == nil {
+		m.set(a, miss)
+		return
+	}
+	m.set(a, l)
+}
+
+func (m *mesh) set(a netip.Addr, l meshLoc) {
+	m.mu.Lock()
+	m.loc[a] = l
+	m.mu.Unlock()
+}
+
+// forget drops what is known of a SIM's location (its presence changed).
+func (m *mesh) forget(simID string) {
+	m.mu.Lock()
+	for a, l := range m.loc {
+		if l.sim == simID || l.peer == nil {
+			delete(m.loc, a)
+		}
+	}
+	m.mu.Unlock()
+}
+
+// send takes packets over the mesh to a node.
+func (m *mesh) send(p *engine.Peer, pkts [][]byte) {
+	m.forwarded.Add(uint64(len(pkts)))
+	m.eng.Send(p, pkts)
+}
+
+// deliver is the mesh engine's Handler: packets another node checked
+// against the policy, for SIMs whose sessions are here.
+func (m *mesh) deliver(batch []engine.InboundPacket) {
+	r := m.g.router
+	var target *engine.Peer
+	var pending [][]byte
+	flush := func() {
+		if len(pending) > 0 {
+			r.eng.Send(target, pending)
+			m.delivered.Add(uint64(len(pending)))
+			pending = pending[:0]
+		}
+	}
+	for _, in := range batch {
+		if in.IP.Version != 4 || !r.pool.Contains(in.IP.Dst) {
+			m.drop(meshDropNotInner)
+			continue
+		}
+		to := r.peerFor(in.IP.Dst)
+		if to == nil {
+			m.drop(meshDropNotHere)
+			continue
+		}
+		if st := stateOf(to); st == nil || st.revoked.Load() {
+			m.drop(meshDropNotHere)
+			continue
+		}
+		if to != target {
+			flush()
+			target = to
+		}
+		pending = append(pending, in.Data)
+	}
+	flush()
+}
+
+func (m *mesh) close() { m.eng.Close() }

@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/engine"
+	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/memtun"
+	"github.com/wirefleet/wirefleet/keystore"
+	"github.com/wirefleet/wirefleet/wgkey"
+	"golang.zx2c4.com/wireguard/conn"
+	wgdevice "golang.zx2c4.com/wireguard/device"
+)
+
+// TestMeshDeviceToDevice: two nodes on one PostgreSQL, joined by the
+// inter-node mesh; device A's session is on gw1, device B's on gw2, both
+// of one group that allows device-to-device. A's packets to B cross the
+// mesh (the policy decided on gw1) and reach B; B's to A cross it back. A
+// device of a group without device-to-device gets nothing across. A
+// handshake on the mesh from a key no node registered is refused and
+// counted.
+func TestMeshDeviceToDevice(t *testing.T) {
+	meshKeys := [2]*keystore.Memory{}
+	for i := range meshKeys {
+		meshKeys[i], _ = keystore.GenerateMemory()
+	}
+	tg := newTwoGateways(t, func(i int, c *Config) { c.Mesh = &MeshConfig{KeyStore: meshKeys[i]} })
+	ctx := context.Background()
+	now := time.Now().UTC()
+	for _, gw := range tg.gws {
+		if err := tg.svc.Heartbeat(ctx, fleet.Node{Name: gw.ID(), Version: "test", Started: now, Seen: now, MeshKey: gw.MeshKey(), MeshEndpoint: fmt.Sprintf("127.0.0.1:%d", gw.MeshPort())}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, gw := range tg.gws {
+		gw.mesh.syncPeers()
+	}
+	grp, err := tg.svc.CreateGroup(ctx, controlplane.System, "plant", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed, err := tg.svc.CreateGroup(ctx, controlplane.System, "closed", fleet.GroupSettings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type device struct {
+		sim fleet.SIM
+		tun *memtun.Chan
+		got chan []byte
+	}
+	newDevice := func(group string, gw int) *device {
+		key, _ := wgkey.NewPrivate()
+		sim, _, err := tg.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{PublicKey: key.Public(), GroupID: group})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := &device{sim: sim, tun: memtun.NewChan(1420, 0, 64), got: make(chan []byte, 64)}
+		dev := wgdevice.NewDevice(d.tun, conn.NewStdNetBind(), wgdevice.NewLogger(wgdevice.LogLevelError, "dev: "))
+		if err := dev.IpcSet(fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.127.0.0/16\nallowed_ip=10.128.0.0/9\n", key[:], tg.gwKey[:], tg.gws[gw].Port())); err != nil {
+			t.Fatal(err)
+		}
+		if err := dev.Up(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(dev.Close)
+		go func() {
+			for p := range d.tun.Out() {
+				select {
+				case d.got <- p:
+				default:
+				}
+			}
+		}()
+		waitFor(t, "the device online", func() bool {
+			d.tun.Send(echoRequest(sim.Address, MetadataAddr))
+			return tg.gws[gw].Connection(sim.ID).Online
+		})
+		waitFor(t, "its presence recorded", func() bool {
+			ps, _ := tg.svc.View().Presences(ctx, sim.ID)
+			return len(ps) == 1
+		})
+		for len(d.got) > 0 {
+			<-d.got
+		}
+		return d
+	}
+	a, b := newDevice(grp.ID, 0), newDevice(grp.ID, 1)
+	// receives says whether to gets a packet from from within d, sending
+	// again while it waits (the first packets start the location lookup).
+	receives := func(from, to *device, d time.Duration) bool {
+		for end := time.Now().Add(d); time.Now().Before(end); {
+			from.tun.Send(echoRequest(from.sim.Address, to.sim.Address))
+			select {
+			case p := <-to.got:
+				if netip.AddrFrom4([4]byte(p[12:16])) == from.sim.Address {
+					return true
+				}
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		return false
+	}
+	if !receives(a, b, 5*time.Second) {
+		t.Fatalf("A on gw1 → B on gw2: nothing; gw1 mesh %d forwarded, gw2 %d delivered, not here %d", tg.gws[0].mesh.forwarded.Load(), tg.gws[1].mesh.delivered.Load(), tg.gws[1].mesh.drops[0].Load())
+	}
+	if !receives(b, a, 5*time.Second) {
+		t.Fatal("B on gw2 → A on gw1: nothing")
+	}
+	if tg.gws[0].mesh.forwarded.Load() == 0 || tg.gws[1].mesh.delivered.Load() == 0 {
+		t.Fatal("the packets did not cross the mesh")
+	}
+
+	// Another group, without device-to-device: refused at the ingress node.
+	c := newDevice(closed.ID, 1)
+	before := tg.gws[1].mesh.forwarded.Load()
+	if receives(c, a, 2*time.Second) {
+		t.Fatal("a device of a group without device-to-device reached another node's device")
+	}
+	if got := tg.gws[1].mesh.forwarded.Load(); got != before {
+		t.Fatalf("gw2 forwarded %d packets of a group without device-to-device", got-before)
+	}
+
+	// A key no node registered knocks on gw2's mesh port: refused.
+	stranger, _ := keystore.GenerateMemory()
+	eng, err := engine.New(engine.Config{KeyStore: stranger, Handler: engine.HandlerFunc(func([]engine.InboundPacket) {}), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Up(); err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	p, err := eng.AddPeer(engine.PeerConfig{PublicKey: tg.gws[1].MeshKey(), Endpoint: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), tg.gws[1].MeshPort()), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.128.0.0/9")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng.Send(p, [][]byte{echoRequest(a.sim.Address, b.sim.Address)})
+	waitFor(t, "the stranger's handshake refused", func() bool {
+		return tg.gws[1].mesh.eng.Counters().HandshakesRejected["unknown-key"] > 0
+	})
+}
