@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,7 @@ type mesh struct {
 	mu      sync.RWMutex
 	loc     map[netip.Addr]meshLoc // a SIM's address → where its session is
 	peers   map[string]*engine.Peer
+	added   map[string]time.Time // when each peer was added
 	lookups chan netip.Addr
 	asked   map[netip.Addr]bool // lookups under way (guarded by mu)
 
@@ -90,7 +92,7 @@ type meshLoc struct {
 }
 
 func newMesh(g *Gateway, cfg MeshConfig) (*mesh, error) {
-	m := &mesh{g: g, cfg: cfg, loc: map[netip.Addr]meshLoc{}, peers: map[string]*engine.Peer{}, lookups: make(chan netip.Addr, meshLookupQueue), asked: map[netip.Addr]bool{}}
+	m := &mesh{g: g, cfg: cfg, loc: map[netip.Addr]meshLoc{}, peers: map[string]*engine.Peer{}, added: map[string]time.Time{}, lookups: make(chan netip.Addr, meshLookupQueue), asked: map[netip.Addr]bool{}}
 	eng, err := engine.New(engine.Config{
 		KeyStore:   cfg.KeyStore,
 		ListenPort: cfg.ListenPort,
@@ -174,6 +176,7 @@ func (m *mesh) syncPeers() {
 		if n, ok := want[name]; !ok || n.MeshKey != p.PublicKey() {
 			m.eng.RemovePeer(p.PublicKey())
 			delete(m.peers, name)
+			delete(m.added, name)
 			m.g.log.Info("mesh: node left", "node", name)
 		}
 	}
@@ -195,6 +198,7 @@ func (m *mesh) syncPeers() {
 			continue
 		}
 		m.peers[name] = p
+		m.added[name] = time.Now()
 		m.g.log.Info("mesh: node joined", "node", name, "endpoint", ep)
 	}
 	// Locations at a node that left are no longer good.
@@ -353,3 +357,57 @@ func (m *mesh) deliver(batch []engine.InboundPacket) {
 }
 
 func (m *mesh) close() { m.eng.Close() }
+
+// meshPeerStale is how long a held node may go without a handshake before
+// it counts as unreachable: sessions are renewed every two minutes while
+// the persistent keepalive runs. meshPeerGrace is how long a node just
+// added may take to its first one (a variable: tests shorten it).
+const meshPeerStale = 3 * time.Minute
+
+var meshPeerGrace = time.Minute
+
+// unreachable lists the held nodes the mesh cannot reach: no handshake
+// within meshPeerStale (or none yet, meshPeerGrace after they were
+// added). A node is only held while the registry says it is up.
+func (m *mesh) unreachable() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []string
+	now := time.Now()
+	for name, p := range m.peers {
+		s := p.Stats()
+		switch {
+		case s.LastHandshake.IsZero() && now.Sub(m.added[name]) > meshPeerGrace,
+			!s.LastHandshake.IsZero() && now.Sub(s.LastHandshake) > meshPeerStale:
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Degraded says what does not work on this gateway, for /healthz and the
+// node registry: under load (handshakes must show a cookie), mesh peers
+// it cannot reach. Empty when all works.
+func (g *Gateway) Degraded() []string {
+	var out []string
+	if g.eng.UnderLoad() {
+		out = append(out, "under load: handshakes must show a cookie")
+	}
+	if g.mesh != nil {
+		for _, n := range g.mesh.unreachable() {
+			out = append(out, "mesh peer "+n+" unreachable")
+		}
+	}
+	return out
+}
+
+// MeshPeers is how many other nodes the mesh holds (0 without a mesh).
+func (g *Gateway) MeshPeers() int {
+	if g.mesh == nil {
+		return 0
+	}
+	g.mesh.mu.RLock()
+	defer g.mesh.mu.RUnlock()
+	return len(g.mesh.peers)
+}

@@ -129,6 +129,24 @@ func TestMeshDeviceToDevice(t *testing.T) {
 		t.Fatalf("gw2 forwarded %d packets of a group without device-to-device", got-before)
 	}
 
+	if d := tg.gws[0].Degraded(); len(d) != 0 {
+		t.Fatalf("gw1 degraded with its mesh working: %q", d)
+	}
+	// A node registered as up whose mesh endpoint answers nothing: gw1
+	// says it cannot reach it (its health and its registry row).
+	meshPeerGrace = 300 * time.Millisecond
+	defer func() { meshPeerGrace = time.Minute }()
+	ghost, _ := keystore.GenerateMemory()
+	now = time.Now().UTC()
+	if err := tg.svc.Heartbeat(ctx, fleet.Node{Name: "gw3", Version: "test", Started: now, Seen: now, MeshKey: ghost.PublicKey(), MeshEndpoint: "127.0.0.1:9"}); err != nil {
+		t.Fatal(err)
+	}
+	tg.gws[0].mesh.syncPeers()
+	waitFor(t, "gw1 degraded by an unreachable mesh peer", func() bool {
+		d := tg.gws[0].Degraded()
+		return len(d) == 1 && d[0] == "mesh peer gw3 unreachable"
+	})
+
 	// A key no node registered knocks on gw2's mesh port: refused.
 	stranger, _ := keystore.GenerateMemory()
 	eng, err := engine.New(engine.Config{KeyStore: stranger, Handler: engine.HandlerFunc(func([]engine.InboundPacket) {}), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

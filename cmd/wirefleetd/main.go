@@ -498,7 +498,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return "ok"
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "ok\nstore "+storeState(r)+"\n")
+		writeHealth(w, r, health{Node: gw.ID(), Store: storeState(r), Degraded: gw.Degraded(), MeshPeers: gw.MeshPeers(), Mesh: c.meshEndpoint != "", Jobs: clusterJobs.Held()})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if st := storeState(r); st != "ok" {
@@ -518,7 +518,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	srv.RegisterOnShutdown(con.Shutdown) // live views end, so shutdown does not wait for them
 	log.Info("api listening", "addr", ln.Addr().String(), "endpoint", c.endpoint, "gateway_public_key", gwPub.String(), "data", c.dataDir)
 	stopHeartbeat := startHeartbeat(ctx, svc, fleet.Node{Name: gw.ID(), Endpoint: c.endpoint, API: ln.Addr().String(), Version: buildinfo.Version(),
-		MeshKey: gw.MeshKey(), MeshEndpoint: c.meshEndpoint}, gw.Stats, log)
+		MeshKey: gw.MeshKey(), MeshEndpoint: c.meshEndpoint}, gw.Stats, gw.Degraded, log)
 	defer stopHeartbeat() // before the gateway and the store close (deferred earlier, so they run later)
 	if onListen != nil {
 		onListen(ln.Addr())

@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -327,8 +328,15 @@ func TestStoreOutage(t *testing.T) {
 	if code, body := get(t, base+"/readyz", ""); code != 200 || !strings.Contains(body, "ready") {
 		t.Fatalf("/readyz with the store up: %d %s", code, body)
 	}
-	if code, body := get(t, base+"/healthz", ""); code != 200 || !strings.Contains(body, "store ok") {
-		t.Fatalf("/healthz with the store up: %d %s", code, body)
+	// The node takes the cluster-wide jobs' leases just after it starts.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		code, body := get(t, base+"/healthz", "")
+		if code == 200 && strings.HasPrefix(body, "ok\nnode ") && strings.Contains(body, "store ok") && strings.Contains(body, "jobs config-audit,datastore-retention") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz with the store up: %d %q", code, body)
+		}
 	}
 	srv.Stop()
 	req, _ := http.NewRequest("GET", base+"/api/v1/sims", nil)
@@ -345,8 +353,17 @@ func TestStoreOutage(t *testing.T) {
 	if code, body := get(t, base+"/readyz", ""); code != 503 {
 		t.Fatalf("/readyz during the outage: %d %s", code, body)
 	}
-	if code, body := get(t, base+"/healthz", ""); code != 200 || !strings.Contains(body, "store unavailable") {
+	if code, body := get(t, base+"/healthz", ""); code != 200 || !strings.HasPrefix(body, "degraded\n") || !strings.Contains(body, "store unavailable") || !strings.Contains(body, "degraded: store unavailable") {
 		t.Fatalf("/healthz during the outage: %d %s", code, body)
+	}
+	var h struct {
+		Node     string
+		Store    string
+		Degraded []string
+	}
+	code, hj := get(t, base+"/healthz?format=json", "")
+	if err := json.Unmarshal([]byte(hj), &h); code != 200 || err != nil || h.Node == "" || h.Store != "unavailable" || len(h.Degraded) == 0 || h.Degraded[0] != "store unavailable" {
+		t.Fatalf("/healthz as JSON during the outage: %d %s", code, hj)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,15 +34,12 @@ func settingsKCV(k *seal.Key) string {
 // function it returns stops it and marks the node stopped, so the others
 // and the operators see it down at once rather than after
 // fleet.NodeStaleAfter.
-func startHeartbeat(ctx context.Context, svc *controlplane.Service, n fleet.Node, stats func() fleet.GatewayStats, log *slog.Logger) func() {
+func startHeartbeat(ctx context.Context, svc *controlplane.Service, n fleet.Node, stats func() fleet.GatewayStats, degraded func() []string, log *slog.Logger) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	n.Started = time.Now().UTC()
 	beat := func(ctx context.Context) {
 		st := stats()
-		n.Seen, n.Sessions, n.Degraded = time.Now().UTC(), st.Sessions, ""
-		if st.UnderLoad {
-			n.Degraded = "under load: handshakes must show a cookie"
-		}
+		n.Seen, n.Sessions, n.Degraded = time.Now().UTC(), st.Sessions, strings.Join(degraded(), "; ")
 		if err := svc.Heartbeat(ctx, n); err != nil && ctx.Err() == nil {
 			log.Warn("node registry: heartbeat", "node", n.Name, "err", err)
 		}

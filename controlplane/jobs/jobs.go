@@ -17,6 +17,7 @@ package jobs
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -216,4 +217,19 @@ func (r *Runner) Close() {
 		}
 		cancel()
 	}
+}
+
+// Held lists the jobs whose lease this node holds now, by name.
+func (r *Runner) Held() []string {
+	r.mu.Lock()
+	leases := slices.Clone(r.leases)
+	r.mu.Unlock()
+	var out []string
+	for _, l := range leases {
+		if l.Held() {
+			out = append(out, l.job)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
