@@ -503,4 +503,20 @@ func TestMeshAcrossNodes(t *testing.T) {
 	if out, err := devB.Exec("ping", "-c", "2", "-i", "0.2", "-W", "2", addrA.String()); err != nil {
 		t.Fatalf("B's pings to A: %v\n%s", err, out)
 	}
+	// 10 MB over TCP from A to B, across the mesh.
+	sink := filepath.Join(nodes[1].dir, "received")
+	recv := env.Start(devB, nil, "sh", "-c", "nc -l -N 5001 > "+sink)
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	if out, err := devA.Exec("sh", "-c", "head -c 10000000 /dev/urandom | nc -N -w 10 "+addrB.String()+" 5001"); err != nil {
+		t.Fatalf("sending 10 MB from A to B: %v\n%s", err, out)
+	}
+	if err := recv.Wait(); err != nil {
+		t.Fatalf("B's receiver: %v\n%s", err, recv.Output())
+	}
+	fi, err := os.Stat(sink)
+	if err != nil || fi.Size() != 10_000_000 {
+		t.Fatalf("B received %v bytes of 10,000,000 (%v)", fi, err)
+	}
+	t.Logf("10 MB from a device on n1 to one on n2 in %s", time.Since(start).Round(time.Millisecond))
 }
