@@ -34,9 +34,9 @@ import (
 // engine); one for a SIM that has no session there is dropped and
 // counted.
 //
-// Only SIM addresses (IPv4) cross the mesh in this version: LANs behind
-// SIMs, IPv6 and the taps of the destination's group (mirror, capture,
-// inspection) at the egress node are not done yet.
+// SIM addresses and LANs behind SIMs (IPv4) cross the mesh in this
+// version: IPv6, 4via6 and the taps of the destination's group (mirror,
+// capture, inspection) at the egress node are not done yet.
 
 // MeshConfig joins a gateway to the inter-node mesh.
 type MeshConfig struct {
@@ -72,15 +72,22 @@ type mesh struct {
 	eng *engine.Engine
 
 	mu      sync.RWMutex
-	loc     map[netip.Addr]meshLoc // a SIM's address → where its session is
+	loc     map[meshKey]meshLoc // a SIM (by address or id) → where its session is
 	peers   map[string]*engine.Peer
 	added   map[string]time.Time // when each peer was added
-	lookups chan netip.Addr
-	asked   map[netip.Addr]bool // lookups under way (guarded by mu)
+	lookups chan meshKey
+	asked   map[meshKey]bool // lookups under way (guarded by mu)
 
 	forwarded, delivered atomic.Uint64
 	lastSync             atomic.Int64 // unix nanoseconds of the last registry read
 	drops                [len(meshDropReasons)]atomic.Uint64
+}
+
+// meshKey names a SIM whose location is looked up: by its address (a
+// packet to it) or by its id (a packet to a LAN behind it).
+type meshKey struct {
+	addr netip.Addr
+	sim  string
 }
 
 type meshLoc struct {
@@ -92,7 +99,7 @@ type meshLoc struct {
 }
 
 func newMesh(g *Gateway, cfg MeshConfig) (*mesh, error) {
-	m := &mesh{g: g, cfg: cfg, loc: map[netip.Addr]meshLoc{}, peers: map[string]*engine.Peer{}, added: map[string]time.Time{}, lookups: make(chan netip.Addr, meshLookupQueue), asked: map[netip.Addr]bool{}}
+	m := &mesh{g: g, cfg: cfg, loc: map[meshKey]meshLoc{}, peers: map[string]*engine.Peer{}, added: map[string]time.Time{}, lookups: make(chan meshKey, meshLookupQueue), asked: map[meshKey]bool{}}
 	eng, err := engine.New(engine.Config{
 		KeyStore:   cfg.KeyStore,
 		ListenPort: cfg.ListenPort,
@@ -192,7 +199,9 @@ func (m *mesh) syncPeers() {
 			}
 			continue
 		}
-		p, err := m.eng.AddPeer(engine.PeerConfig{PublicKey: n.MeshKey, Endpoint: ep, AllowedIPs: []netip.Prefix{m.g.router.pool}, Identity: name, PersistentKeepalive: meshKeepalive})
+		// Any source: a node forwards devices' packets and the answers of
+		// hosts on LANs behind them (its key is the trust, not the source).
+		p, err := m.eng.AddPeer(engine.PeerConfig{PublicKey: n.MeshKey, Endpoint: ep, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}, Identity: name, PersistentKeepalive: meshKeepalive})
 		if err != nil {
 			m.g.log.Warn("mesh: adding a node", "node", name, "err", err)
 			continue
@@ -214,20 +223,29 @@ func (m *mesh) syncPeers() {
 // ok false (unknown yet: a lookup starts, and this packet is dropped; or
 // no node has it).
 func (m *mesh) route(dst netip.Addr) (*engine.Peer, string, bool) {
+	return m.routeKey(meshKey{addr: dst})
+}
+
+// routeSIM is route for a packet to a LAN behind SIM id.
+func (m *mesh) routeSIM(id string) (*engine.Peer, string, bool) {
+	return m.routeKey(meshKey{sim: id})
+}
+
+func (m *mesh) routeKey(k meshKey) (*engine.Peer, string, bool) {
 	now := time.Now()
 	m.mu.RLock()
-	l, found := m.loc[dst]
-	asked := m.asked[dst]
+	l, found := m.loc[k]
+	asked := m.asked[k]
 	m.mu.RUnlock()
 	if found && now.Before(l.until) {
 		return l.peer, l.group, l.peer != nil
 	}
 	if !asked {
 		m.mu.Lock()
-		if !m.asked[dst] {
+		if !m.asked[k] {
 			select {
-			case m.lookups <- dst:
-				m.asked[dst] = true
+			case m.lookups <- k:
+				m.asked[k] = true
 			default:
 				m.drop(meshDropLookup)
 			}
@@ -237,19 +255,25 @@ func (m *mesh) route(dst netip.Addr) (*engine.Peer, string, bool) {
 	return nil, "", false
 }
 
-// lookup finds which node holds a session of the SIM at address a.
-func (m *mesh) lookup(a netip.Addr) {
+// lookup finds which node holds a session of the SIM k names.
+func (m *mesh) lookup(k meshKey) {
 	defer func() {
 		m.mu.Lock()
-		delete(m.asked, a)
+		delete(m.asked, k)
 		m.mu.Unlock()
 	}()
 	ctx, cancel := context.WithTimeout(m.g.ctx, 5*time.Second)
 	defer cancel()
-	miss := meshLoc{until: time.Now().Add(meshMissTTL)}
-	sim, err := m.g.st.SIMByAddress(ctx, a)
+	miss := meshLoc{sim: k.sim, until: time.Now().Add(meshMissTTL)}
+	var sim fleet.SIM
+	var err error
+	if k.sim != "" {
+		sim, err = m.g.st.SIM(ctx, k.sim)
+	} else {
+		sim, err = m.g.st.SIMByAddress(ctx, k.addr)
+	}
 	if errors.Is(err, store.ErrNotFound) {
-		m.set(a, miss)
+		m.set(k, miss)
 		return
 	}
 	if err != nil {
@@ -291,15 +315,15 @@ func (m *mesh) lookup(a netip.Addr) {
 	}
 	m.mu.RUnlock()
 	if best == nil {
-		m.set(a, miss)
+		m.set(k, miss)
 		return
 	}
-	m.set(a, l)
+	m.set(k, l)
 }
 
-func (m *mesh) set(a netip.Addr, l meshLoc) {
+func (m *mesh) set(k meshKey, l meshLoc) {
 	m.mu.Lock()
-	m.loc[a] = l
+	m.loc[k] = l
 	m.mu.Unlock()
 }
 
@@ -333,12 +357,28 @@ func (m *mesh) deliver(batch []engine.InboundPacket) {
 			pending = pending[:0]
 		}
 	}
-	for _, in := range batch {
-		if in.IP.Version != 4 || !r.pool.Contains(in.IP.Dst) {
+	for i := range batch {
+		in := &batch[i]
+		if in.IP.Version != 4 {
 			m.drop(meshDropNotInner)
 			continue
 		}
-		to := r.peerFor(in.IP.Dst)
+		var to *engine.Peer
+		switch {
+		case r.pool.Contains(in.IP.Dst):
+			to = r.peerFor(in.IP.Dst)
+		default:
+			// A LAN behind a SIM here: translated on its way in, as a
+			// packet from a device here would be.
+			lan := r.lans.lookup(in.IP.Dst)
+			if lan == nil {
+				m.drop(meshDropNotInner)
+				continue
+			}
+			if to = r.peerOf(lan.sim); to != nil {
+				lan.enter(in.Data, &in.IP)
+			}
+		}
 		if to == nil {
 			m.drop(meshDropNotHere)
 			continue

@@ -24,10 +24,11 @@ import (
 // TestMeshDeviceToDevice: two nodes on one PostgreSQL, joined by the
 // inter-node mesh; device A's session is on gw1, device B's on gw2, both
 // of one group that allows device-to-device. A's packets to B cross the
-// mesh (the policy decided on gw1) and reach B; B's to A cross it back. A
-// device of a group without device-to-device gets nothing across. A
-// handshake on the mesh from a key no node registered is refused and
-// counted.
+// mesh (the policy decided on gw1) and reach B; B's to A cross it back;
+// a LAN behind B (mapped) is reached from A and its host answers back. A
+// device of a group without device-to-device gets nothing across. A mesh
+// peer that answers nothing degrades the node. A handshake on the mesh
+// from a key no node registered is refused and counted.
 func TestMeshDeviceToDevice(t *testing.T) {
 	meshKeys := [2]*keystore.Memory{}
 	for i := range meshKeys {
@@ -65,7 +66,7 @@ func TestMeshDeviceToDevice(t *testing.T) {
 		}
 		d := &device{sim: sim, tun: memtun.NewChan(1420, 0, 64), got: make(chan []byte, 64)}
 		dev := wgdevice.NewDevice(d.tun, conn.NewStdNetBind(), wgdevice.NewLogger(wgdevice.LogLevelError, "dev: "))
-		if err := dev.IpcSet(fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.127.0.0/16\nallowed_ip=10.128.0.0/9\n", key[:], tg.gwKey[:], tg.gws[gw].Port())); err != nil {
+		if err := dev.IpcSet(fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.127.0.0/16\nallowed_ip=10.128.0.0/9\nallowed_ip=10.64.0.0/10\n", key[:], tg.gwKey[:], tg.gws[gw].Port())); err != nil {
 			t.Fatal(err)
 		}
 		if err := dev.Up(); err != nil {
@@ -117,6 +118,41 @@ func TestMeshDeviceToDevice(t *testing.T) {
 	}
 	if tg.gws[0].mesh.forwarded.Load() == 0 || tg.gws[1].mesh.delivered.Load() == 0 {
 		t.Fatal("the packets did not cross the mesh")
+	}
+
+	// A LAN behind B (mapped: the fleet reaches it at another prefix),
+	// reached from A across the mesh, and its host's answer back.
+	rt, err := tg.svc.AddSIMRoute(ctx, controlplane.System, b.sim.ID, controlplane.RouteSpec{Prefix: netip.MustParsePrefix("192.168.50.0/24"), Map: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lanHost := netip.MustParseAddr("192.168.50.7")
+	m4 := rt.Mapped.Addr().As4()
+	m4[3] = 7
+	mappedHost := netip.AddrFrom4(m4) // .7 of the mapped prefix
+	reached := false
+	for end := time.Now().Add(5 * time.Second); !reached && time.Now().Before(end); {
+		a.tun.Send(echoRequest(a.sim.Address, mappedHost))
+		select {
+		case p := <-b.got:
+			reached = netip.AddrFrom4([4]byte(p[16:20])) == lanHost && netip.AddrFrom4([4]byte(p[12:16])) == a.sim.Address
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if !reached {
+		t.Fatalf("A on gw1 → the LAN behind B on gw2 (%v, mapped %v): nothing arrived as %v", rt.Prefix, rt.Mapped, lanHost)
+	}
+	answered := false
+	for end := time.Now().Add(5 * time.Second); !answered && time.Now().Before(end); {
+		b.tun.Send(echoRequest(lanHost, a.sim.Address)) // the LAN host answers, through B
+		select {
+		case p := <-a.got:
+			answered = netip.AddrFrom4([4]byte(p[12:16])) == mappedHost
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if !answered {
+		t.Fatalf("the LAN host's answer did not reach A from %v", mappedHost)
 	}
 
 	// Another group, without device-to-device: refused at the ingress node.

@@ -274,13 +274,16 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 					continue
 				}
 			}
-			if to == nil && r.mesh != nil && ip.Version == 4 && from == nil {
-				// On another node: the policy is decided here, once.
+			if to == nil && r.mesh != nil && ip.Version == 4 {
+				// On another node: the policy is decided here, once (a
+				// LAN host's answer leaves with its mapped address, as
+				// it would to a device here).
 				if mp, dstGroup, ok := r.mesh.route(dst); ok {
 					if !d2dAllowed(srcPol, r.policies.get(dstGroup), proto, sport, dport) {
 						r.drops.add(dropPolicy)
 						continue
 					}
+					r.out(pkt, ip, st.id, from)
 					flush()
 					r.mesh.send(mp, [][]byte{pkt})
 					continue
@@ -327,6 +330,21 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 				continue
 			}
 			to := r.peerOf(lan.sim)
+			if to == nil && r.mesh != nil && ip.Version == 4 {
+				// Behind a SIM on another node: decided here, sent as
+				// addressed (the node there translates a mapped LAN).
+				if mp, dstGroup, ok := r.mesh.routeSIM(lan.sim); ok {
+					if !d2dAllowed(pol, r.policies.get(dstGroup), proto, sport, dport) {
+						r.drops.add(dropPolicy)
+						lan.drops.add(dropPolicy)
+						continue
+					}
+					r.out(pkt, ip, st.id, from)
+					flush()
+					r.mesh.send(mp, [][]byte{pkt})
+					continue
+				}
+			}
 			if to == nil {
 				reason := dropOffline
 				if pol == nil || pol.mode == fleet.D2DOff {
