@@ -327,6 +327,9 @@ func (p *Peer) received(kp *keypair, now int64) {
 		p.lastTraversal.Store(now)
 		p.lastActivity.Store(now)
 	}
+	if now-p.lastReceived.Load() > int64(10*time.Millisecond) {
+		p.lastReceived.Store(now)
+	}
 	if p.newHandshakeDue.Load() != 0 {
 		p.newHandshakeDue.Store(0)
 	}

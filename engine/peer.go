@@ -73,6 +73,7 @@ type Peer struct {
 	keepaliveDue    atomic.Int64 // first data received since we last sent
 	newHandshakeDue atomic.Int64 // first data sent since we last received
 	lastTraversal   atomic.Int64 // any authenticated packet, either way
+	lastReceived    atomic.Int64 // an authenticated packet from the peer (keepalives too)
 	lastActivity    atomic.Int64
 	expiredReported atomic.Bool
 	wheelSlot       atomic.Int64 // the timer wheel slot p is armed at, 0 if none
@@ -120,6 +121,9 @@ type PeerStats struct {
 	RxPackets     uint64    // inner packets received (keepalives not counted)
 	TxPackets     uint64    // inner packets sent
 	HasSession    bool
+	// LastReceived is when the last authenticated packet (keepalives too)
+	// came from the peer, to within 10 ms; zero if none.
+	LastReceived time.Time
 	// UnansweredSince is when we first sent data that nothing authenticated
 	// from the peer has followed yet (zero if answered): the sign of a peer
 	// that lost our session, for example a restarted gateway.
@@ -134,6 +138,9 @@ func (p *Peer) Stats() PeerStats {
 	}
 	if t := p.newHandshakeDue.Load(); t != 0 {
 		s.UnansweredSince = time.Unix(0, t)
+	}
+	if t := p.lastReceived.Load(); t != 0 {
+		s.LastReceived = time.Unix(0, t)
 	}
 	kp := p.current.Load()
 	s.HasSession = kp != nil && p.e.nanos()-kp.created < int64(RejectAfterTime)

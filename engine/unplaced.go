@@ -10,9 +10,14 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 )
 
-// ErrPeerElsewhere is InitiateTo's answer for a peer held with a session
-// at another endpoint: a packet from this one does not move it.
-var ErrPeerElsewhere = errors.New("engine: the peer is held at another endpoint")
+// ErrPeerElsewhere is InitiateTo's answer for a peer held here with a live
+// session: a packet nobody can authenticate (an unplaced transport packet
+// may be forged) does not move it, nor start another handshake.
+var ErrPeerElsewhere = errors.New("engine: the peer has a live session here")
+
+// liveFor is how recently a held peer must have sent an authenticated
+// packet for InitiateTo to leave it alone.
+const liveFor = KeepaliveTimeout + RekeyTimeout
 
 // InitiateTo starts a handshake with the peer of static key key at ep: a
 // peer whose session lives on another node (one that died, or that a load
@@ -24,8 +29,10 @@ var ErrPeerElsewhere = errors.New("engine: the peer is held at another endpoint"
 // leaves from the address the device sends to.
 //
 // The peer is resolved as an initiation from it would be (the Resolver
-// may refuse it) and held lazily; a peer already held at another
-// endpoint is left alone (ErrPeerElsewhere).
+// may refuse it) and held lazily; a peer with a live session here (an
+// authenticated packet within 15 s) is left alone (ErrPeerElsewhere).
+// The caller decides whether the session elsewhere is over: the packet
+// that asks for this cannot be authenticated.
 func (e *Engine) InitiateTo(ctx context.Context, key wgkey.Public, ep conn.Endpoint) error {
 	remote := endpointAddr(ep)
 	p := e.peers.get(key)
@@ -49,8 +56,9 @@ func (e *Engine) InitiateTo(ctx context.Context, key wgkey.Public, ep conn.Endpo
 			e.routes.add(p)
 			e.wheel.arm(p, e.nanos()) // eviction if the handshake never completes
 		}
-	} else if old := p.endpoint.Load(); old != nil && old.addr != remote {
-		return ErrPeerElsewhere
+	}
+	if last := p.lastReceived.Load(); p.Stats().HasSession && last != 0 && e.nanos()-last < int64(liveFor) {
+		return ErrPeerElsewhere // one inserted meanwhile, or held before
 	}
 	p.endpoint.Store(&endpointBox{ep: ep, addr: remote, src: ep.SrcIP()})
 	e.Initiate(p)

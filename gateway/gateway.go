@@ -697,6 +697,9 @@ func (g *Gateway) watch(changes <-chan fleet.Change, cancel func()) {
 				changes, cancel = g.st.Subscribe()
 				g.simGen.Add(1)
 				g.resync()
+				if g.mesh != nil {
+					g.mesh.forgetAll()
+				}
 				continue
 			}
 			switch c.Kind {
@@ -704,6 +707,9 @@ func (g *Gateway) watch(changes <-chan fleet.Change, cancel func()) {
 				g.simGen.Add(1)
 				g.recheckSIM(c.ID)
 				g.refreshRoutes(c.ID)
+				if g.mesh != nil {
+					g.mesh.forget(c.ID) // its group or address may have changed
+				}
 			case fleet.ChangeGroup:
 				g.policies.refresh(g.ctx, g.st, c.ID)
 			case fleet.ChangePresence:

@@ -54,7 +54,10 @@ const (
 	meshLocTTL      = 30 * time.Second // a location kept (a presence change forgets it sooner)
 	meshMissTTL     = 2 * time.Second  // "no session elsewhere" kept
 	meshLookupQueue = 256
-	meshKeepalive   = 25 * time.Second
+	// Mesh peers keep alive every second, and one not heard from for
+	// meshAliveFor is gone (a takeover from it may go ahead).
+	meshKeepalive = time.Second
+	meshAliveFor  = 2500 * time.Millisecond
 )
 
 // Mesh drop reasons (wirefleet_mesh_dropped_packets_total).
@@ -62,9 +65,10 @@ const (
 	meshDropNotHere  = "target-not-here"   // a packet from a node for a SIM with no session here
 	meshDropNotInner = "not-a-sim"         // a packet from a node not addressed to a SIM
 	meshDropLookup   = "lookup-queue-full" // too many locations being looked up
+	meshDropSource   = "bad-source"        // a packet from a node neither from a SIM nor from a LAN behind one
 )
 
-var meshDropReasons = [...]string{meshDropNotHere, meshDropNotInner, meshDropLookup}
+var meshDropReasons = [...]string{meshDropNotHere, meshDropNotInner, meshDropLookup, meshDropSource}
 
 type mesh struct {
 	g   *Gateway
@@ -80,6 +84,7 @@ type mesh struct {
 
 	forwarded, delivered atomic.Uint64
 	lastSync             atomic.Int64 // unix nanoseconds of the last registry read
+	nodes                []fleet.Node // the registry as last read (guarded by mu)
 	drops                [len(meshDropReasons)]atomic.Uint64
 }
 
@@ -104,6 +109,7 @@ func newMesh(g *Gateway, cfg MeshConfig) (*mesh, error) {
 		KeyStore:   cfg.KeyStore,
 		ListenPort: cfg.ListenPort,
 		Handler:    engine.HandlerFunc(m.deliver),
+		Resolver:   engine.ResolverFunc(m.resolve),
 		Logger:     g.log.With("part", "mesh"),
 	})
 	if err != nil {
@@ -155,6 +161,36 @@ func (m *mesh) start() error {
 	return nil
 }
 
+// resolve is the mesh engine's Resolver: a node that joined since the
+// last registry read is taken at its first handshake, if the registry has
+// its key for a node that is up (and not this one); anyone else is
+// refused as unknown.
+func (m *mesh) resolve(ctx context.Context, key wgkey.Public, _ netip.AddrPort) (engine.PeerConfig, error) {
+	// The registry as last read, read again at most every few seconds:
+	// handshakes from unknown keys must not each cost a query.
+	if time.Since(time.Unix(0, m.lastSync.Load())) > meshMissTTL {
+		m.syncPeers()
+	}
+	m.mu.RLock()
+	nodes := m.nodes
+	m.mu.RUnlock()
+	me, now := m.g.gatewayID(), time.Now()
+	for _, n := range nodes {
+		if n.MeshKey == key && n.Name != me && n.Up(now) {
+			return m.peerConfig(n, netip.AddrPort{}), nil
+		}
+	}
+	return engine.PeerConfig{}, engine.ErrUnknownPeer
+}
+
+// peerConfig is how the mesh holds node n.
+func (m *mesh) peerConfig(n fleet.Node, ep netip.AddrPort) engine.PeerConfig {
+	// Any source: a node forwards devices' packets and the answers of
+	// hosts on LANs behind them (its key is the trust; deliver checks
+	// the sources).
+	return engine.PeerConfig{PublicKey: n.MeshKey, Endpoint: ep, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}, Identity: n.Name, PersistentKeepalive: meshKeepalive}
+}
+
 // PublicKey is this node's mesh key.
 func (m *mesh) publicKey() wgkey.Public { return m.eng.PublicKey() }
 
@@ -179,6 +215,7 @@ func (m *mesh) syncPeers() {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.nodes = nodes
 	for name, p := range m.peers {
 		if n, ok := want[name]; !ok || n.MeshKey != p.PublicKey() {
 			m.eng.RemovePeer(p.PublicKey())
@@ -199,10 +236,10 @@ func (m *mesh) syncPeers() {
 			}
 			continue
 		}
-		// Any source: a node forwards devices' packets and the answers of
-		// hosts on LANs behind them (its key is the trust, not the source).
-		p, err := m.eng.AddPeer(engine.PeerConfig{PublicKey: n.MeshKey, Endpoint: ep, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}, Identity: name, PersistentKeepalive: meshKeepalive})
-		if err != nil {
+		p := m.eng.Peer(n.MeshKey) // taken at its handshake (resolve)
+		if p != nil {
+			m.eng.SetEndpoint(p, ep)
+		} else if p, err = m.eng.AddPeer(m.peerConfig(n, ep)); err != nil {
 			m.g.log.Warn("mesh: adding a node", "node", name, "err", err)
 			continue
 		}
@@ -237,10 +274,11 @@ func (m *mesh) routeKey(k meshKey) (*engine.Peer, string, bool) {
 	l, found := m.loc[k]
 	asked := m.asked[k]
 	m.mu.RUnlock()
-	if found && now.Before(l.until) {
-		return l.peer, l.group, l.peer != nil
-	}
-	if !asked {
+	fresh := found && now.Before(l.until)
+	// An expired location is still used (up to one more TTL) while it is
+	// looked up again, so a flow does not stall every 30 s.
+	usable := fresh || found && l.peer != nil && now.Before(l.until.Add(meshLocTTL))
+	if !fresh && !asked {
 		m.mu.Lock()
 		if !m.asked[k] {
 			select {
@@ -252,7 +290,32 @@ func (m *mesh) routeKey(k meshKey) (*engine.Peer, string, bool) {
 		}
 		m.mu.Unlock()
 	}
+	if usable {
+		return l.peer, l.group, l.peer != nil
+	}
 	return nil, "", false
+}
+
+// pending says whether a lookup of the SIM at dst is under way (a packet
+// for it is dropped without an ICMP error: the answer may be "elsewhere").
+func (m *mesh) pending(dst netip.Addr) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.asked[meshKey{addr: dst}]
+}
+
+// peer is the mesh peer of node, and when it was added (nil if not held).
+func (m *mesh) peer(node string) (*engine.Peer, time.Time) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.peers[node], m.added[node]
+}
+
+// forgetAll drops every location (the change feed was resubscribed).
+func (m *mesh) forgetAll() {
+	m.mu.Lock()
+	clear(m.loc)
+	m.mu.Unlock()
 }
 
 // lookup finds which node holds a session of the SIM k names.
@@ -363,6 +426,14 @@ func (m *mesh) deliver(batch []engine.InboundPacket) {
 			m.drop(meshDropNotInner)
 			continue
 		}
+		// A node forwards devices' packets and LAN hosts' answers, never
+		// the platform's own (its services answer on each node): a
+		// source in the platform range, or neither a SIM's nor a LAN's,
+		// is refused (a stolen mesh key cannot pose as DNS here).
+		if src := in.IP.Src; r.plat.Contains(src) || !r.pool.Contains(src) && r.lans.lookup(src) == nil {
+			m.drop(meshDropSource)
+			continue
+		}
 		var to *engine.Peer
 		switch {
 		case r.pool.Contains(in.IP.Dst):
@@ -442,12 +513,18 @@ func (g *Gateway) Degraded() []string {
 	return out
 }
 
-// MeshPeers is how many other nodes the mesh holds (0 without a mesh).
-func (g *Gateway) MeshPeers() int {
+// MeshPeers is how many other nodes the mesh holds, and how many of them
+// were heard from within meshAliveFor (0, 0 without a mesh).
+func (g *Gateway) MeshPeers() (held, up int) {
 	if g.mesh == nil {
-		return 0
+		return 0, 0
 	}
 	g.mesh.mu.RLock()
 	defer g.mesh.mu.RUnlock()
-	return len(g.mesh.peers)
+	for _, p := range g.mesh.peers {
+		if last := p.Stats().LastReceived; !last.IsZero() && time.Since(last) < meshAliveFor {
+			up++
+		}
+	}
+	return len(g.mesh.peers), up
 }

@@ -201,4 +201,20 @@ func TestMeshDeviceToDevice(t *testing.T) {
 	waitFor(t, "the stranger's handshake refused", func() bool {
 		return tg.gws[1].mesh.eng.Counters().HandshakesRejected["unknown-key"] > 0
 	})
+
+	// Registered (a node with this key is up), it is taken at its next
+	// handshake; it still cannot pose as the platform (DNS, metadata).
+	now = time.Now().UTC()
+	if err := tg.svc.Heartbeat(ctx, fleet.Node{Name: "gw4", Version: "test", Started: now, Seen: now, MeshKey: stranger.PublicKey(), MeshEndpoint: fmt.Sprintf("127.0.0.1:%d", eng.Port())}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(meshMissTTL) // past the registry read the refusal used
+	eng.Initiate(p)
+	waitFor(t, "the new node taken at its handshake", func() bool { return p.Stats().HasSession })
+	bad := tg.gws[1].mesh.drops[3].Load()
+	eng.Send(p, [][]byte{echoRequest(MetadataAddr, b.sim.Address)})
+	waitFor(t, "a platform source from a node refused", func() bool { return tg.gws[1].mesh.drops[3].Load() > bad })
+	if meshDropReasons[3] != meshDropSource {
+		t.Fatal("the drop index moved")
+	}
 }

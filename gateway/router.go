@@ -274,10 +274,11 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 					continue
 				}
 			}
-			if to == nil && r.mesh != nil && ip.Version == 4 {
+			if to == nil && r.mesh != nil && ip.Version == 4 && srcPol != nil && srcPol.mode != fleet.D2DOff {
 				// On another node: the policy is decided here, once (a
 				// LAN host's answer leaves with its mapped address, as
-				// it would to a device here).
+				// it would to a device here). A group without
+				// device-to-device asks nothing of the mesh.
 				if mp, dstGroup, ok := r.mesh.route(dst); ok {
 					if !d2dAllowed(srcPol, r.policies.get(dstGroup), proto, sport, dport) {
 						r.drops.add(dropPolicy)
@@ -286,6 +287,10 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 					r.out(pkt, ip, st.id, from)
 					flush()
 					r.mesh.send(mp, [][]byte{pkt})
+					continue
+				}
+				if r.mesh.pending(dst) {
+					r.drops.add(dropOffline) // no ICMP error: it may be elsewhere
 					continue
 				}
 			}
@@ -330,7 +335,7 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 				continue
 			}
 			to := r.peerOf(lan.sim)
-			if to == nil && r.mesh != nil && ip.Version == 4 {
+			if to == nil && r.mesh != nil && ip.Version == 4 && pol != nil && pol.mode != fleet.D2DOff {
 				// Behind a SIM on another node: decided here, sent as
 				// addressed (the node there translates a mapped LAN).
 				if mp, dstGroup, ok := r.mesh.routeSIM(lan.sim); ok {

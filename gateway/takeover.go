@@ -5,6 +5,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -25,40 +26,50 @@ import (
 // the handshake itself, from the address the packets arrived on: the
 // device's next packet brings the session back within a round trip.
 //
-// An attacker who forges a device's source address can make this node
-// send that device an initiation (148 bytes for a 32-byte packet, once
-// per takeoverEvery per endpoint): the device answers it and keeps its
-// session either way. Lookups are bounded per endpoint and over all, so a
-// spray of forged packets costs the store a bounded rate of indexed reads.
+// Such a packet cannot be authenticated, and a standard client accepts
+// an initiation from any node (they share the installation's key) and
+// moves its endpoint there: a packet forged from a device's address
+// could move a live device. So a node takes over only from a node that
+// is gone: over the mesh, no packet from it for meshAliveFor (its peers
+// keep alive every second); without a mesh, the registry's word (down
+// 30 s after its last heartbeat), so fast failover needs the mesh. A
+// peer with a live session here is never touched (engine.InitiateTo).
+// Lookups are bounded over all and per endpoint, so a spray of packets
+// costs the store a bounded rate of indexed reads.
 const (
-	takeoverEvery  = 5 * time.Second // per endpoint, at most one try in this time
-	takeoverRate   = 50              // lookups a second over all endpoints
-	takeoverBurst  = 200
-	takeoverQueue  = 256
-	takeoverSweepN = 65536 // endpoints remembered at most
+	takeoverEvery = 5 * time.Second        // per endpoint, at most one try in this time once it was tried through
+	takeoverRetry = 500 * time.Millisecond // again after a try that could not decide yet
+	takeoverRate  = 50                     // lookups a second over all endpoints
+	takeoverBurst = 200
+	takeoverQueue = 256
 )
 
 type takeover struct {
-	g       *Gateway
-	perEP   *tokenbucket.Set[netip.AddrPort]
-	all     *tokenbucket.Set[struct{}]
-	queue   chan takeoverJob
+	g *Gateway
+	// next holds, per endpoint (a keyed hash of it: bounded memory, no
+	// lock, no sweep), when it may be tried again, in unix nanoseconds.
+	next  [1 << 16]atomic.Int64
+	seed  maphash.Seed
+	all   *tokenbucket.Set[struct{}]
+	queue chan takeoverJob
+
 	results [len(takeoverResults)]atomic.Uint64
 }
 
 type takeoverJob struct {
 	remote netip.AddrPort
 	ep     conn.Endpoint
+	slot   *atomic.Int64
 }
 
 // takeoverResults are the outcomes counted by
 // wirefleet_gateway_takeovers_total.
-var takeoverResults = [...]string{"initiated", "no-presence", "refused", "store-error", "dropped"}
+var takeoverResults = [...]string{"initiated", "no-presence", "refused", "holder-alive", "store-error", "dropped"}
 
 func newTakeover(g *Gateway) *takeover {
 	return &takeover{
 		g:     g,
-		perEP: tokenbucket.NewSet[netip.AddrPort](1/takeoverEvery.Seconds(), 1, takeoverSweepN),
+		seed:  maphash.MakeSeed(),
 		all:   tokenbucket.NewSet[struct{}](takeoverRate, takeoverBurst, 1),
 		queue: make(chan takeoverJob, takeoverQueue),
 	}
@@ -75,16 +86,23 @@ func (t *takeover) count(result string) {
 // offer is the engine's UnplacedTransport hook: on the receive path, so
 // it only rate-limits and queues.
 func (t *takeover) offer(remote netip.AddrPort, ep conn.Endpoint) {
-	if ok, _ := t.perEP.Allow(remote); !ok {
+	slot := &t.next[maphash.Comparable(t.seed, remote)%uint64(len(t.next))]
+	now := time.Now().UnixNano()
+	due := slot.Load()
+	if now < due {
 		return
 	}
 	if ok, _ := t.all.Allow(struct{}{}); !ok {
 		t.count("dropped")
 		return
 	}
+	if !slot.CompareAndSwap(due, now+int64(takeoverEvery)) {
+		return // another packet of it claimed the try
+	}
 	select {
-	case t.queue <- takeoverJob{remote: remote, ep: ep}:
+	case t.queue <- takeoverJob{remote: remote, ep: ep, slot: slot}:
 	default:
+		slot.Store(now) // not tried: the next packet may
 		t.count("dropped")
 	}
 }
@@ -97,7 +115,13 @@ func (t *takeover) run() {
 		case <-t.g.ctx.Done():
 			return
 		case j := <-t.queue:
-			t.count(t.try(j))
+			r := t.try(j)
+			if r == "holder-alive" || r == "no-presence" || r == "store-error" {
+				// Soon again: the holder may be dying (its last packets
+				// within meshAliveFor), the presence not written yet.
+				j.slot.Store(time.Now().Add(takeoverRetry).UnixNano())
+			}
+			t.count(r)
 		}
 	}
 }
@@ -118,6 +142,13 @@ func (t *takeover) try(j takeoverJob) string {
 		if p.Gateway == me {
 			continue // a session of ours that ended: the device handshakes itself
 		}
+		if alive, why := g.nodeAlive(ctx, p.Gateway); alive {
+			// The packet cannot be authenticated (it may be forged from
+			// the device's address): while the node holding the session
+			// lives, the session is left where it is.
+			g.log.Debug("takeover: the node holding the session is alive", "sim", p.SIMID, "node", p.Gateway, "why", why)
+			return "holder-alive"
+		}
 		sim, err := g.st.SIM(ctx, p.SIMID)
 		if err != nil {
 			return "store-error"
@@ -137,4 +168,38 @@ func (t *takeover) try(j takeoverJob) string {
 		return "initiated"
 	}
 	return "no-presence"
+}
+
+// nodeAlive says whether node (a presence's gateway) still runs: a mesh
+// peer heard from within meshAliveFor, or, without the mesh, a node the
+// registry counts as up.
+func (g *Gateway) nodeAlive(ctx context.Context, node string) (bool, string) {
+	if m := g.mesh; m != nil {
+		p, added := m.peer(node)
+		if p == nil && time.Since(time.Unix(0, m.lastSync.Load())) > meshMissTTL {
+			m.syncPeers() // a node that joined since the last registry read
+			p, added = m.peer(node)
+		}
+		if p != nil {
+			last := p.Stats().LastReceived
+			switch {
+			case !last.IsZero():
+				return time.Since(last) < meshAliveFor, "mesh"
+			case time.Since(added) < meshAliveFor:
+				return true, "mesh peer just added" // not heard from yet: wait and see
+			}
+			// Never heard from over the mesh (a firewall between the
+			// nodes?): the registry's word, as without a mesh.
+		}
+	}
+	nodes, err := g.st.ListNodes(ctx)
+	if err != nil {
+		return true, "registry unreadable" // in doubt, leave the session be
+	}
+	for _, n := range nodes {
+		if n.Name == node {
+			return n.Up(time.Now()), "registry"
+		}
+	}
+	return false, "not registered"
 }

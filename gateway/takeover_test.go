@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/memtun"
 	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.zx2c4.com/wireguard/conn"
@@ -19,12 +20,13 @@ import (
 )
 
 // TestTakeoverFromAnotherNode: a standard device whose packets move from
-// one node to another mid-session (its node died, or a load balancer
-// moved its flow) keeps sending transport packets of the old session. The
-// node receiving them finds the SIM in the presence records and initiates
-// the handshake itself: the device is back well before the ~15 s after
-// which it would have initiated. Packets from an endpoint no node had a
-// session at start nothing.
+// one node to another mid-session keeps sending transport packets of the
+// old session. While the node holding it is alive, the other declines
+// (the packets cannot be authenticated: they may be forged to move a
+// live device). Once it is gone, the node receiving them finds the SIM in
+// the presence records and initiates the handshake itself: the device is
+// back well before the ~15 s after which it would have initiated. Packets
+// from an endpoint no node had a session at start nothing.
 func TestTakeoverFromAnotherNode(t *testing.T) {
 	tg := newTwoGateways(t)
 	ctx := context.Background()
@@ -64,9 +66,22 @@ func TestTakeoverFromAnotherNode(t *testing.T) {
 		t.Fatalf("gw2 initiated %d handshakes before the device came", got)
 	}
 
-	// The device's packets now reach gw2 (its endpoint is set there, as a
-	// virtual address moving would do): same session, same source port.
+	// While gw1 is up (the registry says so; there is no mesh here), a
+	// packet of its session reaching gw2 moves nothing: it may be forged.
+	now := time.Now().UTC()
+	if err := tg.svc.Heartbeat(ctx, fleet.Node{Name: "gw1", Version: "test", Started: now, Seen: now}); err != nil {
+		t.Fatal(err)
+	}
 	if err := dev.IpcSet(peer(1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "gw2 declining while gw1 lives", func() bool { send(); return tg.gws[1].takeoverCounts()["holder-alive"] > 0 })
+	if c := tg.gws[1].takeoverCounts(); c["initiated"] != 0 || tg.gws[1].Connection(sim.ID).Online {
+		t.Fatalf("gw2 took over from a live gw1: %v", c)
+	}
+	// gw1 is gone (its registry row says so): the device's next packets
+	// reaching gw2 bring the session there.
+	if err := tg.svc.Heartbeat(ctx, fleet.Node{Name: "gw1", Version: "test", Started: now, Seen: now.Add(-time.Hour), Degraded: "stopped"}); err != nil {
 		t.Fatal(err)
 	}
 	moved := time.Now()

@@ -192,6 +192,25 @@ func killAndMeasure(t *testing.T, env *netns.Env, dev *netns.NS, wg *netns.WireG
 	if ep := wg.PeerEndpoint(gwPub); ep != endpoint {
 		t.Fatalf("the device's endpoint is %v before the failover, want %v", ep, endpoint)
 	}
+	// The nodes hear each other over the mesh (how the survivor will know
+	// the victim is gone).
+	waitUntil(t, 20*time.Second, "the mesh between the nodes up", func() bool {
+		for _, n := range []*failoverNode{victim, survivor} {
+			resp, err := nsClient(n.ns).Get("http://127.0.0.1:18080/healthz?format=json")
+			if err != nil {
+				return false
+			}
+			var h struct {
+				Up int `json:"meshPeersUp"`
+			}
+			json.NewDecoder(resp.Body).Decode(&h)
+			resp.Body.Close()
+			if h.Up < 1 {
+				return false
+			}
+		}
+		return true
+	}, survivor.proc.Output)
 	time.Sleep(time.Second)
 	killed := time.Now()
 	if err := syscall.Kill(victim.proc.PID, syscall.SIGKILL); err != nil {
@@ -260,6 +279,9 @@ func TestFailoverKeepalived(t *testing.T) {
 	for _, n := range nodes {
 		n.ns = env.NewNS(n.name)
 		n.link = attach(n.ns, n.addr+"/24")
+		// The mesh tells a node that another is gone (no keepalive for
+		// 2.5 s): only then does it take the other's devices over.
+		n.args = []string{"--mesh-endpoint", n.addr + ":51821"}
 	}
 	dev := env.NewNS("dev")
 	attach(dev, "10.213.0.2/24")
@@ -353,6 +375,7 @@ func TestFailoverNftablesBalancer(t *testing.T) {
 		lb.MustExec("ip", "link", "set", peer.Name, "master", br)
 		n.link = l.Name
 		env.AddRoute(n.ns, "default", "via", "10.214.1.1")
+		n.args = []string{"--mesh-endpoint", n.addr + ":51821"}
 	}
 	endpoint := netip.AddrPortFrom(vip, 51820)
 	startNodes(t, env, bin, dsn, endpoint, "0.0.0.0:18080", nodes)

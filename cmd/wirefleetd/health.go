@@ -17,8 +17,9 @@ type health struct {
 	Store     string   `json:"store"` // ok, unavailable
 	Degraded  []string `json:"degraded"`
 	Mesh      bool     `json:"mesh"`
-	MeshPeers int      `json:"meshPeers"`
-	Jobs      []string `json:"jobs"` // the cluster-wide jobs this node runs
+	MeshPeers int      `json:"meshPeers"`   // other nodes held
+	MeshUp    int      `json:"meshPeersUp"` // of those, heard from in the last seconds
+	Jobs      []string `json:"jobs"`        // the cluster-wide jobs this node runs
 }
 
 // writeHealth answers /healthz: liveness (always 200 while the process
@@ -48,7 +49,7 @@ func writeHealth(w http.ResponseWriter, r *http.Request, h health) {
 	}
 	fmt.Fprintf(w, "%s\nnode %s\nstore %s\n", state, h.Node, h.Store)
 	if h.Mesh {
-		fmt.Fprintf(w, "mesh %d peers\n", h.MeshPeers)
+		fmt.Fprintf(w, "mesh %d peers, %d up\n", h.MeshPeers, h.MeshUp)
 	}
 	if len(h.Jobs) > 0 {
 		fmt.Fprintf(w, "jobs %s\n", strings.Join(h.Jobs, ","))

@@ -498,7 +498,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return "ok"
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeHealth(w, r, health{Node: gw.ID(), Store: storeState(r), Degraded: gw.Degraded(), MeshPeers: gw.MeshPeers(), Mesh: c.meshEndpoint != "", Jobs: clusterJobs.Held()})
+		held, up := gw.MeshPeers()
+		writeHealth(w, r, health{Node: gw.ID(), Store: storeState(r), Degraded: gw.Degraded(), MeshPeers: held, MeshUp: up, Mesh: c.meshEndpoint != "", Jobs: clusterJobs.Held()})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if st := storeState(r); st != "ok" {

@@ -90,10 +90,13 @@ func meshConfig(c config) (*gateway.MeshConfig, error) {
 	}
 	port := ep.Port()
 	if c.meshListen != "" {
-		_, p, err := net.SplitHostPort(c.meshListen)
+		// :PORT only: the engine listens on every address (it answers
+		// each node from the address that node sent to); keep the port
+		// to the nodes' network with the host's firewall.
+		h, p, err := net.SplitHostPort(c.meshListen)
 		n, err2 := strconv.ParseUint(p, 10, 16)
-		if err != nil || err2 != nil {
-			return nil, fmt.Errorf("--mesh-listen %q: want :PORT", c.meshListen)
+		if err != nil || err2 != nil || h != "" {
+			return nil, fmt.Errorf("--mesh-listen %q: want :PORT (the mesh listens on every address; firewall the port to the nodes' network)", c.meshListen)
 		}
 		port = uint16(n)
 	}
