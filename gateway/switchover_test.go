@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
+	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/controlplane/store/pgstore"
 	"github.com/wirefleet/wirefleet/controlplane/store/pgstore/pgtest"
 	"github.com/wirefleet/wirefleet/fleet"
@@ -27,7 +28,8 @@ import (
 // standby, through a multi-host connection string with
 // target_session_attrs=read-write. The primary is lost (SIGKILL to all its
 // processes) and the standby promoted: writes resume on the new primary,
-// every write acknowledged before the loss is there, the change feed
+// every write acknowledged before the loss is there (API writes and
+// data-store records), the change feed
 // reconnects (a SIM suspended afterwards is cut off), and a device keeps
 // its session and its answers throughout.
 func TestPostgresSwitchover(t *testing.T) {
@@ -102,6 +104,16 @@ func TestPostgresSwitchover(t *testing.T) {
 		}
 		acked = append(acked, s.ID)
 	}
+	// Data-store records acknowledged before the loss (the path the data
+	// store commits its batches by, synchronously).
+	var recs []fleet.Record
+	for i := range 50 {
+		now := time.Now().UTC()
+		recs = append(recs, fleet.Record{SIMID: sim.ID, Time: now, Received: now, Category: "before", ContentType: "application/json", Payload: []byte(fmt.Sprintf(`{"n":%d}`, i))})
+	}
+	if err := st.AppendRecords(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
 	handshakes := gw.Engine().Counters().HandshakesCompleted
 	answeredBefore := answered.Load()
 
@@ -126,6 +138,13 @@ func TestPostgresSwitchover(t *testing.T) {
 		if _, err := svc.GetSIM(ctx, controlplane.System, id); err != nil {
 			t.Fatalf("SIM %s, acknowledged before the primary was lost: %v", id, err)
 		}
+	}
+	if pg, err := st.ListRecords(ctx, store.RecordFilter{SIMID: sim.ID, Category: "before", PageRequest: store.PageRequest{Limit: 100}}); err != nil || len(pg.Items) != 50 {
+		t.Fatalf("data-store records acknowledged before the loss: %d of 50 (%v)", len(pg.Items), err)
+	}
+	now := time.Now().UTC()
+	if err := st.AppendRecords(ctx, []fleet.Record{{SIMID: sim.ID, Time: now, Received: now, Category: "after", ContentType: "application/json", Payload: []byte(`{}`)}}); err != nil {
+		t.Fatalf("a data-store write after the switchover: %v", err)
 	}
 
 	// The change feed follows the new primary: a suspension cuts the
