@@ -75,6 +75,7 @@ type mesh struct {
 	cfg MeshConfig
 	eng *engine.Engine
 
+	syncMu  sync.Mutex // held through a registry read and its application
 	mu      sync.RWMutex
 	loc     map[meshKey]meshLoc // a SIM (by address or id) → where its session is
 	peers   map[string]*engine.Peer
@@ -197,6 +198,10 @@ func (m *mesh) publicKey() wgkey.Public { return m.eng.PublicKey() }
 // syncPeers holds every other registered node that is up and has a mesh
 // key as a peer, and lets go of the others.
 func (m *mesh) syncPeers() {
+	// One at a time (the ticker, lookups and the resolver call it): an
+	// older registry read must not be applied after a newer one.
+	m.syncMu.Lock()
+	defer m.syncMu.Unlock()
 	m.lastSync.Store(time.Now().UnixNano())
 	ctx, cancel := context.WithTimeout(m.g.ctx, 5*time.Second)
 	defer cancel()

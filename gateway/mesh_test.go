@@ -81,11 +81,11 @@ func TestMeshDeviceToDevice(t *testing.T) {
 				}
 			}
 		}()
-		waitFor(t, "the device online", func() bool {
+		waitForWithin(t, 20*time.Second, "the device online", func() bool {
 			d.tun.Send(echoRequest(sim.Address, MetadataAddr))
 			return tg.gws[gw].Connection(sim.ID).Online
 		})
-		waitFor(t, "its presence recorded", func() bool {
+		waitForWithin(t, 20*time.Second, "its presence recorded", func() bool {
 			ps, _ := tg.svc.View().Presences(ctx, sim.ID)
 			return len(ps) == 1
 		})
@@ -178,7 +178,7 @@ func TestMeshDeviceToDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	tg.gws[0].mesh.syncPeers()
-	waitFor(t, "gw1 degraded by an unreachable mesh peer", func() bool {
+	waitForWithin(t, 20*time.Second, "gw1 degraded by an unreachable mesh peer", func() bool {
 		d := tg.gws[0].Degraded()
 		return len(d) == 1 && d[0] == "mesh peer gw3 unreachable"
 	})
@@ -198,7 +198,7 @@ func TestMeshDeviceToDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	eng.Send(p, [][]byte{echoRequest(a.sim.Address, b.sim.Address)})
-	waitFor(t, "the stranger's handshake refused", func() bool {
+	waitForWithin(t, 20*time.Second, "the stranger's handshake refused", func() bool {
 		return tg.gws[1].mesh.eng.Counters().HandshakesRejected["unknown-key"] > 0
 	})
 
@@ -210,10 +210,10 @@ func TestMeshDeviceToDevice(t *testing.T) {
 	}
 	time.Sleep(meshMissTTL) // past the registry read the refusal used
 	eng.Initiate(p)
-	waitFor(t, "the new node taken at its handshake", func() bool { return p.Stats().HasSession })
+	waitForWithin(t, 20*time.Second, "the new node taken at its handshake", func() bool { return p.Stats().HasSession })
 	bad := tg.gws[1].mesh.drops[3].Load()
 	eng.Send(p, [][]byte{echoRequest(MetadataAddr, b.sim.Address)})
-	waitFor(t, "a platform source from a node refused", func() bool { return tg.gws[1].mesh.drops[3].Load() > bad })
+	waitForWithin(t, 20*time.Second, "a platform source from a node refused", func() bool { return tg.gws[1].mesh.drops[3].Load() > bad })
 	if meshDropReasons[3] != meshDropSource {
 		t.Fatal("the drop index moved")
 	}

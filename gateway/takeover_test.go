@@ -57,8 +57,8 @@ func TestTakeoverFromAnotherNode(t *testing.T) {
 		}
 	}()
 	send := func() { tunDev.Send(echoRequest(sim.Address, MetadataAddr)) }
-	waitFor(t, "the device on gw1", func() bool { send(); return tg.gws[0].Connection(sim.ID).Online })
-	waitFor(t, "gw1's presence recorded", func() bool {
+	waitForWithin(t, 20*time.Second, "the device on gw1", func() bool { send(); return tg.gws[0].Connection(sim.ID).Online })
+	waitForWithin(t, 20*time.Second, "gw1's presence recorded", func() bool {
 		ps, _ := tg.svc.View().Presences(ctx, sim.ID)
 		return len(ps) == 1 && ps[0].Gateway == "gw1"
 	})
@@ -75,7 +75,7 @@ func TestTakeoverFromAnotherNode(t *testing.T) {
 	if err := dev.IpcSet(peer(1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "gw2 declining while gw1 lives", func() bool { send(); return tg.gws[1].takeoverCounts()["holder-alive"] > 0 })
+	waitForWithin(t, 20*time.Second, "gw2 declining while gw1 lives", func() bool { send(); return tg.gws[1].takeoverCounts()["holder-alive"] > 0 })
 	if c := tg.gws[1].takeoverCounts(); c["initiated"] != 0 || tg.gws[1].Connection(sim.ID).Online {
 		t.Fatalf("gw2 took over from a live gw1: %v", c)
 	}
@@ -124,7 +124,7 @@ func TestTakeoverFromAnotherNode(t *testing.T) {
 	for range 3 {
 		c.Write(stray)
 	}
-	waitFor(t, "the stray packet looked up", func() bool { return tg.gws[1].takeoverCounts()["no-presence"] == 1 })
+	waitForWithin(t, 20*time.Second, "the stray packet looked up", func() bool { return tg.gws[1].takeoverCounts()["no-presence"] == 1 })
 	time.Sleep(200 * time.Millisecond)
 	if got := tg.gws[1].takeoverCounts(); got["no-presence"] != 1 || got["initiated"] != 1 {
 		t.Fatalf("after stray packets: %v, want one lookup and no initiation", got)
