@@ -19,7 +19,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/store/sqlitestore"
 )
 
-const ttl = 1500 * time.Millisecond
+const ttl = 3 * time.Second
 
 // cut is a node's way to the store, which the test can sever.
 type cut struct {
