@@ -351,6 +351,7 @@ func (e *Engine) handleResponse(msg []byte, ep conn.Endpoint) {
 	kp := newKeypair(p, &keys, true, now, p.initIndex, m.Sender)
 	e.indices.set(p.initIndex, indexEntry{peer: p, kp: kp})
 	p.initiator, p.initIndex, p.attempts = nil, 0, 0
+	p.oneShot = false // answered: rekeys retry as usual
 	if p.next != nil {
 		e.indices.delete(p.next.localIndex)
 		p.next = nil

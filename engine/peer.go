@@ -46,7 +46,10 @@ type Peer struct {
 	identity  any
 	keepalive time.Duration
 	lazy      bool // resolved on demand: evicted when idle
-	cookies   cookie.Generator
+	// oneShot: its pending initiation is not retransmitted (InitiateTo's,
+	// asked by a packet nobody could authenticate); guarded by mu.
+	oneShot bool
+	cookies cookie.Generator
 
 	endpoint atomic.Pointer[endpointBox]
 

@@ -73,7 +73,7 @@ func (e *Engine) peerTimers(p *Peer, now int64) {
 	p.mu.Lock()
 	pending := p.initIndex != 0 && !p.initQueued
 	sentAt, attempts := p.initSentAt, p.attempts
-	giveUp := pending && now-sentAt >= int64(RekeyTimeout) && attempts > MaxTimerHandshakes
+	giveUp := pending && now-sentAt >= int64(RekeyTimeout) && (attempts > MaxTimerHandshakes || p.oneShot)
 	if giveUp {
 		e.indices.delete(p.initIndex)
 		p.initiator.Wipe()

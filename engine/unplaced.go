@@ -61,6 +61,12 @@ func (e *Engine) InitiateTo(ctx context.Context, key wgkey.Public, ep conn.Endpo
 		return ErrPeerElsewhere // one inserted meanwhile, or held before
 	}
 	p.endpoint.Store(&endpointBox{ep: ep, addr: remote, src: ep.SrcIP()})
+	// One initiation, not retransmitted: the packet that asked for it may
+	// be forged, and a device that is there answers the first (the next
+	// packet of it asks again after a while).
+	p.mu.Lock()
+	p.oneShot = true
+	p.mu.Unlock()
 	e.Initiate(p)
 	return nil
 }
