@@ -185,7 +185,7 @@ func failoverDevice(t *testing.T, env *netns.Env, dev *netns.NS, node *failoverN
 // over (it initiated the handshake) well before the ~15 s after which the
 // device would have, and the device's endpoint is still endpoint; it
 // returns how long pings went unanswered.
-func killAndMeasure(t *testing.T, env *netns.Env, dev *netns.NS, wg *netns.WireGuard, gwPub wgkey.Public, endpoint netip.AddrPort, victim, survivor *failoverNode, why func() string) time.Duration {
+func killAndMeasure(t *testing.T, env *netns.Env, dev *netns.NS, wg *netns.WireGuard, gwPub wgkey.Public, endpoint netip.AddrPort, victim, survivor *failoverNode, beforeKill func(), why func() string) time.Duration {
 	t.Helper()
 	ping := env.Start(dev, nil, "ping", "-n", "-D", "-i", "0.2", "-W", "1", "100.127.100.127")
 	waitUntil(t, 20*time.Second, "pings answered through "+victim.name, func() bool { return len(replyTimes(ping.Output())) >= 5 }, ping.Output)
@@ -211,6 +211,9 @@ func killAndMeasure(t *testing.T, env *netns.Env, dev *netns.NS, wg *netns.WireG
 		}
 		return true
 	}, survivor.proc.Output)
+	if beforeKill != nil {
+		beforeKill()
+	}
 	time.Sleep(time.Second)
 	killed := time.Now()
 	if err := syscall.Kill(victim.proc.PID, syscall.SIGKILL); err != nil {
@@ -338,11 +341,52 @@ vrrp_instance wirefleet {
 	}
 	waitUntil(t, 20*time.Second, "n1 holds the virtual address", func() bool { return holds(nodes[0]) && !holds(nodes[1]) }, kas[0].Output)
 
-	wg, gwPub, _ := failoverDevice(t, env, dev, nodes[0], "18080", "")
-	killAndMeasure(t, env, dev, wg, gwPub, endpoint, nodes[0], nodes[1], func() string { return "keepalived n2:\n" + kas[1].Output() })
+	// The device writes to the data store before and after the failover.
+	token, err := os.ReadFile(filepath.Join(nodes[0].dir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	grp := apiCall(t, nodes[0], strings.TrimSpace(string(token)), "POST", "/api/v1/groups", `{"name":"meters","settings":{"dataStore":{"enabled":true}}}`)
+	var g struct{ ID string }
+	json.Unmarshal(grp, &g)
+	wg, gwPub, _ := failoverDevice(t, env, dev, nodes[0], "18080", g.ID)
+	write := func(n int) {
+		t.Helper()
+		out, err := dev.Exec("sh", "-c", fmt.Sprintf(`curl -sS --max-time 5 -w '\n%%{http_code}' -H 'Content-Type: application/json' --data '{"n":%d}' http://100.127.111.111/`, n))
+		if err != nil || !strings.HasSuffix(strings.TrimSpace(out), "201") {
+			t.Fatalf("data-store write %d: %v %q", n, err, out)
+		}
+	}
+	killAndMeasure(t, env, dev, wg, gwPub, endpoint, nodes[0], nodes[1], func() { write(1) }, func() string { return "keepalived n2:\n" + kas[1].Output() })
 	if !holds(nodes[1]) {
 		t.Fatal("n2 does not hold the virtual address")
 	}
+	write(2)
+	var sim struct{ ID string }
+	json.Unmarshal(apiCall(t, nodes[1], strings.TrimSpace(string(token)), "GET", "/api/v1/sims/find?ref="+url.QueryEscape(wg.Public.String()), ""), &sim)
+	var data struct{ Items []json.RawMessage }
+	json.Unmarshal(apiCall(t, nodes[1], strings.TrimSpace(string(token)), "GET", "/api/v1/sims/"+sim.ID+"/data", ""), &data)
+	if len(data.Items) != 2 {
+		t.Fatalf("the device's data-store records after the failover: %d, want the one before and the one after", len(data.Items))
+	}
+}
+
+// apiCall calls node n's API (on 127.0.0.1:18080 in its namespace).
+func apiCall(t *testing.T, n *failoverNode, token, method, path, body string) []byte {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://127.0.0.1:18080"+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := nsClient(n.ns).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		t.Fatalf("%s %s on %s: %d %s", method, path, n.name, resp.StatusCode, b)
+	}
+	return b
 }
 
 // TestFailoverNftablesBalancer: two wirefleetd nodes behind a stateless
@@ -403,7 +447,7 @@ func TestFailoverNftablesBalancer(t *testing.T) {
 		return false
 	}, func() string { return "ping:\n" + probe.Output() + "\nhealth checker:\n" + health.Output() })
 	probe.Stop()
-	killAndMeasure(t, env, dev, wg, gwPub, endpoint, victim, survivor, health.Output)
+	killAndMeasure(t, env, dev, wg, gwPub, endpoint, victim, survivor, nil, health.Output)
 }
 
 // nodeHolds says whether n has a live session of wg's SIM (its API's
