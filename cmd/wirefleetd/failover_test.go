@@ -558,7 +558,7 @@ func TestMeshAcrossNodes(t *testing.T) {
 	// Each node registers its mesh key and endpoint at start; each holds
 	// the others from its next registry read (every 10 s).
 	_, _, addrA := failoverDevice(t, env, devA, nodes[0], "18080", grp.ID)
-	_, _, addrB := failoverDevice(t, env, devB, nodes[1], "18080", grp.ID)
+	wgB, gwPub, addrB := failoverDevice(t, env, devB, nodes[1], "18080", grp.ID)
 	// B's session starts with its first packet; then A pings B.
 	devB.Exec("ping", "-c", "1", "-W", "2", "100.127.100.127")
 	devA.Exec("ping", "-c", "1", "-W", "2", "100.127.100.127")
@@ -586,4 +586,23 @@ func TestMeshAcrossNodes(t *testing.T) {
 		t.Fatalf("B received %v bytes of 10,000,000 (%v)", fi, err)
 	}
 	t.Logf("10 MB from a device on n1 to one on n2 in %s", time.Since(start).Round(time.Millisecond))
+
+	// A LAN behind A (a router: A forwards between its tunnel and the
+	// LAN), reached from B on the other node; the LAN host answers.
+	host := env.NewNS("host")
+	env.Veth(devA, netip.MustParsePrefix("192.168.77.1/24"), host, netip.MustParsePrefix("192.168.77.10/24"))
+	devA.MustExec("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+	env.AddRoute(host, "default", "via", "192.168.77.1")
+	var simA struct{ ID string }
+	json.Unmarshal(apiCall(t, nodes[0], strings.TrimSpace(string(token)), "GET", "/api/v1/sims/find?ref="+addrA.String(), ""), &simA)
+	apiCall(t, nodes[0], strings.TrimSpace(string(token)), "POST", "/api/v1/sims/"+simA.ID+"/routes", `{"prefix":"192.168.77.0/24"}`)
+	// B routes the LAN into its tunnel, as wg-quick would for a route in
+	// its AllowedIPs.
+	f := strings.Fields(wgB.Show("allowed-ips"))
+	wgB.Set("peer", gwPub.String(), "allowed-ips", strings.Join(append(f[1:], "192.168.77.0/24"), ","))
+	env.AddRoute(devB, "192.168.77.0/24", "dev", wgB.Name)
+	waitUntil(t, 20*time.Second, "B reaching the host on the LAN behind A, across the mesh", func() bool {
+		out, err = devB.Exec("ping", "-c", "2", "-i", "0.2", "-W", "1", "192.168.77.10")
+		return err == nil
+	}, func() string { return out })
 }
