@@ -511,14 +511,24 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool, why
 	}
 }
 
-// TestMeshAcrossNodes: two wirefleetd nodes on one PostgreSQL, each with
-// --mesh-endpoint; device A (Debian wireguard-go) connects to the first,
-// device B to the second, both in a group that allows device-to-device.
-// A pings B: the packets cross the inter-node mesh both ways.
+// TestMeshAcrossNodes: three wirefleetd nodes, each with --mesh-endpoint,
+// on a PostgreSQL with a synchronous streaming standby; device A (Debian
+// wireguard-go) connects to the first, device B to the second, both in a
+// group that allows device-to-device. A and B ping each other and move
+// 10 MB over TCP across the mesh; a host on a LAN behind A answers B.
+// Then the primary is lost and the standby promoted: traffic across nodes
+// goes on and the third node takes API writes, no node restarted.
 func TestMeshAcrossNodes(t *testing.T) {
 	_, bin := buildWirefleetd(t)
 	env := netns.New(t)
-	dsn := pgtest.Start(t).NewDatabase(t)
+	// PostgreSQL with a synchronous streaming standby, the nodes on a
+	// multi-host string that keeps to the primary.
+	primary := pgtest.StartDurable(t)
+	one := primary.NewDatabase(t)
+	standby := pgtest.StartStandby(t, primary, true)
+	dbname := one[strings.Index(one, "dbname=")+len("dbname="):]
+	dbname = dbname[:strings.IndexByte(dbname, ' ')]
+	dsn := fmt.Sprintf("host=%s,%s user=wirefleet dbname=%s sslmode=disable target_session_attrs=read-write connect_timeout=2", primary.Socket(), standby.Socket(), dbname)
 	lan := env.NewNS("lan")
 	br := env.Name("br")
 	lan.MustExec("ip", "link", "add", br, "type", "bridge")
@@ -527,7 +537,7 @@ func TestMeshAcrossNodes(t *testing.T) {
 		_, peer := env.Veth(ns, netip.MustParsePrefix(addr), lan, netip.Prefix{})
 		lan.MustExec("ip", "link", "set", peer.Name, "master", br)
 	}
-	nodes := []*failoverNode{{name: "n1", addr: "10.215.0.11"}, {name: "n2", addr: "10.215.0.12"}}
+	nodes := []*failoverNode{{name: "n1", addr: "10.215.0.11"}, {name: "n2", addr: "10.215.0.12"}, {name: "n3", addr: "10.215.0.13"}}
 	for _, n := range nodes {
 		n.ns = env.NewNS(n.name)
 		attach(n.ns, n.addr+"/24")
@@ -605,4 +615,29 @@ func TestMeshAcrossNodes(t *testing.T) {
 		out, err = devB.Exec("ping", "-c", "2", "-i", "0.2", "-W", "1", "192.168.77.10")
 		return err == nil
 	}, func() string { return out })
+
+	// The primary is lost and the standby promoted, no node restarted:
+	// the devices' traffic across nodes goes on, and the third node (no
+	// device of its own) takes API writes again.
+	primary.Crash()
+	standby.Promote(t)
+	if out, err := devA.Exec("ping", "-c", "3", "-i", "0.2", "-W", "2", addrB.String()); err != nil {
+		t.Fatalf("A's pings to B after the switchover: %v\n%s", err, out)
+	}
+	waitUntil(t, 30*time.Second, "API writes on n3 after the switchover", func() bool {
+		req, _ := http.NewRequest("POST", "http://127.0.0.1:18080/api/v1/groups", strings.NewReader(`{"name":"after-switchover"}`))
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := nsClient(nodes[2].ns).Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 201
+	}, nodes[2].proc.Output)
+	for _, n := range nodes {
+		if n.proc.Exited() {
+			t.Fatalf("%s exited during the switchover:\n%s", n.name, n.proc.Output())
+		}
+	}
 }
