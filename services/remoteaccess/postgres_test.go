@@ -83,8 +83,8 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // TestTwoNodesOnePostgres: two wirefleetd sharing PostgreSQL both listen on
 // a mapping made through either; the one whose gateway holds the device's
 // session carries the connection, the other refuses it as sim-offline;
-// a delete through one closes both; an expiry closes both and is recorded
-// once. The device is golang.zx2c4.com/wireguard on a userspace stack,
+// a delete through one closes both; an expiry (with a third node by
+// then) closes it on all three and is recorded once. The device is golang.zx2c4.com/wireguard on a userspace stack,
 // over 127.0.0.1.
 func TestTwoNodesOnePostgres(t *testing.T) {
 	srv := pgtest.Start(t)
@@ -167,14 +167,17 @@ func TestTwoNodesOnePostgres(t *testing.T) {
 	}
 	waitUntil(t, "both nodes closing the deleted mapping", func() bool { return !a.listening(m.ID) && !b.listening(m.ID) })
 
-	// Expiry: both close, one expiry event.
+	// Expiry, with a third node: all close, one expiry event.
+	c := startNode(t, dsn, "127.0.0.3", ks, log)
 	short, err := a.svc.CreateMapping(ctx, controlplane.System, controlplane.MappingSpec{SIMID: sim.ID, Port: devPort, Duration: 2 * time.Second,
 		AllowedSources: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "both nodes listening", func() bool { return a.listening(short.ID) && b.listening(short.ID) })
-	waitUntil(t, "both nodes closing at expiry", func() bool { return !a.listening(short.ID) && !b.listening(short.ID) })
+	waitUntil(t, "the three nodes listening", func() bool { return a.listening(short.ID) && b.listening(short.ID) && c.listening(short.ID) })
+	waitUntil(t, "the three nodes closing at expiry", func() bool {
+		return !a.listening(short.ID) && !b.listening(short.ID) && !c.listening(short.ID)
+	})
 	time.Sleep(500 * time.Millisecond)
 	p, err := a.svc.ListEvents(ctx, controlplane.System, store.EventFilter{ObjectID: short.ID, Action: "mapping.expire"})
 	if err != nil || len(p.Items) != 1 {
