@@ -4,6 +4,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/packet"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
@@ -54,11 +56,25 @@ const (
 	meshLocTTL      = 30 * time.Second // a location kept (a presence change forgets it sooner)
 	meshMissTTL     = 2 * time.Second  // "no session elsewhere" kept
 	meshLookupQueue = 256
-	// Mesh peers keep alive every second, and one not heard from for
-	// meshAliveFor is gone (a takeover from it may go ahead).
-	meshKeepalive = time.Second
+	// Each node sends every other a heartbeat every meshHeartbeat (a
+	// data packet: WireGuard's own keepalive is skipped by a side that
+	// just received one, so with it only one side may be heard), and one
+	// not heard from for meshAliveFor is gone (a takeover from it may go
+	// ahead).
+	meshHeartbeat = time.Second
 	meshAliveFor  = 2500 * time.Millisecond
+	// meshHeartbeatProto marks a heartbeat: an IPv4 header alone, from
+	// and to 0.0.0.0, of an experimental protocol number (RFC 3692).
+	meshHeartbeatProto = 253
 )
+
+// heartbeatPacket is the mesh's heartbeat.
+var heartbeatPacket = func() []byte {
+	b := make([]byte, 20)
+	b[0], b[3], b[8], b[9] = 0x45, 20, 1, meshHeartbeatProto
+	binary.BigEndian.PutUint16(b[10:], packet.Checksum(b))
+	return b
+}()
 
 // Mesh drop reasons (wirefleet_mesh_dropped_packets_total).
 const (
@@ -66,9 +82,16 @@ const (
 	meshDropNotInner = "not-a-sim"         // a packet from a node not addressed to a SIM
 	meshDropLookup   = "lookup-queue-full" // too many locations being looked up
 	meshDropSource   = "bad-source"        // a packet from a node neither from a SIM nor from a LAN behind one
+	// meshDropSourceUnknown: where the source's session is is being
+	// looked up (its first packets); meshDropSourceElsewhere: the source's
+	// session is not on the node that sent it; meshDropPolicy: the two
+	// groups' policy refuses it.
+	meshDropSourceUnknown   = "source-unknown"
+	meshDropSourceElsewhere = "source-elsewhere"
+	meshDropPolicy          = "d2d-denied"
 )
 
-var meshDropReasons = [...]string{meshDropNotHere, meshDropNotInner, meshDropLookup, meshDropSource}
+var meshDropReasons = [...]string{meshDropNotHere, meshDropNotInner, meshDropLookup, meshDropSource, meshDropSourceUnknown, meshDropSourceElsewhere, meshDropPolicy}
 
 type mesh struct {
 	g   *Gateway
@@ -139,12 +162,20 @@ func (m *mesh) start() error {
 		defer m.g.wg.Done()
 		t := time.NewTicker(meshPeerSync)
 		defer t.Stop()
+		hb := time.NewTicker(meshHeartbeat)
+		defer hb.Stop()
 		for {
 			select {
 			case <-m.g.ctx.Done():
 				return
 			case <-t.C:
 				m.syncPeers()
+			case <-hb.C:
+				m.mu.RLock()
+				for _, p := range m.peers {
+					m.eng.Send(p, [][]byte{heartbeatPacket}) // brings a session up, too
+				}
+				m.mu.RUnlock()
 			}
 		}
 	}()
@@ -189,7 +220,7 @@ func (m *mesh) peerConfig(n fleet.Node, ep netip.AddrPort) engine.PeerConfig {
 	// Any source: a node forwards devices' packets and the answers of
 	// hosts on LANs behind them (its key is the trust; deliver checks
 	// the sources).
-	return engine.PeerConfig{PublicKey: n.MeshKey, Endpoint: ep, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}, Identity: n.Name, PersistentKeepalive: meshKeepalive}
+	return engine.PeerConfig{PublicKey: n.MeshKey, Endpoint: ep, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}, Identity: n.Name}
 }
 
 // PublicKey is this node's mesh key.
@@ -274,6 +305,16 @@ func (m *mesh) routeSIM(id string) (*engine.Peer, string, bool) {
 }
 
 func (m *mesh) routeKey(k meshKey) (*engine.Peer, string, bool) {
+	l, ok := m.locate(k)
+	if !ok || l.peer == nil {
+		return nil, "", false
+	}
+	return l.peer, l.group, true
+}
+
+// locate is where the SIM k names has its session (another node's), if
+// known: a lookup starts when it is not, or no longer fresh.
+func (m *mesh) locate(k meshKey) (meshLoc, bool) {
 	now := time.Now()
 	m.mu.RLock()
 	l, found := m.loc[k]
@@ -295,10 +336,10 @@ func (m *mesh) routeKey(k meshKey) (*engine.Peer, string, bool) {
 		}
 		m.mu.Unlock()
 	}
-	if usable {
-		return l.peer, l.group, l.peer != nil
+	if usable && l.peer != nil {
+		return l, true
 	}
-	return nil, "", false
+	return meshLoc{}, false
 }
 
 // pending says whether a lookup of the SIM at dst is under way (a packet
@@ -316,10 +357,19 @@ func (m *mesh) peer(node string) (*engine.Peer, time.Time) {
 	return m.peers[node], m.added[node]
 }
 
-// forgetAll drops every location (the change feed was resubscribed).
+// forgetAll marks every location stale (the change feed was
+// resubscribed: changes may have been missed).
 func (m *mesh) forgetAll() {
+	now := time.Now()
 	m.mu.Lock()
-	clear(m.loc)
+	for k, l := range m.loc {
+		if l.peer == nil {
+			delete(m.loc, k)
+		} else if l.until.After(now) {
+			l.until = now
+			m.loc[k] = l
+		}
+	}
 	m.mu.Unlock()
 }
 
@@ -395,12 +445,20 @@ func (m *mesh) set(k meshKey, l meshLoc) {
 	m.mu.Unlock()
 }
 
-// forget drops what is known of a SIM's location (its presence changed).
+// forget marks what is known of a SIM's location stale (its presence or
+// record changed): looked up again at its next packet, still used while
+// that lookup runs (the store may be away: a switchover must not cut
+// traffic that needs no store). Misses are dropped.
 func (m *mesh) forget(simID string) {
+	now := time.Now()
 	m.mu.Lock()
-	for a, l := range m.loc {
-		if l.sim == simID || l.peer == nil {
-			delete(m.loc, a)
+	for k, l := range m.loc {
+		switch {
+		case l.peer == nil:
+			delete(m.loc, k)
+		case l.sim == simID && l.until.After(now):
+			l.until = now
+			m.loc[k] = l
 		}
 	}
 	m.mu.Unlock()
@@ -431,6 +489,9 @@ func (m *mesh) deliver(batch []engine.InboundPacket) {
 			m.drop(meshDropNotInner)
 			continue
 		}
+		if in.IP.Proto == meshHeartbeatProto && in.IP.Dst.IsUnspecified() {
+			continue // a heartbeat: the engine noted it was heard
+		}
 		// A node forwards devices' packets and LAN hosts' answers, never
 		// the platform's own (its services answer on each node): a
 		// source in the platform range, or neither a SIM's nor a LAN's,
@@ -440,28 +501,52 @@ func (m *mesh) deliver(batch []engine.InboundPacket) {
 			continue
 		}
 		var to *engine.Peer
+		var dstLAN *lanRoute
 		switch {
 		case r.pool.Contains(in.IP.Dst):
 			to = r.peerFor(in.IP.Dst)
 		default:
-			// A LAN behind a SIM here: translated on its way in, as a
-			// packet from a device here would be.
-			lan := r.lans.lookup(in.IP.Dst)
-			if lan == nil {
+			if dstLAN = r.lans.lookup(in.IP.Dst); dstLAN == nil {
 				m.drop(meshDropNotInner)
 				continue
 			}
-			if to = r.peerOf(lan.sim); to != nil {
-				lan.enter(in.Data, &in.IP)
-			}
+			to = r.peerOf(dstLAN.sim)
 		}
 		if to == nil {
 			m.drop(meshDropNotHere)
 			continue
 		}
-		if st := stateOf(to); st == nil || st.revoked.Load() {
+		dstSt := stateOf(to)
+		if dstSt == nil || dstSt.revoked.Load() {
 			m.drop(meshDropNotHere)
 			continue
+		}
+		// The source's session must be on the node that sent it (a node
+		// forwards only its own devices' packets), and the two groups'
+		// policy must let it through: decided at the ingress node, checked
+		// again here so that one node's key cannot speak for another's
+		// devices nor past the policy.
+		node, _ := in.Peer.Identity().(string)
+		srcKey := meshKey{addr: in.IP.Src}
+		if !r.pool.Contains(in.IP.Src) {
+			srcKey = meshKey{sim: r.lans.lookup(in.IP.Src).sim}
+		}
+		l, known := m.locate(srcKey)
+		switch {
+		case !known:
+			m.drop(meshDropSourceUnknown) // looked up now: its next packets pass
+			continue
+		case l.node != node:
+			m.drop(meshDropSourceElsewhere)
+			continue
+		case !d2dAllowed(r.policies.get(l.group), r.policies.get(dstSt.SIM().GroupID), in.IP.Proto, in.IP.SrcPort, in.IP.DstPort):
+			m.drop(meshDropPolicy)
+			continue
+		}
+		if dstLAN != nil {
+			// A LAN behind a SIM here: translated on its way in, as a
+			// packet from a device here would be.
+			dstLAN.enter(in.Data, &in.IP)
 		}
 		if to != target {
 			flush()

@@ -28,7 +28,8 @@ import (
 // a LAN behind B (mapped) is reached from A and its host answers back. A
 // device of a group without device-to-device gets nothing across. A mesh
 // peer that answers nothing degrades the node. A handshake on the mesh
-// from a key no node registered is refused and counted.
+// from a key no node registered is refused and counted; a registered
+// node's key cannot pose as the platform nor as another node's device.
 func TestMeshDeviceToDevice(t *testing.T) {
 	meshKeys := [2]*keystore.Memory{}
 	for i := range meshKeys {
@@ -168,6 +169,14 @@ func TestMeshDeviceToDevice(t *testing.T) {
 	if d := tg.gws[0].Degraded(); len(d) != 0 {
 		t.Fatalf("gw1 degraded with its mesh working: %q", d)
 	}
+	// Idle, each node still hears the other (heartbeats both ways): how a
+	// node tells a live one from a dead one before taking its devices.
+	time.Sleep(2 * meshAliveFor)
+	for i, gw := range tg.gws {
+		if held, up := gw.MeshPeers(); held != 1 || up != 1 {
+			t.Fatalf("gw%d after %s idle: %d mesh peers held, %d heard from; want 1 and 1", i+1, 2*meshAliveFor, held, up)
+		}
+	}
 	// A node registered as up whose mesh endpoint answers nothing: gw1
 	// says it cannot reach it (its health and its registry row).
 	meshPeerGrace = 300 * time.Millisecond
@@ -216,5 +225,20 @@ func TestMeshDeviceToDevice(t *testing.T) {
 	waitForWithin(t, 20*time.Second, "a platform source from a node refused", func() bool { return tg.gws[1].mesh.drops[3].Load() > bad })
 	if meshDropReasons[3] != meshDropSource {
 		t.Fatal("the drop index moved")
+	}
+	// Nor speak for a device whose session is on another node (A's, on
+	// gw1): refused at gw2, which knows where A's session is.
+	elsewhere := tg.gws[1].mesh.drops[5].Load()
+	deliveredBefore := tg.gws[1].mesh.delivered.Load()
+	waitForWithin(t, 20*time.Second, "a packet posing as A from another node refused", func() bool {
+		eng.Send(p, [][]byte{echoRequest(a.sim.Address, b.sim.Address)})
+		time.Sleep(50 * time.Millisecond)
+		return tg.gws[1].mesh.drops[5].Load() > elsewhere
+	})
+	if meshDropReasons[5] != meshDropSourceElsewhere {
+		t.Fatal("the drop index moved")
+	}
+	if got := tg.gws[1].mesh.delivered.Load(); got != deliveredBefore {
+		t.Fatalf("gw2 delivered %d packets posing as A from gw4", got-deliveredBefore)
 	}
 }
