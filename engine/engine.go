@@ -372,7 +372,7 @@ func (e *Engine) newPeer(id *identity, pc PeerConfig, lazy bool, remote netip.Ad
 	}
 	p := &Peer{
 		e: e, key: pc.PublicKey, psk: pc.PresharedKey, identity: pc.Identity,
-		keepalive: pc.PersistentKeepalive, lazy: lazy, lastTS: pc.LastTimestamp,
+		keepalive: pc.PersistentKeepalive, lazy: lazy, lastTS: pc.LastTimestamp, fixed: pc.FixedEndpoint,
 	}
 	p.allowed.Store(maskedPrefixes(pc.AllowedIPs))
 	if err := p.computeStaticStaticLocked(id, remote); err != nil {

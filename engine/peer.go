@@ -34,6 +34,11 @@ type PeerConfig struct {
 	// LastTimestamp is the newest handshake timestamp known for the peer
 	// (a TimestampKeeper resolver's memory); older initiations are replays.
 	LastTimestamp tai64n.Timestamp
+	// FixedEndpoint keeps Endpoint whatever address the peer's packets
+	// come from (no roaming): for peers at known addresses, so that whoever
+	// holds the peer's key elsewhere cannot draw its traffic. SetEndpoint
+	// still moves it.
+	FixedEndpoint bool
 }
 
 // Peer is a remote WireGuard party with its sessions. Engines hand out
@@ -46,6 +51,7 @@ type Peer struct {
 	identity  any
 	keepalive time.Duration
 	lazy      bool // resolved on demand: evicted when idle
+	fixed     bool // the endpoint does not follow the peer's packets
 	// oneShot: its pending initiation is not retransmitted (InitiateTo's,
 	// asked by a packet nobody could authenticate); guarded by mu.
 	oneShot bool
@@ -180,6 +186,9 @@ func (p *Peer) hasIPv6() bool {
 func (p *Peer) setEndpoint(ep conn.Endpoint) {
 	addr, src := endpointAddr(ep), ep.SrcIP()
 	old := p.endpoint.Load()
+	if p.fixed && old != nil {
+		return
+	}
 	if old != nil && old.addr == addr {
 		if old.src != src {
 			p.endpoint.Store(&endpointBox{ep: ep, addr: addr, src: src})

@@ -209,7 +209,11 @@ func (m *mesh) resolve(ctx context.Context, key wgkey.Public, _ netip.AddrPort) 
 	me, now := m.g.gatewayID(), time.Now()
 	for _, n := range nodes {
 		if n.MeshKey == key && n.Name != me && n.Up(now) {
-			return m.peerConfig(n, netip.AddrPort{}), nil
+			ep, err := netip.ParseAddrPort(n.MeshEndpoint)
+			if err != nil {
+				return engine.PeerConfig{}, &engine.DeniedError{Reason: "no mesh endpoint registered"}
+			}
+			return m.peerConfig(n, ep), nil
 		}
 	}
 	return engine.PeerConfig{}, engine.ErrUnknownPeer
@@ -220,7 +224,9 @@ func (m *mesh) peerConfig(n fleet.Node, ep netip.AddrPort) engine.PeerConfig {
 	// Any source: a node forwards devices' packets and the answers of
 	// hosts on LANs behind them (its key is the trust; deliver checks
 	// the sources).
-	return engine.PeerConfig{PublicKey: n.MeshKey, Endpoint: ep, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}, Identity: n.Name}
+	// Its endpoint is the registry's, fixed: a packet from elsewhere, even
+	// with its key, does not draw its traffic away.
+	return engine.PeerConfig{PublicKey: n.MeshKey, Endpoint: ep, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}, Identity: n.Name, FixedEndpoint: true}
 }
 
 // PublicKey is this node's mesh key.
