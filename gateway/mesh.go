@@ -363,22 +363,6 @@ func (m *mesh) peer(node string) (*engine.Peer, time.Time) {
 	return m.peers[node], m.added[node]
 }
 
-// forgetAll marks every location stale (the change feed was
-// resubscribed: changes may have been missed).
-func (m *mesh) forgetAll() {
-	now := time.Now()
-	m.mu.Lock()
-	for k, l := range m.loc {
-		if l.peer == nil {
-			delete(m.loc, k)
-		} else if l.until.After(now) {
-			l.until = now
-			m.loc[k] = l
-		}
-	}
-	m.mu.Unlock()
-}
-
 // lookup finds which node holds a session of the SIM k names.
 func (m *mesh) lookup(k meshKey) {
 	defer func() {
@@ -455,19 +439,26 @@ func (m *mesh) set(k meshKey, l meshLoc) {
 // record changed): looked up again at its next packet, still used while
 // that lookup runs (the store may be away: a switchover must not cut
 // traffic that needs no store). Misses are dropped.
-func (m *mesh) forget(simID string) {
+func (m *mesh) forget(simID string) { m.stale(func(l meshLoc) bool { return l.sim == simID }) }
+
+// forgetAll marks every location stale (the change feed was
+// resubscribed: changes may have been missed).
+func (m *mesh) forgetAll() { m.stale(func(meshLoc) bool { return true }) }
+
+// stale marks the locations which selects stale and drops every miss.
+func (m *mesh) stale(which func(meshLoc) bool) {
 	now := time.Now()
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	for k, l := range m.loc {
 		switch {
 		case l.peer == nil:
 			delete(m.loc, k)
-		case l.sim == simID && l.until.After(now):
+		case which(l) && l.until.After(now):
 			l.until = now
 			m.loc[k] = l
 		}
 	}
-	m.mu.Unlock()
 }
 
 // send takes packets over the mesh to a node.
@@ -565,6 +556,12 @@ func (m *mesh) deliver(batch []engine.InboundPacket) {
 
 func (m *mesh) close() { m.eng.Close() }
 
+// heard says whether p was heard from within meshAliveFor.
+func heard(p *engine.Peer) bool {
+	last := p.Stats().LastReceived
+	return !last.IsZero() && time.Since(last) < meshAliveFor
+}
+
 // meshPeerStale is how long a held node may go without a handshake before
 // it counts as unreachable: sessions are renewed every two minutes while
 // the persistent keepalive runs. meshPeerGrace is how long a node just
@@ -618,7 +615,7 @@ func (g *Gateway) MeshPeers() (held, up int) {
 	g.mesh.mu.RLock()
 	defer g.mesh.mu.RUnlock()
 	for _, p := range g.mesh.peers {
-		if last := p.Stats().LastReceived; !last.IsZero() && time.Since(last) < meshAliveFor {
+		if heard(p) {
 			up++
 		}
 	}

@@ -181,10 +181,9 @@ func (g *Gateway) nodeAlive(ctx context.Context, node string) (bool, string) {
 			p, added = m.peer(node)
 		}
 		if p != nil {
-			last := p.Stats().LastReceived
 			switch {
-			case !last.IsZero():
-				return time.Since(last) < meshAliveFor, "mesh"
+			case !p.Stats().LastReceived.IsZero():
+				return heard(p), "mesh"
 			case time.Since(added) < meshAliveFor:
 				return true, "mesh peer just added" // not heard from yet: wait and see
 			}

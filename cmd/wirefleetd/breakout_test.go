@@ -111,35 +111,12 @@ func TestBreakoutUnprivileged(t *testing.T) {
 	var export string
 	call("GET", "/api/v1/sims/"+sim.ID+"/wireguard-config", "", &export)
 
-	// Configured as wg-quick would: addresses, routes for AllowedIPs (all
-	// of it, with breakout), the rest through wg setconf.
-	var conf strings.Builder
-	var addrs, allowed []string
-	for _, line := range strings.Split(export, "\n") {
-		k, v, _ := strings.Cut(line, "=")
-		switch strings.TrimSpace(k) {
-		case "Address":
-			for _, a := range strings.Split(v, ",") {
-				addrs = append(addrs, strings.TrimSpace(a))
-			}
-			continue
-		case "PrivateKey":
-			line = "PrivateKey = " + wg.Private.Base64()
-		case "AllowedIPs":
-			for _, a := range strings.Split(v, ",") {
-				allowed = append(allowed, strings.TrimSpace(a))
-			}
-		}
-		conf.WriteString(line + "\n")
-	}
+	// Configured as wg-quick would, with routes for all its AllowedIPs
+	// (all of it, with breakout).
+	allowed := upFromExport(wg, export)
 	if !strings.Contains(strings.Join(allowed, ","), "0.0.0.0/0") {
 		t.Fatalf("a breakout group's export does not route everything through the tunnel: %v", allowed)
 	}
-	wg.SetConf(conf.String())
-	for _, a := range addrs {
-		wg.AddAddr(netip.MustParsePrefix(a))
-	}
-	wg.Up()
 	for _, a := range allowed {
 		env.AddRoute(dev, a, "dev", wg.Name)
 	}

@@ -117,28 +117,15 @@ func startNodes(t *testing.T, env *netns.Env, bin, dsn string, endpoint netip.Ad
 // failoverDevice makes a SIM through node's API and brings up Debian's
 // wireguard-go in dev with its wg-quick export (the endpoint the platform
 // hands out); it returns the device and the gateway's key.
-func failoverDevice(t *testing.T, env *netns.Env, dev *netns.NS, node *failoverNode, apiPort, group string) (*netns.WireGuard, wgkey.Public, netip.Addr) {
+func failoverDevice(t *testing.T, env *netns.Env, dev *netns.NS, node *failoverNode, group string) (*netns.WireGuard, wgkey.Public, netip.Addr) {
 	t.Helper()
 	token, err := os.ReadFile(filepath.Join(node.dir, "admin.token"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := nsClient(node.ns)
 	call := func(method, path, body string) []byte {
 		t.Helper()
-		req, _ := http.NewRequest(method, "http://127.0.0.1:"+apiPort+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := api.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode >= 300 {
-			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
-		}
-		return b
+		return apiCall(t, node, strings.TrimSpace(string(token)), method, path, body)
 	}
 	wg := dev.StartWireGuardGo("")
 	var sim struct {
@@ -147,31 +134,7 @@ func failoverDevice(t *testing.T, env *netns.Env, dev *netns.NS, node *failoverN
 	}
 	json.Unmarshal(call("POST", "/api/v1/sims", fmt.Sprintf(`{"name":%q,"publicKey":%q,"groupId":%q}`, dev.Name, wg.Public, group)), &sim)
 	export := string(call("GET", "/api/v1/sims/"+sim.ID+"/wireguard-config", ""))
-	var conf strings.Builder
-	var addrs, allowed []string
-	for _, line := range strings.Split(export, "\n") {
-		k, v, _ := strings.Cut(line, "=")
-		switch strings.TrimSpace(k) {
-		case "Address":
-			for _, a := range strings.Split(v, ",") {
-				addrs = append(addrs, strings.TrimSpace(a))
-			}
-			continue
-		case "PrivateKey":
-			line = "PrivateKey = " + wg.Private.Base64()
-		case "AllowedIPs":
-			for _, a := range strings.Split(v, ",") {
-				allowed = append(allowed, strings.TrimSpace(a))
-			}
-		}
-		conf.WriteString(line + "\n")
-	}
-	wg.SetConf(conf.String())
-	for _, a := range addrs {
-		wg.AddAddr(netip.MustParsePrefix(a))
-	}
-	wg.Up()
-	for _, a := range allowed {
+	for _, a := range upFromExport(wg, export) {
 		if netip.MustParsePrefix(a).Addr().Is4() {
 			env.AddRoute(dev, a, "dev", wg.Name)
 		}
@@ -349,7 +312,7 @@ vrrp_instance wirefleet {
 	grp := apiCall(t, nodes[0], strings.TrimSpace(string(token)), "POST", "/api/v1/groups", `{"name":"meters","settings":{"dataStore":{"enabled":true}}}`)
 	var g struct{ ID string }
 	json.Unmarshal(grp, &g)
-	wg, gwPub, _ := failoverDevice(t, env, dev, nodes[0], "18080", g.ID)
+	wg, gwPub, _ := failoverDevice(t, env, dev, nodes[0], g.ID)
 	write := func(n int) {
 		t.Helper()
 		out, err := dev.Exec("sh", "-c", fmt.Sprintf(`curl -sS --max-time 5 -w '\n%%{http_code}' -H 'Content-Type: application/json' --data '{"n":%d}' http://100.127.111.111/`, n))
@@ -429,7 +392,7 @@ func TestFailoverNftablesBalancer(t *testing.T) {
 	health := env.Start(lb, nil, "sh", filepath.Join(docs, "lb-health.sh"), "18080", nodes[0].addr, nodes[1].addr)
 	waitUntil(t, 10*time.Second, "the health checker's first pass", func() bool { return strings.Contains(health.Output(), "buckets ->") }, health.Output)
 
-	wg, gwPub, _ := failoverDevice(t, env, dev, nodes[0], "18080", "")
+	wg, gwPub, _ := failoverDevice(t, env, dev, nodes[0], "")
 	// The device's bucket: whichever node its session is on.
 	token, err := os.ReadFile(filepath.Join(nodes[0].dir, "admin.token"))
 	if err != nil {
@@ -483,6 +446,37 @@ func replyTimes(out string) []time.Time {
 		ts = append(ts, time.Unix(sec, int64((f-float64(sec))*1e9)))
 	}
 	return ts
+}
+
+// upFromExport configures wg from a wg-quick export as wg-quick would
+// (its addresses, the rest through wg setconf, with wg's own private key)
+// and brings it up; the caller routes the AllowedIPs it returns.
+func upFromExport(wg *netns.WireGuard, export string) (allowed []string) {
+	var conf strings.Builder
+	var addrs []string
+	for _, line := range strings.Split(export, "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		switch strings.TrimSpace(k) {
+		case "Address":
+			for _, a := range strings.Split(v, ",") {
+				addrs = append(addrs, strings.TrimSpace(a))
+			}
+			continue
+		case "PrivateKey":
+			line = "PrivateKey = " + wg.Private.Base64()
+		case "AllowedIPs":
+			for _, a := range strings.Split(v, ",") {
+				allowed = append(allowed, strings.TrimSpace(a))
+			}
+		}
+		conf.WriteString(line + "\n")
+	}
+	wg.SetConf(conf.String())
+	for _, a := range addrs {
+		wg.AddAddr(netip.MustParsePrefix(a))
+	}
+	wg.Up()
+	return allowed
 }
 
 // wgPeerKey is the gateway's public key in a wg-quick export.
@@ -552,23 +546,12 @@ func TestMeshAcrossNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest("POST", "http://127.0.0.1:18080/api/v1/groups", strings.NewReader(`{"name":"plant","settings":{"deviceToDevice":{"mode":"group"}}}`))
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := nsClient(nodes[0].ns).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var grp struct{ ID string }
-	json.NewDecoder(resp.Body).Decode(&grp)
-	resp.Body.Close()
-	if grp.ID == "" {
-		t.Fatalf("creating the group: %d", resp.StatusCode)
-	}
+	json.Unmarshal(apiCall(t, nodes[0], strings.TrimSpace(string(token)), "POST", "/api/v1/groups", `{"name":"plant","settings":{"deviceToDevice":{"mode":"group"}}}`), &grp)
 	// Each node registers its mesh key and endpoint at start; each holds
 	// the others from its next registry read (every 10 s).
-	_, _, addrA := failoverDevice(t, env, devA, nodes[0], "18080", grp.ID)
-	wgB, gwPub, addrB := failoverDevice(t, env, devB, nodes[1], "18080", grp.ID)
+	_, _, addrA := failoverDevice(t, env, devA, nodes[0], grp.ID)
+	wgB, gwPub, addrB := failoverDevice(t, env, devB, nodes[1], grp.ID)
 	// B's session starts with its first packet; then A pings B.
 	devB.Exec("ping", "-c", "1", "-W", "2", "100.127.100.127")
 	devA.Exec("ping", "-c", "1", "-W", "2", "100.127.100.127")
