@@ -4,9 +4,15 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,39 +22,52 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/store/pgstore/pgtest"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway/monitor"
+	"github.com/wirefleet/wirefleet/internal/egress"
 	"github.com/wirefleet/wirefleet/internal/memtun"
+	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.zx2c4.com/wireguard/conn"
 	wgdevice "golang.zx2c4.com/wireguard/device"
 )
 
-// twoGateways is two gateways (one key, as a load-balanced pair) of two
-// wirefleetd sharing one PostgreSQL database.
-type twoGateways struct {
+// gatewaySet is gateways (one key, as a load-balanced set) of as many
+// wirefleetd sharing one PostgreSQL database, one settings key and one
+// egress policy that lets webhooks reach receivers on loopback.
+type gatewaySet struct {
 	svc   *controlplane.Service
-	gws   [2]*Gateway
+	gws   []*Gateway
 	gwKey wgkey.Public
 }
 
-func newTwoGateways(t *testing.T, opts ...func(i int, c *Config)) *twoGateways {
+// newTwoGateways is newGateways of two.
+func newTwoGateways(t *testing.T, opts ...func(i int, c *Config)) *gatewaySet {
+	return newGateways(t, 2, opts...)
+}
+
+func newGateways(t *testing.T, n int, opts ...func(i int, c *Config)) *gatewaySet {
 	srv := pgtest.Start(t)
 	dsn := srv.NewDatabase(t)
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ks, _ := keystore.GenerateMemory()
-	tg := &twoGateways{gwKey: ks.PublicKey()}
+	secrets, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := &gatewaySet{gwKey: ks.PublicKey(), gws: make([]*Gateway, n)}
 	for i := range tg.gws {
 		st, err := pgstore.Open(ctx, dsn, log)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Logger: log})
+		svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return ks.PublicKey() }, Logger: log, Secrets: secrets})
 		if i == 0 {
 			tg.svc = svc
 		}
-		cfg := Config{ControlPlane: svc, KeyStore: ks, Logger: log, ID: fmt.Sprintf("gw%d", i+1), SecondGatewayWindow: 2 * time.Second}
+		cfg := Config{ControlPlane: svc, KeyStore: ks, Logger: log, ID: fmt.Sprintf("gw%d", i+1), SecondGatewayWindow: 2 * time.Second,
+			Secrets: secrets, Egress: egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}}
 		for _, o := range opts {
 			o(i, &cfg)
 		}
@@ -67,7 +86,7 @@ func newTwoGateways(t *testing.T, opts ...func(i int, c *Config)) *twoGateways {
 
 // device starts a golang.zx2c4.com/wireguard device with key towards
 // gateway i; send makes it send one echo request to the metadata address.
-func (tg *twoGateways) device(t *testing.T, key wgkey.Private, sim fleet.SIM, i int) (send func(), stop func()) {
+func (tg *gatewaySet) device(t *testing.T, key wgkey.Private, sim fleet.SIM, i int) (send func(), stop func()) {
 	tunDev := memtun.NewChan(1420, 0, 64)
 	dev := wgdevice.NewDevice(tunDev, conn.NewStdNetBind(), wgdevice.NewLogger(wgdevice.LogLevelError, "dev: "))
 	if err := dev.IpcSet(fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.127.0.0/16\n", key[:], tg.gwKey[:], tg.gws[i].Port())); err != nil {
@@ -159,10 +178,70 @@ func TestKeyLiveOnTwoGateways(t *testing.T) {
 }
 
 // alerts returns the SIM's device.alert events, newest first.
-func (tg *twoGateways) alerts(t *testing.T, simID string) []fleet.Event {
+func (tg *gatewaySet) alerts(t *testing.T, simID string) []fleet.Event {
 	p, err := tg.svc.ListEvents(context.Background(), controlplane.System, store.EventFilter{ObjectID: simID, Action: "device.alert"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p.Items
+}
+
+// Three nodes on one store, one SIM's key on two devices at two of them:
+// the cloned-key alert is raised once in the cluster, and its group's
+// webhook is delivered once (counted at the receiver), however long the
+// two devices go on and whichever node notices.
+func TestClonedKeyAlertOnceInThreeNodes(t *testing.T) {
+	var deliveries atomic.Int64
+	var kinds sync.Map
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a struct{ Kind, SIM string }
+		json.NewDecoder(r.Body).Decode(&a)
+		kinds.Store(deliveries.Add(1), a.Kind)
+	}))
+	defer receiver.Close()
+	tg := newGateways(t, 3)
+	ctx := context.Background()
+	grp, err := tg.svc.CreateGroup(ctx, controlplane.System, "watched", fleet.GroupSettings{Security: fleet.SecurityProfile{
+		WebhookURL: receiver.URL, WebhookSecret: "webhook-secret-0123456789"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := wgkey.NewPrivate()
+	sim, _, err := tg.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{PublicKey: key.Public(), GroupID: grp.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendA, _ := tg.device(t, key, sim, 0)
+	waitForWithin(t, 20*time.Second, "device A on gw1", func() bool { sendA(); return tg.gws[0].Connection(sim.ID).Online })
+	sendB, _ := tg.device(t, key, sim, 1)
+	stop := make(chan struct{})
+	var senders sync.WaitGroup
+	for _, send := range []func(){sendA, sendB} {
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(100 * time.Millisecond):
+					send()
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); senders.Wait() }()
+	waitForWithin(t, 20*time.Second, "the webhook delivery", func() bool { return deliveries.Load() > 0 })
+	// Three more of the 2 s windows with both devices still sending: no
+	// node raises it again, none delivers it again.
+	time.Sleep(6 * time.Second)
+	if n := deliveries.Load(); n != 1 {
+		t.Fatalf("%d webhook deliveries, want exactly 1", n)
+	}
+	if k, _ := kinds.Load(int64(1)); k != monitor.KindClonedKey {
+		t.Fatalf("webhook for %v, want %s", k, monitor.KindClonedKey)
+	}
+	if a := tg.alerts(t, sim.ID); len(a) != 1 {
+		t.Fatalf("%d alert events, want exactly 1: %+v", len(a), a)
+	}
 }

@@ -25,6 +25,20 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 )
 
+// T is what the helpers need of their caller: testing.TB has it, and so
+// can a benchmark command (wirefleet-bench) that starts a server outside
+// `go test`.
+type T interface {
+	Helper()
+	Cleanup(func())
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+	Name() string
+}
+
+var _ T = testing.TB(nil)
+
 // Server is a running PostgreSQL server.
 type Server struct {
 	dir    string
@@ -62,7 +76,7 @@ func binDir() string {
 	return ""
 }
 
-func unavailable(t testing.TB, format string, args ...any) {
+func unavailable(t T, format string, args ...any) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("PostgreSQL needed under CI: "+format, args...)
@@ -72,12 +86,12 @@ func unavailable(t testing.TB, format string, args ...any) {
 
 // Start initialises and starts a server; it is stopped (by PID) and its
 // files removed when t ends.
-func Start(t testing.TB) *Server {
+func Start(t T) *Server {
 	t.Helper()
 	return start(t, []string{"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"})
 }
 
-func start(t testing.TB, settings []string) *Server {
+func start(t T, settings []string) *Server {
 	t.Helper()
 	bin := binDir()
 	if bin == "" {
@@ -119,7 +133,7 @@ func start(t testing.TB, settings []string) *Server {
 
 // run starts s.cmd, logging to the server's directory, stops it when t
 // ends, and waits until it answers.
-func (s *Server) run(t testing.TB, data string) {
+func (s *Server) run(t T, data string) {
 	t.Helper()
 	dir := s.dir
 	cred := s.cmd.SysProcAttr.Credential
@@ -177,7 +191,7 @@ func (s *Server) DSN(db string) string {
 }
 
 // NewDatabase creates an empty database and returns its DSN.
-func (s *Server) NewDatabase(t testing.TB) string {
+func (s *Server) NewDatabase(t T) string {
 	t.Helper()
 	name := fmt.Sprintf("t%d_%s", s.n.Add(1), strings.ToLower(strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {

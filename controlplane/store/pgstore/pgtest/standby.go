@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -18,7 +17,7 @@ import (
 // for the standby to have each commit before acknowledging it
 // (synchronous_standby_names), the setting that makes a promotion lose
 // nothing acknowledged.
-func StartStandby(t testing.TB, primary *Server, sync bool) *Server {
+func StartStandby(t T, primary *Server, sync bool) *Server {
 	t.Helper()
 	bin := binDir()
 	s := &Server{}
@@ -73,7 +72,7 @@ func StartStandby(t testing.TB, primary *Server, sync bool) *Server {
 }
 
 // Promote makes a standby the primary and waits until it takes writes.
-func (s *Server) Promote(t testing.TB) {
+func (s *Server) Promote(t T) {
 	t.Helper()
 	db, err := sql.Open("pgx", s.DSN("postgres"))
 	if err != nil {
