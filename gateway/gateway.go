@@ -372,8 +372,10 @@ func (g *Gateway) Start() error {
 		g.wg.Add(1)
 		go g.insp.run(g.cfg.Records)
 	}
-	g.wg.Add(6)
-	go g.takeover.run()
+	g.wg.Add(5 + takeoverWorkers)
+	for range takeoverWorkers {
+		go g.takeover.run()
+	}
 	go g.mirror.run(g.ctx)
 	go g.sweepGrants()
 	go g.writePresences() // after Up: the default id holds the port

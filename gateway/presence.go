@@ -239,13 +239,26 @@ func (g *Gateway) checkPresence(simID string) {
 		}
 		s := p.Stats()
 		if s.RxBytes <= rx0 {
-			return // the device moved to the other gateway
+			// The device moved to the other gateway. Its session here ends
+			// now rather than at expiry minutes on: until then this node
+			// would deliver the SIM's traffic to a session the device no
+			// longer holds instead of to the node it moved to. Its
+			// presence record here is cleared with it.
+			if s.LastHandshake.Before(other.Since) && g.eng.Peer(mine.key) == p && g.eng.RemovePeer(mine.key) {
+				g.log.Info("the device moved to another node; its session here ended", "sim", simID, "node", other.Gateway)
+			}
+			return
 		}
 		if s.LastHandshake.After(other.Since) {
 			// A new handshake here since the other gateway's session began:
 			// the device came back (its session there replaced ours on the
 			// device, so it had to shake hands again). Two devices keep
-			// their sessions and only rekey every two minutes.
+			// their sessions and only rekey every two minutes. Its
+			// presence record here becomes the newest again, so the other
+			// nodes look for it here.
+			now := g.clk.Now()
+			mine.onlineSince.Store(now.UnixNano())
+			g.recordPresence(presenceOp{set: true, sim: simID, endpoint: endpointString(s.Endpoint), since: now})
 			return
 		}
 		ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)

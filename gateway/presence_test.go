@@ -113,7 +113,8 @@ func (tg *gatewaySet) device(t *testing.T, key wgkey.Private, sim fleet.SIM, i i
 // One SIM's key used by two devices, each reaching another gateway of the
 // same platform: the gateway holding the older session sees it keep
 // carrying data after the other recorded a newer one — a cloned-key alert.
-// A device that moves from one gateway to the other raises nothing.
+// A device that moves from one gateway to the other raises nothing, and
+// the session it left ends; one that comes back is looked for where it is.
 func TestKeyLiveOnTwoGateways(t *testing.T) {
 	tg := newTwoGateways(t)
 	ctx := context.Background()
@@ -147,6 +148,36 @@ func TestKeyLiveOnTwoGateways(t *testing.T) {
 	keep(send2, time.Now().Add(4*time.Second)) // past the 2 s window
 	if a := tg.alerts(t, sim.ID); len(a) != 0 {
 		t.Fatalf("a roam between gateways raised %+v", a)
+	}
+	// The session the device left on gw1 ended there (gw1 would otherwise
+	// hand the SIM's traffic to it for minutes), and gw1's record with it.
+	waitForWithin(t, 20*time.Second, "gw1 ending the session the device left", func() bool {
+		ps, _ := tg.svc.View().Presences(ctx, sim.ID)
+		return !online(tg.gws[0], sim) && len(ps) == 1 && ps[0].Gateway == "gw2"
+	})
+
+	// There and back (gw1 → gw2 → gw1 before gw1's session ended): gw1's
+	// record becomes the newest again, and gw2 ends the session left there.
+	key, sim = newSIM()
+	send1, stop1 = tg.device(t, key, sim, 0)
+	waitFor(t, "the device on gw1", func() bool { send1(); return online(tg.gws[0], sim) })
+	stop1()
+	send2, stop2 := tg.device(t, key, sim, 1)
+	waitFor(t, "the device on gw2", func() bool { send2(); return online(tg.gws[1], sim) })
+	waitFor(t, "both presences recorded", func() bool {
+		ps, _ := tg.svc.View().Presences(ctx, sim.ID)
+		return len(ps) == 2
+	})
+	stop2()
+	send3, _ := tg.device(t, key, sim, 0)
+	keep(send3, time.Now().Add(5*time.Second))
+	waitForWithin(t, 20*time.Second, "gw1 the newest record, gw2's session ended", func() bool {
+		send3()
+		ps, _ := tg.svc.View().Presences(ctx, sim.ID) // oldest first
+		return online(tg.gws[0], sim) && !online(tg.gws[1], sim) && len(ps) == 1 && ps[0].Gateway == "gw1"
+	})
+	if a := tg.alerts(t, sim.ID); len(a) != 0 {
+		t.Fatalf("there and back raised %+v", a)
 	}
 
 	// The clone: two devices with one key, both sending, to gw1 and gw2.

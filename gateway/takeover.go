@@ -35,13 +35,19 @@ import (
 // 30 s after its last heartbeat), so fast failover needs the mesh. A
 // peer with a live session here is never touched (engine.InitiateTo).
 // Lookups are bounded over all and per endpoint, so a spray of packets
-// costs the store a bounded rate of indexed reads.
+// costs the store a bounded rate of indexed reads (two or three each) and
+// the node a bounded rate of initiations. The bound is sized for a mass
+// failover: the devices of a dead node, 10,000 say, split over the
+// survivors, are taken over in seconds rather than left to their own
+// handshake some 15 s on; a few workers keep store round trips from
+// serialising them.
 const (
-	takeoverEvery = 5 * time.Second        // per endpoint, at most one try in this time once it was tried through
-	takeoverRetry = 500 * time.Millisecond // again after a try that could not decide yet
-	takeoverRate  = 50                     // lookups a second over all endpoints
-	takeoverBurst = 200
-	takeoverQueue = 256
+	takeoverEvery   = 5 * time.Second        // per endpoint, at most one try in this time once it was tried through
+	takeoverRetry   = 500 * time.Millisecond // again after a try that could not decide yet
+	takeoverRate    = 2000                   // lookups a second over all endpoints
+	takeoverBurst   = 4000
+	takeoverQueue   = 4096
+	takeoverWorkers = 8
 )
 
 type takeover struct {
@@ -107,7 +113,8 @@ func (t *takeover) offer(remote netip.AddrPort, ep conn.Endpoint) {
 	}
 }
 
-// run takes the queued endpoints over until the gateway stops.
+// run takes the queued endpoints over until the gateway stops; it runs
+// on takeoverWorkers goroutines.
 func (t *takeover) run() {
 	defer t.g.wg.Done()
 	for {
