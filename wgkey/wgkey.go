@@ -156,10 +156,40 @@ func (k *Public) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// lowOrderProbe is a fixed clamped scalar: X25519 with any clamped scalar
-// is zero exactly for the points of small order, so one multiplication by
-// it tells them.
-var lowOrderProbe = [32]byte{0: 8, 31: 64}
+// smallOrder are the canonical encodings of the Curve25519 (and twist)
+// points of small order: u = 0 (order 2), u = 1 (order 4), the two
+// points of order 8, and u = p−1 (order 4 on the twist). X25519 with any
+// clamped scalar is zero exactly for these (TestSmallOrderTable checks it
+// by multiplication), so a comparison tells them at no cost: the
+// configuration audit checks every SIM's key, hundreds of thousands.
+var smallOrder = [...]Public{
+	{},
+	{0: 1},
+	{0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4, 0x6a,
+		0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00},
+	{0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef, 0x5b,
+		0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f, 0x11, 0x57},
+	{0: 0xec, 1: 0xff, 2: 0xff, 3: 0xff, 4: 0xff, 5: 0xff, 6: 0xff, 7: 0xff, 8: 0xff, 9: 0xff, 10: 0xff,
+		11: 0xff, 12: 0xff, 13: 0xff, 14: 0xff, 15: 0xff, 16: 0xff, 17: 0xff, 18: 0xff, 19: 0xff, 20: 0xff,
+		21: 0xff, 22: 0xff, 23: 0xff, 24: 0xff, 25: 0xff, 26: 0xff, 27: 0xff, 28: 0xff, 29: 0xff, 30: 0xff, 31: 0x7f},
+}
+
+// LowOrder reports whether k is a point of small order (every DH with it
+// is zero, whatever the other key), read as X25519 reads it: the top bit
+// ignored, a coordinate ≥ p reduced. Validate refuses these, and the
+// non-canonical spellings of any key.
+func (k Public) LowOrder() bool {
+	k[31] &= 0x7f
+	if k.nonCanonical() { // p ≤ u < 2^255: u − p < 19, in byte 0
+		k = Public{0: k[0] - 0xed}
+	}
+	for _, s := range smallOrder {
+		if k == s {
+			return true
+		}
+	}
+	return false
+}
 
 // Validate refuses what no honest WireGuard peer sends as its public key:
 // the all-zero key, a non-canonical encoding (the top bit set, or a
@@ -173,7 +203,7 @@ func (k Public) Validate() error {
 	if k[31]&0x80 != 0 || k.nonCanonical() {
 		return errors.New("not a canonical Curve25519 public key")
 	}
-	if _, err := curve25519.X25519(lowOrderProbe[:], k[:]); err != nil {
+	if k.LowOrder() {
 		return errors.New("a low-order Curve25519 point: no key")
 	}
 	return nil

@@ -3,6 +3,7 @@
 package wgkey
 
 import (
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +12,8 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/curve25519"
 )
 
 func TestRoundTripAndClamp(t *testing.T) {
@@ -131,5 +134,68 @@ func TestZeroPublic(t *testing.T) {
 	var back Public
 	if err := back.UnmarshalText(nil); err != nil || !back.IsZero() {
 		t.Fatalf("empty text: %v", err)
+	}
+}
+
+// The small-order table is right: X25519 with a clamped scalar fails (an
+// all-zero result) for every entry and its other spellings, and for no
+// other key of a large sample (random keys, every single-byte key, the
+// neighbours of each entry, every coordinate from p up); Validate refuses
+// exactly the entries among canonical keys, and every other spelling.
+func TestSmallOrderTable(t *testing.T) {
+	probe := [32]byte{0: 8, 31: 64} // a clamped scalar
+	mult := func(k Public) bool {
+		_, err := curve25519.X25519(probe[:], k[:])
+		return err != nil
+	}
+	for i, k := range smallOrder {
+		if !mult(k) {
+			t.Errorf("table entry %d (%x) is not of small order", i, k[:])
+		}
+	}
+	var sample []Public
+	for i := range 32 {
+		for _, b := range []byte{1, 2, 0x80 >> 1, 0xff} {
+			var k Public
+			k[i] = b
+			sample = append(sample, k)
+		}
+	}
+	for _, s := range smallOrder {
+		for _, d := range []int{-1, 1} {
+			k := s
+			k[0] = byte(int(k[0]) + d)
+			sample = append(sample, k)
+		}
+	}
+	for range 5000 {
+		var k Public
+		rand.Read(k[:])
+		k[31] &= 0x7f
+		sample = append(sample, k)
+	}
+	for _, s := range smallOrder { // other spellings: the top bit, + p
+		k := s
+		k[31] |= 0x80
+		sample = append(sample, k)
+	}
+	for b := 0xed; b <= 0xff; b++ { // p … 2^255−1, that is 0 … 18
+		k := smallOrder[4]
+		k[0] = byte(b)
+		sample = append(sample, k)
+	}
+	for _, k := range sample {
+		if got, want := k.LowOrder(), mult(k); got != want {
+			t.Errorf("%x: LowOrder %v, multiplication says %v", k[:], got, want)
+		}
+		if k.nonCanonical() || k[31]&0x80 != 0 {
+			if k.Validate() == nil {
+				t.Errorf("%x: a non-canonical spelling accepted", k[:])
+			}
+			continue
+		}
+		if (k.Validate() != nil) != (k.LowOrder() || k.IsZero()) {
+			t.Errorf("%x: Validate %v, LowOrder %v", k[:], k.Validate(), k.LowOrder())
+		}
 	}
 }

@@ -8,8 +8,6 @@ package audit
 
 import (
 	"context"
-	"crypto/ecdh"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -104,7 +102,7 @@ func Run(ctx context.Context, st store.Reader, o Options) ([]Finding, error) {
 					add("shared-key", High, s.ID, "the WireGuard key of this SIM is also SIM %s's: one of them is a copy", other)
 				}
 				owners[k] = s.ID
-				if lowOrder(k) {
+				if k.LowOrder() {
 					add("low-order-key", High, s.ID, "the WireGuard public key is a low-order point: no handshake with it is secure")
 				}
 			}
@@ -191,19 +189,4 @@ func Run(ctx context.Context, st store.Reader, o Options) ([]Finding, error) {
 		return nil, err
 	}
 	return out, nil
-}
-
-// lowOrder reports whether k is a point of small order (every DH with it
-// gives zero, whatever the other key).
-func lowOrder(k wgkey.Public) bool {
-	pub, err := ecdh.X25519().NewPublicKey(k[:])
-	if err != nil {
-		return true
-	}
-	priv, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
-		return false
-	}
-	_, err = priv.ECDH(pub)
-	return err != nil
 }
