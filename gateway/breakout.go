@@ -182,7 +182,7 @@ func startBreakout(g *Gateway, out Outside) (*breakout, error) {
 	})
 	sack := tcpip.TCPSACKEnabled(true)
 	b.stk.SetTransportProtocolOption(tcp.ProtocolNumber, &sack)
-	b.ep = channel.New(breakoutQueueDepth, stackMTU, "")
+	b.ep = channel.New(breakoutQueueDepth, tunnelMTU, "")
 	b.ep.AddNotify(b)
 	if err := b.stk.CreateNIC(1, b.ep); err != nil {
 		return nil, errors.New("gateway: breakout stack: " + err.String())

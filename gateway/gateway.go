@@ -262,6 +262,7 @@ func New(cfg Config) (*Gateway, error) {
 		KeyStore:   cfg.KeyStore,
 		Bind:       cfg.Bind,
 		ListenPort: cfg.ListenPort,
+		MTU:        tunnelMTU,
 		Resolver:   engine.ResolverFunc(g.resolvePeer),
 		Handler:    g.router,
 		Hooks:      hooks,

@@ -132,6 +132,7 @@ func newMesh(g *Gateway, cfg MeshConfig) (*mesh, error) {
 	eng, err := engine.New(engine.Config{
 		KeyStore:   cfg.KeyStore,
 		ListenPort: cfg.ListenPort,
+		MTU:        tunnelMTU,
 		Handler:    engine.HandlerFunc(m.deliver),
 		Resolver:   engine.ResolverFunc(m.resolve),
 		Logger:     g.log.With("part", "mesh"),

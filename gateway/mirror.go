@@ -167,7 +167,7 @@ func (m *mirror) run(ctx context.Context) {
 				bufs = bufs[:len(bufs)+1]
 				b := bufs[len(bufs)-1]
 				if cap(b) < len(pkt)+4 {
-					b = make([]byte, 0, stackMTU+128)
+					b = make([]byte, 0, tunnelMTU+128)
 				}
 				// GRE: no checksum, key or sequence; version 0.
 				b = append(append(b[:0], 0, 0, proto[0], proto[1]), pkt...)

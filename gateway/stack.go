@@ -18,8 +18,11 @@ import (
 	"github.com/wirefleet/wirefleet/services/platform"
 )
 
-// stackMTU is the MTU of the in-tunnel stack: the WireGuard inner MTU.
-const stackMTU = 1420
+// tunnelMTU is the WireGuard inner MTU: wg-quick's default over a
+// 1500-byte link, what standard devices send. It is the in-tunnel stack's
+// MTU, and it caps both engines' padding, so a full-size inner packet
+// leaves in 1500 bytes over IPv6 too (padded to 16, 1424, it would not).
+const tunnelMTU = 1420
 
 // stack is the gVisor userspace network stack hosting the platform
 // services, with the servers on it.
@@ -43,7 +46,7 @@ func startStack(g *Gateway) (*stack, error) {
 			addrs = append(addrs, g.o6.Addr(a))
 		}
 	}
-	dev, tnet, err := netstack.CreateNetTUN(addrs, nil, stackMTU)
+	dev, tnet, err := netstack.CreateNetTUN(addrs, nil, tunnelMTU)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +90,7 @@ func (s *stack) inject(pkts [][]byte) error {
 // instead of one system call each.
 const stackBatch = 64
 
-var stackBufs = sync.Pool{New: func() any { b := make([]byte, stackMTU+64); return &b }}
+var stackBufs = sync.Pool{New: func() any { b := make([]byte, tunnelMTU+64); return &b }}
 
 // getBuf returns a packet buffer of its full size; putBuf gives it back
 // whatever length it was cut to, so the next user never reads into a
