@@ -63,8 +63,8 @@ type gwRound struct {
 	// ServiceUp and ServiceDown are one TCP flow between device A and a
 	// service on the hub (ours: on the in-tunnel stack; the baselines: on
 	// the kernel's TCP in the hub's namespace), Gbit/s.
-	ServiceUp   float64 `json:"serviceUpGbps"`
-	ServiceDown float64 `json:"serviceDownGbps"`
+	ServiceUp   float64 `json:"serviceUpGbps,omitempty"`
+	ServiceDown float64 `json:"serviceDownGbps,omitempty"`
 }
 
 type gwFigure struct {
@@ -393,10 +393,18 @@ func newSubject(t *runT, name string, a, b *netns.NS, bAddr netip.Addr, cpu func
 
 func (s *gwSubject) run(t *runT, d time.Duration) gwRound {
 	stop := s.profile(t, "d2d.pprof") // each round's overwrites the last
+	r := s.iperf(t, d)
+	stop()
+	r.ServiceUp, r.ServiceDown = s.serviceFlow(t, "u", d), s.serviceFlow(t, "d", d)
+	return r
+}
+
+// iperf runs one iperf3 TCP stream from A to bAddr for d, with the CPU
+// time s.cpu counts meanwhile.
+func (s *gwSubject) iperf(t *runT, d time.Duration) gwRound {
 	before := s.cpu()
 	out, err := s.a.Exec("iperf3", "-c", s.bAddr.String(), "-t", strconv.Itoa(int(math.Ceil(d.Seconds()))), "-J")
 	cpu := s.cpu() - before
-	stop()
 	if err != nil {
 		t.Fatalf("%s: iperf3: %v\n%s", s.name, err, out)
 	}
@@ -414,7 +422,6 @@ func (s *gwSubject) run(t *runT, d time.Duration) gwRound {
 	gbit := res.End.SumReceived.Bytes * 8 / 1e9
 	r := gwRound{Gbps: round3(gbit / res.End.SumReceived.Seconds), CPUSeconds: round3(cpu.Seconds())}
 	r.CPUPerGbit = round3(cpu.Seconds() / gbit)
-	r.ServiceUp, r.ServiceDown = s.serviceFlow(t, "u", d), s.serviceFlow(t, "d", d)
 	return r
 }
 
@@ -484,6 +491,7 @@ func progress(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", 
 // runT is what netns needs of a test, for a command: cleanups run at the
 // end (in reverse), a fatal error unwinds to gatewayBench.
 type runT struct {
+	name     string // what pgtest names its database after
 	cleanups []func()
 }
 
@@ -496,6 +504,8 @@ func (t *runT) Fatal(args ...any)                 { panic(fatal(fmt.Sprint(args.
 func (t *runT) Fatalf(format string, args ...any) { panic(fatal(fmt.Sprintf(format, args...))) }
 func (t *runT) Logf(format string, args ...any)   { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 func (t *runT) Skip(args ...any)                  { panic(fatal(fmt.Sprint(args...))) }
+func (t *runT) Skipf(format string, args ...any)  { panic(fatal(fmt.Sprintf(format, args...))) }
+func (t *runT) Name() string                      { return t.name }
 
 func (t *runT) TempDir() string {
 	d, err := os.MkdirTemp("", "wirefleet-bench-")

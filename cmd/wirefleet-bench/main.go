@@ -6,6 +6,8 @@
 //	go run ./cmd/wirefleet-bench engine [--json] [--duration 10s] [--peers 10000,100000]
 //	go run ./cmd/wirefleet-bench gateway [--json] [--rounds 3] [--duration 5s] [--hubs ours,latest,debian]
 //	        [--fleet 10000] [--fleet-hubs ours,latest] [--keepalive 25s] [--idle 30s] [--profile DIR]
+//	go run ./cmd/wirefleet-bench cluster [--json] [--nodes 3] [--sims 300000] [--devices 30000]
+//	        [--rounds 3] [--duration 5s] [--keepalive 25s] [--idle 30s] [--wirefleetd PATH]
 //
 // Progress goes to stderr, the table or JSON to stdout. Subjects are listed in
 // subjects below; our engine joins as enginebench.Ours.
@@ -43,6 +45,7 @@ var makers = map[string]enginebench.InitiationMaker{
 func usage() {
 	fmt.Fprintf(os.Stderr, `usage: wirefleet-bench engine [flags]
        wirefleet-bench gateway [flags]
+       wirefleet-bench cluster [flags]
 
 engine: compares WireGuard engines in this process over loopback UDP: bulk
 throughput, responder handshakes per second, memory per peer and per active
@@ -53,6 +56,12 @@ wirefleet's gateway and through wireguard-go hubs (the latest and Debian's),
 with each hub's CPU-seconds per gigabit; one TCP flow each way to a service on
 each hub; and a simulated fleet (10,000 sessions by default) connecting at once
 and idling: CPU per connect, idle CPU, memory per session.
+
+cluster: end to end in network namespaces (root, PostgreSQL): several real
+wirefleetd nodes on one PostgreSQL with the inter-node mesh, many SIMs in the
+store, a simulated fleet spread over the nodes connecting at once (handshakes
+per second, CPU and memory per node), then device-to-device TCP on one node
+and across two.
 
 `)
 }
@@ -67,6 +76,8 @@ func main() {
 		os.Exit(engine(os.Args[2:]))
 	case "gateway":
 		os.Exit(gatewayBench(os.Args[2:]))
+	case "cluster":
+		os.Exit(clusterBench(os.Args[2:]))
 	case flowCommand: // hidden: the gateway bench's service flow, device side
 		os.Exit(runFlow(os.Args[2:]))
 	case sinkCommand: // hidden: the service behind a baseline hub
