@@ -56,6 +56,12 @@ const (
 	meshLocTTL      = 30 * time.Second // a location kept (a presence change forgets it sooner)
 	meshMissTTL     = 2 * time.Second  // "no session elsewhere" kept
 	meshLookupQueue = 256
+	// A packet whose SIM is being located (the first of a flow to a SIM
+	// on another node, or from one) waits for the lookup instead of being
+	// dropped: at most meshHoldPerKey a SIM, meshHoldMax in all, for as
+	// long as the lookup takes (5 s at most).
+	meshHoldPerKey = 8
+	meshHoldMax    = 4096
 	// Each node sends every other a heartbeat every meshHeartbeat (a
 	// data packet: WireGuard's own keepalive is skipped by a side that
 	// just received one, so with it only one side may be heard), and one
@@ -105,6 +111,8 @@ type mesh struct {
 	added   map[string]time.Time // when each peer was added
 	lookups chan meshKey
 	asked   map[meshKey]bool // lookups under way (guarded by mu)
+	held    map[meshKey]*meshHold
+	heldN   int // packets in held (guarded by mu)
 
 	forwarded, delivered atomic.Uint64
 	lastSync             atomic.Int64 // unix nanoseconds of the last registry read
@@ -119,6 +127,26 @@ type meshKey struct {
 	sim  string
 }
 
+// meshHold is what waits for one lookup: packets from devices here to go
+// out over the mesh, and packets from the mesh to be delivered here.
+type meshHold struct {
+	out []meshHeldOut
+	in  []engine.InboundPacket // Data copied
+}
+
+// meshHeldOut is a packet from a device here, with what the router knew
+// of it when it had to wait: the rest of its decision (the policy with
+// the destination's group) is taken once the destination is located.
+type meshHeldOut struct {
+	pkt    []byte // a copy
+	ip     packet.Parsed
+	peer   *engine.Peer // the sender's: an ICMP error goes back to it
+	simID  string
+	srcPol *groupPolicy
+	from   *lanRoute // the LAN the packet comes out of; nil: the SIM itself
+	lan    *lanRoute // the LAN behind a SIM it is for; nil: for a SIM
+}
+
 type meshLoc struct {
 	sim   string
 	group string
@@ -128,7 +156,8 @@ type meshLoc struct {
 }
 
 func newMesh(g *Gateway, cfg MeshConfig) (*mesh, error) {
-	m := &mesh{g: g, cfg: cfg, loc: map[meshKey]meshLoc{}, peers: map[string]*engine.Peer{}, added: map[string]time.Time{}, lookups: make(chan meshKey, meshLookupQueue), asked: map[meshKey]bool{}}
+	m := &mesh{g: g, cfg: cfg, loc: map[meshKey]meshLoc{}, peers: map[string]*engine.Peer{}, added: map[string]time.Time{}, lookups: make(chan meshKey, meshLookupQueue), asked: map[meshKey]bool{},
+		held: map[meshKey]*meshHold{}}
 	eng, err := engine.New(engine.Config{
 		KeyStore:   cfg.KeyStore,
 		ListenPort: cfg.ListenPort,
@@ -364,12 +393,66 @@ func (m *mesh) peer(node string) (*engine.Peer, time.Time) {
 	return m.peers[node], m.added[node]
 }
 
-// lookup finds which node holds a session of the SIM k names.
+// hold keeps a packet while k is looked up (out, from a device here;
+// else in, from the mesh), and says whether it did: not when no lookup
+// of k is under way, nor past the bounds.
+func (m *mesh) hold(k meshKey, out *meshHeldOut, in *engine.InboundPacket) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.asked[k] || m.heldN >= meshHoldMax {
+		return false
+	}
+	h := m.held[k]
+	if h == nil {
+		h = &meshHold{}
+		m.held[k] = h
+	}
+	if len(h.out)+len(h.in) >= meshHoldPerKey {
+		return false
+	}
+	if out != nil {
+		o := *out
+		o.pkt = slices.Clone(o.pkt)
+		h.out = append(h.out, o)
+	} else {
+		c := *in
+		c.Data = slices.Clone(c.Data)
+		h.in = append(h.in, c)
+	}
+	m.heldN++
+	return true
+}
+
+// lookup finds which node holds a session of the SIM k names, then lets
+// what was held for it go on (decided: a location or a miss) or drops it
+// (the store away).
 func (m *mesh) lookup(k meshKey) {
+	decided := false
 	defer func() {
 		m.mu.Lock()
 		delete(m.asked, k)
+		h := m.held[k]
+		delete(m.held, k)
+		if h != nil {
+			m.heldN -= len(h.out) + len(h.in)
+		}
 		m.mu.Unlock()
+		if h == nil {
+			return
+		}
+		if !decided {
+			m.g.router.drops.addN(dropOffline, uint64(len(h.out)))
+			for range h.in {
+				m.drop(meshDropSourceUnknown)
+			}
+			return
+		}
+		if len(h.out) > 0 {
+			m.g.router.sendHeld(h.out)
+		}
+		if len(h.in) > 0 {
+			m.deliver(h.in)
+		}
 	}()
 	ctx, cancel := context.WithTimeout(m.g.ctx, 5*time.Second)
 	defer cancel()
@@ -383,6 +466,7 @@ func (m *mesh) lookup(k meshKey) {
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		m.set(k, miss)
+		decided = true
 		return
 	}
 	if err != nil {
@@ -425,9 +509,11 @@ func (m *mesh) lookup(k meshKey) {
 	m.mu.RUnlock()
 	if best == nil {
 		m.set(k, miss)
+		decided = true
 		return
 	}
 	m.set(k, l)
+	decided = true
 }
 
 func (m *mesh) set(k meshKey, l meshLoc) {
@@ -531,8 +617,10 @@ func (m *mesh) deliver(batch []engine.InboundPacket) {
 		}
 		l, known := m.locate(srcKey)
 		switch {
+		case !known && m.hold(srcKey, nil, in):
+			continue // delivered once the source is located
 		case !known:
-			m.drop(meshDropSourceUnknown) // looked up now: its next packets pass
+			m.drop(meshDropSourceUnknown)
 			continue
 		case l.node != node:
 			m.drop(meshDropSourceElsewhere)

@@ -289,6 +289,9 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 					r.mesh.send(mp, [][]byte{pkt})
 					continue
 				}
+				if r.mesh.hold(meshKey{addr: dst}, &meshHeldOut{pkt: pkt, ip: *ip, peer: in.Peer, simID: st.id, srcPol: srcPol, from: from}, nil) {
+					continue // sent on once the destination is located
+				}
 				if r.mesh.pending(dst) {
 					r.drops.add(dropOffline) // no ICMP error: it may be elsewhere
 					continue
@@ -348,6 +351,9 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 					flush()
 					r.mesh.send(mp, [][]byte{pkt})
 					continue
+				}
+				if r.mesh.hold(meshKey{sim: lan.sim}, &meshHeldOut{pkt: pkt, ip: *ip, peer: in.Peer, simID: st.id, srcPol: pol, from: from, lan: lan}, nil) {
+					continue // sent on once the SIM is located
 				}
 			}
 			if to == nil {
@@ -423,6 +429,43 @@ func (r *router) outside(st *simState, pol *groupPolicy, pkt []byte, ip *packet.
 // address about a packet to one of its mapped LANs (a traceroute hop, a
 // "fragmentation needed" from the router) gets the quoted destination
 // mapped. Counted on the route it came out of.
+// sendHeld sends on packets from devices here that waited while their
+// destination was located (mesh.hold): the rest of HandleInbound's mesh
+// branch, with the policy decided now that the destination's group is
+// known. One with no session anywhere gets the ICMP error it would have
+// had at once.
+func (r *router) sendHeld(hs []meshHeldOut) {
+	for i := range hs {
+		h := &hs[i]
+		var mp *engine.Peer
+		var dstGroup string
+		var ok bool
+		if h.lan != nil {
+			mp, dstGroup, ok = r.mesh.routeSIM(h.lan.sim)
+		} else {
+			mp, dstGroup, ok = r.mesh.route(h.ip.Dst)
+		}
+		reason := ""
+		switch {
+		case !ok:
+			reason = dropOffline
+		case !d2dAllowed(h.srcPol, r.policies.get(dstGroup), h.ip.Proto, h.ip.SrcPort, h.ip.DstPort):
+			reason = dropPolicy
+		}
+		if reason != "" {
+			r.drops.add(reason)
+			if h.lan != nil {
+				h.lan.drops.add(reason)
+			} else if reason == dropOffline && r.peerFor(h.ip.Dst) == nil {
+				r.unreachable(h.peer, h.pkt, &h.ip)
+			}
+			continue
+		}
+		r.out(h.pkt, &h.ip, h.simID, h.from)
+		r.mesh.send(mp, [][]byte{h.pkt})
+	}
+}
+
 func (r *router) out(pkt []byte, ip *packet.Parsed, sim string, from *lanRoute) {
 	if from != nil {
 		if from.mapped() {
