@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -117,6 +118,66 @@ func TestPostgresSwitchover(t *testing.T) {
 	handshakes := gw.Engine().Counters().HandshakesCompleted
 	answeredBefore := answered.Load()
 
+	// Writers going on through the loss and the promotion: an API writer
+	// (SIMs) and a data-store writer (batches of 10 records), each keeping
+	// what was acknowledged. A write cut by the loss fails and is not
+	// counted; every acknowledged one must be there afterwards.
+	var (
+		during      sync.Mutex
+		ackedDuring []string
+		batches     []string // categories of acknowledged batches
+		writing     = make(chan struct{})
+		writers     sync.WaitGroup
+	)
+	writers.Add(2)
+	go func() {
+		defer writers.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-writing:
+				return
+			default:
+			}
+			wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			s, _, err := svc.CreateSIM(wctx, controlplane.System, controlplane.SIMSpec{Name: fmt.Sprintf("during-%d", i), GenerateKey: true})
+			cancel()
+			if err == nil {
+				during.Lock()
+				ackedDuring = append(ackedDuring, s.ID)
+				during.Unlock()
+			} else {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}()
+	go func() {
+		defer writers.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-writing:
+				return
+			default:
+			}
+			cat := fmt.Sprintf("during-%d", i)
+			now := time.Now().UTC()
+			var b []fleet.Record
+			for j := range 10 {
+				b = append(b, fleet.Record{SIMID: sim.ID, Time: now, Received: now, Category: cat, ContentType: "application/json", Payload: []byte(fmt.Sprintf(`{"n":%d}`, j))})
+			}
+			wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			err := st.AppendRecords(wctx, b)
+			cancel()
+			if err == nil {
+				during.Lock()
+				batches = append(batches, cat)
+				during.Unlock()
+			} else {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // writes under way when the primary goes
+
 	lost := time.Now()
 	primary.Crash()
 	standby.Promote(t)
@@ -133,10 +194,22 @@ func TestPostgresSwitchover(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Logf("primary lost; standby promoted after %s; writes resumed %s after the promotion", promoted.Sub(lost).Round(time.Millisecond), resumed.Sub(promoted).Round(time.Millisecond))
-	for _, id := range acked {
+	time.Sleep(500 * time.Millisecond) // the writers carry on a while on the new primary
+	close(writing)
+	writers.Wait()
+	t.Logf("primary lost; standby promoted after %s; writes resumed %s after the promotion; %d SIMs and %d record batches acknowledged by the writers meanwhile",
+		promoted.Sub(lost).Round(time.Millisecond), resumed.Sub(promoted).Round(time.Millisecond), len(ackedDuring), len(batches))
+	if len(ackedDuring) == 0 || len(batches) == 0 {
+		t.Fatalf("the writers had nothing acknowledged (%d SIMs, %d batches): the test shows nothing", len(ackedDuring), len(batches))
+	}
+	for _, id := range append(acked, ackedDuring...) {
 		if _, err := svc.GetSIM(ctx, controlplane.System, id); err != nil {
-			t.Fatalf("SIM %s, acknowledged before the primary was lost: %v", id, err)
+			t.Fatalf("SIM %s, acknowledged: %v", id, err)
+		}
+	}
+	for _, cat := range batches {
+		if pg, err := st.ListRecords(ctx, store.RecordFilter{SIMID: sim.ID, Category: cat, PageRequest: store.PageRequest{Limit: 100}}); err != nil || len(pg.Items) != 10 {
+			t.Fatalf("data-store batch %s, acknowledged: %d of 10 records (%v)", cat, len(pg.Items), err)
 		}
 	}
 	if pg, err := st.ListRecords(ctx, store.RecordFilter{SIMID: sim.ID, Category: "before", PageRequest: store.PageRequest{Limit: 100}}); err != nil || len(pg.Items) != 50 {
