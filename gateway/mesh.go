@@ -140,6 +140,7 @@ type meshHold struct {
 type meshHeldOut struct {
 	pkt    []byte // a copy
 	ip     packet.Parsed
+	dst    netip.Addr   // the destination SIM's IPv4 address (an IPv6 packet's: its twin's)
 	peer   *engine.Peer // the sender's: an ICMP error goes back to it
 	simID  string
 	srcPol *groupPolicy
@@ -251,12 +252,12 @@ func (m *mesh) resolve(ctx context.Context, key wgkey.Public, _ netip.AddrPort) 
 
 // peerConfig is how the mesh holds node n.
 func (m *mesh) peerConfig(n fleet.Node, ep netip.AddrPort) engine.PeerConfig {
-	// Any source: a node forwards devices' packets and the answers of
-	// hosts on LANs behind them (its key is the trust; deliver checks
-	// the sources).
+	// Any source, IPv4 and IPv6: a node forwards devices' packets and the
+	// answers of hosts on LANs behind them (its key is the trust; deliver
+	// checks the sources).
 	// Its endpoint is the registry's, fixed: a packet from elsewhere, even
 	// with its key, does not draw its traffic away.
-	return engine.PeerConfig{PublicKey: n.MeshKey, Endpoint: ep, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}, Identity: n.Name, FixedEndpoint: true}
+	return engine.PeerConfig{PublicKey: n.MeshKey, Endpoint: ep, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}, Identity: n.Name, FixedEndpoint: true}
 }
 
 // PublicKey is this node's mesh key.
@@ -569,28 +570,41 @@ func (m *mesh) deliver(batch []engine.InboundPacket) {
 	}
 	for i := range batch {
 		in := &batch[i]
-		if in.IP.Version != 4 {
+		// src and dst are the IPv4 view: an IPv6 packet goes between two
+		// SIMs' twins, and is read as between the SIMs.
+		src, dst := in.IP.Src, in.IP.Dst
+		switch in.IP.Version {
+		case 4:
+			if in.IP.Proto == meshHeartbeatProto && dst.IsUnspecified() {
+				continue // a heartbeat: the engine noted it was heard
+			}
+		case 6:
+			s4, sok := r.o6.V4(src)
+			d4, dok := r.o6.V4(dst)
+			if !r.o6.Enabled() || !sok || !dok || !r.pool.Contains(s4) || !r.pool.Contains(d4) {
+				m.drop(meshDropNotInner)
+				continue
+			}
+			src, dst = s4, d4
+		default:
 			m.drop(meshDropNotInner)
 			continue
-		}
-		if in.IP.Proto == meshHeartbeatProto && in.IP.Dst.IsUnspecified() {
-			continue // a heartbeat: the engine noted it was heard
 		}
 		// A node forwards devices' packets and LAN hosts' answers, never
 		// the platform's own (its services answer on each node): a
 		// source in the platform range, or neither a SIM's nor a LAN's,
 		// is refused (a stolen mesh key cannot pose as DNS here).
-		if src := in.IP.Src; r.plat.Contains(src) || !r.pool.Contains(src) && r.lans.lookup(src) == nil {
+		if r.plat.Contains(src) || !r.pool.Contains(src) && r.lans.lookup(src) == nil {
 			m.drop(meshDropSource)
 			continue
 		}
 		var to *engine.Peer
 		var dstLAN *lanRoute
 		switch {
-		case r.pool.Contains(in.IP.Dst):
-			to = r.peerFor(in.IP.Dst)
+		case r.pool.Contains(dst):
+			to = r.peerFor(dst)
 		default:
-			if dstLAN = r.lans.lookup(in.IP.Dst); dstLAN == nil {
+			if dstLAN = r.lans.lookup(dst); dstLAN == nil {
 				m.drop(meshDropNotInner)
 				continue
 			}
@@ -611,9 +625,9 @@ func (m *mesh) deliver(batch []engine.InboundPacket) {
 		// again here so that one node's key cannot speak for another's
 		// devices nor past the policy.
 		node, _ := in.Peer.Identity().(string)
-		srcKey := meshKey{addr: in.IP.Src}
-		if !r.pool.Contains(in.IP.Src) {
-			srcKey = meshKey{sim: r.lans.lookup(in.IP.Src).sim}
+		srcKey := meshKey{addr: src}
+		if !r.pool.Contains(src) {
+			srcKey = meshKey{sim: r.lans.lookup(src).sim}
 		}
 		l, known := m.locate(srcKey)
 		switch {

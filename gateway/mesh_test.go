@@ -4,6 +4,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/memtun"
+	"github.com/wirefleet/wirefleet/internal/packet"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
 	"golang.zx2c4.com/wireguard/conn"
@@ -59,6 +61,10 @@ func TestMeshDeviceToDevice(t *testing.T) {
 		tun *memtun.Chan
 		got chan []byte
 	}
+	o6, err := tg.svc.Overlay6(ctx)
+	if err != nil || !o6.Enabled() {
+		t.Fatalf("the fleet's IPv6 plan: %v %v", o6, err)
+	}
 	newDevice := func(group string, gw int) *device {
 		key, _ := wgkey.NewPrivate()
 		sim, _, err := tg.svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{PublicKey: key.Public(), GroupID: group})
@@ -67,7 +73,7 @@ func TestMeshDeviceToDevice(t *testing.T) {
 		}
 		d := &device{sim: sim, tun: memtun.NewChan(1420, 0, 64), got: make(chan []byte, 64)}
 		dev := wgdevice.NewDevice(d.tun, conn.NewStdNetBind(), wgdevice.NewLogger(wgdevice.LogLevelError, "dev: "))
-		if err := dev.IpcSet(fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.127.0.0/16\nallowed_ip=10.128.0.0/9\nallowed_ip=10.64.0.0/10\n", key[:], tg.gwKey[:], tg.gws[gw].Port())); err != nil {
+		if err := dev.IpcSet(fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.127.0.0/16\nallowed_ip=10.128.0.0/9\nallowed_ip=10.64.0.0/10\nallowed_ip=%s\n", key[:], tg.gwKey[:], tg.gws[gw].Port(), o6.View())); err != nil {
 			t.Fatal(err)
 		}
 		if err := dev.Up(); err != nil {
@@ -138,6 +144,40 @@ func TestMeshDeviceToDevice(t *testing.T) {
 	}
 	if tg.gws[0].mesh.forwarded.Load() == 0 || tg.gws[1].mesh.delivered.Load() == 0 {
 		t.Fatal("the packets did not cross the mesh")
+	}
+	// IPv6 between the two SIMs' twins crosses too, both ways, the first
+	// packet included.
+	a6, b6 := o6.Addr(a.sim.Address), o6.Addr(b.sim.Address)
+	first6 := func(from, to *device, src, dst netip.Addr) bool {
+		from.tun.Send(echoRequest6(src, dst))
+		for end := time.After(10 * time.Second); ; {
+			select {
+			case p := <-to.got:
+				if p[0]>>4 == 6 && netip.AddrFrom16([16]byte(p[8:24])) == src && netip.AddrFrom16([16]byte(p[24:40])) == dst {
+					return true
+				}
+			case <-end:
+				return false
+			}
+		}
+	}
+	f0, d0 := tg.gws[0].mesh.forwarded.Load(), tg.gws[1].mesh.delivered.Load()
+	if !first6(a, b, a6, b6) || !first6(b, a, b6, a6) {
+		var d []string
+		for i, gw := range tg.gws {
+			for _, r := range dropReasons {
+				if n := gw.router.drops.get(r); n > 0 {
+					d = append(d, fmt.Sprintf("gw%d %s %d", i+1, r, n))
+				}
+			}
+			for j, r := range meshDropReasons {
+				if n := gw.mesh.drops[j].Load(); n > 0 {
+					d = append(d, fmt.Sprintf("gw%d mesh %s %d", i+1, r, n))
+				}
+			}
+		}
+		t.Fatalf("IPv6 between %s on gw1 and %s on gw2 across the mesh: lost (gw1 forwarded %d→%d, gw2 delivered %d→%d; drops: %v; mesh engines %+v / %+v)", a6, b6,
+			f0, tg.gws[0].mesh.forwarded.Load(), d0, tg.gws[1].mesh.delivered.Load(), d, tg.gws[0].mesh.eng.Counters(), tg.gws[1].mesh.eng.Counters())
 	}
 
 	// A LAN behind B (mapped: the fleet reaches it at another prefix),
@@ -260,4 +300,17 @@ func TestMeshDeviceToDevice(t *testing.T) {
 	if got := tg.gws[1].mesh.delivered.Load(); got != deliveredBefore {
 		t.Fatalf("gw2 delivered %d packets posing as A from gw4", got-deliveredBefore)
 	}
+}
+
+// echoRequest6 is an ICMPv6 echo request from src to dst.
+func echoRequest6(src, dst netip.Addr) []byte {
+	b := make([]byte, 40+8)
+	b[0] = 0x60
+	binary.BigEndian.PutUint16(b[4:], 8)
+	b[6], b[7] = packet.ICMPv6, 64
+	copy(b[8:24], src.AsSlice())
+	copy(b[24:40], dst.AsSlice())
+	b[40] = 128 // echo request
+	binary.BigEndian.PutUint16(b[42:], packet.TransportChecksum(packet.ICMPv6, src, dst, b[40:]))
+	return b
 }

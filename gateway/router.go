@@ -274,11 +274,13 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 					continue
 				}
 			}
-			if to == nil && r.mesh != nil && ip.Version == 4 && srcPol != nil && srcPol.mode != fleet.D2DOff {
+			if to == nil && r.mesh != nil && (ip.Version == 4 || from == nil) && srcPol != nil && srcPol.mode != fleet.D2DOff {
 				// On another node: the policy is decided here, once (a
 				// LAN host's answer leaves with its mapped address, as
 				// it would to a device here). A group without
-				// device-to-device asks nothing of the mesh.
+				// device-to-device asks nothing of the mesh. IPv6 goes
+				// between the SIMs' twins (dst is the IPv4 twin here),
+				// not yet from LANs behind them.
 				if mp, dstGroup, ok := r.mesh.route(dst); ok {
 					if !d2dAllowed(srcPol, r.policies.get(dstGroup), proto, sport, dport) {
 						r.drops.add(dropPolicy)
@@ -289,7 +291,7 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 					r.mesh.send(mp, [][]byte{pkt})
 					continue
 				}
-				if r.mesh.hold(meshKey{addr: dst}, &meshHeldOut{pkt: pkt, ip: *ip, peer: in.Peer, simID: st.id, srcPol: srcPol, from: from}, nil) {
+				if r.mesh.hold(meshKey{addr: dst}, &meshHeldOut{pkt: pkt, ip: *ip, dst: dst, peer: in.Peer, simID: st.id, srcPol: srcPol, from: from}, nil) {
 					continue // sent on once the destination is located
 				}
 				if r.mesh.pending(dst) {
@@ -443,7 +445,7 @@ func (r *router) sendHeld(hs []meshHeldOut) {
 		if h.lan != nil {
 			mp, dstGroup, ok = r.mesh.routeSIM(h.lan.sim)
 		} else {
-			mp, dstGroup, ok = r.mesh.route(h.ip.Dst)
+			mp, dstGroup, ok = r.mesh.route(h.dst)
 		}
 		reason := ""
 		switch {
@@ -456,7 +458,7 @@ func (r *router) sendHeld(hs []meshHeldOut) {
 			r.drops.add(reason)
 			if h.lan != nil {
 				h.lan.drops.add(reason)
-			} else if reason == dropOffline && r.peerFor(h.ip.Dst) == nil {
+			} else if reason == dropOffline && r.peerFor(h.dst) == nil {
 				r.unreachable(h.peer, h.pkt, &h.ip)
 			}
 			continue
