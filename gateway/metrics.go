@@ -77,7 +77,7 @@ var (
 	descGrantsRefused     = prometheus.NewDesc("wirefleet_gateway_egress_grants_refused_total", "DNS answers that granted nothing because the SIM held the most name grants.", nil, nil)
 	descCaptures          = prometheus.NewDesc("wirefleet_gateway_capture_sessions", "Packet capture sessions writing on this gateway.", nil, nil)
 	descMeshPackets       = prometheus.NewDesc("wirefleet_mesh_packets_total", "Device-to-device packets over the inter-node mesh: forwarded (to the node holding the destination's session) or delivered (from another node to a session here).", []string{"direction"}, nil)
-	descMeshDrops         = prometheus.NewDesc("wirefleet_mesh_dropped_packets_total", "Mesh packets dropped, by reason (target-not-here, not-a-sim, lookup-queue-full, bad-source, source-unknown while looked up, source-elsewhere: its session is not on the sending node, d2d-denied).", []string{"reason"}, nil)
+	descMeshDrops         = prometheus.NewDesc("wirefleet_mesh_dropped_packets_total", "Mesh packets dropped, by reason (target-not-here, not-a-sim, lookup-queue-full, bad-source, source-unknown while looked up, source-elsewhere: its session is not on the sending node, d2d-denied; engine-<reason>: the mesh engine's own, with the engine's reasons of wirefleet_gateway_dropped_packets_total{where=\"engine\"}).", []string{"reason"}, nil)
 	descMeshHandshakes    = prometheus.NewDesc("wirefleet_mesh_handshakes_total", "Mesh handshake messages by result (ok, or the reason of the rejection: unknown-key is a node not in the registry).", []string{"result"}, nil)
 	descMeshPeers         = prometheus.NewDesc("wirefleet_mesh_peers", "Other nodes held as mesh peers.", nil, nil)
 	descTakeovers         = prometheus.NewDesc("wirefleet_gateway_takeovers_total", "Devices sending packets of a session another node held, by what this node did: initiated a handshake, no-presence (no node had a session at that endpoint), refused (the SIM may not connect, or is held here elsewhere), store-error, dropped (over the rate or the queue).", []string{"result"}, nil)
@@ -106,6 +106,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descMeshDrops, prometheus.CounterValue, float64(m.drops[i].Load()), r)
 		}
 		mc := m.eng.Counters()
+		for r, n := range mc.Dropped { // the mesh engine's own: before the mesh sees the packet
+			ch <- prometheus.MustNewConstMetric(descMeshDrops, prometheus.CounterValue, float64(n), "engine-"+r)
+		}
 		ch <- prometheus.MustNewConstMetric(descMeshHandshakes, prometheus.CounterValue, float64(mc.HandshakesCompleted), "ok")
 		for r, n := range mc.HandshakesRejected {
 			ch <- prometheus.MustNewConstMetric(descMeshHandshakes, prometheus.CounterValue, float64(n), r)
