@@ -266,31 +266,8 @@ with the nodes' CPU-seconds per gigabit. Progress on stderr.
 		if name == "b" {
 			node = cn[1]
 		}
-		priv, _ := wgkey.NewPrivate()
-		sim, _, err := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: "bench-" + name, GroupID: grp.ID, PublicKey: priv.Public()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, sess, err := svc.SessionFor(ctx, controlplane.System, sim.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var allowed []netip.Prefix
-		for _, s := range sess.AllowedIPs {
-			if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Is4() {
-				allowed = append(allowed, p)
-			}
-		}
-		w := ns.StartWireGuardGo("")
-		w.Private, w.Public = priv, priv.Public()
-		w.Configure(netns.Config{Peers: []netns.Peer{{PublicKey: gwPub, Endpoint: netip.AddrPortFrom(node.addr, benchPort),
-			AllowedIPs: allowed, PersistentKeepalive: 25}}})
-		w.AddAddr(netip.PrefixFrom(sim.Address, 32))
-		w.Up()
-		for _, p := range allowed {
-			ns.MustExec("ip", "route", "replace", p.String(), "dev", w.Name)
-		}
-		dev[name], devAddr[name] = ns, sim.Address
+		dev[name] = ns
+		devAddr[name] = simDevice(t, svc, ns, "bench-"+name, grp.ID, gwPub, netip.AddrPortFrom(node.addr, benchPort))
 	}
 	// Every device's session starts with its first packet; the nodes hold
 	// each other's mesh keys from their next registry read.

@@ -310,37 +310,44 @@ func ourGateway(t *runT, env *netns.Env) *gwSubject {
 	}
 	var bAddr netip.Addr
 	for i, n := range []*netns.NS{a, b} {
-		priv, _ := wgkey.NewPrivate()
-		sim, _, err := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: fmt.Sprintf("bench-%d", i), GroupID: grp.ID, PublicKey: priv.Public()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, sess, err := svc.SessionFor(ctx, controlplane.System, sim.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var allowed []netip.Prefix
-		for _, s := range sess.AllowedIPs {
-			if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Is4() {
-				allowed = append(allowed, p)
-			}
-		}
-		w := n.StartWireGuardGo("")
-		w.Private, w.Public = priv, priv.Public()
-		w.Configure(netns.Config{Peers: []netns.Peer{{PublicKey: ks.PublicKey(), Endpoint: netip.AddrPortFrom(netip.MustParsePrefix(hubLAN).Addr(), benchPort),
-			AllowedIPs: allowed, PersistentKeepalive: 25}}})
-		w.AddAddr(netip.PrefixFrom(sim.Address, 32))
-		w.Up()
-		for _, p := range allowed {
-			n.MustExec("ip", "route", "replace", p.String(), "dev", w.Name)
-		}
-		bAddr = sim.Address
+		bAddr = simDevice(t, svc, n, fmt.Sprintf("bench-%d", i), grp.ID, ks.PublicKey(), netip.AddrPortFrom(netip.MustParsePrefix(hubLAN).Addr(), benchPort))
 	}
 	s := newSubject(t, oursName, a, b, bAddr, selfCPU)
 	s.tag = "ours"
 	s.flow = netip.AddrPortFrom(flowAddr, flowPort).String()
 	s.hub = fleetHub{ns: hub, key: ks.PublicKey(), addPeers: ourFleetPeers(t, st), rss: func() int64 { return procRSS(os.Getpid()) }, before: selfRSS}
 	return s
+}
+
+// simDevice makes a SIM in group and brings up Debian's wireguard-go in n
+// as its device, with the session's IPv4 allowed IPs routed into the
+// tunnel towards endpoint; it returns the SIM's address.
+func simDevice(t *runT, svc *controlplane.Service, n *netns.NS, name, group string, gwKey wgkey.Public, endpoint netip.AddrPort) netip.Addr {
+	ctx := context.Background()
+	priv, _ := wgkey.NewPrivate()
+	sim, _, err := svc.CreateSIM(ctx, controlplane.System, controlplane.SIMSpec{Name: name, GroupID: group, PublicKey: priv.Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sess, err := svc.SessionFor(ctx, controlplane.System, sim.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var allowed []netip.Prefix
+	for _, s := range sess.AllowedIPs {
+		if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Is4() {
+			allowed = append(allowed, p)
+		}
+	}
+	w := n.StartWireGuardGo("")
+	w.Private, w.Public = priv, priv.Public()
+	w.Configure(netns.Config{Peers: []netns.Peer{{PublicKey: gwKey, Endpoint: endpoint, AllowedIPs: allowed, PersistentKeepalive: 25}}})
+	w.AddAddr(netip.PrefixFrom(sim.Address, 32))
+	w.Up()
+	for _, p := range allowed {
+		n.MustExec("ip", "route", "replace", p.String(), "dev", w.Name)
+	}
+	return sim.Address
 }
 
 func wireguardHub(t *runT, env *netns.Env, tag, name string, start func(*netns.NS) *netns.WireGuard) *gwSubject {

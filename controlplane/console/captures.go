@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/wirefleet/wirefleet/controlplane"
-	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 )
 
@@ -33,14 +32,8 @@ type capturesData struct {
 }
 
 func (h *Handler) capturesPage(w http.ResponseWriter, r *http.Request, code int, p page, d capturesData) {
-	pg, err := h.svc.ListCaptures(r.Context(), sessionOf(r).actor, store.PageRequest{Limit: pageSize, Cursor: r.URL.Query().Get("cursor")})
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	groups, names, err := h.groupNames(r)
-	if err != nil {
-		h.fail(w, r, err)
+	pg, groups, names, ok := listWithGroups(h, w, r, h.svc.ListCaptures)
+	if !ok {
 		return
 	}
 	if d.Form == nil {

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/wirefleet/wirefleet/controlplane"
-	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 )
 
@@ -33,14 +32,8 @@ type gatePeersData struct {
 }
 
 func (h *Handler) gatePeersPage(w http.ResponseWriter, r *http.Request, code int, p page, d gatePeersData) {
-	pg, err := h.svc.ListGatePeers(r.Context(), sessionOf(r).actor, store.PageRequest{Limit: pageSize, Cursor: r.URL.Query().Get("cursor")})
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	groups, names, err := h.groupNames(r)
-	if err != nil {
-		h.fail(w, r, err)
+	pg, groups, names, ok := listWithGroups(h, w, r, h.svc.ListGatePeers)
+	if !ok {
 		return
 	}
 	for _, g := range pg.Items {

@@ -34,14 +34,8 @@ type identitiesData struct {
 func (h *Handler) identitiesPage(w http.ResponseWriter, r *http.Request, code int, p page, d identitiesData) {
 	a := sessionOf(r).actor
 	q := r.URL.Query()
-	pg, err := h.svc.ListIdentityBatches(r.Context(), a, store.PageRequest{Limit: pageSize, Cursor: q.Get("cursor")})
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	groups, names, err := h.groupNames(r)
-	if err != nil {
-		h.fail(w, r, err)
+	pg, groups, names, ok := listWithGroups(h, w, r, h.svc.ListIdentityBatches)
+	if !ok {
 		return
 	}
 	d.Batches, d.Next, d.Groups, d.Names = pg.Items, pg.Next, groups, names

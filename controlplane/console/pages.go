@@ -3,6 +3,7 @@
 package console
 
 import (
+	"context"
 	"html/template"
 	"net/http"
 	"net/netip"
@@ -311,6 +312,23 @@ func (h *Handler) groupNames(r *http.Request) ([]fleet.Group, map[string]string,
 		names[g.ID] = g.Name
 	}
 	return pg.Items, names, nil
+}
+
+// listWithGroups reads the page of a list the request's cursor names,
+// and the groups with their names (the forms' choices, the tables'
+// labels), as the list pages show them; ok is false once it answered
+// with the error.
+func listWithGroups[T any](h *Handler, w http.ResponseWriter, r *http.Request,
+	list func(context.Context, controlplane.Actor, store.PageRequest) (store.Page[T], error)) (pg store.Page[T], groups []fleet.Group, names map[string]string, ok bool) {
+	pg, err := list(r.Context(), sessionOf(r).actor, store.PageRequest{Limit: pageSize, Cursor: r.URL.Query().Get("cursor")})
+	if err == nil {
+		groups, names, err = h.groupNames(r)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return pg, nil, nil, false
+	}
+	return pg, groups, names, true
 }
 
 func (h *Handler) conn(id string) fleet.Connection {
@@ -629,15 +647,8 @@ type authKeysData struct {
 }
 
 func (h *Handler) authKeysPage(w http.ResponseWriter, r *http.Request, code int, p page, d authKeysData) {
-	a := sessionOf(r).actor
-	pg, err := h.svc.ListAuthKeys(r.Context(), a, store.PageRequest{Limit: pageSize, Cursor: r.URL.Query().Get("cursor")})
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	groups, names, err := h.groupNames(r)
-	if err != nil {
-		h.fail(w, r, err)
+	pg, groups, names, ok := listWithGroups(h, w, r, h.svc.ListAuthKeys)
+	if !ok {
 		return
 	}
 	d.Keys, d.Next, d.Groups, d.Names, d.Nonce = pg.Items, pg.Next, groups, names, newNonce()

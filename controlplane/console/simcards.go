@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/wirefleet/wirefleet/controlplane"
-	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
 )
 
@@ -28,14 +27,8 @@ type simCardsData struct {
 }
 
 func (h *Handler) simCardsPage(w http.ResponseWriter, r *http.Request, code int, p page, d simCardsData) {
-	pg, err := h.svc.ListSIMCards(r.Context(), sessionOf(r).actor, store.PageRequest{Limit: pageSize, Cursor: r.URL.Query().Get("cursor")})
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	groups, names, err := h.groupNames(r)
-	if err != nil {
-		h.fail(w, r, err)
+	pg, groups, names, ok := listWithGroups(h, w, r, h.svc.ListSIMCards)
+	if !ok {
 		return
 	}
 	d.Cards, d.Next, d.Groups, d.Names = pg.Items, pg.Next, groups, names
