@@ -3,11 +3,9 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"os"
@@ -17,8 +15,8 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
 	"github.com/wirefleet/wirefleet/controlplane/arcapi/arcwire"
-	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/keyproof"
+	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
 
@@ -48,9 +46,23 @@ func Bootstrap(ctx context.Context, o BootstrapOptions) (*Config, error) {
 		return nil, err
 	}
 	defer CloseKeyStore(ks)
-	// Every bootstrap proves the device holds its key: the platform needs
-	// it to return a SIM already registered for the key (a retry, or a
-	// config rebuilt after loss), and checks it for a new one too.
+	proof, err := proveKey(ctx, o, ks)
+	if err != nil {
+		return nil, err
+	}
+	body, _ := json.Marshal(apiv1.BootstrapRequest{AuthKey: o.AuthKey, PublicKey: ks.PublicKey().String(), Name: o.Name, KeyProof: proof})
+	var raw json.RawMessage
+	if err := post(ctx, o, "/api/v1/bootstrap", body, nil, http.StatusOK, &raw); err != nil {
+		return nil, err
+	}
+	return o.saveAnswer(raw)
+}
+
+// proveKey answers the platform's key-proof challenge with ks. Every
+// bootstrap proves the device holds its key: the platform needs it to
+// return a SIM already registered for the key (a retry, or a config
+// rebuilt after loss), and checks it for a new one too.
+func proveKey(ctx context.Context, o BootstrapOptions, ks keystore.Store) (*keyproof.Reply, error) {
 	var ch keyproof.Challenge
 	if err := postJSON(ctx, o, "/api/v1/key-proof/challenge", struct{}{}, http.StatusCreated, &ch); err != nil {
 		return nil, err
@@ -59,32 +71,7 @@ func Bootstrap(ctx context.Context, o BootstrapOptions) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: answering the key-proof challenge with %s: %w", o.KeyRef, err)
 	}
-	body, _ := json.Marshal(apiv1.BootstrapRequest{AuthKey: o.AuthKey, PublicKey: ks.PublicKey().String(), Name: o.Name,
-		KeyProof: &keyproof.Reply{Nonce: ch.Nonce, Proof: proof}})
-	url := strings.TrimRight(o.Server, "/") + "/api/v1/bootstrap"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", UserAgent())
-	resp, err := o.Client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("agent: bootstrap: %w", err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("agent: bootstrap: reading answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var ae fleet.Error
-		if json.Unmarshal(raw, &ae) == nil && ae.Code != "" {
-			return nil, fmt.Errorf("agent: bootstrap refused (%d %s, field %q): %s", resp.StatusCode, ae.Code, ae.Field, ae.Message)
-		}
-		return nil, fmt.Errorf("agent: bootstrap refused: HTTP %d", resp.StatusCode)
-	}
-	return o.saveAnswer(raw)
+	return &keyproof.Reply{Nonce: ch.Nonce, Proof: proof}, nil
 }
 
 // withDefaults fills the key reference and HTTP client.
@@ -154,28 +141,9 @@ func BootstrapNetwork(ctx context.Context, o BootstrapOptions) (*Config, error) 
 	if o.Client == nil {
 		o.Client = &http.Client{Timeout: 30 * time.Second}
 	}
-	url := strings.TrimRight(o.Server, "/") + "/v1/provisioning/soracom/arc/bootstrap"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader("{}"))
-	if err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", UserAgent())
-	resp, err := o.Client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("agent: network bootstrap: %w", err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("agent: network bootstrap: reading answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var ae fleet.Error
-		if json.Unmarshal(raw, &ae) == nil && ae.Code != "" {
-			return nil, fmt.Errorf("agent: network bootstrap refused (%d %s): %s", resp.StatusCode, ae.Code, ae.Message)
-		}
-		return nil, fmt.Errorf("agent: network bootstrap refused: HTTP %d", resp.StatusCode)
+	var raw json.RawMessage
+	if err := post(ctx, o, "/v1/provisioning/soracom/arc/bootstrap", []byte("{}"), nil, http.StatusOK, &raw); err != nil {
+		return nil, err
 	}
 	var s arcwire.Session // the network-attested route answers in the Arc shape
 	if err := json.Unmarshal(raw, &s); err != nil {

@@ -16,7 +16,6 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
 	"github.com/wirefleet/wirefleet/controlplane/arcapi/arcwire"
-	"github.com/wirefleet/wirefleet/keyproof"
 	"github.com/wirefleet/wirefleet/usim"
 )
 
@@ -85,16 +84,11 @@ func BootstrapCard(ctx context.Context, o BootstrapOptions, card *usim.Card) (*C
 		return nil, err
 	}
 	defer CloseKeyStore(ks)
-	var ch keyproof.Challenge
-	if err := postJSON(ctx, o, "/api/v1/key-proof/challenge", struct{}{}, http.StatusCreated, &ch); err != nil {
+	proof, err := proveKey(ctx, o, ks)
+	if err != nil {
 		return nil, err
 	}
-	proof, err := keyproof.Answer(ctx, ks, keyproof.Statement{Purpose: keyproof.Bootstrap, Nonce: ch.Nonce, ServerKey: ch.ServerKey})
-	if err != nil {
-		return nil, fmt.Errorf("agent: answering the key-proof challenge with %s: %w", o.KeyRef, err)
-	}
-	body, _ := json.Marshal(apiv1.CardBootstrapRequest{KeyID: keyID, PublicKey: ks.PublicKey().String(), Name: o.Name,
-		KeyProof: &keyproof.Reply{Nonce: ch.Nonce, Proof: proof}})
+	body, _ := json.Marshal(apiv1.CardBootstrapRequest{KeyID: keyID, PublicKey: ks.PublicKey().String(), Name: o.Name, KeyProof: proof})
 	const path = "/api/v1/bootstrap/sim-card"
 	ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	hdr := http.Header{}
