@@ -23,20 +23,16 @@ const (
 // ListAlerts pages the monitor's alerts, newest first, each with its
 // acknowledgement.
 func (s *Service) ListAlerts(ctx context.Context, a Actor, p store.PageRequest) (store.Page[fleet.Alert], error) {
-	if err := require(a, fleet.RoleViewer); err != nil {
-		return store.Page[fleet.Alert]{}, err
-	}
-	if p.Limit <= 0 || p.Limit > maxAlertsPerQuery {
-		p.Limit = maxAlertsPerQuery
-	}
-	if err := checkEventCursor(p.Cursor); err != nil {
-		return store.Page[fleet.Alert]{}, err
-	}
-	return s.listAlerts(ctx, store.EventFilter{PageRequest: p, Action: AlertAction})
+	return s.alertsPage(ctx, a, "", p)
 }
 
 // SIMAlerts pages the alerts about one SIM, newest first.
 func (s *Service) SIMAlerts(ctx context.Context, a Actor, simID string, p store.PageRequest) (store.Page[fleet.Alert], error) {
+	return s.alertsPage(ctx, a, simID, p)
+}
+
+// alertsPage pages the alerts (about simID, if set) for a viewer or above.
+func (s *Service) alertsPage(ctx context.Context, a Actor, simID string, p store.PageRequest) (store.Page[fleet.Alert], error) {
 	if err := require(a, fleet.RoleViewer); err != nil {
 		return store.Page[fleet.Alert]{}, err
 	}

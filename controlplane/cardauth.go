@@ -447,20 +447,8 @@ func (s *Service) CardBootstrap(ctx context.Context, card fleet.SIMCard, req Car
 			}
 			return s.event(ctx, tx, a, "sim.bootstrap", "sim", sim.ID, map[string]any{"imsi": sim.IMSI, "address": sim.Address.String(), "simCard": c.ICCID})
 		}
-		if sim, err = tx.SIM(ctx, c.SIMID); err != nil {
-			return err
-		}
-		if sim.Status != fleet.StatusActive {
-			return fleet.Errorf(fleet.CodeBadState, "status", "the card's virtual SIM is %s", sim.Status)
-		}
-		sim.PublicKey, sim.NextPublicKey = pub, wgkey.Public{}
-		sim.Updated = s.now()
-		sim.KeySet, sim.RotateBy = sim.Updated, time.Time{}
-		if err := tx.UpdateSIM(ctx, sim); err != nil {
-			return err
-		}
-		tx.Publish(fleet.Change{Kind: fleet.ChangeSIM, ID: sim.ID})
-		return s.event(ctx, tx, a, "sim.set_key", "sim", sim.ID, map[string]any{"publicKey": pub.String(), "simCard": c.ICCID})
+		sim, err = s.rekeyBootstrapped(ctx, tx, a, c.SIMID, pub, "the card's virtual SIM", "simCard", c.ICCID)
+		return err
 	})
 	if err != nil {
 		return fleet.SIM{}, fleet.Session{}, storeErr(err, "")

@@ -192,20 +192,8 @@ func (s *Service) AttestedBootstrap(ctx context.Context, source string, group st
 		case err != nil:
 			return err
 		}
-		if sim, err = tx.SIM(ctx, id); err != nil {
-			return err
-		}
-		if sim.Status != fleet.StatusActive {
-			return fleet.Errorf(fleet.CodeBadState, "status", "the SIM bound to this source is %s", sim.Status)
-		}
-		sim.PublicKey, sim.NextPublicKey = pub, wgkey.Public{}
-		sim.Updated = s.now()
-		sim.KeySet, sim.RotateBy = sim.Updated, time.Time{}
-		if err := tx.UpdateSIM(ctx, sim); err != nil {
-			return err
-		}
-		tx.Publish(fleet.Change{Kind: fleet.ChangeSIM, ID: sim.ID})
-		return s.event(ctx, tx, a, "sim.set_key", "sim", sim.ID, map[string]any{"publicKey": pub.String(), "attested": true})
+		sim, err = s.rekeyBootstrapped(ctx, tx, a, id, pub, "the SIM bound to this source", "attested", true)
+		return err
 	})
 	if err != nil {
 		return fleet.SIM{}, fleet.Session{}, storeErr(err, "")
@@ -343,4 +331,27 @@ func (s *Service) RecordGatewayEvent(ctx context.Context, gatewayID, action stri
 	return s.st.Update(ctx, func(tx store.Tx) error {
 		return s.event(ctx, tx, Actor{Kind: "gateway", ID: gatewayID}, action, "gateway", gatewayID, details)
 	})
+}
+
+// rekeyBootstrapped gives the SIM already bound to a bootstrapping device
+// (by its card, by its source) the key the device brings: the next key
+// and a required rotation cleared, the change published, a sim.set_key
+// event with the binding's detail (key, value). A SIM that is not active
+// is refused; what names it in the error.
+func (s *Service) rekeyBootstrapped(ctx context.Context, tx store.Tx, a Actor, id string, pub wgkey.Public, what, key string, value any) (fleet.SIM, error) {
+	sim, err := tx.SIM(ctx, id)
+	if err != nil {
+		return fleet.SIM{}, err
+	}
+	if sim.Status != fleet.StatusActive {
+		return fleet.SIM{}, fleet.Errorf(fleet.CodeBadState, "status", "%s is %s", what, sim.Status)
+	}
+	sim.PublicKey, sim.NextPublicKey = pub, wgkey.Public{}
+	sim.Updated = s.now()
+	sim.KeySet, sim.RotateBy = sim.Updated, time.Time{}
+	if err := tx.UpdateSIM(ctx, sim); err != nil {
+		return fleet.SIM{}, err
+	}
+	tx.Publish(fleet.Change{Kind: fleet.ChangeSIM, ID: sim.ID})
+	return sim, s.event(ctx, tx, a, "sim.set_key", "sim", sim.ID, map[string]any{"publicKey": pub.String(), key: value})
 }

@@ -81,6 +81,15 @@ func parsePrefix(field, s string) (netip.Prefix, error) {
 	return p, nil
 }
 
+// decodeRouteSpec reads a route request body into its spec.
+func decodeRouteSpec(r *http.Request) (controlplane.RouteSpec, error) {
+	var req lanRouteRequest
+	if err := decode(r, &req); err != nil {
+		return controlplane.RouteSpec{}, err
+	}
+	return req.spec()
+}
+
 func (req lanRouteRequest) spec() (controlplane.RouteSpec, error) {
 	p, err := parsePrefix("prefix", req.Prefix)
 	if err != nil {
@@ -136,11 +145,7 @@ func (h *Handler) listSIMRoutes(ctx context.Context, a controlplane.Actor, r *ht
 }
 
 func (h *Handler) addSIMRoute(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-	var req lanRouteRequest
-	if err := decode(r, &req); err != nil {
-		return nil, err
-	}
-	spec, err := req.spec()
+	spec, err := decodeRouteSpec(r)
 	if err != nil {
 		return nil, err
 	}
@@ -152,11 +157,7 @@ func (h *Handler) addSIMRoute(ctx context.Context, a controlplane.Actor, r *http
 }
 
 func (h *Handler) approveSIMRoute(ctx context.Context, a controlplane.Actor, r *http.Request) (any, error) {
-	var req lanRouteRequest
-	if err := decode(r, &req); err != nil {
-		return nil, err
-	}
-	spec, err := req.spec()
+	spec, err := decodeRouteSpec(r)
 	if err != nil {
 		return nil, err
 	}
