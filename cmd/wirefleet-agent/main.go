@@ -264,34 +264,14 @@ func up(args []string) error {
 		go t.KeepAdvertising(ctx, advertised)
 	}
 	if *refreshRoutes > 0 {
-		go func() {
-			tk := time.NewTicker(*refreshRoutes)
-			defer tk.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tk.C:
-					if _, err := t.RefreshAllowedIPs(ctx); err != nil {
-						o.Logger.Warn("refreshing the session's routes", "err", err)
-					}
-				}
+		go every(ctx, *refreshRoutes, func() {
+			if _, err := t.RefreshAllowedIPs(ctx); err != nil {
+				o.Logger.Warn("refreshing the session's routes", "err", err)
 			}
-		}()
+		})
 	}
 	if iv := agent.WatchdogInterval(); iv > 0 {
-		go func() {
-			tk := time.NewTicker(iv)
-			defer tk.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tk.C:
-					agent.Notify("WATCHDOG=1")
-				}
-			}
-		}()
+		go every(ctx, iv, func() { agent.Notify("WATCHDOG=1") })
 	}
 	rotateNow := make(chan os.Signal, 1)
 	signal.Notify(rotateNow, syscall.SIGUSR1)
@@ -525,4 +505,18 @@ func joinPrefixes(ps []netip.Prefix) string {
 		out[i] = p.String()
 	}
 	return strings.Join(out, ", ")
+}
+
+// every calls fn every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	tk := time.NewTicker(d)
+	defer tk.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+			fn()
+		}
+	}
 }

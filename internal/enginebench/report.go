@@ -212,23 +212,23 @@ func Run(subjects []Subject, o Options) (*Report, error) {
 // medianThroughput returns the round with the median rate, all rounds' rates
 // attached.
 func medianThroughput(rs []ThroughputResult) *ThroughputResult {
-	sorted := slices.Clone(rs)
-	slices.SortFunc(sorted, func(a, b ThroughputResult) int { return cmp.Compare(a.Gbps, b.Gbps) })
-	m := sorted[len(sorted)/2]
-	for _, r := range rs {
-		m.RoundsGbps = append(m.RoundsGbps, r.Gbps)
-	}
-	return &m
+	return medianRound(rs, func(r ThroughputResult) float64 { return r.Gbps }, func(m *ThroughputResult, v float64) { m.RoundsGbps = append(m.RoundsGbps, v) })
 }
 
 // medianHandshakes returns the round with the median rate, all rounds' rates
 // attached.
 func medianHandshakes(rs []HandshakeResult) *HandshakeResult {
+	return medianRound(rs, func(r HandshakeResult) float64 { return r.PerSec }, func(m *HandshakeResult, v float64) { m.RoundsPerSec = append(m.RoundsPerSec, v) })
+}
+
+// medianRound returns the round of rs with the median rate, with every
+// round's rate added to it by attach, in the rounds' order.
+func medianRound[T any](rs []T, rate func(T) float64, attach func(*T, float64)) *T {
 	sorted := slices.Clone(rs)
-	slices.SortFunc(sorted, func(a, b HandshakeResult) int { return cmp.Compare(a.PerSec, b.PerSec) })
+	slices.SortFunc(sorted, func(a, b T) int { return cmp.Compare(rate(a), rate(b)) })
 	m := sorted[len(sorted)/2]
 	for _, r := range rs {
-		m.RoundsPerSec = append(m.RoundsPerSec, r.PerSec)
+		attach(&m, rate(r))
 	}
 	return &m
 }
