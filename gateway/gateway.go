@@ -79,6 +79,11 @@ type Config struct {
 	// SecondGatewayWindow is how long an older session is watched when
 	// another gateway records a newer one of the same key (0: 20 s).
 	SecondGatewayWindow time.Duration
+	// MovedSilence is how long a session watched that way must have been
+	// silent (no packet, keepalives included) before it is ended here, the
+	// device taken to have moved (0: 30 s, longer than the usual 25 s
+	// keepalive, so an idle device that keeps alive is never ended).
+	MovedSilence time.Duration
 	// VolumeInterval is how often SIMs' traffic volumes are read for the
 	// volume detector (0: a minute; tests shorten it).
 	VolumeInterval time.Duration

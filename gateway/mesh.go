@@ -58,10 +58,14 @@ const (
 	meshLookupQueue = 256
 	// A packet whose SIM is being located (the first of a flow to a SIM
 	// on another node, or from one) waits for the lookup instead of being
-	// dropped: at most meshHoldPerKey a SIM, meshHoldMax in all, for as
-	// long as the lookup takes (5 s at most).
-	meshHoldPerKey = 8
-	meshHoldMax    = 4096
+	// dropped: at most meshHoldPerKey a SIM, meshHoldMax in all, and at
+	// most meshHoldFor (a lookup that takes longer drops what waited).
+	// meshLookupWorkers serve the lookups, so one slow read does not hold
+	// up the rest.
+	meshHoldPerKey    = 8
+	meshHoldMax       = 4096
+	meshHoldFor       = 2 * time.Second
+	meshLookupWorkers = 4
 	// Each node sends every other a heartbeat every meshHeartbeat (a
 	// data packet: WireGuard's own keepalive is skipped by a side that
 	// just received one, so with it only one side may be heard), and one
@@ -115,9 +119,12 @@ type mesh struct {
 	heldN   int // packets in held (guarded by mu)
 
 	forwarded, delivered atomic.Uint64
-	lastSync             atomic.Int64 // unix nanoseconds of the last registry read
-	nodes                []fleet.Node // the registry as last read (guarded by mu)
-	drops                [len(meshDropReasons)]atomic.Uint64
+	// lostAt is when a held node was last seen gone silent (heard before,
+	// not within meshAliveFor), unix nanoseconds: takeovers may surge.
+	lostAt   atomic.Int64
+	lastSync atomic.Int64 // unix nanoseconds of the last registry read
+	nodes    []fleet.Node // the registry as last read (guarded by mu)
+	drops    [len(meshDropReasons)]atomic.Uint64
 }
 
 // meshKey names a SIM whose location is looked up: by its address (a
@@ -130,22 +137,22 @@ type meshKey struct {
 // meshHold is what waits for one lookup: packets from devices here to go
 // out over the mesh, and packets from the mesh to be delivered here.
 type meshHold struct {
-	out []meshHeldOut
-	in  []engine.InboundPacket // Data copied
+	since time.Time // when the first packet came
+	out   []meshHeldOut
+	in    []engine.InboundPacket // Data copied
 }
 
 // meshHeldOut is a packet from a device here, with what the router knew
 // of it when it had to wait: the rest of its decision (the policy with
 // the destination's group) is taken once the destination is located.
 type meshHeldOut struct {
-	pkt    []byte // a copy
-	ip     packet.Parsed
-	dst    netip.Addr   // the destination SIM's IPv4 address (an IPv6 packet's: its twin's)
-	peer   *engine.Peer // the sender's: an ICMP error goes back to it
-	simID  string
-	srcPol *groupPolicy
-	from   *lanRoute // the LAN the packet comes out of; nil: the SIM itself
-	lan    *lanRoute // the LAN behind a SIM it is for; nil: for a SIM
+	pkt  []byte // a copy
+	ip   packet.Parsed
+	dst  netip.Addr   // the destination SIM's IPv4 address (an IPv6 packet's: its twin's)
+	peer *engine.Peer // the sender's: an ICMP error goes back to it
+	st   *simState    // the sender's (revoked meanwhile: dropped)
+	from *lanRoute    // the LAN the packet comes out of; nil: the SIM itself
+	lan  *lanRoute    // the LAN behind a SIM it is for; nil: for a SIM
 }
 
 type meshLoc struct {
@@ -205,22 +212,28 @@ func (m *mesh) start() error {
 				m.mu.RLock()
 				for _, p := range m.peers {
 					m.eng.Send(p, [][]byte{heartbeatPacket}) // brings a session up, too
+					if last := p.Stats().LastReceived; !last.IsZero() && !heard(p) && time.Since(last) < takeoverSurgeFor {
+						m.lostAt.Store(time.Now().UnixNano())
+					}
 				}
 				m.mu.RUnlock()
 			}
 		}
 	}()
-	go func() {
-		defer m.g.wg.Done()
-		for {
-			select {
-			case <-m.g.ctx.Done():
-				return
-			case a := <-m.lookups:
-				m.lookup(a)
+	m.g.wg.Add(meshLookupWorkers - 1)
+	for range meshLookupWorkers {
+		go func() {
+			defer m.g.wg.Done()
+			for {
+				select {
+				case <-m.g.ctx.Done():
+					return
+				case a := <-m.lookups:
+					m.lookup(a)
+				}
 			}
-		}
-	}()
+		}()
+	}
 	return nil
 }
 
@@ -405,7 +418,7 @@ func (m *mesh) hold(k meshKey, out *meshHeldOut, in *engine.InboundPacket) bool 
 	}
 	h := m.held[k]
 	if h == nil {
-		h = &meshHold{}
+		h = &meshHold{since: time.Now()}
 		m.held[k] = h
 	}
 	if len(h.out)+len(h.in) >= meshHoldPerKey {
@@ -441,7 +454,7 @@ func (m *mesh) lookup(k meshKey) {
 		if h == nil {
 			return
 		}
-		if !decided {
+		if !decided || time.Since(h.since) > meshHoldFor {
 			m.g.router.drops.addN(dropOffline, uint64(len(h.out)))
 			for range h.in {
 				m.drop(meshDropSourceUnknown)
@@ -452,7 +465,7 @@ func (m *mesh) lookup(k meshKey) {
 			m.g.router.sendHeld(h.out)
 		}
 		if len(h.in) > 0 {
-			m.deliver(h.in)
+			m.deliverFrom(h.in, false)
 		}
 	}()
 	ctx, cancel := context.WithTimeout(m.g.ctx, 5*time.Second)
@@ -557,7 +570,11 @@ func (m *mesh) send(p *engine.Peer, pkts [][]byte) {
 
 // deliver is the mesh engine's Handler: packets another node checked
 // against the policy, for SIMs whose sessions are here.
-func (m *mesh) deliver(batch []engine.InboundPacket) {
+func (m *mesh) deliver(batch []engine.InboundPacket) { m.deliverFrom(batch, true) }
+
+// deliverFrom is deliver; mayHold false for packets that already waited
+// for their source's location once (they are not held again).
+func (m *mesh) deliverFrom(batch []engine.InboundPacket, mayHold bool) {
 	r := m.g.router
 	var target *engine.Peer
 	var pending [][]byte
@@ -631,7 +648,7 @@ func (m *mesh) deliver(batch []engine.InboundPacket) {
 		}
 		l, known := m.locate(srcKey)
 		switch {
-		case !known && m.hold(srcKey, nil, in):
+		case !known && mayHold && m.hold(srcKey, nil, in):
 			continue // delivered once the source is located
 		case !known:
 			m.drop(meshDropSourceUnknown)

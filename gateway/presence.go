@@ -21,8 +21,17 @@ import (
 // while: a device that moved stops sending here; one still sending is a
 // second device with the same key.
 
-// defaultSecondGatewayWindow is how long the older session is watched.
-const defaultSecondGatewayWindow = 20 * time.Second
+// defaultSecondGatewayWindow is how long the older session is watched;
+// defaultMovedSilence how long it must be silent to be ended here.
+const (
+	defaultSecondGatewayWindow = 20 * time.Second
+	defaultMovedSilence        = 30 * time.Second
+	// presenceSkew is how far in the future another node's record may be
+	// dated and still count (clocks differ a little; a record dated
+	// beyond that is a wrong clock or a wrong row, and would otherwise
+	// count as newer than every session here for as long as it lasts).
+	presenceSkew = 5 * time.Second
+)
 
 type presenceOp struct {
 	set      bool
@@ -197,7 +206,7 @@ func (g *Gateway) checkPresence(simID string) {
 			mine = st
 		}
 	}
-	if mine == nil || g.mon == nil {
+	if mine == nil {
 		return
 	}
 	since := time.Unix(0, mine.onlineSince.Load())
@@ -208,9 +217,10 @@ func (g *Gateway) checkPresence(simID string) {
 		return
 	}
 	id := g.gatewayID()
+	latest := time.Now().Add(presenceSkew)
 	var other *store.Presence
 	for i, p := range ps {
-		if p.Gateway != id && p.Since.After(since) {
+		if p.Gateway != id && p.Since.After(since) && !p.Since.After(latest) {
 			other = &ps[i]
 		}
 	}
@@ -221,36 +231,37 @@ func (g *Gateway) checkPresence(simID string) {
 	if p == nil || stateOf(p) != mine {
 		return
 	}
+	// The watch compares this node's own readings only (the other node's
+	// clock decides nothing but that its record is newer).
+	start := time.Now()
 	rx0 := p.Stats().RxBytes
 	window := g.cfg.SecondGatewayWindow
 	if window == 0 {
 		window = defaultSecondGatewayWindow
 	}
+	silence := g.cfg.MovedSilence
+	if silence == 0 {
+		silence = defaultMovedSilence
+	}
+	sleep := func(d time.Duration) bool {
+		select {
+		case <-g.ctx.Done():
+			return false
+		case <-time.After(d):
+			return true
+		}
+	}
+	same := func() bool { return mine.online.Load() && !mine.revoked.Load() && g.eng.Peer(mine.key) == p }
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
-		select {
-		case <-g.ctx.Done():
-			return
-		case <-time.After(window):
-		}
-		if !mine.online.Load() || mine.revoked.Load() || g.eng.Peer(mine.key) != p {
+		if !sleep(window) || !same() {
 			return
 		}
 		s := p.Stats()
-		if s.RxBytes <= rx0 {
-			// The device moved to the other gateway. Its session here ends
-			// now rather than at expiry minutes on: until then this node
-			// would deliver the SIM's traffic to a session the device no
-			// longer holds instead of to the node it moved to. Its
-			// presence record here is cleared with it.
-			if s.LastHandshake.Before(other.Since) && g.eng.Peer(mine.key) == p && g.eng.RemovePeer(mine.key) {
-				g.log.Info("the device moved to another node; its session here ended", "sim", simID, "node", other.Gateway)
-			}
-			return
-		}
-		if s.LastHandshake.After(other.Since) {
-			// A new handshake here since the other gateway's session began:
+		switch {
+		case s.LastHandshake.After(start):
+			// A new handshake here since the other node's session began:
 			// the device came back (its session there replaced ours on the
 			// device, so it had to shake hands again). Two devices keep
 			// their sessions and only rekey every two minutes. Its
@@ -259,8 +270,30 @@ func (g *Gateway) checkPresence(simID string) {
 			now := g.clk.Now()
 			mine.onlineSince.Store(now.UnixNano())
 			g.recordPresence(presenceOp{set: true, sim: simID, endpoint: endpointString(s.Endpoint), since: now})
+			if !mine.online.Load() {
+				g.recordPresence(presenceOp{sim: simID}) // it ended meanwhile: its record goes too
+			}
 			return
+		case s.LastReceived.Before(start):
+			// Nothing heard since: the device moved to the other node, or
+			// is silent. Once silent for MovedSilence (a device that keeps
+			// alive is heard by then), its session here ends rather than
+			// at expiry minutes on: until then this node would hand the
+			// SIM's traffic to a session the device no longer holds
+			// instead of to the node it moved to. Its presence record here
+			// is cleared with it.
+			if wait := time.Until(s.LastReceived.Add(silence)); wait > 0 && !sleep(wait) {
+				return
+			}
+			if s := p.Stats(); same() && s.LastReceived.Before(start) && !s.LastHandshake.After(start) && g.eng.RemovePeer(mine.key) {
+				g.log.Info("the device moved to another node; its session here ended", "sim", simID, "node", other.Gateway)
+			}
+			return
+		case s.RxBytes <= rx0 || g.mon == nil:
+			return // heard, but keepalives only: an idle device here
 		}
+		// Data kept arriving here after the other node's session began:
+		// two devices hold the key.
 		ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
 		defer cancel()
 		ps, err := g.st.Presences(ctx, simID)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -66,7 +67,7 @@ func newGateways(t *testing.T, n int, opts ...func(i int, c *Config)) *gatewaySe
 		if i == 0 {
 			tg.svc = svc
 		}
-		cfg := Config{ControlPlane: svc, KeyStore: ks, Logger: log, ID: fmt.Sprintf("gw%d", i+1), SecondGatewayWindow: 2 * time.Second,
+		cfg := Config{ControlPlane: svc, KeyStore: ks, Logger: log, ID: fmt.Sprintf("gw%d", i+1), SecondGatewayWindow: 2 * time.Second, MovedSilence: 3 * time.Second,
 			Secrets: secrets, Egress: egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}}
 		for _, o := range opts {
 			o(i, &cfg)
@@ -85,11 +86,12 @@ func newGateways(t *testing.T, n int, opts ...func(i int, c *Config)) *gatewaySe
 }
 
 // device starts a golang.zx2c4.com/wireguard device with key towards
-// gateway i; send makes it send one echo request to the metadata address.
-func (tg *gatewaySet) device(t *testing.T, key wgkey.Private, sim fleet.SIM, i int) (send func(), stop func()) {
+// gateway i (extra: more UAPI lines for its peer); send makes it send one
+// echo request to the metadata address.
+func (tg *gatewaySet) device(t *testing.T, key wgkey.Private, sim fleet.SIM, i int, extra ...string) (send func(), stop func()) {
 	tunDev := memtun.NewChan(1420, 0, 64)
 	dev := wgdevice.NewDevice(tunDev, conn.NewStdNetBind(), wgdevice.NewLogger(wgdevice.LogLevelError, "dev: "))
-	if err := dev.IpcSet(fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.127.0.0/16\n", key[:], tg.gwKey[:], tg.gws[i].Port())); err != nil {
+	if err := dev.IpcSet(fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.127.0.0/16\n%s", key[:], tg.gwKey[:], tg.gws[i].Port(), strings.Join(extra, ""))); err != nil {
 		t.Fatal(err)
 	}
 	if err := dev.Up(); err != nil {
@@ -155,6 +157,23 @@ func TestKeyLiveOnTwoGateways(t *testing.T) {
 		ps, _ := tg.svc.View().Presences(ctx, sim.ID)
 		return !online(tg.gws[0], sim) && len(ps) == 1 && ps[0].Gateway == "gw2"
 	})
+
+	// A device idle at gw1 but keeping alive (every second here) while the
+	// key shows up once at gw2: its session at gw1 is not ended (it is
+	// heard), and nothing is raised (no data came).
+	key, sim = newSIM()
+	sendK, _ := tg.device(t, key, sim, 0, "persistent_keepalive_interval=1\n")
+	waitFor(t, "the keeping-alive device on gw1", func() bool { sendK(); return online(tg.gws[0], sim) })
+	sendX, stopX := tg.device(t, key, sim, 1)
+	waitFor(t, "the key once on gw2", func() bool { sendX(); return online(tg.gws[1], sim) })
+	stopX()
+	time.Sleep(8 * time.Second) // past the window and the silence
+	if !online(tg.gws[0], sim) {
+		t.Fatal("gw1 ended the session of a device that kept alive there")
+	}
+	if a := tg.alerts(t, sim.ID); len(a) != 0 {
+		t.Fatalf("an idle device and one appearance elsewhere raised %+v", a)
+	}
 
 	// There and back (gw1 → gw2 → gw1 before gw1's session ended): gw1's
 	// record becomes the newest again, and gw2 ends the session left there.

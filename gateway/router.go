@@ -291,7 +291,7 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 					r.mesh.send(mp, [][]byte{pkt})
 					continue
 				}
-				if r.mesh.hold(meshKey{addr: dst}, &meshHeldOut{pkt: pkt, ip: *ip, dst: dst, peer: in.Peer, simID: st.id, srcPol: srcPol, from: from}, nil) {
+				if r.mesh.hold(meshKey{addr: dst}, &meshHeldOut{pkt: pkt, ip: *ip, dst: dst, peer: in.Peer, st: st, from: from}, nil) {
 					continue // sent on once the destination is located
 				}
 				if r.mesh.pending(dst) {
@@ -354,7 +354,7 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 					r.mesh.send(mp, [][]byte{pkt})
 					continue
 				}
-				if r.mesh.hold(meshKey{sim: lan.sim}, &meshHeldOut{pkt: pkt, ip: *ip, peer: in.Peer, simID: st.id, srcPol: pol, from: from, lan: lan}, nil) {
+				if r.mesh.hold(meshKey{sim: lan.sim}, &meshHeldOut{pkt: pkt, ip: *ip, peer: in.Peer, st: st, from: from, lan: lan}, nil) {
 					continue // sent on once the SIM is located
 				}
 			}
@@ -433,12 +433,18 @@ func (r *router) outside(st *simState, pol *groupPolicy, pkt []byte, ip *packet.
 // mapped. Counted on the route it came out of.
 // sendHeld sends on packets from devices here that waited while their
 // destination was located (mesh.hold): the rest of HandleInbound's mesh
-// branch, with the policy decided now that the destination's group is
-// known. One with no session anywhere gets the ICMP error it would have
-// had at once.
+// branch, with the policy decided now, with the sender's group as it is
+// now and the destination's. One with no session anywhere gets the ICMP
+// error it would have had at once; a sender revoked meanwhile sends
+// nothing.
 func (r *router) sendHeld(hs []meshHeldOut) {
 	for i := range hs {
 		h := &hs[i]
+		if h.st.revoked.Load() {
+			r.drops.add(dropRevoked)
+			continue
+		}
+		srcPol := r.policies.get(h.st.SIM().GroupID)
 		var mp *engine.Peer
 		var dstGroup string
 		var ok bool
@@ -451,7 +457,7 @@ func (r *router) sendHeld(hs []meshHeldOut) {
 		switch {
 		case !ok:
 			reason = dropOffline
-		case !d2dAllowed(h.srcPol, r.policies.get(dstGroup), h.ip.Proto, h.ip.SrcPort, h.ip.DstPort):
+		case srcPol == nil || srcPol.mode == fleet.D2DOff || !d2dAllowed(srcPol, r.policies.get(dstGroup), h.ip.Proto, h.ip.SrcPort, h.ip.DstPort):
 			reason = dropPolicy
 		}
 		if reason != "" {
@@ -463,7 +469,7 @@ func (r *router) sendHeld(hs []meshHeldOut) {
 			}
 			continue
 		}
-		r.out(h.pkt, &h.ip, h.simID, h.from)
+		r.out(h.pkt, &h.ip, h.st.id, h.from)
 		r.mesh.send(mp, [][]byte{h.pkt})
 	}
 }

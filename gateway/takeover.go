@@ -35,19 +35,24 @@ import (
 // 30 s after its last heartbeat), so fast failover needs the mesh. A
 // peer with a live session here is never touched (engine.InitiateTo).
 // Lookups are bounded over all and per endpoint, so a spray of packets
-// costs the store a bounded rate of indexed reads (two or three each) and
-// the node a bounded rate of initiations. The bound is sized for a mass
-// failover: the devices of a dead node, 10,000 say, split over the
-// survivors, are taken over in seconds rather than left to their own
-// handshake some 15 s on; a few workers keep store round trips from
-// serialising them.
+// (they cannot be authenticated: anyone can send them) costs the store a
+// bounded rate of indexed reads (two or three each) and the node a
+// bounded rate of initiations: takeoverRate a second in steady state.
+// While a mesh node has just gone silent (a mass failover: the devices
+// of a dead node, 10,000 say, split over the survivors) the rate rises to
+// takeoverSurgeRate, so they are taken over in seconds rather than left
+// to their own handshake some 15 s on; a few workers keep store round
+// trips from serialising them.
 const (
-	takeoverEvery   = 5 * time.Second        // per endpoint, at most one try in this time once it was tried through
-	takeoverRetry   = 500 * time.Millisecond // again after a try that could not decide yet
-	takeoverRate    = 2000                   // lookups a second over all endpoints
-	takeoverBurst   = 4000
-	takeoverQueue   = 4096
-	takeoverWorkers = 8
+	takeoverEvery     = 5 * time.Second        // per endpoint, at most one try in this time once it was tried through
+	takeoverRetry     = 500 * time.Millisecond // again after a try that could not decide yet
+	takeoverRate      = 50                     // lookups a second over all endpoints
+	takeoverBurst     = 200
+	takeoverSurgeRate = 2000 // more a second while a mesh node has just gone silent
+	takeoverSurge     = 4000
+	takeoverSurgeFor  = 2 * time.Minute // how long after a node went silent
+	takeoverQueue     = 4096
+	takeoverWorkers   = 8
 )
 
 type takeover struct {
@@ -57,6 +62,7 @@ type takeover struct {
 	next  [1 << 16]atomic.Int64
 	seed  maphash.Seed
 	all   *tokenbucket.Set[struct{}]
+	surge *tokenbucket.Set[struct{}] // only while a mesh node has just gone silent
 	queue chan takeoverJob
 
 	results [len(takeoverResults)]atomic.Uint64
@@ -66,6 +72,7 @@ type takeoverJob struct {
 	remote netip.AddrPort
 	ep     conn.Endpoint
 	slot   *atomic.Int64
+	due    int64 // what this job set the slot to: a retry replaces only its own claim
 }
 
 // takeoverResults are the outcomes counted by
@@ -77,6 +84,7 @@ func newTakeover(g *Gateway) *takeover {
 		g:     g,
 		seed:  maphash.MakeSeed(),
 		all:   tokenbucket.NewSet[struct{}](takeoverRate, takeoverBurst, 1),
+		surge: tokenbucket.NewSet[struct{}](takeoverSurgeRate, takeoverSurge, 1),
 		queue: make(chan takeoverJob, takeoverQueue),
 	}
 }
@@ -99,16 +107,23 @@ func (t *takeover) offer(remote netip.AddrPort, ep conn.Endpoint) {
 		return
 	}
 	if ok, _ := t.all.Allow(struct{}{}); !ok {
-		t.count("dropped")
-		return
+		if m := t.g.mesh; m == nil || now-m.lostAt.Load() > int64(takeoverSurgeFor) {
+			t.count("dropped")
+			return
+		}
+		if ok, _ := t.surge.Allow(struct{}{}); !ok {
+			t.count("dropped")
+			return
+		}
 	}
-	if !slot.CompareAndSwap(due, now+int64(takeoverEvery)) {
+	claim := now + int64(takeoverEvery)
+	if !slot.CompareAndSwap(due, claim) {
 		return // another packet of it claimed the try
 	}
 	select {
-	case t.queue <- takeoverJob{remote: remote, ep: ep, slot: slot}:
+	case t.queue <- takeoverJob{remote: remote, ep: ep, slot: slot, due: claim}:
 	default:
-		slot.Store(now) // not tried: the next packet may
+		slot.CompareAndSwap(claim, now) // not tried: the next packet may
 		t.count("dropped")
 	}
 }
@@ -126,7 +141,7 @@ func (t *takeover) run() {
 			if r == "holder-alive" || r == "no-presence" || r == "store-error" {
 				// Soon again: the holder may be dying (its last packets
 				// within meshAliveFor), the presence not written yet.
-				j.slot.Store(time.Now().Add(takeoverRetry).UnixNano())
+				j.slot.CompareAndSwap(j.due, time.Now().Add(takeoverRetry).UnixNano())
 			}
 			t.count(r)
 		}
