@@ -102,8 +102,11 @@ func Run(ctx context.Context, st store.Reader, o Options) ([]Finding, error) {
 					add("shared-key", High, s.ID, "the WireGuard key of this SIM is also SIM %s's: one of them is a copy", other)
 				}
 				owners[k] = s.ID
-				if k.LowOrder() {
+				switch {
+				case k.LowOrder():
 					add("low-order-key", High, s.ID, "the WireGuard public key is a low-order point: no handshake with it is secure")
+				case k.Validate() != nil:
+					add("non-canonical-key", High, s.ID, "the WireGuard public key is not in canonical form: another spelling of some other key, which lets one key be registered twice")
 				}
 			}
 			if s.Status == fleet.StatusActive && !s.PublicKey.IsZero() {

@@ -41,6 +41,14 @@ func TestAudit(t *testing.T) {
 	if err := st.Update(ctx, func(tx store.Tx) error { return tx.InsertSIM(ctx, weak) }); err != nil {
 		t.Fatal(err)
 	}
+	// Another spelling of the clean SIM's key (the top bit set), as an
+	// import might have stored it.
+	alias := clean
+	alias.ID, alias.IMSI, alias.Address = "sim_alias", "999990000009990", netip.MustParseAddr("10.128.0.202")
+	alias.PublicKey[31] |= 0x80
+	if err := st.Update(ctx, func(tx store.Tx) error { return tx.InsertSIM(ctx, alias) }); err != nil {
+		t.Fatal(err)
+	}
 	long, _, _ := svc.CreateAuthKey(ctx, sys, controlplane.AuthKeySpec{TTL: 300 * 24 * time.Hour})
 	svc.CreateAuthKey(ctx, sys, controlplane.AuthKeySpec{TTL: 300 * 24 * time.Hour, MaxUses: 1})
 	open, _ := svc.CreateGroup(ctx, sys, "open", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}, Security: fleet.SecurityProfile{AllowList: []string{"0.0.0.0/0"}}})
@@ -85,6 +93,7 @@ func TestAudit(t *testing.T) {
 	}
 	want := map[string]string{
 		"low-order-key " + weak.ID:               High,
+		"non-canonical-key " + alias.ID:          High,
 		"refused-sim-trying " + refused.ID:       Medium,
 		"long-lived-reusable-authkey " + long.ID: Medium,
 		"d2d-all-ports " + open.ID:               Low,
