@@ -26,6 +26,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/api/apiv1"
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/accesslog"
 	"github.com/wirefleet/wirefleet/internal/jsonbody"
 	"github.com/wirefleet/wirefleet/internal/ratelimit"
 	"github.com/wirefleet/wirefleet/wgkey"
@@ -152,27 +153,17 @@ type route struct {
 	maxBody      int64 // the body's bound when larger than MaxBody (a bulk import)
 }
 
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	s.code = code
-	s.ResponseWriter.WriteHeader(code)
-}
-
 func (h *Handler) wrap(rt route) http.Handler {
 	label := rt.method + " " + rt.path
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w, code: 200}
+		sw := accesslog.NewRecorder(w)
 		var a controlplane.Actor
 		defer func() {
-			h.requests.WithLabelValues(label, strconv.Itoa(sw.code)).Inc()
+			h.requests.WithLabelValues(label, strconv.Itoa(sw.Code)).Inc()
 			h.duration.WithLabelValues(label).Observe(time.Since(start).Seconds())
 			// Never the body nor the Authorization header: they carry secrets.
-			h.log.Info("api", "method", r.Method, "route", rt.path, "status", sw.code, "actor", a.String(), "dur", time.Since(start).Round(time.Microsecond))
+			h.log.Info("api", "method", r.Method, "route", rt.path, "status", sw.Code, "actor", a.String(), "dur", time.Since(start).Round(time.Microsecond))
 		}()
 		r.Body = http.MaxBytesReader(sw, r.Body, max(MaxBody, rt.maxBody))
 		if rt.role == "" && h.limit != nil {

@@ -36,6 +36,7 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/controlplane/store"
 	"github.com/wirefleet/wirefleet/fleet"
+	"github.com/wirefleet/wirefleet/internal/accesslog"
 	"github.com/wirefleet/wirefleet/internal/ratelimit"
 )
 
@@ -157,26 +158,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+	sw := accesslog.NewRecorder(w)
 	h.mux.ServeHTTP(sw, r)
 	// The path only: queries may hold search terms, never secrets, but
 	// they add nothing to an access log; bodies and cookies never.
-	h.log.Info("console", "method", r.Method, "path", r.URL.Path, "status", sw.code, "dur", time.Since(start).Round(time.Microsecond))
+	h.log.Info("console", "method", r.Method, "path", r.URL.Path, "status", sw.Code, "dur", time.Since(start).Round(time.Microsecond))
 }
-
-// statusWriter keeps the status code of an answer; Unwrap lets
-// http.ResponseController reach the connection (flushes for live views).
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	s.code = code
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // page is what every page template gets.
 type page struct {
