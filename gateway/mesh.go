@@ -17,6 +17,7 @@ import (
 	"github.com/wirefleet/wirefleet/engine"
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/internal/packet"
+	"github.com/wirefleet/wirefleet/internal/tokenbucket"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
 )
@@ -62,8 +63,15 @@ const (
 	// most meshHoldFor (a lookup that takes longer drops what waited).
 	// meshLookupWorkers serve the lookups, so one slow read does not hold
 	// up the rest.
-	meshHoldPerKey    = 8
-	meshHoldMax       = 4096
+	meshHoldPerKey = 8
+	meshHoldMax    = 4096
+	// One device's share: lookups it may start a second (a burst of
+	// meshLookupBurst), and packets of its held at once, so that one
+	// spraying new destinations cannot use up the queue and the hold
+	// that every device's first packets need.
+	meshLookupRate    = 20
+	meshLookupBurst   = 64
+	meshHoldPerSender = 64
 	meshHoldFor       = 2 * time.Second
 	meshLookupWorkers = 4
 	// Each node sends every other a heartbeat every meshHeartbeat (a
@@ -99,9 +107,13 @@ const (
 	meshDropSourceUnknown   = "source-unknown"
 	meshDropSourceElsewhere = "source-elsewhere"
 	meshDropPolicy          = "d2d-denied"
+	// meshDropLookupShare: the sending SIM started more lookups than its
+	// share; meshDropHoldShare: it has more packets waiting than its share.
+	meshDropLookupShare = "lookup-share"
+	meshDropHoldShare   = "hold-share"
 )
 
-var meshDropReasons = [...]string{meshDropNotHere, meshDropNotInner, meshDropLookup, meshDropSource, meshDropSourceUnknown, meshDropSourceElsewhere, meshDropPolicy}
+var meshDropReasons = [...]string{meshDropNotHere, meshDropNotInner, meshDropLookup, meshDropSource, meshDropSourceUnknown, meshDropSourceElsewhere, meshDropPolicy, meshDropLookupShare, meshDropHoldShare}
 
 type mesh struct {
 	g   *Gateway
@@ -116,7 +128,10 @@ type mesh struct {
 	lookups chan meshKey
 	asked   map[meshKey]bool // lookups under way (guarded by mu)
 	held    map[meshKey]*meshHold
-	heldN   int // packets in held (guarded by mu)
+	heldN   int            // packets in held (guarded by mu)
+	heldBy  map[string]int // packets in held per sending SIM (guarded by mu)
+	// lookupShare is each sending SIM's share of lookups started.
+	lookupShare *tokenbucket.Set[string]
 
 	forwarded, delivered atomic.Uint64
 	// lostAt is when a held node was last seen gone silent (heard before,
@@ -165,7 +180,7 @@ type meshLoc struct {
 
 func newMesh(g *Gateway, cfg MeshConfig) (*mesh, error) {
 	m := &mesh{g: g, cfg: cfg, loc: map[meshKey]meshLoc{}, peers: map[string]*engine.Peer{}, added: map[string]time.Time{}, lookups: make(chan meshKey, meshLookupQueue), asked: map[meshKey]bool{},
-		held: map[meshKey]*meshHold{}}
+		held: map[meshKey]*meshHold{}, heldBy: map[string]int{}, lookupShare: tokenbucket.NewSet[string](meshLookupRate, meshLookupBurst, 65536)}
 	eng, err := engine.New(engine.Config{
 		KeyStore:   cfg.KeyStore,
 		ListenPort: cfg.ListenPort,
@@ -343,19 +358,19 @@ func (m *mesh) syncPeers() {
 
 // route says where a packet to SIM address dst goes when no session of it
 // is here: the mesh peer of the node holding it and the SIM's group, or
-// ok false (unknown yet: a lookup starts, and this packet is dropped; or
-// no node has it).
-func (m *mesh) route(dst netip.Addr) (*engine.Peer, string, bool) {
-	return m.routeKey(meshKey{addr: dst})
+// ok false (unknown yet: a lookup starts, within sender's share; or no
+// node has it). sender is the SIM sending, "" for a packet from a node.
+func (m *mesh) route(dst netip.Addr, sender string) (*engine.Peer, string, bool) {
+	return m.routeKey(meshKey{addr: dst}, sender)
 }
 
 // routeSIM is route for a packet to a LAN behind SIM id.
-func (m *mesh) routeSIM(id string) (*engine.Peer, string, bool) {
-	return m.routeKey(meshKey{sim: id})
+func (m *mesh) routeSIM(id, sender string) (*engine.Peer, string, bool) {
+	return m.routeKey(meshKey{sim: id}, sender)
 }
 
-func (m *mesh) routeKey(k meshKey) (*engine.Peer, string, bool) {
-	l, ok := m.locate(k)
+func (m *mesh) routeKey(k meshKey, sender string) (*engine.Peer, string, bool) {
+	l, ok := m.locate(k, sender)
 	if !ok || l.peer == nil {
 		return nil, "", false
 	}
@@ -364,7 +379,7 @@ func (m *mesh) routeKey(k meshKey) (*engine.Peer, string, bool) {
 
 // locate is where the SIM k names has its session (another node's), if
 // known: a lookup starts when it is not, or no longer fresh.
-func (m *mesh) locate(k meshKey) (meshLoc, bool) {
+func (m *mesh) locate(k meshKey, sender string) (meshLoc, bool) {
 	now := time.Now()
 	m.mu.RLock()
 	l, found := m.loc[k]
@@ -374,7 +389,7 @@ func (m *mesh) locate(k meshKey) (meshLoc, bool) {
 	// An expired location is still used (up to one more TTL) while it is
 	// looked up again, so a flow does not stall every 30 s.
 	usable := fresh || found && l.peer != nil && now.Before(l.until.Add(meshLocTTL))
-	if !fresh && !asked {
+	if !fresh && !asked && m.mayLookUp(sender) {
 		m.mu.Lock()
 		if !m.asked[k] {
 			select {
@@ -392,12 +407,33 @@ func (m *mesh) locate(k meshKey) (meshLoc, bool) {
 	return meshLoc{}, false
 }
 
-// pending says whether a lookup of the SIM at dst is under way (a packet
-// for it is dropped without an ICMP error: the answer may be "elsewhere").
+// mayLookUp says whether sender (a SIM; "" for a node) may start a lookup
+// now: within its share (counted when not).
+func (m *mesh) mayLookUp(sender string) bool {
+	if sender == "" {
+		return true
+	}
+	if ok, _ := m.lookupShare.Allow(sender); !ok {
+		m.drop(meshDropLookupShare)
+		return false
+	}
+	return true
+}
+
+// pending says whether where the SIM at dst is is not known yet: a lookup
+// under way, or none made (a packet for it is dropped without an ICMP
+// error: the answer may be "elsewhere").
 func (m *mesh) pending(dst netip.Addr) bool {
+	k := meshKey{addr: dst}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return m.asked[meshKey{addr: dst}]
+	if m.asked[k] {
+		return true
+	}
+	// Not looked up (the sender over its share of lookups): not known to
+	// be nowhere either.
+	l, found := m.loc[k]
+	return !found || l.peer != nil || !time.Now().Before(l.until) // all but a fresh "nowhere"
 }
 
 // peer is the mesh peer of node, and when it was added (nil if not held).
@@ -425,6 +461,11 @@ func (m *mesh) hold(k meshKey, out *meshHeldOut, in *engine.InboundPacket) bool 
 		return false
 	}
 	if out != nil {
+		if m.heldBy[out.st.id] >= meshHoldPerSender {
+			m.drop(meshDropHoldShare)
+			return false
+		}
+		m.heldBy[out.st.id]++
 		o := *out
 		o.pkt = slices.Clone(o.pkt)
 		h.out = append(h.out, o)
@@ -449,6 +490,11 @@ func (m *mesh) lookup(k meshKey) {
 		delete(m.held, k)
 		if h != nil {
 			m.heldN -= len(h.out) + len(h.in)
+			for _, o := range h.out {
+				if m.heldBy[o.st.id]--; m.heldBy[o.st.id] <= 0 {
+					delete(m.heldBy, o.st.id)
+				}
+			}
 		}
 		m.mu.Unlock()
 		if h == nil {
@@ -646,7 +692,7 @@ func (m *mesh) deliverFrom(batch []engine.InboundPacket, mayHold bool) {
 		if !r.pool.Contains(src) {
 			srcKey = meshKey{sim: r.lans.lookup(src).sim}
 		}
-		l, known := m.locate(srcKey)
+		l, known := m.locate(srcKey, "")
 		switch {
 		case !known && mayHold && m.hold(srcKey, nil, in):
 			continue // delivered once the source is located

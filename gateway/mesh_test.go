@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -180,6 +181,21 @@ func TestMeshDeviceToDevice(t *testing.T) {
 			f0, tg.gws[0].mesh.forwarded.Load(), d0, tg.gws[1].mesh.delivered.Load(), d, tg.gws[0].mesh.eng.Counters(), tg.gws[1].mesh.eng.Counters())
 	}
 
+	// A spraying new destinations (addresses of no SIM) is held to its
+	// share of lookups; C's first packet to D, a SIM newly on gw2, still
+	// waits for its lookup and arrives.
+	c, d := newDevice(grp.ID, 0), newDevice(grp.ID, 1)
+	base := d.sim.Address.As4()
+	for i := range 300 {
+		base[2], base[3] = 200, byte(i)
+		a.tun.Send(echoRequest(a.sim.Address, netip.AddrFrom4(base)))
+	}
+	share := slices.Index(meshDropReasons[:], meshDropLookupShare)
+	waitForWithin(t, 10*time.Second, "A's spray held to its share of lookups", func() bool { return tg.gws[0].mesh.drops[share].Load() > 0 })
+	if !first(c, d) {
+		t.Fatal("C's first packet to D lost after A's spray")
+	}
+
 	// A LAN behind B (mapped: the fleet reaches it at another prefix),
 	// reached from A across the mesh, and its host's answer back.
 	rt, err := tg.svc.AddSIMRoute(ctx, controlplane.System, b.sim.ID, controlplane.RouteSpec{Prefix: netip.MustParsePrefix("192.168.50.0/24"), Map: true})
@@ -216,7 +232,7 @@ func TestMeshDeviceToDevice(t *testing.T) {
 	}
 
 	// Another group, without device-to-device: refused at the ingress node.
-	c := newDevice(closed.ID, 1)
+	c = newDevice(closed.ID, 1)
 	before := tg.gws[1].mesh.forwarded.Load()
 	if receives(c, a, 2*time.Second) {
 		t.Fatal("a device of a group without device-to-device reached another node's device")

@@ -281,7 +281,7 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 				// device-to-device asks nothing of the mesh. IPv6 goes
 				// between the SIMs' twins (dst is the IPv4 twin here),
 				// not yet from LANs behind them.
-				if mp, dstGroup, ok := r.mesh.route(dst); ok {
+				if mp, dstGroup, ok := r.mesh.route(dst, st.id); ok {
 					if !d2dAllowed(srcPol, r.policies.get(dstGroup), proto, sport, dport) {
 						r.drops.add(dropPolicy)
 						continue
@@ -343,7 +343,7 @@ func (r *router) HandleInbound(batch []engine.InboundPacket) {
 			if to == nil && r.mesh != nil && ip.Version == 4 && pol != nil && pol.mode != fleet.D2DOff {
 				// Behind a SIM on another node: decided here, sent as
 				// addressed (the node there translates a mapped LAN).
-				if mp, dstGroup, ok := r.mesh.routeSIM(lan.sim); ok {
+				if mp, dstGroup, ok := r.mesh.routeSIM(lan.sim, st.id); ok {
 					if !d2dAllowed(pol, r.policies.get(dstGroup), proto, sport, dport) {
 						r.drops.add(dropPolicy)
 						lan.drops.add(dropPolicy)
@@ -449,9 +449,9 @@ func (r *router) sendHeld(hs []meshHeldOut) {
 		var dstGroup string
 		var ok bool
 		if h.lan != nil {
-			mp, dstGroup, ok = r.mesh.routeSIM(h.lan.sim)
+			mp, dstGroup, ok = r.mesh.routeSIM(h.lan.sim, h.st.id)
 		} else {
-			mp, dstGroup, ok = r.mesh.route(h.dst)
+			mp, dstGroup, ok = r.mesh.route(h.dst, h.st.id)
 		}
 		reason := ""
 		switch {
