@@ -426,11 +426,6 @@ func (r *router) outside(st *simState, pol *groupPolicy, pkt []byte, ip *packet.
 	return true
 }
 
-// out translates a packet leaving SIM sim for the fleet: a mapped LAN
-// source becomes its mapped address; an ICMP error from the SIM's own
-// address about a packet to one of its mapped LANs (a traceroute hop, a
-// "fragmentation needed" from the router) gets the quoted destination
-// mapped. Counted on the route it came out of.
 // sendHeld sends on packets from devices here that waited while their
 // destination was located (mesh.hold): the rest of HandleInbound's mesh
 // branch, with the policy decided now, with the sender's group as it is
@@ -474,6 +469,11 @@ func (r *router) sendHeld(hs []meshHeldOut) {
 	}
 }
 
+// out translates a packet leaving SIM sim for the fleet: a mapped LAN
+// source becomes its mapped address; an ICMP error from the SIM's own
+// address about a packet to one of its mapped LANs (a traceroute hop, a
+// "fragmentation needed" from the router) gets the quoted destination
+// mapped. Counted on the route it came out of.
 func (r *router) out(pkt []byte, ip *packet.Parsed, sim string, from *lanRoute) {
 	if from != nil {
 		if from.mapped() {
