@@ -195,6 +195,26 @@ func TestMeshDeviceToDevice(t *testing.T) {
 	if !first(c, d) {
 		t.Fatal("C's first packet to D lost after A's spray")
 	}
+	// A packet that waited for a location while its destination came
+	// online here is delivered here: A's to C, both on gw1.
+	pa := tg.gws[0].router.peerFor(a.sim.Address)
+	pkt := echoRequest(a.sim.Address, c.sim.Address)
+	var parsed packet.Parsed
+	if pa == nil || parsed.Decode(pkt) != nil {
+		t.Fatalf("A's peer on gw1 %v, or its packet does not parse", pa)
+	}
+	for len(c.got) > 0 {
+		<-c.got
+	}
+	tg.gws[0].router.sendHeld([]meshHeldOut{{pkt: pkt, ip: parsed, dst: c.sim.Address, peer: pa, st: stateOf(pa)}})
+	select {
+	case p := <-c.got:
+		if netip.AddrFrom4([4]byte(p[12:16])) != a.sim.Address {
+			t.Fatalf("C got a packet from %v, want A's", netip.AddrFrom4([4]byte(p[12:16])))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a held packet for a SIM now here was not delivered here")
+	}
 
 	// A LAN behind B (mapped: the fleet reaches it at another prefix),
 	// reached from A across the mesh, and its host's answer back.

@@ -429,7 +429,8 @@ func (r *router) outside(st *simState, pol *groupPolicy, pkt []byte, ip *packet.
 // sendHeld sends on packets from devices here that waited while their
 // destination was located (mesh.hold): the rest of HandleInbound's mesh
 // branch, with the policy decided now, with the sender's group as it is
-// now and the destination's. One with no session anywhere gets the ICMP
+// now and the destination's. One whose destination came online here
+// meanwhile is delivered here; one with no session anywhere gets the ICMP
 // error it would have had at once; a sender revoked meanwhile sends
 // nothing.
 func (r *router) sendHeld(hs []meshHeldOut) {
@@ -448,6 +449,21 @@ func (r *router) sendHeld(hs []meshHeldOut) {
 		} else {
 			mp, dstGroup, ok = r.mesh.route(h.dst, h.st.id)
 		}
+		if !ok && h.lan == nil {
+			if to := r.peerFor(h.dst); to != nil {
+				// The destination came online here meanwhile (a device
+				// moved here): delivered here, under the same policy.
+				if dst := stateOf(to); dst != nil && !dst.revoked.Load() && srcPol != nil && srcPol.mode != fleet.D2DOff &&
+					d2dAllowed(srcPol, r.policies.get(dst.SIM().GroupID), h.ip.Proto, h.ip.SrcPort, h.ip.DstPort) {
+					r.out(h.pkt, &h.ip, h.st.id, h.from)
+					r.mirrorTo(to, nil, h.pkt)
+					r.eng.Send(to, [][]byte{h.pkt})
+				} else {
+					r.drops.add(dropPolicy)
+				}
+				continue
+			}
+		}
 		reason := ""
 		switch {
 		case !ok:
@@ -459,7 +475,7 @@ func (r *router) sendHeld(hs []meshHeldOut) {
 			r.drops.add(reason)
 			if h.lan != nil {
 				h.lan.drops.add(reason)
-			} else if reason == dropOffline && r.peerFor(h.dst) == nil {
+			} else if reason == dropOffline {
 				r.unreachable(h.peer, h.pkt, &h.ip)
 			}
 			continue
