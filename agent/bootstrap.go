@@ -41,15 +41,11 @@ func Bootstrap(ctx context.Context, o BootstrapOptions) (*Config, error) {
 		return nil, fmt.Errorf("agent: bootstrap needs a server and an auth key")
 	}
 	o = o.withDefaults()
-	ks, err := CreateKeyStore(o.KeyRef)
+	ks, proof, err := provenKey(ctx, o)
 	if err != nil {
 		return nil, err
 	}
 	defer CloseKeyStore(ks)
-	proof, err := proveKey(ctx, o, ks)
-	if err != nil {
-		return nil, err
-	}
 	body, _ := json.Marshal(apiv1.BootstrapRequest{AuthKey: o.AuthKey, PublicKey: ks.PublicKey().String(), Name: o.Name, KeyProof: proof})
 	var raw json.RawMessage
 	if err := post(ctx, o, "/api/v1/bootstrap", body, nil, http.StatusOK, &raw); err != nil {
@@ -58,20 +54,27 @@ func Bootstrap(ctx context.Context, o BootstrapOptions) (*Config, error) {
 	return o.saveAnswer(raw)
 }
 
-// proveKey answers the platform's key-proof challenge with ks. Every
-// bootstrap proves the device holds its key: the platform needs it to
-// return a SIM already registered for the key (a retry, or a config
-// rebuilt after loss), and checks it for a new one too.
-func proveKey(ctx context.Context, o BootstrapOptions, ks keystore.Store) (*keyproof.Reply, error) {
+// provenKey opens (or creates) the key store o.KeyRef names and answers
+// the platform's key-proof challenge with it; the caller closes the
+// store. Every bootstrap proves the device holds its key: the platform
+// needs it to return a SIM already registered for the key (a retry, or a
+// config rebuilt after loss), and checks it for a new one too.
+func provenKey(ctx context.Context, o BootstrapOptions) (keystore.Store, *keyproof.Reply, error) {
+	ks, err := CreateKeyStore(o.KeyRef)
+	if err != nil {
+		return nil, nil, err
+	}
 	var ch keyproof.Challenge
 	if err := postJSON(ctx, o, "/api/v1/key-proof/challenge", struct{}{}, http.StatusCreated, &ch); err != nil {
-		return nil, err
+		CloseKeyStore(ks)
+		return nil, nil, err
 	}
 	proof, err := keyproof.Answer(ctx, ks, keyproof.Statement{Purpose: keyproof.Bootstrap, Nonce: ch.Nonce, ServerKey: ch.ServerKey})
 	if err != nil {
-		return nil, fmt.Errorf("agent: answering the key-proof challenge with %s: %w", o.KeyRef, err)
+		CloseKeyStore(ks)
+		return nil, nil, fmt.Errorf("agent: answering the key-proof challenge with %s: %w", o.KeyRef, err)
 	}
-	return &keyproof.Reply{Nonce: ch.Nonce, Proof: proof}, nil
+	return ks, &keyproof.Reply{Nonce: ch.Nonce, Proof: proof}, nil
 }
 
 // withDefaults fills the key reference and HTTP client.

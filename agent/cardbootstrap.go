@@ -79,15 +79,11 @@ func BootstrapCard(ctx context.Context, o BootstrapOptions, card *usim.Card) (*C
 	if err != nil {
 		return nil, err
 	}
-	ks, err := CreateKeyStore(o.KeyRef)
+	ks, proof, err := provenKey(ctx, o)
 	if err != nil {
 		return nil, err
 	}
 	defer CloseKeyStore(ks)
-	proof, err := proveKey(ctx, o, ks)
-	if err != nil {
-		return nil, err
-	}
 	body, _ := json.Marshal(apiv1.CardBootstrapRequest{KeyID: keyID, PublicKey: ks.PublicKey().String(), Name: o.Name, KeyProof: proof})
 	const path = "/api/v1/bootstrap/sim-card"
 	ts := strconv.FormatInt(time.Now().UnixMilli(), 10)

@@ -336,12 +336,18 @@ func (h *Handler) createSIM(w http.ResponseWriter, r *http.Request, k fleet.Auth
 }
 
 func (h *Handler) getSIM(w http.ResponseWriter, r *http.Request, k fleet.AuthKey) {
+	h.writeScoped(w, r, k, func(sim fleet.SIM, sess fleet.Session) any { return toVirtualSIM(sim, sess) })
+}
+
+// writeScoped answers with the path's SIM and its session, as the key's
+// scope lets it see them, in the shape answer gives.
+func (h *Handler) writeScoped(w http.ResponseWriter, r *http.Request, k fleet.AuthKey, answer func(fleet.SIM, fleet.Session) any) {
 	sim, sess, err := h.svc.ScopedSession(r.Context(), k, r.PathValue("id"))
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toVirtualSIM(sim, sess))
+	writeJSON(w, http.StatusOK, answer(sim, sess))
 }
 
 func (h *Handler) session(w http.ResponseWriter, r *http.Request, k fleet.AuthKey) {
@@ -350,12 +356,7 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request, k fleet.AuthKe
 		h.fail(w, r, err)
 		return
 	}
-	sim, sess, err := h.svc.ScopedSession(r.Context(), k, r.PathValue("id"))
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, toSession(sim, sess))
+	h.writeScoped(w, r, k, func(sim fleet.SIM, sess fleet.Session) any { return toSession(sim, sess) })
 }
 
 func (h *Handler) credentials(w http.ResponseWriter, r *http.Request, k fleet.AuthKey) {
