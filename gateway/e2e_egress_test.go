@@ -28,9 +28,7 @@ import (
 func outsideIn(ns **netns.NS) Outside {
 	return Outside{
 		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var c net.Conn
-			err := (*ns).Do(func() (err error) { c, err = (&net.Dialer{}).DialContext(ctx, network, addr); return err })
-			return c, err
+			return (*ns).DialContext(ctx, network, addr) // *ns is set once the namespace exists
 		},
 		ListenICMP: func(network string) (net.PacketConn, error) {
 			var pc net.PacketConn

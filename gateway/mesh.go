@@ -37,9 +37,10 @@ import (
 // engine); one for a SIM that has no session there is dropped and
 // counted.
 //
-// SIM addresses and LANs behind SIMs (IPv4) cross the mesh in this
-// version: IPv6, 4via6 and the taps of the destination's group (mirror,
-// capture, inspection) at the egress node are not done yet.
+// SIM addresses, IPv4 LANs behind SIMs and IPv6 between SIMs' twins
+// cross the mesh in this version: IPv6 LANs, 4via6 and the taps of the
+// destination's group (mirror, capture, inspection) at the egress node
+// are not done yet.
 
 // MeshConfig joins a gateway to the inter-node mesh.
 type MeshConfig struct {
@@ -227,7 +228,7 @@ func (m *mesh) start() error {
 				m.mu.RLock()
 				for _, p := range m.peers {
 					m.eng.Send(p, [][]byte{heartbeatPacket}) // brings a session up, too
-					if last := p.Stats().LastReceived; !last.IsZero() && !heard(p) && time.Since(last) < takeoverSurgeFor {
+					if last := p.Stats().LastReceived; !last.IsZero() && time.Since(last) >= meshAliveFor && time.Since(last) < takeoverSurgeFor {
 						m.lostAt.Store(time.Now().UnixNano())
 					}
 				}

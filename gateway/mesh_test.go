@@ -20,8 +20,6 @@ import (
 	"github.com/wirefleet/wirefleet/internal/packet"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
-	"golang.zx2c4.com/wireguard/conn"
-	wgdevice "golang.zx2c4.com/wireguard/device"
 )
 
 // TestMeshDeviceToDevice: two nodes on one PostgreSQL, joined by the
@@ -72,15 +70,8 @@ func TestMeshDeviceToDevice(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d := &device{sim: sim, tun: memtun.NewChan(1420, 0, 64), got: make(chan []byte, 64)}
-		dev := wgdevice.NewDevice(d.tun, conn.NewStdNetBind(), wgdevice.NewLogger(wgdevice.LogLevelError, "dev: "))
-		if err := dev.IpcSet(fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.127.0.0/16\nallowed_ip=10.128.0.0/9\nallowed_ip=10.64.0.0/10\nallowed_ip=%s\n", key[:], tg.gwKey[:], tg.gws[gw].Port(), o6.View())); err != nil {
-			t.Fatal(err)
-		}
-		if err := dev.Up(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(dev.Close)
+		d := &device{sim: sim, got: make(chan []byte, 64)}
+		d.tun, _ = memDevice(t, key, tg.gwKey, tg.gws[gw].Port(), fmt.Sprintf("allowed_ip=10.128.0.0/9\nallowed_ip=10.64.0.0/10\nallowed_ip=%s\n", o6.View()))
 		go func() {
 			for p := range d.tun.Out() {
 				select {

@@ -5,7 +5,6 @@ package gateway
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -16,12 +15,9 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/store/pgstore"
 	"github.com/wirefleet/wirefleet/controlplane/store/pgstore/pgtest"
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/internal/memtun"
 	"github.com/wirefleet/wirefleet/internal/packet"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
-	"golang.zx2c4.com/wireguard/conn"
-	wgdevice "golang.zx2c4.com/wireguard/device"
 )
 
 // Two wirefleetd on one PostgreSQL: the gateway runs on the first, the
@@ -61,16 +57,7 @@ func TestRevocationFromAnotherProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tunDev := memtun.NewChan(1420, 0, 64)
-	dev := wgdevice.NewDevice(tunDev, conn.NewStdNetBind(), wgdevice.NewLogger(wgdevice.LogLevelError, "dev: "))
-	defer dev.Close()
-	gwPub := ks.PublicKey()
-	if err := dev.IpcSet(fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.127.0.0/16\n", devKey[:], gwPub[:], gw.Port())); err != nil {
-		t.Fatal(err)
-	}
-	if err := dev.Up(); err != nil {
-		t.Fatal(err)
-	}
+	tunDev, _ := memDevice(t, devKey, ks.PublicKey(), gw.Port(), "")
 	echo := func() bool {
 		tunDev.Send(echoRequest(sim.Address, MetadataAddr))
 		select {

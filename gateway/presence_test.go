@@ -24,12 +24,9 @@ import (
 	"github.com/wirefleet/wirefleet/fleet"
 	"github.com/wirefleet/wirefleet/gateway/monitor"
 	"github.com/wirefleet/wirefleet/internal/egress"
-	"github.com/wirefleet/wirefleet/internal/memtun"
 	"github.com/wirefleet/wirefleet/internal/seal"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
-	"golang.zx2c4.com/wireguard/conn"
-	wgdevice "golang.zx2c4.com/wireguard/device"
 )
 
 // gatewaySet is gateways (one key, as a load-balanced set) of as many
@@ -89,22 +86,8 @@ func newGateways(t *testing.T, n int, opts ...func(i int, c *Config)) *gatewaySe
 // gateway i (extra: more UAPI lines for its peer); send makes it send one
 // echo request to the metadata address.
 func (tg *gatewaySet) device(t *testing.T, key wgkey.Private, sim fleet.SIM, i int, extra ...string) (send func(), stop func()) {
-	tunDev := memtun.NewChan(1420, 0, 64)
-	dev := wgdevice.NewDevice(tunDev, conn.NewStdNetBind(), wgdevice.NewLogger(wgdevice.LogLevelError, "dev: "))
-	if err := dev.IpcSet(fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.127.0.0/16\n%s", key[:], tg.gwKey[:], tg.gws[i].Port(), strings.Join(extra, ""))); err != nil {
-		t.Fatal(err)
-	}
-	if err := dev.Up(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop = func() {
-		if !stopped {
-			stopped = true
-			dev.Close()
-		}
-	}
-	t.Cleanup(stop)
+	tunDev, dev := memDevice(t, key, tg.gwKey, tg.gws[i].Port(), strings.Join(extra, ""))
+	stop = dev.Close
 	go func() { // drain replies
 		for range tunDev.Out() {
 		}

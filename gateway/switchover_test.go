@@ -18,11 +18,8 @@ import (
 	"github.com/wirefleet/wirefleet/controlplane/store/pgstore"
 	"github.com/wirefleet/wirefleet/controlplane/store/pgstore/pgtest"
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/internal/memtun"
 	"github.com/wirefleet/wirefleet/keystore"
 	"github.com/wirefleet/wirefleet/wgkey"
-	"golang.zx2c4.com/wireguard/conn"
-	wgdevice "golang.zx2c4.com/wireguard/device"
 )
 
 // TestPostgresSwitchover: a gateway on a primary with a synchronous
@@ -64,16 +61,7 @@ func TestPostgresSwitchover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tunDev := memtun.NewChan(1420, 0, 64)
-	dev := wgdevice.NewDevice(tunDev, conn.NewStdNetBind(), wgdevice.NewLogger(wgdevice.LogLevelError, "dev: "))
-	defer dev.Close()
-	gwPub := ks.PublicKey()
-	if err := dev.IpcSet(fmt.Sprintf("private_key=%x\nlisten_port=0\npublic_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.127.0.0/16\n", devKey[:], gwPub[:], gw.Port())); err != nil {
-		t.Fatal(err)
-	}
-	if err := dev.Up(); err != nil {
-		t.Fatal(err)
-	}
+	tunDev, _ := memDevice(t, devKey, ks.PublicKey(), gw.Port(), "")
 	// The device pings every 100 ms for the whole test; replies counted.
 	var sent, answered atomic.Int64
 	stop := make(chan struct{})

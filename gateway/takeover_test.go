@@ -13,10 +13,7 @@ import (
 
 	"github.com/wirefleet/wirefleet/controlplane"
 	"github.com/wirefleet/wirefleet/fleet"
-	"github.com/wirefleet/wirefleet/internal/memtun"
 	"github.com/wirefleet/wirefleet/wgkey"
-	"golang.zx2c4.com/wireguard/conn"
-	wgdevice "golang.zx2c4.com/wireguard/device"
 )
 
 // TestTakeoverFromAnotherNode: a standard device whose packets move from
@@ -35,18 +32,10 @@ func TestTakeoverFromAnotherNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tunDev := memtun.NewChan(1420, 0, 64)
-	dev := wgdevice.NewDevice(tunDev, conn.NewStdNetBind(), wgdevice.NewLogger(wgdevice.LogLevelError, "dev: "))
+	tunDev, dev := memDevice(t, key, tg.gwKey, tg.gws[0].Port(), "")
 	peer := func(gw int) string {
 		return fmt.Sprintf("public_key=%x\nendpoint=127.0.0.1:%d\nallowed_ip=100.127.0.0/16\n", tg.gwKey[:], tg.gws[gw].Port())
 	}
-	if err := dev.IpcSet(fmt.Sprintf("private_key=%x\nlisten_port=0\n", key[:]) + peer(0)); err != nil {
-		t.Fatal(err)
-	}
-	if err := dev.Up(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(dev.Close)
 	replies := make(chan struct{}, 1024)
 	go func() {
 		for range tunDev.Out() {

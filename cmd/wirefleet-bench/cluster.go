@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -148,7 +146,8 @@ with the nodes' CPU-seconds per gigabit. Progress on stderr.
 	progress("cluster: starting PostgreSQL")
 	pg := pgtest.StartDurable(t)
 	dsn := pg.NewDatabase(t)
-	st, err := pgstore.Open(ctx, dsn, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	st, err := pgstore.Open(ctx, dsn, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,11 +194,7 @@ with the nodes' CPU-seconds per gigabit. Progress on stderr.
 		cn[i] = n
 	}
 	startNode := func(n *clusterNode, first *clusterNode) {
-		dir, err := os.MkdirTemp("", "wirefleet-bench-"+n.name+"-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
+		dir := t.TempDir()
 		n.dir = dir
 		if first != nil { // one identity; the admin token is the store's
 			for _, f := range []string{"gateway.key", seal.KeyFile, "admin.token"} {
@@ -215,11 +210,7 @@ with the nodes' CPU-seconds per gigabit. Progress on stderr.
 		n.proc = env.Start(n.ns, []string{"WIREFLEET_POSTGRES=" + dsn}, *bin, "--data", dir, "--api-listen", "127.0.0.1:18080",
 			"--wg-listen", fmt.Sprintf(":%d", benchPort), "--endpoint", netip.AddrPortFrom(n.addr, benchPort).String(),
 			"--mesh-endpoint", netip.AddrPortFrom(n.addr, benchPort+1).String(), "--node-name", n.name, "--log-level", "warn")
-		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var c net.Conn
-			err := n.ns.Do(func() (err error) { c, err = (&net.Dialer{}).DialContext(ctx, network, addr); return err })
-			return c, err
-		}}}
+		c := n.ns.HTTPClient()
 		deadline := time.Now().Add(60 * time.Second)
 		for {
 			if resp, err := c.Get("http://127.0.0.1:18080/readyz"); err == nil {
@@ -251,8 +242,7 @@ with the nodes' CPU-seconds per gigabit. Progress on stderr.
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return gwPub }, Secrets: secrets,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
+	svc := controlplane.New(st, controlplane.Config{GatewayPublicKey: func() wgkey.Public { return gwPub }, Secrets: secrets, Logger: quiet})
 	grp, err := svc.CreateGroup(ctx, controlplane.System, "bench", fleet.GroupSettings{DeviceToDevice: fleet.D2DPolicy{Mode: fleet.D2DGroup}})
 	if err != nil {
 		t.Fatal(err)

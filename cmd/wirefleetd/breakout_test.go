@@ -3,11 +3,9 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -57,11 +55,7 @@ func TestBreakoutUnprivileged(t *testing.T) {
 		"--dns-upstream", inettest.DNS.String())
 
 	// The API, from inside the gateway's namespace.
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := gw.Do(func() (err error) { c, err = (&net.Dialer{}).DialContext(ctx, network, addr); return err })
-		return c, err
-	}}}
+	client := gw.HTTPClient()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := client.Get("http://127.0.0.1:18080/readyz")

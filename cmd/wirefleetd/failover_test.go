@@ -3,11 +3,9 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -53,15 +51,6 @@ func buildWirefleetd(t *testing.T) (dir, bin string) {
 	return dir, bin
 }
 
-// nsClient is an HTTP client whose connections start inside ns.
-func nsClient(ns *netns.NS) *http.Client {
-	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := ns.Do(func() (err error) { c, err = (&net.Dialer{}).DialContext(ctx, network, addr); return err })
-		return c, err
-	}}}
-}
-
 // failoverNode is one wirefleetd of a failover test, in its namespace.
 type failoverNode struct {
 	name string
@@ -99,7 +88,7 @@ func startNodes(t *testing.T, env *netns.Env, bin, dsn string, endpoint netip.Ad
 		}
 		n.proc = env.Start(n.ns, []string{"WIREFLEET_POSTGRES=" + dsn}, bin, append([]string{"--data", dir, "--api-listen", apiListen,
 			"--wg-listen", ":51820", "--endpoint", endpoint.String(), "--node-name", n.name}, n.args...)...)
-		c := nsClient(n.ns)
+		c := n.ns.HTTPClient()
 		waitUntil(t, 30*time.Second, n.name+" ready", func() bool {
 			resp, err := c.Get("http://127.0.0.1:" + apiPort + "/readyz")
 			if err != nil {
@@ -159,7 +148,7 @@ func killAndMeasure(t *testing.T, env *netns.Env, dev *netns.NS, wg *netns.WireG
 	// the victim is gone).
 	waitUntil(t, 20*time.Second, "the mesh between the nodes up", func() bool {
 		for _, n := range []*failoverNode{victim, survivor} {
-			resp, err := nsClient(n.ns).Get("http://127.0.0.1:18080/healthz?format=json")
+			resp, err := n.ns.HTTPClient().Get("http://127.0.0.1:18080/healthz?format=json")
 			if err != nil {
 				return false
 			}
@@ -340,7 +329,7 @@ func apiCall(t *testing.T, n *failoverNode, token, method, path, body string) []
 	req, _ := http.NewRequest(method, "http://127.0.0.1:18080"+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := nsClient(n.ns).Do(req)
+	resp, err := n.ns.HTTPClient().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,7 +407,7 @@ func TestFailoverNftablesBalancer(t *testing.T) {
 func nodeHolds(n *failoverNode, token string, wg *netns.WireGuard) bool {
 	req, _ := http.NewRequest("GET", "http://127.0.0.1:18080/api/v1/sims/find?ref="+url.QueryEscape(wg.Public.String()), nil)
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := nsClient(n.ns).Do(req)
+	resp, err := n.ns.HTTPClient().Do(req)
 	if err != nil {
 		return false
 	}
@@ -611,7 +600,7 @@ func TestMeshAcrossNodes(t *testing.T) {
 		req, _ := http.NewRequest("POST", "http://127.0.0.1:18080/api/v1/groups", strings.NewReader(`{"name":"after-switchover"}`))
 		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := nsClient(nodes[2].ns).Do(req)
+		resp, err := nodes[2].ns.HTTPClient().Do(req)
 		if err != nil {
 			return false
 		}

@@ -3,9 +3,13 @@
 package netns
 
 import (
+	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"runtime"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -57,4 +61,18 @@ func (n *NS) MustDo(fn func() error) {
 	if err := n.Do(fn); err != nil {
 		n.env.t.Fatalf("netns: in %s: %v", n.Name, err)
 	}
+}
+
+// DialContext connects from inside n (a net.Dialer's, for transports
+// whose connections must start in the namespace).
+func (n *NS) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := n.Do(func() (err error) { c, err = (&net.Dialer{}).DialContext(ctx, network, addr); return err })
+	return c, err
+}
+
+// HTTPClient is an HTTP client whose connections start inside n, with a
+// 5 s timeout (the API of a process in n, on its loopback).
+func (n *NS) HTTPClient() *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: n.DialContext}}
 }
