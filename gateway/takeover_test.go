@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -127,4 +128,29 @@ func (g *Gateway) takeoverCounts() map[string]uint64 {
 		out[r] = g.takeover.results[i].Load()
 	}
 	return out
+}
+
+// Unauthenticated packets buy takeover lookups at the steady rate only
+// (its burst, then dropped and counted); while a mesh node has just gone
+// silent, a mass failover's, the surge bucket lets many more through.
+func TestTakeoverRateSurgesOnlyAfterANodeWentSilent(t *testing.T) {
+	g := &Gateway{}
+	tk := newTakeover(g)
+	spray := func(from, n int) {
+		for i := range n {
+			tk.offer(netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, byte((from + i) >> 8), byte(from + i)}), 40000), nil)
+		}
+	}
+	dropped := func() uint64 { return tk.results[slices.Index(takeoverResults[:], "dropped")].Load() }
+	spray(0, 1000)
+	if q := len(tk.queue); q > takeoverBurst+10 || dropped() == 0 {
+		t.Fatalf("steady state: %d tries queued of 1,000 endpoints, %d dropped; want about the burst of %d queued", q, dropped(), takeoverBurst)
+	}
+	steady := len(tk.queue)
+	g.mesh = &mesh{}
+	g.mesh.lostAt.Store(time.Now().UnixNano())
+	spray(1000, 1000)
+	if q := len(tk.queue) - steady; q < 900 {
+		t.Fatalf("a node just gone silent: %d more tries queued of 1,000 endpoints, want nearly all", q)
+	}
 }
